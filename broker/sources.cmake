@@ -1,0 +1,1 @@
+# Library sources of broker/ (none yet).

@@ -1,0 +1,1 @@
+# Library sources of client/ (none yet).

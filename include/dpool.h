@@ -1,0 +1,343 @@
+/*  dpool.h - the one public header of libdpool.
+
+    dpool is Python's multiprocessing.Pool for C, stretched across machines. A
+    program hands named tasks with msgpack arguments to a pool and collects the
+    results; the pool's processes are forked on this machine (an embedded pool,
+    like Pool(3)) or run anywhere that reaches a dpool-broker.
+
+    Conventions, the same in every call:
+    - A call that can fail returns 0 on success or -1 on failure (or NULL for
+      a constructor) and sets a thread-local error code, read with
+      dpool_errno() and explained by dpool_strerror().
+    - Destructors take T ** and null the caller's pointer; calling one on a
+      NULL pointer is harmless.
+    - Arguments and results are msgpack. "Packed" means msgpack bytes as made
+      by msgpack-c's msgpack_packer; a msgpack_object handed out by dpool is
+      valid as long as the handle it came from.
+    - Every call on a pool may be made from any thread. Callbacks run on the
+      pool's own thread, one at a time; they must not block for long.
+*/
+#ifndef DPOOL_H_INCLUDED
+#define DPOOL_H_INCLUDED
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DPOOL_VERSION_MAJOR 0
+#define DPOOL_VERSION_MINOR 1
+#define DPOOL_VERSION_PATCH 0
+#define DPOOL_VERSION_STRING "0.1.0"
+
+/*  ---------------------------------------------------------------------------
+    Errors. These codes are also the task status codes on the wire (see
+    docs/PROTOCOL.md): 0 is success, anything else names why a call or a task
+    failed. New codes are only ever appended.
+*/
+typedef enum {
+    DPOOL_OK = 0,
+    DPOOL_EFAILED = 1,     /* the task function reported failure */
+    DPOOL_ETIMEOUT = 2,    /* a wait ran out before the result was ready */
+    DPOOL_EDEADLINE = 3,   /* the task ran past its own timeout and was killed */
+    DPOOL_ECANCELLED = 4,  /* the task was cancelled before it ran */
+    DPOOL_ELOST = 5,       /* the workers running it died too many times */
+    DPOOL_ENOFUNC = 6,     /* no worker offers the function */
+    DPOOL_EREJECTED = 7,   /* the broker refused the task (its queue is full) */
+    DPOOL_ECLOSED = 8,     /* the pool is closed to new tasks */
+    DPOOL_EINVAL = 9,      /* an argument is invalid (bad msgpack, empty name) */
+    DPOOL_ENOMEM = 10,     /* out of memory */
+    DPOOL_EAGAIN = 11,     /* a non-blocking call would have to wait */
+    DPOOL_EPROTO = 12,     /* a peer broke the wire protocol */
+    DPOOL_ESTATE = 13,     /* the call is not valid in the object's state */
+    DPOOL_ESYS = 14,       /* a system call failed (see errno) */
+    DPOOL_EEND = 15,       /* an iterator has no more items */
+    DPOOL_EUNREACHABLE = 16 /* the broker could not be reached */
+} dpool_error_t;
+
+/*  The code of the last failed dpool call on this thread. */
+int
+dpool_errno (void);
+
+/*  A short English description of an error code; never NULL. */
+const char *
+dpool_strerror (int code);
+
+/*  ---------------------------------------------------------------------------
+    Task functions. A task names a function; every worker process that can
+    run it has registered that name. A function gets the task's unpacked
+    arguments and writes exactly one msgpack object, its result, with the
+    packer. It returns 0 on success, or fails by returning
+    dpool_task_fail(task, ...), whose message reaches the caller.
+*/
+typedef struct _dpool_task_t dpool_task_t;
+
+typedef int(dpool_fn_t) (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result);
+
+/*  Registers fn under name (1 to 255 bytes) in this process, with an opaque
+    hint the function can read back with dpool_task_hint(). Register before
+    creating an embedded pool or running a worker: workers are forked copies
+    of the program and know what it registered at that moment. Registering a
+    name again replaces it. Returns 0, or -1 (DPOOL_EINVAL, DPOOL_ENOMEM). */
+int
+dpool_register (const char *name, dpool_fn_t *fn, void *hint);
+
+/*  Marks the task failed with a printf-style message and returns -1, so a
+    function can end with: return dpool_task_fail (task, "no such file %s", p); */
+int
+dpool_task_fail (dpool_task_t *task, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+/*  The hint given to dpool_register for this task's function. */
+void *
+dpool_task_hint (dpool_task_t *task);
+
+/*  The name of the function being run. */
+const char *
+dpool_task_name (dpool_task_t *task);
+
+/*  Which attempt this is: 1 for the first run, 2 after one worker died... */
+unsigned
+dpool_task_attempt (dpool_task_t *task);
+
+/*  ---------------------------------------------------------------------------
+    Workers. A worker process connects to a broker, announces the functions
+    this process registered (and the built-ins echo, sleep, fail, crash and
+    pid), and runs tasks one at a time until told to stop.
+*/
+
+/*  Runs one worker process's loop against the broker at endpoint, in the
+    calling process. Blocks until the broker says goodbye, SIGINT/SIGTERM
+    arrives, or a fatal error; returns 0 on a clean stop, else -1. */
+int
+dpool_worker_run (const char *endpoint);
+
+/*  Supervises procs worker processes (0: one per CPU), forked from this
+    program, against the broker at endpoint; a process that dies is replaced.
+    This is how one program serves as its own worker on other hosts
+    (./myprog --worker tcp://head:5555). Blocks until SIGINT/SIGTERM; then
+    stops the workers and returns 0, or -1 if it could not start. */
+int
+dpool_worker_serve (const char *endpoint, int procs);
+
+/*  ---------------------------------------------------------------------------
+    The pool.
+*/
+typedef struct _dpool_pool_t dpool_pool_t;
+typedef struct _dpool_result_t dpool_result_t;
+typedef struct _dpool_iter_t dpool_iter_t;
+
+/*  How a pool is made. Zero (or dpool_config_init) means "the default" for
+    every field. */
+typedef struct {
+    const char *connect;       /* broker endpoint; NULL for an embedded pool */
+    int procs;                 /* embedded: worker processes (0: one per CPU) */
+    const char *bind;          /* embedded: also accept outside workers here */
+    int timeout_ms;            /* default task timeout (0: none) */
+    int retries;               /* default retries after a worker dies (0: 3) */
+    int max_outstanding;       /* tasks in flight before submits block (0: 100000) */
+    const char *name;          /* a name the broker shows in status */
+} dpool_config_t;
+
+/*  Fills config with defaults, then applies the DPOOL_* environment
+    variables it knows (DPOOL_CONNECT, DPOOL_PROCS, DPOOL_TIMEOUT_MS,
+    DPOOL_RETRIES, DPOOL_MAX_OUTSTANDING). */
+void
+dpool_config_init (dpool_config_t *config);
+
+/*  An embedded pool: Pool(procs). Starts a broker on a thread of this
+    program and forks procs worker processes (0: one per CPU) that run the
+    functions this program registered. Returns NULL on failure. */
+dpool_pool_t *
+dpool_pool_new (int procs);
+
+/*  A pool whose tasks go to the dpool-broker at endpoint, for example
+    "tcp://head:5555". Returns NULL on failure (DPOOL_EINVAL for a bad
+    endpoint); an unreachable broker is not a failure here: tasks wait. */
+dpool_pool_t *
+dpool_pool_connect (const char *endpoint);
+
+/*  Either of the above, from a config. */
+dpool_pool_t *
+dpool_pool_new_config (const dpool_config_t *config);
+
+/*  Terminates the pool unless it was joined, then frees it. Result handles
+    the caller still holds stay valid; those not finished end cancelled. */
+void
+dpool_pool_destroy (dpool_pool_t **self_p);
+
+/*  Per-call options. Zero means "the pool's default" for every field. */
+typedef void(dpool_callback_fn) (dpool_result_t *result, void *arg);
+
+typedef struct {
+    int priority;                      /* higher runs first; equal is FIFO */
+    int timeout_ms;                    /* 0: pool default; -1: none */
+    int retries;                       /* 0: pool default; -1: never retry */
+    dpool_callback_fn *callback;       /* called once when it succeeded */
+    dpool_callback_fn *error_callback; /* called once when it failed */
+    void *arg;                         /* passed to the callbacks */
+} dpool_call_t;
+
+/*  Submits fn(args), args being one packed msgpack object, and returns a
+    handle at once (Pool.apply_async). call may be NULL. Blocks only while
+    the pool has max_outstanding tasks in flight. Returns NULL on failure:
+    DPOOL_ECLOSED after close, DPOOL_EINVAL for a bad name or bad msgpack.
+    The caller owns the handle and destroys it; destroying it does not
+    cancel the task, and callbacks still run. */
+dpool_result_t *
+dpool_pool_apply_async (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                        const dpool_call_t *call);
+
+/*  apply_async, then waits for the result (Pool.apply). Returns a finished
+    handle, successful or not; NULL only if the task could not be submitted. */
+dpool_result_t *
+dpool_pool_apply (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                  const dpool_call_t *call);
+
+/*  Submits fn over every object of args, a sequence of packed msgpack
+    objects back to back (one task each), in chunks of chunksize tasks (0:
+    chosen from the count and the number of workers, as Pool does). The one
+    handle stands for the whole map: its value is the array of results in
+    input order; dpool_result_item reads one. Callbacks run once, when all
+    are done; error_callback if any failed. Returns NULL on failure. */
+dpool_result_t *
+dpool_pool_map_async (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                      size_t chunksize, const dpool_call_t *call);
+
+/*  map_async, then waits for every task. */
+dpool_result_t *
+dpool_pool_map (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                size_t chunksize, const dpool_call_t *call);
+
+/*  map where every object of args must be an array (the function's
+    positional arguments); DPOOL_EINVAL otherwise. */
+dpool_result_t *
+dpool_pool_starmap (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                    size_t chunksize, const dpool_call_t *call);
+dpool_result_t *
+dpool_pool_starmap_async (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                          size_t chunksize, const dpool_call_t *call);
+
+/*  Submits like map_async and returns an iterator over the results: in
+    input order (imap) or in the order they finish (imap_unordered). */
+dpool_iter_t *
+dpool_pool_imap (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                 size_t chunksize, const dpool_call_t *call);
+dpool_iter_t *
+dpool_pool_imap_unordered (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                           size_t chunksize, const dpool_call_t *call);
+
+/*  No more submissions: later submits fail with DPOOL_ECLOSED. Tasks
+    already submitted run to the end. Returns 0. */
+int
+dpool_pool_close (dpool_pool_t *self);
+
+/*  Waits until every task submitted to this pool has finished, up to
+    timeout_ms (-1: no limit). The pool must be closed or terminated first
+    (else -1, DPOOL_ESTATE), as with Pool.join. Returns 0, or -1 with
+    DPOOL_ETIMEOUT. */
+int
+dpool_pool_join (dpool_pool_t *self, int timeout_ms);
+
+/*  Closes the pool, cancels every task not finished (their handles end
+    with DPOOL_ECANCELLED) and, for an embedded pool, stops its worker
+    processes. Returns 0. */
+int
+dpool_pool_terminate (dpool_pool_t *self);
+
+/*  Asks the broker for its status. On success returns 0 and a packed msgpack
+    map in *data (caller frees with free()) of *size bytes; see
+    docs/PROTOCOL.md for its keys. Fails with DPOOL_ETIMEOUT. */
+int
+dpool_pool_status (dpool_pool_t *self, int timeout_ms, void **data, size_t *size);
+
+/*  The number of workers the broker reported last (0 if none yet). */
+int
+dpool_pool_workers (dpool_pool_t *self);
+
+/*  ---------------------------------------------------------------------------
+    Result handles (Pool's AsyncResult). One handle stands for one apply or
+    one whole map.
+*/
+
+/*  Waits up to timeout_ms (-1: no limit) for the result. On success returns 0
+    and, if value is not NULL, the result (for a map: the array of all
+    results). Returns -1 with DPOOL_ETIMEOUT if not ready in time, or with the
+    task's error code (DPOOL_EFAILED, DPOOL_ELOST...) if it failed;
+    dpool_result_error then gives the message. */
+int
+dpool_result_get (dpool_result_t *self, int timeout_ms, msgpack_object *value);
+
+/*  Waits up to timeout_ms (-1: no limit) for the result to be ready.
+    Returns 0 when ready, -1 with DPOOL_ETIMEOUT otherwise. */
+int
+dpool_result_wait (dpool_result_t *self, int timeout_ms);
+
+/*  True once the result is ready (successful or not). */
+bool
+dpool_result_ready (dpool_result_t *self);
+
+/*  True if ready and every task succeeded. */
+bool
+dpool_result_successful (dpool_result_t *self);
+
+/*  DPOOL_OK, the error code of the (first) failed task, or -1 if not ready. */
+int
+dpool_result_code (dpool_result_t *self);
+
+/*  The error message of the (first) failed task, or NULL. Borrowed. */
+const char *
+dpool_result_error (dpool_result_t *self);
+
+/*  The number of tasks the handle stands for (1 for apply). */
+size_t
+dpool_result_count (dpool_result_t *self);
+
+/*  For an item handle returned by an iterator, its index in the input;
+    0 otherwise. */
+size_t
+dpool_result_index (dpool_result_t *self);
+
+/*  Reads item index of a finished handle: returns 0 and its value, or -1
+    with its error code (and dpool_result_item_error gives the message);
+    DPOOL_ESTATE if the handle is not ready, DPOOL_EINVAL if out of range. */
+int
+dpool_result_item (dpool_result_t *self, size_t index, msgpack_object *value);
+
+/*  The error message of item index, or NULL if it succeeded. Borrowed. */
+const char *
+dpool_result_item_error (dpool_result_t *self, size_t index);
+
+/*  Cancels the tasks of this handle that have not started; they end with
+    DPOOL_ECANCELLED. Tasks already running finish. Returns 0. */
+int
+dpool_result_cancel (dpool_result_t *self);
+
+/*  Drops the caller's reference. The task goes on; callbacks still run. */
+void
+dpool_result_destroy (dpool_result_t **self_p);
+
+/*  ---------------------------------------------------------------------------
+    Iterators (imap, imap_unordered).
+*/
+
+/*  The next item as a finished handle (the caller destroys it), waiting up
+    to timeout_ms (-1: no limit). Returns NULL with DPOOL_EEND when every
+    item was returned, or DPOOL_ETIMEOUT. An item that failed is returned
+    like any other; check it with dpool_result_successful. */
+dpool_result_t *
+dpool_iter_next (dpool_iter_t *self, int timeout_ms);
+
+/*  Frees the iterator; tasks not yet returned go on running. */
+void
+dpool_iter_destroy (dpool_iter_t **self_p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,412 @@
+/*  dp_msgpack.c - a bounds-checked, non-allocating msgpack reader. */
+#include "dp_msgpack.h"
+
+#include <assert.h>
+#include <string.h>
+
+void
+dp_reader_init (dp_reader_t *self, const void *data, size_t size)
+{
+    assert (self);
+    assert (data || size == 0);
+    self->pos = (const uint8_t *) data;
+    self->end = self->pos + size;
+}
+
+size_t
+dp_reader_left (const dp_reader_t *self)
+{
+    return (size_t) (self->end - self->pos);
+}
+
+/*  Big-endian loads of n bytes at p; the caller has checked the bounds. */
+static uint64_t
+s_load_be (const uint8_t *p, int n)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < n; i++)
+        value = (value << 8) | p [i];
+    return value;
+}
+
+dp_mp_type_t
+dp_mp_peek (const dp_reader_t *self)
+{
+    if (self->pos >= self->end)
+        return DP_MP_INVALID;
+    uint8_t b = *self->pos;
+    if (b <= 0x7f)
+        return DP_MP_UINT;
+    if (b <= 0x8f)
+        return DP_MP_MAP;
+    if (b <= 0x9f)
+        return DP_MP_ARRAY;
+    if (b <= 0xbf)
+        return DP_MP_STR;
+    if (b >= 0xe0)
+        return DP_MP_INT;
+    switch (b) {
+    case 0xc0:
+        return DP_MP_NIL;
+    case 0xc2:
+    case 0xc3:
+        return DP_MP_BOOL;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+        return DP_MP_BIN;
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
+        return DP_MP_EXT;
+    case 0xca:
+    case 0xcb:
+        return DP_MP_FLOAT;
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+        return DP_MP_UINT;
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3:
+        return DP_MP_INT;
+    case 0xd9:
+    case 0xda:
+    case 0xdb:
+        return DP_MP_STR;
+    case 0xdc:
+    case 0xdd:
+        return DP_MP_ARRAY;
+    case 0xde:
+    case 0xdf:
+        return DP_MP_MAP;
+    default:
+        return DP_MP_INVALID; /* 0xc1 is never used */
+    }
+}
+
+/*  Reads a header of 1 + n bytes whose n-byte big-endian tail is a length
+    or count; fails if the header does not fit. */
+static int
+s_read_len (dp_reader_t *self, int n, uint64_t *len)
+{
+    if (dp_reader_left (self) < (size_t) 1 + (size_t) n)
+        return -1;
+    *len = s_load_be (self->pos + 1, n);
+    self->pos += 1 + n;
+    return 0;
+}
+
+/*  Reads the header of a container whose fix form is fix_lo..fix_lo+15 and
+    whose 16- and 32-bit forms are tag16 and tag16 + 1. */
+static int
+s_read_container (dp_reader_t *self, uint8_t fix_lo, uint8_t tag16, uint32_t *count)
+{
+    if (self->pos >= self->end)
+        return -1;
+    uint8_t b = *self->pos;
+    uint64_t n;
+    if (b >= fix_lo && b <= fix_lo + 0x0f) {
+        n = b & 0x0f;
+        self->pos++;
+    }
+    else if (b == tag16) {
+        if (s_read_len (self, 2, &n))
+            return -1;
+    }
+    else if (b == tag16 + 1) {
+        if (s_read_len (self, 4, &n))
+            return -1;
+    }
+    else
+        return -1;
+    *count = (uint32_t) n;
+    return 0;
+}
+
+int
+dp_mp_read_array (dp_reader_t *self, uint32_t *count)
+{
+    return s_read_container (self, 0x90, 0xdc, count);
+}
+
+int
+dp_mp_read_map (dp_reader_t *self, uint32_t *count)
+{
+    return s_read_container (self, 0x80, 0xde, count);
+}
+
+/*  Reads any integer item as a sign and magnitude. */
+static int
+s_read_integer (dp_reader_t *self, bool *negative, uint64_t *magnitude)
+{
+    if (self->pos >= self->end)
+        return -1;
+    uint8_t b = *self->pos;
+    uint64_t raw;
+    *negative = false;
+    if (b <= 0x7f) {
+        *magnitude = b;
+        self->pos++;
+        return 0;
+    }
+    if (b >= 0xe0) {
+        *negative = true;
+        *magnitude = (uint64_t) (-(int64_t) (int8_t) b);
+        self->pos++;
+        return 0;
+    }
+    int width;
+    bool is_signed;
+    switch (b) {
+    case 0xcc:
+    case 0xd0:
+        width = 1;
+        break;
+    case 0xcd:
+    case 0xd1:
+        width = 2;
+        break;
+    case 0xce:
+    case 0xd2:
+        width = 4;
+        break;
+    case 0xcf:
+    case 0xd3:
+        width = 8;
+        break;
+    default:
+        return -1;
+    }
+    is_signed = b >= 0xd0;
+    if (s_read_len (self, width, &raw))
+        return -1;
+    if (!is_signed) {
+        *magnitude = raw;
+        return 0;
+    }
+    /*  Sign-extend the width-byte two's complement value. */
+    int shift = 64 - 8 * width;
+    int64_t value = (int64_t) (raw << shift) >> shift;
+    if (value < 0) {
+        *negative = true;
+        *magnitude = (uint64_t) 0 - (uint64_t) value;
+    }
+    else
+        *magnitude = (uint64_t) value;
+    return 0;
+}
+
+int
+dp_mp_read_uint (dp_reader_t *self, uint64_t *value)
+{
+    const uint8_t *start = self->pos;
+    bool negative;
+    uint64_t magnitude;
+    if (s_read_integer (self, &negative, &magnitude))
+        return -1;
+    if (negative) {
+        self->pos = start;
+        return -1;
+    }
+    *value = magnitude;
+    return 0;
+}
+
+int
+dp_mp_read_int (dp_reader_t *self, int64_t *value)
+{
+    const uint8_t *start = self->pos;
+    bool negative;
+    uint64_t magnitude;
+    if (s_read_integer (self, &negative, &magnitude))
+        return -1;
+    if (negative)
+        *value = (int64_t) ((uint64_t) 0 - magnitude);
+    else if (magnitude > (uint64_t) INT64_MAX) {
+        self->pos = start;
+        return -1;
+    }
+    else
+        *value = (int64_t) magnitude;
+    return 0;
+}
+
+/*  Reads a str (want_str) or bin header and its bytes. */
+static int
+s_read_bytes (dp_reader_t *self, bool want_str, dp_span_t *value)
+{
+    if (self->pos >= self->end)
+        return -1;
+    const uint8_t *start = self->pos;
+    uint8_t b = *self->pos;
+    uint64_t len;
+    if (want_str && b >= 0xa0 && b <= 0xbf) {
+        len = b & 0x1f;
+        self->pos++;
+    }
+    else {
+        uint8_t tag8 = want_str ? 0xd9 : 0xc4;
+        if (b < tag8 || b > tag8 + 2)
+            return -1;
+        if (s_read_len (self, 1 << (b - tag8), &len))
+            return -1;
+    }
+    if (len > dp_reader_left (self)) {
+        self->pos = start;
+        return -1;
+    }
+    value->data = self->pos;
+    value->size = (size_t) len;
+    self->pos += len;
+    return 0;
+}
+
+int
+dp_mp_read_str (dp_reader_t *self, dp_span_t *value)
+{
+    return s_read_bytes (self, true, value);
+}
+
+int
+dp_mp_read_bin (dp_reader_t *self, dp_span_t *value)
+{
+    return s_read_bytes (self, false, value);
+}
+
+int
+dp_mp_read_bool (dp_reader_t *self, bool *value)
+{
+    if (self->pos >= self->end || (*self->pos != 0xc2 && *self->pos != 0xc3))
+        return -1;
+    *value = *self->pos == 0xc3;
+    self->pos++;
+    return 0;
+}
+
+int
+dp_mp_read_nil (dp_reader_t *self)
+{
+    if (self->pos >= self->end || *self->pos != 0xc0)
+        return -1;
+    self->pos++;
+    return 0;
+}
+
+/*  Skips one scalar item, or reads a container header and returns how many
+    items it holds in *children (0 for a scalar). */
+static int
+s_skip_one (dp_reader_t *self, uint64_t *children)
+{
+    dp_span_t span;
+    uint64_t len;
+    uint32_t count;
+    *children = 0;
+    switch (dp_mp_peek (self)) {
+    case DP_MP_NIL:
+    case DP_MP_BOOL:
+        self->pos++;
+        return 0;
+    case DP_MP_UINT:
+    case DP_MP_INT: {
+        bool negative;
+        return s_read_integer (self, &negative, &len);
+    }
+    case DP_MP_FLOAT: {
+        int width = *self->pos == 0xca ? 4 : 8;
+        if (dp_reader_left (self) < (size_t) 1 + (size_t) width)
+            return -1;
+        self->pos += 1 + width;
+        return 0;
+    }
+    case DP_MP_STR:
+        return dp_mp_read_str (self, &span);
+    case DP_MP_BIN:
+        return dp_mp_read_bin (self, &span);
+    case DP_MP_EXT: {
+        uint8_t b = *self->pos;
+        const uint8_t *start = self->pos;
+        if (b >= 0xd4 && b <= 0xd8) {
+            /*  fixext 1, 2, 4, 8, 16: a type byte and 2^(b-0xd4) bytes. */
+            len = (uint64_t) 1 << (b - 0xd4);
+            self->pos++;
+        }
+        else if (s_read_len (self, 1 << (b - 0xc7), &len))
+            return -1;
+        if (dp_reader_left (self) < 1 + len) {
+            self->pos = start;
+            return -1;
+        }
+        self->pos += 1 + len;
+        return 0;
+    }
+    case DP_MP_ARRAY:
+        if (dp_mp_read_array (self, &count))
+            return -1;
+        *children = count;
+        return 0;
+    case DP_MP_MAP:
+        if (dp_mp_read_map (self, &count))
+            return -1;
+        *children = (uint64_t) count * 2;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+int
+dp_mp_read_object (dp_reader_t *self, dp_span_t *object)
+{
+    const uint8_t *start = self->pos;
+    /*  pending[d] is how many items are still owed at depth d; every item is
+        at least one byte, so a count larger than what is left fails early
+        instead of looping over a lie. */
+    uint64_t pending [DP_MP_MAX_DEPTH + 1];
+    int depth = 0;
+    pending [0] = 1;
+    while (depth >= 0) {
+        if (pending [depth] == 0) {
+            depth--;
+            continue;
+        }
+        uint64_t children;
+        if (s_skip_one (self, &children))
+            goto fail;
+        pending [depth]--;
+        if (children > 0) {
+            if (children > dp_reader_left (self) || depth == DP_MP_MAX_DEPTH)
+                goto fail;
+            pending [++depth] = children;
+        }
+    }
+    if (object) {
+        object->data = start;
+        object->size = (size_t) (self->pos - start);
+    }
+    return 0;
+fail:
+    self->pos = start;
+    return -1;
+}
+
+int64_t
+dp_mp_count_objects (const void *data, size_t size)
+{
+    dp_reader_t reader;
+    dp_reader_init (&reader, data, size);
+    int64_t count = 0;
+    while (dp_reader_left (&reader) > 0) {
+        if (dp_mp_read_object (&reader, NULL))
+            return -1;
+        count++;
+    }
+    return count;
+}

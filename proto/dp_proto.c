@@ -1,0 +1,631 @@
+/*  dp_proto.c - the dpool wire protocol codec. */
+#include "dp_proto.h"
+
+#include <assert.h>
+#include <string.h>
+
+/*  Entry shapes, as arrays: the fields each version-1 entry has at least.
+    Later minor versions may append fields; readers skip what they do not
+    know. */
+#define SUBMIT_FIELDS   7 /* seq, fn, args, priority, timeout_ms, retries, flags */
+#define DISPATCH_FIELDS 6 /* ref, fn, args, timeout_ms, attempt, flags */
+#define RESULT_FIELDS   3 /* id, code, value */
+#define HELLO_FIELDS    2 /* session, name */
+#define WELCOME_FIELDS  4 /* heartbeat_ms, expiry_ms, broker, workers */
+#define READY_FIELDS    5 /* name, pid, host, credit, functions */
+#define CANCEL_FIELDS   2 /* all, seqs */
+#define ERROR_FIELDS    2 /* code, message */
+#define MAX_CODE        0xffff
+
+static const char *s_cmd_names [DP_CMD_COUNT_] = {
+    "?",      "HELLO",  "WELCOME",   "READY",  "SUBMIT",       "RESULT",    "DISPATCH",
+    "DONE",   "CANCEL", "STATUS",    "STATUS-REPLY", "HEARTBEAT", "BYE", "ERROR"};
+
+static const char *s_reason_names [DP_EREASON_COUNT_] = {
+    "ok", "frames", "header", "signature", "version", "command", "body", "limit"};
+
+const char *
+dp_cmd_name (int cmd)
+{
+    return cmd > 0 && cmd < DP_CMD_COUNT_ ? s_cmd_names [cmd] : "?";
+}
+
+const char *
+dp_reason_name (int reason)
+{
+    return reason >= 0 && reason < DP_EREASON_COUNT_ ? s_reason_names [reason] : "?";
+}
+
+bool
+dp_span_eq (dp_span_t span, const char *string)
+{
+    size_t len = strlen (string);
+    return span.size == len && (len == 0 || memcmp (span.data, string, len) == 0);
+}
+
+void
+dp_header_encode (uint8_t out [DP_HEADER_SIZE], dp_cmd_t cmd)
+{
+    out [0] = DP_SIGNATURE_0;
+    out [1] = DP_SIGNATURE_1;
+    out [2] = DP_VERSION;
+    out [3] = (uint8_t) cmd;
+}
+
+dp_reason_t
+dp_header_decode (const void *data, size_t size, dp_cmd_t *cmd)
+{
+    const uint8_t *bytes = (const uint8_t *) data;
+    if (size != DP_HEADER_SIZE)
+        return DP_EHEADER;
+    if (bytes [0] != DP_SIGNATURE_0 || bytes [1] != DP_SIGNATURE_1)
+        return DP_ESIGNATURE;
+    if (bytes [2] != DP_VERSION)
+        return DP_EVERSION;
+    if (bytes [3] == 0 || bytes [3] >= DP_CMD_COUNT_)
+        return DP_ECOMMAND;
+    *cmd = (dp_cmd_t) bytes [3];
+    return DP_OK;
+}
+
+/*  ---------------------------------------------------------------------------
+    Field readers with the protocol's limits. Each returns DP_OK or a reason.
+*/
+
+/*  Opens an entry array of at least min fields; extra fields are allowed. */
+static dp_reason_t
+s_open (dp_reader_t *r, uint32_t min, uint32_t *count)
+{
+    if (dp_mp_read_array (r, count))
+        return DP_EBODY;
+    return *count >= min ? DP_OK : DP_EBODY;
+}
+
+/*  Skips the fields of an entry beyond the known ones. */
+static dp_reason_t
+s_skip_extra (dp_reader_t *r, uint32_t count, uint32_t known)
+{
+    for (uint32_t i = known; i < count; i++)
+        if (dp_mp_read_object (r, NULL))
+            return DP_EBODY;
+    return DP_OK;
+}
+
+static dp_reason_t
+s_name (dp_reader_t *r, dp_span_t *name, size_t min)
+{
+    if (dp_mp_read_str (r, name))
+        return DP_EBODY;
+    return name->size >= min && name->size <= DP_MAX_NAME ? DP_OK : DP_ELIMIT;
+}
+
+static dp_reason_t
+s_u32 (dp_reader_t *r, uint32_t *value, uint64_t max)
+{
+    uint64_t v;
+    if (dp_mp_read_uint (r, &v))
+        return DP_EBODY;
+    if (v > max)
+        return DP_ELIMIT;
+    *value = (uint32_t) v;
+    return DP_OK;
+}
+
+static dp_reason_t
+s_i32 (dp_reader_t *r, int32_t *value, int64_t min, int64_t max)
+{
+    int64_t v;
+    if (dp_mp_read_int (r, &v))
+        return DP_EBODY;
+    if (v < min || v > max)
+        return DP_ELIMIT;
+    *value = (int32_t) v;
+    return DP_OK;
+}
+
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        dp_reason_t rc_ = (expr);                                                                  \
+        if (rc_ != DP_OK)                                                                          \
+            return rc_;                                                                            \
+    } while (0)
+
+/*  Reads one task entry of a SUBMIT or DISPATCH list. */
+static dp_reason_t
+s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task)
+{
+    uint32_t count;
+    bool submit = cmd == DP_CMD_SUBMIT;
+    TRY (s_open (r, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS, &count));
+    memset (task, 0, sizeof *task);
+    if (dp_mp_read_uint (r, &task->id))
+        return DP_EBODY;
+    TRY (s_name (r, &task->fn, 1));
+    if (dp_mp_read_object (r, &task->args))
+        return DP_EBODY;
+    if (submit) {
+        TRY (s_i32 (r, &task->priority, INT32_MIN, INT32_MAX));
+        TRY (s_u32 (r, &task->timeout_ms, UINT32_MAX));
+        TRY (s_i32 (r, &task->retries, -1, DP_MAX_RETRIES));
+    }
+    else {
+        TRY (s_u32 (r, &task->timeout_ms, UINT32_MAX));
+        TRY (s_u32 (r, &task->attempt, UINT32_MAX));
+    }
+    TRY (s_u32 (r, &task->flags, UINT32_MAX));
+    if (task->flags & ~DP_TASK_FLAGS)
+        return DP_ELIMIT;
+    if ((task->flags & DP_TASK_CHUNK) && *task->args.data != 0xdc && *task->args.data != 0xdd
+        && (*task->args.data & 0xf0) != 0x90)
+        return DP_EBODY; /* a chunk's args must be an array of calls */
+    return s_skip_extra (r, count, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS);
+}
+
+/*  Reads one result entry of a RESULT or DONE list. */
+static dp_reason_t
+s_result (dp_reader_t *r, dp_result_t *result)
+{
+    uint32_t count;
+    TRY (s_open (r, RESULT_FIELDS, &count));
+    if (dp_mp_read_uint (r, &result->id))
+        return DP_EBODY;
+    TRY (s_i32 (r, &result->code, 0, MAX_CODE));
+    if (result->code == 0) {
+        if (dp_mp_read_object (r, &result->value))
+            return DP_EBODY;
+    }
+    else {
+        /*  A failure's value is its message; value spans the str item whole,
+            so it can be forwarded as is. */
+        dp_span_t message;
+        const uint8_t *start = r->pos;
+        if (dp_mp_read_str (r, &message))
+            return DP_EBODY;
+        if (message.size > DP_MAX_ERROR)
+            return DP_ELIMIT;
+        result->value.data = start;
+        result->value.size = (size_t) (r->pos - start);
+    }
+    return s_skip_extra (r, count, RESULT_FIELDS);
+}
+
+/*  Reads a list header and checks each entry with check. */
+static dp_reason_t
+s_list (dp_reader_t *r, dp_cmd_t cmd, dp_list_t *list)
+{
+    uint32_t count;
+    if (dp_mp_read_array (r, &count))
+        return DP_EBODY;
+    if (count > DP_MAX_BATCH)
+        return DP_ELIMIT;
+    list->reader = *r;
+    list->left = count;
+    for (uint32_t i = 0; i < count; i++) {
+        dp_task_t task;
+        dp_result_t result;
+        uint64_t seq;
+        switch (cmd) {
+        case DP_CMD_SUBMIT:
+        case DP_CMD_DISPATCH:
+            TRY (s_task (r, cmd, &task));
+            break;
+        case DP_CMD_RESULT:
+        case DP_CMD_DONE:
+            TRY (s_result (r, &result));
+            break;
+        case DP_CMD_CANCEL:
+            if (dp_mp_read_uint (r, &seq))
+                return DP_EBODY;
+            break;
+        default:
+            assert (false);
+            return DP_EBODY;
+        }
+    }
+    return DP_OK;
+}
+
+static dp_reason_t
+s_hello (dp_reader_t *r, dp_hello_t *hello)
+{
+    uint32_t count;
+    TRY (s_open (r, HELLO_FIELDS, &count));
+    if (dp_mp_read_bin (r, &hello->session))
+        return DP_EBODY;
+    if (hello->session.size != DP_SESSION_SIZE)
+        return DP_ELIMIT;
+    TRY (s_name (r, &hello->name, 0));
+    return s_skip_extra (r, count, HELLO_FIELDS);
+}
+
+static dp_reason_t
+s_welcome (dp_reader_t *r, dp_welcome_t *welcome)
+{
+    uint32_t count;
+    TRY (s_open (r, WELCOME_FIELDS, &count));
+    TRY (s_u32 (r, &welcome->heartbeat_ms, UINT32_MAX));
+    TRY (s_u32 (r, &welcome->expiry_ms, UINT32_MAX));
+    TRY (s_name (r, &welcome->broker, 0));
+    TRY (s_u32 (r, &welcome->workers, UINT32_MAX));
+    if (welcome->heartbeat_ms == 0 || welcome->expiry_ms < welcome->heartbeat_ms)
+        return DP_ELIMIT;
+    return s_skip_extra (r, count, WELCOME_FIELDS);
+}
+
+static dp_reason_t
+s_ready (dp_reader_t *r, dp_ready_t *ready)
+{
+    uint32_t count, nfunctions;
+    TRY (s_open (r, READY_FIELDS, &count));
+    TRY (s_name (r, &ready->name, 0));
+    if (dp_mp_read_uint (r, &ready->pid))
+        return DP_EBODY;
+    TRY (s_name (r, &ready->host, 0));
+    TRY (s_u32 (r, &ready->credit, DP_MAX_CREDIT));
+    if (ready->credit == 0)
+        return DP_ELIMIT;
+    if (dp_mp_read_array (r, &nfunctions))
+        return DP_EBODY;
+    if (nfunctions > DP_MAX_FUNCTIONS)
+        return DP_ELIMIT;
+    ready->functions.reader = *r;
+    ready->functions.left = nfunctions;
+    for (uint32_t i = 0; i < nfunctions; i++) {
+        dp_span_t name;
+        TRY (s_name (r, &name, 1));
+    }
+    return s_skip_extra (r, count, READY_FIELDS);
+}
+
+static dp_reason_t
+s_cancel (dp_reader_t *r, dp_cancel_t *cancel)
+{
+    uint32_t count;
+    TRY (s_open (r, CANCEL_FIELDS, &count));
+    if (dp_mp_read_bool (r, &cancel->all))
+        return DP_EBODY;
+    TRY (s_list (r, DP_CMD_CANCEL, &cancel->seqs));
+    return s_skip_extra (r, count, CANCEL_FIELDS);
+}
+
+static dp_reason_t
+s_error (dp_reader_t *r, dp_error_t *error)
+{
+    uint32_t count;
+    TRY (s_open (r, ERROR_FIELDS, &count));
+    TRY (s_i32 (r, &error->code, 0, MAX_CODE));
+    if (dp_mp_read_str (r, &error->message))
+        return DP_EBODY;
+    if (error->message.size > DP_MAX_ERROR)
+        return DP_ELIMIT;
+    return s_skip_extra (r, count, ERROR_FIELDS);
+}
+
+/*  HEARTBEAT, BYE and STATUS: an array, of any length for later versions. */
+static dp_reason_t
+s_empty (dp_reader_t *r)
+{
+    uint32_t count;
+    TRY (s_open (r, 0, &count));
+    return s_skip_extra (r, count, 0);
+}
+
+dp_reason_t
+dp_msg_decode (const void *header, size_t header_size, const void *body, size_t body_size,
+               dp_msg_t *msg)
+{
+    assert (msg);
+    memset (msg, 0, sizeof *msg);
+    TRY (dp_header_decode (header, header_size, &msg->cmd));
+    if (body_size > DP_MAX_MSG_SIZE)
+        return DP_ELIMIT;
+    dp_reader_t reader;
+    dp_reader_init (&reader, body_size ? body : "", body_size);
+    dp_reason_t rc;
+    switch (msg->cmd) {
+    case DP_CMD_HELLO:
+        rc = s_hello (&reader, &msg->u.hello);
+        break;
+    case DP_CMD_WELCOME:
+        rc = s_welcome (&reader, &msg->u.welcome);
+        break;
+    case DP_CMD_READY:
+        rc = s_ready (&reader, &msg->u.ready);
+        break;
+    case DP_CMD_SUBMIT:
+    case DP_CMD_DISPATCH:
+    case DP_CMD_RESULT:
+    case DP_CMD_DONE:
+        rc = s_list (&reader, msg->cmd, &msg->u.list);
+        break;
+    case DP_CMD_CANCEL:
+        rc = s_cancel (&reader, &msg->u.cancel);
+        break;
+    case DP_CMD_STATUS_REPLY: {
+        dp_reader_t probe = reader;
+        uint32_t pairs;
+        if (dp_mp_read_map (&probe, &pairs) || dp_mp_read_object (&reader, &msg->u.status))
+            rc = DP_EBODY;
+        else
+            rc = DP_OK;
+        break;
+    }
+    case DP_CMD_ERROR:
+        rc = s_error (&reader, &msg->u.error);
+        break;
+    default: /* HEARTBEAT, BYE, STATUS */
+        rc = s_empty (&reader);
+        break;
+    }
+    if (rc != DP_OK)
+        return rc;
+    /*  One body holds one item; trailing bytes are malformed. */
+    return dp_reader_left (&reader) == 0 ? DP_OK : DP_EBODY;
+}
+
+/*  The iterators re-read entries that dp_msg_decode already checked, so a
+    failure here is a bug in this file, not bad input. */
+bool
+dp_list_next_task (dp_list_t *self, dp_cmd_t cmd, dp_task_t *task)
+{
+    if (self->left == 0)
+        return false;
+    dp_reason_t rc = s_task (&self->reader, cmd, task);
+    assert (rc == DP_OK);
+    (void) rc;
+    self->left--;
+    return true;
+}
+
+bool
+dp_list_next_result (dp_list_t *self, dp_result_t *result)
+{
+    if (self->left == 0)
+        return false;
+    dp_reason_t rc = s_result (&self->reader, result);
+    assert (rc == DP_OK);
+    (void) rc;
+    self->left--;
+    return true;
+}
+
+bool
+dp_list_next_uint (dp_list_t *self, uint64_t *value)
+{
+    if (self->left == 0)
+        return false;
+    int rc = dp_mp_read_uint (&self->reader, value);
+    assert (rc == 0);
+    (void) rc;
+    self->left--;
+    return true;
+}
+
+bool
+dp_list_next_str (dp_list_t *self, dp_span_t *value)
+{
+    if (self->left == 0)
+        return false;
+    int rc = dp_mp_read_str (&self->reader, value);
+    assert (rc == 0);
+    (void) rc;
+    self->left--;
+    return true;
+}
+
+/*  ---------------------------------------------------------------------------
+    Encoding.
+*/
+void
+dp_writer_init (dp_writer_t *self)
+{
+    assert (self);
+    memset (self, 0, sizeof *self);
+    msgpack_sbuffer_init (&self->sbuf);
+    msgpack_packer_init (&self->pk, &self->sbuf, msgpack_sbuffer_write);
+}
+
+void
+dp_writer_fini (dp_writer_t *self)
+{
+    assert (self);
+    msgpack_sbuffer_destroy (&self->sbuf);
+    memset (self, 0, sizeof *self);
+}
+
+bool
+dp_writer_ok (const dp_writer_t *self)
+{
+    return !self->failed;
+}
+
+const void *
+dp_writer_data (const dp_writer_t *self)
+{
+    return self->sbuf.data;
+}
+
+size_t
+dp_writer_size (const dp_writer_t *self)
+{
+    return self->sbuf.size;
+}
+
+/*  Starts a new body, keeping the buffer's memory. */
+static void
+s_reset (dp_writer_t *self)
+{
+    msgpack_sbuffer_clear (&self->sbuf);
+    self->failed = false;
+    self->list_count = 0;
+}
+
+/*  Each packer call returns 0 or -1; failure sticks until the next body. */
+static void
+s_check (dp_writer_t *self, int rc)
+{
+    if (rc != 0)
+        self->failed = true;
+}
+
+static void
+s_str (dp_writer_t *self, const char *string, size_t len)
+{
+    s_check (self, msgpack_pack_str (&self->pk, len));
+    s_check (self, msgpack_pack_str_body (&self->pk, string, len));
+}
+
+static void
+s_cstr (dp_writer_t *self, const char *string)
+{
+    string = string ? string : "";
+    size_t len = strlen (string);
+    s_str (self, string, len > DP_MAX_NAME ? DP_MAX_NAME : len);
+}
+
+static void
+s_raw (dp_writer_t *self, const void *data, size_t size)
+{
+    s_check (self, msgpack_sbuffer_write (&self->sbuf, (const char *) data, size));
+}
+
+void
+dp_encode_hello (dp_writer_t *self, const uint8_t session [DP_SESSION_SIZE], const char *name)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, HELLO_FIELDS));
+    s_check (self, msgpack_pack_bin (&self->pk, DP_SESSION_SIZE));
+    s_check (self, msgpack_pack_bin_body (&self->pk, session, DP_SESSION_SIZE));
+    s_cstr (self, name);
+}
+
+void
+dp_encode_welcome (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
+                   const char *broker, uint32_t workers)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, WELCOME_FIELDS));
+    s_check (self, msgpack_pack_uint32 (&self->pk, heartbeat_ms));
+    s_check (self, msgpack_pack_uint32 (&self->pk, expiry_ms));
+    s_cstr (self, broker);
+    s_check (self, msgpack_pack_uint32 (&self->pk, workers));
+}
+
+void
+dp_encode_ready (dp_writer_t *self, const char *name, uint64_t pid, const char *host,
+                 uint32_t credit, const char *const *functions, size_t nfunctions)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, READY_FIELDS));
+    s_cstr (self, name);
+    s_check (self, msgpack_pack_uint64 (&self->pk, pid));
+    s_cstr (self, host);
+    s_check (self, msgpack_pack_uint32 (&self->pk, credit));
+    s_check (self, msgpack_pack_array (&self->pk, nfunctions));
+    for (size_t i = 0; i < nfunctions; i++)
+        s_cstr (self, functions [i]);
+}
+
+void
+dp_encode_cancel (dp_writer_t *self, bool all, const uint64_t *seqs, size_t nseqs)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, CANCEL_FIELDS));
+    s_check (self, all ? msgpack_pack_true (&self->pk) : msgpack_pack_false (&self->pk));
+    s_check (self, msgpack_pack_array (&self->pk, nseqs));
+    for (size_t i = 0; i < nseqs; i++)
+        s_check (self, msgpack_pack_uint64 (&self->pk, seqs [i]));
+}
+
+void
+dp_encode_error (dp_writer_t *self, int32_t code, const char *message)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, ERROR_FIELDS));
+    s_check (self, msgpack_pack_int32 (&self->pk, code));
+    size_t len = strlen (message);
+    s_str (self, message, len > DP_MAX_ERROR ? DP_MAX_ERROR : len);
+}
+
+void
+dp_encode_empty (dp_writer_t *self)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, 0));
+}
+
+/*  A list's header is always array32, written as a placeholder and filled
+    in by dp_list_end, so entries can be streamed without counting first. */
+void
+dp_list_begin (dp_writer_t *self)
+{
+    static const uint8_t placeholder [5] = {0xdd, 0, 0, 0, 0};
+    s_reset (self);
+    self->list_at = self->sbuf.size;
+    s_raw (self, placeholder, sizeof placeholder);
+}
+
+void
+dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task)
+{
+    assert (cmd == DP_CMD_SUBMIT || cmd == DP_CMD_DISPATCH);
+    bool submit = cmd == DP_CMD_SUBMIT;
+    s_check (self, msgpack_pack_array (&self->pk, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, task->id));
+    s_str (self, (const char *) task->fn.data, task->fn.size);
+    s_raw (self, task->args.data, task->args.size);
+    if (submit) {
+        s_check (self, msgpack_pack_int32 (&self->pk, task->priority));
+        s_check (self, msgpack_pack_uint32 (&self->pk, task->timeout_ms));
+        s_check (self, msgpack_pack_int32 (&self->pk, task->retries));
+    }
+    else {
+        s_check (self, msgpack_pack_uint32 (&self->pk, task->timeout_ms));
+        s_check (self, msgpack_pack_uint32 (&self->pk, task->attempt));
+    }
+    s_check (self, msgpack_pack_uint32 (&self->pk, task->flags));
+    self->list_count++;
+}
+
+void
+dp_list_add_result (dp_writer_t *self, uint64_t id, int32_t code, const void *value, size_t size)
+{
+    s_check (self, msgpack_pack_array (&self->pk, RESULT_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, id));
+    s_check (self, msgpack_pack_int32 (&self->pk, code));
+    s_raw (self, value, size);
+    self->list_count++;
+}
+
+void
+dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *message)
+{
+    assert (code != 0);
+    s_check (self, msgpack_pack_array (&self->pk, RESULT_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, id));
+    s_check (self, msgpack_pack_int32 (&self->pk, code));
+    message = message ? message : "";
+    size_t len = strlen (message);
+    s_str (self, message, len > DP_MAX_ERROR ? DP_MAX_ERROR : len);
+    self->list_count++;
+}
+
+uint32_t
+dp_list_count (const dp_writer_t *self)
+{
+    return self->list_count;
+}
+
+void
+dp_list_end (dp_writer_t *self)
+{
+    assert (self->list_count <= DP_MAX_BATCH);
+    if (self->failed)
+        return;
+    uint8_t *at = (uint8_t *) self->sbuf.data + self->list_at + 1;
+    uint32_t n = self->list_count;
+    at [0] = (uint8_t) (n >> 24);
+    at [1] = (uint8_t) (n >> 16);
+    at [2] = (uint8_t) (n >> 8);
+    at [3] = (uint8_t) n;
+}

@@ -1,0 +1,204 @@
+/*  dp_util.c - clocks, errors, logging, random ids. */
+#define _GNU_SOURCE
+#include "dp_util.h"
+
+#include "dpool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local int s_errno;
+static int s_log_level = -1;
+static char s_log_tag [32] = "dpool";
+
+int64_t
+dp_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+dp_fail (int code)
+{
+    s_errno = code;
+    return -1;
+}
+
+void *
+dp_fail_null (int code)
+{
+    s_errno = code;
+    return NULL;
+}
+
+int
+dpool_errno (void)
+{
+    return s_errno;
+}
+
+const char *
+dpool_strerror (int code)
+{
+    switch (code) {
+    case DPOOL_OK:
+        return "success";
+    case DPOOL_EFAILED:
+        return "task failed";
+    case DPOOL_ETIMEOUT:
+        return "timed out waiting";
+    case DPOOL_EDEADLINE:
+        return "task ran past its timeout";
+    case DPOOL_ECANCELLED:
+        return "task cancelled";
+    case DPOOL_ELOST:
+        return "task lost: its workers died";
+    case DPOOL_ENOFUNC:
+        return "no worker offers this function";
+    case DPOOL_EREJECTED:
+        return "task rejected: broker queue full";
+    case DPOOL_ECLOSED:
+        return "pool is closed";
+    case DPOOL_EINVAL:
+        return "invalid argument";
+    case DPOOL_ENOMEM:
+        return "out of memory";
+    case DPOOL_EAGAIN:
+        return "would block";
+    case DPOOL_EPROTO:
+        return "protocol error";
+    case DPOOL_ESTATE:
+        return "not valid in this state";
+    case DPOOL_ESYS:
+        return "system call failed";
+    case DPOOL_EEND:
+        return "no more items";
+    case DPOOL_EUNREACHABLE:
+        return "broker unreachable";
+    default:
+        return "unknown error";
+    }
+}
+
+int
+dp_log_parse_level (const char *name)
+{
+    static const char *names [] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp (name, names [i]) == 0)
+            return i;
+    return -1;
+}
+
+int
+dp_log_level (void)
+{
+    if (s_log_level < 0) {
+        int level = dp_log_parse_level (getenv ("DPOOL_LOG"));
+        s_log_level = level >= 0 ? level : DP_LOG_WARN;
+    }
+    return s_log_level;
+}
+
+void
+dp_log_set_level (int level)
+{
+    s_log_level = level;
+}
+
+void
+dp_log_set_tag (const char *tag)
+{
+    snprintf (s_log_tag, sizeof s_log_tag, "%s", tag);
+}
+
+void
+dp_log (int level, const char *format, ...)
+{
+    static const char *marks = "EWID";
+    if (level > dp_log_level ())
+        return;
+    char line [1024];
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    struct tm tm;
+    localtime_r (&ts.tv_sec, &tm);
+    int n = snprintf (line, sizeof line, "%c %02d:%02d:%02d.%03ld %s[%d] ", marks [level & 3],
+                      tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, s_log_tag,
+                      (int) getpid ());
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line + n, sizeof line - (size_t) n - 1, format, args);
+    va_end (args);
+    size_t len = strlen (line);
+    line [len++] = '\n';
+    /*  One write per line, so lines from many processes do not interleave. */
+    ssize_t rc = write (STDERR_FILENO, line, len);
+    (void) rc;
+}
+
+void
+dp_random_bytes (void *buf, size_t size)
+{
+    uint8_t *out = (uint8_t *) buf;
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = getrandom (out + got, size - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        got += (size_t) n;
+    }
+    if (got < size) {
+        /*  No entropy source: good enough to tell sessions apart. */
+        uint64_t x = (uint64_t) dp_now_ms () ^ ((uint64_t) getpid () << 32);
+        for (size_t i = got; i < size; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out [i] = (uint8_t) x;
+        }
+    }
+}
+
+const char *
+dp_hostname (void)
+{
+    static char name [256];
+    if (!name [0] && gethostname (name, sizeof name - 1) != 0)
+        snprintf (name, sizeof name, "localhost");
+    return name;
+}
+
+int
+dp_cpu_count (void)
+{
+    long n = sysconf (_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int) n : 1;
+}
+
+int
+dp_parse_int (const char *text, long min, long max, long *value)
+{
+    if (!text || !*text)
+        return -1;
+    char *end;
+    errno = 0;
+    long v = strtol (text, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -1;
+    *value = v;
+    return 0;
+}

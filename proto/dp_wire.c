@@ -1,0 +1,111 @@
+/*  dp_wire.c - dpool messages on ZeroMQ sockets. */
+#include "dp_wire.h"
+
+#include <assert.h>
+#include <errno.h>
+
+int
+dp_wire_configure (void *socket, bool router, int linger_ms)
+{
+    int64_t maxmsg = DP_MAX_MSG_SIZE;
+    int hwm = DP_WIRE_HWM;
+    int one = 1;
+    if (zmq_setsockopt (socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)
+        || zmq_setsockopt (socket, ZMQ_SNDHWM, &hwm, sizeof hwm)
+        || zmq_setsockopt (socket, ZMQ_RCVHWM, &hwm, sizeof hwm)
+        || zmq_setsockopt (socket, ZMQ_LINGER, &linger_ms, sizeof linger_ms))
+        return -1;
+    if (router && zmq_setsockopt (socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one))
+        return -1;
+    return 0;
+}
+
+int
+dp_wire_recv (void *socket, dp_wire_msg_t *msg, int flags)
+{
+    assert (msg);
+    msg->count = 0;
+    msg->excess = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t *frame;
+        zmq_msg_t spill;
+        if (msg->count < DP_WIRE_FRAMES)
+            frame = &msg->frames [msg->count];
+        else
+            frame = &spill;
+        zmq_msg_init (frame);
+        /*  Once the first frame is in, the rest of the message is already
+            here: ZeroMQ delivers messages whole. */
+        if (zmq_msg_recv (frame, socket, msg->count + msg->excess ? 0 : flags) < 0) {
+            int saved = errno;
+            zmq_msg_close (frame);
+            dp_wire_close (msg);
+            errno = saved;
+            return -1;
+        }
+        more = zmq_msg_more (frame);
+        if (frame == &spill) {
+            zmq_msg_close (&spill);
+            msg->excess++;
+        }
+        else
+            msg->count++;
+    }
+    return 0;
+}
+
+void
+dp_wire_close (dp_wire_msg_t *msg)
+{
+    for (int i = 0; i < msg->count; i++)
+        zmq_msg_close (&msg->frames [i]);
+    msg->count = 0;
+    msg->excess = 0;
+}
+
+dp_reason_t
+dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out)
+{
+    int want = router ? 3 : 2;
+    if (msg->count != want || msg->excess)
+        return DP_EFRAMES;
+    int at = 0;
+    if (router) {
+        *rid = &msg->frames [0];
+        at = 1;
+    }
+    zmq_msg_t *header = &msg->frames [at];
+    zmq_msg_t *body = &msg->frames [at + 1];
+    return dp_msg_decode (zmq_msg_data (header), zmq_msg_size (header), zmq_msg_data (body),
+                          zmq_msg_size (body), out);
+}
+
+int
+dp_wire_send (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, const void *body,
+              size_t size, int flags)
+{
+    uint8_t header [DP_HEADER_SIZE];
+    dp_header_encode (header, cmd);
+    if (rid_size > 0 && zmq_send (socket, rid, rid_size, flags | ZMQ_SNDMORE) < 0)
+        return -1;
+    /*  After the first frame is accepted the rest of the message is too. */
+    int more_flags = rid_size > 0 ? 0 : flags;
+    if (zmq_send (socket, header, sizeof header, more_flags | ZMQ_SNDMORE) < 0)
+        return -1;
+    if (zmq_send (socket, body, size, more_flags & ~ZMQ_SNDMORE) < 0)
+        return -1;
+    return 0;
+}
+
+int
+dp_wire_send_writer (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
+                     const dp_writer_t *writer, int flags)
+{
+    if (!dp_writer_ok (writer)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return dp_wire_send (socket, rid, rid_size, cmd, dp_writer_data (writer),
+                         dp_writer_size (writer), flags);
+}

@@ -1,0 +1,333 @@
+/*  dp_testutil.c - what dpool's tests share. */
+#define _GNU_SOURCE
+#include "dp_testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef DPOOL_BROKER_BIN
+#define DPOOL_BROKER_BIN "dpool-broker"
+#endif
+#ifndef DPOOL_WORKER_BIN
+#define DPOOL_WORKER_BIN "dpool-worker"
+#endif
+#ifndef DPOOL_CLI_BIN
+#define DPOOL_CLI_BIN "dpool"
+#endif
+
+const char *dp_test_broker_bin = DPOOL_BROKER_BIN;
+const char *dp_test_worker_bin = DPOOL_WORKER_BIN;
+const char *dp_test_cli_bin = DPOOL_CLI_BIN;
+
+#define MAX_CHILDREN 256
+
+static char s_dir [1024];
+static char s_name [64] = "test";
+static pid_t s_children [MAX_CHILDREN];
+static int s_nchildren;
+static pid_t s_main_pid;
+
+static int64_t
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+s_sleep_ms (int ms)
+{
+    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    nanosleep (&ts, NULL);
+}
+
+/*  Kills every child still running; used at exit and on failure. Children
+    were made process-group leaders, so their own children go too. */
+static void
+s_kill_children (void)
+{
+    if (getpid () != s_main_pid)
+        return;
+    for (int i = 0; i < s_nchildren; i++)
+        if (s_children [i] > 0) {
+            kill (-s_children [i], SIGKILL);
+            kill (s_children [i], SIGKILL);
+            waitpid (s_children [i], NULL, 0);
+            s_children [i] = 0;
+        }
+}
+
+static void
+s_remove_dir (void)
+{
+    if (getpid () != s_main_pid || !s_dir [0] || getenv ("DPOOL_KEEP_TMP"))
+        return;
+    char command [1100];
+    snprintf (command, sizeof command, "rm -rf '%s'", s_dir);
+    int rc = system (command);
+    (void) rc;
+}
+
+static void
+s_at_exit (void)
+{
+    s_kill_children ();
+    s_remove_dir ();
+}
+
+void
+dp_test_fail (const char *file, int line, const char *format, ...)
+{
+    char message [2048];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    fprintf (stderr, "FAIL %s: %s:%d: %s\n", s_name, file, line, message);
+    fflush (stderr);
+    if (getenv ("DPOOL_KEEP_TMP"))
+        fprintf (stderr, "test files kept in %s\n", s_dir);
+    exit (1);
+}
+
+static void
+s_on_alarm (int sig)
+{
+    (void) sig;
+    static const char text [] = "FAIL: test deadline passed\n";
+    ssize_t rc = write (STDERR_FILENO, text, sizeof text - 1);
+    (void) rc;
+    for (int i = 0; i < s_nchildren; i++)
+        if (s_children [i] > 0) {
+            kill (-s_children [i], SIGKILL);
+            kill (s_children [i], SIGKILL);
+        }
+    _exit (1);
+}
+
+void
+dp_test_begin (const char *name, int seconds)
+{
+    snprintf (s_name, sizeof s_name, "%s", name);
+    s_main_pid = getpid ();
+    const char *base = getenv ("TMPDIR");
+    snprintf (s_dir, sizeof s_dir, "%s/dpool-%s-XXXXXX", base ? base : "/tmp", name);
+    if (!mkdtemp (s_dir)) {
+        fprintf (stderr, "FAIL %s: mkdtemp: %s\n", name, strerror (errno));
+        exit (1);
+    }
+    atexit (s_at_exit);
+    signal (SIGALRM, s_on_alarm);
+    signal (SIGPIPE, SIG_IGN);
+    alarm ((unsigned) seconds);
+}
+
+const char *
+dp_test_dir (void)
+{
+    return s_dir;
+}
+
+const char *
+dp_test_path (const char *name)
+{
+    static char path [PATH_MAX];
+    snprintf (path, sizeof path, "%s/%s", s_dir, name);
+    return path;
+}
+
+const char *
+dp_test_ipc (const char *name)
+{
+    static char endpoint [2048];
+    snprintf (endpoint, sizeof endpoint, "ipc://%s/%s.ipc", s_dir, name);
+    return endpoint;
+}
+
+pid_t
+dp_test_spawn (const char *tag, char *const argv [])
+{
+    if (s_nchildren == MAX_CHILDREN)
+        dp_test_fail (__FILE__, __LINE__, "too many child processes");
+    fflush (stdout);
+    fflush (stderr);
+    pid_t pid = fork ();
+    if (pid < 0)
+        dp_test_fail (__FILE__, __LINE__, "fork: %s", strerror (errno));
+    if (pid == 0) {
+        setpgid (0, 0);
+        if (tag) {
+            char path [PATH_MAX];
+            snprintf (path, sizeof path, "%s/%s.out", s_dir, tag);
+            int out = open (path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            snprintf (path, sizeof path, "%s/%s.err", s_dir, tag);
+            int err = open (path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (out >= 0)
+                dup2 (out, STDOUT_FILENO);
+            if (err >= 0)
+                dup2 (err, STDERR_FILENO);
+        }
+        alarm (0);
+        execv (argv [0], argv);
+        fprintf (stderr, "exec %s: %s\n", argv [0], strerror (errno));
+        _exit (127);
+    }
+    setpgid (pid, pid);
+    s_children [s_nchildren++] = pid;
+    return pid;
+}
+
+static void
+s_forget (pid_t pid)
+{
+    for (int i = 0; i < s_nchildren; i++)
+        if (s_children [i] == pid)
+            s_children [i] = 0;
+}
+
+int
+dp_test_wait_exit (pid_t pid, int timeout_ms)
+{
+    int64_t deadline = s_now_ms () + timeout_ms;
+    int status;
+    for (;;) {
+        pid_t rc = waitpid (pid, &status, WNOHANG);
+        if (rc == pid) {
+            s_forget (pid);
+            return status;
+        }
+        if (rc < 0 || s_now_ms () >= deadline)
+            return -1;
+        s_sleep_ms (5);
+    }
+}
+
+int
+dp_test_stop (pid_t pid, int sig, int timeout_ms)
+{
+    kill (pid, sig);
+    int status = dp_test_wait_exit (pid, timeout_ms);
+    if (status == -1) {
+        kill (-pid, SIGKILL);
+        kill (pid, SIGKILL);
+        waitpid (pid, NULL, 0);
+        s_forget (pid);
+    }
+    return status;
+}
+
+bool
+dp_test_wait_until (bool (*cond) (void *arg), void *arg, int timeout_ms)
+{
+    int64_t deadline = s_now_ms () + timeout_ms;
+    for (;;) {
+        if (cond (arg))
+            return true;
+        if (s_now_ms () >= deadline)
+            return cond (arg);
+        s_sleep_ms (5);
+    }
+}
+
+char *
+dp_test_read_file (const char *path)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *data = malloc (cap);
+    size_t n;
+    while (data && (n = fread (data + len, 1, cap - len - 1, file)) > 0) {
+        len += n;
+        if (cap - len - 1 == 0) {
+            cap *= 2;
+            char *bigger = realloc (data, cap);
+            if (!bigger) {
+                free (data);
+                data = NULL;
+            }
+            else
+                data = bigger;
+        }
+    }
+    fclose (file);
+    if (data)
+        data [len] = 0;
+    return data;
+}
+
+static bool
+s_file_has_lines (void *arg)
+{
+    char *text = dp_test_read_file ((const char *) arg);
+    bool ready = text && strstr (text, "ipc://") && strstr (text, "tcp://");
+    free (text);
+    return ready;
+}
+
+void
+dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra)
+{
+    static int serial;
+    char name [64], endpoint_file [PATH_MAX];
+    snprintf (name, sizeof name, "broker%d", ++serial);
+    snprintf (endpoint_file, sizeof endpoint_file, "%s/%s.endpoints", s_dir, name);
+    snprintf (broker->ipc, sizeof broker->ipc, "%s", dp_test_ipc (name));
+    const char *argv [64];
+    int argc = 0;
+    argv [argc++] = dp_test_broker_bin;
+    argv [argc++] = "--bind";
+    argv [argc++] = "tcp://127.0.0.1:*";
+    argv [argc++] = "--bind";
+    argv [argc++] = broker->ipc;
+    argv [argc++] = "--endpoint-file";
+    argv [argc++] = endpoint_file;
+    for (int i = 0; extra && extra [i] && argc < 62; i++)
+        argv [argc++] = extra [i];
+    argv [argc] = NULL;
+    broker->pid = dp_test_spawn (name, (char *const *) argv);
+    if (!dp_test_wait_until (s_file_has_lines, endpoint_file, 10000))
+        dp_test_fail (__FILE__, __LINE__, "broker did not write %s", endpoint_file);
+    char *text = dp_test_read_file (endpoint_file);
+    char *tcp = text ? strstr (text, "tcp://") : NULL;
+    if (!tcp)
+        dp_test_fail (__FILE__, __LINE__, "no tcp endpoint in %s", endpoint_file);
+    size_t len = strcspn (tcp, "\r\n");
+    if (len >= sizeof broker->tcp)
+        len = sizeof broker->tcp - 1;
+    memcpy (broker->tcp, tcp, len);
+    broker->tcp [len] = 0;
+    free (text);
+}
+
+pid_t
+dp_test_workers_start (const char *endpoint, int procs, const char *const *extra)
+{
+    static int serial;
+    char tag [32], nprocs [16];
+    snprintf (tag, sizeof tag, "workers%d", ++serial);
+    snprintf (nprocs, sizeof nprocs, "%d", procs);
+    const char *argv [64];
+    int argc = 0;
+    argv [argc++] = dp_test_worker_bin;
+    argv [argc++] = "--connect";
+    argv [argc++] = endpoint;
+    argv [argc++] = "--procs";
+    argv [argc++] = nprocs;
+    for (int i = 0; extra && extra [i] && argc < 62; i++)
+        argv [argc++] = extra [i];
+    argv [argc] = NULL;
+    return dp_test_spawn (tag, (char *const *) argv);
+}
