@@ -1,1 +1,1 @@
-# Library sources of broker/ (none yet).
+list (APPEND DPOOL_SOURCES broker/dp_broker.c broker/dp_taskq.c)

@@ -26,16 +26,16 @@ s_hash (uint64_t id)
     id ^= id >> 27;
     id *= 0x94d049bb133111ebULL;
     id ^= id >> 31;
-    return (size_t) id;
+    return (size_t)id;
 }
 
 dp_idmap_t *
 dp_idmap_new (void)
 {
-    dp_idmap_t *self = (dp_idmap_t *) calloc (1, sizeof *self);
+    dp_idmap_t *self = (dp_idmap_t *)calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->slots = (slot_t *) calloc (INITIAL_SLOTS, sizeof (slot_t));
+    self->slots = (slot_t *)calloc (INITIAL_SLOTS, sizeof (slot_t));
     if (!self->slots) {
         free (self);
         return NULL;
@@ -61,9 +61,9 @@ static slot_t *
 s_find (const dp_idmap_t *self, uint64_t id)
 {
     size_t i = s_hash (id) & self->mask;
-    while (self->slots [i].value && self->slots [i].id != id)
+    while (self->slots[i].value && self->slots[i].id != id)
         i = (i + 1) & self->mask;
-    return &self->slots [i];
+    return &self->slots[i];
 }
 
 static int
@@ -71,14 +71,14 @@ s_grow (dp_idmap_t *self)
 {
     size_t old_count = self->mask + 1;
     slot_t *old = self->slots;
-    slot_t *slots = (slot_t *) calloc (old_count * 2, sizeof (slot_t));
+    slot_t *slots = (slot_t *)calloc (old_count * 2, sizeof (slot_t));
     if (!slots)
         return -1;
     self->slots = slots;
     self->mask = old_count * 2 - 1;
     for (size_t i = 0; i < old_count; i++)
-        if (old [i].value)
-            *s_find (self, old [i].id) = old [i];
+        if (old[i].value)
+            *s_find (self, old[i].id) = old[i];
     free (old);
     return 0;
 }
@@ -121,20 +121,20 @@ dp_idmap_remove (dp_idmap_t *self, uint64_t id)
         return NULL;
     /*  Backward-shift: pull later entries of the probe run into the hole,
         unless they already sit at or after their home slot's position. */
-    size_t hole = (size_t) (slot - self->slots);
+    size_t hole = (size_t)(slot - self->slots);
     size_t i = hole;
     for (;;) {
         i = (i + 1) & self->mask;
-        if (!self->slots [i].value)
+        if (!self->slots[i].value)
             break;
-        size_t home = s_hash (self->slots [i].id) & self->mask;
+        size_t home = s_hash (self->slots[i].id) & self->mask;
         /*  Move entry i to the hole if its home is not in (hole, i]. */
         if (((i - home) & self->mask) >= ((i - hole) & self->mask)) {
-            self->slots [hole] = self->slots [i];
+            self->slots[hole] = self->slots[i];
             hole = i;
         }
     }
-    self->slots [hole].value = NULL;
+    self->slots[hole].value = NULL;
     self->size--;
     return value;
 }
@@ -150,6 +150,6 @@ dp_idmap_foreach (const dp_idmap_t *self, void (*fn) (uint64_t id, void *value, 
                   void *arg)
 {
     for (size_t i = 0; i <= self->mask; i++)
-        if (self->slots [i].value)
-            fn (self->slots [i].id, self->slots [i].value, arg);
+        if (self->slots[i].value)
+            fn (self->slots[i].id, self->slots[i].value, arg);
 }

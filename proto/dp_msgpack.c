@@ -9,14 +9,14 @@ dp_reader_init (dp_reader_t *self, const void *data, size_t size)
 {
     assert (self);
     assert (data || size == 0);
-    self->pos = (const uint8_t *) data;
+    self->pos = (const uint8_t *)data;
     self->end = self->pos + size;
 }
 
 size_t
 dp_reader_left (const dp_reader_t *self)
 {
-    return (size_t) (self->end - self->pos);
+    return (size_t)(self->end - self->pos);
 }
 
 /*  Big-endian loads of n bytes at p; the caller has checked the bounds. */
@@ -25,7 +25,7 @@ s_load_be (const uint8_t *p, int n)
 {
     uint64_t value = 0;
     for (int i = 0; i < n; i++)
-        value = (value << 8) | p [i];
+        value = (value << 8) | p[i];
     return value;
 }
 
@@ -97,7 +97,7 @@ dp_mp_peek (const dp_reader_t *self)
 static int
 s_read_len (dp_reader_t *self, int n, uint64_t *len)
 {
-    if (dp_reader_left (self) < (size_t) 1 + (size_t) n)
+    if (dp_reader_left (self) < (size_t)1 + (size_t)n)
         return -1;
     *len = s_load_be (self->pos + 1, n);
     self->pos += 1 + n;
@@ -116,18 +116,15 @@ s_read_container (dp_reader_t *self, uint8_t fix_lo, uint8_t tag16, uint32_t *co
     if (b >= fix_lo && b <= fix_lo + 0x0f) {
         n = b & 0x0f;
         self->pos++;
-    }
-    else if (b == tag16) {
+    } else if (b == tag16) {
         if (s_read_len (self, 2, &n))
             return -1;
-    }
-    else if (b == tag16 + 1) {
+    } else if (b == tag16 + 1) {
         if (s_read_len (self, 4, &n))
             return -1;
-    }
-    else
+    } else
         return -1;
-    *count = (uint32_t) n;
+    *count = (uint32_t)n;
     return 0;
 }
 
@@ -159,7 +156,7 @@ s_read_integer (dp_reader_t *self, bool *negative, uint64_t *magnitude)
     }
     if (b >= 0xe0) {
         *negative = true;
-        *magnitude = (uint64_t) (-(int64_t) (int8_t) b);
+        *magnitude = (uint64_t)(-(int64_t)(int8_t)b);
         self->pos++;
         return 0;
     }
@@ -194,13 +191,12 @@ s_read_integer (dp_reader_t *self, bool *negative, uint64_t *magnitude)
     }
     /*  Sign-extend the width-byte two's complement value. */
     int shift = 64 - 8 * width;
-    int64_t value = (int64_t) (raw << shift) >> shift;
+    int64_t value = (int64_t)(raw << shift) >> shift;
     if (value < 0) {
         *negative = true;
-        *magnitude = (uint64_t) 0 - (uint64_t) value;
-    }
-    else
-        *magnitude = (uint64_t) value;
+        *magnitude = (uint64_t)0 - (uint64_t)value;
+    } else
+        *magnitude = (uint64_t)value;
     return 0;
 }
 
@@ -229,13 +225,12 @@ dp_mp_read_int (dp_reader_t *self, int64_t *value)
     if (s_read_integer (self, &negative, &magnitude))
         return -1;
     if (negative)
-        *value = (int64_t) ((uint64_t) 0 - magnitude);
-    else if (magnitude > (uint64_t) INT64_MAX) {
+        *value = (int64_t)((uint64_t)0 - magnitude);
+    else if (magnitude > (uint64_t)INT64_MAX) {
         self->pos = start;
         return -1;
-    }
-    else
-        *value = (int64_t) magnitude;
+    } else
+        *value = (int64_t)magnitude;
     return 0;
 }
 
@@ -251,8 +246,7 @@ s_read_bytes (dp_reader_t *self, bool want_str, dp_span_t *value)
     if (want_str && b >= 0xa0 && b <= 0xbf) {
         len = b & 0x1f;
         self->pos++;
-    }
-    else {
+    } else {
         uint8_t tag8 = want_str ? 0xd9 : 0xc4;
         if (b < tag8 || b > tag8 + 2)
             return -1;
@@ -264,7 +258,7 @@ s_read_bytes (dp_reader_t *self, bool want_str, dp_span_t *value)
         return -1;
     }
     value->data = self->pos;
-    value->size = (size_t) len;
+    value->size = (size_t)len;
     self->pos += len;
     return 0;
 }
@@ -321,7 +315,7 @@ s_skip_one (dp_reader_t *self, uint64_t *children)
     }
     case DP_MP_FLOAT: {
         int width = *self->pos == 0xca ? 4 : 8;
-        if (dp_reader_left (self) < (size_t) 1 + (size_t) width)
+        if (dp_reader_left (self) < (size_t)1 + (size_t)width)
             return -1;
         self->pos += 1 + width;
         return 0;
@@ -335,10 +329,9 @@ s_skip_one (dp_reader_t *self, uint64_t *children)
         const uint8_t *start = self->pos;
         if (b >= 0xd4 && b <= 0xd8) {
             /*  fixext 1, 2, 4, 8, 16: a type byte and 2^(b-0xd4) bytes. */
-            len = (uint64_t) 1 << (b - 0xd4);
+            len = (uint64_t)1 << (b - 0xd4);
             self->pos++;
-        }
-        else if (s_read_len (self, 1 << (b - 0xc7), &len))
+        } else if (s_read_len (self, 1 << (b - 0xc7), &len))
             return -1;
         if (dp_reader_left (self) < 1 + len) {
             self->pos = start;
@@ -355,7 +348,7 @@ s_skip_one (dp_reader_t *self, uint64_t *children)
     case DP_MP_MAP:
         if (dp_mp_read_map (self, &count))
             return -1;
-        *children = (uint64_t) count * 2;
+        *children = (uint64_t)count * 2;
         return 0;
     default:
         return -1;
@@ -369,27 +362,27 @@ dp_mp_read_object (dp_reader_t *self, dp_span_t *object)
     /*  pending[d] is how many items are still owed at depth d; every item is
         at least one byte, so a count larger than what is left fails early
         instead of looping over a lie. */
-    uint64_t pending [DP_MP_MAX_DEPTH + 1];
+    uint64_t pending[DP_MP_MAX_DEPTH + 1];
     int depth = 0;
-    pending [0] = 1;
+    pending[0] = 1;
     while (depth >= 0) {
-        if (pending [depth] == 0) {
+        if (pending[depth] == 0) {
             depth--;
             continue;
         }
         uint64_t children;
         if (s_skip_one (self, &children))
             goto fail;
-        pending [depth]--;
+        pending[depth]--;
         if (children > 0) {
             if (children > dp_reader_left (self) || depth == DP_MP_MAX_DEPTH)
                 goto fail;
-            pending [++depth] = children;
+            pending[++depth] = children;
         }
     }
     if (object) {
         object->data = start;
-        object->size = (size_t) (self->pos - start);
+        object->size = (size_t)(self->pos - start);
     }
     return 0;
 fail:

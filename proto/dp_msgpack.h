@@ -51,50 +51,37 @@ typedef struct {
 } dp_reader_t;
 
 /*  Points the reader at size bytes of data. */
-void
-dp_reader_init (dp_reader_t *self, const void *data, size_t size);
+void dp_reader_init (dp_reader_t *self, const void *data, size_t size);
 
 /*  Bytes not yet read. */
-size_t
-dp_reader_left (const dp_reader_t *self);
+size_t dp_reader_left (const dp_reader_t *self);
 
 /*  The type of the next item, without consuming it; DP_MP_INVALID at the end
     or on a byte that starts no msgpack item. */
-dp_mp_type_t
-dp_mp_peek (const dp_reader_t *self);
+dp_mp_type_t dp_mp_peek (const dp_reader_t *self);
 
 /*  Reads an array or map header: the element count (a map counts pairs). */
-int
-dp_mp_read_array (dp_reader_t *self, uint32_t *count);
-int
-dp_mp_read_map (dp_reader_t *self, uint32_t *count);
+int dp_mp_read_array (dp_reader_t *self, uint32_t *count);
+int dp_mp_read_map (dp_reader_t *self, uint32_t *count);
 
 /*  Reads an integer that fits the target: a uint64 must not be negative, an
     int64 must not exceed INT64_MAX. */
-int
-dp_mp_read_uint (dp_reader_t *self, uint64_t *value);
-int
-dp_mp_read_int (dp_reader_t *self, int64_t *value);
+int dp_mp_read_uint (dp_reader_t *self, uint64_t *value);
+int dp_mp_read_int (dp_reader_t *self, int64_t *value);
 
 /*  Reads a str (or a bin) and returns its bytes as a span into the buffer. */
-int
-dp_mp_read_str (dp_reader_t *self, dp_span_t *value);
-int
-dp_mp_read_bin (dp_reader_t *self, dp_span_t *value);
+int dp_mp_read_str (dp_reader_t *self, dp_span_t *value);
+int dp_mp_read_bin (dp_reader_t *self, dp_span_t *value);
 
-int
-dp_mp_read_bool (dp_reader_t *self, bool *value);
-int
-dp_mp_read_nil (dp_reader_t *self);
+int dp_mp_read_bool (dp_reader_t *self, bool *value);
+int dp_mp_read_nil (dp_reader_t *self);
 
 /*  Reads one whole item of any type, however nested (up to DP_MP_MAX_DEPTH),
     checking every byte of it, and returns its encoded bytes. */
-int
-dp_mp_read_object (dp_reader_t *self, dp_span_t *object);
+int dp_mp_read_object (dp_reader_t *self, dp_span_t *object);
 
 /*  Checks that data holds a sequence of complete msgpack items back to back
     and nothing else; returns how many, or -1 if it does not. */
-int64_t
-dp_mp_count_objects (const void *data, size_t size);
+int64_t dp_mp_count_objects (const void *data, size_t size);
 
 #endif

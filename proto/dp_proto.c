@@ -17,23 +17,23 @@
 #define ERROR_FIELDS    2 /* code, message */
 #define MAX_CODE        0xffff
 
-static const char *s_cmd_names [DP_CMD_COUNT_] = {
-    "?",      "HELLO",  "WELCOME",   "READY",  "SUBMIT",       "RESULT",    "DISPATCH",
-    "DONE",   "CANCEL", "STATUS",    "STATUS-REPLY", "HEARTBEAT", "BYE", "ERROR"};
+static const char *s_cmd_names[DP_CMD_COUNT_] = {
+    "?",    "HELLO",  "WELCOME", "READY",        "SUBMIT",    "RESULT", "DISPATCH",
+    "DONE", "CANCEL", "STATUS",  "STATUS-REPLY", "HEARTBEAT", "BYE",    "ERROR"};
 
-static const char *s_reason_names [DP_EREASON_COUNT_] = {
+static const char *s_reason_names[DP_EREASON_COUNT_] = {
     "ok", "frames", "header", "signature", "version", "command", "body", "limit"};
 
 const char *
 dp_cmd_name (int cmd)
 {
-    return cmd > 0 && cmd < DP_CMD_COUNT_ ? s_cmd_names [cmd] : "?";
+    return cmd > 0 && cmd < DP_CMD_COUNT_ ? s_cmd_names[cmd] : "?";
 }
 
 const char *
 dp_reason_name (int reason)
 {
-    return reason >= 0 && reason < DP_EREASON_COUNT_ ? s_reason_names [reason] : "?";
+    return reason >= 0 && reason < DP_EREASON_COUNT_ ? s_reason_names[reason] : "?";
 }
 
 bool
@@ -44,27 +44,27 @@ dp_span_eq (dp_span_t span, const char *string)
 }
 
 void
-dp_header_encode (uint8_t out [DP_HEADER_SIZE], dp_cmd_t cmd)
+dp_header_encode (uint8_t out[DP_HEADER_SIZE], dp_cmd_t cmd)
 {
-    out [0] = DP_SIGNATURE_0;
-    out [1] = DP_SIGNATURE_1;
-    out [2] = DP_VERSION;
-    out [3] = (uint8_t) cmd;
+    out[0] = DP_SIGNATURE_0;
+    out[1] = DP_SIGNATURE_1;
+    out[2] = DP_VERSION;
+    out[3] = (uint8_t)cmd;
 }
 
 dp_reason_t
 dp_header_decode (const void *data, size_t size, dp_cmd_t *cmd)
 {
-    const uint8_t *bytes = (const uint8_t *) data;
+    const uint8_t *bytes = (const uint8_t *)data;
     if (size != DP_HEADER_SIZE)
         return DP_EHEADER;
-    if (bytes [0] != DP_SIGNATURE_0 || bytes [1] != DP_SIGNATURE_1)
+    if (bytes[0] != DP_SIGNATURE_0 || bytes[1] != DP_SIGNATURE_1)
         return DP_ESIGNATURE;
-    if (bytes [2] != DP_VERSION)
+    if (bytes[2] != DP_VERSION)
         return DP_EVERSION;
-    if (bytes [3] == 0 || bytes [3] >= DP_CMD_COUNT_)
+    if (bytes[3] == 0 || bytes[3] >= DP_CMD_COUNT_)
         return DP_ECOMMAND;
-    *cmd = (dp_cmd_t) bytes [3];
+    *cmd = (dp_cmd_t)bytes[3];
     return DP_OK;
 }
 
@@ -107,7 +107,7 @@ s_u32 (dp_reader_t *r, uint32_t *value, uint64_t max)
         return DP_EBODY;
     if (v > max)
         return DP_ELIMIT;
-    *value = (uint32_t) v;
+    *value = (uint32_t)v;
     return DP_OK;
 }
 
@@ -119,15 +119,15 @@ s_i32 (dp_reader_t *r, int32_t *value, int64_t min, int64_t max)
         return DP_EBODY;
     if (v < min || v > max)
         return DP_ELIMIT;
-    *value = (int32_t) v;
+    *value = (int32_t)v;
     return DP_OK;
 }
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        dp_reason_t rc_ = (expr);                                                                  \
-        if (rc_ != DP_OK)                                                                          \
-            return rc_;                                                                            \
+#define TRY(expr)                                                                                 \
+    do {                                                                                          \
+        dp_reason_t rc_ = (expr);                                                                 \
+        if (rc_ != DP_OK)                                                                         \
+            return rc_;                                                                           \
     } while (0)
 
 /*  Reads one task entry of a SUBMIT or DISPATCH list. */
@@ -147,16 +147,15 @@ s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task)
         TRY (s_i32 (r, &task->priority, INT32_MIN, INT32_MAX));
         TRY (s_u32 (r, &task->timeout_ms, UINT32_MAX));
         TRY (s_i32 (r, &task->retries, -1, DP_MAX_RETRIES));
-    }
-    else {
+    } else {
         TRY (s_u32 (r, &task->timeout_ms, UINT32_MAX));
         TRY (s_u32 (r, &task->attempt, UINT32_MAX));
     }
     TRY (s_u32 (r, &task->flags, UINT32_MAX));
     if (task->flags & ~DP_TASK_FLAGS)
         return DP_ELIMIT;
-    if ((task->flags & DP_TASK_CHUNK) && *task->args.data != 0xdc && *task->args.data != 0xdd
-        && (*task->args.data & 0xf0) != 0x90)
+    if ((task->flags & DP_TASK_CHUNK) && *task->args.data != 0xdc && *task->args.data != 0xdd &&
+        (*task->args.data & 0xf0) != 0x90)
         return DP_EBODY; /* a chunk's args must be an array of calls */
     return s_skip_extra (r, count, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS);
 }
@@ -173,8 +172,7 @@ s_result (dp_reader_t *r, dp_result_t *result)
     if (result->code == 0) {
         if (dp_mp_read_object (r, &result->value))
             return DP_EBODY;
-    }
-    else {
+    } else {
         /*  A failure's value is its message; value spans the str item whole,
             so it can be forwarded as is. */
         dp_span_t message;
@@ -184,7 +182,7 @@ s_result (dp_reader_t *r, dp_result_t *result)
         if (message.size > DP_MAX_ERROR)
             return DP_ELIMIT;
         result->value.data = start;
-        result->value.size = (size_t) (r->pos - start);
+        result->value.size = (size_t)(r->pos - start);
     }
     return s_skip_extra (r, count, RESULT_FIELDS);
 }
@@ -372,7 +370,7 @@ dp_list_next_task (dp_list_t *self, dp_cmd_t cmd, dp_task_t *task)
         return false;
     dp_reason_t rc = s_task (&self->reader, cmd, task);
     assert (rc == DP_OK);
-    (void) rc;
+    (void)rc;
     self->left--;
     return true;
 }
@@ -384,7 +382,7 @@ dp_list_next_result (dp_list_t *self, dp_result_t *result)
         return false;
     dp_reason_t rc = s_result (&self->reader, result);
     assert (rc == DP_OK);
-    (void) rc;
+    (void)rc;
     self->left--;
     return true;
 }
@@ -396,7 +394,7 @@ dp_list_next_uint (dp_list_t *self, uint64_t *value)
         return false;
     int rc = dp_mp_read_uint (&self->reader, value);
     assert (rc == 0);
-    (void) rc;
+    (void)rc;
     self->left--;
     return true;
 }
@@ -408,7 +406,7 @@ dp_list_next_str (dp_list_t *self, dp_span_t *value)
         return false;
     int rc = dp_mp_read_str (&self->reader, value);
     assert (rc == 0);
-    (void) rc;
+    (void)rc;
     self->left--;
     return true;
 }
@@ -460,6 +458,12 @@ s_reset (dp_writer_t *self)
     self->list_count = 0;
 }
 
+void
+dp_writer_reset (dp_writer_t *self)
+{
+    s_reset (self);
+}
+
 /*  Each packer call returns 0 or -1; failure sticks until the next body. */
 static void
 s_check (dp_writer_t *self, int rc)
@@ -486,11 +490,11 @@ s_cstr (dp_writer_t *self, const char *string)
 static void
 s_raw (dp_writer_t *self, const void *data, size_t size)
 {
-    s_check (self, msgpack_sbuffer_write (&self->sbuf, (const char *) data, size));
+    s_check (self, msgpack_sbuffer_write (&self->sbuf, (const char *)data, size));
 }
 
 void
-dp_encode_hello (dp_writer_t *self, const uint8_t session [DP_SESSION_SIZE], const char *name)
+dp_encode_hello (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE], const char *name)
 {
     s_reset (self);
     s_check (self, msgpack_pack_array (&self->pk, HELLO_FIELDS));
@@ -523,7 +527,7 @@ dp_encode_ready (dp_writer_t *self, const char *name, uint64_t pid, const char *
     s_check (self, msgpack_pack_uint32 (&self->pk, credit));
     s_check (self, msgpack_pack_array (&self->pk, nfunctions));
     for (size_t i = 0; i < nfunctions; i++)
-        s_cstr (self, functions [i]);
+        s_cstr (self, functions[i]);
 }
 
 void
@@ -534,7 +538,7 @@ dp_encode_cancel (dp_writer_t *self, bool all, const uint64_t *seqs, size_t nseq
     s_check (self, all ? msgpack_pack_true (&self->pk) : msgpack_pack_false (&self->pk));
     s_check (self, msgpack_pack_array (&self->pk, nseqs));
     for (size_t i = 0; i < nseqs; i++)
-        s_check (self, msgpack_pack_uint64 (&self->pk, seqs [i]));
+        s_check (self, msgpack_pack_uint64 (&self->pk, seqs[i]));
 }
 
 void
@@ -559,7 +563,7 @@ dp_encode_empty (dp_writer_t *self)
 void
 dp_list_begin (dp_writer_t *self)
 {
-    static const uint8_t placeholder [5] = {0xdd, 0, 0, 0, 0};
+    static const uint8_t placeholder[5] = {0xdd, 0, 0, 0, 0};
     s_reset (self);
     self->list_at = self->sbuf.size;
     s_raw (self, placeholder, sizeof placeholder);
@@ -572,14 +576,13 @@ dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task)
     bool submit = cmd == DP_CMD_SUBMIT;
     s_check (self, msgpack_pack_array (&self->pk, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS));
     s_check (self, msgpack_pack_uint64 (&self->pk, task->id));
-    s_str (self, (const char *) task->fn.data, task->fn.size);
+    s_str (self, (const char *)task->fn.data, task->fn.size);
     s_raw (self, task->args.data, task->args.size);
     if (submit) {
         s_check (self, msgpack_pack_int32 (&self->pk, task->priority));
         s_check (self, msgpack_pack_uint32 (&self->pk, task->timeout_ms));
         s_check (self, msgpack_pack_int32 (&self->pk, task->retries));
-    }
-    else {
+    } else {
         s_check (self, msgpack_pack_uint32 (&self->pk, task->timeout_ms));
         s_check (self, msgpack_pack_uint32 (&self->pk, task->attempt));
     }
@@ -622,10 +625,10 @@ dp_list_end (dp_writer_t *self)
     assert (self->list_count <= DP_MAX_BATCH);
     if (self->failed)
         return;
-    uint8_t *at = (uint8_t *) self->sbuf.data + self->list_at + 1;
+    uint8_t *at = (uint8_t *)self->sbuf.data + self->list_at + 1;
     uint32_t n = self->list_count;
-    at [0] = (uint8_t) (n >> 24);
-    at [1] = (uint8_t) (n >> 16);
-    at [2] = (uint8_t) (n >> 8);
-    at [3] = (uint8_t) n;
+    at[0] = (uint8_t)(n >> 24);
+    at[1] = (uint8_t)(n >> 16);
+    at[2] = (uint8_t)(n >> 8);
+    at[3] = (uint8_t)n;
 }

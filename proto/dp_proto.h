@@ -27,44 +27,44 @@
 #define DP_HEADER_SIZE 4
 
 /*  Limits. A message or field beyond them is malformed. */
-#define DP_MAX_MSG_SIZE      (64 * 1024 * 1024) /* ZMQ_MAXMSGSIZE on every socket */
-#define DP_MAX_NAME          255                  /* function, peer and host names */
-#define DP_MAX_ERROR         4096                 /* error message bytes */
-#define DP_MAX_BATCH         1000000              /* entries in one list message */
-#define DP_MAX_FUNCTIONS     4096                 /* functions one worker offers */
-#define DP_MAX_RETRIES       1000                 /* retries a task may ask for */
-#define DP_MAX_CREDIT        100000               /* tasks one worker may hold */
-#define DP_SESSION_SIZE      16                   /* bytes of a client session id */
+#define DP_MAX_MSG_SIZE  (64 * 1024 * 1024) /* ZMQ_MAXMSGSIZE on every socket */
+#define DP_MAX_NAME      255                /* function, peer and host names */
+#define DP_MAX_ERROR     4096               /* error message bytes */
+#define DP_MAX_BATCH     1000000            /* entries in one list message */
+#define DP_MAX_FUNCTIONS 4096               /* functions one worker offers */
+#define DP_MAX_RETRIES   1000               /* retries a task may ask for */
+#define DP_MAX_CREDIT    100000             /* tasks one worker may hold */
+#define DP_SESSION_SIZE  16                 /* bytes of a client session id */
 
 /*  Defaults, documented in docs/PROTOCOL.md. */
-#define DP_DEFAULT_ENDPOINT     "tcp://*:5555"
-#define DP_DEFAULT_CONNECT      "tcp://127.0.0.1:5555"
-#define DP_HEARTBEAT_MS         1000 /* send a HEARTBEAT after this much silence */
-#define DP_EXPIRY_MS            2500 /* a peer silent this long is dead */
-#define DP_DEFAULT_RETRIES      3    /* re-runs after a worker dies */
-#define DP_DEFAULT_CREDIT       1    /* tasks a worker process holds at once */
-#define DP_DEFAULT_OUTSTANDING  100000 /* client tasks in flight */
-#define DP_RECONNECT_MS         100  /* first reconnect delay */
-#define DP_RECONNECT_MAX_MS     2000 /* reconnect backoff ceiling */
+#define DP_DEFAULT_ENDPOINT    "tcp://*:5555"
+#define DP_DEFAULT_CONNECT     "tcp://127.0.0.1:5555"
+#define DP_HEARTBEAT_MS        1000   /* send a HEARTBEAT after this much silence */
+#define DP_EXPIRY_MS           2500   /* a peer silent this long is dead */
+#define DP_DEFAULT_RETRIES     3      /* re-runs after a worker dies */
+#define DP_DEFAULT_CREDIT      1      /* tasks a worker process holds at once */
+#define DP_DEFAULT_OUTSTANDING 100000 /* client tasks in flight */
+#define DP_RECONNECT_MS        100    /* first reconnect delay */
+#define DP_RECONNECT_MAX_MS    2000   /* reconnect backoff ceiling */
 
 /*  Task flags (SUBMIT and DISPATCH). */
 #define DP_TASK_CHUNK 0x01u /* args is an array of calls; the value an array of [code, value] */
 #define DP_TASK_FLAGS 0x01u /* every flag this version knows */
 
 typedef enum {
-    DP_CMD_HELLO = 1,        /* client -> broker: session id, name */
-    DP_CMD_WELCOME = 2,      /* broker -> client or worker: timing, limits */
-    DP_CMD_READY = 3,        /* worker -> broker: functions and credit */
-    DP_CMD_SUBMIT = 4,       /* client -> broker: a batch of tasks */
-    DP_CMD_RESULT = 5,       /* broker -> client: a batch of results */
-    DP_CMD_DISPATCH = 6,     /* broker -> worker: a batch of tasks */
-    DP_CMD_DONE = 7,         /* worker -> broker: a batch of results */
-    DP_CMD_CANCEL = 8,       /* client -> broker: tasks not to run */
-    DP_CMD_STATUS = 9,       /* client -> broker: status request */
+    DP_CMD_HELLO = 1,         /* client -> broker: session id, name */
+    DP_CMD_WELCOME = 2,       /* broker -> client or worker: timing, limits */
+    DP_CMD_READY = 3,         /* worker -> broker: functions and credit */
+    DP_CMD_SUBMIT = 4,        /* client -> broker: a batch of tasks */
+    DP_CMD_RESULT = 5,        /* broker -> client: a batch of results */
+    DP_CMD_DISPATCH = 6,      /* broker -> worker: a batch of tasks */
+    DP_CMD_DONE = 7,          /* worker -> broker: a batch of results */
+    DP_CMD_CANCEL = 8,        /* client -> broker: tasks not to run */
+    DP_CMD_STATUS = 9,        /* client -> broker: status request */
     DP_CMD_STATUS_REPLY = 10, /* broker -> client: status map */
-    DP_CMD_HEARTBEAT = 11,   /* any -> any: still here */
-    DP_CMD_BYE = 12,         /* any -> any: leaving (a worker's is answered) */
-    DP_CMD_ERROR = 13,       /* broker -> any: your message was refused */
+    DP_CMD_HEARTBEAT = 11,    /* any -> any: still here */
+    DP_CMD_BYE = 12,          /* any -> any: leaving (a worker's is answered) */
+    DP_CMD_ERROR = 13,        /* broker -> any: your message was refused */
     DP_CMD_COUNT_ = 14
 } dp_cmd_t;
 
@@ -82,10 +82,8 @@ typedef enum {
 } dp_reason_t;
 
 /*  Short names for commands and reasons, for logs and status. */
-const char *
-dp_cmd_name (int cmd);
-const char *
-dp_reason_name (int reason);
+const char *dp_cmd_name (int cmd);
+const char *dp_reason_name (int reason);
 
 /*  A list of entries (tasks, results, seqs, names) inside a validated body,
     walked with the dp_list_next_* call of its kind. */
@@ -155,40 +153,32 @@ typedef struct {
         dp_ready_t ready;
         dp_cancel_t cancel;
         dp_error_t error;
-        dp_list_t list;  /* SUBMIT, DISPATCH: tasks; RESULT, DONE: results */
+        dp_list_t list;   /* SUBMIT, DISPATCH: tasks; RESULT, DONE: results */
         dp_span_t status; /* STATUS_REPLY: the msgpack map */
     } u;
 } dp_msg_t;
 
 /*  Writes the header frame for cmd into out. */
-void
-dp_header_encode (uint8_t out [DP_HEADER_SIZE], dp_cmd_t cmd);
+void dp_header_encode (uint8_t out[DP_HEADER_SIZE], dp_cmd_t cmd);
 
 /*  Checks a header frame. Returns DP_OK and the command, or the reason. */
-dp_reason_t
-dp_header_decode (const void *data, size_t size, dp_cmd_t *cmd);
+dp_reason_t dp_header_decode (const void *data, size_t size, dp_cmd_t *cmd);
 
 /*  Validates the header and the whole body of one message and fills msg.
     Returns DP_OK, or the reason it is malformed; never reads outside the
     two buffers, which must outlive msg. */
-dp_reason_t
-dp_msg_decode (const void *header, size_t header_size, const void *body, size_t body_size,
-               dp_msg_t *msg);
+dp_reason_t dp_msg_decode (const void *header, size_t header_size, const void *body,
+                           size_t body_size, dp_msg_t *msg);
 
 /*  Iterators over a list of a validated message: return true and the next
     entry, or false at the end. */
-bool
-dp_list_next_task (dp_list_t *self, dp_cmd_t cmd, dp_task_t *task);
-bool
-dp_list_next_result (dp_list_t *self, dp_result_t *result);
-bool
-dp_list_next_uint (dp_list_t *self, uint64_t *value);
-bool
-dp_list_next_str (dp_list_t *self, dp_span_t *value);
+bool dp_list_next_task (dp_list_t *self, dp_cmd_t cmd, dp_task_t *task);
+bool dp_list_next_result (dp_list_t *self, dp_result_t *result);
+bool dp_list_next_uint (dp_list_t *self, uint64_t *value);
+bool dp_list_next_str (dp_list_t *self, dp_span_t *value);
 
 /*  True if span equals the NUL-terminated string. */
-bool
-dp_span_eq (dp_span_t span, const char *string);
+bool dp_span_eq (dp_span_t span, const char *string);
 
 /*  ---------------------------------------------------------------------------
     Encoding. A writer is a msgpack buffer reused from message to message;
@@ -203,49 +193,37 @@ typedef struct {
     bool failed;
 } dp_writer_t;
 
-void
-dp_writer_init (dp_writer_t *self);
-void
-dp_writer_fini (dp_writer_t *self);
-bool
-dp_writer_ok (const dp_writer_t *self);
-const void *
-dp_writer_data (const dp_writer_t *self);
-size_t
-dp_writer_size (const dp_writer_t *self);
+void dp_writer_init (dp_writer_t *self);
+void dp_writer_fini (dp_writer_t *self);
+bool dp_writer_ok (const dp_writer_t *self);
+const void *dp_writer_data (const dp_writer_t *self);
+size_t dp_writer_size (const dp_writer_t *self);
 
-void
-dp_encode_hello (dp_writer_t *self, const uint8_t session [DP_SESSION_SIZE], const char *name);
-void
-dp_encode_welcome (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
-                   const char *broker, uint32_t workers);
-void
-dp_encode_ready (dp_writer_t *self, const char *name, uint64_t pid, const char *host,
-                 uint32_t credit, const char *const *functions, size_t nfunctions);
-void
-dp_encode_cancel (dp_writer_t *self, bool all, const uint64_t *seqs, size_t nseqs);
-void
-dp_encode_error (dp_writer_t *self, int32_t code, const char *message);
+/*  Starts a new empty body, for a caller that packs it with self->pk itself
+    (the broker's status map). */
+void dp_writer_reset (dp_writer_t *self);
+
+void dp_encode_hello (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE], const char *name);
+void dp_encode_welcome (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
+                        const char *broker, uint32_t workers);
+void dp_encode_ready (dp_writer_t *self, const char *name, uint64_t pid, const char *host,
+                      uint32_t credit, const char *const *functions, size_t nfunctions);
+void dp_encode_cancel (dp_writer_t *self, bool all, const uint64_t *seqs, size_t nseqs);
+void dp_encode_error (dp_writer_t *self, int32_t code, const char *message);
 /*  HEARTBEAT, BYE and STATUS have an empty array as body. */
-void
-dp_encode_empty (dp_writer_t *self);
+void dp_encode_empty (dp_writer_t *self);
 
 /*  List bodies (SUBMIT, DISPATCH, RESULT, DONE): begin, add entries, end.
     A list holds at most DP_MAX_BATCH entries. */
-void
-dp_list_begin (dp_writer_t *self);
-void
-dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task);
+void dp_list_begin (dp_writer_t *self);
+void dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task);
 /*  Adds a result with its code and value, one packed msgpack object: the
     task's result when code is 0, its message (a str) otherwise. */
 void
 dp_list_add_result (dp_writer_t *self, uint64_t id, int32_t code, const void *value, size_t size);
 /*  Adds a failed result with its code and message (truncated to DP_MAX_ERROR). */
-void
-dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *message);
-uint32_t
-dp_list_count (const dp_writer_t *self);
-void
-dp_list_end (dp_writer_t *self);
+void dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *message);
+uint32_t dp_list_count (const dp_writer_t *self);
+void dp_list_end (dp_writer_t *self);
 
 #endif

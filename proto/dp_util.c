@@ -17,14 +17,14 @@
 
 static _Thread_local int s_errno;
 static int s_log_level = -1;
-static char s_log_tag [32] = "dpool";
+static char s_log_tag[32] = "dpool";
 
 int64_t
 dp_now_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int
@@ -93,9 +93,9 @@ dpool_strerror (int code)
 int
 dp_log_parse_level (const char *name)
 {
-    static const char *names [] = {"error", "warn", "info", "debug"};
+    static const char *names[] = {"error", "warn", "info", "debug"};
     for (int i = 0; i < 4; i++)
-        if (name && strcmp (name, names [i]) == 0)
+        if (name && strcmp (name, names[i]) == 0)
             return i;
     return -1;
 }
@@ -128,29 +128,29 @@ dp_log (int level, const char *format, ...)
     static const char *marks = "EWID";
     if (level > dp_log_level ())
         return;
-    char line [1024];
+    char line[1024];
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
     struct tm tm;
     localtime_r (&ts.tv_sec, &tm);
-    int n = snprintf (line, sizeof line, "%c %02d:%02d:%02d.%03ld %s[%d] ", marks [level & 3],
+    int n = snprintf (line, sizeof line, "%c %02d:%02d:%02d.%03ld %s[%d] ", marks[level & 3],
                       tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, s_log_tag,
-                      (int) getpid ());
+                      (int)getpid ());
     va_list args;
     va_start (args, format);
-    vsnprintf (line + n, sizeof line - (size_t) n - 1, format, args);
+    vsnprintf (line + n, sizeof line - (size_t)n - 1, format, args);
     va_end (args);
     size_t len = strlen (line);
-    line [len++] = '\n';
+    line[len++] = '\n';
     /*  One write per line, so lines from many processes do not interleave. */
     ssize_t rc = write (STDERR_FILENO, line, len);
-    (void) rc;
+    (void)rc;
 }
 
 void
 dp_random_bytes (void *buf, size_t size)
 {
-    uint8_t *out = (uint8_t *) buf;
+    uint8_t *out = (uint8_t *)buf;
     size_t got = 0;
     while (got < size) {
         ssize_t n = getrandom (out + got, size - got, 0);
@@ -159,16 +159,16 @@ dp_random_bytes (void *buf, size_t size)
                 continue;
             break;
         }
-        got += (size_t) n;
+        got += (size_t)n;
     }
     if (got < size) {
         /*  No entropy source: good enough to tell sessions apart. */
-        uint64_t x = (uint64_t) dp_now_ms () ^ ((uint64_t) getpid () << 32);
+        uint64_t x = (uint64_t)dp_now_ms () ^ ((uint64_t)getpid () << 32);
         for (size_t i = got; i < size; i++) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            out [i] = (uint8_t) x;
+            out[i] = (uint8_t)x;
         }
     }
 }
@@ -176,8 +176,8 @@ dp_random_bytes (void *buf, size_t size)
 const char *
 dp_hostname (void)
 {
-    static char name [256];
-    if (!name [0] && gethostname (name, sizeof name - 1) != 0)
+    static char name[256];
+    if (!name[0] && gethostname (name, sizeof name - 1) != 0)
         snprintf (name, sizeof name, "localhost");
     return name;
 }
@@ -186,7 +186,7 @@ int
 dp_cpu_count (void)
 {
     long n = sysconf (_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int) n : 1;
+    return n > 0 ? (int)n : 1;
 }
 
 int

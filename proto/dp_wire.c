@@ -10,10 +10,10 @@ dp_wire_configure (void *socket, bool router, int linger_ms)
     int64_t maxmsg = DP_MAX_MSG_SIZE;
     int hwm = DP_WIRE_HWM;
     int one = 1;
-    if (zmq_setsockopt (socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg)
-        || zmq_setsockopt (socket, ZMQ_SNDHWM, &hwm, sizeof hwm)
-        || zmq_setsockopt (socket, ZMQ_RCVHWM, &hwm, sizeof hwm)
-        || zmq_setsockopt (socket, ZMQ_LINGER, &linger_ms, sizeof linger_ms))
+    if (zmq_setsockopt (socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) ||
+        zmq_setsockopt (socket, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt (socket, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt (socket, ZMQ_LINGER, &linger_ms, sizeof linger_ms))
         return -1;
     if (router && zmq_setsockopt (socket, ZMQ_ROUTER_MANDATORY, &one, sizeof one))
         return -1;
@@ -31,7 +31,7 @@ dp_wire_recv (void *socket, dp_wire_msg_t *msg, int flags)
         zmq_msg_t *frame;
         zmq_msg_t spill;
         if (msg->count < DP_WIRE_FRAMES)
-            frame = &msg->frames [msg->count];
+            frame = &msg->frames[msg->count];
         else
             frame = &spill;
         zmq_msg_init (frame);
@@ -48,8 +48,7 @@ dp_wire_recv (void *socket, dp_wire_msg_t *msg, int flags)
         if (frame == &spill) {
             zmq_msg_close (&spill);
             msg->excess++;
-        }
-        else
+        } else
             msg->count++;
     }
     return 0;
@@ -59,7 +58,7 @@ void
 dp_wire_close (dp_wire_msg_t *msg)
 {
     for (int i = 0; i < msg->count; i++)
-        zmq_msg_close (&msg->frames [i]);
+        zmq_msg_close (&msg->frames[i]);
     msg->count = 0;
     msg->excess = 0;
 }
@@ -72,11 +71,11 @@ dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out)
         return DP_EFRAMES;
     int at = 0;
     if (router) {
-        *rid = &msg->frames [0];
+        *rid = &msg->frames[0];
         at = 1;
     }
-    zmq_msg_t *header = &msg->frames [at];
-    zmq_msg_t *body = &msg->frames [at + 1];
+    zmq_msg_t *header = &msg->frames[at];
+    zmq_msg_t *body = &msg->frames[at + 1];
     return dp_msg_decode (zmq_msg_data (header), zmq_msg_size (header), zmq_msg_data (body),
                           zmq_msg_size (body), out);
 }
@@ -85,7 +84,7 @@ int
 dp_wire_send (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, const void *body,
               size_t size, int flags)
 {
-    uint8_t header [DP_HEADER_SIZE];
+    uint8_t header[DP_HEADER_SIZE];
     dp_header_encode (header, cmd);
     if (rid_size > 0 && zmq_send (socket, rid, rid_size, flags | ZMQ_SNDMORE) < 0)
         return -1;

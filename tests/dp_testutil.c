@@ -31,9 +31,9 @@ const char *dp_test_cli_bin = DPOOL_CLI_BIN;
 
 #define MAX_CHILDREN 256
 
-static char s_dir [1024];
-static char s_name [64] = "test";
-static pid_t s_children [MAX_CHILDREN];
+static char s_dir[1024];
+static char s_name[64] = "test";
+static pid_t s_children[MAX_CHILDREN];
 static int s_nchildren;
 static pid_t s_main_pid;
 
@@ -42,13 +42,13 @@ s_now_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
 s_sleep_ms (int ms)
 {
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep (&ts, NULL);
 }
 
@@ -59,24 +59,42 @@ s_kill_children (void)
 {
     if (getpid () != s_main_pid)
         return;
+    /*  SIGTERM first, so that programs (and valgrind around them) can end
+        cleanly; SIGKILL whatever is left after the grace period. */
     for (int i = 0; i < s_nchildren; i++)
-        if (s_children [i] > 0) {
-            kill (-s_children [i], SIGKILL);
-            kill (s_children [i], SIGKILL);
-            waitpid (s_children [i], NULL, 0);
-            s_children [i] = 0;
+        if (s_children[i] > 0)
+            kill (s_children[i], SIGTERM);
+    int64_t deadline = s_now_ms () + 3000;
+    for (int i = 0; i < s_nchildren; i++) {
+        while (s_children[i] > 0 && s_now_ms () < deadline) {
+            if (waitpid (s_children[i], NULL, WNOHANG) != 0)
+                s_children[i] = -s_children[i]; /* reaped: remember the group */
+            else
+                s_sleep_ms (5);
         }
+    }
+    for (int i = 0; i < s_nchildren; i++) {
+        pid_t pid = s_children[i] > 0 ? s_children[i] : -s_children[i];
+        if (pid == 0)
+            continue;
+        kill (-pid, SIGKILL);
+        if (s_children[i] > 0) {
+            kill (pid, SIGKILL);
+            waitpid (pid, NULL, 0);
+        }
+        s_children[i] = 0;
+    }
 }
 
 static void
 s_remove_dir (void)
 {
-    if (getpid () != s_main_pid || !s_dir [0] || getenv ("DPOOL_KEEP_TMP"))
+    if (getpid () != s_main_pid || !s_dir[0] || getenv ("DPOOL_KEEP_TMP"))
         return;
-    char command [1100];
+    char command[1100];
     snprintf (command, sizeof command, "rm -rf '%s'", s_dir);
     int rc = system (command);
-    (void) rc;
+    (void)rc;
 }
 
 static void
@@ -89,7 +107,7 @@ s_at_exit (void)
 void
 dp_test_fail (const char *file, int line, const char *format, ...)
 {
-    char message [2048];
+    char message[2048];
     va_list args;
     va_start (args, format);
     vsnprintf (message, sizeof message, format, args);
@@ -104,14 +122,14 @@ dp_test_fail (const char *file, int line, const char *format, ...)
 static void
 s_on_alarm (int sig)
 {
-    (void) sig;
-    static const char text [] = "FAIL: test deadline passed\n";
+    (void)sig;
+    static const char text[] = "FAIL: test deadline passed\n";
     ssize_t rc = write (STDERR_FILENO, text, sizeof text - 1);
-    (void) rc;
+    (void)rc;
     for (int i = 0; i < s_nchildren; i++)
-        if (s_children [i] > 0) {
-            kill (-s_children [i], SIGKILL);
-            kill (s_children [i], SIGKILL);
+        if (s_children[i] > 0) {
+            kill (-s_children[i], SIGKILL);
+            kill (s_children[i], SIGKILL);
         }
     _exit (1);
 }
@@ -130,7 +148,7 @@ dp_test_begin (const char *name, int seconds)
     atexit (s_at_exit);
     signal (SIGALRM, s_on_alarm);
     signal (SIGPIPE, SIG_IGN);
-    alarm ((unsigned) seconds);
+    alarm ((unsigned)seconds);
 }
 
 const char *
@@ -142,7 +160,7 @@ dp_test_dir (void)
 const char *
 dp_test_path (const char *name)
 {
-    static char path [PATH_MAX];
+    static char path[PATH_MAX];
     snprintf (path, sizeof path, "%s/%s", s_dir, name);
     return path;
 }
@@ -150,13 +168,13 @@ dp_test_path (const char *name)
 const char *
 dp_test_ipc (const char *name)
 {
-    static char endpoint [2048];
+    static char endpoint[2048];
     snprintf (endpoint, sizeof endpoint, "ipc://%s/%s.ipc", s_dir, name);
     return endpoint;
 }
 
 pid_t
-dp_test_spawn (const char *tag, char *const argv [])
+dp_test_spawn (const char *tag, char *const argv[])
 {
     if (s_nchildren == MAX_CHILDREN)
         dp_test_fail (__FILE__, __LINE__, "too many child processes");
@@ -168,7 +186,7 @@ dp_test_spawn (const char *tag, char *const argv [])
     if (pid == 0) {
         setpgid (0, 0);
         if (tag) {
-            char path [PATH_MAX];
+            char path[PATH_MAX];
             snprintf (path, sizeof path, "%s/%s.out", s_dir, tag);
             int out = open (path, O_WRONLY | O_CREAT | O_APPEND, 0644);
             snprintf (path, sizeof path, "%s/%s.err", s_dir, tag);
@@ -179,12 +197,12 @@ dp_test_spawn (const char *tag, char *const argv [])
                 dup2 (err, STDERR_FILENO);
         }
         alarm (0);
-        execv (argv [0], argv);
-        fprintf (stderr, "exec %s: %s\n", argv [0], strerror (errno));
+        execvp (argv[0], argv);
+        fprintf (stderr, "exec %s: %s\n", argv[0], strerror (errno));
         _exit (127);
     }
     setpgid (pid, pid);
-    s_children [s_nchildren++] = pid;
+    s_children[s_nchildren++] = pid;
     return pid;
 }
 
@@ -192,8 +210,8 @@ static void
 s_forget (pid_t pid)
 {
     for (int i = 0; i < s_nchildren; i++)
-        if (s_children [i] == pid)
-            s_children [i] = 0;
+        if (s_children[i] == pid)
+            s_children[i] = 0;
 }
 
 int
@@ -257,21 +275,20 @@ dp_test_read_file (const char *path)
             if (!bigger) {
                 free (data);
                 data = NULL;
-            }
-            else
+            } else
                 data = bigger;
         }
     }
     fclose (file);
     if (data)
-        data [len] = 0;
+        data[len] = 0;
     return data;
 }
 
 static bool
 s_file_has_lines (void *arg)
 {
-    char *text = dp_test_read_file ((const char *) arg);
+    char *text = dp_test_read_file ((const char *)arg);
     bool ready = text && strstr (text, "ipc://") && strstr (text, "tcp://");
     free (text);
     return ready;
@@ -281,23 +298,33 @@ void
 dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra)
 {
     static int serial;
-    char name [64], endpoint_file [PATH_MAX];
+    char name[64], endpoint_file[PATH_MAX];
     snprintf (name, sizeof name, "broker%d", ++serial);
     snprintf (endpoint_file, sizeof endpoint_file, "%s/%s.endpoints", s_dir, name);
     snprintf (broker->ipc, sizeof broker->ipc, "%s", dp_test_ipc (name));
-    const char *argv [64];
+    const char *argv[64];
     int argc = 0;
-    argv [argc++] = dp_test_broker_bin;
-    argv [argc++] = "--bind";
-    argv [argc++] = "tcp://127.0.0.1:*";
-    argv [argc++] = "--bind";
-    argv [argc++] = broker->ipc;
-    argv [argc++] = "--endpoint-file";
-    argv [argc++] = endpoint_file;
-    for (int i = 0; extra && extra [i] && argc < 62; i++)
-        argv [argc++] = extra [i];
-    argv [argc] = NULL;
-    broker->pid = dp_test_spawn (name, (char *const *) argv);
+    /*  DPOOL_TEST_BROKER_WRAP runs the broker under a tool, e.g.
+        "valgrind --leak-check=full --error-exitcode=99". */
+    static char wrap[512];
+    const char *wrap_env = getenv ("DPOOL_TEST_BROKER_WRAP");
+    if (wrap_env && *wrap_env) {
+        snprintf (wrap, sizeof wrap, "%s", wrap_env);
+        for (char *save = NULL, *word = strtok_r (wrap, " ", &save); word && argc < 16;
+             word = strtok_r (NULL, " ", &save))
+            argv[argc++] = word;
+    }
+    argv[argc++] = dp_test_broker_bin;
+    argv[argc++] = "--bind";
+    argv[argc++] = "tcp://127.0.0.1:*";
+    argv[argc++] = "--bind";
+    argv[argc++] = broker->ipc;
+    argv[argc++] = "--endpoint-file";
+    argv[argc++] = endpoint_file;
+    for (int i = 0; extra && extra[i] && argc < 62; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    broker->pid = dp_test_spawn (name, (char *const *)argv);
     if (!dp_test_wait_until (s_file_has_lines, endpoint_file, 10000))
         dp_test_fail (__FILE__, __LINE__, "broker did not write %s", endpoint_file);
     char *text = dp_test_read_file (endpoint_file);
@@ -308,7 +335,7 @@ dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra)
     if (len >= sizeof broker->tcp)
         len = sizeof broker->tcp - 1;
     memcpy (broker->tcp, tcp, len);
-    broker->tcp [len] = 0;
+    broker->tcp[len] = 0;
     free (text);
 }
 
@@ -316,18 +343,18 @@ pid_t
 dp_test_workers_start (const char *endpoint, int procs, const char *const *extra)
 {
     static int serial;
-    char tag [32], nprocs [16];
+    char tag[32], nprocs[16];
     snprintf (tag, sizeof tag, "workers%d", ++serial);
     snprintf (nprocs, sizeof nprocs, "%d", procs);
-    const char *argv [64];
+    const char *argv[64];
     int argc = 0;
-    argv [argc++] = dp_test_worker_bin;
-    argv [argc++] = "--connect";
-    argv [argc++] = endpoint;
-    argv [argc++] = "--procs";
-    argv [argc++] = nprocs;
-    for (int i = 0; extra && extra [i] && argc < 62; i++)
-        argv [argc++] = extra [i];
-    argv [argc] = NULL;
-    return dp_test_spawn (tag, (char *const *) argv);
+    argv[argc++] = dp_test_worker_bin;
+    argv[argc++] = "--connect";
+    argv[argc++] = endpoint;
+    argv[argc++] = "--procs";
+    argv[argc++] = nprocs;
+    for (int i = 0; extra && extra[i] && argc < 62; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    return dp_test_spawn (tag, (char *const *)argv);
 }

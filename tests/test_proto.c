@@ -16,12 +16,12 @@ static dp_writer_t w;
 static dp_msg_t
 s_decode_ok (dp_cmd_t cmd)
 {
-    uint8_t header [DP_HEADER_SIZE];
+    uint8_t header[DP_HEADER_SIZE];
     dp_header_encode (header, cmd);
     dp_msg_t msg;
     CHECK (dp_writer_ok (&w));
-    dp_reason_t rc = dp_msg_decode (header, sizeof header, dp_writer_data (&w), dp_writer_size (&w),
-                                    &msg);
+    dp_reason_t rc =
+        dp_msg_decode (header, sizeof header, dp_writer_data (&w), dp_writer_size (&w), &msg);
     if (rc != DP_OK)
         dp_test_fail (__FILE__, __LINE__, "%s decoded as %s", dp_cmd_name (cmd),
                       dp_reason_name (rc));
@@ -32,7 +32,7 @@ s_decode_ok (dp_cmd_t cmd)
 static dp_reason_t
 s_decode (dp_cmd_t cmd, const void *body, size_t size)
 {
-    uint8_t header [DP_HEADER_SIZE];
+    uint8_t header[DP_HEADER_SIZE];
     dp_header_encode (header, cmd);
     dp_msg_t msg;
     return dp_msg_decode (header, sizeof header, body, size, &msg);
@@ -47,31 +47,31 @@ s_span_is (dp_span_t span, const char *text)
 static void
 test_header (void)
 {
-    uint8_t header [DP_HEADER_SIZE];
+    uint8_t header[DP_HEADER_SIZE];
     dp_cmd_t cmd;
     dp_header_encode (header, DP_CMD_SUBMIT);
     CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_OK);
     CHECK_EQ_INT (cmd, DP_CMD_SUBMIT);
     CHECK_EQ_INT (dp_header_decode (header, 3, &cmd), DP_EHEADER);
     CHECK_EQ_INT (dp_header_decode (header, 5, &cmd), DP_EHEADER);
-    header [0] = 'X';
+    header[0] = 'X';
     CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_ESIGNATURE);
-    header [0] = 'D';
-    header [2] = 2;
+    header[0] = 'D';
+    header[2] = 2;
     CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_EVERSION);
-    header [2] = DP_VERSION;
-    header [3] = 0;
+    header[2] = DP_VERSION;
+    header[3] = 0;
     CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_ECOMMAND);
-    header [3] = DP_CMD_COUNT_;
+    header[3] = DP_CMD_COUNT_;
     CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_ECOMMAND);
 }
 
 static void
 test_hello_welcome_ready (void)
 {
-    uint8_t session [DP_SESSION_SIZE];
+    uint8_t session[DP_SESSION_SIZE];
     for (int i = 0; i < DP_SESSION_SIZE; i++)
-        session [i] = (uint8_t) (i * 7);
+        session[i] = (uint8_t)(i * 7);
     dp_encode_hello (&w, session, "client-1");
     dp_msg_t msg = s_decode_ok (DP_CMD_HELLO);
     CHECK_EQ_INT (msg.u.hello.session.size, DP_SESSION_SIZE);
@@ -85,7 +85,7 @@ test_hello_welcome_ready (void)
     CHECK (s_span_is (msg.u.welcome.broker, "broker@h"));
     CHECK_EQ_INT (msg.u.welcome.workers, 7);
 
-    const char *fns [] = {"echo", "sleep", "resize"};
+    const char *fns[] = {"echo", "sleep", "resize"};
     dp_encode_ready (&w, "w1", 4242, "hostA", 2, fns, 3);
     msg = s_decode_ok (DP_CMD_READY);
     CHECK (s_span_is (msg.u.ready.name, "w1"));
@@ -95,14 +95,14 @@ test_hello_welcome_ready (void)
     dp_span_t fn;
     for (int i = 0; i < 3; i++) {
         CHECK (dp_list_next_str (&msg.u.ready.functions, &fn));
-        CHECK (s_span_is (fn, fns [i]));
+        CHECK (s_span_is (fn, fns[i]));
     }
     CHECK (!dp_list_next_str (&msg.u.ready.functions, &fn));
 
     /*  A worker must offer credit; names have limits. */
     dp_encode_ready (&w, "w1", 1, "h", 0, fns, 3);
     CHECK_EQ_INT (s_decode (DP_CMD_READY, dp_writer_data (&w), dp_writer_size (&w)), DP_ELIMIT);
-    const char *empty [] = {""};
+    const char *empty[] = {""};
     dp_encode_ready (&w, "w1", 1, "h", 1, empty, 1);
     CHECK_EQ_INT (s_decode (DP_CMD_READY, dp_writer_data (&w), dp_writer_size (&w)), DP_ELIMIT);
 }
@@ -111,8 +111,8 @@ static void
 test_tasks (void)
 {
     /*  SUBMIT: three tasks with every field set. */
-    uint8_t args [3][16];
-    size_t args_size [3];
+    uint8_t args[3][16];
+    size_t args_size[3];
     msgpack_sbuffer sb;
     msgpack_packer pk;
     for (int i = 0; i < 3; i++) {
@@ -121,21 +121,21 @@ test_tasks (void)
         msgpack_pack_array (&pk, 2);
         msgpack_pack_int (&pk, i);
         msgpack_pack_str_with_body (&pk, "xy", 2);
-        memcpy (args [i], sb.data, sb.size);
-        args_size [i] = sb.size;
+        memcpy (args[i], sb.data, sb.size);
+        args_size[i] = sb.size;
         msgpack_sbuffer_destroy (&sb);
     }
     for (int round = 0; round < 2; round++) {
         dp_cmd_t cmd = round == 0 ? DP_CMD_SUBMIT : DP_CMD_DISPATCH;
         dp_list_begin (&w);
         for (int i = 0; i < 3; i++) {
-            dp_task_t task = {.id = (uint64_t) 1 << (40 + i),
-                              .fn = {(const uint8_t *) "echo", 4},
-                              .args = {args [i], args_size [i]},
+            dp_task_t task = {.id = (uint64_t)1 << (40 + i),
+                              .fn = {(const uint8_t *)"echo", 4},
+                              .args = {args[i], args_size[i]},
                               .priority = -5 + i,
-                              .timeout_ms = 1000u * (unsigned) i,
+                              .timeout_ms = 1000u * (unsigned)i,
                               .retries = i - 1,
-                              .attempt = (uint32_t) i + 1,
+                              .attempt = (uint32_t)i + 1,
                               .flags = 0};
             dp_list_add_task (&w, cmd, &task);
         }
@@ -145,16 +145,15 @@ test_tasks (void)
         dp_task_t task;
         for (int i = 0; i < 3; i++) {
             CHECK (dp_list_next_task (&msg.u.list, cmd, &task));
-            CHECK (task.id == (uint64_t) 1 << (40 + i));
+            CHECK (task.id == (uint64_t)1 << (40 + i));
             CHECK (s_span_is (task.fn, "echo"));
-            CHECK_EQ_INT (task.args.size, args_size [i]);
-            CHECK (memcmp (task.args.data, args [i], args_size [i]) == 0);
+            CHECK_EQ_INT (task.args.size, args_size[i]);
+            CHECK (memcmp (task.args.data, args[i], args_size[i]) == 0);
             CHECK_EQ_INT (task.timeout_ms, 1000 * i);
             if (cmd == DP_CMD_SUBMIT) {
                 CHECK_EQ_INT (task.priority, -5 + i);
                 CHECK_EQ_INT (task.retries, i - 1);
-            }
-            else
+            } else
                 CHECK_EQ_INT (task.attempt, i + 1);
         }
         CHECK (!dp_list_next_task (&msg.u.list, cmd, &task));
@@ -166,7 +165,7 @@ test_tasks (void)
     s_decode_ok (DP_CMD_SUBMIT);
 
     /*  Unknown flags, and a chunk whose args are not an array, are refused. */
-    dp_task_t bad = {.id = 1, .fn = {(const uint8_t *) "f", 1}, .args = {args [0], args_size [0]}};
+    dp_task_t bad = {.id = 1, .fn = {(const uint8_t *)"f", 1}, .args = {args[0], args_size[0]}};
     bad.flags = 0x80;
     dp_list_begin (&w);
     dp_list_add_task (&w, DP_CMD_SUBMIT, &bad);
@@ -174,18 +173,18 @@ test_tasks (void)
     CHECK_EQ_INT (s_decode (DP_CMD_SUBMIT, dp_writer_data (&w), dp_writer_size (&w)), DP_ELIMIT);
     uint8_t one = 0x01;
     bad.flags = DP_TASK_CHUNK;
-    bad.args = (dp_span_t) {&one, 1};
+    bad.args = (dp_span_t){&one, 1};
     dp_list_begin (&w);
     dp_list_add_task (&w, DP_CMD_SUBMIT, &bad);
     dp_list_end (&w);
     CHECK_EQ_INT (s_decode (DP_CMD_SUBMIT, dp_writer_data (&w), dp_writer_size (&w)), DP_EBODY);
 
     /*  A function name over DP_MAX_NAME bytes is refused. */
-    char longname [DP_MAX_NAME + 2];
+    char longname[DP_MAX_NAME + 2];
     memset (longname, 'a', sizeof longname - 1);
-    longname [sizeof longname - 1] = 0;
+    longname[sizeof longname - 1] = 0;
     bad.flags = 0;
-    bad.fn = (dp_span_t) {(const uint8_t *) longname, DP_MAX_NAME + 1};
+    bad.fn = (dp_span_t){(const uint8_t *)longname, DP_MAX_NAME + 1};
     dp_list_begin (&w);
     dp_list_add_task (&w, DP_CMD_SUBMIT, &bad);
     dp_list_end (&w);
@@ -195,7 +194,7 @@ test_tasks (void)
 static void
 test_results (void)
 {
-    uint8_t value [] = {0x92, 0x01, 0xa1, 'z'}; /* [1, "z"] */
+    uint8_t value[] = {0x92, 0x01, 0xa1, 'z'}; /* [1, "z"] */
     for (int round = 0; round < 2; round++) {
         dp_cmd_t cmd = round == 0 ? DP_CMD_RESULT : DP_CMD_DONE;
         dp_list_begin (&w);
@@ -229,7 +228,7 @@ test_results (void)
     /*  Messages longer than DP_MAX_ERROR are truncated by the writer. */
     char *longmsg = malloc (DP_MAX_ERROR * 2);
     memset (longmsg, 'e', DP_MAX_ERROR * 2 - 1);
-    longmsg [DP_MAX_ERROR * 2 - 1] = 0;
+    longmsg[DP_MAX_ERROR * 2 - 1] = 0;
     dp_list_begin (&w);
     dp_list_add_error (&w, 1, DPOOL_EFAILED, longmsg);
     dp_list_end (&w);
@@ -240,14 +239,14 @@ test_results (void)
 static void
 test_small_messages (void)
 {
-    uint64_t seqs [] = {1, 5, 1ull << 50};
+    uint64_t seqs[] = {1, 5, 1ull << 50};
     dp_encode_cancel (&w, false, seqs, 3);
     dp_msg_t msg = s_decode_ok (DP_CMD_CANCEL);
     CHECK (!msg.u.cancel.all);
     uint64_t seq;
     for (int i = 0; i < 3; i++) {
         CHECK (dp_list_next_uint (&msg.u.cancel.seqs, &seq));
-        CHECK (seq == seqs [i]);
+        CHECK (seq == seqs[i]);
     }
     CHECK (!dp_list_next_uint (&msg.u.cancel.seqs, &seq));
     dp_encode_cancel (&w, true, NULL, 0);
@@ -259,21 +258,21 @@ test_small_messages (void)
     CHECK_EQ_INT (msg.u.error.code, DPOOL_EPROTO);
     CHECK (s_span_is (msg.u.error.message, "bad header"));
 
-    dp_cmd_t empties [] = {DP_CMD_HEARTBEAT, DP_CMD_BYE, DP_CMD_STATUS};
+    dp_cmd_t empties[] = {DP_CMD_HEARTBEAT, DP_CMD_BYE, DP_CMD_STATUS};
     for (int i = 0; i < 3; i++) {
         dp_encode_empty (&w);
-        s_decode_ok (empties [i]);
+        s_decode_ok (empties[i]);
     }
     /*  A later version may append fields: readers skip them. */
-    uint8_t longer [] = {0x92, 0x01, 0xc0};
+    uint8_t longer[] = {0x92, 0x01, 0xc0};
     CHECK_EQ_INT (s_decode (DP_CMD_HEARTBEAT, longer, sizeof longer), DP_OK);
     /*  But trailing bytes after the body are refused. */
-    uint8_t trailing [] = {0x90, 0x00};
+    uint8_t trailing[] = {0x90, 0x00};
     CHECK_EQ_INT (s_decode (DP_CMD_HEARTBEAT, trailing, sizeof trailing), DP_EBODY);
     CHECK_EQ_INT (s_decode (DP_CMD_HEARTBEAT, "", 0), DP_EBODY);
 
     /*  STATUS-REPLY carries any map. */
-    uint8_t map [] = {0x81, 0xa1, 'q', 0x05};
+    uint8_t map[] = {0x81, 0xa1, 'q', 0x05};
     CHECK_EQ_INT (s_decode (DP_CMD_STATUS_REPLY, map, sizeof map), DP_OK);
     CHECK_EQ_INT (s_decode (DP_CMD_STATUS_REPLY, longer, sizeof longer), DP_EBODY);
 }
@@ -283,11 +282,13 @@ test_small_messages (void)
 static void
 test_truncated_and_mutated (void)
 {
-    uint8_t args [] = {0x93, 0x01, 0xcb, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0xc4, 0x02, 0xaa, 0xbb};
+    uint8_t args[] = {0x93, 0x01, 0xcb, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0xc4, 0x02, 0xaa, 0xbb};
     dp_list_begin (&w);
     for (int i = 0; i < 4; i++) {
-        dp_task_t task = {.id = (uint64_t) i, .fn = {(const uint8_t *) "fn", 2},
-                          .args = {args, sizeof args}, .retries = 2};
+        dp_task_t task = {.id = (uint64_t)i,
+                          .fn = {(const uint8_t *)"fn", 2},
+                          .args = {args, sizeof args},
+                          .retries = 2};
         dp_list_add_task (&w, DP_CMD_SUBMIT, &task);
     }
     dp_list_end (&w);
@@ -303,18 +304,19 @@ test_truncated_and_mutated (void)
     for (size_t at = 0; at < size; at++)
         for (int bit = 0; bit < 8; bit++) {
             memcpy (copy, dp_writer_data (&w), size);
-            copy [at] ^= (uint8_t) (1 << bit);
+            copy[at] ^= (uint8_t)(1 << bit);
             dp_reason_t rc = s_decode (DP_CMD_SUBMIT, copy, size);
             CHECK (rc == DP_OK || rc == DP_EBODY || rc == DP_ELIMIT);
             if (rc == DP_OK) {
                 /*  Whatever decoded must walk cleanly. */
-                uint8_t header [DP_HEADER_SIZE];
+                uint8_t header[DP_HEADER_SIZE];
                 dp_header_encode (header, DP_CMD_SUBMIT);
                 dp_msg_t msg;
                 dp_msg_decode (header, sizeof header, copy, size, &msg);
                 dp_task_t task;
                 while (dp_list_next_task (&msg.u.list, DP_CMD_SUBMIT, &task))
-                    CHECK (task.args.data >= copy && task.args.data + task.args.size <= copy + size);
+                    CHECK (task.args.data >= copy &&
+                           task.args.data + task.args.size <= copy + size);
             }
         }
     free (copy);
@@ -324,22 +326,22 @@ test_truncated_and_mutated (void)
 static void
 test_lying_sizes (void)
 {
-    uint8_t big_array [] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
-    uint8_t big_str [] = {0x91, 0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'};
-    uint8_t big_bin [] = {0x91, 0xc6, 0xff, 0xff, 0xff, 0xf0, 'a'};
-    uint8_t big_ext [] = {0x91, 0xc9, 0xff, 0xff, 0xff, 0xf0, 0x01, 'a'};
-    uint8_t never [] = {0x91, 0xc1};
-    dp_cmd_t cmds [] = {DP_CMD_SUBMIT, DP_CMD_RESULT, DP_CMD_HEARTBEAT, DP_CMD_READY,
-                        DP_CMD_HELLO, DP_CMD_CANCEL, DP_CMD_STATUS_REPLY, DP_CMD_ERROR};
-    for (size_t c = 0; c < sizeof cmds / sizeof cmds [0]; c++) {
-        CHECK (s_decode (cmds [c], big_array, sizeof big_array) != DP_OK);
-        CHECK (s_decode (cmds [c], big_str, sizeof big_str) != DP_OK);
-        CHECK (s_decode (cmds [c], big_bin, sizeof big_bin) != DP_OK);
-        CHECK (s_decode (cmds [c], big_ext, sizeof big_ext) != DP_OK);
-        CHECK (s_decode (cmds [c], never, sizeof never) != DP_OK);
+    uint8_t big_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    uint8_t big_str[] = {0x91, 0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'};
+    uint8_t big_bin[] = {0x91, 0xc6, 0xff, 0xff, 0xff, 0xf0, 'a'};
+    uint8_t big_ext[] = {0x91, 0xc9, 0xff, 0xff, 0xff, 0xf0, 0x01, 'a'};
+    uint8_t never[] = {0x91, 0xc1};
+    dp_cmd_t cmds[] = {DP_CMD_SUBMIT, DP_CMD_RESULT, DP_CMD_HEARTBEAT,    DP_CMD_READY,
+                       DP_CMD_HELLO,  DP_CMD_CANCEL, DP_CMD_STATUS_REPLY, DP_CMD_ERROR};
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+        CHECK (s_decode (cmds[c], big_array, sizeof big_array) != DP_OK);
+        CHECK (s_decode (cmds[c], big_str, sizeof big_str) != DP_OK);
+        CHECK (s_decode (cmds[c], big_bin, sizeof big_bin) != DP_OK);
+        CHECK (s_decode (cmds[c], big_ext, sizeof big_ext) != DP_OK);
+        CHECK (s_decode (cmds[c], never, sizeof never) != DP_OK);
     }
     /*  A batch over DP_MAX_BATCH is refused before its entries are read. */
-    uint8_t huge_batch [] = {0xdd, 0x00, 0x0f, 0x42, 0x41}; /* 1,000,001 */
+    uint8_t huge_batch[] = {0xdd, 0x00, 0x0f, 0x42, 0x41}; /* 1,000,001 */
     CHECK_EQ_INT (s_decode (DP_CMD_SUBMIT, huge_batch, sizeof huge_batch), DP_ELIMIT);
 }
 
@@ -348,34 +350,34 @@ static void
 test_wrong_types (void)
 {
     /*  [[seq, fn, args, prio, timeout, retries, flags]] with one field wrong. */
-    static const uint8_t good [] = {0x91, 0x97, 0x01, 0xa1, 'f', 0xc0, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t good[] = {0x91, 0x97, 0x01, 0xa1, 'f', 0xc0, 0x00, 0x00, 0x00, 0x00};
     CHECK_EQ_INT (s_decode (DP_CMD_SUBMIT, good, sizeof good), DP_OK);
-    static const size_t field_at [] = {2, 3, 6, 7, 8, 9}; /* args (5) may be anything */
-    for (size_t i = 0; i < sizeof field_at / sizeof field_at [0]; i++) {
-        uint8_t copy [sizeof good + 1];
+    static const size_t field_at[] = {2, 3, 6, 7, 8, 9}; /* args (5) may be anything */
+    for (size_t i = 0; i < sizeof field_at / sizeof field_at[0]; i++) {
+        uint8_t copy[sizeof good + 1];
         memcpy (copy, good, sizeof good);
-        size_t at = field_at [i];
-        copy [at] = 0xc2; /* false: the wrong type for every one of them */
+        size_t at = field_at[i];
+        copy[at] = 0xc2; /* false: the wrong type for every one of them */
         if (at == 3) {
             /*  fn is a two-byte str; put a bool and a nil in its place. */
-            copy [4] = 0xc0;
+            copy[4] = 0xc0;
             CHECK (s_decode (DP_CMD_SUBMIT, copy, sizeof good) != DP_OK);
             continue;
         }
         CHECK (s_decode (DP_CMD_SUBMIT, copy, sizeof good) != DP_OK);
     }
     /*  A negative seq, a retries below -1, too few fields. */
-    uint8_t neg [sizeof good];
+    uint8_t neg[sizeof good];
     memcpy (neg, good, sizeof good);
-    neg [2] = 0xff;
+    neg[2] = 0xff;
     CHECK (s_decode (DP_CMD_SUBMIT, neg, sizeof neg) != DP_OK);
     memcpy (neg, good, sizeof good);
-    neg [8] = 0xfe; /* -2 */
+    neg[8] = 0xfe; /* -2 */
     CHECK_EQ_INT (s_decode (DP_CMD_SUBMIT, neg, sizeof neg), DP_ELIMIT);
-    uint8_t short_entry [] = {0x91, 0x96, 0x01, 0xa1, 'f', 0xc0, 0x00, 0x00, 0x00};
+    uint8_t short_entry[] = {0x91, 0x96, 0x01, 0xa1, 'f', 0xc0, 0x00, 0x00, 0x00};
     CHECK_EQ_INT (s_decode (DP_CMD_SUBMIT, short_entry, sizeof short_entry), DP_EBODY);
     /*  A session of the wrong size. */
-    uint8_t hello [] = {0x92, 0xc4, 0x02, 0x01, 0x02, 0xa0};
+    uint8_t hello[] = {0x92, 0xc4, 0x02, 0x01, 0x02, 0xa0};
     CHECK_EQ_INT (s_decode (DP_CMD_HELLO, hello, sizeof hello), DP_ELIMIT);
 }
 
@@ -413,12 +415,12 @@ test_reader (void)
     msgpack_sbuffer_destroy (&sb);
 
     /*  Nesting: DP_MP_MAX_DEPTH levels pass, one more fails. */
-    uint8_t nested [DP_MP_MAX_DEPTH + 2];
+    uint8_t nested[DP_MP_MAX_DEPTH + 2];
     for (int depth = DP_MP_MAX_DEPTH; depth <= DP_MP_MAX_DEPTH + 1; depth++) {
         for (int i = 0; i < depth; i++)
-            nested [i] = 0x91;
-        nested [depth] = 0x00;
-        dp_reader_init (&r, nested, (size_t) depth + 1);
+            nested[i] = 0x91;
+        nested[depth] = 0x00;
+        dp_reader_init (&r, nested, (size_t)depth + 1);
         int rc = dp_mp_read_object (&r, NULL);
         CHECK_EQ_INT (rc, depth <= DP_MP_MAX_DEPTH ? 0 : -1);
     }
@@ -433,18 +435,18 @@ test_random (void)
     uint64_t x = 0x9e3779b97f4a7c15ull;
     int accepted = 0;
     for (int round = 0; round < 200000; round++) {
-        size_t size = (size_t) (x % 64);
+        size_t size = (size_t)(x % 64);
         uint8_t *body = malloc (size ? size : 1);
         for (size_t i = 0; i < size; i++) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            body [i] = (uint8_t) x;
+            body[i] = (uint8_t)x;
         }
         /*  Bias toward plausible starts: small arrays. */
         if (size && round % 2)
-            body [0] = (uint8_t) (0x90 | (body [0] & 0x03));
-        dp_cmd_t cmd = (dp_cmd_t) (1 + x % (DP_CMD_COUNT_ - 1));
+            body[0] = (uint8_t)(0x90 | (body[0] & 0x03));
+        dp_cmd_t cmd = (dp_cmd_t)(1 + x % (DP_CMD_COUNT_ - 1));
         if (s_decode (cmd, body, size) == DP_OK)
             accepted++;
         free (body);

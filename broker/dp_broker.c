@@ -1,0 +1,1324 @@
+/*  dp_broker.c - the broker engine.
+
+    All state lives in one dp_broker_t owned by one thread. The loop wakes on
+    the ROUTER socket (and the actor pipe), drains up to DRAIN_MAX messages,
+    then dispatches queued tasks to workers with free credit and flushes the
+    RESULT batches it built, so every hop carries as many entries as arrived
+    together. A tick every TICK_MS sends heartbeats, expires silent peers,
+    and fails tasks whose function nobody offers.
+
+    Ownership: peers, sessions (clients), workers and function queues are
+    owned by the broker's tables; a task is owned by its session's table
+    (and, when its session is gone but a worker still runs it, by that
+    worker's job table alone).
+*/
+#include "dp_broker.h"
+
+#include "dp_idmap.h"
+#include "dp_proto.h"
+#include "dp_taskq.h"
+#include "dp_util.h"
+#include "dp_wire.h"
+#include "dpool.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TICK_MS      100           /* timer granularity: heartbeats, expiry, grace */
+#define DRAIN_MAX    1000          /* messages handled per wake before dispatching */
+#define MAX_RID      256           /* ZeroMQ routing ids are at most 255 bytes */
+#define WARNED_MAX   4096          /* peers remembered as already warned about */
+#define LINGER_MS    200           /* time to flush BYEs at shutdown */
+#define SHRINK_BYTES (1024 * 1024) /* writers above this are freed once sent */
+
+typedef struct _client_t client_t;
+typedef struct _worker_t worker_t;
+typedef struct _fnq_t fnq_t;
+
+typedef enum { PEER_NEW = 0, PEER_CLIENT, PEER_WORKER } peer_kind_t;
+
+/*  Anyone connected who has registered: a client or a worker. */
+typedef struct {
+    uint8_t rid[MAX_RID];
+    size_t rid_size;
+    char key[2 * MAX_RID + 1]; /* hex of rid, the table key */
+    peer_kind_t kind;
+    client_t *client;
+    worker_t *worker;
+    int64_t last_recv;
+    int64_t last_send;
+} peer_t;
+
+/*  One task: queued in its function's queue, or running on a worker. */
+typedef struct {
+    dp_taskq_item_t item; /* priority and arrival order; queued when index set */
+    client_t *client;     /* NULL once its session is gone */
+    fnq_t *fnq;
+    uint64_t seq;
+    worker_t *worker; /* running on, or NULL */
+    uint64_t ref;     /* this attempt's reference while running */
+    uint32_t timeout_ms;
+    int32_t retries;
+    uint32_t flags;
+    uint32_t deaths; /* workers that died running it */
+    uint32_t args_size;
+    uint8_t args[];
+} task_t;
+
+/*  The queue of one function name. */
+struct _fnq_t {
+    char *name;
+    dp_taskq_t queue;
+    size_t nworkers;         /* workers offering it */
+    int64_t unoffered_since; /* when tasks began waiting with nobody offering it */
+};
+
+/*  A client session. */
+struct _client_t {
+    uint8_t session[DP_SESSION_SIZE];
+    char key[2 * DP_SESSION_SIZE + 1];
+    char name[DP_MAX_NAME + 1];
+    peer_t *peer;      /* NULL while detached */
+    int64_t last_seen; /* for expiry while detached */
+    dp_idmap_t *tasks; /* seq -> task_t, queued or running */
+    dp_writer_t out;   /* RESULT entries not yet sent */
+    void *dirty;       /* handle in broker->dirty while out has entries */
+};
+
+struct _worker_t {
+    peer_t *peer;
+    char name[DP_MAX_NAME + 1];
+    char host[DP_MAX_NAME + 1];
+    uint64_t pid;
+    uint32_t credit;
+    uint32_t inflight;
+    fnq_t **fns;
+    size_t nfns;
+    dp_idmap_t *jobs; /* ref -> task_t */
+    uint64_t done;
+    uint64_t failed;
+    void *ready; /* handle in broker->ready while it has free credit */
+};
+
+/*  Counters beyond the malformed-message reasons of dp_reason_t. */
+enum {
+    DROP_ROLE = DP_EREASON_COUNT_,
+    DROP_UNKNOWN_REF,
+    DROP_UNKNOWN_PEER,
+    DROP_SESSION_STOLEN,
+    DROP_COUNT_
+};
+
+static const char *s_drop_names[DROP_COUNT_] = {
+    "ok",   "frames", "header", "signature",   "version",      "command",
+    "body", "limit",  "role",   "unknown_ref", "unknown_peer", "session_stolen"};
+
+struct _dp_broker_t {
+    char *name;
+    int heartbeat_ms;
+    int expiry_ms;
+    size_t max_queue;
+    int nofunc_grace_ms;
+    zsock_t *router;
+    void *handle; /* router's libzmq socket */
+    char *endpoints;
+    zhashx_t *peers;    /* key -> peer_t */
+    zhashx_t *sessions; /* key -> client_t */
+    zhashx_t *fnqs;     /* name -> fnq_t */
+    zlistx_t *workers;  /* worker_t, owned */
+    zlistx_t *ready;    /* worker_t with free credit, in turn order */
+    zlistx_t *dirty;    /* client_t with results to send */
+    zhashx_t *warned;   /* peer keys already logged as misbehaving */
+    dp_writer_t w;      /* scratch body */
+    task_t **batch;     /* tasks of the DISPATCH being built */
+    size_t batch_cap;
+    uint64_t next_ref;
+    uint64_t next_order;
+    size_t queued;
+    size_t inflight;
+    uint64_t done;
+    uint64_t failed;
+    uint64_t dropped[DROP_COUNT_];
+    int64_t started;
+    int64_t last_tick;
+    bool dispatch_needed;
+};
+
+static void
+s_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value, size_t size);
+
+/*  ---------------------------------------------------------------------------
+    Helpers.
+*/
+static void
+s_hex (const uint8_t *bytes, size_t size, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < size; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * size] = 0;
+}
+
+static void
+s_span_copy (dp_span_t span, char *out, size_t cap)
+{
+    size_t len = span.size < cap - 1 ? span.size : cap - 1;
+    memcpy (out, span.data, len);
+    out[len] = 0;
+}
+
+/*  Logs once per peer key that it misbehaved, so a flood costs one line. */
+static void
+s_warn_once (dp_broker_t *self, const char *key, const char *what)
+{
+    if (zhashx_lookup (self->warned, key))
+        return;
+    if (zhashx_size (self->warned) >= WARNED_MAX)
+        zhashx_purge (self->warned);
+    zhashx_insert (self->warned, key, (void *)1);
+    dp_warn ("peer %s: %s (logged once per peer)", key, what);
+}
+
+/*  Sends a body to a peer; returns 0 or -1 with errno. */
+static int
+s_send (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, const dp_writer_t *body)
+{
+    int rc =
+        dp_wire_send_writer (self->handle, peer->rid, peer->rid_size, cmd, body, ZMQ_DONTWAIT);
+    if (rc == 0)
+        peer->last_send = dp_now_ms ();
+    return rc;
+}
+
+/*  Sends ERROR [code, message] to a routing id, registered or not. */
+static void
+s_send_error (dp_broker_t *self, const void *rid, size_t rid_size, int code, const char *message)
+{
+    dp_encode_error (&self->w, code, message);
+    dp_wire_send_writer (self->handle, rid, rid_size, DP_CMD_ERROR, &self->w, ZMQ_DONTWAIT);
+}
+
+static peer_t *
+s_peer_lookup (dp_broker_t *self, const void *rid, size_t rid_size)
+{
+    char key[2 * MAX_RID + 1];
+    s_hex ((const uint8_t *)rid, rid_size, key);
+    return (peer_t *)zhashx_lookup (self->peers, key);
+}
+
+static peer_t *
+s_peer_new (dp_broker_t *self, const void *rid, size_t rid_size)
+{
+    peer_t *peer = (peer_t *)calloc (1, sizeof *peer);
+    if (!peer)
+        return NULL;
+    memcpy (peer->rid, rid, rid_size);
+    peer->rid_size = rid_size;
+    s_hex (peer->rid, rid_size, peer->key);
+    peer->last_recv = peer->last_send = dp_now_ms ();
+    zhashx_insert (self->peers, peer->key, peer);
+    return peer;
+}
+
+/*  Forgets a peer entry; its client or worker must be detached already. */
+static void
+s_peer_delete (dp_broker_t *self, peer_t *peer)
+{
+    assert (!peer->client && !peer->worker);
+    zhashx_delete (self->peers, peer->key); /* frees via the table's destructor */
+}
+
+static fnq_t *
+s_fnq_get (dp_broker_t *self, const char *name)
+{
+    fnq_t *fnq = (fnq_t *)zhashx_lookup (self->fnqs, name);
+    if (fnq)
+        return fnq;
+    fnq = (fnq_t *)calloc (1, sizeof *fnq);
+    if (!fnq)
+        return NULL;
+    fnq->name = strdup (name);
+    if (!fnq->name) {
+        free (fnq);
+        return NULL;
+    }
+    dp_taskq_init (&fnq->queue);
+    zhashx_insert (self->fnqs, fnq->name, fnq);
+    return fnq;
+}
+
+static void
+s_fnq_destroy (void **item)
+{
+    fnq_t *fnq = (fnq_t *)*item;
+    if (fnq) {
+        dp_taskq_fini (&fnq->queue);
+        free (fnq->name);
+        free (fnq);
+        *item = NULL;
+    }
+}
+
+static void
+s_peer_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+/*  ---------------------------------------------------------------------------
+    Tasks.
+*/
+static void
+s_task_queue (dp_broker_t *self, task_t *task)
+{
+    task->worker = NULL;
+    task->ref = 0;
+    if (dp_taskq_push (&task->fnq->queue, &task->item) == 0) {
+        self->queued++;
+        self->dispatch_needed = true;
+    } else
+        s_task_finish (self, task, DPOOL_ENOMEM, NULL, 0);
+}
+
+/*  Frees a task that is in no queue and no job table. */
+static void
+s_task_free (task_t *task)
+{
+    assert (task->item.index == DP_TASKQ_NONE);
+    free (task);
+}
+
+/*  Ends a task: its result goes to its session (if it still has one) and
+    the task is freed. value is the packed result when code is 0, the packed
+    str message otherwise; NULL packs the text of the code. */
+static void
+s_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value, size_t size)
+{
+    if (code == 0)
+        self->done++;
+    else
+        self->failed++;
+    client_t *client = task->client;
+    if (client) {
+        dp_idmap_remove (client->tasks, task->seq);
+        if (dp_list_count (&client->out) == 0)
+            dp_list_begin (&client->out);
+        if (value)
+            dp_list_add_result (&client->out, task->seq, code, value, size);
+        else
+            dp_list_add_error (&client->out, task->seq, code, dpool_strerror (code));
+        if (!client->dirty)
+            client->dirty = zlistx_add_end (self->dirty, client);
+    }
+    s_task_free (task);
+}
+
+/*  Ends a task with an error code and a formatted message. */
+static void
+s_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *message)
+{
+    client_t *client = task->client;
+    if (client) {
+        dp_idmap_remove (client->tasks, task->seq);
+        if (dp_list_count (&client->out) == 0)
+            dp_list_begin (&client->out);
+        dp_list_add_error (&client->out, task->seq, code, message);
+        if (!client->dirty)
+            client->dirty = zlistx_add_end (self->dirty, client);
+    }
+    self->failed++;
+    s_task_free (task);
+}
+
+/*  The retry limit a task asked for: -1 never, 0 the default, else n. */
+static uint32_t
+s_task_retries (const task_t *task)
+{
+    if (task->retries < 0)
+        return 0;
+    return task->retries == 0 ? DP_DEFAULT_RETRIES : (uint32_t)task->retries;
+}
+
+/*  A worker holding task is gone. If it died (not a clean BYE), the task
+    counts a death and fails once it has died more than its retries allow. */
+static void
+s_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool died)
+{
+    self->inflight--;
+    task->worker = NULL;
+    if (!task->client) {
+        s_task_free (task); /* nobody wants its result any more */
+        return;
+    }
+    if (died && ++task->deaths > s_task_retries (task)) {
+        char message[DP_MAX_NAME * 2 + 64];
+        snprintf (message, sizeof message, "worker died %u times (last: %s@%s)", task->deaths,
+                  worker->name, worker->host);
+        s_task_fail (self, task, DPOOL_ELOST, message);
+        return;
+    }
+    s_task_queue (self, task);
+}
+
+/*  ---------------------------------------------------------------------------
+    Workers.
+*/
+static void
+s_ready_add (dp_broker_t *self, worker_t *worker)
+{
+    if (!worker->ready && worker->inflight < worker->credit)
+        worker->ready = zlistx_add_end (self->ready, worker);
+}
+
+static void
+s_ready_remove (dp_broker_t *self, worker_t *worker)
+{
+    if (worker->ready) {
+        zlistx_delete (self->ready, worker->ready);
+        worker->ready = NULL;
+    }
+}
+
+static void
+s_collect_task (uint64_t id, void *value, void *arg)
+{
+    (void)id;
+    zlistx_add_end ((zlistx_t *)arg, value);
+}
+
+/*  Removes a worker: every job it held is requeued (counting a death if it
+    died) and its peer entry is forgotten. */
+static void
+s_worker_remove (dp_broker_t *self, worker_t *worker, bool died)
+{
+    dp_info ("worker %s@%s (pid %llu) %s with %u jobs", worker->name, worker->host,
+             (unsigned long long)worker->pid, died ? "lost" : "left", worker->inflight);
+    s_ready_remove (self, worker);
+    zlistx_t *jobs = zlistx_new ();
+    dp_idmap_foreach (worker->jobs, s_collect_task, jobs);
+    task_t *task;
+    while ((task = (task_t *)zlistx_detach (jobs, NULL)))
+        s_task_orphaned (self, task, worker, died);
+    zlistx_destroy (&jobs);
+    dp_idmap_destroy (&worker->jobs);
+    for (size_t i = 0; i < worker->nfns; i++)
+        worker->fns[i]->nworkers--;
+    free (worker->fns);
+    if (worker->peer) {
+        worker->peer->worker = NULL;
+        worker->peer->kind = PEER_NEW;
+    }
+    void *handle = zlistx_find (self->workers, worker);
+    if (handle)
+        zlistx_delete (self->workers, handle);
+    free (worker);
+}
+
+/*  ---------------------------------------------------------------------------
+    Clients.
+*/
+static client_t *
+s_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
+{
+    client_t *client = (client_t *)calloc (1, sizeof *client);
+    if (!client)
+        return NULL;
+    client->tasks = dp_idmap_new ();
+    if (!client->tasks) {
+        free (client);
+        return NULL;
+    }
+    memcpy (client->session, session, DP_SESSION_SIZE);
+    s_hex (session, DP_SESSION_SIZE, client->key);
+    s_span_copy (name, client->name, sizeof client->name);
+    dp_writer_init (&client->out);
+    client->last_seen = dp_now_ms ();
+    zhashx_insert (self->sessions, client->key, client);
+    return client;
+}
+
+/*  Forgets a session: queued tasks are dropped, running ones are orphaned
+    (their results will be dropped), held results are discarded. */
+static void
+s_client_forget (dp_broker_t *self, client_t *client)
+{
+    dp_info ("client %s (%s) gone with %zu tasks", client->name, client->key,
+             dp_idmap_size (client->tasks));
+    zlistx_t *tasks = zlistx_new ();
+    dp_idmap_foreach (client->tasks, s_collect_task, tasks);
+    task_t *task;
+    while ((task = (task_t *)zlistx_detach (tasks, NULL))) {
+        task->client = NULL;
+        if (task->item.index != DP_TASKQ_NONE) {
+            dp_taskq_remove (&task->fnq->queue, &task->item);
+            self->queued--;
+            s_task_free (task);
+        }
+    }
+    zlistx_destroy (&tasks);
+    dp_idmap_destroy (&client->tasks);
+    if (client->dirty)
+        zlistx_delete (self->dirty, client->dirty);
+    if (client->peer) {
+        client->peer->client = NULL;
+        client->peer->kind = PEER_NEW;
+        s_peer_delete (self, client->peer);
+    }
+    dp_writer_fini (&client->out);
+    zhashx_delete (self->sessions, client->key);
+    free (client);
+}
+
+/*  Sends the client its pending results, if it is attached. A gone peer
+    detaches the session (it may come back with HELLO before it expires); a
+    slow one keeps them for the next try. */
+static void
+s_client_flush (dp_broker_t *self, client_t *client)
+{
+    if (dp_list_count (&client->out) == 0 || !client->peer)
+        return;
+    dp_list_end (&client->out);
+    if (s_send (self, client->peer, DP_CMD_RESULT, &client->out) == 0) {
+        if (client->out.sbuf.alloc > SHRINK_BYTES) {
+            dp_writer_fini (&client->out);
+            dp_writer_init (&client->out);
+        } else
+            dp_writer_reset (&client->out);
+        if (client->dirty) {
+            zlistx_delete (self->dirty, client->dirty);
+            client->dirty = NULL;
+        }
+    } else if (errno == EHOSTUNREACH) {
+        peer_t *peer = client->peer;
+        client->peer = NULL;
+        peer->client = NULL;
+        peer->kind = PEER_NEW;
+        s_peer_delete (self, peer);
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Dispatch: fill every worker with free credit from the queues of the
+    functions it offers, best task first, one DISPATCH per worker.
+*/
+static task_t *
+s_best_task (worker_t *worker)
+{
+    dp_taskq_item_t *best = NULL;
+    fnq_t *from = NULL;
+    for (size_t i = 0; i < worker->nfns; i++) {
+        dp_taskq_item_t *head = dp_taskq_peek (&worker->fns[i]->queue);
+        if (head && (!best || dp_taskq_before (head, best))) {
+            best = head;
+            from = worker->fns[i];
+        }
+    }
+    if (!best)
+        return NULL;
+    dp_taskq_remove (&from->queue, best);
+    return (task_t *)best;
+}
+
+static bool
+s_batch_reserve (dp_broker_t *self, size_t count)
+{
+    if (count <= self->batch_cap)
+        return true;
+    size_t cap = self->batch_cap ? self->batch_cap * 2 : 64;
+    while (cap < count)
+        cap *= 2;
+    task_t **batch = (task_t **)realloc (self->batch, cap * sizeof (task_t *));
+    if (!batch)
+        return false;
+    self->batch = batch;
+    self->batch_cap = cap;
+    return true;
+}
+
+/*  Gives worker as many tasks as its free credit allows; returns how many,
+    or -1 if the worker could not be sent to (it is then gone, or out of the
+    ready list until it is heard from again). */
+static long
+s_dispatch_worker (dp_broker_t *self, worker_t *worker)
+{
+    size_t want = worker->credit - worker->inflight;
+    if (!s_batch_reserve (self, want))
+        return 0;
+    size_t count = 0;
+    dp_list_begin (&self->w);
+    while (count < want) {
+        task_t *task = s_best_task (worker);
+        if (!task)
+            break;
+        self->queued--;
+        task->ref = ++self->next_ref;
+        task->worker = worker;
+        dp_task_t job = {.id = task->ref,
+                         .fn = {(const uint8_t *)task->fnq->name, strlen (task->fnq->name)},
+                         .args = {task->args, task->args_size},
+                         .timeout_ms = task->timeout_ms,
+                         .attempt = task->deaths + 1,
+                         .flags = task->flags};
+        dp_list_add_task (&self->w, DP_CMD_DISPATCH, &job);
+        self->batch[count++] = task;
+    }
+    if (count == 0)
+        return 0;
+    dp_list_end (&self->w);
+    if (s_send (self, worker->peer, DP_CMD_DISPATCH, &self->w) != 0) {
+        /*  Not sent: the tasks go back where they were, untouched. */
+        int err = errno;
+        for (size_t i = 0; i < count; i++) {
+            self->batch[i]->worker = NULL;
+            s_task_queue (self, self->batch[i]);
+        }
+        if (err == EHOSTUNREACH) {
+            peer_t *peer = worker->peer;
+            s_worker_remove (self, worker, true);
+            s_peer_delete (self, peer);
+        } else
+            s_ready_remove (self, worker); /* slow: wait for its next message */
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (dp_idmap_put (worker->jobs, self->batch[i]->ref, self->batch[i]) != 0) {
+            /*  Out of memory: the worker will answer for a ref it is not
+                known to hold, and the task is retried from the queue. */
+            s_task_queue (self, self->batch[i]);
+            continue;
+        }
+        worker->inflight++;
+        self->inflight++;
+    }
+    return (long)count;
+}
+
+static void
+s_dispatch (dp_broker_t *self)
+{
+    self->dispatch_needed = false;
+    size_t rounds = zlistx_size (self->ready);
+    /*  Each worker gets one turn; a worker that took tasks moves to the back,
+        so under a deep queue the turns rotate. */
+    for (size_t i = 0; i < rounds && self->queued > 0; i++) {
+        worker_t *worker = (worker_t *)zlistx_first (self->ready);
+        if (!worker)
+            break;
+        long given = s_dispatch_worker (self, worker);
+        if (given < 0)
+            continue; /* gone, or slow */
+        if (worker->inflight >= worker->credit)
+            s_ready_remove (self, worker);
+        else if (given > 0 || zlistx_size (self->ready) > 1)
+            zlistx_move_end (self->ready, worker->ready);
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Commands.
+*/
+static void
+s_send_welcome (dp_broker_t *self, peer_t *peer)
+{
+    dp_encode_welcome (&self->w, (uint32_t)self->heartbeat_ms, (uint32_t)self->expiry_ms,
+                       self->name, (uint32_t)zlistx_size (self->workers));
+    s_send (self, peer, DP_CMD_WELCOME, &self->w);
+}
+
+/*  Detaches whatever role a peer had, so it can register as something new. */
+static void
+s_peer_reset (dp_broker_t *self, peer_t *peer)
+{
+    if (peer->worker)
+        s_worker_remove (self, peer->worker, false);
+    if (peer->client) {
+        peer->client->peer = NULL;
+        peer->client->last_seen = dp_now_ms ();
+        peer->client = NULL;
+    }
+    peer->kind = PEER_NEW;
+}
+
+static void
+s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *hello)
+{
+    char key[2 * DP_SESSION_SIZE + 1];
+    s_hex (hello->session.data, DP_SESSION_SIZE, key);
+    client_t *client = (client_t *)zhashx_lookup (self->sessions, key);
+    int64_t now = dp_now_ms ();
+    if (client && client->peer && client->peer != peer &&
+        now - client->peer->last_recv < self->expiry_ms) {
+        self->dropped[DROP_SESSION_STOLEN]++;
+        s_warn_once (self, peer ? peer->key : key, "HELLO for a session in use");
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_ESTATE,
+                      "session in use");
+        return;
+    }
+    if (!peer) {
+        peer = s_peer_new (self, zmq_msg_data (rid), zmq_msg_size (rid));
+        if (!peer)
+            return;
+    } else if (peer->client != client || peer->kind == PEER_WORKER)
+        s_peer_reset (self, peer);
+    if (client && client->peer && client->peer != peer) {
+        /*  The old connection went silent: the session moves to the new one. */
+        peer_t *old = client->peer;
+        old->client = NULL;
+        old->kind = PEER_NEW;
+        s_peer_delete (self, old);
+    }
+    if (!client) {
+        client = s_client_new (self, hello->session.data, hello->name);
+        if (!client) {
+            s_peer_delete (self, peer);
+            return;
+        }
+        dp_info ("client %s (%s) attached", client->name, client->key);
+    }
+    client->peer = peer;
+    peer->client = client;
+    peer->kind = PEER_CLIENT;
+    /*  Results held for the session go first, so that by WELCOME the client
+        knows exactly which tasks still need resubmitting. */
+    s_client_flush (self, client);
+    s_send_welcome (self, peer);
+}
+
+static void
+s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
+{
+    if (!peer) {
+        peer = s_peer_new (self, zmq_msg_data (rid), zmq_msg_size (rid));
+        if (!peer)
+            return;
+    } else
+        s_peer_reset (self, peer);
+    worker_t *worker = (worker_t *)calloc (1, sizeof *worker);
+    if (worker)
+        worker->jobs = dp_idmap_new ();
+    if (worker && ready->functions.left > 0)
+        worker->fns = (fnq_t **)calloc (ready->functions.left, sizeof (fnq_t *));
+    if (!worker || !worker->jobs || (ready->functions.left > 0 && !worker->fns)) {
+        if (worker) {
+            dp_idmap_destroy (&worker->jobs);
+            free (worker);
+        }
+        s_peer_delete (self, peer);
+        return;
+    }
+    s_span_copy (ready->name, worker->name, sizeof worker->name);
+    s_span_copy (ready->host, worker->host, sizeof worker->host);
+    worker->pid = ready->pid;
+    worker->credit = ready->credit;
+    dp_span_t fn;
+    while (dp_list_next_str (&ready->functions, &fn)) {
+        char name[DP_MAX_NAME + 1];
+        s_span_copy (fn, name, sizeof name);
+        fnq_t *fnq = s_fnq_get (self, name);
+        bool seen = false;
+        for (size_t i = 0; i < worker->nfns && fnq; i++)
+            seen = seen || worker->fns[i] == fnq;
+        if (!fnq || seen)
+            continue;
+        fnq->nworkers++;
+        fnq->unoffered_since = 0;
+        worker->fns[worker->nfns++] = fnq;
+    }
+    worker->peer = peer;
+    peer->worker = worker;
+    peer->kind = PEER_WORKER;
+    zlistx_add_end (self->workers, worker);
+    s_ready_add (self, worker);
+    self->dispatch_needed = true;
+    dp_info ("worker %s@%s (pid %llu) ready: credit %u, %zu functions", worker->name, worker->host,
+             (unsigned long long)worker->pid, worker->credit, worker->nfns);
+    s_send_welcome (self, peer);
+}
+
+static void
+s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
+{
+    dp_task_t in;
+    while (dp_list_next_task (list, DP_CMD_SUBMIT, &in)) {
+        if (dp_idmap_get (client->tasks, in.id))
+            continue; /* already held: a resubmission after reconnect */
+        if (self->queued >= self->max_queue) {
+            char message[96];
+            snprintf (message, sizeof message, "broker queue full (%zu tasks)", self->queued);
+            if (dp_list_count (&client->out) == 0)
+                dp_list_begin (&client->out);
+            dp_list_add_error (&client->out, in.id, DPOOL_EREJECTED, message);
+            if (!client->dirty)
+                client->dirty = zlistx_add_end (self->dirty, client);
+            self->failed++;
+            continue;
+        }
+        char name[DP_MAX_NAME + 1];
+        s_span_copy (in.fn, name, sizeof name);
+        fnq_t *fnq = s_fnq_get (self, name);
+        task_t *task = fnq ? (task_t *)malloc (sizeof (task_t) + in.args.size) : NULL;
+        if (!task) {
+            if (dp_list_count (&client->out) == 0)
+                dp_list_begin (&client->out);
+            dp_list_add_error (&client->out, in.id, DPOOL_ENOMEM, "broker out of memory");
+            if (!client->dirty)
+                client->dirty = zlistx_add_end (self->dirty, client);
+            continue;
+        }
+        memset (task, 0, sizeof *task);
+        task->item.priority = in.priority;
+        task->item.order = ++self->next_order;
+        task->item.index = DP_TASKQ_NONE;
+        task->client = client;
+        task->fnq = fnq;
+        task->seq = in.id;
+        task->timeout_ms = in.timeout_ms;
+        task->retries = in.retries;
+        task->flags = in.flags;
+        task->args_size = (uint32_t)in.args.size;
+        memcpy (task->args, in.args.data, in.args.size);
+        if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
+            free (task);
+            continue;
+        }
+        s_task_queue (self, task);
+    }
+}
+
+static void
+s_cancel_task (dp_broker_t *self, task_t *task)
+{
+    if (task->item.index == DP_TASKQ_NONE)
+        return; /* running: it finishes */
+    dp_taskq_remove (&task->fnq->queue, &task->item);
+    self->queued--;
+    s_task_finish (self, task, DPOOL_ECANCELLED, NULL, 0);
+}
+
+static void
+s_on_cancel (dp_broker_t *self, client_t *client, dp_cancel_t *cancel)
+{
+    if (cancel->all) {
+        zlistx_t *tasks = zlistx_new ();
+        dp_idmap_foreach (client->tasks, s_collect_task, tasks);
+        task_t *task;
+        while ((task = (task_t *)zlistx_detach (tasks, NULL)))
+            s_cancel_task (self, task);
+        zlistx_destroy (&tasks);
+    }
+    uint64_t seq;
+    while (dp_list_next_uint (&cancel->seqs, &seq)) {
+        task_t *task = (task_t *)dp_idmap_get (client->tasks, seq);
+        if (task)
+            s_cancel_task (self, task);
+    }
+}
+
+static void
+s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
+{
+    dp_result_t result;
+    while (dp_list_next_result (list, &result)) {
+        task_t *task = (task_t *)dp_idmap_remove (worker->jobs, result.id);
+        if (!task) {
+            /*  A job it does not hold: reassigned after it was presumed dead,
+                or forged. Never a second result. */
+            self->dropped[DROP_UNKNOWN_REF]++;
+            s_warn_once (self, worker->peer->key, "DONE for a job it does not hold");
+            continue;
+        }
+        worker->inflight--;
+        self->inflight--;
+        task->worker = NULL;
+        if (result.code == 0)
+            worker->done++;
+        else
+            worker->failed++;
+        if (!task->client) {
+            s_task_free (task);
+            continue;
+        }
+        s_task_finish (self, task, result.code, result.value.data, result.value.size);
+    }
+    s_ready_add (self, worker);
+    self->dispatch_needed = true;
+}
+
+static void
+s_pack_str (msgpack_packer *pk, const char *text)
+{
+    size_t len = strlen (text);
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, text, len);
+}
+
+static void
+s_on_status (dp_broker_t *self, peer_t *peer)
+{
+    dp_writer_reset (&self->w);
+    msgpack_packer *pk = &self->w.pk;
+    msgpack_pack_map (pk, 9);
+    s_pack_str (pk, "broker");
+    s_pack_str (pk, self->name);
+    s_pack_str (pk, "uptime_ms");
+    msgpack_pack_uint64 (pk, (uint64_t)(dp_now_ms () - self->started));
+    s_pack_str (pk, "queued");
+    msgpack_pack_uint64 (pk, self->queued);
+    s_pack_str (pk, "inflight");
+    msgpack_pack_uint64 (pk, self->inflight);
+    s_pack_str (pk, "done");
+    msgpack_pack_uint64 (pk, self->done);
+    s_pack_str (pk, "failed");
+    msgpack_pack_uint64 (pk, self->failed);
+    s_pack_str (pk, "clients");
+    msgpack_pack_uint64 (pk, zhashx_size (self->sessions));
+    s_pack_str (pk, "workers");
+    msgpack_pack_array (pk, zlistx_size (self->workers));
+    for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
+         worker = (worker_t *)zlistx_next (self->workers)) {
+        msgpack_pack_map (pk, 8);
+        s_pack_str (pk, "name");
+        s_pack_str (pk, worker->name);
+        s_pack_str (pk, "host");
+        s_pack_str (pk, worker->host);
+        s_pack_str (pk, "pid");
+        msgpack_pack_uint64 (pk, worker->pid);
+        s_pack_str (pk, "credit");
+        msgpack_pack_uint32 (pk, worker->credit);
+        s_pack_str (pk, "inflight");
+        msgpack_pack_uint32 (pk, worker->inflight);
+        s_pack_str (pk, "done");
+        msgpack_pack_uint64 (pk, worker->done);
+        s_pack_str (pk, "failed");
+        msgpack_pack_uint64 (pk, worker->failed);
+        s_pack_str (pk, "functions");
+        msgpack_pack_array (pk, worker->nfns);
+        for (size_t i = 0; i < worker->nfns; i++)
+            s_pack_str (pk, worker->fns[i]->name);
+    }
+    s_pack_str (pk, "dropped");
+    msgpack_pack_map (pk, DROP_COUNT_ - 1);
+    for (int i = 1; i < DROP_COUNT_; i++) {
+        s_pack_str (pk, s_drop_names[i]);
+        msgpack_pack_uint64 (pk, self->dropped[i]);
+    }
+    s_send (self, peer, DP_CMD_STATUS_REPLY, &self->w);
+}
+
+/*  A peer said BYE. A worker's jobs are requeued without counting a death
+    and it gets BYE back; a client's session is forgotten. */
+static void
+s_on_bye (dp_broker_t *self, peer_t *peer)
+{
+    if (peer->worker) {
+        s_worker_remove (self, peer->worker, false);
+        dp_encode_empty (&self->w);
+        s_send (self, peer, DP_CMD_BYE, &self->w);
+    }
+    if (peer->client) {
+        s_client_forget (self, peer->client); /* deletes the peer too */
+        return;
+    }
+    s_peer_delete (self, peer);
+}
+
+/*  Counts and logs a malformed message, and tells its sender when it can. */
+static void
+s_malformed (dp_broker_t *self, zmq_msg_t *rid, dp_reason_t reason)
+{
+    self->dropped[reason]++;
+    char key[2 * MAX_RID + 1] = "?";
+    if (rid)
+        s_hex ((const uint8_t *)zmq_msg_data (rid), zmq_msg_size (rid), key);
+    char what[64];
+    snprintf (what, sizeof what, "malformed message (%s)", dp_reason_name (reason));
+    s_warn_once (self, key, what);
+    if (rid) {
+        const char *text = reason == DP_EVERSION ? "unsupported version" : what;
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EPROTO, text);
+    }
+}
+
+static void
+s_handle (dp_broker_t *self, dp_wire_msg_t *in)
+{
+    zmq_msg_t *rid = NULL;
+    dp_msg_t msg;
+    dp_reason_t reason = dp_wire_decode (in, true, &rid, &msg);
+    if (in->count >= 1 && !rid)
+        rid = &in->frames[0];
+    if (rid && (zmq_msg_size (rid) == 0 || zmq_msg_size (rid) >= MAX_RID))
+        rid = NULL;
+    if (reason != DP_OK) {
+        s_malformed (self, rid, reason);
+        return;
+    }
+    peer_t *peer = s_peer_lookup (self, zmq_msg_data (rid), zmq_msg_size (rid));
+    if (peer)
+        peer->last_recv = dp_now_ms ();
+    switch (msg.cmd) {
+    case DP_CMD_HELLO:
+        s_on_hello (self, rid, peer, &msg.u.hello);
+        return;
+    case DP_CMD_READY:
+        s_on_ready (self, rid, peer, &msg.u.ready);
+        return;
+    case DP_CMD_BYE:
+        if (peer)
+            s_on_bye (self, peer);
+        return;
+    default:
+        break;
+    }
+    if (!peer) {
+        self->dropped[DROP_UNKNOWN_PEER]++;
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_ESTATE,
+                      "unknown peer: send HELLO or READY");
+        return;
+    }
+    if (peer->kind == PEER_CLIENT)
+        peer->client->last_seen = peer->last_recv;
+    switch (msg.cmd) {
+    case DP_CMD_HEARTBEAT:
+        return;
+    case DP_CMD_SUBMIT:
+        if (peer->kind == PEER_CLIENT) {
+            s_on_submit (self, peer->client, &msg.u.list);
+            return;
+        }
+        break;
+    case DP_CMD_CANCEL:
+        if (peer->kind == PEER_CLIENT) {
+            s_on_cancel (self, peer->client, &msg.u.cancel);
+            return;
+        }
+        break;
+    case DP_CMD_STATUS:
+        if (peer->kind == PEER_CLIENT) {
+            s_on_status (self, peer);
+            return;
+        }
+        break;
+    case DP_CMD_DONE:
+        if (peer->kind == PEER_WORKER) {
+            s_on_done (self, peer->worker, &msg.u.list);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    /*  A command this peer's role may not send. */
+    self->dropped[DROP_ROLE]++;
+    s_warn_once (self, peer->key, "command not valid for its role");
+    s_send_error (self, peer->rid, peer->rid_size, DPOOL_EPROTO,
+                  "command not valid for your role");
+}
+
+/*  ---------------------------------------------------------------------------
+    Timers.
+*/
+static void
+s_tick (dp_broker_t *self)
+{
+    int64_t now = dp_now_ms ();
+    self->last_tick = now;
+    /*  Heartbeats out, and expiry of the silent. Collected first: expiry
+        changes the peer table. */
+    zlistx_t *dead = NULL;
+    for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
+         peer = (peer_t *)zhashx_next (self->peers)) {
+        if (now - peer->last_recv >= self->expiry_ms) {
+            if (!dead)
+                dead = zlistx_new ();
+            zlistx_add_end (dead, peer);
+        } else if (now - peer->last_send >= self->heartbeat_ms) {
+            dp_encode_empty (&self->w);
+            s_send (self, peer, DP_CMD_HEARTBEAT, &self->w);
+        }
+    }
+    peer_t *peer;
+    while (dead && (peer = (peer_t *)zlistx_detach (dead, NULL))) {
+        if (peer->worker)
+            s_worker_remove (self, peer->worker, true);
+        if (peer->client)
+            s_client_forget (self, peer->client); /* deletes the peer */
+        else
+            s_peer_delete (self, peer);
+    }
+    zlistx_destroy (&dead);
+
+    /*  Detached sessions expire too. */
+    zlistx_t *gone = NULL;
+    for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
+         client = (client_t *)zhashx_next (self->sessions))
+        if (!client->peer && now - client->last_seen >= self->expiry_ms) {
+            if (!gone)
+                gone = zlistx_new ();
+            zlistx_add_end (gone, client);
+        }
+    client_t *client;
+    while (gone && (client = (client_t *)zlistx_detach (gone, NULL)))
+        s_client_forget (self, client);
+    zlistx_destroy (&gone);
+
+    /*  Tasks for functions nobody offers fail after the grace period, once
+        there are workers at all; empty unoffered queues are freed. */
+    zlistx_t *unused = NULL;
+    for (fnq_t *fnq = (fnq_t *)zhashx_first (self->fnqs); fnq;
+         fnq = (fnq_t *)zhashx_next (self->fnqs)) {
+        if (fnq->nworkers > 0)
+            continue;
+        if (dp_taskq_size (&fnq->queue) == 0) {
+            if (!unused)
+                unused = zlistx_new ();
+            zlistx_add_end (unused, fnq->name);
+            continue;
+        }
+        if (zlistx_size (self->workers) == 0 || self->nofunc_grace_ms < 0) {
+            fnq->unoffered_since = 0;
+            continue;
+        }
+        if (fnq->unoffered_since == 0)
+            fnq->unoffered_since = now;
+        if (now - fnq->unoffered_since < self->nofunc_grace_ms)
+            continue;
+        char message[DP_MAX_NAME + 64];
+        snprintf (message, sizeof message, "no worker offers function '%s'", fnq->name);
+        dp_taskq_item_t *item;
+        while ((item = dp_taskq_pop (&fnq->queue))) {
+            self->queued--;
+            s_task_fail (self, (task_t *)item, DPOOL_ENOFUNC, message);
+        }
+    }
+    const char *name;
+    while (unused && (name = (const char *)zlistx_detach (unused, NULL)))
+        zhashx_delete (self->fnqs, name);
+    zlistx_destroy (&unused);
+}
+
+/*  ---------------------------------------------------------------------------
+    Life cycle.
+*/
+void
+dp_broker_config_init (dp_broker_config_t *config)
+{
+    memset (config, 0, sizeof *config);
+    config->heartbeat_ms = DP_HEARTBEAT_MS;
+    config->expiry_ms = DP_EXPIRY_MS;
+    config->max_queue = DP_DEFAULT_MAX_QUEUE;
+    config->nofunc_grace_ms = DP_DEFAULT_NOFUNC_GRACE;
+}
+
+static int
+s_write_endpoint_file (const char *path, const char *text)
+{
+    char tmp[4096];
+    snprintf (tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid ());
+    FILE *file = fopen (tmp, "w");
+    if (!file)
+        return -1;
+    int rc = fputs (text, file) < 0 ? -1 : 0;
+    if (fclose (file) != 0)
+        rc = -1;
+    if (rc == 0 && rename (tmp, path) != 0)
+        rc = -1;
+    if (rc != 0)
+        unlink (tmp);
+    return rc;
+}
+
+dp_broker_t *
+dp_broker_new (const dp_broker_config_t *config)
+{
+    assert (config);
+    dp_broker_t *self = (dp_broker_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    char name[DP_MAX_NAME + 1];
+    if (config->name)
+        snprintf (name, sizeof name, "%s", config->name);
+    else
+        snprintf (name, sizeof name, "%s:%d", dp_hostname (), (int)getpid ());
+    self->name = strdup (name);
+    self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : DP_HEARTBEAT_MS;
+    self->expiry_ms = config->expiry_ms > 0 ? config->expiry_ms : DP_EXPIRY_MS;
+    if (self->expiry_ms < self->heartbeat_ms)
+        self->expiry_ms = self->heartbeat_ms * 2;
+    self->max_queue = config->max_queue > 0 ? config->max_queue : DP_DEFAULT_MAX_QUEUE;
+    self->nofunc_grace_ms =
+        config->nofunc_grace_ms != 0 ? config->nofunc_grace_ms : DP_DEFAULT_NOFUNC_GRACE;
+    self->peers = zhashx_new ();
+    self->sessions = zhashx_new ();
+    self->fnqs = zhashx_new ();
+    self->workers = zlistx_new ();
+    self->ready = zlistx_new ();
+    self->dirty = zlistx_new ();
+    self->warned = zhashx_new ();
+    self->router = zsock_new (ZMQ_ROUTER);
+    if (!self->name || !self->peers || !self->sessions || !self->fnqs || !self->workers ||
+        !self->ready || !self->dirty || !self->warned || !self->router) {
+        dp_broker_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->peers, s_peer_free);
+    zhashx_set_destructor (self->fnqs, s_fnq_destroy);
+    dp_writer_init (&self->w);
+    self->handle = zsock_resolve (self->router);
+    dp_wire_configure (self->handle, true, LINGER_MS);
+
+    size_t nbinds = config->nbinds;
+    const char *defaults[1] = {DP_DEFAULT_ENDPOINT};
+    const char *const *binds = nbinds ? config->binds : defaults;
+    if (!nbinds)
+        nbinds = 1;
+    char *endpoints = strdup ("");
+    for (size_t i = 0; i < nbinds && endpoints; i++) {
+        if (zsock_bind (self->router, "%s", binds[i]) < 0) {
+            dp_error ("cannot bind %s: %s", binds[i], zmq_strerror (zmq_errno ()));
+            free (endpoints);
+            dp_broker_destroy (&self);
+            return NULL;
+        }
+        char *bound = zsock_last_endpoint (self->router);
+        size_t len = strlen (endpoints) + strlen (bound ? bound : binds[i]) + 2;
+        char *more = (char *)realloc (endpoints, len);
+        if (more) {
+            strcat (more, bound ? bound : binds[i]);
+            strcat (more, "\n");
+        } else
+            free (endpoints);
+        endpoints = more;
+        zstr_free (&bound);
+    }
+    self->endpoints = endpoints;
+    if (!self->endpoints) {
+        dp_broker_destroy (&self);
+        return NULL;
+    }
+    if (config->endpoint_file && s_write_endpoint_file (config->endpoint_file, endpoints) != 0)
+        dp_warn ("cannot write %s", config->endpoint_file);
+    self->started = self->last_tick = dp_now_ms ();
+    return self;
+}
+
+const char *
+dp_broker_endpoints (dp_broker_t *self)
+{
+    assert (self);
+    return self->endpoints;
+}
+
+void
+dp_broker_destroy (dp_broker_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        dp_broker_t *self = *self_p;
+        if (self->peers) {
+            /*  Everyone hears that the broker is going. */
+            dp_encode_empty (&self->w);
+            for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
+                 peer = (peer_t *)zhashx_next (self->peers))
+                s_send (self, peer, DP_CMD_BYE, &self->w);
+        }
+        worker_t *worker;
+        while (self->workers && (worker = (worker_t *)zlistx_first (self->workers)))
+            s_worker_remove (self, worker, false);
+        client_t *client;
+        while (self->sessions && (client = (client_t *)zhashx_first (self->sessions)))
+            s_client_forget (self, client);
+        /*  What is left queued had no session (impossible) or was requeued
+            from workers just removed: free it with its queue. */
+        for (fnq_t *fnq = self->fnqs ? (fnq_t *)zhashx_first (self->fnqs) : NULL; fnq;
+             fnq = (fnq_t *)zhashx_next (self->fnqs)) {
+            dp_taskq_item_t *item;
+            while ((item = dp_taskq_pop (&fnq->queue)))
+                s_task_free ((task_t *)item);
+        }
+        zsock_destroy (&self->router);
+        zhashx_destroy (&self->peers);
+        zhashx_destroy (&self->sessions);
+        zhashx_destroy (&self->fnqs);
+        zlistx_destroy (&self->workers);
+        zlistx_destroy (&self->ready);
+        zlistx_destroy (&self->dirty);
+        zhashx_destroy (&self->warned);
+        dp_writer_fini (&self->w);
+        free (self->batch);
+        free (self->endpoints);
+        free (self->name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+dp_broker_run (dp_broker_t *self, zsock_t *pipe)
+{
+    assert (self);
+    zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0}};
+    int nitems = 1;
+    if (pipe) {
+        items[1].socket = zsock_resolve (pipe);
+        nitems = 2;
+    }
+    dp_wire_msg_t in;
+    for (;;) {
+        int64_t now = dp_now_ms ();
+        long timeout = (long)(self->last_tick + TICK_MS - now);
+        if (timeout < 0)
+            timeout = 0;
+        int rc = zmq_poll (items, nitems, timeout);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (!pipe && zsys_interrupted)
+            break;
+        if (rc > 0 && pipe && (items[1].revents & ZMQ_POLLIN)) {
+            char *command = zstr_recv (pipe);
+            bool term = !command || streq (command, "$TERM");
+            zstr_free (&command);
+            if (term)
+                break;
+        }
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            for (int i = 0; i < DRAIN_MAX; i++) {
+                if (dp_wire_recv (self->handle, &in, ZMQ_DONTWAIT) != 0)
+                    break;
+                s_handle (self, &in);
+                dp_wire_close (&in);
+            }
+        }
+        if (self->dispatch_needed && self->queued > 0)
+            s_dispatch (self);
+        /*  Each dirty session gets one try; those that could not be sent
+            to (slow, or detached) stay dirty for the next round. */
+        for (size_t i = zlistx_size (self->dirty); i > 0; i--) {
+            client_t *client = (client_t *)zlistx_first (self->dirty);
+            s_client_flush (self, client);
+            if (client->dirty)
+                zlistx_move_end (self->dirty, client->dirty);
+        }
+        if (dp_now_ms () - self->last_tick >= TICK_MS)
+            s_tick (self);
+    }
+    return 0;
+}
+
+void
+dp_broker_actor (zsock_t *pipe, void *args)
+{
+    dp_broker_t *broker = dp_broker_new ((const dp_broker_config_t *)args);
+    zsock_signal (pipe, broker ? 0 : 1);
+    if (!broker)
+        return;
+    dp_broker_run (broker, pipe);
+    dp_broker_destroy (&broker);
+}

@@ -1,0 +1,171 @@
+/*  dpool-broker - the dpool broker program.
+
+    Binds one or more endpoints, serves clients and workers until SIGINT or
+    SIGTERM, then says BYE to every peer and exits 0. Options may also come
+    from DPOOL_* environment variables; a command-line option wins.
+*/
+#include "dp_broker.h"
+#include "dp_proto.h"
+#include "dp_util.h"
+#include "dpool.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "Usage: dpool-broker [OPTION]...\n"
+             "Hold dpool's task queue and hand tasks to workers over ZeroMQ.\n"
+             "\n"
+             "  -b, --bind EP          endpoint to bind, repeatable (env DPOOL_BIND;\n"
+             "                         default %s); tcp://host:* picks a free port\n"
+             "  -n, --name NAME        name shown to peers and in status (env DPOOL_NAME;\n"
+             "                         default host:pid)\n"
+             "      --heartbeat-ms MS  heartbeat interval (env DPOOL_HEARTBEAT_MS; default %d)\n"
+             "      --expiry-ms MS     a peer silent this long is dead (env DPOOL_EXPIRY_MS;\n"
+             "                         default %d)\n"
+             "      --max-queue N      queued tasks before new ones are rejected\n"
+             "                         (env DPOOL_MAX_QUEUE; default %d)\n"
+             "      --nofunc-grace MS  how long a task waits for a worker offering its\n"
+             "                         function once workers are connected; -1 forever\n"
+             "                         (env DPOOL_NOFUNC_GRACE_MS; default %d)\n"
+             "      --endpoint-file F  write the bound endpoints to F, one per line\n"
+             "      --log-level L      error, warn, info or debug (env DPOOL_LOG; default warn)\n"
+             "  -h, --help             show this help and exit\n"
+             "  -V, --version          show the version and exit\n"
+             "\n"
+             "SIGINT or SIGTERM stops the broker cleanly. The wire protocol is\n"
+             "described in docs/PROTOCOL.md.\n",
+             DP_DEFAULT_ENDPOINT, DP_HEARTBEAT_MS, DP_EXPIRY_MS, DP_DEFAULT_MAX_QUEUE,
+             DP_DEFAULT_NOFUNC_GRACE);
+}
+
+/*  Parses an integer option or exits with a usage error naming it. */
+static long
+s_int_option (const char *name, const char *text, long min, long max)
+{
+    long value;
+    if (dp_parse_int (text, min, max, &value) != 0) {
+        fprintf (stderr, "dpool-broker: invalid %s '%s' (expected %ld..%ld)\n", name, text, min,
+                 max);
+        exit (EXIT_USAGE);
+    }
+    return value;
+}
+
+int
+main (int argc, char *argv[])
+{
+    enum { OPT_HEARTBEAT = 256, OPT_EXPIRY, OPT_MAX_QUEUE, OPT_GRACE, OPT_FILE, OPT_LOG };
+    static const struct option options[] = {
+        {"bind", required_argument, NULL, 'b'},
+        {"name", required_argument, NULL, 'n'},
+        {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
+        {"expiry-ms", required_argument, NULL, OPT_EXPIRY},
+        {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+        {"nofunc-grace", required_argument, NULL, OPT_GRACE},
+        {"endpoint-file", required_argument, NULL, OPT_FILE},
+        {"log-level", required_argument, NULL, OPT_LOG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+
+    dp_broker_config_t config;
+    dp_broker_config_init (&config);
+    dp_log_set_tag ("dpool-broker");
+    const char *env;
+    if ((env = getenv ("DPOOL_BIND")) && *env)
+        config.binds[config.nbinds++] = env;
+    if ((env = getenv ("DPOOL_NAME")) && *env)
+        config.name = env;
+    if ((env = getenv ("DPOOL_HEARTBEAT_MS")) && *env)
+        config.heartbeat_ms = (int)s_int_option ("DPOOL_HEARTBEAT_MS", env, 10, 3600000);
+    if ((env = getenv ("DPOOL_EXPIRY_MS")) && *env)
+        config.expiry_ms = (int)s_int_option ("DPOOL_EXPIRY_MS", env, 20, 36000000);
+    if ((env = getenv ("DPOOL_MAX_QUEUE")) && *env)
+        config.max_queue = (size_t)s_int_option ("DPOOL_MAX_QUEUE", env, 1, 1000000000);
+    if ((env = getenv ("DPOOL_NOFUNC_GRACE_MS")) && *env)
+        config.nofunc_grace_ms = (int)s_int_option ("DPOOL_NOFUNC_GRACE_MS", env, -1, 86400000);
+
+    bool bind_given = false;
+    int opt;
+    while ((opt = getopt_long (argc, argv, "b:n:hV", options, NULL)) != -1) {
+        switch (opt) {
+        case 'b':
+            if (!bind_given) {
+                config.nbinds = 0; /* the command line replaces DPOOL_BIND */
+                bind_given = true;
+            }
+            if (config.nbinds == DP_BROKER_MAX_BINDS) {
+                fprintf (stderr, "dpool-broker: at most %d --bind options\n", DP_BROKER_MAX_BINDS);
+                return EXIT_USAGE;
+            }
+            config.binds[config.nbinds++] = optarg;
+            break;
+        case 'n':
+            config.name = optarg;
+            break;
+        case OPT_HEARTBEAT:
+            config.heartbeat_ms = (int)s_int_option ("--heartbeat-ms", optarg, 10, 3600000);
+            break;
+        case OPT_EXPIRY:
+            config.expiry_ms = (int)s_int_option ("--expiry-ms", optarg, 20, 36000000);
+            break;
+        case OPT_MAX_QUEUE:
+            config.max_queue = (size_t)s_int_option ("--max-queue", optarg, 1, 1000000000);
+            break;
+        case OPT_GRACE:
+            config.nofunc_grace_ms = (int)s_int_option ("--nofunc-grace", optarg, -1, 86400000);
+            break;
+        case OPT_FILE:
+            config.endpoint_file = optarg;
+            break;
+        case OPT_LOG: {
+            int level = dp_log_parse_level (optarg);
+            if (level < 0) {
+                fprintf (stderr, "dpool-broker: invalid --log-level '%s'\n", optarg);
+                return EXIT_USAGE;
+            }
+            dp_log_set_level (level);
+            break;
+        }
+        case 'h':
+            s_usage (stdout);
+            return 0;
+        case 'V':
+            printf ("dpool-broker %s (protocol DPP/%d)\n", DPOOL_VERSION_STRING, DP_VERSION);
+            return 0;
+        default:
+            fprintf (stderr, "Try 'dpool-broker --help'.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "dpool-broker: unexpected argument '%s'\nTry 'dpool-broker --help'.\n",
+                 argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (config.expiry_ms <= config.heartbeat_ms) {
+        fprintf (stderr, "dpool-broker: --expiry-ms must exceed --heartbeat-ms\n");
+        return EXIT_USAGE;
+    }
+
+    /*  CZMQ's own handler turns SIGINT/SIGTERM into zsys_interrupted, which
+        the loop checks: that is the clean stop this program wants. */
+    zsys_init ();
+    dp_broker_t *broker = dp_broker_new (&config);
+    if (!broker)
+        return 1;
+    const char *endpoints = dp_broker_endpoints (broker);
+    dp_log (DP_LOG_INFO, "listening on %.*s", (int)strcspn (endpoints, "\n"), endpoints);
+    dp_broker_run (broker, NULL);
+    dp_info ("stopping");
+    dp_broker_destroy (&broker);
+    return 0;
+}

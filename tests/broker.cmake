@@ -1,0 +1,12 @@
+# broker/: the broker program driven message by message by hand-made peers.
+dpool_test (test_broker test_broker.c)
+foreach (case dispatch_by_function_and_credit priority_then_fifo results_routed_by_session
+              dead_worker_retry_and_late_done unknown_ref_counted session_stolen queue_limit
+              cancel nofunc_grace hostile_input bye_and_sigterm)
+    add_test (NAME broker_${case} COMMAND test_broker ${case})
+    set_tests_properties (broker_${case} PROPERTIES TIMEOUT 60)
+endforeach ()
+
+dpool_test (test_taskq test_taskq.c)
+add_test (NAME broker_taskq_priority_fifo_and_remove COMMAND test_taskq)
+set_tests_properties (broker_taskq_priority_fifo_and_remove PROPERTIES TIMEOUT 60)

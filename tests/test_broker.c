@@ -1,0 +1,649 @@
+/*  test_broker.c - the broker program, driven by hand-made peers.
+
+    Each peer here is a real DEALER socket speaking DPP through proto/, so
+    every rule of the broker can be checked message by message: dispatch by
+    function, credit, priority then FIFO, routing of results, dead workers,
+    retries, unknown refs, stolen sessions, queue limit, cancel, the
+    no-function grace period, and hostile input. Usage: test_broker CASE.
+*/
+#include "dp_proto.h"
+#include "dp_testutil.h"
+#include "dp_util.h"
+#include "dp_wire.h"
+#include "dpool.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <zmq.h>
+
+#define RECV_MS 5000 /* generous: a broker answer normally takes < 1 ms */
+
+static void *s_ctx;
+static dp_test_broker_t s_broker;
+
+typedef struct {
+    void *sock;
+    dp_writer_t w;
+    dp_wire_msg_t in;
+    dp_msg_t msg;
+    bool holding;
+} peer_t;
+
+static peer_t *
+peer_new (const char *endpoint)
+{
+    peer_t *peer = calloc (1, sizeof *peer);
+    peer->sock = zmq_socket (s_ctx, ZMQ_DEALER);
+    CHECK (peer->sock);
+    CHECK (dp_wire_configure (peer->sock, false, 0) == 0);
+    CHECK (zmq_connect (peer->sock, endpoint) == 0);
+    dp_writer_init (&peer->w);
+    return peer;
+}
+
+static void
+peer_destroy (peer_t **peer_p)
+{
+    peer_t *peer = *peer_p;
+    if (peer->holding)
+        dp_wire_close (&peer->in);
+    zmq_close (peer->sock);
+    dp_writer_fini (&peer->w);
+    free (peer);
+    *peer_p = NULL;
+}
+
+static void
+peer_send (peer_t *peer, dp_cmd_t cmd)
+{
+    CHECK (dp_wire_send_writer (peer->sock, NULL, 0, cmd, &peer->w, 0) == 0);
+}
+
+/*  Receives the next message other than HEARTBEAT within timeout_ms;
+    returns its command, or 0 on timeout. peer->msg holds it. */
+static int
+peer_recv (peer_t *peer, int timeout_ms)
+{
+    int64_t deadline = dp_now_ms () + timeout_ms;
+    for (;;) {
+        if (peer->holding) {
+            dp_wire_close (&peer->in);
+            peer->holding = false;
+        }
+        long left = (long)(deadline - dp_now_ms ());
+        if (left < 0)
+            left = 0;
+        zmq_pollitem_t item = {peer->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, left) <= 0)
+            return 0;
+        CHECK (dp_wire_recv (peer->sock, &peer->in, 0) == 0);
+        peer->holding = true;
+        dp_reason_t reason = dp_wire_decode (&peer->in, false, NULL, &peer->msg);
+        if (reason != DP_OK)
+            dp_test_fail (__FILE__, __LINE__, "broker sent a malformed message: %s",
+                          dp_reason_name (reason));
+        if (peer->msg.cmd != DP_CMD_HEARTBEAT)
+            return peer->msg.cmd;
+    }
+}
+
+static void
+peer_expect (peer_t *peer, dp_cmd_t cmd)
+{
+    int got = peer_recv (peer, RECV_MS);
+    if (got != (int)cmd)
+        dp_test_fail (__FILE__, __LINE__, "expected %s, got %s", dp_cmd_name (cmd),
+                      got ? dp_cmd_name (got) : "nothing");
+}
+
+/*  Nothing but heartbeats arrives within ms. */
+static void
+peer_expect_silence (peer_t *peer, int ms)
+{
+    int got = peer_recv (peer, ms);
+    if (got)
+        dp_test_fail (__FILE__, __LINE__, "expected nothing, got %s", dp_cmd_name (got));
+}
+
+static peer_t *
+client_new (uint8_t tag)
+{
+    peer_t *peer = peer_new (s_broker.tcp);
+    uint8_t session[DP_SESSION_SIZE];
+    memset (session, tag, sizeof session);
+    dp_encode_hello (&peer->w, session, "test-client");
+    peer_send (peer, DP_CMD_HELLO);
+    peer_expect (peer, DP_CMD_WELCOME);
+    return peer;
+}
+
+static peer_t *
+worker_new (const char *const *fns, size_t nfns, uint32_t credit)
+{
+    peer_t *peer = peer_new (s_broker.ipc);
+    dp_encode_ready (&peer->w, "fake", 4242, "testhost", credit, fns, nfns);
+    peer_send (peer, DP_CMD_READY);
+    peer_expect (peer, DP_CMD_WELCOME);
+    return peer;
+}
+
+/*  Packs a small int as the args. */
+static const uint8_t s_args[1] = {0x07};
+
+static void
+submit (peer_t *client, const char *fn, uint64_t seq, int32_t priority, int32_t retries)
+{
+    dp_list_begin (&client->w);
+    dp_task_t task = {.id = seq,
+                      .fn = {(const uint8_t *)fn, strlen (fn)},
+                      .args = {s_args, sizeof s_args},
+                      .priority = priority,
+                      .retries = retries};
+    dp_list_add_task (&client->w, DP_CMD_SUBMIT, &task);
+    dp_list_end (&client->w);
+    peer_send (client, DP_CMD_SUBMIT);
+}
+
+/*  Receives a DISPATCH and returns its jobs' refs (and fns) in order. */
+static size_t
+expect_jobs (peer_t *worker, uint64_t *refs, char fns[][32], size_t max)
+{
+    peer_expect (worker, DP_CMD_DISPATCH);
+    size_t count = 0;
+    dp_task_t job;
+    while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
+        CHECK (count < max);
+        refs[count] = job.id;
+        if (fns) {
+            CHECK (job.fn.size < 32);
+            memcpy (fns[count], job.fn.data, job.fn.size);
+            fns[count][job.fn.size] = 0;
+        }
+        count++;
+    }
+    return count;
+}
+
+static void
+done (peer_t *worker, uint64_t ref, int code, const char *message)
+{
+    dp_list_begin (&worker->w);
+    if (code == 0)
+        dp_list_add_result (&worker->w, ref, 0, s_args, sizeof s_args);
+    else
+        dp_list_add_error (&worker->w, ref, code, message);
+    dp_list_end (&worker->w);
+    peer_send (worker, DP_CMD_DONE);
+}
+
+/*  Receives one RESULT with exactly one entry and returns it. */
+static dp_result_t
+expect_result (peer_t *client)
+{
+    peer_expect (client, DP_CMD_RESULT);
+    dp_result_t result;
+    CHECK (dp_list_next_result (&client->msg.u.list, &result));
+    dp_result_t extra;
+    CHECK (!dp_list_next_result (&client->msg.u.list, &extra));
+    return result;
+}
+
+static char *
+result_message (dp_result_t result)
+{
+    dp_reader_t reader;
+    dp_span_t text;
+    dp_reader_init (&reader, result.value.data, result.value.size);
+    CHECK (dp_mp_read_str (&reader, &text) == 0);
+    char *copy = malloc (text.size + 1);
+    memcpy (copy, text.data, text.size);
+    copy[text.size] = 0;
+    return copy;
+}
+
+/*  Asks for status and returns the value of a counter in the top map, or in
+    its "dropped" map when dropped is true. */
+static uint64_t
+status_counter (peer_t *client, const char *key, bool dropped)
+{
+    dp_encode_empty (&client->w);
+    peer_send (client, DP_CMD_STATUS);
+    peer_expect (client, DP_CMD_STATUS_REPLY);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    CHECK (msgpack_unpack_next (&unpacked, (const char *)client->msg.u.status.data,
+                                client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    msgpack_object map = unpacked.data;
+    CHECK (map.type == MSGPACK_OBJECT_MAP);
+    if (dropped) {
+        msgpack_object inner = {0};
+        for (uint32_t i = 0; i < map.via.map.size; i++) {
+            msgpack_object k = map.via.map.ptr[i].key;
+            if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == 7 &&
+                memcmp (k.via.str.ptr, "dropped", 7) == 0)
+                inner = map.via.map.ptr[i].val;
+        }
+        CHECK (inner.type == MSGPACK_OBJECT_MAP);
+        map = inner;
+    }
+    uint64_t value = UINT64_MAX;
+    for (uint32_t i = 0; i < map.via.map.size; i++) {
+        msgpack_object k = map.via.map.ptr[i].key;
+        if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == strlen (key) &&
+            memcmp (k.via.str.ptr, key, k.via.str.size) == 0) {
+            CHECK (map.via.map.ptr[i].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+            value = map.via.map.ptr[i].val.via.u64;
+        }
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    if (value == UINT64_MAX)
+        dp_test_fail (__FILE__, __LINE__, "status has no counter %s", key);
+    return value;
+}
+
+/*  ---------------------------------------------------------------------------
+    Cases.
+*/
+
+/*  Tasks go only to workers offering their function, never beyond credit. */
+static void
+case_dispatch_by_function_and_credit (void)
+{
+    const char *fa[] = {"fa"};
+    const char *fb[] = {"fb"};
+    peer_t *wa = worker_new (fa, 1, 2);
+    peer_t *wb = worker_new (fb, 1, 1);
+    peer_t *client = client_new (1);
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        submit (client, "fa", seq, 0, 0);
+    submit (client, "fb", 5, 0, 0);
+    uint64_t refs[8];
+    char fns[8][32];
+    size_t got = 0;
+    while (got < 2)
+        got += expect_jobs (wa, refs + got, fns + got, 8 - got);
+    CHECK_EQ_INT (got, 2);
+    for (size_t i = 0; i < got; i++)
+        CHECK_EQ_STR (fns[i], "fa");
+    /*  wa is at its credit of 2: nothing more until it answers. */
+    peer_expect_silence (wa, 300);
+    uint64_t bref;
+    CHECK_EQ_INT (expect_jobs (wb, &bref, fns, 1), 1);
+    CHECK_EQ_STR (fns[0], "fb");
+    done (wa, refs[0], 0, NULL);
+    dp_result_t r = expect_result (client);
+    CHECK (r.code == 0);
+    CHECK (r.id == 1);
+    /*  One credit back: exactly one more job. */
+    CHECK_EQ_INT (expect_jobs (wa, refs, fns, 8), 1);
+    peer_destroy (&wa);
+    peer_destroy (&wb);
+    peer_destroy (&client);
+}
+
+/*  Higher priority first; equal priorities in arrival order. */
+static void
+case_priority_then_fifo (void)
+{
+    peer_t *client = client_new (2);
+    /*  Queued before any worker exists. */
+    int32_t prio[] = {0, 5, 0, 5, -1, 9};
+    for (uint64_t i = 0; i < 6; i++)
+        submit (client, "fp", i + 1, prio[i], 0);
+    /*  A round trip proves the broker has them all queued. */
+    CHECK_EQ_INT (status_counter (client, "queued", false), 6);
+    const char *fns[] = {"fp"};
+    peer_t *worker = worker_new (fns, 1, 1);
+    uint64_t expected[] = {6, 2, 4, 1, 3, 5};
+    for (int i = 0; i < 6; i++) {
+        uint64_t ref;
+        CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+        done (worker, ref, 0, NULL);
+        dp_result_t r = expect_result (client);
+        CHECK_EQ_INT (r.id, expected[i]);
+    }
+    peer_destroy (&worker);
+    peer_destroy (&client);
+}
+
+/*  Two clients with the same seqs get only their own results. */
+static void
+case_results_routed_by_session (void)
+{
+    const char *fns[] = {"f"};
+    peer_t *worker = worker_new (fns, 1, 4);
+    peer_t *c1 = client_new (3);
+    peer_t *c2 = client_new (4);
+    submit (c1, "f", 1, 0, 0);
+    submit (c2, "f", 1, 0, 0);
+    uint64_t refs[4];
+    size_t got = 0;
+    while (got < 2)
+        got += expect_jobs (worker, refs + got, NULL, 4 - got);
+    done (worker, refs[0], DPOOL_EFAILED, "first");
+    done (worker, refs[1], DPOOL_EFAILED, "second");
+    dp_result_t r1 = expect_result (c1);
+    dp_result_t r2 = expect_result (c2);
+    char *m1 = result_message (r1);
+    char *m2 = result_message (r2);
+    /*  Each got one result, and not the same one. */
+    CHECK (strcmp (m1, m2) != 0);
+    free (m1);
+    free (m2);
+    peer_expect_silence (c1, 200);
+    peer_expect_silence (c2, 200);
+    peer_destroy (&worker);
+    peer_destroy (&c1);
+    peer_destroy (&c2);
+}
+
+/*  A worker that goes silent is dropped; its job runs elsewhere; after too
+    many deaths the task fails ELOST naming the cause; a late DONE from the
+    dead worker is dropped and counted, never a second result. */
+static void
+case_dead_worker_retry_and_late_done (void)
+{
+    const char *fns[] = {"fd"};
+    peer_t *client = client_new (5);
+    submit (client, "fd", 1, 0, 1); /* one retry allowed */
+    peer_t *w1 = worker_new (fns, 1, 1);
+    uint64_t ref1;
+    CHECK_EQ_INT (expect_jobs (w1, &ref1, NULL, 1), 1);
+    /*  w1 goes silent; a second worker gets the task after expiry. */
+    peer_t *w2 = worker_new (fns, 1, 1);
+    uint64_t ref2;
+    int64_t start = dp_now_ms ();
+    /*  w2 must keep heartbeating while it waits, or it expires too. */
+    int got = 0;
+    while (!got && dp_now_ms () - start < 6000) {
+        dp_encode_empty (&w2->w);
+        peer_send (w2, DP_CMD_HEARTBEAT);
+        dp_encode_empty (&client->w);
+        peer_send (client, DP_CMD_HEARTBEAT);
+        if (peer_recv (w2, 500) == DP_CMD_DISPATCH) {
+            dp_task_t job;
+            CHECK (dp_list_next_task (&w2->msg.u.list, DP_CMD_DISPATCH, &job));
+            ref2 = job.id;
+            CHECK_EQ_INT (job.attempt, 2);
+            got = 1;
+        }
+    }
+    CHECK (got);
+    CHECK (ref2 != ref1);
+    /*  The presumed-dead worker answers late: dropped (it is not even known
+        any more, so it is told to register again). */
+    done (w1, ref1, 0, NULL);
+    peer_expect (w1, DP_CMD_ERROR);
+    CHECK_EQ_INT (w1->msg.u.error.code, DPOOL_ESTATE);
+    /*  w2 dies too: the second death exceeds the one retry. */
+    peer_destroy (&w2);
+    int64_t waited = dp_now_ms ();
+    dp_result_t r;
+    for (;;) {
+        dp_encode_empty (&client->w);
+        peer_send (client, DP_CMD_HEARTBEAT);
+        if (peer_recv (client, 500) == DP_CMD_RESULT) {
+            CHECK (dp_list_next_result (&client->msg.u.list, &r));
+            break;
+        }
+        CHECK (dp_now_ms () - waited < 6000);
+    }
+    CHECK_EQ_INT (r.code, DPOOL_ELOST);
+    char *message = result_message (r);
+    CHECK (strstr (message, "worker died 2 times"));
+    free (message);
+    peer_destroy (&w1);
+    peer_destroy (&client);
+}
+
+/*  A registered worker answering for a job it does not hold. */
+static void
+case_unknown_ref_counted (void)
+{
+    const char *fns[] = {"fu"};
+    peer_t *worker = worker_new (fns, 1, 1);
+    peer_t *client = client_new (6);
+    submit (client, "fu", 1, 0, 0);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    done (worker, ref + 1000, 0, NULL);
+    CHECK_EQ_INT (status_counter (client, "unknown_ref", true), 1);
+    done (worker, ref, 0, NULL);
+    dp_result_t r = expect_result (client);
+    CHECK_EQ_INT (r.id, 1);
+    peer_destroy (&worker);
+    peer_destroy (&client);
+}
+
+/*  A second live peer claiming a session is refused and counted. */
+static void
+case_session_stolen (void)
+{
+    peer_t *owner = client_new (7);
+    peer_t *thief = peer_new (s_broker.tcp);
+    uint8_t session[DP_SESSION_SIZE];
+    memset (session, 7, sizeof session);
+    dp_encode_hello (&thief->w, session, "thief");
+    peer_send (thief, DP_CMD_HELLO);
+    peer_expect (thief, DP_CMD_ERROR);
+    CHECK_EQ_INT (thief->msg.u.error.code, DPOOL_ESTATE);
+    CHECK_EQ_INT (status_counter (owner, "session_stolen", true), 1);
+    /*  The owner still works. */
+    const char *fns[] = {"fs"};
+    peer_t *worker = worker_new (fns, 1, 1);
+    submit (owner, "fs", 1, 0, 0);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    done (worker, ref, 0, NULL);
+    CHECK_EQ_INT (expect_result (owner).id, 1);
+    peer_destroy (&worker);
+    peer_destroy (&thief);
+    peer_destroy (&owner);
+}
+
+/*  Beyond --max-queue, tasks are rejected with EREJECTED. */
+static void
+case_queue_limit (void)
+{
+    peer_t *client = client_new (8);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        submit (client, "fq", seq, 0, 0);
+    dp_result_t r = expect_result (client);
+    CHECK_EQ_INT (r.id, 3);
+    CHECK_EQ_INT (r.code, DPOOL_EREJECTED);
+    char *message = result_message (r);
+    CHECK (strstr (message, "queue full"));
+    free (message);
+    CHECK_EQ_INT (status_counter (client, "queued", false), 2);
+    peer_destroy (&client);
+}
+
+/*  Cancel one queued task, then all; cancelled tasks never run. */
+static void
+case_cancel (void)
+{
+    peer_t *client = client_new (9);
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        submit (client, "fc", seq, 0, 0);
+    uint64_t one = 2;
+    dp_encode_cancel (&client->w, false, &one, 1);
+    peer_send (client, DP_CMD_CANCEL);
+    dp_result_t r = expect_result (client);
+    CHECK_EQ_INT (r.id, 2);
+    CHECK_EQ_INT (r.code, DPOOL_ECANCELLED);
+    const char *fns[] = {"fc"};
+    peer_t *worker = worker_new (fns, 1, 1);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    /*  Task 1 runs; cancel everything else. */
+    dp_encode_cancel (&client->w, true, NULL, 0);
+    peer_send (client, DP_CMD_CANCEL);
+    peer_expect (client, DP_CMD_RESULT);
+    dp_result_t c;
+    int cancelled = 0;
+    while (dp_list_next_result (&client->msg.u.list, &c)) {
+        CHECK (c.id == 3 || c.id == 4);
+        CHECK_EQ_INT (c.code, DPOOL_ECANCELLED);
+        cancelled++;
+    }
+    CHECK_EQ_INT (cancelled, 2);
+    done (worker, ref, 0, NULL);
+    CHECK_EQ_INT (expect_result (client).id, 1);
+    /*  Nothing else is dispatched. */
+    peer_expect_silence (worker, 300);
+    peer_destroy (&worker);
+    peer_destroy (&client);
+}
+
+/*  With workers connected but none offering the function, a task fails
+    ENOFUNC after the grace period (200 ms here). */
+static void
+case_nofunc_grace (void)
+{
+    const char *fns[] = {"other"};
+    peer_t *worker = worker_new (fns, 1, 1);
+    peer_t *client = client_new (10);
+    submit (client, "missing", 1, 0, 0);
+    dp_result_t r = expect_result (client);
+    CHECK_EQ_INT (r.code, DPOOL_ENOFUNC);
+    char *message = result_message (r);
+    CHECK (strstr (message, "missing"));
+    free (message);
+    peer_destroy (&worker);
+    peer_destroy (&client);
+}
+
+/*  Garbage of every kind is counted by reason and answered; the broker
+    keeps serving a well-behaved client throughout. */
+static void
+case_hostile_input (void)
+{
+    peer_t *client = client_new (11);
+    peer_t *bad = peer_new (s_broker.tcp);
+    /*  One frame of garbage. */
+    CHECK (zmq_send (bad->sock, "garbage", 7, 0) == 7);
+    peer_expect (bad, DP_CMD_ERROR);
+    /*  Four frames. */
+    for (int i = 0; i < 3; i++)
+        CHECK (zmq_send (bad->sock, "x", 1, ZMQ_SNDMORE) == 1);
+    CHECK (zmq_send (bad->sock, "x", 1, 0) == 1);
+    peer_expect (bad, DP_CMD_ERROR);
+    /*  Wrong signature, wrong version, unknown command. */
+    uint8_t headers[3][4] = {{'X', 'P', 1, 1}, {'D', 'P', 9, 1}, {'D', 'P', 1, 99}};
+    for (int i = 0; i < 3; i++) {
+        CHECK (zmq_send (bad->sock, headers[i], 4, ZMQ_SNDMORE) == 4);
+        CHECK (zmq_send (bad->sock, "\x90", 1, 0) == 1);
+        peer_expect (bad, DP_CMD_ERROR);
+        CHECK_EQ_INT (bad->msg.u.error.code, DPOOL_EPROTO);
+    }
+    /*  Valid framing, malformed msgpack. */
+    uint8_t header[4];
+    dp_header_encode (header, DP_CMD_SUBMIT);
+    CHECK (zmq_send (bad->sock, header, 4, ZMQ_SNDMORE) == 4);
+    CHECK (zmq_send (bad->sock, "\x91\xc1", 2, 0) == 2);
+    peer_expect (bad, DP_CMD_ERROR);
+    /*  Valid msgpack claiming a batch beyond the limit. */
+    CHECK (zmq_send (bad->sock, header, 4, ZMQ_SNDMORE) == 4);
+    CHECK (zmq_send (bad->sock, "\xdd\xff\xff\xff\xff", 5, 0) == 5);
+    peer_expect (bad, DP_CMD_ERROR);
+    /*  A well-formed command from a peer that never registered. */
+    dp_encode_empty (&bad->w);
+    peer_send (bad, DP_CMD_STATUS);
+    peer_expect (bad, DP_CMD_ERROR);
+    CHECK_EQ_INT (bad->msg.u.error.code, DPOOL_ESTATE);
+    /*  A client sending a worker's command. */
+    dp_list_begin (&client->w);
+    dp_list_end (&client->w);
+    peer_send (client, DP_CMD_DONE);
+    peer_expect (client, DP_CMD_ERROR);
+
+    CHECK_EQ_INT (status_counter (client, "frames", true), 2);
+    CHECK_EQ_INT (status_counter (client, "signature", true), 1);
+    CHECK_EQ_INT (status_counter (client, "version", true), 1);
+    CHECK_EQ_INT (status_counter (client, "command", true), 1);
+    CHECK_EQ_INT (status_counter (client, "body", true), 1);
+    CHECK_EQ_INT (status_counter (client, "limit", true), 1);
+    CHECK_EQ_INT (status_counter (client, "unknown_peer", true), 1);
+    CHECK_EQ_INT (status_counter (client, "role", true), 1);
+    /*  Still serving. */
+    const char *fns[] = {"fh"};
+    peer_t *worker = worker_new (fns, 1, 1);
+    submit (client, "fh", 1, 0, 0);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    done (worker, ref, 0, NULL);
+    CHECK_EQ_INT (expect_result (client).id, 1);
+    peer_destroy (&worker);
+    peer_destroy (&bad);
+    peer_destroy (&client);
+}
+
+/*  SIGTERM: every peer hears BYE, the broker exits 0; a worker's BYE is
+    answered with BYE and its job goes back to the queue. */
+static void
+case_bye_and_sigterm (void)
+{
+    const char *fns[] = {"fb"};
+    peer_t *client = client_new (12);
+    submit (client, "fb", 1, 0, 0);
+    peer_t *w1 = worker_new (fns, 1, 1);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (w1, &ref, NULL, 1), 1);
+    dp_encode_empty (&w1->w);
+    peer_send (w1, DP_CMD_BYE);
+    peer_expect (w1, DP_CMD_BYE);
+    peer_t *w2 = worker_new (fns, 1, 1);
+    dp_task_t job;
+    peer_expect (w2, DP_CMD_DISPATCH);
+    CHECK (dp_list_next_task (&w2->msg.u.list, DP_CMD_DISPATCH, &job));
+    CHECK_EQ_INT (job.attempt, 1); /* a clean BYE is not a death */
+    kill (s_broker.pid, SIGTERM);
+    peer_expect (client, DP_CMD_BYE);
+    peer_expect (w2, DP_CMD_BYE);
+    int status = dp_test_wait_exit (s_broker.pid, 5000);
+    CHECK (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    peer_destroy (&w1);
+    peer_destroy (&w2);
+    peer_destroy (&client);
+}
+
+int
+main (int argc, char *argv[])
+{
+    static const struct {
+        const char *name;
+        void (*run) (void);
+        const char *extra[4];
+    } cases[] = {
+        {"dispatch_by_function_and_credit", case_dispatch_by_function_and_credit, {NULL}},
+        {"priority_then_fifo", case_priority_then_fifo, {NULL}},
+        {"results_routed_by_session", case_results_routed_by_session, {NULL}},
+        {"dead_worker_retry_and_late_done", case_dead_worker_retry_and_late_done, {NULL}},
+        {"unknown_ref_counted", case_unknown_ref_counted, {NULL}},
+        {"session_stolen", case_session_stolen, {NULL}},
+        {"queue_limit", case_queue_limit, {"--max-queue", "2", NULL}},
+        {"cancel", case_cancel, {NULL}},
+        {"nofunc_grace", case_nofunc_grace, {"--nofunc-grace", "200", NULL}},
+        {"hostile_input", case_hostile_input, {NULL}},
+        {"bye_and_sigterm", case_bye_and_sigterm, {NULL}},
+    };
+    if (argc != 2) {
+        fprintf (stderr, "usage: test_broker CASE\n");
+        return 2;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (strcmp (argv[1], cases[i].name) != 0)
+            continue;
+        dp_test_begin (cases[i].name, 60);
+        s_ctx = zmq_ctx_new ();
+        dp_test_broker_start (&s_broker, cases[i].extra);
+        cases[i].run ();
+        zmq_ctx_term (s_ctx);
+        return 0;
+    }
+    fprintf (stderr, "test_broker: no case %s\n", argv[1]);
+    return 2;
+}
