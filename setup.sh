@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# dpool set-up on Debian 12: installs the packages that are missing (as root,
+# or through sudo), builds everything in ./build, and runs the demo: the
+# tutorial's Pool(3) example, embedded in one program.
+#   ./setup.sh              install, build, run the demo
+#   ./setup.sh --deps-only  install only
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
+          libjansson-dev iproute2"
+
+missing=()
+for package in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed"; then
+        missing+=("$package")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    echo "setup: installing ${missing[*]}"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ "${1:-}" = "--deps-only" ]; then
+    exit 0
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j"$(nproc)"
+./build/client/dpool demo
