@@ -74,7 +74,7 @@ const char *dp_test_path (const char *name);
 typedef struct {
     pid_t pid;
     char tcp[128]; /* tcp://127.0.0.1:PORT it bound */
-    char ipc[256]; /* ipc:// endpoint it bound */
+    char ipc[2048]; /* ipc:// endpoint it bound */
 } dp_test_broker_t;
 
 /*  Starts dpool-broker bound to a free loopback port and a private ipc
