@@ -124,7 +124,11 @@ struct _dp_broker_t {
     size_t max_queue;
     int nofunc_grace_ms;
     zsock_t *router;
-    void *handle; /* router's libzmq socket */
+    void *handle;     /* router's libzmq socket */
+    zsock_t *monitor; /* the router's connection events */
+    uint64_t accepted;
+    uint64_t disconnected;
+    uint64_t handshake_failed;
     char *endpoints;
     zhashx_t *peers;    /* key -> peer_t */
     zhashx_t *sessions; /* key -> client_t */
@@ -864,7 +868,7 @@ s_on_status (dp_broker_t *self, peer_t *peer)
 {
     dp_writer_reset (&self->w);
     msgpack_packer *pk = &self->w.pk;
-    msgpack_pack_map (pk, 9);
+    msgpack_pack_map (pk, 10);
     s_pack_str (pk, "broker");
     s_pack_str (pk, self->name);
     s_pack_str (pk, "uptime_ms");
@@ -903,6 +907,17 @@ s_on_status (dp_broker_t *self, peer_t *peer)
         for (size_t i = 0; i < worker->nfns; i++)
             s_pack_str (pk, worker->fns[i]->name);
     }
+    /*  What ZeroMQ itself cut off before the protocol saw it: handshakes that
+        failed (not ZMTP at all) and connections dropped, among them those
+        that sent a frame over ZMQ_MAXMSGSIZE. */
+    s_pack_str (pk, "connections");
+    msgpack_pack_map (pk, 3);
+    s_pack_str (pk, "accepted");
+    msgpack_pack_uint64 (pk, self->accepted);
+    s_pack_str (pk, "disconnected");
+    msgpack_pack_uint64 (pk, self->disconnected);
+    s_pack_str (pk, "handshake_failed");
+    msgpack_pack_uint64 (pk, self->handshake_failed);
     s_pack_str (pk, "dropped");
     msgpack_pack_map (pk, DROP_COUNT_ - 1);
     for (int i = 1; i < DROP_COUNT_; i++) {
@@ -1173,6 +1188,15 @@ dp_broker_new (const dp_broker_config_t *config)
     dp_writer_init (&self->w);
     self->handle = zsock_resolve (self->router);
     dp_wire_configure (self->handle, true, LINGER_MS);
+    char monitor[64];
+    snprintf (monitor, sizeof monitor, "inproc://dpool-broker-monitor-%p", (void *)self);
+    int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor (self->handle, monitor, events) == 0)
+        self->monitor = zsock_new_pair (NULL);
+    if (self->monitor && zsock_connect (self->monitor, "%s", monitor) != 0)
+        zsock_destroy (&self->monitor);
 
     size_t nbinds = config->nbinds;
     const char *defaults[1] = {DP_DEFAULT_ENDPOINT};
@@ -1243,6 +1267,9 @@ dp_broker_destroy (dp_broker_t **self_p)
             while ((item = dp_taskq_pop (&fnq->queue)))
                 s_task_free ((task_t *)item);
         }
+        if (self->monitor)
+            zmq_socket_monitor (self->handle, NULL, 0);
+        zsock_destroy (&self->monitor);
         zsock_destroy (&self->router);
         zhashx_destroy (&self->peers);
         zhashx_destroy (&self->sessions);
@@ -1260,15 +1287,42 @@ dp_broker_destroy (dp_broker_t **self_p)
     }
 }
 
+/*  Counts the connection events the router's monitor reported. Each event
+    is two frames: a 6-byte header (event id, value) and the endpoint. */
+static void
+s_on_monitor (dp_broker_t *self)
+{
+    void *handle = zsock_resolve (self->monitor);
+    dp_wire_msg_t event;
+    while (dp_wire_recv (handle, &event, ZMQ_DONTWAIT) == 0) {
+        if (event.count >= 1 && zmq_msg_size (&event.frames[0]) >= 2) {
+            uint16_t id;
+            memcpy (&id, zmq_msg_data (&event.frames[0]), sizeof id);
+            if (id == ZMQ_EVENT_ACCEPTED)
+                self->accepted++;
+            else if (id == ZMQ_EVENT_DISCONNECTED)
+                self->disconnected++;
+            else
+                self->handshake_failed++;
+        }
+        dp_wire_close (&event);
+    }
+}
+
 int
 dp_broker_run (dp_broker_t *self, zsock_t *pipe)
 {
     assert (self);
-    zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0}, {NULL, 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[3] = {{self->handle, 0, ZMQ_POLLIN, 0}};
     int nitems = 1;
+    int at_monitor = -1, at_pipe = -1;
+    if (self->monitor) {
+        at_monitor = nitems;
+        items[nitems++] = (zmq_pollitem_t){zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0};
+    }
     if (pipe) {
-        items[1].socket = zsock_resolve (pipe);
-        nitems = 2;
+        at_pipe = nitems;
+        items[nitems++] = (zmq_pollitem_t){zsock_resolve (pipe), 0, ZMQ_POLLIN, 0};
     }
     dp_wire_msg_t in;
     for (;;) {
@@ -1281,7 +1335,9 @@ dp_broker_run (dp_broker_t *self, zsock_t *pipe)
             break;
         if (!pipe && zsys_interrupted)
             break;
-        if (rc > 0 && pipe && (items[1].revents & ZMQ_POLLIN)) {
+        if (rc > 0 && at_monitor >= 0 && (items[at_monitor].revents & ZMQ_POLLIN))
+            s_on_monitor (self);
+        if (rc > 0 && at_pipe >= 0 && (items[at_pipe].revents & ZMQ_POLLIN)) {
             char *command = zstr_recv (pipe);
             bool term = !command || streq (command, "$TERM");
             zstr_free (&command);

@@ -12,7 +12,11 @@
 #include "dp_wire.h"
 #include "dpool.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,7 +209,8 @@ result_message (dp_result_t result)
 }
 
 /*  Asks for status and returns the value of a counter in the top map, or in
-    its "dropped" map when dropped is true. */
+    its "dropped" map when dropped is true, or in its "connections" map when
+    key is one of the connection counters. */
 static uint64_t
 status_counter (peer_t *client, const char *key, bool dropped)
 {
@@ -218,12 +223,16 @@ status_counter (peer_t *client, const char *key, bool dropped)
                                 client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
     msgpack_object map = unpacked.data;
     CHECK (map.type == MSGPACK_OBJECT_MAP);
-    if (dropped) {
+    const char *submap = dropped ? "dropped" : NULL;
+    if (!strcmp (key, "accepted") || !strcmp (key, "disconnected") ||
+        !strcmp (key, "handshake_failed"))
+        submap = "connections";
+    if (submap) {
         msgpack_object inner = {0};
         for (uint32_t i = 0; i < map.via.map.size; i++) {
             msgpack_object k = map.via.map.ptr[i].key;
-            if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == 7 &&
-                memcmp (k.via.str.ptr, "dropped", 7) == 0)
+            if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == strlen (submap) &&
+                memcmp (k.via.str.ptr, submap, k.via.str.size) == 0)
                 inner = map.via.map.ptr[i].val;
         }
         CHECK (inner.type == MSGPACK_OBJECT_MAP);
@@ -610,6 +619,140 @@ case_bye_and_sigterm (void)
     peer_destroy (&client);
 }
 
+/*  Below the protocol: bytes that are not ZMTP at all, and a frame over
+    ZMQ_MAXMSGSIZE. ZeroMQ cuts both off; the broker counts them and goes
+    on serving. */
+static bool
+s_garbage_cut_off (void *arg)
+{
+    /*  Not ZMTP: ZeroMQ accepts the connection, then drops it. */
+    return status_counter ((peer_t *)arg, "disconnected", false) >= 1;
+}
+
+static void
+case_transport_garbage (void)
+{
+    peer_t *client = client_new (13);
+    int port = atoi (strrchr (s_broker.tcp, ':') + 1);
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    CHECK (fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    CHECK (connect (fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    char junk[1024];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (char)(i * 131 + 7);
+    CHECK (write (fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+    close (fd);
+    CHECK (dp_test_wait_until (s_garbage_cut_off, client, 5000));
+
+    /*  One frame over the limit: the sender's connection is dropped. */
+    uint64_t before = status_counter (client, "disconnected", false);
+    peer_t *big = peer_new (s_broker.tcp);
+    size_t size = DP_MAX_MSG_SIZE + 1;
+    char *payload = calloc (1, size);
+    CHECK (payload);
+    uint8_t header[4];
+    dp_header_encode (header, DP_CMD_HEARTBEAT);
+    CHECK (zmq_send (big->sock, header, 4, ZMQ_SNDMORE) == 4);
+    CHECK (zmq_send (big->sock, payload, size, 0) == (int)size);
+    free (payload);
+    int64_t deadline = dp_now_ms () + 10000;
+    while (status_counter (client, "disconnected", false) == before)
+        CHECK (dp_now_ms () < deadline);
+    /*  Still serving. */
+    const char *fns[] = {"fg"};
+    peer_t *worker = worker_new (fns, 1, 1);
+    submit (client, "fg", 1, 0, 0);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    done (worker, ref, 0, NULL);
+    CHECK_EQ_INT (expect_result (client).id, 1);
+    peer_destroy (&worker);
+    peer_destroy (&big);
+    peer_destroy (&client);
+}
+
+/*  Random frames thrown at a live broker from several peers while a real
+    client and worker run tasks: every task still ends exactly once, and the
+    garbage shows in the counters. */
+static void
+case_random_frames (void)
+{
+    const char *fns[] = {"fr"};
+    peer_t *client = client_new (14);
+    peer_t *worker = worker_new (fns, 1, 4);
+    peer_t *noise[3];
+    for (int i = 0; i < 3; i++)
+        noise[i] = peer_new (i == 0 ? s_broker.ipc : s_broker.tcp);
+    uint64_t x = 88172645463325252ull;
+    enum { TASKS = 300 };
+    static bool seen[TASKS + 1];
+    uint64_t next_seq = 1;
+    int results = 0;
+    int64_t deadline = dp_now_ms () + 20000;
+    while (results < TASKS) {
+        CHECK (dp_now_ms () < deadline);
+        /*  A burst of noise: 1 to 4 frames of 0 to 63 random bytes, half of
+            them behind a valid header. */
+        for (int burst = 0; burst < 20; burst++) {
+            peer_t *from = noise[burst % 3];
+            int frames = 1 + (int)(x % 4);
+            for (int f = 0; f < frames; f++) {
+                uint8_t bytes[64];
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                size_t len = (size_t)(x % sizeof bytes);
+                for (size_t b = 0; b < len; b++)
+                    bytes[b] = (uint8_t)(x >> (b % 56));
+                if (f == 0 && (x & 1)) {
+                    len = DP_HEADER_SIZE;
+                    dp_header_encode (bytes, (dp_cmd_t)(1 + x % (DP_CMD_COUNT_ - 1)));
+                }
+                zmq_send (from->sock, bytes, len, f + 1 < frames ? ZMQ_SNDMORE : 0);
+            }
+        }
+        if (next_seq <= TASKS) {
+            submit (client, "fr", next_seq, 0, 0);
+            next_seq++;
+        }
+        /*  Serve what was dispatched, collect what came back. */
+        zmq_pollitem_t items[2] = {{worker->sock, 0, ZMQ_POLLIN, 0},
+                                   {client->sock, 0, ZMQ_POLLIN, 0}};
+        while (zmq_poll (items, 2, next_seq <= TASKS ? 0 : 100) > 0) {
+            if (items[0].revents & ZMQ_POLLIN) {
+                int cmd = peer_recv (worker, 0);
+                if (cmd == DP_CMD_DISPATCH) {
+                    dp_task_t job;
+                    while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job))
+                        done (worker, job.id, 0, NULL);
+                }
+            }
+            if (items[1].revents & ZMQ_POLLIN) {
+                int cmd = peer_recv (client, 0);
+                if (cmd == DP_CMD_RESULT) {
+                    dp_result_t r;
+                    while (dp_list_next_result (&client->msg.u.list, &r)) {
+                        CHECK (r.id >= 1 && r.id <= TASKS);
+                        CHECK (!seen[r.id]);
+                        CHECK_EQ_INT (r.code, 0);
+                        seen[r.id] = true;
+                        results++;
+                    }
+                }
+            }
+        }
+    }
+    CHECK (status_counter (client, "frames", true) > 0);
+    CHECK (status_counter (client, "unknown_peer", true) + status_counter (client, "body", true) >
+           0);
+    for (int i = 0; i < 3; i++)
+        peer_destroy (&noise[i]);
+    peer_destroy (&worker);
+    peer_destroy (&client);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -629,6 +772,8 @@ main (int argc, char *argv[])
         {"nofunc_grace", case_nofunc_grace, {"--nofunc-grace", "200", NULL}},
         {"hostile_input", case_hostile_input, {NULL}},
         {"bye_and_sigterm", case_bye_and_sigterm, {NULL}},
+        {"transport_garbage", case_transport_garbage, {NULL}},
+        {"random_frames", case_random_frames, {NULL}},
     };
     if (argc != 2) {
         fprintf (stderr, "usage: test_broker CASE\n");
