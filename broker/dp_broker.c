@@ -849,6 +849,11 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
             s_task_free (task);
             continue;
         }
+        if (result.code == DPOOL_EDEADLINE && (task->flags & DP_TASK_RETRY_TIMEOUT) &&
+            ++task->deaths <= s_task_retries (task)) {
+            s_task_queue (self, task); /* the caller asked for another try */
+            continue;
+        }
         s_task_finish (self, task, result.code, result.value.data, result.value.size);
     }
     s_ready_add (self, worker);

@@ -48,8 +48,9 @@
 #define DP_RECONNECT_MAX_MS    2000   /* reconnect backoff ceiling */
 
 /*  Task flags (SUBMIT and DISPATCH). */
-#define DP_TASK_CHUNK 0x01u /* args is an array of calls; the value an array of [code, value] */
-#define DP_TASK_FLAGS 0x01u /* every flag this version knows */
+#define DP_TASK_CHUNK         0x01u /* args is an array of calls; the value an array of [code, value] */
+#define DP_TASK_RETRY_TIMEOUT 0x02u /* a timed-out attempt is retried like a worker death */
+#define DP_TASK_FLAGS         0x03u /* every flag this version knows */
 
 typedef enum {
     DP_CMD_HELLO = 1,         /* client -> broker: session id, name */

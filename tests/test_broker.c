@@ -138,17 +138,25 @@ worker_new (const char *const *fns, size_t nfns, uint32_t credit)
 static const uint8_t s_args[1] = {0x07};
 
 static void
-submit (peer_t *client, const char *fn, uint64_t seq, int32_t priority, int32_t retries)
+submit_flags (peer_t *client, const char *fn, uint64_t seq, int32_t priority, int32_t retries,
+              uint32_t flags)
 {
     dp_list_begin (&client->w);
     dp_task_t task = {.id = seq,
                       .fn = {(const uint8_t *)fn, strlen (fn)},
                       .args = {s_args, sizeof s_args},
                       .priority = priority,
-                      .retries = retries};
+                      .retries = retries,
+                      .flags = flags};
     dp_list_add_task (&client->w, DP_CMD_SUBMIT, &task);
     dp_list_end (&client->w);
     peer_send (client, DP_CMD_SUBMIT);
+}
+
+static void
+submit (peer_t *client, const char *fn, uint64_t seq, int32_t priority, int32_t retries)
+{
+    submit_flags (client, fn, seq, priority, retries, 0);
 }
 
 /*  Receives a DISPATCH and returns its jobs' refs (and fns) in order. */
@@ -753,6 +761,38 @@ case_random_frames (void)
     peer_destroy (&client);
 }
 
+/*  A timed-out attempt ends the task EDEADLINE, unless the caller asked for
+    retries on timeout: then it runs again, within its retry budget. */
+static void
+case_retry_timeout (void)
+{
+    const char *fns[] = {"ft"};
+    peer_t *worker = worker_new (fns, 1, 1);
+    peer_t *client = client_new (15);
+    submit (client, "ft", 1, 0, 3);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    done (worker, ref, DPOOL_EDEADLINE, "task exceeded its timeout of 10 ms");
+    dp_result_t r = expect_result (client);
+    CHECK_EQ_INT (r.id, 1);
+    CHECK_EQ_INT (r.code, DPOOL_EDEADLINE);
+
+    submit_flags (client, "ft", 2, 0, 1, DP_TASK_RETRY_TIMEOUT);
+    for (uint32_t attempt = 1; attempt <= 2; attempt++) {
+        peer_expect (worker, DP_CMD_DISPATCH);
+        dp_task_t job;
+        CHECK (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job));
+        CHECK_EQ_INT (job.attempt, attempt);
+        done (worker, job.id, DPOOL_EDEADLINE, "task exceeded its timeout of 10 ms");
+    }
+    r = expect_result (client);
+    CHECK_EQ_INT (r.id, 2);
+    CHECK_EQ_INT (r.code, DPOOL_EDEADLINE);
+    peer_expect_silence (worker, 200);
+    peer_destroy (&worker);
+    peer_destroy (&client);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -774,6 +814,7 @@ main (int argc, char *argv[])
         {"bye_and_sigterm", case_bye_and_sigterm, {NULL}},
         {"transport_garbage", case_transport_garbage, {NULL}},
         {"random_frames", case_random_frames, {NULL}},
+        {"retry_timeout", case_retry_timeout, {NULL}},
     };
     if (argc != 2) {
         fprintf (stderr, "usage: test_broker CASE\n");
