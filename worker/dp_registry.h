@@ -3,8 +3,22 @@
     dpool_register (in dpool.h) adds to a process-wide table that forked
     worker processes inherit. The built-in functions (echo, sleep, fail,
     crash, pid) are always offered unless the program registered the same
-    name itself. The table is filled before workers start and read-only
-    afterwards, so it needs no lock.
+    name itself: a program's registration replaces a built-in whenever it is
+    made. The table is filled before workers start and read-only afterwards,
+    so it needs no lock: register from one thread, before any worker runs.
+
+    Plugins. A plugin is a shared object with an entry point
+
+        int dpool_plugin_init (void);
+
+    that calls dpool_register for each function it offers and returns 0 (any
+    other value refuses the load). dp_registry_load_plugin (dpool-worker
+    --plugin lib.so) opens it with RTLD_NOW | RTLD_GLOBAL, so every symbol it
+    needs must resolve at load time; it takes dpool_register from the
+    program that loads it, so build it without linking libdpool (the host's
+    copy, with its registry, is the one it must use; libmsgpackc may be
+    linked, it has no state).
+    examples/plugin/ is a complete example.
 */
 #ifndef DP_REGISTRY_H_INCLUDED
 #define DP_REGISTRY_H_INCLUDED
@@ -13,19 +27,40 @@
 
 #include <stddef.h>
 
-/*  Looks up a function by name (len bytes, not NUL-terminated). Returns NULL
-    if none; *hint gets its hint. */
-dpool_fn_t *
-dp_registry_lookup (const char *name, size_t len, void **hint);
+/*  The name of a plugin's entry point. */
+#define DP_PLUGIN_INIT "dpool_plugin_init"
 
-/*  The names offered, built-ins included; *count gets how many. Borrowed. */
-const char *const *
-dp_registry_names (size_t *count);
+/*  Looks up a function by name (len bytes, not NUL-terminated). Returns NULL
+    if none; *hint (if hint is not NULL) gets its hint. */
+dpool_fn_t *dp_registry_lookup (const char *name, size_t len, void **hint);
+
+/*  The names offered, built-ins included, in byte order; *count gets how
+    many. Borrowed: valid until the next dpool_register. */
+const char *const *dp_registry_names (size_t *count);
 
 /*  Loads a plugin: dlopen(path) and calls its entry point
     int dpool_plugin_init (void), which registers functions with
-    dpool_register. Returns 0, or -1 (and logs why). */
-int
-dp_registry_load_plugin (const char *path);
+    dpool_register. Returns 0, or -1 (and logs why). A plugin whose entry
+    point ran stays loaded for the life of the process, even if it failed:
+    it may have registered functions that point into it. */
+int dp_registry_load_plugin (const char *path);
+
+/*  ---------------------------------------------------------------------------
+    Built-ins (dp_builtins.c), entered in the table before any registration:
+    echo    returns its arguments unchanged;
+    sleep   sleeps for its argument in seconds (a number, or an array of one
+            number) and returns its arguments;
+    fail    fails with its arguments as the message (a str as is, anything
+            else rendered readably);
+    crash   abort()s the worker process;
+    pid     returns {"pid": n, "host": "name"} of the worker process.
+*/
+typedef struct {
+    const char *name;
+    dpool_fn_t *fn;
+} dp_builtin_t;
+
+/*  The built-in functions; *count gets how many. */
+const dp_builtin_t *dp_builtins (size_t *count);
 
 #endif

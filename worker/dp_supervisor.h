@@ -5,6 +5,18 @@
     that die, and on SIGTERM/SIGINT stops them all (SIGTERM, then SIGKILL
     after a grace period). dpool-worker --procs N runs one; an embedded pool
     forks one from the program so the workers run the program's functions.
+
+    Each worker process starts with the signal handlers the program had set
+    reset to their defaults, SIGINT and SIGTERM blocked (dp_worker_run reads
+    them from a signalfd, so none is lost between fork and then), every other
+    signal unblocked, and ends with _exit: it never runs the program's atexit
+    handlers or touches anything the parent set up.
+
+    A worker that dies is restarted at once; when they keep dying within
+    DP_SUPERVISOR_FAST_DEATH_MS of starting, restarts wait from
+    DP_SUPERVISOR_BACKOFF_MS doubling to DP_SUPERVISOR_BACKOFF_MAX_MS. A
+    worker that ended itself because a task ran past its timeout
+    (DP_WORKER_EXIT_DEADLINE) does not count as such a death.
 */
 #ifndef DP_SUPERVISOR_H_INCLUDED
 #define DP_SUPERVISOR_H_INCLUDED
@@ -13,7 +25,11 @@
 
 #include <sys/types.h>
 
-#define DP_SUPERVISOR_GRACE_MS 2000 /* SIGTERM to SIGKILL when stopping workers */
+#define DP_SUPERVISOR_GRACE_MS       2000 /* SIGTERM to SIGKILL when stopping workers */
+#define DP_SUPERVISOR_PARENT_MS      200  /* how often a gone parent is looked for */
+#define DP_SUPERVISOR_FAST_DEATH_MS  1000 /* a death this soon after start is suspicious */
+#define DP_SUPERVISOR_BACKOFF_MS     100  /* first restart delay after repeated fast deaths */
+#define DP_SUPERVISOR_BACKOFF_MAX_MS 5000 /* restart delay ceiling */
 
 typedef struct {
     dp_worker_config_t worker; /* what each worker process runs */
@@ -23,8 +39,9 @@ typedef struct {
 
 /*  Runs the supervisor in the calling process until SIGTERM/SIGINT or the
     parent is gone; then stops the workers and returns 0 (-1 if it could not
-    start). The calling process must be single-threaded. */
-int
-dp_supervisor_run (const dp_supervisor_config_t *config);
+    start). The calling process must be single-threaded. SIGCHLD, SIGINT and
+    SIGTERM are blocked while it runs and read from a signalfd; the mask is
+    restored on return. It waits only for its own children, by pid. */
+int dp_supervisor_run (const dp_supervisor_config_t *config);
 
 #endif

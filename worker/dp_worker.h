@@ -8,6 +8,28 @@
     while a long task runs, passes DISPATCH batches to the task thread and
     DONE batches back, and reconnects with backoff when the broker goes
     silent. The two threads talk over an inproc PAIR.
+
+    What the worker does, event by event (docs/PROTOCOL.md, 5.2 and 6):
+    - start, broker silent past expiry, or ERROR ESTATE: forgets the jobs it
+      held and sends READY (on a fresh socket, except after ESTATE), again
+      every DP_RECONNECT_MS doubling to DP_RECONNECT_MAX_MS until WELCOME;
+      the WELCOME's heartbeat_ms and expiry_ms replace the config's;
+    - BYE from the broker (it is shutting down): forgets its jobs, closes the
+      socket and registers again after the backoff;
+    - silence on its own side for heartbeat_ms: sends HEARTBEAT, also while
+      a task runs;
+    - results: sent as DONE batches, flushed when the task thread has no job
+      left, at 64 results, or 1 ms after the first unsent one, so the
+      result of a slow task leaves as soon as it is ready;
+    - a job past its timeout_ms: sends DONE [ref, EDEADLINE, message] and
+      BYE, waits up to 1 s for the broker's BYE (proof that both arrived),
+      and ends the process with _exit (DP_WORKER_EXIT_DEADLINE): the task
+      cannot be stopped any other way, and the supervisor starts a fresh
+      process;
+    - SIGINT or SIGTERM: sends any unsent results and BYE, waits up to 1 s
+      for the broker's BYE, and stops: dp_worker_run returns 0, or, when a
+      task is still running, the process ends with _exit (0) (the broker
+      has the job back). A second signal while waiting stops at once.
 */
 #ifndef DP_WORKER_H_INCLUDED
 #define DP_WORKER_H_INCLUDED
@@ -15,21 +37,42 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/*  Exit status of a worker process that killed itself because a task ran
+    past its timeout (the same as timeout(1)'s). */
+#define DP_WORKER_EXIT_DEADLINE 124
+
+/*  How long a leaving worker waits for the broker's answer to its BYE. */
+#define DP_WORKER_BYE_WAIT_MS 1000
+
+/*  DONE batching: flush at this many results, or this long after the first
+    result not yet sent. */
+#define DP_WORKER_DONE_BATCH    64
+#define DP_WORKER_DONE_DELAY_MS 1
+
+/*  Linger of the DEALER socket when it is closed. */
+#define DP_WORKER_LINGER_MS 100
+
 typedef struct {
     const char *endpoint; /* broker to connect to */
     const char *name;     /* shown in status; NULL: host:pid */
     int credit;           /* tasks held at once; 0: DP_DEFAULT_CREDIT */
-    int heartbeat_ms;     /* 0: DP_HEARTBEAT_MS */
-    int expiry_ms;        /* 0: DP_EXPIRY_MS */
+    int heartbeat_ms;     /* until WELCOME says otherwise; 0: DP_HEARTBEAT_MS */
+    int expiry_ms;        /* until WELCOME says otherwise; 0: DP_EXPIRY_MS */
 } dp_worker_config_t;
 
-void
-dp_worker_config_init (dp_worker_config_t *config);
+/*  Fills config with zeros (the defaults) and DP_DEFAULT_CONNECT. */
+void dp_worker_config_init (dp_worker_config_t *config);
 
-/*  Runs the worker loop in this process until SIGINT/SIGTERM (handlers are
-    installed by the caller or by dp_worker_run itself when none are set) or a
-    fatal error. Returns 0 on a clean stop, -1 on failure. */
-int
-dp_worker_run (const dp_worker_config_t *config);
+/*  Runs the worker loop in this process until SIGINT/SIGTERM or a fatal
+    error (an endpoint that cannot be connected, no memory). Returns 0 on a
+    clean stop, -1 on failure (dpool_errno says why). Never returns when a
+    task runs past its timeout (see above).
+
+    Signals: while it runs, SIGINT and SIGTERM are blocked in the calling
+    thread (and so in the threads it starts) and read from a signalfd; the
+    caller's signal mask is restored on return. Other threads of the
+    process, if any, should block them too, or the signals may go to them.
+    Task functions run on the calling thread. */
+int dp_worker_run (const dp_worker_config_t *config);
 
 #endif

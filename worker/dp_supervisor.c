@@ -1,0 +1,265 @@
+/*  dp_supervisor.c - keeps N worker processes running.
+
+    One poll loop over a signalfd (SIGCHLD, SIGINT, SIGTERM). Its only timers
+    are the restart delays of dead workers and, when it has a parent to
+    watch, a check every DP_SUPERVISOR_PARENT_MS; with neither it sleeps
+    until a signal comes.
+*/
+#define _GNU_SOURCE
+#include "dp_supervisor.h"
+
+#include "dp_util.h"
+#include "dpool.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    pid_t pid;          /* 0: not running */
+    int64_t started;    /* ms */
+    int64_t restart_at; /* ms: when to start it again, if not running */
+} s_child_t;
+
+typedef struct {
+    const dp_supervisor_config_t *config;
+    s_child_t *children;
+    int procs;
+    int sigfd;
+    int fast_deaths; /* consecutive deaths soon after start */
+    bool stop;
+} s_supervisor_t;
+
+/*  In a new worker process: forget the parent's signal handlers and mask,
+    run the worker, and leave without running anything of the parent's. */
+static void
+s_child_main (const dp_supervisor_config_t *config)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction action;
+        if (sigaction (sig, NULL, &action) == 0 && action.sa_handler != SIG_DFL &&
+            action.sa_handler != SIG_IGN) {
+            action.sa_handler = SIG_DFL;
+            action.sa_flags = 0;
+            sigaction (sig, &action, NULL);
+        }
+    }
+    signal (SIGINT, SIG_DFL);
+    signal (SIGTERM, SIG_DFL);
+    signal (SIGCHLD, SIG_DFL);
+    sigset_t mask;
+    sigemptyset (&mask);
+    sigaddset (&mask, SIGINT);
+    sigaddset (&mask, SIGTERM);
+    sigprocmask (SIG_SETMASK, &mask, NULL);
+    int rc = dp_worker_run (&config->worker);
+    _exit (rc == 0 ? 0 : 1);
+}
+
+static void
+s_spawn (s_supervisor_t *self, s_child_t *child)
+{
+    fflush (NULL);
+    pid_t pid = fork ();
+    if (pid == 0) {
+        close (self->sigfd);
+        s_child_main (self->config);
+    }
+    int64_t now = dp_now_ms ();
+    if (pid < 0) {
+        dp_error ("cannot start a worker process: %s", strerror (errno));
+        child->restart_at = now + DP_SUPERVISOR_BACKOFF_MAX_MS;
+        return;
+    }
+    child->pid = pid;
+    child->started = now;
+    dp_debug ("started worker process %d", (int)pid);
+}
+
+/*  Logs a worker's death and schedules its restart. */
+static void
+s_on_death (s_supervisor_t *self, s_child_t *child, int status)
+{
+    int64_t now = dp_now_ms ();
+    bool deadline = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_DEADLINE;
+    if (deadline)
+        dp_info ("worker process %d ended after a task ran past its timeout", (int)child->pid);
+    else if (WIFEXITED (status))
+        dp_log (WEXITSTATUS (status) == 0 ? DP_LOG_INFO : DP_LOG_WARN,
+                "worker process %d exited with status %d", (int)child->pid, WEXITSTATUS (status));
+    else if (WIFSIGNALED (status))
+        dp_warn ("worker process %d was killed by signal %d (%s)", (int)child->pid,
+                 WTERMSIG (status), strsignal (WTERMSIG (status)));
+    if (!deadline && now - child->started < DP_SUPERVISOR_FAST_DEATH_MS)
+        self->fast_deaths++;
+    else
+        self->fast_deaths = 0;
+    int64_t delay = 0;
+    if (self->fast_deaths > 1) {
+        delay = DP_SUPERVISOR_BACKOFF_MS;
+        for (int i = 2; i < self->fast_deaths && delay < DP_SUPERVISOR_BACKOFF_MAX_MS; i++)
+            delay *= 2;
+        if (delay > DP_SUPERVISOR_BACKOFF_MAX_MS)
+            delay = DP_SUPERVISOR_BACKOFF_MAX_MS;
+        dp_warn ("worker processes keep dying at start; next restart in %lld ms",
+                 (long long)delay);
+    }
+    child->pid = 0;
+    child->restart_at = now + delay;
+}
+
+/*  Reaps every worker that ended; returns how many are still running. */
+static int
+s_reap (s_supervisor_t *self, bool restart)
+{
+    int running = 0;
+    for (int i = 0; i < self->procs; i++) {
+        s_child_t *child = &self->children[i];
+        if (child->pid <= 0)
+            continue;
+        int status;
+        pid_t rc = waitpid (child->pid, &status, WNOHANG);
+        if (rc == child->pid || (rc < 0 && errno == ECHILD)) {
+            if (restart)
+                s_on_death (self, child, rc < 0 ? 0 : status);
+            else
+                child->pid = 0;
+        } else
+            running++;
+    }
+    return running;
+}
+
+/*  Reads the signals that came; notes a request to stop. */
+static void
+s_read_signals (s_supervisor_t *self)
+{
+    struct signalfd_siginfo info;
+    while (read (self->sigfd, &info, sizeof info) == (ssize_t)sizeof info)
+        if (info.ssi_signo == SIGINT || info.ssi_signo == SIGTERM) {
+            if (!self->stop)
+                dp_info ("signal %d: stopping the worker processes", (int)info.ssi_signo);
+            self->stop = true;
+        }
+}
+
+/*  Milliseconds until the next timer, or -1 for none. */
+static int
+s_timeout (s_supervisor_t *self)
+{
+    int64_t now = dp_now_ms ();
+    int64_t timeout = self->config->parent ? DP_SUPERVISOR_PARENT_MS : -1;
+    for (int i = 0; i < self->procs; i++)
+        if (self->children[i].pid == 0) {
+            int64_t left = self->children[i].restart_at - now;
+            if (left < 0)
+                left = 0;
+            if (timeout < 0 || left < timeout)
+                timeout = left;
+        }
+    return timeout > INT_MAX ? INT_MAX : (int)timeout;
+}
+
+/*  SIGTERM to every worker, SIGKILL to those still there after the grace
+    period, and every one reaped. */
+static void
+s_stop_children (s_supervisor_t *self)
+{
+    for (int i = 0; i < self->procs; i++)
+        if (self->children[i].pid > 0)
+            kill (self->children[i].pid, SIGTERM);
+    int64_t until = dp_now_ms () + DP_SUPERVISOR_GRACE_MS;
+    while (s_reap (self, false) > 0) {
+        int64_t left = until - dp_now_ms ();
+        if (left <= 0)
+            break;
+        struct pollfd item = {self->sigfd, POLLIN, 0};
+        if (poll (&item, 1, (int)left) > 0)
+            s_read_signals (self);
+    }
+    for (int i = 0; i < self->procs; i++)
+        if (self->children[i].pid > 0) {
+            dp_warn ("worker process %d did not stop in %d ms; killing it",
+                     (int)self->children[i].pid, DP_SUPERVISOR_GRACE_MS);
+            kill (self->children[i].pid, SIGKILL);
+            waitpid (self->children[i].pid, NULL, 0);
+            self->children[i].pid = 0;
+        }
+}
+
+int
+dp_supervisor_run (const dp_supervisor_config_t *config)
+{
+    assert (config);
+    if (!config->worker.endpoint || !*config->worker.endpoint)
+        return dp_fail (DPOOL_EINVAL);
+    s_supervisor_t self;
+    memset (&self, 0, sizeof self);
+    self.config = config;
+    self.procs = config->procs > 0 ? config->procs : dp_cpu_count ();
+    self.children = (s_child_t *)calloc ((size_t)self.procs, sizeof *self.children);
+    if (!self.children)
+        return dp_fail (DPOOL_ENOMEM);
+
+    sigset_t signals, saved_mask;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGCHLD);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGTERM);
+    sigprocmask (SIG_BLOCK, &signals, &saved_mask);
+    self.sigfd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (self.sigfd < 0) {
+        dp_error ("signalfd: %s", strerror (errno));
+        sigprocmask (SIG_SETMASK, &saved_mask, NULL);
+        free (self.children);
+        return dp_fail (DPOOL_ESYS);
+    }
+    dp_info ("supervising %d worker processes for %s", self.procs, config->worker.endpoint);
+
+    while (!self.stop) {
+        int64_t now = dp_now_ms ();
+        for (int i = 0; i < self.procs; i++)
+            if (self.children[i].pid == 0 && now >= self.children[i].restart_at)
+                s_spawn (&self, &self.children[i]);
+        struct pollfd item = {self.sigfd, POLLIN, 0};
+        int rc = poll (&item, 1, s_timeout (&self));
+        if (rc < 0 && errno != EINTR) {
+            dp_error ("poll: %s", strerror (errno));
+            break;
+        }
+        if (rc > 0)
+            s_read_signals (&self);
+        s_reap (&self, !self.stop);
+        if (config->parent && getppid () != config->parent) {
+            dp_info ("parent process %d is gone: stopping", (int)config->parent);
+            self.stop = true;
+        }
+    }
+    s_stop_children (&self);
+    close (self.sigfd);
+    sigprocmask (SIG_SETMASK, &saved_mask, NULL);
+    free (self.children);
+    return 0;
+}
+
+int
+dpool_worker_serve (const char *endpoint, int procs)
+{
+    if (!endpoint || !*endpoint || procs < 0)
+        return dp_fail (DPOOL_EINVAL);
+    dp_supervisor_config_t config;
+    memset (&config, 0, sizeof config);
+    dp_worker_config_init (&config.worker);
+    config.worker.endpoint = endpoint;
+    config.procs = procs;
+    return dp_supervisor_run (&config);
+}

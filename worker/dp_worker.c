@@ -1,0 +1,1026 @@
+/*  dp_worker.c - the worker engine: one worker process's connection to a
+    broker and the loop that runs its tasks.
+
+    Two threads, plain libzmq, no locks. The I/O thread (s_io_*) owns the
+    DEALER socket and every timer: registration and its backoff, heartbeats,
+    the broker's expiry, DONE batching, and the deadline of the running job.
+    The calling thread (s_runner_*) keeps the jobs the broker handed over and
+    runs them one at a time. They talk over an inproc PAIR with the messages
+    of s_kind_t; each starts with an s_ctl_t frame, copied by value.
+
+    Epochs: every (re)registration starts a new epoch. Jobs carry the epoch
+    they arrived in; a result of an older epoch is dropped by the I/O thread,
+    since the broker that gave the job has forgotten it, and a RESET tells the
+    task thread to drop the jobs it holds from before.
+
+    Two atomics cross the threads, and only to close one race on stopping:
+    the task thread sets busy before it starts a job and then checks
+    stopping; the I/O thread sets stopping and then checks busy. One of them
+    sees the other, so a stopping worker either abandons a running task (and
+    ends the process) or starts no new one.
+*/
+#define _GNU_SOURCE
+#include "dp_worker.h"
+
+#include "dp_registry.h"
+#include "dp_task.h"
+#include "dp_util.h"
+#include "dp_wire.h"
+#include "dpool.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define PIPE_ENDPOINT "inproc://dp-worker-pipe"
+#define RESULT_KEEP   (1024 * 1024) /* result buffer kept between jobs, bytes */
+#define DONE_ENTRY    32            /* DONE bytes around one value: array, ref, code */
+#define DONE_LIMIT    (DP_MAX_MSG_SIZE - 1024)
+
+/*  Messages between the threads. */
+typedef enum {
+    PIPE_JOBS = 1, /* I/O -> task: [ctl, DISPATCH header, DISPATCH body] */
+    PIPE_RESET,    /* I/O -> task: drop held jobs; ctl.epoch is the new epoch */
+    PIPE_STOP,     /* I/O -> task: stop; ctl.code 0 or why (dpool_error_t) */
+    PIPE_ARM,      /* task -> I/O: job ctl.ref started; it must end by ctl.deadline_ms */
+    PIPE_RESULT    /* task -> I/O: [ctl, packed value]: job ctl.ref ended with ctl.code */
+} s_kind_t;
+
+typedef struct {
+    int kind;
+    int32_t code;
+    uint64_t epoch;
+    uint64_t ref;
+    int64_t deadline_ms;
+    uint32_t timeout_ms;
+    bool more; /* RESULT: the task thread holds further jobs */
+} s_ctl_t;
+
+/*  What both threads know; set before the I/O thread starts. */
+typedef struct {
+    void *ctx;
+    const char *endpoint;
+    char name[DP_MAX_NAME + 1];
+    char host[DP_MAX_NAME + 1];
+    uint32_t credit;
+    int heartbeat_ms;
+    int expiry_ms;
+    int sigfd;
+    atomic_bool busy;     /* the task thread is running a job */
+    atomic_bool stopping; /* the I/O thread is stopping: start no job */
+} s_worker_t;
+
+/*  ---------------------------------------------------------------------------
+    The I/O thread.
+*/
+typedef enum { IO_REGISTERING, IO_ACTIVE } s_state_t;
+
+typedef struct {
+    s_worker_t *worker;
+    void *pipe;
+    void *dealer; /* NULL while waiting to reconnect */
+    s_state_t state;
+    bool done;
+    uint64_t epoch;
+    int64_t last_send;  /* ms: last message sent to the broker */
+    int64_t last_recv;  /* ms: last valid message from the broker */
+    int64_t next_ready; /* ms: REGISTERING: when to send READY again */
+    int backoff_ms;
+    int heartbeat_ms;
+    int expiry_ms;
+    dp_writer_t ready; /* the READY body, encoded once */
+    dp_writer_t empty; /* the HEARTBEAT and BYE body */
+    dp_writer_t done_w;
+    uint32_t pending;      /* results in done_w not yet sent */
+    int64_t first_pending; /* ms: when the first of them arrived */
+    bool armed;            /* a job with a timeout is running */
+    uint64_t armed_ref;
+    uint64_t armed_epoch;
+    int64_t deadline;
+    uint32_t armed_timeout;
+    uint64_t malformed; /* malformed messages from the broker */
+} s_io_t;
+
+static int
+s_pipe_send_ctl (void *pipe, const s_ctl_t *ctl, int flags)
+{
+    int rc;
+    while ((rc = zmq_send (pipe, ctl, sizeof *ctl, flags)) < 0 && errno == EINTR)
+        ;
+    return rc < 0 ? -1 : 0;
+}
+
+/*  Tells the task thread about a new epoch: jobs it holds are void. */
+static void
+s_io_reset_jobs (s_io_t *io)
+{
+    io->epoch++;
+    io->pending = 0;
+    dp_writer_reset (&io->done_w);
+    s_ctl_t ctl = {.kind = PIPE_RESET, .epoch = io->epoch};
+    s_pipe_send_ctl (io->pipe, &ctl, 0);
+}
+
+/*  Sends a message to the broker; never blocks. Returns 0 or -1. */
+static int
+s_io_send (s_io_t *io, dp_cmd_t cmd, const dp_writer_t *writer)
+{
+    if (!io->dealer)
+        return -1;
+    if (dp_wire_send_writer (io->dealer, NULL, 0, cmd, writer, ZMQ_DONTWAIT)) {
+        dp_warn ("cannot send %s to the broker: %s", dp_cmd_name (cmd), zmq_strerror (errno));
+        return -1;
+    }
+    io->last_send = dp_now_ms ();
+    return 0;
+}
+
+static void
+s_io_close_dealer (s_io_t *io)
+{
+    if (io->dealer) {
+        int zero = 0;
+        zmq_setsockopt (io->dealer, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close (io->dealer);
+        io->dealer = NULL;
+    }
+}
+
+/*  Replaces the DEALER with a fresh one connected to the broker. Returns 0,
+    or -1 with errno if the endpoint cannot be connected. */
+static int
+s_io_open_dealer (s_io_t *io)
+{
+    s_io_close_dealer (io);
+    void *dealer = zmq_socket (io->worker->ctx, ZMQ_DEALER);
+    if (!dealer)
+        return -1;
+    if (dp_wire_configure (dealer, false, DP_WORKER_LINGER_MS) ||
+        zmq_connect (dealer, io->worker->endpoint)) {
+        int saved = errno;
+        zmq_close (dealer);
+        errno = saved;
+        return -1;
+    }
+    io->dealer = dealer;
+    return 0;
+}
+
+/*  Ends the I/O thread, telling the task thread to stop with code. If the
+    task thread is running a job, the job is abandoned with the process. */
+static void
+s_io_stop (s_io_t *io, int code)
+{
+    atomic_store (&io->worker->stopping, true);
+    if (atomic_load (&io->worker->busy)) {
+        dp_info ("abandoning the running task");
+        _exit (code == 0 ? 0 : 1);
+    }
+    s_ctl_t ctl = {.kind = PIPE_STOP, .code = code};
+    s_pipe_send_ctl (io->pipe, &ctl, 0);
+    io->done = true;
+}
+
+/*  Starts a new registration: new epoch, READY now (on a fresh socket when
+    fresh), again after the backoff until WELCOME. */
+static void
+s_io_register (s_io_t *io, bool fresh)
+{
+    s_io_reset_jobs (io);
+    io->state = IO_REGISTERING;
+    int64_t now = dp_now_ms ();
+    io->next_ready = now + io->backoff_ms;
+    io->backoff_ms =
+        io->backoff_ms * 2 > DP_RECONNECT_MAX_MS ? DP_RECONNECT_MAX_MS : io->backoff_ms * 2;
+    if (fresh || !io->dealer) {
+        if (s_io_open_dealer (io)) {
+            dp_warn ("cannot connect to %s: %s", io->worker->endpoint, zmq_strerror (errno));
+            return;
+        }
+    }
+    dp_debug ("READY to %s (epoch %llu)", io->worker->endpoint, (unsigned long long)io->epoch);
+    s_io_send (io, DP_CMD_READY, &io->ready);
+}
+
+/*  Sends the DONE batch, if any. */
+static void
+s_io_flush (s_io_t *io)
+{
+    if (io->pending == 0)
+        return;
+    dp_list_end (&io->done_w);
+    s_io_send (io, DP_CMD_DONE, &io->done_w);
+    io->pending = 0;
+    dp_writer_reset (&io->done_w);
+}
+
+/*  Adds one result to the DONE batch. value is one packed object (a str for
+    a failure); an empty value on a failure stands for the code's own text. */
+static void
+s_io_add_result (s_io_t *io, uint64_t ref, int32_t code, const void *value, size_t size)
+{
+    if (io->pending > 0 && dp_writer_size (&io->done_w) + size + DONE_ENTRY > DONE_LIMIT)
+        s_io_flush (io);
+    if (io->pending == 0) {
+        dp_list_begin (&io->done_w);
+        io->first_pending = dp_now_ms ();
+    }
+    if (code != 0 && size == 0)
+        dp_list_add_error (&io->done_w, ref, code, dpool_strerror (code));
+    else
+        dp_list_add_result (&io->done_w, ref, code, value, size);
+    io->pending++;
+    if (io->pending >= DP_WORKER_DONE_BATCH)
+        s_io_flush (io);
+}
+
+/*  Waits up to DP_WORKER_BYE_WAIT_MS for the broker's BYE, which proves that
+    everything sent before our BYE arrived. Anything else is dropped; a
+    signal ends the wait. Returns true if the BYE came. */
+static bool
+s_io_wait_bye (s_io_t *io)
+{
+    int64_t until = dp_now_ms () + DP_WORKER_BYE_WAIT_MS;
+    for (;;) {
+        int64_t left = until - dp_now_ms ();
+        if (left <= 0 || !io->dealer)
+            return false;
+        zmq_pollitem_t items[] = {{io->dealer, 0, ZMQ_POLLIN, 0},
+                                  {NULL, io->worker->sigfd, ZMQ_POLLIN, 0}};
+        int rc = zmq_poll (items, 2, (long)left);
+        if (rc < 0 && errno != EINTR)
+            return false;
+        if (items[1].revents & ZMQ_POLLIN) {
+            dp_info ("second signal: not waiting for the broker");
+            return false;
+        }
+        if (!(items[0].revents & ZMQ_POLLIN))
+            continue;
+        dp_wire_msg_t msg;
+        while (dp_wire_recv (io->dealer, &msg, ZMQ_DONTWAIT) == 0) {
+            dp_msg_t m;
+            bool bye = dp_wire_decode (&msg, false, NULL, &m) == DP_OK && m.cmd == DP_CMD_BYE;
+            dp_wire_close (&msg);
+            if (bye)
+                return true;
+        }
+    }
+}
+
+/*  Leaves the broker: sends what is pending and BYE, and waits for its BYE. */
+static void
+s_io_leave (s_io_t *io)
+{
+    if (io->state != IO_ACTIVE || !io->dealer)
+        return;
+    s_io_flush (io);
+    if (s_io_send (io, DP_CMD_BYE, &io->empty) == 0 && !s_io_wait_bye (io))
+        dp_info ("no answer to BYE from the broker");
+}
+
+/*  The running job is past its deadline: report it, leave, and end the
+    process, the only way to stop a task function. */
+static void
+s_io_deadline (s_io_t *io)
+{
+    dp_warn ("job %llu exceeded its timeout of %u ms; ending the process",
+             (unsigned long long)io->armed_ref, io->armed_timeout);
+    if (io->state == IO_ACTIVE && io->armed_epoch == io->epoch) {
+        char message[128];
+        snprintf (message, sizeof message, "task exceeded its timeout of %u ms",
+                  io->armed_timeout);
+        s_io_flush (io);
+        dp_list_begin (&io->done_w);
+        dp_list_add_error (&io->done_w, io->armed_ref, DPOOL_EDEADLINE, message);
+        io->pending = 1;
+        s_io_flush (io);
+        s_io_leave (io);
+    }
+    _exit (DP_WORKER_EXIT_DEADLINE);
+}
+
+/*  A message from the task thread. */
+static void
+s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
+{
+    if (ctl->kind == PIPE_ARM) {
+        io->armed = true;
+        io->armed_ref = ctl->ref;
+        io->armed_epoch = ctl->epoch;
+        io->deadline = ctl->deadline_ms;
+        io->armed_timeout = ctl->timeout_ms;
+        return;
+    }
+    assert (ctl->kind == PIPE_RESULT);
+    if (io->armed && io->armed_ref == ctl->ref && io->armed_epoch == ctl->epoch)
+        io->armed = false;
+    if (ctl->epoch != io->epoch || io->state != IO_ACTIVE) {
+        dp_debug ("dropping the result of job %llu of an old registration",
+                  (unsigned long long)ctl->ref);
+        return;
+    }
+    s_io_add_result (io, ctl->ref, ctl->code, zmq_msg_data (value), zmq_msg_size (value));
+    if (!ctl->more)
+        s_io_flush (io);
+}
+
+/*  Reads every message the task thread sent. */
+static void
+s_io_drain_pipe (s_io_t *io)
+{
+    while (!io->done) {
+        s_ctl_t ctl;
+        int n = zmq_recv (io->pipe, &ctl, sizeof ctl, ZMQ_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                s_io_stop (io, DPOOL_ESYS);
+            return;
+        }
+        assert (n == (int)sizeof ctl);
+        zmq_msg_t value;
+        zmq_msg_init (&value);
+        if (ctl.kind == PIPE_RESULT && zmq_msg_recv (&value, io->pipe, 0) < 0) {
+            zmq_msg_close (&value);
+            s_io_stop (io, DPOOL_ESYS);
+            return;
+        }
+        s_io_on_task (io, &ctl, &value);
+        zmq_msg_close (&value);
+    }
+}
+
+/*  Hands a DISPATCH over to the task thread, frames and all. */
+static void
+s_io_forward_jobs (s_io_t *io, dp_wire_msg_t *msg)
+{
+    s_ctl_t ctl = {.kind = PIPE_JOBS, .epoch = io->epoch};
+    if (s_pipe_send_ctl (io->pipe, &ctl, ZMQ_SNDMORE) ||
+        zmq_msg_send (&msg->frames[0], io->pipe, ZMQ_SNDMORE) < 0 ||
+        zmq_msg_send (&msg->frames[1], io->pipe, 0) < 0)
+        s_io_stop (io, DPOOL_ESYS);
+}
+
+static void
+s_io_on_welcome (s_io_t *io, const dp_welcome_t *welcome)
+{
+    if (welcome->heartbeat_ms > 0)
+        io->heartbeat_ms = welcome->heartbeat_ms > INT_MAX ? INT_MAX : (int)welcome->heartbeat_ms;
+    if (welcome->expiry_ms > 0)
+        io->expiry_ms = welcome->expiry_ms > INT_MAX ? INT_MAX : (int)welcome->expiry_ms;
+    if (io->state == IO_REGISTERING) {
+        io->state = IO_ACTIVE;
+        io->backoff_ms = DP_RECONNECT_MS;
+        dp_info ("registered with broker %.*s at %s (heartbeat %d ms, expiry %d ms)",
+                 (int)welcome->broker.size, (const char *)welcome->broker.data,
+                 io->worker->endpoint, io->heartbeat_ms, io->expiry_ms);
+    }
+}
+
+/*  One valid message from the broker. Returns false if the socket it came
+    on was closed. */
+static bool
+s_io_on_broker (s_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
+{
+    switch (m->cmd) {
+    case DP_CMD_WELCOME:
+        s_io_on_welcome (io, &m->u.welcome);
+        break;
+    case DP_CMD_DISPATCH:
+        if (io->state == IO_ACTIVE)
+            s_io_forward_jobs (io, msg);
+        else
+            dp_debug ("DISPATCH before WELCOME dropped");
+        break;
+    case DP_CMD_HEARTBEAT:
+        break;
+    case DP_CMD_BYE:
+        dp_info ("the broker said goodbye; registering again in %d ms", io->backoff_ms);
+        s_io_reset_jobs (io);
+        s_io_close_dealer (io);
+        io->state = IO_REGISTERING;
+        io->next_ready = dp_now_ms () + io->backoff_ms;
+        return false;
+    case DP_CMD_ERROR:
+        if (m->u.error.code == DPOOL_ESTATE && io->state == IO_REGISTERING)
+            /*  An answer to something sent before our READY, which is on
+                its way: registering again would only void it. */
+            dp_debug ("ERROR ESTATE while registering ignored");
+        else if (m->u.error.code == DPOOL_ESTATE) {
+            dp_info ("the broker does not know this worker (%.*s); registering again",
+                     (int)m->u.error.message.size, (const char *)m->u.error.message.data);
+            io->backoff_ms = DP_RECONNECT_MS;
+            s_io_register (io, false);
+        } else
+            dp_warn ("the broker refused a message: %s: %.*s", dpool_strerror (m->u.error.code),
+                     (int)m->u.error.message.size, (const char *)m->u.error.message.data);
+        break;
+    default:
+        dp_warn ("unexpected %s from the broker dropped", dp_cmd_name (m->cmd));
+        break;
+    }
+    return true;
+}
+
+/*  Reads every message waiting on the DEALER. */
+static void
+s_io_drain_dealer (s_io_t *io)
+{
+    while (io->dealer && !io->done) {
+        dp_wire_msg_t msg;
+        if (dp_wire_recv (io->dealer, &msg, ZMQ_DONTWAIT)) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                s_io_stop (io, DPOOL_ESYS);
+            return;
+        }
+        dp_msg_t m;
+        dp_reason_t reason = dp_wire_decode (&msg, false, NULL, &m);
+        bool open = true;
+        if (reason != DP_OK) {
+            if (io->malformed++ == 0)
+                dp_warn ("malformed message from the broker (%s) dropped",
+                         dp_reason_name (reason));
+        } else {
+            io->last_recv = dp_now_ms ();
+            open = s_io_on_broker (io, &m, &msg);
+        }
+        dp_wire_close (&msg);
+        if (!open)
+            return;
+    }
+}
+
+/*  A signal came: leave the broker and stop. */
+static void
+s_io_on_signal (s_io_t *io)
+{
+    struct signalfd_siginfo info;
+    ssize_t n = read (io->worker->sigfd, &info, sizeof info);
+    int sig = n == (ssize_t)sizeof info ? (int)info.ssi_signo : 0;
+    dp_info ("signal %d: leaving", sig);
+    s_io_leave (io);
+    s_io_stop (io, 0);
+}
+
+/*  Runs every timer that is due. */
+static void
+s_io_timers (s_io_t *io)
+{
+    int64_t now = dp_now_ms ();
+    if (io->armed && now >= io->deadline) {
+        /*  The result may be in the pipe already: a job that finished in
+            time is not killed. */
+        s_io_drain_pipe (io);
+        if (io->armed)
+            s_io_deadline (io);
+    }
+    if (io->state == IO_REGISTERING) {
+        if (now >= io->next_ready)
+            s_io_register (io, true);
+        return;
+    }
+    if (now - io->last_recv >= io->expiry_ms) {
+        dp_warn ("the broker has been silent for %lld ms; connecting again",
+                 (long long)(now - io->last_recv));
+        io->backoff_ms = DP_RECONNECT_MS;
+        s_io_register (io, true);
+        return;
+    }
+    if (io->pending > 0 && now - io->first_pending >= DP_WORKER_DONE_DELAY_MS)
+        s_io_flush (io);
+    if (now - io->last_send >= io->heartbeat_ms)
+        s_io_send (io, DP_CMD_HEARTBEAT, &io->empty);
+}
+
+/*  Milliseconds until the next timer is due, for zmq_poll. */
+static long
+s_io_timeout (s_io_t *io)
+{
+    int64_t next;
+    if (io->state == IO_REGISTERING)
+        next = io->next_ready;
+    else {
+        next = io->last_recv + io->expiry_ms;
+        if (io->last_send + io->heartbeat_ms < next)
+            next = io->last_send + io->heartbeat_ms;
+        if (io->pending > 0 && io->first_pending + DP_WORKER_DONE_DELAY_MS < next)
+            next = io->first_pending + DP_WORKER_DONE_DELAY_MS;
+    }
+    if (io->armed && io->deadline < next)
+        next = io->deadline;
+    int64_t left = next - dp_now_ms ();
+    return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (long)left;
+}
+
+static void
+s_io_loop (s_io_t *io)
+{
+    if (s_io_open_dealer (io)) {
+        dp_error ("cannot connect to %s: %s", io->worker->endpoint, zmq_strerror (errno));
+        s_io_stop (io, DPOOL_EINVAL);
+        return;
+    }
+    s_io_register (io, false);
+    while (!io->done) {
+        s_io_timers (io);
+        if (io->done)
+            break;
+        zmq_pollitem_t items[3] = {{io->pipe, 0, ZMQ_POLLIN, 0},
+                                   {NULL, io->worker->sigfd, ZMQ_POLLIN, 0},
+                                   {io->dealer, 0, ZMQ_POLLIN, 0}};
+        int count = io->dealer ? 3 : 2;
+        if (zmq_poll (items, count, s_io_timeout (io)) < 0) {
+            if (errno == EINTR)
+                continue;
+            dp_error ("zmq_poll: %s", zmq_strerror (errno));
+            s_io_stop (io, DPOOL_ESYS);
+            break;
+        }
+        if (items[1].revents & ZMQ_POLLIN) {
+            s_io_on_signal (io);
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            s_io_drain_pipe (io);
+        if (count == 3 && (items[2].revents & ZMQ_POLLIN) && items[2].socket == io->dealer)
+            s_io_drain_dealer (io);
+    }
+}
+
+static void *
+s_io_main (void *arg)
+{
+    s_io_t *io = (s_io_t *)arg;
+    s_io_loop (io);
+    s_io_close_dealer (io);
+    return NULL;
+}
+
+/*  ---------------------------------------------------------------------------
+    The task thread.
+*/
+
+/*  One DISPATCH: its frames and the jobs not yet run. */
+typedef struct s_batch_t {
+    struct s_batch_t *next;
+    zmq_msg_t header;
+    zmq_msg_t body;
+    dp_list_t jobs;
+} s_batch_t;
+
+typedef struct {
+    s_worker_t *worker;
+    void *pipe;
+    s_batch_t *head;
+    s_batch_t *tail;
+    size_t queued; /* jobs held in all batches */
+    uint64_t epoch;
+    bool stop;
+    int code; /* why it stopped: 0 or a dpool_error_t */
+    msgpack_zone zone;
+    msgpack_sbuffer result;
+    dpool_task_t task;
+} s_runner_t;
+
+static void
+s_batch_destroy (s_batch_t **self_p)
+{
+    if (*self_p) {
+        zmq_msg_close (&(*self_p)->header);
+        zmq_msg_close (&(*self_p)->body);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_runner_drop_jobs (s_runner_t *r)
+{
+    while (r->head) {
+        s_batch_t *batch = r->head;
+        r->head = batch->next;
+        s_batch_destroy (&batch);
+    }
+    r->tail = NULL;
+    r->queued = 0;
+}
+
+/*  Takes a DISPATCH from the pipe (its two frames follow the ctl frame). */
+static int
+s_runner_take_jobs (s_runner_t *r, const s_ctl_t *ctl)
+{
+    s_batch_t *batch = (s_batch_t *)calloc (1, sizeof *batch);
+    if (!batch) {
+        dp_error ("out of memory holding jobs");
+        return -1;
+    }
+    zmq_msg_init (&batch->header);
+    zmq_msg_init (&batch->body);
+    if (zmq_msg_recv (&batch->header, r->pipe, 0) < 0 ||
+        zmq_msg_recv (&batch->body, r->pipe, 0) < 0) {
+        s_batch_destroy (&batch);
+        return -1;
+    }
+    dp_msg_t m;
+    dp_reason_t reason =
+        dp_msg_decode (zmq_msg_data (&batch->header), zmq_msg_size (&batch->header),
+                       zmq_msg_data (&batch->body), zmq_msg_size (&batch->body), &m);
+    /*  The I/O thread validated it already; a job of a void epoch is dropped. */
+    if (reason != DP_OK || m.cmd != DP_CMD_DISPATCH || ctl->epoch != r->epoch) {
+        s_batch_destroy (&batch);
+        return 0;
+    }
+    batch->jobs = m.u.list;
+    r->queued += batch->jobs.left;
+    if (r->tail)
+        r->tail->next = batch;
+    else
+        r->head = batch;
+    r->tail = batch;
+    return 0;
+}
+
+/*  Reads one message from the I/O thread, waiting for it unless flags has
+    ZMQ_DONTWAIT. Returns 1 if one was handled, 0 if none was waiting. */
+static int
+s_runner_recv (s_runner_t *r, int flags)
+{
+    s_ctl_t ctl;
+    int n;
+    while ((n = zmq_recv (r->pipe, &ctl, sizeof ctl, flags)) < 0 && errno == EINTR)
+        ;
+    if (n < 0) {
+        if (errno == EAGAIN)
+            return 0;
+        r->stop = true;
+        r->code = DPOOL_ESYS;
+        return 0;
+    }
+    assert (n == (int)sizeof ctl);
+    switch (ctl.kind) {
+    case PIPE_JOBS:
+        if (s_runner_take_jobs (r, &ctl)) {
+            /*  Cannot hold the jobs, cannot answer them: leave, so that the
+                broker gives them to another worker. */
+            _exit (1);
+        }
+        break;
+    case PIPE_RESET:
+        s_runner_drop_jobs (r);
+        r->epoch = ctl.epoch;
+        break;
+    case PIPE_STOP:
+        r->stop = true;
+        r->code = ctl.code;
+        break;
+    default:
+        assert (false);
+    }
+    return 1;
+}
+
+/*  Reads every message waiting, without blocking. */
+static void
+s_runner_drain (s_runner_t *r)
+{
+    while (!r->stop && s_runner_recv (r, ZMQ_DONTWAIT) > 0)
+        ;
+}
+
+/*  Leaves a failure message in the result buffer; returns code. */
+static int s_runner_fail (s_runner_t *r, int code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_runner_fail (s_runner_t *r, int code, const char *format, ...)
+{
+    char message[DP_MAX_ERROR + 1];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    msgpack_sbuffer_clear (&r->result);
+    if (dp_task_pack_message (&r->result, message))
+        msgpack_sbuffer_clear (&r->result);
+    return code;
+}
+
+/*  Runs each call of a chunk; the value is an array of [code, value]. */
+static int
+s_runner_chunk (s_runner_t *r, dpool_fn_t *fn, const msgpack_object *calls)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &r->result, msgpack_sbuffer_write);
+    if (msgpack_pack_array (&pk, calls->via.array.size))
+        return DPOOL_ENOMEM;
+    for (uint32_t i = 0; i < calls->via.array.size; i++) {
+        /*  [code, value]: codes are positive fixints, one byte, patched in
+            once the call has ended. */
+        static const char pair[2] = {(char)0x92, 0x00};
+        if (msgpack_sbuffer_write (&r->result, pair, sizeof pair))
+            return DPOOL_ENOMEM;
+        size_t code_at = r->result.size - 1;
+        int code = dp_task_call (&r->task, fn, &calls->via.array.ptr[i], &r->result);
+        if (code == DPOOL_ENOMEM)
+            return DPOOL_ENOMEM;
+        assert (code >= 0 && code < 0x80);
+        r->result.data[code_at] = (char)code;
+    }
+    if (r->result.size > DP_TASK_MAX_RESULT)
+        return s_runner_fail (r, DPOOL_EFAILED,
+                              "the results of the chunk's %u calls of '%s' total %zu bytes, "
+                              "over the limit of %d",
+                              calls->via.array.size, r->task.name, r->result.size,
+                              DP_TASK_MAX_RESULT);
+    return DPOOL_OK;
+}
+
+/*  Runs one job; returns its code and leaves its value (the result, or a
+    message str) in r->result. */
+static int
+s_runner_run (s_runner_t *r, const dp_task_t *job)
+{
+    if (r->result.alloc > RESULT_KEEP) {
+        msgpack_sbuffer_destroy (&r->result);
+        msgpack_sbuffer_init (&r->result);
+    }
+    msgpack_sbuffer_clear (&r->result);
+    void *hint = NULL;
+    dpool_fn_t *fn = dp_registry_lookup ((const char *)job->fn.data, job->fn.size, &hint);
+    dp_task_init (&r->task, (const char *)job->fn.data, job->fn.size, hint, job->attempt);
+    if (!fn)
+        return s_runner_fail (r, DPOOL_ENOFUNC, "no function named '%s' in worker %s",
+                              r->task.name, r->worker->name);
+
+    msgpack_zone_clear (&r->zone);
+    msgpack_object args;
+    size_t offset = 0;
+    msgpack_unpack_return rc =
+        msgpack_unpack ((const char *)job->args.data, job->args.size, &offset, &r->zone, &args);
+    if (rc != MSGPACK_UNPACK_SUCCESS)
+        return s_runner_fail (r, DPOOL_EINVAL, "cannot unpack the arguments of '%s' (%s)",
+                              r->task.name,
+                              rc == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory" : "bad msgpack");
+    bool chunk = (job->flags & DP_TASK_CHUNK) != 0;
+    if (chunk && args.type != MSGPACK_OBJECT_ARRAY)
+        return s_runner_fail (r, DPOOL_EINVAL, "the arguments of a chunk of '%s' are not an array",
+                              r->task.name);
+
+    if (job->timeout_ms > 0) {
+        s_ctl_t ctl = {.kind = PIPE_ARM,
+                       .epoch = r->epoch,
+                       .ref = job->id,
+                       .deadline_ms = dp_now_ms () + job->timeout_ms,
+                       .timeout_ms = job->timeout_ms};
+        s_pipe_send_ctl (r->pipe, &ctl, 0);
+    }
+    int code =
+        chunk ? s_runner_chunk (r, fn, &args) : dp_task_call (&r->task, fn, &args, &r->result);
+    if (code == DPOOL_ENOMEM)
+        msgpack_sbuffer_clear (&r->result);
+    return code;
+}
+
+/*  Takes the next job from the batches, if any. */
+static bool
+s_runner_next (s_runner_t *r, dp_task_t *job)
+{
+    while (r->head) {
+        if (dp_list_next_task (&r->head->jobs, DP_CMD_DISPATCH, job)) {
+            r->queued--;
+            return true;
+        }
+        s_batch_t *batch = r->head;
+        r->head = batch->next;
+        if (!r->head)
+            r->tail = NULL;
+        s_batch_destroy (&batch);
+    }
+    return false;
+}
+
+static void
+s_runner_loop (s_runner_t *r)
+{
+    while (!r->stop) {
+        if (r->queued == 0) {
+            s_runner_recv (r, 0);
+            continue;
+        }
+        s_runner_drain (r);
+        dp_task_t job;
+        if (r->stop || !s_runner_next (r, &job))
+            continue;
+        atomic_store (&r->worker->busy, true);
+        if (atomic_load (&r->worker->stopping)) {
+            atomic_store (&r->worker->busy, false);
+            break;
+        }
+        uint64_t ref = job.id;
+        uint64_t epoch = r->epoch;
+        int code = s_runner_run (r, &job);
+        atomic_store (&r->worker->busy, false);
+        /*  Jobs that arrived while it ran count as queued: no flush yet. */
+        s_runner_drain (r);
+        s_ctl_t ctl = {
+            .kind = PIPE_RESULT, .code = code, .epoch = epoch, .ref = ref, .more = r->queued > 0};
+        if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
+            zmq_send (r->pipe, r->result.data, r->result.size, 0) < 0) {
+            r->stop = true;
+            r->code = DPOOL_ESYS;
+        }
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Start and stop.
+*/
+
+void
+dp_worker_config_init (dp_worker_config_t *config)
+{
+    assert (config);
+    memset (config, 0, sizeof *config);
+    config->endpoint = DP_DEFAULT_CONNECT;
+}
+
+/*  Fills the worker's settings from config. Returns 0 or a dpool_error_t. */
+static int
+s_worker_setup (s_worker_t *w, const dp_worker_config_t *config)
+{
+    if (!config->endpoint || !*config->endpoint)
+        return DPOOL_EINVAL;
+    w->endpoint = config->endpoint;
+    snprintf (w->host, sizeof w->host, "%s", dp_hostname ());
+    if (config->name && *config->name)
+        snprintf (w->name, sizeof w->name, "%s", config->name);
+    else if (snprintf (w->name, sizeof w->name, "%s:%d", w->host, (int)getpid ()) >=
+             (int)sizeof w->name)
+        dp_debug ("worker name truncated to %s", w->name);
+    int credit = config->credit > 0 ? config->credit : DP_DEFAULT_CREDIT;
+    if (credit > DP_MAX_CREDIT) {
+        dp_warn ("credit %d lowered to the limit of %d", credit, DP_MAX_CREDIT);
+        credit = DP_MAX_CREDIT;
+    }
+    w->credit = (uint32_t)credit;
+    w->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : DP_HEARTBEAT_MS;
+    w->expiry_ms = config->expiry_ms > 0 ? config->expiry_ms : DP_EXPIRY_MS;
+    w->sigfd = -1;
+    atomic_init (&w->busy, false);
+    atomic_init (&w->stopping, false);
+    return 0;
+}
+
+static s_io_t *
+s_io_new (s_worker_t *w, void *pipe)
+{
+    s_io_t *io = (s_io_t *)calloc (1, sizeof *io);
+    if (!io)
+        return NULL;
+    io->worker = w;
+    io->pipe = pipe;
+    io->state = IO_REGISTERING;
+    io->backoff_ms = DP_RECONNECT_MS;
+    io->heartbeat_ms = w->heartbeat_ms;
+    io->expiry_ms = w->expiry_ms;
+    io->last_send = io->last_recv = dp_now_ms ();
+    dp_writer_init (&io->ready);
+    dp_writer_init (&io->empty);
+    dp_writer_init (&io->done_w);
+    size_t count;
+    const char *const *names = dp_registry_names (&count);
+    dp_encode_ready (&io->ready, w->name, (uint64_t)getpid (), w->host, w->credit, names, count);
+    dp_encode_empty (&io->empty);
+    return io;
+}
+
+static void
+s_io_destroy (s_io_t **self_p)
+{
+    if (*self_p) {
+        s_io_t *io = *self_p;
+        dp_writer_fini (&io->ready);
+        dp_writer_fini (&io->empty);
+        dp_writer_fini (&io->done_w);
+        free (io);
+        *self_p = NULL;
+    }
+}
+
+/*  Makes the pair of inproc sockets; returns 0 or -1. */
+static int
+s_make_pipe (void *ctx, void **task_end, void **io_end)
+{
+    int unlimited = 0;
+    *task_end = zmq_socket (ctx, ZMQ_PAIR);
+    *io_end = zmq_socket (ctx, ZMQ_PAIR);
+    if (!*task_end || !*io_end)
+        return -1;
+    /*  Credit bounds the jobs and the jobs bound the results: no HWM. */
+    void *ends[2] = {*task_end, *io_end};
+    for (int i = 0; i < 2; i++)
+        if (zmq_setsockopt (ends[i], ZMQ_SNDHWM, &unlimited, sizeof unlimited) ||
+            zmq_setsockopt (ends[i], ZMQ_RCVHWM, &unlimited, sizeof unlimited) ||
+            zmq_setsockopt (ends[i], ZMQ_LINGER, &unlimited, sizeof unlimited))
+            return -1;
+    if (zmq_bind (*task_end, PIPE_ENDPOINT) || zmq_connect (*io_end, PIPE_ENDPOINT))
+        return -1;
+    return 0;
+}
+
+int
+dp_worker_run (const dp_worker_config_t *config)
+{
+    assert (config);
+    s_worker_t w;
+    memset (&w, 0, sizeof w);
+    int code = s_worker_setup (&w, config);
+    if (code)
+        return dp_fail (code);
+    size_t count;
+    dp_registry_names (&count);
+    if (count > DP_MAX_FUNCTIONS) {
+        dp_error ("%zu functions registered, over the limit of %d", count, DP_MAX_FUNCTIONS);
+        return dp_fail (DPOOL_EINVAL);
+    }
+
+    /*  Before any thread exists (ours or libzmq's), so that all inherit it. */
+    sigset_t signals, saved_mask;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGTERM);
+    pthread_sigmask (SIG_BLOCK, &signals, &saved_mask);
+    w.sigfd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    s_runner_t runner;
+    memset (&runner, 0, sizeof runner);
+    runner.worker = &w;
+    msgpack_zone_init (&runner.zone, MSGPACK_ZONE_CHUNK_SIZE);
+    msgpack_sbuffer_init (&runner.result);
+
+    void *io_pipe = NULL;
+    s_io_t *io = NULL;
+    pthread_t thread;
+    bool started = false;
+    code = DPOOL_ESYS;
+    w.ctx = w.sigfd >= 0 ? zmq_ctx_new () : NULL;
+    if (!w.ctx)
+        dp_error ("cannot start the worker: %s", strerror (errno));
+    else if (s_make_pipe (w.ctx, &runner.pipe, &io_pipe))
+        dp_error ("cannot make the worker's pipe: %s", zmq_strerror (errno));
+    else if (!(io = s_io_new (&w, io_pipe)))
+        code = DPOOL_ENOMEM;
+    else if (pthread_create (&thread, NULL, s_io_main, io) != 0)
+        dp_error ("cannot start the worker's I/O thread");
+    else
+        started = true;
+
+    if (started) {
+        dp_info ("worker %s serving %zu functions, credit %u, broker %s", w.name, count, w.credit,
+                 w.endpoint);
+        s_runner_loop (&runner);
+        code = runner.code;
+        /*  A stop from the task side: wake the I/O thread the same way. */
+        if (!atomic_load (&w.stopping))
+            pthread_kill (thread, SIGTERM);
+        pthread_join (thread, NULL);
+    }
+    s_runner_drop_jobs (&runner);
+    msgpack_zone_destroy (&runner.zone);
+    msgpack_sbuffer_destroy (&runner.result);
+    s_io_destroy (&io);
+    if (runner.pipe)
+        zmq_close (runner.pipe);
+    if (io_pipe)
+        zmq_close (io_pipe);
+    if (w.ctx)
+        zmq_ctx_term (w.ctx);
+    if (w.sigfd >= 0)
+        close (w.sigfd);
+    pthread_sigmask (SIG_SETMASK, &saved_mask, NULL);
+    return code ? dp_fail (code) : 0;
+}
+
+int
+dpool_worker_run (const char *endpoint)
+{
+    if (!endpoint || !*endpoint)
+        return dp_fail (DPOOL_EINVAL);
+    dp_worker_config_t config;
+    dp_worker_config_init (&config);
+    config.endpoint = endpoint;
+    return dp_worker_run (&config);
+}

@@ -1,0 +1,171 @@
+/*  dpool_worker_main.c - the dpool-worker program: N worker processes that
+    serve a broker with the built-in functions and those of any plugins.
+
+        dpool-worker --connect tcp://head:5555 --procs 8 --plugin ./libmytasks.so
+
+    Plugins are loaded before the worker processes are forked, so each
+    process has them. Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1
+    if it could not start (a plugin failed to load...), 2 for bad options.
+*/
+#include "dp_proto.h"
+#include "dp_registry.h"
+#include "dp_supervisor.h"
+#include "dp_util.h"
+#include "dpool.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_USAGE  2
+#define MAX_PLUGINS 64
+#define MAX_PROCS   4096
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "Usage: dpool-worker [OPTION]...\n"
+             "Runs worker processes that take tasks from a dpool broker and run them with\n"
+             "the built-in functions (echo, sleep, fail, crash, pid) and those of any\n"
+             "plugins. Stops on SIGINT or SIGTERM.\n"
+             "\n"
+             "  -c, --connect EP     broker endpoint (env DPOOL_CONNECT; default %s)\n"
+             "  -p, --procs N        worker processes, 0 for one per CPU (env DPOOL_PROCS;\n"
+             "                       default one per CPU, %d here)\n"
+             "  -C, --credit N       tasks each process holds at once, 1 to %d\n"
+             "                       (env DPOOL_CREDIT; default %d)\n"
+             "  -n, --name NAME      worker name shown in the broker's status\n"
+             "                       (default host:pid)\n"
+             "  -P, --plugin LIB.so  load a plugin that registers task functions; may be\n"
+             "                       repeated (a plugin defines int dpool_plugin_init (void))\n"
+             "  -l, --log-level L    error, warn, info or debug (env DPOOL_LOG; default warn)\n"
+             "  -h, --help           show this help and exit\n"
+             "  -V, --version        show the version and exit\n",
+             DP_DEFAULT_CONNECT, dp_cpu_count (), DP_MAX_CREDIT, DP_DEFAULT_CREDIT);
+}
+
+/*  Reports a usage error; returns the exit status for it. */
+static int s_bad (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+
+static int
+s_bad (const char *format, ...)
+{
+    char message[512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    fprintf (stderr, "dpool-worker: %s\nTry 'dpool-worker --help' for more information.\n",
+             message);
+    return EXIT_USAGE;
+}
+
+/*  Parses an integer option or variable into *value; returns 0 or -1. */
+static int
+s_number (const char *text, long min, long max, int *value)
+{
+    long parsed;
+    if (dp_parse_int (text, min, max, &parsed))
+        return -1;
+    *value = (int)parsed;
+    return 0;
+}
+
+int
+main (int argc, char *argv[])
+{
+    dp_log_set_tag ("dpool-worker");
+    dp_supervisor_config_t config;
+    memset (&config, 0, sizeof config);
+    dp_worker_config_init (&config.worker);
+    const char *plugins[MAX_PLUGINS];
+    int nplugins = 0;
+
+    /*  Environment first; options override it. */
+    const char *env = getenv ("DPOOL_CONNECT");
+    if (env && *env)
+        config.worker.endpoint = env;
+    if ((env = getenv ("DPOOL_PROCS")) && *env && s_number (env, 0, MAX_PROCS, &config.procs))
+        return s_bad ("invalid DPOOL_PROCS '%s' (expected 0 to %d)", env, MAX_PROCS);
+    if ((env = getenv ("DPOOL_CREDIT")) && *env &&
+        s_number (env, 1, DP_MAX_CREDIT, &config.worker.credit))
+        return s_bad ("invalid DPOOL_CREDIT '%s' (expected 1 to %d)", env, DP_MAX_CREDIT);
+    if ((env = getenv ("DPOOL_LOG")) && *env && dp_log_parse_level (env) < 0)
+        return s_bad ("invalid DPOOL_LOG '%s' (expected error, warn, info or debug)", env);
+
+    static const struct option options[] = {{"connect", required_argument, NULL, 'c'},
+                                            {"procs", required_argument, NULL, 'p'},
+                                            {"credit", required_argument, NULL, 'C'},
+                                            {"name", required_argument, NULL, 'n'},
+                                            {"plugin", required_argument, NULL, 'P'},
+                                            {"log-level", required_argument, NULL, 'l'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {"version", no_argument, NULL, 'V'},
+                                            {NULL, 0, NULL, 0}};
+    opterr = 0;
+    int option;
+    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:l:hV", options, NULL)) != -1) {
+        switch (option) {
+        case 'c':
+            if (!*optarg)
+                return s_bad ("--connect needs an endpoint");
+            config.worker.endpoint = optarg;
+            break;
+        case 'p':
+            if (s_number (optarg, 0, MAX_PROCS, &config.procs))
+                return s_bad ("invalid --procs '%s' (expected 0 to %d)", optarg, MAX_PROCS);
+            break;
+        case 'C':
+            if (s_number (optarg, 1, DP_MAX_CREDIT, &config.worker.credit))
+                return s_bad ("invalid --credit '%s' (expected 1 to %d)", optarg, DP_MAX_CREDIT);
+            break;
+        case 'n':
+            if (!*optarg || strlen (optarg) > DP_MAX_NAME)
+                return s_bad ("invalid --name '%s' (1 to %d bytes)", optarg, DP_MAX_NAME);
+            config.worker.name = optarg;
+            break;
+        case 'P':
+            if (nplugins == MAX_PLUGINS)
+                return s_bad ("too many --plugin options (at most %d)", MAX_PLUGINS);
+            plugins[nplugins++] = optarg;
+            break;
+        case 'l': {
+            int level = dp_log_parse_level (optarg);
+            if (level < 0)
+                return s_bad ("invalid --log-level '%s' (expected error, warn, info or debug)",
+                              optarg);
+            dp_log_set_level (level);
+            break;
+        }
+        case 'h':
+            s_usage (stdout);
+            return 0;
+        case 'V':
+            printf ("dpool-worker %s\n", DPOOL_VERSION_STRING);
+            return 0;
+        case ':':
+            return s_bad ("option %s needs a value", argv[optind - 1]);
+        default:
+            if (optopt)
+                return s_bad ("unknown option -%c", optopt);
+            return s_bad ("unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return s_bad ("unexpected argument %s", argv[optind]);
+
+    for (int i = 0; i < nplugins; i++)
+        if (dp_registry_load_plugin (plugins[i])) {
+            fprintf (stderr, "dpool-worker: cannot load plugin %s\n", plugins[i]);
+            return 1;
+        }
+    if (dp_supervisor_run (&config)) {
+        fprintf (stderr, "dpool-worker: cannot start: %s\n", dpool_strerror (dpool_errno ()));
+        return 1;
+    }
+    return 0;
+}
