@@ -1,1 +1,5 @@
-# Library sources of client/ (none yet).
+# Library sources of client/: the pool's shared state, its I/O actor,
+# result handles and iterators, embedded mode, and the pool API.
+list (APPEND DPOOL_SOURCES
+    client/dp_client.c client/dp_client_actor.c client/dp_result.c client/dp_embedded.c
+    client/dp_pool.c)

@@ -1,0 +1,305 @@
+/*  dp_client.c - a pool's shared state and its one lock.
+
+    Locking: the pool's one mutex guards the shared table of tasks, the
+    outbox, the requests for the actor and the handles' refcounts; it is
+    never held during I/O, waits for processes, or callbacks. See
+    dp_client.h.
+*/
+#include "dp_client.h"
+
+#include "dp_util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_once_t s_czmq_once = PTHREAD_ONCE_INIT;
+
+static void
+s_czmq_setup (void)
+{
+    zsys_handler_set (NULL);
+}
+
+void
+dp_client_czmq_init (void)
+{
+    pthread_once (&s_czmq_once, s_czmq_setup);
+}
+
+void
+dp_client_lock (dpool_pool_t *self)
+{
+    int rc = pthread_mutex_lock (&self->mutex);
+    assert (rc == 0);
+    (void)rc;
+}
+
+void
+dp_client_unlock (dpool_pool_t *self)
+{
+    int rc = pthread_mutex_unlock (&self->mutex);
+    assert (rc == 0);
+    (void)rc;
+}
+
+bool
+dp_client_wait (dpool_pool_t *self, int64_t deadline_ms)
+{
+    if (deadline_ms < 0) {
+        pthread_cond_wait (&self->cond, &self->mutex);
+        return true;
+    }
+    if (dp_now_ms () >= deadline_ms)
+        return false;
+    /*  The condition variable runs on CLOCK_MONOTONIC, as dp_now_ms does. */
+    struct timespec ts;
+    ts.tv_sec = (time_t)(deadline_ms / 1000);
+    ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+    int rc = pthread_cond_timedwait (&self->cond, &self->mutex, &ts);
+    return rc != ETIMEDOUT;
+}
+
+void
+dp_client_broadcast (dpool_pool_t *self)
+{
+    pthread_cond_broadcast (&self->cond);
+}
+
+int64_t
+dp_client_deadline (int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : dp_now_ms () + timeout_ms;
+}
+
+bool
+dp_client_want_wake (dpool_pool_t *self)
+{
+    if (self->wake_pending)
+        return false;
+    self->wake_pending = true;
+    return true;
+}
+
+void
+dp_client_wake (dpool_pool_t *self)
+{
+    /*  The pipe is non-blocking; one byte at most is ever pending, so the
+        write cannot fill it. Its read end lives as long as the struct, so
+        it never raises SIGPIPE. */
+    const char byte = 1;
+    ssize_t rc;
+    do
+        rc = write (self->wake[1], &byte, 1);
+    while (rc < 0 && errno == EINTR);
+}
+
+static void
+s_free_task (uint64_t id, void *value, void *arg)
+{
+    (void)id;
+    (void)arg;
+    dp_ctask_t *task = (dp_ctask_t *)value;
+    dp_ctask_destroy (&task);
+}
+
+void
+dp_client_unref (dpool_pool_t *self)
+{
+    dp_client_lock (self);
+    assert (self->refs > 0);
+    bool last = --self->refs == 0;
+    dp_client_unlock (self);
+    if (!last)
+        return;
+    if (self->tasks) {
+        dp_idmap_foreach (self->tasks, s_free_task, NULL);
+        dp_idmap_destroy (&self->tasks);
+    }
+    dp_batch_destroy_all (&self->outbox);
+    while (self->failed) {
+        dp_ctask_t *task = self->failed;
+        self->failed = task->next;
+        dp_ctask_destroy (&task);
+    }
+    free (self->cancels);
+    free (self->finish.items);
+    free (self->status);
+    free (self->endpoint);
+    free (self->name);
+    if (self->wake[0] >= 0)
+        close (self->wake[0]);
+    if (self->wake[1] >= 0)
+        close (self->wake[1]);
+    pthread_cond_destroy (&self->cond);
+    pthread_mutex_destroy (&self->mutex);
+    free (self);
+}
+
+bool
+dp_client_on_actor (dpool_pool_t *self)
+{
+    return atomic_load (&self->actor_status) == 0 &&
+           pthread_equal (pthread_self (), self->actor_thread);
+}
+
+dp_ctask_t *
+dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void *args,
+              size_t args_size)
+{
+    size_t fn_size = strlen (fn);
+    dp_ctask_t *self = (dp_ctask_t *)calloc (1, sizeof *self + fn_size + prefix_size + args_size);
+    if (!self)
+        return NULL;
+    self->fn_size = fn_size;
+    self->args_size = prefix_size + args_size;
+    memcpy (self->data, fn, fn_size);
+    if (prefix_size)
+        memcpy (self->data + fn_size, prefix, prefix_size);
+    if (args_size)
+        memcpy (self->data + fn_size + prefix_size, args, args_size);
+    self->count = 1;
+    return self;
+}
+
+void
+dp_ctask_destroy (dp_ctask_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+int
+dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task)
+{
+    dp_batch_t *batch = *tail;
+    size_t entry = task->fn_size + task->args_size + 64;
+    if (!batch || dp_list_count (&batch->writer) >= DP_MAX_BATCH ||
+        (dp_list_count (&batch->writer) > 0 &&
+         dp_writer_size (&batch->writer) + entry > DP_CLIENT_BATCH_BYTES)) {
+        batch = (dp_batch_t *)calloc (1, sizeof *batch);
+        if (!batch)
+            return -1;
+        dp_writer_init (&batch->writer);
+        dp_list_begin (&batch->writer);
+        if (!dp_writer_ok (&batch->writer)) {
+            dp_writer_fini (&batch->writer);
+            free (batch);
+            return -1;
+        }
+        if (*tail)
+            (*tail)->next = batch;
+        else
+            *head = batch;
+        *tail = batch;
+    }
+    dp_task_t entry_fields = {.id = task->seq,
+                              .fn = {task->data, task->fn_size},
+                              .args = {task->data + task->fn_size, task->args_size},
+                              .priority = task->priority,
+                              .timeout_ms = task->timeout_ms,
+                              .retries = task->retries,
+                              .flags = task->flags};
+    dp_list_add_task (&batch->writer, DP_CMD_SUBMIT, &entry_fields);
+    return dp_writer_ok (&batch->writer) ? 0 : -1;
+}
+
+void
+dp_batch_destroy_all (dp_batch_t **head)
+{
+    assert (head);
+    dp_batch_t *batch = *head;
+    while (batch) {
+        dp_batch_t *next = batch->next;
+        dp_writer_fini (&batch->writer);
+        free (batch);
+        batch = next;
+    }
+    *head = NULL;
+}
+
+int
+dp_client_insert (dpool_pool_t *self, dp_ctask_t *task)
+{
+    if (dp_idmap_put (self->tasks, task->seq, task))
+        return -1;
+    if (!self->terminating && dp_batch_add (&self->outbox, &self->outbox_tail, task)) {
+        /*  A half-written entry leaves its batch unusable: drop the outbox
+            and let the actor rebuild it from the table. */
+        dp_idmap_remove (self->tasks, task->seq);
+        return -1;
+    }
+    task->prev = self->tail;
+    task->next = NULL;
+    if (self->tail)
+        self->tail->next = task;
+    else
+        self->head = task;
+    self->tail = task;
+    self->outstanding++;
+    return 0;
+}
+
+dp_ctask_t *
+dp_client_remove (dpool_pool_t *self, uint64_t seq)
+{
+    dp_ctask_t *task = (dp_ctask_t *)dp_idmap_remove (self->tasks, seq);
+    if (!task)
+        return NULL;
+    if (task->prev)
+        task->prev->next = task->next;
+    else
+        self->head = task->next;
+    if (task->next)
+        task->next->prev = task->prev;
+    else
+        self->tail = task->prev;
+    task->prev = task->next = NULL;
+    return task;
+}
+
+void
+dp_client_release (dpool_pool_t *self, size_t count)
+{
+    assert (self->outstanding >= count);
+    self->outstanding -= count;
+    if (count)
+        dp_client_broadcast (self);
+}
+
+int
+dp_client_add_cancel (dpool_pool_t *self, uint64_t seq)
+{
+    if (self->ncancels == self->cancels_cap) {
+        size_t cap = self->cancels_cap ? self->cancels_cap * 2 : 64;
+        uint64_t *bigger = (uint64_t *)realloc (self->cancels, cap * sizeof *bigger);
+        if (!bigger)
+            return -1;
+        self->cancels = bigger;
+        self->cancels_cap = cap;
+    }
+    self->cancels[self->ncancels++] = seq;
+    return 0;
+}
+
+int
+dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result)
+{
+    dp_handle_vec_t *vec = &self->finish;
+    if (vec->count == vec->cap) {
+        size_t cap = vec->cap ? vec->cap * 2 : 8;
+        dpool_result_t **bigger = (dpool_result_t **)realloc (vec->items, cap * sizeof *bigger);
+        if (!bigger)
+            return -1;
+        vec->items = bigger;
+        vec->cap = cap;
+    }
+    vec->items[vec->count++] = result;
+    return 0;
+}

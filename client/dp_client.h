@@ -1,0 +1,209 @@
+/*  dp_client.h - a pool's shared state: what the threads that call the API
+    and the pool's I/O actor (dp_client_actor.h) both touch.
+
+    Locking, for every file of client/. Each pool has ONE mutex and ONE
+    condition variable. They guard the fields marked [lock] below and the
+    refcounts, readiness and iterator queues of the pool's result handles.
+    A thread holds the mutex only to read or change that state: never
+    during socket I/O, a write to the wake pipe, a fork, a wait for a
+    process, or a user callback. DESIGN.md asks for "no locks beyond the
+    actor pipe"; a condition variable is what get-with-timeout from many
+    threads needs, so this one lock is the exception, kept to the shared
+    table. Fields marked [const] are set before the actor starts and never
+    change afterwards; [actor] fields belong to the actor thread alone.
+
+    Tasks go out like this: a submitting thread packs its task into the
+    outbox (a chain of SUBMIT batches) under the lock and wakes the actor
+    only if no wake-up is pending yet, so a burst of submits becomes one
+    batch; the actor swaps the outbox out under the lock and sends it
+    without. Every task stays in the table, with its arguments, until its
+    result arrives: the table, not the outbox, is the truth, and the actor
+    rebuilds SUBMITs from it after every (re)connection.
+
+    The pool struct outlives dpool_pool_destroy while result handles still
+    reference it (every handle holds a reference), so a handle can always
+    take its pool's lock.
+*/
+#ifndef DP_CLIENT_H_INCLUDED
+#define DP_CLIENT_H_INCLUDED
+
+#include "dp_idmap.h"
+#include "dp_proto.h"
+#include "dpool.h"
+
+#include <czmq.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*  A SUBMIT body is closed and a new one started once it holds this many
+    bytes, so no message nears DP_MAX_MSG_SIZE. */
+#define DP_CLIENT_BATCH_BYTES (8 * 1024 * 1024)
+
+/*  The largest packed task (function name, arguments and fields) a client
+    accepts: a SUBMIT holding it alone stays under DP_MAX_MSG_SIZE. */
+#define DP_CLIENT_TASK_MAX (DP_MAX_MSG_SIZE - 64 * 1024)
+
+/*  A map's chunk is closed early once its arguments reach this many bytes. */
+#define DP_CLIENT_CHUNK_BYTES (16 * 1024 * 1024)
+
+/*  Linger of the client's DEALER: long enough for a last CANCEL or BYE to
+    leave over a live connection, short enough that a program never hangs
+    at exit because its broker is unreachable. */
+#define DP_CLIENT_LINGER_MS 200
+
+/*  One task the pool submitted and has no result for yet. */
+typedef struct _dp_ctask_t dp_ctask_t;
+struct _dp_ctask_t {
+    uint64_t seq;           /* its identity within the session */
+    dpool_result_t *result; /* the handle it belongs to (the pool's reference) */
+    size_t first;           /* index of its first call in the handle */
+    size_t count;           /* calls it carries (1 unless a chunk) */
+    int32_t priority;
+    uint32_t timeout_ms;
+    int32_t retries;
+    uint32_t flags;   /* DP_TASK_CHUNK for map chunks */
+    bool cancelled;   /* [lock] a CANCEL was asked for */
+    dp_ctask_t *prev; /* [lock] submission order */
+    dp_ctask_t *next;
+    size_t fn_size;
+    size_t args_size;
+    uint8_t data[]; /* fn_size bytes of name, then args_size of args */
+};
+
+/*  Packed SUBMIT bodies waiting to be sent, oldest first. */
+typedef struct _dp_batch_t dp_batch_t;
+struct _dp_batch_t {
+    dp_writer_t writer; /* an open list (dp_list_begin done) */
+    dp_batch_t *next;
+};
+
+/*  Handles that finish without a task (an empty map), queued for the actor
+    so that their callbacks too run on the pool's thread. */
+typedef struct {
+    dpool_result_t **items;
+    size_t count;
+    size_t cap;
+} dp_handle_vec_t;
+
+struct _dpool_pool_t {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int wake[2]; /* [const] the pipe that wakes the actor; closed with the struct */
+
+    /*  [const] configuration. */
+    char *endpoint; /* where the actor connects */
+    char *name;     /* shown by the broker */
+    int timeout_ms; /* task default, 0 none */
+    int retries;    /* task default, 0 the broker's */
+    size_t max_outstanding;
+    int procs;      /* embedded: worker processes; 0 when connected */
+    void *embedded; /* dp_embedded_t *, NULL when connected */
+    zactor_t *actor;
+    atomic_int actor_status; /* set by the actor before it signals */
+    pthread_t actor_thread;  /* valid once actor_status was set */
+
+    /*  [lock] shared state. */
+    int refs;          /* the owner's, plus one per handle alive */
+    bool closed;       /* no new submissions */
+    bool terminating;  /* terminate asked: the actor ends every task */
+    bool terminated;   /* the actor did so */
+    bool joined;       /* join returned 0 */
+    bool wake_pending; /* a wake-up byte is in the pipe */
+    uint64_t next_seq;
+    dp_idmap_t *tasks; /* seq -> dp_ctask_t */
+    dp_ctask_t *head;  /* oldest task */
+    dp_ctask_t *tail;
+    size_t outstanding; /* tasks entered and not yet finished */
+    dp_ctask_t *failed; /* tasks that could not be made, to end ENOMEM */
+    size_t live;        /* handles not finished (callbacks included) */
+    dp_batch_t *outbox; /* SUBMIT bodies for the actor */
+    dp_batch_t *outbox_tail;
+    uint64_t *cancels; /* seqs to CANCEL */
+    size_t ncancels;
+    size_t cancels_cap;
+    dp_handle_vec_t finish; /* task-less handles to finish */
+    bool status_wanted;     /* a STATUS is asked for */
+    uint64_t status_gen;    /* STATUS-REPLYs received */
+    uint8_t *status;        /* the last one's map */
+    size_t status_size;
+    int workers; /* as the broker reported last */
+};
+
+/*  Tells CZMQ, once per process and before this library first uses it,
+    not to install its SIGINT/SIGTERM handlers: a library must not take
+    its host program's signals. */
+void dp_client_czmq_init (void);
+
+/*  Locks and unlocks the pool's mutex. */
+void dp_client_lock (dpool_pool_t *self);
+void dp_client_unlock (dpool_pool_t *self);
+
+/*  With the lock held: waits for a broadcast, or until deadline_ms on the
+    dp_now_ms clock (-1: no deadline). Returns false once the deadline has
+    passed, true otherwise (spurious wake-ups included: re-check). */
+bool dp_client_wait (dpool_pool_t *self, int64_t deadline_ms);
+
+/*  With the lock held: wakes every waiter. */
+void dp_client_broadcast (dpool_pool_t *self);
+
+/*  The deadline for a wait of timeout_ms from now; -1 for no limit. */
+int64_t dp_client_deadline (int timeout_ms);
+
+/*  With the lock held: marks a wake-up pending and returns true if the
+    caller must call dp_client_wake (after unlocking), false if one is
+    already on its way. */
+bool dp_client_want_wake (dpool_pool_t *self);
+
+/*  Without the lock: writes the wake-up byte the actor polls for. */
+void dp_client_wake (dpool_pool_t *self);
+
+/*  Without the lock: drops one reference; the last one frees the struct
+    (mutex, condition variable, wake pipe). Everything else must be gone. */
+void dp_client_unref (dpool_pool_t *self);
+
+/*  True when called on the pool's actor thread (from a callback). */
+bool dp_client_on_actor (dpool_pool_t *self);
+
+/*  Makes a task record holding copies of fn and of args (one msgpack
+    object; for a chunk, the array of calls built from prefix and args).
+    Returns NULL if out of memory. */
+dp_ctask_t *dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void *args,
+                          size_t args_size);
+
+/*  Frees a task record; harmless on NULL. */
+void dp_ctask_destroy (dp_ctask_t **self_p);
+
+/*  Appends task, packed as a SUBMIT entry, to the batch chain *head..*tail,
+    starting a new batch when the last one is full. Returns 0, or -1 if out
+    of memory (the chain is unchanged then, but may need freeing). */
+int dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task);
+
+/*  Frees a whole chain of batches and nulls *head. */
+void dp_batch_destroy_all (dp_batch_t **head);
+
+/*  With the lock held: enters task in the table and the submission order
+    and, unless the pool is terminating, packs it into the outbox. Returns
+    0, or -1 if out of memory (the task is then not entered). */
+int dp_client_insert (dpool_pool_t *self, dp_ctask_t *task);
+
+/*  With the lock held: takes the task of seq out of the table and the
+    order and returns it, or NULL if there is none (finished, or never).
+    The task still counts as outstanding until dp_client_release. */
+dp_ctask_t *dp_client_remove (dpool_pool_t *self, uint64_t seq);
+
+/*  With the lock held: stops counting count tasks as outstanding (their
+    handles have their results) and wakes submits waiting for room. */
+void dp_client_release (dpool_pool_t *self, size_t count);
+
+/*  With the lock held: appends seq to the CANCEL requests. Returns 0 or -1
+    if out of memory. */
+int dp_client_add_cancel (dpool_pool_t *self, uint64_t seq);
+
+/*  With the lock held: queues a handle that needs no task for the actor
+    to finish. Returns 0 or -1 if out of memory. */
+int dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result);
+
+#endif

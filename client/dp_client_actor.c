@@ -1,0 +1,573 @@
+/*  dp_client_actor.c - a pool's I/O thread.
+
+    Locking: the actor takes the pool's one mutex (dp_client.h) only to swap
+    shared state in or out: the outbox, the CANCEL and STATUS requests, the
+    tasks a RESULT names. It never holds it while it sends, receives, or
+    runs a callback (dp_result_task_done runs them after unlocking).
+*/
+#include "dp_client_actor.h"
+
+#include "dp_client.h"
+#include "dp_result.h"
+#include "dp_util.h"
+#include "dp_wire.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/*  Messages handled from the socket before timers and requests get a turn. */
+#define RECV_BURST 256
+
+typedef struct {
+    dpool_pool_t *pool;
+    zsock_t *pipe;
+    zsock_t *dealer;
+    uint8_t session[DP_SESSION_SIZE];
+    bool welcomed;
+    int heartbeat_ms;
+    int expiry_ms;
+    int64_t last_recv;
+    int64_t last_send;
+    int64_t next_hello; /* when to say HELLO (or connect) next */
+    int backoff;        /* current HELLO retry delay */
+    bool status_sent;   /* a STATUS is on its way */
+    bool cancel_all_sent;
+    dp_writer_t writer;
+    dp_ctask_t **matched; /* scratch: the tasks one RESULT names */
+    size_t matched_cap;
+    uint64_t ignored;   /* results for seqs not held */
+    uint64_t malformed; /* messages refused by proto */
+} s_actor_t;
+
+/*  Makes and connects a new DEALER. Returns 0, or -1 if the endpoint is
+    invalid or the socket cannot be made. */
+static int
+s_connect (s_actor_t *self)
+{
+    assert (!self->dealer);
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    if (!dealer)
+        return -1;
+    void *handle = zsock_resolve (dealer);
+    /*  Immediate: a message is queued only on a finished connection, so
+        HELLOs do not pile up while the broker is away, and a send on a
+        broken connection fails at once instead of vanishing later. */
+    int one = 1;
+    if (dp_wire_configure (handle, false, DP_CLIENT_LINGER_MS) ||
+        zmq_setsockopt (handle, ZMQ_IMMEDIATE, &one, sizeof one) ||
+        zsock_connect (dealer, "%s", self->pool->endpoint)) {
+        zsock_destroy (&dealer);
+        return -1;
+    }
+    self->dealer = dealer;
+    return 0;
+}
+
+/*  Sends the writer's body as cmd. Returns 0, or -1 with errno (EAGAIN when
+    there is no connection, or the broker is not reading). */
+static int
+s_send (s_actor_t *self, dp_cmd_t cmd, const dp_writer_t *writer)
+{
+    if (!self->dealer) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    self->last_send = dp_now_ms ();
+    return dp_wire_send_writer (zsock_resolve (self->dealer), NULL, 0, cmd, writer, ZMQ_DONTWAIT);
+}
+
+/*  Says HELLO and schedules the next one after the backoff, doubled up to
+    its ceiling for the time after. */
+static void
+s_send_hello (s_actor_t *self)
+{
+    dp_encode_hello (&self->writer, self->session, self->pool->name);
+    if (s_send (self, DP_CMD_HELLO, &self->writer) == 0)
+        dp_debug ("client: HELLO to %s", self->pool->endpoint);
+    self->next_hello = dp_now_ms () + self->backoff;
+    self->backoff =
+        self->backoff * 2 > DP_RECONNECT_MAX_MS ? DP_RECONNECT_MAX_MS : self->backoff * 2;
+}
+
+/*  Drops the socket and starts over on a new one: HELLO again, with
+    backoff. Tasks are resubmitted when the WELCOME comes. */
+static void
+s_reconnect (s_actor_t *self, const char *why)
+{
+    dp_info ("client: %s; reconnecting to %s", why, self->pool->endpoint);
+    zsock_destroy (&self->dealer);
+    self->welcomed = false;
+    self->status_sent = false;
+    self->cancel_all_sent = false;
+    self->backoff = DP_RECONNECT_MS;
+    self->next_hello = dp_now_ms ();
+    if (s_connect (self))
+        self->next_hello += self->backoff; /* try again later */
+    else
+        s_send_hello (self);
+}
+
+/*  Sends a chain of SUBMIT batches and frees it. Returns 0, or -1 if one
+    could not be sent (the rest are freed too). */
+static int
+s_send_batches (s_actor_t *self, dp_batch_t **head)
+{
+    int rc = 0;
+    for (dp_batch_t *batch = *head; batch && rc == 0; batch = batch->next) {
+        dp_list_end (&batch->writer);
+        if (dp_list_count (&batch->writer) > 0)
+            rc = s_send (self, DP_CMD_SUBMIT, &batch->writer);
+    }
+    dp_batch_destroy_all (head);
+    return rc;
+}
+
+/*  Sends CANCEL for seqs, in lists of at most DP_MAX_BATCH. */
+static int
+s_send_cancels (s_actor_t *self, const uint64_t *seqs, size_t count)
+{
+    for (size_t at = 0; at < count; at += DP_MAX_BATCH) {
+        size_t n = count - at > DP_MAX_BATCH ? DP_MAX_BATCH : count - at;
+        dp_encode_cancel (&self->writer, false, seqs + at, n);
+        if (s_send (self, DP_CMD_CANCEL, &self->writer))
+            return -1;
+    }
+    return 0;
+}
+
+/*  Ends a detached chain of tasks (linked by next) with code and message,
+    then releases their places if they were outstanding. */
+static void
+s_end_tasks (dpool_pool_t *pool, dp_ctask_t *chain, int code, const char *message,
+             bool outstanding)
+{
+    size_t count = 0;
+    while (chain) {
+        dp_ctask_t *task = chain;
+        chain = task->next;
+        task->next = NULL;
+        dp_result_task_failed (task->result, task, code, message);
+        dp_ctask_destroy (&task);
+        count++;
+    }
+    if (outstanding && count) {
+        dp_client_lock (pool);
+        dp_client_release (pool, count);
+        dp_client_unlock (pool);
+    }
+}
+
+/*  With the lock held: takes every task out of the table, returning them
+    chained by next. */
+static dp_ctask_t *
+s_detach_all (dpool_pool_t *pool)
+{
+    dp_ctask_t *chain = NULL, *last = NULL;
+    while (pool->head) {
+        dp_ctask_t *task = dp_client_remove (pool, pool->head->seq);
+        if (last)
+            last->next = task;
+        else
+            chain = task;
+        last = task;
+    }
+    return chain;
+}
+
+/*  Serves what API threads asked for: sends the outbox, CANCELs and a
+    STATUS, finishes task-less handles, and carries out terminate. */
+static void
+s_service (s_actor_t *self)
+{
+    dpool_pool_t *pool = self->pool;
+    dp_batch_t *outbox = NULL;
+    dp_ctask_t *ended = NULL;
+    uint64_t *cancels = NULL;
+    size_t ncancels = 0;
+    bool send_status = false, send_cancel_all = false;
+
+    dp_client_lock (pool);
+    pool->wake_pending = false;
+    bool terminating = pool->terminating;
+    if (terminating) {
+        ended = s_detach_all (pool);
+        dp_batch_destroy_all (&pool->outbox);
+        pool->outbox_tail = NULL;
+        pool->ncancels = 0;
+        send_cancel_all = self->welcomed && !self->cancel_all_sent;
+    } else if (self->welcomed) {
+        outbox = pool->outbox;
+        pool->outbox = pool->outbox_tail = NULL;
+        cancels = pool->cancels;
+        ncancels = pool->ncancels;
+        pool->cancels = NULL;
+        pool->ncancels = pool->cancels_cap = 0;
+    }
+    send_status = self->welcomed && pool->status_wanted && !self->status_sent;
+    dp_handle_vec_t finish = pool->finish;
+    memset (&pool->finish, 0, sizeof pool->finish);
+    dp_ctask_t *failed = pool->failed;
+    pool->failed = NULL;
+    dp_client_unlock (pool);
+
+    bool broken = false;
+    if (outbox && s_send_batches (self, &outbox))
+        broken = true;
+    if (ncancels && !broken && s_send_cancels (self, cancels, ncancels))
+        broken = true;
+    free (cancels);
+    if (send_status && !broken) {
+        dp_encode_empty (&self->writer);
+        if (s_send (self, DP_CMD_STATUS, &self->writer) == 0)
+            self->status_sent = true;
+    }
+    if (send_cancel_all) {
+        dp_encode_cancel (&self->writer, true, NULL, 0);
+        if (s_send (self, DP_CMD_CANCEL, &self->writer) == 0)
+            self->cancel_all_sent = true;
+    }
+    s_end_tasks (pool, ended, DPOOL_ECANCELLED, "cancelled: the pool was terminated", true);
+    s_end_tasks (pool, failed, DPOOL_ENOMEM, "out of memory submitting the task", false);
+    for (size_t i = 0; i < finish.count; i++)
+        dp_result_finish_empty (finish.items[i]);
+    free (finish.items);
+    if (terminating) {
+        dp_client_lock (pool);
+        pool->terminated = true;
+        dp_client_broadcast (pool);
+        dp_client_unlock (pool);
+    }
+    /*  A message that could not go out may have carried tasks: start over
+        on a new connection, which resubmits everything. */
+    if (broken)
+        s_reconnect (self, "send to broker failed");
+}
+
+/*  After a WELCOME: rebuilds SUBMITs from the table (the outbox may hold
+    only part of it, or tasks a previous broker already had) and sends them.
+    Tasks whose cancel was asked end here as cancelled instead. */
+static void
+s_resubmit_all (s_actor_t *self)
+{
+    dpool_pool_t *pool = self->pool;
+    dp_batch_t *head = NULL, *tail = NULL;
+    dp_ctask_t *cancelled = NULL;
+    bool failed = false;
+    size_t count = 0;
+
+    dp_client_lock (pool);
+    dp_batch_destroy_all (&pool->outbox);
+    pool->outbox_tail = NULL;
+    pool->ncancels = 0;
+    dp_ctask_t *task = pool->head;
+    while (task && !failed) {
+        dp_ctask_t *next = task->next;
+        if (task->cancelled) {
+            dp_client_remove (pool, task->seq);
+            task->next = cancelled;
+            cancelled = task;
+        } else if (dp_batch_add (&head, &tail, task))
+            failed = true;
+        else
+            count++;
+        task = next;
+    }
+    dp_client_unlock (pool);
+
+    if (failed) {
+        /*  Out of memory: let the connection expire and try again then. */
+        dp_error ("client: out of memory resubmitting tasks");
+        dp_batch_destroy_all (&head);
+    } else if (count) {
+        dp_debug ("client: submitting %zu tasks after WELCOME", count);
+        if (s_send_batches (self, &head))
+            s_reconnect (self, "send to broker failed");
+    }
+    s_end_tasks (pool, cancelled, DPOOL_ECANCELLED, "cancelled", true);
+}
+
+/*  Handles every entry of a RESULT: each names a task by seq; the first
+    result for a seq finishes it, any other is ignored. */
+static void
+s_on_results (s_actor_t *self, dp_list_t list)
+{
+    dpool_pool_t *pool = self->pool;
+    if (list.left > self->matched_cap) {
+        dp_ctask_t **bigger =
+            (dp_ctask_t **)realloc (self->matched, list.left * sizeof *self->matched);
+        if (!bigger) {
+            /*  The results stay with the broker's retries; this connection
+                is dropped so that they are asked for again. */
+            s_reconnect (self, "out of memory for results");
+            return;
+        }
+        self->matched = bigger;
+        self->matched_cap = list.left;
+    }
+    dp_list_t walk = list;
+    dp_result_t result;
+    size_t n = 0, found = 0;
+    dp_client_lock (pool);
+    while (dp_list_next_result (&walk, &result)) {
+        self->matched[n] = dp_client_remove (pool, result.id);
+        found += self->matched[n] != NULL;
+        n++;
+    }
+    dp_client_unlock (pool);
+
+    walk = list;
+    for (size_t i = 0; dp_list_next_result (&walk, &result); i++) {
+        dp_ctask_t *task = self->matched[i];
+        if (!task) {
+            self->ignored++;
+            dp_debug ("client: ignored a result for seq %llu", (unsigned long long)result.id);
+            continue;
+        }
+        dp_result_task_done (task->result, task, result.code, result.value);
+        dp_ctask_destroy (&task);
+    }
+    /*  Room for more submits only once the handles have their results, so
+        a submit that waited finds its predecessors finished. */
+    if (found) {
+        dp_client_lock (pool);
+        dp_client_release (pool, found);
+        dp_client_unlock (pool);
+    }
+}
+
+/*  Stores a STATUS-REPLY for the threads waiting in dpool_pool_status, and
+    its count of workers. */
+static void
+s_on_status (s_actor_t *self, dp_span_t map)
+{
+    dpool_pool_t *pool = self->pool;
+    int workers = -1;
+    dp_reader_t reader;
+    uint32_t pairs, count;
+    dp_span_t key;
+    dp_reader_init (&reader, map.data, map.size);
+    if (dp_mp_read_map (&reader, &pairs) == 0)
+        for (uint32_t i = 0; i < pairs; i++) {
+            if (dp_mp_read_str (&reader, &key)) {
+                if (dp_mp_read_object (&reader, NULL))
+                    break;
+            } else if (dp_span_eq (key, "workers") && dp_mp_peek (&reader) == DP_MP_ARRAY &&
+                       dp_mp_read_array (&reader, &count) == 0) {
+                workers = (int)count;
+                break;
+            }
+            if (dp_mp_read_object (&reader, NULL))
+                break;
+        }
+    uint8_t *copy = (uint8_t *)malloc (map.size ? map.size : 1);
+    if (copy)
+        memcpy (copy, map.data, map.size);
+    self->status_sent = false;
+    dp_client_lock (pool);
+    if (copy) {
+        free (pool->status);
+        pool->status = copy;
+        pool->status_size = map.size;
+        pool->status_gen++;
+        pool->status_wanted = false;
+    }
+    if (workers >= 0)
+        pool->workers = workers;
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
+}
+
+/*  Acts on one decoded message from the broker. */
+static void
+s_on_message (s_actor_t *self, const dp_msg_t *msg)
+{
+    switch (msg->cmd) {
+    case DP_CMD_WELCOME: {
+        const dp_welcome_t *welcome = &msg->u.welcome;
+        self->heartbeat_ms =
+            (int)(welcome->heartbeat_ms > INT32_MAX ? INT32_MAX : welcome->heartbeat_ms);
+        self->expiry_ms = (int)(welcome->expiry_ms > INT32_MAX ? INT32_MAX : welcome->expiry_ms);
+        dp_client_lock (self->pool);
+        self->pool->workers = (int)(welcome->workers > INT32_MAX ? INT32_MAX : welcome->workers);
+        dp_client_unlock (self->pool);
+        if (!self->welcomed) {
+            dp_debug ("client: WELCOME from %.*s", (int)welcome->broker.size,
+                      (const char *)welcome->broker.data);
+            self->welcomed = true;
+            self->backoff = DP_RECONNECT_MS;
+            s_resubmit_all (self);
+            if (self->welcomed)
+                s_service (self);
+        }
+        break;
+    }
+    case DP_CMD_RESULT:
+        s_on_results (self, msg->u.list);
+        break;
+    case DP_CMD_STATUS_REPLY:
+        s_on_status (self, msg->u.status);
+        break;
+    case DP_CMD_ERROR:
+        if (msg->u.error.code == DPOOL_ESTATE) {
+            /*  The broker does not know us (it restarted), or the session
+                still belongs to our previous connection: register again. */
+            dp_info ("client: broker says %.*s; saying HELLO again",
+                     (int)msg->u.error.message.size, (const char *)msg->u.error.message.data);
+            bool was_welcomed = self->welcomed;
+            self->welcomed = false;
+            self->status_sent = false;
+            self->cancel_all_sent = false;
+            if (was_welcomed) {
+                self->backoff = DP_RECONNECT_MS;
+                s_send_hello (self);
+            }
+        } else
+            dp_warn ("client: broker refused a message (%d): %.*s", (int)msg->u.error.code,
+                     (int)msg->u.error.message.size, (const char *)msg->u.error.message.data);
+        break;
+    case DP_CMD_BYE:
+        s_reconnect (self, "broker said BYE");
+        break;
+    case DP_CMD_HEARTBEAT:
+        break;
+    default:
+        self->malformed++;
+        dp_debug ("client: ignored %s from the broker", dp_cmd_name (msg->cmd));
+        break;
+    }
+}
+
+/*  Receives and handles what the broker sent, up to RECV_BURST messages. */
+static void
+s_recv (s_actor_t *self)
+{
+    for (int i = 0; i < RECV_BURST && self->dealer; i++) {
+        dp_wire_msg_t wire;
+        if (dp_wire_recv (zsock_resolve (self->dealer), &wire, ZMQ_DONTWAIT))
+            return;
+        self->last_recv = dp_now_ms ();
+        dp_msg_t msg;
+        dp_reason_t reason = dp_wire_decode (&wire, false, NULL, &msg);
+        if (reason == DP_OK)
+            s_on_message (self, &msg);
+        else if (self->malformed++ == 0)
+            dp_warn ("client: malformed message from the broker (%s)", dp_reason_name (reason));
+        dp_wire_close (&wire);
+    }
+}
+
+/*  HELLO retries, heartbeats and the broker's expiry. */
+static void
+s_on_timers (s_actor_t *self)
+{
+    int64_t now = dp_now_ms ();
+    if (!self->dealer) {
+        if (now >= self->next_hello)
+            s_reconnect (self, "no socket");
+    } else if (!self->welcomed) {
+        if (now >= self->next_hello)
+            s_send_hello (self);
+    } else if (now - self->last_recv >= self->expiry_ms)
+        s_reconnect (self, "broker silent past expiry");
+    else if (now - self->last_send >= self->heartbeat_ms) {
+        dp_encode_empty (&self->writer);
+        s_send (self, DP_CMD_HEARTBEAT, &self->writer);
+    }
+}
+
+/*  Milliseconds until the next timer is due (at least 0). */
+static long
+s_timeout (const s_actor_t *self)
+{
+    int64_t now = dp_now_ms ();
+    int64_t next;
+    if (!self->dealer || !self->welcomed)
+        next = self->next_hello;
+    else {
+        next = self->last_recv + self->expiry_ms;
+        if (self->last_send + self->heartbeat_ms < next)
+            next = self->last_send + self->heartbeat_ms;
+    }
+    return next > now ? (long)(next - now) : 0;
+}
+
+/*  Empties the wake pipe. */
+static void
+s_drain_wake (dpool_pool_t *pool)
+{
+    char buffer[64];
+    while (read (pool->wake[0], buffer, sizeof buffer) > 0)
+        ;
+}
+
+void
+dp_client_actor (zsock_t *pipe, void *args)
+{
+    dpool_pool_t *pool = (dpool_pool_t *)args;
+    s_actor_t self;
+    memset (&self, 0, sizeof self);
+    self.pool = pool;
+    self.pipe = pipe;
+    self.heartbeat_ms = DP_HEARTBEAT_MS;
+    self.expiry_ms = DP_EXPIRY_MS;
+    self.backoff = DP_RECONNECT_MS;
+    dp_writer_init (&self.writer);
+    dp_random_bytes (self.session, sizeof self.session);
+
+    pool->actor_thread = pthread_self ();
+    int rc = s_connect (&self);
+    atomic_store (&pool->actor_status, rc);
+    zsock_signal (pipe, 0);
+    if (rc) {
+        dp_writer_fini (&self.writer);
+        return;
+    }
+    s_send_hello (&self);
+
+    bool running = true;
+    while (running) {
+        zmq_pollitem_t items[3] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
+                                   {NULL, pool->wake[0], ZMQ_POLLIN, 0},
+                                   {NULL, 0, ZMQ_POLLIN, 0}};
+        int nitems = 2;
+        if (self.dealer) {
+            items[2].socket = zsock_resolve (self.dealer);
+            nitems = 3;
+        }
+        int ready = zmq_poll (items, nitems, s_timeout (&self));
+        if (ready < 0) {
+            if (errno == EINTR)
+                continue;
+            dp_error ("client: poll failed: %s", zmq_strerror (errno));
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (pipe);
+            running = !command || strcmp (command, "$TERM") != 0;
+            zstr_free (&command);
+            if (!running)
+                break;
+        }
+        if (items[1].revents & ZMQ_POLLIN) {
+            s_drain_wake (pool);
+            s_service (&self);
+        }
+        if (nitems == 3 && (items[2].revents & ZMQ_POLLIN))
+            s_recv (&self);
+        s_on_timers (&self);
+    }
+
+    if (self.welcomed) {
+        dp_encode_empty (&self.writer);
+        s_send (&self, DP_CMD_BYE, &self.writer);
+    }
+    if (self.ignored || self.malformed)
+        dp_debug ("client: %llu results ignored, %llu messages refused",
+                  (unsigned long long)self.ignored, (unsigned long long)self.malformed);
+    zsock_destroy (&self.dealer);
+    dp_writer_fini (&self.writer);
+    free (self.matched);
+}

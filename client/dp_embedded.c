@@ -1,0 +1,195 @@
+/*  dp_embedded.c - the broker and worker processes of an embedded pool.
+
+    Locking: none. An embedded pool's processes and broker are started and
+    stopped by the thread that creates, terminates or destroys the pool.
+*/
+#include "dp_embedded.h"
+
+#include "dp_broker.h"
+#include "dp_client.h"
+#include "dp_supervisor.h"
+#include "dp_util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/*  How long stopping the workers may take beyond the supervisor's own
+    grace period before the supervisor is killed. */
+#define STOP_MARGIN_MS 2000
+
+/*  How often a stopping supervisor is looked at. */
+#define STOP_POLL_MS 5
+
+/*  Longest directory prefix used for the ipc socket: sun_path holds 108
+    bytes, and "/dpool-XXXXXX/broker.ipc" needs 25 of them. */
+#define MAX_TMP_PREFIX 80
+
+struct _dp_embedded_t {
+    char dir[PATH_MAX];      /* the private directory */
+    char ipc[PATH_MAX + 32]; /* ipc://<dir>/broker.ipc */
+    char inproc[64];         /* inproc://dpool-<pid>-<n> */
+    pid_t supervisor;        /* 0 once reaped */
+    zactor_t *broker;
+};
+
+/*  What the broker actor is started with, and what it reports back. */
+typedef struct {
+    dp_broker_config_t config;
+    atomic_int status;
+} s_broker_start_t;
+
+/*  Runs a broker on an actor thread. dp_broker_actor would do the same,
+    but zactor_new drops the status an actor signals, so a bind that failed
+    could not be seen; this one stores it where the caller reads it. */
+static void
+s_broker_actor (zsock_t *pipe, void *args)
+{
+    s_broker_start_t *start = (s_broker_start_t *)args;
+    dp_broker_t *broker = dp_broker_new (&start->config);
+    atomic_store (&start->status, broker ? 0 : -1);
+    zsock_signal (pipe, 0);
+    if (!broker)
+        return;
+    dp_broker_run (broker, pipe);
+    dp_broker_destroy (&broker);
+}
+
+/*  The supervisor process: runs the workers until told to stop, and never
+    returns into the program. */
+static void
+s_run_supervisor (const char *endpoint, int procs, pid_t parent)
+{
+    /*  A program that ignores SIGCHLD would have its workers reaped behind
+        the supervisor's back. */
+    signal (SIGCHLD, SIG_DFL);
+    dp_supervisor_config_t config;
+    memset (&config, 0, sizeof config);
+    dp_worker_config_init (&config.worker);
+    config.worker.endpoint = endpoint;
+    config.procs = procs;
+    config.parent = parent;
+    int rc = dp_supervisor_run (&config);
+    _exit (rc == 0 ? 0 : 1);
+}
+
+dp_embedded_t *
+dp_embedded_new (int procs, const char *bind)
+{
+    static atomic_uint serial;
+    assert (procs >= 1);
+    dp_embedded_t *self = (dp_embedded_t *)calloc (1, sizeof *self);
+    if (!self)
+        return dp_fail_null (DPOOL_ENOMEM);
+    const char *base = getenv ("TMPDIR");
+    if (!base || !*base || strlen (base) > MAX_TMP_PREFIX)
+        base = "/tmp";
+    snprintf (self->dir, sizeof self->dir, "%s/dpool-XXXXXX", base);
+    if (!mkdtemp (self->dir)) {
+        dp_error ("client: cannot make a directory in %s: %s", base, strerror (errno));
+        free (self);
+        return dp_fail_null (DPOOL_ESYS);
+    }
+    snprintf (self->ipc, sizeof self->ipc, "ipc://%s/broker.ipc", self->dir);
+    snprintf (self->inproc, sizeof self->inproc, "inproc://dpool-%ld-%u", (long)getpid (),
+              atomic_fetch_add (&serial, 1));
+
+    /*  Fork first: this call has made no CZMQ or ZeroMQ state yet. */
+    fflush (stdout);
+    fflush (stderr);
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    if (pid < 0) {
+        dp_error ("client: cannot fork the worker supervisor: %s", strerror (errno));
+        rmdir (self->dir);
+        free (self);
+        return dp_fail_null (DPOOL_ESYS);
+    }
+    if (pid == 0)
+        s_run_supervisor (self->ipc, procs, parent);
+    self->supervisor = pid;
+
+    dp_client_czmq_init ();
+    s_broker_start_t start;
+    memset (&start, 0, sizeof start);
+    dp_broker_config_init (&start.config);
+    start.config.binds[0] = self->ipc;
+    start.config.binds[1] = self->inproc;
+    start.config.nbinds = 2;
+    if (bind)
+        start.config.binds[start.config.nbinds++] = bind;
+    atomic_init (&start.status, -1);
+    self->broker = zactor_new (s_broker_actor, &start);
+    if (!self->broker || atomic_load (&start.status) != 0) {
+        dp_error ("client: the embedded broker could not bind %s", bind ? bind : self->ipc);
+        dp_embedded_destroy (&self);
+        return dp_fail_null (bind ? DPOOL_EINVAL : DPOOL_ESYS);
+    }
+    return self;
+}
+
+const char *
+dp_embedded_endpoint (dp_embedded_t *self)
+{
+    assert (self);
+    return self->inproc;
+}
+
+static void
+s_sleep_ms (int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep (&ts, NULL);
+}
+
+void
+dp_embedded_stop_workers (dp_embedded_t *self)
+{
+    assert (self);
+    if (self->supervisor <= 0)
+        return;
+    pid_t pid = self->supervisor;
+    self->supervisor = 0;
+    kill (pid, SIGTERM);
+    int64_t deadline = dp_now_ms () + DP_SUPERVISOR_GRACE_MS + STOP_MARGIN_MS;
+    for (;;) {
+        pid_t rc = waitpid (pid, NULL, WNOHANG);
+        if (rc == pid || (rc < 0 && errno != EINTR))
+            return; /* reaped, or reaped by someone else (ECHILD) */
+        if (dp_now_ms () >= deadline)
+            break;
+        s_sleep_ms (STOP_POLL_MS);
+    }
+    dp_warn ("client: worker supervisor %ld did not stop; killing it", (long)pid);
+    kill (pid, SIGKILL);
+    while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+void
+dp_embedded_destroy (dp_embedded_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        dp_embedded_t *self = *self_p;
+        dp_embedded_stop_workers (self);
+        zactor_destroy (&self->broker);
+        /*  ZeroMQ unlinks the socket file itself, but on its I/O thread,
+            maybe after the rmdir below: unlink it first. */
+        char path[PATH_MAX + 16];
+        snprintf (path, sizeof path, "%s/broker.ipc", self->dir);
+        unlink (path);
+        if (rmdir (self->dir))
+            dp_warn ("client: cannot remove %s: %s", self->dir, strerror (errno));
+        free (self);
+        *self_p = NULL;
+    }
+}

@@ -1,0 +1,656 @@
+/*  dp_pool.c - the pool: dpool.h's dpool_config_*, dpool_pool_* calls.
+
+    Locking: a pool has ONE mutex and ONE condition variable (dp_client.h),
+    guarding the shared table of pending tasks and handles, so that any
+    thread may call the API and many may wait with a timeout. It is held
+    only to read or change that shared state: never during I/O (the actor
+    does all socket I/O; the wake-up write happens after unlocking), while
+    forking or reaping processes, or while a callback runs.
+*/
+#include "dp_client.h"
+#include "dp_client_actor.h"
+#include "dp_embedded.h"
+#include "dp_result.h"
+#include "dp_util.h"
+
+#include <assert.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/*  Most worker processes an embedded pool forks. */
+#define MAX_PROCS 4096
+
+/*  Calls per worker in Pool's chunksize rule: divmod(n, workers * 4). */
+#define CHUNKS_PER_WORKER 4
+
+/*  Room a task needs beyond its arguments: name and fields. */
+#define TASK_OVERHEAD (DP_MAX_NAME + 64)
+
+/*  Reads the environment variable name as an integer in [min, max] into
+ *value; leaves *value alone (and warns) when it is set but invalid. */
+static void
+s_env_int (const char *name, long min, long max, int *value)
+{
+    const char *text = getenv (name);
+    long parsed;
+    if (!text || !*text)
+        return;
+    if (dp_parse_int (text, min, max, &parsed) == 0)
+        *value = (int)parsed;
+    else
+        dp_warn ("client: ignoring %s=%s (expected %ld..%ld)", name, text, min, max);
+}
+
+void
+dpool_config_init (dpool_config_t *config)
+{
+    assert (config);
+    memset (config, 0, sizeof *config);
+    const char *connect = getenv ("DPOOL_CONNECT");
+    if (connect && *connect)
+        config->connect = connect;
+    s_env_int ("DPOOL_PROCS", 0, MAX_PROCS, &config->procs);
+    s_env_int ("DPOOL_TIMEOUT_MS", 0, INT_MAX, &config->timeout_ms);
+    s_env_int ("DPOOL_RETRIES", -1, DP_MAX_RETRIES, &config->retries);
+    s_env_int ("DPOOL_MAX_OUTSTANDING", 0, INT_MAX, &config->max_outstanding);
+}
+
+/*  Undoes a pool that is not (or no longer) running: stops its actor and
+    embedded processes and drops the owner's reference. */
+static void
+s_pool_free (dpool_pool_t *self)
+{
+    zactor_destroy (&self->actor);
+    if (self->embedded) {
+        dp_embedded_t *embedded = (dp_embedded_t *)self->embedded;
+        dp_embedded_destroy (&embedded);
+        self->embedded = NULL;
+    }
+    dp_client_unref (self);
+}
+
+/*  Makes the struct with its lock, wake pipe and table; NULL if it cannot. */
+static dpool_pool_t *
+s_pool_alloc (void)
+{
+    dpool_pool_t *self = (dpool_pool_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->wake[0] = self->wake[1] = -1;
+    self->refs = 1;
+    self->next_seq = 1;
+    atomic_init (&self->actor_status, -1);
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init (&self->cond, &attr);
+    pthread_condattr_destroy (&attr);
+    if (rc || pthread_mutex_init (&self->mutex, NULL)) {
+        if (rc == 0)
+            pthread_cond_destroy (&self->cond);
+        free (self);
+        return NULL;
+    }
+    self->tasks = dp_idmap_new ();
+    if (pipe (self->wake) == 0)
+        for (int i = 0; i < 2; i++) {
+            fcntl (self->wake[i], F_SETFL, fcntl (self->wake[i], F_GETFL) | O_NONBLOCK);
+            fcntl (self->wake[i], F_SETFD, FD_CLOEXEC);
+        }
+    if (!self->tasks || self->wake[0] < 0) {
+        dp_client_unref (self);
+        return NULL;
+    }
+    return self;
+}
+
+dpool_pool_t *
+dpool_pool_new_config (const dpool_config_t *config)
+{
+    dpool_config_t defaults;
+    if (!config) {
+        dpool_config_init (&defaults);
+        config = &defaults;
+    }
+    if (config->procs < 0 || config->procs > MAX_PROCS || config->timeout_ms < -1 ||
+        config->retries < -1 || config->retries > DP_MAX_RETRIES || config->max_outstanding < 0 ||
+        (config->name && strlen (config->name) > DP_MAX_NAME))
+        return dp_fail_null (DPOOL_EINVAL);
+    if (config->connect && (!strstr (config->connect, "://") || config->bind))
+        return dp_fail_null (DPOOL_EINVAL);
+
+    dpool_pool_t *self = s_pool_alloc ();
+    if (!self)
+        return dp_fail_null (DPOOL_ENOMEM);
+    self->timeout_ms = config->timeout_ms;
+    self->retries = config->retries;
+    self->max_outstanding =
+        config->max_outstanding ? (size_t)config->max_outstanding : DP_DEFAULT_OUTSTANDING;
+    char name[DP_MAX_NAME + 1];
+    if (config->name)
+        snprintf (name, sizeof name, "%s", config->name);
+    else
+        snprintf (name, sizeof name, "client@%s:%ld", dp_hostname (), (long)getpid ());
+    self->name = strdup (name);
+    if (!self->name) {
+        s_pool_free (self);
+        return dp_fail_null (DPOOL_ENOMEM);
+    }
+    if (config->connect)
+        self->endpoint = strdup (config->connect);
+    else {
+        /*  The embedded processes come first: dp_embedded_new forks before
+            anything here touches CZMQ. */
+        self->procs = config->procs ? config->procs : dp_cpu_count ();
+        dp_embedded_t *embedded = dp_embedded_new (self->procs, config->bind);
+        if (!embedded) {
+            int code = dpool_errno ();
+            s_pool_free (self);
+            return dp_fail_null (code);
+        }
+        self->embedded = embedded;
+        self->endpoint = strdup (dp_embedded_endpoint (embedded));
+    }
+    if (!self->endpoint) {
+        s_pool_free (self);
+        return dp_fail_null (DPOOL_ENOMEM);
+    }
+    dp_client_czmq_init ();
+    self->actor = zactor_new (dp_client_actor, self);
+    if (!self->actor || atomic_load (&self->actor_status) != 0) {
+        dp_error ("client: cannot connect to %s", self->endpoint);
+        s_pool_free (self);
+        return dp_fail_null (DPOOL_EINVAL);
+    }
+    return self;
+}
+
+dpool_pool_t *
+dpool_pool_new (int procs)
+{
+    dpool_config_t config;
+    dpool_config_init (&config);
+    config.connect = NULL;
+    if (procs)
+        config.procs = procs;
+    return dpool_pool_new_config (&config);
+}
+
+dpool_pool_t *
+dpool_pool_connect (const char *endpoint)
+{
+    if (!endpoint)
+        return dp_fail_null (DPOOL_EINVAL);
+    dpool_config_t config;
+    dpool_config_init (&config);
+    config.connect = endpoint;
+    return dpool_pool_new_config (&config);
+}
+
+void
+dpool_pool_destroy (dpool_pool_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        dpool_pool_t *self = *self_p;
+        assert (!dp_client_on_actor (self));
+        dp_client_lock (self);
+        bool joined = self->joined;
+        dp_client_unlock (self);
+        if (!joined)
+            dpool_pool_terminate (self);
+        s_pool_free (self);
+        *self_p = NULL;
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Submission.
+*/
+
+/*  The fields every task of a call carries, from the call and the pool's
+    defaults. */
+typedef struct {
+    int32_t priority;
+    uint32_t timeout_ms;
+    int32_t retries;
+} s_fields_t;
+
+/*  Resolves a call's options. Returns 0, or -1 (DPOOL_EINVAL). */
+static int
+s_fields (dpool_pool_t *self, const dpool_call_t *call, s_fields_t *fields)
+{
+    int timeout = call ? call->timeout_ms : 0;
+    int retries = call ? call->retries : 0;
+    if (timeout == 0)
+        timeout = self->timeout_ms;
+    if (retries == 0)
+        retries = self->retries;
+    if (timeout < -1 || retries < -1 || retries > DP_MAX_RETRIES)
+        return dp_fail (DPOOL_EINVAL);
+    fields->priority = call ? call->priority : 0;
+    fields->timeout_ms = timeout > 0 ? (uint32_t)timeout : 0;
+    fields->retries = retries;
+    return 0;
+}
+
+static bool
+s_valid_name (const char *fn)
+{
+    if (!fn)
+        return false;
+    size_t len = strlen (fn);
+    return len >= 1 && len <= DP_MAX_NAME;
+}
+
+/*  Writes a msgpack array header for count into out; returns its size. */
+static size_t
+s_array_header (uint8_t out[5], size_t count)
+{
+    if (count < 16) {
+        out[0] = (uint8_t)(0x90 | count);
+        return 1;
+    }
+    if (count <= UINT16_MAX) {
+        out[0] = 0xdc;
+        out[1] = (uint8_t)(count >> 8);
+        out[2] = (uint8_t)count;
+        return 3;
+    }
+    out[0] = 0xdd;
+    out[1] = (uint8_t)(count >> 24);
+    out[2] = (uint8_t)(count >> 16);
+    out[3] = (uint8_t)(count >> 8);
+    out[4] = (uint8_t)count;
+    return 5;
+}
+
+/*  Reads the next chunk of a map's arguments: up to chunksize objects, fewer
+    when they would pass DP_CLIENT_CHUNK_BYTES (never fewer than one).
+    The arguments were validated, so reading cannot fail. */
+static void
+s_next_chunk (dp_reader_t *reader, size_t chunksize, dp_span_t *bytes, size_t *count)
+{
+    const uint8_t *start = reader->pos;
+    size_t n = 0;
+    while (dp_reader_left (reader) > 0 && n < chunksize && n < DP_MAX_BATCH) {
+        dp_reader_t probe = *reader;
+        int rc = dp_mp_read_object (&probe, NULL);
+        assert (rc == 0);
+        (void)rc;
+        if (n > 0 && (size_t)(probe.pos - start) > DP_CLIENT_CHUNK_BYTES)
+            break;
+        *reader = probe;
+        n++;
+    }
+    bytes->data = start;
+    bytes->size = (size_t)(reader->pos - start);
+    *count = n;
+}
+
+/*  What one submit call sends: the handle's kind, its arguments, how they
+    are cut into tasks. */
+typedef struct {
+    dp_result_mode_t mode;
+    const uint8_t *args;
+    size_t size;
+    size_t count;     /* calls */
+    size_t chunksize; /* 0 for apply: one task, not a chunk */
+    size_t ntasks;
+} s_plan_t;
+
+/*  Makes task j of the plan, reading its chunk from reader. Never NULL:
+    when memory runs out it returns an empty record marked for failure. */
+static dp_ctask_t *
+s_make_task (const char *fn, const s_plan_t *plan, dp_reader_t *reader, size_t *first,
+             const s_fields_t *fields, bool *failed)
+{
+    dp_ctask_t *task;
+    size_t count = 1;
+    *failed = false;
+    if (plan->chunksize == 0)
+        task = dp_ctask_new (fn, NULL, 0, plan->args, plan->size);
+    else {
+        dp_span_t bytes;
+        uint8_t header[5];
+        s_next_chunk (reader, plan->chunksize, &bytes, &count);
+        size_t header_size = s_array_header (header, count);
+        task = dp_ctask_new (fn, header, header_size, bytes.data, bytes.size);
+        if (task)
+            task->flags = DP_TASK_CHUNK;
+    }
+    if (!task) {
+        task = dp_ctask_new ("", NULL, 0, NULL, 0);
+        if (!task) {
+            dp_error ("client: out of memory; cannot go on");
+            abort ();
+        }
+        *failed = true;
+    }
+    task->first = *first;
+    task->count = count;
+    task->priority = fields->priority;
+    task->timeout_ms = fields->timeout_ms;
+    task->retries = fields->retries;
+    *first += count;
+    return task;
+}
+
+/*  Submits a plan and returns its handle (the caller's reference). Blocks
+    while max_outstanding tasks are in flight, except on the actor thread
+    (a callback submitting), which must not wait for itself. */
+static dpool_result_t *
+s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_call_t *call)
+{
+    s_fields_t fields;
+    if (s_fields (self, call, &fields))
+        return NULL;
+    dpool_result_t *result = dp_result_new (self, plan->mode, plan->count, call);
+    if (!result)
+        return dp_fail_null (DPOOL_ENOMEM);
+    bool on_actor = dp_client_on_actor (self);
+    bool wake = false;
+
+    dp_client_lock (self);
+    if (self->closed) {
+        dp_client_unlock (self);
+        dp_result_discard (&result);
+        return dp_fail_null (DPOOL_ECLOSED);
+    }
+    uint64_t seq0 = self->next_seq;
+    self->next_seq += plan->ntasks;
+    dp_result_attach (result, seq0, plan->ntasks);
+    if (plan->ntasks == 0) {
+        if (dp_client_add_finish (self, result)) {
+            dp_error ("client: out of memory; cannot go on");
+            abort ();
+        }
+        wake = dp_client_want_wake (self);
+    }
+    dp_client_unlock (self);
+
+    dp_reader_t reader;
+    dp_reader_init (&reader, plan->args, plan->size);
+    size_t first = 0;
+    for (size_t j = 0; j < plan->ntasks; j++) {
+        bool failed;
+        dp_ctask_t *task = s_make_task (fn, plan, &reader, &first, &fields, &failed);
+        task->seq = seq0 + j;
+        task->result = result;
+        dp_client_lock (self);
+        while (!failed && !on_actor && !self->terminating &&
+               self->outstanding >= self->max_outstanding) {
+            if (wake) {
+                /*  The actor must see what is queued before this waits. */
+                dp_client_unlock (self);
+                dp_client_wake (self);
+                wake = false;
+                dp_client_lock (self);
+                continue;
+            }
+            dp_client_wait (self, -1);
+        }
+        if (failed || dp_client_insert (self, task)) {
+            task->next = self->failed;
+            self->failed = task;
+        }
+        if (dp_client_want_wake (self))
+            wake = true;
+        dp_client_unlock (self);
+    }
+    if (wake)
+        dp_client_wake (self);
+    return result;
+}
+
+dpool_result_t *
+dpool_pool_apply_async (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                        const dpool_call_t *call)
+{
+    assert (self);
+    if (!s_valid_name (fn) || !args || size > DP_CLIENT_TASK_MAX - TASK_OVERHEAD ||
+        dp_mp_count_objects (args, size) != 1)
+        return dp_fail_null (DPOOL_EINVAL);
+    s_plan_t plan = {DP_RESULT_APPLY, (const uint8_t *)args, size, 1, 0, 1};
+    return s_submit (self, fn, &plan, call);
+}
+
+dpool_result_t *
+dpool_pool_apply (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                  const dpool_call_t *call)
+{
+    assert (!dp_client_on_actor (self));
+    dpool_result_t *result = dpool_pool_apply_async (self, fn, args, size, call);
+    if (result)
+        dpool_result_wait (result, -1);
+    return result;
+}
+
+/*  Checks a map's arguments and plans its chunks. Returns 0, or -1 with
+    DPOOL_EINVAL: not msgpack objects back to back, an object too big for
+    one task, or (star) one that is not an array. */
+static int
+s_plan_map (dpool_pool_t *self, dp_result_mode_t mode, const void *args, size_t size,
+            size_t chunksize, bool star, s_plan_t *plan)
+{
+    if (size > 0 && !args)
+        return dp_fail (DPOOL_EINVAL);
+    dp_reader_t reader;
+    dp_reader_init (&reader, size ? args : "", size);
+    size_t count = 0;
+    while (dp_reader_left (&reader) > 0) {
+        dp_span_t object;
+        if ((star && dp_mp_peek (&reader) != DP_MP_ARRAY) ||
+            dp_mp_read_object (&reader, &object) ||
+            object.size > DP_CLIENT_TASK_MAX - TASK_OVERHEAD)
+            return dp_fail (DPOOL_EINVAL);
+        count++;
+    }
+    if (chunksize == 0 && count > 0) {
+        /*  Pool's rule: divmod (n, workers * 4), one more if it leaves any. */
+        dp_client_lock (self);
+        size_t workers = (size_t)(self->procs ? self->procs : self->workers);
+        dp_client_unlock (self);
+        if (workers < 1)
+            workers = 1;
+        chunksize = count / (workers * CHUNKS_PER_WORKER);
+        if (count % (workers * CHUNKS_PER_WORKER))
+            chunksize++;
+    }
+    plan->mode = mode;
+    plan->args = (const uint8_t *)args;
+    plan->size = size;
+    plan->count = count;
+    plan->chunksize = chunksize ? chunksize : 1;
+    plan->ntasks = 0;
+    dp_reader_init (&reader, size ? args : "", size);
+    while (dp_reader_left (&reader) > 0) {
+        dp_span_t bytes;
+        size_t n;
+        s_next_chunk (&reader, plan->chunksize, &bytes, &n);
+        plan->ntasks++;
+    }
+    return 0;
+}
+
+static dpool_result_t *
+s_map_async (dpool_pool_t *self, dp_result_mode_t mode, const char *fn, const void *args,
+             size_t size, size_t chunksize, bool star, const dpool_call_t *call)
+{
+    assert (self);
+    s_plan_t plan;
+    if (!s_valid_name (fn) || s_plan_map (self, mode, args, size, chunksize, star, &plan))
+        return dp_fail_null (DPOOL_EINVAL);
+    return s_submit (self, fn, &plan, call);
+}
+
+dpool_result_t *
+dpool_pool_map_async (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                      size_t chunksize, const dpool_call_t *call)
+{
+    return s_map_async (self, DP_RESULT_MAP, fn, args, size, chunksize, false, call);
+}
+
+dpool_result_t *
+dpool_pool_map (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                size_t chunksize, const dpool_call_t *call)
+{
+    assert (!dp_client_on_actor (self));
+    dpool_result_t *result = dpool_pool_map_async (self, fn, args, size, chunksize, call);
+    if (result)
+        dpool_result_wait (result, -1);
+    return result;
+}
+
+dpool_result_t *
+dpool_pool_starmap_async (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                          size_t chunksize, const dpool_call_t *call)
+{
+    return s_map_async (self, DP_RESULT_MAP, fn, args, size, chunksize, true, call);
+}
+
+dpool_result_t *
+dpool_pool_starmap (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                    size_t chunksize, const dpool_call_t *call)
+{
+    assert (!dp_client_on_actor (self));
+    dpool_result_t *result = dpool_pool_starmap_async (self, fn, args, size, chunksize, call);
+    if (result)
+        dpool_result_wait (result, -1);
+    return result;
+}
+
+static dpool_iter_t *
+s_imap (dpool_pool_t *self, dp_result_mode_t mode, const char *fn, const void *args, size_t size,
+        size_t chunksize, const dpool_call_t *call)
+{
+    dpool_result_t *job = s_map_async (self, mode, fn, args, size, chunksize, false, call);
+    if (!job)
+        return NULL;
+    dpool_iter_t *iter = dp_iter_new (job);
+    if (!iter) {
+        dpool_result_destroy (&job);
+        return dp_fail_null (DPOOL_ENOMEM);
+    }
+    return iter;
+}
+
+dpool_iter_t *
+dpool_pool_imap (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                 size_t chunksize, const dpool_call_t *call)
+{
+    return s_imap (self, DP_RESULT_IMAP, fn, args, size, chunksize, call);
+}
+
+dpool_iter_t *
+dpool_pool_imap_unordered (dpool_pool_t *self, const char *fn, const void *args, size_t size,
+                           size_t chunksize, const dpool_call_t *call)
+{
+    return s_imap (self, DP_RESULT_IMAP_UNORDERED, fn, args, size, chunksize, call);
+}
+
+/*  ---------------------------------------------------------------------------
+    Life cycle and status.
+*/
+
+int
+dpool_pool_close (dpool_pool_t *self)
+{
+    assert (self);
+    dp_client_lock (self);
+    self->closed = true;
+    dp_client_broadcast (self);
+    dp_client_unlock (self);
+    return 0;
+}
+
+int
+dpool_pool_join (dpool_pool_t *self, int timeout_ms)
+{
+    assert (self);
+    assert (!dp_client_on_actor (self));
+    int64_t deadline = dp_client_deadline (timeout_ms);
+    dp_client_lock (self);
+    if (!self->closed) {
+        dp_client_unlock (self);
+        return dp_fail (DPOOL_ESTATE);
+    }
+    while (self->live > 0)
+        if (!dp_client_wait (self, deadline))
+            break;
+    bool done = self->live == 0;
+    if (done)
+        self->joined = true;
+    dp_client_unlock (self);
+    return done ? 0 : dp_fail (DPOOL_ETIMEOUT);
+}
+
+int
+dpool_pool_terminate (dpool_pool_t *self)
+{
+    assert (self);
+    assert (!dp_client_on_actor (self));
+    dp_client_lock (self);
+    self->closed = true;
+    self->terminating = true;
+    bool wake = dp_client_want_wake (self);
+    dp_client_unlock (self);
+    if (wake)
+        dp_client_wake (self);
+    dp_client_lock (self);
+    while (!self->terminated)
+        dp_client_wait (self, -1);
+    dp_client_unlock (self);
+    if (self->embedded)
+        dp_embedded_stop_workers ((dp_embedded_t *)self->embedded);
+    return 0;
+}
+
+int
+dpool_pool_status (dpool_pool_t *self, int timeout_ms, void **data, size_t *size)
+{
+    assert (self && data && size);
+    assert (!dp_client_on_actor (self));
+    int64_t deadline = dp_client_deadline (timeout_ms);
+    dp_client_lock (self);
+    uint64_t gen = self->status_gen;
+    self->status_wanted = true;
+    bool wake = dp_client_want_wake (self);
+    dp_client_unlock (self);
+    if (wake)
+        dp_client_wake (self);
+    dp_client_lock (self);
+    while (self->status_gen == gen)
+        if (!dp_client_wait (self, deadline))
+            break;
+    void *copy = NULL;
+    size_t copy_size = 0;
+    int code = DPOOL_ETIMEOUT;
+    if (self->status_gen != gen) {
+        copy_size = self->status_size;
+        copy = malloc (copy_size ? copy_size : 1);
+        code = copy ? DPOOL_OK : DPOOL_ENOMEM;
+        if (copy)
+            memcpy (copy, self->status, copy_size);
+    }
+    dp_client_unlock (self);
+    if (code != DPOOL_OK)
+        return dp_fail (code);
+    *data = copy;
+    *size = copy_size;
+    return 0;
+}
+
+int
+dpool_pool_workers (dpool_pool_t *self)
+{
+    assert (self);
+    dp_client_lock (self);
+    int workers = self->workers;
+    dp_client_unlock (self);
+    return workers;
+}

@@ -1,0 +1,608 @@
+/*  dp_result.c - result handles and iterators.
+
+    Locking: every handle uses its pool's one mutex and condition variable
+    (dp_client.h) for its refcount, its readiness and its iterator queue,
+    and nothing else. The mutex is never held while unpacking values or
+    running callbacks: the actor writes a handle's results alone and
+    publishes them by setting ready under the lock.
+*/
+#include "dp_result.h"
+
+#include "dp_util.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*  Where an item's message is not in the handle's data (the data could not
+    grow): its message is then the code's description. */
+#define NO_OFFSET UINT64_MAX
+
+/*  One call's outcome: code, and where its packed value (code 0) or its
+    NUL-terminated message lies in the handle's data. */
+typedef struct {
+    int32_t code;
+    uint32_t size;
+    uint64_t offset;
+} dp_item_t;
+
+struct _dpool_result_t {
+    dpool_pool_t *pool;    /* [const] */
+    dp_result_mode_t mode; /* [const] */
+    size_t count;          /* [const] calls */
+    size_t index;          /* [const] an item's index in its imap */
+    uint64_t seq0;         /* [const once attached] first task's seq */
+    size_t ntasks;         /* [const once attached] */
+    dpool_callback_fn *callback;
+    dpool_callback_fn *error_callback;
+    void *arg;
+
+    int refs;      /* [lock] */
+    bool ready;    /* [lock] */
+    bool attached; /* [lock] counted in the pool */
+
+    /*  Written by the actor alone until ready; read-only afterwards. */
+    size_t done;             /* calls whose outcome is in */
+    dp_item_t *items;        /* [count], apply and map and item handles */
+    msgpack_sbuffer data;    /* values and messages, back to back */
+    int code;                /* 0, or the first failed call's code */
+    const char *error;       /* its message */
+    msgpack_zone *zone;      /* the unpacked values live here */
+    msgpack_object *objects; /* [count] each call's value (nil if failed) */
+    msgpack_object value;    /* what get returns */
+
+    /*  [lock] an imap's finished items, waiting for the iterator. */
+    dpool_result_t **queue; /* [count] */
+    size_t queued;          /* unordered: items queued so far */
+    size_t taken;           /* items the iterator returned */
+    bool iter_gone;         /* the iterator was destroyed */
+};
+
+struct _dpool_iter_t {
+    dpool_result_t *job;
+};
+
+static bool
+s_is_imap (const dpool_result_t *self)
+{
+    return self->mode == DP_RESULT_IMAP || self->mode == DP_RESULT_IMAP_UNORDERED;
+}
+
+dpool_result_t *
+dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dpool_call_t *call)
+{
+    assert (pool);
+    dpool_result_t *self = (dpool_result_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->pool = pool;
+    self->mode = mode;
+    self->count = count;
+    self->refs = 2;
+    self->code = -1;
+    msgpack_sbuffer_init (&self->data);
+    if (call && !(mode == DP_RESULT_IMAP || mode == DP_RESULT_IMAP_UNORDERED)) {
+        self->callback = call->callback;
+        self->error_callback = call->error_callback;
+        self->arg = call->arg;
+    }
+    size_t slots = count ? count : 1;
+    if (s_is_imap (self))
+        self->queue = (dpool_result_t **)calloc (slots, sizeof *self->queue);
+    else
+        self->items = (dp_item_t *)calloc (slots, sizeof *self->items);
+    if (!self->queue && !self->items) {
+        free (self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+dp_result_attach (dpool_result_t *self, uint64_t seq0, size_t ntasks)
+{
+    assert (!self->attached);
+    self->seq0 = seq0;
+    self->ntasks = ntasks;
+    self->attached = true;
+    self->pool->refs++;
+    self->pool->live++;
+}
+
+/*  Frees what the handle owns, not the handle. */
+static void
+s_free_storage (dpool_result_t *self)
+{
+    if (self->zone)
+        msgpack_zone_free (self->zone);
+    msgpack_sbuffer_destroy (&self->data);
+    free (self->items);
+    free (self->queue);
+}
+
+void
+dp_result_discard (dpool_result_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        dpool_result_t *self = *self_p;
+        assert (!self->attached);
+        s_free_storage (self);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+/*  Drops one reference; the last frees the handle and drops its reference
+    on the pool. Call without the lock. */
+static void
+s_unref (dpool_result_t *self)
+{
+    dpool_pool_t *pool = self->pool;
+    dp_client_lock (pool);
+    assert (self->refs > 0);
+    bool last = --self->refs == 0;
+    dp_client_unlock (pool);
+    if (!last)
+        return;
+    s_free_storage (self);
+    free (self);
+    dp_client_unref (pool);
+}
+
+/*  Unpacks every value into the handle's zone and settles its code and
+    value. On the actor thread, before the handle is published. */
+static void
+s_materialize (dpool_result_t *self)
+{
+    self->code = 0;
+    self->error = NULL;
+    self->value.type = MSGPACK_OBJECT_NIL;
+    self->zone = msgpack_zone_new (MSGPACK_ZONE_CHUNK_SIZE);
+    if (self->zone && self->count)
+        self->objects = (msgpack_object *)msgpack_zone_malloc (
+            self->zone, self->count * sizeof (msgpack_object));
+    if (!self->zone || (self->count && !self->objects)) {
+        self->code = DPOOL_ENOMEM;
+        self->error = dpool_strerror (DPOOL_ENOMEM);
+        for (size_t i = 0; i < self->count; i++)
+            if (self->items[i].code == 0) {
+                self->items[i].code = DPOOL_ENOMEM;
+                self->items[i].offset = NO_OFFSET;
+            }
+        return;
+    }
+    for (size_t i = 0; i < self->count; i++) {
+        dp_item_t *item = &self->items[i];
+        msgpack_object *object = &self->objects[i];
+        object->type = MSGPACK_OBJECT_NIL;
+        if (item->code == 0) {
+            size_t off = 0;
+            /*  Strings and binaries of the object point into data, which
+                the handle keeps as long as the zone. */
+            msgpack_unpack_return rc = msgpack_unpack (self->data.data + item->offset, item->size,
+                                                       &off, self->zone, object);
+            if (rc != MSGPACK_UNPACK_SUCCESS) {
+                item->code = rc == MSGPACK_UNPACK_NOMEM_ERROR ? DPOOL_ENOMEM : DPOOL_EPROTO;
+                item->offset = NO_OFFSET;
+                object->type = MSGPACK_OBJECT_NIL;
+            }
+        }
+        if (item->code != 0 && self->code == 0) {
+            self->code = item->code;
+            self->error = item->offset == NO_OFFSET ? dpool_strerror (item->code)
+                                                    : self->data.data + item->offset;
+        }
+    }
+    if (self->mode == DP_RESULT_MAP) {
+        self->value.type = MSGPACK_OBJECT_ARRAY;
+        self->value.via.array.size = (uint32_t)self->count;
+        self->value.via.array.ptr = self->objects;
+    } else if (self->count)
+        self->value = self->objects[0];
+}
+
+/*  Publishes a handle whose last call is in, runs its callback and drops
+    the pool's reference. On the actor thread, without the lock. */
+static void
+s_complete (dpool_result_t *self)
+{
+    dpool_pool_t *pool = self->pool;
+    if (s_is_imap (self))
+        self->code = 0;
+    else
+        s_materialize (self);
+    dp_client_lock (pool);
+    self->ready = true;
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
+    if (self->code == 0 && self->callback)
+        self->callback (self, self->arg);
+    else if (self->code != 0 && self->error_callback)
+        self->error_callback (self, self->arg);
+    dp_client_lock (pool);
+    assert (pool->live > 0);
+    pool->live--;
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
+    s_unref (self);
+}
+
+/*  Stores one call's outcome in an apply, map or item handle: its packed
+    value when code is 0, else its message (len bytes, not NUL-terminated). */
+static void
+s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size)
+{
+    assert (index < self->count);
+    dp_item_t *item = &self->items[index];
+    item->code = code;
+    item->offset = self->data.size;
+    item->size = (uint32_t)size;
+    int rc = msgpack_sbuffer_write (&self->data, (const char *)bytes, size);
+    if (rc == 0 && code != 0)
+        rc = msgpack_sbuffer_write (&self->data, "", 1);
+    if (rc != 0) {
+        item->code = DPOOL_ENOMEM;
+        item->offset = NO_OFFSET;
+    }
+}
+
+/*  Hands one finished call of an imap to its iterator as an item handle. */
+static void
+s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size)
+{
+    dpool_pool_t *pool = self->pool;
+    dpool_result_t *item = dp_result_new (pool, DP_RESULT_ITEM, 1, NULL);
+    if (item) {
+        item->index = index;
+        item->refs = 1;
+        s_store (item, 0, code, bytes, size);
+        s_materialize (item);
+        item->ready = true;
+    }
+    dp_client_lock (pool);
+    bool keep = item && !self->iter_gone;
+    if (keep) {
+        pool->refs++;
+        if (self->mode == DP_RESULT_IMAP)
+            self->queue[index] = item;
+        else
+            self->queue[self->queued++] = item;
+        dp_client_broadcast (pool);
+    }
+    dp_client_unlock (pool);
+    if (!keep && item) {
+        s_free_storage (item);
+        free (item);
+    }
+    /*  Out of memory for the item: the iterator would wait for it forever,
+        so this is the one failure dpool cannot report. */
+    if (!item)
+        dp_error ("client: out of memory for an imap item; its iterator will time out");
+}
+
+/*  Records one call's outcome wherever the handle keeps it. */
+static void
+s_call_done (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size)
+{
+    if (s_is_imap (self))
+        s_publish_item (self, index, code, bytes, size);
+    else
+        s_store (self, index, code, bytes, size);
+    self->done++;
+}
+
+/*  Reads one [code, value] pair of a chunk's value: the code, and the value
+    (code 0) or the message text. Returns 0, or -1 if it is not one. */
+static int
+s_read_pair (dp_reader_t *reader, int32_t *code, dp_span_t *value)
+{
+    uint32_t fields;
+    int64_t wire_code;
+    if (dp_mp_read_array (reader, &fields) || fields < 2 || dp_mp_read_int (reader, &wire_code))
+        return -1;
+    *code = wire_code < 0 || wire_code > INT32_MAX ? DPOOL_EPROTO : (int32_t)wire_code;
+    if (*code == 0) {
+        if (dp_mp_read_object (reader, value))
+            return -1;
+    } else if (dp_mp_peek (reader) == DP_MP_STR) {
+        if (dp_mp_read_str (reader, value))
+            return -1;
+        if (value->size > DP_MAX_ERROR)
+            value->size = DP_MAX_ERROR;
+    } else {
+        static const char text[] = "task failed";
+        if (dp_mp_read_object (reader, NULL))
+            return -1;
+        value->data = (const uint8_t *)text;
+        value->size = sizeof text - 1;
+    }
+    for (uint32_t i = 2; i < fields; i++)
+        if (dp_mp_read_object (reader, NULL))
+            return -1;
+    return 0;
+}
+
+/*  Splits a successful chunk's value into its calls. Returns 0, or -1 if
+    the value is not an array of task->count pairs (nothing recorded). */
+static int
+s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
+{
+    dp_reader_t reader;
+    uint32_t n;
+    int32_t code;
+    dp_span_t item;
+    dp_reader_init (&reader, value.data, value.size);
+    if (dp_mp_read_array (&reader, &n) || n != task->count)
+        return -1;
+    dp_reader_t check = reader;
+    for (uint32_t i = 0; i < n; i++)
+        if (s_read_pair (&check, &code, &item))
+            return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = s_read_pair (&reader, &code, &item);
+        assert (rc == 0);
+        (void)rc;
+        s_call_done (self, task->first + i, code, item.data, item.size);
+    }
+    return 0;
+}
+
+void
+dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value)
+{
+    assert (self && task);
+    if (code == 0 && (task->flags & DP_TASK_CHUNK)) {
+        if (s_split_chunk (self, task, value)) {
+            dp_warn ("client: malformed chunk result for task %llu",
+                     (unsigned long long)task->seq);
+            dp_result_task_failed (self, task, DPOOL_EPROTO, "malformed chunk result");
+            return;
+        }
+    } else if (code == 0)
+        s_call_done (self, task->first, 0, value.data, value.size);
+    else {
+        /*  A failure's value is its message, a str item (checked by proto). */
+        dp_reader_t reader;
+        dp_span_t message = {NULL, 0};
+        dp_reader_init (&reader, value.data, value.size);
+        if (dp_mp_read_str (&reader, &message))
+            message.size = 0;
+        for (size_t i = 0; i < task->count; i++)
+            s_call_done (self, task->first + i, code, message.data ? message.data : value.data,
+                         message.size);
+    }
+    if (self->done == self->count)
+        s_complete (self);
+}
+
+void
+dp_result_task_failed (dpool_result_t *self, const dp_ctask_t *task, int code, const char *message)
+{
+    assert (self && task && code != 0);
+    for (size_t i = 0; i < task->count; i++)
+        s_call_done (self, task->first + i, code, message, strlen (message));
+    if (self->done == self->count)
+        s_complete (self);
+}
+
+void
+dp_result_finish_empty (dpool_result_t *self)
+{
+    assert (self->count == 0);
+    s_complete (self);
+}
+
+/*  ---------------------------------------------------------------------------
+    The public calls.
+*/
+
+/*  With the lock held: waits until the handle is ready or the deadline
+    passes; returns whether it is ready. */
+static bool
+s_wait_ready (dpool_result_t *self, int64_t deadline)
+{
+    while (!self->ready)
+        if (!dp_client_wait (self->pool, deadline))
+            return self->ready;
+    return true;
+}
+
+int
+dpool_result_wait (dpool_result_t *self, int timeout_ms)
+{
+    assert (self);
+    dp_client_lock (self->pool);
+    bool ready = s_wait_ready (self, dp_client_deadline (timeout_ms));
+    dp_client_unlock (self->pool);
+    return ready ? 0 : dp_fail (DPOOL_ETIMEOUT);
+}
+
+int
+dpool_result_get (dpool_result_t *self, int timeout_ms, msgpack_object *value)
+{
+    if (dpool_result_wait (self, timeout_ms))
+        return -1;
+    if (self->code != 0)
+        return dp_fail (self->code);
+    if (value)
+        *value = self->value;
+    return 0;
+}
+
+bool
+dpool_result_ready (dpool_result_t *self)
+{
+    assert (self);
+    dp_client_lock (self->pool);
+    bool ready = self->ready;
+    dp_client_unlock (self->pool);
+    return ready;
+}
+
+bool
+dpool_result_successful (dpool_result_t *self)
+{
+    return dpool_result_ready (self) && self->code == 0;
+}
+
+int
+dpool_result_code (dpool_result_t *self)
+{
+    return dpool_result_ready (self) ? self->code : -1;
+}
+
+const char *
+dpool_result_error (dpool_result_t *self)
+{
+    return dpool_result_ready (self) && self->code != 0 ? self->error : NULL;
+}
+
+size_t
+dpool_result_count (dpool_result_t *self)
+{
+    assert (self);
+    return self->count;
+}
+
+size_t
+dpool_result_index (dpool_result_t *self)
+{
+    assert (self);
+    return self->index;
+}
+
+int
+dpool_result_item (dpool_result_t *self, size_t index, msgpack_object *value)
+{
+    assert (self);
+    if (!dpool_result_ready (self) || s_is_imap (self))
+        return dp_fail (DPOOL_ESTATE);
+    if (index >= self->count)
+        return dp_fail (DPOOL_EINVAL);
+    if (self->items[index].code != 0)
+        return dp_fail (self->items[index].code);
+    if (value)
+        *value = self->objects[index];
+    return 0;
+}
+
+const char *
+dpool_result_item_error (dpool_result_t *self, size_t index)
+{
+    assert (self);
+    if (!dpool_result_ready (self) || s_is_imap (self) || index >= self->count)
+        return NULL;
+    const dp_item_t *item = &self->items[index];
+    if (item->code == 0)
+        return NULL;
+    return item->offset == NO_OFFSET ? dpool_strerror (item->code)
+                                     : self->data.data + item->offset;
+}
+
+int
+dpool_result_cancel (dpool_result_t *self)
+{
+    assert (self);
+    dpool_pool_t *pool = self->pool;
+    bool wake = false;
+    dp_client_lock (pool);
+    /*  A finished handle has no task left; an unfinished one has a pool
+        that is alive (destroy finishes every handle first). */
+    if (!self->ready && self->attached && !pool->terminating) {
+        for (size_t i = 0; i < self->ntasks; i++) {
+            dp_ctask_t *task = (dp_ctask_t *)dp_idmap_get (pool->tasks, self->seq0 + i);
+            if (task && !task->cancelled) {
+                task->cancelled = true;
+                if (dp_client_add_cancel (pool, task->seq) == 0)
+                    wake = true;
+            }
+        }
+        if (wake)
+            wake = dp_client_want_wake (pool);
+    }
+    dp_client_unlock (pool);
+    if (wake)
+        dp_client_wake (pool);
+    return 0;
+}
+
+void
+dpool_result_destroy (dpool_result_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        s_unref (*self_p);
+        *self_p = NULL;
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Iterators.
+*/
+
+dpool_iter_t *
+dp_iter_new (dpool_result_t *job)
+{
+    assert (job && s_is_imap (job));
+    dpool_iter_t *self = (dpool_iter_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->job = job;
+    return self;
+}
+
+dpool_result_t *
+dpool_iter_next (dpool_iter_t *self, int timeout_ms)
+{
+    assert (self);
+    dpool_result_t *job = self->job;
+    int64_t deadline = dp_client_deadline (timeout_ms);
+    dpool_result_t *item = NULL;
+    int code = DPOOL_OK;
+    dp_client_lock (job->pool);
+    for (;;) {
+        if (job->taken == job->count) {
+            code = DPOOL_EEND;
+            break;
+        }
+        item = job->queue[job->taken];
+        if (item) {
+            job->queue[job->taken++] = NULL;
+            break;
+        }
+        if (!dp_client_wait (job->pool, deadline) && !job->queue[job->taken]) {
+            code = DPOOL_ETIMEOUT;
+            break;
+        }
+    }
+    dp_client_unlock (job->pool);
+    return item ? item : (dpool_result_t *)dp_fail_null (code);
+}
+
+void
+dpool_iter_destroy (dpool_iter_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        dpool_iter_t *self = *self_p;
+        dpool_result_t *job = self->job;
+        /*  Items the iterator did not hand out are freed here; the ones the
+            actor finishes later are dropped as they come. */
+        dp_client_lock (job->pool);
+        job->iter_gone = true;
+        dpool_result_t **left = job->queue;
+        size_t from = job->taken;
+        size_t to = job->mode == DP_RESULT_IMAP ? job->count : job->queued;
+        dp_client_unlock (job->pool);
+        for (size_t i = from; i < to; i++)
+            if (left[i]) {
+                dpool_result_t *item = left[i];
+                left[i] = NULL;
+                dpool_result_destroy (&item);
+            }
+        dpool_result_destroy (&job);
+        free (self);
+        *self_p = NULL;
+    }
+}

@@ -1,0 +1,71 @@
+/*  dp_result.h - result handles (Pool's AsyncResult) and iterators: the
+    library side of dpool.h's dpool_result_* and dpool_iter_* calls.
+
+    A handle stands for one apply, one whole map, one imap (then owned by
+    its iterator), or one finished item of an imap. It counts references:
+    the caller's, and the pool's while any of its calls is unfinished. Its
+    results are written by the pool's actor thread alone, one task at a
+    time; once the last call is in, the actor unpacks every value into a
+    zone the handle owns, marks the handle ready under the pool's lock,
+    wakes every waiter, runs the callback (outside the lock), and drops the
+    pool's reference. From then on the handle never changes, so readers
+    need the lock only to see that it is ready.
+
+    Every handle holds a reference on its pool's struct, so it stays usable
+    after dpool_pool_destroy.
+*/
+#ifndef DP_RESULT_H_INCLUDED
+#define DP_RESULT_H_INCLUDED
+
+#include "dp_client.h"
+#include "dp_msgpack.h"
+#include "dpool.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    DP_RESULT_APPLY = 0,          /* one call; its value */
+    DP_RESULT_MAP = 1,            /* n calls; the array of their values */
+    DP_RESULT_IMAP = 2,           /* n calls, handed out in input order */
+    DP_RESULT_IMAP_UNORDERED = 3, /* n calls, handed out as they finish */
+    DP_RESULT_ITEM = 4            /* one finished call of an imap */
+} dp_result_mode_t;
+
+/*  Makes a handle for count calls with the caller's and the pool's
+    references, not yet attached to the pool. call (may be NULL) gives the
+    callbacks; imap handles run none. Returns NULL if out of memory. Takes
+    no lock. */
+dpool_result_t *
+dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dpool_call_t *call);
+
+/*  With the pool's lock held: attaches a new handle to its pool, whose
+    tasks are numbered seq0 .. seq0 + ntasks - 1. From here on the handle
+    counts in the pool's references and in the handles join waits for. */
+void dp_result_attach (dpool_result_t *self, uint64_t seq0, size_t ntasks);
+
+/*  Frees a handle that was never attached; nulls *self_p. */
+void dp_result_discard (dpool_result_t **self_p);
+
+/*  On the actor thread, without the lock: records the RESULT of one of the
+    handle's tasks (code and value as decoded, the value a str message when
+    code is not 0; a chunk's value is split into its calls). Completes the
+    handle when its last call is in: unpacks, marks it ready, runs its
+    callback, drops the pool's reference. */
+void
+dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value);
+
+/*  Like dp_result_task_done for a task that ended here, without a RESULT:
+    every call of the task fails with code and message. */
+void dp_result_task_failed (dpool_result_t *self, const dp_ctask_t *task, int code,
+                            const char *message);
+
+/*  On the actor thread: completes a handle that has no task (an empty map). */
+void dp_result_finish_empty (dpool_result_t *self);
+
+/*  Makes an iterator over the calls of an imap handle, taking over the
+    caller's reference to it. Returns NULL if out of memory (the handle is
+    then still the caller's). */
+dpool_iter_t *dp_iter_new (dpool_result_t *job);
+
+#endif

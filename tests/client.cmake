@@ -1,0 +1,34 @@
+# client/: the pool, result and iterator API against real processes - a
+# dpool-broker and dpool-worker processes over tcp and over ipc - and in
+# embedded mode, where the pool forks its own workers. One program; each
+# ctest runs one case, named for the behaviour it checks.
+dpool_test (test_client_pool test_client_pool.c)
+
+set (DPOOL_CLIENT_TRANSPORT_CASES
+    apply_async
+    map_results_in_input_order
+    imap_vs_imap_unordered_order
+    task_failure_carries_worker_message
+    task_failure_codes
+    close_join_terminate
+    submit_after_close_fails
+    two_clients_get_only_their_own_results
+    callbacks_run_once
+    cancel_queued_task_ends_cancelled
+    backpressure_blocks_submits
+    status_reports_workers
+    reconnect_resubmits_after_broker_restart
+    many_threads_submit_and_wait
+    result_outlives_pool)
+foreach (case ${DPOOL_CLIENT_TRANSPORT_CASES})
+    foreach (transport tcp ipc)
+        add_test (NAME client_${case}_${transport} COMMAND test_client_pool ${case} ${transport})
+        set_tests_properties (client_${case}_${transport} PROPERTIES TIMEOUT 120)
+    endforeach ()
+endforeach ()
+
+foreach (case tasks_wait_for_unreachable_broker embedded_pool_apply_map
+              embedded_terminate_stops_workers config_from_environment)
+    add_test (NAME client_${case} COMMAND test_client_pool ${case})
+    set_tests_properties (client_${case} PROPERTIES TIMEOUT 120)
+endforeach ()
