@@ -1,0 +1,622 @@
+#!/usr/bin/env python3
+"""run.py - dpool's benchmark, side by side with its peers, in one command.
+
+    bench/run.py            build (Release, into build-bench/), run everything
+                            3 times, print the table, write bench/RESULTS.md
+    bench/run.py --quick    every workload tiny, once: seconds in all (the CI
+                            smoke test); writes no RESULTS.md
+
+What runs (bench/README.md says more):
+  zmq fwd tcp|ipc   forwarder.c: ZeroMQ alone, a ROUTER-to-ROUTER forwarder
+                    and echo workers: the transport's limit
+  pool              pool_baseline.py: Python's multiprocessing.Pool(2)
+  mpi               mpi_baseline.py: mpi4py.futures MPIPoolExecutor, 2 workers
+                    (skipped with a message when mpi4py or mpiexec is absent)
+  dpool embedded    dpool_bench: dpool_pool_new(2)
+  dpool tcp|ipc     dpool_bench: dpool_pool_connect to a dpool-broker process
+  broker-only       dpool_bench: broker RSS per queued task, broker CPU with
+                    1,000 idle workers, cancelling 100,000 queued tasks
+
+Runs are interleaved (run 1 of every figure, then run 2...) so that a change
+in the machine's load touches every system alike. Every measurement is one
+process started afresh, so each peak RSS is that workload's own. Exits 0
+when every measurement of the project's own programs and of Pool succeeded
+(mpi may be skipped or fail: it is reported, not fatal), else 1.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(BENCH_DIR)
+
+POOL_WORKLOADS = ["apply_async", "map1", "mapdef", "apply_seq", "echo1k", "echo64k", "sleep"]
+WORKLOAD_TITLES = {
+    "apply_async": "apply_async one at a time (200,000 no-ops)",
+    "map1": "map, chunksize=1 (1,000,000 no-ops)",
+    "mapdef": "map, default chunksize (1,000,000 no-ops)",
+    "apply_seq": "sequential apply (10,000): latency",
+    "echo1k": "echo 1 KiB (100,000 apply_async)",
+    "echo64k": "echo 64 KiB (10,000 apply_async)",
+    "sleep": "sleep 1 ms (10,000 apply_async, 2 procs: ideal 5.0 s)",
+}
+BROKER_WORKLOADS = ["broker_rss", "broker_idle", "cancel", "cancel_all"]
+PEERS = ["pool", "mpi"]
+DPOOL_SYSTEMS = ["dpool embedded", "dpool tcp", "dpool ipc"]
+FORWARDERS = ["zmq fwd tcp", "zmq fwd ipc"]
+SYSTEMS = FORWARDERS + PEERS + DPOOL_SYSTEMS
+
+# mpi4py.futures moves a few thousand tasks a second here: its high-count
+# workloads run on a tenth of the count (the rate is what is compared; the
+# table's n column shows the count each system ran).
+MPI_SCALE = {"apply_async": 0.1, "map1": 0.1, "mapdef": 0.1, "echo1k": 0.1}
+
+# Forwarder counts at scale 1: requests for throughput and echo, round
+# trips for latency.
+FWD_THROUGHPUT = 1_000_000
+FWD_LATENCY = 10_000
+FWD_ECHO = {"echo1k": (1024, 100_000), "echo64k": (65536, 10_000)}
+
+PROCS = 2
+TIMEOUT_S = 900
+QUICK_TIMEOUT_S = 120
+QUICK_SCALE = 0.001
+QUICK_IDLE = (10, 1.0)  # idle workers, seconds
+FULL_IDLE = (1000, 10.0)
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# Building and finding the programs.
+
+
+def find_program(build_dir, name):
+    """The path of an executable called name under build_dir, or None."""
+    for root, _dirs, files in os.walk(build_dir):
+        if name in files:
+            path = os.path.join(root, name)
+            if os.access(path, os.X_OK):
+                return path
+    return None
+
+
+def build(args):
+    """Configures and builds the programs in args.build_dir (Release)."""
+    source = args.cmake_source or REPO_DIR
+    log("run.py: building into %s (Release)" % args.build_dir)
+    # Warnings stay warnings here: -O3 finds maybe-uninitialized cases that
+    # the -Werror build of CI (RelWithDebInfo) does not, and the benchmark
+    # is not the place to stop on them.
+    subprocess.run(["cmake", "-S", source, "-B", args.build_dir, "-DCMAKE_BUILD_TYPE=Release",
+                    "-DDPOOL_WERROR=OFF"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", args.build_dir, "-j", str(os.cpu_count() or 2),
+                    "--target", "bench_forwarder", "dpool_bench", "dpool-broker"],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def locate(args):
+    """Fills args.forwarder, args.dpool_bench and args.broker."""
+    for attr, name in (("forwarder", "forwarder"), ("dpool_bench", "dpool_bench"),
+                       ("broker", "dpool-broker")):
+        if not getattr(args, attr):
+            setattr(args, attr, find_program(args.build_dir, name))
+        if not getattr(args, attr):
+            sys.exit("run.py: %s not found under %s (is add_subdirectory (bench) in the "
+                     "top-level CMakeLists.txt?)" % (name, args.build_dir))
+
+
+# ---------------------------------------------------------------------------
+# Measurements: one command each, one JSON object back.
+
+
+class Job:
+    """One measurement: a system on a workload, a command to run."""
+
+    def __init__(self, system, workload, command, env=None, fatal=True):
+        self.system = system
+        self.workload = workload
+        self.command = command
+        self.env = env
+        self.fatal = fatal
+
+
+def baseline_python():
+    """Debian's python3 when it is there (the peer as users have it)."""
+    return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+
+def mpi_setup(python):
+    """(mpiexec command prefix, env) or (None, reason it is skipped)."""
+    mpiexec = shutil.which("mpiexec")
+    if not mpiexec:
+        return None, "skipped: mpiexec not found (Debian package openmpi-bin)"
+    probe = subprocess.run([python, "-c", "import mpi4py.futures"], capture_output=True,
+                           check=False)
+    if probe.returncode != 0:
+        return None, "skipped: mpi4py not importable by %s (Debian package python3-mpi4py)" % python
+    # Open MPI refuses root (CI and containers run as root) unless told,
+    # even for --version; other MPIs ignore these two variables.
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    prefix = [mpiexec, "-n", str(PROCS + 1)]
+    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, check=False,
+                             env=env)
+    text = version.stdout + version.stderr
+    if "Open MPI" in text or "OpenRTE" in text or "open-mpi" in text:
+        # Three ranks on two cores.
+        prefix.append("--oversubscribe")
+    return (prefix, env), None
+
+
+def make_jobs(args, scale, mpi):
+    """Every measurement of one run, in the order they run."""
+    jobs = []
+    python = baseline_python()
+    quick = scale < 1
+    for transport in ("tcp", "ipc"):
+        system = "zmq fwd " + transport
+        base = [args.forwarder, "--transport", transport, "--workers", str(PROCS)]
+        n = max(1, int(FWD_THROUGHPUT * scale))
+        jobs.append(Job(system, "throughput", base + ["--requests", str(n)]))
+        n = max(1, int(FWD_LATENCY * scale))
+        jobs.append(Job(system, "latency", base + ["--workload", "latency", "--requests", str(n)]))
+        for workload, (size, count) in FWD_ECHO.items():
+            n = max(1, int(count * scale))
+            jobs.append(Job(system, workload, base + ["--requests", str(n), "--size", str(size)]))
+    for workload in POOL_WORKLOADS:
+        jobs.append(Job("pool", workload, [python, os.path.join(BENCH_DIR, "pool_baseline.py"),
+                                           "--workload", workload, "--scale", str(scale),
+                                           "--procs", str(PROCS)]))
+        if mpi:
+            prefix, env = mpi
+            mpi_scale = scale * MPI_SCALE.get(workload, 1.0)
+            jobs.append(Job("mpi", workload,
+                            prefix + [python, "-m", "mpi4py.futures",
+                                      os.path.join(BENCH_DIR, "mpi_baseline.py"), "--workload",
+                                      workload, "--scale", str(mpi_scale), "--procs", str(PROCS)],
+                            env=env, fatal=False))
+        for mode in ("embedded", "tcp", "ipc"):
+            jobs.append(Job("dpool " + mode, workload,
+                            [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
+                             str(scale), "--procs", str(PROCS), "--broker-bin", args.broker]))
+    idle_workers, idle_seconds = QUICK_IDLE if quick else FULL_IDLE
+    for workload in BROKER_WORKLOADS:
+        command = [args.dpool_bench, "--workload", workload, "--mode", "tcp", "--scale",
+                   str(scale), "--broker-bin", args.broker]
+        if workload == "broker_idle":
+            command += ["--idle-workers", str(idle_workers), "--idle-seconds", str(idle_seconds)]
+        jobs.append(Job("dpool broker", workload, command))
+    return jobs
+
+
+def run_job(job, timeout):
+    """Runs a job; returns (figures dict, None) or (None, error text)."""
+    try:
+        done = subprocess.run(job.command, capture_output=True, text=True, timeout=timeout,
+                              env=job.env, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, "timed out after %d s" % timeout
+    except OSError as error:
+        return None, str(error)
+    for line in reversed(done.stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                figures = json.loads(line)
+            except ValueError:
+                continue
+            if done.returncode == 0:
+                return figures, None
+    lines = [line.strip() for line in done.stderr.splitlines()
+             if line.strip() and not line.strip().startswith("---")]
+    tail = lines[-1] if lines else "(no message)"
+    return None, "exit %d: %s" % (done.returncode, tail[:200])
+
+
+# ---------------------------------------------------------------------------
+# Aggregation and the table.
+
+
+class Figure:
+    """Every run of one system on one workload."""
+
+    def __init__(self):
+        self.runs = []
+        self.errors = []
+
+    def ok(self):
+        return bool(self.runs)
+
+    def median(self, key):
+        values = [run[key] for run in self.runs if key in run]
+        return statistics.median(values) if values else 0.0
+
+    def spread(self, key):
+        values = [run[key] for run in self.runs if key in run]
+        return (min(values), max(values)) if values else (0.0, 0.0)
+
+
+def fmt_rate(value):
+    if value >= 1e6:
+        return "%.2fM" % (value / 1e6)
+    if value >= 1e4:
+        return "%.0fk" % (value / 1e3)
+    if value >= 1e3:
+        return "%.1fk" % (value / 1e3)
+    return "%.0f" % value
+
+
+def fmt_count(value):
+    value = int(value)
+    if value >= 1_000_000 and value % 1_000_000 == 0:
+        return "%dM" % (value // 1_000_000)
+    if value >= 1000 and value % 1000 == 0:
+        return "%dk" % (value // 1000)
+    return str(value)
+
+
+def fmt_mib(kb):
+    return "%.0f" % (kb / 1024.0) if kb >= 10240 else "%.1f" % (kb / 1024.0)
+
+
+def transport_of(system):
+    """The forwarder that is a dpool system's transport limit: the same
+    transport; for embedded, ipc (its workers reach the broker over ipc)."""
+    return "zmq fwd tcp" if system == "dpool tcp" else "zmq fwd ipc"
+
+
+def forwarder_workload(workload):
+    """The forwarder figure that is the limit for a pool workload."""
+    if workload == "apply_seq":
+        return "latency"
+    if workload in FWD_ECHO:
+        return workload
+    if workload == "sleep":
+        return None
+    return "throughput"
+
+
+def best_peer(results, workload, latency):
+    """(system, figure) of the best peer on a workload, or (None, None)."""
+    best = (None, None)
+    for peer in PEERS:
+        figure = results.get((peer, workload))
+        if not figure or not figure.ok():
+            continue
+        if best[1] is None:
+            best = (peer, figure)
+        elif latency and figure.median("p50_us") < best[1].median("p50_us"):
+            best = (peer, figure)
+        elif not latency and figure.median("rate") > best[1].median("rate"):
+            best = (peer, figure)
+    return best
+
+
+def ratio_cells(results, system, workload, figure):
+    """The 'vs best peer' and 'vs transport' cells of a dpool row."""
+    if not system.startswith("dpool") or not figure.ok():
+        return "", ""
+    latency = workload == "apply_seq"
+    peer_name, peer = best_peer(results, workload, latency)
+    vs_peer = ""
+    if workload == "sleep":
+        ideal = figure.median("ideal_seconds")
+        vs_peer = "%.3f× ideal" % (figure.median("seconds") / ideal) if ideal else ""
+    elif peer is not None and latency:
+        vs_peer = "p50 %.2f× %s" % (figure.median("p50_us") / peer.median("p50_us"), peer_name)
+    elif peer is not None:
+        vs_peer = "%.2f× %s" % (figure.median("rate") / peer.median("rate"), peer_name)
+    vs_limit = ""
+    fwd_workload = forwarder_workload(workload)
+    limit = results.get((transport_of(system), fwd_workload)) if fwd_workload else None
+    if limit is not None and limit.ok():
+        if latency:
+            vs_limit = "p50 %.2f× fwd" % (figure.median("p50_us") / limit.median("p50_us"))
+        else:
+            vs_limit = "%.2f× fwd" % (figure.median("rate") / limit.median("rate"))
+    return vs_peer, vs_limit
+
+
+def rss_cell(figure):
+    parts = [fmt_mib(figure.median("rss_main_kb")), fmt_mib(figure.median("rss_worker_kb"))]
+    if figure.median("rss_broker_kb"):
+        parts.append(fmt_mib(figure.median("rss_broker_kb")))
+    return "/".join(parts)
+
+
+def pool_rows(results, skipped):
+    """Rows of the side-by-side table."""
+    rows = []
+    for workload in POOL_WORKLOADS:
+        systems = FORWARDERS + PEERS + DPOOL_SYSTEMS
+        for system in systems:
+            fwd = forwarder_workload(workload) if system.startswith("zmq") else workload
+            if fwd is None:
+                continue
+            figure = results.get((system, fwd))
+            name = system
+            if figure is None:
+                if system in skipped:
+                    rows.append([workload, name, "", skipped[system], "", "", "", ""])
+                continue
+            if not figure.ok():
+                rows.append([workload, name, "", "FAILED: " + figure.errors[-1], "", "", "", ""])
+                continue
+            low, high = figure.spread("rate")
+            rate = "%s [%s–%s]" % (fmt_rate(figure.median("rate")), fmt_rate(low), fmt_rate(high))
+            if workload == "sleep":
+                rate += " (%.2f s)" % figure.median("seconds")
+            lat = ""
+            if figure.median("p50_us"):
+                lat = "%.0f / %.0f" % (figure.median("p50_us"), figure.median("p99_us"))
+            vs_peer, vs_limit = ratio_cells(results, system, workload, figure)
+            rows.append([workload, name, fmt_count(figure.median("tasks")), rate, lat,
+                         rss_cell(figure), vs_peer, vs_limit])
+    return rows
+
+
+def broker_rows(results):
+    rows = []
+    for workload in BROKER_WORKLOADS:
+        figure = results.get(("dpool broker", workload))
+        if figure is None:
+            continue
+        if not figure.ok():
+            rows.append([workload, "", "FAILED: " + figure.errors[-1], ""])
+            continue
+        n = fmt_count(figure.median("tasks"))
+        if workload == "broker_rss":
+            low, high = figure.spread("bytes_per_task")
+            value = "%.0f B/task [%.0f–%.0f]" % (figure.median("bytes_per_task"), low, high)
+            note = ("beyond %d B of args; RSS %s → %s MiB, queued in %.2f s" %
+                    (figure.median("payload_bytes"), fmt_mib(figure.median("rss_broker_idle_kb")),
+                     fmt_mib(figure.median("rss_broker_full_kb")), figure.median("seconds")))
+        elif workload == "broker_idle":
+            low, high = figure.spread("cpu_percent")
+            value = "%.2f%% of a core [%.2f–%.2f]" % (figure.median("cpu_percent"), low, high)
+            note = ("idle workers over %.0f s; %d dropped by the broker" %
+                    (figure.median("seconds"), max(r.get("expired", 0) for r in figure.runs)))
+        else:
+            low, high = figure.spread("rate")
+            value = "%s/s [%s–%s]" % (fmt_rate(figure.median("rate")), fmt_rate(low),
+                                      fmt_rate(high))
+            note = ("%.3f s; CANCEL %s" %
+                    (figure.median("seconds"),
+                     "all" if workload == "cancel_all" else "listing every seq"))
+        rows.append([workload, n, value, note])
+    return rows
+
+
+def render(headers, rows):
+    """A Markdown table, columns padded so it also reads as plain text."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["| " + " | ".join(h.ljust(widths[i]) for i, h in enumerate(headers)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(row)) + " |")
+    return "\n".join(lines)
+
+
+def targets(results):
+    """Issue 4 item 3's targets, each with what this run measured."""
+    lines = []
+
+    def rate(system, workload):
+        figure = results.get((system, workload))
+        return figure.median("rate") if figure and figure.ok() else None
+
+    def p50(system, workload):
+        figure = results.get((system, workload))
+        return figure.median("p50_us") if figure and figure.ok() else None
+
+    def verdict(ok):
+        return "MET" if ok else "MISSED"
+
+    for system in DPOOL_SYSTEMS:
+        d, p = rate(system, "apply_async"), rate("pool", "apply_async")
+        f = rate(transport_of(system), "throughput")
+        if d and p and f:
+            lines.append("- apply_async, %s: %.1f× Pool (target ≥ 15×), %.0f%% of the forwarder "
+                         "(target ≥ 60%%): %s" %
+                         (system, d / p, 100 * d / f, verdict(d >= 15 * p and d >= 0.6 * f)))
+    for system in DPOOL_SYSTEMS:
+        d, p = rate(system, "mapdef"), rate("pool", "mapdef")
+        if d and p:
+            lines.append("- map of no-ops (default chunksize), %s: %.2f× Pool.map's rate "
+                         "(target ≥ 1×): %s" % (system, d / p, verdict(d >= p)))
+    d, p = p50("dpool embedded", "apply_seq"), p50("pool", "apply_seq")
+    if d and p:
+        lines.append("- sequential apply p50, embedded: %.0f µs vs Pool.apply's %.0f µs "
+                     "(target ≤): %s" % (d, p, verdict(d <= p)))
+    for system in ("dpool tcp", "dpool ipc"):
+        d, f = p50(system, "apply_seq"), p50(transport_of(system), "latency")
+        if d and f:
+            lines.append("- sequential apply p50, %s: %.0f µs = %.2f× the forwarder's %.0f µs "
+                         "round trip (target ≤ 1.2×): %s" % (system, d, d / f, f,
+                                                              verdict(d <= 1.2 * f)))
+    for system in DPOOL_SYSTEMS:
+        figure = results.get((system, "sleep"))
+        if figure and figure.ok() and figure.median("ideal_seconds"):
+            over = figure.median("seconds") / figure.median("ideal_seconds") - 1
+            lines.append("- 1 ms sleeps, %s: %.2f s, %.1f%% over the ideal %.2f s (target ≤ 5%%): "
+                         "%s" % (system, figure.median("seconds"), 100 * over,
+                                 figure.median("ideal_seconds"), verdict(over <= 0.05)))
+    figure = results.get(("dpool broker", "broker_rss"))
+    if figure and figure.ok():
+        b = figure.median("bytes_per_task")
+        lines.append("- broker memory per queued task beyond its payload: %.0f B (target ≤ 150 B): "
+                     "%s" % (b, verdict(b <= 150)))
+    figure = results.get(("dpool broker", "broker_idle"))
+    if figure and figure.ok():
+        c = figure.median("cpu_percent")
+        lines.append("- broker CPU with %s idle workers: %.2f%% of a core (target < 2%%): %s" %
+                     (fmt_count(figure.median("tasks")), c, verdict(c < 2)))
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# The machine and RESULTS.md.
+
+
+def machine():
+    """A short description of this machine, its load, and the code."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    debian = "?"
+    try:
+        with open("/etc/debian_version", encoding="utf-8") as version:
+            debian = version.read().strip()
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            memory = "%.0f GiB" % (int(meminfo.readline().split()[1]) / 1024 / 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+
+    def output(command):
+        try:
+            return subprocess.run(command, capture_output=True, text=True, check=False,
+                                  cwd=REPO_DIR).stdout.strip()
+        except OSError:
+            return ""
+
+    commit = output(["git", "rev-parse", "--short", "HEAD"]) or "?"
+    dirty = output(["git", "status", "--porcelain", "--untracked-files=no", "--", "."])
+    untracked = output(["git", "status", "--porcelain", "--", "client", "worker", "broker",
+                        "proto"])
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "debian": debian,
+        "memory": memory, "zmq": output(["pkg-config", "--modversion", "libzmq"]) or "?",
+        "python": output([baseline_python(), "--version"]) or "?",
+        "commit": commit + (" (with uncommitted changes in the work tree)"
+                            if dirty or untracked else ""),
+    }
+
+
+def load_text():
+    one, five, fifteen = os.getloadavg()
+    return "%.2f %.2f %.2f" % (one, five, fifteen)
+
+
+def write_results(path, report, info, loads, runs, started, seconds):
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("# dpool benchmark results\n\n")
+        out.write("Written by `bench/run.py` (see bench/README.md for what each figure is); "
+                  "the latest run replaces this file.\n\n")
+        out.write("- date: %s (took %.0f s)\n" % (started, seconds))
+        out.write("- machine: %s, %d cores, %s RAM; kernel %s; Debian %s\n" %
+                  (info["cpu"], info["cores"], info["memory"], info["kernel"], info["debian"]))
+        out.write("- load average (1/5/15 min): %s at the start, %s at the end\n" %
+                  (loads[0], loads[1]))
+        out.write("- software: libzmq %s; %s; dpool at %s\n" %
+                  (info["zmq"], info["python"], info["commit"]))
+        out.write("- runs: %d per figure, interleaved; cells are the median [min–max]\n\n" % runs)
+        out.write(report)
+        out.write("\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="dpool's benchmark, side by side with its peers.")
+    parser.add_argument("--quick", action="store_true",
+                        help="every workload tiny, one run (smoke test); no RESULTS.md")
+    parser.add_argument("--runs", type=int, help="runs per figure (default 3; 1 with --quick)")
+    parser.add_argument("--scale", type=float,
+                        help="multiply every count (default 1; %g with --quick)" % QUICK_SCALE)
+    parser.add_argument("--build-dir", default=os.path.join(REPO_DIR, "build-bench"))
+    parser.add_argument("--no-build", action="store_true", help="use the programs as built")
+    parser.add_argument("--cmake-source", help=argparse.SUPPRESS)
+    parser.add_argument("--forwarder", help="path of the forwarder program (implies --no-build)")
+    parser.add_argument("--dpool-bench", help="path of dpool_bench (implies --no-build)")
+    parser.add_argument("--broker", help="path of dpool-broker (implies --no-build)")
+    parser.add_argument("--results", help="write the results here (default bench/RESULTS.md; "
+                        "none with --quick)")
+    parser.add_argument("--only", help="comma-separated systems to run (e.g. 'pool,dpool ipc')")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    scale = args.scale or (QUICK_SCALE if args.quick else 1.0)
+    timeout = QUICK_TIMEOUT_S if args.quick else TIMEOUT_S
+    given = args.forwarder or args.dpool_bench or args.broker
+    if not (args.no_build or given):
+        build(args)
+    locate(args)
+
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    load_start = load_text()
+    t0 = time.monotonic()
+    python = baseline_python()
+    mpi, mpi_skip = mpi_setup(python)
+    skipped = {"mpi": mpi_skip} if mpi_skip else {}
+    if mpi_skip:
+        log("run.py: mpi %s" % mpi_skip)
+    only = set(s.strip() for s in args.only.split(",")) if args.only else None
+
+    results = {}
+    failed = False
+    for run in range(runs):
+        for job in make_jobs(args, scale, mpi):
+            if only and job.system not in only and not (
+                    job.system == "dpool broker" and "dpool broker" in only):
+                continue
+            log("run.py: run %d/%d: %s %s" % (run + 1, runs, job.system, job.workload))
+            figures, error = run_job(job, timeout)
+            figure = results.setdefault((job.system, job.workload), Figure())
+            if figures is not None:
+                figure.runs.append(figures)
+            else:
+                figure.errors.append(error)
+                log("run.py:   failed: %s" % error)
+                if job.fatal:
+                    failed = True
+    seconds = time.monotonic() - t0
+    load_end = load_text()
+
+    headers = ["workload", "system", "n", "tasks/s median [range]", "p50/p99 µs",
+               "peak RSS MiB main/worker/broker", "vs best peer", "vs transport"]
+    report = "## Side by side (2 worker processes each)\n\n"
+    report += render(headers, pool_rows(results, skipped)) + "\n\n"
+    rows = broker_rows(results)
+    if rows:
+        report += "## Broker alone (dpool-broker over tcp loopback, no client library)\n\n"
+        report += render(["workload", "n", "median [range]", "notes"], rows) + "\n\n"
+    lines = targets(results)
+    if lines:
+        report += "## Issue 4's targets on these figures\n\n" + "\n".join(lines) + "\n"
+    if args.quick:
+        report = ("**Quick mode: every workload tiny, one run. These figures only show that "
+                  "the benchmark works; they measure nothing.**\n\n" + report)
+    print(report)
+    print("load average %s at the start, %s at the end; %d run(s) in %.0f s" %
+          (load_start, load_end, runs, seconds))
+
+    results_path = args.results or (None if args.quick else os.path.join(BENCH_DIR, "RESULTS.md"))
+    if results_path:
+        write_results(results_path, report, machine(), (load_start, load_end), runs, started,
+                      seconds)
+        log("run.py: wrote %s" % results_path)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

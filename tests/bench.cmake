@@ -1,0 +1,45 @@
+# bench/: one smoke test of the benchmark. It runs bench/run.py --quick (every
+# workload tiny, once, on the programs of this build) and checks that it
+# exits 0 and prints its table. It never looks at a figure: timing has no
+# place in a pass/fail test. It needs python3 (stdlib only); mpi4py is used
+# when present and skipped with a message when not.
+#
+# This one file has two roles: included from tests/CMakeLists.txt it adds
+# the test; run with `cmake -P` (CMAKE_SCRIPT_MODE_FILE set) it is the test.
+
+if (CMAKE_SCRIPT_MODE_FILE)
+    execute_process (
+        COMMAND ${PYTHON} ${RUN_PY} --quick --forwarder ${FORWARDER} --dpool-bench ${DPOOL_BENCH}
+                --broker ${BROKER}
+        RESULT_VARIABLE status
+        OUTPUT_VARIABLE out
+        ERROR_VARIABLE err)
+    message ("${out}")
+    if (NOT status EQUAL 0)
+        message (FATAL_ERROR "bench/run.py --quick exited with ${status}:\n${err}")
+    endif ()
+    # The table's headings and one row of each kind of system.
+    foreach (expected "## Side by side" "| workload" "tasks/s median" "| zmq fwd tcp"
+                      "| zmq fwd ipc" "| pool" "| dpool embedded" "| dpool tcp" "| dpool ipc"
+                      "## Broker alone" "| broker_rss" "| broker_idle" "| cancel")
+        string (FIND "${out}" "${expected}" at)
+        if (at EQUAL -1)
+            message (FATAL_ERROR "bench/run.py --quick printed no '${expected}':\n${err}")
+        endif ()
+    endforeach ()
+    return ()
+endif ()
+
+find_package (Python3 COMPONENTS Interpreter)
+if (NOT Python3_Interpreter_FOUND)
+    message (WARNING "python3 not found: the test bench_smoke_runs is not added")
+elseif (TARGET dpool_bench AND TARGET bench_forwarder AND TARGET dpool-broker)
+    add_test (NAME bench_smoke_runs
+              COMMAND ${CMAKE_COMMAND} -DPYTHON=${Python3_EXECUTABLE}
+                      -DRUN_PY=${PROJECT_SOURCE_DIR}/bench/run.py
+                      -DFORWARDER=$<TARGET_FILE:bench_forwarder>
+                      -DDPOOL_BENCH=$<TARGET_FILE:dpool_bench>
+                      -DBROKER=$<TARGET_FILE:dpool-broker>
+                      -P ${CMAKE_CURRENT_LIST_FILE})
+    set_tests_properties (bench_smoke_runs PROPERTIES TIMEOUT 300)
+endif ()
