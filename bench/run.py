@@ -54,10 +54,15 @@ DPOOL_SYSTEMS = ["dpool embedded", "dpool tcp", "dpool ipc"]
 FORWARDERS = ["zmq fwd tcp", "zmq fwd ipc"]
 SYSTEMS = FORWARDERS + PEERS + DPOOL_SYSTEMS
 
-# mpi4py.futures moves a few thousand tasks a second here: its high-count
-# workloads run on a tenth of the count (the rate is what is compared; the
-# table's n column shows the count each system ran).
-MPI_SCALE = {"apply_async": 0.1, "map1": 0.1, "mapdef": 0.1, "echo1k": 0.1}
+# A system that would take longer than BUDGET_S for one run of a high-count
+# workload runs it on a smaller count, so that a slow peer (mpi4py moves a
+# few thousand tasks a second here) or a slow dpool does not stretch the run
+# to hours. The count is chosen from a pilot run at PILOT_SCALE before run 1;
+# the rate is what is compared, and the table's n column shows the count
+# each system ran.
+SCALABLE = ["apply_async", "map1", "mapdef", "echo1k", "echo64k"]
+BUDGET_S = 20.0
+PILOT_SCALE = 0.01
 
 # Forwarder counts at scale 1: requests for throughput and echo, round
 # trips for latency.
@@ -158,8 +163,10 @@ def mpi_setup(python):
     return (prefix, env), None
 
 
-def make_jobs(args, scale, mpi):
-    """Every measurement of one run, in the order they run."""
+def make_jobs(args, scale, mpi, scales=None):
+    """Every measurement of one run, in the order they run. scales maps
+    (system, workload) to a scale that replaces scale for that job."""
+    scales = scales or {}
     jobs = []
     python = baseline_python()
     quick = scale < 1
@@ -174,21 +181,23 @@ def make_jobs(args, scale, mpi):
             n = max(1, int(count * scale))
             jobs.append(Job(system, workload, base + ["--requests", str(n), "--size", str(size)]))
     for workload in POOL_WORKLOADS:
+        own = scales.get(("pool", workload), scale)
         jobs.append(Job("pool", workload, [python, os.path.join(BENCH_DIR, "pool_baseline.py"),
-                                           "--workload", workload, "--scale", str(scale),
+                                           "--workload", workload, "--scale", "%g" % own,
                                            "--procs", str(PROCS)]))
         if mpi:
             prefix, env = mpi
-            mpi_scale = scale * MPI_SCALE.get(workload, 1.0)
+            own = scales.get(("mpi", workload), scale)
             jobs.append(Job("mpi", workload,
                             prefix + [python, "-m", "mpi4py.futures",
                                       os.path.join(BENCH_DIR, "mpi_baseline.py"), "--workload",
-                                      workload, "--scale", str(mpi_scale), "--procs", str(PROCS)],
+                                      workload, "--scale", "%g" % own, "--procs", str(PROCS)],
                             env=env, fatal=False))
         for mode in ("embedded", "tcp", "ipc"):
+            own = scales.get(("dpool " + mode, workload), scale)
             jobs.append(Job("dpool " + mode, workload,
                             [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
-                             str(scale), "--procs", str(PROCS), "--broker-bin", args.broker]))
+                             "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker]))
     idle_workers, idle_seconds = QUICK_IDLE if quick else FULL_IDLE
     for workload in BROKER_WORKLOADS:
         command = [args.dpool_bench, "--workload", workload, "--mode", "tcp", "--scale",
@@ -221,6 +230,26 @@ def run_job(job, timeout):
              if line.strip() and not line.strip().startswith("---")]
     tail = lines[-1] if lines else "(no message)"
     return None, "exit %d: %s" % (done.returncode, tail[:200])
+
+
+def pilot(args, scale, mpi, wanted, timeout):
+    """Runs every high-count pool workload once at PILOT_SCALE and returns
+    the scales of those that would take longer than BUDGET_S at scale."""
+    scales = {}
+    for job in make_jobs(args, scale * PILOT_SCALE, mpi):
+        if job.workload not in SCALABLE or job.system.startswith("zmq") or not wanted(job):
+            continue
+        log("run.py: pilot: %s %s" % (job.system, job.workload))
+        figures, error = run_job(job, timeout)
+        if figures is None or not figures.get("seconds"):
+            log("run.py:   pilot failed (%s): the full count will run" % error)
+            continue
+        estimate = figures["seconds"] / PILOT_SCALE
+        if estimate > BUDGET_S:
+            scales[(job.system, job.workload)] = scale * BUDGET_S / estimate
+            log("run.py:   about %.0f s at full count: scaled to %.3g" %
+                (estimate, scales[(job.system, job.workload)]))
+    return scales
 
 
 # ---------------------------------------------------------------------------
@@ -304,15 +333,15 @@ def best_peer(results, workload, latency):
 
 def ratio_cells(results, system, workload, figure):
     """The 'vs best peer' and 'vs transport' cells of a dpool row."""
+    if workload == "sleep" and figure.ok() and figure.median("ideal_seconds"):
+        vs_ideal = "%.3f× ideal" % (figure.median("seconds") / figure.median("ideal_seconds"))
+        return vs_ideal, ""
     if not system.startswith("dpool") or not figure.ok():
         return "", ""
     latency = workload == "apply_seq"
     peer_name, peer = best_peer(results, workload, latency)
     vs_peer = ""
-    if workload == "sleep":
-        ideal = figure.median("ideal_seconds")
-        vs_peer = "%.3f× ideal" % (figure.median("seconds") / ideal) if ideal else ""
-    elif peer is not None and latency:
+    if peer is not None and latency:
         vs_peer = "p50 %.2f× %s" % (figure.median("p50_us") / peer.median("p50_us"), peer_name)
     elif peer is not None:
         vs_peer = "%.2f× %s" % (figure.median("rate") / peer.median("rate"), peer_name)
@@ -532,7 +561,9 @@ def write_results(path, report, info, loads, runs, started, seconds):
                   (loads[0], loads[1]))
         out.write("- software: libzmq %s; %s; dpool at %s\n" %
                   (info["zmq"], info["python"], info["commit"]))
-        out.write("- runs: %d per figure, interleaved; cells are the median [min–max]\n\n" % runs)
+        out.write("- runs: %d per figure, interleaved; cells are the median [min–max]; a system "
+                  "that would take over %.0f s for one run of a high-count workload ran a smaller "
+                  "count (column n)\n\n" % (runs, BUDGET_S))
         out.write(report)
         out.write("\n")
 
@@ -572,12 +603,17 @@ def main():
         log("run.py: mpi %s" % mpi_skip)
     only = set(s.strip() for s in args.only.split(",")) if args.only else None
 
+    def wanted(job):
+        return not only or job.system in only
+
+    scales = {}
+    if not args.quick:
+        scales = pilot(args, scale, mpi, wanted, timeout)
     results = {}
     failed = False
     for run in range(runs):
-        for job in make_jobs(args, scale, mpi):
-            if only and job.system not in only and not (
-                    job.system == "dpool broker" and "dpool broker" in only):
+        for job in make_jobs(args, scale, mpi, scales):
+            if not wanted(job):
                 continue
             log("run.py: run %d/%d: %s %s" % (run + 1, runs, job.system, job.workload))
             figures, error = run_job(job, timeout)
