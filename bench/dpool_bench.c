@@ -14,7 +14,8 @@
       embedded     dpool_pool_new (procs): broker thread and forked workers
       tcp, ipc     dpool_pool_connect to a dpool-broker process (--broker-bin)
                    on that transport, with a forked copy of this program
-                   serving procs workers (dpool_worker_serve)
+                   serving procs workers (dpool_worker_serve; with --credit,
+                   the same supervisor with that credit per worker)
 
     Broker-only workloads speak the wire protocol (proto/) to a dpool-broker
     process directly, with no client library in between:
@@ -34,6 +35,7 @@
     stderr), 2 on a usage error.
 */
 #include "dp_proto.h"
+#include "dp_supervisor.h"
 #include "dp_wire.h"
 #include "dpool.h"
 
@@ -96,6 +98,7 @@ typedef struct {
     double scale;
     int procs;
     const char *broker_bin;
+    int credit;        /* tcp, ipc: each worker's credit; 0: the library's default */
     long idle_workers; /* 0: N_IDLE scaled */
     double idle_seconds;
 } s_options_t;
@@ -350,8 +353,18 @@ s_start_workers (int procs)
     pid_t pid = fork ();
     if (pid < 0)
         s_fail ("fork: %s", strerror (errno));
-    if (pid == 0)
-        _exit (dpool_worker_serve (s_procs.endpoint, procs) == 0 ? 0 : 1);
+    if (pid == 0) {
+        if (s_options.credit == 0)
+            _exit (dpool_worker_serve (s_procs.endpoint, procs) == 0 ? 0 : 1);
+        /*  What dpool_worker_serve does, with the worker's credit set. */
+        dp_supervisor_config_t config;
+        memset (&config, 0, sizeof config);
+        dp_worker_config_init (&config.worker);
+        config.worker.endpoint = s_procs.endpoint;
+        config.worker.credit = s_options.credit;
+        config.procs = procs;
+        _exit (dp_supervisor_run (&config) == 0 ? 0 : 1);
+    }
     s_procs.workers = pid;
 }
 
@@ -998,6 +1011,7 @@ s_usage (FILE *out)
              "  --scale F          multiply every count by F (default 1)\n"
              "  --procs N          worker processes (default %d)\n"
              "  --broker-bin PATH  the dpool-broker program (default: ./dpool-broker)\n"
+             "  --credit N         tcp, ipc: each worker's credit (default: the library's)\n"
              "  --idle-workers N   broker_idle: fake workers (default %d times the scale)\n"
              "  --idle-seconds S   broker_idle: measuring time (default %.0f)\n",
              DEFAULT_PROCS, N_IDLE, IDLE_SECONDS);
@@ -1006,13 +1020,23 @@ s_usage (FILE *out)
 static void
 s_parse_options (int argc, char *argv[])
 {
-    enum { OPT_WORKLOAD = 256, OPT_MODE, OPT_SCALE, OPT_PROCS, OPT_BROKER, OPT_IDLE, OPT_SECONDS };
+    enum {
+        OPT_WORKLOAD = 256,
+        OPT_MODE,
+        OPT_SCALE,
+        OPT_PROCS,
+        OPT_BROKER,
+        OPT_CREDIT,
+        OPT_IDLE,
+        OPT_SECONDS
+    };
     static const struct option long_options[] = {
         {"workload", required_argument, NULL, OPT_WORKLOAD},
         {"mode", required_argument, NULL, OPT_MODE},
         {"scale", required_argument, NULL, OPT_SCALE},
         {"procs", required_argument, NULL, OPT_PROCS},
         {"broker-bin", required_argument, NULL, OPT_BROKER},
+        {"credit", required_argument, NULL, OPT_CREDIT},
         {"idle-workers", required_argument, NULL, OPT_IDLE},
         {"idle-seconds", required_argument, NULL, OPT_SECONDS},
         {"help", no_argument, NULL, 'h'},
@@ -1054,6 +1078,13 @@ s_parse_options (int argc, char *argv[])
             break;
         case OPT_BROKER:
             s_options.broker_bin = optarg;
+            break;
+        case OPT_CREDIT:
+            s_options.credit = (int)strtol (optarg, &end, 10);
+            if (*end || s_options.credit < 1 || s_options.credit > DP_MAX_CREDIT) {
+                fprintf (stderr, "dpool_bench: --credit is 1..%d\n", DP_MAX_CREDIT);
+                exit (EXIT_USAGE);
+            }
             break;
         case OPT_IDLE:
             s_options.idle_workers = strtol (optarg, &end, 10);
