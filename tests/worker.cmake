@@ -38,3 +38,12 @@ foreach (entry ${DPOOL_WORKER_TESTS})
     add_test (NAME ${name} COMMAND ${program} ${case})
     set_tests_properties (${name} PROPERTIES TIMEOUT 90)
 endforeach ()
+
+# The same dpool-worker processes against the real dpool-broker.
+if (TARGET dpool-broker)
+    dpool_test (test_worker_broker test_worker_broker.c)
+    foreach (case tasks timeout sigterm_requeues broker_restart)
+        add_test (NAME worker_broker_${case} COMMAND test_worker_broker ${case})
+        set_tests_properties (worker_broker_${case} PROPERTIES TIMEOUT 90)
+    endforeach ()
+endif ()

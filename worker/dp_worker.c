@@ -89,6 +89,7 @@ typedef struct {
     s_worker_t *worker;
     void *pipe;
     void *dealer; /* NULL while waiting to reconnect */
+    void *spare;  /* REGISTERING: the previous attempt's socket, for a late WELCOME */
     s_state_t state;
     bool done;
     uint64_t epoch;
@@ -145,23 +146,53 @@ s_io_send (s_io_t *io, dp_cmd_t cmd, const dp_writer_t *writer)
     return 0;
 }
 
+/*  Closes a socket, dropping what it has not sent. */
 static void
-s_io_close_dealer (s_io_t *io)
+s_io_close (void **socket_p)
 {
-    if (io->dealer) {
+    if (*socket_p) {
         int zero = 0;
-        zmq_setsockopt (io->dealer, ZMQ_LINGER, &zero, sizeof zero);
-        zmq_close (io->dealer);
-        io->dealer = NULL;
+        zmq_setsockopt (*socket_p, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close (*socket_p);
+        *socket_p = NULL;
     }
 }
 
-/*  Replaces the DEALER with a fresh one connected to the broker. Returns 0,
-    or -1 with errno if the endpoint cannot be connected. */
-static int
-s_io_open_dealer (s_io_t *io)
+/*  Closes a socket that may have registered with the broker, after a BYE so
+    that the broker forgets it at once (the BYE goes out within linger). */
+static void
+s_io_close_with_bye (s_io_t *io, void **socket_p)
 {
-    s_io_close_dealer (io);
+    if (*socket_p) {
+        dp_wire_send_writer (*socket_p, NULL, 0, DP_CMD_BYE, &io->empty, ZMQ_DONTWAIT);
+        zmq_close (*socket_p);
+        *socket_p = NULL;
+    }
+}
+
+static void
+s_io_close_dealer (s_io_t *io)
+{
+    s_io_close (&io->dealer);
+    s_io_close (&io->spare);
+}
+
+/*  Replaces the DEALER with a fresh one connected to the broker; with
+    keep_spare, the old one stays open as the spare (replacing any spare).
+    Returns 0, or -1 with errno if the endpoint cannot be connected. */
+static int
+s_io_open_dealer (s_io_t *io, bool keep_spare)
+{
+    /*  A socket that sent READY may be registered (its WELCOME lost or not
+        yet here): its BYE tells the broker to take back what it gave it. */
+    if (keep_spare && io->dealer) {
+        s_io_close_with_bye (io, &io->spare);
+        io->spare = io->dealer;
+        io->dealer = NULL;
+    } else {
+        s_io_close_with_bye (io, &io->dealer);
+        s_io_close_with_bye (io, &io->spare);
+    }
     void *dealer = zmq_socket (io->worker->ctx, ZMQ_DEALER);
     if (!dealer)
         return -1;
@@ -191,10 +222,20 @@ s_io_stop (s_io_t *io, int code)
     io->done = true;
 }
 
-/*  Starts a new registration: new epoch, READY now (on a fresh socket when
-    fresh), again after the backoff until WELCOME. */
+/*  How s_io_register gets its socket. */
+typedef enum {
+    SOCKET_SAME,  /* the one it has (ERROR ESTATE: the connection is fine) */
+    SOCKET_FRESH, /* a new one (start, or the broker went silent) */
+    SOCKET_RETRY  /* a new one, keeping the last attempt's as the spare */
+} s_socket_t;
+
+/*  Starts a new registration, or retries one: new epoch, READY now, and
+    again after the backoff until WELCOME. A retry goes out on a fresh socket
+    (a stuck connection holds nothing worth keeping) but the previous one
+    stays open until the next retry: a WELCOME slower than the backoff still
+    counts. */
 static void
-s_io_register (s_io_t *io, bool fresh)
+s_io_register (s_io_t *io, s_socket_t socket)
 {
     s_io_reset_jobs (io);
     io->state = IO_REGISTERING;
@@ -202,8 +243,8 @@ s_io_register (s_io_t *io, bool fresh)
     io->next_ready = now + io->backoff_ms;
     io->backoff_ms =
         io->backoff_ms * 2 > DP_RECONNECT_MAX_MS ? DP_RECONNECT_MAX_MS : io->backoff_ms * 2;
-    if (fresh || !io->dealer) {
-        if (s_io_open_dealer (io)) {
+    if (socket != SOCKET_SAME || !io->dealer) {
+        if (s_io_open_dealer (io, socket == SOCKET_RETRY)) {
             dp_warn ("cannot connect to %s: %s", io->worker->endpoint, zmq_strerror (errno));
             return;
         }
@@ -277,11 +318,20 @@ s_io_wait_bye (s_io_t *io)
     }
 }
 
-/*  Leaves the broker: sends what is pending and BYE, and waits for its BYE. */
+/*  Leaves the broker: sends what is pending and BYE, and waits for its BYE.
+    While registering, a READY may have registered this worker although its
+    WELCOME has not come yet: a BYE on each socket undoes that (a broker that
+    does not know the peer ignores it), with no wait, since no answer comes
+    from a broker that does not know us. */
 static void
 s_io_leave (s_io_t *io)
 {
-    if (io->state != IO_ACTIVE || !io->dealer)
+    if (io->state != IO_ACTIVE) {
+        s_io_close_with_bye (io, &io->dealer);
+        s_io_close_with_bye (io, &io->spare);
+        return;
+    }
+    if (!io->dealer)
         return;
     s_io_flush (io);
     if (s_io_send (io, DP_CMD_BYE, &io->empty) == 0 && !s_io_wait_bye (io))
@@ -372,9 +422,18 @@ s_io_forward_jobs (s_io_t *io, dp_wire_msg_t *msg)
         s_io_stop (io, DPOOL_ESYS);
 }
 
+/*  WELCOME: registered. Also on a WELCOME while active, which answers a
+    second READY: the broker took back the jobs it gave before, so they are
+    dropped here too. */
 static void
 s_io_on_welcome (s_io_t *io, const dp_welcome_t *welcome)
 {
+    if (io->state == IO_ACTIVE) {
+        dp_info ("registered again: the jobs held are the broker's again");
+        s_io_reset_jobs (io);
+    }
+    /*  The other attempt's socket may have registered too: undo it. */
+    s_io_close_with_bye (io, &io->spare);
     if (welcome->heartbeat_ms > 0)
         io->heartbeat_ms = welcome->heartbeat_ms > INT_MAX ? INT_MAX : (int)welcome->heartbeat_ms;
     if (welcome->expiry_ms > 0)
@@ -421,7 +480,7 @@ s_io_on_broker (s_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
             dp_info ("the broker does not know this worker (%.*s); registering again",
                      (int)m->u.error.message.size, (const char *)m->u.error.message.data);
             io->backoff_ms = DP_RECONNECT_MS;
-            s_io_register (io, false);
+            s_io_register (io, SOCKET_SAME);
         } else
             dp_warn ("the broker refused a message: %s: %.*s", dpool_strerror (m->u.error.code),
                      (int)m->u.error.message.size, (const char *)m->u.error.message.data);
@@ -463,6 +522,35 @@ s_io_drain_dealer (s_io_t *io)
     }
 }
 
+/*  Reads the spare socket (REGISTERING only): a WELCOME there makes it the
+    DEALER, and the newer attempt's socket is closed; anything else is
+    dropped. */
+static void
+s_io_drain_spare (s_io_t *io)
+{
+    while (io->spare) {
+        dp_wire_msg_t msg;
+        if (dp_wire_recv (io->spare, &msg, ZMQ_DONTWAIT)) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        dp_msg_t m;
+        bool welcome = dp_wire_decode (&msg, false, NULL, &m) == DP_OK &&
+                       m.cmd == DP_CMD_WELCOME && io->state == IO_REGISTERING;
+        if (welcome) {
+            void *late = io->spare;
+            io->spare = io->dealer;
+            io->dealer = late;
+            io->last_recv = dp_now_ms ();
+            s_io_on_welcome (io, &m.u.welcome);
+        }
+        dp_wire_close (&msg);
+        if (welcome)
+            return;
+    }
+}
+
 /*  A signal came: leave the broker and stop. */
 static void
 s_io_on_signal (s_io_t *io)
@@ -489,14 +577,14 @@ s_io_timers (s_io_t *io)
     }
     if (io->state == IO_REGISTERING) {
         if (now >= io->next_ready)
-            s_io_register (io, true);
+            s_io_register (io, SOCKET_RETRY);
         return;
     }
     if (now - io->last_recv >= io->expiry_ms) {
         dp_warn ("the broker has been silent for %lld ms; connecting again",
                  (long long)(now - io->last_recv));
         io->backoff_ms = DP_RECONNECT_MS;
-        s_io_register (io, true);
+        s_io_register (io, SOCKET_FRESH);
         return;
     }
     if (io->pending > 0 && now - io->first_pending >= DP_WORKER_DONE_DELAY_MS)
@@ -528,20 +616,24 @@ s_io_timeout (s_io_t *io)
 static void
 s_io_loop (s_io_t *io)
 {
-    if (s_io_open_dealer (io)) {
+    if (s_io_open_dealer (io, false)) {
         dp_error ("cannot connect to %s: %s", io->worker->endpoint, zmq_strerror (errno));
         s_io_stop (io, DPOOL_EINVAL);
         return;
     }
-    s_io_register (io, false);
+    s_io_register (io, SOCKET_SAME);
     while (!io->done) {
         s_io_timers (io);
         if (io->done)
             break;
-        zmq_pollitem_t items[3] = {{io->pipe, 0, ZMQ_POLLIN, 0},
-                                   {NULL, io->worker->sigfd, ZMQ_POLLIN, 0},
-                                   {io->dealer, 0, ZMQ_POLLIN, 0}};
-        int count = io->dealer ? 3 : 2;
+        zmq_pollitem_t items[4] = {{io->pipe, 0, ZMQ_POLLIN, 0},
+                                   {NULL, io->worker->sigfd, ZMQ_POLLIN, 0}};
+        void *spare = io->spare;
+        int count = 2;
+        if (io->spare)
+            items[count++] = (zmq_pollitem_t){io->spare, 0, ZMQ_POLLIN, 0};
+        if (io->dealer)
+            items[count++] = (zmq_pollitem_t){io->dealer, 0, ZMQ_POLLIN, 0};
         if (zmq_poll (items, count, s_io_timeout (io)) < 0) {
             if (errno == EINTR)
                 continue;
@@ -549,14 +641,21 @@ s_io_loop (s_io_t *io)
             s_io_stop (io, DPOOL_ESYS);
             break;
         }
-        if (items[1].revents & ZMQ_POLLIN) {
+        if (items[0].revents & ZMQ_POLLIN)
+            s_io_drain_pipe (io);
+        /*  Messages first, a signal last: a WELCOME that came with it
+            decides how the worker leaves. */
+        for (int i = 2; i < count && !io->done; i++)
+            if (items[i].revents & ZMQ_POLLIN) {
+                if (items[i].socket == spare && spare == io->spare)
+                    s_io_drain_spare (io);
+                else if (items[i].socket == io->dealer)
+                    s_io_drain_dealer (io);
+            }
+        if ((items[1].revents & ZMQ_POLLIN) && !io->done) {
             s_io_on_signal (io);
             break;
         }
-        if (items[0].revents & ZMQ_POLLIN)
-            s_io_drain_pipe (io);
-        if (count == 3 && (items[2].revents & ZMQ_POLLIN) && items[2].socket == io->dealer)
-            s_io_drain_dealer (io);
     }
 }
 
