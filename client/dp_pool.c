@@ -346,7 +346,7 @@ s_make_task (const char *fn, const s_plan_t *plan, dp_reader_t *reader, size_t *
 static dpool_result_t *
 s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_call_t *call)
 {
-    s_fields_t fields;
+    s_fields_t fields = {0};
     if (s_fields (self, call, &fields))
         return NULL;
     dpool_result_t *result = dp_result_new (self, plan->mode, plan->count, call);
