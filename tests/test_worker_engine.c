@@ -1015,7 +1015,8 @@ s_fork (void)
     return pid;
 }
 
-/*  dpool_worker_serve: a program serving its own functions. */
+/*  dpool_worker_serve: a program serving its own functions, whose worker
+    processes are restarted even though it ignores SIGCHLD. */
 static void
 s_case_serve (void)
 {
@@ -1025,8 +1026,11 @@ s_case_serve (void)
     /*  Forked before this process makes a ZeroMQ context. */
     CHECK_EQ_INT (dpool_register ("test.square", s_square, NULL), 0);
     pid_t server = s_fork ();
-    if (server == 0)
+    if (server == 0) {
+        /*  A program that ignores SIGCHLD still gets its workers restarted. */
+        signal (SIGCHLD, SIG_IGN);
         _exit (dpool_worker_serve (endpoint_copy, 1) == 0 ? 0 : 3);
+    }
     fake_t fake;
     fake_start (&fake, endpoint_copy);
     got_t got = {0};
@@ -1044,6 +1048,12 @@ s_case_serve (void)
     results_wait (&fake, &got, &results, 1, __LINE__);
     CHECK_EQ_INT (results.code[1], 0);
     CHECK_EQ_INT (results.value[1].via.u64, 49);
+    uint64_t pid = fake.current_pid;
+    CHECK_EQ_INT (kill ((pid_t)pid, SIGKILL), 0);
+    do
+        EXPECT (&fake, &got, DP_CMD_READY);
+    while (s_ready_pid (&got) == pid);
+    CHECK (s_ready_offers (&got, "test.square"));
     results_fini (&results);
     msgpack_sbuffer_destroy (&seven.sbuf);
     got_release (&got);
@@ -1136,6 +1146,7 @@ s_case_options (void)
         {{"--log-level", "loud"}, 2, NULL, "invalid --log-level"},
         {{"--plugin", "/nonexistent/lib.so"}, 1, NULL, "cannot load plugin"},
         {{"stray"}, 2, NULL, "unexpected argument"},
+        {{"--connect", "localhost:5555"}, 2, NULL, "invalid endpoint"},
     };
     const char *options[] = {"--connect",     "--procs",     "--credit",     "--name",
                              "--plugin",      "--log-level", "--help",       "--version",

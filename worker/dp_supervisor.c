@@ -210,6 +210,13 @@ dp_supervisor_run (const dp_supervisor_config_t *config)
     if (!self.children)
         return dp_fail (DPOOL_ENOMEM);
 
+    /*  A program that ignores SIGCHLD (or asks for SA_NOCLDWAIT) would have
+        the workers reaped behind our back, and no SIGCHLD to read. */
+    struct sigaction default_action, saved_action;
+    memset (&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset (&default_action.sa_mask);
+    sigaction (SIGCHLD, &default_action, &saved_action);
     sigset_t signals, saved_mask;
     sigemptyset (&signals);
     sigaddset (&signals, SIGCHLD);
@@ -220,6 +227,7 @@ dp_supervisor_run (const dp_supervisor_config_t *config)
     if (self.sigfd < 0) {
         dp_error ("signalfd: %s", strerror (errno));
         sigprocmask (SIG_SETMASK, &saved_mask, NULL);
+        sigaction (SIGCHLD, &saved_action, NULL);
         free (self.children);
         return dp_fail (DPOOL_ESYS);
     }
@@ -247,6 +255,7 @@ dp_supervisor_run (const dp_supervisor_config_t *config)
     s_stop_children (&self);
     close (self.sigfd);
     sigprocmask (SIG_SETMASK, &saved_mask, NULL);
+    sigaction (SIGCHLD, &saved_action, NULL);
     free (self.children);
     return 0;
 }

@@ -40,8 +40,10 @@ typedef struct {
 /*  Runs the supervisor in the calling process until SIGTERM/SIGINT or the
     parent is gone; then stops the workers and returns 0 (-1 if it could not
     start). The calling process must be single-threaded. SIGCHLD, SIGINT and
-    SIGTERM are blocked while it runs and read from a signalfd; the mask is
-    restored on return. It waits only for its own children, by pid. */
+    SIGTERM are blocked while it runs and read from a signalfd, and SIGCHLD's
+    disposition is the default (so that a program ignoring it still gets its
+    workers restarted); both are restored on return. It waits only for its
+    own children, by pid. */
 int dp_supervisor_run (const dp_supervisor_config_t *config);
 
 #endif

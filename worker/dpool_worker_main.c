@@ -13,7 +13,9 @@
 #include "dp_util.h"
 #include "dpool.h"
 
+#include <ctype.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +75,21 @@ s_number (const char *text, long min, long max, int *value)
         return -1;
     *value = (int)parsed;
     return 0;
+}
+
+/*  True if endpoint looks like a ZeroMQ endpoint, transport://address: the
+    processes check it for real, but a typo is better caught here, once,
+    than by workers that keep failing. */
+static bool
+s_endpoint_ok (const char *endpoint)
+{
+    const char *sep = strstr (endpoint, "://");
+    if (!sep || sep == endpoint || !sep[3])
+        return false;
+    for (const char *c = endpoint; c < sep; c++)
+        if (!isalnum ((unsigned char)*c) && *c != '+' && *c != '-')
+            return false;
+    return true;
 }
 
 int
@@ -157,6 +174,10 @@ main (int argc, char *argv[])
     }
     if (optind < argc)
         return s_bad ("unexpected argument %s", argv[optind]);
+    if (!s_endpoint_ok (config.worker.endpoint))
+        return s_bad ("invalid endpoint '%s' (expected transport://address, "
+                      "e.g. tcp://head:5555)",
+                      config.worker.endpoint);
 
     for (int i = 0; i < nplugins; i++)
         if (dp_registry_load_plugin (plugins[i])) {
