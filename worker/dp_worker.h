@@ -13,7 +13,13 @@
     - start, broker silent past expiry, or ERROR ESTATE: forgets the jobs it
       held and sends READY (on a fresh socket, except after ESTATE), again
       every DP_RECONNECT_MS doubling to DP_RECONNECT_MAX_MS until WELCOME;
-      the WELCOME's heartbeat_ms and expiry_ms replace the config's;
+      the WELCOME's heartbeat_ms and expiry_ms replace the config's. Each
+      retry uses a fresh socket, but the previous attempt's stays open until
+      the next retry, so a WELCOME slower than the backoff still counts; a
+      socket that sent READY is closed after a BYE, so that the broker takes
+      back at once any job it gave to a registration that was abandoned;
+    - WELCOME while registered (the broker answered a second READY): the
+      broker took back the jobs it had given, so they are forgotten here;
     - BYE from the broker (it is shutting down): forgets its jobs, closes the
       socket and registers again after the backoff;
     - silence on its own side for heartbeat_ms: sends HEARTBEAT, also while
@@ -29,7 +35,9 @@
     - SIGINT or SIGTERM: sends any unsent results and BYE, waits up to 1 s
       for the broker's BYE, and stops: dp_worker_run returns 0, or, when a
       task is still running, the process ends with _exit (0) (the broker
-      has the job back). A second signal while waiting stops at once.
+      has the job back). A second signal while waiting stops at once. While
+      still registering, it sends BYE on its sockets without waiting (a
+      READY may have registered it) and stops.
 */
 #ifndef DP_WORKER_H_INCLUDED
 #define DP_WORKER_H_INCLUDED
