@@ -111,8 +111,10 @@ dpool_task_attempt (dpool_task_t *task);
 */
 
 /*  Runs one worker process's loop against the broker at endpoint, in the
-    calling process. Blocks until the broker says goodbye, SIGINT/SIGTERM
-    arrives, or a fatal error; returns 0 on a clean stop, else -1. */
+    calling process. Blocks until SIGINT/SIGTERM arrives (the worker then
+    says BYE, so the broker requeues what it held) or a fatal error; returns
+    0 on a clean stop, else -1. A broker that goes away or restarts is not a
+    stop: the worker registers again, with backoff, until one answers. */
 int
 dpool_worker_run (const char *endpoint);
 
