@@ -106,12 +106,14 @@ struct _dpool_pool_t {
     pthread_t actor_thread;  /* valid once actor_status was set */
 
     /*  [lock] shared state. */
-    int refs;          /* the owner's, plus one per handle alive */
-    bool closed;       /* no new submissions */
-    bool terminating;  /* terminate asked: the actor ends every task */
-    bool terminated;   /* the actor did so */
-    bool joined;       /* join returned 0 */
-    bool wake_pending; /* a wake-up byte is in the pipe */
+    int refs;             /* the owner's, plus one per handle alive */
+    bool closed;          /* no new submissions */
+    bool terminating;     /* terminate asked: the actor ends every task */
+    bool terminated;      /* the actor did so */
+    bool actor_gone;      /* the actor has ended: nothing more will come */
+    bool workers_stopped; /* embedded: terminate stopped (or is stopping) them */
+    bool joined;          /* join returned 0 */
+    bool wake_pending;    /* a wake-up byte is in the pipe */
     uint64_t next_seq;
     dp_idmap_t *tasks; /* seq -> dp_ctask_t */
     dp_ctask_t *head;  /* oldest task */

@@ -197,7 +197,7 @@ s_service (s_actor_t *self)
         dp_batch_destroy_all (&pool->outbox);
         pool->outbox_tail = NULL;
         pool->ncancels = 0;
-        send_cancel_all = self->welcomed && !self->cancel_all_sent;
+        send_cancel_all = ended && self->welcomed && !self->cancel_all_sent;
     } else if (self->welcomed) {
         outbox = pool->outbox;
         pool->outbox = pool->outbox_tail = NULL;
@@ -560,10 +560,21 @@ dp_client_actor (zsock_t *pipe, void *args)
         s_on_timers (&self);
     }
 
+    /*  Whatever ended the loop, no handle may wait for this thread any
+        more: every task still held ends cancelled, as with terminate. */
+    dp_client_lock (pool);
+    pool->closed = true;
+    pool->terminating = true;
+    dp_client_unlock (pool);
+    s_service (&self);
     if (self.welcomed) {
         dp_encode_empty (&self.writer);
         s_send (&self, DP_CMD_BYE, &self.writer);
     }
+    dp_client_lock (pool);
+    pool->actor_gone = true;
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
     if (self.ignored || self.malformed)
         dp_debug ("client: %llu results ignored, %llu messages refused",
                   (unsigned long long)self.ignored, (unsigned long long)self.malformed);

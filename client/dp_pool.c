@@ -604,8 +604,10 @@ dpool_pool_terminate (dpool_pool_t *self)
     dp_client_lock (self);
     while (!self->terminated)
         dp_client_wait (self, -1);
+    bool stop_workers = self->embedded && !self->workers_stopped;
+    self->workers_stopped = true;
     dp_client_unlock (self);
-    if (self->embedded)
+    if (stop_workers)
         dp_embedded_stop_workers ((dp_embedded_t *)self->embedded);
     return 0;
 }
@@ -624,7 +626,7 @@ dpool_pool_status (dpool_pool_t *self, int timeout_ms, void **data, size_t *size
     if (wake)
         dp_client_wake (self);
     dp_client_lock (self);
-    while (self->status_gen == gen)
+    while (self->status_gen == gen && !self->actor_gone)
         if (!dp_client_wait (self, deadline))
             break;
     void *copy = NULL;

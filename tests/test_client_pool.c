@@ -1392,6 +1392,47 @@ test_embedded_terminate_stops_workers (void)
     t_buf_fini (&buf);
 }
 
+/*  An embedded pool bound to one more endpoint also serves outside workers;
+    one whose endpoint cannot be bound fails cleanly. */
+static void
+test_embedded_pool_accepts_outside_workers (void)
+{
+    setenv ("TMPDIR", dp_test_dir (), 1);
+    char endpoint[1024];
+    snprintf (endpoint, sizeof endpoint, "%s", dp_test_ipc ("outside"));
+    dpool_config_t config;
+    dpool_config_init (&config);
+    config.connect = NULL;
+    config.procs = 1;
+    config.bind = endpoint;
+    dpool_pool_t *pool = dpool_pool_new_config (&config);
+    CHECK (pool);
+    pid_t outside = t_track (dp_test_workers_start (endpoint, 2, NULL));
+    t_wait_workers (pool, 3);
+    t_buf_t buf;
+    t_buf_init (&buf);
+    t_pack_range (&buf, 0, 30);
+    dpool_result_t *result = dpool_pool_map (pool, "echo", buf.sbuf.data, buf.sbuf.size, 1, NULL);
+    t_check_range (result, 30);
+    dpool_result_destroy (&result);
+    dpool_pool_destroy (&pool);
+    t_stop (outside, SIGTERM);
+
+    /*  An endpoint that cannot be bound: no pool, nothing left behind. */
+    config.bind = "nonsense://nowhere";
+    CHECK (!dpool_pool_new_config (&config));
+    CHECK_EQ_INT (dpool_errno (), DPOOL_EINVAL);
+    CHECK (t_dir_has_no (dp_test_dir (), "dpool-"));
+    CHECK_EQ_INT (waitpid (-1, NULL, WNOHANG), -1);
+    CHECK_EQ_INT (errno, ECHILD);
+    /*  bind belongs to embedded pools only. */
+    config.connect = "tcp://127.0.0.1:1";
+    config.bind = endpoint;
+    CHECK (!dpool_pool_new_config (&config));
+    CHECK_EQ_INT (dpool_errno (), DPOOL_EINVAL);
+    t_buf_fini (&buf);
+}
+
 /*  ---------------------------------------------------------------------------
     Configuration from the environment, and refused configurations.
 */
@@ -1479,6 +1520,8 @@ static const t_case_t s_cases[] = {
     {"tasks_wait_for_unreachable_broker", NULL, test_tasks_wait_for_unreachable_broker, 60},
     {"embedded_pool_apply_map", NULL, test_embedded_pool_apply_map, 90},
     {"embedded_terminate_stops_workers", NULL, test_embedded_terminate_stops_workers, 60},
+    {"embedded_pool_accepts_outside_workers", NULL, test_embedded_pool_accepts_outside_workers,
+     60},
     {"config_from_environment", NULL, test_config_from_environment, 30},
 };
 
