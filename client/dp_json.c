@@ -32,6 +32,8 @@
 #define EXT_TYPE_MAX       127
 #define UTF8_REPLACEMENT   "\xEF\xBF\xBD" /* U+FFFD */
 
+static const char s_too_deep[] =
+    "arrays and objects nested deeper than " DP_JSON_DEPTH_TEXT " levels";
 static const char s_base64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 void
@@ -82,7 +84,8 @@ dp_json_buf_append (dp_json_buf_t *self, const char *data, size_t size)
 {
     if (s_buf_reserve (self, size))
         return -1;
-    memcpy (self->data + self->size, data, size);
+    if (size > 0)
+        memcpy (self->data + self->size, data, size);
     self->size += size;
     self->data[self->size] = 0;
     return 0;
@@ -526,7 +529,7 @@ s_pack_fail (s_pack_t *ctx, const char *what)
     return -1;
 }
 
-static int s_pack_value (s_pack_t *ctx, msgpack_packer *packer, json_t *value);
+static int s_pack_value (s_pack_t *ctx, msgpack_packer *packer, json_t *value, int depth);
 
 /*  Packs the base64 string text as a bin, or as an ext of ext_type when
     is_ext. */
@@ -555,9 +558,10 @@ s_pack_bytes (s_pack_t *ctx, msgpack_packer *packer, json_t *text, bool is_ext, 
     return rc;
 }
 
-/*  Packs an object: a {"$bin"} or {"$ext"} marker, or a map. */
+/*  Packs an object: a {"$bin"} or {"$ext"} marker, or a map at depth (its
+    own level). */
 static int
-s_pack_object (s_pack_t *ctx, msgpack_packer *packer, json_t *object)
+s_pack_object (s_pack_t *ctx, msgpack_packer *packer, json_t *object, int depth)
 {
     if (json_object_size (object) == 1) {
         json_t *bin = json_object_get (object, "$bin");
@@ -581,6 +585,8 @@ s_pack_object (s_pack_t *ctx, msgpack_packer *packer, json_t *object)
             return s_pack_bytes (ctx, packer, data, true, (int)json_integer_value (type));
         }
     }
+    if (depth > DP_JSON_MAX_DEPTH)
+        return s_pack_fail (ctx, s_too_deep);
     if (msgpack_pack_map (packer, json_object_size (object)))
         return s_pack_fail (ctx, "out of memory");
     const char *key;
@@ -590,25 +596,28 @@ s_pack_object (s_pack_t *ctx, msgpack_packer *packer, json_t *object)
     {
         if (msgpack_pack_str (packer, key_len) || msgpack_pack_str_body (packer, key, key_len))
             return s_pack_fail (ctx, "out of memory");
-        if (s_pack_value (ctx, packer, value))
+        if (s_pack_value (ctx, packer, value, depth + 1))
             return -1;
     }
     return 0;
 }
 
-/*  Packs one parsed value, putting back the big integers. */
+/*  Packs one parsed value, putting back the big integers. depth is the
+    level of the value itself: 1 for the root. */
 static int
-s_pack_value (s_pack_t *ctx, msgpack_packer *packer, json_t *value)
+s_pack_value (s_pack_t *ctx, msgpack_packer *packer, json_t *value, int depth)
 {
     int rc = 0;
     switch (json_typeof (value)) {
     case JSON_OBJECT:
-        return s_pack_object (ctx, packer, value);
+        return s_pack_object (ctx, packer, value, depth);
     case JSON_ARRAY:
+        if (depth > DP_JSON_MAX_DEPTH)
+            return s_pack_fail (ctx, s_too_deep);
         if (msgpack_pack_array (packer, json_array_size (value)))
             return s_pack_fail (ctx, "out of memory");
         for (size_t i = 0; i < json_array_size (value); i++)
-            if (s_pack_value (ctx, packer, json_array_get (value, i)))
+            if (s_pack_value (ctx, packer, json_array_get (value, i), depth + 1))
                 return -1;
         return 0;
     case JSON_STRING:
@@ -684,7 +693,7 @@ dp_json_to_msgpack (msgpack_packer *packer, const char *text, size_t size, char 
         s_parse_error (&parse, multiline, error, error_size);
         return -1;
     }
-    int rc = s_pack_value (&ctx, packer, root);
+    int rc = s_pack_value (&ctx, packer, root, 1);
     json_decref (root);
     free (ctx.bigints);
     return rc;

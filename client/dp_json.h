@@ -23,7 +23,8 @@
       own JSON text: {1: "a"} prints as {"1":"a"}.
     - Strings are printed as UTF-8; bytes that are not valid UTF-8 print as
       U+FFFD. Input strings may hold \u0000.
-    - Objects with a repeated key are refused on input.
+    - Objects with a repeated key are refused on input, and so are values
+      nested deeper than DP_JSON_MAX_DEPTH.
 
     Everything here is reentrant; nothing keeps global state.
 */
@@ -35,6 +36,13 @@
 
 /*  Room for an error message from the functions below. */
 #define DP_JSON_ERROR_SIZE 256
+
+/*  The deepest nesting of arrays and objects accepted on input. Task
+    arguments travel inside protocol messages limited to 32 levels, and a
+    map's chunk wraps them in one more array, so deeper values could not
+    be sent as task arguments. */
+#define DP_JSON_MAX_DEPTH  31
+#define DP_JSON_DEPTH_TEXT "31"
 
 /*  A growable text buffer that JSON is appended to. Zeroed (or
     dp_json_buf_init) is empty; data is NUL-terminated once anything was

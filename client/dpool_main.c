@@ -53,8 +53,9 @@
 #define MAP_BATCH_BYTES (8 * 1024 * 1024)  /* a batch is sent once its arguments reach this */
 #define MAP_LINGER_MS   20                 /* a partial batch waits this long for more lines */
 #define MAX_LINE        (64 * 1024 * 1024) /* longest input line (a message's limit) */
-#define READ_CHUNK      65536              /* bytes read from stdin at once */
-#define WAIT_SLICE_MS   10                 /* longest single wait while others may be due */
+#define MAX_ARGS_SIZE   (64 * 1024 * 1024 - 128 * 1024) /* packed arguments of one task */
+#define READ_CHUNK      65536                           /* bytes read from stdin at once */
+#define WAIT_SLICE_MS   10 /* longest single wait while others may be due */
 #define STDOUT_BUFFER   65536
 
 /*  ---------------------------------------------------------------------------
@@ -124,7 +125,8 @@ static const char s_help_main[] =
     "  --connect EP             the broker's endpoint\n"
     "                           [DPOOL_CONNECT; default " DEFAULT_CONNECT "]\n"
     "  --connect-timeout-ms N   how long the broker has to answer before dpool gives\n"
-    "                           up with exit status 3 [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
+    "                           up with exit status 3\n"
+    "                           [DPOOL_CONNECT_TIMEOUT_MS; default 5000]\n"
     "  --help, -h               show help\n"
     "  --version                print dpool's version\n"
     "\n"
@@ -159,16 +161,24 @@ static const char s_help_map[] =
     "JSON and msgpack: integers are exact over the int64 and uint64 ranges; floats\n"
     "keep their value; msgpack bin is {\"$bin\":\"<base64>\"} and ext is\n"
     "{\"$ext\":[type,\"<base64>\"]}, both ways; a map key that is not a string prints as\n"
-    "its JSON text; NaN and infinities print as null.\n"
+    "its JSON text; NaN and infinities print as null. Input nested deeper than\n"
+    "31 arrays or objects is refused (task arguments cannot be deeper).\n"
     "\n"
     "Options:\n"
     "  --connect EP             the broker's endpoint [DPOOL_CONNECT]\n"
     "  --chunksize N            tasks sent to a worker together; 0 chooses from the\n"
-    "                           batch and the workers, as Pool does [DPOOL_CHUNKSIZE; 0]\n"
+    "                           batch and the workers, as Pool does (1 with\n"
+    "                           --timeout-ms) [DPOOL_CHUNKSIZE; 0]\n"
     "  --timeout-ms N           time limit of each task, 0 for none; a chunk is timed\n"
     "                           as one task [DPOOL_TIMEOUT_MS; 0]\n"
-    "  --batch N                input lines submitted together [DPOOL_BATCH; 1000]\n"
-    "  --connect-timeout-ms N   [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
+    "  --batch N                input lines submitted together; up to 4 batches are\n"
+    "                           in flight at once [DPOOL_BATCH; 1000]\n"
+    "  --connect-timeout-ms N   how long the broker has to answer, at the start and\n"
+    "                           whenever results stop coming\n"
+    "                           [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
+    "\n"
+    "Interrupted by SIGINT or SIGTERM, dpool cancels what is queued and exits with\n"
+    "128 + the signal's number.\n"
     "\n"
     "Exit status: 0 every task succeeded, 1 a task failed, 2 bad usage, 3 the broker\n"
     "could not be reached (or stopped answering), 4 invalid input or another error.\n";
@@ -183,17 +193,19 @@ static const char s_help_apply[] =
     "\n"
     "Options:\n"
     "  --connect EP             the broker's endpoint [DPOOL_CONNECT]\n"
-    "  --timeout-ms N           the task's time limit, 0 for none [DPOOL_TIMEOUT_MS; 0]\n"
+    "  --timeout-ms N           the task's time limit, 0 for none\n"
+    "                           [DPOOL_TIMEOUT_MS; 0]\n"
     "  --connect-timeout-ms N   [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
     "\n"
-    "Exit status: 0 success, 1 the task failed, 2 bad usage, 3 the broker could not be\n"
-    "reached, 4 invalid JSON or another error.\n";
+    "Exit status: 0 success, 1 the task failed, 2 bad usage, 3 the broker could not\n"
+    "be reached, 4 invalid JSON or another error.\n";
 
 static const char s_help_status[] =
     "usage: dpool status [--connect EP] [--json]\n"
     "\n"
     "Shows the broker's status: its workers with their functions and counts, tasks\n"
-    "queued, in flight, done and failed, clients, and messages dropped.\n"
+    "queued, in flight, done and failed, clients, and messages dropped. The broker\n"
+    "counts a map's chunk of tasks as one task.\n"
     "\n"
     "Options:\n"
     "  --connect EP             the broker's endpoint [DPOOL_CONNECT]\n"
@@ -639,7 +651,8 @@ s_reader_next (s_reader_t *self, int timeout_ms, const char **line, size_t *len)
 {
     for (;;) {
         char *begin = self->data + self->start;
-        char *newline = memchr (begin, '\n', self->end - self->start);
+        char *newline =
+            self->end > self->start ? memchr (begin, '\n', self->end - self->start) : NULL;
         if (newline || (self->eof && self->end > self->start)) {
             char *stop = newline ? newline : self->data + self->end;
             *line = begin;
@@ -687,8 +700,9 @@ s_reader_next (s_reader_t *self, int timeout_ms, const char **line, size_t *len)
 /*  A batch of input lines, submitted as one imap. */
 typedef struct {
     dpool_iter_t *iter;
-    size_t count;   /* tasks in it */
-    size_t printed; /* results printed so far */
+    size_t first_line; /* the input line of its first task */
+    size_t count;      /* tasks in it */
+    size_t printed;    /* results printed so far */
 } s_batch_t;
 
 typedef struct {
@@ -718,15 +732,42 @@ s_blank (const char *line, size_t len)
     return true;
 }
 
+/*  Ends the input: prints a message about it on stderr, and makes the map
+    end with EXIT_ERROR once the lines before are done. */
+static void
+s_map_input_error (s_map_t *self, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+
+static void
+s_map_input_error (s_map_t *self, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    fprintf (stderr, "dpool map: ");
+    vfprintf (stderr, format, args);
+    fprintf (stderr, "\n");
+    va_end (args);
+    self->input_done = true;
+    self->input_error = EXIT_ERROR;
+}
+
+/*  The chunksize to map with: as asked, else 1 when tasks have a time
+    limit (a chunk is timed as a whole), else 0 for the library's choice. */
+static size_t
+s_map_chunksize (const s_cli_t *cli)
+{
+    if (cli->options.chunksize == 0 && cli->options.timeout_ms > 0)
+        return 1;
+    return (size_t)cli->options.chunksize;
+}
+
 /*  Submits the pending batch as one imap. Returns 0, or -1 with
     self->fatal set. */
 static int
 s_map_submit (s_map_t *self)
 {
     s_cli_t *cli = self->cli;
-    dpool_iter_t *iter =
-        dpool_pool_imap (cli->pool, cli->args[0], self->pending.data, self->pending.size,
-                         (size_t)cli->options.chunksize, NULL);
+    dpool_iter_t *iter = dpool_pool_imap (cli->pool, cli->args[0], self->pending.data,
+                                          self->pending.size, s_map_chunksize (cli), NULL);
     if (!iter) {
         int code = dpool_errno ();
         fprintf (stderr, "dpool map: cannot submit lines %zu to %zu: %s\n",
@@ -736,6 +777,7 @@ s_map_submit (s_map_t *self)
     }
     s_batch_t *batch = &self->window[(self->first + self->nbatches) % MAP_WINDOW];
     batch->iter = iter;
+    batch->first_line = self->line_no - self->pending_count + 1;
     batch->count = self->pending_count;
     batch->printed = 0;
     self->nbatches++;
@@ -766,36 +808,34 @@ s_map_read (s_map_t *self, int wait_ms)
             self->input_done = true;
             break;
         }
-        if (rc != READ_LINE) {
-            if (rc == READ_TOO_LONG)
-                fprintf (stderr, "dpool map: line %zu: longer than %d bytes\n", self->line_no + 1,
-                         MAX_LINE);
-            else
-                fprintf (stderr, "dpool map: reading stdin: %s\n", strerror (errno));
-            self->input_done = true;
-            self->input_error = EXIT_ERROR;
+        size_t line_no = self->line_no + 1;
+        if (rc == READ_TOO_LONG) {
+            s_map_input_error (self, "line %zu: longer than %d bytes", line_no, MAX_LINE);
             break;
         }
-        self->line_no++;
+        if (rc != READ_LINE) {
+            s_map_input_error (self, "reading stdin: %s", strerror (errno));
+            break;
+        }
+        if (s_blank (line, len)) {
+            s_map_input_error (self, "line %zu: blank line (each line must hold one JSON value)",
+                               line_no);
+            break;
+        }
         size_t before = self->pending.size;
         char error[DP_JSON_ERROR_SIZE];
-        if (s_blank (line, len)) {
-            fprintf (stderr,
-                     "dpool map: line %zu: blank line (each line must hold one JSON value)\n",
-                     self->line_no);
-            self->line_no--;
-            self->input_done = true;
-            self->input_error = EXIT_ERROR;
-            break;
-        }
         if (dp_json_to_msgpack (&self->packer, line, len, error, sizeof error)) {
             self->pending.size = before;
-            fprintf (stderr, "dpool map: line %zu: %s\n", self->line_no, error);
-            self->line_no--;
-            self->input_done = true;
-            self->input_error = EXIT_ERROR;
+            s_map_input_error (self, "line %zu: %s", line_no, error);
             break;
         }
+        if (self->pending.size - before > MAX_ARGS_SIZE) {
+            self->pending.size = before;
+            s_map_input_error (self, "line %zu: its arguments take more than %d bytes", line_no,
+                               MAX_ARGS_SIZE);
+            break;
+        }
+        self->line_no = line_no;
         if (self->pending_count++ == 0)
             self->pending_since_ms = dp_now_ms ();
     }
@@ -823,9 +863,10 @@ s_map_print (s_map_t *self, int wait_ms)
             int code = dpool_errno ();
             if (code == DPOOL_ETIMEOUT || code == DPOOL_EAGAIN)
                 break;
-            /*  The iterator ended early: say so for each missing line. */
-            fprintf (stderr, "dpool map: results of lines %zu and on are missing: %s\n",
-                     self->line_no + 1, dpool_strerror (code));
+            /*  The iterator ended early: name the lines left without. */
+            fprintf (stderr, "dpool map: no results for lines %zu to %zu: %s\n",
+                     batch->first_line + batch->printed, batch->first_line + batch->count - 1,
+                     dpool_strerror (code));
             self->fatal = EXIT_ERROR;
             break;
         }

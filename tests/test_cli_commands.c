@@ -212,8 +212,9 @@ s_map_failure_marked_and_exit_status (void)
     s_check_stdout ("fail", "{\"dpool_error\":{\"code\":\"EFAILED\","
                             "\"message\":\"boom \\\"quoted\\\"\"}}\n");
 
-    /*  A task past its time limit ends EDEADLINE; the other line is fine. */
-    CHECK_EQ_INT (s_map ("deadline", ep, "sleep", "--timeout-ms 300 --chunksize 1", "10\n0\n"), 1);
+    /*  A task past its time limit ends EDEADLINE; the other line is fine
+        (with a time limit, map sends one task per chunk). */
+    CHECK_EQ_INT (s_map ("deadline", ep, "sleep", "--timeout-ms 300", "10\n0\n"), 1);
     s_check_contains ("deadline", "out", "{\"dpool_error\":{\"code\":\"EDEADLINE\",");
     s_check_contains ("deadline", "out", "}}\n0\n");
 
@@ -241,6 +242,17 @@ s_map_failure_marked_and_exit_status (void)
     s_check_stdout ("invalid", "1\n");
     s_check_contains ("invalid", "err", "line 2");
     s_check_contains ("invalid", "err", "invalid JSON");
+
+    /*  Arguments nested deeper than a task can carry, likewise. */
+    char deep[128] = "1\n";
+    for (int i = 0; i < 40; i++)
+        strcat (deep, "[");
+    for (int i = 0; i < 40; i++)
+        strcat (deep, "]");
+    strcat (deep, "\n");
+    CHECK_EQ_INT (s_map ("deep", ep, "echo", "", deep), EXIT_INPUT);
+    s_check_stdout ("deep", "1\n");
+    s_check_contains ("deep", "err", "line 2: arrays and objects nested deeper than 31 levels");
 }
 
 /*  Counts the workers in `dpool status --json` output; -1 if unreadable. */

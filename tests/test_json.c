@@ -254,6 +254,20 @@ s_test_bin_ext_and_keys (void)
     msgpack_sbuffer_destroy (&packed);
 }
 
+/*  Writes levels nested arrays ([[...]]) or objects ({"k":{"k":...}})
+    into text and returns it. */
+static const char *
+s_nested (char *text, size_t size, int levels, bool objects)
+{
+    size_t len = 0;
+    for (int i = 0; i < levels; i++)
+        len += (size_t)snprintf (text + len, size - len, "%s", objects ? "{\"k\":" : "[");
+    len += (size_t)snprintf (text + len, size - len, "%s", objects ? "1" : "");
+    for (int i = 0; i < levels; i++)
+        len += (size_t)snprintf (text + len, size - len, "%s", objects ? "}" : "]");
+    return text;
+}
+
 static void
 s_test_invalid_json_is_refused_clearly (void)
 {
@@ -270,6 +284,14 @@ s_test_invalid_json_is_refused_clearly (void)
     s_check_refused ("{\"a\":1,\"a\":2}", "duplicate");
     s_check_refused ("[1,\n2,\n]", "line 3");
     s_check_refused ("1e999", "out of range");
+
+    /*  Nesting: DP_JSON_MAX_DEPTH levels pass, one more does not, for
+        arrays and objects alike. */
+    char text[16 * (DP_JSON_MAX_DEPTH + 2)];
+    s_check_roundtrip (s_nested (text, sizeof text, DP_JSON_MAX_DEPTH, false), NULL);
+    s_check_roundtrip (s_nested (text, sizeof text, DP_JSON_MAX_DEPTH, true), NULL);
+    s_check_refused (s_nested (text, sizeof text, DP_JSON_MAX_DEPTH + 1, false), "nested deeper");
+    s_check_refused (s_nested (text, sizeof text, DP_JSON_MAX_DEPTH + 1, true), "nested deeper");
 
     /*  Not NUL-terminated input is read only up to its size. */
     char error[DP_JSON_ERROR_SIZE];
