@@ -24,7 +24,7 @@ s_usage (FILE *out)
              "Hold dpool's task queue and hand tasks to workers over ZeroMQ.\n"
              "\n"
              "  -b, --bind EP          endpoint to bind, repeatable (env DPOOL_BIND;\n"
-             "                         default %s); tcp://host:* picks a free port\n"
+             "                         default %s); tcp://host:0 lets the kernel pick a port\n"
              "  -n, --name NAME        name shown to peers and in status (env DPOOL_NAME;\n"
              "                         default host:pid)\n"
              "      --heartbeat-ms MS  heartbeat interval (env DPOOL_HEARTBEAT_MS; default %d)\n"

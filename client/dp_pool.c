@@ -218,6 +218,7 @@ typedef struct {
     int32_t priority;
     uint32_t timeout_ms;
     int32_t retries;
+    uint32_t flags; /* DP_TASK_* */
 } s_fields_t;
 
 /*  Resolves a call's options. Returns 0, or -1 (DPOOL_EINVAL). */
@@ -230,8 +231,11 @@ s_fields (dpool_pool_t *self, const dpool_call_t *call, s_fields_t *fields)
         timeout = self->timeout_ms;
     if (retries == 0)
         retries = self->retries;
-    if (timeout < -1 || retries < -1 || retries > DP_MAX_RETRIES)
+    unsigned flags = call ? call->flags : 0;
+    if (timeout < -1 || retries < -1 || retries > DP_MAX_RETRIES ||
+        (flags & ~(unsigned)DPOOL_CALL_RETRY_TIMEOUT))
         return dp_fail (DPOOL_EINVAL);
+    fields->flags = (flags & DPOOL_CALL_RETRY_TIMEOUT) ? DP_TASK_RETRY_TIMEOUT : 0;
     fields->priority = call ? call->priority : 0;
     fields->timeout_ms = timeout > 0 ? (uint32_t)timeout : 0;
     fields->retries = retries;
@@ -321,7 +325,7 @@ s_make_task (const char *fn, const s_plan_t *plan, dp_reader_t *reader, size_t *
         size_t header_size = s_array_header (header, count);
         task = dp_ctask_new (fn, header, header_size, bytes.data, bytes.size);
         if (task)
-            task->flags = DP_TASK_CHUNK;
+            task->flags |= DP_TASK_CHUNK;
     }
     if (!task) {
         task = dp_ctask_new ("", NULL, 0, NULL, 0);
@@ -336,6 +340,7 @@ s_make_task (const char *fn, const s_plan_t *plan, dp_reader_t *reader, size_t *
     task->priority = fields->priority;
     task->timeout_ms = fields->timeout_ms;
     task->retries = fields->retries;
+    task->flags |= fields->flags;
     *first += count;
     return task;
 }

@@ -29,9 +29,9 @@
 extern "C" {
 #endif
 
-#define DPOOL_VERSION_MAJOR 0
-#define DPOOL_VERSION_MINOR 1
-#define DPOOL_VERSION_PATCH 0
+#define DPOOL_VERSION_MAJOR  0
+#define DPOOL_VERSION_MINOR  1
+#define DPOOL_VERSION_PATCH  0
 #define DPOOL_VERSION_STRING "0.1.0"
 
 /*  ---------------------------------------------------------------------------
@@ -41,21 +41,21 @@ extern "C" {
 */
 typedef enum {
     DPOOL_OK = 0,
-    DPOOL_EFAILED = 1,     /* the task function reported failure */
-    DPOOL_ETIMEOUT = 2,    /* a wait ran out before the result was ready */
-    DPOOL_EDEADLINE = 3,   /* the task ran past its own timeout and was killed */
-    DPOOL_ECANCELLED = 4,  /* the task was cancelled before it ran */
-    DPOOL_ELOST = 5,       /* the workers running it died too many times */
-    DPOOL_ENOFUNC = 6,     /* no worker offers the function */
-    DPOOL_EREJECTED = 7,   /* the broker refused the task (its queue is full) */
-    DPOOL_ECLOSED = 8,     /* the pool is closed to new tasks */
-    DPOOL_EINVAL = 9,      /* an argument is invalid (bad msgpack, empty name) */
-    DPOOL_ENOMEM = 10,     /* out of memory */
-    DPOOL_EAGAIN = 11,     /* a non-blocking call would have to wait */
-    DPOOL_EPROTO = 12,     /* a peer broke the wire protocol */
-    DPOOL_ESTATE = 13,     /* the call is not valid in the object's state */
-    DPOOL_ESYS = 14,       /* a system call failed (see errno) */
-    DPOOL_EEND = 15,       /* an iterator has no more items */
+    DPOOL_EFAILED = 1,      /* the task function reported failure */
+    DPOOL_ETIMEOUT = 2,     /* a wait ran out before the result was ready */
+    DPOOL_EDEADLINE = 3,    /* the task ran past its own timeout and was killed */
+    DPOOL_ECANCELLED = 4,   /* the task was cancelled before it ran */
+    DPOOL_ELOST = 5,        /* the workers running it died too many times */
+    DPOOL_ENOFUNC = 6,      /* no worker offers the function */
+    DPOOL_EREJECTED = 7,    /* the broker refused the task (its queue is full) */
+    DPOOL_ECLOSED = 8,      /* the pool is closed to new tasks */
+    DPOOL_EINVAL = 9,       /* an argument is invalid (bad msgpack, empty name) */
+    DPOOL_ENOMEM = 10,      /* out of memory */
+    DPOOL_EAGAIN = 11,      /* a non-blocking call would have to wait */
+    DPOOL_EPROTO = 12,      /* a peer broke the wire protocol */
+    DPOOL_ESTATE = 13,      /* the call is not valid in the object's state */
+    DPOOL_ESYS = 14,        /* a system call failed (see errno) */
+    DPOOL_EEND = 15,        /* an iterator has no more items */
     DPOOL_EUNREACHABLE = 16 /* the broker could not be reached */
 } dpool_error_t;
 
@@ -76,7 +76,7 @@ dpool_strerror (int code);
 */
 typedef struct _dpool_task_t dpool_task_t;
 
-typedef int(dpool_fn_t) (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result);
+typedef int (dpool_fn_t) (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result);
 
 /*  Registers fn under name (1 to 255 bytes) in this process, with an opaque
     hint the function can read back with dpool_task_hint(). Register before
@@ -136,13 +136,13 @@ typedef struct _dpool_iter_t dpool_iter_t;
 /*  How a pool is made. Zero (or dpool_config_init) means "the default" for
     every field. */
 typedef struct {
-    const char *connect;       /* broker endpoint; NULL for an embedded pool */
-    int procs;                 /* embedded: worker processes (0: one per CPU) */
-    const char *bind;          /* embedded: also accept outside workers here */
-    int timeout_ms;            /* default task timeout (0: none) */
-    int retries;               /* default retries after a worker dies (0: 3) */
-    int max_outstanding;       /* tasks in flight before submits block (0: 100000) */
-    const char *name;          /* a name the broker shows in status */
+    const char *connect; /* broker endpoint; NULL for an embedded pool */
+    int procs;           /* embedded: worker processes (0: one per CPU) */
+    const char *bind;    /* embedded: also accept outside workers here */
+    int timeout_ms;      /* default task timeout (0: none) */
+    int retries;         /* default retries after a worker dies (0: 3) */
+    int max_outstanding; /* tasks in flight before submits block (0: 100000) */
+    const char *name;    /* a name the broker shows in status */
 } dpool_config_t;
 
 /*  Fills config with defaults, then applies the DPOOL_* environment
@@ -173,7 +173,12 @@ void
 dpool_pool_destroy (dpool_pool_t **self_p);
 
 /*  Per-call options. Zero means "the pool's default" for every field. */
-typedef void(dpool_callback_fn) (dpool_result_t *result, void *arg);
+typedef void (dpool_callback_fn) (dpool_result_t *result, void *arg);
+
+/*  dpool_call_t flags. */
+#define DPOOL_CALL_RETRY_TIMEOUT                                                                  \
+    0x01u /* a timed-out task is retried like one whose                                           \
+             worker died, within its retries */
 
 typedef struct {
     int priority;                      /* higher runs first; equal is FIFO */
@@ -182,6 +187,7 @@ typedef struct {
     dpool_callback_fn *callback;       /* called once when it succeeded */
     dpool_callback_fn *error_callback; /* called once when it failed */
     void *arg;                         /* passed to the callbacks */
+    unsigned flags;                    /* DPOOL_CALL_* */
 } dpool_call_t;
 
 /*  Submits fn(args), args being one packed msgpack object, and returns a

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 static _Thread_local int s_errno;
-static int s_log_level = -1;
+static _Atomic int s_log_level = -1; /* read by every thread, set once */
 static char s_log_tag[32] = "dpool";
 
 int64_t

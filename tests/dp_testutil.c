@@ -114,6 +114,9 @@ dp_test_fail (const char *file, int line, const char *format, ...)
     va_end (args);
     fprintf (stderr, "FAIL %s: %s:%d: %s\n", s_name, file, line, message);
     fflush (stderr);
+    /*  Now, not at exit: exit handlers registered later (CZMQ's) run first
+        and may abort before ours. */
+    s_kill_children ();
     if (getenv ("DPOOL_KEEP_TMP"))
         fprintf (stderr, "test files kept in %s\n", s_dir);
     exit (1);
@@ -316,7 +319,7 @@ dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra)
     }
     argv[argc++] = dp_test_broker_bin;
     argv[argc++] = "--bind";
-    argv[argc++] = "tcp://127.0.0.1:*";
+    argv[argc++] = "tcp://127.0.0.1:0"; /* the kernel picks: no reuse races */
     argv[argc++] = "--bind";
     argv[argc++] = broker->ipc;
     argv[argc++] = "--endpoint-file";
