@@ -18,10 +18,25 @@
 
 static pthread_once_t s_czmq_once = PTHREAD_ONCE_INIT;
 
+static void (*s_at_exit) (void);
+
 static void
 s_czmq_setup (void)
 {
     zsys_handler_set (NULL);
+    /*  CZMQ registers its own exit handler, which destroys every socket, in
+        zsys_init. Registering ours after it makes ours run first, so pools
+        the program never destroyed are stopped before their sockets vanish
+        under their threads. */
+    zsys_init ();
+    if (s_at_exit)
+        atexit (s_at_exit);
+}
+
+void
+dp_client_set_exit_handler (void (*handler) (void))
+{
+    s_at_exit = handler;
 }
 
 void

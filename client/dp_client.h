@@ -134,78 +134,102 @@ struct _dpool_pool_t {
     int workers; /* as the broker reported last */
 };
 
+/*  Sets the function the first dp_client_czmq_init registers with atexit,
+    after CZMQ's own: it stops the pools still alive at exit. */
+void
+dp_client_set_exit_handler (void (*handler) (void));
+
 /*  Tells CZMQ, once per process and before this library first uses it,
     not to install its SIGINT/SIGTERM handlers: a library must not take
     its host program's signals. */
-void dp_client_czmq_init (void);
+void
+dp_client_czmq_init (void);
 
 /*  Locks and unlocks the pool's mutex. */
-void dp_client_lock (dpool_pool_t *self);
-void dp_client_unlock (dpool_pool_t *self);
+void
+dp_client_lock (dpool_pool_t *self);
+void
+dp_client_unlock (dpool_pool_t *self);
 
 /*  With the lock held: waits for a broadcast, or until deadline_ms on the
     dp_now_ms clock (-1: no deadline). Returns false once the deadline has
     passed, true otherwise (spurious wake-ups included: re-check). */
-bool dp_client_wait (dpool_pool_t *self, int64_t deadline_ms);
+bool
+dp_client_wait (dpool_pool_t *self, int64_t deadline_ms);
 
 /*  With the lock held: wakes every waiter. */
-void dp_client_broadcast (dpool_pool_t *self);
+void
+dp_client_broadcast (dpool_pool_t *self);
 
 /*  The deadline for a wait of timeout_ms from now; -1 for no limit. */
-int64_t dp_client_deadline (int timeout_ms);
+int64_t
+dp_client_deadline (int timeout_ms);
 
 /*  With the lock held: marks a wake-up pending and returns true if the
     caller must call dp_client_wake (after unlocking), false if one is
     already on its way. */
-bool dp_client_want_wake (dpool_pool_t *self);
+bool
+dp_client_want_wake (dpool_pool_t *self);
 
 /*  Without the lock: writes the wake-up byte the actor polls for. */
-void dp_client_wake (dpool_pool_t *self);
+void
+dp_client_wake (dpool_pool_t *self);
 
 /*  Without the lock: drops one reference; the last one frees the struct
     (mutex, condition variable, wake pipe). Everything else must be gone. */
-void dp_client_unref (dpool_pool_t *self);
+void
+dp_client_unref (dpool_pool_t *self);
 
 /*  True when called on the pool's actor thread (from a callback). */
-bool dp_client_on_actor (dpool_pool_t *self);
+bool
+dp_client_on_actor (dpool_pool_t *self);
 
 /*  Makes a task record holding copies of fn and of args (one msgpack
     object; for a chunk, the array of calls built from prefix and args).
     Returns NULL if out of memory. */
-dp_ctask_t *dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void *args,
-                          size_t args_size);
+dp_ctask_t *
+dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void *args,
+              size_t args_size);
 
 /*  Frees a task record; harmless on NULL. */
-void dp_ctask_destroy (dp_ctask_t **self_p);
+void
+dp_ctask_destroy (dp_ctask_t **self_p);
 
 /*  Appends task, packed as a SUBMIT entry, to the batch chain *head..*tail,
     starting a new batch when the last one is full. Returns 0, or -1 if out
     of memory (the chain is unchanged then, but may need freeing). */
-int dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task);
+int
+dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task);
 
 /*  Frees a whole chain of batches and nulls *head. */
-void dp_batch_destroy_all (dp_batch_t **head);
+void
+dp_batch_destroy_all (dp_batch_t **head);
 
 /*  With the lock held: enters task in the table and the submission order
     and, unless the pool is terminating, packs it into the outbox. Returns
     0, or -1 if out of memory (the task is then not entered). */
-int dp_client_insert (dpool_pool_t *self, dp_ctask_t *task);
+int
+dp_client_insert (dpool_pool_t *self, dp_ctask_t *task);
 
 /*  With the lock held: takes the task of seq out of the table and the
     order and returns it, or NULL if there is none (finished, or never).
     The task still counts as outstanding until dp_client_release. */
-dp_ctask_t *dp_client_remove (dpool_pool_t *self, uint64_t seq);
+dp_ctask_t *
+dp_client_remove (dpool_pool_t *self, uint64_t seq);
 
 /*  With the lock held: stops counting count tasks as outstanding (their
     handles have their results) and wakes submits waiting for room. */
-void dp_client_release (dpool_pool_t *self, size_t count);
+void
+dp_client_release (dpool_pool_t *self, size_t count);
 
 /*  With the lock held: appends seq to the CANCEL requests. Returns 0 or -1
     if out of memory. */
-int dp_client_add_cancel (dpool_pool_t *self, uint64_t seq);
+int
+dp_client_add_cancel (dpool_pool_t *self, uint64_t seq);
 
 /*  With the lock held: queues a handle that needs no task for the actor
     to finish. Returns 0 or -1 if out of memory. */
-int dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result);
+int
+dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result);
 
 #endif

@@ -108,9 +108,71 @@ s_pool_alloc (void)
     return self;
 }
 
+/*  The pools alive in this process, so that a program that returns from
+    main without destroying one still ends cleanly, as with Python's Pool:
+    at exit every live pool is terminated. */
+static pthread_mutex_t s_live_mutex = PTHREAD_MUTEX_INITIALIZER;
+static dpool_pool_t **s_live;
+static size_t s_nlive;
+static size_t s_live_cap;
+
+static bool
+s_live_add (dpool_pool_t *self)
+{
+    pthread_mutex_lock (&s_live_mutex);
+    bool ok = true;
+    if (s_nlive == s_live_cap) {
+        size_t cap = s_live_cap ? s_live_cap * 2 : 8;
+        dpool_pool_t **live = (dpool_pool_t **)realloc (s_live, cap * sizeof *live);
+        if (live) {
+            s_live = live;
+            s_live_cap = cap;
+        } else
+            ok = false;
+    }
+    if (ok)
+        s_live[s_nlive++] = self;
+    pthread_mutex_unlock (&s_live_mutex);
+    return ok;
+}
+
+/*  Removes self; returns whether it was there. */
+static bool
+s_live_remove (dpool_pool_t *self)
+{
+    pthread_mutex_lock (&s_live_mutex);
+    bool found = false;
+    for (size_t i = 0; i < s_nlive && !found; i++)
+        if (s_live[i] == self) {
+            s_live[i] = s_live[--s_nlive];
+            found = true;
+        }
+    pthread_mutex_unlock (&s_live_mutex);
+    return found;
+}
+
+static void
+s_destroy_live_pools (void)
+{
+    for (;;) {
+        pthread_mutex_lock (&s_live_mutex);
+        dpool_pool_t *pool = s_nlive ? s_live[s_nlive - 1] : NULL;
+        pthread_mutex_unlock (&s_live_mutex);
+        if (!pool || dp_client_on_actor (pool))
+            break; /* exit() from a callback: nothing safe to do */
+        dpool_pool_destroy (&pool);
+    }
+    pthread_mutex_lock (&s_live_mutex);
+    free (s_live);
+    s_live = NULL;
+    s_nlive = s_live_cap = 0;
+    pthread_mutex_unlock (&s_live_mutex);
+}
+
 dpool_pool_t *
 dpool_pool_new_config (const dpool_config_t *config)
 {
+    dp_client_set_exit_handler (s_destroy_live_pools);
     dpool_config_t defaults;
     if (!config) {
         dpool_config_init (&defaults);
@@ -166,6 +228,10 @@ dpool_pool_new_config (const dpool_config_t *config)
         s_pool_free (self);
         return dp_fail_null (DPOOL_EINVAL);
     }
+    if (!s_live_add (self)) {
+        s_pool_free (self);
+        return dp_fail_null (DPOOL_ENOMEM);
+    }
     return self;
 }
 
@@ -198,6 +264,7 @@ dpool_pool_destroy (dpool_pool_t **self_p)
     if (*self_p) {
         dpool_pool_t *self = *self_p;
         assert (!dp_client_on_actor (self));
+        s_live_remove (self);
         dp_client_lock (self);
         bool joined = self->joined;
         dp_client_unlock (self);

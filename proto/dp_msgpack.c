@@ -356,14 +356,16 @@ s_skip_one (dp_reader_t *self, uint64_t *children)
 }
 
 int
-dp_mp_read_object (dp_reader_t *self, dp_span_t *object)
+dp_mp_read_object_depth (dp_reader_t *self, dp_span_t *object, int max_depth, int *depth_used)
 {
+    assert (max_depth >= 0 && max_depth <= DP_MP_MAX_DEPTH + 2);
     const uint8_t *start = self->pos;
     /*  pending[d] is how many items are still owed at depth d; every item is
         at least one byte, so a count larger than what is left fails early
-        instead of looping over a lie. */
-    uint64_t pending[DP_MP_MAX_DEPTH + 1];
-    int depth = 0;
+        instead of looping over a lie. Every container is a level, empty or
+        not, as msgpack-c counts them. */
+    uint64_t pending[DP_MP_MAX_DEPTH + 3];
+    int depth = 0, deepest = 0;
     pending[0] = 1;
     while (depth >= 0) {
         if (pending[depth] == 0) {
@@ -371,23 +373,35 @@ dp_mp_read_object (dp_reader_t *self, dp_span_t *object)
             continue;
         }
         uint64_t children;
+        dp_mp_type_t type = dp_mp_peek (self);
         if (s_skip_one (self, &children))
             goto fail;
         pending[depth]--;
-        if (children > 0) {
-            if (children > dp_reader_left (self) || depth == DP_MP_MAX_DEPTH)
+        if (type == DP_MP_ARRAY || type == DP_MP_MAP) {
+            if (depth == max_depth || children > dp_reader_left (self))
                 goto fail;
-            pending[++depth] = children;
+            if (depth + 1 > deepest)
+                deepest = depth + 1;
+            if (children > 0)
+                pending[++depth] = children;
         }
     }
     if (object) {
         object->data = start;
         object->size = (size_t)(self->pos - start);
     }
+    if (depth_used)
+        *depth_used = deepest;
     return 0;
 fail:
     self->pos = start;
     return -1;
+}
+
+int
+dp_mp_read_object (dp_reader_t *self, dp_span_t *object)
+{
+    return dp_mp_read_object_depth (self, object, DP_MP_MAX_DEPTH, NULL);
 }
 
 int64_t

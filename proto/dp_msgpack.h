@@ -19,9 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/*  Deepest nesting of arrays and maps a reader accepts. msgpack-c's own
-    unpacker stops at 32, so a value this reader accepts can always be
-    unpacked by a worker. */
+/*  Deepest nesting of arrays and maps a reader accepts (every container,
+    empty or not, is a level). msgpack-c's own unpacker stops at 32, so a
+    value this reader accepts can always be unpacked by a worker. */
 #define DP_MP_MAX_DEPTH 32
 
 /*  A run of bytes inside a buffer someone else owns. */
@@ -51,37 +51,57 @@ typedef struct {
 } dp_reader_t;
 
 /*  Points the reader at size bytes of data. */
-void dp_reader_init (dp_reader_t *self, const void *data, size_t size);
+void
+dp_reader_init (dp_reader_t *self, const void *data, size_t size);
 
 /*  Bytes not yet read. */
-size_t dp_reader_left (const dp_reader_t *self);
+size_t
+dp_reader_left (const dp_reader_t *self);
 
 /*  The type of the next item, without consuming it; DP_MP_INVALID at the end
     or on a byte that starts no msgpack item. */
-dp_mp_type_t dp_mp_peek (const dp_reader_t *self);
+dp_mp_type_t
+dp_mp_peek (const dp_reader_t *self);
 
 /*  Reads an array or map header: the element count (a map counts pairs). */
-int dp_mp_read_array (dp_reader_t *self, uint32_t *count);
-int dp_mp_read_map (dp_reader_t *self, uint32_t *count);
+int
+dp_mp_read_array (dp_reader_t *self, uint32_t *count);
+int
+dp_mp_read_map (dp_reader_t *self, uint32_t *count);
 
 /*  Reads an integer that fits the target: a uint64 must not be negative, an
     int64 must not exceed INT64_MAX. */
-int dp_mp_read_uint (dp_reader_t *self, uint64_t *value);
-int dp_mp_read_int (dp_reader_t *self, int64_t *value);
+int
+dp_mp_read_uint (dp_reader_t *self, uint64_t *value);
+int
+dp_mp_read_int (dp_reader_t *self, int64_t *value);
 
 /*  Reads a str (or a bin) and returns its bytes as a span into the buffer. */
-int dp_mp_read_str (dp_reader_t *self, dp_span_t *value);
-int dp_mp_read_bin (dp_reader_t *self, dp_span_t *value);
+int
+dp_mp_read_str (dp_reader_t *self, dp_span_t *value);
+int
+dp_mp_read_bin (dp_reader_t *self, dp_span_t *value);
 
-int dp_mp_read_bool (dp_reader_t *self, bool *value);
-int dp_mp_read_nil (dp_reader_t *self);
+int
+dp_mp_read_bool (dp_reader_t *self, bool *value);
+int
+dp_mp_read_nil (dp_reader_t *self);
 
 /*  Reads one whole item of any type, however nested (up to DP_MP_MAX_DEPTH),
     checking every byte of it, and returns its encoded bytes. */
-int dp_mp_read_object (dp_reader_t *self, dp_span_t *object);
+int
+dp_mp_read_object (dp_reader_t *self, dp_span_t *object);
+
+/*  dp_mp_read_object with another nesting limit (0 to DP_MP_MAX_DEPTH + 2,
+    for the levels a chunk adds around its calls and their results); if
+    depth_used is not NULL it gets the deepest nesting seen (a scalar is 0,
+    an array of scalars 1). */
+int
+dp_mp_read_object_depth (dp_reader_t *self, dp_span_t *object, int max_depth, int *depth_used);
 
 /*  Checks that data holds a sequence of complete msgpack items back to back
     and nothing else; returns how many, or -1 if it does not. */
-int64_t dp_mp_count_objects (const void *data, size_t size);
+int64_t
+dp_mp_count_objects (const void *data, size_t size);
 
 #endif

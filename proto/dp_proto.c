@@ -141,7 +141,10 @@ s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task)
     if (dp_mp_read_uint (r, &task->id))
         return DP_EBODY;
     TRY (s_name (r, &task->fn, 1));
-    if (dp_mp_read_object (r, &task->args))
+    /*  A chunk's array adds one level above its calls, each of which may
+        nest as deep as a single call's arguments. */
+    int depth;
+    if (dp_mp_read_object_depth (r, &task->args, DP_MP_MAX_DEPTH + 1, &depth))
         return DP_EBODY;
     if (submit) {
         TRY (s_i32 (r, &task->priority, INT32_MIN, INT32_MAX));
@@ -154,9 +157,12 @@ s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task)
     TRY (s_u32 (r, &task->flags, UINT32_MAX));
     if (task->flags & ~DP_TASK_FLAGS)
         return DP_ELIMIT;
-    if ((task->flags & DP_TASK_CHUNK) && *task->args.data != 0xdc && *task->args.data != 0xdd &&
-        (*task->args.data & 0xf0) != 0x90)
-        return DP_EBODY; /* a chunk's args must be an array of calls */
+    if (task->flags & DP_TASK_CHUNK) {
+        if (*task->args.data != 0xdc && *task->args.data != 0xdd &&
+            (*task->args.data & 0xf0) != 0x90)
+            return DP_EBODY; /* a chunk's args must be an array of calls */
+    } else if (depth > DP_MP_MAX_DEPTH)
+        return DP_ELIMIT; /* one call's args nest too deep for a worker */
     return s_skip_extra (r, count, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS);
 }
 
@@ -170,7 +176,9 @@ s_result (dp_reader_t *r, dp_result_t *result)
         return DP_EBODY;
     TRY (s_i32 (r, &result->code, 0, MAX_CODE));
     if (result->code == 0) {
-        if (dp_mp_read_object (r, &result->value))
+        /*  A chunk's value wraps each call's result in two levels:
+            [[code, value], ...]. */
+        if (dp_mp_read_object_depth (r, &result->value, DP_MP_MAX_DEPTH + 2, NULL))
             return DP_EBODY;
     } else {
         /*  A failure's value is its message; value spans the str item whole,

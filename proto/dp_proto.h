@@ -83,8 +83,10 @@ typedef enum {
 } dp_reason_t;
 
 /*  Short names for commands and reasons, for logs and status. */
-const char *dp_cmd_name (int cmd);
-const char *dp_reason_name (int reason);
+const char *
+dp_cmd_name (int cmd);
+const char *
+dp_reason_name (int reason);
 
 /*  A list of entries (tasks, results, seqs, names) inside a validated body,
     walked with the dp_list_next_* call of its kind. */
@@ -160,26 +162,34 @@ typedef struct {
 } dp_msg_t;
 
 /*  Writes the header frame for cmd into out. */
-void dp_header_encode (uint8_t out[DP_HEADER_SIZE], dp_cmd_t cmd);
+void
+dp_header_encode (uint8_t out[DP_HEADER_SIZE], dp_cmd_t cmd);
 
 /*  Checks a header frame. Returns DP_OK and the command, or the reason. */
-dp_reason_t dp_header_decode (const void *data, size_t size, dp_cmd_t *cmd);
+dp_reason_t
+dp_header_decode (const void *data, size_t size, dp_cmd_t *cmd);
 
 /*  Validates the header and the whole body of one message and fills msg.
     Returns DP_OK, or the reason it is malformed; never reads outside the
     two buffers, which must outlive msg. */
-dp_reason_t dp_msg_decode (const void *header, size_t header_size, const void *body,
-                           size_t body_size, dp_msg_t *msg);
+dp_reason_t
+dp_msg_decode (const void *header, size_t header_size, const void *body, size_t body_size,
+               dp_msg_t *msg);
 
 /*  Iterators over a list of a validated message: return true and the next
     entry, or false at the end. */
-bool dp_list_next_task (dp_list_t *self, dp_cmd_t cmd, dp_task_t *task);
-bool dp_list_next_result (dp_list_t *self, dp_result_t *result);
-bool dp_list_next_uint (dp_list_t *self, uint64_t *value);
-bool dp_list_next_str (dp_list_t *self, dp_span_t *value);
+bool
+dp_list_next_task (dp_list_t *self, dp_cmd_t cmd, dp_task_t *task);
+bool
+dp_list_next_result (dp_list_t *self, dp_result_t *result);
+bool
+dp_list_next_uint (dp_list_t *self, uint64_t *value);
+bool
+dp_list_next_str (dp_list_t *self, dp_span_t *value);
 
 /*  True if span equals the NUL-terminated string. */
-bool dp_span_eq (dp_span_t span, const char *string);
+bool
+dp_span_eq (dp_span_t span, const char *string);
 
 /*  ---------------------------------------------------------------------------
     Encoding. A writer is a msgpack buffer reused from message to message;
@@ -194,37 +204,54 @@ typedef struct {
     bool failed;
 } dp_writer_t;
 
-void dp_writer_init (dp_writer_t *self);
-void dp_writer_fini (dp_writer_t *self);
-bool dp_writer_ok (const dp_writer_t *self);
-const void *dp_writer_data (const dp_writer_t *self);
-size_t dp_writer_size (const dp_writer_t *self);
+void
+dp_writer_init (dp_writer_t *self);
+void
+dp_writer_fini (dp_writer_t *self);
+bool
+dp_writer_ok (const dp_writer_t *self);
+const void *
+dp_writer_data (const dp_writer_t *self);
+size_t
+dp_writer_size (const dp_writer_t *self);
 
 /*  Starts a new empty body, for a caller that packs it with self->pk itself
     (the broker's status map). */
-void dp_writer_reset (dp_writer_t *self);
+void
+dp_writer_reset (dp_writer_t *self);
 
-void dp_encode_hello (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE], const char *name);
-void dp_encode_welcome (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
-                        const char *broker, uint32_t workers);
-void dp_encode_ready (dp_writer_t *self, const char *name, uint64_t pid, const char *host,
-                      uint32_t credit, const char *const *functions, size_t nfunctions);
-void dp_encode_cancel (dp_writer_t *self, bool all, const uint64_t *seqs, size_t nseqs);
-void dp_encode_error (dp_writer_t *self, int32_t code, const char *message);
+void
+dp_encode_hello (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE], const char *name);
+void
+dp_encode_welcome (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
+                   const char *broker, uint32_t workers);
+void
+dp_encode_ready (dp_writer_t *self, const char *name, uint64_t pid, const char *host,
+                 uint32_t credit, const char *const *functions, size_t nfunctions);
+void
+dp_encode_cancel (dp_writer_t *self, bool all, const uint64_t *seqs, size_t nseqs);
+void
+dp_encode_error (dp_writer_t *self, int32_t code, const char *message);
 /*  HEARTBEAT, BYE and STATUS have an empty array as body. */
-void dp_encode_empty (dp_writer_t *self);
+void
+dp_encode_empty (dp_writer_t *self);
 
 /*  List bodies (SUBMIT, DISPATCH, RESULT, DONE): begin, add entries, end.
     A list holds at most DP_MAX_BATCH entries. */
-void dp_list_begin (dp_writer_t *self);
-void dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task);
+void
+dp_list_begin (dp_writer_t *self);
+void
+dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task);
 /*  Adds a result with its code and value, one packed msgpack object: the
     task's result when code is 0, its message (a str) otherwise. */
 void
 dp_list_add_result (dp_writer_t *self, uint64_t id, int32_t code, const void *value, size_t size);
 /*  Adds a failed result with its code and message (truncated to DP_MAX_ERROR). */
-void dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *message);
-uint32_t dp_list_count (const dp_writer_t *self);
-void dp_list_end (dp_writer_t *self);
+void
+dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *message);
+uint32_t
+dp_list_count (const dp_writer_t *self);
+void
+dp_list_end (dp_writer_t *self);
 
 #endif

@@ -14,14 +14,17 @@
 #include <stdint.h>
 
 /*  Milliseconds on the monotonic clock. */
-int64_t dp_now_ms (void);
+int64_t
+dp_now_ms (void);
 
 /*  Sets the calling thread's dpool error code (dpool_errno) and returns -1,
     so a failing call can end with: return dp_fail (DPOOL_EINVAL); */
-int dp_fail (int code);
+int
+dp_fail (int code);
 
 /*  Sets the calling thread's error code and returns NULL. */
-void *dp_fail_null (int code);
+void *
+dp_fail_null (int code);
 
 typedef enum {
     DP_LOG_ERROR = 0,
@@ -31,16 +34,21 @@ typedef enum {
 } dp_log_level_t;
 
 /*  Sets the level and the tag that starts every line (the program name). */
-void dp_log_set_level (int level);
-void dp_log_set_tag (const char *tag);
+void
+dp_log_set_level (int level);
+void
+dp_log_set_tag (const char *tag);
 
 /*  Reads DPOOL_LOG once; returns the level now in force. */
-int dp_log_level (void);
+int
+dp_log_level (void);
 
 /*  Parses "error", "warn", "info" or "debug"; -1 if none. */
-int dp_log_parse_level (const char *name);
+int
+dp_log_parse_level (const char *name);
 
-void dp_log (int level, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+void
+dp_log (int level, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
 
 #define dp_error(...) dp_log (DP_LOG_ERROR, __VA_ARGS__)
 #define dp_warn(...)  dp_log (DP_LOG_WARN, __VA_ARGS__)
@@ -53,15 +61,19 @@ void dp_log (int level, const char *format, ...) __attribute__ ((format (printf,
 
 /*  Fills buf with size random bytes (getrandom, else /dev/urandom, else the
     clock and pid). */
-void dp_random_bytes (void *buf, size_t size);
+void
+dp_random_bytes (void *buf, size_t size);
 
 /*  This host's name; never NULL. Borrowed, valid for the process. */
-const char *dp_hostname (void);
+const char *
+dp_hostname (void);
 
 /*  Number of online CPUs, at least 1. */
-int dp_cpu_count (void);
+int
+dp_cpu_count (void);
 
 /*  Parses a decimal integer in [min, max]; returns 0 and the value, or -1. */
-int dp_parse_int (const char *text, long min, long max, long *value);
+int
+dp_parse_int (const char *text, long min, long max, long *value);
 
 #endif

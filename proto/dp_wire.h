@@ -28,29 +28,35 @@ typedef struct {
 /*  Applies dpool's socket options: ZMQ_MAXMSGSIZE, high-water marks, linger
     (linger_ms), and on a ROUTER, ZMQ_ROUTER_MANDATORY so that a send to a
     gone peer fails with EHOSTUNREACH instead of vanishing. Returns 0 or -1. */
-int dp_wire_configure (void *socket, bool router, int linger_ms);
+int
+dp_wire_configure (void *socket, bool router, int linger_ms);
 
 /*  Receives one whole message (all its frames). flags may be ZMQ_DONTWAIT.
     Returns 0, or -1 with errno (EAGAIN, EINTR, ETERM). On success the caller
     must dp_wire_close the message. */
-int dp_wire_recv (void *socket, dp_wire_msg_t *msg, int flags);
+int
+dp_wire_recv (void *socket, dp_wire_msg_t *msg, int flags);
 
 /*  Releases the frames of a received message. */
-void dp_wire_close (dp_wire_msg_t *msg);
+void
+dp_wire_close (dp_wire_msg_t *msg);
 
 /*  Validates a received message: a routing id first when router is true,
     then header and body. Returns DP_OK and fills out (spans into msg), or
     the reason; *rid is set to the routing id frame when router is true. */
-dp_reason_t dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out);
+dp_reason_t
+dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out);
 
 /*  Sends one message: [rid (if rid_size > 0)], header for cmd, body.
     flags may hold ZMQ_DONTWAIT. Returns 0, or -1 with errno: EAGAIN (the
     peer is slow), EHOSTUNREACH (no such peer on a ROUTER), ETERM. */
-int dp_wire_send (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, const void *body,
-                  size_t size, int flags);
+int
+dp_wire_send (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, const void *body,
+              size_t size, int flags);
 
 /*  dp_wire_send with a writer's body. */
-int dp_wire_send_writer (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
-                         const dp_writer_t *writer, int flags);
+int
+dp_wire_send_writer (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
+                     const dp_writer_t *writer, int flags);
 
 #endif

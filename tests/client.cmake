@@ -33,3 +33,7 @@ foreach (case tasks_wait_for_unreachable_broker embedded_pool_apply_map
     add_test (NAME client_${case} COMMAND test_client_pool ${case})
     set_tests_properties (client_${case} PROPERTIES TIMEOUT 120)
 endforeach ()
+
+dpool_test (test_client_exit test_client_exit.c)
+add_test (NAME client_exit_without_destroy_is_clean COMMAND test_client_exit)
+set_tests_properties (client_exit_without_destroy_is_clean PROPERTIES TIMEOUT 60)

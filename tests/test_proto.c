@@ -424,6 +424,31 @@ test_reader (void)
         int rc = dp_mp_read_object (&r, NULL);
         CHECK_EQ_INT (rc, depth <= DP_MP_MAX_DEPTH ? 0 : -1);
     }
+    /*  An empty container is a level too, as msgpack-c counts it. */
+    for (int depth = DP_MP_MAX_DEPTH; depth <= DP_MP_MAX_DEPTH + 1; depth++) {
+        for (int i = 0; i < depth - 1; i++)
+            nested[i] = 0x91;
+        nested[depth - 1] = 0x90;
+        dp_reader_init (&r, nested, (size_t)depth);
+        CHECK_EQ_INT (dp_mp_read_object (&r, NULL), depth <= DP_MP_MAX_DEPTH ? 0 : -1);
+    }
+    /*  A chunk may wrap calls that are each as deep as the limit; a plain
+        call may not go past it. */
+    uint8_t deep[DP_MP_MAX_DEPTH + 2];
+    for (int i = 0; i < DP_MP_MAX_DEPTH + 1; i++)
+        deep[i] = 0x91;
+    deep[DP_MP_MAX_DEPTH + 1] = 0x00; /* 33 levels: a chunk of one 32-level call */
+    for (int chunk = 0; chunk < 2; chunk++) {
+        dp_task_t task = {.id = 1,
+                          .fn = {(const uint8_t *)"f", 1},
+                          .args = {deep, sizeof deep},
+                          .flags = chunk ? DP_TASK_CHUNK : 0};
+        dp_list_begin (&w);
+        dp_list_add_task (&w, DP_CMD_SUBMIT, &task);
+        dp_list_end (&w);
+        CHECK_EQ_INT (s_decode (DP_CMD_SUBMIT, dp_writer_data (&w), dp_writer_size (&w)),
+                      chunk ? DP_OK : DP_ELIMIT);
+    }
     CHECK_EQ_INT (dp_mp_count_objects ("\xc1", 1), -1);
     CHECK_EQ_INT (dp_mp_count_objects ("", 0), 0);
 }

@@ -136,7 +136,9 @@ dp_task_call (dpool_task_t *task, dpool_fn_t *fn, const msgpack_object *args, ms
                   task->name);
     else if (count < 0)
         snprintf (reason, sizeof reason,
-                  "task function '%s' wrote an incomplete or invalid msgpack result", task->name);
+                  "task function '%s' wrote an incomplete or invalid msgpack result "
+                  "(or one nested deeper than %d levels)",
+                  task->name, DP_MP_MAX_DEPTH);
     else if (count > 1)
         snprintf (reason, sizeof reason,
                   "task function '%s' wrote %lld msgpack objects; a result is exactly one",

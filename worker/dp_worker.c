@@ -800,7 +800,8 @@ s_runner_drain (s_runner_t *r)
 }
 
 /*  Leaves a failure message in the result buffer; returns code. */
-static int s_runner_fail (s_runner_t *r, int code, const char *format, ...)
+static int
+s_runner_fail (s_runner_t *r, int code, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static int
@@ -817,22 +818,45 @@ s_runner_fail (s_runner_t *r, int code, const char *format, ...)
     return code;
 }
 
-/*  Runs each call of a chunk; the value is an array of [code, value]. */
+/*  Runs each call of a chunk; the value is an array of [code, value]. The
+    calls are unpacked one at a time, so each may nest as deep as a single
+    call's arguments (the chunk's own array does not count against
+    msgpack-c's limit), and the zone holds one call's objects at a time. */
 static int
-s_runner_chunk (s_runner_t *r, dpool_fn_t *fn, const msgpack_object *calls)
+s_runner_chunk (s_runner_t *r, dpool_fn_t *fn, dp_span_t calls)
 {
+    dp_reader_t reader;
+    uint32_t count;
+    dp_reader_init (&reader, calls.data, calls.size);
+    if (dp_mp_read_array (&reader, &count))
+        return s_runner_fail (r, DPOOL_EINVAL, "the arguments of a chunk of '%s' are not an array",
+                              r->task.name);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &r->result, msgpack_sbuffer_write);
-    if (msgpack_pack_array (&pk, calls->via.array.size))
+    if (msgpack_pack_array (&pk, count))
         return DPOOL_ENOMEM;
-    for (uint32_t i = 0; i < calls->via.array.size; i++) {
+    for (uint32_t i = 0; i < count; i++) {
         /*  [code, value]: codes are positive fixints, one byte, patched in
             once the call has ended. */
         static const char pair[2] = {(char)0x92, 0x00};
         if (msgpack_sbuffer_write (&r->result, pair, sizeof pair))
             return DPOOL_ENOMEM;
         size_t code_at = r->result.size - 1;
-        int code = dp_task_call (&r->task, fn, &calls->via.array.ptr[i], &r->result);
+        dp_span_t item;
+        msgpack_object args;
+        size_t offset = 0;
+        msgpack_zone_clear (&r->zone);
+        int code;
+        if (dp_mp_read_object (&reader, &item) != 0 ||
+            msgpack_unpack ((const char *)item.data, item.size, &offset, &r->zone, &args) !=
+                MSGPACK_UNPACK_SUCCESS) {
+            /*  Proto validated the chunk; this is memory running out. */
+            code = DPOOL_EINVAL;
+            static const char message[] = "cannot unpack the arguments";
+            if (msgpack_pack_str_with_body (&pk, message, sizeof message - 1))
+                return DPOOL_ENOMEM;
+        } else
+            code = dp_task_call (&r->task, fn, &args, &r->result);
         if (code == DPOOL_ENOMEM)
             return DPOOL_ENOMEM;
         assert (code >= 0 && code < 0x80);
@@ -842,8 +866,7 @@ s_runner_chunk (s_runner_t *r, dpool_fn_t *fn, const msgpack_object *calls)
         return s_runner_fail (r, DPOOL_EFAILED,
                               "the results of the chunk's %u calls of '%s' total %zu bytes, "
                               "over the limit of %d",
-                              calls->via.array.size, r->task.name, r->result.size,
-                              DP_TASK_MAX_RESULT);
+                              count, r->task.name, r->result.size, DP_TASK_MAX_RESULT);
     return DPOOL_OK;
 }
 
@@ -866,17 +889,16 @@ s_runner_run (s_runner_t *r, const dp_task_t *job)
 
     msgpack_zone_clear (&r->zone);
     msgpack_object args;
-    size_t offset = 0;
-    msgpack_unpack_return rc =
-        msgpack_unpack ((const char *)job->args.data, job->args.size, &offset, &r->zone, &args);
-    if (rc != MSGPACK_UNPACK_SUCCESS)
-        return s_runner_fail (r, DPOOL_EINVAL, "cannot unpack the arguments of '%s' (%s)",
-                              r->task.name,
-                              rc == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory" : "bad msgpack");
     bool chunk = (job->flags & DP_TASK_CHUNK) != 0;
-    if (chunk && args.type != MSGPACK_OBJECT_ARRAY)
-        return s_runner_fail (r, DPOOL_EINVAL, "the arguments of a chunk of '%s' are not an array",
-                              r->task.name);
+    if (!chunk) {
+        size_t offset = 0;
+        msgpack_unpack_return rc = msgpack_unpack ((const char *)job->args.data, job->args.size,
+                                                   &offset, &r->zone, &args);
+        if (rc != MSGPACK_UNPACK_SUCCESS)
+            return s_runner_fail (
+                r, DPOOL_EINVAL, "cannot unpack the arguments of '%s' (%s)", r->task.name,
+                rc == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory" : "bad msgpack");
+    }
 
     if (job->timeout_ms > 0) {
         s_ctl_t ctl = {.kind = PIPE_ARM,
@@ -887,7 +909,7 @@ s_runner_run (s_runner_t *r, const dp_task_t *job)
         s_pipe_send_ctl (r->pipe, &ctl, 0);
     }
     int code =
-        chunk ? s_runner_chunk (r, fn, &args) : dp_task_call (&r->task, fn, &args, &r->result);
+        chunk ? s_runner_chunk (r, fn, job->args) : dp_task_call (&r->task, fn, &args, &r->result);
     if (code == DPOOL_ENOMEM)
         msgpack_sbuffer_clear (&r->result);
     return code;
