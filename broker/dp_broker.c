@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #define TICK_MS      100           /* timer granularity: heartbeats, expiry, grace */
+#define STALL_MS     500           /* a tick this late means the loop itself stalled */
 #define DRAIN_MAX    1000          /* messages handled per wake before dispatching */
 #define MAX_RID      256           /* ZeroMQ routing ids are at most 255 bytes */
 #define WARNED_MAX   4096          /* peers remembered as already warned about */
@@ -1049,6 +1050,19 @@ static void
 s_tick (dp_broker_t *self)
 {
     int64_t now = dp_now_ms ();
+    /*  If this loop itself stalled (a huge burst, a stopped process, a
+        debugger), peers' messages may be waiting unread: the silence is the
+        broker's, not theirs, so it is not held against them. */
+    int64_t stall = now - self->last_tick - TICK_MS;
+    if (stall > STALL_MS) {
+        dp_warn ("broker loop stalled for %lld ms; peers' silence forgiven", (long long)stall);
+        for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
+             peer = (peer_t *)zhashx_next (self->peers))
+            peer->last_recv += stall;
+        for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
+             client = (client_t *)zhashx_next (self->sessions))
+            client->last_seen += stall;
+    }
     self->last_tick = now;
     /*  Heartbeats out, and expiry of the silent. Collected first: expiry
         changes the peer table. */

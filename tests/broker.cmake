@@ -11,3 +11,14 @@ endforeach ()
 dpool_test (test_taskq test_taskq.c)
 add_test (NAME broker_taskq_priority_fifo_and_remove COMMAND test_taskq)
 set_tests_properties (broker_taskq_priority_fifo_and_remove PROPERTIES TIMEOUT 60)
+
+# The broker under valgrind on the hostile cases: any invalid access or leak
+# makes its exit status non-zero, which the test checks at its clean stop.
+find_program (VALGRIND valgrind)
+if (VALGRIND AND NOT DPOOL_SANITIZE)
+    foreach (case hostile_input random_frames transport_garbage dead_worker_retry_and_late_done)
+        add_test (NAME broker_${case}_valgrind COMMAND test_broker ${case})
+        set_tests_properties (broker_${case}_valgrind PROPERTIES TIMEOUT 180
+            ENVIRONMENT "DPOOL_TEST_BROKER_WRAP=${VALGRIND} --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99")
+    endforeach ()
+endif ()

@@ -828,6 +828,15 @@ main (int argc, char *argv[])
         dp_test_broker_start (&s_broker, cases[i].extra);
         cases[i].run ();
         zmq_ctx_term (s_ctx);
+        /*  Every case ends with a clean stop: SIGTERM, exit status 0. Under
+            DPOOL_TEST_BROKER_WRAP=valgrind (--error-exitcode) this is also
+            where a leak or a bad access fails the test. */
+        if (kill (s_broker.pid, 0) == 0) {
+            int status = dp_test_stop (s_broker.pid, SIGTERM, 30000);
+            if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+                dp_test_fail (__FILE__, __LINE__, "broker did not stop cleanly (status %d)",
+                              status);
+        }
         return 0;
     }
     fprintf (stderr, "test_broker: no case %s\n", argv[1]);
