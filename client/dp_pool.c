@@ -286,6 +286,7 @@ typedef struct {
     uint32_t timeout_ms;
     int32_t retries;
     uint32_t flags; /* DP_TASK_* */
+    bool nowait;    /* fail with DPOOL_EAGAIN rather than wait for room */
 } s_fields_t;
 
 /*  Resolves a call's options. Returns 0, or -1 (DPOOL_EINVAL). */
@@ -300,9 +301,10 @@ s_fields (dpool_pool_t *self, const dpool_call_t *call, s_fields_t *fields)
         retries = self->retries;
     unsigned flags = call ? call->flags : 0;
     if (timeout < -1 || retries < -1 || retries > DP_MAX_RETRIES ||
-        (flags & ~(unsigned)DPOOL_CALL_RETRY_TIMEOUT))
+        (flags & ~(unsigned)(DPOOL_CALL_RETRY_TIMEOUT | DPOOL_CALL_NOWAIT)))
         return dp_fail (DPOOL_EINVAL);
     fields->flags = (flags & DPOOL_CALL_RETRY_TIMEOUT) ? DP_TASK_RETRY_TIMEOUT : 0;
+    fields->nowait = (flags & DPOOL_CALL_NOWAIT) != 0;
     fields->priority = call ? call->priority : 0;
     fields->timeout_ms = timeout > 0 ? (uint32_t)timeout : 0;
     fields->retries = retries;
@@ -432,6 +434,12 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
         dp_client_unlock (self);
         dp_result_discard (&result);
         return dp_fail_null (DPOOL_ECLOSED);
+    }
+    if (fields.nowait && !on_actor && self->outstanding + plan->ntasks > self->max_outstanding) {
+        /*  All or nothing: a non-blocking call submits no part of itself. */
+        dp_client_unlock (self);
+        dp_result_discard (&result);
+        return dp_fail_null (DPOOL_EAGAIN);
     }
     uint64_t seq0 = self->next_seq;
     self->next_seq += plan->ntasks;

@@ -176,9 +176,12 @@ dpool_pool_destroy (dpool_pool_t **self_p);
 typedef void (dpool_callback_fn) (dpool_result_t *result, void *arg);
 
 /*  dpool_call_t flags. */
-#define DPOOL_CALL_RETRY_TIMEOUT                                                                  \
-    0x01u /* a timed-out task is retried like one whose                                           \
-             worker died, within its retries */
+/*  A timed-out task is retried like one whose worker died, within its
+    retries. */
+#define DPOOL_CALL_RETRY_TIMEOUT 0x01u
+/*  Fail with DPOOL_EAGAIN, submitting nothing, instead of waiting while
+    max_outstanding tasks are in flight. */
+#define DPOOL_CALL_NOWAIT 0x02u
 
 typedef struct {
     int priority;                      /* higher runs first; equal is FIFO */
@@ -192,7 +195,8 @@ typedef struct {
 
 /*  Submits fn(args), args being one packed msgpack object, and returns a
     handle at once (Pool.apply_async). call may be NULL. Blocks only while
-    the pool has max_outstanding tasks in flight. Returns NULL on failure:
+    the pool has max_outstanding tasks in flight (with DPOOL_CALL_NOWAIT it
+    fails with DPOOL_EAGAIN instead). Returns NULL on failure:
     DPOOL_ECLOSED after close, DPOOL_EINVAL for a bad name or bad msgpack.
     The caller owns the handle and destroys it; destroying it does not
     cancel the task, and callbacks still run. */

@@ -977,6 +977,12 @@ test_backpressure_blocks_submits (const char *transport)
 
     dpool_result_t *a = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
     CHECK (a);
+    /*  A non-blocking submit fails at once while a's 0.3 s run, and submits
+        nothing. */
+    dpool_call_t nowait = {.flags = DPOOL_CALL_NOWAIT};
+    CHECK (!dpool_pool_apply_async (pool, "echo", "\x01", 1, &nowait));
+    CHECK_EQ_INT (dpool_errno (), DPOOL_EAGAIN);
+    CHECK (!dpool_result_ready (a));
     dpool_result_t *b = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
     CHECK (b);
     CHECK (dpool_result_ready (a));
