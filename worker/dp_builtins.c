@@ -47,13 +47,15 @@ s_seconds (const msgpack_object *value, double *seconds)
     }
 }
 
-/*  Sleeps for args seconds (a number, or an array of one number), then
-    returns args. */
+/*  Sleeps for args seconds (a number, or an array whose first element is
+    the number), then returns args. */
 static int
 s_sleep (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
+    /*  seconds, or [seconds, anything...]: the rest rides along in the
+        result, so a caller can tell its sleeps apart. */
     const msgpack_object *value = args;
-    if (args->type == MSGPACK_OBJECT_ARRAY && args->via.array.size == 1)
+    if (args->type == MSGPACK_OBJECT_ARRAY && args->via.array.size >= 1)
         value = &args->via.array.ptr[0];
     double seconds;
     if (s_seconds (value, &seconds))
