@@ -7,8 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Build and run: a C toolchain, CMake, ZeroMQ, CZMQ, msgpack-c, jansson.
+# Tests: clang and its runtime (AddressSanitizer, UBSan, libFuzzer),
+# valgrind, iproute2 (network-namespace tests), python3 (benchmark smoke).
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-          libjansson-dev iproute2"
+          libjansson-dev clang libclang-rt-14-dev valgrind iproute2 python3"
 
 missing=()
 for package in $PACKAGES; do

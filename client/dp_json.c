@@ -257,7 +257,8 @@ dp_json_append_string (dp_json_buf_t *out, const char *data, size_t size)
         }
         i += len;
     }
-    if (dp_json_buf_append (out, data + run, size - run) || dp_json_buf_append (out, "\"", 1))
+    if ((size > run && dp_json_buf_append (out, data + run, size - run)) ||
+        dp_json_buf_append (out, "\"", 1))
         return -1;
     return 0;
 }

@@ -281,7 +281,8 @@ s_option_find (const char *name)
 
 /*  Prints a usage error on stderr, pointing at the help, and returns
     EXIT_USAGE. */
-static int s_usage_error (const s_command_t *command, const char *format, ...)
+static int
+s_usage_error (const s_command_t *command, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
 static int
@@ -650,7 +651,7 @@ static int
 s_reader_next (s_reader_t *self, int timeout_ms, const char **line, size_t *len)
 {
     for (;;) {
-        char *begin = self->data + self->start;
+        char *begin = self->data ? self->data + self->start : NULL; /* none read yet */
         char *newline =
             self->end > self->start ? memchr (begin, '\n', self->end - self->start) : NULL;
         if (newline || (self->eof && self->end > self->start)) {

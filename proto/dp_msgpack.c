@@ -10,7 +10,7 @@ dp_reader_init (dp_reader_t *self, const void *data, size_t size)
     assert (self);
     assert (data || size == 0);
     self->pos = (const uint8_t *)data;
-    self->end = self->pos + size;
+    self->end = size ? self->pos + size : self->pos; /* no arithmetic on NULL */
 }
 
 size_t

@@ -69,7 +69,9 @@ s_map_uint (msgpack_object map, const char *key)
     return -1;
 }
 
-/*  The broker's status, unpacked; the caller destroys it. */
+/*  The broker's status, unpacked into a zone of its own (the unpacked
+    strings point into the zone, not into the reply); the caller destroys
+    it. */
 static msgpack_unpacked
 s_status (dpool_pool_t *pool)
 {
@@ -78,8 +80,12 @@ s_status (dpool_pool_t *pool)
     CHECK (dpool_pool_status (pool, 10000, &data, &size) == 0);
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
-    CHECK (msgpack_unpack_next (&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS);
+    msgpack_unpacker *unpacker = msgpack_unpacker_new (size);
+    CHECK (unpacker && msgpack_unpacker_reserve_buffer (unpacker, size));
+    memcpy (msgpack_unpacker_buffer (unpacker), data, size);
+    msgpack_unpacker_buffer_consumed (unpacker, size);
+    CHECK (msgpack_unpacker_next (unpacker, &unpacked) == MSGPACK_UNPACK_SUCCESS);
+    msgpack_unpacker_free (unpacker);
     free (data);
     return unpacked;
 }

@@ -28,7 +28,8 @@
 /*  Runs a shell command line built from format, with stdout and stderr in
     files named after tag, and waits up to timeout_ms for it. Returns its
     exit status; stops the test if it did not exit in time or was killed. */
-static int s_sh (const char *tag, int timeout_ms, const char *format, ...)
+static int
+s_sh (const char *tag, int timeout_ms, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static int
@@ -269,6 +270,26 @@ s_status_workers (const char *tag)
     return count;
 }
 
+/*  True once the broker at endpoint (arg) reports a task in flight. */
+static bool
+s_task_in_flight (void *arg)
+{
+    static int serial;
+    char tag[32];
+    snprintf (tag, sizeof tag, "inflight%d", ++serial);
+    if (s_sh (tag, RUN_TIMEOUT_MS, "'%s' status --json --connect '%s'", dp_test_cli_bin,
+              (const char *)arg) != 0)
+        return false;
+    char *text = s_output (tag, "out");
+    json_error_t error;
+    json_t *status = json_loads (text, 0, &error);
+    free (text);
+    json_t *inflight = status ? json_object_get (status, "inflight") : NULL;
+    bool running = json_is_integer (inflight) && json_integer_value (inflight) >= 1;
+    json_decref (status);
+    return running;
+}
+
 /*  apply prints a result or fails with exit 1; status prints the broker's
     workers as a table or as JSON; options come from DPOOL_* variables too;
     an absent broker ends in exit 3 within the connect timeout. */
@@ -377,8 +398,8 @@ s_apply_and_status (void)
               dp_test_path ("sleepy.in"));
     char *argv[] = {"/bin/sh", "-c", command, NULL};
     pid_t map = dp_test_spawn ("lost", argv);
-    struct timespec settle = {1, 0};
-    nanosleep (&settle, NULL);
+    /*  Kill the broker once the task is running on a worker. */
+    CHECK (dp_test_wait_until (s_task_in_flight, broker.tcp, RUN_TIMEOUT_MS));
     dp_test_stop (broker.pid, SIGKILL, 5000);
     int rc = dp_test_wait_exit (map, 20000);
     CHECK (rc != -1 && WIFEXITED (rc));
