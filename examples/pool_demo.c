@@ -60,6 +60,10 @@ main (int argc, char *argv[])
             fputs (s_usage, stdout);
             return 0;
         }
+        if (strcmp (arg, "--version") == 0) {
+            printf ("pool_demo (dpool %s)\n", DPOOL_VERSION_STRING);
+            return 0;
+        }
         if (strcmp (arg, "--connect") && strcmp (arg, "--worker") && strcmp (arg, "--procs"))
             return s_usage_error ("unknown argument", arg);
         if (i + 1 == argc)
