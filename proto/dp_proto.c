@@ -400,7 +400,11 @@ s_progress (dp_reader_t *r, dp_progress_t *p)
     TRY (s_open (r, PROGRESS_FIELDS, &count));
     if (dp_mp_read_uint (r, &p->id))
         return DP_EBODY;
-    TRY (s_value (r, &p->value, DP_MAX_PROGRESS));
+    /*  Shallow, so that the broker's status map can carry it. */
+    if (dp_mp_read_object_depth (r, &p->value, DP_MAX_PROGRESS_DEPTH, NULL))
+        return DP_EBODY;
+    if (p->value.size > DP_MAX_PROGRESS)
+        return DP_ELIMIT;
     return s_skip_extra (r, count, PROGRESS_FIELDS);
 }
 

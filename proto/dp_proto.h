@@ -40,14 +40,15 @@
     first three are limits of the wire: beyond them a message is malformed.
     The others are the broker's: beyond them a request is answered
     EREJECTED. */
-#define DP_MAX_QUEUE_VALUE   (1024 * 1024) /* bytes of one queued value */
-#define DP_MAX_QUEUE_SIZE    1000000       /* maxsize, and the items any queue holds */
-#define DP_MAX_PROGRESS      4096          /* bytes of one progress value */
-#define DP_MAX_QUEUES        10000         /* named queues one broker holds */
-#define DP_MAX_QUEUE_WAITERS 100000        /* gets and puts waiting, broker-wide */
-#define DP_MAX_PEER_WAITERS  1024          /* gets and puts waiting, per peer */
-#define DP_MAX_PEER_LOANS    1024          /* values handed to a peer, not yet acknowledged */
-#define DP_QUEUE_BYTES       (1L << 30)    /* default: value bytes held, broker-wide */
+#define DP_MAX_QUEUE_VALUE    (1024 * 1024) /* bytes of one queued value */
+#define DP_MAX_QUEUE_SIZE     1000000       /* maxsize, and the items any queue holds */
+#define DP_MAX_PROGRESS       4096          /* bytes of one progress value */
+#define DP_MAX_PROGRESS_DEPTH 8             /* nesting of one progress value */
+#define DP_MAX_QUEUES         10000         /* named queues one broker holds */
+#define DP_MAX_QUEUE_WAITERS  100000        /* gets and puts waiting, broker-wide */
+#define DP_MAX_PEER_WAITERS   1024          /* gets and puts waiting, per peer */
+#define DP_MAX_PEER_LOANS     1024          /* values handed to a peer, not yet acknowledged */
+#define DP_QUEUE_BYTES        (1L << 30)    /* default: value bytes held, broker-wide */
 
 /*  Defaults, documented in docs/PROTOCOL.md. */
 #define DP_DEFAULT_ENDPOINT    "tcp://*:5555"
@@ -60,6 +61,7 @@
 #define DP_RECONNECT_MS        100    /* first reconnect delay */
 #define DP_RECONNECT_MAX_MS    2000   /* reconnect backoff ceiling */
 #define DP_QUEUE_ACK_MS        30000  /* a value not acknowledged this long goes back */
+#define DP_QUEUE_IDLE_MS       60000  /* an empty queue nobody uses this long is freed */
 #define DP_PROGRESS_MS         100    /* a worker sends one PROGRESS at most this often */
 
 /*  Task flags (SUBMIT and DISPATCH). */

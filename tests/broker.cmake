@@ -22,3 +22,8 @@ if (VALGRIND AND NOT DPOOL_SANITIZE)
             ENVIRONMENT "DPOOL_TEST_BROKER_WRAP=${VALGRIND} --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99")
     endforeach ()
 endif ()
+
+# broker/dp_queues: the named-queue store on its own, with a fake clock.
+dpool_test (test_queues test_queues.c)
+add_test (NAME broker_queue_store_fifo_waiters_loans_and_limits COMMAND test_queues)
+set_tests_properties (broker_queue_store_fifo_waiters_loans_and_limits PROPERTIES TIMEOUT 60)

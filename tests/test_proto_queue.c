@@ -216,6 +216,14 @@ test_reply_ack_progress (void)
     big[2] = (uint8_t)(sizeof big - 3);
     dp_encode_progress (&w, 1, big, sizeof big);
     s_refused (DP_CMD_PROGRESS, DP_ELIMIT);
+    /*  Nested deeper than DP_MAX_PROGRESS_DEPTH: the status map carries it. */
+    uint8_t deep[DP_MAX_PROGRESS_DEPTH + 2];
+    memset (deep, 0x91, sizeof deep - 1);
+    deep[sizeof deep - 1] = 0x00;
+    dp_encode_progress (&w, 1, deep + 1, sizeof deep - 1);
+    s_decode_ok (DP_CMD_PROGRESS);
+    dp_encode_progress (&w, 1, deep, sizeof deep);
+    s_refused (DP_CMD_PROGRESS, DP_EBODY);
     dp_encode_progress (&w, 1, big, 0); /* no value at all */
     s_refused (DP_CMD_WORK_STATUS, DP_EBODY);
 }
