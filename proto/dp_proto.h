@@ -62,6 +62,7 @@
 #define DP_RECONNECT_MAX_MS    2000   /* reconnect backoff ceiling */
 #define DP_QUEUE_ACK_MS        30000  /* a value not acknowledged this long goes back */
 #define DP_QUEUE_IDLE_MS       60000  /* an empty queue nobody uses this long is freed */
+#define DP_QUEUE_SLACK_MS      5000   /* a requester waits this long past its timeout */
 #define DP_PROGRESS_MS         100    /* a worker sends one PROGRESS at most this often */
 
 /*  Task flags (SUBMIT and DISPATCH). */
