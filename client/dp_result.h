@@ -55,6 +55,12 @@ void dp_result_discard (dpool_result_t **self_p);
 void
 dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value);
 
+/*  On the actor thread, without the lock: passes a progress report (one
+    packed msgpack object) of one of the handle's tasks, still running, to
+    its progress callback, if it has one. */
+void
+dp_result_progress (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value);
+
 /*  Like dp_result_task_done for a task that ended here, without a RESULT:
     every call of the task fails with code and message. */
 void dp_result_task_failed (dpool_result_t *self, const dp_ctask_t *task, int code,
