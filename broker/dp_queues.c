@@ -74,8 +74,7 @@ typedef struct {
 
 struct _queue_t {
     char name[DP_MAX_NAME + 1];
-    uint32_t maxsize; /* 0: no bound of its own */
-    bool fixed;       /* an OPEN or PUT made it: its maxsize is settled */
+    uint32_t maxsize; /* 0: no bound of its own (yet) */
     value_t *head;
     value_t *tail;
     uint32_t size;
@@ -480,17 +479,14 @@ s_queue (dp_queues_t *self, dp_span_t name, bool make, int64_t now, bool *full)
     return queue;
 }
 
-/*  An OPEN or PUT names maxsize: settles the queue's bound, or returns
-    false if it has another one (the caller answers EINVAL). */
+/*  An OPEN or PUT names maxsize (0: "as it is"): the first non-zero one
+    bounds the queue. Returns false if it has another bound (the caller
+    answers EINVAL). */
 static bool
 s_fix_bound (queue_t *queue, uint32_t maxsize)
 {
-    if (!queue->fixed) {
-        queue->fixed = true;
-        if (maxsize)
-            queue->maxsize = maxsize;
-        return true;
-    }
+    if (maxsize && !queue->maxsize)
+        queue->maxsize = maxsize;
     return maxsize == 0 || maxsize == queue->maxsize;
 }
 

@@ -23,12 +23,12 @@
     byte budget given to dp_queues_new); a request beyond a bound is
     answered EREJECTED.
 
-    A queue's bound (maxsize) is fixed by the OPEN or PUT that makes it (0:
-    no bound but DP_MAX_QUEUE_SIZE); an OPEN or PUT that names another
-    non-zero bound is answered EINVAL. A waiting GET on a queue nobody made
-    yet makes it without fixing its bound. A queue that has been empty,
-    unwaited and unlent for DP_QUEUE_IDLE_MS is freed. Not thread-safe: one
-    broker loop owns it.
+    A queue's bound (maxsize) is the first non-zero one an OPEN or PUT
+    names; until then it has none but DP_MAX_QUEUE_SIZE. An OPEN or PUT that
+    names another non-zero bound is answered EINVAL; 0 takes the queue as
+    it is. Any request but a SIZE or a GET that does not wait makes the
+    queue it names. A queue that has been empty, unwaited and unlent for
+    DP_QUEUE_IDLE_MS is freed. Not thread-safe: one broker loop owns it.
 */
 #ifndef DP_QUEUES_H_INCLUDED
 #define DP_QUEUES_H_INCLUDED

@@ -348,11 +348,12 @@ dpool_pool_workers (dpool_pool_t *self);
 typedef struct _dpool_queue_t dpool_queue_t;
 
 /*  Opens the queue name (1 to 255 bytes) at the pool's broker, making it if
-    it does not exist. maxsize bounds it (0: no bound but 1,000,000 values,
-    the most any queue holds); the first open or put that makes the queue
-    fixes its bound, and opening it with another non-zero maxsize fails
-    (DPOOL_EINVAL); 0 takes it as it is. Blocks until the broker answers.
-    The handle holds a reference on the pool. Returns NULL on failure. */
+    it does not exist. maxsize bounds it: the first non-zero maxsize given
+    by an open (or a put through its handle) bounds the queue, and opening
+    it with another one fails (DPOOL_EINVAL); 0 takes the queue as it is
+    (with no bound of its own, a queue holds at most 1,000,000 values).
+    Blocks until the broker answers. The handle holds a reference on the
+    pool. Returns NULL on failure. */
 dpool_queue_t *
 dpool_queue_open (dpool_pool_t *pool, const char *name, size_t maxsize);
 
