@@ -54,3 +54,22 @@ foreach (entry ${DPOOL_FEATURE_TESTS})
     add_test (NAME ${name} COMMAND test_features ${case})
     set_tests_properties (${name} PROPERTIES TIMEOUT 120)
 endforeach ()
+
+# `dpool queue put|get|size`.
+if (TARGET dpool-cli)
+    dpool_test (test_cli_queue test_cli_queue.c)
+    add_test (NAME cli_queue_put_get_size_waits_and_exit_statuses COMMAND test_cli_queue)
+    set_tests_properties (cli_queue_put_get_size_waits_and_exit_statuses PROPERTIES TIMEOUT 150)
+endif ()
+
+# The tutorial's second example (examples/queue_demo).
+dpool_test (test_example_queue_demo test_example_queue_demo.c)
+target_compile_definitions (test_example_queue_demo PRIVATE
+    DPOOL_QUEUE_DEMO_BIN="$<TARGET_FILE:queue_demo>")
+add_dependencies (test_example_queue_demo queue_demo)
+foreach (case embedded with_broker)
+    add_test (NAME example_queue_demo_${case}_prints_the_tutorials_lines
+              COMMAND test_example_queue_demo ${case})
+    set_tests_properties (example_queue_demo_${case}_prints_the_tutorials_lines
+                          PROPERTIES TIMEOUT 120)
+endforeach ()
