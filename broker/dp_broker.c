@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #define TICK_MS      100           /* timer granularity: heartbeats, expiry, grace */
+#define PACE_WEIGHT  4             /* a pace sample moves the average by a quarter */
 #define STALL_MS     500           /* a tick this late means the loop itself stalled */
 #define DRAIN_MAX    1000          /* messages handled per wake before dispatching */
 #define MAX_RID      256           /* ZeroMQ routing ids are at most 255 bytes */
@@ -65,7 +66,9 @@ typedef struct {
     uint32_t timeout_ms;
     int32_t retries;
     uint32_t flags;
-    uint32_t deaths; /* workers that died running it */
+    uint32_t deaths;  /* workers that died running it */
+    uint32_t calls;   /* 1, or the calls in a chunk */
+    uint32_t cost_us; /* run time charged to its worker while it holds it */
     uint32_t args_size;
     uint8_t args[];
 } task_t;
@@ -76,6 +79,7 @@ struct _fnq_t {
     dp_taskq_t queue;
     size_t nworkers;         /* workers offering it */
     int64_t unoffered_since; /* when tasks began waiting with nobody offering it */
+    uint32_t pace_us;        /* run time of one call, a moving average; 0: unknown */
 };
 
 /*  A client session. */
@@ -97,6 +101,7 @@ struct _worker_t {
     uint64_t pid;
     uint32_t credit;
     uint32_t inflight;
+    uint64_t load_us; /* run time of the jobs it holds, as charged */
     fnq_t **fns;
     size_t nfns;
     dp_idmap_t *jobs; /* ref -> task_t */
@@ -517,18 +522,43 @@ static task_t *
 s_best_task (worker_t *worker)
 {
     dp_taskq_item_t *best = NULL;
-    fnq_t *from = NULL;
     for (size_t i = 0; i < worker->nfns; i++) {
         dp_taskq_item_t *head = dp_taskq_peek (&worker->fns[i]->queue);
-        if (head && (!best || dp_taskq_before (head, best))) {
+        if (head && (!best || dp_taskq_before (head, best)))
             best = head;
-            from = worker->fns[i];
-        }
     }
-    if (!best)
-        return NULL;
-    dp_taskq_remove (&from->queue, best);
     return (task_t *)best;
+}
+
+/*  What a task is expected to cost its worker, in run time: its function's
+    pace times its calls, or a whole prefetch budget while the pace is
+    unknown (so the first tasks of a function go one per worker, as Pool
+    hands them out). */
+static uint32_t
+s_task_cost (const task_t *task)
+{
+    uint64_t pace = task->fnq->pace_us;
+    if (pace == 0)
+        return DP_PREFETCH_US;
+    uint64_t cost = pace * task->calls;
+    return cost < 1 ? 1 : cost > DP_PREFETCH_US ? DP_PREFETCH_US : (uint32_t)cost;
+}
+
+/*  Learns a function's pace from a finished task's run time. */
+static void
+s_pace_learn (task_t *task, uint32_t run_us)
+{
+    fnq_t *fnq = task->fnq;
+    int64_t sample = run_us / (task->calls ? task->calls : 1);
+    if (sample < 1)
+        sample = 1;
+    if (fnq->pace_us == 0)
+        fnq->pace_us = (uint32_t)sample;
+    else {
+        /*  A moving average that follows a change within a few tasks. */
+        int64_t pace = fnq->pace_us + (sample - (int64_t)fnq->pace_us) / PACE_WEIGHT;
+        fnq->pace_us = pace < 1 ? 1 : (uint32_t)pace;
+    }
 }
 
 static bool
@@ -547,7 +577,8 @@ s_batch_reserve (dp_broker_t *self, size_t count)
     return true;
 }
 
-/*  Gives worker as many tasks as its free credit allows; returns how many,
+/*  Gives worker tasks while it has credit and less than DP_PREFETCH_US of
+    expected run time queued (always at least one task); returns how many,
     or -1 if the worker could not be sent to (it is then gone, or out of the
     ready list until it is heard from again). */
 static long
@@ -557,11 +588,18 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
     if (!s_batch_reserve (self, want))
         return 0;
     size_t count = 0;
+    uint64_t load = worker->load_us;
     dp_list_begin (&self->w);
     while (count < want) {
         task_t *task = s_best_task (worker);
         if (!task)
             break;
+        uint32_t cost = s_task_cost (task);
+        if (worker->inflight + count > 0 && load + cost > DP_PREFETCH_US)
+            break; /* enough queued there: keep the rest for whoever frees up */
+        dp_taskq_remove (&task->fnq->queue, &task->item);
+        load += cost;
+        task->cost_us = cost;
         self->queued--;
         task->ref = ++self->next_ref;
         task->worker = worker;
@@ -600,6 +638,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
             continue;
         }
         worker->inflight++;
+        worker->load_us += self->batch[i]->cost_us;
         self->inflight++;
     }
     return (long)count;
@@ -787,6 +826,13 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         task->timeout_ms = in.timeout_ms;
         task->retries = in.retries;
         task->flags = in.flags;
+        task->calls = 1;
+        if (in.flags & DP_TASK_CHUNK) {
+            dp_reader_t reader;
+            dp_reader_init (&reader, in.args.data, in.args.size);
+            if (dp_mp_read_array (&reader, &task->calls) || task->calls == 0)
+                task->calls = 1;
+        }
         task->args_size = (uint32_t)in.args.size;
         memcpy (task->args, in.args.data, in.args.size);
         if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
@@ -840,8 +886,11 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
             continue;
         }
         worker->inflight--;
+        worker->load_us -= task->cost_us;
         self->inflight--;
         task->worker = NULL;
+        if (result.run_us > 0)
+            s_pace_learn (task, result.run_us);
         if (result.code == 0)
             worker->done++;
         else
@@ -1207,6 +1256,9 @@ dp_broker_new (const dp_broker_config_t *config)
     dp_writer_init (&self->w);
     self->handle = zsock_resolve (self->router);
     dp_wire_configure (self->handle, true, LINGER_MS);
+    if (config->max_msg_size > 0 && config->max_msg_size < DP_MAX_MSG_SIZE)
+        zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
+                        sizeof config->max_msg_size);
     char monitor[64];
     snprintf (monitor, sizeof monitor, "inproc://dpool-broker-monitor-%p", (void *)self);
     int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |

@@ -63,7 +63,8 @@ typedef struct {
     uint64_t ref;
     int64_t deadline_ms;
     uint32_t timeout_ms;
-    bool more; /* RESULT: the task thread holds further jobs */
+    uint32_t run_us; /* RESULT: how long the job ran */
+    bool more;       /* RESULT: the task thread holds further jobs */
 } s_ctl_t;
 
 /*  What both threads know; set before the I/O thread starts. */
@@ -268,7 +269,8 @@ s_io_flush (s_io_t *io)
 /*  Adds one result to the DONE batch. value is one packed object (a str for
     a failure); an empty value on a failure stands for the code's own text. */
 static void
-s_io_add_result (s_io_t *io, uint64_t ref, int32_t code, const void *value, size_t size)
+s_io_add_result (s_io_t *io, uint64_t ref, int32_t code, const void *value, size_t size,
+                 uint32_t run_us)
 {
     if (io->pending > 0 && dp_writer_size (&io->done_w) + size + DONE_ENTRY > DONE_LIMIT)
         s_io_flush (io);
@@ -277,9 +279,9 @@ s_io_add_result (s_io_t *io, uint64_t ref, int32_t code, const void *value, size
         io->first_pending = dp_now_ms ();
     }
     if (code != 0 && size == 0)
-        dp_list_add_error (&io->done_w, ref, code, dpool_strerror (code));
+        dp_list_add_error_run (&io->done_w, ref, code, dpool_strerror (code), run_us);
     else
-        dp_list_add_result (&io->done_w, ref, code, value, size);
+        dp_list_add_result_run (&io->done_w, ref, code, value, size, run_us);
     io->pending++;
     if (io->pending >= DP_WORKER_DONE_BATCH)
         s_io_flush (io);
@@ -379,7 +381,8 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
                   (unsigned long long)ctl->ref);
         return;
     }
-    s_io_add_result (io, ctl->ref, ctl->code, zmq_msg_data (value), zmq_msg_size (value));
+    s_io_add_result (io, ctl->ref, ctl->code, zmq_msg_data (value), zmq_msg_size (value),
+                     ctl->run_us);
     if (!ctl->more)
         s_io_flush (io);
 }
@@ -952,12 +955,23 @@ s_runner_loop (s_runner_t *r)
         }
         uint64_t ref = job.id;
         uint64_t epoch = r->epoch;
+        struct timespec began, ended;
+        clock_gettime (CLOCK_MONOTONIC, &began);
         int code = s_runner_run (r, &job);
+        clock_gettime (CLOCK_MONOTONIC, &ended);
+        int64_t run_us = (int64_t)(ended.tv_sec - began.tv_sec) * 1000000 +
+                         (ended.tv_nsec - began.tv_nsec) / 1000;
         atomic_store (&r->worker->busy, false);
         /*  Jobs that arrived while it ran count as queued: no flush yet. */
         s_runner_drain (r);
-        s_ctl_t ctl = {
-            .kind = PIPE_RESULT, .code = code, .epoch = epoch, .ref = ref, .more = r->queued > 0};
+        s_ctl_t ctl = {.kind = PIPE_RESULT,
+                       .code = code,
+                       .epoch = epoch,
+                       .ref = ref,
+                       .run_us = run_us < 0            ? 0
+                                 : run_us > UINT32_MAX ? UINT32_MAX
+                                                       : (uint32_t)run_us,
+                       .more = r->queued > 0};
         if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
             zmq_send (r->pipe, r->result.data, r->result.size, 0) < 0) {
             r->stop = true;
