@@ -43,6 +43,7 @@
 #include <zmq.h>
 
 #define PIPE_ENDPOINT "inproc://dp-worker-pipe"
+#define RUNNER_PACES  16            /* functions whose last run time the task thread remembers */
 #define RESULT_KEEP   (1024 * 1024) /* result buffer kept between jobs, bytes */
 #define DONE_ENTRY    32            /* DONE bytes around one value: array, ref, code */
 #define DONE_LIMIT    (DP_MAX_MSG_SIZE - 1024)
@@ -53,7 +54,8 @@ typedef enum {
     PIPE_RESET,    /* I/O -> task: drop held jobs; ctl.epoch is the new epoch */
     PIPE_STOP,     /* I/O -> task: stop; ctl.code 0 or why (dpool_error_t) */
     PIPE_ARM,      /* task -> I/O: job ctl.ref started; it must end by ctl.deadline_ms */
-    PIPE_RESULT    /* task -> I/O: [ctl, packed value]: job ctl.ref ended with ctl.code */
+    PIPE_DONE      /* task -> I/O: [ctl, DONE body]: results of jobs of ctl.epoch; when
+                      ctl.code is 1, job ctl.ref (the timed one) is among them */
 } s_kind_t;
 
 typedef struct {
@@ -63,8 +65,6 @@ typedef struct {
     uint64_t ref;
     int64_t deadline_ms;
     uint32_t timeout_ms;
-    uint32_t run_us; /* RESULT: how long the job ran */
-    bool more;       /* RESULT: the task thread holds further jobs */
 } s_ctl_t;
 
 /*  What both threads know; set before the I/O thread starts. */
@@ -266,27 +266,6 @@ s_io_flush (s_io_t *io)
     dp_writer_reset (&io->done_w);
 }
 
-/*  Adds one result to the DONE batch. value is one packed object (a str for
-    a failure); an empty value on a failure stands for the code's own text. */
-static void
-s_io_add_result (s_io_t *io, uint64_t ref, int32_t code, const void *value, size_t size,
-                 uint32_t run_us)
-{
-    if (io->pending > 0 && dp_writer_size (&io->done_w) + size + DONE_ENTRY > DONE_LIMIT)
-        s_io_flush (io);
-    if (io->pending == 0) {
-        dp_list_begin (&io->done_w);
-        io->first_pending = dp_now_ms ();
-    }
-    if (code != 0 && size == 0)
-        dp_list_add_error_run (&io->done_w, ref, code, dpool_strerror (code), run_us);
-    else
-        dp_list_add_result_run (&io->done_w, ref, code, value, size, run_us);
-    io->pending++;
-    if (io->pending >= DP_WORKER_DONE_BATCH)
-        s_io_flush (io);
-}
-
 /*  Waits up to DP_WORKER_BYE_WAIT_MS for the broker's BYE, which proves that
     everything sent before our BYE arrived. Anything else is dropped; a
     signal ends the wait. Returns true if the BYE came. */
@@ -373,18 +352,20 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
         io->armed_timeout = ctl->timeout_ms;
         return;
     }
-    assert (ctl->kind == PIPE_RESULT);
-    if (io->armed && io->armed_ref == ctl->ref && io->armed_epoch == ctl->epoch)
+    assert (ctl->kind == PIPE_DONE);
+    if (ctl->code == 1 && io->armed && io->armed_ref == ctl->ref && io->armed_epoch == ctl->epoch)
         io->armed = false;
-    if (ctl->epoch != io->epoch || io->state != IO_ACTIVE) {
-        dp_debug ("dropping the result of job %llu of an old registration",
-                  (unsigned long long)ctl->ref);
+    if (ctl->epoch != io->epoch || io->state != IO_ACTIVE || !io->dealer) {
+        dp_debug ("dropping results of an old registration");
         return;
     }
-    s_io_add_result (io, ctl->ref, ctl->code, zmq_msg_data (value), zmq_msg_size (value),
-                     ctl->run_us);
-    if (!ctl->more)
-        s_io_flush (io);
+    /*  The task thread built the DONE body: it goes out as it is. */
+    s_io_flush (io);
+    if (dp_wire_send (io->dealer, NULL, 0, DP_CMD_DONE, zmq_msg_data (value), zmq_msg_size (value),
+                      ZMQ_DONTWAIT))
+        dp_warn ("cannot send DONE to the broker: %s", zmq_strerror (errno));
+    else
+        io->last_send = dp_now_ms ();
 }
 
 /*  Reads every message the task thread sent. */
@@ -404,7 +385,7 @@ s_io_drain_pipe (s_io_t *io)
         assert (n == (int)sizeof ctl);
         zmq_msg_t value;
         zmq_msg_init (&value);
-        if (ctl.kind == PIPE_RESULT && zmq_msg_recv (&value, io->pipe, 0) < 0) {
+        if (ctl.kind == PIPE_DONE && zmq_msg_recv (&value, io->pipe, 0) < 0) {
             zmq_msg_close (&value);
             s_io_stop (io, DPOOL_ESYS);
             return;
@@ -695,6 +676,14 @@ typedef struct {
     msgpack_zone zone;
     msgpack_sbuffer result;
     dpool_task_t task;
+    dp_writer_t done;      /* results not yet handed to the I/O thread */
+    uint32_t pending;      /* entries in done */
+    int64_t first_pending; /* ms: when the first of them was added */
+    struct {
+        dpool_fn_t *fn;
+        uint32_t run_us;   /* its last run time */
+    } paces[RUNNER_PACES]; /* recently run functions, to tell fast from slow */
+    unsigned npaces;
 } s_runner_t;
 
 static void
@@ -782,6 +771,7 @@ s_runner_recv (s_runner_t *r, int flags)
         break;
     case PIPE_RESET:
         s_runner_drop_jobs (r);
+        r->pending = 0; /* results for the old registration: nobody wants them */
         r->epoch = ctl.epoch;
         break;
     case PIPE_STOP:
@@ -936,6 +926,58 @@ s_runner_next (s_runner_t *r, dp_task_t *job)
     return false;
 }
 
+/*  The last run time of fn, or NULL if not known. */
+static uint32_t *
+s_runner_pace (s_runner_t *r, dpool_fn_t *fn)
+{
+    for (unsigned i = 0; fn && i < r->npaces; i++)
+        if (r->paces[i].fn == fn)
+            return &r->paces[i].run_us;
+    return NULL;
+}
+
+/*  Adds a finished job's result to the DONE batch. */
+static void
+s_runner_add_result (s_runner_t *r, uint64_t ref, int code, uint32_t run_us)
+{
+    if (r->pending == 0) {
+        dp_list_begin (&r->done);
+        r->first_pending = dp_now_ms ();
+    }
+    if (code != 0 && r->result.size == 0)
+        dp_list_add_error_run (&r->done, ref, code, dpool_strerror (code), run_us);
+    else
+        dp_list_add_result_run (&r->done, ref, code, r->result.data, r->result.size, run_us);
+    r->pending++;
+}
+
+/*  Hands the DONE batch to the I/O thread. timed says that job ref (of
+    epoch), which had a deadline, is in it. */
+static void
+s_runner_flush (s_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
+{
+    if (r->pending == 0)
+        return;
+    dp_list_end (&r->done);
+    s_ctl_t ctl = {.kind = PIPE_DONE, .code = timed ? 1 : 0, .epoch = epoch, .ref = ref};
+    if (!dp_writer_ok (&r->done)) {
+        /*  Out of memory building it: the process cannot answer for its
+            jobs; leaving makes the broker give them to others. */
+        dp_error ("out of memory building results");
+        _exit (1);
+    }
+    if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
+        zmq_send (r->pipe, dp_writer_data (&r->done), dp_writer_size (&r->done), 0) < 0) {
+        r->stop = true;
+        r->code = DPOOL_ESYS;
+    }
+    r->pending = 0;
+    if (r->done.sbuf.alloc > RESULT_KEEP) {
+        dp_writer_fini (&r->done);
+        dp_writer_init (&r->done);
+    }
+}
+
 static void
 s_runner_loop (s_runner_t *r)
 {
@@ -948,6 +990,13 @@ s_runner_loop (s_runner_t *r)
         dp_task_t job;
         if (r->stop || !s_runner_next (r, &job))
             continue;
+        /*  Results wait for company only in front of a job known to be
+            quick: before a slow job, or one not yet timed, they go now. */
+        void *hint;
+        dpool_fn_t *fn = dp_registry_lookup ((const char *)job.fn.data, job.fn.size, &hint);
+        uint32_t *last_run = s_runner_pace (r, fn);
+        if (r->pending > 0 && (!last_run || *last_run >= DP_WORKER_DONE_DELAY_MS * 1000))
+            s_runner_flush (r, false, 0, r->epoch);
         atomic_store (&r->worker->busy, true);
         if (atomic_load (&r->worker->stopping)) {
             atomic_store (&r->worker->busy, false);
@@ -962,21 +1011,26 @@ s_runner_loop (s_runner_t *r)
         int64_t run_us = (int64_t)(ended.tv_sec - began.tv_sec) * 1000000 +
                          (ended.tv_nsec - began.tv_nsec) / 1000;
         atomic_store (&r->worker->busy, false);
-        /*  Jobs that arrived while it ran count as queued: no flush yet. */
-        s_runner_drain (r);
-        s_ctl_t ctl = {.kind = PIPE_RESULT,
-                       .code = code,
-                       .epoch = epoch,
-                       .ref = ref,
-                       .run_us = run_us < 0            ? 0
-                                 : run_us > UINT32_MAX ? UINT32_MAX
-                                                       : (uint32_t)run_us,
-                       .more = r->queued > 0};
-        if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
-            zmq_send (r->pipe, r->result.data, r->result.size, 0) < 0) {
-            r->stop = true;
-            r->code = DPOOL_ESYS;
+        if (fn) {
+            if (!last_run && r->npaces < RUNNER_PACES) {
+                r->paces[r->npaces].fn = fn;
+                last_run = &r->paces[r->npaces++].run_us;
+            }
+            if (last_run)
+                *last_run = run_us < 0 ? 0 : run_us > UINT32_MAX ? UINT32_MAX : (uint32_t)run_us;
         }
+        s_runner_add_result (r, ref, code,
+                             run_us < 0            ? 0
+                             : run_us > UINT32_MAX ? UINT32_MAX
+                                                   : (uint32_t)run_us);
+        /*  Jobs that arrived while it ran count as queued: results of a
+            run of short jobs go out together, each slow or timed job's at
+            once. */
+        s_runner_drain (r);
+        if (job.timeout_ms > 0 || r->queued == 0 || r->pending >= DP_WORKER_DONE_BATCH ||
+            dp_writer_size (&r->done) > DONE_LIMIT / 2 ||
+            dp_now_ms () - r->first_pending >= DP_WORKER_DONE_DELAY_MS)
+            s_runner_flush (r, job.timeout_ms > 0, ref, epoch);
     }
 }
 
@@ -1105,6 +1159,7 @@ dp_worker_run (const dp_worker_config_t *config)
     runner.worker = &w;
     msgpack_zone_init (&runner.zone, MSGPACK_ZONE_CHUNK_SIZE);
     msgpack_sbuffer_init (&runner.result);
+    dp_writer_init (&runner.done);
 
     void *io_pipe = NULL;
     s_io_t *io = NULL;
@@ -1136,6 +1191,7 @@ dp_worker_run (const dp_worker_config_t *config)
     s_runner_drop_jobs (&runner);
     msgpack_zone_destroy (&runner.zone);
     msgpack_sbuffer_destroy (&runner.result);
+    dp_writer_fini (&runner.done);
     s_io_destroy (&io);
     if (runner.pipe)
         zmq_close (runner.pipe);
