@@ -584,6 +584,12 @@ s_batch_reserve (dp_broker_t *self, size_t count)
 static long
 s_dispatch_worker (dp_broker_t *self, worker_t *worker)
 {
+    /*  A worker still holding half its budget or half its credit is busy
+        enough: it is topped up once it runs lower, in one bigger batch
+        rather than many small ones. */
+    if (worker->inflight > 0 &&
+        (worker->load_us > DP_PREFETCH_US / 2 || worker->inflight > worker->credit / 2))
+        return 0;
     size_t want = worker->credit - worker->inflight;
     if (!s_batch_reserve (self, want))
         return 0;
