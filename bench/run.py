@@ -200,6 +200,9 @@ def make_jobs(args, scale, mpi, scales=None):
             jobs.append(Job("dpool " + mode, workload,
                             [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
                              "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker]))
+    jobs.append(Job("sleep floor", "sleep_floor",
+                    [python, os.path.join(BENCH_DIR, "pool_baseline.py"), "--workload",
+                     "sleep_floor", "--scale", str(scale), "--procs", str(PROCS)]))
     idle_workers, idle_seconds = QUICK_IDLE if quick else FULL_IDLE
     for workload in BROKER_WORKLOADS:
         command = [args.dpool_bench, "--workload", workload, "--mode", "tcp", "--scale",
@@ -401,8 +404,12 @@ def pool_rows(results, skipped):
     rows = []
     for workload in POOL_WORKLOADS:
         systems = FORWARDERS + PEERS + DPOOL_SYSTEMS
+        if workload == "sleep":
+            systems = ["sleep floor"] + systems
         for system in systems:
             fwd = forwarder_workload(workload) if system.startswith("zmq") else workload
+            if system == "sleep floor":
+                fwd = "sleep_floor"
             if fwd is None:
                 continue
             figure = results.get((system, fwd))
@@ -513,9 +520,15 @@ def targets(results):
         figure = results.get((system, "sleep"))
         if figure and figure.ok() and figure.median("ideal_seconds"):
             over = figure.median("seconds") / figure.median("ideal_seconds") - 1
-            lines.append("- 1 ms sleeps, %s: %.2f s, %.1f%% over the ideal %.2f s (target ≤ 5%%): "
+            floor = results.get(("sleep floor", "sleep_floor"))
+            note = ""
+            if floor and floor.ok():
+                note = " (this machine's floor: %.2f s, %.1f%% over)" % (
+                    floor.median("seconds"),
+                    100 * (floor.median("seconds") / floor.median("ideal_seconds") - 1))
+            lines.append("- 1 ms sleeps, %s: %.2f s, %.1f%% over the ideal %.2f s (target ≤ 5%%)%s: "
                          "%s" % (system, figure.median("seconds"), 100 * over,
-                                 figure.median("ideal_seconds"), verdict(over <= 0.05)))
+                                 figure.median("ideal_seconds"), note, verdict(over <= 0.05)))
     figure = results.get(("dpool broker", "broker_rss"))
     if figure and figure.ok():
         b = figure.median("bytes_per_task")
