@@ -23,6 +23,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,23 +56,26 @@ typedef struct {
     int64_t last_send;
 } peer_t;
 
-/*  One task: queued in its function's queue, or running on a worker. */
+/*  One task: queued in its function's queue, or running on a worker. Kept
+    small: a broker may hold millions (docs: bytes per queued task). */
 typedef struct {
     dp_taskq_item_t item; /* priority and arrival order; queued when index set */
     client_t *client;     /* NULL once its session is gone */
     fnq_t *fnq;
     uint64_t seq;
-    worker_t *worker; /* running on, or NULL */
-    uint64_t ref;     /* this attempt's reference while running */
+    uint64_t ref; /* this attempt's reference while running */
     uint32_t timeout_ms;
-    int32_t retries;
-    uint32_t flags;
-    uint32_t deaths;  /* workers that died running it */
     uint32_t calls;   /* 1, or the calls in a chunk */
     uint32_t cost_us; /* run time charged to its worker while it holds it */
     uint32_t args_size;
+    int16_t retries; /* -1 to DP_MAX_RETRIES */
+    uint16_t deaths; /* workers that died running it */
+    uint8_t flags;
     uint8_t args[];
 } task_t;
+
+_Static_assert(DP_TASK_FLAGS <= UINT8_MAX, "task flags fit task_t.flags");
+_Static_assert(DP_MAX_RETRIES <= INT16_MAX, "retries fit task_t.retries");
 
 /*  The queue of one function name. */
 struct _fnq_t {
@@ -288,7 +292,6 @@ s_peer_free (void **item)
 static void
 s_task_queue (dp_broker_t *self, task_t *task)
 {
-    task->worker = NULL;
     task->ref = 0;
     if (dp_taskq_push (&task->fnq->queue, &task->item) == 0) {
         self->queued++;
@@ -362,7 +365,6 @@ static void
 s_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool died)
 {
     self->inflight--;
-    task->worker = NULL;
     if (!task->client) {
         s_task_free (task); /* nobody wants its result any more */
         return;
@@ -608,7 +610,6 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
         task->cost_us = cost;
         self->queued--;
         task->ref = ++self->next_ref;
-        task->worker = worker;
         dp_task_t job = {.id = task->ref,
                          .fn = {(const uint8_t *)task->fnq->name, strlen (task->fnq->name)},
                          .args = {task->args, task->args_size},
@@ -625,7 +626,6 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
         /*  Not sent: the tasks go back where they were, untouched. */
         int err = errno;
         for (size_t i = 0; i < count; i++) {
-            self->batch[i]->worker = NULL;
             s_task_queue (self, self->batch[i]);
         }
         if (err == EHOSTUNREACH) {
@@ -813,7 +813,7 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         char name[DP_MAX_NAME + 1];
         s_span_copy (in.fn, name, sizeof name);
         fnq_t *fnq = s_fnq_get (self, name);
-        task_t *task = fnq ? (task_t *)malloc (sizeof (task_t) + in.args.size) : NULL;
+        task_t *task = fnq ? (task_t *)malloc (offsetof (task_t, args) + in.args.size) : NULL;
         if (!task) {
             if (dp_list_count (&client->out) == 0)
                 dp_list_begin (&client->out);
@@ -822,7 +822,7 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
                 client->dirty = zlistx_add_end (self->dirty, client);
             continue;
         }
-        memset (task, 0, sizeof *task);
+        memset (task, 0, offsetof (task_t, args));
         task->item.priority = in.priority;
         task->item.order = ++self->next_order;
         task->item.index = DP_TASKQ_NONE;
@@ -830,8 +830,8 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         task->fnq = fnq;
         task->seq = in.id;
         task->timeout_ms = in.timeout_ms;
-        task->retries = in.retries;
-        task->flags = in.flags;
+        task->retries = (int16_t)in.retries;
+        task->flags = (uint8_t)in.flags;
         task->calls = 1;
         if (in.flags & DP_TASK_CHUNK) {
             dp_reader_t reader;
@@ -894,7 +894,6 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
         worker->inflight--;
         worker->load_us -= task->cost_us;
         self->inflight--;
-        task->worker = NULL;
         if (result.run_us > 0)
             s_pace_learn (task, result.run_us);
         if (result.code == 0)

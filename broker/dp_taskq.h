@@ -17,8 +17,8 @@
 
 /*  Embed one in each queued struct; set priority and order before push. */
 typedef struct {
-    int32_t priority; /* higher comes out first */
     uint64_t order;   /* among equals, lower comes out first */
+    int32_t priority; /* higher comes out first */
     uint32_t index;   /* position in the heap, or DP_TASKQ_NONE */
 } dp_taskq_item_t;
 
