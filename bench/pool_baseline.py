@@ -16,6 +16,10 @@ Workloads:
   echo1k       N apply_async of 1 KiB of bytes that the task returns
   echo64k      the same with 64 KiB
   sleep        N apply_async of a task that sleeps 1 ms (ideal N/procs ms)
+  sleep_floor  no pool: N/procs 1 ms sleeps one after the other in this
+               process, what one of procs workers with no per-task cost at
+               all would take for its share of sleep: the ideal as this
+               machine's timers allow it
 
 Peak RSS: the main process (its VmHWM) and the largest worker (ru_maxrss
 of the waited children, after pool.join()).
@@ -36,6 +40,7 @@ COUNTS = {
     "echo1k": 100_000,
     "echo64k": 10_000,
     "sleep": 10_000,
+    "sleep_floor": 10_000,
 }
 SIZES = {"echo1k": 1024, "echo64k": 64 * 1024}
 SLEEP_S = 0.001
@@ -85,6 +90,15 @@ def run_apply_async(pool, fn, arg, count, check_size=0):
 
 def run(workload, count, procs, figures):
     """Runs one workload and fills figures (seconds, latencies...)."""
+    if workload == "sleep_floor":
+        figures["system"] = "sleep floor"
+        figures["transport"] = "none"
+        start = time.perf_counter()
+        for _ in range(count // procs):
+            time.sleep(SLEEP_S)
+        figures["seconds"] = time.perf_counter() - start
+        figures["ideal_seconds"] = count * SLEEP_S / procs
+        return
     context = multiprocessing.get_context("fork")
     pool = context.Pool(procs)
     pool.map(noop, range(WARMUP_TASKS), chunksize=1)

@@ -29,7 +29,9 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,8 +73,8 @@ FWD_LATENCY = 10_000
 FWD_ECHO = {"echo1k": (1024, 100_000), "echo64k": (65536, 10_000)}
 
 PROCS = 2
-TIMEOUT_S = 900
-QUICK_TIMEOUT_S = 120
+TIMEOUT_S = 180  # no figure needs more than ~40 s; beyond this it hung
+QUICK_TIMEOUT_S = 90
 QUICK_SCALE = 0.001
 QUICK_IDLE = (10, 1.0)  # idle workers, seconds
 FULL_IDLE = (1000, 10.0)
@@ -198,6 +200,9 @@ def make_jobs(args, scale, mpi, scales=None):
             jobs.append(Job("dpool " + mode, workload,
                             [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
                              "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker]))
+    jobs.append(Job("sleep floor", "sleep_floor",
+                    [python, os.path.join(BENCH_DIR, "pool_baseline.py"), "--workload",
+                     "sleep_floor", "--scale", str(scale), "--procs", str(PROCS)]))
     idle_workers, idle_seconds = QUICK_IDLE if quick else FULL_IDLE
     for workload in BROKER_WORKLOADS:
         command = [args.dpool_bench, "--workload", workload, "--mode", "tcp", "--scale",
@@ -208,15 +213,46 @@ def make_jobs(args, scale, mpi, scales=None):
     return jobs
 
 
+class Done:
+    """What a finished job left: exit status and output."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
 def run_job(job, timeout):
-    """Runs a job; returns (figures dict, None) or (None, error text)."""
+    """Runs a job in its own process group; returns (figures dict, None) or
+    (None, error text). A job still running after timeout seconds is ended
+    with its whole group (the brokers and workers it started too)."""
     try:
-        done = subprocess.run(job.command, capture_output=True, text=True, timeout=timeout,
-                              env=job.env, check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return None, "timed out after %d s" % timeout
+        process = subprocess.Popen(job.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL, text=True, env=job.env,
+                                   start_new_session=True)
     except OSError as error:
         return None, str(error)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        return None, "timed out after %d s" % timeout
+    finally:
+        # Whatever the job left behind in its group (a broker, workers) goes too.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    done = Done(process.returncode, stdout, stderr)
     for line in reversed(done.stdout.splitlines()):
         line = line.strip()
         if line.startswith("{"):
@@ -368,8 +404,12 @@ def pool_rows(results, skipped):
     rows = []
     for workload in POOL_WORKLOADS:
         systems = FORWARDERS + PEERS + DPOOL_SYSTEMS
+        if workload == "sleep":
+            systems = ["sleep floor"] + systems
         for system in systems:
             fwd = forwarder_workload(workload) if system.startswith("zmq") else workload
+            if system == "sleep floor":
+                fwd = "sleep_floor"
             if fwd is None:
                 continue
             figure = results.get((system, fwd))
@@ -480,9 +520,15 @@ def targets(results):
         figure = results.get((system, "sleep"))
         if figure and figure.ok() and figure.median("ideal_seconds"):
             over = figure.median("seconds") / figure.median("ideal_seconds") - 1
-            lines.append("- 1 ms sleeps, %s: %.2f s, %.1f%% over the ideal %.2f s (target ≤ 5%%): "
+            floor = results.get(("sleep floor", "sleep_floor"))
+            note = ""
+            if floor and floor.ok():
+                note = " (this machine's floor: %.2f s, %.1f%% over)" % (
+                    floor.median("seconds"),
+                    100 * (floor.median("seconds") / floor.median("ideal_seconds") - 1))
+            lines.append("- 1 ms sleeps, %s: %.2f s, %.1f%% over the ideal %.2f s (target ≤ 5%%)%s: "
                          "%s" % (system, figure.median("seconds"), 100 * over,
-                                 figure.median("ideal_seconds"), verdict(over <= 0.05)))
+                                 figure.median("ideal_seconds"), note, verdict(over <= 0.05)))
     figure = results.get(("dpool broker", "broker_rss"))
     if figure and figure.ok():
         b = figure.median("bytes_per_task")
@@ -544,6 +590,42 @@ def machine():
     }
 
 
+class CpuAccount:
+    """How much CPU the rest of the machine used while the benchmark ran:
+    the machine's busy time (/proc/stat) less the CPU time of the
+    benchmark's own processes (its waited children and itself)."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        ticks = os.sysconf("SC_CLK_TCK")
+        busy = 0.0
+        try:
+            with open("/proc/stat", encoding="ascii") as stat:
+                fields = [int(x) for x in stat.readline().split()[1:]]
+            # user, nice, system: time charged to processes. Not irq and
+            # softirq, where the kernel moves the benchmark's own loopback
+            # traffic without charging it to anyone, nor steal.
+            busy = (fields[0] + fields[1] + fields[2]) / ticks
+        except (OSError, ValueError, IndexError):
+            pass
+        own = 0.0
+        for who in (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF):
+            usage = resource.getrusage(who)
+            own += usage.ru_utime + usage.ru_stime
+        return time.monotonic(), busy, own
+
+    def others_cores(self):
+        """Cores' worth of CPU the other processes used on average so far."""
+        now, busy, own = self._sample()
+        wall = now - self.start[0]
+        if wall <= 0:
+            return 0.0
+        return max(0.0, ((busy - self.start[1]) - (own - self.start[2])) / wall)
+
+
 def load_text():
     one, five, fifteen = os.getloadavg()
     return "%.2f %.2f %.2f" % (one, five, fifteen)
@@ -557,8 +639,10 @@ def write_results(path, report, info, loads, runs, started, seconds):
         out.write("- date: %s (took %.0f s)\n" % (started, seconds))
         out.write("- machine: %s, %d cores, %s RAM; kernel %s; Debian %s\n" %
                   (info["cpu"], info["cores"], info["memory"], info["kernel"], info["debian"]))
-        out.write("- load average (1/5/15 min): %s at the start, %s at the end\n" %
-                  (loads[0], loads[1]))
+        out.write("- load average (1/5/15 min): %s at the start, %s at the end (the end "
+                  "includes the benchmark's own processes); CPU used by other processes during "
+                  "the run: %.2f cores on average (machine busy time less the benchmark's own)\n"
+                  % loads)
         out.write("- software: libzmq %s; %s; dpool at %s\n" %
                   (info["zmq"], info["python"], info["commit"]))
         out.write("- runs: %d per figure, interleaved; cells are the median [min–max]; a system "
@@ -595,6 +679,7 @@ def main():
 
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     load_start = load_text()
+    account = CpuAccount()
     t0 = time.monotonic()
     python = baseline_python()
     mpi, mpi_skip = mpi_setup(python)
@@ -611,12 +696,22 @@ def main():
         scales = pilot(args, scale, mpi, wanted, timeout)
     results = {}
     failed = False
+    raw = None
+    if not args.quick:
+        os.makedirs(args.build_dir, exist_ok=True)
+        raw = open(os.path.join(args.build_dir, "bench-raw.jsonl"), "w", encoding="utf-8")
+        log("run.py: every measurement is also logged to %s" % raw.name)
     for run in range(runs):
         for job in make_jobs(args, scale, mpi, scales):
             if not wanted(job):
                 continue
             log("run.py: run %d/%d: %s %s" % (run + 1, runs, job.system, job.workload))
             figures, error = run_job(job, timeout)
+            if raw:
+                raw.write(json.dumps({"run": run + 1, "system": job.system,
+                                      "workload": job.workload, "command": job.command,
+                                      "figures": figures, "error": error}) + "\n")
+                raw.flush()
             figure = results.setdefault((job.system, job.workload), Figure())
             if figures is not None:
                 figure.runs.append(figures)
@@ -625,8 +720,11 @@ def main():
                 log("run.py:   failed: %s" % error)
                 if job.fatal:
                     failed = True
+    if raw:
+        raw.close()
     seconds = time.monotonic() - t0
     load_end = load_text()
+    others = account.others_cores()
 
     headers = ["workload", "system", "n", "tasks/s median [range]", "p50/p99 µs",
                "peak RSS MiB main/worker/broker", "vs best peer", "vs transport"]
@@ -643,13 +741,14 @@ def main():
         report = ("**Quick mode: every workload tiny, one run. These figures only show that "
                   "the benchmark works; they measure nothing.**\n\n" + report)
     print(report)
-    print("load average %s at the start, %s at the end; %d run(s) in %.0f s" %
-          (load_start, load_end, runs, seconds))
+    print("load average %s at the start, %s at the end (the benchmark's own processes "
+          "included); other processes used %.2f cores on average; %d run(s) in %.0f s" %
+          (load_start, load_end, others, runs, seconds))
 
     results_path = args.results or (None if args.quick else os.path.join(BENCH_DIR, "RESULTS.md"))
     if results_path:
-        write_results(results_path, report, machine(), (load_start, load_end), runs, started,
-                      seconds)
+        write_results(results_path, report, machine(), (load_start, load_end, others), runs,
+                      started, seconds)
         log("run.py: wrote %s" % results_path)
     return 1 if failed else 0
 

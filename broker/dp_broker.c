@@ -24,12 +24,14 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define TICK_MS      100           /* timer granularity: heartbeats, expiry, grace */
+#define PACE_WEIGHT  4             /* a pace sample moves the average by a quarter */
 #define STALL_MS     500           /* a tick this late means the loop itself stalled */
 #define DRAIN_MAX    1000          /* messages handled per wake before dispatching */
 #define MAX_RID      256           /* ZeroMQ routing ids are at most 255 bytes */
@@ -56,26 +58,32 @@ typedef struct {
     int64_t last_send;
 } peer_t;
 
-/*  One task: queued in its function's queue, or running on a worker. */
+/*  A job's last PROGRESS value. */
+typedef struct {
+    uint32_t size;
+    uint8_t value[];
+} progress_t;
+
+/*  One task: queued in its function's queue, or running on a worker. Kept
+    small: a broker may hold millions (docs: bytes per queued task). */
 typedef struct {
     dp_taskq_item_t item; /* priority and arrival order; queued when index set */
     client_t *client;     /* NULL once its session is gone */
     fnq_t *fnq;
     uint64_t seq;
-    worker_t *worker; /* running on, or NULL */
-    uint64_t ref;     /* this attempt's reference while running */
+    uint64_t ref; /* this attempt's reference while running */
     uint32_t timeout_ms;
-    int32_t retries;
-    uint32_t flags;
-    uint32_t deaths; /* workers that died running it */
-    /*  When this attempt was dispatched, and its last PROGRESS value (or
-        NULL). */
-    int64_t started;
-    uint8_t *progress;
-    uint32_t progress_size;
+    uint32_t calls;   /* 1, or the calls in a chunk */
+    uint32_t cost_us; /* run time charged to its worker while it holds it */
     uint32_t args_size;
+    int16_t retries; /* -1 to DP_MAX_RETRIES */
+    uint16_t deaths; /* workers that died running it */
+    uint8_t flags;
     uint8_t args[];
 } task_t;
+
+_Static_assert(DP_TASK_FLAGS <= UINT8_MAX, "task flags fit task_t.flags");
+_Static_assert(DP_MAX_RETRIES <= INT16_MAX, "retries fit task_t.retries");
 
 /*  The queue of one function name. */
 struct _fnq_t {
@@ -83,6 +91,7 @@ struct _fnq_t {
     dp_taskq_t queue;
     size_t nworkers;         /* workers offering it */
     int64_t unoffered_since; /* when tasks began waiting with nobody offering it */
+    uint32_t pace_us;        /* run time of one call, a moving average; 0: unknown */
 };
 
 /*  A client session. */
@@ -104,9 +113,13 @@ struct _worker_t {
     uint64_t pid;
     uint32_t credit;
     uint32_t inflight;
+    uint64_t load_us; /* run time of the jobs it holds, as charged */
     fnq_t **fns;
     size_t nfns;
     dp_idmap_t *jobs; /* ref -> task_t */
+    /*  The last PROGRESS of the jobs that reported one (ref -> progress_t),
+        kept out of task_t, which stays small; NULL until the first. */
+    dp_idmap_t *progress;
     uint64_t done;
     uint64_t failed;
     void *ready; /* handle in broker->ready while it has free credit */
@@ -306,11 +319,7 @@ s_peer_free (void **item)
 static void
 s_task_queue (dp_broker_t *self, task_t *task)
 {
-    task->worker = NULL;
     task->ref = 0;
-    free (task->progress); /* the next attempt reports its own */
-    task->progress = NULL;
-    task->progress_size = 0;
     if (dp_taskq_push (&task->fnq->queue, &task->item) == 0) {
         self->queued++;
         self->dispatch_needed = true;
@@ -323,7 +332,6 @@ static void
 s_task_free (task_t *task)
 {
     assert (task->item.index == DP_TASKQ_NONE);
-    free (task->progress);
     free (task);
 }
 
@@ -384,7 +392,6 @@ static void
 s_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool died)
 {
     self->inflight--;
-    task->worker = NULL;
     if (!task->client) {
         s_task_free (task); /* nobody wants its result any more */
         return;
@@ -425,6 +432,28 @@ s_collect_task (uint64_t id, void *value, void *arg)
     zlistx_add_end ((zlistx_t *)arg, value);
 }
 
+static void
+s_free_progress (uint64_t id, void *value, void *arg)
+{
+    (void)id;
+    (void)arg;
+    free (value);
+}
+
+/*  Forgets the progress of job ref, or of every job when ref is 0. */
+static void
+s_progress_forget (worker_t *worker, uint64_t ref)
+{
+    if (!worker->progress)
+        return;
+    if (ref)
+        free (dp_idmap_remove (worker->progress, ref));
+    else {
+        dp_idmap_foreach (worker->progress, s_free_progress, NULL);
+        dp_idmap_destroy (&worker->progress);
+    }
+}
+
 /*  Removes a worker: every job it held is requeued (counting a death if it
     died) and its peer entry is forgotten. */
 static void
@@ -440,6 +469,7 @@ s_worker_remove (dp_broker_t *self, worker_t *worker, bool died)
         s_task_orphaned (self, task, worker, died);
     zlistx_destroy (&jobs);
     dp_idmap_destroy (&worker->jobs);
+    s_progress_forget (worker, 0);
     for (size_t i = 0; i < worker->nfns; i++)
         worker->fns[i]->nworkers--;
     free (worker->fns);
@@ -544,18 +574,43 @@ static task_t *
 s_best_task (worker_t *worker)
 {
     dp_taskq_item_t *best = NULL;
-    fnq_t *from = NULL;
     for (size_t i = 0; i < worker->nfns; i++) {
         dp_taskq_item_t *head = dp_taskq_peek (&worker->fns[i]->queue);
-        if (head && (!best || dp_taskq_before (head, best))) {
+        if (head && (!best || dp_taskq_before (head, best)))
             best = head;
-            from = worker->fns[i];
-        }
     }
-    if (!best)
-        return NULL;
-    dp_taskq_remove (&from->queue, best);
     return (task_t *)best;
+}
+
+/*  What a task is expected to cost its worker, in run time: its function's
+    pace times its calls, or a whole prefetch budget while the pace is
+    unknown (so the first tasks of a function go one per worker, as Pool
+    hands them out). */
+static uint32_t
+s_task_cost (const task_t *task)
+{
+    uint64_t pace = task->fnq->pace_us;
+    if (pace == 0)
+        return DP_PREFETCH_US;
+    uint64_t cost = pace * task->calls;
+    return cost < 1 ? 1 : cost > DP_PREFETCH_US ? DP_PREFETCH_US : (uint32_t)cost;
+}
+
+/*  Learns a function's pace from a finished task's run time. */
+static void
+s_pace_learn (task_t *task, uint32_t run_us)
+{
+    fnq_t *fnq = task->fnq;
+    int64_t sample = run_us / (task->calls ? task->calls : 1);
+    if (sample < 1)
+        sample = 1;
+    if (fnq->pace_us == 0)
+        fnq->pace_us = (uint32_t)sample;
+    else {
+        /*  A moving average that follows a change within a few tasks. */
+        int64_t pace = fnq->pace_us + (sample - (int64_t)fnq->pace_us) / PACE_WEIGHT;
+        fnq->pace_us = pace < 1 ? 1 : (uint32_t)pace;
+    }
 }
 
 static bool
@@ -574,25 +629,37 @@ s_batch_reserve (dp_broker_t *self, size_t count)
     return true;
 }
 
-/*  Gives worker as many tasks as its free credit allows; returns how many,
+/*  Gives worker tasks while it has credit and less than DP_PREFETCH_US of
+    expected run time queued (always at least one task); returns how many,
     or -1 if the worker could not be sent to (it is then gone, or out of the
     ready list until it is heard from again). */
 static long
 s_dispatch_worker (dp_broker_t *self, worker_t *worker)
 {
+    /*  A worker still holding half its budget or half its credit is busy
+        enough: it is topped up once it runs lower, in one bigger batch
+        rather than many small ones. */
+    if (worker->inflight > 0 &&
+        (worker->load_us > DP_PREFETCH_US / 2 || worker->inflight > worker->credit / 2))
+        return 0;
     size_t want = worker->credit - worker->inflight;
     if (!s_batch_reserve (self, want))
         return 0;
     size_t count = 0;
+    uint64_t load = worker->load_us;
     dp_list_begin (&self->w);
     while (count < want) {
         task_t *task = s_best_task (worker);
         if (!task)
             break;
+        uint32_t cost = s_task_cost (task);
+        if (worker->inflight + count > 0 && load + cost > DP_PREFETCH_US)
+            break; /* enough queued there: keep the rest for whoever frees up */
+        dp_taskq_remove (&task->fnq->queue, &task->item);
+        load += cost;
+        task->cost_us = cost;
         self->queued--;
         task->ref = ++self->next_ref;
-        task->worker = worker;
-        task->started = dp_now_ms ();
         dp_task_t job = {.id = task->ref,
                          .fn = {(const uint8_t *)task->fnq->name, strlen (task->fnq->name)},
                          .args = {task->args, task->args_size},
@@ -609,7 +676,6 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
         /*  Not sent: the tasks go back where they were, untouched. */
         int err = errno;
         for (size_t i = 0; i < count; i++) {
-            self->batch[i]->worker = NULL;
             s_task_queue (self, self->batch[i]);
         }
         if (err == EHOSTUNREACH) {
@@ -628,6 +694,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
             continue;
         }
         worker->inflight++;
+        worker->load_us += self->batch[i]->cost_us;
         self->inflight++;
     }
     return (long)count;
@@ -798,7 +865,7 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         char name[DP_MAX_NAME + 1];
         s_span_copy (in.fn, name, sizeof name);
         fnq_t *fnq = s_fnq_get (self, name);
-        task_t *task = fnq ? (task_t *)malloc (sizeof (task_t) + in.args.size) : NULL;
+        task_t *task = fnq ? (task_t *)malloc (offsetof (task_t, args) + in.args.size) : NULL;
         if (!task) {
             if (dp_list_count (&client->out) == 0)
                 dp_list_begin (&client->out);
@@ -807,7 +874,7 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
                 client->dirty = zlistx_add_end (self->dirty, client);
             continue;
         }
-        memset (task, 0, sizeof *task);
+        memset (task, 0, offsetof (task_t, args));
         task->item.priority = in.priority;
         task->item.order = ++self->next_order;
         task->item.index = DP_TASKQ_NONE;
@@ -815,8 +882,15 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         task->fnq = fnq;
         task->seq = in.id;
         task->timeout_ms = in.timeout_ms;
-        task->retries = in.retries;
-        task->flags = in.flags;
+        task->retries = (int16_t)in.retries;
+        task->flags = (uint8_t)in.flags;
+        task->calls = 1;
+        if (in.flags & DP_TASK_CHUNK) {
+            dp_reader_t reader;
+            dp_reader_init (&reader, in.args.data, in.args.size);
+            if (dp_mp_read_array (&reader, &task->calls) || task->calls == 0)
+                task->calls = 1;
+        }
         task->args_size = (uint32_t)in.args.size;
         memcpy (task->args, in.args.data, in.args.size);
         if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
@@ -862,6 +936,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
     dp_result_t result;
     while (dp_list_next_result (list, &result)) {
         task_t *task = (task_t *)dp_idmap_remove (worker->jobs, result.id);
+        s_progress_forget (worker, result.id);
         if (!task) {
             /*  A job it does not hold: reassigned after it was presumed dead,
                 or forged. Never a second result. */
@@ -870,8 +945,10 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
             continue;
         }
         worker->inflight--;
+        worker->load_us -= task->cost_us;
         self->inflight--;
-        task->worker = NULL;
+        if (result.run_us > 0)
+            s_pace_learn (task, result.run_us);
         if (result.code == 0)
             worker->done++;
         else
@@ -940,37 +1017,47 @@ s_on_progress (dp_broker_t *self, worker_t *worker, const dp_progress_t *progres
         s_warn_once (self, worker->peer->key, "PROGRESS for a job it does not hold");
         return;
     }
-    uint8_t *copy = (uint8_t *)realloc (task->progress, progress->value.size);
+    if (!worker->progress && !(worker->progress = dp_idmap_new ()))
+        return;
+    progress_t *last = (progress_t *)dp_idmap_get (worker->progress, progress->id);
+    progress_t *copy = (progress_t *)realloc (last, sizeof *copy + progress->value.size);
     if (!copy)
         return;
-    memcpy (copy, progress->value.data, progress->value.size);
-    task->progress = copy;
-    task->progress_size = (uint32_t)progress->value.size;
+    copy->size = (uint32_t)progress->value.size;
+    memcpy (copy->value, progress->value.data, progress->value.size);
+    if (dp_idmap_put (worker->progress, progress->id, copy)) {
+        dp_idmap_remove (worker->progress, progress->id);
+        free (copy);
+        return;
+    }
     if (task->client && task->client->peer) {
-        dp_encode_progress (&self->w, task->seq, copy, task->progress_size);
+        dp_encode_progress (&self->w, task->seq, copy->value, copy->size);
         s_send (self, task->client->peer, DP_CMD_WORK_STATUS, &self->w);
     }
 }
 
-/*  Packs one running job for status. */
+/*  Packs the jobs workers hold for status, those that reported progress
+    first, at most left of them. */
 typedef struct {
     msgpack_packer *pk;
     worker_t *worker;
     size_t left;
-    int64_t now;
+    bool reported; /* this pass packs the jobs with progress, or those without */
 } s_running_t;
 
 static void
-s_pack_job (uint64_t id, void *value, void *arg)
+s_pack_job (uint64_t ref, void *value, void *arg)
 {
-    (void)id;
     s_running_t *running = (s_running_t *)arg;
     task_t *task = (task_t *)value;
-    msgpack_packer *pk = running->pk;
-    if (running->left == 0)
+    worker_t *worker = running->worker;
+    progress_t *progress =
+        worker->progress ? (progress_t *)dp_idmap_get (worker->progress, ref) : NULL;
+    if (running->left == 0 || (progress != NULL) != running->reported)
         return;
     running->left--;
-    msgpack_pack_map (pk, 8);
+    msgpack_packer *pk = running->pk;
+    msgpack_pack_map (pk, 7);
     s_pack_str (pk, "fn");
     s_pack_str (pk, task->fnq->name);
     s_pack_str (pk, "seq");
@@ -978,23 +1065,20 @@ s_pack_job (uint64_t id, void *value, void *arg)
     s_pack_str (pk, "client");
     s_pack_str (pk, task->client ? task->client->name : "");
     s_pack_str (pk, "worker");
-    s_pack_str (pk, running->worker->name);
+    s_pack_str (pk, worker->name);
     s_pack_str (pk, "pid");
-    msgpack_pack_uint64 (pk, running->worker->pid);
+    msgpack_pack_uint64 (pk, worker->pid);
     s_pack_str (pk, "attempt");
-    msgpack_pack_uint32 (pk, task->deaths + 1);
-    s_pack_str (pk, "running_ms");
-    msgpack_pack_uint64 (pk, (uint64_t)(running->now - task->started));
+    msgpack_pack_uint32 (pk, (uint32_t)task->deaths + 1);
     s_pack_str (pk, "progress");
-    if (task->progress) {
+    if (progress) {
         /*  The packer writes straight to the buffer: the value goes as is. */
         msgpack_sbuffer *sbuf = (msgpack_sbuffer *)pk->data;
-        msgpack_sbuffer_write (sbuf, (const char *)task->progress, task->progress_size);
+        msgpack_sbuffer_write (sbuf, (const char *)progress->value, progress->size);
     } else
         msgpack_pack_nil (pk);
 }
 
-/*  Packs the jobs workers hold, at most STATUS_MAX of them. */
 static void
 s_pack_running (dp_broker_t *self, msgpack_packer *pk)
 {
@@ -1002,12 +1086,15 @@ s_pack_running (dp_broker_t *self, msgpack_packer *pk)
     for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
          worker = (worker_t *)zlistx_next (self->workers))
         count += dp_idmap_size (worker->jobs);
-    s_running_t running = {pk, NULL, count < STATUS_MAX ? count : STATUS_MAX, dp_now_ms ()};
+    s_running_t running = {pk, NULL, count < STATUS_MAX ? count : STATUS_MAX, true};
     msgpack_pack_array (pk, running.left);
-    for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker && running.left;
-         worker = (worker_t *)zlistx_next (self->workers)) {
-        running.worker = worker;
-        dp_idmap_foreach (worker->jobs, s_pack_job, &running);
+    for (int pass = 0; pass < 2; pass++) {
+        running.reported = pass == 0;
+        for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker && running.left;
+             worker = (worker_t *)zlistx_next (self->workers)) {
+            running.worker = worker;
+            dp_idmap_foreach (worker->jobs, s_pack_job, &running);
+        }
     }
 }
 
@@ -1403,6 +1490,9 @@ dp_broker_new (const dp_broker_config_t *config)
     dp_writer_init (&self->w);
     self->handle = zsock_resolve (self->router);
     dp_wire_configure (self->handle, true, LINGER_MS);
+    if (config->max_msg_size > 0 && config->max_msg_size < DP_MAX_MSG_SIZE)
+        zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
+                        sizeof config->max_msg_size);
     char monitor[64];
     snprintf (monitor, sizeof monitor, "inproc://dpool-broker-monitor-%p", (void *)self);
     int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |

@@ -28,32 +28,39 @@ typedef struct {
     int heartbeat_ms;                       /* 0: DP_HEARTBEAT_MS */
     int expiry_ms;                          /* 0: DP_EXPIRY_MS */
     size_t max_queue;                       /* 0: DP_DEFAULT_MAX_QUEUE */
+    int64_t max_msg_size;                   /* bytes (ZMQ_MAXMSGSIZE); 0: DP_MAX_MSG_SIZE */
     int nofunc_grace_ms;                    /* 0: default; -1: wait forever */
     const char *endpoint_file;              /* if set, bound endpoints are written here */
     size_t queue_bytes;                     /* bytes of queued values held; 0: DP_QUEUE_BYTES */
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */
-void dp_broker_config_init (dp_broker_config_t *config);
+void
+dp_broker_config_init (dp_broker_config_t *config);
 
 /*  Creates a broker and binds its endpoints. Returns NULL (and logs why) if
     an endpoint cannot be bound. The config's strings are copied. */
-dp_broker_t *dp_broker_new (const dp_broker_config_t *config);
+dp_broker_t *
+dp_broker_new (const dp_broker_config_t *config);
 
 /*  Stops the broker: says BYE to every peer, frees everything. */
-void dp_broker_destroy (dp_broker_t **self_p);
+void
+dp_broker_destroy (dp_broker_t **self_p);
 
 /*  The endpoints actually bound (a "*" port resolved), one per line.
     Borrowed. */
-const char *dp_broker_endpoints (dp_broker_t *self);
+const char *
+dp_broker_endpoints (dp_broker_t *self);
 
 /*  Runs the loop until zsys_interrupted is set (SIGINT/SIGTERM, with
     CZMQ's handler) or, if pipe is not NULL, "$TERM" arrives on it. */
-int dp_broker_run (dp_broker_t *self, zsock_t *pipe);
+int
+dp_broker_run (dp_broker_t *self, zsock_t *pipe);
 
 /*  A CZMQ actor running a broker: args is a dp_broker_config_t * (copied
     before the actor signals). The actor signals 0 once bound, 1 if it
     could not bind (and then ends); "$TERM" stops it. */
-void dp_broker_actor (zsock_t *pipe, void *args);
+void
+dp_broker_actor (zsock_t *pipe, void *args);
 
 #endif

@@ -35,6 +35,9 @@ s_usage (FILE *out)
              "      --nofunc-grace MS  how long a task waits for a worker offering its\n"
              "                         function once workers are connected; -1 forever\n"
              "                         (env DPOOL_NOFUNC_GRACE_MS; default %d)\n"
+             "      --max-msg-size N   largest message accepted, in bytes; a peer sending a\n"
+             "                         larger one is disconnected (env DPOOL_MAX_MSG_SIZE;\n"
+             "                         default and most %d)\n"
              "      --endpoint-file F  write the bound endpoints to F, one per line\n"
              "      --log-level L      error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help             show this help and exit\n"
@@ -43,7 +46,7 @@ s_usage (FILE *out)
              "SIGINT or SIGTERM stops the broker cleanly. The wire protocol is\n"
              "described in docs/PROTOCOL.md.\n",
              DP_DEFAULT_ENDPOINT, DP_HEARTBEAT_MS, DP_EXPIRY_MS, DP_DEFAULT_MAX_QUEUE,
-             DP_DEFAULT_NOFUNC_GRACE);
+             DP_DEFAULT_NOFUNC_GRACE, DP_MAX_MSG_SIZE);
 }
 
 /*  Parses an integer option or exits with a usage error naming it. */
@@ -62,7 +65,7 @@ s_int_option (const char *name, const char *text, long min, long max)
 int
 main (int argc, char *argv[])
 {
-    enum { OPT_HEARTBEAT = 256, OPT_EXPIRY, OPT_MAX_QUEUE, OPT_GRACE, OPT_FILE, OPT_LOG };
+    enum { OPT_HEARTBEAT = 256, OPT_EXPIRY, OPT_MAX_QUEUE, OPT_GRACE, OPT_FILE, OPT_LOG, OPT_MSG };
     static const struct option options[] = {
         {"bind", required_argument, NULL, 'b'},
         {"name", required_argument, NULL, 'n'},
@@ -71,6 +74,7 @@ main (int argc, char *argv[])
         {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
         {"nofunc-grace", required_argument, NULL, OPT_GRACE},
         {"endpoint-file", required_argument, NULL, OPT_FILE},
+        {"max-msg-size", required_argument, NULL, OPT_MSG},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -90,6 +94,8 @@ main (int argc, char *argv[])
         config.expiry_ms = (int)s_int_option ("DPOOL_EXPIRY_MS", env, 20, 36000000);
     if ((env = getenv ("DPOOL_MAX_QUEUE")) && *env)
         config.max_queue = (size_t)s_int_option ("DPOOL_MAX_QUEUE", env, 1, 1000000000);
+    if ((env = getenv ("DPOOL_MAX_MSG_SIZE")) && *env)
+        config.max_msg_size = s_int_option ("DPOOL_MAX_MSG_SIZE", env, 1024, DP_MAX_MSG_SIZE);
     if ((env = getenv ("DPOOL_NOFUNC_GRACE_MS")) && *env)
         config.nofunc_grace_ms = (int)s_int_option ("DPOOL_NOFUNC_GRACE_MS", env, -1, 86400000);
 
@@ -122,6 +128,9 @@ main (int argc, char *argv[])
             break;
         case OPT_GRACE:
             config.nofunc_grace_ms = (int)s_int_option ("--nofunc-grace", optarg, -1, 86400000);
+            break;
+        case OPT_MSG:
+            config.max_msg_size = s_int_option ("--max-msg-size", optarg, 1024, DP_MAX_MSG_SIZE);
             break;
         case OPT_FILE:
             config.endpoint_file = optarg;

@@ -9,7 +9,7 @@
     know. */
 #define SUBMIT_FIELDS   7 /* seq, fn, args, priority, timeout_ms, retries, flags */
 #define DISPATCH_FIELDS 6 /* ref, fn, args, timeout_ms, attempt, flags */
-#define RESULT_FIELDS   3 /* id, code, value */
+#define RESULT_FIELDS   3 /* id, code, value; DONE may add run_us */
 #define HELLO_FIELDS    2 /* session, name */
 #define WELCOME_FIELDS  4 /* heartbeat_ms, expiry_ms, broker, workers */
 #define READY_FIELDS    5 /* name, pid, host, credit, functions */
@@ -206,7 +206,10 @@ s_result (dp_reader_t *r, dp_result_t *result)
         result->value.data = start;
         result->value.size = (size_t)(r->pos - start);
     }
-    return s_skip_extra (r, count, RESULT_FIELDS);
+    result->run_us = 0;
+    if (count > RESULT_FIELDS)
+        TRY (s_u32 (r, &result->run_us, UINT32_MAX));
+    return s_skip_extra (r, count, RESULT_FIELDS + (count > RESULT_FIELDS));
 }
 
 /*  Reads a list header and checks each entry with check. */
@@ -816,6 +819,33 @@ dp_list_add_result (dp_writer_t *self, uint64_t id, int32_t code, const void *va
     s_check (self, msgpack_pack_uint64 (&self->pk, id));
     s_check (self, msgpack_pack_int32 (&self->pk, code));
     s_raw (self, value, size);
+    self->list_count++;
+}
+
+void
+dp_list_add_result_run (dp_writer_t *self, uint64_t id, int32_t code, const void *value,
+                        size_t size, uint32_t run_us)
+{
+    s_check (self, msgpack_pack_array (&self->pk, RESULT_FIELDS + 1));
+    s_check (self, msgpack_pack_uint64 (&self->pk, id));
+    s_check (self, msgpack_pack_int32 (&self->pk, code));
+    s_raw (self, value, size);
+    s_check (self, msgpack_pack_uint32 (&self->pk, run_us));
+    self->list_count++;
+}
+
+void
+dp_list_add_error_run (dp_writer_t *self, uint64_t id, int32_t code, const char *message,
+                       uint32_t run_us)
+{
+    assert (code != 0);
+    s_check (self, msgpack_pack_array (&self->pk, RESULT_FIELDS + 1));
+    s_check (self, msgpack_pack_uint64 (&self->pk, id));
+    s_check (self, msgpack_pack_int32 (&self->pk, code));
+    message = message ? message : "";
+    size_t len = strlen (message);
+    s_str (self, message, len > DP_MAX_ERROR ? DP_MAX_ERROR : len);
+    s_check (self, msgpack_pack_uint32 (&self->pk, run_us));
     self->list_count++;
 }
 

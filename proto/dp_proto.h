@@ -56,7 +56,8 @@
 #define DP_HEARTBEAT_MS        1000   /* send a HEARTBEAT after this much silence */
 #define DP_EXPIRY_MS           2500   /* a peer silent this long is dead */
 #define DP_DEFAULT_RETRIES     3      /* re-runs after a worker dies */
-#define DP_DEFAULT_CREDIT      1      /* tasks a worker process holds at once */
+#define DP_DEFAULT_CREDIT      64     /* tasks a worker process may hold at once */
+#define DP_PREFETCH_US         5000   /* work the broker queues at a worker, in run time */
 #define DP_DEFAULT_OUTSTANDING 100000 /* client tasks in flight */
 #define DP_RECONNECT_MS        100    /* first reconnect delay */
 #define DP_RECONNECT_MAX_MS    2000   /* reconnect backoff ceiling */
@@ -141,6 +142,7 @@ typedef struct {
     uint64_t id;
     int32_t code;
     dp_span_t value;
+    uint32_t run_us; /* DONE: how long the task ran on the worker; 0 if not said */
 } dp_result_t;
 
 typedef struct {
@@ -340,6 +342,16 @@ dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task);
     task's result when code is 0, its message (a str) otherwise. */
 void
 dp_list_add_result (dp_writer_t *self, uint64_t id, int32_t code, const void *value, size_t size);
+/*  dp_list_add_result for DONE, with how long the task ran (microseconds),
+    which the broker uses to decide how much work to queue at each worker. */
+void
+dp_list_add_result_run (dp_writer_t *self, uint64_t id, int32_t code, const void *value,
+                        size_t size, uint32_t run_us);
+/*  dp_list_add_error for DONE, with how long the task ran. */
+void
+dp_list_add_error_run (dp_writer_t *self, uint64_t id, int32_t code, const char *message,
+                       uint32_t run_us);
+
 /*  Adds a failed result with its code and message (truncated to DP_MAX_ERROR). */
 void
 dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *message);

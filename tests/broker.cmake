@@ -1,6 +1,6 @@
 # broker/: the broker program driven message by message by hand-made peers.
 dpool_test (test_broker test_broker.c)
-foreach (case dispatch_by_function_and_credit priority_then_fifo results_routed_by_session
+foreach (case dispatch_by_function_and_credit slow_tasks_not_prefetched priority_then_fifo results_routed_by_session
               dead_worker_retry_and_late_done unknown_ref_counted session_stolen queue_limit
               cancel nofunc_grace hostile_input bye_and_sigterm transport_garbage
               random_frames retry_timeout)

@@ -328,7 +328,7 @@ dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
     broker->pid = dp_test_spawn (name, (char *const *)argv);
-    if (!dp_test_wait_until (s_file_has_lines, endpoint_file, 10000))
+    if (!dp_test_wait_until (s_file_has_lines, endpoint_file, 30000))
         dp_test_fail (__FILE__, __LINE__, "broker did not write %s", endpoint_file);
     char *text = dp_test_read_file (endpoint_file);
     char *tcp = text ? strstr (text, "tcp://") : NULL;

@@ -180,15 +180,22 @@ expect_jobs (peer_t *worker, uint64_t *refs, char fns[][32], size_t max)
 }
 
 static void
-done (peer_t *worker, uint64_t ref, int code, const char *message)
+done_run (peer_t *worker, uint64_t ref, int code, const char *message, uint32_t run_us)
 {
     dp_list_begin (&worker->w);
     if (code == 0)
-        dp_list_add_result (&worker->w, ref, 0, s_args, sizeof s_args);
+        dp_list_add_result_run (&worker->w, ref, 0, s_args, sizeof s_args, run_us);
     else
-        dp_list_add_error (&worker->w, ref, code, message);
+        dp_list_add_error_run (&worker->w, ref, code, message, run_us);
     dp_list_end (&worker->w);
     peer_send (worker, DP_CMD_DONE);
+}
+
+/*  A job done in 10 microseconds: a fast function. */
+static void
+done (peer_t *worker, uint64_t ref, int code, const char *message)
+{
+    done_run (worker, ref, code, message, 10);
 }
 
 /*  Receives one RESULT with exactly one entry and returns it. */
@@ -274,18 +281,30 @@ case_dispatch_by_function_and_credit (void)
     peer_t *wa = worker_new (fa, 1, 2);
     peer_t *wb = worker_new (fb, 1, 1);
     peer_t *client = client_new (1);
-    for (uint64_t seq = 1; seq <= 4; seq++)
-        submit (client, "fa", seq, 0, 0);
-    submit (client, "fb", 5, 0, 0);
     uint64_t refs[8];
     char fns[8][32];
+    /*  While fa's pace is unknown, its tasks go one at a time. */
+    submit (client, "fa", 1, 0, 0);
+    submit (client, "fa", 2, 0, 0);
+    CHECK_EQ_INT (expect_jobs (wa, refs, fns, 8), 1);
+    CHECK_EQ_STR (fns[0], "fa");
+    peer_expect_silence (wa, 300);
+    done (wa, refs[0], 0, NULL); /* fa is fast: 10 us */
+    CHECK_EQ_INT (expect_result (client).id, 1);
+    CHECK_EQ_INT (expect_jobs (wa, refs, fns, 8), 1);
+    done (wa, refs[0], 0, NULL);
+    CHECK_EQ_INT (expect_result (client).id, 2);
+
+    /*  Now fast: wa gets its whole credit of 2, never more. */
+    for (uint64_t seq = 3; seq <= 6; seq++)
+        submit (client, "fa", seq, 0, 0);
+    submit (client, "fb", 7, 0, 0);
     size_t got = 0;
     while (got < 2)
         got += expect_jobs (wa, refs + got, fns + got, 8 - got);
     CHECK_EQ_INT (got, 2);
     for (size_t i = 0; i < got; i++)
         CHECK_EQ_STR (fns[i], "fa");
-    /*  wa is at its credit of 2: nothing more until it answers. */
     peer_expect_silence (wa, 300);
     uint64_t bref;
     CHECK_EQ_INT (expect_jobs (wb, &bref, fns, 1), 1);
@@ -293,11 +312,32 @@ case_dispatch_by_function_and_credit (void)
     done (wa, refs[0], 0, NULL);
     dp_result_t r = expect_result (client);
     CHECK (r.code == 0);
-    CHECK (r.id == 1);
+    CHECK (r.id == 3);
     /*  One credit back: exactly one more job. */
     CHECK_EQ_INT (expect_jobs (wa, refs, fns, 8), 1);
     peer_destroy (&wa);
     peer_destroy (&wb);
+    peer_destroy (&client);
+}
+
+/*  A slow function's tasks go one per worker however much credit it has:
+    the broker queues about DP_PREFETCH_US of run time at a worker. */
+static void
+case_slow_tasks_not_prefetched (void)
+{
+    const char *fns[] = {"slow"};
+    peer_t *worker = worker_new (fns, 1, 8);
+    peer_t *client = client_new (16);
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        submit (client, "slow", seq, 0, 0);
+    uint64_t ref;
+    for (uint64_t seq = 1; seq <= 4; seq++) {
+        CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+        peer_expect_silence (worker, 200);
+        done_run (worker, ref, 0, NULL, 2 * DP_PREFETCH_US); /* slower than the budget */
+        CHECK_EQ_INT (expect_result (client).id, seq);
+    }
+    peer_destroy (&worker);
     peer_destroy (&client);
 }
 
@@ -337,10 +377,9 @@ case_results_routed_by_session (void)
     submit (c1, "f", 1, 0, 0);
     submit (c2, "f", 1, 0, 0);
     uint64_t refs[4];
-    size_t got = 0;
-    while (got < 2)
-        got += expect_jobs (worker, refs + got, NULL, 4 - got);
+    CHECK_EQ_INT (expect_jobs (worker, refs, NULL, 4), 1);
     done (worker, refs[0], DPOOL_EFAILED, "first");
+    CHECK_EQ_INT (expect_jobs (worker, refs + 1, NULL, 3), 1);
     done (worker, refs[1], DPOOL_EFAILED, "second");
     dp_result_t r1 = expect_result (c1);
     dp_result_t r2 = expect_result (c2);
@@ -654,10 +693,11 @@ case_transport_garbage (void)
     close (fd);
     CHECK (dp_test_wait_until (s_garbage_cut_off, client, 5000));
 
-    /*  One frame over the limit: the sender's connection is dropped. */
+    /*  One frame over the limit (--max-msg-size 65536 here): the sender's
+        connection is dropped. */
     uint64_t before = status_counter (client, "disconnected", false);
     peer_t *big = peer_new (s_broker.tcp);
-    size_t size = DP_MAX_MSG_SIZE + 1;
+    size_t size = 65536 + 1;
     char *payload = calloc (1, size);
     CHECK (payload);
     uint8_t header[4];
@@ -802,6 +842,7 @@ main (int argc, char *argv[])
         const char *extra[4];
     } cases[] = {
         {"dispatch_by_function_and_credit", case_dispatch_by_function_and_credit, {NULL}},
+        {"slow_tasks_not_prefetched", case_slow_tasks_not_prefetched, {NULL}},
         {"priority_then_fifo", case_priority_then_fifo, {NULL}},
         {"results_routed_by_session", case_results_routed_by_session, {NULL}},
         {"dead_worker_retry_and_late_done", case_dead_worker_retry_and_late_done, {NULL}},
@@ -812,7 +853,7 @@ main (int argc, char *argv[])
         {"nofunc_grace", case_nofunc_grace, {"--nofunc-grace", "200", NULL}},
         {"hostile_input", case_hostile_input, {NULL}},
         {"bye_and_sigterm", case_bye_and_sigterm, {NULL}},
-        {"transport_garbage", case_transport_garbage, {NULL}},
+        {"transport_garbage", case_transport_garbage, {"--max-msg-size", "65536", NULL}},
         {"random_frames", case_random_frames, {NULL}},
         {"retry_timeout", case_retry_timeout, {NULL}},
     };

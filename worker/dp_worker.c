@@ -44,6 +44,7 @@
 #include <zmq.h>
 
 #define PIPE_ENDPOINT "inproc://dp-worker-pipe"
+#define RUNNER_PACES  16            /* functions whose last run time the task thread remembers */
 #define RESULT_KEEP   (1024 * 1024) /* result buffer kept between jobs, bytes */
 #define DONE_ENTRY    32            /* DONE bytes around one value: array, ref, code */
 #define DONE_LIMIT    (DP_MAX_MSG_SIZE - 1024)
@@ -54,12 +55,14 @@ typedef enum {
     PIPE_RESET,    /* I/O -> task: drop held jobs; ctl.epoch is the new epoch */
     PIPE_STOP,     /* I/O -> task: stop; ctl.code 0 or why (dpool_error_t) */
     PIPE_ARM,      /* task -> I/O: job ctl.ref started; it must end by ctl.deadline_ms */
-    PIPE_RESULT,   /* task -> I/O: [ctl, packed value]: job ctl.ref ended with ctl.code */
+    PIPE_DONE,     /* task -> I/O: [ctl, DONE body]: results of jobs of ctl.epoch; when
+                      ctl.code is 1, job ctl.ref (the timed one) is among them */
     PIPE_QUEUE,    /* task -> I/O: [ctl, body]: queue request ctl.ref, command ctl.code */
     PIPE_QCANCEL,  /* task -> I/O: the task gave up waiting for request ctl.ref */
     PIPE_QREPLY,   /* I/O -> task: [ctl, QUEUE-REPLY body] received in ctl.epoch */
     PIPE_QACK,     /* task -> I/O: acknowledge token ctl.ref: taken if ctl.code, else not */
-    PIPE_PROGRESS  /* task -> I/O: [ctl, packed value]: progress of job ctl.ref */
+    PIPE_PROGRESS, /* task -> I/O: [ctl, packed value]: progress of job ctl.ref */
+    PIPE_RETIRE    /* task -> I/O: it ran max_tasks jobs (their results went before) */
 } s_kind_t;
 
 typedef struct {
@@ -69,8 +72,6 @@ typedef struct {
     uint64_t ref;
     int64_t deadline_ms;
     uint32_t timeout_ms;
-    bool more;   /* RESULT: the task thread holds further jobs */
-    bool retire; /* RESULT: the last job before retiring (max_tasks) */
 } s_ctl_t;
 
 /*  What both threads know; set before the I/O thread starts. */
@@ -284,26 +285,6 @@ s_io_flush (s_io_t *io)
     s_io_send (io, DP_CMD_DONE, &io->done_w);
     io->pending = 0;
     dp_writer_reset (&io->done_w);
-}
-
-/*  Adds one result to the DONE batch. value is one packed object (a str for
-    a failure); an empty value on a failure stands for the code's own text. */
-static void
-s_io_add_result (s_io_t *io, uint64_t ref, int32_t code, const void *value, size_t size)
-{
-    if (io->pending > 0 && dp_writer_size (&io->done_w) + size + DONE_ENTRY > DONE_LIMIT)
-        s_io_flush (io);
-    if (io->pending == 0) {
-        dp_list_begin (&io->done_w);
-        io->first_pending = dp_now_ms ();
-    }
-    if (code != 0 && size == 0)
-        dp_list_add_error (&io->done_w, ref, code, dpool_strerror (code));
-    else
-        dp_list_add_result (&io->done_w, ref, code, value, size);
-    io->pending++;
-    if (io->pending >= DP_WORKER_DONE_BATCH)
-        s_io_flush (io);
 }
 
 /*  Waits up to DP_WORKER_BYE_WAIT_MS for the broker's BYE, which proves that
@@ -521,6 +502,9 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
     case PIPE_PROGRESS:
         s_io_on_progress (io, ctl, value);
         return;
+    case PIPE_RETIRE:
+        s_io_retire (io);
+        return;
     default:
         break;
     }
@@ -532,23 +516,23 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
         io->armed_timeout = ctl->timeout_ms;
         return;
     }
-    assert (ctl->kind == PIPE_RESULT);
-    if (io->armed && io->armed_ref == ctl->ref && io->armed_epoch == ctl->epoch)
+    assert (ctl->kind == PIPE_DONE);
+    if (ctl->code == 1 && io->armed && io->armed_ref == ctl->ref && io->armed_epoch == ctl->epoch)
         io->armed = false;
-    /*  The job's last progress report goes out before its result. */
-    if (io->progress_pending && io->progress_ref == ctl->ref)
-        s_io_progress_flush (io);
-    io->progress_pending = false;
-    if (ctl->epoch != io->epoch || io->state != IO_ACTIVE)
-        dp_debug ("dropping the result of job %llu of an old registration",
-                  (unsigned long long)ctl->ref);
-    else {
-        s_io_add_result (io, ctl->ref, ctl->code, zmq_msg_data (value), zmq_msg_size (value));
-        if (!ctl->more || ctl->retire)
-            s_io_flush (io);
+    /*  A progress report held back goes out before the results: its job's
+        may be among them. */
+    s_io_progress_flush (io);
+    if (ctl->epoch != io->epoch || io->state != IO_ACTIVE || !io->dealer) {
+        dp_debug ("dropping results of an old registration");
+        return;
     }
-    if (ctl->retire)
-        s_io_retire (io);
+    /*  The task thread built the DONE body: it goes out as it is. */
+    s_io_flush (io);
+    if (dp_wire_send (io->dealer, NULL, 0, DP_CMD_DONE, zmq_msg_data (value), zmq_msg_size (value),
+                      ZMQ_DONTWAIT))
+        dp_warn ("cannot send DONE to the broker: %s", zmq_strerror (errno));
+    else
+        io->last_send = dp_now_ms ();
 }
 
 /*  Reads every message the task thread sent. */
@@ -568,8 +552,7 @@ s_io_drain_pipe (s_io_t *io)
         assert (n == (int)sizeof ctl);
         zmq_msg_t value;
         zmq_msg_init (&value);
-        bool framed =
-            ctl.kind == PIPE_RESULT || ctl.kind == PIPE_QUEUE || ctl.kind == PIPE_PROGRESS;
+        bool framed = ctl.kind == PIPE_DONE || ctl.kind == PIPE_QUEUE || ctl.kind == PIPE_PROGRESS;
         if (framed && zmq_msg_recv (&value, io->pipe, 0) < 0) {
             zmq_msg_close (&value);
             s_io_stop (io, DPOOL_ESYS);
@@ -869,6 +852,14 @@ typedef struct {
     msgpack_zone zone;
     msgpack_sbuffer result;
     dpool_task_t task;
+    dp_writer_t done;      /* results not yet handed to the I/O thread */
+    uint32_t pending;      /* entries in done */
+    int64_t first_pending; /* ms: when the first of them was added */
+    struct {
+        dpool_fn_t *fn;
+        uint32_t run_us;   /* its last run time */
+    } paces[RUNNER_PACES]; /* recently run functions, to tell fast from slow */
+    unsigned npaces;
     dp_task_link_t link; /* the running task's way to the broker */
     /*  The queue request waiting for its reply (qwant, 0 for none) and,
         once it came, the reply and the registration it came in. */
@@ -1016,6 +1007,7 @@ s_runner_recv (s_runner_t *r, int flags)
         break;
     case PIPE_RESET:
         s_runner_drop_jobs (r);
+        r->pending = 0; /* results for the old registration: nobody wants them */
         r->epoch = ctl.epoch;
         break;
     case PIPE_STOP:
@@ -1047,6 +1039,9 @@ s_runner_drain (s_runner_t *r)
         ;
 }
 
+static void
+s_runner_flush (s_runner_t *r, bool timed, uint64_t ref, uint64_t epoch);
+
 /*  The task's queue requests (dp_task_link_t.queue): one at a time, sent
     by the I/O thread, answered while the task thread goes on taking the
     jobs and messages that arrive meanwhile. */
@@ -1054,6 +1049,8 @@ static int
 s_runner_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack_sbuffer *out)
 {
     s_runner_t *r = (s_runner_t *)arg;
+    /*  Results held for company go now: this request may wait long. */
+    s_runner_flush (r, false, 0, r->epoch);
     uint64_t req = ++r->next_req;
     switch (call->cmd) {
     case DP_CMD_QUEUE_OPEN:
@@ -1297,6 +1294,58 @@ s_runner_next (s_runner_t *r, dp_task_t *job)
     return false;
 }
 
+/*  The last run time of fn, or NULL if not known. */
+static uint32_t *
+s_runner_pace (s_runner_t *r, dpool_fn_t *fn)
+{
+    for (unsigned i = 0; fn && i < r->npaces; i++)
+        if (r->paces[i].fn == fn)
+            return &r->paces[i].run_us;
+    return NULL;
+}
+
+/*  Adds a finished job's result to the DONE batch. */
+static void
+s_runner_add_result (s_runner_t *r, uint64_t ref, int code, uint32_t run_us)
+{
+    if (r->pending == 0) {
+        dp_list_begin (&r->done);
+        r->first_pending = dp_now_ms ();
+    }
+    if (code != 0 && r->result.size == 0)
+        dp_list_add_error_run (&r->done, ref, code, dpool_strerror (code), run_us);
+    else
+        dp_list_add_result_run (&r->done, ref, code, r->result.data, r->result.size, run_us);
+    r->pending++;
+}
+
+/*  Hands the DONE batch to the I/O thread. timed says that job ref (of
+    epoch), which had a deadline, is in it. */
+static void
+s_runner_flush (s_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
+{
+    if (r->pending == 0)
+        return;
+    dp_list_end (&r->done);
+    s_ctl_t ctl = {.kind = PIPE_DONE, .code = timed ? 1 : 0, .epoch = epoch, .ref = ref};
+    if (!dp_writer_ok (&r->done)) {
+        /*  Out of memory building it: the process cannot answer for its
+            jobs; leaving makes the broker give them to others. */
+        dp_error ("out of memory building results");
+        _exit (1);
+    }
+    if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
+        zmq_send (r->pipe, dp_writer_data (&r->done), dp_writer_size (&r->done), 0) < 0) {
+        r->stop = true;
+        r->code = DPOOL_ESYS;
+    }
+    r->pending = 0;
+    if (r->done.sbuf.alloc > RESULT_KEEP) {
+        dp_writer_fini (&r->done);
+        dp_writer_init (&r->done);
+    }
+}
+
 static void
 s_runner_loop (s_runner_t *r)
 {
@@ -1309,6 +1358,13 @@ s_runner_loop (s_runner_t *r)
         dp_task_t job;
         if (r->stop || !s_runner_next (r, &job))
             continue;
+        /*  Results wait for company only in front of a job known to be
+            quick: before a slow job, or one not yet timed, they go now. */
+        void *hint;
+        dpool_fn_t *fn = dp_registry_lookup ((const char *)job.fn.data, job.fn.size, &hint);
+        uint32_t *last_run = s_runner_pace (r, fn);
+        if (r->pending > 0 && (!last_run || *last_run >= DP_WORKER_DONE_DELAY_MS * 1000))
+            s_runner_flush (r, false, 0, r->epoch);
         atomic_store (&r->worker->busy, true);
         if (atomic_load (&r->worker->stopping)) {
             atomic_store (&r->worker->busy, false);
@@ -1319,25 +1375,43 @@ s_runner_loop (s_runner_t *r)
         r->job_ref = ref;
         r->job_epoch = epoch;
         r->progress_held = false;
+        struct timespec began, ended;
+        clock_gettime (CLOCK_MONOTONIC, &began);
         int code = s_runner_run (r, &job);
+        clock_gettime (CLOCK_MONOTONIC, &ended);
+        int64_t run_us = (int64_t)(ended.tv_sec - began.tv_sec) * 1000000 +
+                         (ended.tv_nsec - began.tv_nsec) / 1000;
         atomic_store (&r->worker->busy, false);
         /*  A progress report held back goes before the result. */
         if (r->progress_held)
             s_runner_send_progress (r, r->progress.data, r->progress.size);
         r->progress_held = false;
-        /*  Jobs that arrived while it ran count as queued: no flush yet. */
+        if (fn) {
+            if (!last_run && r->npaces < RUNNER_PACES) {
+                r->paces[r->npaces].fn = fn;
+                last_run = &r->paces[r->npaces++].run_us;
+            }
+            if (last_run)
+                *last_run = run_us < 0 ? 0 : run_us > UINT32_MAX ? UINT32_MAX : (uint32_t)run_us;
+        }
+        s_runner_add_result (r, ref, code,
+                             run_us < 0            ? 0
+                             : run_us > UINT32_MAX ? UINT32_MAX
+                                                   : (uint32_t)run_us);
+        /*  Jobs that arrived while it ran count as queued: results of a
+            run of short jobs go out together, each slow or timed job's at
+            once. */
         s_runner_drain (r);
         r->retiring = r->max_tasks > 0 && ++r->ran >= r->max_tasks;
-        s_ctl_t ctl = {.kind = PIPE_RESULT,
-                       .code = code,
-                       .epoch = epoch,
-                       .ref = ref,
-                       .more = r->queued > 0,
-                       .retire = r->retiring};
-        if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
-            zmq_send (r->pipe, r->result.data, r->result.size, 0) < 0) {
-            r->stop = true;
-            r->code = DPOOL_ESYS;
+        if (job.timeout_ms > 0 || r->queued == 0 || r->pending >= DP_WORKER_DONE_BATCH ||
+            dp_writer_size (&r->done) > DONE_LIMIT / 2 || r->retiring ||
+            dp_now_ms () - r->first_pending >= DP_WORKER_DONE_DELAY_MS)
+            s_runner_flush (r, job.timeout_ms > 0, ref, epoch);
+        if (r->retiring) {
+            /*  The last results went first; the I/O thread leaves and stops
+                this thread. */
+            s_ctl_t retire = {.kind = PIPE_RETIRE, .epoch = epoch};
+            s_pipe_send_ctl (r->pipe, &retire, 0);
         }
     }
 }
@@ -1541,6 +1615,7 @@ dp_worker_run (const dp_worker_config_t *config)
     msgpack_sbuffer_init (&runner.progress);
     msgpack_zone_init (&runner.zone, MSGPACK_ZONE_CHUNK_SIZE);
     msgpack_sbuffer_init (&runner.result);
+    dp_writer_init (&runner.done);
 
     void *io_pipe = NULL;
     s_io_t *io = NULL;
@@ -1574,6 +1649,7 @@ dp_worker_run (const dp_worker_config_t *config)
     msgpack_sbuffer_destroy (&runner.result);
     msgpack_sbuffer_destroy (&runner.progress);
     dp_writer_fini (&runner.qw);
+    dp_writer_fini (&runner.done);
     s_io_destroy (&io);
     if (runner.pipe)
         zmq_close (runner.pipe);
