@@ -1188,9 +1188,8 @@ s_print_rows (const msgpack_object *status, const char *key, const char *title,
 static void
 s_print_running_and_queues (const msgpack_object *status)
 {
-    static const char *const running[] = {"fn",      "seq",        "worker",
-                                          "attempt", "running_ms", "progress"};
-    static const int running_widths[] = {24, 8, 24, 7, 10, 0};
+    static const char *const running[] = {"fn", "seq", "worker", "pid", "attempt", "progress"};
+    static const int running_widths[] = {24, 8, 24, 8, 7, 0};
     if (s_map_get (status, "running"))
         s_print_rows (status, "running", "running", running, running_widths,
                       sizeof running / sizeof running[0]);
