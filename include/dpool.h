@@ -360,7 +360,8 @@ dpool_queue_open (dpool_pool_t *pool, const char *name, size_t maxsize);
 /*  The same, from inside a task function: the queue is reached through the
     worker's connection to its broker. The handle is closed when the task
     function returns (dpool_queue_destroy may close it earlier). Fails with
-    DPOOL_ESTATE when the function is not run by a worker. */
+    DPOOL_ESTATE when the function is not run by a worker as a task (an
+    initializer runs before its worker connects: it cannot reach queues). */
 dpool_queue_t *
 dpool_task_queue_open (dpool_task_t *task, const char *name, size_t maxsize);
 

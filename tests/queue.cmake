@@ -73,3 +73,15 @@ foreach (case embedded with_broker)
     set_tests_properties (example_queue_demo_${case}_prints_the_tutorials_lines
                           PROPERTIES TIMEOUT 120)
 endforeach ()
+
+# The broker under valgrind through the queue cases with workers: any
+# invalid access or leak makes its exit status non-zero, which the test
+# checks when it stops it.
+find_program (VALGRIND valgrind)
+if (VALGRIND AND NOT DPOOL_SANITIZE)
+    foreach (case producers_consumers consumer_killed_in_get client_api)
+        add_test (NAME queue_${case}_broker_valgrind COMMAND test_queue ${case})
+        set_tests_properties (queue_${case}_broker_valgrind PROPERTIES TIMEOUT 300
+            ENVIRONMENT "DPOOL_TEST_BROKER_WRAP=${VALGRIND} --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99")
+    endforeach ()
+endif ()

@@ -364,6 +364,17 @@ t_wait_field (dpool_pool_t *pool, const char *name, const char *key, int64_t val
                       (long long)t_queue_field (pool, name, key), (long long)value);
 }
 
+/*  Stops the broker with SIGTERM and checks that it ended cleanly: under
+    valgrind (DPOOL_TEST_BROKER_WRAP), an invalid access or a leak makes
+    it end otherwise. */
+static void
+t_stop_broker (void)
+{
+    int status = dp_test_stop (s_broker.pid, SIGTERM, 60000);
+    if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+        dp_test_fail (__FILE__, __LINE__, "the broker ended with wait status %d", status);
+}
+
 /*  Submits fn with args packed by the caller. */
 static dpool_result_t *
 t_submit (dpool_pool_t *pool, const char *fn, t_buf_t *args, int retries)
@@ -495,6 +506,7 @@ case_client_api (const char *transport)
     CHECK_EQ_INT (dpool_errno (), DPOOL_ECLOSED);
     dpool_queue_destroy (&late);
     t_buf_fini (&value);
+    t_stop_broker ();
 }
 
 /*  Several producers and consumers, each task on its own worker process:
@@ -579,6 +591,7 @@ case_producers_consumers (void)
     dpool_pool_destroy (&pool);
     t_buf_fini (&stop);
     t_buf_fini (&args);
+    t_stop_broker ();
 }
 
 /*  A consumer SIGKILLed while it waits in get loses nothing: the value put
@@ -623,6 +636,7 @@ case_consumer_killed_in_get (void)
     dpool_pool_destroy (&pool);
     t_buf_fini (&value);
     t_buf_fini (&args);
+    t_stop_broker ();
 }
 
 /*  A bounded queue from a task: a put waits while it is full and goes in
@@ -655,6 +669,7 @@ case_bounded_put_blocks (void)
     dpool_queue_destroy (&q);
     dpool_pool_destroy (&pool);
     t_buf_fini (&args);
+    t_stop_broker ();
 }
 
 /*  From a task: get_nowait on empty, a get and a put whose waits run out,
@@ -689,6 +704,7 @@ case_task_timeouts_and_nowait (void)
     msgpack_unpacked_destroy (&status);
     dpool_pool_destroy (&pool);
     t_buf_fini (&args);
+    t_stop_broker ();
 }
 
 /*  A get waiting in one thread does not hold up another thread's calls on
@@ -733,6 +749,7 @@ case_get_does_not_block_others (void)
     dpool_queue_destroy (&other);
     dpool_queue_destroy (&late);
     dpool_pool_destroy (&pool);
+    t_stop_broker ();
 }
 
 int
