@@ -17,7 +17,8 @@ set (DPOOL_QUEUE_TESTS
     "queue_consumer_killed_in_get_loses_no_value              consumer_killed_in_get"
     "queue_bounded_put_waits_for_room_in_order                bounded_put_blocks"
     "queue_task_get_put_timeouts_and_nowait                   task_timeouts_and_nowait"
-    "queue_waiting_get_does_not_hold_up_other_calls           get_does_not_block_others")
+    "queue_waiting_get_does_not_hold_up_other_calls           get_does_not_block_others"
+    "queue_waiting_gets_sent_again_after_broker_restart       get_resent_after_broker_restart")
 foreach (entry ${DPOOL_QUEUE_TESTS})
     string (REGEX REPLACE " +" ";" fields "${entry}")
     list (GET fields 0 name)

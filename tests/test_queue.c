@@ -752,6 +752,62 @@ case_get_does_not_block_others (void)
     t_stop_broker ();
 }
 
+/*  The broker dies (SIGKILL) and comes back while a program's get and a
+    task's get wait: both are sent again to the new broker and get the
+    values put there. */
+static void
+case_get_resent_after_broker_restart (void)
+{
+    t_start ("ipc", 1);
+    dpool_pool_t *pool = t_connect (1);
+    t_getter_t getter = {pool, -1};
+    pthread_t thread;
+    CHECK (pthread_create (&thread, NULL, t_getter, &getter) == 0);
+    t_buf_t args;
+    t_buf_init (&args);
+    msgpack_pack_array (&args.pk, 2);
+    t_pack_str (&args.pk, "task-side");
+    t_pack_str (&args.pk, "pids");
+    dpool_result_t *waiter = t_submit (pool, "q.wait_on", &args, 0);
+    dpool_queue_t *pids = dpool_queue_open (pool, "pids", 0);
+    msgpack_object pid;
+    CHECK (pids && dpool_queue_get (pids, WAIT_MS, &pid) == 0);
+    dpool_queue_destroy (&pids);
+    t_wait_field (pool, "late", "getters", 1);
+    t_wait_field (pool, "task-side", "getters", 1);
+
+    kill (s_broker.pid, SIGKILL);
+    CHECK (dp_test_wait_exit (s_broker.pid, 5000) != -1);
+    const char *extra[] = {"--bind", s_broker.ipc, NULL};
+    dp_test_broker_t again;
+    dp_test_broker_start (&again, extra);
+    s_broker = again;
+    /*  Both gets are back at the new broker (the task was resubmitted by
+        the client, or its worker sent its get again). */
+    t_wait_field (pool, "late", "getters", 1);
+    t_wait_field (pool, "task-side", "getters", 1);
+    dpool_queue_t *late = dpool_queue_open (pool, "late", 0);
+    dpool_queue_t *task_side = dpool_queue_open (pool, "task-side", 0);
+    CHECK (late && task_side);
+    CHECK (dpool_queue_put (late, "\x09", 1, 0) == 0);
+    CHECK (dpool_queue_put (task_side, "\x0a", 1, 0) == 0);
+    pthread_join (thread, NULL);
+    CHECK_EQ_INT (getter.code, 0);
+    /*  The first attempt's get, sent again, takes 10; its result is of the
+        old registration and dropped, so the task, resubmitted by the
+        client, runs again: it takes the next value. A task that takes
+        from a queue runs at least once, as any task. */
+    CHECK (dpool_queue_put (task_side, "\x0b", 1, 0) == 0);
+    msgpack_object value = t_value (waiter);
+    CHECK (t_int (&value) == 10 || t_int (&value) == 11);
+    dpool_result_destroy (&waiter);
+    dpool_queue_destroy (&late);
+    dpool_queue_destroy (&task_side);
+    dpool_pool_destroy (&pool);
+    t_buf_fini (&args);
+    t_stop_broker ();
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -770,6 +826,7 @@ main (int argc, char *argv[])
         {"bounded_put_blocks", case_bounded_put_blocks},
         {"task_timeouts_and_nowait", case_task_timeouts_and_nowait},
         {"get_does_not_block_others", case_get_does_not_block_others},
+        {"get_resent_after_broker_restart", case_get_resent_after_broker_restart},
     };
     char test[64];
     snprintf (test, sizeof test, "queue_%s", name);

@@ -1394,10 +1394,15 @@ s_runner_loop (s_runner_t *r)
             if (last_run)
                 *last_run = run_us < 0 ? 0 : run_us > UINT32_MAX ? UINT32_MAX : (uint32_t)run_us;
         }
-        s_runner_add_result (r, ref, code,
-                             run_us < 0            ? 0
-                             : run_us > UINT32_MAX ? UINT32_MAX
-                                                   : (uint32_t)run_us);
+        /*  A registration that ended while it ran (a RESET came while the
+            task waited on a queue) took the job back: its result must not
+            join a batch that goes out under the new one, whose refs start
+            over. */
+        if (epoch == r->epoch)
+            s_runner_add_result (r, ref, code,
+                                 run_us < 0            ? 0
+                                 : run_us > UINT32_MAX ? UINT32_MAX
+                                                       : (uint32_t)run_us);
         /*  Jobs that arrived while it ran count as queued: results of a
             run of short jobs go out together, each slow or timed job's at
             once. */
