@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define ZONE_MIN 64 /* bytes of zone beyond the objects and values */
+
 /*  Where an item's message is not in the handle's data (the data could not
     grow): its message is then the code's description. */
 #define NO_OFFSET UINT64_MAX
@@ -158,7 +160,13 @@ s_materialize (dpool_result_t *self)
     self->code = 0;
     self->error = NULL;
     self->value.type = MSGPACK_OBJECT_NIL;
-    self->zone = msgpack_zone_new (MSGPACK_ZONE_CHUNK_SIZE);
+    /*  Sized to what this handle holds (the unpacked objects point into
+        data for strings): most are a few bytes, and a zone of
+        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
+        grows by itself if the values need more. */
+    size_t chunk = ZONE_MIN + self->count * sizeof (msgpack_object) + 2 * self->data.size;
+    self->zone =
+        msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
     if (self->zone && self->count)
         self->objects = (msgpack_object *)msgpack_zone_malloc (
             self->zone, self->count * sizeof (msgpack_object));
