@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ZONE_MIN 64 /* bytes of zone beyond the objects and values */
+#define ZONE_MIN       64        /* bytes of zone beyond the objects and values */
+#define DATA_GUESS_MAX (1 << 20) /* most bytes reserved for a map's values at first */
 
 /*  Where an item's message is not in the handle's data (the data could not
     grow): its message is then the code's description. */
@@ -246,6 +247,20 @@ s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, si
     item->code = code;
     item->offset = self->data.size;
     item->size = (uint32_t)size;
+    /*  The first value sizes the buffer for what is still to come: exactly
+        for an apply, rather than msgpack-c's 8 KiB first step. */
+    if (self->data.alloc == 0) {
+        size_t remaining = self->count - self->done;
+        size_t want = (size + 1) * remaining;
+        if (remaining > 1 && want > DATA_GUESS_MAX)
+            want =
+                size + 1 > DATA_GUESS_MAX ? size + 1 : DATA_GUESS_MAX; /* a guess, not a promise */
+        char *data = (char *)malloc (want ? want : 1);
+        if (data) {
+            self->data.data = data;
+            self->data.alloc = want ? want : 1;
+        }
+    }
     int rc = msgpack_sbuffer_write (&self->data, (const char *)bytes, size);
     if (rc == 0 && code != 0)
         rc = msgpack_sbuffer_write (&self->data, "", 1);
