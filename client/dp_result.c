@@ -371,7 +371,7 @@ s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
     return 0;
 }
 
-void
+bool
 dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value)
 {
     assert (self && task);
@@ -380,7 +380,7 @@ dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code,
             dp_warn ("client: malformed chunk result for task %llu",
                      (unsigned long long)task->seq);
             dp_result_task_failed (self, task, DPOOL_EPROTO, "malformed chunk result");
-            return;
+            return false;
         }
     } else if (code == 0)
         s_call_done (self, task->first, 0, value.data, value.size);
@@ -395,8 +395,41 @@ dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code,
             s_call_done (self, task->first + i, code, message.data ? message.data : value.data,
                          message.size);
     }
-    if (self->done == self->count)
-        s_complete (self);
+    return self->done == self->count;
+}
+
+void
+dp_result_complete (dpool_result_t **handles, size_t count)
+{
+    if (count == 0)
+        return;
+    dpool_pool_t *pool = handles[0]->pool;
+    for (size_t i = 0; i < count; i++) {
+        if (s_is_imap (handles[i]))
+            handles[i]->code = 0;
+        else
+            s_materialize (handles[i]);
+    }
+    /*  One wake-up for every waiter, however many handles finished. */
+    dp_client_lock (pool);
+    for (size_t i = 0; i < count; i++)
+        handles[i]->ready = true;
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
+    for (size_t i = 0; i < count; i++) {
+        dpool_result_t *self = handles[i];
+        if (self->code == 0 && self->callback)
+            self->callback (self, self->arg);
+        else if (self->code != 0 && self->error_callback)
+            self->error_callback (self, self->arg);
+    }
+    dp_client_lock (pool);
+    assert (pool->live >= count);
+    pool->live -= count;
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
+    for (size_t i = 0; i < count; i++)
+        s_unref (handles[i]);
 }
 
 void
