@@ -143,7 +143,8 @@ s_now (void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void s_stop_procs (void);
+static void
+s_stop_procs (void);
 
 /*  Copies the end of the broker's log (if one was started) to stderr, so
     that a failure says what the broker said before its directory goes. */

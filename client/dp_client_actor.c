@@ -37,7 +37,8 @@ typedef struct {
     bool status_sent;   /* a STATUS is on its way */
     bool cancel_all_sent;
     dp_writer_t writer;
-    dp_ctask_t **matched; /* scratch: the tasks one RESULT names */
+    dp_ctask_t **matched;       /* scratch: the tasks one RESULT names */
+    dpool_result_t **completed; /* scratch: the handles one RESULT completes */
     size_t matched_cap;
     uint64_t ignored;   /* results for seqs not held */
     uint64_t malformed; /* messages refused by proto */
@@ -312,13 +313,20 @@ s_on_results (s_actor_t *self, dp_list_t list)
     if (list.left > self->matched_cap) {
         dp_ctask_t **bigger =
             (dp_ctask_t **)realloc (self->matched, list.left * sizeof *self->matched);
-        if (!bigger) {
+        if (bigger)
+            self->matched = bigger;
+        dpool_result_t **more =
+            bigger
+                ? (dpool_result_t **)realloc (self->completed, list.left * sizeof *self->completed)
+                : NULL;
+        if (more)
+            self->completed = more;
+        if (!bigger || !more) {
             /*  The results stay with the broker's retries; this connection
                 is dropped so that they are asked for again. */
             s_reconnect (self, "out of memory for results");
             return;
         }
-        self->matched = bigger;
         self->matched_cap = list.left;
     }
     dp_list_t walk = list;
@@ -333,6 +341,7 @@ s_on_results (s_actor_t *self, dp_list_t list)
     dp_client_unlock (pool);
 
     walk = list;
+    size_t completed = 0;
     for (size_t i = 0; dp_list_next_result (&walk, &result); i++) {
         dp_ctask_t *task = self->matched[i];
         if (!task) {
@@ -340,9 +349,12 @@ s_on_results (s_actor_t *self, dp_list_t list)
             dp_debug ("client: ignored a result for seq %llu", (unsigned long long)result.id);
             continue;
         }
-        dp_result_task_done (task->result, task, result.code, result.value);
+        dpool_result_t *handle = task->result;
+        if (dp_result_task_done (handle, task, result.code, result.value))
+            self->completed[completed++] = handle;
         dp_ctask_destroy (&task);
     }
+    dp_result_complete (self->completed, completed);
     /*  Room for more submits only once the handles have their results, so
         a submit that waited finds its predecessors finished. */
     if (found) {
@@ -628,4 +640,5 @@ dp_client_actor (zsock_t *pipe, void *args)
     zsock_destroy (&self.dealer);
     dp_writer_fini (&self.writer);
     free (self.matched);
+    free (self.completed);
 }

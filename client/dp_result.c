@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define ZONE_MIN       64        /* bytes of zone beyond the objects and values */
+#define DATA_GUESS_MAX (1 << 20) /* most bytes reserved for a map's values at first */
+
 /*  Where an item's message is not in the handle's data (the data could not
     grow): its message is then the code's description. */
 #define NO_OFFSET UINT64_MAX
@@ -163,7 +166,13 @@ s_materialize (dpool_result_t *self)
     self->code = 0;
     self->error = NULL;
     self->value.type = MSGPACK_OBJECT_NIL;
-    self->zone = msgpack_zone_new (MSGPACK_ZONE_CHUNK_SIZE);
+    /*  Sized to what this handle holds (the unpacked objects point into
+        data for strings): most are a few bytes, and a zone of
+        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
+        grows by itself if the values need more. */
+    size_t chunk = ZONE_MIN + self->count * sizeof (msgpack_object) + 2 * self->data.size;
+    self->zone =
+        msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
     if (self->zone && self->count)
         self->objects = (msgpack_object *)msgpack_zone_malloc (
             self->zone, self->count * sizeof (msgpack_object));
@@ -243,6 +252,20 @@ s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, si
     item->code = code;
     item->offset = self->data.size;
     item->size = (uint32_t)size;
+    /*  The first value sizes the buffer for what is still to come: exactly
+        for an apply, rather than msgpack-c's 8 KiB first step. */
+    if (self->data.alloc == 0) {
+        size_t remaining = self->count - self->done;
+        size_t want = (size + 1) * remaining;
+        if (remaining > 1 && want > DATA_GUESS_MAX)
+            want =
+                size + 1 > DATA_GUESS_MAX ? size + 1 : DATA_GUESS_MAX; /* a guess, not a promise */
+        char *data = (char *)malloc (want ? want : 1);
+        if (data) {
+            self->data.data = data;
+            self->data.alloc = want ? want : 1;
+        }
+    }
     int rc = msgpack_sbuffer_write (&self->data, (const char *)bytes, size);
     if (rc == 0 && code != 0)
         rc = msgpack_sbuffer_write (&self->data, "", 1);
@@ -353,7 +376,7 @@ s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
     return 0;
 }
 
-void
+bool
 dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value)
 {
     assert (self && task);
@@ -362,7 +385,7 @@ dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code,
             dp_warn ("client: malformed chunk result for task %llu",
                      (unsigned long long)task->seq);
             dp_result_task_failed (self, task, DPOOL_EPROTO, "malformed chunk result");
-            return;
+            return false;
         }
     } else if (code == 0)
         s_call_done (self, task->first, 0, value.data, value.size);
@@ -377,8 +400,41 @@ dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code,
             s_call_done (self, task->first + i, code, message.data ? message.data : value.data,
                          message.size);
     }
-    if (self->done == self->count)
-        s_complete (self);
+    return self->done == self->count;
+}
+
+void
+dp_result_complete (dpool_result_t **handles, size_t count)
+{
+    if (count == 0)
+        return;
+    dpool_pool_t *pool = handles[0]->pool;
+    for (size_t i = 0; i < count; i++) {
+        if (s_is_imap (handles[i]))
+            handles[i]->code = 0;
+        else
+            s_materialize (handles[i]);
+    }
+    /*  One wake-up for every waiter, however many handles finished. */
+    dp_client_lock (pool);
+    for (size_t i = 0; i < count; i++)
+        handles[i]->ready = true;
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
+    for (size_t i = 0; i < count; i++) {
+        dpool_result_t *self = handles[i];
+        if (self->code == 0 && self->callback)
+            self->callback (self, self->arg);
+        else if (self->code != 0 && self->error_callback)
+            self->error_callback (self, self->arg);
+    }
+    dp_client_lock (pool);
+    assert (pool->live >= count);
+    pool->live -= count;
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
+    for (size_t i = 0; i < count; i++)
+        s_unref (handles[i]);
 }
 
 void

@@ -42,18 +42,26 @@ dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dp
 /*  With the pool's lock held: attaches a new handle to its pool, whose
     tasks are numbered seq0 .. seq0 + ntasks - 1. From here on the handle
     counts in the pool's references and in the handles join waits for. */
-void dp_result_attach (dpool_result_t *self, uint64_t seq0, size_t ntasks);
+void
+dp_result_attach (dpool_result_t *self, uint64_t seq0, size_t ntasks);
 
 /*  Frees a handle that was never attached; nulls *self_p. */
-void dp_result_discard (dpool_result_t **self_p);
+void
+dp_result_discard (dpool_result_t **self_p);
 
 /*  On the actor thread, without the lock: records the RESULT of one of the
     handle's tasks (code and value as decoded, the value a str message when
-    code is not 0; a chunk's value is split into its calls). Completes the
-    handle when its last call is in: unpacks, marks it ready, runs its
-    callback, drops the pool's reference. */
-void
+    code is not 0; a chunk's value is split into its calls). Returns true
+    when that was the handle's last call: the caller then completes it with
+    dp_result_complete, with the others of the same RESULT. */
+bool
 dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value);
+
+/*  On the actor thread, without the lock: completes handles whose last
+    call is in: unpacks them, marks them ready with one wake-up for the
+    waiters, runs their callbacks, drops the pool's references. */
+void
+dp_result_complete (dpool_result_t **handles, size_t count);
 
 /*  On the actor thread, without the lock: passes a progress report (one
     packed msgpack object) of one of the handle's tasks, still running, to
@@ -63,15 +71,18 @@ dp_result_progress (dpool_result_t *self, const dp_ctask_t *task, dp_span_t valu
 
 /*  Like dp_result_task_done for a task that ended here, without a RESULT:
     every call of the task fails with code and message. */
-void dp_result_task_failed (dpool_result_t *self, const dp_ctask_t *task, int code,
-                            const char *message);
+void
+dp_result_task_failed (dpool_result_t *self, const dp_ctask_t *task, int code,
+                       const char *message);
 
 /*  On the actor thread: completes a handle that has no task (an empty map). */
-void dp_result_finish_empty (dpool_result_t *self);
+void
+dp_result_finish_empty (dpool_result_t *self);
 
 /*  Makes an iterator over the calls of an imap handle, taking over the
     caller's reference to it. Returns NULL if out of memory (the handle is
     then still the caller's). */
-dpool_iter_t *dp_iter_new (dpool_result_t *job);
+dpool_iter_t *
+dp_iter_new (dpool_result_t *job);
 
 #endif
