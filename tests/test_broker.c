@@ -845,6 +845,8 @@ case_results_split_for_a_returning_client (void)
     peer_t *client = client_new (17);
     for (uint64_t seq = 1; seq <= TASKS; seq++)
         submit (client, "big", seq, 0, 0);
+    /*  A round trip: every SUBMIT is in before the socket (linger 0) goes. */
+    status_counter (client, "queued", false);
     /*  The client goes away (its socket closed, the session stays). */
     peer_destroy (&client);
     /*  The worker answers everything with 64 KiB values: 25 MiB in all. */
