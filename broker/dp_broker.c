@@ -30,15 +30,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TICK_MS      100           /* timer granularity: heartbeats, expiry, grace */
-#define PACE_WEIGHT  4             /* a pace sample moves the average by a quarter */
-#define STALL_MS     500           /* a tick this late means the loop itself stalled */
-#define DRAIN_MAX    1000          /* messages handled per wake before dispatching */
-#define MAX_RID      256           /* ZeroMQ routing ids are at most 255 bytes */
-#define WARNED_MAX   4096          /* peers remembered as already warned about */
-#define LINGER_MS    200           /* time to flush BYEs at shutdown */
-#define SHRINK_BYTES (1024 * 1024) /* writers above this are freed once sent */
-#define STATUS_MAX   1000          /* running tasks and queues listed in status */
+#define TICK_MS            100               /* timer granularity: heartbeats, expiry, grace */
+#define PACE_WEIGHT        4                 /* a pace sample moves the average by a quarter */
+#define STALL_MS           500               /* a tick this late means the loop itself stalled */
+#define DRAIN_MAX          1000              /* messages handled per wake before dispatching */
+#define MAX_RID            256               /* ZeroMQ routing ids are at most 255 bytes */
+#define WARNED_MAX         4096              /* peers remembered as already warned about */
+#define LINGER_MS          200               /* time to flush BYEs at shutdown */
+#define RESULT_OVERHEAD    24                /* bytes of a RESULT entry besides its value */
+#define RESULT_MAX_BYTES   (8 * 1024 * 1024) /* a RESULT body is sent before it grows past this */
+#define DISPATCH_MAX_BYTES (8 * 1024 * 1024) /* a DISPATCH stops taking tasks past this */
+#define SHRINK_BYTES       (1024 * 1024)     /* writers above this are freed once sent */
+#define STATUS_MAX         1000              /* running tasks and queues listed in status */
 
 typedef struct _client_t client_t;
 typedef struct _worker_t worker_t;
@@ -85,6 +88,23 @@ typedef struct {
 _Static_assert(DP_TASK_FLAGS <= UINT8_MAX, "task flags fit task_t.flags");
 _Static_assert(DP_MAX_RETRIES <= INT16_MAX, "retries fit task_t.retries");
 
+/*  A RESULT body that reached RESULT_MAX_BYTES, waiting to be sent. */
+typedef struct {
+    char *data;
+    size_t size;
+} sealed_t;
+
+static void
+s_sealed_free (void **item)
+{
+    sealed_t *sealed = (sealed_t *)*item;
+    if (sealed) {
+        free (sealed->data);
+        free (sealed);
+        *item = NULL;
+    }
+}
+
 /*  The queue of one function name. */
 struct _fnq_t {
     char *name;
@@ -103,7 +123,8 @@ struct _client_t {
     int64_t last_seen; /* for expiry while detached */
     dp_idmap_t *tasks; /* seq -> task_t, queued or running */
     dp_writer_t out;   /* RESULT entries not yet sent */
-    void *dirty;       /* handle in broker->dirty while out has entries */
+    zlistx_t *sealed;  /* full RESULT bodies not yet sent (sealed_t), oldest first */
+    void *dirty;       /* handle in broker->dirty while out or sealed has entries */
 };
 
 struct _worker_t {
@@ -188,6 +209,31 @@ struct _dp_broker_t {
 
 static void
 s_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value, size_t size);
+
+/*  Readies a session's RESULT body for an entry of about upcoming bytes:
+    a body that would pass RESULT_MAX_BYTES is sealed and queued first, so
+    that no message exceeds what a client accepts (ZMQ_MAXMSGSIZE), however
+    many results pile up while it is away. Marks the session dirty. */
+static void
+s_client_out (dp_broker_t *self, client_t *client, size_t upcoming)
+{
+    if (dp_list_count (&client->out) > 0 &&
+        dp_writer_size (&client->out) + upcoming > RESULT_MAX_BYTES) {
+        dp_list_end (&client->out);
+        sealed_t *sealed = (sealed_t *)malloc (sizeof *sealed);
+        if (sealed && dp_writer_ok (&client->out)) {
+            sealed->size = client->out.sbuf.size;
+            sealed->data = msgpack_sbuffer_release (&client->out.sbuf);
+            zlistx_add_end (client->sealed, sealed);
+        } else
+            free (sealed); /* out of memory: these results are lost with the body */
+        dp_writer_reset (&client->out);
+    }
+    if (dp_list_count (&client->out) == 0)
+        dp_list_begin (&client->out);
+    if (!client->dirty)
+        client->dirty = zlistx_add_end (self->dirty, client);
+}
 
 /*  ---------------------------------------------------------------------------
     Helpers.
@@ -348,14 +394,11 @@ s_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value,
     client_t *client = task->client;
     if (client) {
         dp_idmap_remove (client->tasks, task->seq);
-        if (dp_list_count (&client->out) == 0)
-            dp_list_begin (&client->out);
+        s_client_out (self, client, size + RESULT_OVERHEAD);
         if (value)
             dp_list_add_result (&client->out, task->seq, code, value, size);
         else
             dp_list_add_error (&client->out, task->seq, code, dpool_strerror (code));
-        if (!client->dirty)
-            client->dirty = zlistx_add_end (self->dirty, client);
     }
     s_task_free (task);
 }
@@ -367,11 +410,8 @@ s_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *message)
     client_t *client = task->client;
     if (client) {
         dp_idmap_remove (client->tasks, task->seq);
-        if (dp_list_count (&client->out) == 0)
-            dp_list_begin (&client->out);
+        s_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
         dp_list_add_error (&client->out, task->seq, code, message);
-        if (!client->dirty)
-            client->dirty = zlistx_add_end (self->dirty, client);
     }
     self->failed++;
     s_task_free (task);
@@ -501,6 +541,14 @@ s_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
     s_hex (session, DP_SESSION_SIZE, client->key);
     s_span_copy (name, client->name, sizeof client->name);
     dp_writer_init (&client->out);
+    client->sealed = zlistx_new ();
+    if (!client->sealed) {
+        dp_writer_fini (&client->out);
+        dp_idmap_destroy (&client->tasks);
+        free (client);
+        return NULL;
+    }
+    zlistx_set_destructor (client->sealed, s_sealed_free);
     client->last_seen = dp_now_ms ();
     zhashx_insert (self->sessions, client->key, client);
     return client;
@@ -534,6 +582,7 @@ s_client_forget (dp_broker_t *self, client_t *client)
         s_peer_delete (self, client->peer);
     }
     dp_writer_fini (&client->out);
+    zlistx_destroy (&client->sealed);
     zhashx_delete (self->sessions, client->key);
     free (client);
 }
@@ -544,15 +593,30 @@ s_client_forget (dp_broker_t *self, client_t *client)
 static void
 s_client_flush (dp_broker_t *self, client_t *client)
 {
-    if (dp_list_count (&client->out) == 0 || !client->peer)
+    if (!client->peer)
         return;
-    dp_list_end (&client->out);
-    if (s_send (self, client->peer, DP_CMD_RESULT, &client->out) == 0) {
-        if (client->out.sbuf.alloc > SHRINK_BYTES) {
-            dp_writer_fini (&client->out);
-            dp_writer_init (&client->out);
-        } else
-            dp_writer_reset (&client->out);
+    int rc = 0;
+    sealed_t *sealed;
+    while (rc == 0 && (sealed = (sealed_t *)zlistx_first (client->sealed))) {
+        rc = dp_wire_send (self->handle, client->peer->rid, client->peer->rid_size, DP_CMD_RESULT,
+                           sealed->data, sealed->size, ZMQ_DONTWAIT);
+        if (rc == 0) {
+            client->peer->last_send = dp_now_ms ();
+            zlistx_delete (client->sealed, zlistx_cursor (client->sealed));
+        }
+    }
+    if (rc == 0 && dp_list_count (&client->out) > 0) {
+        dp_list_end (&client->out);
+        rc = s_send (self, client->peer, DP_CMD_RESULT, &client->out);
+        if (rc == 0) {
+            if (client->out.sbuf.alloc > SHRINK_BYTES) {
+                dp_writer_fini (&client->out);
+                dp_writer_init (&client->out);
+            } else
+                dp_writer_reset (&client->out);
+        }
+    }
+    if (rc == 0) {
         if (client->dirty) {
             zlistx_delete (self->dirty, client->dirty);
             client->dirty = NULL;
@@ -655,6 +719,8 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
         uint32_t cost = s_task_cost (task);
         if (worker->inflight + count > 0 && load + cost > DP_PREFETCH_US)
             break; /* enough queued there: keep the rest for whoever frees up */
+        if (count > 0 && dp_writer_size (&self->w) + task->args_size > DISPATCH_MAX_BYTES)
+            break; /* a message stays well under what a worker accepts */
         dp_taskq_remove (&task->fnq->queue, &task->item);
         load += cost;
         task->cost_us = cost;
@@ -854,11 +920,8 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         if (self->queued >= self->max_queue) {
             char message[96];
             snprintf (message, sizeof message, "broker queue full (%zu tasks)", self->queued);
-            if (dp_list_count (&client->out) == 0)
-                dp_list_begin (&client->out);
+            s_client_out (self, client, sizeof message + RESULT_OVERHEAD);
             dp_list_add_error (&client->out, in.id, DPOOL_EREJECTED, message);
-            if (!client->dirty)
-                client->dirty = zlistx_add_end (self->dirty, client);
             self->failed++;
             continue;
         }
@@ -867,11 +930,8 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         fnq_t *fnq = s_fnq_get (self, name);
         task_t *task = fnq ? (task_t *)malloc (offsetof (task_t, args) + in.args.size) : NULL;
         if (!task) {
-            if (dp_list_count (&client->out) == 0)
-                dp_list_begin (&client->out);
+            s_client_out (self, client, RESULT_OVERHEAD * 2);
             dp_list_add_error (&client->out, in.id, DPOOL_ENOMEM, "broker out of memory");
-            if (!client->dirty)
-                client->dirty = zlistx_add_end (self->dirty, client);
             continue;
         }
         memset (task, 0, offsetof (task_t, args));

@@ -833,6 +833,107 @@ case_retry_timeout (void)
     peer_destroy (&client);
 }
 
+/*  Results pile up while a client is away (here: its connection is gone
+    and it comes back with a new one): the broker holds them and sends them
+    in messages under the size a client accepts, never one huge RESULT. */
+static void
+case_results_split_for_a_returning_client (void)
+{
+    enum { TASKS = 400, VALUE = 64 * 1024 };
+    const char *fns[] = {"big"};
+    peer_t *worker = worker_new (fns, 1, 64);
+    peer_t *client = client_new (17);
+    for (uint64_t seq = 1; seq <= TASKS; seq++)
+        submit (client, "big", seq, 0, 0);
+    /*  A round trip: every SUBMIT is in before the socket (linger 0) goes. */
+    status_counter (client, "queued", false);
+    /*  The client goes away (its socket closed, the session stays), and the
+        broker's ZeroMQ has seen the connection go, so that what it sends to
+        the client from now on fails and is held. (A RESULT sent in the
+        moment before that is lost in transit: a real client resubmits what
+        it has no result for, as PROTOCOL.md says; this one does not.) */
+    peer_t *observer = client_new (18);
+    uint64_t disconnected = status_counter (observer, "disconnected", false);
+    peer_destroy (&client);
+    int64_t deadline = dp_now_ms () + 10000;
+    while (status_counter (observer, "disconnected", false) == disconnected)
+        CHECK (dp_now_ms () < deadline);
+    /*  The worker answers everything with 64 KiB values: 25 MiB in all. */
+    uint8_t *value = malloc (VALUE + 5);
+    value[0] = 0xc6; /* bin32 */
+    value[1] = 0;
+    value[2] = (uint8_t)(VALUE >> 16);
+    value[3] = (uint8_t)(VALUE >> 8);
+    value[4] = (uint8_t)VALUE;
+    memset (value + 5, 'v', VALUE);
+    int answered = 0;
+    while (answered < TASKS) {
+        peer_expect (worker, DP_CMD_DISPATCH);
+        dp_task_t job;
+        dp_list_begin (&worker->w);
+        while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
+            dp_list_add_result_run (&worker->w, job.id, 0, value, VALUE + 5, 10);
+            answered++;
+        }
+        dp_list_end (&worker->w);
+        peer_send (worker, DP_CMD_DONE);
+    }
+    free (value);
+    /*  The client comes back with the same session, before it expires. */
+    peer_t *again = peer_new (s_broker.tcp);
+    uint8_t session[DP_SESSION_SIZE];
+    memset (session, 17, sizeof session);
+    dp_encode_hello (&again->w, session, "test-client");
+    peer_send (again, DP_CMD_HELLO);
+    static bool seen[TASKS + 1];
+    int results = 0, messages = 0;
+    for (;;) {
+        int cmd = peer_recv (again, RECV_MS);
+        CHECK (cmd == DP_CMD_RESULT || cmd == DP_CMD_WELCOME);
+        if (cmd == DP_CMD_WELCOME)
+            break; /* held results come before WELCOME */
+        messages++;
+        CHECK (zmq_msg_size (&again->in.frames[1]) <= 9 * 1024 * 1024);
+        dp_result_t r;
+        while (dp_list_next_result (&again->msg.u.list, &r)) {
+            CHECK (r.id >= 1 && r.id <= TASKS && !seen[r.id]);
+            CHECK_EQ_INT (r.value.size, VALUE + 5);
+            seen[r.id] = true;
+            results++;
+        }
+    }
+    CHECK (messages >= 3);
+    /*  As a real client does: resubmit what has no result (lost in transit
+        in the moment the connection went), and get those too. */
+    int missing = 0;
+    for (uint64_t seq = 1; seq <= TASKS; seq++)
+        if (!seen[seq]) {
+            submit (again, "big", seq, 0, 0);
+            missing++;
+        }
+    CHECK (missing <= TASKS / 4);
+    while (results < TASKS) {
+        int cmd = peer_recv (worker, 50);
+        if (cmd == DP_CMD_DISPATCH) {
+            dp_task_t job;
+            while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job))
+                done (worker, job.id, 0, NULL);
+        }
+        if (peer_recv (again, 50) == DP_CMD_RESULT) {
+            dp_result_t r;
+            while (dp_list_next_result (&again->msg.u.list, &r)) {
+                CHECK (r.id >= 1 && r.id <= TASKS && !seen[r.id]);
+                seen[r.id] = true;
+                results++;
+            }
+        }
+        CHECK (dp_now_ms () < deadline + 20000);
+    }
+    peer_destroy (&observer);
+    peer_destroy (&again);
+    peer_destroy (&worker);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -856,6 +957,9 @@ main (int argc, char *argv[])
         {"transport_garbage", case_transport_garbage, {"--max-msg-size", "65536", NULL}},
         {"random_frames", case_random_frames, {NULL}},
         {"retry_timeout", case_retry_timeout, {NULL}},
+        {"results_split_for_a_returning_client",
+         case_results_split_for_a_returning_client,
+         {NULL}},
     };
     if (argc != 2) {
         fprintf (stderr, "usage: test_broker CASE\n");
