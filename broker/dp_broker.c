@@ -16,6 +16,7 @@
 
 #include "dp_idmap.h"
 #include "dp_proto.h"
+#include "dp_queues.h"
 #include "dp_taskq.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -40,6 +41,7 @@
 #define RESULT_MAX_BYTES   (8 * 1024 * 1024) /* a RESULT body is sent before it grows past this */
 #define DISPATCH_MAX_BYTES (8 * 1024 * 1024) /* a DISPATCH stops taking tasks past this */
 #define SHRINK_BYTES       (1024 * 1024)     /* writers above this are freed once sent */
+#define STATUS_MAX         1000              /* running tasks and queues listed in status */
 
 typedef struct _client_t client_t;
 typedef struct _worker_t worker_t;
@@ -58,6 +60,12 @@ typedef struct {
     int64_t last_recv;
     int64_t last_send;
 } peer_t;
+
+/*  A job's last PROGRESS value. */
+typedef struct {
+    uint32_t size;
+    uint8_t value[];
+} progress_t;
 
 /*  One task: queued in its function's queue, or running on a worker. Kept
     small: a broker may hold millions (docs: bytes per queued task). */
@@ -130,6 +138,9 @@ struct _worker_t {
     fnq_t **fns;
     size_t nfns;
     dp_idmap_t *jobs; /* ref -> task_t */
+    /*  The last PROGRESS of the jobs that reported one (ref -> progress_t),
+        kept out of task_t, which stays small; NULL until the first. */
+    dp_idmap_t *progress;
     uint64_t done;
     uint64_t failed;
     void *ready; /* handle in broker->ready while it has free credit */
@@ -141,12 +152,23 @@ enum {
     DROP_UNKNOWN_REF,
     DROP_UNKNOWN_PEER,
     DROP_SESSION_STOLEN,
+    DROP_UNKNOWN_TOKEN,
     DROP_COUNT_
 };
 
 static const char *s_drop_names[DROP_COUNT_] = {
     "ok",   "frames", "header", "signature",   "version",      "command",
     "body", "limit",  "role",   "unknown_ref", "unknown_peer", "session_stolen"};
+
+/*  Counters added with the named queues, from DROP_UNKNOWN_TOKEN on. */
+static const char *s_more_drop_names[DROP_COUNT_ - DROP_UNKNOWN_TOKEN] = {"unknown_token"};
+
+static const char *
+s_drop_name (int drop)
+{
+    return drop >= DROP_UNKNOWN_TOKEN ? s_more_drop_names[drop - DROP_UNKNOWN_TOKEN]
+                                      : s_drop_names[drop];
+}
 
 struct _dp_broker_t {
     char *name;
@@ -181,6 +203,8 @@ struct _dp_broker_t {
     int64_t started;
     int64_t last_tick;
     bool dispatch_needed;
+    /*  The named queues (dp_queues.h). */
+    dp_queues_t *queues;
 };
 
 static void
@@ -286,11 +310,14 @@ s_peer_new (dp_broker_t *self, const void *rid, size_t rid_size)
     return peer;
 }
 
-/*  Forgets a peer entry; its client or worker must be detached already. */
+/*  Forgets a peer entry; its client or worker must be detached already.
+    What it waited for at a queue is dropped, what it was lent goes back. */
 static void
 s_peer_delete (dp_broker_t *self, peer_t *peer)
 {
     assert (!peer->client && !peer->worker);
+    if (self->queues)
+        dp_queues_forget (self->queues, peer, dp_now_ms ());
     zhashx_delete (self->peers, peer->key); /* frees via the table's destructor */
 }
 
@@ -445,6 +472,28 @@ s_collect_task (uint64_t id, void *value, void *arg)
     zlistx_add_end ((zlistx_t *)arg, value);
 }
 
+static void
+s_free_progress (uint64_t id, void *value, void *arg)
+{
+    (void)id;
+    (void)arg;
+    free (value);
+}
+
+/*  Forgets the progress of job ref, or of every job when ref is 0. */
+static void
+s_progress_forget (worker_t *worker, uint64_t ref)
+{
+    if (!worker->progress)
+        return;
+    if (ref)
+        free (dp_idmap_remove (worker->progress, ref));
+    else {
+        dp_idmap_foreach (worker->progress, s_free_progress, NULL);
+        dp_idmap_destroy (&worker->progress);
+    }
+}
+
 /*  Removes a worker: every job it held is requeued (counting a death if it
     died) and its peer entry is forgotten. */
 static void
@@ -460,6 +509,7 @@ s_worker_remove (dp_broker_t *self, worker_t *worker, bool died)
         s_task_orphaned (self, task, worker, died);
     zlistx_destroy (&jobs);
     dp_idmap_destroy (&worker->jobs);
+    s_progress_forget (worker, 0);
     for (size_t i = 0; i < worker->nfns; i++)
         worker->fns[i]->nworkers--;
     free (worker->fns);
@@ -752,6 +802,8 @@ s_send_welcome (dp_broker_t *self, peer_t *peer)
 static void
 s_peer_reset (dp_broker_t *self, peer_t *peer)
 {
+    if (self->queues)
+        dp_queues_forget (self->queues, peer, dp_now_ms ());
     if (peer->worker)
         s_worker_remove (self, peer->worker, false);
     if (peer->client) {
@@ -944,6 +996,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
     dp_result_t result;
     while (dp_list_next_result (list, &result)) {
         task_t *task = (task_t *)dp_idmap_remove (worker->jobs, result.id);
+        s_progress_forget (worker, result.id);
         if (!task) {
             /*  A job it does not hold: reassigned after it was presumed dead,
                 or forged. Never a second result. */
@@ -983,12 +1036,158 @@ s_pack_str (msgpack_packer *pk, const char *text)
     msgpack_pack_str_body (pk, text, len);
 }
 
+/*  ---------------------------------------------------------------------------
+    Named queues (dp_queues.h) and progress.
+*/
+
+/*  The queue store's answer to a peer, as a QUEUE-REPLY. */
+static int
+s_queue_reply (void *arg, void *owner, const dp_queues_reply_t *reply)
+{
+    dp_broker_t *self = (dp_broker_t *)arg;
+    if (reply->code == 0)
+        dp_encode_queue_reply (&self->w, reply->req, reply->size, reply->maxsize, reply->value,
+                               reply->value_size, reply->token);
+    else
+        dp_encode_queue_fail (&self->w, reply->req, reply->code, reply->size, reply->maxsize,
+                              reply->message);
+    return s_send (self, (peer_t *)owner, DP_CMD_QUEUE_REPLY, &self->w);
+}
+
+static void
+s_on_queue_ack (dp_broker_t *self, peer_t *peer, const dp_queue_ack_t *ack)
+{
+    if (dp_queues_ack (self->queues, peer, ack->token, ack->accept, dp_now_ms ()) != 0) {
+        /*  Late (the value went back already), repeated or forged. */
+        self->dropped[DROP_UNKNOWN_TOKEN]++;
+        s_warn_once (self, peer->key, "QUEUE-ACK for a value it does not hold");
+    }
+}
+
+/*  A worker reports a running job's progress: kept for status, and passed
+    on to the task's client as WORK-STATUS (best effort: a client that
+    cannot take it now misses this one). It goes out before the job's
+    RESULT, which waits in the client's batch until the loop's flush. */
+static void
+s_on_progress (dp_broker_t *self, worker_t *worker, const dp_progress_t *progress)
+{
+    task_t *task = (task_t *)dp_idmap_get (worker->jobs, progress->id);
+    if (!task) {
+        self->dropped[DROP_UNKNOWN_REF]++;
+        s_warn_once (self, worker->peer->key, "PROGRESS for a job it does not hold");
+        return;
+    }
+    if (!worker->progress && !(worker->progress = dp_idmap_new ()))
+        return;
+    progress_t *last = (progress_t *)dp_idmap_get (worker->progress, progress->id);
+    progress_t *copy = (progress_t *)realloc (last, sizeof *copy + progress->value.size);
+    if (!copy)
+        return;
+    copy->size = (uint32_t)progress->value.size;
+    memcpy (copy->value, progress->value.data, progress->value.size);
+    if (dp_idmap_put (worker->progress, progress->id, copy)) {
+        dp_idmap_remove (worker->progress, progress->id);
+        free (copy);
+        return;
+    }
+    if (task->client && task->client->peer) {
+        dp_encode_progress (&self->w, task->seq, copy->value, copy->size);
+        s_send (self, task->client->peer, DP_CMD_WORK_STATUS, &self->w);
+    }
+}
+
+/*  Packs the jobs workers hold for status, those that reported progress
+    first, at most left of them. */
+typedef struct {
+    msgpack_packer *pk;
+    worker_t *worker;
+    size_t left;
+    bool reported; /* this pass packs the jobs with progress, or those without */
+} s_running_t;
+
+static void
+s_pack_job (uint64_t ref, void *value, void *arg)
+{
+    s_running_t *running = (s_running_t *)arg;
+    task_t *task = (task_t *)value;
+    worker_t *worker = running->worker;
+    progress_t *progress =
+        worker->progress ? (progress_t *)dp_idmap_get (worker->progress, ref) : NULL;
+    if (running->left == 0 || (progress != NULL) != running->reported)
+        return;
+    running->left--;
+    msgpack_packer *pk = running->pk;
+    msgpack_pack_map (pk, 7);
+    s_pack_str (pk, "fn");
+    s_pack_str (pk, task->fnq->name);
+    s_pack_str (pk, "seq");
+    msgpack_pack_uint64 (pk, task->seq);
+    s_pack_str (pk, "client");
+    s_pack_str (pk, task->client ? task->client->name : "");
+    s_pack_str (pk, "worker");
+    s_pack_str (pk, worker->name);
+    s_pack_str (pk, "pid");
+    msgpack_pack_uint64 (pk, worker->pid);
+    s_pack_str (pk, "attempt");
+    msgpack_pack_uint32 (pk, (uint32_t)task->deaths + 1);
+    s_pack_str (pk, "progress");
+    if (progress) {
+        /*  The packer writes straight to the buffer: the value goes as is. */
+        msgpack_sbuffer *sbuf = (msgpack_sbuffer *)pk->data;
+        msgpack_sbuffer_write (sbuf, (const char *)progress->value, progress->size);
+    } else
+        msgpack_pack_nil (pk);
+}
+
+static void
+s_pack_running (dp_broker_t *self, msgpack_packer *pk)
+{
+    size_t count = 0;
+    for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
+         worker = (worker_t *)zlistx_next (self->workers))
+        count += dp_idmap_size (worker->jobs);
+    s_running_t running = {pk, NULL, count < STATUS_MAX ? count : STATUS_MAX, true};
+    msgpack_pack_array (pk, running.left);
+    for (int pass = 0; pass < 2; pass++) {
+        running.reported = pass == 0;
+        for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker && running.left;
+             worker = (worker_t *)zlistx_next (self->workers)) {
+            running.worker = worker;
+            dp_idmap_foreach (worker->jobs, s_pack_job, &running);
+        }
+    }
+}
+
+static void
+s_pack_queue_stats (dp_broker_t *self, msgpack_packer *pk)
+{
+    dp_queues_stats_t stats;
+    dp_queues_stats (self->queues, &stats);
+    msgpack_pack_map (pk, 8);
+    s_pack_str (pk, "queues");
+    msgpack_pack_uint64 (pk, stats.queues);
+    s_pack_str (pk, "values");
+    msgpack_pack_uint64 (pk, stats.values);
+    s_pack_str (pk, "bytes");
+    msgpack_pack_uint64 (pk, stats.bytes);
+    s_pack_str (pk, "waiting");
+    msgpack_pack_uint64 (pk, stats.waiters);
+    s_pack_str (pk, "unacked");
+    msgpack_pack_uint64 (pk, stats.loans);
+    s_pack_str (pk, "puts");
+    msgpack_pack_uint64 (pk, stats.puts);
+    s_pack_str (pk, "gets");
+    msgpack_pack_uint64 (pk, stats.gets);
+    s_pack_str (pk, "returned");
+    msgpack_pack_uint64 (pk, stats.returned);
+}
+
 static void
 s_on_status (dp_broker_t *self, peer_t *peer)
 {
     dp_writer_reset (&self->w);
     msgpack_packer *pk = &self->w.pk;
-    msgpack_pack_map (pk, 10);
+    msgpack_pack_map (pk, 13);
     s_pack_str (pk, "broker");
     s_pack_str (pk, self->name);
     s_pack_str (pk, "uptime_ms");
@@ -1041,9 +1240,15 @@ s_on_status (dp_broker_t *self, peer_t *peer)
     s_pack_str (pk, "dropped");
     msgpack_pack_map (pk, DROP_COUNT_ - 1);
     for (int i = 1; i < DROP_COUNT_; i++) {
-        s_pack_str (pk, s_drop_names[i]);
+        s_pack_str (pk, s_drop_name (i));
         msgpack_pack_uint64 (pk, self->dropped[i]);
     }
+    s_pack_str (pk, "running");
+    s_pack_running (self, pk);
+    s_pack_str (pk, "queues");
+    dp_queues_pack (self->queues, pk, STATUS_MAX);
+    s_pack_str (pk, "queue_stats");
+    s_pack_queue_stats (self, pk);
     s_send (self, peer, DP_CMD_STATUS_REPLY, &self->w);
 }
 
@@ -1147,6 +1352,27 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
             return;
         }
         break;
+    case DP_CMD_QUEUE_OPEN:
+    case DP_CMD_QUEUE_PUT:
+    case DP_CMD_QUEUE_GET:
+    case DP_CMD_QUEUE_SIZE:
+        if (peer->kind != PEER_NEW) {
+            dp_queues_request (self->queues, peer, msg.cmd, &msg.u.queue, peer->last_recv);
+            return;
+        }
+        break;
+    case DP_CMD_QUEUE_ACK:
+        if (peer->kind != PEER_NEW) {
+            s_on_queue_ack (self, peer, &msg.u.queue_ack);
+            return;
+        }
+        break;
+    case DP_CMD_PROGRESS:
+        if (peer->kind == PEER_WORKER) {
+            s_on_progress (self, peer->worker, &msg.u.progress);
+            return;
+        }
+        break;
     default:
         break;
     }
@@ -1176,6 +1402,7 @@ s_tick (dp_broker_t *self)
         for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
              client = (client_t *)zhashx_next (self->sessions))
             client->last_seen += stall;
+        dp_queues_forgive (self->queues, stall);
     }
     self->last_tick = now;
     /*  Heartbeats out, and expiry of the silent. Collected first: expiry
@@ -1250,6 +1477,7 @@ s_tick (dp_broker_t *self)
     while (unused && (name = (const char *)zlistx_detach (unused, NULL)))
         zhashx_delete (self->fnqs, name);
     zlistx_destroy (&unused);
+    dp_queues_tick (self->queues, now);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -1310,9 +1538,10 @@ dp_broker_new (const dp_broker_config_t *config)
     self->ready = zlistx_new ();
     self->dirty = zlistx_new ();
     self->warned = zhashx_new ();
+    self->queues = dp_queues_new (config->queue_bytes, 0, s_queue_reply, self);
     self->router = zsock_new (ZMQ_ROUTER);
     if (!self->name || !self->peers || !self->sessions || !self->fnqs || !self->workers ||
-        !self->ready || !self->dirty || !self->warned || !self->router) {
+        !self->ready || !self->dirty || !self->warned || !self->queues || !self->router) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -1382,6 +1611,9 @@ dp_broker_destroy (dp_broker_t **self_p)
     assert (self_p);
     if (*self_p) {
         dp_broker_t *self = *self_p;
+        /*  The queues go first, answering nobody: peers leaving below
+            need not be served from them. */
+        dp_queues_destroy (&self->queues);
         if (self->peers) {
             /*  Everyone hears that the broker is going. */
             dp_encode_empty (&self->w);
@@ -1463,7 +1695,11 @@ dp_broker_run (dp_broker_t *self, zsock_t *pipe)
     dp_wire_msg_t in;
     for (;;) {
         int64_t now = dp_now_ms ();
-        long timeout = (long)(self->last_tick + TICK_MS - now);
+        int64_t wake = self->last_tick + TICK_MS;
+        int64_t queue_deadline = dp_queues_next_deadline (self->queues);
+        if (queue_deadline >= 0 && queue_deadline < wake)
+            wake = queue_deadline;
+        long timeout = (long)(wake - now);
         if (timeout < 0)
             timeout = 0;
         int rc = zmq_poll (items, nitems, timeout);
@@ -1500,6 +1736,8 @@ dp_broker_run (dp_broker_t *self, zsock_t *pipe)
         }
         if (dp_now_ms () - self->last_tick >= TICK_MS)
             s_tick (self);
+        else if (queue_deadline >= 0 && dp_now_ms () >= queue_deadline)
+            dp_queues_tick (self->queues, dp_now_ms ()); /* a queue wait ends between ticks */
     }
     return 0;
 }

@@ -31,6 +31,7 @@ typedef struct {
     int64_t max_msg_size;                   /* bytes (ZMQ_MAXMSGSIZE); 0: DP_MAX_MSG_SIZE */
     int nofunc_grace_ms;                    /* 0: default; -1: wait forever */
     const char *endpoint_file;              /* if set, bound endpoints are written here */
+    size_t queue_bytes;                     /* bytes of queued values held; 0: DP_QUEUE_BYTES */
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */

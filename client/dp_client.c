@@ -7,6 +7,7 @@
 */
 #include "dp_client.h"
 
+#include "dp_pool_queue.h"
 #include "dp_util.h"
 
 #include <assert.h>
@@ -143,6 +144,7 @@ dp_client_unref (dpool_pool_t *self)
     free (self->cancels);
     free (self->finish.items);
     free (self->status);
+    dp_pool_queue_free (self);
     free (self->endpoint);
     free (self->name);
     if (self->wake[0] >= 0)

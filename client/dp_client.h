@@ -80,6 +80,9 @@ struct _dp_batch_t {
     dp_batch_t *next;
 };
 
+/*  The pool's table of queue requests (dp_pool_queue.c). */
+typedef struct _dp_pool_queues_t dp_pool_queues_t;
+
 /*  Handles that finish without a task (an empty map), queued for the actor
     so that their callbacks too run on the pool's thread. */
 typedef struct {
@@ -132,6 +135,8 @@ struct _dpool_pool_t {
     uint8_t *status;        /* the last one's map */
     size_t status_size;
     int workers; /* as the broker reported last */
+    /*  [lock] queue requests waiting for their replies (dp_pool_queue.h). */
+    dp_pool_queues_t *queues;
 };
 
 /*  Sets the function the first dp_client_czmq_init registers with atexit,

@@ -8,6 +8,7 @@
 #include "dp_client_actor.h"
 
 #include "dp_client.h"
+#include "dp_pool_queue.h"
 #include "dp_result.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -41,6 +42,9 @@ typedef struct {
     size_t matched_cap;
     uint64_t ignored;   /* results for seqs not held */
     uint64_t malformed; /* messages refused by proto */
+    /*  Connections welcomed so far: queue requests know which one they
+        went out on (dp_pool_queue.h). */
+    uint64_t conn;
 } s_actor_t;
 
 /*  Makes and connects a new DEALER. Returns 0, or -1 if the endpoint is
@@ -178,8 +182,16 @@ s_detach_all (dpool_pool_t *pool)
     return chain;
 }
 
+/*  Sends a queue request for dp_pool_queue_send. */
+static int
+s_send_queue (void *arg, dp_cmd_t cmd, const dp_writer_t *body)
+{
+    return s_send ((s_actor_t *)arg, cmd, body);
+}
+
 /*  Serves what API threads asked for: sends the outbox, CANCELs and a
-    STATUS, finishes task-less handles, and carries out terminate. */
+    STATUS, queue requests, finishes task-less handles, and carries out
+    terminate. */
 static void
 s_service (s_actor_t *self)
 {
@@ -230,6 +242,8 @@ s_service (s_actor_t *self)
         if (s_send (self, DP_CMD_CANCEL, &self->writer) == 0)
             self->cancel_all_sent = true;
     }
+    if (self->welcomed && !broken && dp_pool_queue_send (pool, self->conn, s_send_queue, self))
+        broken = true;
     s_end_tasks (pool, ended, DPOOL_ECANCELLED, "cancelled: the pool was terminated", true);
     s_end_tasks (pool, failed, DPOOL_ENOMEM, "out of memory submitting the task", false);
     for (size_t i = 0; i < finish.count; i++)
@@ -350,6 +364,32 @@ s_on_results (s_actor_t *self, dp_list_t list)
     }
 }
 
+/*  A QUEUE-REPLY: to the request it answers, and the broker told whether
+    its value was taken. */
+static void
+s_on_queue_reply (s_actor_t *self, const dp_queue_reply_t *reply)
+{
+    dp_pool_queue_ack_t ack = dp_pool_queue_reply (self->pool, self->conn, self->welcomed, reply);
+    if (ack != DP_POOL_QUEUE_ACK_NONE) {
+        dp_encode_queue_ack (&self->writer, reply->token, ack == DP_POOL_QUEUE_ACK_TAKEN);
+        s_send (self, DP_CMD_QUEUE_ACK, &self->writer);
+    }
+}
+
+/*  A WORK-STATUS: the progress of a task this pool still waits for goes to
+    its handle's progress callback. The task stays in the table until this
+    thread itself takes it out, so it outlives the call. */
+static void
+s_on_work_status (s_actor_t *self, const dp_progress_t *progress)
+{
+    dpool_pool_t *pool = self->pool;
+    dp_client_lock (pool);
+    dp_ctask_t *task = (dp_ctask_t *)dp_idmap_get (pool->tasks, progress->id);
+    dp_client_unlock (pool);
+    if (task)
+        dp_result_progress (task->result, task, progress->value);
+}
+
 /*  Stores a STATUS-REPLY for the threads waiting in dpool_pool_status, and
     its count of workers. */
 static void
@@ -409,6 +449,7 @@ s_on_message (s_actor_t *self, const dp_msg_t *msg)
             dp_debug ("client: WELCOME from %.*s", (int)welcome->broker.size,
                       (const char *)welcome->broker.data);
             self->welcomed = true;
+            self->conn++;
             self->backoff = DP_RECONNECT_MS;
             s_resubmit_all (self);
             if (self->welcomed)
@@ -421,6 +462,12 @@ s_on_message (s_actor_t *self, const dp_msg_t *msg)
         break;
     case DP_CMD_STATUS_REPLY:
         s_on_status (self, msg->u.status);
+        break;
+    case DP_CMD_QUEUE_REPLY:
+        s_on_queue_reply (self, &msg->u.queue_reply);
+        break;
+    case DP_CMD_WORK_STATUS:
+        s_on_work_status (self, &msg->u.progress);
         break;
     case DP_CMD_ERROR:
         if (msg->u.error.code == DPOOL_ESTATE) {

@@ -66,7 +66,8 @@ s_broker_actor (zsock_t *pipe, void *args)
 /*  The supervisor process: runs the workers until told to stop, and never
     returns into the program. */
 static void
-s_run_supervisor (const char *endpoint, int procs, pid_t parent)
+s_run_supervisor (const char *endpoint, int procs, pid_t parent,
+                  const dp_embedded_workers_t *workers)
 {
     /*  A program that ignores SIGCHLD would have its workers reaped behind
         the supervisor's back. */
@@ -75,6 +76,12 @@ s_run_supervisor (const char *endpoint, int procs, pid_t parent)
     memset (&config, 0, sizeof config);
     dp_worker_config_init (&config.worker);
     config.worker.endpoint = endpoint;
+    if (workers) {
+        config.worker.initializer = workers->initializer;
+        config.worker.initargs = workers->initargs;
+        config.worker.initargs_size = workers->initargs_size;
+        config.worker.max_tasks = workers->max_tasks;
+    }
     config.procs = procs;
     config.parent = parent;
     int rc = dp_supervisor_run (&config);
@@ -82,7 +89,7 @@ s_run_supervisor (const char *endpoint, int procs, pid_t parent)
 }
 
 dp_embedded_t *
-dp_embedded_new (int procs, const char *bind)
+dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *workers)
 {
     static atomic_uint serial;
     assert (procs >= 1);
@@ -114,7 +121,7 @@ dp_embedded_new (int procs, const char *bind)
         return dp_fail_null (DPOOL_ESYS);
     }
     if (pid == 0)
-        s_run_supervisor (self->ipc, procs, parent);
+        s_run_supervisor (self->ipc, procs, parent, workers);
     self->supervisor = pid;
 
     dp_client_czmq_init ();

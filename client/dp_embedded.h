@@ -19,11 +19,22 @@
 
 typedef struct _dp_embedded_t dp_embedded_t;
 
-/*  Makes the directory, forks the supervisor of procs workers (procs >= 1),
-    starts the broker (also bound to bind when it is not NULL). Returns NULL
-    with the dpool error set (DPOOL_ESYS, DPOOL_EINVAL for a bind that
-    failed) after undoing whatever it had started. */
-dp_embedded_t *dp_embedded_new (int procs, const char *bind);
+/*  What every worker process runs first, and how many tasks it runs
+    (dpool_config_t's initializer, initargs and max_tasks). */
+typedef struct {
+    const char *initializer;
+    const void *initargs;
+    size_t initargs_size;
+    int max_tasks;
+} dp_embedded_workers_t;
+
+/*  Makes the directory, forks the supervisor of procs workers (procs >= 1;
+    workers may be NULL), starts the broker (also bound to bind when it is
+    not NULL). Returns NULL with the dpool error set (DPOOL_ESYS,
+    DPOOL_EINVAL for a bind that failed) after undoing whatever it had
+    started. */
+dp_embedded_t *
+dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *workers);
 
 /*  The inproc:// endpoint where a client reaches the broker. Borrowed. */
 const char *dp_embedded_endpoint (dp_embedded_t *self);

@@ -10,6 +10,7 @@
 #include "dp_client.h"
 #include "dp_client_actor.h"
 #include "dp_embedded.h"
+#include "dp_registry.h"
 #include "dp_result.h"
 #include "dp_util.h"
 
@@ -169,6 +170,32 @@ s_destroy_live_pools (void)
     pthread_mutex_unlock (&s_live_mutex);
 }
 
+/*  Checks the settings of an embedded pool's workers: an initializer must
+    be registered here (the workers are forked from this program), its
+    arguments one msgpack object; they mean nothing to a connected pool.
+    Returns 0, or -1 after logging why. */
+static int
+s_check_workers (const dpool_config_t *config)
+{
+    if (config->max_tasks < 0 || (config->initargs_size && !config->initargs))
+        return -1;
+    bool workers = config->initializer || config->initargs_size || config->max_tasks;
+    if (config->connect && workers) {
+        dp_error ("client: initializer and max_tasks apply to an embedded pool's workers");
+        return -1;
+    }
+    if (config->initializer &&
+        !dp_registry_lookup (config->initializer, strlen (config->initializer), NULL)) {
+        dp_error ("client: no function named '%s' is registered for the initializer",
+                  config->initializer);
+        return -1;
+    }
+    if (config->initargs_size &&
+        dp_mp_count_objects (config->initargs, config->initargs_size) != 1)
+        return -1;
+    return 0;
+}
+
 dpool_pool_t *
 dpool_pool_new_config (const dpool_config_t *config)
 {
@@ -181,6 +208,8 @@ dpool_pool_new_config (const dpool_config_t *config)
     if (config->procs < 0 || config->procs > MAX_PROCS || config->timeout_ms < -1 ||
         config->retries < -1 || config->retries > DP_MAX_RETRIES || config->max_outstanding < 0 ||
         (config->name && strlen (config->name) > DP_MAX_NAME))
+        return dp_fail_null (DPOOL_EINVAL);
+    if (s_check_workers (config))
         return dp_fail_null (DPOOL_EINVAL);
     if (config->connect && (!strstr (config->connect, "://") || config->bind))
         return dp_fail_null (DPOOL_EINVAL);
@@ -208,7 +237,9 @@ dpool_pool_new_config (const dpool_config_t *config)
         /*  The embedded processes come first: dp_embedded_new forks before
             anything here touches CZMQ. */
         self->procs = config->procs ? config->procs : dp_cpu_count ();
-        dp_embedded_t *embedded = dp_embedded_new (self->procs, config->bind);
+        dp_embedded_workers_t workers = {config->initializer, config->initargs,
+                                         config->initargs_size, config->max_tasks};
+        dp_embedded_t *embedded = dp_embedded_new (self->procs, config->bind, &workers);
         if (!embedded) {
             int code = dpool_errno ();
             s_pool_free (self);

@@ -38,6 +38,7 @@ struct _dpool_result_t {
     size_t ntasks;         /* [const once attached] */
     dpool_callback_fn *callback;
     dpool_callback_fn *error_callback;
+    dpool_progress_fn *progress;
     void *arg;
 
     int refs;      /* [lock] */
@@ -87,6 +88,10 @@ dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dp
     if (call && !(mode == DP_RESULT_IMAP || mode == DP_RESULT_IMAP_UNORDERED)) {
         self->callback = call->callback;
         self->error_callback = call->error_callback;
+        self->arg = call->arg;
+    }
+    if (call && call->progress) {
+        self->progress = call->progress;
         self->arg = call->arg;
     }
     size_t slots = count ? count : 1;
@@ -430,6 +435,22 @@ dp_result_complete (dpool_result_t **handles, size_t count)
     dp_client_unlock (pool);
     for (size_t i = 0; i < count; i++)
         s_unref (handles[i]);
+}
+
+void
+dp_result_progress (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
+{
+    assert (self && task);
+    if (!self->progress || self->done == self->count)
+        return;
+    msgpack_zone *zone = msgpack_zone_new (MSGPACK_ZONE_CHUNK_SIZE);
+    msgpack_object object;
+    size_t offset = 0;
+    if (zone && msgpack_unpack ((const char *)value.data, value.size, &offset, zone, &object) ==
+                    MSGPACK_UNPACK_SUCCESS)
+        self->progress (self, task->first, &object, self->arg);
+    if (zone)
+        msgpack_zone_free (zone);
 }
 
 void

@@ -63,6 +63,12 @@ dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code,
 void
 dp_result_complete (dpool_result_t **handles, size_t count);
 
+/*  On the actor thread, without the lock: passes a progress report (one
+    packed msgpack object) of one of the handle's tasks, still running, to
+    its progress callback, if it has one. */
+void
+dp_result_progress (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value);
+
 /*  Like dp_result_task_done for a task that ended here, without a RESULT:
     every call of the task fails with code and message. */
 void

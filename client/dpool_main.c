@@ -1,10 +1,11 @@
 /*  dpool_main.c - the dpool command: map, apply, status and demo against a
-    dpool-broker, from the shell.
+    dpool-broker, from the shell, and the broker's named queues.
 
         dpool map FN < args.jsonl > results.jsonl
         dpool apply FN JSON
         dpool status [--json]
         dpool demo
+        dpool queue put NAME JSON | get NAME | size NAME
 
     Arguments and results are JSON on the command line and msgpack on the
     wire (client/dp_json.h says how they map). Every option can also come
@@ -46,7 +47,8 @@
 #define MAX_CHUNKSIZE              1000000
 #define MAX_BATCH                  100000
 #define MAX_PROCS                  1024
-#define MAX_POSITIONAL             2
+#define MAX_POSITIONAL             3  /* queue put NAME JSON */
+#define POSITIONAL_VARIES          -1 /* the command checks its positional arguments */
 #define MAX_FN_NAME                255
 
 #define MAP_WINDOW      4                  /* batches in flight at once */
@@ -61,7 +63,7 @@
 /*  ---------------------------------------------------------------------------
     Options.
 */
-enum { CMD_MAP = 1, CMD_APPLY = 2, CMD_STATUS = 4, CMD_DEMO = 8, CMD_ALL = 15 };
+enum { CMD_MAP = 1, CMD_APPLY = 2, CMD_STATUS = 4, CMD_DEMO = 8, CMD_QUEUE = 16, CMD_ALL = 31 };
 enum { OPT_STRING, OPT_INT, OPT_FLAG };
 
 typedef struct {
@@ -90,7 +92,7 @@ static const s_option_t s_option_table[] = {
      MAX_CONNECT_TIMEOUT_MS, offsetof (s_options_t, connect_timeout_ms)},
     {"--chunksize", "DPOOL_CHUNKSIZE", OPT_INT, CMD_MAP, 0, MAX_CHUNKSIZE,
      offsetof (s_options_t, chunksize)},
-    {"--timeout-ms", "DPOOL_TIMEOUT_MS", OPT_INT, CMD_MAP | CMD_APPLY, 0, INT_MAX,
+    {"--timeout-ms", "DPOOL_TIMEOUT_MS", OPT_INT, CMD_MAP | CMD_APPLY | CMD_QUEUE, 0, INT_MAX,
      offsetof (s_options_t, timeout_ms)},
     {"--batch", "DPOOL_BATCH", OPT_INT, CMD_MAP, 1, MAX_BATCH, offsetof (s_options_t, batch)},
     {"--json", "DPOOL_JSON", OPT_FLAG, CMD_STATUS, 0, 0, offsetof (s_options_t, json)},
@@ -102,7 +104,7 @@ static const s_option_t s_option_table[] = {
 typedef struct {
     const char *name;
     unsigned id;
-    int positional; /* how many positional arguments it takes */
+    int positional; /* how many positional arguments it takes, or POSITIONAL_VARIES */
     const char *help;
 } s_command_t;
 
@@ -119,6 +121,9 @@ static const char s_help_main[] =
     "  apply FN JSON   run FN once on the JSON arguments and print its result\n"
     "  status          show the broker's workers, their functions and task counts\n"
     "  demo            run the tutorial's Pool(3) demo (embedded by default)\n"
+    "  queue put NAME JSON, queue get NAME, queue size NAME\n"
+    "                  put a value on the broker's named queue NAME, take one off,\n"
+    "                  or count them (the queues tasks share, like Manager().Queue)\n"
     "  help [COMMAND]  show the help of a command (also: dpool COMMAND --help)\n"
     "\n"
     "Options of every command:\n"
@@ -235,11 +240,38 @@ static const char s_help_demo[] =
     "Exit status: 0 every task succeeded, 1 a task failed, 2 bad usage, 3 the broker\n"
     "could not be reached.\n";
 
+static const char s_help_queue[] =
+    "usage: dpool queue put NAME JSON [--timeout-ms N] [--connect EP]\n"
+    "       dpool queue get NAME [--timeout-ms N] [--connect EP]\n"
+    "       dpool queue size NAME [--connect EP]\n"
+    "\n"
+    "The broker's named queues, which programs and tasks on any worker share as\n"
+    "Python's processes share a Manager().Queue(): first in, first out, held by the\n"
+    "broker while it runs. NAME is 1 to 255 bytes; a queue is made when first used.\n"
+    "\n"
+    "  put NAME JSON    puts one JSON value (as msgpack, at most 1 MiB) at the back\n"
+    "                   of the queue; waits for room if the queue is bounded and full\n"
+    "  get NAME         takes the value at the front and prints it as one line of\n"
+    "                   compact JSON; waits for one if the queue is empty\n"
+    "  size NAME        prints how many values the queue holds\n"
+    "\n"
+    "Options:\n"
+    "  --timeout-ms N           put, get: wait at most N ms (0: do not wait at all);\n"
+    "                           without it they wait as long as it takes\n"
+    "                           [DPOOL_TIMEOUT_MS]\n"
+    "  --connect EP             the broker's endpoint [DPOOL_CONNECT]\n"
+    "  --connect-timeout-ms N   [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
+    "\n"
+    "Exit status: 0 success, 1 the queue was empty or full past the timeout, or the\n"
+    "broker refused (the reason goes to stderr), 2 bad usage, 3 the broker could not\n"
+    "be reached, 4 invalid JSON or another error.\n";
+
 static const s_command_t s_commands[] = {
     {"map", CMD_MAP, 1, s_help_map},
     {"apply", CMD_APPLY, 2, s_help_apply},
     {"status", CMD_STATUS, 0, s_help_status},
     {"demo", CMD_DEMO, 0, s_help_demo},
+    {"queue", CMD_QUEUE, POSITIONAL_VARIES, s_help_queue},
 };
 #define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 
@@ -349,6 +381,29 @@ s_is_option (const char *arg)
     return !(arg[1] >= '0' && arg[1] <= '9');
 }
 
+/*  Checks the positional arguments of `dpool queue`: put NAME JSON, get
+    NAME or size NAME. Returns -1 to go on, or EXIT_USAGE after a message. */
+static int
+s_check_queue_args (s_cli_t *cli)
+{
+    const s_command_t *command = cli->command;
+    const char *op = cli->nargs > 0 ? cli->args[0] : "";
+    int want = 0;
+    if (strcmp (op, "put") == 0)
+        want = 3;
+    else if (strcmp (op, "get") == 0 || strcmp (op, "size") == 0)
+        want = 2;
+    if (!want)
+        return s_usage_error (command, "queue takes put NAME JSON, get NAME or size NAME");
+    if (cli->nargs != want)
+        return s_usage_error (command, "queue %s takes %s", op,
+                              want == 3 ? "NAME and JSON" : "NAME");
+    size_t len = strlen (cli->args[1]);
+    if (len < 1 || len > MAX_FN_NAME)
+        return s_usage_error (command, "NAME must be 1 to %d bytes long", MAX_FN_NAME);
+    return -1;
+}
+
 /*  Parses the command line into cli: defaults, then DPOOL_* variables,
     then options. Returns -1 to go on, or the exit status to end with (0
     after --help or --version). */
@@ -411,7 +466,7 @@ s_parse (s_cli_t *cli, int argc, char *argv[])
         return EXIT_USAGE;
     }
     const s_command_t *command = cli->command;
-    if (npositional != command->positional) {
+    if (command->positional >= 0 && npositional != command->positional) {
         static const char *const wants[] = {"no arguments", "one argument, FN",
                                             "two arguments, FN and JSON"};
         return s_usage_error (command, "%s takes %s", command->name, wants[command->positional]);
@@ -460,6 +515,8 @@ s_parse (s_cli_t *cli, int argc, char *argv[])
         if (len < 1 || len > MAX_FN_NAME)
             return s_usage_error (command, "FN must be 1 to %d bytes long", MAX_FN_NAME);
     }
+    if (command->id == CMD_QUEUE)
+        return s_check_queue_args (cli);
     return -1;
 }
 
@@ -540,7 +597,7 @@ s_probe (s_cli_t *cli, const char *doing, void **data, size_t *size)
         return -1;
     }
     cli->last_heard_ms = dp_now_ms ();
-    if (cli->command->id != CMD_STATUS && !cli->warned_no_workers &&
+    if (!(cli->command->id & (CMD_STATUS | CMD_QUEUE)) && !cli->warned_no_workers &&
         s_status_workers (status, status_size) == 0) {
         fprintf (stderr, "dpool %s: waiting: the broker at %s has no workers yet\n",
                  cli->command->name, cli->options.connect);
@@ -1065,8 +1122,88 @@ s_cell (dp_json_buf_t *cell, const msgpack_object *value)
     return cell->data ? cell->data : "";
 }
 
+/*  Formats a progress report for the table: "done/total (p%)" for a pair
+    of numbers, JSON for anything else, "-" for none. Returns the text,
+    borrowed from cell. */
+static const char *
+s_progress_cell (dp_json_buf_t *cell, const msgpack_object *value)
+{
+    if (value && value->type == MSGPACK_OBJECT_ARRAY && value->via.array.size == 2 &&
+        value->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+        value->via.array.ptr[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        uint64_t done = value->via.array.ptr[0].via.u64;
+        uint64_t total = value->via.array.ptr[1].via.u64;
+        char text[96];
+        if (total > 0)
+            snprintf (text, sizeof text, "%llu/%llu (%.0f%%)", (unsigned long long)done,
+                      (unsigned long long)total, 100.0 * (double)done / (double)total);
+        else
+            snprintf (text, sizeof text, "%llu/%llu", (unsigned long long)done,
+                      (unsigned long long)total);
+        dp_json_buf_reset (cell);
+        dp_json_buf_append (cell, text, strlen (text));
+        return cell->data ? cell->data : "";
+    }
+    if (value && value->type == MSGPACK_OBJECT_NIL)
+        value = NULL;
+    return s_cell (cell, value);
+}
+
+/*  Prints one row per entry of the array under key (running tasks, queues),
+    with a heading of the given columns, after a line "title N". */
+static void
+s_print_rows (const msgpack_object *status, const char *key, const char *title,
+              const char *const *columns, const int *widths, size_t ncolumns)
+{
+    dp_json_buf_t cell;
+    dp_json_buf_init (&cell);
+    const msgpack_object *rows = s_map_get (status, key);
+    uint32_t nrows = rows && rows->type == MSGPACK_OBJECT_ARRAY ? rows->via.array.size : 0;
+    printf ("%-8s %u\n", title, nrows);
+    for (uint32_t i = 0; nrows > 0 && i < nrows + 1; i++) {
+        const msgpack_object *row = i ? &rows->via.array.ptr[i - 1] : NULL;
+        printf (" ");
+        for (size_t c = 0; c < ncolumns; c++) {
+            const char *text = columns[c];
+            char heading[32];
+            if (!row) {
+                size_t n = 0;
+                for (; text[n] && n < sizeof heading - 1; n++)
+                    heading[n] = (char)(text[n] >= 'a' && text[n] <= 'z' ? text[n] - 32 : text[n]);
+                heading[n] = 0;
+                text = heading;
+            } else if (strcmp (columns[c], "progress") == 0)
+                text = s_progress_cell (&cell, s_map_get (row, columns[c]));
+            else
+                text = s_cell (&cell, s_map_get (row, columns[c]));
+            printf (" %-*s", widths[c], text);
+        }
+        printf ("\n");
+    }
+    dp_json_buf_free (&cell);
+}
+
+/*  Prints the tasks workers are running, with their progress, and the
+    named queues. */
+static void
+s_print_running_and_queues (const msgpack_object *status)
+{
+    static const char *const running[] = {"fn", "seq", "worker", "pid", "attempt", "progress"};
+    static const int running_widths[] = {24, 8, 24, 8, 7, 0};
+    if (s_map_get (status, "running"))
+        s_print_rows (status, "running", "running", running, running_widths,
+                      sizeof running / sizeof running[0]);
+    static const char *const queues[] = {"name",    "size",    "maxsize", "getters",
+                                         "putters", "unacked", "puts",    "gets"};
+    static const int queue_widths[] = {24, 8, 8, 7, 7, 7, 10, 0};
+    if (s_map_get (status, "queues"))
+        s_print_rows (status, "queues", "queues", queues, queue_widths,
+                      sizeof queues / sizeof queues[0]);
+}
+
 /*  Prints the status map for people: the broker, task counters, clients,
-    one row per worker, and non-zero drop counters. */
+    one row per worker, running tasks and queues, and non-zero drop
+    counters. */
 static void
 s_print_status_table (const msgpack_object *status)
 {
@@ -1106,6 +1243,7 @@ s_print_status_table (const msgpack_object *status)
                 printf ("%s%s", f ? "," : "", s_cell (&cell, &functions->via.array.ptr[f]));
         printf ("\n");
     }
+    s_print_running_and_queues (status);
     const msgpack_object *dropped = s_map_get (status, "dropped");
     bool any = false;
     if (dropped && dropped->type == MSGPACK_OBJECT_MAP)
@@ -1184,6 +1322,91 @@ s_run_demo (s_cli_t *cli, bool connect_given)
                      (int)cli->options.connect_timeout_ms);
 }
 
+/*  dpool queue: see s_help_queue. timeout_given says whether --timeout-ms
+    (or DPOOL_TIMEOUT_MS) was given: without it put and get wait as long as
+    it takes. */
+static int
+s_run_queue (s_cli_t *cli, bool timeout_given)
+{
+    const char *op = cli->args[0];
+    const char *name = cli->args[1];
+    msgpack_sbuffer value;
+    msgpack_sbuffer_init (&value);
+    if (strcmp (op, "put") == 0) {
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &value, msgpack_sbuffer_write);
+        char error[DP_JSON_ERROR_SIZE];
+        if (dp_json_to_msgpack (&packer, cli->args[2], strlen (cli->args[2]), error,
+                                sizeof error)) {
+            fprintf (stderr, "dpool queue put: the value: %s\n", error);
+            msgpack_sbuffer_destroy (&value);
+            return EXIT_ERROR;
+        }
+    }
+    int rc = s_connect (cli);
+    if (rc >= 0) {
+        msgpack_sbuffer_destroy (&value);
+        return rc;
+    }
+    int timeout_ms = timeout_given ? (int)cli->options.timeout_ms : -1;
+    dpool_queue_t *queue = dpool_queue_open (cli->pool, name, 0);
+    int code = DPOOL_OK;
+    dp_json_buf_t out;
+    dp_json_buf_init (&out);
+    if (!queue)
+        code = dpool_errno ();
+    else if (strcmp (op, "put") == 0) {
+        if (dpool_queue_put (queue, value.data, value.size, timeout_ms))
+            code = dpool_errno ();
+    } else if (strcmp (op, "get") == 0) {
+        msgpack_object object;
+        if (dpool_queue_get (queue, timeout_ms, &object))
+            code = dpool_errno ();
+        else if (dp_json_from_object (&out, &object) || dp_json_buf_append (&out, "\n", 1))
+            code = DPOOL_ENOMEM;
+    } else {
+        size_t size;
+        char line[32];
+        if (dpool_queue_qsize (queue, &size))
+            code = dpool_errno ();
+        else {
+            snprintf (line, sizeof line, "%zu\n", size);
+            if (dp_json_buf_append (&out, line, strlen (line)))
+                code = DPOOL_ENOMEM;
+        }
+    }
+    if (code == DPOOL_OK) {
+        fwrite (out.data ? out.data : "", 1, out.size, stdout);
+        rc = fflush (stdout) == 0 ? EXIT_OK : EXIT_ERROR;
+    } else {
+        const char *why = queue ? dpool_queue_error (queue) : NULL;
+        fprintf (stderr, "dpool queue %s %s: %s: %s\n", op, name, s_code_name (code),
+                 why ? why : dpool_strerror (code));
+        rc = code == DPOOL_EUNREACHABLE                   ? EXIT_UNREACHABLE
+             : code == DPOOL_ENOMEM || code == DPOOL_ESYS ? EXIT_ERROR
+                                                          : EXIT_TASK_FAILED;
+    }
+    if (s_signal)
+        rc = EXIT_SIGNAL_BASE + s_signal;
+    dp_json_buf_free (&out);
+    msgpack_sbuffer_destroy (&value);
+    dpool_queue_destroy (&queue);
+    dpool_pool_terminate (cli->pool);
+    dpool_pool_destroy (&cli->pool);
+    return rc;
+}
+
+/*  True if name (an option) is on the command line, before any "--". */
+static bool
+s_option_on_command_line (int argc, char *argv[], const char *name)
+{
+    size_t len = strlen (name);
+    for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
+        if (strncmp (argv[i], name, len) == 0 && (argv[i][len] == 0 || argv[i][len] == '='))
+            return true;
+    return false;
+}
+
 /*  True if --connect is on the command line. */
 static bool
 s_connect_on_command_line (int argc, char *argv[])
@@ -1213,6 +1436,9 @@ main (int argc, char *argv[])
         return s_run_apply (&cli);
     case CMD_STATUS:
         return s_run_status (&cli);
+    case CMD_QUEUE:
+        return s_run_queue (&cli, s_option_on_command_line (argc, argv, "--timeout-ms") ||
+                                      getenv ("DPOOL_TIMEOUT_MS"));
     default:
         if (cli.options.worker && connect_argument)
             return s_usage_error (cli.command, "--connect and --worker exclude each other");

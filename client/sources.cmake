@@ -3,3 +3,4 @@
 list (APPEND DPOOL_SOURCES
     client/dp_client.c client/dp_client_actor.c client/dp_result.c client/dp_embedded.c
     client/dp_pool.c)
+list (APPEND DPOOL_SOURCES client/dp_pool_queue.c)

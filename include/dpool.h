@@ -104,6 +104,21 @@ dpool_task_name (dpool_task_t *task);
 unsigned
 dpool_task_attempt (dpool_task_t *task);
 
+/*  Reports the running task's progress, like Gearman's WORK_STATUS: done of
+    total (sent as the array [done, total]), or any one packed msgpack
+    object of at most 4096 bytes nested at most 8 levels. The caller's
+    progress callback (dpool_call_t.progress) gets each report, in order
+    and before the result, and `dpool status` shows the last one. Reports
+    are rate-limited in the worker (one every 100 ms reaches the broker; the
+    latest one is kept and goes out before the result), so a task may report
+    as often as it likes. Returns 0, or -1 with DPOOL_EINVAL for a value
+    that is not one such object. Outside a worker (a function called
+    directly) it does nothing and returns 0. */
+int
+dpool_task_progress (dpool_task_t *task, uint64_t done, uint64_t total);
+int
+dpool_task_progress_value (dpool_task_t *task, const void *value, size_t size);
+
 /*  ---------------------------------------------------------------------------
     Workers. A worker process connects to a broker, announces the functions
     this process registered (and the built-ins echo, sleep, fail, crash and
@@ -126,6 +141,19 @@ dpool_worker_run (const char *endpoint);
 int
 dpool_worker_serve (const char *endpoint, int procs);
 
+/*  dpool_worker_serve with more settings. Zero means the default. */
+typedef struct {
+    const char *endpoint;    /* the broker (required) */
+    int procs;               /* worker processes; 0: one per CPU */
+    const char *initializer; /* run once in each process first: see dpool_config_t */
+    const void *initargs;    /* its packed msgpack arguments; NULL: nil */
+    size_t initargs_size;
+    int max_tasks; /* replace a process after this many tasks; 0: never */
+} dpool_serve_config_t;
+
+int
+dpool_worker_serve_config (const dpool_serve_config_t *config);
+
 /*  ---------------------------------------------------------------------------
     The pool.
 */
@@ -143,6 +171,20 @@ typedef struct {
     int retries;         /* default retries after a worker dies (0: 3) */
     int max_outstanding; /* tasks in flight before submits block (0: 100000) */
     const char *name;    /* a name the broker shows in status */
+    /*  Embedded: Pool's initializer and initargs. The function registered
+        as initializer runs once in each worker process before it takes
+        its first task, with initargs (one packed msgpack object of
+        initargs_size bytes; none: nil) as its arguments; its result is
+        dropped. If it fails, the process logs why and exits, takes no
+        task, and is started again after a delay that grows to 5 s (tasks
+        wait meanwhile, as with Pool; never a fork bomb). */
+    const char *initializer;
+    const void *initargs;
+    size_t initargs_size;
+    /*  Embedded: Pool's maxtasksperchild. A worker process that has run
+        this many tasks (a map's chunk counts as one) hands back what it
+        holds and is replaced by a fresh one (0: never). */
+    int max_tasks;
 } dpool_config_t;
 
 /*  Fills config with defaults, then applies the DPOOL_* environment
@@ -183,6 +225,12 @@ typedef void (dpool_callback_fn) (dpool_result_t *result, void *arg);
     max_outstanding tasks are in flight. */
 #define DPOOL_CALL_NOWAIT 0x02u
 
+/*  Gets a task's progress reports (dpool_task_progress): result is the
+    handle, index the index (in the handle's input) of the first call of
+    the task that reported, value the report (valid during the call). */
+typedef void (dpool_progress_fn) (dpool_result_t *result, size_t index,
+                                  const msgpack_object *value, void *arg);
+
 typedef struct {
     int priority;                      /* higher runs first; equal is FIFO */
     int timeout_ms;                    /* 0: pool default; -1: none */
@@ -191,6 +239,9 @@ typedef struct {
     dpool_callback_fn *error_callback; /* called once when it failed */
     void *arg;                         /* passed to the callbacks */
     unsigned flags;                    /* DPOOL_CALL_* */
+    /*  Called on the pool's thread for each progress report of a running
+        task, in order, and never after the handle's result is in. */
+    dpool_progress_fn *progress;
 } dpool_call_t;
 
 /*  Submits fn(args), args being one packed msgpack object, and returns a
@@ -270,6 +321,85 @@ dpool_pool_status (dpool_pool_t *self, int timeout_ms, void **data, size_t *size
 /*  The number of workers the broker reported last (0 if none yet). */
 int
 dpool_pool_workers (dpool_pool_t *self);
+
+/*  ---------------------------------------------------------------------------
+    Named queues (Python's Manager().Queue()), held by the broker and shared
+    by every client and every task that names them, on any machine. Values
+    are packed msgpack objects (at most 1 MiB); each queue is FIFO; a value
+    is never lost or duplicated while the broker lives (a getter that dies
+    with a value on its way gives it back to the front of the queue). A
+    queue may be bounded (maxsize): a put then waits, or fails, while it is
+    full, as Python's does. Waiting happens in the broker, so a get waiting
+    in one task holds up no other task.
+
+    Timeouts, for put and get: -1 waits without limit, 0 does not wait
+    (put_nowait, get_nowait: DPOOL_EAGAIN when full or empty), n > 0 waits
+    up to n ms (then DPOOL_ETIMEOUT). Every call also fails with
+    DPOOL_ETIMEOUT when the broker does not answer within 5 s beyond its
+    timeout, DPOOL_EUNREACHABLE when the connection was lost while a put or
+    an open was on its way (it may or may not have happened; a get is sent
+    again by itself), DPOOL_EREJECTED at a limit of the broker (see
+    docs/PROTOCOL.md), DPOOL_ECLOSED once the pool was terminated.
+    dpool_queue_error then gives the broker's message.
+
+    A handle is used by one thread at a time (open one per thread); it is
+    only a name, so many may name the same queue.
+*/
+typedef struct _dpool_queue_t dpool_queue_t;
+
+/*  Opens the queue name (1 to 255 bytes) at the pool's broker, making it if
+    it does not exist. maxsize bounds it: the first non-zero maxsize given
+    by an open (or a put through its handle) bounds the queue, and opening
+    it with another one fails (DPOOL_EINVAL); 0 takes the queue as it is
+    (with no bound of its own, a queue holds at most 1,000,000 values).
+    Blocks until the broker answers. The handle holds a reference on the
+    pool. Returns NULL on failure. */
+dpool_queue_t *
+dpool_queue_open (dpool_pool_t *pool, const char *name, size_t maxsize);
+
+/*  The same, from inside a task function: the queue is reached through the
+    worker's connection to its broker. The handle is closed when the task
+    function returns (dpool_queue_destroy may close it earlier). Fails with
+    DPOOL_ESTATE when the function is not run by a worker as a task (an
+    initializer runs before its worker connects: it cannot reach queues). */
+dpool_queue_t *
+dpool_task_queue_open (dpool_task_t *task, const char *name, size_t maxsize);
+
+/*  Puts one packed msgpack object (size bytes) at the back of the queue,
+    waiting up to timeout_ms for room in a full bounded queue. Returns 0, or
+    -1 (DPOOL_EAGAIN, DPOOL_ETIMEOUT, DPOOL_EINVAL for bad msgpack...). */
+int
+dpool_queue_put (dpool_queue_t *self, const void *value, size_t size, int timeout_ms);
+
+/*  Takes the value at the front of the queue, waiting up to timeout_ms for
+    one. Returns 0 and the value (valid until the next get on this handle
+    or its destroy), or -1 (DPOOL_EAGAIN, DPOOL_ETIMEOUT...). */
+int
+dpool_queue_get (dpool_queue_t *self, int timeout_ms, msgpack_object *value);
+
+/*  The number of values in the queue now (Queue.qsize). Returns 0 and the
+    size, or -1. Values on their way to a getter are not counted. */
+int
+dpool_queue_qsize (dpool_queue_t *self, size_t *size);
+
+/*  1 if the queue is empty, 0 if not, -1 on failure (Queue.empty). */
+int
+dpool_queue_empty (dpool_queue_t *self);
+
+/*  The handle's queue name and the maxsize it was opened with. */
+const char *
+dpool_queue_name (dpool_queue_t *self);
+size_t
+dpool_queue_maxsize (dpool_queue_t *self);
+
+/*  The message of the handle's last failure (the broker's, when it
+    answered), or NULL after a success. Borrowed. */
+const char *
+dpool_queue_error (dpool_queue_t *self);
+
+/*  Closes the handle (not the queue, which lives on in the broker). */
+void
+dpool_queue_destroy (dpool_queue_t **self_p);
 
 /*  ---------------------------------------------------------------------------
     Result handles (Pool's AsyncResult). One handle stands for one apply or

@@ -15,11 +15,23 @@
 #define READY_FIELDS    5 /* name, pid, host, credit, functions */
 #define CANCEL_FIELDS   2 /* all, seqs */
 #define ERROR_FIELDS    2 /* code, message */
+#define QOPEN_FIELDS    3 /* req, name, maxsize */
+#define QPUT_FIELDS     5 /* req, name, value, timeout_ms, maxsize */
+#define QGET_FIELDS     3 /* req, name, timeout_ms */
+#define QSIZE_FIELDS    2 /* req, name */
+#define QREPLY_FIELDS   6 /* req, code, size, maxsize, value, token */
+#define QACK_FIELDS     2 /* token, accept */
+#define PROGRESS_FIELDS 2 /* id, value */
 #define MAX_CODE        0xffff
 
 static const char *s_cmd_names[DP_CMD_COUNT_] = {
     "?",    "HELLO",  "WELCOME", "READY",        "SUBMIT",    "RESULT", "DISPATCH",
     "DONE", "CANCEL", "STATUS",  "STATUS-REPLY", "HEARTBEAT", "BYE",    "ERROR"};
+
+/*  The commands of named queues and progress, from DP_CMD_QUEUE_OPEN on. */
+static const char *s_more_cmd_names[DP_CMD_COUNT_ - DP_CMD_QUEUE_OPEN] = {
+    "QUEUE-OPEN",  "QUEUE-PUT", "QUEUE-GET", "QUEUE-SIZE",
+    "QUEUE-REPLY", "QUEUE-ACK", "PROGRESS",  "WORK-STATUS"};
 
 static const char *s_reason_names[DP_EREASON_COUNT_] = {
     "ok", "frames", "header", "signature", "version", "command", "body", "limit"};
@@ -27,6 +39,8 @@ static const char *s_reason_names[DP_EREASON_COUNT_] = {
 const char *
 dp_cmd_name (int cmd)
 {
+    if (cmd >= DP_CMD_QUEUE_OPEN && cmd < DP_CMD_COUNT_)
+        return s_more_cmd_names[cmd - DP_CMD_QUEUE_OPEN];
     return cmd > 0 && cmd < DP_CMD_COUNT_ ? s_cmd_names[cmd] : "?";
 }
 
@@ -310,6 +324,93 @@ s_error (dp_reader_t *r, dp_error_t *error)
     return s_skip_extra (r, count, ERROR_FIELDS);
 }
 
+/*  A value that a worker's msgpack-c can unpack, at most max bytes. */
+static dp_reason_t
+s_value (dp_reader_t *r, dp_span_t *value, size_t max)
+{
+    if (dp_mp_read_object (r, value))
+        return DP_EBODY;
+    return value->size <= max ? DP_OK : DP_ELIMIT;
+}
+
+/*  QUEUE-OPEN, -PUT, -GET, -SIZE. */
+static dp_reason_t
+s_queue_req (dp_reader_t *r, dp_cmd_t cmd, dp_queue_req_t *q)
+{
+    static const uint32_t fields[] = {QOPEN_FIELDS, QPUT_FIELDS, QGET_FIELDS, QSIZE_FIELDS};
+    uint32_t known = fields[cmd - DP_CMD_QUEUE_OPEN];
+    uint32_t count;
+    TRY (s_open (r, known, &count));
+    if (dp_mp_read_uint (r, &q->req))
+        return DP_EBODY;
+    TRY (s_name (r, &q->name, 1));
+    if (cmd == DP_CMD_QUEUE_OPEN)
+        TRY (s_u32 (r, &q->maxsize, DP_MAX_QUEUE_SIZE));
+    else if (cmd == DP_CMD_QUEUE_PUT) {
+        TRY (s_value (r, &q->value, DP_MAX_QUEUE_VALUE));
+        TRY (s_i32 (r, &q->timeout_ms, -1, INT32_MAX));
+        TRY (s_u32 (r, &q->maxsize, DP_MAX_QUEUE_SIZE));
+    } else if (cmd == DP_CMD_QUEUE_GET)
+        TRY (s_i32 (r, &q->timeout_ms, -1, INT32_MAX));
+    return s_skip_extra (r, count, known);
+}
+
+static dp_reason_t
+s_queue_reply (dp_reader_t *r, dp_queue_reply_t *q)
+{
+    uint32_t count;
+    TRY (s_open (r, QREPLY_FIELDS, &count));
+    if (dp_mp_read_uint (r, &q->req))
+        return DP_EBODY;
+    TRY (s_i32 (r, &q->code, 0, MAX_CODE));
+    TRY (s_u32 (r, &q->size, DP_MAX_QUEUE_SIZE));
+    TRY (s_u32 (r, &q->maxsize, DP_MAX_QUEUE_SIZE));
+    if (q->code == 0)
+        TRY (s_value (r, &q->value, DP_MAX_QUEUE_VALUE));
+    else {
+        /*  The message, spanned whole like a result's. */
+        dp_span_t message;
+        const uint8_t *start = r->pos;
+        if (dp_mp_read_str (r, &message))
+            return DP_EBODY;
+        if (message.size > DP_MAX_ERROR)
+            return DP_ELIMIT;
+        q->value.data = start;
+        q->value.size = (size_t)(r->pos - start);
+    }
+    if (dp_mp_read_uint (r, &q->token))
+        return DP_EBODY;
+    if (q->code != 0 && q->token != 0)
+        return DP_EBODY; /* only a value got is acknowledged */
+    return s_skip_extra (r, count, QREPLY_FIELDS);
+}
+
+static dp_reason_t
+s_queue_ack (dp_reader_t *r, dp_queue_ack_t *q)
+{
+    uint32_t count;
+    TRY (s_open (r, QACK_FIELDS, &count));
+    if (dp_mp_read_uint (r, &q->token) || dp_mp_read_bool (r, &q->accept))
+        return DP_EBODY;
+    return s_skip_extra (r, count, QACK_FIELDS);
+}
+
+/*  PROGRESS and WORK-STATUS. */
+static dp_reason_t
+s_progress (dp_reader_t *r, dp_progress_t *p)
+{
+    uint32_t count;
+    TRY (s_open (r, PROGRESS_FIELDS, &count));
+    if (dp_mp_read_uint (r, &p->id))
+        return DP_EBODY;
+    /*  Shallow, so that the broker's status map can carry it. */
+    if (dp_mp_read_object_depth (r, &p->value, DP_MAX_PROGRESS_DEPTH, NULL))
+        return DP_EBODY;
+    if (p->value.size > DP_MAX_PROGRESS)
+        return DP_ELIMIT;
+    return s_skip_extra (r, count, PROGRESS_FIELDS);
+}
+
 /*  HEARTBEAT, BYE and STATUS: an array, of any length for later versions. */
 static dp_reason_t
 s_empty (dp_reader_t *r)
@@ -361,6 +462,22 @@ dp_msg_decode (const void *header, size_t header_size, const void *body, size_t 
     }
     case DP_CMD_ERROR:
         rc = s_error (&reader, &msg->u.error);
+        break;
+    case DP_CMD_QUEUE_OPEN:
+    case DP_CMD_QUEUE_PUT:
+    case DP_CMD_QUEUE_GET:
+    case DP_CMD_QUEUE_SIZE:
+        rc = s_queue_req (&reader, msg->cmd, &msg->u.queue);
+        break;
+    case DP_CMD_QUEUE_REPLY:
+        rc = s_queue_reply (&reader, &msg->u.queue_reply);
+        break;
+    case DP_CMD_QUEUE_ACK:
+        rc = s_queue_ack (&reader, &msg->u.queue_ack);
+        break;
+    case DP_CMD_PROGRESS:
+    case DP_CMD_WORK_STATUS:
+        rc = s_progress (&reader, &msg->u.progress);
         break;
     default: /* HEARTBEAT, BYE, STATUS */
         rc = s_empty (&reader);
@@ -567,6 +684,100 @@ dp_encode_empty (dp_writer_t *self)
 {
     s_reset (self);
     s_check (self, msgpack_pack_array (&self->pk, 0));
+}
+
+void
+dp_encode_queue_open (dp_writer_t *self, uint64_t req, const char *name, uint32_t maxsize)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, QOPEN_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, req));
+    s_cstr (self, name);
+    s_check (self, msgpack_pack_uint32 (&self->pk, maxsize));
+}
+
+void
+dp_encode_queue_put (dp_writer_t *self, uint64_t req, const char *name, const void *value,
+                     size_t size, int32_t timeout_ms, uint32_t maxsize)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, QPUT_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, req));
+    s_cstr (self, name);
+    s_raw (self, value, size);
+    s_check (self, msgpack_pack_int32 (&self->pk, timeout_ms));
+    s_check (self, msgpack_pack_uint32 (&self->pk, maxsize));
+}
+
+void
+dp_encode_queue_get (dp_writer_t *self, uint64_t req, const char *name, int32_t timeout_ms)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, QGET_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, req));
+    s_cstr (self, name);
+    s_check (self, msgpack_pack_int32 (&self->pk, timeout_ms));
+}
+
+void
+dp_encode_queue_size (dp_writer_t *self, uint64_t req, const char *name)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, QSIZE_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, req));
+    s_cstr (self, name);
+}
+
+void
+dp_encode_queue_reply (dp_writer_t *self, uint64_t req, uint32_t size, uint32_t maxsize,
+                       const void *value, size_t value_size, uint64_t token)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, QREPLY_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, req));
+    s_check (self, msgpack_pack_int32 (&self->pk, 0));
+    s_check (self, msgpack_pack_uint32 (&self->pk, size));
+    s_check (self, msgpack_pack_uint32 (&self->pk, maxsize));
+    if (value)
+        s_raw (self, value, value_size);
+    else
+        s_check (self, msgpack_pack_nil (&self->pk));
+    s_check (self, msgpack_pack_uint64 (&self->pk, token));
+}
+
+void
+dp_encode_queue_fail (dp_writer_t *self, uint64_t req, int32_t code, uint32_t size,
+                      uint32_t maxsize, const char *message)
+{
+    assert (code != 0);
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, QREPLY_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, req));
+    s_check (self, msgpack_pack_int32 (&self->pk, code));
+    s_check (self, msgpack_pack_uint32 (&self->pk, size));
+    s_check (self, msgpack_pack_uint32 (&self->pk, maxsize));
+    message = message ? message : "";
+    size_t len = strlen (message);
+    s_str (self, message, len > DP_MAX_ERROR ? DP_MAX_ERROR : len);
+    s_check (self, msgpack_pack_uint64 (&self->pk, 0));
+}
+
+void
+dp_encode_queue_ack (dp_writer_t *self, uint64_t token, bool accept)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, QACK_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, token));
+    s_check (self, accept ? msgpack_pack_true (&self->pk) : msgpack_pack_false (&self->pk));
+}
+
+void
+dp_encode_progress (dp_writer_t *self, uint64_t id, const void *value, size_t size)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, PROGRESS_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, id));
+    s_raw (self, value, size);
 }
 
 /*  A list's header is always array32, written as a placeholder and filled

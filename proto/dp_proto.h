@@ -36,6 +36,20 @@
 #define DP_MAX_CREDIT    100000             /* tasks one worker may hold */
 #define DP_SESSION_SIZE  16                 /* bytes of a client session id */
 
+/*  Limits of named queues and progress reports (docs/PROTOCOL.md, 8). The
+    first three are limits of the wire: beyond them a message is malformed.
+    The others are the broker's: beyond them a request is answered
+    EREJECTED. */
+#define DP_MAX_QUEUE_VALUE    (1024 * 1024) /* bytes of one queued value */
+#define DP_MAX_QUEUE_SIZE     1000000       /* maxsize, and the items any queue holds */
+#define DP_MAX_PROGRESS       4096          /* bytes of one progress value */
+#define DP_MAX_PROGRESS_DEPTH 8             /* nesting of one progress value */
+#define DP_MAX_QUEUES         10000         /* named queues one broker holds */
+#define DP_MAX_QUEUE_WAITERS  100000        /* gets and puts waiting, broker-wide */
+#define DP_MAX_PEER_WAITERS   1024          /* gets and puts waiting, per peer */
+#define DP_MAX_PEER_LOANS     1024          /* values handed to a peer, not yet acknowledged */
+#define DP_QUEUE_BYTES        (1L << 30)    /* default: value bytes held, broker-wide */
+
 /*  Defaults, documented in docs/PROTOCOL.md. */
 #define DP_DEFAULT_ENDPOINT    "tcp://*:5555"
 #define DP_DEFAULT_CONNECT     "tcp://127.0.0.1:5555"
@@ -47,6 +61,10 @@
 #define DP_DEFAULT_OUTSTANDING 100000 /* client tasks in flight */
 #define DP_RECONNECT_MS        100    /* first reconnect delay */
 #define DP_RECONNECT_MAX_MS    2000   /* reconnect backoff ceiling */
+#define DP_QUEUE_ACK_MS        30000  /* a value not acknowledged this long goes back */
+#define DP_QUEUE_IDLE_MS       60000  /* an empty queue nobody uses this long is freed */
+#define DP_QUEUE_SLACK_MS      5000   /* a requester waits this long past its timeout */
+#define DP_PROGRESS_MS         100    /* a worker sends one PROGRESS at most this often */
 
 /*  Task flags (SUBMIT and DISPATCH). */
 #define DP_TASK_CHUNK         0x01u /* args is an array of calls; the value an array of [code, value] */
@@ -67,7 +85,15 @@ typedef enum {
     DP_CMD_HEARTBEAT = 11,    /* any -> any: still here */
     DP_CMD_BYE = 12,          /* any -> any: leaving (a worker's is answered) */
     DP_CMD_ERROR = 13,        /* broker -> any: your message was refused */
-    DP_CMD_COUNT_ = 14
+    DP_CMD_QUEUE_OPEN = 14,   /* client or worker -> broker: open a named queue */
+    DP_CMD_QUEUE_PUT = 15,    /* client or worker -> broker: put a value on a queue */
+    DP_CMD_QUEUE_GET = 16,    /* client or worker -> broker: take a value off a queue */
+    DP_CMD_QUEUE_SIZE = 17,   /* client or worker -> broker: how many values it holds */
+    DP_CMD_QUEUE_REPLY = 18,  /* broker -> client or worker: the answer to a request */
+    DP_CMD_QUEUE_ACK = 19,    /* client or worker -> broker: a value got was taken, or not */
+    DP_CMD_PROGRESS = 20,     /* worker -> broker: a running job's progress */
+    DP_CMD_WORK_STATUS = 21,  /* broker -> client: a running task's progress */
+    DP_CMD_COUNT_ = 22
 } dp_cmd_t;
 
 /*  Why a message was refused; the broker counts each reason. */
@@ -149,6 +175,40 @@ typedef struct {
     dp_span_t message;
 } dp_error_t;
 
+/*  A queue request: QUEUE-OPEN, -PUT, -GET or -SIZE. req is the
+    requester's number for it, echoed in the reply. timeout_ms (PUT, GET)
+    is -1 to wait without limit, 0 not to wait, else the longest wait. */
+typedef struct {
+    uint64_t req;
+    dp_span_t name;     /* 1 to DP_MAX_NAME bytes */
+    uint32_t maxsize;   /* OPEN, PUT: 0 none, else the queue's bound */
+    int32_t timeout_ms; /* PUT, GET */
+    dp_span_t value;    /* PUT: one msgpack object */
+} dp_queue_req_t;
+
+/*  QUEUE-REPLY: code 0 and, for a GET, the value and a non-zero token to
+    acknowledge; else a dpool_error_t code and a str message as the value.
+    size and maxsize describe the queue after the request. */
+typedef struct {
+    uint64_t req;
+    int32_t code;
+    uint32_t size;
+    uint32_t maxsize;
+    dp_span_t value;
+    uint64_t token;
+} dp_queue_reply_t;
+
+typedef struct {
+    uint64_t token;
+    bool accept; /* false: the value goes back to the front of its queue */
+} dp_queue_ack_t;
+
+/*  PROGRESS (id is the job's ref) and WORK-STATUS (id is the task's seq). */
+typedef struct {
+    uint64_t id;
+    dp_span_t value; /* one msgpack object, at most DP_MAX_PROGRESS bytes */
+} dp_progress_t;
+
 /*  A decoded message. */
 typedef struct {
     dp_cmd_t cmd;
@@ -160,6 +220,12 @@ typedef struct {
         dp_error_t error;
         dp_list_t list;   /* SUBMIT, DISPATCH: tasks; RESULT, DONE: results */
         dp_span_t status; /* STATUS_REPLY: the msgpack map */
+        /*  QUEUE_OPEN, _PUT, _GET and _SIZE; QUEUE_REPLY; QUEUE_ACK;
+            PROGRESS and WORK_STATUS. */
+        dp_queue_req_t queue;
+        dp_queue_reply_t queue_reply;
+        dp_queue_ack_t queue_ack;
+        dp_progress_t progress;
     } u;
 } dp_msg_t;
 
@@ -237,6 +303,34 @@ dp_encode_error (dp_writer_t *self, int32_t code, const char *message);
 /*  HEARTBEAT, BYE and STATUS have an empty array as body. */
 void
 dp_encode_empty (dp_writer_t *self);
+
+/*  Queue requests. name is a C string (cut at DP_MAX_NAME bytes); value is
+    one packed msgpack object. */
+void
+dp_encode_queue_open (dp_writer_t *self, uint64_t req, const char *name, uint32_t maxsize);
+void
+dp_encode_queue_put (dp_writer_t *self, uint64_t req, const char *name, const void *value,
+                     size_t size, int32_t timeout_ms, uint32_t maxsize);
+void
+dp_encode_queue_get (dp_writer_t *self, uint64_t req, const char *name, int32_t timeout_ms);
+void
+dp_encode_queue_size (dp_writer_t *self, uint64_t req, const char *name);
+
+/*  A successful QUEUE-REPLY: value (one packed object) and its token for a
+    GET, or NULL (packed as nil) and token 0 for the other requests. */
+void
+dp_encode_queue_reply (dp_writer_t *self, uint64_t req, uint32_t size, uint32_t maxsize,
+                       const void *value, size_t value_size, uint64_t token);
+/*  A failed QUEUE-REPLY: code (not 0) and a message (cut at DP_MAX_ERROR). */
+void
+dp_encode_queue_fail (dp_writer_t *self, uint64_t req, int32_t code, uint32_t size,
+                      uint32_t maxsize, const char *message);
+void
+dp_encode_queue_ack (dp_writer_t *self, uint64_t token, bool accept);
+
+/*  PROGRESS or WORK-STATUS: id and one packed msgpack object. */
+void
+dp_encode_progress (dp_writer_t *self, uint64_t id, const void *value, size_t size);
 
 /*  List bodies (SUBMIT, DISPATCH, RESULT, DONE): begin, add entries, end.
     A list holds at most DP_MAX_BATCH entries. */

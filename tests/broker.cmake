@@ -22,3 +22,23 @@ if (VALGRIND AND NOT DPOOL_SANITIZE)
             ENVIRONMENT "DPOOL_TEST_BROKER_WRAP=${VALGRIND} --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99")
     endforeach ()
 endif ()
+
+# broker/dp_queues: the named-queue store on its own, with a fake clock.
+dpool_test (test_queues test_queues.c)
+add_test (NAME broker_queue_store_fifo_waiters_loans_and_limits COMMAND test_queues)
+set_tests_properties (broker_queue_store_fifo_waiters_loans_and_limits PROPERTIES TIMEOUT 60)
+
+# The broker's named queues and progress, driven by hand-made peers; the
+# hostile cases and the lent values also under valgrind.
+dpool_test (test_broker_queue test_broker_queue.c)
+foreach (case lent_values_come_back progress_before_result hostile)
+    add_test (NAME broker_queue_${case} COMMAND test_broker_queue ${case})
+    set_tests_properties (broker_queue_${case} PROPERTIES TIMEOUT 120)
+endforeach ()
+if (VALGRIND AND NOT DPOOL_SANITIZE)
+    foreach (case lent_values_come_back hostile)
+        add_test (NAME broker_queue_${case}_valgrind COMMAND test_broker_queue ${case})
+        set_tests_properties (broker_queue_${case}_valgrind PROPERTIES TIMEOUT 240
+            ENVIRONMENT "DPOOL_TEST_BROKER_WRAP=${VALGRIND} --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99")
+    endforeach ()
+endif ()

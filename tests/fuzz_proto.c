@@ -64,6 +64,28 @@ s_walk (dp_msg_t *msg)
     case DP_CMD_ERROR:
         s_inside (msg->u.error.message);
         break;
+    case DP_CMD_QUEUE_OPEN:
+    case DP_CMD_QUEUE_PUT:
+    case DP_CMD_QUEUE_GET:
+    case DP_CMD_QUEUE_SIZE:
+        s_inside (msg->u.queue.name);
+        s_inside (msg->u.queue.value);
+        if (msg->cmd == DP_CMD_QUEUE_PUT &&
+            dp_mp_count_objects (msg->u.queue.value.data, msg->u.queue.value.size) != 1)
+            abort ();
+        break;
+    case DP_CMD_QUEUE_REPLY:
+        s_inside (msg->u.queue_reply.value);
+        if (dp_mp_count_objects (msg->u.queue_reply.value.data, msg->u.queue_reply.value.size) !=
+            1)
+            abort ();
+        break;
+    case DP_CMD_PROGRESS:
+    case DP_CMD_WORK_STATUS:
+        s_inside (msg->u.progress.value);
+        if (msg->u.progress.value.size > DP_MAX_PROGRESS)
+            abort ();
+        break;
     default:
         break;
     }

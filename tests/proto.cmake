@@ -16,3 +16,8 @@ if (DPOOL_FUZZ)
     set_tests_properties (proto_fuzz_decode_bounded PROPERTIES
                           TIMEOUT 300 RUN_SERIAL FALSE)
 endif ()
+
+# proto/: the named-queue and progress commands (DPP/1 additions, ids 14-21).
+dpool_test (test_proto_queue test_proto_queue.c)
+add_test (NAME proto_queue_and_progress_roundtrip_and_hostile_input COMMAND test_proto_queue)
+set_tests_properties (proto_queue_and_progress_roundtrip_and_hostile_input PROPERTIES TIMEOUT 120)

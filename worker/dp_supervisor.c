@@ -62,6 +62,10 @@ s_child_main (const dp_supervisor_config_t *config)
     sigaddset (&mask, SIGTERM);
     sigprocmask (SIG_SETMASK, &mask, NULL);
     int rc = dp_worker_run (&config->worker);
+    if (rc == DP_WORKER_RETIRED)
+        _exit (DP_WORKER_EXIT_RETIRED);
+    if (rc == DP_WORKER_INIT_FAILED)
+        _exit (DP_WORKER_EXIT_INIT);
     _exit (rc == 0 ? 0 : 1);
 }
 
@@ -91,7 +95,20 @@ s_on_death (s_supervisor_t *self, s_child_t *child, int status)
 {
     int64_t now = dp_now_ms ();
     bool deadline = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_DEADLINE;
-    if (deadline)
+    bool retired = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_RETIRED;
+    bool init = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_INIT;
+    if (retired) {
+        /*  Replaced at once, and not a death: it did what it was told. */
+        dp_info ("worker process %d retired after %d tasks; starting a fresh one", (int)child->pid,
+                 self->config->worker.max_tasks);
+        self->fast_deaths = 0;
+        child->pid = 0;
+        child->restart_at = now;
+        return;
+    }
+    if (init)
+        dp_warn ("worker process %d exited: its initializer failed (see above)", (int)child->pid);
+    else if (deadline)
         dp_info ("worker process %d ended after a task ran past its timeout", (int)child->pid);
     else if (WIFEXITED (status))
         dp_log (WEXITSTATUS (status) == 0 ? DP_LOG_INFO : DP_LOG_WARN,
@@ -99,7 +116,9 @@ s_on_death (s_supervisor_t *self, s_child_t *child, int status)
     else if (WIFSIGNALED (status))
         dp_warn ("worker process %d was killed by signal %d (%s)", (int)child->pid,
                  WTERMSIG (status), strsignal (WTERMSIG (status)));
-    if (!deadline && now - child->started < DP_SUPERVISOR_FAST_DEATH_MS)
+    /*  A failed initializer counts however long it took, so that restarts
+        slow down: it would only fail again. */
+    if (init || (!deadline && now - child->started < DP_SUPERVISOR_FAST_DEATH_MS))
         self->fast_deaths++;
     else
         self->fast_deaths = 0;
@@ -263,12 +282,24 @@ dp_supervisor_run (const dp_supervisor_config_t *config)
 int
 dpool_worker_serve (const char *endpoint, int procs)
 {
-    if (!endpoint || !*endpoint || procs < 0)
+    dpool_serve_config_t config = {.endpoint = endpoint, .procs = procs};
+    return dpool_worker_serve_config (&config);
+}
+
+int
+dpool_worker_serve_config (const dpool_serve_config_t *serve)
+{
+    if (!serve || !serve->endpoint || !*serve->endpoint || serve->procs < 0 ||
+        serve->max_tasks < 0 || (serve->initargs_size && !serve->initargs))
         return dp_fail (DPOOL_EINVAL);
     dp_supervisor_config_t config;
     memset (&config, 0, sizeof config);
     dp_worker_config_init (&config.worker);
-    config.worker.endpoint = endpoint;
-    config.procs = procs;
+    config.worker.endpoint = serve->endpoint;
+    config.worker.initializer = serve->initializer;
+    config.worker.initargs = serve->initargs;
+    config.worker.initargs_size = serve->initargs_size;
+    config.worker.max_tasks = serve->max_tasks;
+    config.procs = serve->procs;
     return dp_supervisor_run (&config);
 }

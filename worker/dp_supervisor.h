@@ -16,7 +16,12 @@
     DP_SUPERVISOR_FAST_DEATH_MS of starting, restarts wait from
     DP_SUPERVISOR_BACKOFF_MS doubling to DP_SUPERVISOR_BACKOFF_MAX_MS. A
     worker that ended itself because a task ran past its timeout
-    (DP_WORKER_EXIT_DEADLINE) does not count as such a death.
+    (DP_WORKER_EXIT_DEADLINE) does not count as such a death, nor does one
+    that retired after max_tasks jobs (DP_WORKER_EXIT_RETIRED), which is
+    replaced at once. One whose initializer failed (DP_WORKER_EXIT_INIT)
+    always counts, however long it ran: it is started again, as Pool does,
+    but after the growing delay, so a broken initializer costs a few
+    processes a second at first and one per process every 5 s after.
 */
 #ifndef DP_SUPERVISOR_H_INCLUDED
 #define DP_SUPERVISOR_H_INCLUDED

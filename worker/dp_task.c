@@ -2,6 +2,7 @@
 #include "dp_task.h"
 
 #include "dp_msgpack.h"
+#include "dp_util.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -46,6 +47,8 @@ dp_task_init (dpool_task_t *task, const char *name, size_t len, void *hint, unsi
     task->attempt = attempt;
     task->failed = false;
     task->message[0] = 0;
+    task->link = NULL;
+    task->queues = NULL;
 }
 
 int
@@ -87,6 +90,45 @@ dpool_task_attempt (dpool_task_t *task)
 }
 
 int
+dpool_task_progress_value (dpool_task_t *task, const void *value, size_t size)
+{
+    assert (task);
+    if (!value || size > DP_MAX_PROGRESS)
+        return dp_fail (DPOOL_EINVAL);
+    dp_reader_t reader;
+    dp_reader_init (&reader, value, size);
+    dp_span_t object;
+    if (dp_mp_read_object_depth (&reader, &object, DP_MAX_PROGRESS_DEPTH, NULL) ||
+        dp_reader_left (&reader) != 0)
+        return dp_fail (DPOOL_EINVAL);
+    if (task->link && task->link->progress)
+        return task->link->progress (task->link->arg, value, size);
+    return 0; /* called in process: nobody to tell */
+}
+
+int
+dpool_task_progress (dpool_task_t *task, uint64_t done, uint64_t total)
+{
+    /*  [done, total]: an array header and two numbers, each a fixint or a
+        uint64 (1 + 8 bytes). */
+    uint8_t packed[1 + 2 * 9];
+    size_t size = 0;
+    packed[size++] = 0x92;
+    uint64_t numbers[2] = {done, total};
+    for (int i = 0; i < 2; i++) {
+        uint64_t n = numbers[i];
+        if (n < 0x80)
+            packed[size++] = (uint8_t)n;
+        else {
+            packed[size++] = 0xcf;
+            for (int b = 7; b >= 0; b--)
+                packed[size++] = (uint8_t)(n >> (8 * b));
+        }
+    }
+    return dpool_task_progress_value (task, packed, size);
+}
+
+int
 dp_task_pack_message (msgpack_sbuffer *out, const char *message)
 {
     msgpack_packer pk;
@@ -123,6 +165,7 @@ dp_task_call (dpool_task_t *task, dpool_fn_t *fn, const msgpack_object *args, ms
     msgpack_packer pk;
     msgpack_packer_init (&pk, out, msgpack_sbuffer_write);
     int rc = fn (task, args, &pk);
+    dp_task_close_queues (task);
     if (rc != 0)
         return s_fail (out, mark, task->failed ? task->message : DEFAULT_MESSAGE);
 

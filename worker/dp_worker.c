@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include "dp_worker.h"
 
+#include "dp_queue.h"
 #include "dp_registry.h"
 #include "dp_task.h"
 #include "dp_util.h"
@@ -54,8 +55,14 @@ typedef enum {
     PIPE_RESET,    /* I/O -> task: drop held jobs; ctl.epoch is the new epoch */
     PIPE_STOP,     /* I/O -> task: stop; ctl.code 0 or why (dpool_error_t) */
     PIPE_ARM,      /* task -> I/O: job ctl.ref started; it must end by ctl.deadline_ms */
-    PIPE_DONE      /* task -> I/O: [ctl, DONE body]: results of jobs of ctl.epoch; when
+    PIPE_DONE,     /* task -> I/O: [ctl, DONE body]: results of jobs of ctl.epoch; when
                       ctl.code is 1, job ctl.ref (the timed one) is among them */
+    PIPE_QUEUE,    /* task -> I/O: [ctl, body]: queue request ctl.ref, command ctl.code */
+    PIPE_QCANCEL,  /* task -> I/O: the task gave up waiting for request ctl.ref */
+    PIPE_QREPLY,   /* I/O -> task: [ctl, QUEUE-REPLY body] received in ctl.epoch */
+    PIPE_QACK,     /* task -> I/O: acknowledge token ctl.ref: taken if ctl.code, else not */
+    PIPE_PROGRESS, /* task -> I/O: [ctl, packed value]: progress of job ctl.ref */
+    PIPE_RETIRE    /* task -> I/O: it ran max_tasks jobs (their results went before) */
 } s_kind_t;
 
 typedef struct {
@@ -111,6 +118,20 @@ typedef struct {
     int64_t deadline;
     uint32_t armed_timeout;
     uint64_t malformed; /* malformed messages from the broker */
+    /*  The queue request the task thread waits on (one at a time): its
+        body, kept to send it again after a new registration. */
+    bool qpending;
+    uint64_t qreq;
+    dp_cmd_t qcmd;
+    uint64_t qsent_epoch; /* the registration it was sent in; 0 not yet */
+    zmq_msg_t qbody;
+    dp_writer_t qw; /* QUEUE-ACK, PROGRESS and failure bodies */
+    /*  The latest progress report not yet sent, and when one last went. */
+    bool progress_pending;
+    uint64_t progress_ref;
+    uint64_t progress_epoch;
+    msgpack_sbuffer progress;
+    int64_t progress_sent;
 } s_io_t;
 
 static int
@@ -340,10 +361,153 @@ s_io_deadline (s_io_t *io)
     _exit (DP_WORKER_EXIT_DEADLINE);
 }
 
+/*  Sends the pending queue request unless it went out in this
+    registration already; held while registering. */
+static void
+s_io_queue_send (s_io_t *io)
+{
+    if (!io->qpending || io->state != IO_ACTIVE || io->qsent_epoch == io->epoch || !io->dealer)
+        return;
+    io->qsent_epoch = io->epoch;
+    if (dp_wire_send (io->dealer, NULL, 0, io->qcmd, zmq_msg_data (&io->qbody),
+                      zmq_msg_size (&io->qbody), ZMQ_DONTWAIT) == 0)
+        io->last_send = dp_now_ms ();
+    else
+        dp_warn ("cannot send %s to the broker: %s", dp_cmd_name (io->qcmd), zmq_strerror (errno));
+}
+
+static void
+s_io_queue_drop (s_io_t *io)
+{
+    if (io->qpending) {
+        zmq_msg_close (&io->qbody);
+        io->qpending = false;
+    }
+}
+
+/*  Hands the task thread a QUEUE-REPLY body. */
+static void
+s_io_queue_reply (s_io_t *io, const void *body, size_t size)
+{
+    s_ctl_t ctl = {.kind = PIPE_QREPLY, .epoch = io->epoch};
+    if (s_pipe_send_ctl (io->pipe, &ctl, ZMQ_SNDMORE) || zmq_send (io->pipe, body, size, 0) < 0)
+        s_io_stop (io, DPOOL_ESYS);
+}
+
+/*  Registered (again): a request held while registering goes out now. One
+    sent in an earlier registration is sent again if it is a GET (its value,
+    if the broker lent one, went back when the worker registered again);
+    anything else may or may not have been carried out, so it fails. */
+static void
+s_io_queue_resume (s_io_t *io)
+{
+    if (!io->qpending)
+        return;
+    if (io->qsent_epoch == 0 || io->qcmd == DP_CMD_QUEUE_GET) {
+        s_io_queue_send (io);
+        return;
+    }
+    dp_encode_queue_fail (&io->qw, io->qreq, DPOOL_EUNREACHABLE, 0, 0,
+                          "the connection to the broker was lost; the request may or may "
+                          "not have been carried out");
+    s_io_queue_drop (io);
+    s_io_queue_reply (io, dp_writer_data (&io->qw), dp_writer_size (&io->qw));
+}
+
+/*  A QUEUE-REPLY from the broker: to the task thread if it answers the
+    request it waits on, sent in this registration. A value nobody waits
+    for any more is refused at once, so that it goes back to the front of
+    its queue; one lent before the last registration is the broker's again
+    already. */
+static void
+s_io_on_queue_reply (s_io_t *io, const dp_queue_reply_t *reply, dp_wire_msg_t *msg)
+{
+    if (io->state != IO_ACTIVE)
+        return;
+    if (io->qpending && reply->req == io->qreq && io->qsent_epoch == io->epoch) {
+        s_io_queue_drop (io);
+        s_io_queue_reply (io, zmq_msg_data (&msg->frames[1]), zmq_msg_size (&msg->frames[1]));
+    } else if (reply->token) {
+        dp_encode_queue_ack (&io->qw, reply->token, false);
+        s_io_send (io, DP_CMD_QUEUE_ACK, &io->qw);
+    }
+}
+
+/*  Sends the progress report held back, if it is still of this
+    registration. */
+static void
+s_io_progress_flush (s_io_t *io)
+{
+    if (!io->progress_pending)
+        return;
+    io->progress_pending = false;
+    if (io->progress_epoch != io->epoch || io->state != IO_ACTIVE)
+        return;
+    dp_encode_progress (&io->qw, io->progress_ref, io->progress.data, io->progress.size);
+    s_io_send (io, DP_CMD_PROGRESS, &io->qw);
+    io->progress_sent = dp_now_ms ();
+}
+
+/*  A progress report from the task thread: sent now if none went for
+    DP_PROGRESS_MS, else held (replacing any held one) until then. */
+static void
+s_io_on_progress (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
+{
+    msgpack_sbuffer_clear (&io->progress);
+    if (msgpack_sbuffer_write (&io->progress, (const char *)zmq_msg_data (value),
+                               zmq_msg_size (value)))
+        return;
+    io->progress_pending = true;
+    io->progress_ref = ctl->ref;
+    io->progress_epoch = ctl->epoch;
+    if (dp_now_ms () - io->progress_sent >= DP_PROGRESS_MS)
+        s_io_progress_flush (io);
+}
+
+/*  The task thread ran its last job (max_tasks): leave as on a signal, so
+    that the broker takes back at once what this worker still holds. */
+static void
+s_io_retire (s_io_t *io)
+{
+    dp_info ("ran its last task (max_tasks); retiring");
+    s_io_leave (io);
+    s_io_stop (io, 0);
+}
+
 /*  A message from the task thread. */
 static void
 s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
 {
+    switch (ctl->kind) {
+    case PIPE_QUEUE:
+        s_io_queue_drop (io);
+        zmq_msg_init (&io->qbody);
+        zmq_msg_move (&io->qbody, value);
+        io->qpending = true;
+        io->qreq = ctl->ref;
+        io->qcmd = (dp_cmd_t)ctl->code;
+        io->qsent_epoch = 0;
+        s_io_queue_send (io);
+        return;
+    case PIPE_QCANCEL:
+        if (io->qpending && io->qreq == ctl->ref)
+            s_io_queue_drop (io);
+        return;
+    case PIPE_QACK:
+        if (ctl->epoch == io->epoch && io->state == IO_ACTIVE) {
+            dp_encode_queue_ack (&io->qw, ctl->ref, ctl->code != 0);
+            s_io_send (io, DP_CMD_QUEUE_ACK, &io->qw);
+        }
+        return;
+    case PIPE_PROGRESS:
+        s_io_on_progress (io, ctl, value);
+        return;
+    case PIPE_RETIRE:
+        s_io_retire (io);
+        return;
+    default:
+        break;
+    }
     if (ctl->kind == PIPE_ARM) {
         io->armed = true;
         io->armed_ref = ctl->ref;
@@ -355,6 +519,9 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
     assert (ctl->kind == PIPE_DONE);
     if (ctl->code == 1 && io->armed && io->armed_ref == ctl->ref && io->armed_epoch == ctl->epoch)
         io->armed = false;
+    /*  A progress report held back goes out before the results: its job's
+        may be among them. */
+    s_io_progress_flush (io);
     if (ctl->epoch != io->epoch || io->state != IO_ACTIVE || !io->dealer) {
         dp_debug ("dropping results of an old registration");
         return;
@@ -385,7 +552,8 @@ s_io_drain_pipe (s_io_t *io)
         assert (n == (int)sizeof ctl);
         zmq_msg_t value;
         zmq_msg_init (&value);
-        if (ctl.kind == PIPE_DONE && zmq_msg_recv (&value, io->pipe, 0) < 0) {
+        bool framed = ctl.kind == PIPE_DONE || ctl.kind == PIPE_QUEUE || ctl.kind == PIPE_PROGRESS;
+        if (framed && zmq_msg_recv (&value, io->pipe, 0) < 0) {
             zmq_msg_close (&value);
             s_io_stop (io, DPOOL_ESYS);
             return;
@@ -429,6 +597,7 @@ s_io_on_welcome (s_io_t *io, const dp_welcome_t *welcome)
                  (int)welcome->broker.size, (const char *)welcome->broker.data,
                  io->worker->endpoint, io->heartbeat_ms, io->expiry_ms);
     }
+    s_io_queue_resume (io);
 }
 
 /*  One valid message from the broker. Returns false if the socket it came
@@ -447,6 +616,9 @@ s_io_on_broker (s_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
             dp_debug ("DISPATCH before WELCOME dropped");
         break;
     case DP_CMD_HEARTBEAT:
+        break;
+    case DP_CMD_QUEUE_REPLY:
+        s_io_on_queue_reply (io, &m->u.queue_reply, msg);
         break;
     case DP_CMD_BYE:
         dp_info ("the broker said goodbye; registering again in %d ms", io->backoff_ms);
@@ -573,6 +745,8 @@ s_io_timers (s_io_t *io)
     }
     if (io->pending > 0 && now - io->first_pending >= DP_WORKER_DONE_DELAY_MS)
         s_io_flush (io);
+    if (io->progress_pending && now - io->progress_sent >= DP_PROGRESS_MS)
+        s_io_progress_flush (io);
     if (now - io->last_send >= io->heartbeat_ms)
         s_io_send (io, DP_CMD_HEARTBEAT, &io->empty);
 }
@@ -590,6 +764,8 @@ s_io_timeout (s_io_t *io)
             next = io->last_send + io->heartbeat_ms;
         if (io->pending > 0 && io->first_pending + DP_WORKER_DONE_DELAY_MS < next)
             next = io->first_pending + DP_WORKER_DONE_DELAY_MS;
+        if (io->progress_pending && io->progress_sent + DP_PROGRESS_MS < next)
+            next = io->progress_sent + DP_PROGRESS_MS;
     }
     if (io->armed && io->deadline < next)
         next = io->deadline;
@@ -684,6 +860,25 @@ typedef struct {
         uint32_t run_us;   /* its last run time */
     } paces[RUNNER_PACES]; /* recently run functions, to tell fast from slow */
     unsigned npaces;
+    dp_task_link_t link; /* the running task's way to the broker */
+    /*  The queue request waiting for its reply (qwant, 0 for none) and,
+        once it came, the reply and the registration it came in. */
+    uint64_t next_req;
+    uint64_t qwant;
+    bool qgot;
+    zmq_msg_t qreply;
+    uint64_t qreply_epoch;
+    dp_writer_t qw;
+    /*  The running job, for its progress reports: the last one passed on,
+        and one held back. */
+    uint64_t job_ref;
+    uint64_t job_epoch;
+    int64_t progress_sent;
+    bool progress_held;
+    msgpack_sbuffer progress;
+    int max_tasks; /* 0: no limit */
+    int ran;       /* jobs run */
+    bool retiring; /* ran max_tasks: waits for the I/O thread's stop */
 } s_runner_t;
 
 static void
@@ -744,6 +939,47 @@ s_runner_take_jobs (s_runner_t *r, const s_ctl_t *ctl)
     return 0;
 }
 
+/*  Tells the I/O thread to acknowledge token (received in epoch). */
+static void
+s_runner_ack (s_runner_t *r, uint64_t token, bool accept, uint64_t epoch)
+{
+    s_ctl_t ctl = {.kind = PIPE_QACK, .code = accept, .epoch = epoch, .ref = token};
+    s_pipe_send_ctl (r->pipe, &ctl, 0);
+}
+
+/*  Decodes a QUEUE-REPLY body the I/O thread passed on (it validated it).
+    Returns true and the reply, or false. */
+static bool
+s_runner_decode_reply (zmq_msg_t *body, dp_queue_reply_t *reply)
+{
+    uint8_t header[DP_HEADER_SIZE];
+    dp_header_encode (header, DP_CMD_QUEUE_REPLY);
+    dp_msg_t m;
+    if (dp_msg_decode (header, sizeof header, zmq_msg_data (body), zmq_msg_size (body), &m) !=
+        DP_OK)
+        return false;
+    *reply = m.u.queue_reply;
+    return true;
+}
+
+/*  A QUEUE-REPLY: kept if it answers the request the task waits on;
+    otherwise (the task gave up waiting) a value in it is refused, so that
+    it goes back to the front of its queue. */
+static void
+s_runner_on_reply (s_runner_t *r, const s_ctl_t *ctl, zmq_msg_t *body)
+{
+    dp_queue_reply_t reply;
+    if (!s_runner_decode_reply (body, &reply))
+        return;
+    if (r->qwant && reply.req == r->qwant && !r->qgot) {
+        zmq_msg_init (&r->qreply);
+        zmq_msg_move (&r->qreply, body);
+        r->qgot = true;
+        r->qreply_epoch = ctl->epoch;
+    } else if (reply.token)
+        s_runner_ack (r, reply.token, false, ctl->epoch);
+}
+
 /*  Reads one message from the I/O thread, waiting for it unless flags has
     ZMQ_DONTWAIT. Returns 1 if one was handled, 0 if none was waiting. */
 static int
@@ -778,6 +1014,17 @@ s_runner_recv (s_runner_t *r, int flags)
         r->stop = true;
         r->code = ctl.code;
         break;
+    case PIPE_QREPLY: {
+        zmq_msg_t body;
+        zmq_msg_init (&body);
+        if (zmq_msg_recv (&body, r->pipe, 0) < 0) {
+            r->stop = true;
+            r->code = DPOOL_ESYS;
+        } else
+            s_runner_on_reply (r, &ctl, &body);
+        zmq_msg_close (&body);
+        break;
+    }
     default:
         assert (false);
     }
@@ -790,6 +1037,126 @@ s_runner_drain (s_runner_t *r)
 {
     while (!r->stop && s_runner_recv (r, ZMQ_DONTWAIT) > 0)
         ;
+}
+
+static void
+s_runner_flush (s_runner_t *r, bool timed, uint64_t ref, uint64_t epoch);
+
+/*  The task's queue requests (dp_task_link_t.queue): one at a time, sent
+    by the I/O thread, answered while the task thread goes on taking the
+    jobs and messages that arrive meanwhile. */
+static int
+s_runner_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack_sbuffer *out)
+{
+    s_runner_t *r = (s_runner_t *)arg;
+    /*  Results held for company go now: this request may wait long. */
+    s_runner_flush (r, false, 0, r->epoch);
+    uint64_t req = ++r->next_req;
+    switch (call->cmd) {
+    case DP_CMD_QUEUE_OPEN:
+        dp_encode_queue_open (&r->qw, req, call->name, call->maxsize);
+        break;
+    case DP_CMD_QUEUE_PUT:
+        dp_encode_queue_put (&r->qw, req, call->name, call->value, call->size, call->timeout_ms,
+                             call->maxsize);
+        break;
+    case DP_CMD_QUEUE_GET:
+        dp_encode_queue_get (&r->qw, req, call->name, call->timeout_ms);
+        break;
+    default:
+        dp_encode_queue_size (&r->qw, req, call->name);
+        break;
+    }
+    s_ctl_t ctl = {.kind = PIPE_QUEUE, .code = (int32_t)call->cmd, .ref = req};
+    if (!dp_writer_ok (&r->qw) || s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
+        zmq_send (r->pipe, dp_writer_data (&r->qw), dp_writer_size (&r->qw), 0) < 0) {
+        answer->code = DPOOL_ENOMEM;
+        return -1;
+    }
+    int64_t deadline =
+        call->timeout_ms < 0 ? -1 : dp_now_ms () + call->timeout_ms + DP_QUEUE_SLACK_MS;
+    r->qwant = req;
+    r->qgot = false;
+    while (!r->qgot && !r->stop) {
+        long wait = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - dp_now_ms ();
+            if (left <= 0)
+                break;
+            wait = (long)left;
+        }
+        zmq_pollitem_t item = {r->pipe, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll (&item, 1, wait);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (rc > 0)
+            s_runner_drain (r);
+    }
+    r->qwant = 0;
+    if (!r->qgot) {
+        s_ctl_t cancel = {.kind = PIPE_QCANCEL, .ref = req};
+        s_pipe_send_ctl (r->pipe, &cancel, 0);
+        answer->code = r->stop ? DPOOL_ECLOSED : DPOOL_ETIMEOUT;
+        snprintf (answer->message, sizeof answer->message, "%s",
+                  r->stop ? "the worker is stopping" : "the broker did not answer in time");
+        return -1;
+    }
+    r->qgot = false;
+    dp_queue_reply_t reply;
+    bool ok = s_runner_decode_reply (&r->qreply, &reply);
+    assert (ok);
+    (void)ok;
+    answer->code = reply.code;
+    answer->size = reply.size;
+    answer->maxsize = reply.maxsize;
+    if (reply.code != 0) {
+        dp_reader_t reader;
+        dp_span_t message = {NULL, 0};
+        dp_reader_init (&reader, reply.value.data, reply.value.size);
+        dp_mp_read_str (&reader, &message);
+        snprintf (answer->message, sizeof answer->message, "%.*s", (int)message.size,
+                  message.data ? (const char *)message.data : "");
+    } else if (reply.token) {
+        /*  The value is the task's once it holds it; else the broker's. */
+        bool taken = out && msgpack_sbuffer_write (out, (const char *)reply.value.data,
+                                                   reply.value.size) == 0;
+        s_runner_ack (r, reply.token, taken, r->qreply_epoch);
+        if (!taken) {
+            answer->code = DPOOL_ENOMEM;
+            snprintf (answer->message, sizeof answer->message, "out of memory for the value");
+        }
+    }
+    zmq_msg_close (&r->qreply);
+    return answer->code == 0 ? 0 : -1;
+}
+
+/*  Passes a progress report of the running job to the I/O thread. */
+static int
+s_runner_send_progress (s_runner_t *r, const void *value, size_t size)
+{
+    s_ctl_t ctl = {.kind = PIPE_PROGRESS, .epoch = r->job_epoch, .ref = r->job_ref};
+    r->progress_sent = dp_now_ms ();
+    if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) || zmq_send (r->pipe, value, size, 0) < 0)
+        return dp_fail (DPOOL_ESYS);
+    return 0;
+}
+
+/*  The task's progress reports (dp_task_link_t.progress): at most one per
+    DP_WORKER_PROGRESS_PIPE_MS goes to the I/O thread; a report within that
+    time is held (the latest wins) until the next one or the job's end. */
+static int
+s_runner_progress (void *arg, const void *value, size_t size)
+{
+    s_runner_t *r = (s_runner_t *)arg;
+    if (dp_now_ms () - r->progress_sent >= DP_WORKER_PROGRESS_PIPE_MS) {
+        r->progress_held = false;
+        return s_runner_send_progress (r, value, size);
+    }
+    msgpack_sbuffer_clear (&r->progress);
+    if (msgpack_sbuffer_write (&r->progress, (const char *)value, size))
+        return dp_fail (DPOOL_ENOMEM);
+    r->progress_held = true;
+    return 0;
 }
 
 /*  Leaves a failure message in the result buffer; returns code. */
@@ -876,6 +1243,7 @@ s_runner_run (s_runner_t *r, const dp_task_t *job)
     void *hint = NULL;
     dpool_fn_t *fn = dp_registry_lookup ((const char *)job->fn.data, job->fn.size, &hint);
     dp_task_init (&r->task, (const char *)job->fn.data, job->fn.size, hint, job->attempt);
+    r->task.link = &r->link;
     if (!fn)
         return s_runner_fail (r, DPOOL_ENOFUNC, "no function named '%s' in worker %s",
                               r->task.name, r->worker->name);
@@ -982,7 +1350,7 @@ static void
 s_runner_loop (s_runner_t *r)
 {
     while (!r->stop) {
-        if (r->queued == 0) {
+        if (r->queued == 0 || r->retiring) {
             s_runner_recv (r, 0);
             continue;
         }
@@ -1004,6 +1372,9 @@ s_runner_loop (s_runner_t *r)
         }
         uint64_t ref = job.id;
         uint64_t epoch = r->epoch;
+        r->job_ref = ref;
+        r->job_epoch = epoch;
+        r->progress_held = false;
         struct timespec began, ended;
         clock_gettime (CLOCK_MONOTONIC, &began);
         int code = s_runner_run (r, &job);
@@ -1011,6 +1382,10 @@ s_runner_loop (s_runner_t *r)
         int64_t run_us = (int64_t)(ended.tv_sec - began.tv_sec) * 1000000 +
                          (ended.tv_nsec - began.tv_nsec) / 1000;
         atomic_store (&r->worker->busy, false);
+        /*  A progress report held back goes before the result. */
+        if (r->progress_held)
+            s_runner_send_progress (r, r->progress.data, r->progress.size);
+        r->progress_held = false;
         if (fn) {
             if (!last_run && r->npaces < RUNNER_PACES) {
                 r->paces[r->npaces].fn = fn;
@@ -1019,18 +1394,30 @@ s_runner_loop (s_runner_t *r)
             if (last_run)
                 *last_run = run_us < 0 ? 0 : run_us > UINT32_MAX ? UINT32_MAX : (uint32_t)run_us;
         }
-        s_runner_add_result (r, ref, code,
-                             run_us < 0            ? 0
-                             : run_us > UINT32_MAX ? UINT32_MAX
-                                                   : (uint32_t)run_us);
+        /*  A registration that ended while it ran (a RESET came while the
+            task waited on a queue) took the job back: its result must not
+            join a batch that goes out under the new one, whose refs start
+            over. */
+        if (epoch == r->epoch)
+            s_runner_add_result (r, ref, code,
+                                 run_us < 0            ? 0
+                                 : run_us > UINT32_MAX ? UINT32_MAX
+                                                       : (uint32_t)run_us);
         /*  Jobs that arrived while it ran count as queued: results of a
             run of short jobs go out together, each slow or timed job's at
             once. */
         s_runner_drain (r);
+        r->retiring = r->max_tasks > 0 && ++r->ran >= r->max_tasks;
         if (job.timeout_ms > 0 || r->queued == 0 || r->pending >= DP_WORKER_DONE_BATCH ||
-            dp_writer_size (&r->done) > DONE_LIMIT / 2 ||
+            dp_writer_size (&r->done) > DONE_LIMIT / 2 || r->retiring ||
             dp_now_ms () - r->first_pending >= DP_WORKER_DONE_DELAY_MS)
             s_runner_flush (r, job.timeout_ms > 0, ref, epoch);
+        if (r->retiring) {
+            /*  The last results went first; the I/O thread leaves and stops
+                this thread. */
+            s_ctl_t retire = {.kind = PIPE_RETIRE, .epoch = epoch};
+            s_pipe_send_ctl (r->pipe, &retire, 0);
+        }
     }
 }
 
@@ -1089,6 +1476,8 @@ s_io_new (s_worker_t *w, void *pipe)
     dp_writer_init (&io->ready);
     dp_writer_init (&io->empty);
     dp_writer_init (&io->done_w);
+    dp_writer_init (&io->qw);
+    msgpack_sbuffer_init (&io->progress);
     size_t count;
     const char *const *names = dp_registry_names (&count);
     dp_encode_ready (&io->ready, w->name, (uint64_t)getpid (), w->host, w->credit, names, count);
@@ -1104,6 +1493,9 @@ s_io_destroy (s_io_t **self_p)
         dp_writer_fini (&io->ready);
         dp_writer_fini (&io->empty);
         dp_writer_fini (&io->done_w);
+        dp_writer_fini (&io->qw);
+        msgpack_sbuffer_destroy (&io->progress);
+        s_io_queue_drop (io);
         free (io);
         *self_p = NULL;
     }
@@ -1130,6 +1522,62 @@ s_make_pipe (void *ctx, void **task_end, void **io_end)
     return 0;
 }
 
+/*  Runs the configured initializer, if any, on the calling thread, with
+    no way to the broker yet. Returns 0, or -1 after logging why it failed. */
+static int
+s_run_initializer (const dp_worker_config_t *config)
+{
+    const char *name = config->initializer;
+    if (!name || !*name)
+        return 0;
+    size_t len = strlen (name);
+    void *hint = NULL;
+    dpool_fn_t *fn = dp_registry_lookup (name, len, &hint);
+    if (!fn) {
+        dp_error ("initializer '%s' is not a registered function; this worker process exits "
+                  "without taking a task",
+                  name);
+        return -1;
+    }
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, MSGPACK_ZONE_CHUNK_SIZE);
+    msgpack_object args = {.type = MSGPACK_OBJECT_NIL};
+    size_t offset = 0;
+    int rc = 0;
+    if (config->initargs_size > 0 &&
+        (dp_mp_count_objects (config->initargs, config->initargs_size) != 1 ||
+         msgpack_unpack ((const char *)config->initargs, config->initargs_size, &offset, &zone,
+                         &args) != MSGPACK_UNPACK_SUCCESS)) {
+        dp_error ("the arguments of initializer '%s' are not one msgpack object; this worker "
+                  "process exits without taking a task",
+                  name);
+        rc = -1;
+    }
+    dpool_task_t *task = rc == 0 ? (dpool_task_t *)malloc (sizeof *task) : NULL;
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init (&out);
+    if (task) {
+        dp_task_init (task, name, len, hint, 0);
+        if (dp_task_call (task, fn, &args, &out) != DPOOL_OK) {
+            dp_reader_t reader;
+            dp_span_t message = {NULL, 0};
+            dp_reader_init (&reader, out.data ? out.data : "", out.size);
+            dp_mp_read_str (&reader, &message);
+            dp_error ("initializer '%s' failed: %.*s; this worker process exits without "
+                      "taking a task (it is started again after a delay)",
+                      name, (int)message.size, message.data ? (const char *)message.data : "");
+            rc = -1;
+        }
+    } else if (rc == 0) {
+        dp_error ("out of memory running initializer '%s'", name);
+        rc = -1;
+    }
+    free (task);
+    msgpack_sbuffer_destroy (&out);
+    msgpack_zone_destroy (&zone);
+    return rc;
+}
+
 int
 dp_worker_run (const dp_worker_config_t *config)
 {
@@ -1154,9 +1602,22 @@ dp_worker_run (const dp_worker_config_t *config)
     pthread_sigmask (SIG_BLOCK, &signals, &saved_mask);
     w.sigfd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
 
+    /*  The initializer first: a worker whose initializer failed never
+        registers, so it takes no task. */
+    if (s_run_initializer (config)) {
+        pthread_sigmask (SIG_SETMASK, &saved_mask, NULL);
+        return DP_WORKER_INIT_FAILED;
+    }
+
     s_runner_t runner;
     memset (&runner, 0, sizeof runner);
     runner.worker = &w;
+    runner.link.queue = s_runner_queue;
+    runner.link.progress = s_runner_progress;
+    runner.link.arg = &runner;
+    runner.max_tasks = config->max_tasks > 0 ? config->max_tasks : 0;
+    dp_writer_init (&runner.qw);
+    msgpack_sbuffer_init (&runner.progress);
     msgpack_zone_init (&runner.zone, MSGPACK_ZONE_CHUNK_SIZE);
     msgpack_sbuffer_init (&runner.result);
     dp_writer_init (&runner.done);
@@ -1191,6 +1652,8 @@ dp_worker_run (const dp_worker_config_t *config)
     s_runner_drop_jobs (&runner);
     msgpack_zone_destroy (&runner.zone);
     msgpack_sbuffer_destroy (&runner.result);
+    msgpack_sbuffer_destroy (&runner.progress);
+    dp_writer_fini (&runner.qw);
     dp_writer_fini (&runner.done);
     s_io_destroy (&io);
     if (runner.pipe)
@@ -1202,7 +1665,9 @@ dp_worker_run (const dp_worker_config_t *config)
     if (w.sigfd >= 0)
         close (w.sigfd);
     pthread_sigmask (SIG_SETMASK, &saved_mask, NULL);
-    return code ? dp_fail (code) : 0;
+    if (code)
+        return dp_fail (code);
+    return runner.retiring ? DP_WORKER_RETIRED : 0;
 }
 
 int

@@ -37,17 +37,52 @@
       task is still running, the process ends with _exit (0) (the broker
       has the job back). A second signal while waiting stops at once. While
       still registering, it sends BYE on its sockets without waiting (a
-      READY may have registered it) and stops.
+      READY may have registered it) and stops;
+    - a queue request from the running task (dpool_task_queue_open and the
+      dpool_queue_* calls on its handles): sent to the broker, or held until
+      registered; its QUEUE-REPLY goes to the task thread, which
+      acknowledges a value got (QUEUE-ACK) once it holds it, or refuses it
+      (the value goes back to the front of its queue) when it gave up
+      waiting. A GET sent before a new registration is sent again; any
+      other request then fails with DPOOL_EUNREACHABLE (it may or may not
+      have been carried out), and a reply to a request of an older
+      registration is dropped: the broker took its value back when the
+      worker registered again;
+    - progress from the running task (dpool_task_progress): the task thread
+      passes on at most one report per DP_WORKER_PROGRESS_PIPE_MS and this
+      thread sends at most one PROGRESS per DP_PROGRESS_MS, the latest report
+      winning; a report held back goes out before the job's result;
+    - max_tasks: after the task thread has run that many jobs it says so
+      with the last result; the worker sends it, leaves as on a signal (BYE,
+      so the broker takes back any job it held without counting a death)
+      and dp_worker_run returns DP_WORKER_RETIRED.
+
+    Before all this, a configured initializer runs once on the calling
+    thread (before READY, so a worker whose initializer failed takes no
+    task): dp_worker_run then logs why and returns DP_WORKER_INIT_FAILED.
 */
 #ifndef DP_WORKER_H_INCLUDED
 #define DP_WORKER_H_INCLUDED
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /*  Exit status of a worker process that killed itself because a task ran
     past its timeout (the same as timeout(1)'s). */
 #define DP_WORKER_EXIT_DEADLINE 124
+
+/*  Exit statuses of a supervised worker process that retired after
+    max_tasks jobs, and of one whose initializer failed. */
+#define DP_WORKER_EXIT_RETIRED 122
+#define DP_WORKER_EXIT_INIT    123
+
+/*  What dp_worker_run returns besides 0 (stopped by a signal) and -1. */
+#define DP_WORKER_RETIRED     1 /* it ran max_tasks jobs and left */
+#define DP_WORKER_INIT_FAILED 2 /* its initializer failed; it never registered */
+
+/*  The task thread passes on one progress report at most this often. */
+#define DP_WORKER_PROGRESS_PIPE_MS 10
 
 /*  How long a leaving worker waits for the broker's answer to its BYE. */
 #define DP_WORKER_BYE_WAIT_MS 1000
@@ -66,6 +101,13 @@ typedef struct {
     int credit;           /* tasks held at once; 0: DP_DEFAULT_CREDIT */
     int heartbeat_ms;     /* until WELCOME says otherwise; 0: DP_HEARTBEAT_MS */
     int expiry_ms;        /* until WELCOME says otherwise; 0: DP_EXPIRY_MS */
+    /*  Run first (see above): a registered function's name, or NULL, and
+        its packed msgpack arguments (NULL: nil). */
+    const char *initializer;
+    const void *initargs;
+    size_t initargs_size;
+    /*  Jobs to run before retiring; 0: no limit. */
+    int max_tasks;
 } dp_worker_config_t;
 
 /*  Fills config with zeros (the defaults) and DP_DEFAULT_CONNECT. */
@@ -73,8 +115,9 @@ void dp_worker_config_init (dp_worker_config_t *config);
 
 /*  Runs the worker loop in this process until SIGINT/SIGTERM or a fatal
     error (an endpoint that cannot be connected, no memory). Returns 0 on a
-    clean stop, -1 on failure (dpool_errno says why). Never returns when a
-    task runs past its timeout (see above).
+    clean stop, DP_WORKER_RETIRED after max_tasks jobs, DP_WORKER_INIT_FAILED
+    if the initializer failed, -1 on failure (dpool_errno says why). Never
+    returns when a task runs past its timeout (see above).
 
     Signals: while it runs, SIGINT and SIGTERM are blocked in the calling
     thread (and so in the threads it starts) and read from a signalfd; the

@@ -2,11 +2,14 @@
     serve a broker with the built-in functions and those of any plugins.
 
         dpool-worker --connect tcp://head:5555 --procs 8 --plugin ./libmytasks.so
+        dpool-worker --plugin ./libmytasks.so --initializer my.init --initargs '[1]'
+        dpool-worker --max-tasks 100
 
     Plugins are loaded before the worker processes are forked, so each
     process has them. Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1
     if it could not start (a plugin failed to load...), 2 for bad options.
 */
+#include "dp_json.h"
 #include "dp_proto.h"
 #include "dp_registry.h"
 #include "dp_supervisor.h"
@@ -25,6 +28,7 @@
 #define EXIT_USAGE  2
 #define MAX_PLUGINS 64
 #define MAX_PROCS   4096
+#define MAX_TASKS   1000000000 /* --max-tasks upper bound */
 
 static void
 s_usage (FILE *out)
@@ -44,6 +48,16 @@ s_usage (FILE *out)
              "                       (default host:pid)\n"
              "  -P, --plugin LIB.so  load a plugin that registers task functions; may be\n"
              "                       repeated (a plugin defines int dpool_plugin_init (void))\n"
+             "  -i, --initializer FN run the registered function FN once in each worker\n"
+             "                       process before its first task, as Pool's initializer\n"
+             "                       (env DPOOL_INITIALIZER); a process whose initializer\n"
+             "                       fails logs why, takes no task and is started again\n"
+             "                       after a delay growing to 5 s\n"
+             "  -a, --initargs JSON  the initializer's arguments, one JSON value\n"
+             "                       (env DPOOL_INITARGS; default null)\n"
+             "  -m, --max-tasks N    replace a worker process by a fresh one after it ran N\n"
+             "                       tasks, as Pool's maxtasksperchild; 0 never\n"
+             "                       (env DPOOL_MAX_TASKS; default 0)\n"
              "  -l, --log-level L    error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help           show this help and exit\n"
              "  -V, --version        show the version and exit\n",
@@ -64,6 +78,19 @@ s_bad (const char *format, ...)
     fprintf (stderr, "dpool-worker: %s\nTry 'dpool-worker --help' for more information.\n",
              message);
     return EXIT_USAGE;
+}
+
+/*  Packs the JSON text of --initargs into sbuf; returns 0, or the exit
+    status after a message. */
+static int
+s_initargs (const char *json, msgpack_sbuffer *sbuf)
+{
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, sbuf, msgpack_sbuffer_write);
+    char error[DP_JSON_ERROR_SIZE];
+    if (dp_json_to_msgpack (&packer, json, strlen (json), error, sizeof error))
+        return s_bad ("invalid --initargs: %s", error);
+    return 0;
 }
 
 /*  Parses an integer option or variable into *value; returns 0 or -1. */
@@ -101,6 +128,7 @@ main (int argc, char *argv[])
     dp_worker_config_init (&config.worker);
     const char *plugins[MAX_PLUGINS];
     int nplugins = 0;
+    const char *initargs = NULL;
 
     /*  Environment first; options override it. */
     const char *env = getenv ("DPOOL_CONNECT");
@@ -113,19 +141,29 @@ main (int argc, char *argv[])
         return s_bad ("invalid DPOOL_CREDIT '%s' (expected 1 to %d)", env, DP_MAX_CREDIT);
     if ((env = getenv ("DPOOL_LOG")) && *env && dp_log_parse_level (env) < 0)
         return s_bad ("invalid DPOOL_LOG '%s' (expected error, warn, info or debug)", env);
+    if ((env = getenv ("DPOOL_MAX_TASKS")) && *env &&
+        s_number (env, 0, MAX_TASKS, &config.worker.max_tasks))
+        return s_bad ("invalid DPOOL_MAX_TASKS '%s' (expected 0 to %d)", env, MAX_TASKS);
+    if ((env = getenv ("DPOOL_INITIALIZER")) && *env)
+        config.worker.initializer = env;
+    if ((env = getenv ("DPOOL_INITARGS")) && *env)
+        initargs = env;
 
     static const struct option options[] = {{"connect", required_argument, NULL, 'c'},
                                             {"procs", required_argument, NULL, 'p'},
                                             {"credit", required_argument, NULL, 'C'},
                                             {"name", required_argument, NULL, 'n'},
                                             {"plugin", required_argument, NULL, 'P'},
+                                            {"initializer", required_argument, NULL, 'i'},
+                                            {"initargs", required_argument, NULL, 'a'},
+                                            {"max-tasks", required_argument, NULL, 'm'},
                                             {"log-level", required_argument, NULL, 'l'},
                                             {"help", no_argument, NULL, 'h'},
                                             {"version", no_argument, NULL, 'V'},
                                             {NULL, 0, NULL, 0}};
     opterr = 0;
     int option;
-    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:l:hV", options, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:l:hV", options, NULL)) != -1) {
         switch (option) {
         case 'c':
             if (!*optarg)
@@ -144,6 +182,18 @@ main (int argc, char *argv[])
             if (!*optarg || strlen (optarg) > DP_MAX_NAME)
                 return s_bad ("invalid --name '%s' (1 to %d bytes)", optarg, DP_MAX_NAME);
             config.worker.name = optarg;
+            break;
+        case 'i':
+            if (!*optarg || strlen (optarg) > DP_MAX_NAME)
+                return s_bad ("invalid --initializer '%s' (1 to %d bytes)", optarg, DP_MAX_NAME);
+            config.worker.initializer = optarg;
+            break;
+        case 'a':
+            initargs = optarg;
+            break;
+        case 'm':
+            if (s_number (optarg, 0, MAX_TASKS, &config.worker.max_tasks))
+                return s_bad ("invalid --max-tasks '%s' (expected 0 to %d)", optarg, MAX_TASKS);
             break;
         case 'P':
             if (nplugins == MAX_PLUGINS)
@@ -179,14 +229,38 @@ main (int argc, char *argv[])
                       "e.g. tcp://head:5555)",
                       config.worker.endpoint);
 
-    for (int i = 0; i < nplugins; i++)
+    if (initargs && !config.worker.initializer)
+        return s_bad ("--initargs goes with --initializer");
+    msgpack_sbuffer packed;
+    msgpack_sbuffer_init (&packed);
+    if (initargs) {
+        int rc = s_initargs (initargs, &packed);
+        if (rc) {
+            msgpack_sbuffer_destroy (&packed);
+            return rc;
+        }
+        config.worker.initargs = packed.data;
+        config.worker.initargs_size = packed.size;
+    }
+
+    int status = 0;
+    for (int i = 0; i < nplugins && status == 0; i++)
         if (dp_registry_load_plugin (plugins[i])) {
             fprintf (stderr, "dpool-worker: cannot load plugin %s\n", plugins[i]);
-            return 1;
+            status = 1;
         }
-    if (dp_supervisor_run (&config)) {
-        fprintf (stderr, "dpool-worker: cannot start: %s\n", dpool_strerror (dpool_errno ()));
-        return 1;
+    /*  A missing initializer is a mistake better caught here, once. */
+    if (status == 0 && config.worker.initializer &&
+        !dp_registry_lookup (config.worker.initializer, strlen (config.worker.initializer),
+                             NULL)) {
+        fprintf (stderr, "dpool-worker: no function named '%s' for --initializer\n",
+                 config.worker.initializer);
+        status = 1;
     }
-    return 0;
+    if (status == 0 && dp_supervisor_run (&config)) {
+        fprintf (stderr, "dpool-worker: cannot start: %s\n", dpool_strerror (dpool_errno ()));
+        status = 1;
+    }
+    msgpack_sbuffer_destroy (&packed);
+    return status;
 }

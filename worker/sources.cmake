@@ -3,3 +3,4 @@
 list (APPEND DPOOL_SOURCES
     worker/dp_registry.c worker/dp_builtins.c worker/dp_task.c worker/dp_worker.c
     worker/dp_supervisor.c)
+list (APPEND DPOOL_SOURCES worker/dp_queue.c)

@@ -1,0 +1,537 @@
+/*  test_broker_queue.c - the broker's named queues and progress, driven
+    message by message by hand-made peers (DEALER sockets speaking DPP
+    through proto/): values lent until acknowledged and taken back when
+    refused or when their getter leaves or dies, waiters forgotten with
+    their peer, PROGRESS passed on as WORK-STATUS before the RESULT, and
+    hostile queue messages counted and answered without harm.
+
+        test_broker_queue CASE
+
+    Run under valgrind too (DPOOL_TEST_BROKER_WRAP): the broker must end
+    clean after all of it.
+*/
+#include "dp_proto.h"
+#include "dp_testutil.h"
+#include "dp_util.h"
+#include "dp_wire.h"
+#include "dpool.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <zmq.h>
+
+#define RECV_MS      10000 /* generous: valgrind is slow */
+#define HEARTBEAT_MS 300   /* how often registered peers say they are alive */
+#define MAX_PEERS    16
+
+static void *s_ctx;
+static dp_test_broker_t s_broker;
+
+typedef struct {
+    void *sock;
+    dp_writer_t w;
+    dp_wire_msg_t in;
+    dp_msg_t msg;
+    bool holding;
+} peer_t;
+
+/*  The registered peers: each says HEARTBEAT while the test waits for any
+    of them, so that only the peers a case kills go silent. */
+static peer_t *s_peers[MAX_PEERS];
+static int64_t s_last_heartbeat;
+
+/*  Every HEARTBEAT_MS, a HEARTBEAT from every registered peer. */
+static void
+s_heartbeat_all (void)
+{
+    if (dp_now_ms () - s_last_heartbeat < HEARTBEAT_MS)
+        return;
+    s_last_heartbeat = dp_now_ms ();
+    dp_writer_t w;
+    dp_writer_init (&w);
+    dp_encode_empty (&w);
+    for (int i = 0; i < MAX_PEERS; i++)
+        if (s_peers[i])
+            dp_wire_send_writer (s_peers[i]->sock, NULL, 0, DP_CMD_HEARTBEAT, &w, ZMQ_DONTWAIT);
+    dp_writer_fini (&w);
+}
+
+static void
+s_registered (peer_t *peer)
+{
+    for (int i = 0; i < MAX_PEERS; i++)
+        if (!s_peers[i]) {
+            s_peers[i] = peer;
+            return;
+        }
+    dp_test_fail (__FILE__, __LINE__, "too many peers");
+}
+
+static peer_t *
+peer_new (const char *endpoint)
+{
+    peer_t *peer = calloc (1, sizeof *peer);
+    CHECK (peer);
+    peer->sock = zmq_socket (s_ctx, ZMQ_DEALER);
+    CHECK (peer->sock);
+    CHECK (dp_wire_configure (peer->sock, false, 0) == 0);
+    CHECK (zmq_connect (peer->sock, endpoint) == 0);
+    dp_writer_init (&peer->w);
+    return peer;
+}
+
+static void
+peer_destroy (peer_t **peer_p)
+{
+    peer_t *peer = *peer_p;
+    for (int i = 0; i < MAX_PEERS; i++)
+        if (s_peers[i] == peer)
+            s_peers[i] = NULL;
+    if (peer->holding)
+        dp_wire_close (&peer->in);
+    zmq_close (peer->sock);
+    dp_writer_fini (&peer->w);
+    free (peer);
+    *peer_p = NULL;
+}
+
+static void
+peer_send (peer_t *peer, dp_cmd_t cmd)
+{
+    CHECK (dp_wire_send_writer (peer->sock, NULL, 0, cmd, &peer->w, 0) == 0);
+}
+
+static void
+peer_send_raw (peer_t *peer, dp_cmd_t cmd, const void *body, size_t size)
+{
+    CHECK (dp_wire_send (peer->sock, NULL, 0, cmd, body, size, 0) == 0);
+}
+
+/*  The next message other than HEARTBEAT within timeout_ms: its command,
+    or 0. */
+static int
+peer_recv (peer_t *peer, int timeout_ms)
+{
+    int64_t deadline = dp_now_ms () + timeout_ms;
+    for (;;) {
+        if (peer->holding) {
+            dp_wire_close (&peer->in);
+            peer->holding = false;
+        }
+        s_heartbeat_all ();
+        long left = (long)(deadline - dp_now_ms ());
+        if (left <= 0)
+            return 0;
+        zmq_pollitem_t item = {peer->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, left < HEARTBEAT_MS ? left : HEARTBEAT_MS) <= 0) {
+            s_heartbeat_all ();
+            continue;
+        }
+        CHECK (dp_wire_recv (peer->sock, &peer->in, 0) == 0);
+        peer->holding = true;
+        dp_reason_t reason = dp_wire_decode (&peer->in, false, NULL, &peer->msg);
+        if (reason != DP_OK)
+            dp_test_fail (__FILE__, __LINE__, "broker sent a malformed message: %s",
+                          dp_reason_name (reason));
+        if (peer->msg.cmd != DP_CMD_HEARTBEAT)
+            return peer->msg.cmd;
+    }
+}
+
+static void
+peer_expect (peer_t *peer, dp_cmd_t cmd)
+{
+    int got = peer_recv (peer, RECV_MS);
+    if (got == DP_CMD_ERROR && cmd != DP_CMD_ERROR)
+        dp_test_fail (__FILE__, __LINE__, "expected %s, got ERROR %d: %.*s", dp_cmd_name (cmd),
+                      peer->msg.u.error.code, (int)peer->msg.u.error.message.size,
+                      (const char *)peer->msg.u.error.message.data);
+    if (got != (int)cmd)
+        dp_test_fail (__FILE__, __LINE__, "expected %s, got %s", dp_cmd_name (cmd),
+                      got ? dp_cmd_name (got) : "nothing");
+}
+
+static void
+peer_expect_silence (peer_t *peer, int ms)
+{
+    int got = peer_recv (peer, ms);
+    if (got)
+        dp_test_fail (__FILE__, __LINE__, "expected nothing, got %s", dp_cmd_name (got));
+}
+
+static peer_t *
+client_new (uint8_t tag)
+{
+    peer_t *peer = peer_new (s_broker.tcp);
+    uint8_t session[DP_SESSION_SIZE];
+    memset (session, tag, sizeof session);
+    dp_encode_hello (&peer->w, session, "queue-client");
+    peer_send (peer, DP_CMD_HELLO);
+    peer_expect (peer, DP_CMD_WELCOME);
+    s_registered (peer);
+    return peer;
+}
+
+static peer_t *
+worker_new (const char *fn)
+{
+    peer_t *peer = peer_new (s_broker.ipc);
+    const char *fns[] = {fn};
+    dp_encode_ready (&peer->w, "fake", 4242, "testhost", 1, fns, 1);
+    peer_send (peer, DP_CMD_READY);
+    peer_expect (peer, DP_CMD_WELCOME);
+    s_registered (peer);
+    return peer;
+}
+
+/*  Sends a request and expects its reply; returns it (valid until the
+    peer's next receive). */
+static dp_queue_reply_t
+expect_reply (peer_t *peer, uint64_t req, int32_t code)
+{
+    peer_expect (peer, DP_CMD_QUEUE_REPLY);
+    dp_queue_reply_t reply = peer->msg.u.queue_reply;
+    if (reply.req != req || reply.code != code)
+        dp_test_fail (__FILE__, __LINE__, "reply to %llu with code %d, expected %llu and %d",
+                      (unsigned long long)reply.req, reply.code, (unsigned long long)req, code);
+    return reply;
+}
+
+static void
+put (peer_t *peer, uint64_t req, const char *name, uint8_t value)
+{
+    dp_encode_queue_put (&peer->w, req, name, &value, 1, 0, 0);
+    peer_send (peer, DP_CMD_QUEUE_PUT);
+    expect_reply (peer, req, 0);
+}
+
+static void
+get (peer_t *peer, uint64_t req, const char *name, int32_t timeout_ms)
+{
+    dp_encode_queue_get (&peer->w, req, name, timeout_ms);
+    peer_send (peer, DP_CMD_QUEUE_GET);
+}
+
+/*  Expects the value got by req: returns its token. */
+static uint64_t
+expect_value (peer_t *peer, uint64_t req, uint8_t value)
+{
+    dp_queue_reply_t reply = expect_reply (peer, req, 0);
+    CHECK (reply.token != 0);
+    CHECK (reply.value.size == 1 && reply.value.data[0] == value);
+    return reply.token;
+}
+
+static void
+ack (peer_t *peer, uint64_t token, bool accept)
+{
+    dp_encode_queue_ack (&peer->w, token, accept);
+    peer_send (peer, DP_CMD_QUEUE_ACK);
+}
+
+/*  A round trip: everything the peer sent before has been handled. */
+static void
+sync (peer_t *peer)
+{
+    dp_encode_queue_size (&peer->w, 0, "sync");
+    peer_send (peer, DP_CMD_QUEUE_SIZE);
+    expect_reply (peer, 0, 0);
+}
+
+static void
+bye (peer_t *peer)
+{
+    dp_encode_empty (&peer->w);
+    peer_send (peer, DP_CMD_BYE);
+}
+
+/*  A counter of the broker's status: under "dropped" if group is
+    "dropped", under "queue_stats" if "queue_stats". */
+static uint64_t
+status_count (peer_t *client, const char *group, const char *key)
+{
+    dp_encode_empty (&client->w);
+    peer_send (client, DP_CMD_STATUS);
+    peer_expect (client, DP_CMD_STATUS_REPLY);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    CHECK (msgpack_unpack_next (&unpacked, (const char *)client->msg.u.status.data,
+                                client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    uint64_t value = UINT64_MAX;
+    msgpack_object map = unpacked.data;
+    for (uint32_t i = 0; i < map.via.map.size; i++) {
+        msgpack_object k = map.via.map.ptr[i].key;
+        if (k.via.str.size != strlen (group) || memcmp (k.via.str.ptr, group, k.via.str.size))
+            continue;
+        msgpack_object sub = map.via.map.ptr[i].val;
+        for (uint32_t j = 0; j < sub.via.map.size; j++) {
+            msgpack_object sk = sub.via.map.ptr[j].key;
+            if (sk.via.str.size == strlen (key) && !memcmp (sk.via.str.ptr, key, sk.via.str.size))
+                value = sub.via.map.ptr[j].val.via.u64;
+        }
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    CHECK (value != UINT64_MAX);
+    return value;
+}
+
+/*  Stops the broker with SIGTERM and checks it ends cleanly (under
+    valgrind: no invalid access, no leak). */
+static void
+broker_stop (void)
+{
+    int status = dp_test_stop (s_broker.pid, SIGTERM, 60000);
+    if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+        dp_test_fail (__FILE__, __LINE__, "broker ended with wait status %d", status);
+}
+
+/*  A value is the broker's until acknowledged: refused, it comes back to
+    the front; lent to a getter that leaves (BYE) or dies (silent past
+    expiry), it comes back too; a waiting get dies with its peer; an
+    acknowledged one is gone. */
+static void
+case_lent_values_come_back (void)
+{
+    peer_t *a = client_new (1), *b = client_new (2), *c = client_new (3);
+    /*  Refused: back to the front, ahead of a newer value. */
+    put (a, 1, "q", 10);
+    put (a, 2, "q", 11);
+    get (b, 3, "q", 0);
+    uint64_t token = expect_value (b, 3, 10);
+    ack (b, token, false);
+    sync (b);
+    get (c, 4, "q", 0);
+    ack (c, expect_value (c, 4, 10), true);
+    get (c, 5, "q", 0);
+    ack (c, expect_value (c, 5, 11), true);
+    /*  A late or repeated acknowledgement is counted, and changes nothing. */
+    ack (b, token, true);
+    ack (c, 999999, true);
+    sync (b);
+    sync (c);
+    CHECK_EQ_INT (status_count (a, "dropped", "unknown_token"), 2);
+
+    /*  Lent to a getter that says BYE without acknowledging: back to the
+        front, and to the getter waiting next. */
+    get (b, 6, "q", -1);
+    peer_expect_silence (b, 100);
+    get (c, 7, "q", -1);
+    put (a, 8, "q", 12);
+    expect_value (b, 6, 12);
+    bye (b);
+    ack (c, expect_value (c, 7, 12), true);
+    peer_destroy (&b);
+
+    /*  Lent to a getter that dies (its socket gone, no BYE): back when the
+        broker gives up on it, past expiry. */
+    peer_t *d = client_new (4);
+    get (d, 9, "q", -1);
+    peer_expect_silence (d, 100);
+    put (a, 10, "q", 13);
+    expect_value (d, 9, 13);
+    peer_destroy (&d);
+    get (c, 11, "q", -1);
+    ack (c, expect_value (c, 11, 13), true);
+    sync (c);
+
+    /*  A waiting get dies with its peer: the next value is not lost to it. */
+    peer_t *e = client_new (5);
+    get (e, 12, "q", -1);
+    peer_expect_silence (e, 100);
+    peer_destroy (&e);
+    /*  Past expiry (status answers meanwhile: the broker never blocks). */
+    int64_t until = dp_now_ms () + DP_EXPIRY_MS + 500;
+    while (dp_now_ms () < until)
+        CHECK (status_count (a, "queue_stats", "waiting") <= 1);
+    CHECK_EQ_INT (status_count (a, "queue_stats", "waiting"), 0);
+    put (a, 13, "q", 14);
+    get (c, 14, "q", 0);
+    ack (c, expect_value (c, 14, 14), true);
+    sync (c);
+
+    /*  A worker that registers again gives back what it was lent. */
+    peer_t *w = worker_new ("f");
+    put (a, 15, "q", 15);
+    get (w, 16, "q", 0);
+    expect_value (w, 16, 15);
+    const char *fns[] = {"f"};
+    dp_encode_ready (&w->w, "fake", 4242, "testhost", 1, fns, 1);
+    peer_send (w, DP_CMD_READY);
+    peer_expect (w, DP_CMD_WELCOME);
+    get (c, 17, "q", 0);
+    ack (c, expect_value (c, 17, 15), true);
+    sync (c);
+    CHECK_EQ_INT (status_count (a, "queue_stats", "values"), 0);
+    CHECK_EQ_INT (status_count (a, "queue_stats", "unacked"), 0);
+    CHECK_EQ_INT (status_count (a, "queue_stats", "returned"), 4);
+
+    /*  Left lent and queued at shutdown: freed with the broker. */
+    put (a, 18, "q", 16);
+    put (a, 19, "q", 17);
+    get (c, 20, "q", 0);
+    expect_value (c, 20, 16);
+    get (w, 21, "empty", -1);
+    peer_destroy (&w);
+    peer_destroy (&a);
+    peer_destroy (&c);
+    broker_stop ();
+}
+
+/*  PROGRESS from the worker holding a job reaches the task's client as
+    WORK-STATUS, before the job's RESULT; from anyone else it is counted. */
+static void
+case_progress_before_result (void)
+{
+    peer_t *client = client_new (1);
+    peer_t *worker = worker_new ("f");
+    dp_list_begin (&client->w);
+    static const uint8_t args[] = {0x07};
+    dp_task_t task = {.id = 77, .fn = {(const uint8_t *)"f", 1}, .args = {args, 1}};
+    dp_list_add_task (&client->w, DP_CMD_SUBMIT, &task);
+    dp_list_end (&client->w);
+    peer_send (client, DP_CMD_SUBMIT);
+    peer_expect (worker, DP_CMD_DISPATCH);
+    dp_task_t job;
+    CHECK (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job));
+    uint64_t ref = job.id;
+    static const uint8_t frac[] = {0x92, 0x01, 0x02};
+    dp_encode_progress (&worker->w, ref, frac, sizeof frac);
+    peer_send (worker, DP_CMD_PROGRESS);
+    dp_list_begin (&worker->w);
+    dp_list_add_result (&worker->w, ref, 0, args, 1);
+    dp_list_end (&worker->w);
+    peer_send (worker, DP_CMD_DONE);
+    peer_expect (client, DP_CMD_WORK_STATUS);
+    CHECK_EQ_INT (client->msg.u.progress.id, 77);
+    CHECK (client->msg.u.progress.value.size == 3 &&
+           !memcmp (client->msg.u.progress.value.data, frac, 3));
+    peer_expect (client, DP_CMD_RESULT);
+    /*  For a job it no longer holds: counted, not passed on. */
+    dp_encode_progress (&worker->w, ref, frac, sizeof frac);
+    peer_send (worker, DP_CMD_PROGRESS);
+    peer_expect_silence (client, 200);
+    CHECK_EQ_INT (status_count (client, "dropped", "unknown_ref"), 1);
+    /*  From a client: not its role. */
+    dp_encode_progress (&client->w, 1, frac, sizeof frac);
+    peer_send (client, DP_CMD_PROGRESS);
+    peer_expect (client, DP_CMD_ERROR);
+    CHECK_EQ_INT (client->msg.u.error.code, DPOOL_EPROTO);
+    peer_destroy (&worker);
+    peer_destroy (&client);
+    broker_stop ();
+}
+
+/*  Hostile queue messages: each refused, counted and answered when it can
+    be, and the broker goes on serving. */
+static void
+case_hostile (void)
+{
+    peer_t *client = client_new (1);
+    /*  From a peer the broker does not know: ESTATE. */
+    peer_t *stranger = peer_new (s_broker.tcp);
+    dp_encode_queue_get (&stranger->w, 1, "q", 0);
+    peer_send (stranger, DP_CMD_QUEUE_GET);
+    peer_expect (stranger, DP_CMD_ERROR);
+    CHECK_EQ_INT (stranger->msg.u.error.code, DPOOL_ESTATE);
+    peer_destroy (&stranger);
+    /*  Not a client's to send: QUEUE-REPLY, WORK-STATUS. */
+    dp_encode_queue_reply (&client->w, 1, 0, 0, NULL, 0, 0);
+    peer_send (client, DP_CMD_QUEUE_REPLY);
+    peer_expect (client, DP_CMD_ERROR);
+    dp_encode_progress (&client->w, 1, "\x01", 1);
+    peer_send (client, DP_CMD_WORK_STATUS);
+    peer_expect (client, DP_CMD_ERROR);
+    CHECK_EQ_INT (status_count (client, "dropped", "role"), 2);
+    /*  Malformed bodies: the wrong shape, fields beyond their limits. */
+    static const uint8_t no_name[] = {0x93, 0x01, 0xa0, 0x00};          /* OPEN [1, "", 0] */
+    static const uint8_t neg_timeout[] = {0x93, 0x01, 0xa1, 'q', 0xfe}; /* GET [1, "q", -2] */
+    static const uint8_t huge_bound[] = {0x93, 0x01, 0xa1, 'q', 0xce, 0x7f, 0xff, 0xff, 0xff};
+    static const uint8_t not_array[] = {0x81, 0x01, 0x02};
+    static const uint8_t truncated[] = {0x95, 0x01, 0xa1, 'q', 0xc6, 0x00, 0x10, 0x00};
+    peer_send_raw (client, DP_CMD_QUEUE_OPEN, no_name, sizeof no_name);
+    peer_expect (client, DP_CMD_ERROR);
+    peer_send_raw (client, DP_CMD_QUEUE_GET, neg_timeout, sizeof neg_timeout);
+    peer_expect (client, DP_CMD_ERROR);
+    peer_send_raw (client, DP_CMD_QUEUE_OPEN, huge_bound, sizeof huge_bound);
+    peer_expect (client, DP_CMD_ERROR);
+    peer_send_raw (client, DP_CMD_QUEUE_ACK, not_array, sizeof not_array);
+    peer_expect (client, DP_CMD_ERROR);
+    peer_send_raw (client, DP_CMD_QUEUE_PUT, truncated, sizeof truncated);
+    peer_expect (client, DP_CMD_ERROR);
+    /*  A value just over 1 MiB. */
+    size_t big = DP_MAX_QUEUE_VALUE + 1;
+    uint8_t *value = calloc (1, big);
+    CHECK (value);
+    value[0] = 0xc6;
+    value[1] = (uint8_t)((big - 5) >> 24);
+    value[2] = (uint8_t)((big - 5) >> 16);
+    value[3] = (uint8_t)((big - 5) >> 8);
+    value[4] = (uint8_t)(big - 5);
+    dp_encode_queue_put (&client->w, 1, "q", value, big, 0, 0);
+    peer_send (client, DP_CMD_QUEUE_PUT);
+    peer_expect (client, DP_CMD_ERROR);
+    free (value);
+    CHECK_EQ_INT (status_count (client, "dropped", "limit"), 4);
+    CHECK_EQ_INT (status_count (client, "dropped", "body"), 2);
+    CHECK_EQ_INT (status_count (client, "dropped", "role"), 2);
+    /*  Random bodies as every queue command, from a registered client. */
+    uint64_t x = 0x853c49e6748fea9bull;
+    for (int round = 0; round < 2000; round++) {
+        uint8_t body[24];
+        size_t size = (size_t)(x % sizeof body);
+        for (size_t i = 0; i < size; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            body[i] = (uint8_t)x;
+        }
+        if (size)
+            body[0] = (uint8_t)(0x92 | (body[0] & 0x07));
+        dp_cmd_t cmd = (dp_cmd_t)(DP_CMD_QUEUE_OPEN + x % (DP_CMD_COUNT_ - DP_CMD_QUEUE_OPEN));
+        peer_send_raw (client, cmd, body, size);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    /*  Whatever those did, a fresh client is served as ever. */
+    peer_t *fresh = client_new (2);
+    put (fresh, 1, "sane", 42);
+    get (fresh, 2, "sane", 0);
+    ack (fresh, expect_value (fresh, 2, 42), true);
+    dp_encode_queue_size (&fresh->w, 3, "sane");
+    peer_send (fresh, DP_CMD_QUEUE_SIZE);
+    CHECK_EQ_INT (expect_reply (fresh, 3, 0).size, 0);
+    peer_destroy (&fresh);
+    peer_destroy (&client);
+    broker_stop ();
+}
+
+int
+main (int argc, char *argv[])
+{
+    static const struct {
+        const char *name;
+        void (*run) (void);
+    } cases[] = {
+        {"lent_values_come_back", case_lent_values_come_back},
+        {"progress_before_result", case_progress_before_result},
+        {"hostile", case_hostile},
+    };
+    const char *name = argc > 1 ? argv[1] : "";
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (strcmp (cases[i].name, name) == 0) {
+            char test[64];
+            snprintf (test, sizeof test, "broker_queue_%s", name);
+            dp_test_begin (test, 150);
+            s_ctx = zmq_ctx_new ();
+            dp_test_broker_start (&s_broker, NULL);
+            cases[i].run ();
+            zmq_ctx_term (s_ctx);
+            return 0;
+        }
+    fprintf (stderr, "usage: test_broker_queue CASE\n");
+    return 2;
+}
