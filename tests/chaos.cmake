@@ -4,3 +4,8 @@ add_test (NAME chaos_kill9_workers_during_10000_task_map COMMAND test_chaos kill
 add_test (NAME chaos_kill9_and_restart_broker_mid_map COMMAND test_chaos restart_broker)
 set_tests_properties (chaos_kill9_workers_during_10000_task_map
                       chaos_kill9_and_restart_broker_mid_map PROPERTIES TIMEOUT 150)
+
+# Backpressure: a fast submitter's memory, and the broker's, stay flat.
+dpool_test (test_memory test_memory.c)
+add_test (NAME backpressure_memory_stays_flat_over_200000_tasks COMMAND test_memory)
+set_tests_properties (backpressure_memory_stays_flat_over_200000_tasks PROPERTIES TIMEOUT 240)
