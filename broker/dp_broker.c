@@ -17,6 +17,7 @@
 #include "dp_idmap.h"
 #include "dp_proto.h"
 #include "dp_queues.h"
+#include "dp_slab.h"
 #include "dp_taskq.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -191,6 +192,7 @@ struct _dp_broker_t {
     zlistx_t *dirty;    /* client_t with results to send */
     zhashx_t *warned;   /* peer keys already logged as misbehaving */
     dp_writer_t w;      /* scratch body */
+    dp_slab_t *slab;    /* task records */
     task_t **batch;     /* tasks of the DISPATCH being built */
     size_t batch_cap;
     uint64_t next_ref;
@@ -375,10 +377,10 @@ s_task_queue (dp_broker_t *self, task_t *task)
 
 /*  Frees a task that is in no queue and no job table. */
 static void
-s_task_free (task_t *task)
+s_task_free (dp_broker_t *self, task_t *task)
 {
     assert (task->item.index == DP_TASKQ_NONE);
-    free (task);
+    dp_slab_free (self->slab, task, offsetof (task_t, args) + task->args_size);
 }
 
 /*  Ends a task: its result goes to its session (if it still has one) and
@@ -400,7 +402,7 @@ s_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value,
         else
             dp_list_add_error (&client->out, task->seq, code, dpool_strerror (code));
     }
-    s_task_free (task);
+    s_task_free (self, task);
 }
 
 /*  Ends a task with an error code and a formatted message. */
@@ -414,7 +416,7 @@ s_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *message)
         dp_list_add_error (&client->out, task->seq, code, message);
     }
     self->failed++;
-    s_task_free (task);
+    s_task_free (self, task);
 }
 
 /*  The retry limit a task asked for: -1 never, 0 the default, else n. */
@@ -433,7 +435,7 @@ s_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool died)
 {
     self->inflight--;
     if (!task->client) {
-        s_task_free (task); /* nobody wants its result any more */
+        s_task_free (self, task); /* nobody wants its result any more */
         return;
     }
     if (died && ++task->deaths > s_task_retries (task)) {
@@ -569,7 +571,7 @@ s_client_forget (dp_broker_t *self, client_t *client)
         if (task->item.index != DP_TASKQ_NONE) {
             dp_taskq_remove (&task->fnq->queue, &task->item);
             self->queued--;
-            s_task_free (task);
+            s_task_free (self, task);
         }
     }
     zlistx_destroy (&tasks);
@@ -928,7 +930,9 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         char name[DP_MAX_NAME + 1];
         s_span_copy (in.fn, name, sizeof name);
         fnq_t *fnq = s_fnq_get (self, name);
-        task_t *task = fnq ? (task_t *)malloc (offsetof (task_t, args) + in.args.size) : NULL;
+        task_t *task =
+            fnq ? (task_t *)dp_slab_alloc (self->slab, offsetof (task_t, args) + in.args.size)
+                : NULL;
         if (!task) {
             s_client_out (self, client, RESULT_OVERHEAD * 2);
             dp_list_add_error (&client->out, in.id, DPOOL_ENOMEM, "broker out of memory");
@@ -954,7 +958,7 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         task->args_size = (uint32_t)in.args.size;
         memcpy (task->args, in.args.data, in.args.size);
         if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
-            free (task);
+            dp_slab_free (self->slab, task, offsetof (task_t, args) + task->args_size);
             continue;
         }
         s_task_queue (self, task);
@@ -1014,7 +1018,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
         else
             worker->failed++;
         if (!task->client) {
-            s_task_free (task);
+            s_task_free (self, task);
             continue;
         }
         if (result.code == DPOOL_EDEADLINE && (task->flags & DP_TASK_RETRY_TIMEOUT) &&
@@ -1538,10 +1542,12 @@ dp_broker_new (const dp_broker_config_t *config)
     self->ready = zlistx_new ();
     self->dirty = zlistx_new ();
     self->warned = zhashx_new ();
+    self->slab = dp_slab_new ();
     self->queues = dp_queues_new (config->queue_bytes, 0, s_queue_reply, self);
     self->router = zsock_new (ZMQ_ROUTER);
     if (!self->name || !self->peers || !self->sessions || !self->fnqs || !self->workers ||
-        !self->ready || !self->dirty || !self->warned || !self->queues || !self->router) {
+        !self->ready || !self->dirty || !self->warned || !self->queues || !self->router ||
+        !self->slab) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -1633,7 +1639,7 @@ dp_broker_destroy (dp_broker_t **self_p)
              fnq = (fnq_t *)zhashx_next (self->fnqs)) {
             dp_taskq_item_t *item;
             while ((item = dp_taskq_pop (&fnq->queue)))
-                s_task_free ((task_t *)item);
+                s_task_free (self, (task_t *)item);
         }
         if (self->monitor)
             zmq_socket_monitor (self->handle, NULL, 0);
@@ -1646,6 +1652,7 @@ dp_broker_destroy (dp_broker_t **self_p)
         zlistx_destroy (&self->ready);
         zlistx_destroy (&self->dirty);
         zhashx_destroy (&self->warned);
+        dp_slab_destroy (&self->slab);
         dp_writer_fini (&self->w);
         free (self->batch);
         free (self->endpoints);

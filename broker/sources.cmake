@@ -1,2 +1,2 @@
-list (APPEND DPOOL_SOURCES broker/dp_broker.c broker/dp_taskq.c)
+list (APPEND DPOOL_SOURCES broker/dp_broker.c broker/dp_taskq.c broker/dp_slab.c)
 list (APPEND DPOOL_SOURCES broker/dp_queues.c)

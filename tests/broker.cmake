@@ -42,3 +42,7 @@ if (VALGRIND AND NOT DPOOL_SANITIZE)
             ENVIRONMENT "DPOOL_TEST_BROKER_WRAP=${VALGRIND} --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99")
     endforeach ()
 endif ()
+
+dpool_test (test_slab test_slab.c)
+add_test (NAME broker_slab_records_reused_and_released COMMAND test_slab)
+set_tests_properties (broker_slab_records_reused_and_released PROPERTIES TIMEOUT 60)
