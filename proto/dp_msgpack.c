@@ -294,65 +294,144 @@ dp_mp_read_nil (dp_reader_t *self)
     return 0;
 }
 
-/*  Skips one scalar item, or reads a container header and returns how many
-    items it holds in *children (0 for a scalar). */
+/*  Skips one item's own bytes: all of a scalar, or a container's header.
+    Returns 0 and, for a container, is_container and its item count in
+    *children (pairs count twice); -1 if the bytes are not msgpack or are cut
+    short. One dispatch on the first byte: validation walks every byte of
+    every message, so this is the codec's hot loop. */
 static int
-s_skip_one (dp_reader_t *self, uint64_t *children)
+s_skip_one (dp_reader_t *self, bool *is_container, uint64_t *children)
 {
-    dp_span_t span;
-    uint64_t len;
-    uint32_t count;
-    *children = 0;
-    switch (dp_mp_peek (self)) {
-    case DP_MP_NIL:
-    case DP_MP_BOOL:
-        self->pos++;
-        return 0;
-    case DP_MP_UINT:
-    case DP_MP_INT: {
-        bool negative;
-        return s_read_integer (self, &negative, &len);
-    }
-    case DP_MP_FLOAT: {
-        int width = *self->pos == 0xca ? 4 : 8;
-        if (dp_reader_left (self) < (size_t)1 + (size_t)width)
-            return -1;
-        self->pos += 1 + width;
-        return 0;
-    }
-    case DP_MP_STR:
-        return dp_mp_read_str (self, &span);
-    case DP_MP_BIN:
-        return dp_mp_read_bin (self, &span);
-    case DP_MP_EXT: {
-        uint8_t b = *self->pos;
-        const uint8_t *start = self->pos;
-        if (b >= 0xd4 && b <= 0xd8) {
-            /*  fixext 1, 2, 4, 8, 16: a type byte and 2^(b-0xd4) bytes. */
-            len = (uint64_t)1 << (b - 0xd4);
-            self->pos++;
-        } else if (s_read_len (self, 1 << (b - 0xc7), &len))
-            return -1;
-        if (dp_reader_left (self) < 1 + len) {
-            self->pos = start;
-            return -1;
-        }
-        self->pos += 1 + len;
-        return 0;
-    }
-    case DP_MP_ARRAY:
-        if (dp_mp_read_array (self, &count))
-            return -1;
-        *children = count;
-        return 0;
-    case DP_MP_MAP:
-        if (dp_mp_read_map (self, &count))
-            return -1;
-        *children = (uint64_t)count * 2;
-        return 0;
-    default:
+    const uint8_t *p = self->pos;
+    size_t left = (size_t)(self->end - p);
+    if (left == 0)
         return -1;
+    uint8_t b = *p;
+    *is_container = false;
+    *children = 0;
+    if (b <= 0x7f || b >= 0xe0) { /* fixint */
+        self->pos = p + 1;
+        return 0;
     }
+    if (b >= 0xa0 && b <= 0xbf) { /* fixstr */
+        size_t len = b & 0x1f;
+        if (left < 1 + len)
+            return -1;
+        self->pos = p + 1 + len;
+        return 0;
+    }
+    if (b <= 0x9f) { /* fixmap 0x80-0x8f, fixarray 0x90-0x9f */
+        *is_container = true;
+        *children = b <= 0x8f ? (uint64_t)(b & 0x0f) * 2 : (uint64_t)(b & 0x0f);
+        self->pos = p + 1;
+        return 0;
+    }
+    /*  0xc0-0xdf: fixed sizes first (1 + payload), then lengths. */
+    static const uint8_t fixed[32] = {/* c0 nil */ 1,
+                                      /* c1 never */ 0,
+                                      /* c2 c3 bool */ 1,
+                                      1,
+                                      /* c4-c6 bin */ 0,
+                                      0,
+                                      0,
+                                      /* c7-c9 ext */ 0,
+                                      0,
+                                      0,
+                                      /* ca cb float */ 5,
+                                      9,
+                                      /* cc-cf uint */ 2,
+                                      3,
+                                      5,
+                                      9,
+                                      /* d0-d3 int */ 2,
+                                      3,
+                                      5,
+                                      9,
+                                      /* d4-d8 fixext */ 3,
+                                      4,
+                                      6,
+                                      10,
+                                      18,
+                                      /* d9-db str */ 0,
+                                      0,
+                                      0,
+                                      /* dc dd array */ 0,
+                                      0,
+                                      /* de df map */ 0,
+                                      0};
+    size_t size = fixed[b - 0xc0];
+    if (size) {
+        if (left < size)
+            return -1;
+        self->pos = p + size;
+        return 0;
+    }
+    int width;   /* bytes of the length or count */
+    int payload; /* 1 if the length counts bytes that follow, 0 for counts */
+    int extra;   /* ext: the type byte */
+    switch (b) {
+    case 0xc4:
+    case 0xd9:
+        width = 1;
+        payload = 1;
+        extra = 0;
+        break;
+    case 0xc5:
+    case 0xda:
+        width = 2;
+        payload = 1;
+        extra = 0;
+        break;
+    case 0xc6:
+    case 0xdb:
+        width = 4;
+        payload = 1;
+        extra = 0;
+        break;
+    case 0xc7:
+        width = 1;
+        payload = 1;
+        extra = 1;
+        break;
+    case 0xc8:
+        width = 2;
+        payload = 1;
+        extra = 1;
+        break;
+    case 0xc9:
+        width = 4;
+        payload = 1;
+        extra = 1;
+        break;
+    case 0xdc:
+    case 0xde:
+        width = 2;
+        payload = 0;
+        extra = 0;
+        break;
+    case 0xdd:
+    case 0xdf:
+        width = 4;
+        payload = 0;
+        extra = 0;
+        break;
+    default:
+        return -1; /* 0xc1 */
+    }
+    if (left < (size_t)1 + (size_t)width)
+        return -1;
+    uint64_t n = s_load_be (p + 1, width);
+    size_t header = (size_t)1 + (size_t)width + (size_t)extra;
+    if (payload) {
+        if (left < header || n > left - header)
+            return -1;
+        self->pos = p + header + n;
+        return 0;
+    }
+    *is_container = true;
+    *children = b >= 0xde ? n * 2 : n;
+    self->pos = p + header;
+    return 0;
 }
 
 int
@@ -373,11 +452,11 @@ dp_mp_read_object_depth (dp_reader_t *self, dp_span_t *object, int max_depth, in
             continue;
         }
         uint64_t children;
-        dp_mp_type_t type = dp_mp_peek (self);
-        if (s_skip_one (self, &children))
+        bool is_container;
+        if (s_skip_one (self, &is_container, &children))
             goto fail;
         pending[depth]--;
-        if (type == DP_MP_ARRAY || type == DP_MP_MAP) {
+        if (is_container) {
             if (depth == max_depth || children > dp_reader_left (self))
                 goto fail;
             if (depth + 1 > deepest)
