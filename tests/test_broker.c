@@ -7,6 +7,7 @@
     no-function grace period, and hostile input. Usage: test_broker CASE.
 */
 #include "dp_proto.h"
+#include "dp_testpeer.h"
 #include "dp_testutil.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -23,94 +24,10 @@
 #include <sys/wait.h>
 #include <zmq.h>
 
-#define RECV_MS 5000 /* generous: a broker answer normally takes < 1 ms */
+#define RECV_MS DP_TESTPEER_RECV_MS
 
 static void *s_ctx;
 static dp_test_broker_t s_broker;
-
-typedef struct {
-    void *sock;
-    dp_writer_t w;
-    dp_wire_msg_t in;
-    dp_msg_t msg;
-    bool holding;
-} peer_t;
-
-static peer_t *
-peer_new (const char *endpoint)
-{
-    peer_t *peer = calloc (1, sizeof *peer);
-    peer->sock = zmq_socket (s_ctx, ZMQ_DEALER);
-    CHECK (peer->sock);
-    CHECK (dp_wire_configure (peer->sock, false, 0) == 0);
-    CHECK (zmq_connect (peer->sock, endpoint) == 0);
-    dp_writer_init (&peer->w);
-    return peer;
-}
-
-static void
-peer_destroy (peer_t **peer_p)
-{
-    peer_t *peer = *peer_p;
-    if (peer->holding)
-        dp_wire_close (&peer->in);
-    zmq_close (peer->sock);
-    dp_writer_fini (&peer->w);
-    free (peer);
-    *peer_p = NULL;
-}
-
-static void
-peer_send (peer_t *peer, dp_cmd_t cmd)
-{
-    CHECK (dp_wire_send_writer (peer->sock, NULL, 0, cmd, &peer->w, 0) == 0);
-}
-
-/*  Receives the next message other than HEARTBEAT within timeout_ms;
-    returns its command, or 0 on timeout. peer->msg holds it. */
-static int
-peer_recv (peer_t *peer, int timeout_ms)
-{
-    int64_t deadline = dp_now_ms () + timeout_ms;
-    for (;;) {
-        if (peer->holding) {
-            dp_wire_close (&peer->in);
-            peer->holding = false;
-        }
-        long left = (long)(deadline - dp_now_ms ());
-        if (left < 0)
-            left = 0;
-        zmq_pollitem_t item = {peer->sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll (&item, 1, left) <= 0)
-            return 0;
-        CHECK (dp_wire_recv (peer->sock, &peer->in, 0) == 0);
-        peer->holding = true;
-        dp_reason_t reason = dp_wire_decode (&peer->in, false, NULL, &peer->msg);
-        if (reason != DP_OK)
-            dp_test_fail (__FILE__, __LINE__, "broker sent a malformed message: %s",
-                          dp_reason_name (reason));
-        if (peer->msg.cmd != DP_CMD_HEARTBEAT)
-            return peer->msg.cmd;
-    }
-}
-
-static void
-peer_expect (peer_t *peer, dp_cmd_t cmd)
-{
-    int got = peer_recv (peer, RECV_MS);
-    if (got != (int)cmd)
-        dp_test_fail (__FILE__, __LINE__, "expected %s, got %s", dp_cmd_name (cmd),
-                      got ? dp_cmd_name (got) : "nothing");
-}
-
-/*  Nothing but heartbeats arrives within ms. */
-static void
-peer_expect_silence (peer_t *peer, int ms)
-{
-    int got = peer_recv (peer, ms);
-    if (got)
-        dp_test_fail (__FILE__, __LINE__, "expected nothing, got %s", dp_cmd_name (got));
-}
 
 static peer_t *
 client_new (uint8_t tag)
@@ -970,6 +887,7 @@ main (int argc, char *argv[])
             continue;
         dp_test_begin (cases[i].name, 60);
         s_ctx = zmq_ctx_new ();
+        peer_context (s_ctx);
         dp_test_broker_start (&s_broker, cases[i].extra);
         cases[i].run ();
         zmq_ctx_term (s_ctx);

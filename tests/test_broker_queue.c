@@ -11,6 +11,7 @@
     clean after all of it.
 */
 #include "dp_proto.h"
+#include "dp_testpeer.h"
 #include "dp_testutil.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -23,144 +24,8 @@
 #include <sys/wait.h>
 #include <zmq.h>
 
-#define RECV_MS      10000 /* generous: valgrind is slow */
-#define HEARTBEAT_MS 300   /* how often registered peers say they are alive */
-#define MAX_PEERS    16
-
 static void *s_ctx;
 static dp_test_broker_t s_broker;
-
-typedef struct {
-    void *sock;
-    dp_writer_t w;
-    dp_wire_msg_t in;
-    dp_msg_t msg;
-    bool holding;
-} peer_t;
-
-/*  The registered peers: each says HEARTBEAT while the test waits for any
-    of them, so that only the peers a case kills go silent. */
-static peer_t *s_peers[MAX_PEERS];
-static int64_t s_last_heartbeat;
-
-/*  Every HEARTBEAT_MS, a HEARTBEAT from every registered peer. */
-static void
-s_heartbeat_all (void)
-{
-    if (dp_now_ms () - s_last_heartbeat < HEARTBEAT_MS)
-        return;
-    s_last_heartbeat = dp_now_ms ();
-    dp_writer_t w;
-    dp_writer_init (&w);
-    dp_encode_empty (&w);
-    for (int i = 0; i < MAX_PEERS; i++)
-        if (s_peers[i])
-            dp_wire_send_writer (s_peers[i]->sock, NULL, 0, DP_CMD_HEARTBEAT, &w, ZMQ_DONTWAIT);
-    dp_writer_fini (&w);
-}
-
-static void
-s_registered (peer_t *peer)
-{
-    for (int i = 0; i < MAX_PEERS; i++)
-        if (!s_peers[i]) {
-            s_peers[i] = peer;
-            return;
-        }
-    dp_test_fail (__FILE__, __LINE__, "too many peers");
-}
-
-static peer_t *
-peer_new (const char *endpoint)
-{
-    peer_t *peer = calloc (1, sizeof *peer);
-    CHECK (peer);
-    peer->sock = zmq_socket (s_ctx, ZMQ_DEALER);
-    CHECK (peer->sock);
-    CHECK (dp_wire_configure (peer->sock, false, 0) == 0);
-    CHECK (zmq_connect (peer->sock, endpoint) == 0);
-    dp_writer_init (&peer->w);
-    return peer;
-}
-
-static void
-peer_destroy (peer_t **peer_p)
-{
-    peer_t *peer = *peer_p;
-    for (int i = 0; i < MAX_PEERS; i++)
-        if (s_peers[i] == peer)
-            s_peers[i] = NULL;
-    if (peer->holding)
-        dp_wire_close (&peer->in);
-    zmq_close (peer->sock);
-    dp_writer_fini (&peer->w);
-    free (peer);
-    *peer_p = NULL;
-}
-
-static void
-peer_send (peer_t *peer, dp_cmd_t cmd)
-{
-    CHECK (dp_wire_send_writer (peer->sock, NULL, 0, cmd, &peer->w, 0) == 0);
-}
-
-static void
-peer_send_raw (peer_t *peer, dp_cmd_t cmd, const void *body, size_t size)
-{
-    CHECK (dp_wire_send (peer->sock, NULL, 0, cmd, body, size, 0) == 0);
-}
-
-/*  The next message other than HEARTBEAT within timeout_ms: its command,
-    or 0. */
-static int
-peer_recv (peer_t *peer, int timeout_ms)
-{
-    int64_t deadline = dp_now_ms () + timeout_ms;
-    for (;;) {
-        if (peer->holding) {
-            dp_wire_close (&peer->in);
-            peer->holding = false;
-        }
-        s_heartbeat_all ();
-        long left = (long)(deadline - dp_now_ms ());
-        if (left <= 0)
-            return 0;
-        zmq_pollitem_t item = {peer->sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll (&item, 1, left < HEARTBEAT_MS ? left : HEARTBEAT_MS) <= 0) {
-            s_heartbeat_all ();
-            continue;
-        }
-        CHECK (dp_wire_recv (peer->sock, &peer->in, 0) == 0);
-        peer->holding = true;
-        dp_reason_t reason = dp_wire_decode (&peer->in, false, NULL, &peer->msg);
-        if (reason != DP_OK)
-            dp_test_fail (__FILE__, __LINE__, "broker sent a malformed message: %s",
-                          dp_reason_name (reason));
-        if (peer->msg.cmd != DP_CMD_HEARTBEAT)
-            return peer->msg.cmd;
-    }
-}
-
-static void
-peer_expect (peer_t *peer, dp_cmd_t cmd)
-{
-    int got = peer_recv (peer, RECV_MS);
-    if (got == DP_CMD_ERROR && cmd != DP_CMD_ERROR)
-        dp_test_fail (__FILE__, __LINE__, "expected %s, got ERROR %d: %.*s", dp_cmd_name (cmd),
-                      peer->msg.u.error.code, (int)peer->msg.u.error.message.size,
-                      (const char *)peer->msg.u.error.message.data);
-    if (got != (int)cmd)
-        dp_test_fail (__FILE__, __LINE__, "expected %s, got %s", dp_cmd_name (cmd),
-                      got ? dp_cmd_name (got) : "nothing");
-}
-
-static void
-peer_expect_silence (peer_t *peer, int ms)
-{
-    int got = peer_recv (peer, ms);
-    if (got)
-        dp_test_fail (__FILE__, __LINE__, "expected nothing, got %s", dp_cmd_name (got));
-}
 
 static peer_t *
 client_new (uint8_t tag)
@@ -171,7 +36,7 @@ client_new (uint8_t tag)
     dp_encode_hello (&peer->w, session, "queue-client");
     peer_send (peer, DP_CMD_HELLO);
     peer_expect (peer, DP_CMD_WELCOME);
-    s_registered (peer);
+    peer_keepalive (peer);
     return peer;
 }
 
@@ -183,7 +48,7 @@ worker_new (const char *fn)
     dp_encode_ready (&peer->w, "fake", 4242, "testhost", 1, fns, 1);
     peer_send (peer, DP_CMD_READY);
     peer_expect (peer, DP_CMD_WELCOME);
-    s_registered (peer);
+    peer_keepalive (peer);
     return peer;
 }
 
@@ -527,6 +392,7 @@ main (int argc, char *argv[])
             snprintf (test, sizeof test, "broker_queue_%s", name);
             dp_test_begin (test, 150);
             s_ctx = zmq_ctx_new ();
+            peer_context (s_ctx);
             dp_test_broker_start (&s_broker, NULL);
             cases[i].run ();
             zmq_ctx_term (s_ctx);

@@ -1,0 +1,146 @@
+/*  dp_testpeer.c - hand-made protocol peers for tests. */
+#include "dp_testpeer.h"
+
+#include "dp_testutil.h"
+#include "dp_util.h"
+
+#include <stdlib.h>
+#include <zmq.h>
+
+#define MAX_KEPT 32
+
+static void *s_ctx;
+static peer_t *s_kept[MAX_KEPT];
+static int64_t s_last_heartbeat;
+
+void
+peer_context (void *ctx)
+{
+    s_ctx = ctx;
+}
+
+/*  Every DP_TESTPEER_HEARTBEAT_MS, a HEARTBEAT from every kept peer. */
+static void
+s_heartbeat_kept (void)
+{
+    if (dp_now_ms () - s_last_heartbeat < DP_TESTPEER_HEARTBEAT_MS)
+        return;
+    s_last_heartbeat = dp_now_ms ();
+    dp_writer_t w;
+    dp_writer_init (&w);
+    dp_encode_empty (&w);
+    for (int i = 0; i < MAX_KEPT; i++)
+        if (s_kept[i])
+            dp_wire_send_writer (s_kept[i]->sock, NULL, 0, DP_CMD_HEARTBEAT, &w, ZMQ_DONTWAIT);
+    dp_writer_fini (&w);
+}
+
+void
+peer_keepalive (peer_t *peer)
+{
+    for (int i = 0; i < MAX_KEPT; i++)
+        if (!s_kept[i]) {
+            s_kept[i] = peer;
+            return;
+        }
+    dp_test_fail (__FILE__, __LINE__, "too many peers kept alive");
+}
+
+void
+peer_silence (peer_t *peer)
+{
+    for (int i = 0; i < MAX_KEPT; i++)
+        if (s_kept[i] == peer)
+            s_kept[i] = NULL;
+}
+
+peer_t *
+peer_new (const char *endpoint)
+{
+    CHECK (s_ctx);
+    peer_t *peer = calloc (1, sizeof *peer);
+    CHECK (peer);
+    peer->sock = zmq_socket (s_ctx, ZMQ_DEALER);
+    CHECK (peer->sock);
+    CHECK (dp_wire_configure (peer->sock, false, 0) == 0);
+    CHECK (zmq_connect (peer->sock, endpoint) == 0);
+    dp_writer_init (&peer->w);
+    return peer;
+}
+
+void
+peer_destroy (peer_t **peer_p)
+{
+    peer_t *peer = *peer_p;
+    peer_silence (peer);
+    if (peer->holding)
+        dp_wire_close (&peer->in);
+    zmq_close (peer->sock);
+    dp_writer_fini (&peer->w);
+    free (peer);
+    *peer_p = NULL;
+}
+
+void
+peer_send (peer_t *peer, dp_cmd_t cmd)
+{
+    CHECK (dp_wire_send_writer (peer->sock, NULL, 0, cmd, &peer->w, 0) == 0);
+}
+
+void
+peer_send_raw (peer_t *peer, dp_cmd_t cmd, const void *body, size_t size)
+{
+    CHECK (dp_wire_send (peer->sock, NULL, 0, cmd, body, size, 0) == 0);
+}
+
+int
+peer_recv (peer_t *peer, int timeout_ms)
+{
+    int64_t deadline = dp_now_ms () + timeout_ms;
+    for (;;) {
+        if (peer->holding) {
+            dp_wire_close (&peer->in);
+            peer->holding = false;
+        }
+        s_heartbeat_kept ();
+        long left = (long)(deadline - dp_now_ms ());
+        if (left < 0)
+            left = 0;
+        zmq_pollitem_t item = {peer->sock, 0, ZMQ_POLLIN, 0};
+        long wait = left < DP_TESTPEER_HEARTBEAT_MS ? left : DP_TESTPEER_HEARTBEAT_MS;
+        if (zmq_poll (&item, 1, wait) <= 0) {
+            if (dp_now_ms () >= deadline)
+                return 0;
+            continue;
+        }
+        CHECK (dp_wire_recv (peer->sock, &peer->in, 0) == 0);
+        peer->holding = true;
+        dp_reason_t reason = dp_wire_decode (&peer->in, false, NULL, &peer->msg);
+        if (reason != DP_OK)
+            dp_test_fail (__FILE__, __LINE__, "broker sent a malformed message: %s",
+                          dp_reason_name (reason));
+        if (peer->msg.cmd != DP_CMD_HEARTBEAT)
+            return peer->msg.cmd;
+    }
+}
+
+void
+peer_expect (peer_t *peer, dp_cmd_t cmd)
+{
+    int got = peer_recv (peer, DP_TESTPEER_RECV_MS);
+    if (got == DP_CMD_ERROR && cmd != DP_CMD_ERROR)
+        dp_test_fail (__FILE__, __LINE__, "expected %s, got ERROR %d: %.*s", dp_cmd_name (cmd),
+                      peer->msg.u.error.code, (int)peer->msg.u.error.message.size,
+                      (const char *)peer->msg.u.error.message.data);
+    if (got != (int)cmd)
+        dp_test_fail (__FILE__, __LINE__, "expected %s, got %s", dp_cmd_name (cmd),
+                      got ? dp_cmd_name (got) : "nothing");
+}
+
+void
+peer_expect_silence (peer_t *peer, int ms)
+{
+    int got = peer_recv (peer, ms);
+    if (got)
+        dp_test_fail (__FILE__, __LINE__, "expected nothing, got %s", dp_cmd_name (got));
+}
