@@ -27,6 +27,7 @@
 #ifndef DP_CLIENT_H_INCLUDED
 #define DP_CLIENT_H_INCLUDED
 
+#include "dp_actor.h"
 #include "dp_idmap.h"
 #include "dp_proto.h"
 #include "dpool.h"
@@ -52,7 +53,7 @@
 /*  Linger of the client's DEALER: long enough for a last CANCEL or BYE to
     leave over a live connection, short enough that a program never hangs
     at exit because its broker is unreachable. */
-#define DP_CLIENT_LINGER_MS 200
+#define DP_CLIENT_LINGER_MS 50
 
 /*  One task the pool submitted and has no result for yet. */
 typedef struct _dp_ctask_t dp_ctask_t;
@@ -104,7 +105,7 @@ struct _dpool_pool_t {
     size_t max_outstanding;
     int procs;      /* embedded: worker processes; 0 when connected */
     void *embedded; /* dp_embedded_t *, NULL when connected */
-    zactor_t *actor;
+    dp_actor_t *actor;
     atomic_int actor_status; /* set by the actor before it signals */
     pthread_t actor_thread;  /* valid once actor_status was set */
 

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define CONNECT_POLL_MS 2 /* first look for a connection that is not up yet */
+
 /*  Messages handled from the socket before timers and requests get a turn. */
 #define RECV_BURST 256
 
@@ -34,6 +36,7 @@ typedef struct {
     int64_t last_send;
     int64_t next_hello; /* when to say HELLO (or connect) next */
     int backoff;        /* current HELLO retry delay */
+    int unconnected;    /* ms before trying a HELLO that found no connection yet */
     bool status_sent;   /* a STATUS is on its way */
     bool cancel_all_sent;
     dp_writer_t writer;
@@ -90,8 +93,17 @@ static void
 s_send_hello (s_actor_t *self)
 {
     dp_encode_hello (&self->writer, self->session, self->pool->name);
-    if (s_send (self, DP_CMD_HELLO, &self->writer) == 0)
-        dp_debug ("client: HELLO to %s", self->pool->endpoint);
+    if (s_send (self, DP_CMD_HELLO, &self->writer) != 0 && errno == EAGAIN) {
+        /*  No connection yet (ZMQ_IMMEDIATE keeps nothing for one): look
+            again soon, a little later each time, rather than after the
+            backoff meant for a HELLO that went unanswered. */
+        self->next_hello = dp_now_ms () + self->unconnected;
+        self->unconnected =
+            self->unconnected * 2 > self->backoff ? self->backoff : self->unconnected * 2;
+        return;
+    }
+    dp_debug ("client: HELLO to %s", self->pool->endpoint);
+    self->unconnected = CONNECT_POLL_MS;
     self->next_hello = dp_now_ms () + self->backoff;
     self->backoff =
         self->backoff * 2 > DP_RECONNECT_MAX_MS ? DP_RECONNECT_MAX_MS : self->backoff * 2;
@@ -108,6 +120,7 @@ s_reconnect (s_actor_t *self, const char *why)
     self->status_sent = false;
     self->cancel_all_sent = false;
     self->backoff = DP_RECONNECT_MS;
+    self->unconnected = CONNECT_POLL_MS;
     self->next_hello = dp_now_ms ();
     if (s_connect (self))
         self->next_hello += self->backoff; /* try again later */
@@ -573,6 +586,7 @@ dp_client_actor (zsock_t *pipe, void *args)
     self.heartbeat_ms = DP_HEARTBEAT_MS;
     self.expiry_ms = DP_EXPIRY_MS;
     self.backoff = DP_RECONNECT_MS;
+    self.unconnected = CONNECT_POLL_MS;
     dp_writer_init (&self.writer);
     dp_random_bytes (self.session, sizeof self.session);
 

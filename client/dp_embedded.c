@@ -5,6 +5,8 @@
 */
 #include "dp_embedded.h"
 
+#include "dp_actor.h"
+
 #include "dp_broker.h"
 #include "dp_client.h"
 #include "dp_supervisor.h"
@@ -38,7 +40,7 @@ struct _dp_embedded_t {
     char ipc[PATH_MAX + 32]; /* ipc://<dir>/broker.ipc */
     char inproc[64];         /* inproc://dpool-<pid>-<n> */
     pid_t supervisor;        /* 0 once reaped */
-    zactor_t *broker;
+    dp_actor_t *broker;
 };
 
 /*  What the broker actor is started with, and what it reports back. */
@@ -134,7 +136,7 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
     if (bind)
         start.config.binds[start.config.nbinds++] = bind;
     atomic_init (&start.status, -1);
-    self->broker = zactor_new (s_broker_actor, &start);
+    self->broker = dp_actor_new (s_broker_actor, &start);
     if (!self->broker || atomic_load (&start.status) != 0) {
         dp_error ("client: the embedded broker could not bind %s", bind ? bind : self->ipc);
         dp_embedded_destroy (&self);
@@ -188,7 +190,7 @@ dp_embedded_destroy (dp_embedded_t **self_p)
     if (*self_p) {
         dp_embedded_t *self = *self_p;
         dp_embedded_stop_workers (self);
-        zactor_destroy (&self->broker);
+        dp_actor_destroy (&self->broker);
         /*  ZeroMQ unlinks the socket file itself, but on its I/O thread,
             maybe after the rmdir below: unlink it first. */
         char path[PATH_MAX + 16];

@@ -65,7 +65,7 @@ dpool_config_init (dpool_config_t *config)
 static void
 s_pool_free (dpool_pool_t *self)
 {
-    zactor_destroy (&self->actor);
+    dp_actor_destroy (&self->actor);
     if (self->embedded) {
         dp_embedded_t *embedded = (dp_embedded_t *)self->embedded;
         dp_embedded_destroy (&embedded);
@@ -253,7 +253,7 @@ dpool_pool_new_config (const dpool_config_t *config)
         return dp_fail_null (DPOOL_ENOMEM);
     }
     dp_client_czmq_init ();
-    self->actor = zactor_new (dp_client_actor, self);
+    self->actor = dp_actor_new (dp_client_actor, self);
     if (!self->actor || atomic_load (&self->actor_status) != 0) {
         dp_error ("client: cannot connect to %s", self->endpoint);
         s_pool_free (self);
