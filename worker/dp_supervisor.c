@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "dp_supervisor.h"
 
+#include "dp_proto.h"
 #include "dp_util.h"
 #include "dpool.h"
 
@@ -76,7 +77,18 @@ s_spawn (s_supervisor_t *self, s_child_t *child)
     pid_t pid = fork ();
     if (pid == 0) {
         close (self->sigfd);
-        s_child_main (self->config);
+        /*  A name given for the worker is shared by its processes: each adds
+            its slot, so that status tells them apart. */
+        dp_worker_config_t worker = self->config->worker;
+        char name[DP_MAX_NAME + 1];
+        if (worker.name && self->procs > 1) {
+            snprintf (name, sizeof name, "%.*s/%d", DP_MAX_NAME - 12, worker.name,
+                      (int)(child - self->children));
+            worker.name = name;
+        }
+        dp_supervisor_config_t config = *self->config;
+        config.worker = worker;
+        s_child_main (&config);
     }
     int64_t now = dp_now_ms ();
     if (pid < 0) {
