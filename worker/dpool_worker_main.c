@@ -45,7 +45,7 @@ s_usage (FILE *out)
              "  -C, --credit N       tasks each process holds at once, 1 to %d\n"
              "                       (env DPOOL_CREDIT; default %d)\n"
              "  -n, --name NAME      worker name shown in the broker's status\n"
-             "                       (default host:pid)\n"
+             "                       (default host:pid; with --procs N > 1, NAME/0..N-1)\n"
              "  -P, --plugin LIB.so  load a plugin that registers task functions; may be\n"
              "                       repeated (a plugin defines int dpool_plugin_init (void))\n"
              "  -i, --initializer FN run the registered function FN once in each worker\n"
