@@ -678,7 +678,8 @@ s_status_get (s_status_t *status)
         if (name && strcmp (name, "local") == 0) {
             status->local++;
             status->local_done += done;
-        } else if (name && strcmp (name, "remote") == 0) {
+        } else if (name && strncmp (name, "remote/", 7) == 0) {
+            /* dpool-worker --name remote --procs 2 names its processes remote/0, remote/1 */
             status->remote++;
             status->remote_done += done;
             status->remote_inflight += s_count (worker, "inflight");
