@@ -912,8 +912,10 @@ s_broker_idle (void *ctx, s_figures_t *figures)
                          1);
         s_peer_send (&peers[i], DP_CMD_READY);
     }
-    /*  Every worker keeps the broker's rhythm: a HEARTBEAT after
-        heartbeat_ms of silence, spread over the interval. */
+    /*  Every worker keeps the protocol's heartbeat rules (PROTOCOL.md §6):
+        it answers the broker's HEARTBEAT when it has been quiet for half an
+        interval, and speaks unasked after one and a half. Their own clocks
+        start spread over the interval. */
     double heartbeat = DP_HEARTBEAT_MS / 1000.0;
     for (long i = 0; i < count; i++)
         peers[i].last_sent = s_now () - heartbeat * (double)i / (double)count;
@@ -932,12 +934,16 @@ s_broker_idle (void *ctx, s_figures_t *figures)
                         welcome[i] = true;
                         welcomed++;
                         heartbeat = decoded.u.welcome.heartbeat_ms / 1000.0;
+                    } else if (decoded.cmd == DP_CMD_HEARTBEAT &&
+                               now - peers[i].last_sent >= DP_HEARTBEAT_QUIET (heartbeat)) {
+                        dp_encode_empty (&peers[i].writer);
+                        s_peer_send (&peers[i], DP_CMD_HEARTBEAT);
                     } else if (decoded.cmd == DP_CMD_ERROR || decoded.cmd == DP_CMD_BYE)
                         expired++;
                 }
                 dp_wire_close (&msg);
             }
-            if (now - peers[i].last_sent >= heartbeat) {
+            if (now - peers[i].last_sent >= DP_HEARTBEAT_ALONE (heartbeat)) {
                 dp_encode_empty (&peers[i].writer);
                 s_peer_send (&peers[i], DP_CMD_HEARTBEAT);
             }

@@ -204,6 +204,7 @@ struct _dp_broker_t {
     uint64_t dropped[DROP_COUNT_];
     int64_t started;
     int64_t last_tick;
+    int64_t next_beat; /* when heartbeats next go out, to every quiet peer at once */
     bool dispatch_needed;
     /*  The named queues (dp_queues.h). */
     dp_queues_t *queues;
@@ -1410,7 +1411,17 @@ s_tick (dp_broker_t *self)
     }
     self->last_tick = now;
     /*  Heartbeats out, and expiry of the silent. Collected first: expiry
-        changes the peer table. */
+        changes the peer table. Heartbeats go out on a common beat, to every
+        peer that has not heard from the broker for half an interval, and
+        peers answer at once: a thousand idle workers cost the broker a
+        burst a second, handled in a few wake-ups, not two thousand wake-ups
+        spread over the second. */
+    bool beat = now >= self->next_beat;
+    if (beat) {
+        self->next_beat += self->heartbeat_ms;
+        if (self->next_beat <= now)
+            self->next_beat = now + self->heartbeat_ms;
+    }
     zlistx_t *dead = NULL;
     for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
          peer = (peer_t *)zhashx_next (self->peers)) {
@@ -1418,7 +1429,7 @@ s_tick (dp_broker_t *self)
             if (!dead)
                 dead = zlistx_new ();
             zlistx_add_end (dead, peer);
-        } else if (now - peer->last_send >= self->heartbeat_ms) {
+        } else if (beat && now - peer->last_send >= DP_HEARTBEAT_QUIET (self->heartbeat_ms)) {
             dp_encode_empty (&self->w);
             s_send (self, peer, DP_CMD_HEARTBEAT, &self->w);
         }
@@ -1530,8 +1541,8 @@ dp_broker_new (const dp_broker_config_t *config)
     self->name = strdup (name);
     self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : DP_HEARTBEAT_MS;
     self->expiry_ms = config->expiry_ms > 0 ? config->expiry_ms : DP_EXPIRY_MS;
-    if (self->expiry_ms < self->heartbeat_ms)
-        self->expiry_ms = self->heartbeat_ms * 2;
+    if (self->expiry_ms <= DP_HEARTBEAT_ALONE (self->heartbeat_ms))
+        self->expiry_ms = self->heartbeat_ms * 5 / 2; /* peers may be quiet 1.5 intervals */
     self->max_queue = config->max_queue > 0 ? config->max_queue : DP_DEFAULT_MAX_QUEUE;
     self->nofunc_grace_ms =
         config->nofunc_grace_ms != 0 ? config->nofunc_grace_ms : DP_DEFAULT_NOFUNC_GRACE;
@@ -1601,6 +1612,7 @@ dp_broker_new (const dp_broker_config_t *config)
     if (config->endpoint_file && s_write_endpoint_file (config->endpoint_file, endpoints) != 0)
         dp_warn ("cannot write %s", config->endpoint_file);
     self->started = self->last_tick = dp_now_ms ();
+    self->next_beat = self->started + self->heartbeat_ms;
     return self;
 }
 

@@ -28,8 +28,8 @@ s_usage (FILE *out)
              "  -n, --name NAME        name shown to peers and in status (env DPOOL_NAME;\n"
              "                         default host:pid)\n"
              "      --heartbeat-ms MS  heartbeat interval (env DPOOL_HEARTBEAT_MS; default %d)\n"
-             "      --expiry-ms MS     a peer silent this long is dead (env DPOOL_EXPIRY_MS;\n"
-             "                         default %d)\n"
+             "      --expiry-ms MS     a peer silent this long is dead; more than 1.5 times\n"
+             "                         the interval (env DPOOL_EXPIRY_MS; default %d)\n"
              "      --max-queue N      queued tasks before new ones are rejected\n"
              "                         (env DPOOL_MAX_QUEUE; default %d)\n"
              "      --nofunc-grace MS  how long a task waits for a worker offering its\n"
@@ -160,8 +160,9 @@ main (int argc, char *argv[])
                  argv[optind]);
         return EXIT_USAGE;
     }
-    if (config.expiry_ms <= config.heartbeat_ms) {
-        fprintf (stderr, "dpool-broker: --expiry-ms must exceed --heartbeat-ms\n");
+    if (config.expiry_ms <= DP_HEARTBEAT_ALONE (config.heartbeat_ms)) {
+        fprintf (stderr, "dpool-broker: --expiry-ms must exceed 1.5 times --heartbeat-ms "
+                         "(a quiet peer heartbeats that often)\n");
         return EXIT_USAGE;
     }
 

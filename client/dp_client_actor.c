@@ -504,6 +504,11 @@ s_on_message (s_actor_t *self, const dp_msg_t *msg)
         s_reconnect (self, "broker said BYE");
         break;
     case DP_CMD_HEARTBEAT:
+        if (self->welcomed &&
+            dp_now_ms () - self->last_send >= DP_HEARTBEAT_QUIET (self->heartbeat_ms)) {
+            dp_encode_empty (&self->writer);
+            s_send (self, DP_CMD_HEARTBEAT, &self->writer);
+        }
         break;
     default:
         self->malformed++;
@@ -544,7 +549,7 @@ s_on_timers (s_actor_t *self)
             s_send_hello (self);
     } else if (now - self->last_recv >= self->expiry_ms)
         s_reconnect (self, "broker silent past expiry");
-    else if (now - self->last_send >= self->heartbeat_ms) {
+    else if (now - self->last_send >= DP_HEARTBEAT_ALONE (self->heartbeat_ms)) {
         dp_encode_empty (&self->writer);
         s_send (self, DP_CMD_HEARTBEAT, &self->writer);
     }
@@ -560,8 +565,8 @@ s_timeout (const s_actor_t *self)
         next = self->next_hello;
     else {
         next = self->last_recv + self->expiry_ms;
-        if (self->last_send + self->heartbeat_ms < next)
-            next = self->last_send + self->heartbeat_ms;
+        if (self->last_send + DP_HEARTBEAT_ALONE (self->heartbeat_ms) < next)
+            next = self->last_send + DP_HEARTBEAT_ALONE (self->heartbeat_ms);
     }
     return next > now ? (long)(next - now) : 0;
 }

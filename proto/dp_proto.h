@@ -50,10 +50,18 @@
 #define DP_MAX_PEER_LOANS     1024          /* values handed to a peer, not yet acknowledged */
 #define DP_QUEUE_BYTES        (1L << 30)    /* default: value bytes held, broker-wide */
 
+/*  Heartbeat rules (docs/PROTOCOL.md §6), for an interval ivl in ms: the
+    broker beats once per ivl, sending HEARTBEAT to each peer it has sent
+    nothing for DP_HEARTBEAT_QUIET (ivl); a peer answers a HEARTBEAT when it
+    has sent nothing for DP_HEARTBEAT_QUIET (ivl), and sends one unasked
+    after DP_HEARTBEAT_ALONE (ivl) of its own silence. */
+#define DP_HEARTBEAT_QUIET(ivl) ((ivl) / 2)
+#define DP_HEARTBEAT_ALONE(ivl) ((ivl) + (ivl) / 2)
+
 /*  Defaults, documented in docs/PROTOCOL.md. */
 #define DP_DEFAULT_ENDPOINT    "tcp://*:5555"
 #define DP_DEFAULT_CONNECT     "tcp://127.0.0.1:5555"
-#define DP_HEARTBEAT_MS        1000   /* send a HEARTBEAT after this much silence */
+#define DP_HEARTBEAT_MS        1000   /* the broker's heartbeat beat (docs/PROTOCOL.md §6) */
 #define DP_EXPIRY_MS           2500   /* a peer silent this long is dead */
 #define DP_DEFAULT_RETRIES     3      /* re-runs after a worker dies */
 #define DP_DEFAULT_CREDIT      64     /* tasks a worker process may hold at once */

@@ -750,6 +750,73 @@ case_retry_timeout (void)
     peer_destroy (&client);
 }
 
+/*  Heartbeats go out on a common beat (interval 400 ms here): two quiet
+    workers that registered 250 ms apart get theirs together, so a thousand
+    idle workers' answers reach the broker in one burst. Each HEARTBEAT one
+    of them gets once both are settled has a twin at the other within
+    100 ms; heartbeats timed by each peer's own silence would be 200 ms
+    apart. */
+#define BEAT_WATCH_MS  2400
+#define BEAT_SETTLE_MS 700
+#define BEAT_MAX       16
+
+static bool
+s_has_twin (int64_t at, const int64_t *others, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (llabs ((long long)(at - others[i])) < 100)
+            return true;
+    return false;
+}
+
+static void
+case_heartbeats_on_a_common_beat (void)
+{
+    const char *fns[] = {"f"};
+    peer_t *peers[2];
+    peers[0] = worker_new (fns, 1, 1);
+    peer_expect_silence (peers[0], 250);
+    peers[1] = worker_new (fns, 1, 1);
+    int64_t settled = dp_now_ms () + BEAT_SETTLE_MS;
+    int64_t until = dp_now_ms () + BEAT_WATCH_MS;
+    int64_t beats[2][BEAT_MAX];
+    int count[2] = {0, 0};
+    int64_t now;
+    while ((now = dp_now_ms ()) < until) {
+        zmq_pollitem_t items[2] = {{peers[0]->sock, 0, ZMQ_POLLIN, 0},
+                                   {peers[1]->sock, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll (items, 2, (long)(until - now)) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            dp_wire_msg_t in;
+            while (dp_wire_recv (peers[i]->sock, &in, ZMQ_DONTWAIT) == 0) {
+                dp_msg_t msg;
+                CHECK_EQ_INT (dp_wire_decode (&in, false, NULL, &msg), DP_OK);
+                CHECK_EQ_INT (msg.cmd, DP_CMD_HEARTBEAT);
+                CHECK (count[i] < BEAT_MAX);
+                beats[i][count[i]++] = dp_now_ms ();
+                dp_wire_close (&in);
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int checked = 0;
+        for (int k = 0; k < count[i]; k++) {
+            if (beats[i][k] < settled)
+                continue;
+            if (!s_has_twin (beats[i][k], beats[1 - i], count[1 - i]))
+                dp_test_fail (__FILE__, __LINE__,
+                              "worker %d's HEARTBEAT at +%lld ms has no twin at the other", i,
+                              (long long)(beats[i][k] - settled));
+            checked++;
+        }
+        /*  1.7 s watched after settling at one beat per 400 ms. */
+        CHECK (checked >= 3);
+    }
+    peer_destroy (&peers[0]);
+    peer_destroy (&peers[1]);
+}
+
 /*  Results pile up while a client is away (here: its connection is gone
     and it comes back with a new one): the broker holds them and sends them
     in messages under the size a client accepts, never one huge RESULT. */
@@ -857,7 +924,7 @@ main (int argc, char *argv[])
     static const struct {
         const char *name;
         void (*run) (void);
-        const char *extra[4];
+        const char *extra[6];
     } cases[] = {
         {"dispatch_by_function_and_credit", case_dispatch_by_function_and_credit, {NULL}},
         {"slow_tasks_not_prefetched", case_slow_tasks_not_prefetched, {NULL}},
@@ -874,6 +941,9 @@ main (int argc, char *argv[])
         {"transport_garbage", case_transport_garbage, {"--max-msg-size", "65536", NULL}},
         {"random_frames", case_random_frames, {NULL}},
         {"retry_timeout", case_retry_timeout, {NULL}},
+        {"heartbeats_on_a_common_beat",
+         case_heartbeats_on_a_common_beat,
+         {"--heartbeat-ms", "400", "--expiry-ms", "5000", NULL}},
         {"results_split_for_a_returning_client",
          case_results_split_for_a_returning_client,
          {NULL}},

@@ -616,6 +616,11 @@ s_io_on_broker (s_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
             dp_debug ("DISPATCH before WELCOME dropped");
         break;
     case DP_CMD_HEARTBEAT:
+        /*  Answered at once, so that every idle worker's answer reaches the
+            broker in one burst with the others'. */
+        if (io->state == IO_ACTIVE &&
+            dp_now_ms () - io->last_send >= DP_HEARTBEAT_QUIET (io->heartbeat_ms))
+            s_io_send (io, DP_CMD_HEARTBEAT, &io->empty);
         break;
     case DP_CMD_QUEUE_REPLY:
         s_io_on_queue_reply (io, &m->u.queue_reply, msg);
@@ -747,7 +752,7 @@ s_io_timers (s_io_t *io)
         s_io_flush (io);
     if (io->progress_pending && now - io->progress_sent >= DP_PROGRESS_MS)
         s_io_progress_flush (io);
-    if (now - io->last_send >= io->heartbeat_ms)
+    if (now - io->last_send >= DP_HEARTBEAT_ALONE (io->heartbeat_ms))
         s_io_send (io, DP_CMD_HEARTBEAT, &io->empty);
 }
 
@@ -760,8 +765,8 @@ s_io_timeout (s_io_t *io)
         next = io->next_ready;
     else {
         next = io->last_recv + io->expiry_ms;
-        if (io->last_send + io->heartbeat_ms < next)
-            next = io->last_send + io->heartbeat_ms;
+        if (io->last_send + DP_HEARTBEAT_ALONE (io->heartbeat_ms) < next)
+            next = io->last_send + DP_HEARTBEAT_ALONE (io->heartbeat_ms);
         if (io->pending > 0 && io->first_pending + DP_WORKER_DONE_DELAY_MS < next)
             next = io->first_pending + DP_WORKER_DONE_DELAY_MS;
         if (io->progress_pending && io->progress_sent + DP_PROGRESS_MS < next)
@@ -1102,10 +1107,14 @@ s_runner_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack
         return -1;
     }
     r->qgot = false;
+    /*  s_runner_on_reply kept it only after decoding it. */
     dp_queue_reply_t reply;
-    bool ok = s_runner_decode_reply (&r->qreply, &reply);
-    assert (ok);
-    (void)ok;
+    if (!s_runner_decode_reply (&r->qreply, &reply)) {
+        zmq_msg_close (&r->qreply);
+        answer->code = DPOOL_EPROTO;
+        snprintf (answer->message, sizeof answer->message, "%s", "malformed QUEUE-REPLY");
+        return -1;
+    }
     answer->code = reply.code;
     answer->size = reply.size;
     answer->maxsize = reply.maxsize;
