@@ -14,6 +14,7 @@
 */
 #include "dp_broker.h"
 
+#include "dp_curve.h"
 #include "dp_idmap.h"
 #include "dp_proto.h"
 #include "dp_queues.h"
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TICK_MS            100               /* timer granularity: heartbeats, expiry, grace */
@@ -180,6 +182,7 @@ struct _dp_broker_t {
     zsock_t *router;
     void *handle;     /* router's libzmq socket */
     zsock_t *monitor; /* the router's connection events */
+    zactor_t *auth;   /* CURVE: the ZAP handler that admits client keys */
     uint64_t accepted;
     uint64_t disconnected;
     uint64_t handshake_failed;
@@ -1526,6 +1529,44 @@ s_write_endpoint_file (const char *path, const char *text)
     return rc;
 }
 
+/*  Makes the ROUTER a CURVE server, with a ZAP handler that admits the
+    client keys in config->curve_clients (or any key). Returns 0 or -1,
+    having logged why. */
+static int
+s_curve_setup (dp_broker_t *self, const dp_broker_config_t *config)
+{
+    dp_curve_t curve;
+    char err[256];
+    if (dp_curve_server (&curve, config->curve_secret, err, sizeof err)) {
+        dp_error ("%s", err);
+        return -1;
+    }
+    const char *clients = config->curve_clients;
+    if (clients && *clients) {
+        struct stat st;
+        if (stat (clients, &st) != 0 || !S_ISDIR (st.st_mode)) {
+            dp_error ("--curve-clients %s is not a directory", clients);
+            explicit_bzero (&curve, sizeof curve);
+            return -1;
+        }
+    }
+    self->auth = zactor_new (zauth, NULL);
+    if (!self->auth ||
+        zstr_sendx (self->auth, "CURVE", clients && *clients ? clients : CURVE_ALLOW_ANY, NULL) ||
+        zsock_wait (self->auth) != 0 || dp_curve_apply (self->handle, &curve, true)) {
+        dp_error ("cannot set up CURVE: %s", zmq_strerror (zmq_errno ()));
+        explicit_bzero (&curve, sizeof curve);
+        return -1;
+    }
+    explicit_bzero (&curve, sizeof curve);
+    if (clients && *clients)
+        dp_info ("CURVE on: clients and workers need a key from %s", clients);
+    else
+        dp_warn ("CURVE on: traffic is encrypted, but any client key is accepted "
+                 "(give --curve-clients DIR to admit only known keys)");
+    return 0;
+}
+
 dp_broker_t *
 dp_broker_new (const dp_broker_config_t *config)
 {
@@ -1570,6 +1611,10 @@ dp_broker_new (const dp_broker_config_t *config)
     if (config->max_msg_size > 0 && config->max_msg_size < DP_MAX_MSG_SIZE)
         zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
                         sizeof config->max_msg_size);
+    if (config->curve_secret && s_curve_setup (self, config)) {
+        dp_broker_destroy (&self);
+        return NULL;
+    }
     char monitor[64];
     snprintf (monitor, sizeof monitor, "inproc://dpool-broker-monitor-%p", (void *)self);
     int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
@@ -1657,6 +1702,7 @@ dp_broker_destroy (dp_broker_t **self_p)
             zmq_socket_monitor (self->handle, NULL, 0);
         zsock_destroy (&self->monitor);
         zsock_destroy (&self->router);
+        zactor_destroy (&self->auth);
         zhashx_destroy (&self->peers);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->fnqs);

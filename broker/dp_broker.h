@@ -32,6 +32,11 @@ typedef struct {
     int nofunc_grace_ms;                    /* 0: default; -1: wait forever */
     const char *endpoint_file;              /* if set, bound endpoints are written here */
     size_t queue_bytes;                     /* bytes of queued values held; 0: DP_QUEUE_BYTES */
+    /*  CURVE (docs/PROTOCOL.md §8): the broker's secret key file makes every
+        connection encrypted; curve_clients, a directory of the public keys
+        allowed in (NULL: any client key). */
+    const char *curve_secret;
+    const char *curve_clients;
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */

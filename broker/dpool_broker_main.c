@@ -38,6 +38,12 @@ s_usage (FILE *out)
              "      --max-msg-size N   largest message accepted, in bytes; a peer sending a\n"
              "                         larger one is disconnected (env DPOOL_MAX_MSG_SIZE;\n"
              "                         default and most %d)\n"
+             "      --curve-secret F   encrypt every connection with CURVE, with the broker's\n"
+             "                         secret key file F (made by 'dpool keygen'); clients\n"
+             "                         and workers then need its public key\n"
+             "                         (env DPOOL_CURVE_SECRET)\n"
+             "      --curve-clients D  with --curve-secret: admit only the public keys in\n"
+             "                         directory D (env DPOOL_CURVE_CLIENTS; default: any key)\n"
              "      --endpoint-file F  write the bound endpoints to F, one per line\n"
              "      --log-level L      error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help             show this help and exit\n"
@@ -65,7 +71,17 @@ s_int_option (const char *name, const char *text, long min, long max)
 int
 main (int argc, char *argv[])
 {
-    enum { OPT_HEARTBEAT = 256, OPT_EXPIRY, OPT_MAX_QUEUE, OPT_GRACE, OPT_FILE, OPT_LOG, OPT_MSG };
+    enum {
+        OPT_HEARTBEAT = 256,
+        OPT_EXPIRY,
+        OPT_MAX_QUEUE,
+        OPT_GRACE,
+        OPT_FILE,
+        OPT_LOG,
+        OPT_MSG,
+        OPT_CURVE_SECRET,
+        OPT_CURVE_CLIENTS
+    };
     static const struct option options[] = {
         {"bind", required_argument, NULL, 'b'},
         {"name", required_argument, NULL, 'n'},
@@ -76,6 +92,8 @@ main (int argc, char *argv[])
         {"endpoint-file", required_argument, NULL, OPT_FILE},
         {"max-msg-size", required_argument, NULL, OPT_MSG},
         {"log-level", required_argument, NULL, OPT_LOG},
+        {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
+        {"curve-clients", required_argument, NULL, OPT_CURVE_CLIENTS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
@@ -98,6 +116,11 @@ main (int argc, char *argv[])
         config.max_msg_size = s_int_option ("DPOOL_MAX_MSG_SIZE", env, 1024, DP_MAX_MSG_SIZE);
     if ((env = getenv ("DPOOL_NOFUNC_GRACE_MS")) && *env)
         config.nofunc_grace_ms = (int)s_int_option ("DPOOL_NOFUNC_GRACE_MS", env, -1, 86400000);
+
+    if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
+        config.curve_secret = env;
+    if ((env = getenv ("DPOOL_CURVE_CLIENTS")) && *env)
+        config.curve_clients = env;
 
     bool bind_given = false;
     int opt;
@@ -135,6 +158,12 @@ main (int argc, char *argv[])
         case OPT_FILE:
             config.endpoint_file = optarg;
             break;
+        case OPT_CURVE_SECRET:
+            config.curve_secret = optarg;
+            break;
+        case OPT_CURVE_CLIENTS:
+            config.curve_clients = optarg;
+            break;
         case OPT_LOG: {
             int level = dp_log_parse_level (optarg);
             if (level < 0) {
@@ -158,6 +187,10 @@ main (int argc, char *argv[])
     if (optind < argc) {
         fprintf (stderr, "dpool-broker: unexpected argument '%s'\nTry 'dpool-broker --help'.\n",
                  argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (config.curve_clients && !config.curve_secret) {
+        fprintf (stderr, "dpool-broker: --curve-clients needs --curve-secret\n");
         return EXIT_USAGE;
     }
     if (config.expiry_ms <= DP_HEARTBEAT_ALONE (config.heartbeat_ms)) {

@@ -146,6 +146,7 @@ dp_client_unref (dpool_pool_t *self)
     free (self->status);
     dp_pool_queue_free (self);
     free (self->endpoint);
+    explicit_bzero (&self->curve, sizeof self->curve);
     free (self->name);
     if (self->wake[0] >= 0)
         close (self->wake[0]);

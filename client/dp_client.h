@@ -28,6 +28,7 @@
 #define DP_CLIENT_H_INCLUDED
 
 #include "dp_actor.h"
+#include "dp_curve.h"
 #include "dp_idmap.h"
 #include "dp_proto.h"
 #include "dpool.h"
@@ -98,10 +99,11 @@ struct _dpool_pool_t {
     int wake[2]; /* [const] the pipe that wakes the actor; closed with the struct */
 
     /*  [const] configuration. */
-    char *endpoint; /* where the actor connects */
-    char *name;     /* shown by the broker */
-    int timeout_ms; /* task default, 0 none */
-    int retries;    /* task default, 0 the broker's */
+    char *endpoint;   /* where the actor connects */
+    dp_curve_t curve; /* its CURVE keys (curve.on false: plain) */
+    char *name;       /* shown by the broker */
+    int timeout_ms;   /* task default, 0 none */
+    int retries;      /* task default, 0 the broker's */
     size_t max_outstanding;
     int procs;      /* embedded: worker processes; 0 when connected */
     void *embedded; /* dp_embedded_t *, NULL when connected */

@@ -65,6 +65,7 @@ s_connect (s_actor_t *self)
         broken connection fails at once instead of vanishing later. */
     int one = 1;
     if (dp_wire_configure (handle, false, DP_CLIENT_LINGER_MS) ||
+        dp_curve_apply (handle, &self->pool->curve, false) ||
         zmq_setsockopt (handle, ZMQ_IMMEDIATE, &one, sizeof one) ||
         zsock_connect (dealer, "%s", self->pool->endpoint)) {
         zsock_destroy (&dealer);

@@ -58,6 +58,12 @@ dpool_config_init (dpool_config_t *config)
     s_env_int ("DPOOL_TIMEOUT_MS", 0, INT_MAX, &config->timeout_ms);
     s_env_int ("DPOOL_RETRIES", -1, DP_MAX_RETRIES, &config->retries);
     s_env_int ("DPOOL_MAX_OUTSTANDING", 0, INT_MAX, &config->max_outstanding);
+    const char *env = getenv ("DPOOL_CURVE_SERVER");
+    if (env && *env)
+        config->curve_server = env;
+    env = getenv ("DPOOL_CURVE_SECRET");
+    if (env && *env)
+        config->curve_secret = env;
 }
 
 /*  Undoes a pool that is not (or no longer) running: stops its actor and
@@ -230,6 +236,20 @@ dpool_pool_new_config (const dpool_config_t *config)
     if (!self->name) {
         s_pool_free (self);
         return dp_fail_null (DPOOL_ENOMEM);
+    }
+    if (config->connect && (config->curve_server || config->curve_secret)) {
+        char err[256];
+        if (!config->curve_server) {
+            dp_error ("client: a CURVE secret key needs the broker's public key (curve_server)");
+            s_pool_free (self);
+            return dp_fail_null (DPOOL_EINVAL);
+        }
+        if (dp_curve_client (&self->curve, config->curve_server, config->curve_secret, err,
+                             sizeof err)) {
+            dp_error ("client: %s", err);
+            s_pool_free (self);
+            return dp_fail_null (DPOOL_EINVAL);
+        }
     }
     if (config->connect)
         self->endpoint = strdup (config->connect);

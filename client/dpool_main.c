@@ -15,6 +15,7 @@
     and gives up with exit status 3 when it does not answer.
 */
 #include "demo.h"
+#include "dp_curve.h"
 #include "dp_json.h"
 #include "dp_util.h"
 #include "dpool.h"
@@ -63,7 +64,16 @@
 /*  ---------------------------------------------------------------------------
     Options.
 */
-enum { CMD_MAP = 1, CMD_APPLY = 2, CMD_STATUS = 4, CMD_DEMO = 8, CMD_QUEUE = 16, CMD_ALL = 31 };
+/*  CMD_ALL: every command that talks to a broker. */
+enum {
+    CMD_MAP = 1,
+    CMD_APPLY = 2,
+    CMD_STATUS = 4,
+    CMD_DEMO = 8,
+    CMD_QUEUE = 16,
+    CMD_ALL = 31,
+    CMD_KEYGEN = 32
+};
 enum { OPT_STRING, OPT_INT, OPT_FLAG };
 
 typedef struct {
@@ -75,6 +85,8 @@ typedef struct {
     bool json;
     const char *worker;
     long procs;
+    const char *curve_server;
+    const char *curve_secret;
 } s_options_t;
 
 typedef struct {
@@ -98,6 +110,10 @@ static const s_option_t s_option_table[] = {
     {"--json", "DPOOL_JSON", OPT_FLAG, CMD_STATUS, 0, 0, offsetof (s_options_t, json)},
     {"--worker", "DPOOL_WORKER", OPT_STRING, CMD_DEMO, 0, 0, offsetof (s_options_t, worker)},
     {"--procs", "DPOOL_PROCS", OPT_INT, CMD_DEMO, 0, MAX_PROCS, offsetof (s_options_t, procs)},
+    {"--curve-server", "DPOOL_CURVE_SERVER", OPT_STRING, CMD_ALL, 0, 0,
+     offsetof (s_options_t, curve_server)},
+    {"--curve-secret", "DPOOL_CURVE_SECRET", OPT_STRING, CMD_ALL, 0, 0,
+     offsetof (s_options_t, curve_secret)},
 };
 #define OPTION_COUNT (sizeof s_option_table / sizeof s_option_table[0])
 
@@ -124,6 +140,7 @@ static const char s_help_main[] =
     "  queue put NAME JSON, queue get NAME, queue size NAME\n"
     "                  put a value on the broker's named queue NAME, take one off,\n"
     "                  or count them (the queues tasks share, like Manager().Queue)\n"
+    "  keygen PATH     make a CURVE key pair: PATH (the public key) and PATH_secret\n"
     "  help [COMMAND]  show the help of a command (also: dpool COMMAND --help)\n"
     "\n"
     "Options of every command:\n"
@@ -132,6 +149,12 @@ static const char s_help_main[] =
     "  --connect-timeout-ms N   how long the broker has to answer before dpool gives\n"
     "                           up with exit status 3\n"
     "                           [DPOOL_CONNECT_TIMEOUT_MS; default 5000]\n"
+    "  --curve-server KEY       the broker's CURVE public key (40 Z85 characters or a\n"
+    "                           key file), for a broker started with --curve-secret\n"
+    "                           [DPOOL_CURVE_SERVER]\n"
+    "  --curve-secret FILE      this client's secret key file; without it a fresh\n"
+    "                           key, enough if the broker admits any key\n"
+    "                           [DPOOL_CURVE_SECRET]\n"
     "  --help, -h               show help\n"
     "  --version                print dpool's version\n"
     "\n"
@@ -266,12 +289,28 @@ static const char s_help_queue[] =
     "broker refused (the reason goes to stderr), 2 bad usage, 3 the broker could not\n"
     "be reached, 4 invalid JSON or another error.\n";
 
+static const char s_help_keygen[] =
+    "usage: dpool keygen PATH\n"
+    "\n"
+    "Makes a CURVE key pair for encrypted, authenticated connections (see README,\n"
+    "Security): PATH holds the public key, safe to hand out; PATH_secret holds both\n"
+    "keys and is made readable by its owner only. Existing files are never\n"
+    "overwritten. The files are ZPL text in CZMQ's zcert layout.\n"
+    "\n"
+    "  the broker's pair:   dpool-broker --curve-secret PATH_secret; its clients\n"
+    "                       and workers get --curve-server PATH\n"
+    "  a client's or worker's pair: --curve-secret PATH_secret; PATH goes into the\n"
+    "                       directory given to dpool-broker --curve-clients\n"
+    "\n"
+    "Exit status: 0 success, 2 bad usage, 4 the files could not be written.\n";
+
 static const s_command_t s_commands[] = {
     {"map", CMD_MAP, 1, s_help_map},
     {"apply", CMD_APPLY, 2, s_help_apply},
     {"status", CMD_STATUS, 0, s_help_status},
     {"demo", CMD_DEMO, 0, s_help_demo},
     {"queue", CMD_QUEUE, POSITIONAL_VARIES, s_help_queue},
+    {"keygen", CMD_KEYGEN, 1, s_help_keygen},
 };
 #define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 
@@ -510,7 +549,7 @@ s_parse (s_cli_t *cli, int argc, char *argv[])
         if (rc)
             return rc;
     }
-    if (command->positional > 0) {
+    if (command->positional > 0 && command->id != CMD_KEYGEN) {
         size_t len = strlen (cli->args[0]);
         if (len < 1 || len > MAX_FN_NAME)
             return s_usage_error (command, "FN must be 1 to %d bytes long", MAX_FN_NAME);
@@ -591,9 +630,15 @@ s_probe (s_cli_t *cli, const char *doing, void **data, size_t *size)
     size_t status_size = 0;
     if (dpool_pool_status (cli->pool, timeout_ms, &status, &status_size)) {
         if (!s_signal)
-            fprintf (stderr, "dpool %s: %s the broker at %s: no answer within %d ms (%s)\n",
+            fprintf (stderr, "dpool %s: %s the broker at %s: no answer within %d ms (%s)%s\n",
                      cli->command->name, doing, cli->options.connect, timeout_ms,
-                     dpool_strerror (dpool_errno ()));
+                     dpool_strerror (dpool_errno ()),
+                     /*  A CURVE handshake that fails looks like silence. */
+                     getenv ("DPOOL_CURVE_SERVER")
+                         ? "; if it is running, check that --curve-server is its public key "
+                           "and that it admits this client's key"
+                         : "; is a broker running there? (one started with --curve-secret "
+                           "also needs --curve-server)");
         return -1;
     }
     cli->last_heard_ms = dp_now_ms ();
@@ -1396,6 +1441,20 @@ s_run_queue (s_cli_t *cli, bool timeout_given)
     return rc;
 }
 
+/*  dpool keygen PATH: see s_help_keygen. */
+static int
+s_run_keygen (s_cli_t *cli)
+{
+    char err[512];
+    if (dp_curve_keygen (cli->args[0], err, sizeof err)) {
+        fprintf (stderr, "dpool keygen: %s\n", err);
+        return EXIT_ERROR;
+    }
+    printf ("public key: %s\nsecret key: %s_secret (keep it private)\n", cli->args[0],
+            cli->args[0]);
+    return fflush (stdout) == 0 ? EXIT_OK : EXIT_ERROR;
+}
+
 /*  True if name (an option) is on the command line, before any "--". */
 static bool
 s_option_on_command_line (int argc, char *argv[], const char *name)
@@ -1429,7 +1488,15 @@ main (int argc, char *argv[])
     if (rc >= 0)
         return rc;
     bool connect_argument = s_connect_on_command_line (argc, argv);
+    /*  The library reads the CURVE keys where every pool made here (the
+        demo's too) finds them. */
+    if (cli.options.curve_server)
+        setenv ("DPOOL_CURVE_SERVER", cli.options.curve_server, 1);
+    if (cli.options.curve_secret)
+        setenv ("DPOOL_CURVE_SECRET", cli.options.curve_secret, 1);
     switch (cli.command->id) {
+    case CMD_KEYGEN:
+        return s_run_keygen (&cli);
     case CMD_MAP:
         return s_run_map (&cli);
     case CMD_APPLY:

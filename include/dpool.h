@@ -149,6 +149,12 @@ typedef struct {
     const void *initargs;    /* its packed msgpack arguments; NULL: nil */
     size_t initargs_size;
     int max_tasks; /* replace a process after this many tasks; 0: never */
+    /*  CURVE, for a broker started with --curve-secret: its public key (40
+        Z85 characters, or a key file), and this worker's secret key file
+        (NULL: a fresh key, enough if the broker admits any key). Both NULL:
+        DPOOL_CURVE_SERVER and DPOOL_CURVE_SECRET, if set; else plain. */
+    const char *curve_server;
+    const char *curve_secret;
 } dpool_serve_config_t;
 
 int
@@ -166,7 +172,8 @@ typedef struct _dpool_iter_t dpool_iter_t;
 typedef struct {
     const char *connect; /* broker endpoint; NULL for an embedded pool */
     int procs;           /* embedded: worker processes (0: one per CPU) */
-    const char *bind;    /* embedded: also accept outside workers here */
+    const char *bind;    /* embedded: also accept outside workers here (plain:
+                            no CURVE; use dpool-broker for untrusted networks) */
     int timeout_ms;      /* default task timeout (0: none) */
     int retries;         /* default retries after a worker dies (0: 3) */
     int max_outstanding; /* tasks in flight before submits block (0: 100000) */
@@ -185,11 +192,19 @@ typedef struct {
         this many tasks (a map's chunk counts as one) hands back what it
         holds and is replaced by a fresh one (0: never). */
     int max_tasks;
+    /*  Connected pools, for a broker started with --curve-secret: the
+        broker's CURVE public key (40 Z85 characters, or a key file made by
+        'dpool keygen'), and this client's secret key file (NULL: a fresh
+        key, enough if the broker admits any key). NULL curve_server: plain.
+        An embedded pool talks over a private ipc socket and ignores both. */
+    const char *curve_server;
+    const char *curve_secret;
 } dpool_config_t;
 
 /*  Fills config with defaults, then applies the DPOOL_* environment
     variables it knows (DPOOL_CONNECT, DPOOL_PROCS, DPOOL_TIMEOUT_MS,
-    DPOOL_RETRIES, DPOOL_MAX_OUTSTANDING). */
+    DPOOL_RETRIES, DPOOL_MAX_OUTSTANDING, DPOOL_CURVE_SERVER,
+    DPOOL_CURVE_SECRET). */
 void
 dpool_config_init (dpool_config_t *config);
 

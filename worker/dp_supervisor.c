@@ -313,5 +313,13 @@ dpool_worker_serve_config (const dpool_serve_config_t *serve)
     config.worker.initargs_size = serve->initargs_size;
     config.worker.max_tasks = serve->max_tasks;
     config.procs = serve->procs;
-    return dp_supervisor_run (&config);
+    char err[256];
+    if (dp_curve_client_env (&config.worker.curve, serve->curve_server, serve->curve_secret, err,
+                             sizeof err)) {
+        dp_error ("%s", err);
+        return dp_fail (DPOOL_EINVAL);
+    }
+    int rc = dp_supervisor_run (&config);
+    explicit_bzero (&config.worker.curve, sizeof config.worker.curve);
+    return rc;
 }

@@ -84,6 +84,7 @@ typedef struct {
     int heartbeat_ms;
     int expiry_ms;
     int sigfd;
+    dp_curve_t curve;
     atomic_bool busy;     /* the task thread is running a job */
     atomic_bool stopping; /* the I/O thread is stopping: start no job */
 } s_worker_t;
@@ -219,6 +220,7 @@ s_io_open_dealer (s_io_t *io, bool keep_spare)
     if (!dealer)
         return -1;
     if (dp_wire_configure (dealer, false, DP_WORKER_LINGER_MS) ||
+        dp_curve_apply (dealer, &io->worker->curve, false) ||
         zmq_connect (dealer, io->worker->endpoint)) {
         int saved = errno;
         zmq_close (dealer);
@@ -1449,6 +1451,7 @@ s_worker_setup (s_worker_t *w, const dp_worker_config_t *config)
     if (!config->endpoint || !*config->endpoint)
         return DPOOL_EINVAL;
     w->endpoint = config->endpoint;
+    w->curve = config->curve;
     snprintf (w->host, sizeof w->host, "%s", dp_hostname ());
     if (config->name && *config->name)
         snprintf (w->name, sizeof w->name, "%s", config->name);
@@ -1687,5 +1690,12 @@ dpool_worker_run (const char *endpoint)
     dp_worker_config_t config;
     dp_worker_config_init (&config);
     config.endpoint = endpoint;
-    return dp_worker_run (&config);
+    char err[256];
+    if (dp_curve_client_env (&config.curve, NULL, NULL, err, sizeof err)) {
+        dp_error ("%s", err);
+        return dp_fail (DPOOL_EINVAL);
+    }
+    int rc = dp_worker_run (&config);
+    explicit_bzero (&config.curve, sizeof config.curve);
+    return rc;
 }

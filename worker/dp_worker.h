@@ -64,6 +64,8 @@
 #ifndef DP_WORKER_H_INCLUDED
 #define DP_WORKER_H_INCLUDED
 
+#include "dp_curve.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -108,10 +110,13 @@ typedef struct {
     size_t initargs_size;
     /*  Jobs to run before retiring; 0: no limit. */
     int max_tasks;
+    /*  CURVE keys for the connection (curve.on false: plain). */
+    dp_curve_t curve;
 } dp_worker_config_t;
 
 /*  Fills config with zeros (the defaults) and DP_DEFAULT_CONNECT. */
-void dp_worker_config_init (dp_worker_config_t *config);
+void
+dp_worker_config_init (dp_worker_config_t *config);
 
 /*  Runs the worker loop in this process until SIGINT/SIGTERM or a fatal
     error (an endpoint that cannot be connected, no memory). Returns 0 on a
@@ -124,6 +129,7 @@ void dp_worker_config_init (dp_worker_config_t *config);
     caller's signal mask is restored on return. Other threads of the
     process, if any, should block them too, or the signals may go to them.
     Task functions run on the calling thread. */
-int dp_worker_run (const dp_worker_config_t *config);
+int
+dp_worker_run (const dp_worker_config_t *config);
 
 #endif

@@ -59,6 +59,12 @@ s_usage (FILE *out)
              "  -m, --max-tasks N    replace a worker process by a fresh one after it ran N\n"
              "                       tasks, as Pool's maxtasksperchild; 0 never\n"
              "                       (env DPOOL_MAX_TASKS; default 0)\n"
+             "  -k, --curve-server KEY  the broker's CURVE public key, for a broker started\n"
+             "                       with --curve-secret: 40 Z85 characters or a key file\n"
+             "                       (env DPOOL_CURVE_SERVER)\n"
+             "  -K, --curve-secret F this worker's secret key file (made by 'dpool keygen';\n"
+             "                       env DPOOL_CURVE_SECRET); without it, a fresh key,\n"
+             "                       enough for a broker that admits any key\n"
              "  -l, --log-level L    error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help           show this help and exit\n"
              "  -V, --version        show the version and exit\n",
@@ -66,7 +72,8 @@ s_usage (FILE *out)
 }
 
 /*  Reports a usage error; returns the exit status for it. */
-static int s_bad (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+static int
+s_bad (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 
 static int
 s_bad (const char *format, ...)
@@ -130,6 +137,8 @@ main (int argc, char *argv[])
     const char *plugins[MAX_PLUGINS];
     int nplugins = 0;
     const char *initargs = NULL;
+    const char *curve_server = NULL;
+    const char *curve_secret = NULL;
 
     /*  Environment first; options override it. */
     const char *env = getenv ("DPOOL_CONNECT");
@@ -149,6 +158,10 @@ main (int argc, char *argv[])
         config.worker.initializer = env;
     if ((env = getenv ("DPOOL_INITARGS")) && *env)
         initargs = env;
+    if ((env = getenv ("DPOOL_CURVE_SERVER")) && *env)
+        curve_server = env;
+    if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
+        curve_secret = env;
 
     static const struct option options[] = {{"connect", required_argument, NULL, 'c'},
                                             {"procs", required_argument, NULL, 'p'},
@@ -158,13 +171,15 @@ main (int argc, char *argv[])
                                             {"initializer", required_argument, NULL, 'i'},
                                             {"initargs", required_argument, NULL, 'a'},
                                             {"max-tasks", required_argument, NULL, 'm'},
+                                            {"curve-server", required_argument, NULL, 'k'},
+                                            {"curve-secret", required_argument, NULL, 'K'},
                                             {"log-level", required_argument, NULL, 'l'},
                                             {"help", no_argument, NULL, 'h'},
                                             {"version", no_argument, NULL, 'V'},
                                             {NULL, 0, NULL, 0}};
     opterr = 0;
     int option;
-    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:l:hV", options, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:k:K:l:hV", options, NULL)) != -1) {
         switch (option) {
         case 'c':
             if (!*optarg)
@@ -195,6 +210,12 @@ main (int argc, char *argv[])
         case 'm':
             if (s_number (optarg, 0, MAX_TASKS, &config.worker.max_tasks))
                 return s_bad ("invalid --max-tasks '%s' (expected 0 to %d)", optarg, MAX_TASKS);
+            break;
+        case 'k':
+            curve_server = optarg;
+            break;
+        case 'K':
+            curve_secret = optarg;
             break;
         case 'P':
             if (nplugins == MAX_PLUGINS)
@@ -232,6 +253,14 @@ main (int argc, char *argv[])
 
     if (initargs && !config.worker.initializer)
         return s_bad ("--initargs goes with --initializer");
+    char err[256];
+    if (curve_secret && !curve_server)
+        return s_bad ("--curve-secret goes with --curve-server");
+    if (curve_server &&
+        dp_curve_client (&config.worker.curve, curve_server, curve_secret, err, sizeof err)) {
+        fprintf (stderr, "dpool-worker: %s\n", err);
+        return 1;
+    }
     msgpack_sbuffer packed;
     msgpack_sbuffer_init (&packed);
     if (initargs) {
