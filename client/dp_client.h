@@ -165,7 +165,9 @@ dp_client_unlock (dpool_pool_t *self);
 bool
 dp_client_wait (dpool_pool_t *self, int64_t deadline_ms);
 
-/*  With the lock held: wakes every waiter. */
+/*  Wakes every waiter; best called just after the lock is released (the
+    state they wait for changed under it), so that they do not wake only to
+    wait for the lock. */
 void
 dp_client_broadcast (dpool_pool_t *self);
 

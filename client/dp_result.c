@@ -44,6 +44,7 @@ struct _dpool_result_t {
     int refs;      /* [lock] */
     bool ready;    /* [lock] */
     bool attached; /* [lock] counted in the pool */
+    bool freeing;  /* completed with its last reference gone: the actor frees it */
 
     /*  Written by the actor alone until ready; read-only afterwards. */
     size_t done;             /* calls whose outcome is in */
@@ -141,6 +142,17 @@ dp_result_discard (dpool_result_t **self_p)
     }
 }
 
+/*  Frees a handle whose last reference is gone and drops its reference on
+    the pool. Call without the lock. */
+static void
+s_free_unreferenced (dpool_result_t *self)
+{
+    dpool_pool_t *pool = self->pool;
+    s_free_storage (self);
+    free (self);
+    dp_client_unref (pool);
+}
+
 /*  Drops one reference; the last frees the handle and drops its reference
     on the pool. Call without the lock. */
 static void
@@ -151,11 +163,15 @@ s_unref (dpool_result_t *self)
     assert (self->refs > 0);
     bool last = --self->refs == 0;
     dp_client_unlock (pool);
-    if (!last)
-        return;
-    s_free_storage (self);
-    free (self);
-    dp_client_unref (pool);
+    if (last)
+        s_free_unreferenced (self);
+}
+
+/*  True if the handle has a callback for how it ended. */
+static bool
+s_has_callback (const dpool_result_t *self)
+{
+    return self->code == 0 ? self->callback != NULL : self->error_callback != NULL;
 }
 
 /*  Unpacks every value into the handle's zone and settles its code and
@@ -221,25 +237,7 @@ s_materialize (dpool_result_t *self)
 static void
 s_complete (dpool_result_t *self)
 {
-    dpool_pool_t *pool = self->pool;
-    if (s_is_imap (self))
-        self->code = 0;
-    else
-        s_materialize (self);
-    dp_client_lock (pool);
-    self->ready = true;
-    dp_client_broadcast (pool);
-    dp_client_unlock (pool);
-    if (self->code == 0 && self->callback)
-        self->callback (self, self->arg);
-    else if (self->code != 0 && self->error_callback)
-        self->error_callback (self, self->arg);
-    dp_client_lock (pool);
-    assert (pool->live > 0);
-    pool->live--;
-    dp_client_broadcast (pool);
-    dp_client_unlock (pool);
-    s_unref (self);
+    dp_result_complete (&self, 1);
 }
 
 /*  Stores one call's outcome in an apply, map or item handle: its packed
@@ -415,25 +413,52 @@ dp_result_complete (dpool_result_t **handles, size_t count)
         else
             s_materialize (handles[i]);
     }
-    /*  One wake-up for every waiter, however many handles finished. */
+    /*  One lock and one wake-up for every waiter, however many handles
+        finished. A handle without a callback is done with here: it stops
+        counting as live and the actor's reference goes, in the same turn.
+        The wake-up comes after the lock is released, so a waiter it wakes
+        does not find the lock still held. */
+    size_t mine = 0;
     dp_client_lock (pool);
-    for (size_t i = 0; i < count; i++)
-        handles[i]->ready = true;
-    dp_client_broadcast (pool);
-    dp_client_unlock (pool);
     for (size_t i = 0; i < count; i++) {
         dpool_result_t *self = handles[i];
-        if (self->code == 0 && self->callback)
+        self->ready = true;
+        self->freeing = false;
+        if (!s_has_callback (self)) {
+            assert (pool->live > 0 && self->refs > 0);
+            pool->live--;
+            self->freeing = --self->refs == 0;
+            if (!self->freeing)
+                continue; /* the caller's now: not to be touched after unlock */
+        }
+        handles[mine++] = self;
+    }
+    dp_client_unlock (pool);
+    dp_client_broadcast (pool);
+    /*  handles[0..mine) are still this thread's: those to free, and those
+        whose callback runs. */
+    size_t callbacks = 0;
+    for (size_t i = 0; i < mine; i++) {
+        if (handles[i]->freeing)
+            s_free_unreferenced (handles[i]);
+        else
+            handles[callbacks++] = handles[i];
+    }
+    if (callbacks == 0)
+        return;
+    for (size_t i = 0; i < callbacks; i++) {
+        dpool_result_t *self = handles[i];
+        if (self->code == 0)
             self->callback (self, self->arg);
-        else if (self->code != 0 && self->error_callback)
+        else
             self->error_callback (self, self->arg);
     }
     dp_client_lock (pool);
-    assert (pool->live >= count);
-    pool->live -= count;
-    dp_client_broadcast (pool);
+    assert (pool->live >= callbacks);
+    pool->live -= callbacks;
     dp_client_unlock (pool);
-    for (size_t i = 0; i < count; i++)
+    dp_client_broadcast (pool);
+    for (size_t i = 0; i < callbacks; i++)
         s_unref (handles[i]);
 }
 
