@@ -7,4 +7,7 @@ if (TARGET dpool-broker AND TARGET dpool-worker AND TARGET dpool-cli)
     add_test (NAME netns_partition_link_cut_mid_map COMMAND test_netns_partition)
     set_tests_properties (netns_partition_link_cut_mid_map PROPERTIES
         TIMEOUT 90 SKIP_RETURN_CODE 77 LABELS "netns;root")
+    add_test (NAME netns_partition_link_cut_mid_map_with_curve COMMAND test_netns_partition curve)
+    set_tests_properties (netns_partition_link_cut_mid_map_with_curve PROPERTIES
+        TIMEOUT 90 SKIP_RETURN_CODE 77 LABELS "netns;root")
 endif ()

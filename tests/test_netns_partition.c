@@ -23,8 +23,14 @@
     namespaces of a run that was killed outright (SIGKILL) are deleted, with
     the processes inside them, by the next run once that run's pid is gone.
     Silent on success; DPOOL_TEST_VERBOSE=1 prints the timeline.
+
+    With the argument "curve", the same runs with CURVE: the broker has a
+    secret key and admits only the key the workers and the dpool command
+    share (given to them in DPOOL_CURVE_SERVER and DPOOL_CURVE_SECRET), and
+    the broker must count no failed handshake.
 */
 #define _GNU_SOURCE
+#include "dp_curve.h"
 #include "dp_testutil.h"
 
 #include <dirent.h>
@@ -79,8 +85,12 @@ typedef struct {
 
 static s_netns_t s_head;
 static s_netns_t s_remote;
-static char s_ip_path[PATH_MAX];      /* path of the ip program */
-static char s_ipc[PATH_MAX];          /* the broker's ipc endpoint */
+static char s_ip_path[PATH_MAX]; /* path of the ip program */
+static char s_ipc[PATH_MAX];     /* the broker's ipc endpoint */
+/*  CURVE mode: the broker's secret key file and the directory of admitted
+    keys, for its command line; empty when off. */
+static char s_curve_secret[PATH_MAX + 16];
+static char s_curve_clients[PATH_MAX];
 static pid_t s_owner;                 /* the test process, not a forked child */
 static volatile pid_t s_command_pid;  /* the short command running, 0 if none */
 static volatile pid_t s_long_pids[8]; /* the long-lived programs started */
@@ -494,6 +504,10 @@ s_start_broker (char *tcp, size_t size)
                           endpoint_file,
                           "--log-level",
                           "info",
+                          s_curve_secret[0] ? "--curve-secret" : NULL,
+                          s_curve_secret,
+                          "--curve-clients",
+                          s_curve_clients,
                           NULL};
     pid_t pid = s_start ("broker", argv);
     if (!dp_test_wait_until (s_has_endpoints, endpoint_file, STEP_MS)) {
@@ -635,7 +649,8 @@ typedef struct {
     long long failed;
     long long queued;
     long long inflight;
-    char text[4096]; /* the status as printed, for failure messages */
+    long long handshake_failed; /* connections.handshake_failed */
+    char text[4096];            /* the status as printed, for failure messages */
 } s_status_t;
 
 static long long
@@ -669,6 +684,7 @@ s_status_get (s_status_t *status)
     status->failed = s_count (root, "failed");
     status->queued = s_count (root, "queued");
     status->inflight = s_count (root, "inflight");
+    status->handshake_failed = s_count (json_object_get (root, "connections"), "handshake_failed");
     size_t index;
     json_t *worker;
     json_array_foreach (workers, index, worker)
@@ -740,12 +756,40 @@ s_remote_gone (const s_status_t *status)
     return status->remote == 0;
 }
 
+/*  Makes a broker key pair and one for every other program, admits the
+    latter, and hands it to the programs the test starts through the
+    environment they inherit. */
+static void
+s_curve_setup (void)
+{
+    char err[512], broker[PATH_MAX], node[PATH_MAX];
+    snprintf (broker, sizeof broker, "%s", dp_test_path ("broker.key"));
+    snprintf (node, sizeof node, "%s", dp_test_path ("node.key"));
+    if (dp_curve_keygen (broker, err, sizeof err) || dp_curve_keygen (node, err, sizeof err))
+        dp_test_fail (__FILE__, __LINE__, "keygen: %s", err);
+    snprintf (s_curve_secret, sizeof s_curve_secret, "%s_secret", broker);
+    snprintf (s_curve_clients, sizeof s_curve_clients, "%s", dp_test_path ("clients"));
+    CHECK_EQ_INT (mkdir (s_curve_clients, 0700), 0);
+    char *text = dp_test_read_file (node);
+    CHECK (text);
+    char admitted[PATH_MAX + 16];
+    snprintf (admitted, sizeof admitted, "%s/node", s_curve_clients);
+    FILE *file = fopen (admitted, "w");
+    CHECK (file && fputs (text, file) >= 0 && fclose (file) == 0);
+    free (text);
+    char node_secret[PATH_MAX + 8];
+    snprintf (node_secret, sizeof node_secret, "%s_secret", node);
+    CHECK_EQ_INT (setenv ("DPOOL_CURVE_SERVER", broker, 1), 0);
+    CHECK_EQ_INT (setenv ("DPOOL_CURVE_SECRET", node_secret, 1), 0);
+}
+
 /*  ---------------------------------------------------------------------------
     The test.
 */
 int
-main (void)
+main (int argc, char *argv[])
 {
+    bool curve = argc > 1 && strcmp (argv[1], "curve") == 0;
     s_owner = getpid ();
     atexit (s_at_exit); /* before dp_test_begin's: runs after it */
     dp_test_begin (TEST_NAME, TEST_SECONDS);
@@ -755,6 +799,8 @@ main (void)
     s_find_ip ();
     s_remove_stale ();
     s_make_network ();
+    if (curve)
+        s_curve_setup ();
 
     /*  The head host: the broker and one worker over ipc. The remote host:
         two workers over tcp through the link. */
@@ -765,6 +811,24 @@ main (void)
     pid_t remote = s_start_workers (&s_remote, tcp, REMOTE_PROCS, "remote");
     s_status_t status;
     s_await (s_all_registered, &status, STEP_MS, "the three workers to register");
+    long long refused = 0;
+    if (curve) {
+        /*  Every worker got in with its key... */
+        CHECK_EQ_INT (status.handshake_failed, 0);
+        /*  ...and the broker really is behind CURVE: without keys, no answer. */
+        const char *plain[] = {
+            "/usr/bin/env",  "-u",     "DPOOL_CURVE_SERVER", "-u",  "DPOOL_CURVE_SECRET",
+            dp_test_cli_bin, "status", "--connect",          s_ipc, "--connect-timeout-ms",
+            "1000",          NULL};
+        int rc = s_command ("plain", COMMAND_MS, plain);
+        if (rc == -1 || !WIFEXITED (rc) || WEXITSTATUS (rc) != 3)
+            dp_test_fail (__FILE__, __LINE__,
+                          "dpool status without keys: wait status 0x%x, expected exit 3",
+                          (unsigned)rc);
+        CHECK (s_status_get (&status));
+        refused = status.handshake_failed;
+        CHECK (refused >= 1);
+    }
 
     /*  The map; the cut once each remote worker has finished a task. */
     int64_t started = s_now_ms ();
@@ -828,6 +892,8 @@ main (void)
                       status.text);
     CHECK_EQ_INT (status.done, MAP_TASKS + TAIL_TASKS);
     CHECK_EQ_INT (status.failed, 0);
+    if (curve) /* the remote workers got back in with their keys */
+        CHECK_EQ_INT (status.handshake_failed, refused);
 
     dp_test_stop (remote, SIGTERM, STOP_MS);
     dp_test_stop (local, SIGTERM, STOP_MS);
