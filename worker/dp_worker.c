@@ -1102,7 +1102,7 @@ s_runner_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack
         return -1;
     }
     r->qgot = false;
-    dp_queue_reply_t reply;
+    dp_queue_reply_t reply = {0};
     bool ok = s_runner_decode_reply (&r->qreply, &reply);
     assert (ok);
     (void)ok;
