@@ -21,6 +21,10 @@
     grow): its message is then the code's description. */
 #define NO_OFFSET UINT64_MAX
 
+/*  Where a successful item's value is not in the handle's data: it was a
+    scalar, unpacked into its object as it came. */
+#define IN_OBJECT (UINT64_MAX - 1)
+
 /*  One call's outcome: code, and where its packed value (code 0) or its
     NUL-terminated message lies in the handle's data. */
 typedef struct {
@@ -158,25 +162,46 @@ s_unref (dpool_result_t *self)
     dp_client_unref (pool);
 }
 
-/*  Unpacks every value into the handle's zone and settles its code and
-    value. On the actor thread, before the handle is published. */
+/*  Makes the handle's zone, sized for extra bytes of unpacked values
+    beyond the objects, and its count objects in it. Returns 0, or -1 with
+    neither. */
+static int
+s_make_objects (dpool_result_t *self, size_t extra)
+{
+    assert (!self->zone && self->count);
+    /*  Sized to what this handle holds (the unpacked objects point into
+        data for strings): most are a few bytes, and a zone of
+        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
+        grows by itself if the values need more. */
+    size_t chunk = ZONE_MIN + self->count * sizeof (msgpack_object) + extra;
+    self->zone =
+        msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
+    if (self->zone)
+        self->objects = (msgpack_object *)msgpack_zone_malloc (
+            self->zone, self->count * sizeof (msgpack_object));
+    if (!self->objects && self->zone) {
+        msgpack_zone_free (self->zone);
+        self->zone = NULL;
+    }
+    return self->zone ? 0 : -1;
+}
+
+/*  Unpacks every value not unpacked yet into the handle's zone and settles
+    its code and value. On the actor thread, before the handle is
+    published. */
 static void
 s_materialize (dpool_result_t *self)
 {
     self->code = 0;
     self->error = NULL;
     self->value.type = MSGPACK_OBJECT_NIL;
-    /*  Sized to what this handle holds (the unpacked objects point into
-        data for strings): most are a few bytes, and a zone of
-        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
-        grows by itself if the values need more. */
-    size_t chunk = ZONE_MIN + self->count * sizeof (msgpack_object) + 2 * self->data.size;
-    self->zone =
-        msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
-    if (self->zone && self->count)
-        self->objects = (msgpack_object *)msgpack_zone_malloc (
-            self->zone, self->count * sizeof (msgpack_object));
-    if (!self->zone || (self->count && !self->objects)) {
+    if (!self->zone) { /* else made for the first scalar */
+        if (self->count)
+            s_make_objects (self, 2 * self->data.size);
+        else
+            self->zone = msgpack_zone_new (ZONE_MIN);
+    }
+    if (!self->zone) {
         self->code = DPOOL_ENOMEM;
         self->error = dpool_strerror (DPOOL_ENOMEM);
         for (size_t i = 0; i < self->count; i++)
@@ -189,6 +214,8 @@ s_materialize (dpool_result_t *self)
     for (size_t i = 0; i < self->count; i++) {
         dp_item_t *item = &self->items[i];
         msgpack_object *object = &self->objects[i];
+        if (item->code == 0 && item->offset == IN_OBJECT)
+            continue;
         object->type = MSGPACK_OBJECT_NIL;
         if (item->code == 0) {
             size_t off = 0;
@@ -250,6 +277,16 @@ s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, si
     assert (index < self->count);
     dp_item_t *item = &self->items[index];
     item->code = code;
+    /*  A scalar goes straight into its object: no copy, no unpack later.
+        The objects are made with the first one. */
+    msgpack_object scalar;
+    if (code == 0 && dp_mp_unpack_scalar (bytes, size, &scalar) == size &&
+        (self->zone || s_make_objects (self, 0) == 0)) {
+        self->objects[index] = scalar;
+        item->offset = IN_OBJECT;
+        item->size = 0;
+        return;
+    }
     item->offset = self->data.size;
     item->size = (uint32_t)size;
     /*  The first value sizes the buffer for what is still to come: exactly
@@ -363,6 +400,23 @@ s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
     dp_reader_init (&reader, value.data, value.size);
     if (dp_mp_read_array (&reader, &n) || n != task->count)
         return -1;
+    if (!s_is_imap (self)) {
+        /*  One pass; a bad pair undoes what the ones before it stored (the
+            failure then overwrites their items). */
+        size_t done = self->done, data_size = self->data.size;
+        for (uint32_t i = 0; i < n; i++) {
+            if (s_read_pair (&reader, &code, &item)) {
+                self->done = done;
+                self->data.size = data_size;
+                return -1;
+            }
+            s_store (self, task->first + i, code, item.data, item.size);
+            self->done++;
+        }
+        return 0;
+    }
+    /*  An imap hands each call to its iterator at once: check them all
+        first. */
     dp_reader_t check = reader;
     for (uint32_t i = 0; i < n; i++)
         if (s_read_pair (&check, &code, &item))
