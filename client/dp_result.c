@@ -21,12 +21,12 @@
     grow): its message is then the code's description. */
 #define NO_OFFSET UINT64_MAX
 
-/*  Where a successful item's value is not in the handle's data: it was a
-    scalar, unpacked into its object as it came. */
-#define IN_OBJECT (UINT64_MAX - 1)
-
 /*  One call's outcome: code, and where its packed value (code 0) or its
-    NUL-terminated message lies in the handle's data. */
+    NUL-terminated message lies in the handle's data. An item still all
+    zero (as calloc made it) is a success whose value is already in its
+    object: a scalar, unpacked as it came, its item never written, so that
+    a map of scalars leaves the pages of its items untouched. No packed
+    value is 0 bytes, so a stored one never looks like that. */
 typedef struct {
     int32_t code;
     uint32_t size;
@@ -214,8 +214,8 @@ s_materialize (dpool_result_t *self)
     for (size_t i = 0; i < self->count; i++) {
         dp_item_t *item = &self->items[i];
         msgpack_object *object = &self->objects[i];
-        if (item->code == 0 && item->offset == IN_OBJECT)
-            continue;
+        if (item->code == 0 && item->size == 0)
+            continue; /* in its object already */
         object->type = MSGPACK_OBJECT_NIL;
         if (item->code == 0) {
             size_t off = 0;
@@ -275,18 +275,18 @@ static void
 s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size)
 {
     assert (index < self->count);
-    dp_item_t *item = &self->items[index];
-    item->code = code;
-    /*  A scalar goes straight into its object: no copy, no unpack later.
-        The objects are made with the first one. */
+    /*  A scalar goes straight into its object, its item left all zero: no
+        copy, no unpack later. The objects are made with the first one. A
+        call is stored once (a malformed chunk's calls then fail, which
+        writes their items whole). */
     msgpack_object scalar;
     if (code == 0 && dp_mp_unpack_scalar (bytes, size, &scalar) == size &&
         (self->zone || s_make_objects (self, 0) == 0)) {
         self->objects[index] = scalar;
-        item->offset = IN_OBJECT;
-        item->size = 0;
         return;
     }
+    dp_item_t *item = &self->items[index];
+    item->code = code;
     item->offset = self->data.size;
     item->size = (uint32_t)size;
     /*  The first value sizes the buffer for what is still to come: exactly
