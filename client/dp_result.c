@@ -52,6 +52,7 @@ struct _dpool_result_t {
     /*  Written by the actor alone until ready; read-only afterwards. */
     size_t done;             /* calls whose outcome is in */
     dp_item_t *items;        /* [count], apply and map and item handles */
+    size_t written;          /* items written: failures and values not in objects */
     msgpack_sbuffer data;    /* values and messages, back to back */
     int code;                /* 0, or the first failed call's code */
     const char *error;       /* its message */
@@ -211,7 +212,9 @@ s_materialize (dpool_result_t *self)
             }
         return;
     }
-    for (size_t i = 0; i < self->count; i++) {
+    /*  With no item written, every value is in its object already: the
+        items, never touched, stay that way. */
+    for (size_t i = 0; i < self->count && self->written; i++) {
         dp_item_t *item = &self->items[i];
         msgpack_object *object = &self->objects[i];
         if (item->code == 0 && item->size == 0)
@@ -286,6 +289,7 @@ s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, si
         return;
     }
     dp_item_t *item = &self->items[index];
+    self->written++;
     item->code = code;
     item->offset = self->data.size;
     item->size = (uint32_t)size;
