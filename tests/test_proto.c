@@ -462,8 +462,24 @@ test_unpack_scalar (void)
     msgpack_packer pk;
     msgpack_sbuffer_init (&sb);
     msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
-    const int64_t ints[] = {0, 1, 127, 128, 255, 256, 65535, 65536, -1, -32, -33, -128, -129,
-                            -32768, -32769, INT32_MIN, (int64_t)INT32_MIN - 1, INT64_MIN,
+    const int64_t ints[] = {0,
+                            1,
+                            127,
+                            128,
+                            255,
+                            256,
+                            65535,
+                            65536,
+                            -1,
+                            -32,
+                            -33,
+                            -128,
+                            -129,
+                            -32768,
+                            -32769,
+                            INT32_MIN,
+                            (int64_t)INT32_MIN - 1,
+                            INT64_MIN,
                             INT64_MAX};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         msgpack_pack_int64 (&pk, ints[i]);
@@ -497,7 +513,8 @@ test_unpack_scalar (void)
         size_t took = dp_mp_unpack_scalar (sb.data + at, sb.size - at, &mine);
         size_t off = 0;
         CHECK (msgpack_unpack (sb.data + at, sb.size - at, &off, &zone, &theirs) ==
-               MSGPACK_UNPACK_EXTRA_BYTES || at + off == sb.size);
+                   MSGPACK_UNPACK_EXTRA_BYTES ||
+               at + off == sb.size);
         if (n < scalars) {
             CHECK_EQ_INT (took, off);
             CHECK (msgpack_object_equal (mine, theirs));

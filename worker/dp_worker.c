@@ -1212,10 +1212,9 @@ s_runner_chunk (s_runner_t *r, dpool_fn_t *fn, dp_span_t calls)
             reader.pos += scalar;
         else
             msgpack_zone_clear (&r->zone);
-        if (!scalar &&
-            (dp_mp_read_object (&reader, &item) != 0 ||
-             msgpack_unpack ((const char *)item.data, item.size, &offset, &r->zone, &args) !=
-                 MSGPACK_UNPACK_SUCCESS)) {
+        if (!scalar && (dp_mp_read_object (&reader, &item) != 0 ||
+                        msgpack_unpack ((const char *)item.data, item.size, &offset, &r->zone,
+                                        &args) != MSGPACK_UNPACK_SUCCESS)) {
             /*  Proto validated the chunk; this is memory running out. */
             code = DPOOL_EINVAL;
             static const char message[] = "cannot unpack the arguments";
