@@ -16,12 +16,12 @@
 #include <sys/mman.h>
 
 #define ZONE_MIN       64        /* bytes of zone beyond the values */
+#define DATA_GUESS_MAX (1 << 20) /* most bytes reserved for a map's values at first */
 
 /*  An array of objects this big or bigger asks for huge pages: a map of 1M
     results would otherwise take a page fault every 170 objects, on the
     thread that stores them. */
 #define HUGE_PAGE_SIZE ((size_t)2 << 20)
-#define DATA_GUESS_MAX (1 << 20) /* most bytes reserved for a map's values at first */
 
 /*  Where an item's message is not in the handle's data (the data could not
     grow): its message is then the code's description. */
