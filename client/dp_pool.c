@@ -572,13 +572,15 @@ s_plan_map (dpool_pool_t *self, dp_result_mode_t mode, const void *args, size_t 
         return dp_fail (DPOOL_EINVAL);
     dp_reader_t reader;
     dp_reader_init (&reader, size ? args : "", size);
-    size_t count = 0;
+    size_t count = 0, largest = 0;
     while (dp_reader_left (&reader) > 0) {
         dp_span_t object;
         if ((star && dp_mp_peek (&reader) != DP_MP_ARRAY) ||
             dp_mp_read_object (&reader, &object) ||
             object.size > DP_CLIENT_TASK_MAX - TASK_OVERHEAD)
             return dp_fail (DPOOL_EINVAL);
+        if (object.size > largest)
+            largest = object.size;
         count++;
     }
     if (chunksize == 0 && count > 0) {
@@ -597,6 +599,14 @@ s_plan_map (dpool_pool_t *self, dp_result_mode_t mode, const void *args, size_t 
     plan->size = size;
     plan->count = count;
     plan->chunksize = chunksize ? chunksize : 1;
+    /*  When no chunk can reach DP_CLIENT_CHUNK_BYTES, every chunk but the
+        last is full and the count says how many there are; else they are
+        cut where s_next_chunk will cut them. */
+    size_t per = plan->chunksize < DP_MAX_BATCH ? plan->chunksize : DP_MAX_BATCH;
+    if (largest <= DP_CLIENT_CHUNK_BYTES / per) {
+        plan->ntasks = count / per + (count % per != 0);
+        return 0;
+    }
     plan->ntasks = 0;
     dp_reader_init (&reader, size ? args : "", size);
     while (dp_reader_left (&reader) > 0) {

@@ -13,16 +13,26 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-#define ZONE_MIN       64        /* bytes of zone beyond the objects and values */
+#define ZONE_MIN       64        /* bytes of zone beyond the values */
 #define DATA_GUESS_MAX (1 << 20) /* most bytes reserved for a map's values at first */
+
+/*  An array of objects this big or bigger asks for huge pages: a map of 1M
+    results would otherwise take a page fault every 170 objects, on the
+    thread that stores them. */
+#define HUGE_PAGE_SIZE ((size_t)2 << 20)
 
 /*  Where an item's message is not in the handle's data (the data could not
     grow): its message is then the code's description. */
 #define NO_OFFSET UINT64_MAX
 
 /*  One call's outcome: code, and where its packed value (code 0) or its
-    NUL-terminated message lies in the handle's data. */
+    NUL-terminated message lies in the handle's data. An item still all
+    zero (as calloc made it) is a success whose value is already in its
+    object: a scalar, unpacked as it came, its item never written, so that
+    a map of scalars leaves the pages of its items untouched. No packed
+    value is 0 bytes, so a stored one never looks like that. */
 typedef struct {
     int32_t code;
     uint32_t size;
@@ -49,11 +59,12 @@ struct _dpool_result_t {
     /*  Written by the actor alone until ready; read-only afterwards. */
     size_t done;             /* calls whose outcome is in */
     dp_item_t *items;        /* [count], apply and map and item handles */
+    size_t written;          /* items written: failures and values not in objects */
     msgpack_sbuffer data;    /* values and messages, back to back */
     int code;                /* 0, or the first failed call's code */
     const char *error;       /* its message */
-    msgpack_zone *zone;      /* the unpacked values live here */
-    msgpack_object *objects; /* [count] each call's value (nil if failed) */
+    msgpack_zone *zone;      /* the unpacked values' insides live here */
+    msgpack_object *objects; /* [count] each call's value (nil if failed), owned */
     msgpack_object value;    /* what get returns */
 
     /*  [lock] an imap's finished items, waiting for the iterator. */
@@ -124,6 +135,7 @@ s_free_storage (dpool_result_t *self)
 {
     if (self->zone)
         msgpack_zone_free (self->zone);
+    free (self->objects);
     msgpack_sbuffer_destroy (&self->data);
     free (self->items);
     free (self->queue);
@@ -174,25 +186,61 @@ s_has_callback (const dpool_result_t *self)
     return self->code == 0 ? self->callback != NULL : self->error_callback != NULL;
 }
 
-/*  Unpacks every value into the handle's zone and settles its code and
-    value. On the actor thread, before the handle is published. */
+/*  An array of count objects, for free (); NULL if there is no memory. */
+static msgpack_object *
+s_objects_new (size_t count)
+{
+    size_t size = count * sizeof (msgpack_object);
+#ifdef MADV_HUGEPAGE
+    if (size >= HUGE_PAGE_SIZE) {
+        size_t rounded = (size + HUGE_PAGE_SIZE - 1) / HUGE_PAGE_SIZE * HUGE_PAGE_SIZE;
+        void *objects = aligned_alloc (HUGE_PAGE_SIZE, rounded);
+        if (objects)
+            madvise (objects, rounded, MADV_HUGEPAGE); /* a hint: failing is harmless */
+        return (msgpack_object *)objects;
+    }
+#endif
+    return (msgpack_object *)malloc (size);
+}
+
+/*  Makes the handle's count objects and its zone, sized for extra bytes of
+    unpacked values. Returns 0, or -1 with neither. */
+static int
+s_make_objects (dpool_result_t *self, size_t extra)
+{
+    assert (!self->zone && self->count);
+    /*  Sized to what this handle holds (the unpacked objects point into
+        data for strings): most are a few bytes, and a zone of
+        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
+        grows by itself if the values need more. */
+    size_t chunk = ZONE_MIN + extra;
+    self->objects = s_objects_new (self->count);
+    if (self->objects)
+        self->zone =
+            msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
+    if (!self->zone) {
+        free (self->objects);
+        self->objects = NULL;
+    }
+    return self->zone ? 0 : -1;
+}
+
+/*  Unpacks every value not unpacked yet into the handle's zone and settles
+    its code and value. On the actor thread, before the handle is
+    published. */
 static void
 s_materialize (dpool_result_t *self)
 {
     self->code = 0;
     self->error = NULL;
     self->value.type = MSGPACK_OBJECT_NIL;
-    /*  Sized to what this handle holds (the unpacked objects point into
-        data for strings): most are a few bytes, and a zone of
-        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
-        grows by itself if the values need more. */
-    size_t chunk = ZONE_MIN + self->count * sizeof (msgpack_object) + 2 * self->data.size;
-    self->zone =
-        msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
-    if (self->zone && self->count)
-        self->objects = (msgpack_object *)msgpack_zone_malloc (
-            self->zone, self->count * sizeof (msgpack_object));
-    if (!self->zone || (self->count && !self->objects)) {
+    if (!self->zone) { /* else made for the first scalar */
+        if (self->count)
+            s_make_objects (self, 2 * self->data.size);
+        else
+            self->zone = msgpack_zone_new (ZONE_MIN);
+    }
+    if (!self->zone) {
         self->code = DPOOL_ENOMEM;
         self->error = dpool_strerror (DPOOL_ENOMEM);
         for (size_t i = 0; i < self->count; i++)
@@ -202,9 +250,13 @@ s_materialize (dpool_result_t *self)
             }
         return;
     }
-    for (size_t i = 0; i < self->count; i++) {
+    /*  With no item written, every value is in its object already: the
+        items, never touched, stay that way. */
+    for (size_t i = 0; i < self->count && self->written; i++) {
         dp_item_t *item = &self->items[i];
         msgpack_object *object = &self->objects[i];
+        if (item->code == 0 && item->size == 0)
+            continue; /* in its object already */
         object->type = MSGPACK_OBJECT_NIL;
         if (item->code == 0) {
             size_t off = 0;
@@ -246,7 +298,18 @@ static void
 s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size)
 {
     assert (index < self->count);
+    /*  A scalar goes straight into its object, its item left all zero: no
+        copy, no unpack later. The objects are made with the first one. A
+        call is stored once (a malformed chunk's calls then fail, which
+        writes their items whole). */
+    msgpack_object scalar;
+    if (code == 0 && dp_mp_unpack_scalar (bytes, size, &scalar) == size &&
+        (self->zone || s_make_objects (self, 0) == 0)) {
+        self->objects[index] = scalar;
+        return;
+    }
     dp_item_t *item = &self->items[index];
+    self->written++;
     item->code = code;
     item->offset = self->data.size;
     item->size = (uint32_t)size;
@@ -361,6 +424,23 @@ s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
     dp_reader_init (&reader, value.data, value.size);
     if (dp_mp_read_array (&reader, &n) || n != task->count)
         return -1;
+    if (!s_is_imap (self)) {
+        /*  One pass; a bad pair undoes what the ones before it stored (the
+            failure then overwrites their items). */
+        size_t done = self->done, data_size = self->data.size;
+        for (uint32_t i = 0; i < n; i++) {
+            if (s_read_pair (&reader, &code, &item)) {
+                self->done = done;
+                self->data.size = data_size;
+                return -1;
+            }
+            s_store (self, task->first + i, code, item.data, item.size);
+            self->done++;
+        }
+        return 0;
+    }
+    /*  An imap hands each call to its iterator at once: check them all
+        first. */
     dp_reader_t check = reader;
     for (uint32_t i = 0; i < n; i++)
         if (s_read_pair (&check, &code, &item))

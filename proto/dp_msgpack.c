@@ -483,6 +483,67 @@ dp_mp_read_object (dp_reader_t *self, dp_span_t *object)
     return dp_mp_read_object_depth (self, object, DP_MP_MAX_DEPTH, NULL);
 }
 
+size_t
+dp_mp_unpack_scalar (const void *data, size_t size, msgpack_object *object)
+{
+    assert (object);
+    if (size == 0)
+        return 0;
+    const uint8_t *p = (const uint8_t *)data;
+    uint8_t b = p[0];
+    if (b <= 0x7f) {
+        object->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        object->via.u64 = b;
+        return 1;
+    }
+    if (b >= 0xe0) {
+        object->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        object->via.i64 = (int8_t)b;
+        return 1;
+    }
+    if (b == 0xc0 || b == 0xc2 || b == 0xc3) {
+        object->type = b == 0xc0 ? MSGPACK_OBJECT_NIL : MSGPACK_OBJECT_BOOLEAN;
+        object->via.boolean = b == 0xc3;
+        return 1;
+    }
+    /*  ca, cb: float 32, 64; cc-cf: uint 8-64; d0-d3: int 8-64. */
+    if (b < 0xca || b > 0xd3)
+        return 0;
+    static const uint8_t widths[10] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+    int width = widths[b - 0xca];
+    if (size < (size_t)1 + (size_t)width)
+        return 0;
+    uint64_t bits = s_load_be (p + 1, width);
+    if (b == 0xca) {
+        uint32_t narrow = (uint32_t)bits;
+        float f;
+        memcpy (&f, &narrow, sizeof f);
+        object->type = MSGPACK_OBJECT_FLOAT32;
+        object->via.f64 = (double)f;
+    } else if (b == 0xcb) {
+        double d;
+        memcpy (&d, &bits, sizeof d);
+        object->type = MSGPACK_OBJECT_FLOAT64;
+        object->via.f64 = d;
+    } else if (b <= 0xcf) {
+        object->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        object->via.u64 = bits;
+    } else {
+        /*  Sign-extend from the item's width; msgpack-c calls a signed
+            item that is not negative a positive integer. */
+        int shift = 64 - 8 * width;
+        int64_t value = (int64_t)(bits << shift) >> shift;
+        if (value >= 0) {
+            object->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+            object->via.u64 = (uint64_t)value;
+        } else {
+            object->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+            object->via.i64 = value;
+        }
+    }
+    return (size_t)1 + (size_t)width;
+}
+
 int64_t
 dp_mp_count_objects (const void *data, size_t size)
 {

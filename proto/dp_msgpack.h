@@ -15,6 +15,7 @@
 #ifndef DP_MSGPACK_H_INCLUDED
 #define DP_MSGPACK_H_INCLUDED
 
+#include <msgpack/object.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +99,15 @@ dp_mp_read_object (dp_reader_t *self, dp_span_t *object);
     an array of scalars 1). */
 int
 dp_mp_read_object_depth (dp_reader_t *self, dp_span_t *object, int max_depth, int *depth_used);
+
+/*  Unpacks the item at data (size bytes available) into *object, exactly as
+    msgpack_unpack would, when it is a scalar that needs no zone: nil, a
+    bool, an integer or a float. Returns the bytes it took, or 0 (object
+    untouched) when the item is of another kind or truncated, for
+    msgpack_unpack to deal with. The fast path for map results and chunk
+    arguments, which are mostly scalars. */
+size_t
+dp_mp_unpack_scalar (const void *data, size_t size, msgpack_object *object);
 
 /*  Checks that data holds a sequence of complete msgpack items back to back
     and nothing else; returns how many, or -1 if it does not. */

@@ -144,9 +144,11 @@ s_i32 (dp_reader_t *r, int32_t *value, int64_t min, int64_t max)
             return rc_;                                                                           \
     } while (0)
 
-/*  Reads one task entry of a SUBMIT or DISPATCH list. */
+/*  Reads one task entry of a SUBMIT or DISPATCH list. known, if not NULL,
+    is where its arguments lie: given when its data is set (an entry
+    already checked), filled in otherwise. */
 static dp_reason_t
-s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task)
+s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task, dp_span_t *known)
 {
     uint32_t count;
     bool submit = cmd == DP_CMD_SUBMIT;
@@ -157,9 +159,14 @@ s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task)
     TRY (s_name (r, &task->fn, 1));
     /*  A chunk's array adds one level above its calls, each of which may
         nest as deep as a single call's arguments. */
-    int depth;
-    if (dp_mp_read_object_depth (r, &task->args, DP_MP_MAX_DEPTH + 1, &depth))
+    int depth = 0;
+    if (known && known->data) {
+        task->args = *known;
+        r->pos = known->data + known->size;
+    } else if (dp_mp_read_object_depth (r, &task->args, DP_MP_MAX_DEPTH + 1, &depth))
         return DP_EBODY;
+    else if (known)
+        *known = task->args;
     if (submit) {
         TRY (s_i32 (r, &task->priority, INT32_MIN, INT32_MAX));
         TRY (s_u32 (r, &task->timeout_ms, UINT32_MAX));
@@ -180,9 +187,10 @@ s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task)
     return s_skip_extra (r, count, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS);
 }
 
-/*  Reads one result entry of a RESULT or DONE list. */
+/*  Reads one result entry of a RESULT or DONE list; known as for s_task,
+    for a successful entry's value. */
 static dp_reason_t
-s_result (dp_reader_t *r, dp_result_t *result)
+s_result (dp_reader_t *r, dp_result_t *result, dp_span_t *known)
 {
     uint32_t count;
     TRY (s_open (r, RESULT_FIELDS, &count));
@@ -192,8 +200,13 @@ s_result (dp_reader_t *r, dp_result_t *result)
     if (result->code == 0) {
         /*  A chunk's value wraps each call's result in two levels:
             [[code, value], ...]. */
-        if (dp_mp_read_object_depth (r, &result->value, DP_MP_MAX_DEPTH + 2, NULL))
+        if (known && known->data) {
+            result->value = *known;
+            r->pos = known->data + known->size;
+        } else if (dp_mp_read_object_depth (r, &result->value, DP_MP_MAX_DEPTH + 2, NULL))
             return DP_EBODY;
+        else if (known)
+            *known = result->value;
     } else {
         /*  A failure's value is its message; value spans the str item whole,
             so it can be forwarded as is. */
@@ -223,18 +236,20 @@ s_list (dp_reader_t *r, dp_cmd_t cmd, dp_list_t *list)
         return DP_ELIMIT;
     list->reader = *r;
     list->left = count;
+    list->next = 0;
     for (uint32_t i = 0; i < count; i++) {
         dp_task_t task;
         dp_result_t result;
         uint64_t seq;
+        dp_span_t *known = i < DP_LIST_KNOWN ? &list->known[i] : NULL;
         switch (cmd) {
         case DP_CMD_SUBMIT:
         case DP_CMD_DISPATCH:
-            TRY (s_task (r, cmd, &task));
+            TRY (s_task (r, cmd, &task, known));
             break;
         case DP_CMD_RESULT:
         case DP_CMD_DONE:
-            TRY (s_result (r, &result));
+            TRY (s_result (r, &result, known));
             break;
         case DP_CMD_CANCEL:
             if (dp_mp_read_uint (r, &seq))
@@ -496,10 +511,12 @@ dp_list_next_task (dp_list_t *self, dp_cmd_t cmd, dp_task_t *task)
 {
     if (self->left == 0)
         return false;
-    dp_reason_t rc = s_task (&self->reader, cmd, task);
+    dp_span_t *known = self->next < DP_LIST_KNOWN ? &self->known[self->next] : NULL;
+    dp_reason_t rc = s_task (&self->reader, cmd, task, known);
     assert (rc == DP_OK);
     (void)rc;
     self->left--;
+    self->next++;
     return true;
 }
 
@@ -508,10 +525,12 @@ dp_list_next_result (dp_list_t *self, dp_result_t *result)
 {
     if (self->left == 0)
         return false;
-    dp_reason_t rc = s_result (&self->reader, result);
+    dp_span_t *known = self->next < DP_LIST_KNOWN ? &self->known[self->next] : NULL;
+    dp_reason_t rc = s_result (&self->reader, result, known);
     assert (rc == DP_OK);
     (void)rc;
     self->left--;
+    self->next++;
     return true;
 }
 

@@ -123,11 +123,19 @@ dp_cmd_name (int cmd);
 const char *
 dp_reason_name (int reason);
 
+/*  How many task arguments or result values of a list dp_msg_decode
+    remembers, so that the iterators need not walk them a second time (a
+    chunk's value holds thousands of calls). */
+#define DP_LIST_KNOWN 16
+
 /*  A list of entries (tasks, results, seqs, names) inside a validated body,
-    walked with the dp_list_next_* call of its kind. */
+    walked with the dp_list_next_* call of its kind. Made only by
+    dp_msg_decode; copies walk the same entries independently. */
 typedef struct {
     dp_reader_t reader;
     uint32_t left;
+    uint32_t next;                  /* index of the next entry */
+    dp_span_t known[DP_LIST_KNOWN]; /* the first entries' args or values */
 } dp_list_t;
 
 /*  One task, as SUBMIT and DISPATCH carry it. In SUBMIT, id is the client's

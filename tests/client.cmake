@@ -27,7 +27,7 @@ foreach (case ${DPOOL_CLIENT_TRANSPORT_CASES})
     endforeach ()
 endforeach ()
 
-foreach (case tasks_wait_for_unreachable_broker embedded_pool_apply_map
+foreach (case tasks_wait_for_unreachable_broker malformed_chunk_result embedded_pool_apply_map
               embedded_terminate_stops_workers embedded_pool_accepts_outside_workers
               config_from_environment)
     add_test (NAME client_${case} COMMAND test_client_pool ${case})

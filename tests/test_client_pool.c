@@ -9,6 +9,8 @@
     and stops every process it started.
 */
 #include "dp_testutil.h"
+#include "dp_util.h"
+#include "dp_wire.h"
 #include "dpool.h"
 
 #include <czmq.h>
@@ -1116,6 +1118,90 @@ test_tasks_wait_for_unreachable_broker (void)
 }
 
 /*  ---------------------------------------------------------------------------
+    A broker that sends a malformed chunk result: every call of that chunk
+    fails with DPOOL_EPROTO, whatever the calls before the bad pair stored,
+    and the other chunk's calls keep their values. The broker is a ROUTER
+    in this test, speaking through proto/.
+*/
+static void
+test_malformed_chunk_result (void)
+{
+    char endpoint[1024];
+    snprintf (endpoint, sizeof endpoint, "%s", dp_test_ipc ("fake"));
+    void *ctx = zmq_ctx_new ();
+    void *router = zmq_socket (ctx, ZMQ_ROUTER);
+    CHECK (router);
+    CHECK_EQ_INT (dp_wire_configure (router, true, 0), 0);
+    CHECK_EQ_INT (zmq_bind (router, endpoint), 0);
+    dp_writer_t w;
+    dp_writer_init (&w);
+
+    dpool_pool_t *pool = dpool_pool_connect (endpoint);
+    CHECK (pool);
+    t_buf_t buf;
+    t_buf_init (&buf);
+    t_pack_range (&buf, 0, 6);
+    dpool_result_t *result =
+        dpool_pool_map_async (pool, "f", buf.sbuf.data, buf.sbuf.size, 3, NULL);
+    CHECK (result);
+    /*  Chunk one: a str and an int stored, then a pair whose code is a str.
+        Chunk two: fine, a str among ints. */
+    static const uint8_t bad[] = {0x93, 0x92, 0x00, 0xa1, 'a', 0x92,
+                                  0x00, 0x01, 0x92, 0xa1, 'x', 0x03};
+    static const uint8_t good[] = {0x93, 0x92, 0x00, 0xa1, 'b', 0x92,
+                                   0x00, 0x04, 0x92, 0x00, 0x05};
+    int64_t until = dp_now_ms () + 20000;
+    while (!dpool_result_ready (result) && dp_now_ms () < until) {
+        zmq_pollitem_t item = {router, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, 100) <= 0)
+            continue;
+        dp_wire_msg_t wire;
+        CHECK_EQ_INT (dp_wire_recv (router, &wire, 0), 0);
+        zmq_msg_t *rid = NULL;
+        dp_msg_t msg;
+        CHECK_EQ_INT (dp_wire_decode (&wire, true, &rid, &msg), DP_OK);
+        const void *to = zmq_msg_data (rid);
+        size_t to_size = zmq_msg_size (rid);
+        if (msg.cmd == DP_CMD_HELLO) {
+            dp_encode_welcome (&w, DP_HEARTBEAT_MS, DP_EXPIRY_MS, "fake", 1);
+            CHECK_EQ_INT (dp_wire_send_writer (router, to, to_size, DP_CMD_WELCOME, &w, 0), 0);
+        } else if (msg.cmd == DP_CMD_SUBMIT) {
+            dp_task_t task;
+            dp_list_t list = msg.u.list;
+            dp_list_begin (&w);
+            while (dp_list_next_task (&list, DP_CMD_SUBMIT, &task)) {
+                CHECK (task.flags & DP_TASK_CHUNK);
+                bool first = task.args.size > 1 && task.args.data[1] == 0x00;
+                dp_list_add_result (&w, task.id, 0, first ? bad : good,
+                                    first ? sizeof bad : sizeof good);
+            }
+            dp_list_end (&w);
+            CHECK_EQ_INT (dp_wire_send_writer (router, to, to_size, DP_CMD_RESULT, &w, 0), 0);
+        }
+        dp_wire_close (&wire);
+    }
+    t_check_failed (result, DPOOL_EPROTO);
+    msgpack_object value;
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_EQ_INT (dpool_result_item (result, i, &value), -1);
+        CHECK_EQ_INT (dpool_errno (), DPOOL_EPROTO);
+        CHECK_EQ_STR (dpool_result_item_error (result, i), "malformed chunk result");
+    }
+    CHECK_EQ_INT (dpool_result_item (result, 3, &value), 0);
+    CHECK (t_is_str (value, "b"));
+    CHECK_EQ_INT (dpool_result_item (result, 4, &value), 0);
+    CHECK (t_is_int (value, 4));
+    CHECK_EQ_INT (dpool_result_item (result, 5, &value), 0);
+    CHECK (t_is_int (value, 5));
+    dpool_result_destroy (&result);
+    dpool_pool_destroy (&pool);
+    t_buf_fini (&buf);
+    dp_writer_fini (&w);
+    zmq_close (router);
+    zmq_ctx_term (ctx);
+}
+
+/*  ---------------------------------------------------------------------------
     Many threads submit and wait at once, several on the same handle.
 */
 typedef struct {
@@ -1309,6 +1395,46 @@ test_embedded_pool_apply_map (void)
     for (int i = 0; i < 50; i++)
         CHECK (t_is_int (value.via.array.ptr[i], i * i));
     dpool_result_destroy (&result);
+
+    /*  Scalars, failures and other values mixed in one chunk: each item
+        keeps its own outcome, in input order, whatever the others were. */
+    t_buf_clear (&buf);
+    for (int i = 0; i < 12; i++) {
+        if (i % 4 == 1)
+            t_pack_str (&buf, "bad");
+        else
+            msgpack_pack_int (&buf.pk, i);
+    }
+    result = dpool_pool_map (pool, "square", buf.sbuf.data, buf.sbuf.size, 12, NULL);
+    t_check_failed (result, DPOOL_EFAILED);
+    CHECK (strstr (dpool_result_error (result), "square wants a uint"));
+    for (int i = 0; i < 12; i++) {
+        msgpack_object item;
+        if (i % 4 == 1) {
+            CHECK_EQ_INT (dpool_result_item (result, (size_t)i, &item), -1);
+            CHECK (strstr (dpool_result_item_error (result, (size_t)i), "square wants a uint"));
+        } else {
+            CHECK_EQ_INT (dpool_result_item (result, (size_t)i, &item), 0);
+            CHECK (t_is_int (item, i * i));
+            CHECK (dpool_result_item_error (result, (size_t)i) == NULL);
+        }
+    }
+    dpool_result_destroy (&result);
+    t_buf_clear (&buf);
+    for (int i = 0; i < 12; i++) {
+        if (i % 3 == 0)
+            t_pack_str (&buf, "s");
+        else
+            msgpack_pack_int (&buf.pk, i);
+    }
+    result = dpool_pool_map (pool, "echo", buf.sbuf.data, buf.sbuf.size, 5, NULL);
+    CHECK_EQ_INT (dpool_result_get (result, 0, &value), 0);
+    CHECK_EQ_INT (value.via.array.size, 12);
+    for (int i = 0; i < 12; i++)
+        CHECK (i % 3 == 0 ? t_is_str (value.via.array.ptr[i], "s")
+                          : t_is_int (value.via.array.ptr[i], i));
+    dpool_result_destroy (&result);
+    t_pack_range (&buf, 0, 50);
 
     dpool_iter_t *iter = dpool_pool_imap (pool, "echo", buf.sbuf.data, buf.sbuf.size, 0, NULL);
     for (int i = 0; i < 50; i++) {
@@ -1524,6 +1650,7 @@ static const t_case_t s_cases[] = {
     {"many_threads_submit_and_wait", test_many_threads_submit_and_wait, NULL, 60},
     {"result_outlives_pool", test_result_outlives_pool, NULL, 60},
     {"tasks_wait_for_unreachable_broker", NULL, test_tasks_wait_for_unreachable_broker, 60},
+    {"malformed_chunk_result", NULL, test_malformed_chunk_result, 60},
     {"embedded_pool_apply_map", NULL, test_embedded_pool_apply_map, 90},
     {"embedded_terminate_stops_workers", NULL, test_embedded_terminate_stops_workers, 60},
     {"embedded_pool_accepts_outside_workers", NULL, test_embedded_pool_accepts_outside_workers,

@@ -453,6 +453,120 @@ test_reader (void)
     CHECK_EQ_INT (dp_mp_count_objects ("", 0), 0);
 }
 
+/*  dp_mp_unpack_scalar gives what msgpack_unpack gives for every scalar,
+    and leaves the rest (and truncated scalars) to it. */
+static void
+test_unpack_scalar (void)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    const int64_t ints[] = {0,
+                            1,
+                            127,
+                            128,
+                            255,
+                            256,
+                            65535,
+                            65536,
+                            -1,
+                            -32,
+                            -33,
+                            -128,
+                            -129,
+                            -32768,
+                            -32769,
+                            INT32_MIN,
+                            (int64_t)INT32_MIN - 1,
+                            INT64_MIN,
+                            INT64_MAX};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        msgpack_pack_int64 (&pk, ints[i]);
+        msgpack_pack_int8 (&pk, (int8_t)ints[i]);
+        msgpack_pack_int16 (&pk, (int16_t)ints[i]);
+        msgpack_pack_int32 (&pk, (int32_t)ints[i]);
+        msgpack_pack_fix_int64 (&pk, ints[i]);
+        msgpack_pack_fix_int8 (&pk, (int8_t)ints[i]);
+        msgpack_pack_fix_int16 (&pk, (int16_t)ints[i]);
+        msgpack_pack_fix_uint32 (&pk, (uint32_t)ints[i]);
+        msgpack_pack_fix_uint64 (&pk, (uint64_t)ints[i]);
+    }
+    msgpack_pack_uint64 (&pk, UINT64_MAX);
+    msgpack_pack_float (&pk, 1.5f);
+    msgpack_pack_double (&pk, -2.25);
+    msgpack_pack_nil (&pk);
+    msgpack_pack_true (&pk);
+    msgpack_pack_false (&pk);
+    size_t scalars = dp_mp_count_objects (sb.data, sb.size);
+    msgpack_pack_str_with_body (&pk, "s", 1);
+    msgpack_pack_array (&pk, 0);
+    msgpack_pack_map (&pk, 0);
+    msgpack_pack_bin_with_body (&pk, "b", 1);
+    msgpack_pack_ext_with_body (&pk, "e", 1, 1);
+
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 256);
+    size_t at = 0;
+    for (size_t n = 0; at < sb.size; n++) {
+        msgpack_object mine, theirs;
+        size_t took = dp_mp_unpack_scalar (sb.data + at, sb.size - at, &mine);
+        size_t off = 0;
+        CHECK (msgpack_unpack (sb.data + at, sb.size - at, &off, &zone, &theirs) ==
+                   MSGPACK_UNPACK_EXTRA_BYTES ||
+               at + off == sb.size);
+        if (n < scalars) {
+            CHECK_EQ_INT (took, off);
+            CHECK (msgpack_object_equal (mine, theirs));
+            CHECK_EQ_INT (mine.type, theirs.type);
+            /*  Cut short, it is left alone. */
+            if (off > 1)
+                CHECK_EQ_INT (dp_mp_unpack_scalar (sb.data + at, off - 1, &mine), 0);
+        } else
+            CHECK_EQ_INT (took, 0);
+        at += off;
+    }
+    msgpack_object none;
+    CHECK_EQ_INT (dp_mp_unpack_scalar ("", 0, &none), 0);
+    msgpack_zone_destroy (&zone);
+    msgpack_sbuffer_destroy (&sb);
+}
+
+/*  The list iterators agree with the decode pass past the entries whose
+    values it remembers, and copies of a list walk independently. */
+static void
+test_long_list (void)
+{
+    const size_t count = DP_LIST_KNOWN + 5;
+    dp_list_begin (&w);
+    for (size_t i = 0; i < count; i++) {
+        uint8_t value[2] = {0x91, (uint8_t)i};
+        if (i % 3 == 2)
+            dp_list_add_error (&w, i, DPOOL_EFAILED, "boom");
+        else
+            dp_list_add_result (&w, i, 0, value, sizeof value);
+    }
+    dp_list_end (&w);
+    dp_msg_t msg = s_decode_ok (DP_CMD_RESULT);
+    for (int pass = 0; pass < 2; pass++) {
+        dp_list_t list = msg.u.list;
+        dp_result_t result;
+        size_t i = 0;
+        while (dp_list_next_result (&list, &result)) {
+            CHECK_EQ_INT (result.id, i);
+            if (i % 3 == 2)
+                CHECK_EQ_INT (result.code, DPOOL_EFAILED);
+            else {
+                CHECK_EQ_INT (result.code, 0);
+                CHECK_EQ_INT (result.value.size, 2);
+                CHECK_EQ_INT (result.value.data[1], i);
+            }
+            i++;
+        }
+        CHECK_EQ_INT (i, count);
+    }
+}
+
 /*  Random bytes as every command: refused or accepted, never a crash. */
 static void
 test_random (void)
@@ -497,6 +611,8 @@ main (void)
     test_lying_sizes ();
     test_wrong_types ();
     test_reader ();
+    test_unpack_scalar ();
+    test_long_list ();
     test_random ();
     dp_writer_fini (&w);
     return 0;

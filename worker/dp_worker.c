@@ -1216,11 +1216,16 @@ s_runner_chunk (s_runner_t *r, dpool_fn_t *fn, dp_span_t calls)
         dp_span_t item;
         msgpack_object args;
         size_t offset = 0;
-        msgpack_zone_clear (&r->zone);
         int code;
-        if (dp_mp_read_object (&reader, &item) != 0 ||
-            msgpack_unpack ((const char *)item.data, item.size, &offset, &r->zone, &args) !=
-                MSGPACK_UNPACK_SUCCESS) {
+        /*  A scalar (most calls' arguments) needs no zone. */
+        size_t scalar = dp_mp_unpack_scalar (reader.pos, dp_reader_left (&reader), &args);
+        if (scalar)
+            reader.pos += scalar;
+        else
+            msgpack_zone_clear (&r->zone);
+        if (!scalar && (dp_mp_read_object (&reader, &item) != 0 ||
+                        msgpack_unpack ((const char *)item.data, item.size, &offset, &r->zone,
+                                        &args) != MSGPACK_UNPACK_SUCCESS)) {
             /*  Proto validated the chunk; this is memory running out. */
             code = DPOOL_EINVAL;
             static const char message[] = "cannot unpack the arguments";
