@@ -21,6 +21,26 @@ dp_wire_configure (void *socket, bool router, int linger_ms)
 }
 
 int
+dp_wire_fd (void *socket)
+{
+    int fd = -1;
+    size_t size = sizeof fd;
+    if (zmq_getsockopt (socket, ZMQ_FD, &fd, &size) != 0)
+        return -1;
+    return fd;
+}
+
+bool
+dp_wire_readable (void *socket)
+{
+    uint32_t events = 0;
+    size_t size = sizeof events;
+    if (zmq_getsockopt (socket, ZMQ_EVENTS, &events, &size) != 0)
+        return false;
+    return (events & ZMQ_POLLIN) != 0;
+}
+
+int
 dp_wire_recv (void *socket, dp_wire_msg_t *msg, int flags)
 {
     assert (msg);

@@ -31,6 +31,19 @@ typedef struct {
 int
 dp_wire_configure (void *socket, bool router, int linger_ms);
 
+/*  A socket's file descriptor (ZMQ_FD), to poll(2) beside other fds; -1 on
+    failure. It only says that the socket's state may have changed: look
+    with dp_wire_readable after it fires, and before sleeping on it after
+    any send or receive on the socket (they may consume its signal). Costs
+    far fewer system calls than zmq_poll, which asks every socket for its
+    events before and after it sleeps. */
+int
+dp_wire_fd (void *socket);
+
+/*  True if a message is waiting on the socket (ZMQ_EVENTS has ZMQ_POLLIN). */
+bool
+dp_wire_readable (void *socket);
+
 /*  Receives one whole message (all its frames). flags may be ZMQ_DONTWAIT.
     Returns 0, or -1 with errno (EAGAIN, EINTR, ETERM). On success the caller
     must dp_wire_close the message. */
