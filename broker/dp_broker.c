@@ -1786,13 +1786,18 @@ dp_broker_run (dp_broker_t *self, zsock_t *pipe)
     for (;;) {
         if (!pipe && zsys_interrupted)
             break;
-        if (!dp_wire_readable (self->handle)) {
-            int64_t now = dp_now_ms ();
-            int64_t wake = self->last_tick + TICK_MS;
-            int64_t queue_deadline = dp_queues_next_deadline (self->queues);
-            if (queue_deadline >= 0 && queue_deadline < wake)
-                wake = queue_deadline;
-            int timeout = wake - now < 0 ? 0 : (int)(wake - now);
+        /*  With messages waiting, the poll only looks (the monitor and the
+            pipe get their turn however busy the ROUTER is). */
+        {
+            int timeout = 0;
+            if (!dp_wire_readable (self->handle)) {
+                int64_t now = dp_now_ms ();
+                int64_t wake = self->last_tick + TICK_MS;
+                int64_t queue_deadline = dp_queues_next_deadline (self->queues);
+                if (queue_deadline >= 0 && queue_deadline < wake)
+                    wake = queue_deadline;
+                timeout = wake - now < 0 ? 0 : (int)(wake - now);
+            }
             int rc = poll (fds, (nfds_t)nfds, timeout);
             if (rc < 0 && errno != EINTR)
                 break;

@@ -15,6 +15,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -572,6 +573,19 @@ s_timeout (const s_actor_t *self)
     return next > now ? (long)(next - now) : 0;
 }
 
+/*  Reads what the actor pipe holds; true if it says "$TERM" (anything on
+    it does). Its descriptor also fires for ZeroMQ's own traffic, which
+    leaves nothing to read. */
+static bool
+s_pipe_term (zsock_t *pipe)
+{
+    if (!dp_wire_readable (zsock_resolve (pipe)))
+        return false;
+    zmsg_t *command = zmsg_recv (pipe);
+    zmsg_destroy (&command);
+    return true;
+}
+
 /*  Empties the wake pipe. */
 static void
 s_drain_wake (dpool_pool_t *pool)
@@ -606,35 +620,31 @@ dp_client_actor (zsock_t *pipe, void *args)
     }
     s_send_hello (&self);
 
-    bool running = true;
+    /*  Descriptors, not zmq_poll (see dp_broker_run): one look at the
+        DEALER's events and one poll(2) a round. The pipe is read only when
+        its descriptor fires; nothing else touches it. */
+    int pipe_fd = dp_wire_fd (zsock_resolve (pipe));
+    bool running = pipe_fd >= 0 && !s_pipe_term (pipe);
     while (running) {
-        zmq_pollitem_t items[3] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
-                                   {NULL, pool->wake[0], ZMQ_POLLIN, 0},
-                                   {NULL, 0, ZMQ_POLLIN, 0}};
-        int nitems = 2;
-        if (self.dealer) {
-            items[2].socket = zsock_resolve (self.dealer);
-            nitems = 3;
-        }
-        int ready = zmq_poll (items, nitems, s_timeout (&self));
+        void *dealer = self.dealer ? zsock_resolve (self.dealer) : NULL;
+        bool inbox = dealer && dp_wire_readable (dealer);
+        struct pollfd fds[3] = {{pipe_fd, POLLIN, 0},
+                                {pool->wake[0], POLLIN, 0},
+                                {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
+        int ready = poll (fds, 3, inbox ? 0 : (int)s_timeout (&self));
         if (ready < 0) {
             if (errno == EINTR)
                 continue;
-            dp_error ("client: poll failed: %s", zmq_strerror (errno));
+            dp_error ("client: poll failed: %s", strerror (errno));
             break;
         }
-        if (items[0].revents & ZMQ_POLLIN) {
-            char *command = zstr_recv (pipe);
-            running = !command || strcmp (command, "$TERM") != 0;
-            zstr_free (&command);
-            if (!running)
-                break;
-        }
-        if (items[1].revents & ZMQ_POLLIN) {
+        if (ready > 0 && fds[0].revents && s_pipe_term (pipe))
+            break;
+        if (ready > 0 && fds[1].revents) {
             s_drain_wake (pool);
             s_service (&self);
         }
-        if (nitems == 3 && (items[2].revents & ZMQ_POLLIN))
+        if (inbox || (ready > 0 && fds[2].revents))
             s_recv (&self);
         s_on_timers (&self);
     }
