@@ -184,6 +184,9 @@ struct _dp_broker_t {
     void *handle;     /* router's libzmq socket */
     zsock_t *monitor; /* the router's connection events */
     zactor_t *auth;   /* CURVE: the ZAP handler that admits client keys */
+    bool fds_ready;   /* router_fd and monitor_fd are known */
+    int router_fd;
+    int monitor_fd;
     uint64_t accepted;
     uint64_t disconnected;
     uint64_t handshake_failed;
@@ -1743,101 +1746,120 @@ s_on_monitor (dp_broker_t *self)
     }
 }
 
+/*  The loop polls file descriptors itself rather than with zmq_poll, which
+    asks each socket for its events before and after it sleeps (a poll(2)
+    and a getpid(2) each with this libzmq): with the monitor and the pipe,
+    an idle broker spent ~20 system calls on every message. Here a round
+    costs one look at the ROUTER's events and one poll(2). The monitor
+    socket (and dp_broker_run's pipe) is read only when its descriptor
+    fires: nothing else touches it, so its signal stays up until it is read
+    to the end. */
+int
+dp_broker_fds (dp_broker_t *self, struct pollfd *fds)
+{
+    assert (self && fds);
+    if (!self->fds_ready) {
+        self->router_fd = dp_wire_fd (self->handle);
+        self->monitor_fd = self->monitor ? dp_wire_fd (zsock_resolve (self->monitor)) : -1;
+        /*  A socket's descriptor fires when a message arrives only once
+            the socket has been found empty: look at the monitor once. */
+        if (self->monitor)
+            s_on_monitor (self);
+        self->fds_ready = true;
+    }
+    int nfds = 0;
+    fds[nfds++] = (struct pollfd){self->router_fd, POLLIN, 0};
+    if (self->monitor_fd >= 0)
+        fds[nfds++] = (struct pollfd){self->monitor_fd, POLLIN, 0};
+    return nfds;
+}
+
+int
+dp_broker_wait_ms (dp_broker_t *self)
+{
+    assert (self);
+    if (dp_wire_readable (self->handle))
+        return 0;
+    int64_t now = dp_now_ms ();
+    int64_t wake = self->last_tick + TICK_MS;
+    int64_t queue_deadline = dp_queues_next_deadline (self->queues);
+    if (queue_deadline >= 0 && queue_deadline < wake)
+        wake = queue_deadline;
+    return wake - now < 0 ? 0 : (int)(wake - now);
+}
+
+void
+dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
+{
+    assert (self);
+    if (nfds > 1 && fds[1].revents)
+        s_on_monitor (self);
+    dp_wire_msg_t in;
+    for (int i = 0; i < DRAIN_MAX; i++) {
+        if (dp_wire_recv (self->handle, &in, ZMQ_DONTWAIT) != 0)
+            break;
+        s_handle (self, &in);
+        dp_wire_close (&in);
+    }
+    if (self->dispatch_needed && self->queued > 0)
+        s_dispatch (self);
+    /*  Each dirty session gets one try; those that could not be sent to
+        (slow, or detached) stay dirty for the next round. */
+    for (size_t i = zlistx_size (self->dirty); i > 0; i--) {
+        client_t *client = (client_t *)zlistx_first (self->dirty);
+        s_client_flush (self, client);
+        if (client->dirty)
+            zlistx_move_end (self->dirty, client->dirty);
+    }
+    int64_t queue_deadline = dp_queues_next_deadline (self->queues);
+    if (dp_now_ms () - self->last_tick >= TICK_MS)
+        s_tick (self);
+    else if (queue_deadline >= 0 && dp_now_ms () >= queue_deadline)
+        dp_queues_tick (self->queues, dp_now_ms ()); /* a queue wait ends between ticks */
+}
+
 int
 dp_broker_run (dp_broker_t *self, zsock_t *pipe)
 {
     assert (self);
-    /*  The loop polls file descriptors itself rather than with zmq_poll,
-        which asks each socket for its events before and after it sleeps (a
-        poll(2) and a getpid(2) each with this libzmq): with the monitor and
-        the pipe, an idle broker spent ~20 system calls on every message.
-        Here a round costs one look at the ROUTER's events and one poll(2).
-        The monitor socket and the pipe are read only when their descriptor
-        fires: nothing else touches them, so their signal stays up until
-        they are read to the end. */
-    struct pollfd fds[3];
-    int nfds = 0;
-    int router_fd = dp_wire_fd (self->handle);
-    if (router_fd < 0)
+    struct pollfd fds[DP_BROKER_MAX_FDS + 1];
+    int nfds = dp_broker_fds (self, fds);
+    if (fds[0].fd < 0)
         return -1;
-    fds[nfds++] = (struct pollfd){router_fd, POLLIN, 0};
-    int at_monitor = -1, at_pipe = -1;
-    if (self->monitor) {
-        int fd = dp_wire_fd (zsock_resolve (self->monitor));
-        if (fd >= 0) {
-            at_monitor = nfds;
-            fds[nfds++] = (struct pollfd){fd, POLLIN, 0};
-        }
-    }
+    int at_pipe = -1;
     if (pipe) {
         int fd = dp_wire_fd (zsock_resolve (pipe));
         if (fd < 0)
             return -1;
+        if (dp_wire_readable (zsock_resolve (pipe)))
+            return 0; /* "$TERM" already */
         at_pipe = nfds;
-        fds[nfds++] = (struct pollfd){fd, POLLIN, 0};
+        fds[at_pipe] = (struct pollfd){fd, POLLIN, 0};
     }
-    /*  A socket's descriptor fires when a message arrives only once the
-        socket has been found empty: look at both once first. */
-    if (self->monitor)
-        s_on_monitor (self);
-    if (pipe && dp_wire_readable (zsock_resolve (pipe)))
-        return 0; /* "$TERM" already */
-    dp_wire_msg_t in;
+    int count = nfds + (pipe ? 1 : 0);
     for (;;) {
         if (!pipe && zsys_interrupted)
             break;
-        /*  With messages waiting, the poll only looks (the monitor and the
-            pipe get their turn however busy the ROUTER is). */
-        {
-            int timeout = 0;
-            if (!dp_wire_readable (self->handle)) {
-                int64_t now = dp_now_ms ();
-                int64_t wake = self->last_tick + TICK_MS;
-                int64_t queue_deadline = dp_queues_next_deadline (self->queues);
-                if (queue_deadline >= 0 && queue_deadline < wake)
-                    wake = queue_deadline;
-                timeout = wake - now < 0 ? 0 : (int)(wake - now);
-            }
-            int rc = poll (fds, (nfds_t)nfds, timeout);
-            if (rc < 0 && errno != EINTR)
+        int rc = poll (fds, (nfds_t)count, dp_broker_wait_ms (self));
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (!pipe && zsys_interrupted)
+            break;
+        if (rc <= 0)
+            for (int i = 0; i < count; i++)
+                fds[i].revents = 0;
+        if (at_pipe >= 0 && fds[at_pipe].revents) {
+            /*  Anything on the pipe is "$TERM"; its descriptor also fires
+                for ZeroMQ's own traffic, which leaves nothing. */
+            zmsg_t *command = NULL;
+            while (dp_wire_readable (zsock_resolve (pipe)) && !command)
+                command = zmsg_recv (pipe);
+            if (command) {
+                zmsg_destroy (&command);
                 break;
-            if (!pipe && zsys_interrupted)
-                break;
-            if (rc > 0 && at_monitor >= 0 && fds[at_monitor].revents)
-                s_on_monitor (self);
-            if (rc > 0 && at_pipe >= 0 && fds[at_pipe].revents) {
-                /*  Anything on the pipe is "$TERM"; its descriptor also
-                    fires for ZeroMQ's own traffic, which leaves nothing. */
-                zmsg_t *command = NULL;
-                while (dp_wire_readable (zsock_resolve (pipe)) && !command)
-                    command = zmsg_recv (pipe);
-                if (command) {
-                    zmsg_destroy (&command);
-                    break;
-                }
             }
         }
-        for (int i = 0; i < DRAIN_MAX; i++) {
-            if (dp_wire_recv (self->handle, &in, ZMQ_DONTWAIT) != 0)
-                break;
-            s_handle (self, &in);
-            dp_wire_close (&in);
-        }
-        if (self->dispatch_needed && self->queued > 0)
-            s_dispatch (self);
-        /*  Each dirty session gets one try; those that could not be sent
-            to (slow, or detached) stay dirty for the next round. */
-        for (size_t i = zlistx_size (self->dirty); i > 0; i--) {
-            client_t *client = (client_t *)zlistx_first (self->dirty);
-            s_client_flush (self, client);
-            if (client->dirty)
-                zlistx_move_end (self->dirty, client->dirty);
-        }
-        int64_t queue_deadline = dp_queues_next_deadline (self->queues);
-        if (dp_now_ms () - self->last_tick >= TICK_MS)
-            s_tick (self);
-        else if (queue_deadline >= 0 && dp_now_ms () >= queue_deadline)
-            dp_queues_tick (self->queues, dp_now_ms ()); /* a queue wait ends between ticks */
+        dp_broker_work (self, fds, nfds);
     }
     return 0;
 }

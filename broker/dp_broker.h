@@ -11,6 +11,7 @@
 #define DP_BROKER_H_INCLUDED
 
 #include <czmq.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,21 @@ dp_broker_destroy (dp_broker_t **self_p);
     Borrowed. */
 const char *
 dp_broker_endpoints (dp_broker_t *self);
+
+/*  Driving the broker from another thread's loop (an embedded pool's
+    actor does): dp_broker_fds fills fds with the descriptors to poll for
+    POLLIN (at most DP_BROKER_MAX_FDS; returns how many), dp_broker_wait_ms
+    says how long the poll may sleep (0 when messages wait), and
+    dp_broker_work does a round of work after the poll, given the same fds
+    with their revents (zeroed if the poll failed or timed out).
+    dp_broker_run is these three in a loop. */
+#define DP_BROKER_MAX_FDS 2
+int
+dp_broker_fds (dp_broker_t *self, struct pollfd *fds);
+int
+dp_broker_wait_ms (dp_broker_t *self);
+void
+dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds);
 
 /*  Runs the loop until zsys_interrupted is set (SIGINT/SIGTERM, with
     CZMQ's handler) or, if pipe is not NULL, "$TERM" arrives on it. */

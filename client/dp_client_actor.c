@@ -8,6 +8,7 @@
 #include "dp_client_actor.h"
 
 #include "dp_client.h"
+#include "dp_embedded.h"
 #include "dp_pool_queue.h"
 #include "dp_result.h"
 #include "dp_util.h"
@@ -624,27 +625,48 @@ dp_client_actor (zsock_t *pipe, void *args)
         DEALER's events and one poll(2) a round. The pipe is read only when
         its descriptor fires; nothing else touches it. */
     int pipe_fd = dp_wire_fd (zsock_resolve (pipe));
+    /*  An embedded pool's broker runs in this loop too (dp_embedded_new):
+        a task goes from SUBMIT to DISPATCH, and a result from DONE to the
+        handle, without waking another thread. */
+    dp_broker_t *broker = pool->embedded ? dp_embedded_broker (pool->embedded) : NULL;
     bool running = pipe_fd >= 0 && !s_pipe_term (pipe);
     while (running) {
         void *dealer = self.dealer ? zsock_resolve (self.dealer) : NULL;
         bool inbox = dealer && dp_wire_readable (dealer);
-        struct pollfd fds[3] = {{pipe_fd, POLLIN, 0},
-                                {pool->wake[0], POLLIN, 0},
-                                {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
-        int ready = poll (fds, 3, inbox ? 0 : (int)s_timeout (&self));
-        if (ready < 0) {
-            if (errno == EINTR)
-                continue;
-            dp_error ("client: poll failed: %s", strerror (errno));
-            break;
+        struct pollfd fds[3 + DP_BROKER_MAX_FDS] = {
+            {pipe_fd, POLLIN, 0},
+            {pool->wake[0], POLLIN, 0},
+            {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
+        int nfds = 3;
+        int timeout = inbox ? 0 : (int)s_timeout (&self);
+        if (broker) {
+            nfds += dp_broker_fds (broker, fds + 3);
+            int wait = dp_broker_wait_ms (broker);
+            if (wait < timeout)
+                timeout = wait;
         }
-        if (ready > 0 && fds[0].revents && s_pipe_term (pipe))
+        int ready = poll (fds, (nfds_t)nfds, timeout);
+        if (ready < 0) {
+            if (errno != EINTR) {
+                dp_error ("client: poll failed: %s", strerror (errno));
+                break;
+            }
+            for (int i = 0; i < nfds; i++)
+                fds[i].revents = 0;
+        }
+        if (fds[0].revents && s_pipe_term (pipe))
             break;
-        if (ready > 0 && fds[1].revents) {
+        if (fds[1].revents) {
             s_drain_wake (pool);
             s_service (&self);
         }
-        if (inbox || (ready > 0 && fds[2].revents))
+        if (broker) {
+            /*  What s_service just sent is the broker's now, and what the
+                broker answers is the DEALER's in the same round. */
+            dp_broker_work (broker, fds + 3, nfds - 3);
+            inbox = true;
+        }
+        if (inbox || fds[2].revents)
             s_recv (&self);
         s_on_timers (&self);
     }

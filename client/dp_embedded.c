@@ -5,8 +5,6 @@
 */
 #include "dp_embedded.h"
 
-#include "dp_actor.h"
-
 #include "dp_broker.h"
 #include "dp_client.h"
 #include "dp_supervisor.h"
@@ -40,30 +38,8 @@ struct _dp_embedded_t {
     char ipc[PATH_MAX + 32]; /* ipc://<dir>/broker.ipc */
     char inproc[64];         /* inproc://dpool-<pid>-<n> */
     pid_t supervisor;        /* 0 once reaped */
-    dp_actor_t *broker;
+    dp_broker_t *broker; /* run by the pool's actor thread (dp_client_actor) */
 };
-
-/*  What the broker actor is started with, and what it reports back. */
-typedef struct {
-    dp_broker_config_t config;
-    atomic_int status;
-} s_broker_start_t;
-
-/*  Runs a broker on an actor thread. dp_broker_actor would do the same,
-    but zactor_new drops the status an actor signals, so a bind that failed
-    could not be seen; this one stores it where the caller reads it. */
-static void
-s_broker_actor (zsock_t *pipe, void *args)
-{
-    s_broker_start_t *start = (s_broker_start_t *)args;
-    dp_broker_t *broker = dp_broker_new (&start->config);
-    atomic_store (&start->status, broker ? 0 : -1);
-    zsock_signal (pipe, 0);
-    if (!broker)
-        return;
-    dp_broker_run (broker, pipe);
-    dp_broker_destroy (&broker);
-}
 
 /*  The supervisor process: runs the workers until told to stop, and never
     returns into the program. */
@@ -126,23 +102,31 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
         s_run_supervisor (self->ipc, procs, parent, workers);
     self->supervisor = pid;
 
+    /*  The broker runs on the pool's actor thread, inside its loop: a task
+        and its result then pass between the two without waking a thread.
+        It is made here and handed over when that thread starts. */
     dp_client_czmq_init ();
-    s_broker_start_t start;
-    memset (&start, 0, sizeof start);
-    dp_broker_config_init (&start.config);
-    start.config.binds[0] = self->ipc;
-    start.config.binds[1] = self->inproc;
-    start.config.nbinds = 2;
+    dp_broker_config_t config;
+    dp_broker_config_init (&config);
+    config.binds[0] = self->ipc;
+    config.binds[1] = self->inproc;
+    config.nbinds = 2;
     if (bind)
-        start.config.binds[start.config.nbinds++] = bind;
-    atomic_init (&start.status, -1);
-    self->broker = dp_actor_new (s_broker_actor, &start);
-    if (!self->broker || atomic_load (&start.status) != 0) {
+        config.binds[config.nbinds++] = bind;
+    self->broker = dp_broker_new (&config);
+    if (!self->broker) {
         dp_error ("client: the embedded broker could not bind %s", bind ? bind : self->ipc);
         dp_embedded_destroy (&self);
         return dp_fail_null (bind ? DPOOL_EINVAL : DPOOL_ESYS);
     }
     return self;
+}
+
+dp_broker_t *
+dp_embedded_broker (dp_embedded_t *self)
+{
+    assert (self);
+    return self->broker;
 }
 
 const char *
@@ -189,8 +173,11 @@ dp_embedded_destroy (dp_embedded_t **self_p)
     assert (self_p);
     if (*self_p) {
         dp_embedded_t *self = *self_p;
+        /*  The broker goes first (the actor thread that ran it has ended):
+            its BYE tells the workers not to wait for an answer to theirs
+            when they are stopped. */
+        dp_broker_destroy (&self->broker);
         dp_embedded_stop_workers (self);
-        dp_actor_destroy (&self->broker);
         /*  ZeroMQ unlinks the socket file itself, but on its I/O thread,
             maybe after the rmdir below: unlink it first. */
         char path[PATH_MAX + 16];

@@ -15,6 +15,8 @@
 #ifndef DP_EMBEDDED_H_INCLUDED
 #define DP_EMBEDDED_H_INCLUDED
 
+#include "dp_broker.h"
+
 #include <stddef.h>
 
 typedef struct _dp_embedded_t dp_embedded_t;
@@ -38,6 +40,11 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
 
 /*  The inproc:// endpoint where a client reaches the broker. Borrowed. */
 const char *dp_embedded_endpoint (dp_embedded_t *self);
+
+/*  The broker, for the pool's actor thread to run in its loop
+    (dp_broker_fds, dp_broker_wait_ms, dp_broker_work); only that thread
+    touches it until the pool is destroyed. */
+dp_broker_t *dp_embedded_broker (dp_embedded_t *self);
 
 /*  Stops the worker processes: SIGTERM to the supervisor, which stops its
     workers; waits for it with a deadline, then SIGKILLs it. Blocks; safe to

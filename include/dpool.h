@@ -15,7 +15,9 @@
       by msgpack-c's msgpack_packer; a msgpack_object handed out by dpool is
       valid as long as the handle it came from.
     - Every call on a pool may be made from any thread. Callbacks run on the
-      pool's own thread, one at a time; they must not block for long.
+      pool's own thread, one at a time; they must not block for long (as
+      with Pool): meanwhile no result is delivered, and an embedded pool,
+      whose broker runs on that thread too, hands out no task.
 */
 #ifndef DPOOL_H_INCLUDED
 #define DPOOL_H_INCLUDED
