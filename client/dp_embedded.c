@@ -38,7 +38,7 @@ struct _dp_embedded_t {
     char ipc[PATH_MAX + 32]; /* ipc://<dir>/broker.ipc */
     char inproc[64];         /* inproc://dpool-<pid>-<n> */
     pid_t supervisor;        /* 0 once reaped */
-    dp_broker_t *broker; /* run by the pool's actor thread (dp_client_actor) */
+    dp_broker_t *broker;     /* run by the pool's actor thread (dp_client_actor) */
 };
 
 /*  The supervisor process: runs the workers until told to stop, and never

@@ -39,20 +39,24 @@ dp_embedded_t *
 dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *workers);
 
 /*  The inproc:// endpoint where a client reaches the broker. Borrowed. */
-const char *dp_embedded_endpoint (dp_embedded_t *self);
+const char *
+dp_embedded_endpoint (dp_embedded_t *self);
 
 /*  The broker, for the pool's actor thread to run in its loop
     (dp_broker_fds, dp_broker_wait_ms, dp_broker_work); only that thread
     touches it until the pool is destroyed. */
-dp_broker_t *dp_embedded_broker (dp_embedded_t *self);
+dp_broker_t *
+dp_embedded_broker (dp_embedded_t *self);
 
 /*  Stops the worker processes: SIGTERM to the supervisor, which stops its
     workers; waits for it with a deadline, then SIGKILLs it. Blocks; safe to
     call twice. */
-void dp_embedded_stop_workers (dp_embedded_t *self);
+void
+dp_embedded_stop_workers (dp_embedded_t *self);
 
 /*  Stops the workers (if not yet done) and the broker, removes the
     directory, frees everything, and nulls *self_p. */
-void dp_embedded_destroy (dp_embedded_t **self_p);
+void
+dp_embedded_destroy (dp_embedded_t **self_p);
 
 #endif
