@@ -7,8 +7,9 @@
     the program; a fork from a program that already has one (a second
     embedded pool) is safe for the same reason: the child never touches
     it, and it leaves with _exit, so no atexit handler of the program runs
-    there. Only then does it start a broker on a CZMQ actor thread, bound
-    to ipc://<dir>/broker.ipc (where the workers connect), a unique
+    there. Only then does it make a broker, which the pool's actor thread
+    runs inside its own loop (dp_client_actor), bound to
+    ipc://<dir>/broker.ipc (where the workers connect), a unique
     inproc:// endpoint (where the pool's own actor connects) and, if asked,
     one more endpoint for outside workers.
 */

@@ -210,8 +210,8 @@ typedef struct {
 void
 dpool_config_init (dpool_config_t *config);
 
-/*  An embedded pool: Pool(procs). Starts a broker on a thread of this
-    program and forks procs worker processes (0: one per CPU) that run the
+/*  An embedded pool: Pool(procs). Runs a broker on the pool's own thread
+    in this program and forks procs worker processes (0: one per CPU) that run the
     functions this program registered. Returns NULL on failure. */
 dpool_pool_t *
 dpool_pool_new (int procs);
