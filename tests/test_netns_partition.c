@@ -26,8 +26,9 @@
 
     With the argument "curve", the same runs with CURVE: the broker has a
     secret key and admits only the key the workers and the dpool command
-    share (given to them in DPOOL_CURVE_SERVER and DPOOL_CURVE_SECRET), and
-    the broker must count no failed handshake.
+    share (given to them in DPOOL_CURVE_SERVER and DPOOL_CURVE_SECRET): every
+    worker gets in with no failed handshake, and a dpool status without the
+    keys gets no answer and is counted as one.
 */
 #define _GNU_SOURCE
 #include "dp_curve.h"
@@ -811,7 +812,6 @@ main (int argc, char *argv[])
     pid_t remote = s_start_workers (&s_remote, tcp, REMOTE_PROCS, "remote");
     s_status_t status;
     s_await (s_all_registered, &status, STEP_MS, "the three workers to register");
-    long long refused = 0;
     if (curve) {
         /*  Every worker got in with its key... */
         CHECK_EQ_INT (status.handshake_failed, 0);
@@ -825,9 +825,10 @@ main (int argc, char *argv[])
             dp_test_fail (__FILE__, __LINE__,
                           "dpool status without keys: wait status 0x%x, expected exit 3",
                           (unsigned)rc);
+        /*  (Its reconnections go on being refused, and counted, for a
+            while: only "at least one" is certain.) */
         CHECK (s_status_get (&status));
-        refused = status.handshake_failed;
-        CHECK (refused >= 1);
+        CHECK (status.handshake_failed >= 1);
     }
 
     /*  The map; the cut once each remote worker has finished a task. */
@@ -892,8 +893,6 @@ main (int argc, char *argv[])
                       status.text);
     CHECK_EQ_INT (status.done, MAP_TASKS + TAIL_TASKS);
     CHECK_EQ_INT (status.failed, 0);
-    if (curve) /* the remote workers got back in with their keys */
-        CHECK_EQ_INT (status.handshake_failed, refused);
 
     dp_test_stop (remote, SIGTERM, STOP_MS);
     dp_test_stop (local, SIGTERM, STOP_MS);
