@@ -49,6 +49,7 @@ typedef struct {
     disposition is the default (so that a program ignoring it still gets its
     workers restarted); both are restored on return. It waits only for its
     own children, by pid. */
-int dp_supervisor_run (const dp_supervisor_config_t *config);
+int
+dp_supervisor_run (const dp_supervisor_config_t *config);
 
 #endif

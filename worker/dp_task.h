@@ -79,7 +79,8 @@ struct _dpool_task_t {
 /*  Prepares task for calls of the function registered as name (len bytes,
     at most DP_MAX_NAME; longer is truncated) with its hint and the job's
     attempt number. The link is left NULL, with no queue open. */
-void dp_task_init (dpool_task_t *task, const char *name, size_t len, void *hint, unsigned attempt);
+void
+dp_task_init (dpool_task_t *task, const char *name, size_t len, void *hint, unsigned attempt);
 
 /*  Calls fn (task, args, packer) once, the packer appending to out. Returns
     DPOOL_OK when fn returned 0 and appended exactly one complete msgpack
@@ -90,12 +91,14 @@ void dp_task_init (dpool_task_t *task, const char *name, size_t len, void *hint,
     a message naming the mistake if fn "succeeded" with no object, several,
     an incomplete one, or one too large. Returns DPOOL_ENOMEM if out could
     not grow even for the message (out is then as before the call). */
-int dp_task_call (dpool_task_t *task, dpool_fn_t *fn, const msgpack_object *args,
-                  msgpack_sbuffer *out);
+int
+dp_task_call (dpool_task_t *task, dpool_fn_t *fn, const msgpack_object *args,
+              msgpack_sbuffer *out);
 
 /*  Appends a msgpack str of at most DP_MAX_ERROR bytes (cut at a UTF-8
     character boundary) to out. Returns 0, or -1 if out could not grow. */
-int dp_task_pack_message (msgpack_sbuffer *out, const char *message);
+int
+dp_task_pack_message (msgpack_sbuffer *out, const char *message);
 
 /*  (dp_queue.c) Closes the queue handles the task opened and still holds.
     dp_task_call does it when the function returns. */
