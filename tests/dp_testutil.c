@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "dp_testutil.h"
 
+#include "dpool.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -360,4 +362,30 @@ dp_test_workers_start (const char *endpoint, int procs, const char *const *extra
         argv[argc++] = extra[i];
     argv[argc] = NULL;
     return dp_test_spawn (tag, (char *const *)argv);
+}
+
+typedef struct {
+    dpool_pool_t *pool;
+    int workers;
+} s_workers_wait_t;
+
+/*  Asks for the status, which refreshes the pool's count of workers. */
+static bool
+s_has_workers (void *arg)
+{
+    s_workers_wait_t *wait = (s_workers_wait_t *)arg;
+    void *data = NULL;
+    size_t size = 0;
+    if (dpool_pool_status (wait->pool, 1000, &data, &size) == 0)
+        free (data);
+    return dpool_pool_workers (wait->pool) >= wait->workers;
+}
+
+void
+dp_test_wait_workers (dpool_pool_t *pool, int workers, int timeout_ms)
+{
+    s_workers_wait_t wait = {pool, workers};
+    if (!dp_test_wait_until (s_has_workers, &wait, timeout_ms))
+        dp_test_fail (__FILE__, __LINE__, "only %d of %d workers registered",
+                      dpool_pool_workers (pool), workers);
 }

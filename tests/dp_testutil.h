@@ -33,58 +33,77 @@
                           a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                \
     } while (0)
 
-void dp_test_fail (const char *file, int line, const char *format, ...)
+void
+dp_test_fail (const char *file, int line, const char *format, ...)
     __attribute__ ((noreturn, format (printf, 3, 4)));
 
 /*  Starts a test: kills the whole test (and every process it started) if it
     is still running after seconds; makes a private temporary directory. */
-void dp_test_begin (const char *name, int seconds);
+void
+dp_test_begin (const char *name, int seconds);
 
 /*  The test's private directory (removed at exit unless DPOOL_KEEP_TMP). */
-const char *dp_test_dir (void);
+const char *
+dp_test_dir (void);
 
 /*  A fresh ipc:// endpoint inside the test's directory. Returns a static
     buffer that the next call overwrites. */
-const char *dp_test_ipc (const char *name);
+const char *
+dp_test_ipc (const char *name);
 
 /*  Starts argv[0] (a path) with argv; stdout and stderr go to files in the
     test directory named after tag (or stay shared when tag is NULL).
     Returns the pid. The process is killed when the test exits. */
-pid_t dp_test_spawn (const char *tag, char *const argv[]);
+pid_t
+dp_test_spawn (const char *tag, char *const argv[]);
 
 /*  Sends sig to pid and waits up to timeout_ms for it to end; returns its
     wait status, or -1 if it did not end (it is then SIGKILLed). */
-int dp_test_stop (pid_t pid, int sig, int timeout_ms);
+int
+dp_test_stop (pid_t pid, int sig, int timeout_ms);
 
 /*  Waits up to timeout_ms for pid to exit; returns its wait status or -1. */
-int dp_test_wait_exit (pid_t pid, int timeout_ms);
+int
+dp_test_wait_exit (pid_t pid, int timeout_ms);
 
 /*  Polls cond(arg) every few milliseconds until it is true or timeout_ms
     passes; returns the last value of cond. */
-bool dp_test_wait_until (bool (*cond) (void *arg), void *arg, int timeout_ms);
+bool
+dp_test_wait_until (bool (*cond) (void *arg), void *arg, int timeout_ms);
 
 /*  Reads a whole file into a NUL-terminated buffer (caller frees); NULL if
     it cannot. */
-char *dp_test_read_file (const char *path);
+char *
+dp_test_read_file (const char *path);
 
 /*  Path of a file in the test directory (static buffer). */
-const char *dp_test_path (const char *name);
+const char *
+dp_test_path (const char *name);
 
 /*  A running dpool-broker started by the test. */
 typedef struct {
     pid_t pid;
-    char tcp[128]; /* tcp://127.0.0.1:PORT it bound */
+    char tcp[128];  /* tcp://127.0.0.1:PORT it bound */
     char ipc[2048]; /* ipc:// endpoint it bound */
 } dp_test_broker_t;
 
 /*  Starts dpool-broker bound to a free loopback port and a private ipc
     endpoint, plus any extra arguments (NULL-terminated, may be NULL), and
     waits until it has bound both. Stops the test if it cannot. */
-void dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra);
+void
+dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra);
 
 /*  Starts `dpool-worker --connect endpoint --procs procs` plus extra
     arguments (NULL-terminated, may be NULL); returns the supervisor's pid. */
-pid_t dp_test_workers_start (const char *endpoint, int procs, const char *const *extra);
+pid_t
+dp_test_workers_start (const char *endpoint, int procs, const char *const *extra);
+
+/*  Waits up to timeout_ms until the broker of pool (a connected pool)
+    reports at least workers worker processes; stops the test, saying how
+    many came, if they do not. */
+typedef struct _dpool_pool_t dpool_pool_t;
+void
+dp_test_wait_workers (dpool_pool_t *pool, int workers, int timeout_ms);
 
 /*  Paths of the built programs. */
 extern const char *dp_test_broker_bin;

@@ -221,32 +221,6 @@ t_env_stop (t_env_t *env)
     t_stop (env->broker.pid, SIGTERM);
 }
 
-typedef struct {
-    dpool_pool_t *pool;
-    int workers;
-} t_workers_wait_t;
-
-static bool
-t_has_workers (void *arg)
-{
-    t_workers_wait_t *wait = (t_workers_wait_t *)arg;
-    void *data = NULL;
-    size_t size = 0;
-    if (dpool_pool_status (wait->pool, 1000, &data, &size) == 0)
-        free (data);
-    return dpool_pool_workers (wait->pool) >= wait->workers;
-}
-
-/*  Waits (with a deadline) until the broker reports workers workers. */
-static void
-t_wait_workers (dpool_pool_t *pool, int workers)
-{
-    t_workers_wait_t wait = {pool, workers};
-    if (!dp_test_wait_until (t_has_workers, &wait, 15000))
-        dp_test_fail (__FILE__, __LINE__, "only %d of %d workers registered",
-                      dpool_pool_workers (pool), workers);
-}
-
 /*  Connects a pool to the environment's broker and waits for its workers. */
 static dpool_pool_t *
 t_connect (t_env_t *env, int workers)
@@ -254,7 +228,7 @@ t_connect (t_env_t *env, int workers)
     dpool_pool_t *pool = dpool_pool_connect (env->endpoint);
     CHECK (pool);
     if (workers > 0)
-        t_wait_workers (pool, workers);
+        dp_test_wait_workers (pool, workers, 15000);
     return pool;
 }
 
@@ -972,7 +946,7 @@ test_backpressure_blocks_submits (const char *transport)
     config.max_outstanding = 1;
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     CHECK (pool);
-    t_wait_workers (pool, 2);
+    dp_test_wait_workers (pool, 2, 15000);
     t_buf_t buf;
     t_buf_init (&buf);
     t_pack_double (&buf, 0.3);
@@ -1453,7 +1427,7 @@ test_embedded_pool_apply_map (void)
     CHECK (strstr (dpool_result_error (result), "square wants a uint"));
     dpool_result_destroy (&result);
 
-    t_wait_workers (pool, 2);
+    dp_test_wait_workers (pool, 2, 15000);
     CHECK_EQ_INT (dpool_pool_close (pool), 0);
     CHECK_EQ_INT (dpool_pool_join (pool, 20000), 0);
     dpool_pool_destroy (&pool);
@@ -1540,7 +1514,7 @@ test_embedded_pool_accepts_outside_workers (void)
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     CHECK (pool);
     pid_t outside = t_track (dp_test_workers_start (endpoint, 2, NULL));
-    t_wait_workers (pool, 3);
+    dp_test_wait_workers (pool, 3, 15000);
     t_buf_t buf;
     t_buf_init (&buf);
     t_pack_range (&buf, 0, 30);

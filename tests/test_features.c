@@ -149,32 +149,14 @@ t_self (void)
     return self;
 }
 
-typedef struct {
-    dpool_pool_t *pool;
-    int workers;
-} t_workers_t;
-
-static bool
-t_has_workers (void *arg)
-{
-    t_workers_t *wait = (t_workers_t *)arg;
-    void *data = NULL;
-    size_t size = 0;
-    if (dpool_pool_status (wait->pool, 1000, &data, &size) == 0)
-        free (data);
-    return dpool_pool_workers (wait->pool) >= wait->workers;
-}
-
 static dpool_pool_t *
 t_connect (int workers)
 {
     zsys_handler_set (NULL);
     dpool_pool_t *pool = dpool_pool_connect (s_broker.tcp);
     CHECK (pool);
-    t_workers_t wait = {pool, workers};
-    if (workers > 0 && !dp_test_wait_until (t_has_workers, &wait, WAIT_MS))
-        dp_test_fail (__FILE__, __LINE__, "only %d of %d workers registered",
-                      dpool_pool_workers (pool), workers);
+    if (workers > 0)
+        dp_test_wait_workers (pool, workers, WAIT_MS);
     return pool;
 }
 
