@@ -29,12 +29,14 @@ endforeach ()
 
 # Pool's initializer and maxtasksperchild, and progress reports. The test
 # plugin gives dpool-worker an initializer (it takes dpool_register from
-# dpool-worker, so it does not link libdpool).
+# dpool-worker, so it does not link libdpool); test_features compiles it in
+# too, for its embedded pools.
 add_library (dpool_test_plugin MODULE dpool_test_plugin.c)
 set_target_properties (dpool_test_plugin PROPERTIES PREFIX "")
 target_include_directories (dpool_test_plugin PRIVATE ${PROJECT_SOURCE_DIR}/include)
 target_link_libraries (dpool_test_plugin PRIVATE PkgConfig::MSGPACK)
 dpool_test (test_features test_features.c)
+target_sources (test_features PRIVATE dpool_test_plugin.c)
 target_compile_definitions (test_features PRIVATE
     DPOOL_TEST_PLUGIN="$<TARGET_FILE:dpool_test_plugin>")
 add_dependencies (test_features dpool_test_plugin)

@@ -37,34 +37,11 @@
 /*  ---------------------------------------------------------------------------
     Task functions of this program.
 */
-static int s_init_calls;    /* times f.init ran in this process */
-static char s_init_arg[64]; /* its argument */
-
-/*  Pool's initializer: remembers its str argument; "fail" fails. */
-static int
-f_init (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
-{
-    s_init_calls++;
-    if (args->type == MSGPACK_OBJECT_STR && args->via.str.size < sizeof s_init_arg) {
-        memcpy (s_init_arg, args->via.str.ptr, args->via.str.size);
-        s_init_arg[args->via.str.size] = 0;
-    }
-    if (strcmp (s_init_arg, "fail") == 0)
-        return dpool_task_fail (task, "told to fail");
-    return msgpack_pack_nil (result);
-}
-
-/*  [pid, init calls, init argument] of the process running it. */
-static int
-f_state (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
-{
-    (void)task;
-    (void)args;
-    msgpack_pack_array (result, 3);
-    msgpack_pack_int (result, (int)getpid ());
-    msgpack_pack_int (result, s_init_calls);
-    return msgpack_pack_str_with_body (result, s_init_arg, strlen (s_init_arg));
-}
+/*  test.init and test.state come from the test plugin, compiled into this
+    program as well (tests/queue.cmake): the same functions serve embedded
+    pools and dpool-worker --plugin. */
+int
+dpool_plugin_init (void);
 
 static void
 s_sleep_ms (int ms)
@@ -127,8 +104,7 @@ f_report_and_wait (dpool_task_t *task, const msgpack_object *args, msgpack_packe
 static void
 t_register (void)
 {
-    CHECK (dpool_register ("f.init", f_init, NULL) == 0);
-    CHECK (dpool_register ("f.state", f_state, NULL) == 0);
+    CHECK (dpool_plugin_init () == 0);
     CHECK (dpool_register ("f.progress", f_progress, NULL) == 0);
     CHECK (dpool_register ("f.chatty", f_chatty, NULL) == 0);
     CHECK (dpool_register ("f.report_and_wait", f_report_and_wait, NULL) == 0);
@@ -259,13 +235,13 @@ case_initializer_embedded (void)
     dpool_config_t config;
     dpool_config_init (&config);
     config.procs = 2;
-    config.initializer = "f.init";
+    config.initializer = "test.init";
     config.initargs = "\xa5"
                       "hello";
     config.initargs_size = 6;
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     CHECK (pool);
-    int npids = t_check_state (pool, "f.state", 20, "hello", 20);
+    int npids = t_check_state (pool, "test.state", 20, "hello", 20);
     CHECK (npids >= 1 && npids <= 2);
     dpool_pool_destroy (&pool);
     /*  An initializer that is not registered, or bad arguments, are
@@ -273,7 +249,7 @@ case_initializer_embedded (void)
     config.initializer = "no.such.function";
     CHECK (dpool_pool_new_config (&config) == NULL);
     CHECK_EQ_INT (dpool_errno (), DPOOL_EINVAL);
-    config.initializer = "f.init";
+    config.initializer = "test.init";
     config.initargs = "\x92\x01";
     config.initargs_size = 2;
     CHECK (dpool_pool_new_config (&config) == NULL);
@@ -317,10 +293,10 @@ static void
 case_initializer_serve_config (void)
 {
     dp_test_broker_start (&s_broker, NULL);
-    char *argv[] = {(char *)t_self (), "serve", s_broker.tcp, "2", "f.init", "served", "0", NULL};
+    char *argv[] = {(char *)t_self (), "serve", s_broker.tcp, "2", "test.init", "served", "0", NULL};
     dp_test_spawn ("served", argv);
     dpool_pool_t *pool = t_connect (2);
-    int npids = t_check_state (pool, "f.state", 10, "served", 10);
+    int npids = t_check_state (pool, "test.state", 10, "served", 10);
     CHECK (npids >= 1 && npids <= 2);
     dpool_pool_destroy (&pool);
 }
@@ -459,13 +435,13 @@ case_max_tasks_embedded (void)
     dpool_config_init (&config);
     config.procs = 2;
     config.max_tasks = 2;
-    config.initializer = "f.init";
+    config.initializer = "test.init";
     config.initargs = "\xa5"
                       "fresh";
     config.initargs_size = 6;
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     CHECK (pool);
-    int npids = t_check_state (pool, "f.state", 12, "fresh", 2);
+    int npids = t_check_state (pool, "test.state", 12, "fresh", 2);
     CHECK (npids >= 6);
     dpool_pool_destroy (&pool);
 }
