@@ -293,7 +293,8 @@ static void
 case_initializer_serve_config (void)
 {
     dp_test_broker_start (&s_broker, NULL);
-    char *argv[] = {(char *)t_self (), "serve", s_broker.tcp, "2", "test.init", "served", "0", NULL};
+    char *argv[] = {(char *)t_self (), "serve",  s_broker.tcp, "2",
+                    "test.init",       "served", "0",          NULL};
     dp_test_spawn ("served", argv);
     dpool_pool_t *pool = t_connect (2);
     int npids = t_check_state (pool, "test.state", 10, "served", 10);
