@@ -1751,9 +1751,8 @@ s_on_monitor (dp_broker_t *self)
     and a getpid(2) each with this libzmq): with the monitor and the pipe,
     an idle broker spent ~20 system calls on every message. Here a round
     costs one look at the ROUTER's events and one poll(2). The monitor
-    socket (and dp_broker_run's pipe) is read only when its descriptor
-    fires: nothing else touches it, so its signal stays up until it is read
-    to the end. */
+    socket is read only when its descriptor fires: nothing else touches
+    it, so its signal stays up until it is read to the end. */
 int
 dp_broker_fds (dp_broker_t *self, struct pollfd *fds)
 {
@@ -1819,58 +1818,23 @@ dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
 }
 
 int
-dp_broker_run (dp_broker_t *self, zsock_t *pipe)
+dp_broker_run (dp_broker_t *self)
 {
     assert (self);
-    struct pollfd fds[DP_BROKER_MAX_FDS + 1];
+    struct pollfd fds[DP_BROKER_MAX_FDS];
     int nfds = dp_broker_fds (self, fds);
     if (fds[0].fd < 0)
         return -1;
-    int at_pipe = -1;
-    if (pipe) {
-        int fd = dp_wire_fd (zsock_resolve (pipe));
-        if (fd < 0)
-            return -1;
-        if (dp_wire_readable (zsock_resolve (pipe)))
-            return 0; /* "$TERM" already */
-        at_pipe = nfds;
-        fds[at_pipe] = (struct pollfd){fd, POLLIN, 0};
-    }
-    int count = nfds + (pipe ? 1 : 0);
-    for (;;) {
-        if (!pipe && zsys_interrupted)
-            break;
-        int rc = poll (fds, (nfds_t)count, dp_broker_wait_ms (self));
+    while (!zsys_interrupted) {
+        int rc = poll (fds, (nfds_t)nfds, dp_broker_wait_ms (self));
         if (rc < 0 && errno != EINTR)
-            break;
-        if (!pipe && zsys_interrupted)
+            return -1;
+        if (zsys_interrupted)
             break;
         if (rc <= 0)
-            for (int i = 0; i < count; i++)
+            for (int i = 0; i < nfds; i++)
                 fds[i].revents = 0;
-        if (at_pipe >= 0 && fds[at_pipe].revents) {
-            /*  Anything on the pipe is "$TERM"; its descriptor also fires
-                for ZeroMQ's own traffic, which leaves nothing. */
-            zmsg_t *command = NULL;
-            while (dp_wire_readable (zsock_resolve (pipe)) && !command)
-                command = zmsg_recv (pipe);
-            if (command) {
-                zmsg_destroy (&command);
-                break;
-            }
-        }
         dp_broker_work (self, fds, nfds);
     }
     return 0;
-}
-
-void
-dp_broker_actor (zsock_t *pipe, void *args)
-{
-    dp_broker_t *broker = dp_broker_new ((const dp_broker_config_t *)args);
-    zsock_signal (pipe, broker ? 0 : 1);
-    if (!broker)
-        return;
-    dp_broker_run (broker, pipe);
-    dp_broker_destroy (&broker);
 }

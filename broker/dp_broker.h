@@ -4,8 +4,8 @@
     One broker is one ROUTER socket (bound to one or more endpoints) and one
     zloop that owns every piece of state; it never runs user code. The same
     engine runs as the dpool-broker program (dp_broker_run on the main
-    thread) and inside an embedded pool (dp_broker_actor on a CZMQ actor
-    thread). Its behaviour on the wire is docs/PROTOCOL.md.
+    thread) and inside an embedded pool (dp_broker_fds, dp_broker_wait_ms
+    and dp_broker_work in the pool's actor loop). Its behaviour on the wire is docs/PROTOCOL.md.
 */
 #ifndef DP_BROKER_H_INCLUDED
 #define DP_BROKER_H_INCLUDED
@@ -74,14 +74,8 @@ void
 dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds);
 
 /*  Runs the loop until zsys_interrupted is set (SIGINT/SIGTERM, with
-    CZMQ's handler) or, if pipe is not NULL, "$TERM" arrives on it. */
+    CZMQ's handler). Returns 0, or -1 if it cannot poll. */
 int
-dp_broker_run (dp_broker_t *self, zsock_t *pipe);
-
-/*  A CZMQ actor running a broker: args is a dp_broker_config_t * (copied
-    before the actor signals). The actor signals 0 once bound, 1 if it
-    could not bind (and then ends); "$TERM" stops it. */
-void
-dp_broker_actor (zsock_t *pipe, void *args);
+dp_broker_run (dp_broker_t *self);
 
 #endif

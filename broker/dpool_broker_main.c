@@ -207,7 +207,7 @@ main (int argc, char *argv[])
         return 1;
     const char *endpoints = dp_broker_endpoints (broker);
     dp_log (DP_LOG_INFO, "listening on %.*s", (int)strcspn (endpoints, "\n"), endpoints);
-    dp_broker_run (broker, NULL);
+    dp_broker_run (broker);
     dp_info ("stopping");
     dp_broker_destroy (&broker);
     return 0;
