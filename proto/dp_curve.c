@@ -106,6 +106,31 @@ s_read_file (const char *path, char *buf, size_t size, char *err, size_t err_siz
     return 0;
 }
 
+/*  Reads the key called name ("public-key", "secret-key") from the key
+    file at path into out. Returns 0, or -1 with a reason in err; hint ends
+    the message of a file that lacks the key. The buffer is wiped before it
+    is freed: it may hold a secret key. */
+static int
+s_key_from_file (const char *path, const char *name, const char *hint, char out[DP_CURVE_KEY + 1],
+                 char *err, size_t err_size)
+{
+    char *text = (char *)malloc (KEY_FILE_MAX);
+    if (!text)
+        return s_error (err, err_size, "out of memory");
+    int found = -2;
+    if (s_read_file (path, text, KEY_FILE_MAX, err, err_size) == 0)
+        found = s_find_key (text, name, out);
+    explicit_bzero (text, KEY_FILE_MAX);
+    free (text);
+    if (found == -2)
+        return -1;
+    if (found < 0)
+        return s_error (err, err_size, "%s: %s is not 40 characters of Z85", path, name);
+    if (found == 0)
+        return s_error (err, err_size, "%s holds no %s%s", path, name, hint);
+    return 0;
+}
+
 int
 dp_curve_public (const char *key, char out[DP_CURVE_KEY + 1], char *err, size_t err_size)
 {
@@ -115,20 +140,7 @@ dp_curve_public (const char *key, char out[DP_CURVE_KEY + 1], char *err, size_t 
         memcpy (out, key, DP_CURVE_KEY + 1);
         return 0;
     }
-    char *text = (char *)malloc (KEY_FILE_MAX);
-    if (!text)
-        return s_error (err, err_size, "out of memory");
-    int found = -2;
-    if (s_read_file (key, text, KEY_FILE_MAX, err, err_size) == 0)
-        found = s_find_key (text, "public-key", out);
-    free (text);
-    if (found == -2)
-        return -1;
-    if (found < 0)
-        return s_error (err, err_size, "%s: public-key is not 40 characters of Z85", key);
-    if (found == 0)
-        return s_error (err, err_size, "%s holds no public-key", key);
-    return 0;
+    return s_key_from_file (key, "public-key", "", out, err, err_size);
 }
 
 /*  Loads our own key pair from a secret key file; a file without its
@@ -136,21 +148,9 @@ dp_curve_public (const char *key, char out[DP_CURVE_KEY + 1], char *err, size_t 
 static int
 s_load_secret (dp_curve_t *curve, const char *path, char *err, size_t err_size)
 {
-    char *text = (char *)malloc (KEY_FILE_MAX);
-    if (!text)
-        return s_error (err, err_size, "out of memory");
-    int found = -2;
-    if (s_read_file (path, text, KEY_FILE_MAX, err, err_size) == 0)
-        found = s_find_key (text, "secret-key", curve->secret);
-    /*  The secret key must not linger in freed memory. */
-    explicit_bzero (text, KEY_FILE_MAX);
-    free (text);
-    if (found == -2)
+    if (s_key_from_file (path, "secret-key", " (is it the public half?)", curve->secret, err,
+                         err_size))
         return -1;
-    if (found < 0)
-        return s_error (err, err_size, "%s: secret-key is not 40 characters of Z85", path);
-    if (found == 0)
-        return s_error (err, err_size, "%s holds no secret-key (is it the public half?)", path);
     if (zmq_curve_public (curve->public_, curve->secret))
         return s_error (err, err_size, "%s: cannot derive the public key: %s", path,
                         zmq_strerror (errno));
