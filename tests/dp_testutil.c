@@ -389,3 +389,21 @@ dp_test_wait_workers (dpool_pool_t *pool, int workers, int timeout_ms)
         dp_test_fail (__FILE__, __LINE__, "only %d of %d workers registered",
                       dpool_pool_workers (pool), workers);
 }
+
+msgpack_unpacked
+dp_test_status (dpool_pool_t *pool)
+{
+    void *data;
+    size_t size;
+    CHECK (dpool_pool_status (pool, 10000, &data, &size) == 0);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    msgpack_unpacker *unpacker = msgpack_unpacker_new (size);
+    CHECK (unpacker && msgpack_unpacker_reserve_buffer (unpacker, size));
+    memcpy (msgpack_unpacker_buffer (unpacker), data, size);
+    msgpack_unpacker_buffer_consumed (unpacker, size);
+    CHECK (msgpack_unpacker_next (unpacker, &unpacked) == MSGPACK_UNPACK_SUCCESS);
+    msgpack_unpacker_free (unpacker);
+    free (data);
+    return unpacked;
+}

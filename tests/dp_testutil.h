@@ -6,6 +6,7 @@
 #ifndef DP_TESTUTIL_H_INCLUDED
 #define DP_TESTUTIL_H_INCLUDED
 
+#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -104,6 +105,12 @@ dp_test_workers_start (const char *endpoint, int procs, const char *const *extra
 typedef struct _dpool_pool_t dpool_pool_t;
 void
 dp_test_wait_workers (dpool_pool_t *pool, int workers, int timeout_ms);
+
+/*  The broker's status through pool, unpacked into a zone of its own (its
+    strings point into the zone, not into the reply); stops the test if the
+    broker does not answer within 10 s. The caller destroys it. */
+msgpack_unpacked
+dp_test_status (dpool_pool_t *pool);
 
 /*  Paths of the built programs. */
 extern const char *dp_test_broker_bin;

@@ -69,32 +69,11 @@ s_map_uint (msgpack_object map, const char *key)
     return -1;
 }
 
-/*  The broker's status, unpacked into a zone of its own (the unpacked
-    strings point into the zone, not into the reply); the caller destroys
-    it. */
-static msgpack_unpacked
-s_status (dpool_pool_t *pool)
-{
-    void *data;
-    size_t size;
-    CHECK (dpool_pool_status (pool, 10000, &data, &size) == 0);
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    msgpack_unpacker *unpacker = msgpack_unpacker_new (size);
-    CHECK (unpacker && msgpack_unpacker_reserve_buffer (unpacker, size));
-    memcpy (msgpack_unpacker_buffer (unpacker), data, size);
-    msgpack_unpacker_buffer_consumed (unpacker, size);
-    CHECK (msgpack_unpacker_next (unpacker, &unpacked) == MSGPACK_UNPACK_SUCCESS);
-    msgpack_unpacker_free (unpacker);
-    free (data);
-    return unpacked;
-}
-
 /*  The pids of the workers the broker knows, up to max. */
 static int
 s_worker_pids (dpool_pool_t *pool, pid_t *pids, int max)
 {
-    msgpack_unpacked status = s_status (pool);
+    msgpack_unpacked status = dp_test_status (pool);
     msgpack_object map = status.data;
     int count = 0;
     for (uint32_t i = 0; i < map.via.map.size; i++) {
@@ -160,7 +139,7 @@ case_kill_workers (void)
 
     /*  Exactly one result per chunk task at the broker: no task finished
         twice, even when a worker presumed dead answered late. */
-    msgpack_unpacked status = s_status (pool);
+    msgpack_unpacked status = dp_test_status (pool);
     CHECK_EQ_INT (s_map_uint (status.data, "done"), TASKS / 20);
     CHECK_EQ_INT (s_map_uint (status.data, "failed"), 0);
     msgpack_unpacked_destroy (&status);

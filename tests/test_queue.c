@@ -272,25 +272,6 @@ t_connect (int workers)
     return pool;
 }
 
-/*  The broker's status, unpacked; the caller destroys it. */
-static msgpack_unpacked
-t_status (dpool_pool_t *pool)
-{
-    void *data;
-    size_t size;
-    CHECK (dpool_pool_status (pool, 10000, &data, &size) == 0);
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    msgpack_unpacker *unpacker = msgpack_unpacker_new (size);
-    CHECK (unpacker && msgpack_unpacker_reserve_buffer (unpacker, size));
-    memcpy (msgpack_unpacker_buffer (unpacker), data, size);
-    msgpack_unpacker_buffer_consumed (unpacker, size);
-    CHECK (msgpack_unpacker_next (unpacker, &unpacked) == MSGPACK_UNPACK_SUCCESS);
-    msgpack_unpacker_free (unpacker);
-    free (data);
-    return unpacked;
-}
-
 static const msgpack_object *
 t_map_get (const msgpack_object *map, const char *key)
 {
@@ -307,7 +288,7 @@ t_map_get (const msgpack_object *map, const char *key)
 static int64_t
 t_queue_field (dpool_pool_t *pool, const char *name, const char *key)
 {
-    msgpack_unpacked status = t_status (pool);
+    msgpack_unpacked status = dp_test_status (pool);
     const msgpack_object *queues = t_map_get (&status.data, "queues");
     int64_t value = -1;
     for (uint32_t i = 0; queues && i < queues->via.array.size; i++) {
@@ -560,7 +541,7 @@ case_producers_consumers (void)
     size_t size = 1;
     CHECK (dpool_queue_qsize (q, &size) == 0);
     CHECK_EQ_INT (size, 0);
-    msgpack_unpacked status = t_status (pool);
+    msgpack_unpacked status = dp_test_status (pool);
     const msgpack_object *stats = t_map_get (&status.data, "queue_stats");
     CHECK_EQ_INT (t_int (t_map_get (stats, "gets")), PRODUCERS * PER_PRODUCER + CONSUMERS);
     CHECK_EQ_INT (t_int (t_map_get (stats, "unacked")), 0);
@@ -679,7 +660,7 @@ case_task_timeouts_and_nowait (void)
     CHECK_EQ_INT (t_int (&v[7]), 1);
     dpool_result_destroy (&result);
     /*  Nothing left waiting or lent at the broker. */
-    msgpack_unpacked status = t_status (pool);
+    msgpack_unpacked status = dp_test_status (pool);
     const msgpack_object *stats = t_map_get (&status.data, "queue_stats");
     CHECK_EQ_INT (t_int (t_map_get (stats, "waiting")), 0);
     CHECK_EQ_INT (t_int (t_map_get (stats, "unacked")), 0);
