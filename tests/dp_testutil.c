@@ -407,3 +407,22 @@ dp_test_status (dpool_pool_t *pool)
     free (data);
     return unpacked;
 }
+
+void
+dp_test_buf_init (dp_test_buf_t *self)
+{
+    msgpack_sbuffer_init (&self->sbuf);
+    msgpack_packer_init (&self->pk, &self->sbuf, msgpack_sbuffer_write);
+}
+
+void
+dp_test_buf_clear (dp_test_buf_t *self)
+{
+    msgpack_sbuffer_clear (&self->sbuf);
+}
+
+void
+dp_test_buf_fini (dp_test_buf_t *self)
+{
+    msgpack_sbuffer_destroy (&self->sbuf);
+}

@@ -106,6 +106,19 @@ typedef struct _dpool_pool_t dpool_pool_t;
 void
 dp_test_wait_workers (dpool_pool_t *pool, int workers, int timeout_ms);
 
+/*  A msgpack buffer with its packer, for packing arguments. */
+typedef struct {
+    msgpack_sbuffer sbuf;
+    msgpack_packer pk;
+} dp_test_buf_t;
+
+void
+dp_test_buf_init (dp_test_buf_t *self);
+void
+dp_test_buf_clear (dp_test_buf_t *self);
+void
+dp_test_buf_fini (dp_test_buf_t *self);
+
 /*  The broker's status through pool, unpacked into a zone of its own (its
     strings point into the zone, not into the reply); stops the test if the
     broker does not answer within 10 s. The caller destroys it. */

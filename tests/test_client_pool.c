@@ -26,33 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/*  A msgpack buffer that arguments are packed into. */
-typedef struct {
-    msgpack_sbuffer sbuf;
-    msgpack_packer pk;
-} t_buf_t;
-
 static void
-t_buf_init (t_buf_t *self)
-{
-    msgpack_sbuffer_init (&self->sbuf);
-    msgpack_packer_init (&self->pk, &self->sbuf, msgpack_sbuffer_write);
-}
-
-static void
-t_buf_clear (t_buf_t *self)
-{
-    msgpack_sbuffer_clear (&self->sbuf);
-}
-
-static void
-t_buf_fini (t_buf_t *self)
-{
-    msgpack_sbuffer_destroy (&self->sbuf);
-}
-
-static void
-t_pack_str (t_buf_t *self, const char *text)
+t_pack_str (dp_test_buf_t *self, const char *text)
 {
     size_t len = strlen (text);
     msgpack_pack_str (&self->pk, len);
@@ -60,7 +35,7 @@ t_pack_str (t_buf_t *self, const char *text)
 }
 
 static void
-t_pack_double (t_buf_t *self, double value)
+t_pack_double (dp_test_buf_t *self, double value)
 {
     msgpack_pack_double (&self->pk, value);
 }
@@ -234,9 +209,9 @@ t_connect (t_env_t *env, int workers)
 
 /*  Packs the ints from .. to - 1 back to back. */
 static void
-t_pack_range (t_buf_t *buf, int from, int to)
+t_pack_range (dp_test_buf_t *buf, int from, int to)
 {
-    t_buf_clear (buf);
+    dp_test_buf_clear (buf);
     for (int i = from; i < to; i++)
         msgpack_pack_int (&buf->pk, i);
 }
@@ -263,8 +238,8 @@ test_apply_async (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 2);
     dpool_pool_t *pool = t_connect (&env, 2);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     msgpack_object value;
 
     msgpack_pack_int (&buf.pk, 42);
@@ -289,7 +264,7 @@ test_apply_async (const char *transport)
     dpool_result_destroy (&result);
 
     /*  apply: a nested value comes back whole. */
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     msgpack_pack_map (&buf.pk, 2);
     t_pack_str (&buf, "name");
     t_pack_str (&buf, "dpool");
@@ -309,7 +284,7 @@ test_apply_async (const char *transport)
     dpool_result_destroy (&result);
 
     /*  get times out while the task runs, then succeeds. */
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     t_pack_double (&buf, 0.5);
     result = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
     CHECK (result);
@@ -342,7 +317,7 @@ test_apply_async (const char *transport)
     dpool_pool_destroy (&pool);
     CHECK (pool == NULL);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -373,8 +348,8 @@ test_map_results_in_input_order (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 3);
     dpool_pool_t *pool = t_connect (&env, 3);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     msgpack_object value;
 
     t_pack_range (&buf, 0, 100);
@@ -398,7 +373,7 @@ test_map_results_in_input_order (const char *transport)
     dpool_result_destroy (&result);
 
     /*  starmap: each object is the argument list. */
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     for (int i = 0; i < 20; i++) {
         msgpack_pack_array (&buf.pk, 2);
         msgpack_pack_int (&buf.pk, i);
@@ -441,7 +416,7 @@ test_map_results_in_input_order (const char *transport)
     dpool_result_destroy (&result);
 
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -481,8 +456,8 @@ test_imap_vs_imap_unordered_order (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, N);
     dpool_pool_t *pool = t_connect (&env, N);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     for (int i = 0; i < N; i++)
         t_pack_double (&buf, sleeps[i]);
 
@@ -510,7 +485,7 @@ test_imap_vs_imap_unordered_order (const char *transport)
     dpool_result_destroy (&first);
 
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -523,8 +498,8 @@ test_task_failure_carries_worker_message (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 2);
     dpool_pool_t *pool = t_connect (&env, 2);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     msgpack_object value;
 
     t_pack_str (&buf, "disk full on /data (7)");
@@ -539,7 +514,7 @@ test_task_failure_carries_worker_message (const char *transport)
 
     /*  In a map every item keeps its own message; the handle reports the
         first in input order. */
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     t_pack_str (&buf, "first");
     t_pack_str (&buf, "second");
     t_pack_str (&buf, "third");
@@ -565,7 +540,7 @@ test_task_failure_carries_worker_message (const char *transport)
     dpool_iter_destroy (&iter);
 
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -579,14 +554,14 @@ test_task_failure_codes (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 2);
     dpool_pool_t *pool = t_connect (&env, 2);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
 
     t_pack_double (&buf, 30.0);
     dpool_call_t call = {.timeout_ms = 300};
     dpool_result_t *late =
         dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, &call);
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     msgpack_pack_nil (&buf.pk);
     call = (dpool_call_t){.retries = -1};
     dpool_result_t *lost =
@@ -605,7 +580,7 @@ test_task_failure_codes (const char *transport)
     dpool_result_destroy (&nofunc);
 
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -618,8 +593,8 @@ test_close_join_terminate (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 1);
     dpool_pool_t *pool = t_connect (&env, 1);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
 
     /*  join needs close first; after close, submitted tasks run to the end. */
     CHECK_EQ_INT (dpool_pool_join (pool, 0), -1);
@@ -642,7 +617,7 @@ test_close_join_terminate (const char *transport)
     /*  join times out while tasks run; terminate cancels every unfinished
         one, running or queued. */
     pool = t_connect (&env, 1);
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     t_pack_double (&buf, 30.0);
     a = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
     b = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
@@ -668,7 +643,7 @@ test_close_join_terminate (const char *transport)
 
     /*  terminate without close, then destroy. */
     pool = t_connect (&env, 0);
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     t_pack_double (&buf, 30.0);
     a = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
     CHECK (a);
@@ -677,7 +652,7 @@ test_close_join_terminate (const char *transport)
     dpool_pool_destroy (&pool);
     dpool_result_destroy (&a);
 
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -691,8 +666,8 @@ test_submit_after_close_fails (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 1);
     dpool_pool_t *pool = t_connect (&env, 1);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     msgpack_pack_array (&buf.pk, 1);
     msgpack_pack_int (&buf.pk, 5);
 
@@ -728,7 +703,7 @@ test_submit_after_close_fails (const char *transport)
     CHECK_EQ_INT (dpool_pool_join (pool, 20000), 0);
     dpool_result_destroy (&before);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -744,11 +719,11 @@ test_two_clients_get_only_their_own_results (const char *transport)
     dpool_pool_t *pools[2] = {t_connect (&env, 2), t_connect (&env, 2)};
     static const char *tags[2] = {"A", "B"};
     dpool_result_t *results[2][N];
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     for (int i = 0; i < N; i++)
         for (int p = 0; p < 2; p++) {
-            t_buf_clear (&buf);
+            dp_test_buf_clear (&buf);
             msgpack_pack_array (&buf.pk, 2);
             t_pack_str (&buf, tags[p]);
             msgpack_pack_int (&buf.pk, i);
@@ -776,7 +751,7 @@ test_two_clients_get_only_their_own_results (const char *transport)
     }
     for (int p = 0; p < 2; p++)
         dpool_pool_destroy (&pools[p]);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -833,8 +808,8 @@ test_callbacks_run_once (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 2);
     dpool_pool_t *pool = t_connect (&env, 2);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     t_counts_t counts;
     memset (&counts, 0, sizeof counts);
     counts.pool = pool;
@@ -862,7 +837,7 @@ test_callbacks_run_once (const char *transport)
     t_pack_range (&buf, 0, 10);
     dpool_result_t *map =
         dpool_pool_map_async (pool, "echo", buf.sbuf.data, buf.sbuf.size, 3, &call);
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     t_pack_str (&buf, "a");
     t_pack_str (&buf, "b");
     dpool_result_t *failing_map =
@@ -883,7 +858,7 @@ test_callbacks_run_once (const char *transport)
     dpool_pool_destroy (&pool);
     CHECK_EQ_INT (atomic_load (&counts.ok), 3);
     CHECK_EQ_INT (atomic_load (&counts.failed), 2);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -896,8 +871,8 @@ test_cancel_queued_task_ends_cancelled (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 1);
     dpool_pool_t *pool = t_connect (&env, 1);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     t_pack_double (&buf, 1.0);
     dpool_result_t *running =
         dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
@@ -927,7 +902,7 @@ test_cancel_queued_task_ends_cancelled (const char *transport)
     dpool_result_destroy (&map);
     dpool_result_destroy (&after);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -947,8 +922,8 @@ test_backpressure_blocks_submits (const char *transport)
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     CHECK (pool);
     dp_test_wait_workers (pool, 2, 15000);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     t_pack_double (&buf, 0.3);
 
     dpool_result_t *a = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
@@ -978,7 +953,7 @@ test_backpressure_blocks_submits (const char *transport)
     dpool_result_destroy (&c);
     dpool_result_destroy (&m);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -1035,8 +1010,8 @@ test_reconnect_resubmits_after_broker_restart (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 2);
     dpool_pool_t *pool = t_connect (&env, 2);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     msgpack_object value;
 
     dpool_result_t *before = dpool_pool_apply (pool, "echo", "\x01", 1, NULL);
@@ -1061,7 +1036,7 @@ test_reconnect_resubmits_after_broker_restart (const char *transport)
     dpool_result_destroy (&running);
     dpool_result_destroy (&during);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -1112,8 +1087,8 @@ test_malformed_chunk_result (void)
 
     dpool_pool_t *pool = dpool_pool_connect (endpoint);
     CHECK (pool);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     t_pack_range (&buf, 0, 6);
     dpool_result_t *result =
         dpool_pool_map_async (pool, "f", buf.sbuf.data, buf.sbuf.size, 3, NULL);
@@ -1169,7 +1144,7 @@ test_malformed_chunk_result (void)
     CHECK (t_is_int (value, 5));
     dpool_result_destroy (&result);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     dp_writer_fini (&w);
     zmq_close (router);
     zmq_ctx_term (ctx);
@@ -1189,12 +1164,12 @@ static void *
 t_submitter (void *arg)
 {
     t_thread_t *self = (t_thread_t *)arg;
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     dpool_result_t *results[50];
     self->ok = true;
     for (int i = 0; i < 50; i++) {
-        t_buf_clear (&buf);
+        dp_test_buf_clear (&buf);
         msgpack_pack_array (&buf.pk, 2);
         msgpack_pack_int (&buf.pk, self->id);
         msgpack_pack_int (&buf.pk, i);
@@ -1211,7 +1186,7 @@ t_submitter (void *arg)
     }
     for (int i = 0; i < 50; i++)
         dpool_result_destroy (&results[i]);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     return NULL;
 }
 
@@ -1232,8 +1207,8 @@ test_many_threads_submit_and_wait (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 2);
     dpool_pool_t *pool = t_connect (&env, 2);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     t_pack_double (&buf, 0.3);
     dpool_result_t *shared =
         dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
@@ -1252,7 +1227,7 @@ test_many_threads_submit_and_wait (const char *transport)
     }
     dpool_result_destroy (&shared);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -1266,12 +1241,12 @@ test_result_outlives_pool (const char *transport)
     t_env_t env;
     t_env_start (&env, transport, 1);
     dpool_pool_t *pool = t_connect (&env, 1);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     t_pack_str (&buf, "kept");
     dpool_result_t *done = dpool_pool_apply (pool, "echo", buf.sbuf.data, buf.sbuf.size, NULL);
     CHECK (dpool_result_successful (done));
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     t_pack_double (&buf, 30.0);
     dpool_result_t *pending =
         dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
@@ -1291,7 +1266,7 @@ test_result_outlives_pool (const char *transport)
     dpool_iter_destroy (&iter);
     dpool_result_destroy (&done);
     dpool_result_destroy (&pending);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
     t_env_stop (&env);
 }
 
@@ -1325,8 +1300,8 @@ t_dir_has_no (const char *dir, const char *prefix)
 static void
 t_check_square (dpool_pool_t *pool, uint64_t n)
 {
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     msgpack_pack_uint64 (&buf.pk, n);
     dpool_result_t *result = dpool_pool_apply (pool, "square", buf.sbuf.data, buf.sbuf.size, NULL);
     CHECK (result);
@@ -1334,7 +1309,7 @@ t_check_square (dpool_pool_t *pool, uint64_t n)
     CHECK_EQ_INT (dpool_result_get (result, 0, &value), 0);
     CHECK (t_is_int (value, (int64_t)(n * n)));
     dpool_result_destroy (&result);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
 }
 
 static void
@@ -1346,8 +1321,8 @@ test_embedded_pool_apply_map (void)
     dpool_pool_t *pool = dpool_pool_new (2);
     CHECK (pool);
     CHECK (!t_dir_has_no (dp_test_dir (), "dpool-"));
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     msgpack_object value;
 
     /*  The workers are other processes, forked from this program. */
@@ -1372,7 +1347,7 @@ test_embedded_pool_apply_map (void)
 
     /*  Scalars, failures and other values mixed in one chunk: each item
         keeps its own outcome, in input order, whatever the others were. */
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     for (int i = 0; i < 12; i++) {
         if (i % 4 == 1)
             t_pack_str (&buf, "bad");
@@ -1394,7 +1369,7 @@ test_embedded_pool_apply_map (void)
         }
     }
     dpool_result_destroy (&result);
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     for (int i = 0; i < 12; i++) {
         if (i % 3 == 0)
             t_pack_str (&buf, "s");
@@ -1420,7 +1395,7 @@ test_embedded_pool_apply_map (void)
     }
     dpool_iter_destroy (&iter);
 
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     t_pack_str (&buf, "bad");
     result = dpool_pool_apply (pool, "square", buf.sbuf.data, buf.sbuf.size, NULL);
     t_check_failed (result, DPOOL_EFAILED);
@@ -1451,7 +1426,7 @@ test_embedded_pool_apply_map (void)
     /*  Every process the pools forked is gone and reaped. */
     CHECK_EQ_INT (waitpid (-1, NULL, WNOHANG), -1);
     CHECK_EQ_INT (errno, ECHILD);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
 }
 
 static bool
@@ -1469,8 +1444,8 @@ test_embedded_terminate_stops_workers (void)
     config.procs = 2;
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     CHECK (pool);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     msgpack_pack_nil (&buf.pk);
     msgpack_object value;
     dpool_result_t *result = dpool_pool_apply (pool, "pid", buf.sbuf.data, buf.sbuf.size, NULL);
@@ -1478,7 +1453,7 @@ test_embedded_terminate_stops_workers (void)
     pid_t worker = (pid_t)t_map_get (&value, "pid")->via.u64;
     dpool_result_destroy (&result);
 
-    t_buf_clear (&buf);
+    dp_test_buf_clear (&buf);
     t_pack_double (&buf, 60.0);
     dpool_result_t *a = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
     dpool_result_t *b = dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
@@ -1495,7 +1470,7 @@ test_embedded_terminate_stops_workers (void)
     dpool_result_destroy (&a);
     dpool_result_destroy (&b);
     dpool_result_destroy (&c);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
 }
 
 /*  An embedded pool bound to one more endpoint also serves outside workers;
@@ -1515,8 +1490,8 @@ test_embedded_pool_accepts_outside_workers (void)
     CHECK (pool);
     pid_t outside = t_track (dp_test_workers_start (endpoint, 2, NULL));
     dp_test_wait_workers (pool, 3, 15000);
-    t_buf_t buf;
-    t_buf_init (&buf);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
     t_pack_range (&buf, 0, 30);
     dpool_result_t *result = dpool_pool_map (pool, "echo", buf.sbuf.data, buf.sbuf.size, 1, NULL);
     t_check_range (result, 30);
@@ -1536,7 +1511,7 @@ test_embedded_pool_accepts_outside_workers (void)
     config.bind = endpoint;
     CHECK (!dpool_pool_new_config (&config));
     CHECK_EQ_INT (dpool_errno (), DPOOL_EINVAL);
-    t_buf_fini (&buf);
+    dp_test_buf_fini (&buf);
 }
 
 /*  ---------------------------------------------------------------------------

@@ -35,24 +35,6 @@
 /*  ---------------------------------------------------------------------------
     msgpack helpers.
 */
-typedef struct {
-    msgpack_sbuffer sbuf;
-    msgpack_packer pk;
-} t_buf_t;
-
-static void
-t_buf_init (t_buf_t *self)
-{
-    msgpack_sbuffer_init (&self->sbuf);
-    msgpack_packer_init (&self->pk, &self->sbuf, msgpack_sbuffer_write);
-}
-
-static void
-t_buf_fini (t_buf_t *self)
-{
-    msgpack_sbuffer_destroy (&self->sbuf);
-}
-
 static void
 t_pack_str (msgpack_packer *pk, const char *text)
 {
@@ -109,19 +91,19 @@ q_produce (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
     dpool_queue_t *q = dpool_task_queue_open (task, name, 0);
     if (!q)
         return dpool_task_fail (task, "open: %s", dpool_strerror (dpool_errno ()));
-    t_buf_t value;
-    t_buf_init (&value);
+    dp_test_buf_t value;
+    dp_test_buf_init (&value);
     for (int64_t i = 0; i < count; i++) {
         msgpack_sbuffer_clear (&value.sbuf);
         msgpack_pack_array (&value.pk, 2);
         msgpack_pack_int64 (&value.pk, producer);
         msgpack_pack_int64 (&value.pk, i);
         if (dpool_queue_put (q, value.sbuf.data, value.sbuf.size, GET_WAIT_MS)) {
-            t_buf_fini (&value);
+            dp_test_buf_fini (&value);
             return dpool_task_fail (task, "put %lld: %s", (long long)i, dpool_queue_error (q));
         }
     }
-    t_buf_fini (&value);
+    dp_test_buf_fini (&value);
     msgpack_pack_array (result, 2);
     msgpack_pack_int (result, (int)getpid ());
     return msgpack_pack_int64 (result, count);
@@ -138,13 +120,13 @@ q_consume (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
     dpool_queue_t *q = dpool_task_queue_open (task, name, 0);
     if (!q)
         return dpool_task_fail (task, "open: %s", dpool_strerror (dpool_errno ()));
-    t_buf_t got;
-    t_buf_init (&got);
+    dp_test_buf_t got;
+    dp_test_buf_init (&got);
     uint32_t count = 0;
     for (;;) {
         msgpack_object value;
         if (dpool_queue_get (q, GET_WAIT_MS, &value)) {
-            t_buf_fini (&got);
+            dp_test_buf_fini (&got);
             return dpool_task_fail (task, "get: %s", dpool_queue_error (q));
         }
         if (t_is_str (&value, STOP))
@@ -156,7 +138,7 @@ q_consume (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
     msgpack_pack_int (result, (int)getpid ());
     msgpack_pack_array (result, count);
     int rc = msgpack_sbuffer_write (result->data, got.sbuf.data, got.sbuf.size);
-    t_buf_fini (&got);
+    dp_test_buf_fini (&got);
     return rc;
 }
 
@@ -172,11 +154,11 @@ q_wait_on (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
     dpool_queue_t *q = dpool_task_queue_open (task, victim, 0);
     if (!p || !q)
         return dpool_task_fail (task, "open: %s", dpool_strerror (dpool_errno ()));
-    t_buf_t pid;
-    t_buf_init (&pid);
+    dp_test_buf_t pid;
+    dp_test_buf_init (&pid);
     msgpack_pack_int (&pid.pk, (int)getpid ());
     int rc = dpool_queue_put (p, pid.sbuf.data, pid.sbuf.size, 0);
-    t_buf_fini (&pid);
+    dp_test_buf_fini (&pid);
     if (rc)
         return dpool_task_fail (task, "put pid: %s", dpool_queue_error (p));
     msgpack_object value;
@@ -340,7 +322,7 @@ t_stop_broker (void)
 
 /*  Submits fn with args packed by the caller. */
 static dpool_result_t *
-t_submit (dpool_pool_t *pool, const char *fn, t_buf_t *args, int retries)
+t_submit (dpool_pool_t *pool, const char *fn, dp_test_buf_t *args, int retries)
 {
     dpool_call_t call = {.retries = retries};
     dpool_result_t *result =
@@ -381,8 +363,8 @@ case_client_api (const char *transport)
     CHECK (q);
     CHECK_EQ_STR (dpool_queue_name (q), "api");
     CHECK_EQ_INT (dpool_queue_empty (q), 1);
-    t_buf_t value;
-    t_buf_init (&value);
+    dp_test_buf_t value;
+    dp_test_buf_init (&value);
     for (int i = 0; i < 50; i++) {
         msgpack_sbuffer_clear (&value.sbuf);
         msgpack_pack_array (&value.pk, 2);
@@ -468,7 +450,7 @@ case_client_api (const char *transport)
     CHECK (dpool_queue_qsize (late, &size) == -1);
     CHECK_EQ_INT (dpool_errno (), DPOOL_ECLOSED);
     dpool_queue_destroy (&late);
-    t_buf_fini (&value);
+    dp_test_buf_fini (&value);
     t_stop_broker ();
 }
 
@@ -483,8 +465,8 @@ case_producers_consumers (void)
     dpool_pool_t *pool = t_connect (WORKERS);
     dpool_queue_t *q = dpool_queue_open (pool, "work", 50); /* bounded: producers wait too */
     CHECK (q);
-    t_buf_t args;
-    t_buf_init (&args);
+    dp_test_buf_t args;
+    dp_test_buf_init (&args);
     dpool_result_t *consumers[CONSUMERS], *producers[PRODUCERS];
     for (int c = 0; c < CONSUMERS; c++) {
         msgpack_pack_array (&args.pk, 1);
@@ -507,8 +489,8 @@ case_producers_consumers (void)
         pids[npids++] = (pid_t)t_int (&value.via.array.ptr[0]);
     }
     /*  Then one "stop" per consumer, after every value. */
-    t_buf_t stop;
-    t_buf_init (&stop);
+    dp_test_buf_t stop;
+    dp_test_buf_init (&stop);
     t_pack_str (&stop.pk, STOP);
     for (int c = 0; c < CONSUMERS; c++)
         CHECK (dpool_queue_put (q, stop.sbuf.data, stop.sbuf.size, WAIT_MS) == 0);
@@ -552,8 +534,8 @@ case_producers_consumers (void)
         dpool_result_destroy (&producers[i]);
     dpool_queue_destroy (&q);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&stop);
-    t_buf_fini (&args);
+    dp_test_buf_fini (&stop);
+    dp_test_buf_fini (&args);
     t_stop_broker ();
 }
 
@@ -567,8 +549,8 @@ case_consumer_killed_in_get (void)
     dpool_queue_t *pids = dpool_queue_open (pool, "pids", 0);
     dpool_queue_t *victim = dpool_queue_open (pool, "victim", 0);
     CHECK (pids && victim);
-    t_buf_t args;
-    t_buf_init (&args);
+    dp_test_buf_t args;
+    dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 2);
     t_pack_str (&args.pk, "victim");
     t_pack_str (&args.pk, "pids");
@@ -579,8 +561,8 @@ case_consumer_killed_in_get (void)
     CHECK (kill ((pid_t)t_int (&pid), SIGKILL) == 0);
     /*  The value may reach the dead consumer's connection first; it is
         the broker's until acknowledged, so it comes back. */
-    t_buf_t value;
-    t_buf_init (&value);
+    dp_test_buf_t value;
+    dp_test_buf_init (&value);
     t_pack_str (&value.pk, "precious");
     CHECK (dpool_queue_put (victim, value.sbuf.data, value.sbuf.size, 0) == 0);
     CHECK_EQ_INT (dpool_result_wait (consumer, WAIT_MS), 0);
@@ -597,8 +579,8 @@ case_consumer_killed_in_get (void)
     dpool_queue_destroy (&pids);
     dpool_queue_destroy (&victim);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&value);
-    t_buf_fini (&args);
+    dp_test_buf_fini (&value);
+    dp_test_buf_fini (&args);
     t_stop_broker ();
 }
 
@@ -611,8 +593,8 @@ case_bounded_put_blocks (void)
     dpool_pool_t *pool = t_connect (1);
     dpool_queue_t *q = dpool_queue_open (pool, "small", 2);
     CHECK (q);
-    t_buf_t args;
-    t_buf_init (&args);
+    dp_test_buf_t args;
+    dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 3);
     t_pack_str (&args.pk, "small");
     msgpack_pack_int (&args.pk, 7);
@@ -631,7 +613,7 @@ case_bounded_put_blocks (void)
     dpool_result_destroy (&producer);
     dpool_queue_destroy (&q);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&args);
+    dp_test_buf_fini (&args);
     t_stop_broker ();
 }
 
@@ -642,8 +624,8 @@ case_task_timeouts_and_nowait (void)
 {
     t_start ("tcp", 1);
     dpool_pool_t *pool = t_connect (1);
-    t_buf_t args;
-    t_buf_init (&args);
+    dp_test_buf_t args;
+    dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 1);
     t_pack_str (&args.pk, "codes");
     dpool_result_t *result = t_submit (pool, "q.codes", &args, 0);
@@ -666,7 +648,7 @@ case_task_timeouts_and_nowait (void)
     CHECK_EQ_INT (t_int (t_map_get (stats, "unacked")), 0);
     msgpack_unpacked_destroy (&status);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&args);
+    dp_test_buf_fini (&args);
     t_stop_broker ();
 }
 
@@ -726,8 +708,8 @@ case_get_resent_after_broker_restart (void)
     t_getter_t getter = {pool, -1};
     pthread_t thread;
     CHECK (pthread_create (&thread, NULL, t_getter, &getter) == 0);
-    t_buf_t args;
-    t_buf_init (&args);
+    dp_test_buf_t args;
+    dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 2);
     t_pack_str (&args.pk, "task-side");
     t_pack_str (&args.pk, "pids");
@@ -767,7 +749,7 @@ case_get_resent_after_broker_restart (void)
     dpool_queue_destroy (&late);
     dpool_queue_destroy (&task_side);
     dpool_pool_destroy (&pool);
-    t_buf_fini (&args);
+    dp_test_buf_fini (&args);
     t_stop_broker ();
 }
 
