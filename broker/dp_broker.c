@@ -1048,6 +1048,14 @@ s_pack_str (msgpack_packer *pk, const char *text)
     msgpack_pack_str_body (pk, text, len);
 }
 
+/*  A status map's key and its count. */
+static void
+s_pack_count (msgpack_packer *pk, const char *key, uint64_t count)
+{
+    s_pack_str (pk, key);
+    msgpack_pack_uint64 (pk, count);
+}
+
 /*  ---------------------------------------------------------------------------
     Named queues (dp_queues.h) and progress.
 */
@@ -1132,14 +1140,12 @@ s_pack_job (uint64_t ref, void *value, void *arg)
     msgpack_pack_map (pk, 7);
     s_pack_str (pk, "fn");
     s_pack_str (pk, task->fnq->name);
-    s_pack_str (pk, "seq");
-    msgpack_pack_uint64 (pk, task->seq);
+    s_pack_count (pk, "seq", task->seq);
     s_pack_str (pk, "client");
     s_pack_str (pk, task->client ? task->client->name : "");
     s_pack_str (pk, "worker");
     s_pack_str (pk, worker->name);
-    s_pack_str (pk, "pid");
-    msgpack_pack_uint64 (pk, worker->pid);
+    s_pack_count (pk, "pid", worker->pid);
     s_pack_str (pk, "attempt");
     msgpack_pack_uint32 (pk, (uint32_t)task->deaths + 1);
     s_pack_str (pk, "progress");
@@ -1176,22 +1182,14 @@ s_pack_queue_stats (dp_broker_t *self, msgpack_packer *pk)
     dp_queues_stats_t stats;
     dp_queues_stats (self->queues, &stats);
     msgpack_pack_map (pk, 8);
-    s_pack_str (pk, "queues");
-    msgpack_pack_uint64 (pk, stats.queues);
-    s_pack_str (pk, "values");
-    msgpack_pack_uint64 (pk, stats.values);
-    s_pack_str (pk, "bytes");
-    msgpack_pack_uint64 (pk, stats.bytes);
-    s_pack_str (pk, "waiting");
-    msgpack_pack_uint64 (pk, stats.waiters);
-    s_pack_str (pk, "unacked");
-    msgpack_pack_uint64 (pk, stats.loans);
-    s_pack_str (pk, "puts");
-    msgpack_pack_uint64 (pk, stats.puts);
-    s_pack_str (pk, "gets");
-    msgpack_pack_uint64 (pk, stats.gets);
-    s_pack_str (pk, "returned");
-    msgpack_pack_uint64 (pk, stats.returned);
+    s_pack_count (pk, "queues", stats.queues);
+    s_pack_count (pk, "values", stats.values);
+    s_pack_count (pk, "bytes", stats.bytes);
+    s_pack_count (pk, "waiting", stats.waiters);
+    s_pack_count (pk, "unacked", stats.loans);
+    s_pack_count (pk, "puts", stats.puts);
+    s_pack_count (pk, "gets", stats.gets);
+    s_pack_count (pk, "returned", stats.returned);
 }
 
 static void
@@ -1202,18 +1200,12 @@ s_on_status (dp_broker_t *self, peer_t *peer)
     msgpack_pack_map (pk, 13);
     s_pack_str (pk, "broker");
     s_pack_str (pk, self->name);
-    s_pack_str (pk, "uptime_ms");
-    msgpack_pack_uint64 (pk, (uint64_t)(dp_now_ms () - self->started));
-    s_pack_str (pk, "queued");
-    msgpack_pack_uint64 (pk, self->queued);
-    s_pack_str (pk, "inflight");
-    msgpack_pack_uint64 (pk, self->inflight);
-    s_pack_str (pk, "done");
-    msgpack_pack_uint64 (pk, self->done);
-    s_pack_str (pk, "failed");
-    msgpack_pack_uint64 (pk, self->failed);
-    s_pack_str (pk, "clients");
-    msgpack_pack_uint64 (pk, zhashx_size (self->sessions));
+    s_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
+    s_pack_count (pk, "queued", self->queued);
+    s_pack_count (pk, "inflight", self->inflight);
+    s_pack_count (pk, "done", self->done);
+    s_pack_count (pk, "failed", self->failed);
+    s_pack_count (pk, "clients", zhashx_size (self->sessions));
     s_pack_str (pk, "workers");
     msgpack_pack_array (pk, zlistx_size (self->workers));
     for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
@@ -1223,16 +1215,13 @@ s_on_status (dp_broker_t *self, peer_t *peer)
         s_pack_str (pk, worker->name);
         s_pack_str (pk, "host");
         s_pack_str (pk, worker->host);
-        s_pack_str (pk, "pid");
-        msgpack_pack_uint64 (pk, worker->pid);
+        s_pack_count (pk, "pid", worker->pid);
         s_pack_str (pk, "credit");
         msgpack_pack_uint32 (pk, worker->credit);
         s_pack_str (pk, "inflight");
         msgpack_pack_uint32 (pk, worker->inflight);
-        s_pack_str (pk, "done");
-        msgpack_pack_uint64 (pk, worker->done);
-        s_pack_str (pk, "failed");
-        msgpack_pack_uint64 (pk, worker->failed);
+        s_pack_count (pk, "done", worker->done);
+        s_pack_count (pk, "failed", worker->failed);
         s_pack_str (pk, "functions");
         msgpack_pack_array (pk, worker->nfns);
         for (size_t i = 0; i < worker->nfns; i++)
@@ -1243,12 +1232,9 @@ s_on_status (dp_broker_t *self, peer_t *peer)
         that sent a frame over ZMQ_MAXMSGSIZE. */
     s_pack_str (pk, "connections");
     msgpack_pack_map (pk, 3);
-    s_pack_str (pk, "accepted");
-    msgpack_pack_uint64 (pk, self->accepted);
-    s_pack_str (pk, "disconnected");
-    msgpack_pack_uint64 (pk, self->disconnected);
-    s_pack_str (pk, "handshake_failed");
-    msgpack_pack_uint64 (pk, self->handshake_failed);
+    s_pack_count (pk, "accepted", self->accepted);
+    s_pack_count (pk, "disconnected", self->disconnected);
+    s_pack_count (pk, "handshake_failed", self->handshake_failed);
     s_pack_str (pk, "dropped");
     msgpack_pack_map (pk, DROP_COUNT_ - 1);
     for (int i = 1; i < DROP_COUNT_; i++) {
