@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 # Tests: clang and its runtime (AddressSanitizer, UBSan, libFuzzer),
 # valgrind, iproute2 (network-namespace tests), python3 (benchmark smoke).
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-          libjansson-dev clang libclang-rt-14-dev valgrind iproute2 python3"
+          libjansson-dev clang-19 libclang-rt-19-dev valgrind iproute2 python3"
 
 missing=()
 for package in $PACKAGES; do

@@ -14,7 +14,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"
 ctest --test-dir build -j"$jobs" --output-on-failure --timeout 600
 
-CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDPOOL_SANITIZE=ON \
+CC=clang-19 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDPOOL_SANITIZE=ON \
     -DDPOOL_FUZZ=ON -DDPOOL_FUZZ_SECONDS="${DPOOL_FUZZ_SECONDS:-60}"
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

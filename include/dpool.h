@@ -212,7 +212,12 @@ dpool_config_init (dpool_config_t *config);
 
 /*  An embedded pool: Pool(procs). Runs a broker on the pool's own thread
     in this program and forks procs worker processes (0: one per CPU) that run the
-    functions this program registered. Returns NULL on failure. */
+    functions this program registered. Returns NULL on failure.
+    The fork may happen while other threads of the program (another pool's,
+    for one) are running; the child starts afresh (its own ZeroMQ context) and needs only
+    malloc and stdio from before the fork, which glibc keeps usable. Memory checkers whose allocator is not
+    fork-safe can deadlock there: AddressSanitizer before LLVM 18 does, so
+    test.sh builds with clang-19. */
 dpool_pool_t *
 dpool_pool_new (int procs);
 
