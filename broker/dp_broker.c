@@ -290,6 +290,17 @@ s_send (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, const dp_writer_t *body)
     return rc;
 }
 
+/*  s_send for a body sent once: a large one goes without a copy, and the
+    writer is left empty (dp_wire_send_take). */
+static int
+s_send_take (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, dp_writer_t *body)
+{
+    int rc = dp_wire_send_take (self->handle, peer->rid, peer->rid_size, cmd, body, ZMQ_DONTWAIT);
+    if (rc == 0)
+        peer->last_send = dp_now_ms ();
+    return rc;
+}
+
 /*  Sends ERROR [code, message] to a routing id, registered or not. */
 static void
 s_send_error (dp_broker_t *self, const void *rid, size_t rid_size, int code, const char *message)
@@ -617,7 +628,7 @@ s_client_flush (dp_broker_t *self, client_t *client)
     }
     if (rc == 0 && dp_list_count (&client->out) > 0) {
         dp_list_end (&client->out);
-        rc = s_send (self, client->peer, DP_CMD_RESULT, &client->out);
+        rc = s_send_take (self, client->peer, DP_CMD_RESULT, &client->out);
         if (rc == 0) {
             if (client->out.sbuf.alloc > SHRINK_BYTES) {
                 dp_writer_fini (&client->out);
@@ -748,7 +759,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
     if (count == 0)
         return 0;
     dp_list_end (&self->w);
-    if (s_send (self, worker->peer, DP_CMD_DISPATCH, &self->w) != 0) {
+    if (s_send_take (self, worker->peer, DP_CMD_DISPATCH, &self->w) != 0) {
         /*  Not sent: the tasks go back where they were, untouched. */
         int err = errno;
         for (size_t i = 0; i < count; i++) {

@@ -131,6 +131,19 @@ s_reconnect (s_actor_t *self, const char *why)
         s_send_hello (self);
 }
 
+/*  s_send for a body sent once, such as a SUBMIT batch: a large one goes
+    without a copy (dp_wire_send_take). */
+static int
+s_send_take (s_actor_t *self, dp_cmd_t cmd, dp_writer_t *writer)
+{
+    if (!self->dealer) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    self->last_send = dp_now_ms ();
+    return dp_wire_send_take (zsock_resolve (self->dealer), NULL, 0, cmd, writer, ZMQ_DONTWAIT);
+}
+
 /*  Sends a chain of SUBMIT batches and frees it. Returns 0, or -1 if one
     could not be sent (the rest are freed too). */
 static int
@@ -140,7 +153,7 @@ s_send_batches (s_actor_t *self, dp_batch_t **head)
     for (dp_batch_t *batch = *head; batch && rc == 0; batch = batch->next) {
         dp_list_end (&batch->writer);
         if (dp_list_count (&batch->writer) > 0)
-            rc = s_send (self, DP_CMD_SUBMIT, &batch->writer);
+            rc = s_send_take (self, DP_CMD_SUBMIT, &batch->writer);
     }
     dp_batch_destroy_all (head);
     return rc;

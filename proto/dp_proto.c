@@ -2,6 +2,7 @@
 #include "dp_proto.h"
 
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 /*  Entry shapes, as arrays: the fields each version-1 entry has at least.
@@ -596,10 +597,30 @@ dp_writer_size (const dp_writer_t *self)
     return self->sbuf.size;
 }
 
-/*  Starts a new body, keeping the buffer's memory. */
+void *
+dp_writer_take (dp_writer_t *self, size_t *size)
+{
+    if (self->failed || !self->sbuf.data)
+        return NULL;
+    *size = self->sbuf.size;
+    self->reserve = self->sbuf.size;
+    self->list_count = 0;
+    return msgpack_sbuffer_release (&self->sbuf);
+}
+
+/*  Starts a new body, keeping the buffer's memory (or, after a take,
+    starting a buffer of the size the taken body had). */
 static void
 s_reset (dp_writer_t *self)
 {
+    if (!self->sbuf.data && self->reserve > 0) {
+        char *data = (char *)malloc (self->reserve);
+        if (data) {
+            self->sbuf.data = data;
+            self->sbuf.alloc = self->reserve;
+        }
+        self->reserve = 0;
+    }
     msgpack_sbuffer_clear (&self->sbuf);
     self->failed = false;
     self->list_count = 0;
@@ -608,7 +629,9 @@ s_reset (dp_writer_t *self)
 void
 dp_writer_reset (dp_writer_t *self)
 {
-    s_reset (self);
+    msgpack_sbuffer_clear (&self->sbuf);
+    self->failed = false;
+    self->list_count = 0;
 }
 
 /*  Each packer call returns 0 or -1; failure sticks until the next body. */

@@ -286,12 +286,20 @@ typedef struct {
     size_t list_at; /* offset of the open list's array32 header */
     uint32_t list_count;
     bool failed;
+    size_t reserve; /* bytes the next body starts with, if the buffer was taken */
 } dp_writer_t;
 
 void
 dp_writer_init (dp_writer_t *self);
 void
 dp_writer_fini (dp_writer_t *self);
+/*  Takes the body's buffer away from the writer (the caller frees it with
+    free()) and returns it, its size in *size. The writer's next body starts
+    in a fresh buffer of that size, so that a run of large bodies does not
+    grow one from scratch each time. NULL (and the writer unchanged) if the
+    body is not whole. */
+void *
+dp_writer_take (dp_writer_t *self, size_t *size);
 bool
 dp_writer_ok (const dp_writer_t *self);
 const void *

@@ -3,6 +3,8 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 int
 dp_wire_configure (void *socket, bool router, int linger_ms)
@@ -100,21 +102,105 @@ dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out)
                           zmq_msg_size (body), out);
 }
 
-int
-dp_wire_send (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, const void *body,
-              size_t size, int flags)
+/*  Sends the routing id and header of a message, leaving it open for its
+    body. Once these are accepted, the body is too. */
+static int
+s_send_head (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, int flags)
 {
     uint8_t header[DP_HEADER_SIZE];
     dp_header_encode (header, cmd);
     if (rid_size > 0 && zmq_send (socket, rid, rid_size, flags | ZMQ_SNDMORE) < 0)
         return -1;
-    /*  After the first frame is accepted the rest of the message is too. */
     int more_flags = rid_size > 0 ? 0 : flags;
     if (zmq_send (socket, header, sizeof header, more_flags | ZMQ_SNDMORE) < 0)
         return -1;
+    return 0;
+}
+
+int
+dp_wire_send (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, const void *body,
+              size_t size, int flags)
+{
+    if (s_send_head (socket, rid, rid_size, cmd, flags) != 0)
+        return -1;
+    /*  After the first frame is accepted the rest of the message is too. */
+    int more_flags = rid_size > 0 ? 0 : flags;
     if (zmq_send (socket, body, size, more_flags & ~ZMQ_SNDMORE) < 0)
         return -1;
     return 0;
+}
+
+static void
+s_free (void *data, void *hint)
+{
+    (void)hint;
+    free (data);
+}
+
+int
+dp_wire_msg_take (zmq_msg_t *msg, dp_writer_t *writer)
+{
+    size_t size = dp_writer_size (writer);
+    if (!dp_writer_ok (writer)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (size >= DP_WIRE_TAKE_MIN) {
+        void *data = dp_writer_take (writer, &size);
+        if (data && zmq_msg_init_data (msg, data, size, s_free, NULL) == 0)
+            return 0;
+        /*  No memory for ZeroMQ's record of it: copy after all. */
+        if (data && zmq_msg_init_size (msg, size) == 0) {
+            memcpy (zmq_msg_data (msg), data, size);
+            free (data);
+            return 0;
+        }
+        free (data);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (zmq_msg_init_size (msg, size) != 0)
+        return -1;
+    if (size > 0)
+        memcpy (zmq_msg_data (msg), dp_writer_data (writer), size);
+    return 0;
+}
+
+int
+dp_wire_send_msg (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, zmq_msg_t *body,
+                  int flags)
+{
+    if (s_send_head (socket, rid, rid_size, cmd, flags) != 0)
+        return -1;
+    int more_flags = rid_size > 0 ? 0 : flags;
+    if (zmq_msg_send (body, socket, more_flags & ~ZMQ_SNDMORE) < 0)
+        return -1;
+    return 0;
+}
+
+int
+dp_wire_send_take (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
+                   dp_writer_t *writer, int flags)
+{
+    if (!dp_writer_ok (writer)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (dp_writer_size (writer) < DP_WIRE_TAKE_MIN)
+        return dp_wire_send_writer (socket, rid, rid_size, cmd, writer, flags);
+    if (s_send_head (socket, rid, rid_size, cmd, flags) != 0)
+        return -1;
+    /*  The head is accepted, so the body must follow. */
+    zmq_msg_t body;
+    int rc = dp_wire_msg_take (&body, writer);
+    if (rc == 0) {
+        int more_flags = rid_size > 0 ? 0 : flags;
+        rc = zmq_msg_send (&body, socket, more_flags) < 0 ? -1 : 0;
+        zmq_msg_close (&body);
+    } else
+        zmq_send (socket, "", 0,
+                  rid_size > 0 ? 0 : flags); /* out of memory: an empty body, rejected */
+    return rc;
 }
 
 int

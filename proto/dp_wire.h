@@ -72,4 +72,26 @@ int
 dp_wire_send_writer (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
                      const dp_writer_t *writer, int flags);
 
+/*  Bodies this large are handed to ZeroMQ rather than copied. Below it a
+    copy costs less than a fresh buffer. */
+#define DP_WIRE_TAKE_MIN (32 * 1024)
+
+/*  dp_wire_send_writer for a body sent once: a body of DP_WIRE_TAKE_MIN
+    bytes or more goes to ZeroMQ without a copy (dp_writer_take), so after
+    this returns 0 the writer holds no body. On -1 the writer is untouched. */
+int
+dp_wire_send_take (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
+                   dp_writer_t *writer, int flags);
+
+/*  Makes a message of a writer's body for another socket: taken without a
+    copy when large, copied when small. Returns 0, or -1 with errno ENOMEM. */
+int
+dp_wire_msg_take (zmq_msg_t *msg, dp_writer_t *writer);
+
+/*  dp_wire_send with the body a message, which is sent as it is. On 0 the
+    message is empty; on -1 it is unchanged. Either way the caller closes it. */
+int
+dp_wire_send_msg (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, zmq_msg_t *body,
+                  int flags);
+
 #endif

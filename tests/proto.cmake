@@ -21,3 +21,8 @@ endif ()
 dpool_test (test_proto_queue test_proto_queue.c)
 add_test (NAME proto_queue_and_progress_roundtrip_and_hostile_input COMMAND test_proto_queue)
 set_tests_properties (proto_queue_and_progress_roundtrip_and_hostile_input PROPERTIES TIMEOUT 120)
+
+# proto/dp_wire on real sockets: large bodies go to ZeroMQ without a copy.
+dpool_test (test_wire test_wire.c)
+add_test (NAME wire_large_bodies_go_without_a_copy COMMAND test_wire)
+set_tests_properties (wire_large_bodies_go_without_a_copy PROPERTIES TIMEOUT 60)

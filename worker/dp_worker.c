@@ -530,8 +530,7 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
     }
     /*  The task thread built the DONE body: it goes out as it is. */
     s_io_flush (io);
-    if (dp_wire_send (io->dealer, NULL, 0, DP_CMD_DONE, zmq_msg_data (value), zmq_msg_size (value),
-                      ZMQ_DONTWAIT))
+    if (dp_wire_send_msg (io->dealer, NULL, 0, DP_CMD_DONE, value, ZMQ_DONTWAIT))
         dp_warn ("cannot send DONE to the broker: %s", zmq_strerror (errno));
     else
         io->last_send = dp_now_ms ();
@@ -1350,11 +1349,17 @@ s_runner_flush (s_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
         dp_error ("out of memory building results");
         _exit (1);
     }
-    if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
-        zmq_send (r->pipe, dp_writer_data (&r->done), dp_writer_size (&r->done), 0) < 0) {
+    /*  A large body goes over without a copy. */
+    zmq_msg_t body;
+    if (dp_wire_msg_take (&body, &r->done) != 0) {
+        dp_error ("out of memory passing results on");
+        _exit (1);
+    }
+    if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) || zmq_msg_send (&body, r->pipe, 0) < 0) {
         r->stop = true;
         r->code = DPOOL_ESYS;
     }
+    zmq_msg_close (&body);
     r->pending = 0;
     if (r->done.sbuf.alloc > RESULT_KEEP) {
         dp_writer_fini (&r->done);
