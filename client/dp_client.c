@@ -261,6 +261,7 @@ dp_client_insert (dpool_pool_t *self, dp_ctask_t *task)
         self->head = task;
     self->tail = task;
     self->outstanding++;
+    self->outstanding_bytes += task->args_size;
     return 0;
 }
 
@@ -283,12 +284,26 @@ dp_client_remove (dpool_pool_t *self, uint64_t seq)
 }
 
 void
-dp_client_release (dpool_pool_t *self, size_t count)
+dp_client_release (dpool_pool_t *self, size_t count, size_t bytes)
 {
-    assert (self->outstanding >= count);
+    assert (self->outstanding >= count && self->outstanding_bytes >= bytes);
     self->outstanding -= count;
-    if (count)
+    self->outstanding_bytes -= bytes;
+    /*  Waiting submits are woken once the pool is down to three quarters
+        of its bounds, not at every result: each wake-up then submits a run
+        of tasks, instead of one task per result batch. */
+    if (count && self->outstanding <= self->max_outstanding - self->max_outstanding / 4 &&
+        self->outstanding_bytes <= self->max_outstanding_bytes - self->max_outstanding_bytes / 4)
         dp_client_broadcast (self);
+}
+
+bool
+dp_client_full (const dpool_pool_t *self, size_t tasks, size_t bytes)
+{
+    if (self->outstanding == 0 && tasks <= 1)
+        return false;
+    return self->outstanding + tasks > self->max_outstanding ||
+           self->outstanding_bytes + bytes > self->max_outstanding_bytes;
 }
 
 int

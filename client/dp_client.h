@@ -48,6 +48,10 @@
     accepts: a SUBMIT holding it alone stays under DP_MAX_MSG_SIZE. */
 #define DP_CLIENT_TASK_MAX (DP_MAX_MSG_SIZE - 64 * 1024)
 
+/*  Bytes of arguments a pool has in flight before submits wait, unless
+    the config says otherwise (max_outstanding_bytes). */
+#define DP_CLIENT_OUTSTANDING_BYTES (256u * 1024 * 1024)
+
 /*  A map's chunk is closed early once its arguments reach this many bytes. */
 #define DP_CLIENT_CHUNK_BYTES (16 * 1024 * 1024)
 
@@ -99,14 +103,15 @@ struct _dpool_pool_t {
     int wake[2]; /* [const] the pipe that wakes the actor; closed with the struct */
 
     /*  [const] configuration. */
-    char *endpoint;   /* where the actor connects */
-    dp_curve_t curve; /* its CURVE keys (curve.on false: plain) */
-    char *name;       /* shown by the broker */
-    int timeout_ms;   /* task default, 0 none */
-    int retries;      /* task default, 0 the broker's */
-    size_t max_outstanding;
-    int procs;      /* embedded: worker processes; 0 when connected */
-    void *embedded; /* dp_embedded_t *, NULL when connected */
+    char *endpoint;               /* where the actor connects */
+    dp_curve_t curve;             /* its CURVE keys (curve.on false: plain) */
+    char *name;                   /* shown by the broker */
+    int timeout_ms;               /* task default, 0 none */
+    int retries;                  /* task default, 0 the broker's */
+    size_t max_outstanding;       /* tasks in flight before submits wait */
+    size_t max_outstanding_bytes; /* bytes of their arguments, likewise */
+    int procs;                    /* embedded: worker processes; 0 when connected */
+    void *embedded;               /* dp_embedded_t *, NULL when connected */
     dp_actor_t *actor;
     atomic_int actor_status; /* set by the actor before it signals */
     pthread_t actor_thread;  /* valid once actor_status was set */
@@ -124,10 +129,11 @@ struct _dpool_pool_t {
     dp_idmap_t *tasks; /* seq -> dp_ctask_t */
     dp_ctask_t *head;  /* oldest task */
     dp_ctask_t *tail;
-    size_t outstanding; /* tasks entered and not yet finished */
-    dp_ctask_t *failed; /* tasks that could not be made, to end ENOMEM */
-    size_t live;        /* handles not finished (callbacks included) */
-    dp_batch_t *outbox; /* SUBMIT bodies for the actor */
+    size_t outstanding;       /* tasks entered and not yet finished */
+    size_t outstanding_bytes; /* the bytes of their arguments */
+    dp_ctask_t *failed;       /* tasks that could not be made, to end ENOMEM */
+    size_t live;              /* handles not finished (callbacks included) */
+    dp_batch_t *outbox;       /* SUBMIT bodies for the actor */
     dp_batch_t *outbox_tail;
     uint64_t *cancels; /* seqs to CANCEL */
     size_t ncancels;
@@ -227,10 +233,17 @@ dp_client_insert (dpool_pool_t *self, dp_ctask_t *task);
 dp_ctask_t *
 dp_client_remove (dpool_pool_t *self, uint64_t seq);
 
-/*  With the lock held: stops counting count tasks as outstanding (their
-    handles have their results) and wakes submits waiting for room. */
+/*  With the lock held: stops counting count tasks, with bytes of
+    arguments, as outstanding (their handles have their results) and wakes
+    submits waiting for room once there is a quarter of the bounds free. */
 void
-dp_client_release (dpool_pool_t *self, size_t count);
+dp_client_release (dpool_pool_t *self, size_t count, size_t bytes);
+
+/*  With the lock held: true if tasks more tasks with bytes of arguments
+    would pass the pool's bounds. One task always fits when none is
+    outstanding, however large. */
+bool
+dp_client_full (const dpool_pool_t *self, size_t tasks, size_t bytes);
 
 /*  With the lock held: appends seq to the CANCEL requests. Returns 0 or -1
     if out of memory. */

@@ -178,18 +178,19 @@ static void
 s_end_tasks (dpool_pool_t *pool, dp_ctask_t *chain, int code, const char *message,
              bool outstanding)
 {
-    size_t count = 0;
+    size_t count = 0, bytes = 0;
     while (chain) {
         dp_ctask_t *task = chain;
         chain = task->next;
         task->next = NULL;
         dp_result_task_failed (task->result, task, code, message);
+        bytes += task->args_size;
         dp_ctask_destroy (&task);
         count++;
     }
     if (outstanding && count) {
         dp_client_lock (pool);
-        dp_client_release (pool, count);
+        dp_client_release (pool, count, bytes);
         dp_client_unlock (pool);
     }
 }
@@ -360,12 +361,15 @@ s_on_results (s_actor_t *self, dp_list_t list)
     }
     dp_list_t walk = list;
     dp_result_t result;
-    size_t n = 0, found = 0;
+    size_t n = 0, found = 0, bytes = 0;
     dp_client_lock (pool);
     while (dp_list_next_result (&walk, &result)) {
-        self->matched[n] = dp_client_remove (pool, result.id);
-        found += self->matched[n] != NULL;
-        n++;
+        dp_ctask_t *task = dp_client_remove (pool, result.id);
+        self->matched[n++] = task;
+        if (task) {
+            found++;
+            bytes += task->args_size;
+        }
     }
     dp_client_unlock (pool);
 
@@ -388,7 +392,7 @@ s_on_results (s_actor_t *self, dp_list_t list)
         a submit that waited finds its predecessors finished. */
     if (found) {
         dp_client_lock (pool);
-        dp_client_release (pool, found);
+        dp_client_release (pool, found, bytes);
         dp_client_unlock (pool);
     }
 }

@@ -58,6 +58,15 @@ dpool_config_init (dpool_config_t *config)
     s_env_int ("DPOOL_TIMEOUT_MS", 0, INT_MAX, &config->timeout_ms);
     s_env_int ("DPOOL_RETRIES", -1, DP_MAX_RETRIES, &config->retries);
     s_env_int ("DPOOL_MAX_OUTSTANDING", 0, INT_MAX, &config->max_outstanding);
+    const char *bytes = getenv ("DPOOL_MAX_OUTSTANDING_BYTES");
+    long parsed;
+    if (bytes && *bytes) {
+        if (dp_parse_int (bytes, 0, LONG_MAX, &parsed) == 0)
+            config->max_outstanding_bytes = (size_t)parsed;
+        else
+            dp_warn ("client: ignoring DPOOL_MAX_OUTSTANDING_BYTES=%s (expected 0..%ld)", bytes,
+                     LONG_MAX);
+    }
     const char *env = getenv ("DPOOL_CURVE_SERVER");
     if (env && *env)
         config->curve_server = env;
@@ -227,6 +236,8 @@ dpool_pool_new_config (const dpool_config_t *config)
     self->retries = config->retries;
     self->max_outstanding =
         config->max_outstanding ? (size_t)config->max_outstanding : DP_DEFAULT_OUTSTANDING;
+    self->max_outstanding_bytes = config->max_outstanding_bytes ? config->max_outstanding_bytes
+                                                                : DP_CLIENT_OUTSTANDING_BYTES;
     char name[DP_MAX_NAME + 1];
     if (config->name)
         snprintf (name, sizeof name, "%s", config->name);
@@ -486,7 +497,7 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
         dp_result_discard (&result);
         return dp_fail_null (DPOOL_ECLOSED);
     }
-    if (fields.nowait && !on_actor && self->outstanding + plan->ntasks > self->max_outstanding) {
+    if (fields.nowait && !on_actor && dp_client_full (self, plan->ntasks, plan->size)) {
         /*  All or nothing: a non-blocking call submits no part of itself. */
         dp_client_unlock (self);
         dp_result_discard (&result);
@@ -514,7 +525,7 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
         task->result = result;
         dp_client_lock (self);
         while (!failed && !on_actor && !self->terminating &&
-               self->outstanding >= self->max_outstanding) {
+               dp_client_full (self, 1, task->args_size)) {
             if (wake) {
                 /*  The actor must see what is queued before this waits. */
                 dp_client_unlock (self);

@@ -179,7 +179,10 @@ typedef struct {
     int timeout_ms;      /* default task timeout (0: none) */
     int retries;         /* default retries after a worker dies (0: 3) */
     int max_outstanding; /* tasks in flight before submits block (0: 100000) */
-    const char *name;    /* a name the broker shows in status */
+    /*  Bytes of arguments in flight before submits block (0: 256 MiB). A
+        task larger than this still goes, alone. */
+    size_t max_outstanding_bytes;
+    const char *name; /* a name the broker shows in status */
     /*  Embedded: Pool's initializer and initargs. The function registered
         as initializer runs once in each worker process before it takes
         its first task, with initargs (one packed msgpack object of
@@ -205,7 +208,7 @@ typedef struct {
 
 /*  Fills config with defaults, then applies the DPOOL_* environment
     variables it knows (DPOOL_CONNECT, DPOOL_PROCS, DPOOL_TIMEOUT_MS,
-    DPOOL_RETRIES, DPOOL_MAX_OUTSTANDING, DPOOL_CURVE_SERVER,
+    DPOOL_RETRIES, DPOOL_MAX_OUTSTANDING, DPOOL_MAX_OUTSTANDING_BYTES, DPOOL_CURVE_SERVER,
     DPOOL_CURVE_SECRET). */
 void
 dpool_config_init (dpool_config_t *config);
@@ -215,9 +218,9 @@ dpool_config_init (dpool_config_t *config);
     functions this program registered. Returns NULL on failure.
     The fork may happen while other threads of the program (another pool's,
     for one) are running; the child starts afresh (its own ZeroMQ context) and needs only
-    malloc and stdio from before the fork, which glibc keeps usable. Memory checkers whose allocator is not
-    fork-safe can deadlock there: AddressSanitizer before LLVM 18 does, so
-    test.sh builds with clang-19. */
+    malloc and stdio from before the fork, which glibc keeps usable. Memory checkers whose
+   allocator is not fork-safe can deadlock there: AddressSanitizer before LLVM 18 does, so test.sh
+   builds with clang-19. */
 dpool_pool_t *
 dpool_pool_new (int procs);
 
@@ -268,7 +271,8 @@ typedef struct {
 
 /*  Submits fn(args), args being one packed msgpack object, and returns a
     handle at once (Pool.apply_async). call may be NULL. Blocks only while
-    the pool has max_outstanding tasks in flight (with DPOOL_CALL_NOWAIT it
+    the pool has max_outstanding tasks, or max_outstanding_bytes of
+    arguments, in flight (with DPOOL_CALL_NOWAIT it
     fails with DPOOL_EAGAIN instead). Returns NULL on failure:
     DPOOL_ECLOSED after close, DPOOL_EINVAL for a bad name or bad msgpack.
     The caller owns the handle and destroys it; destroying it does not

@@ -16,6 +16,7 @@ set (DPOOL_CLIENT_TRANSPORT_CASES
     callbacks_run_once
     cancel_queued_task_ends_cancelled
     backpressure_blocks_submits
+    backpressure_bounds_bytes
     status_reports_workers
     reconnect_resubmits_after_broker_restart
     many_threads_submit_and_wait

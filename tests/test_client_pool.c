@@ -957,6 +957,129 @@ test_backpressure_blocks_submits (const char *transport)
     t_env_stop (&env);
 }
 
+/*  Beyond max_outstanding_bytes of arguments in flight, submits block too;
+    one task larger than the bound still goes when nothing else is out. */
+enum { T_BIG = 80000, T_BYTES_BOUND = 200000 };
+
+typedef struct {
+    dpool_pool_t *pool;
+    dp_test_buf_t *big;
+    dpool_result_t *result;
+    atomic_int done;
+} t_big_submit_t;
+
+static void *
+t_big_submitter (void *arg)
+{
+    t_big_submit_t *job = (t_big_submit_t *)arg;
+    job->result =
+        dpool_pool_apply_async (job->pool, "echo", job->big->sbuf.data, job->big->sbuf.size, NULL);
+    atomic_store (&job->done, 1);
+    return NULL;
+}
+
+static bool
+t_big_submitted (void *arg)
+{
+    return atomic_load (&((t_big_submit_t *)arg)->done) != 0;
+}
+
+static void
+t_pack_bin (dp_test_buf_t *buf, size_t size, uint8_t fill)
+{
+    dp_test_buf_clear (buf);
+    uint8_t *bytes = (uint8_t *)malloc (size);
+    CHECK (bytes);
+    memset (bytes, fill, size);
+    msgpack_pack_bin (&buf->pk, size);
+    msgpack_pack_bin_body (&buf->pk, bytes, size);
+    free (bytes);
+}
+
+static void
+t_check_echo_bin (dpool_result_t *result, size_t size, uint8_t fill)
+{
+    msgpack_object value;
+    CHECK_EQ_INT (dpool_result_get (result, 20000, &value), 0);
+    CHECK (value.type == MSGPACK_OBJECT_BIN && value.via.bin.size == size);
+    for (size_t i = 0; i < size; i++)
+        if ((uint8_t)value.via.bin.ptr[i] != fill)
+            dp_test_fail (__FILE__, __LINE__, "byte %zu of the echo is wrong", i);
+}
+
+static void
+test_backpressure_bounds_bytes (const char *transport)
+{
+    /*  No worker yet: every task stays outstanding. */
+    t_env_t env;
+    t_env_start (&env, transport, 0);
+    dpool_config_t config;
+    dpool_config_init (&config);
+    config.connect = env.endpoint;
+    config.max_outstanding_bytes = T_BYTES_BOUND;
+    dpool_pool_t *pool = dpool_pool_new_config (&config);
+    CHECK (pool);
+    dp_test_buf_t big;
+    dp_test_buf_init (&big);
+    t_pack_bin (&big, T_BIG, 0xa5);
+
+    /*  Two fit (160 KB of 200 KB); a third would not, while small ones
+        still do: the bound is on bytes, not on tasks. */
+    dpool_result_t *a = dpool_pool_apply_async (pool, "echo", big.sbuf.data, big.sbuf.size, NULL);
+    dpool_result_t *b = dpool_pool_apply_async (pool, "echo", big.sbuf.data, big.sbuf.size, NULL);
+    CHECK (a && b);
+    dpool_call_t nowait = {.flags = DPOOL_CALL_NOWAIT};
+    CHECK (!dpool_pool_apply_async (pool, "echo", big.sbuf.data, big.sbuf.size, &nowait));
+    CHECK_EQ_INT (dpool_errno (), DPOOL_EAGAIN);
+    dpool_result_t *small = dpool_pool_apply_async (pool, "echo", "\x07", 1, &nowait);
+    CHECK (small);
+
+    /*  A blocking submit of a third waits for room... */
+    t_big_submit_t job = {.pool = pool, .big = &big};
+    pthread_t thread;
+    CHECK_EQ_INT (pthread_create (&thread, NULL, t_big_submitter, &job), 0);
+    CHECK (!dp_test_wait_until (t_big_submitted, &job, 300));
+    /*  ...which workers make. */
+    env.workers = t_track (dp_test_workers_start (env.endpoint, 2, NULL));
+    CHECK (dp_test_wait_until (t_big_submitted, &job, 20000));
+    pthread_join (thread, NULL);
+    CHECK (job.result);
+    t_check_echo_bin (a, T_BIG, 0xa5);
+    t_check_echo_bin (b, T_BIG, 0xa5);
+    t_check_echo_bin (job.result, T_BIG, 0xa5);
+    msgpack_object value;
+    CHECK_EQ_INT (dpool_result_get (small, 20000, &value), 0);
+    CHECK (value.type == MSGPACK_OBJECT_POSITIVE_INTEGER && value.via.u64 == 7);
+    dpool_result_destroy (&a);
+    dpool_result_destroy (&b);
+    dpool_result_destroy (&small);
+    dpool_result_destroy (&job.result);
+
+    /*  Many in a row: each waits for room and all come back whole. */
+    dpool_result_t *many[12];
+    for (int i = 0; i < 12; i++) {
+        t_pack_bin (&big, T_BIG, (uint8_t)i);
+        many[i] = dpool_pool_apply_async (pool, "echo", big.sbuf.data, big.sbuf.size, NULL);
+        CHECK (many[i]);
+    }
+    for (int i = 0; i < 12; i++) {
+        t_check_echo_bin (many[i], T_BIG, (uint8_t)i);
+        dpool_result_destroy (&many[i]);
+    }
+
+    /*  Larger than the bound, alone: it goes. */
+    t_pack_bin (&big, 3 * T_BYTES_BOUND, 0x3c);
+    dpool_result_t *huge =
+        dpool_pool_apply_async (pool, "echo", big.sbuf.data, big.sbuf.size, &nowait);
+    CHECK (huge);
+    t_check_echo_bin (huge, 3 * T_BYTES_BOUND, 0x3c);
+    dpool_result_destroy (&huge);
+
+    dpool_pool_destroy (&pool);
+    dp_test_buf_fini (&big);
+    t_env_stop (&env);
+}
+
 /*  ---------------------------------------------------------------------------
     status: the broker's map, and the workers it counts.
 */
@@ -1526,12 +1649,14 @@ test_config_from_environment (void)
     setenv ("DPOOL_TIMEOUT_MS", "1500", 1);
     setenv ("DPOOL_RETRIES", "-1", 1);
     setenv ("DPOOL_MAX_OUTSTANDING", "7", 1);
+    setenv ("DPOOL_MAX_OUTSTANDING_BYTES", "1048576", 1);
     dpool_config_init (&config);
     CHECK_EQ_STR (config.connect, "tcp://head:5555");
     CHECK_EQ_INT (config.procs, 3);
     CHECK_EQ_INT (config.timeout_ms, 1500);
     CHECK_EQ_INT (config.retries, -1);
     CHECK_EQ_INT (config.max_outstanding, 7);
+    CHECK (config.max_outstanding_bytes == 1048576);
     CHECK (config.bind == NULL && config.name == NULL);
 
     setenv ("DPOOL_PROCS", "many", 1);
@@ -1545,6 +1670,7 @@ test_config_from_environment (void)
     unsetenv ("DPOOL_TIMEOUT_MS");
     unsetenv ("DPOOL_RETRIES");
     unsetenv ("DPOOL_MAX_OUTSTANDING");
+    unsetenv ("DPOOL_MAX_OUTSTANDING_BYTES");
 
     CHECK (!dpool_pool_connect ("nonsense"));
     CHECK_EQ_INT (dpool_errno (), DPOOL_EINVAL);
@@ -1593,6 +1719,7 @@ static const t_case_t s_cases[] = {
     {"callbacks_run_once", test_callbacks_run_once, NULL, 60},
     {"cancel_queued_task_ends_cancelled", test_cancel_queued_task_ends_cancelled, NULL, 60},
     {"backpressure_blocks_submits", test_backpressure_blocks_submits, NULL, 60},
+    {"backpressure_bounds_bytes", test_backpressure_bounds_bytes, NULL, 60},
     {"status_reports_workers", test_status_reports_workers, NULL, 60},
     {"reconnect_resubmits_after_broker_restart", test_reconnect_resubmits_after_broker_restart,
      NULL, 90},
