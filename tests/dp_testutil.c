@@ -156,6 +156,20 @@ dp_test_begin (const char *name, int seconds)
     alarm ((unsigned)seconds);
 }
 
+const dp_test_case_t *
+dp_test_case (const dp_test_case_t *cases, size_t count, const char *name, const char *prefix,
+              int seconds)
+{
+    for (size_t i = 0; name && i < count; i++)
+        if (strcmp (cases[i].name, name) == 0) {
+            char test[128];
+            snprintf (test, sizeof test, "%s%s", prefix, name);
+            dp_test_begin (test, seconds);
+            return &cases[i];
+        }
+    return NULL;
+}
+
 const char *
 dp_test_dir (void)
 {

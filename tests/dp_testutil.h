@@ -43,6 +43,19 @@ dp_test_fail (const char *file, int line, const char *format, ...)
 void
 dp_test_begin (const char *name, int seconds);
 
+/*  One case of a test program that runs the case named on its command line. */
+typedef struct {
+    const char *name;
+    void (*run) (void);
+} dp_test_case_t;
+
+/*  Finds the case called name among count cases and begins it as the test
+    prefix + name (dp_test_begin with seconds); NULL if there is no such
+    case (name may be NULL). */
+const dp_test_case_t *
+dp_test_case (const dp_test_case_t *cases, size_t count, const char *name, const char *prefix,
+              int seconds);
+
 /*  The test's private directory (removed at exit unless DPOOL_KEEP_TMP). */
 const char *
 dp_test_dir (void);

@@ -377,27 +377,21 @@ case_hostile (void)
 int
 main (int argc, char *argv[])
 {
-    static const struct {
-        const char *name;
-        void (*run) (void);
-    } cases[] = {
+    static const dp_test_case_t cases[] = {
         {"lent_values_come_back", case_lent_values_come_back},
         {"progress_before_result", case_progress_before_result},
         {"hostile", case_hostile},
     };
-    const char *name = argc > 1 ? argv[1] : "";
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp (cases[i].name, name) == 0) {
-            char test[64];
-            snprintf (test, sizeof test, "broker_queue_%s", name);
-            dp_test_begin (test, 150);
-            s_ctx = zmq_ctx_new ();
-            peer_context (s_ctx);
-            dp_test_broker_start (&s_broker, NULL);
-            cases[i].run ();
-            zmq_ctx_term (s_ctx);
-            return 0;
-        }
-    fprintf (stderr, "usage: test_broker_queue CASE\n");
-    return 2;
+    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
+                                              argc > 1 ? argv[1] : NULL, "broker_queue_", 150);
+    if (!run) {
+        fprintf (stderr, "usage: test_broker_queue CASE\n");
+        return 2;
+    }
+    s_ctx = zmq_ctx_new ();
+    peer_context (s_ctx);
+    dp_test_broker_start (&s_broker, NULL);
+    run->run ();
+    zmq_ctx_term (s_ctx);
+    return 0;
 }

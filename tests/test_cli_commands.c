@@ -496,21 +496,18 @@ s_help_and_version (void)
 int
 main (int argc, char *argv[])
 {
-    static const struct {
-        const char *name;
-        void (*run) (void);
-    } cases[] = {
+    static const dp_test_case_t cases[] = {
         {"map_echo_10000_lines_in_order", s_map_echo_10000_lines_in_order},
         {"map_failure_marked_and_exit_status", s_map_failure_marked_and_exit_status},
         {"apply_and_status", s_apply_and_status},
         {"help_and_version", s_help_and_version},
     };
-    for (size_t i = 0; argc == 2 && i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp (argv[1], cases[i].name) == 0) {
-            dp_test_begin (cases[i].name, TEST_SECONDS);
-            cases[i].run ();
-            return 0;
-        }
-    fprintf (stderr, "usage: test_cli_commands CASE\n");
-    return 2;
+    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
+                                              argc == 2 ? argv[1] : NULL, "", TEST_SECONDS);
+    if (!run) {
+        fprintf (stderr, "usage: test_cli_commands CASE\n");
+        return 2;
+    }
+    run->run ();
+    return 0;
 }

@@ -575,26 +575,17 @@ s_case_encrypted (void)
 int
 main (int argc, char *argv[])
 {
-    static const struct {
-        const char *name;
-        void (*run) (void);
-    } cases[] = {{"keys", s_case_keys},
-                 {"admitted", s_case_admitted},
-                 {"refused", s_case_refused},
-                 {"any_key", s_case_any_key},
-                 {"encrypted", s_case_encrypted}};
-    if (argc != 2) {
+    static const dp_test_case_t cases[] = {{"keys", s_case_keys},
+                                           {"admitted", s_case_admitted},
+                                           {"refused", s_case_refused},
+                                           {"any_key", s_case_any_key},
+                                           {"encrypted", s_case_encrypted}};
+    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
+                                              argc == 2 ? argv[1] : NULL, "curve_", 120);
+    if (!run) {
         fprintf (stderr, "usage: test_curve CASE\n");
         return 2;
     }
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp (cases[i].name, argv[1]) == 0) {
-            char name[64];
-            snprintf (name, sizeof name, "curve_%s", cases[i].name);
-            dp_test_begin (name, 120);
-            cases[i].run ();
-            return 0;
-        }
-    fprintf (stderr, "test_curve: no case %s\n", argv[1]);
-    return 2;
+    run->run ();
+    return 0;
 }

@@ -181,20 +181,17 @@ s_dpool_demo_embedded (void)
 int
 main (int argc, char *argv[])
 {
-    static const struct {
-        const char *name;
-        void (*run) (void);
-    } cases[] = {
+    static const dp_test_case_t cases[] = {
         {"pool_demo_embedded", s_pool_demo_embedded},
         {"pool_demo_with_broker", s_pool_demo_with_broker},
         {"dpool_demo_embedded", s_dpool_demo_embedded},
     };
-    for (size_t i = 0; argc == 2 && i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp (argv[1], cases[i].name) == 0) {
-            dp_test_begin (cases[i].name, TEST_SECONDS);
-            cases[i].run ();
-            return 0;
-        }
-    fprintf (stderr, "usage: test_example_pool_demo CASE\n");
-    return 2;
+    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
+                                              argc == 2 ? argv[1] : NULL, "", TEST_SECONDS);
+    if (!run) {
+        fprintf (stderr, "usage: test_example_pool_demo CASE\n");
+        return 2;
+    }
+    run->run ();
+    return 0;
 }

@@ -682,10 +682,7 @@ main (int argc, char *argv[])
         msgpack_sbuffer_destroy (&initargs);
         return rc == 0 ? 0 : 1;
     }
-    static const struct {
-        const char *name;
-        void (*run) (void);
-    } cases[] = {
+    static const dp_test_case_t cases[] = {
         {"initializer_embedded", case_initializer_embedded},
         {"initializer_dpool_worker", case_initializer_dpool_worker},
         {"initializer_serve_config", case_initializer_serve_config},
@@ -695,15 +692,12 @@ main (int argc, char *argv[])
         {"progress_callbacks", case_progress_callbacks},
         {"status_shows_progress", case_status_shows_progress},
     };
-    const char *name = argc > 1 ? argv[1] : "";
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp (cases[i].name, name) == 0) {
-            char test[64];
-            snprintf (test, sizeof test, "features_%s", name);
-            dp_test_begin (test, 90);
-            cases[i].run ();
-            return 0;
-        }
-    fprintf (stderr, "usage: test_features CASE\n");
-    return 2;
+    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
+                                              argc > 1 ? argv[1] : NULL, "features_", 90);
+    if (!run) {
+        fprintf (stderr, "usage: test_features CASE\n");
+        return 2;
+    }
+    run->run ();
+    return 0;
 }

@@ -762,10 +762,7 @@ main (int argc, char *argv[])
     }
     const char *name = argc > 1 ? argv[1] : "";
     const char *transport = argc > 2 ? argv[2] : "tcp";
-    static const struct {
-        const char *name;
-        void (*run) (void);
-    } cases[] = {
+    static const dp_test_case_t cases[] = {
         {"producers_consumers", case_producers_consumers},
         {"consumer_killed_in_get", case_consumer_killed_in_get},
         {"bounded_put_blocks", case_bounded_put_blocks},
@@ -780,12 +777,12 @@ main (int argc, char *argv[])
         case_client_api (transport);
         return 0;
     }
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp (cases[i].name, name) == 0) {
-            dp_test_begin (test, 90);
-            cases[i].run ();
-            return 0;
-        }
-    fprintf (stderr, "usage: test_queue CASE [tcp|ipc]\n");
-    return 2;
+    const dp_test_case_t *run =
+        dp_test_case (cases, sizeof cases / sizeof cases[0], name, "queue_", 90);
+    if (!run) {
+        fprintf (stderr, "usage: test_queue CASE [tcp|ipc]\n");
+        return 2;
+    }
+    run->run ();
+    return 0;
 }

@@ -539,22 +539,16 @@ s_case_broker_restart (void)
 int
 main (int argc, char *argv[])
 {
-    static const struct {
-        const char *name;
-        void (*run) (void);
-    } cases[] = {{"tasks", s_case_tasks},
-                 {"timeout", s_case_timeout},
-                 {"sigterm_requeues", s_case_sigterm_requeues},
-                 {"broker_restart", s_case_broker_restart}};
-    const char *name = argc > 1 ? argv[1] : "";
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp (cases[i].name, name) == 0) {
-            char test[64];
-            snprintf (test, sizeof test, "worker_broker_%s", name);
-            dp_test_begin (test, 60);
-            cases[i].run ();
-            return 0;
-        }
-    fprintf (stderr, "usage: %s CASE\n", argv[0]);
-    return 2;
+    static const dp_test_case_t cases[] = {{"tasks", s_case_tasks},
+                                           {"timeout", s_case_timeout},
+                                           {"sigterm_requeues", s_case_sigterm_requeues},
+                                           {"broker_restart", s_case_broker_restart}};
+    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
+                                              argc > 1 ? argv[1] : NULL, "worker_broker_", 60);
+    if (!run) {
+        fprintf (stderr, "usage: %s CASE\n", argv[0]);
+        return 2;
+    }
+    run->run ();
+    return 0;
 }

@@ -1223,33 +1223,27 @@ s_case_heartbeat_answer (void)
 int
 main (int argc, char *argv[])
 {
-    static const struct {
-        const char *name;
-        void (*run) (void);
-    } cases[] = {{"registers", s_case_registers},
-                 {"jobs", s_case_jobs},
-                 {"batching", s_case_batching},
-                 {"heartbeat", s_case_heartbeat},
-                 {"timeout", s_case_timeout},
-                 {"killed", s_case_killed},
-                 {"sigterm", s_case_sigterm},
-                 {"broker_silence", s_case_broker_silence},
-                 {"estate", s_case_estate},
-                 {"broker_bye", s_case_broker_bye},
-                 {"plugin", s_case_plugin},
-                 {"serve", s_case_serve},
-                 {"parent_gone", s_case_parent_gone},
-                 {"options", s_case_options},
-                 {"heartbeat_answer", s_case_heartbeat_answer}};
-    const char *name = argc > 1 ? argv[1] : "";
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (strcmp (cases[i].name, name) == 0) {
-            char test[64];
-            snprintf (test, sizeof test, "worker_%s", name);
-            dp_test_begin (test, 60);
-            cases[i].run ();
-            return 0;
-        }
-    fprintf (stderr, "usage: %s CASE\n", argv[0]);
-    return 2;
+    static const dp_test_case_t cases[] = {{"registers", s_case_registers},
+                                           {"jobs", s_case_jobs},
+                                           {"batching", s_case_batching},
+                                           {"heartbeat", s_case_heartbeat},
+                                           {"timeout", s_case_timeout},
+                                           {"killed", s_case_killed},
+                                           {"sigterm", s_case_sigterm},
+                                           {"broker_silence", s_case_broker_silence},
+                                           {"estate", s_case_estate},
+                                           {"broker_bye", s_case_broker_bye},
+                                           {"plugin", s_case_plugin},
+                                           {"serve", s_case_serve},
+                                           {"parent_gone", s_case_parent_gone},
+                                           {"options", s_case_options},
+                                           {"heartbeat_answer", s_case_heartbeat_answer}};
+    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
+                                              argc > 1 ? argv[1] : NULL, "worker_", 60);
+    if (!run) {
+        fprintf (stderr, "usage: %s CASE\n", argv[0]);
+        return 2;
+    }
+    run->run ();
+    return 0;
 }
