@@ -608,6 +608,14 @@ dp_writer_take (dp_writer_t *self, size_t *size)
     return msgpack_sbuffer_release (&self->sbuf);
 }
 
+void
+dp_writer_reset (dp_writer_t *self)
+{
+    msgpack_sbuffer_clear (&self->sbuf);
+    self->failed = false;
+    self->list_count = 0;
+}
+
 /*  Starts a new body, keeping the buffer's memory (or, after a take,
     starting a buffer of the size the taken body had). */
 static void
@@ -621,17 +629,7 @@ s_reset (dp_writer_t *self)
         }
         self->reserve = 0;
     }
-    msgpack_sbuffer_clear (&self->sbuf);
-    self->failed = false;
-    self->list_count = 0;
-}
-
-void
-dp_writer_reset (dp_writer_t *self)
-{
-    msgpack_sbuffer_clear (&self->sbuf);
-    self->failed = false;
-    self->list_count = 0;
+    dp_writer_reset (self);
 }
 
 /*  Each packer call returns 0 or -1; failure sticks until the next body. */

@@ -103,7 +103,9 @@ dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out)
 }
 
 /*  Sends the routing id and header of a message, leaving it open for its
-    body. Once these are accepted, the body is too. */
+    body. Returns the flags for the body frame, or -1. Once the first frame
+    is accepted the rest of the message is too, so on a ROUTER the later
+    frames drop the caller's ZMQ_DONTWAIT. */
 static int
 s_send_head (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, int flags)
 {
@@ -111,21 +113,18 @@ s_send_head (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, int f
     dp_header_encode (header, cmd);
     if (rid_size > 0 && zmq_send (socket, rid, rid_size, flags | ZMQ_SNDMORE) < 0)
         return -1;
-    int more_flags = rid_size > 0 ? 0 : flags;
+    int more_flags = (rid_size > 0 ? 0 : flags) & ~ZMQ_SNDMORE;
     if (zmq_send (socket, header, sizeof header, more_flags | ZMQ_SNDMORE) < 0)
         return -1;
-    return 0;
+    return more_flags;
 }
 
 int
 dp_wire_send (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, const void *body,
               size_t size, int flags)
 {
-    if (s_send_head (socket, rid, rid_size, cmd, flags) != 0)
-        return -1;
-    /*  After the first frame is accepted the rest of the message is too. */
-    int more_flags = rid_size > 0 ? 0 : flags;
-    if (zmq_send (socket, body, size, more_flags & ~ZMQ_SNDMORE) < 0)
+    int body_flags = s_send_head (socket, rid, rid_size, cmd, flags);
+    if (body_flags < 0 || zmq_send (socket, body, size, body_flags) < 0)
         return -1;
     return 0;
 }
@@ -170,10 +169,8 @@ int
 dp_wire_send_msg (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, zmq_msg_t *body,
                   int flags)
 {
-    if (s_send_head (socket, rid, rid_size, cmd, flags) != 0)
-        return -1;
-    int more_flags = rid_size > 0 ? 0 : flags;
-    if (zmq_msg_send (body, socket, more_flags & ~ZMQ_SNDMORE) < 0)
+    int body_flags = s_send_head (socket, rid, rid_size, cmd, flags);
+    if (body_flags < 0 || zmq_msg_send (body, socket, body_flags) < 0)
         return -1;
     return 0;
 }
@@ -188,18 +185,17 @@ dp_wire_send_take (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
     }
     if (dp_writer_size (writer) < DP_WIRE_TAKE_MIN)
         return dp_wire_send_writer (socket, rid, rid_size, cmd, writer, flags);
-    if (s_send_head (socket, rid, rid_size, cmd, flags) != 0)
+    int body_flags = s_send_head (socket, rid, rid_size, cmd, flags);
+    if (body_flags < 0)
         return -1;
     /*  The head is accepted, so the body must follow. */
     zmq_msg_t body;
     int rc = dp_wire_msg_take (&body, writer);
     if (rc == 0) {
-        int more_flags = rid_size > 0 ? 0 : flags;
-        rc = zmq_msg_send (&body, socket, more_flags) < 0 ? -1 : 0;
+        rc = zmq_msg_send (&body, socket, body_flags) < 0 ? -1 : 0;
         zmq_msg_close (&body);
     } else
-        zmq_send (socket, "", 0,
-                  rid_size > 0 ? 0 : flags); /* out of memory: an empty body, rejected */
+        zmq_send (socket, "", 0, body_flags); /* out of memory: an empty body, rejected */
     return rc;
 }
 
