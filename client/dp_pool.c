@@ -32,18 +32,27 @@
 #define TASK_OVERHEAD (DP_MAX_NAME + 64)
 
 /*  Reads the environment variable name as an integer in [min, max] into
- *value; leaves *value alone (and warns) when it is set but invalid. */
+ *value and returns true; returns false when it is not set, and also
+    warns when it is set but invalid. */
+static bool
+s_env_long (const char *name, long min, long max, long *value)
+{
+    const char *text = getenv (name);
+    if (!text || !*text)
+        return false;
+    if (dp_parse_int (text, min, max, value) == 0)
+        return true;
+    dp_warn ("client: ignoring %s=%s (expected %ld..%ld)", name, text, min, max);
+    return false;
+}
+
+/*  s_env_long into an int. */
 static void
 s_env_int (const char *name, long min, long max, int *value)
 {
-    const char *text = getenv (name);
     long parsed;
-    if (!text || !*text)
-        return;
-    if (dp_parse_int (text, min, max, &parsed) == 0)
+    if (s_env_long (name, min, max, &parsed))
         *value = (int)parsed;
-    else
-        dp_warn ("client: ignoring %s=%s (expected %ld..%ld)", name, text, min, max);
 }
 
 void
@@ -58,15 +67,9 @@ dpool_config_init (dpool_config_t *config)
     s_env_int ("DPOOL_TIMEOUT_MS", 0, INT_MAX, &config->timeout_ms);
     s_env_int ("DPOOL_RETRIES", -1, DP_MAX_RETRIES, &config->retries);
     s_env_int ("DPOOL_MAX_OUTSTANDING", 0, INT_MAX, &config->max_outstanding);
-    const char *bytes = getenv ("DPOOL_MAX_OUTSTANDING_BYTES");
-    long parsed;
-    if (bytes && *bytes) {
-        if (dp_parse_int (bytes, 0, LONG_MAX, &parsed) == 0)
-            config->max_outstanding_bytes = (size_t)parsed;
-        else
-            dp_warn ("client: ignoring DPOOL_MAX_OUTSTANDING_BYTES=%s (expected 0..%ld)", bytes,
-                     LONG_MAX);
-    }
+    long bytes;
+    if (s_env_long ("DPOOL_MAX_OUTSTANDING_BYTES", 0, LONG_MAX, &bytes))
+        config->max_outstanding_bytes = (size_t)bytes;
     const char *env = getenv ("DPOOL_CURVE_SERVER");
     if (env && *env)
         config->curve_server = env;
