@@ -12,10 +12,11 @@ static void *s_ctx;
 static void *s_router;
 static void *s_dealer;
 
-/*  A RESULT list of count entries of value_size bytes each, every byte a
-    function of its position, so any damage shows. */
-static void
-s_fill (dp_writer_t *w, size_t count, size_t value_size)
+/*  Builds a RESULT list of count entries of value_size bytes each, every
+    byte a function of its position, so any damage shows. Returns a copy of
+    the body (the caller frees it), its size in *size. */
+static void *
+s_fill (dp_writer_t *w, size_t count, size_t value_size, size_t *size)
 {
     uint8_t *value = (uint8_t *)malloc (value_size + 5);
     CHECK (value);
@@ -34,6 +35,11 @@ s_fill (dp_writer_t *w, size_t count, size_t value_size)
     dp_list_end (w);
     CHECK (dp_writer_ok (w));
     free (value);
+    *size = dp_writer_size (w);
+    void *copy = malloc (*size);
+    CHECK (copy);
+    memcpy (copy, dp_writer_data (w), *size);
+    return copy;
 }
 
 /*  Receives one message on socket and checks that its body is expected. */
@@ -75,12 +81,9 @@ test_large_body_taken (void)
 {
     dp_writer_t w;
     dp_writer_init (&w);
-    s_fill (&w, 3, 40000); /* 120 KB: taken */
-    size_t size = dp_writer_size (&w);
+    size_t size;
+    void *copy = s_fill (&w, 3, 40000, &size); /* 120 KB: taken */
     CHECK (size >= DP_WIRE_TAKE_MIN);
-    void *copy = malloc (size);
-    CHECK (copy);
-    memcpy (copy, dp_writer_data (&w), size);
 
     CHECK_EQ_INT (dp_wire_send_take (s_dealer, NULL, 0, DP_CMD_RESULT, &w, 0), 0);
     /*  The writer gave its buffer away... */
@@ -95,11 +98,8 @@ test_large_body_taken (void)
     /*  Again the other way, from the ROUTER with a routing id. */
     uint8_t rid[256];
     size_t rid_size = s_dealer_rid (rid);
-    s_fill (&w, 2, 50000);
-    size = dp_writer_size (&w);
-    copy = realloc (copy, size);
-    CHECK (copy);
-    memcpy (copy, dp_writer_data (&w), size);
+    free (copy);
+    copy = s_fill (&w, 2, 50000, &size);
     CHECK_EQ_INT (dp_wire_send_take (s_router, rid, rid_size, DP_CMD_RESULT, &w, ZMQ_DONTWAIT), 0);
     CHECK (dp_writer_data (&w) == NULL);
     s_expect (s_dealer, false, DP_CMD_RESULT, copy, size);
@@ -112,8 +112,8 @@ test_small_body_kept (void)
 {
     dp_writer_t w;
     dp_writer_init (&w);
-    s_fill (&w, 4, 100);
-    size_t size = dp_writer_size (&w);
+    size_t size;
+    free (s_fill (&w, 4, 100, &size));
     CHECK (size < DP_WIRE_TAKE_MIN);
     const void *data = dp_writer_data (&w);
     CHECK_EQ_INT (dp_wire_send_take (s_dealer, NULL, 0, DP_CMD_RESULT, &w, 0), 0);
@@ -129,8 +129,8 @@ test_failed_send_keeps_body (void)
 {
     dp_writer_t w;
     dp_writer_init (&w);
-    s_fill (&w, 2, 40000);
-    size_t size = dp_writer_size (&w);
+    size_t size;
+    void *copy = s_fill (&w, 2, 40000, &size);
     const void *data = dp_writer_data (&w);
     /*  No such peer: a ROUTER_MANDATORY socket refuses the first frame. */
     CHECK_EQ_INT (dp_wire_send_take (s_router, "nobody", 6, DP_CMD_RESULT, &w, ZMQ_DONTWAIT), -1);
@@ -138,9 +138,6 @@ test_failed_send_keeps_body (void)
     CHECK (dp_writer_data (&w) == data);
     CHECK (dp_writer_size (&w) == size);
     /*  It can still go, whole, to one that is there. */
-    void *copy = malloc (size);
-    CHECK (copy);
-    memcpy (copy, data, size);
     CHECK_EQ_INT (dp_wire_send_take (s_dealer, NULL, 0, DP_CMD_RESULT, &w, 0), 0);
     s_expect (s_router, true, DP_CMD_RESULT, copy, size);
     free (copy);
@@ -154,12 +151,9 @@ test_msg_take (void)
     dp_writer_init (&w);
 
     /*  Large: the message holds the writer's very bytes. */
-    s_fill (&w, 1, 70000);
-    size_t size = dp_writer_size (&w);
+    size_t size;
+    void *copy = s_fill (&w, 1, 70000, &size);
     const void *data = dp_writer_data (&w);
-    void *copy = malloc (size);
-    CHECK (copy);
-    memcpy (copy, data, size);
     zmq_msg_t body;
     CHECK_EQ_INT (dp_wire_msg_take (&body, &w), 0);
     CHECK (zmq_msg_data (&body) == data);
@@ -171,8 +165,8 @@ test_msg_take (void)
     s_expect (s_router, true, DP_CMD_DONE, copy, size);
 
     /*  Small: a copy, and the writer keeps its own. */
-    s_fill (&w, 1, 10);
-    size = dp_writer_size (&w);
+    free (copy);
+    copy = s_fill (&w, 1, 10, &size);
     data = dp_writer_data (&w);
     CHECK_EQ_INT (dp_wire_msg_take (&body, &w), 0);
     CHECK (zmq_msg_data (&body) != data);
