@@ -634,7 +634,7 @@ s_probe (s_cli_t *cli, const char *doing, void **data, size_t *size)
                      cli->command->name, doing, cli->options.connect, timeout_ms,
                      dpool_strerror (dpool_errno ()),
                      /*  A CURVE handshake that fails looks like silence. */
-                     getenv ("DPOOL_CURVE_SERVER")
+                     cli->options.curve_server
                          ? "; if it is running, check that --curve-server is its public key "
                            "and that it admits this client's key"
                          : "; is a broker running there? (one started with --curve-secret "
