@@ -77,17 +77,26 @@ s_connect (s_actor_t *self)
     return 0;
 }
 
+/*  The DEALER to send on, noting the time of the send; NULL with errno
+    ENOTCONN when there is none. */
+static void *
+s_sending (s_actor_t *self)
+{
+    if (!self->dealer) {
+        errno = ENOTCONN;
+        return NULL;
+    }
+    self->last_send = dp_now_ms ();
+    return zsock_resolve (self->dealer);
+}
+
 /*  Sends the writer's body as cmd. Returns 0, or -1 with errno (EAGAIN when
     there is no connection, or the broker is not reading). */
 static int
 s_send (s_actor_t *self, dp_cmd_t cmd, const dp_writer_t *writer)
 {
-    if (!self->dealer) {
-        errno = ENOTCONN;
-        return -1;
-    }
-    self->last_send = dp_now_ms ();
-    return dp_wire_send_writer (zsock_resolve (self->dealer), NULL, 0, cmd, writer, ZMQ_DONTWAIT);
+    void *dealer = s_sending (self);
+    return dealer ? dp_wire_send_writer (dealer, NULL, 0, cmd, writer, ZMQ_DONTWAIT) : -1;
 }
 
 /*  Says HELLO and schedules the next one after the backoff, doubled up to
@@ -136,12 +145,8 @@ s_reconnect (s_actor_t *self, const char *why)
 static int
 s_send_take (s_actor_t *self, dp_cmd_t cmd, dp_writer_t *writer)
 {
-    if (!self->dealer) {
-        errno = ENOTCONN;
-        return -1;
-    }
-    self->last_send = dp_now_ms ();
-    return dp_wire_send_take (zsock_resolve (self->dealer), NULL, 0, cmd, writer, ZMQ_DONTWAIT);
+    void *dealer = s_sending (self);
+    return dealer ? dp_wire_send_take (dealer, NULL, 0, cmd, writer, ZMQ_DONTWAIT) : -1;
 }
 
 /*  Sends a chain of SUBMIT batches and frees it. Returns 0, or -1 if one
