@@ -402,6 +402,18 @@ s_workers (const char *endpoint, int procs, const char *const *extra)
     return dp_test_workers_start (endpoint, procs, argv);
 }
 
+/*  Starts a fake broker and a dpool-worker with one process, and waits for
+    that process's READY (in got). Returns the supervisor's pid. */
+static pid_t
+s_one_worker (fake_t *fake, got_t *got)
+{
+    const char *endpoint = dp_test_ipc ("broker");
+    fake_start (fake, endpoint);
+    pid_t supervisor = s_workers (endpoint, 1, NULL);
+    EXPECT (fake, got, DP_CMD_READY);
+    return supervisor;
+}
+
 /*  Stops the supervisor with SIGTERM, answering its workers' BYEs, and
     checks that it ends with status 0 within the grace period. */
 static void
@@ -649,12 +661,9 @@ s_case_batching (void)
 static void
 s_case_heartbeat (void)
 {
-    const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
-    pid_t supervisor = s_workers (endpoint, 1, NULL);
     got_t got = {0};
-    EXPECT (&fake, &got, DP_CMD_READY);
+    pid_t supervisor = s_one_worker (&fake, &got);
     fake_welcome (&fake, &got, 100, LONG_EXPIRY);
     pack_t nap;
     pack_init (&nap);
@@ -812,12 +821,9 @@ s_case_sigterm (void)
 static void
 s_case_broker_silence (void)
 {
-    const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
-    pid_t supervisor = s_workers (endpoint, 1, NULL);
     got_t got = {0};
-    EXPECT (&fake, &got, DP_CMD_READY);
+    pid_t supervisor = s_one_worker (&fake, &got);
     uint8_t first_rid[256];
     int64_t start = dp_now_ms ();
     fake_welcome (&fake, &got, 100, 500);
@@ -871,12 +877,9 @@ s_case_broker_silence (void)
 static void
 s_case_estate (void)
 {
-    const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
-    pid_t supervisor = s_workers (endpoint, 1, NULL);
     got_t got = {0};
-    EXPECT (&fake, &got, DP_CMD_READY);
+    pid_t supervisor = s_one_worker (&fake, &got);
     fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     dp_encode_error (&fake.writer, DPOOL_ESTATE, "who are you?");
     fake_send (&fake, DP_CMD_ERROR);
@@ -904,12 +907,9 @@ s_case_estate (void)
 static void
 s_case_broker_bye (void)
 {
-    const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
-    pid_t supervisor = s_workers (endpoint, 1, NULL);
     got_t got = {0};
-    EXPECT (&fake, &got, DP_CMD_READY);
+    pid_t supervisor = s_one_worker (&fake, &got);
     uint64_t pid = s_ready_pid (&got);
     fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     int64_t start = dp_now_ms ();
@@ -1187,12 +1187,9 @@ s_case_options (void)
 static void
 s_case_heartbeat_answer (void)
 {
-    const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
-    pid_t supervisor = s_workers (endpoint, 1, NULL);
     got_t got = {0};
-    EXPECT (&fake, &got, DP_CMD_READY);
+    pid_t supervisor = s_one_worker (&fake, &got);
     /*  Interval 2 s: the worker answers after 1 s of quiet and would speak
         unasked only after 3 s. */
     fake_welcome (&fake, &got, 2000, LONG_EXPIRY);
