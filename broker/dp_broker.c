@@ -1543,24 +1543,21 @@ s_curve_setup (dp_broker_t *self, const dp_broker_config_t *config)
         return -1;
     }
     const char *clients = config->curve_clients;
-    if (clients && *clients) {
-        struct stat st;
-        if (stat (clients, &st) != 0 || !S_ISDIR (st.st_mode)) {
-            dp_error ("--curve-clients %s is not a directory", clients);
-            explicit_bzero (&curve, sizeof curve);
-            return -1;
-        }
-    }
-    self->auth = zactor_new (zauth, NULL);
-    if (!self->auth ||
-        zstr_sendx (self->auth, "CURVE", clients && *clients ? clients : CURVE_ALLOW_ANY, NULL) ||
-        zsock_wait (self->auth) != 0 || dp_curve_apply (self->handle, &curve, true)) {
+    bool listed = clients && *clients;
+    struct stat st;
+    int rc = -1;
+    if (listed && (stat (clients, &st) != 0 || !S_ISDIR (st.st_mode)))
+        dp_error ("--curve-clients %s is not a directory", clients);
+    else if (!(self->auth = zactor_new (zauth, NULL)) ||
+             zstr_sendx (self->auth, "CURVE", listed ? clients : CURVE_ALLOW_ANY, NULL) ||
+             zsock_wait (self->auth) != 0 || dp_curve_apply (self->handle, &curve, true))
         dp_error ("cannot set up CURVE: %s", zmq_strerror (zmq_errno ()));
-        explicit_bzero (&curve, sizeof curve);
-        return -1;
-    }
+    else
+        rc = 0;
     explicit_bzero (&curve, sizeof curve);
-    if (clients && *clients)
+    if (rc != 0)
+        return -1;
+    if (listed)
         dp_info ("CURVE on: clients and workers need a key from %s", clients);
     else
         dp_warn ("CURVE on: traffic is encrypted, but any client key is accepted "
