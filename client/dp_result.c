@@ -54,7 +54,6 @@ struct _dpool_result_t {
     int refs;      /* [lock] */
     bool ready;    /* [lock] */
     bool attached; /* [lock] counted in the pool */
-    bool freeing;  /* completed with its last reference gone: the actor frees it */
 
     /*  Written by the actor alone until ready; read-only afterwards. */
     size_t done;             /* calls whose outcome is in */
@@ -503,23 +502,22 @@ dp_result_complete (dpool_result_t **handles, size_t count)
     for (size_t i = 0; i < count; i++) {
         dpool_result_t *self = handles[i];
         self->ready = true;
-        self->freeing = false;
         if (!s_has_callback (self)) {
             assert (pool->live > 0 && self->refs > 0);
             pool->live--;
-            self->freeing = --self->refs == 0;
-            if (!self->freeing)
+            if (--self->refs > 0)
                 continue; /* the caller's now: not to be touched after unlock */
         }
         handles[mine++] = self;
     }
     dp_client_unlock (pool);
     dp_client_broadcast (pool);
-    /*  handles[0..mine) are still this thread's: those to free, and those
-        whose callback runs. */
+    /*  handles[0..mine) are still this thread's: those without a callback
+        had their last reference go above and are freed, the others'
+        callbacks run. */
     size_t callbacks = 0;
     for (size_t i = 0; i < mine; i++) {
-        if (handles[i]->freeing)
+        if (!s_has_callback (handles[i]))
             s_free_unreferenced (handles[i]);
         else
             handles[callbacks++] = handles[i];
