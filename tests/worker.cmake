@@ -1,5 +1,8 @@
 # worker/: the registry, built-ins and plugins in process; the worker engine
 # and supervisor as real dpool-worker processes against a fake broker.
+dpool_test (test_chan test_chan.c)
+add_test (NAME worker_chan_keeps_order_and_wakes_the_reader COMMAND test_chan)
+set_tests_properties (worker_chan_keeps_order_and_wakes_the_reader PROPERTIES TIMEOUT 90)
 dpool_test (test_worker_registry test_worker_registry.c)
 dpool_test (test_worker_engine test_worker_engine.c)
 # Plugins loaded into a test program take dpool_register from it.

@@ -1,12 +1,13 @@
 /*  dp_worker.c - the worker engine: one worker process's connection to a
     broker and the loop that runs its tasks.
 
-    Two threads, plain libzmq, no locks. The I/O thread (s_io_*) owns the
-    DEALER socket and every timer: registration and its backoff, heartbeats,
-    the broker's expiry, DONE batching, and the deadline of the running job.
-    The calling thread (s_runner_*) keeps the jobs the broker handed over and
-    runs them one at a time. They talk over an inproc PAIR with the messages
-    of s_kind_t; each starts with an s_ctl_t frame, copied by value.
+    Two threads that share nothing but two message queues (dp_chan), one
+    each way. The I/O thread (s_io_*) owns the DEALER socket and every
+    timer: registration and its backoff, heartbeats, the broker's expiry,
+    DONE batching, and the deadline of the running job. The calling thread
+    (s_runner_*) keeps the jobs the broker handed over and runs them one at a
+    time. Their messages (s_note_t) are of s_kind_t: an s_ctl_t copied by
+    value and up to two frames, moved.
 
     Epochs: every (re)registration starts a new epoch. Jobs carry the epoch
     they arrived in; a result of an older epoch is dropped by the I/O thread,
@@ -22,6 +23,7 @@
 #define _GNU_SOURCE
 #include "dp_worker.h"
 
+#include "dp_chan.h"
 #include "dp_queue.h"
 #include "dp_registry.h"
 #include "dp_task.h"
@@ -43,11 +45,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define PIPE_ENDPOINT "inproc://dp-worker-pipe"
-#define RUNNER_PACES  16            /* functions whose last run time the task thread remembers */
-#define RESULT_KEEP   (1024 * 1024) /* result buffer kept between jobs, bytes */
-#define DONE_ENTRY    32            /* DONE bytes around one value: array, ref, code */
-#define DONE_LIMIT    (DP_MAX_MSG_SIZE - 1024)
+#define RUNNER_PACES 16            /* functions whose last run time the task thread remembers */
+#define RESULT_KEEP  (1024 * 1024) /* result buffer kept between jobs, bytes */
+#define DONE_ENTRY   32            /* DONE bytes around one value: array, ref, code */
+#define DONE_LIMIT   (DP_MAX_MSG_SIZE - 1024)
 
 /*  Messages between the threads. */
 typedef enum {
@@ -74,6 +75,14 @@ typedef struct {
     uint32_t timeout_ms;
 } s_ctl_t;
 
+/*  One message between the threads. Both frames are always initialised;
+    kinds with fewer leave them empty. */
+typedef struct {
+    dp_chan_node_t node;
+    s_ctl_t ctl;
+    zmq_msg_t frame[2];
+} s_note_t;
+
 /*  What both threads know; set before the I/O thread starts. */
 typedef struct {
     void *ctx;
@@ -84,6 +93,8 @@ typedef struct {
     int heartbeat_ms;
     int expiry_ms;
     int sigfd;
+    dp_chan_t *to_task; /* I/O -> task: the task thread waits on it */
+    dp_chan_t *to_io;   /* task -> I/O: the I/O thread polls its fd */
     dp_curve_t curve;
     atomic_bool busy;     /* the task thread is running a job */
     atomic_bool stopping; /* the I/O thread is stopping: start no job */
@@ -96,7 +107,6 @@ typedef enum { IO_REGISTERING, IO_ACTIVE } s_state_t;
 
 typedef struct {
     s_worker_t *worker;
-    void *pipe;
     void *dealer; /* NULL while waiting to reconnect */
     void *spare;  /* REGISTERING: the previous attempt's socket, for a late WELCOME */
     s_state_t state;
@@ -135,13 +145,55 @@ typedef struct {
     int64_t progress_sent;
 } s_io_t;
 
-static int
-s_pipe_send_ctl (void *pipe, const s_ctl_t *ctl, int flags)
+static void
+s_note_free (dp_chan_node_t *node)
 {
-    int rc;
-    while ((rc = zmq_send (pipe, ctl, sizeof *ctl, flags)) < 0 && errno == EINTR)
-        ;
-    return rc < 0 ? -1 : 0;
+    s_note_t *note = (s_note_t *)node;
+    for (int i = 0; i < 2; i++)
+        zmq_msg_close (&note->frame[i]);
+    free (note);
+}
+
+/*  Sends ctl and count frames (0 to 2), moved from frames. Out of memory
+    for one message the threads cannot stay in step: the process leaves,
+    and the broker gives its jobs to other workers. */
+static void
+s_pipe_send (dp_chan_t *chan, const s_ctl_t *ctl, zmq_msg_t *frames, int count)
+{
+    assert (count >= 0 && count <= 2);
+    s_note_t *note = (s_note_t *)malloc (sizeof *note);
+    if (!note) {
+        dp_error ("out of memory passing a message between the worker's threads");
+        _exit (1);
+    }
+    note->ctl = *ctl;
+    for (int i = 0; i < 2; i++) {
+        zmq_msg_init (&note->frame[i]);
+        if (i < count)
+            zmq_msg_move (&note->frame[i], &frames[i]);
+    }
+    dp_chan_put (chan, &note->node);
+}
+
+static void
+s_pipe_send_ctl (dp_chan_t *chan, const s_ctl_t *ctl)
+{
+    s_pipe_send (chan, ctl, NULL, 0);
+}
+
+/*  Sends ctl and a frame holding a copy of size bytes at data. */
+static void
+s_pipe_send_copy (dp_chan_t *chan, const s_ctl_t *ctl, const void *data, size_t size)
+{
+    zmq_msg_t frame;
+    if (zmq_msg_init_size (&frame, size)) {
+        dp_error ("out of memory passing a message between the worker's threads");
+        _exit (1);
+    }
+    if (size > 0)
+        memcpy (zmq_msg_data (&frame), data, size);
+    s_pipe_send (chan, ctl, &frame, 1);
+    zmq_msg_close (&frame);
 }
 
 /*  Tells the task thread about a new epoch: jobs it holds are void. */
@@ -152,7 +204,7 @@ s_io_reset_jobs (s_io_t *io)
     io->pending = 0;
     dp_writer_reset (&io->done_w);
     s_ctl_t ctl = {.kind = PIPE_RESET, .epoch = io->epoch};
-    s_pipe_send_ctl (io->pipe, &ctl, 0);
+    s_pipe_send_ctl (io->worker->to_task, &ctl);
 }
 
 /*  Sends a message to the broker; never blocks. Returns 0 or -1. */
@@ -242,7 +294,7 @@ s_io_stop (s_io_t *io, int code)
         _exit (code == 0 ? 0 : 1);
     }
     s_ctl_t ctl = {.kind = PIPE_STOP, .code = code};
-    s_pipe_send_ctl (io->pipe, &ctl, 0);
+    s_pipe_send_ctl (io->worker->to_task, &ctl);
     io->done = true;
 }
 
@@ -392,8 +444,7 @@ static void
 s_io_queue_reply (s_io_t *io, const void *body, size_t size)
 {
     s_ctl_t ctl = {.kind = PIPE_QREPLY, .epoch = io->epoch};
-    if (s_pipe_send_ctl (io->pipe, &ctl, ZMQ_SNDMORE) || zmq_send (io->pipe, body, size, 0) < 0)
-        s_io_stop (io, DPOOL_ESYS);
+    s_pipe_send_copy (io->worker->to_task, &ctl, body, size);
 }
 
 /*  Registered (again): a request held while registering goes out now. One
@@ -536,31 +587,17 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
         io->last_send = dp_now_ms ();
 }
 
-/*  Reads every message the task thread sent. */
+/*  Handles every message the task thread sent; once stopped, drops them. */
 static void
 s_io_drain_pipe (s_io_t *io)
 {
-    while (!io->done) {
-        s_ctl_t ctl;
-        int n = zmq_recv (io->pipe, &ctl, sizeof ctl, ZMQ_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN)
-                s_io_stop (io, DPOOL_ESYS);
-            return;
-        }
-        assert (n == (int)sizeof ctl);
-        zmq_msg_t value;
-        zmq_msg_init (&value);
-        bool framed = ctl.kind == PIPE_DONE || ctl.kind == PIPE_QUEUE || ctl.kind == PIPE_PROGRESS;
-        if (framed && zmq_msg_recv (&value, io->pipe, 0) < 0) {
-            zmq_msg_close (&value);
-            s_io_stop (io, DPOOL_ESYS);
-            return;
-        }
-        s_io_on_task (io, &ctl, &value);
-        zmq_msg_close (&value);
+    dp_chan_node_t *node = dp_chan_take (io->worker->to_io);
+    while (node) {
+        s_note_t *note = (s_note_t *)node;
+        node = node->next;
+        if (!io->done)
+            s_io_on_task (io, &note->ctl, &note->frame[0]);
+        s_note_free (&note->node);
     }
 }
 
@@ -569,10 +606,7 @@ static void
 s_io_forward_jobs (s_io_t *io, dp_wire_msg_t *msg)
 {
     s_ctl_t ctl = {.kind = PIPE_JOBS, .epoch = io->epoch};
-    if (s_pipe_send_ctl (io->pipe, &ctl, ZMQ_SNDMORE) ||
-        zmq_msg_send (&msg->frames[0], io->pipe, ZMQ_SNDMORE) < 0 ||
-        zmq_msg_send (&msg->frames[1], io->pipe, 0) < 0)
-        s_io_stop (io, DPOOL_ESYS);
+    s_pipe_send (io->worker->to_task, &ctl, msg->frames, 2);
 }
 
 /*  WELCOME: registered. Also on a WELCOME while active, which answers a
@@ -792,7 +826,7 @@ s_io_loop (s_io_t *io)
         s_io_timers (io);
         if (io->done)
             break;
-        zmq_pollitem_t items[4] = {{io->pipe, 0, ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[4] = {{NULL, dp_chan_fd (io->worker->to_io), ZMQ_POLLIN, 0},
                                    {NULL, io->worker->sigfd, ZMQ_POLLIN, 0}};
         void *spare = io->spare;
         int count = 2;
@@ -848,7 +882,7 @@ typedef struct s_batch_t {
 
 typedef struct {
     s_worker_t *worker;
-    void *pipe;
+    dp_chan_node_t *inbox; /* messages taken from the I/O thread, not yet handled */
     s_batch_t *head;
     s_batch_t *tail;
     size_t queued; /* jobs held in all batches */
@@ -910,10 +944,11 @@ s_runner_drop_jobs (s_runner_t *r)
     r->queued = 0;
 }
 
-/*  Takes a DISPATCH from the pipe (its two frames follow the ctl frame). */
+/*  Takes a DISPATCH (the note's two frames) from the I/O thread. */
 static int
-s_runner_take_jobs (s_runner_t *r, const s_ctl_t *ctl)
+s_runner_take_jobs (s_runner_t *r, s_note_t *note)
 {
+    const s_ctl_t *ctl = &note->ctl;
     s_batch_t *batch = (s_batch_t *)calloc (1, sizeof *batch);
     if (!batch) {
         dp_error ("out of memory holding jobs");
@@ -921,11 +956,8 @@ s_runner_take_jobs (s_runner_t *r, const s_ctl_t *ctl)
     }
     zmq_msg_init (&batch->header);
     zmq_msg_init (&batch->body);
-    if (zmq_msg_recv (&batch->header, r->pipe, 0) < 0 ||
-        zmq_msg_recv (&batch->body, r->pipe, 0) < 0) {
-        s_batch_destroy (&batch);
-        return -1;
-    }
+    zmq_msg_move (&batch->header, &note->frame[0]);
+    zmq_msg_move (&batch->body, &note->frame[1]);
     dp_msg_t m;
     dp_reason_t reason =
         dp_msg_decode (zmq_msg_data (&batch->header), zmq_msg_size (&batch->header),
@@ -950,7 +982,7 @@ static void
 s_runner_ack (s_runner_t *r, uint64_t token, bool accept, uint64_t epoch)
 {
     s_ctl_t ctl = {.kind = PIPE_QACK, .code = accept, .epoch = epoch, .ref = token};
-    s_pipe_send_ctl (r->pipe, &ctl, 0);
+    s_pipe_send_ctl (r->worker->to_io, &ctl);
 }
 
 /*  Decodes a QUEUE-REPLY body the I/O thread passed on (it validated it).
@@ -986,26 +1018,25 @@ s_runner_on_reply (s_runner_t *r, const s_ctl_t *ctl, zmq_msg_t *body)
         s_runner_ack (r, reply.token, false, ctl->epoch);
 }
 
-/*  Reads one message from the I/O thread, waiting for it unless flags has
-    ZMQ_DONTWAIT. Returns 1 if one was handled, 0 if none was waiting. */
+/*  Handles one message from the I/O thread, waiting for one if wait is
+    true. Returns 1 if one was handled, 0 if none was waiting. */
 static int
-s_runner_recv (s_runner_t *r, int flags)
+s_runner_recv (s_runner_t *r, bool wait)
 {
-    s_ctl_t ctl;
-    int n;
-    while ((n = zmq_recv (r->pipe, &ctl, sizeof ctl, flags)) < 0 && errno == EINTR)
-        ;
-    if (n < 0) {
-        if (errno == EAGAIN)
-            return 0;
-        r->stop = true;
-        r->code = DPOOL_ESYS;
-        return 0;
+    if (!r->inbox)
+        r->inbox = dp_chan_take (r->worker->to_task);
+    while (!r->inbox && wait) {
+        dp_chan_wait (r->worker->to_task, -1);
+        r->inbox = dp_chan_take (r->worker->to_task);
     }
-    assert (n == (int)sizeof ctl);
+    if (!r->inbox)
+        return 0;
+    s_note_t *note = (s_note_t *)r->inbox;
+    r->inbox = note->node.next;
+    const s_ctl_t ctl = note->ctl;
     switch (ctl.kind) {
     case PIPE_JOBS:
-        if (s_runner_take_jobs (r, &ctl)) {
+        if (s_runner_take_jobs (r, note)) {
             /*  Cannot hold the jobs, cannot answer them: leave, so that the
                 broker gives them to another worker. */
             _exit (1);
@@ -1020,28 +1051,21 @@ s_runner_recv (s_runner_t *r, int flags)
         r->stop = true;
         r->code = ctl.code;
         break;
-    case PIPE_QREPLY: {
-        zmq_msg_t body;
-        zmq_msg_init (&body);
-        if (zmq_msg_recv (&body, r->pipe, 0) < 0) {
-            r->stop = true;
-            r->code = DPOOL_ESYS;
-        } else
-            s_runner_on_reply (r, &ctl, &body);
-        zmq_msg_close (&body);
+    case PIPE_QREPLY:
+        s_runner_on_reply (r, &ctl, &note->frame[0]);
         break;
-    }
     default:
         assert (false);
     }
+    s_note_free (&note->node);
     return 1;
 }
 
-/*  Reads every message waiting, without blocking. */
+/*  Handles every message waiting, without blocking. */
 static void
 s_runner_drain (s_runner_t *r)
 {
-    while (!r->stop && s_runner_recv (r, ZMQ_DONTWAIT) > 0)
+    while (!r->stop && s_runner_recv (r, false) > 0)
         ;
 }
 
@@ -1074,34 +1098,24 @@ s_runner_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack
         break;
     }
     s_ctl_t ctl = {.kind = PIPE_QUEUE, .code = (int32_t)call->cmd, .ref = req};
-    if (!dp_writer_ok (&r->qw) || s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) ||
-        zmq_send (r->pipe, dp_writer_data (&r->qw), dp_writer_size (&r->qw), 0) < 0) {
+    if (!dp_writer_ok (&r->qw)) {
         answer->code = DPOOL_ENOMEM;
         return -1;
     }
+    s_pipe_send_copy (r->worker->to_io, &ctl, dp_writer_data (&r->qw), dp_writer_size (&r->qw));
     int64_t deadline =
         call->timeout_ms < 0 ? -1 : dp_now_ms () + call->timeout_ms + DP_QUEUE_SLACK_MS;
     r->qwant = req;
     r->qgot = false;
-    while (!r->qgot && !r->stop) {
-        long wait = -1;
-        if (deadline >= 0) {
-            int64_t left = deadline - dp_now_ms ();
-            if (left <= 0)
-                break;
-            wait = (long)left;
-        }
-        zmq_pollitem_t item = {r->pipe, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll (&item, 1, wait);
-        if (rc < 0 && errno != EINTR)
+    for (;;) {
+        s_runner_drain (r);
+        if (r->qgot || r->stop || !dp_chan_wait (r->worker->to_task, deadline))
             break;
-        if (rc > 0)
-            s_runner_drain (r);
     }
     r->qwant = 0;
     if (!r->qgot) {
         s_ctl_t cancel = {.kind = PIPE_QCANCEL, .ref = req};
-        s_pipe_send_ctl (r->pipe, &cancel, 0);
+        s_pipe_send_ctl (r->worker->to_io, &cancel);
         answer->code = r->stop ? DPOOL_ECLOSED : DPOOL_ETIMEOUT;
         snprintf (answer->message, sizeof answer->message, "%s",
                   r->stop ? "the worker is stopping" : "the broker did not answer in time");
@@ -1146,8 +1160,7 @@ s_runner_send_progress (s_runner_t *r, const void *value, size_t size)
 {
     s_ctl_t ctl = {.kind = PIPE_PROGRESS, .epoch = r->job_epoch, .ref = r->job_ref};
     r->progress_sent = dp_now_ms ();
-    if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) || zmq_send (r->pipe, value, size, 0) < 0)
-        return dp_fail (DPOOL_ESYS);
+    s_pipe_send_copy (r->worker->to_io, &ctl, value, size);
     return 0;
 }
 
@@ -1282,7 +1295,7 @@ s_runner_run (s_runner_t *r, const dp_task_t *job)
                        .ref = job->id,
                        .deadline_ms = dp_now_ms () + job->timeout_ms,
                        .timeout_ms = job->timeout_ms};
-        s_pipe_send_ctl (r->pipe, &ctl, 0);
+        s_pipe_send_ctl (r->worker->to_io, &ctl);
     }
     int code =
         chunk ? s_runner_chunk (r, fn, job->args) : dp_task_call (&r->task, fn, &args, &r->result);
@@ -1355,10 +1368,7 @@ s_runner_flush (s_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
         dp_error ("out of memory passing results on");
         _exit (1);
     }
-    if (s_pipe_send_ctl (r->pipe, &ctl, ZMQ_SNDMORE) || zmq_msg_send (&body, r->pipe, 0) < 0) {
-        r->stop = true;
-        r->code = DPOOL_ESYS;
-    }
+    s_pipe_send (r->worker->to_io, &ctl, &body, 1);
     zmq_msg_close (&body);
     r->pending = 0;
     if (r->done.sbuf.alloc > RESULT_KEEP) {
@@ -1372,7 +1382,7 @@ s_runner_loop (s_runner_t *r)
 {
     while (!r->stop) {
         if (r->queued == 0 || r->retiring) {
-            s_runner_recv (r, 0);
+            s_runner_recv (r, true);
             continue;
         }
         s_runner_drain (r);
@@ -1437,7 +1447,7 @@ s_runner_loop (s_runner_t *r)
             /*  The last results went first; the I/O thread leaves and stops
                 this thread. */
             s_ctl_t retire = {.kind = PIPE_RETIRE, .epoch = epoch};
-            s_pipe_send_ctl (r->pipe, &retire, 0);
+            s_pipe_send_ctl (r->worker->to_io, &retire);
         }
     }
 }
@@ -1483,13 +1493,12 @@ s_worker_setup (s_worker_t *w, const dp_worker_config_t *config)
 }
 
 static s_io_t *
-s_io_new (s_worker_t *w, void *pipe)
+s_io_new (s_worker_t *w)
 {
     s_io_t *io = (s_io_t *)calloc (1, sizeof *io);
     if (!io)
         return NULL;
     io->worker = w;
-    io->pipe = pipe;
     io->state = IO_REGISTERING;
     io->backoff_ms = DP_RECONNECT_MS;
     io->heartbeat_ms = w->heartbeat_ms;
@@ -1521,27 +1530,6 @@ s_io_destroy (s_io_t **self_p)
         free (io);
         *self_p = NULL;
     }
-}
-
-/*  Makes the pair of inproc sockets; returns 0 or -1. */
-static int
-s_make_pipe (void *ctx, void **task_end, void **io_end)
-{
-    int unlimited = 0;
-    *task_end = zmq_socket (ctx, ZMQ_PAIR);
-    *io_end = zmq_socket (ctx, ZMQ_PAIR);
-    if (!*task_end || !*io_end)
-        return -1;
-    /*  Credit bounds the jobs and the jobs bound the results: no HWM. */
-    void *ends[2] = {*task_end, *io_end};
-    for (int i = 0; i < 2; i++)
-        if (zmq_setsockopt (ends[i], ZMQ_SNDHWM, &unlimited, sizeof unlimited) ||
-            zmq_setsockopt (ends[i], ZMQ_RCVHWM, &unlimited, sizeof unlimited) ||
-            zmq_setsockopt (ends[i], ZMQ_LINGER, &unlimited, sizeof unlimited))
-            return -1;
-    if (zmq_bind (*task_end, PIPE_ENDPOINT) || zmq_connect (*io_end, PIPE_ENDPOINT))
-        return -1;
-    return 0;
 }
 
 /*  Runs the configured initializer, if any, on the calling thread, with
@@ -1644,7 +1632,6 @@ dp_worker_run (const dp_worker_config_t *config)
     msgpack_sbuffer_init (&runner.result);
     dp_writer_init (&runner.done);
 
-    void *io_pipe = NULL;
     s_io_t *io = NULL;
     pthread_t thread;
     bool started = false;
@@ -1652,9 +1639,9 @@ dp_worker_run (const dp_worker_config_t *config)
     w.ctx = w.sigfd >= 0 ? zmq_ctx_new () : NULL;
     if (!w.ctx)
         dp_error ("cannot start the worker: %s", strerror (errno));
-    else if (s_make_pipe (w.ctx, &runner.pipe, &io_pipe))
-        dp_error ("cannot make the worker's pipe: %s", zmq_strerror (errno));
-    else if (!(io = s_io_new (&w, io_pipe)))
+    else if (!(w.to_task = dp_chan_new (false)) || !(w.to_io = dp_chan_new (true)))
+        dp_error ("cannot make the worker's pipe: %s", strerror (errno));
+    else if (!(io = s_io_new (&w)))
         code = DPOOL_ENOMEM;
     else if (pthread_create (&thread, NULL, s_io_main, io) != 0)
         dp_error ("cannot start the worker's I/O thread");
@@ -1678,10 +1665,13 @@ dp_worker_run (const dp_worker_config_t *config)
     dp_writer_fini (&runner.qw);
     dp_writer_fini (&runner.done);
     s_io_destroy (&io);
-    if (runner.pipe)
-        zmq_close (runner.pipe);
-    if (io_pipe)
-        zmq_close (io_pipe);
+    while (runner.inbox) {
+        dp_chan_node_t *next = runner.inbox->next;
+        s_note_free (runner.inbox);
+        runner.inbox = next;
+    }
+    dp_chan_destroy (&w.to_task, s_note_free);
+    dp_chan_destroy (&w.to_io, s_note_free);
     if (w.ctx)
         zmq_ctx_term (w.ctx);
     if (w.sigfd >= 0)
