@@ -912,13 +912,14 @@ s_broker_idle (void *ctx, s_figures_t *figures)
                          1);
         s_peer_send (&peers[i], DP_CMD_READY);
     }
-    /*  Every worker keeps the protocol's heartbeat rules (PROTOCOL.md §6):
-        it answers the broker's HEARTBEAT when it has been quiet for half an
-        interval, and speaks unasked after one and a half. Their own clocks
-        start spread over the interval. */
+    /*  Every worker keeps the protocol's heartbeat rules for idle workers
+        (PROTOCOL.md §6): it answers the broker's HEARTBEAT when it has been
+        quiet for half an interval, and speaks unasked after one and a half
+        idle intervals (DP_IDLE_FACTOR intervals). Their own clocks start
+        spread over the idle interval. */
     double heartbeat = DP_HEARTBEAT_MS / 1000.0;
     for (long i = 0; i < count; i++)
-        peers[i].last_sent = s_now () - heartbeat * (double)i / (double)count;
+        peers[i].last_sent = s_now () - DP_IDLE_FACTOR * heartbeat * (double)i / (double)count;
     long welcomed = 0, expired = 0;
     double started = s_now ();
     double measure_from = 0, measure_to = 0;
@@ -943,7 +944,7 @@ s_broker_idle (void *ctx, s_figures_t *figures)
                 }
                 dp_wire_close (&msg);
             }
-            if (now - peers[i].last_sent >= DP_HEARTBEAT_ALONE (heartbeat)) {
+            if (now - peers[i].last_sent >= DP_HEARTBEAT_ALONE (DP_IDLE_FACTOR * heartbeat)) {
                 dp_encode_empty (&peers[i].writer);
                 s_peer_send (&peers[i], DP_CMD_HEARTBEAT);
             }

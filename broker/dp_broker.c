@@ -138,7 +138,8 @@ struct _worker_t {
     uint64_t pid;
     uint32_t credit;
     uint32_t inflight;
-    uint64_t load_us; /* run time of the jobs it holds, as charged */
+    int64_t busy_since; /* when inflight last rose from 0: idle until then (§6) */
+    uint64_t load_us;   /* run time of the jobs it holds, as charged */
     fnq_t **fns;
     size_t nfns;
     dp_idmap_t *jobs; /* ref -> task_t */
@@ -212,6 +213,7 @@ struct _dp_broker_t {
     int64_t started;
     int64_t last_tick;
     int64_t next_beat; /* when heartbeats next go out, to every quiet peer at once */
+    uint64_t beats;    /* beats so far: idle workers get every DP_IDLE_FACTOR-th */
     bool dispatch_needed;
     /*  The named queues (dp_queues.h). */
     dp_queues_t *queues;
@@ -773,6 +775,10 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
             s_ready_remove (self, worker); /* slow: wait for its next message */
         return -1;
     }
+    /*  An idle worker was heard from up to an idle expiry ago: from now on
+        it must answer within the expiry of a busy one, counted from here. */
+    if (worker->inflight == 0)
+        worker->busy_since = dp_now_ms ();
     for (size_t i = 0; i < count; i++) {
         if (dp_idmap_put (worker->jobs, self->batch[i]->ref, self->batch[i]) != 0) {
             /*  Out of memory: the worker will answer for a ref it is not
@@ -1418,22 +1424,31 @@ s_tick (dp_broker_t *self)
         changes the peer table. Heartbeats go out on a common beat, to every
         peer that has not heard from the broker for half an interval, and
         peers answer at once: a thousand idle workers cost the broker a
-        burst a second, handled in a few wake-ups, not two thousand wake-ups
-        spread over the second. */
+        burst, handled in a few wake-ups, not two thousand wake-ups spread
+        over the interval. Idle workers get only every DP_IDLE_FACTOR-th
+        beat, and as long again to answer. */
     bool beat = now >= self->next_beat;
     if (beat) {
         self->next_beat += self->heartbeat_ms;
         if (self->next_beat <= now)
             self->next_beat = now + self->heartbeat_ms;
+        self->beats++;
     }
+    bool idle_beat = beat && self->beats % DP_IDLE_FACTOR == 0;
     zlistx_t *dead = NULL;
     for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
          peer = (peer_t *)zhashx_next (self->peers)) {
-        if (now - peer->last_recv >= self->expiry_ms) {
+        worker_t *worker = peer->worker;
+        bool idle = worker && worker->inflight == 0;
+        int64_t heard = peer->last_recv;
+        if (worker && !idle && worker->busy_since > heard)
+            heard = worker->busy_since;
+        if (now - heard >= (idle ? DP_IDLE_FACTOR * (int64_t)self->expiry_ms : self->expiry_ms)) {
             if (!dead)
                 dead = zlistx_new ();
             zlistx_add_end (dead, peer);
-        } else if (beat && now - peer->last_send >= DP_HEARTBEAT_QUIET (self->heartbeat_ms)) {
+        } else if ((idle ? idle_beat : beat) &&
+                   now - peer->last_send >= DP_HEARTBEAT_QUIET (self->heartbeat_ms)) {
             dp_encode_empty (&self->w);
             s_send (self, peer, DP_CMD_HEARTBEAT, &self->w);
         }

@@ -58,6 +58,12 @@
 #define DP_HEARTBEAT_QUIET(ivl) ((ivl) / 2)
 #define DP_HEARTBEAT_ALONE(ivl) ((ivl) + (ivl) / 2)
 
+/*  Idle workers (holding no job, docs/PROTOCOL.md §6) beat slower: the
+    broker beats them on every DP_IDLE_FACTOR-th beat only, the worker sends
+    unasked after DP_HEARTBEAT_ALONE (DP_IDLE_FACTOR * ivl), and each side
+    waits DP_IDLE_FACTOR times the expiry before it gives the other up. */
+#define DP_IDLE_FACTOR 3
+
 /*  Defaults, documented in docs/PROTOCOL.md. */
 #define DP_DEFAULT_ENDPOINT    "tcp://*:5555"
 #define DP_DEFAULT_CONNECT     "tcp://127.0.0.1:5555"

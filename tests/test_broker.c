@@ -750,15 +750,17 @@ case_retry_timeout (void)
     peer_destroy (&client);
 }
 
-/*  Heartbeats go out on a common beat (interval 400 ms here): two quiet
+/*  Heartbeats go out on a common beat (interval 400 ms here): two idle
     workers that registered 250 ms apart get theirs together, so a thousand
     idle workers' answers reach the broker in one burst. Each HEARTBEAT one
     of them gets once both are settled has a twin at the other within
     100 ms; heartbeats timed by each peer's own silence would be 200 ms
-    apart. */
-#define BEAT_WATCH_MS  2400
+    apart. Idle workers get every DP_IDLE_FACTOR-th beat only; a worker
+    holding a job gets every beat. All peers answer, as real ones do. */
+#define BEAT_MS        400
+#define BEAT_WATCH_MS  5000
 #define BEAT_SETTLE_MS 700
-#define BEAT_MAX       16
+#define BEAT_MAX       32
 
 static bool
 s_has_twin (int64_t at, const int64_t *others, int count)
@@ -773,48 +775,139 @@ static void
 case_heartbeats_on_a_common_beat (void)
 {
     const char *fns[] = {"f"};
-    peer_t *peers[2];
+    const char *busy_fns[] = {"g"};
+    peer_t *peers[4];
     peers[0] = worker_new (fns, 1, 1);
     peer_expect_silence (peers[0], 250);
     peers[1] = worker_new (fns, 1, 1);
+    /*  The third holds a job it never finishes: busy. */
+    peers[2] = worker_new (busy_fns, 1, 1);
+    peers[3] = client_new (9);
+    submit (peers[3], "g", 1, 0, 0);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (peers[2], &ref, NULL, 1), 1);
     int64_t settled = dp_now_ms () + BEAT_SETTLE_MS;
     int64_t until = dp_now_ms () + BEAT_WATCH_MS;
-    int64_t beats[2][BEAT_MAX];
-    int count[2] = {0, 0};
+    int64_t beats[3][BEAT_MAX];
+    int count[3] = {0, 0, 0};
     int64_t now;
     while ((now = dp_now_ms ()) < until) {
-        zmq_pollitem_t items[2] = {{peers[0]->sock, 0, ZMQ_POLLIN, 0},
-                                   {peers[1]->sock, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll (items, 2, (long)(until - now)) <= 0)
+        zmq_pollitem_t items[4];
+        for (int i = 0; i < 4; i++)
+            items[i] = (zmq_pollitem_t){peers[i]->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (items, 4, (long)(until - now)) <= 0)
             continue;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 4; i++) {
             dp_wire_msg_t in;
             while (dp_wire_recv (peers[i]->sock, &in, ZMQ_DONTWAIT) == 0) {
                 dp_msg_t msg;
                 CHECK_EQ_INT (dp_wire_decode (&in, false, NULL, &msg), DP_OK);
                 CHECK_EQ_INT (msg.cmd, DP_CMD_HEARTBEAT);
-                CHECK (count[i] < BEAT_MAX);
-                beats[i][count[i]++] = dp_now_ms ();
                 dp_wire_close (&in);
+                if (i < 3) {
+                    CHECK (count[i] < BEAT_MAX);
+                    beats[i][count[i]++] = dp_now_ms ();
+                }
+                dp_encode_empty (&peers[i]->w);
+                peer_send (peers[i], DP_CMD_HEARTBEAT);
             }
         }
     }
-    for (int i = 0; i < 2; i++) {
-        int checked = 0;
+    int checked[3] = {0, 0, 0};
+    for (int i = 0; i < 3; i++)
         for (int k = 0; k < count[i]; k++) {
             if (beats[i][k] < settled)
                 continue;
+            checked[i]++;
+            if (i == 2)
+                continue; /* the busy one: counted only */
             if (!s_has_twin (beats[i][k], beats[1 - i], count[1 - i]))
                 dp_test_fail (__FILE__, __LINE__,
                               "worker %d's HEARTBEAT at +%lld ms has no twin at the other", i,
                               (long long)(beats[i][k] - settled));
-            checked++;
+            if (k > 0 && beats[i][k] - beats[i][k - 1] < 2 * BEAT_MS)
+                dp_test_fail (__FILE__, __LINE__,
+                              "idle worker %d got heartbeats %lld ms apart, under two beats", i,
+                              (long long)(beats[i][k] - beats[i][k - 1]));
         }
-        /*  1.7 s watched after settling at one beat per 400 ms. */
-        CHECK (checked >= 3);
+    /*  4.3 s watched after settling: idle, one beat per 1.2 s; busy, one
+        per 400 ms. */
+    CHECK (checked[0] >= 3);
+    CHECK (checked[1] >= 3);
+    CHECK (checked[2] >= 2 * checked[0]);
+    for (int i = 0; i < 4; i++)
+        peer_destroy (&peers[i]);
+}
+
+/*  The number of workers the broker lists in its status. */
+static size_t
+s_status_workers (peer_t *client)
+{
+    dp_encode_empty (&client->w);
+    peer_send (client, DP_CMD_STATUS);
+    peer_expect (client, DP_CMD_STATUS_REPLY);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    CHECK (msgpack_unpack_next (&unpacked, (const char *)client->msg.u.status.data,
+                                client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    msgpack_object map = unpacked.data;
+    CHECK (map.type == MSGPACK_OBJECT_MAP);
+    size_t count = SIZE_MAX;
+    for (uint32_t i = 0; i < map.via.map.size; i++) {
+        msgpack_object k = map.via.map.ptr[i].key;
+        if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == 7 &&
+            memcmp (k.via.str.ptr, "workers", 7) == 0) {
+            CHECK (map.via.map.ptr[i].val.type == MSGPACK_OBJECT_ARRAY);
+            count = map.via.map.ptr[i].val.via.array.size;
+        }
     }
-    peer_destroy (&peers[0]);
-    peer_destroy (&peers[1]);
+    msgpack_unpacked_destroy (&unpacked);
+    CHECK (count != SIZE_MAX);
+    return count;
+}
+
+/*  Polls the status until the broker lists want workers; returns when. */
+static int64_t
+s_wait_workers (peer_t *client, size_t want)
+{
+    int64_t deadline = dp_now_ms () + 20000;
+    while (s_status_workers (client) != want) {
+        CHECK (dp_now_ms () < deadline);
+        peer_expect_silence (client, 20);
+    }
+    return dp_now_ms ();
+}
+
+/*  Expiry (heartbeat 200 ms, expiry 600 ms here): a silent worker that
+    holds a job is given up after the expiry, and its job is queued again;
+    a silent idle worker only after DP_IDLE_FACTOR times as long. The
+    client stays alive by asking for status. */
+#define EXPIRY_MS 600
+
+static void
+case_idle_workers_expire_later (void)
+{
+    const char *fns[] = {"f"};
+    const char *busy_fns[] = {"g"};
+    peer_t *client = client_new (11);
+    int64_t idle_spoke = dp_now_ms (); /* its READY went after this */
+    peer_t *idle = worker_new (fns, 1, 1);
+    int64_t busy_spoke = dp_now_ms ();
+    peer_t *busy = worker_new (busy_fns, 1, 1);
+    submit (client, "g", 1, 0, 0);
+    uint64_t ref;
+    CHECK_EQ_INT (expect_jobs (busy, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_status_workers (client), 2);
+    /*  Neither worker says anything any more. */
+    int64_t busy_gone = s_wait_workers (client, 1);
+    CHECK (busy_gone - busy_spoke >= EXPIRY_MS);
+    CHECK_EQ_INT (status_counter (client, "queued", false), 1);
+    int64_t idle_gone = s_wait_workers (client, 0);
+    CHECK (idle_gone - idle_spoke >= DP_IDLE_FACTOR * EXPIRY_MS);
+    CHECK (idle_gone > busy_gone);
+    peer_destroy (&idle);
+    peer_destroy (&busy);
+    peer_destroy (&client);
 }
 
 /*  Results pile up while a client is away (here: its connection is gone
@@ -947,6 +1040,9 @@ main (int argc, char *argv[])
         {"results_split_for_a_returning_client",
          case_results_split_for_a_returning_client,
          {NULL}},
+        {"idle_workers_expire_later",
+         case_idle_workers_expire_later,
+         {"--heartbeat-ms", "200", "--expiry-ms", "600", NULL}},
     };
     if (argc != 2) {
         fprintf (stderr, "usage: test_broker CASE\n");

@@ -691,6 +691,42 @@ s_case_heartbeat (void)
     fake_stop (&fake);
 }
 
+/*  A worker that holds no job is idle and beats DP_IDLE_FACTOR times as
+    slowly (interval 100 ms, expiry 400 ms here): unasked heartbeats come
+    450 ms apart, not 150, and a silent broker is given up after 1200 ms,
+    not 400 (then the worker registers again). */
+static void
+s_case_idle_beat (void)
+{
+    fake_t fake;
+    got_t got = {0};
+    pid_t supervisor = s_one_worker (&fake, &got);
+    int64_t before = dp_now_ms ();
+    fake_welcome (&fake, &got, 100, 400);
+    int64_t last = dp_now_ms ();
+    int heartbeats = 0;
+    for (;;) {
+        CHECK (fake_recv (&fake, &got, WAIT_MS));
+        int64_t now = dp_now_ms ();
+        if (got.m.cmd != DP_CMD_HEARTBEAT)
+            break;
+        heartbeats++;
+        if (now - last < 300)
+            dp_test_fail (__FILE__, __LINE__,
+                          "idle worker spoke unasked %lld ms after its last word",
+                          (long long)(now - last));
+        last = now;
+    }
+    /*  Past the idle expiry: it connects again, on a new socket (closing
+        the old one with a BYE first). */
+    CHECK (got.m.cmd == DP_CMD_READY || got.m.cmd == DP_CMD_BYE);
+    CHECK (dp_now_ms () - before >= DP_IDLE_FACTOR * 400);
+    CHECK (heartbeats >= 1);
+    got_release (&got);
+    s_stop_workers (&fake, supervisor);
+    fake_stop (&fake);
+}
+
 /*  A job past its timeout: DONE EDEADLINE, BYE, and the supervisor starts a
     new process, which registers afresh. */
 static void
@@ -1234,7 +1270,8 @@ main (int argc, char *argv[])
                                            {"serve", s_case_serve},
                                            {"parent_gone", s_case_parent_gone},
                                            {"options", s_case_options},
-                                           {"heartbeat_answer", s_case_heartbeat_answer}};
+                                           {"heartbeat_answer", s_case_heartbeat_answer},
+                                           {"idle_beat", s_case_idle_beat}};
     const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
                                               argc > 1 ? argv[1] : NULL, "worker_", 60);
     if (!run) {

@@ -56,8 +56,8 @@ typedef enum {
     PIPE_RESET,    /* I/O -> task: drop held jobs; ctl.epoch is the new epoch */
     PIPE_STOP,     /* I/O -> task: stop; ctl.code 0 or why (dpool_error_t) */
     PIPE_ARM,      /* task -> I/O: job ctl.ref started; it must end by ctl.deadline_ms */
-    PIPE_DONE,     /* task -> I/O: [ctl, DONE body]: results of jobs of ctl.epoch; when
-                      ctl.code is 1, job ctl.ref (the timed one) is among them */
+    PIPE_DONE,     /* task -> I/O: [ctl, DONE body]: ctl.count results of jobs of ctl.epoch;
+                      when ctl.code is 1, job ctl.ref (the timed one) is among them */
     PIPE_QUEUE,    /* task -> I/O: [ctl, body]: queue request ctl.ref, command ctl.code */
     PIPE_QCANCEL,  /* task -> I/O: the task gave up waiting for request ctl.ref */
     PIPE_QREPLY,   /* I/O -> task: [ctl, QUEUE-REPLY body] received in ctl.epoch */
@@ -73,6 +73,7 @@ typedef struct {
     uint64_t ref;
     int64_t deadline_ms;
     uint32_t timeout_ms;
+    uint32_t count;
 } s_ctl_t;
 
 /*  One message between the threads. Both frames are always initialised;
@@ -122,6 +123,7 @@ typedef struct {
     dp_writer_t empty; /* the HEARTBEAT and BYE body */
     dp_writer_t done_w;
     uint32_t pending;      /* results in done_w not yet sent */
+    uint32_t held;         /* jobs of this registration whose results have not gone out */
     int64_t first_pending; /* ms: when the first of them arrived */
     bool armed;            /* a job with a timeout is running */
     uint64_t armed_ref;
@@ -202,6 +204,7 @@ s_io_reset_jobs (s_io_t *io)
 {
     io->epoch++;
     io->pending = 0;
+    io->held = 0;
     dp_writer_reset (&io->done_w);
     s_ctl_t ctl = {.kind = PIPE_RESET, .epoch = io->epoch};
     s_pipe_send_ctl (io->worker->to_task, &ctl);
@@ -579,6 +582,7 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
         dp_debug ("dropping results of an old registration");
         return;
     }
+    io->held = ctl->count < io->held ? io->held - ctl->count : 0;
     /*  The task thread built the DONE body: it goes out as it is. */
     s_io_flush (io);
     if (dp_wire_send_msg (io->dealer, NULL, 0, DP_CMD_DONE, value, ZMQ_DONTWAIT))
@@ -601,10 +605,11 @@ s_io_drain_pipe (s_io_t *io)
     }
 }
 
-/*  Hands a DISPATCH over to the task thread, frames and all. */
+/*  Hands a DISPATCH (jobs) over to the task thread, frames and all. */
 static void
-s_io_forward_jobs (s_io_t *io, dp_wire_msg_t *msg)
+s_io_forward_jobs (s_io_t *io, const dp_list_t *jobs, dp_wire_msg_t *msg)
 {
+    io->held += jobs->left;
     s_ctl_t ctl = {.kind = PIPE_JOBS, .epoch = io->epoch};
     s_pipe_send (io->worker->to_task, &ctl, msg->frames, 2);
 }
@@ -646,7 +651,7 @@ s_io_on_broker (s_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
         break;
     case DP_CMD_DISPATCH:
         if (io->state == IO_ACTIVE)
-            s_io_forward_jobs (io, msg);
+            s_io_forward_jobs (io, &m->u.list, msg);
         else
             dp_debug ("DISPATCH before WELCOME dropped");
         break;
@@ -759,6 +764,20 @@ s_io_on_signal (s_io_t *io)
     s_io_stop (io, 0);
 }
 
+/*  The heartbeat interval and expiry in force: a worker that holds no job
+    is idle, and both sides beat DP_IDLE_FACTOR times as slowly (§6). */
+static int64_t
+s_io_beat_ms (const s_io_t *io)
+{
+    return io->held > 0 ? io->heartbeat_ms : DP_IDLE_FACTOR * (int64_t)io->heartbeat_ms;
+}
+
+static int64_t
+s_io_expiry_ms (const s_io_t *io)
+{
+    return io->held > 0 ? io->expiry_ms : DP_IDLE_FACTOR * (int64_t)io->expiry_ms;
+}
+
 /*  Runs every timer that is due. */
 static void
 s_io_timers (s_io_t *io)
@@ -776,7 +795,7 @@ s_io_timers (s_io_t *io)
             s_io_register (io, SOCKET_RETRY);
         return;
     }
-    if (now - io->last_recv >= io->expiry_ms) {
+    if (now - io->last_recv >= s_io_expiry_ms (io)) {
         dp_warn ("the broker has been silent for %lld ms; connecting again",
                  (long long)(now - io->last_recv));
         io->backoff_ms = DP_RECONNECT_MS;
@@ -787,7 +806,7 @@ s_io_timers (s_io_t *io)
         s_io_flush (io);
     if (io->progress_pending && now - io->progress_sent >= DP_PROGRESS_MS)
         s_io_progress_flush (io);
-    if (now - io->last_send >= DP_HEARTBEAT_ALONE (io->heartbeat_ms))
+    if (now - io->last_send >= DP_HEARTBEAT_ALONE (s_io_beat_ms (io)))
         s_io_send (io, DP_CMD_HEARTBEAT, &io->empty);
 }
 
@@ -799,9 +818,9 @@ s_io_timeout (s_io_t *io)
     if (io->state == IO_REGISTERING)
         next = io->next_ready;
     else {
-        next = io->last_recv + io->expiry_ms;
-        if (io->last_send + DP_HEARTBEAT_ALONE (io->heartbeat_ms) < next)
-            next = io->last_send + DP_HEARTBEAT_ALONE (io->heartbeat_ms);
+        next = io->last_recv + s_io_expiry_ms (io);
+        if (io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io)) < next)
+            next = io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io));
         if (io->pending > 0 && io->first_pending + DP_WORKER_DONE_DELAY_MS < next)
             next = io->first_pending + DP_WORKER_DONE_DELAY_MS;
         if (io->progress_pending && io->progress_sent + DP_PROGRESS_MS < next)
@@ -1355,7 +1374,8 @@ s_runner_flush (s_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
     if (r->pending == 0)
         return;
     dp_list_end (&r->done);
-    s_ctl_t ctl = {.kind = PIPE_DONE, .code = timed ? 1 : 0, .epoch = epoch, .ref = ref};
+    s_ctl_t ctl = {
+        .kind = PIPE_DONE, .code = timed ? 1 : 0, .epoch = epoch, .ref = ref, .count = r->pending};
     if (!dp_writer_ok (&r->done)) {
         /*  Out of memory building it: the process cannot answer for its
             jobs; leaving makes the broker give them to others. */
