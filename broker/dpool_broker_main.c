@@ -101,6 +101,7 @@ main (int argc, char *argv[])
     dp_broker_config_t config;
     dp_broker_config_init (&config);
     dp_log_set_tag ("dpool-broker");
+    dp_malloc_keep ();
     const char *env;
     if ((env = getenv ("DPOOL_BIND")) && *env)
         config.binds[config.nbinds++] = env;

@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,4 +204,16 @@ dp_parse_int (const char *text, long min, long max, long *value)
         return -1;
     *value = v;
     return 0;
+}
+
+void
+dp_malloc_keep (void)
+{
+#ifdef __GLIBC__
+    /*  A fixed mmap threshold also stops glibc from moving it (and the trim
+        threshold with it) as blocks come and go. */
+    mallopt (M_MMAP_THRESHOLD, (int)DP_MALLOC_HEAP_MAX);
+    mallopt (M_TRIM_THRESHOLD, (int)DP_MALLOC_KEEP);
+    mallopt (M_TOP_PAD, (int)(DP_MALLOC_KEEP / 4));
+#endif
 }

@@ -76,4 +76,15 @@ dp_cpu_count (void);
 int
 dp_parse_int (const char *text, long min, long max, long *value);
 
+/*  For a process that is dpool's for the rest of its life (the broker, a
+    worker process): tells malloc to keep up to DP_MALLOC_KEEP bytes of
+    freed memory and to serve blocks up to DP_MALLOC_HEAP_MAX from its heap,
+    so that a stream of large messages reuses pages already mapped instead
+    of faulting in fresh ones, each of which the kernel zeroes first. A
+    no-op outside glibc. A client program's malloc is left as its own. */
+#define DP_MALLOC_KEEP     (64L << 20)
+#define DP_MALLOC_HEAP_MAX (32L << 20)
+void
+dp_malloc_keep (void);
+
 #endif

@@ -1617,6 +1617,9 @@ dp_worker_run (const dp_worker_config_t *config)
     int code = s_worker_setup (&w, config);
     if (code)
         return dp_fail (code);
+    /*  This process is a worker from now on: large arguments and results
+        reuse its warm pages. */
+    dp_malloc_keep ();
     size_t count;
     dp_registry_names (&count);
     if (count > DP_MAX_FUNCTIONS) {
