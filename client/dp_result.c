@@ -62,9 +62,13 @@ struct _dpool_result_t {
     msgpack_sbuffer data;    /* values and messages, back to back */
     int code;                /* 0, or the first failed call's code */
     const char *error;       /* its message */
-    msgpack_zone *zone;      /* the unpacked values' insides live here */
+    msgpack_zone *zone;      /* the unpacked values' insides live here; NULL if none was */
     msgpack_object *objects; /* [count] each call's value (nil if failed), owned */
     msgpack_object value;    /* what get returns */
+    /*  A one-call handle's item and object, in place of two more blocks
+        (apply_async makes a handle per call). */
+    dp_item_t one_item;
+    msgpack_object one_object;
 
     /*  [lock] an imap's finished items, waiting for the iterator. */
     dpool_result_t **queue; /* [count] */
@@ -108,6 +112,8 @@ dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dp
     size_t slots = count ? count : 1;
     if (s_is_imap (self))
         self->queue = (dpool_result_t **)calloc (slots, sizeof *self->queue);
+    else if (slots == 1)
+        self->items = &self->one_item;
     else
         self->items = (dp_item_t *)calloc (slots, sizeof *self->items);
     if (!self->queue && !self->items) {
@@ -134,9 +140,11 @@ s_free_storage (dpool_result_t *self)
 {
     if (self->zone)
         msgpack_zone_free (self->zone);
-    free (self->objects);
+    if (self->objects != &self->one_object)
+        free (self->objects);
     msgpack_sbuffer_destroy (&self->data);
-    free (self->items);
+    if (self->items != &self->one_item)
+        free (self->items);
     free (self->queue);
 }
 
@@ -202,26 +210,13 @@ s_objects_new (size_t count)
     return (msgpack_object *)malloc (size);
 }
 
-/*  Makes the handle's count objects and its zone, sized for extra bytes of
-    unpacked values. Returns 0, or -1 with neither. */
+/*  Makes the handle's count objects. Returns 0, or -1. */
 static int
-s_make_objects (dpool_result_t *self, size_t extra)
+s_make_objects (dpool_result_t *self)
 {
-    assert (!self->zone && self->count);
-    /*  Sized to what this handle holds (the unpacked objects point into
-        data for strings): most are a few bytes, and a zone of
-        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
-        grows by itself if the values need more. */
-    size_t chunk = ZONE_MIN + extra;
-    self->objects = s_objects_new (self->count);
-    if (self->objects)
-        self->zone =
-            msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
-    if (!self->zone) {
-        free (self->objects);
-        self->objects = NULL;
-    }
-    return self->zone ? 0 : -1;
+    assert (!self->objects && self->count);
+    self->objects = self->count == 1 ? &self->one_object : s_objects_new (self->count);
+    return self->objects ? 0 : -1;
 }
 
 /*  Unpacks every value not unpacked yet into the handle's zone and settles
@@ -233,13 +228,19 @@ s_materialize (dpool_result_t *self)
     self->code = 0;
     self->error = NULL;
     self->value.type = MSGPACK_OBJECT_NIL;
-    if (!self->zone) { /* else made for the first scalar */
-        if (self->count)
-            s_make_objects (self, 2 * self->data.size);
-        else
-            self->zone = msgpack_zone_new (ZONE_MIN);
+    if (!self->objects && self->count) /* else made for the first scalar */
+        s_make_objects (self);
+    /*  A zone only for values to unpack (scalars are whole in their
+        objects), sized to what this handle holds (the unpacked objects
+        point into data for strings): most are a few bytes, and a zone of
+        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
+        grows by itself if the values need more. */
+    if (self->written && !self->zone) {
+        size_t chunk = ZONE_MIN + 2 * self->data.size;
+        self->zone =
+            msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
     }
-    if (!self->zone) {
+    if ((self->count && !self->objects) || (self->written && !self->zone)) {
         self->code = DPOOL_ENOMEM;
         self->error = dpool_strerror (DPOOL_ENOMEM);
         for (size_t i = 0; i < self->count; i++)
@@ -303,7 +304,7 @@ s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, si
         writes their items whole). */
     msgpack_object scalar;
     if (code == 0 && dp_mp_unpack_scalar (bytes, size, &scalar) == size &&
-        (self->zone || s_make_objects (self, 0) == 0)) {
+        (self->objects || s_make_objects (self) == 0)) {
         self->objects[index] = scalar;
         return;
     }
