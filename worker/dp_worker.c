@@ -34,6 +34,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -845,33 +846,38 @@ s_io_loop (s_io_t *io)
         s_io_timers (io);
         if (io->done)
             break;
-        zmq_pollitem_t items[4] = {{NULL, dp_chan_fd (io->worker->to_io), ZMQ_POLLIN, 0},
-                                   {NULL, io->worker->sigfd, ZMQ_POLLIN, 0}};
+        /*  Descriptors, not zmq_poll: one look at each socket's events and
+            one poll(2) a round, where zmq_poll looks at every socket twice
+            and polls twice when it has to wait (each look is two system
+            calls in libzmq). A socket's descriptor fires only once the
+            socket has been found empty, so one with a message waiting
+            makes the wait 0. */
         void *spare = io->spare;
-        int count = 2;
-        if (io->spare)
-            items[count++] = (zmq_pollitem_t){io->spare, 0, ZMQ_POLLIN, 0};
-        if (io->dealer)
-            items[count++] = (zmq_pollitem_t){io->dealer, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll (items, count, s_io_timeout (io)) < 0) {
+        void *dealer = io->dealer;
+        bool spare_in = spare && dp_wire_readable (spare);
+        bool dealer_in = dealer && dp_wire_readable (dealer);
+        struct pollfd fds[4] = {{dp_chan_fd (io->worker->to_io), POLLIN, 0},
+                                {io->worker->sigfd, POLLIN, 0},
+                                {spare ? dp_wire_fd (spare) : -1, POLLIN, 0},
+                                {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
+        long timeout = spare_in || dealer_in ? 0 : s_io_timeout (io);
+        if (poll (fds, 4, (int)timeout) < 0) {
             if (errno == EINTR)
                 continue;
-            dp_error ("zmq_poll: %s", zmq_strerror (errno));
+            dp_error ("poll: %s", strerror (errno));
             s_io_stop (io, DPOOL_ESYS);
             break;
         }
-        if (items[0].revents & ZMQ_POLLIN)
+        if (fds[0].revents & POLLIN)
             s_io_drain_pipe (io);
         /*  Messages first, a signal last: a WELCOME that came with it
-            decides how the worker leaves. */
-        for (int i = 2; i < count && !io->done; i++)
-            if (items[i].revents & ZMQ_POLLIN) {
-                if (items[i].socket == spare && spare == io->spare)
-                    s_io_drain_spare (io);
-                else if (items[i].socket == io->dealer)
-                    s_io_drain_dealer (io);
-            }
-        if ((items[1].revents & ZMQ_POLLIN) && !io->done) {
+            decides how the worker leaves. A WELCOME on the spare swaps the
+            two sockets: the old DEALER is then not read. */
+        if (spare && spare == io->spare && (spare_in || fds[2].revents) && !io->done)
+            s_io_drain_spare (io);
+        if (dealer && dealer == io->dealer && (dealer_in || fds[3].revents) && !io->done)
+            s_io_drain_dealer (io);
+        if ((fds[1].revents & POLLIN) && !io->done) {
             s_io_on_signal (io);
             break;
         }
