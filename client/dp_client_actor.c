@@ -30,6 +30,10 @@ typedef struct {
     dpool_pool_t *pool;
     zsock_t *pipe;
     zsock_t *dealer;
+    /*  The DEALER's last call was a recv that found nothing: all its
+        commands are processed, so its descriptor fires on the next
+        message and the loop need not look at its events first. */
+    bool drained;
     uint8_t session[DP_SESSION_SIZE];
     bool welcomed;
     int heartbeat_ms;
@@ -74,6 +78,7 @@ s_connect (s_actor_t *self)
         return -1;
     }
     self->dealer = dealer;
+    self->drained = false;
     return 0;
 }
 
@@ -87,6 +92,7 @@ s_sending (s_actor_t *self)
         return NULL;
     }
     self->last_send = dp_now_ms ();
+    self->drained = false; /* a send may process the socket's commands */
     return zsock_resolve (self->dealer);
 }
 
@@ -548,8 +554,10 @@ s_recv (s_actor_t *self)
 {
     for (int i = 0; i < RECV_BURST && self->dealer; i++) {
         dp_wire_msg_t wire;
-        if (dp_wire_recv (zsock_resolve (self->dealer), &wire, ZMQ_DONTWAIT))
+        if (dp_wire_recv (zsock_resolve (self->dealer), &wire, ZMQ_DONTWAIT)) {
+            self->drained = errno == EAGAIN;
             return;
+        }
         self->last_recv = dp_now_ms ();
         dp_msg_t msg;
         dp_reason_t reason = dp_wire_decode (&wire, false, NULL, &msg);
@@ -609,13 +617,16 @@ s_pipe_term (zsock_t *pipe)
     return true;
 }
 
-/*  Empties the wake pipe. */
+/*  Empties the wake pipe: one read, as it holds one byte at most (see
+    dp_client_wake). */
 static void
 s_drain_wake (dpool_pool_t *pool)
 {
     char buffer[64];
-    while (read (pool->wake[0], buffer, sizeof buffer) > 0)
-        ;
+    ssize_t rc;
+    do
+        rc = read (pool->wake[0], buffer, sizeof buffer);
+    while (rc < 0 && errno == EINTR);
 }
 
 void
@@ -654,7 +665,7 @@ dp_client_actor (zsock_t *pipe, void *args)
     bool running = pipe_fd >= 0 && !s_pipe_term (pipe);
     while (running) {
         void *dealer = self.dealer ? zsock_resolve (self.dealer) : NULL;
-        bool inbox = dealer && dp_wire_readable (dealer);
+        bool inbox = dealer && !self.drained && dp_wire_readable (dealer);
         struct pollfd fds[3 + DP_BROKER_MAX_FDS] = {
             {pipe_fd, POLLIN, 0},
             {pool->wake[0], POLLIN, 0},
