@@ -5,6 +5,7 @@
 #include "dp_util.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <zmq.h>
 
 #define MAX_KEPT 32
@@ -143,4 +144,33 @@ peer_expect_silence (peer_t *peer, int ms)
     int got = peer_recv (peer, ms);
     if (got)
         dp_test_fail (__FILE__, __LINE__, "expected nothing, got %s", dp_cmd_name (got));
+}
+
+msgpack_object
+peer_status (peer_t *client, msgpack_unpacked *unpacked)
+{
+    dp_encode_empty (&client->w);
+    peer_send (client, DP_CMD_STATUS);
+    peer_expect (client, DP_CMD_STATUS_REPLY);
+    msgpack_unpacked_init (unpacked);
+    CHECK (msgpack_unpack_next (unpacked, (const char *)client->msg.u.status.data,
+                                client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
+    CHECK (unpacked->data.type == MSGPACK_OBJECT_MAP);
+    return unpacked->data;
+}
+
+msgpack_object
+peer_map_get (msgpack_object map, const char *key)
+{
+    msgpack_object value = {.type = MSGPACK_OBJECT_NIL};
+    if (map.type != MSGPACK_OBJECT_MAP)
+        return value;
+    size_t len = strlen (key);
+    for (uint32_t i = 0; i < map.via.map.size; i++) {
+        msgpack_object k = map.via.map.ptr[i].key;
+        if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == len &&
+            memcmp (k.via.str.ptr, key, len) == 0)
+            value = map.via.map.ptr[i].val;
+    }
+    return value;
 }

@@ -12,6 +12,7 @@
 #include "dp_proto.h"
 #include "dp_wire.h"
 
+#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -64,5 +65,16 @@ peer_expect (peer_t *peer, dp_cmd_t cmd);
 /*  Stops the test if anything but HEARTBEAT arrives within ms. */
 void
 peer_expect_silence (peer_t *peer, int ms);
+
+/*  Asks the broker for its status (STATUS, then STATUS-REPLY) and unpacks
+    the reply into unpacked, which the caller destroys with
+    msgpack_unpacked_destroy. Returns the top map. */
+msgpack_object
+peer_status (peer_t *client, msgpack_unpacked *unpacked);
+
+/*  The value of the string key in map; an object of type NIL if there is
+    none (or map is not a map). */
+msgpack_object
+peer_map_get (msgpack_object map, const char *key);
 
 #endif

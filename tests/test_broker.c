@@ -146,43 +146,21 @@ result_message (dp_result_t result)
 static uint64_t
 status_counter (peer_t *client, const char *key, bool dropped)
 {
-    dp_encode_empty (&client->w);
-    peer_send (client, DP_CMD_STATUS);
-    peer_expect (client, DP_CMD_STATUS_REPLY);
     msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    CHECK (msgpack_unpack_next (&unpacked, (const char *)client->msg.u.status.data,
-                                client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-    msgpack_object map = unpacked.data;
-    CHECK (map.type == MSGPACK_OBJECT_MAP);
+    msgpack_object map = peer_status (client, &unpacked);
     const char *submap = dropped ? "dropped" : NULL;
     if (!strcmp (key, "accepted") || !strcmp (key, "disconnected") ||
         !strcmp (key, "handshake_failed"))
         submap = "connections";
     if (submap) {
-        msgpack_object inner = {0};
-        for (uint32_t i = 0; i < map.via.map.size; i++) {
-            msgpack_object k = map.via.map.ptr[i].key;
-            if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == strlen (submap) &&
-                memcmp (k.via.str.ptr, submap, k.via.str.size) == 0)
-                inner = map.via.map.ptr[i].val;
-        }
-        CHECK (inner.type == MSGPACK_OBJECT_MAP);
-        map = inner;
+        map = peer_map_get (map, submap);
+        CHECK (map.type == MSGPACK_OBJECT_MAP);
     }
-    uint64_t value = UINT64_MAX;
-    for (uint32_t i = 0; i < map.via.map.size; i++) {
-        msgpack_object k = map.via.map.ptr[i].key;
-        if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == strlen (key) &&
-            memcmp (k.via.str.ptr, key, k.via.str.size) == 0) {
-            CHECK (map.via.map.ptr[i].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER);
-            value = map.via.map.ptr[i].val.via.u64;
-        }
-    }
-    msgpack_unpacked_destroy (&unpacked);
-    if (value == UINT64_MAX)
+    msgpack_object value = peer_map_get (map, key);
+    if (value.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         dp_test_fail (__FILE__, __LINE__, "status has no counter %s", key);
-    return value;
+    msgpack_unpacked_destroy (&unpacked);
+    return value.via.u64;
 }
 
 /*  ---------------------------------------------------------------------------
@@ -843,26 +821,11 @@ case_heartbeats_on_a_common_beat (void)
 static size_t
 s_status_workers (peer_t *client)
 {
-    dp_encode_empty (&client->w);
-    peer_send (client, DP_CMD_STATUS);
-    peer_expect (client, DP_CMD_STATUS_REPLY);
     msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    CHECK (msgpack_unpack_next (&unpacked, (const char *)client->msg.u.status.data,
-                                client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-    msgpack_object map = unpacked.data;
-    CHECK (map.type == MSGPACK_OBJECT_MAP);
-    size_t count = SIZE_MAX;
-    for (uint32_t i = 0; i < map.via.map.size; i++) {
-        msgpack_object k = map.via.map.ptr[i].key;
-        if (k.type == MSGPACK_OBJECT_STR && k.via.str.size == 7 &&
-            memcmp (k.via.str.ptr, "workers", 7) == 0) {
-            CHECK (map.via.map.ptr[i].val.type == MSGPACK_OBJECT_ARRAY);
-            count = map.via.map.ptr[i].val.via.array.size;
-        }
-    }
+    msgpack_object workers = peer_map_get (peer_status (client, &unpacked), "workers");
+    CHECK (workers.type == MSGPACK_OBJECT_ARRAY);
+    size_t count = workers.via.array.size;
     msgpack_unpacked_destroy (&unpacked);
-    CHECK (count != SIZE_MAX);
     return count;
 }
 

@@ -118,29 +118,12 @@ bye (peer_t *peer)
 static uint64_t
 status_count (peer_t *client, const char *group, const char *key)
 {
-    dp_encode_empty (&client->w);
-    peer_send (client, DP_CMD_STATUS);
-    peer_expect (client, DP_CMD_STATUS_REPLY);
     msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    CHECK (msgpack_unpack_next (&unpacked, (const char *)client->msg.u.status.data,
-                                client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
-    uint64_t value = UINT64_MAX;
-    msgpack_object map = unpacked.data;
-    for (uint32_t i = 0; i < map.via.map.size; i++) {
-        msgpack_object k = map.via.map.ptr[i].key;
-        if (k.via.str.size != strlen (group) || memcmp (k.via.str.ptr, group, k.via.str.size))
-            continue;
-        msgpack_object sub = map.via.map.ptr[i].val;
-        for (uint32_t j = 0; j < sub.via.map.size; j++) {
-            msgpack_object sk = sub.via.map.ptr[j].key;
-            if (sk.via.str.size == strlen (key) && !memcmp (sk.via.str.ptr, key, sk.via.str.size))
-                value = sub.via.map.ptr[j].val.via.u64;
-        }
-    }
+    msgpack_object value =
+        peer_map_get (peer_map_get (peer_status (client, &unpacked), group), key);
+    CHECK (value.type == MSGPACK_OBJECT_POSITIVE_INTEGER);
     msgpack_unpacked_destroy (&unpacked);
-    CHECK (value != UINT64_MAX);
-    return value;
+    return value.via.u64;
 }
 
 /*  Stops the broker with SIGTERM and checks it ends cleanly (under
