@@ -694,7 +694,9 @@ s_case_heartbeat (void)
 /*  A worker that holds no job is idle and beats DP_IDLE_FACTOR times as
     slowly (interval 100 ms, expiry 400 ms here): unasked heartbeats come
     450 ms apart, not 150, and a silent broker is given up after 1200 ms,
-    not 400 (then the worker registers again). */
+    not 400 (then the worker registers again). Heartbeats are counted, not
+    timed one by one: this test's own delays in reading them cannot fail
+    it. */
 static void
 s_case_idle_beat (void)
 {
@@ -703,25 +705,23 @@ s_case_idle_beat (void)
     pid_t supervisor = s_one_worker (&fake, &got);
     int64_t before = dp_now_ms ();
     fake_welcome (&fake, &got, 100, 400);
-    int64_t last = dp_now_ms ();
     int heartbeats = 0;
     for (;;) {
         CHECK (fake_recv (&fake, &got, WAIT_MS));
-        int64_t now = dp_now_ms ();
         if (got.m.cmd != DP_CMD_HEARTBEAT)
             break;
         heartbeats++;
-        if (now - last < 300)
-            dp_test_fail (__FILE__, __LINE__,
-                          "idle worker spoke unasked %lld ms after its last word",
-                          (long long)(now - last));
-        last = now;
     }
     /*  Past the idle expiry: it connects again, on a new socket (closing
         the old one with a BYE first). */
+    int64_t gone = dp_now_ms ();
     CHECK (got.m.cmd == DP_CMD_READY || got.m.cmd == DP_CMD_BYE);
-    CHECK (dp_now_ms () - before >= DP_IDLE_FACTOR * 400);
-    CHECK (heartbeats >= 1);
+    CHECK (gone - before >= DP_IDLE_FACTOR * 400);
+    /*  About 1.2 s of silence from the broker: two unasked heartbeats at
+        the idle rate, eight at the busy one. */
+    if (heartbeats < 1 || heartbeats > 4)
+        dp_test_fail (__FILE__, __LINE__, "%d unasked heartbeats in %lld ms while idle",
+                      heartbeats, (long long)(gone - before));
     got_release (&got);
     s_stop_workers (&fake, supervisor);
     fake_stop (&fake);
