@@ -803,15 +803,14 @@ case_heartbeats_on_a_common_beat (void)
                 dp_test_fail (__FILE__, __LINE__,
                               "worker %d's HEARTBEAT at +%lld ms has no twin at the other", i,
                               (long long)(beats[i][k] - settled));
-            if (k > 0 && beats[i][k] - beats[i][k - 1] < 2 * BEAT_MS)
-                dp_test_fail (__FILE__, __LINE__,
-                              "idle worker %d got heartbeats %lld ms apart, under two beats", i,
-                              (long long)(beats[i][k] - beats[i][k - 1]));
         }
-    /*  4.3 s watched after settling: idle, one beat per 1.2 s; busy, one
-        per 400 ms. */
-    CHECK (checked[0] >= 3);
-    CHECK (checked[1] >= 3);
+    /*  4.3 s watched after settling: idle, one beat per 1.2 s (3 or 4; at
+        every beat it would be 10 or 11); busy, one per 400 ms. Counted, not
+        timed one by one, so that this test's own delays cannot fail it. */
+    for (int i = 0; i < 2; i++)
+        if (checked[i] < 3 || checked[i] > 6)
+            dp_test_fail (__FILE__, __LINE__, "idle worker %d got %d heartbeats in %d ms", i,
+                          checked[i], BEAT_WATCH_MS - BEAT_SETTLE_MS);
     CHECK (checked[2] >= 2 * checked[0]);
     for (int i = 0; i < 4; i++)
         peer_destroy (&peers[i]);
