@@ -131,7 +131,11 @@ dpool_task_progress_value (dpool_task_t *task, const void *value, size_t size);
     calling process. Blocks until SIGINT/SIGTERM arrives (the worker then
     says BYE, so the broker requeues what it held) or a fatal error; returns
     0 on a clean stop, else -1. A broker that goes away or restarts is not a
-    stop: the worker registers again, with backoff, until one answers. */
+    stop: the worker registers again, with backoff, until one answers. The
+    calling process is a worker from then on: its malloc is set to keep up
+    to 64 MiB of freed memory for reuse (mallopt M_TRIM_THRESHOLD, with
+    M_MMAP_THRESHOLD 32 MiB and M_TOP_PAD 16 MiB), as in every dpool worker
+    process. */
 int
 dpool_worker_run (const char *endpoint);
 
