@@ -1443,7 +1443,7 @@ s_tick (dp_broker_t *self)
         int64_t heard = peer->last_recv;
         if (worker && !idle && worker->busy_since > heard)
             heard = worker->busy_since;
-        if (now - heard >= (idle ? DP_IDLE_FACTOR * (int64_t)self->expiry_ms : self->expiry_ms)) {
+        if (now - heard >= DP_IDLE_SCALED (self->expiry_ms, idle)) {
             if (!dead)
                 dead = zlistx_new ();
             zlistx_add_end (dead, peer);

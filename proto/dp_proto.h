@@ -64,6 +64,10 @@
     waits DP_IDLE_FACTOR times the expiry before it gives the other up. */
 #define DP_IDLE_FACTOR 3
 
+/*  An interval or expiry of ms as it applies to a worker that is idle or
+    not, in ms (int64_t). */
+#define DP_IDLE_SCALED(ms, idle) ((idle) ? DP_IDLE_FACTOR * (int64_t)(ms) : (int64_t)(ms))
+
 /*  Defaults, documented in docs/PROTOCOL.md. */
 #define DP_DEFAULT_ENDPOINT    "tcp://*:5555"
 #define DP_DEFAULT_CONNECT     "tcp://127.0.0.1:5555"

@@ -770,13 +770,13 @@ s_io_on_signal (s_io_t *io)
 static int64_t
 s_io_beat_ms (const s_io_t *io)
 {
-    return io->held > 0 ? io->heartbeat_ms : DP_IDLE_FACTOR * (int64_t)io->heartbeat_ms;
+    return DP_IDLE_SCALED (io->heartbeat_ms, io->held == 0);
 }
 
 static int64_t
 s_io_expiry_ms (const s_io_t *io)
 {
-    return io->held > 0 ? io->expiry_ms : DP_IDLE_FACTOR * (int64_t)io->expiry_ms;
+    return DP_IDLE_SCALED (io->expiry_ms, io->held == 0);
 }
 
 /*  Runs every timer that is due. */
