@@ -1,12 +1,12 @@
 /*  dp_chan.c - a one-way queue of messages between two threads.
 
-    The lock guards the list and the two wake-up states: waiting (the
-    reader sleeps on the condition variable) and signalled (the eventfd
-    holds a count). A writer that finds the list empty wakes the reader
-    through whichever it uses; one that finds messages already there knows
-    the reader has been woken, or will look before it sleeps. The eventfd is
-    read back under the lock, so a count never outlives the messages it
-    announced.
+    The lock guards the list and signalled (the eventfd holds a count). A
+    writer that finds the list empty wakes the reader: it signals the
+    condition variable (nothing to do when no one sleeps on it) and, for a
+    pollable queue, counts on the eventfd. One that finds messages already
+    there knows the reader has been woken, or will look before it sleeps.
+    The eventfd is read back under the lock, so a count never outlives the
+    messages it announced.
 */
 #include "dp_chan.h"
 
@@ -25,7 +25,6 @@ struct dp_chan_t {
     dp_chan_node_t *tail;
     int fd;         /* eventfd, or -1 */
     bool signalled; /* fd holds a count */
-    bool waiting;   /* the reader sleeps in dp_chan_wait */
 };
 
 dp_chan_t *
@@ -94,8 +93,7 @@ dp_chan_put (dp_chan_t *self, dp_chan_node_t *node)
         self->tail->next = node;
     self->tail = node;
     if (was_empty) {
-        if (self->waiting)
-            pthread_cond_signal (&self->cond);
+        pthread_cond_signal (&self->cond);
         if (self->fd >= 0 && !self->signalled) {
             uint64_t one = 1;
             /*  Cannot fail short of a count near 2^64; the reader reads it
@@ -137,10 +135,8 @@ dp_chan_wait (dp_chan_t *self, int64_t deadline_ms)
     pthread_mutex_lock (&self->mutex);
     int rc = 0;
     while (!self->head && rc != ETIMEDOUT) {
-        self->waiting = true;
         rc = deadline_ms < 0 ? pthread_cond_wait (&self->cond, &self->mutex)
                              : pthread_cond_timedwait (&self->cond, &self->mutex, &ts);
-        self->waiting = false;
     }
     bool ready = self->head != NULL;
     pthread_mutex_unlock (&self->mutex);
