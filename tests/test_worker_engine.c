@@ -1253,6 +1253,57 @@ s_case_heartbeat_answer (void)
     fake_stop (&fake);
 }
 
+/*  A job read while the worker had none runs on the task thread, which
+    watched the broker's socket until then; the I/O thread watches it again
+    once the job has run a little (DP_WORKER_WATCH_MS). So a HEARTBEAT that
+    comes in the middle of a long job is answered at once, not after the
+    job. */
+static void
+s_case_busy_answer (void)
+{
+    fake_t fake;
+    got_t got = {0};
+    pid_t supervisor = s_one_worker (&fake, &got);
+    /*  Interval 2 s: the worker answers after 1 s of quiet and would speak
+        unasked only after 3 s, when the job below has ended. */
+    fake_welcome (&fake, &got, 2000, LONG_EXPIRY);
+    int64_t welcomed = dp_now_ms ();
+    pack_t nap;
+    pack_init (&nap);
+    msgpack_pack_double (&nap.pk, 2.5);
+    job_t job = {5, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0};
+    fake_dispatch (&fake, &job, 1);
+    int64_t left;
+    while ((left = welcomed + 1100 - dp_now_ms ()) > 0)
+        if (fake_recv (&fake, &got, (int)left))
+            dp_test_fail (__FILE__, __LINE__, "the worker said %s while its job ran",
+                          dp_cmd_name (got.m.cmd));
+    dp_encode_empty (&fake.writer);
+    int64_t asked = dp_now_ms ();
+    fake_send (&fake, DP_CMD_HEARTBEAT);
+    CHECK (fake_recv (&fake, &got, WAIT_MS));
+    int64_t answered = dp_now_ms ();
+    CHECK_EQ_INT (got.m.cmd, DP_CMD_HEARTBEAT);
+    /*  The job ends 2.5 s after it began: an answer within 700 ms of the
+        question came while it ran. */
+    if (answered - asked >= 700)
+        dp_test_fail (__FILE__, __LINE__, "HEARTBEAT answered after %lld ms",
+                      (long long)(answered - asked));
+    results_t results;
+    results_init (&results);
+    while (results.count == 0) {
+        CHECK (fake_recv (&fake, &got, WAIT_MS));
+        if (got.m.cmd != DP_CMD_HEARTBEAT)
+            results_take (&results, &got);
+    }
+    CHECK_EQ_INT (results.code[5], 0);
+    results_fini (&results);
+    msgpack_sbuffer_destroy (&nap.sbuf);
+    got_release (&got);
+    s_stop_workers (&fake, supervisor);
+    fake_stop (&fake);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1271,6 +1322,7 @@ main (int argc, char *argv[])
                                            {"parent_gone", s_case_parent_gone},
                                            {"options", s_case_options},
                                            {"heartbeat_answer", s_case_heartbeat_answer},
+                                           {"busy_answer", s_case_busy_answer},
                                            {"idle_beat", s_case_idle_beat}};
     const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
                                               argc > 1 ? argv[1] : NULL, "worker_", 60);

@@ -94,6 +94,11 @@
 #define DP_WORKER_DONE_BATCH    64
 #define DP_WORKER_DONE_DELAY_MS 1
 
+/*  Jobs the task thread read itself while it had none (it watches the
+    broker's socket then) may run this long, at most a quarter of the
+    heartbeat interval, before the I/O thread watches the socket again. */
+#define DP_WORKER_WATCH_MS 20
+
 /*  Linger of the DEALER socket when it is closed. */
 #define DP_WORKER_LINGER_MS 100
 
