@@ -4,10 +4,11 @@
     A worker process has two threads and uses plain libzmq only (no CZMQ
     globals, so it is safe in a child forked from a program that already
     uses CZMQ). The calling thread runs task functions one at a time; an
-    I/O thread owns the DEALER socket, registers (READY), heartbeats even
-    while a long task runs, passes DISPATCH batches to the task thread and
-    DONE batches back, and reconnects with backoff when the broker goes
-    silent. The two threads talk over an inproc PAIR.
+    I/O thread registers (READY), heartbeats even while a long task runs,
+    watches the DEALER socket while jobs run, and reconnects with backoff
+    when the broker goes silent. Between jobs the task thread uses the
+    socket itself: it sends its DONE batches, and with no job left it reads
+    the next DISPATCH (dp_worker.c says how the two share the socket).
 
     What the worker does, event by event (docs/PROTOCOL.md, 5.2 and 6):
     - start, broker silent past expiry, or ERROR ESTATE: forgets the jobs it
