@@ -154,7 +154,6 @@ dp_client_unref (dpool_pool_t *self)
         close (self->wake[1]);
     pthread_cond_destroy (&self->cond);
     pthread_mutex_destroy (&self->mutex);
-    pthread_mutex_destroy (&self->io_lock);
     free (self);
 }
 

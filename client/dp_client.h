@@ -11,9 +11,6 @@
     threads needs, so this one lock is the exception, kept to the shared
     table. Fields marked [const] are set before the actor starts and never
     change afterwards; [actor] fields belong to the actor thread alone.
-    A second lock, io_lock, guards the actor's socket rather than shared
-    state: the actor holds it except while it sleeps, and other threads
-    only ever try it (dp_client_actor_send_now).
 
     Tasks go out like this: a submitting thread packs its task into the
     outbox (a chain of SUBMIT batches) under the lock and wakes the actor
@@ -117,13 +114,7 @@ struct _dpool_pool_t {
     void *embedded;               /* dp_embedded_t *, NULL when connected */
     dp_actor_t *actor;
     atomic_int actor_status; /* set by the actor before it signals */
-    /*  The actor's socket and connection state belong to whoever holds
-        io_lock: the actor, except while it sleeps in poll(2), when a
-        submitting thread may send the first task of an idle pool itself
-        (dp_client_actor_send_now). Taken before the mutex, never after. */
-    pthread_mutex_t io_lock;
-    void *actor_io;         /* [io_lock] the actor's state while it sleeps, else NULL */
-    pthread_t actor_thread; /* valid once actor_status was set */
+    pthread_t actor_thread;  /* valid once actor_status was set */
 
     /*  [lock] shared state. */
     int refs;             /* the owner's, plus one per handle alive */

@@ -4,13 +4,6 @@
     shared state in or out: the outbox, the CANCEL and STATUS requests, the
     tasks a RESULT names. It never holds it while it sends, receives, or
     runs a callback (dp_result_task_done runs them after unlocking).
-
-    It holds io_lock, which owns its socket and this file's s_actor_t,
-    except while it sleeps in poll(2). Then another thread may take it
-    (never waiting for it) to send a task (dp_client_actor_send_now). That
-    use of the DEALER can take the signal on the descriptor the actor
-    sleeps on, so the sender looks at the socket's events afterwards and
-    wakes the actor if a message waits.
 */
 #include "dp_client_actor.h"
 
@@ -51,7 +44,6 @@ typedef struct {
     int backoff;        /* current HELLO retry delay */
     int unconnected;    /* ms before trying a HELLO that found no connection yet */
     bool status_sent;   /* a STATUS is on its way */
-    bool send_failed;   /* dp_client_actor_send_now could not send */
     bool cancel_all_sent;
     dp_writer_t writer;
     dp_ctask_t **matched;       /* scratch: the tasks one RESULT names */
@@ -303,10 +295,6 @@ s_service (s_actor_t *self)
         pool->terminated = true;
         dp_client_broadcast (pool);
         dp_client_unlock (pool);
-    }
-    if (self->send_failed) {
-        self->send_failed = false;
-        broken = true;
     }
     /*  A message that could not go out may have carried tasks: start over
         on a new connection, which resubmits everything. */
@@ -657,12 +645,10 @@ dp_client_actor (zsock_t *pipe, void *args)
     dp_random_bytes (self.session, sizeof self.session);
 
     pool->actor_thread = pthread_self ();
-    pthread_mutex_lock (&pool->io_lock);
     int rc = s_connect (&self);
     atomic_store (&pool->actor_status, rc);
     zsock_signal (pipe, 0);
     if (rc) {
-        pthread_mutex_unlock (&pool->io_lock);
         dp_writer_fini (&self.writer);
         return;
     }
@@ -692,13 +678,7 @@ dp_client_actor (zsock_t *pipe, void *args)
             if (wait < timeout)
                 timeout = wait;
         }
-        pool->actor_io = &self;
-        pthread_mutex_unlock (&pool->io_lock);
         int ready = poll (fds, (nfds_t)nfds, timeout);
-        int saved = errno;
-        pthread_mutex_lock (&pool->io_lock);
-        pool->actor_io = NULL;
-        errno = saved;
         if (ready < 0) {
             if (errno != EINTR) {
                 dp_error ("client: poll failed: %s", strerror (errno));
@@ -743,55 +723,7 @@ dp_client_actor (zsock_t *pipe, void *args)
         dp_debug ("client: %llu results ignored, %llu messages refused",
                   (unsigned long long)self.ignored, (unsigned long long)self.malformed);
     zsock_destroy (&self.dealer);
-    pthread_mutex_unlock (&pool->io_lock);
     dp_writer_fini (&self.writer);
     free (self.matched);
     free (self.completed);
-}
-
-/*  With the pool's lock held: true if the actor has more to do than send
-    the outbox (what s_service would do besides). */
-static bool
-s_more_to_serve (const s_actor_t *self, const dpool_pool_t *pool)
-{
-    return pool->terminating || pool->ncancels > 0 || pool->finish.count > 0 || pool->failed ||
-           (pool->status_wanted && !self->status_sent) || dp_pool_queue_waiting (pool);
-}
-
-bool
-dp_client_actor_send_now (dpool_pool_t *pool)
-{
-    if (pool->embedded || pthread_mutex_trylock (&pool->io_lock) != 0)
-        return false;
-    s_actor_t *self = (s_actor_t *)pool->actor_io;
-    dp_batch_t *outbox = NULL;
-    if (self && self->welcomed && self->dealer) {
-        dp_client_lock (pool);
-        if (pool->wake_pending && pool->outstanding == 1 && !s_more_to_serve (self, pool)) {
-            outbox = pool->outbox;
-            pool->outbox = pool->outbox_tail = NULL;
-            pool->wake_pending = false;
-        }
-        dp_client_unlock (pool);
-    }
-    if (!outbox) {
-        pthread_mutex_unlock (&pool->io_lock);
-        return false;
-    }
-    /*  The actor reconnects, and so resubmits, if this cannot go out; and
-        it reads what this send left waiting. */
-    bool wake = s_send_batches (self, &outbox) != 0;
-    if (wake)
-        self->send_failed = true;
-    else
-        wake = dp_wire_readable (zsock_resolve (self->dealer));
-    pthread_mutex_unlock (&pool->io_lock);
-    if (wake) {
-        dp_client_lock (pool);
-        wake = dp_client_want_wake (pool);
-        dp_client_unlock (pool);
-        if (wake)
-            dp_client_wake (pool);
-    }
-    return true;
 }

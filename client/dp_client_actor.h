@@ -15,34 +15,18 @@
     run on this thread.
 
     API threads reach the actor through the pool's shared state and its
-    wake pipe (dp_client.h); the actor pipe only carries "$TERM". While the
-    actor sleeps, a thread that submits the only task in flight sends it
-    itself (dp_client_actor_send_now), and wakes no one.
+    wake pipe (dp_client.h); the actor pipe only carries "$TERM".
 */
 #ifndef DP_CLIENT_ACTOR_H_INCLUDED
 #define DP_CLIENT_ACTOR_H_INCLUDED
 
-#include "dpool.h"
-
 #include <czmq.h>
-#include <stdbool.h>
 
 /*  The actor function for zactor_new; args is the dpool_pool_t *, whose
     endpoint, name and wake pipe are set. It stores 0 in the pool's
     actor_status once its socket is connected, or -1 if the endpoint is
     invalid (then it ends), before it signals. On "$TERM" it says BYE to
     the broker if it is connected, closes its socket and ends. */
-void
-dp_client_actor (zsock_t *pipe, void *args);
-
-/*  Called by a thread that just put the only task in flight into the
-    outbox, with a wake-up of the actor due (dp_client_want_wake said so),
-    without the pool's lock. If the actor sleeps in poll with a welcomed
-    connection to a broker of its own (not an embedded pool's, which runs
-    in the actor's loop) and has nothing else to do, sends the outbox on
-    the actor's socket and returns true: the wake-up is not needed. Returns
-    false, having done nothing, otherwise: the caller wakes the actor. */
-bool
-dp_client_actor_send_now (dpool_pool_t *pool);
+void dp_client_actor (zsock_t *pipe, void *args);
 
 #endif

@@ -114,7 +114,6 @@ s_pool_alloc (void)
         free (self);
         return NULL;
     }
-    pthread_mutex_init (&self->io_lock, NULL);
     self->tasks = dp_idmap_new ();
     if (pipe (self->wake) == 0)
         for (int i = 0; i < 2; i++) {
@@ -548,10 +547,7 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
             wake = true;
         dp_client_unlock (self);
     }
-    /*  The first task into an idle pool goes from here if the actor
-        sleeps, which saves waking it; later ones gather in the outbox
-        while it wakes, and go in one SUBMIT. */
-    if (wake && !(plan->ntasks == 1 && !on_actor && dp_client_actor_send_now (self)))
+    if (wake)
         dp_client_wake (self);
     return result;
 }

@@ -212,12 +212,6 @@ s_encode (const s_op_t *op, s_out_t *out, int64_t now)
     }
 }
 
-bool
-dp_pool_queue_waiting (const dpool_pool_t *pool)
-{
-    return pool->queues && dp_idmap_size (pool->queues->ops) > 0;
-}
-
 int
 dp_pool_queue_send (dpool_pool_t *pool, uint64_t conn, dp_pool_queue_send_fn *send, void *arg)
 {

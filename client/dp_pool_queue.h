@@ -39,11 +39,6 @@ typedef int (dp_pool_queue_send_fn) (void *arg, dp_cmd_t cmd, const dp_writer_t 
 int
 dp_pool_queue_send (dpool_pool_t *pool, uint64_t conn, dp_pool_queue_send_fn *send, void *arg);
 
-/*  With the lock held: true if any request waits, to be sent or for its
-    reply. */
-bool
-dp_pool_queue_waiting (const dpool_pool_t *pool);
-
 /*  What the actor must tell the broker about a QUEUE-REPLY's value. */
 typedef enum {
     DP_POOL_QUEUE_ACK_NONE = 0, /* no value, or one the broker took back already */
