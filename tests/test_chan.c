@@ -64,7 +64,7 @@ s_consume (dp_chan_node_t *list, int *next)
 static void
 s_basics (void)
 {
-    dp_chan_t *chan = dp_chan_new (true);
+    dp_chan_t *chan = dp_chan_new (DP_CHAN_POLL);
     CHECK (chan);
     int fd = dp_chan_fd (chan);
     CHECK (fd >= 0);
@@ -94,12 +94,36 @@ s_basics (void)
     dp_chan_destroy (&chan, s_drop);
 
     /*  A queue read only by waiting has no fd. */
-    chan = dp_chan_new (false);
+    chan = dp_chan_new (DP_CHAN_WAIT);
     CHECK (chan);
     CHECK_EQ_INT (dp_chan_fd (chan), -1);
     dp_chan_put (chan, &s_item (0)->node);
     CHECK (dp_chan_wait (chan, -1));
     next = 0;
+    CHECK_EQ_INT (s_consume (dp_chan_take (chan), &next), 1);
+    dp_chan_destroy (&chan, s_drop);
+
+    /*  An armed-only queue: its fd says nothing until armed, and a take
+        disarms it; waiting works either way. Arming with a message waiting
+        says so instead. */
+    chan = dp_chan_new (DP_CHAN_POLL_ARMED);
+    CHECK (chan);
+    fd = dp_chan_fd (chan);
+    CHECK (fd >= 0);
+    dp_chan_put (chan, &s_item (0)->node);
+    CHECK (!s_readable (fd));
+    CHECK (dp_chan_wait (chan, -1));
+    CHECK (!dp_chan_arm (chan));
+    next = 0;
+    CHECK_EQ_INT (s_consume (dp_chan_take (chan), &next), 1);
+    CHECK (dp_chan_arm (chan));
+    dp_chan_put (chan, &s_item (1)->node);
+    CHECK (s_readable (fd));
+    dp_chan_put (chan, &s_item (2)->node);
+    CHECK_EQ_INT (s_consume (dp_chan_take (chan), &next), 2);
+    CHECK (!s_readable (fd));
+    dp_chan_put (chan, &s_item (3)->node);
+    CHECK (!s_readable (fd));
     CHECK_EQ_INT (s_consume (dp_chan_take (chan), &next), 1);
     dp_chan_destroy (&chan, s_drop);
 }
@@ -125,20 +149,23 @@ s_writer (void *arg)
 }
 
 /*  One thread writes STREAM numbered messages; this one reads them all,
-    in order, sleeping in dp_chan_wait (or in poll on the fd) whenever the
-    queue is empty. A lost wake-up would leave it asleep past the test's
-    deadline. */
+    in order, sleeping in dp_chan_wait (or in poll on the fd, armed first
+    for an armed-only queue) whenever the queue is empty. A lost wake-up
+    would leave it asleep past the test's deadline. */
 static void
-s_stream (bool by_fd)
+s_stream (dp_chan_mode_t mode)
 {
-    dp_chan_t *chan = dp_chan_new (by_fd);
+    bool by_fd = mode != DP_CHAN_WAIT;
+    dp_chan_t *chan = dp_chan_new (mode);
     CHECK (chan);
     s_writer_arg_t arg = {chan, STREAM};
     pthread_t thread;
     CHECK (pthread_create (&thread, NULL, s_writer, &arg) == 0);
     int next = 0;
     while (next < STREAM) {
-        if (by_fd) {
+        if (mode == DP_CHAN_POLL_ARMED && !dp_chan_arm (chan))
+            ; /* a message waits: no poll */
+        else if (by_fd) {
             struct pollfd item = {.fd = dp_chan_fd (chan), .events = POLLIN};
             CHECK (poll (&item, 1, -1) == 1);
         } else
@@ -157,7 +184,8 @@ main (void)
 {
     dp_test_begin ("chan", 60);
     s_basics ();
-    s_stream (false);
-    s_stream (true);
+    s_stream (DP_CHAN_WAIT);
+    s_stream (DP_CHAN_POLL);
+    s_stream (DP_CHAN_POLL_ARMED);
     return 0;
 }

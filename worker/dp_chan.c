@@ -6,7 +6,8 @@
     pollable queue, counts on the eventfd. One that finds messages already
     there knows the reader has been woken, or will look before it sleeps.
     The eventfd is read back under the lock, so a count never outlives the
-    messages it announced.
+    messages it announced. An armed-only queue counts on it only while its
+    reader has armed it: a take disarms it.
 */
 #include "dp_chan.h"
 
@@ -25,10 +26,12 @@ struct dp_chan_t {
     dp_chan_node_t *tail;
     int fd;         /* eventfd, or -1 */
     bool signalled; /* fd holds a count */
+    bool armed_only;
+    bool armed; /* armed_only: the reader polls the fd */
 };
 
 dp_chan_t *
-dp_chan_new (bool pollable)
+dp_chan_new (dp_chan_mode_t mode)
 {
     dp_chan_t *self = (dp_chan_t *)calloc (1, sizeof *self);
     if (!self)
@@ -48,7 +51,8 @@ dp_chan_new (bool pollable)
         return NULL;
     }
     pthread_mutex_init (&self->mutex, NULL);
-    if (pollable && (self->fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+    self->armed_only = mode == DP_CHAN_POLL_ARMED;
+    if (mode != DP_CHAN_WAIT && (self->fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         int saved = errno;
         dp_chan_destroy (&self, NULL);
         errno = saved;
@@ -94,7 +98,7 @@ dp_chan_put (dp_chan_t *self, dp_chan_node_t *node)
     self->tail = node;
     if (was_empty) {
         pthread_cond_signal (&self->cond);
-        if (self->fd >= 0 && !self->signalled) {
+        if (self->fd >= 0 && !self->signalled && (self->armed || !self->armed_only)) {
             uint64_t one = 1;
             /*  Cannot fail short of a count near 2^64; the reader reads it
                 back at every take. */
@@ -113,6 +117,7 @@ dp_chan_take (dp_chan_t *self)
     pthread_mutex_lock (&self->mutex);
     dp_chan_node_t *list = self->head;
     self->head = self->tail = NULL;
+    self->armed = false;
     if (self->signalled) {
         uint64_t count;
         ssize_t n = read (self->fd, &count, sizeof count);
@@ -148,4 +153,16 @@ dp_chan_fd (const dp_chan_t *self)
 {
     assert (self);
     return self->fd;
+}
+
+bool
+dp_chan_arm (dp_chan_t *self)
+{
+    assert (self && self->armed_only);
+    pthread_mutex_lock (&self->mutex);
+    bool empty = self->head == NULL;
+    if (empty)
+        self->armed = true;
+    pthread_mutex_unlock (&self->mutex);
+    return empty;
 }

@@ -5,7 +5,9 @@
     member. Putting one hands it over; taking returns every waiting message
     at once, oldest first, linked by next. The reader either blocks in
     dp_chan_wait or watches dp_chan_fd (an eventfd, readable while messages
-    wait) beside its sockets in zmq_poll.
+    wait) beside its sockets in poll(2); a reader that watches the fd only
+    now and then arms it each time (DP_CHAN_POLL_ARMED), so that a message
+    put while it does not watch costs no system call.
 
     Why not an inproc PAIR: libzmq checks for a fork (getpid) and polls its
     mailbox's fd each time a recv finds nothing, so a task thread that looked
@@ -29,11 +31,16 @@ typedef struct dp_chan_node {
 
 typedef struct dp_chan_t dp_chan_t;
 
-/*  Makes an empty queue. pollable: the reader watches dp_chan_fd (else it
-    only waits in dp_chan_wait, and no eventfd is made). NULL on failure,
-    with errno set. */
+/*  How the reader learns of messages. It can always wait in dp_chan_wait. */
+typedef enum {
+    DP_CHAN_WAIT,      /* only so: no eventfd is made */
+    DP_CHAN_POLL,      /* dp_chan_fd is readable while a message waits */
+    DP_CHAN_POLL_ARMED /* likewise, but only once dp_chan_arm armed it */
+} dp_chan_mode_t;
+
+/*  Makes an empty queue. NULL on failure, with errno set. */
 dp_chan_t *
-dp_chan_new (bool pollable);
+dp_chan_new (dp_chan_mode_t mode);
 
 /*  Destroys the queue; each message still in it goes to drop (which frees
     it), in order. NULL self is harmless; nulls the caller's pointer. */
@@ -57,8 +64,14 @@ bool
 dp_chan_wait (dp_chan_t *self, int64_t deadline_ms);
 
 /*  The eventfd of a pollable queue: readable while a message waits, until
-    dp_chan_take takes it. -1 for a queue that is not pollable. */
+    dp_chan_take takes it. -1 for a DP_CHAN_WAIT queue. */
 int
 dp_chan_fd (const dp_chan_t *self);
+
+/*  For a DP_CHAN_POLL_ARMED queue, before the reader polls the fd: returns
+    false if a message waits already (take it instead), else true, and the
+    fd is made readable by the next message put, until the next take. */
+bool
+dp_chan_arm (dp_chan_t *self);
 
 #endif

@@ -32,18 +32,21 @@
 
 /*  Looks up a function by name (len bytes, not NUL-terminated). Returns NULL
     if none; *hint (if hint is not NULL) gets its hint. */
-dpool_fn_t *dp_registry_lookup (const char *name, size_t len, void **hint);
+dpool_fn_t *
+dp_registry_lookup (const char *name, size_t len, void **hint);
 
 /*  The names offered, built-ins included, in byte order; *count gets how
     many. Borrowed: valid until the next dpool_register. */
-const char *const *dp_registry_names (size_t *count);
+const char *const *
+dp_registry_names (size_t *count);
 
 /*  Loads a plugin: dlopen(path) and calls its entry point
     int dpool_plugin_init (void), which registers functions with
     dpool_register. Returns 0, or -1 (and logs why). A plugin whose entry
     point ran stays loaded for the life of the process, even if it failed:
     it may have registered functions that point into it. */
-int dp_registry_load_plugin (const char *path);
+int
+dp_registry_load_plugin (const char *path);
 
 /*  ---------------------------------------------------------------------------
     Built-ins (dp_builtins.c), entered in the table before any registration:
@@ -61,6 +64,7 @@ typedef struct {
 } dp_builtin_t;
 
 /*  The built-in functions; *count gets how many. */
-const dp_builtin_t *dp_builtins (size_t *count);
+const dp_builtin_t *
+dp_builtins (size_t *count);
 
 #endif

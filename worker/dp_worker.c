@@ -172,6 +172,11 @@ typedef struct s_io_t {
     bool task_watches;
     void *task_dealer;  /* the DEALER it watches */
     int64_t watch_busy; /* ms; 0 while it holds no job */
+    bool alarm_set;     /* the alarm will ring: the I/O thread has not read it */
+    /*  The DEALER's last use was a look that found nothing (a recv, or its
+        events): its descriptor fires on the next message, so a look before
+        polling it would find nothing either. */
+    bool dealer_quiet;
     /*  While the I/O thread sleeps in poll(2): what it waits on. */
     bool polling;
     int64_t poll_until; /* ms: its timeout ends */
@@ -248,6 +253,7 @@ s_io_send (s_io_t *io, dp_cmd_t cmd, const dp_writer_t *writer)
 {
     if (!io->dealer)
         return -1;
+    io->dealer_quiet = false;
     if (dp_wire_send_writer (io->dealer, NULL, 0, cmd, writer, ZMQ_DONTWAIT)) {
         dp_warn ("cannot send %s to the broker: %s", dp_cmd_name (cmd), zmq_strerror (errno));
         return -1;
@@ -283,6 +289,7 @@ s_io_close_with_bye (s_io_t *io, void **socket_p)
 static void
 s_io_close_dealer (s_io_t *io)
 {
+    io->dealer_quiet = false;
     s_io_close (&io->dealer);
     s_io_close (&io->spare);
 }
@@ -293,6 +300,7 @@ s_io_close_dealer (s_io_t *io)
 static int
 s_io_open_dealer (s_io_t *io, bool keep_spare)
 {
+    io->dealer_quiet = false;
     /*  A socket that sent READY may be registered (its WELCOME lost or not
         yet here): its BYE tells the broker to take back what it gave it. */
     if (keep_spare && io->dealer) {
@@ -383,6 +391,7 @@ static bool
 s_io_wait_bye (s_io_t *io)
 {
     int64_t until = dp_now_ms () + DP_WORKER_BYE_WAIT_MS;
+    io->dealer_quiet = false;
     for (;;) {
         int64_t left = until - dp_now_ms ();
         if (left <= 0 || !io->dealer)
@@ -458,6 +467,7 @@ s_io_queue_send (s_io_t *io)
     if (!io->qpending || io->state != IO_ACTIVE || io->qsent_epoch == io->epoch || !io->dealer)
         return;
     io->qsent_epoch = io->epoch;
+    io->dealer_quiet = false;
     if (dp_wire_send (io->dealer, NULL, 0, io->qcmd, zmq_msg_data (&io->qbody),
                       zmq_msg_size (&io->qbody), ZMQ_DONTWAIT) == 0)
         io->last_send = dp_now_ms ();
@@ -617,6 +627,7 @@ s_io_on_task (s_io_t *io, const s_ctl_t *ctl, zmq_msg_t *value)
     io->held = ctl->count < io->held ? io->held - ctl->count : 0;
     /*  The task thread built the DONE body: it goes out as it is. */
     s_io_flush (io);
+    io->dealer_quiet = false;
     if (dp_wire_send_msg (io->dealer, NULL, 0, DP_CMD_DONE, value, ZMQ_DONTWAIT))
         dp_warn ("cannot send DONE to the broker: %s", zmq_strerror (errno));
     else
@@ -736,8 +747,11 @@ s_io_drain_dealer (s_io_t *io)
                 continue;
             if (errno != EAGAIN)
                 s_io_stop (io, DPOOL_ESYS);
+            else
+                io->dealer_quiet = true;
             return;
         }
+        io->dealer_quiet = false;
         dp_msg_t m;
         dp_reason_t reason = dp_wire_decode (&msg, false, NULL, &m);
         bool open = true;
@@ -775,6 +789,7 @@ s_io_drain_spare (s_io_t *io)
             void *late = io->spare;
             io->spare = io->dealer;
             io->dealer = late;
+            io->dealer_quiet = false;
             io->last_recv = dp_now_ms ();
             s_io_on_welcome (io, &m.u.welcome);
         }
@@ -906,7 +921,9 @@ s_io_loop (s_io_t *io)
         void *spare = io->spare;
         void *dealer = io->task_watches ? NULL : io->dealer;
         bool spare_in = spare && dp_wire_readable (spare);
-        bool dealer_in = dealer && dp_wire_readable (dealer);
+        bool dealer_in = dealer && !io->dealer_quiet && dp_wire_readable (dealer);
+        if (dealer && !dealer_in)
+            io->dealer_quiet = true;
         struct pollfd fds[6] = {{dp_chan_fd (io->worker->to_io), POLLIN, 0},
                                 {io->worker->sigfd, POLLIN, 0},
                                 {spare ? dp_wire_fd (spare) : -1, POLLIN, 0},
@@ -936,6 +953,8 @@ s_io_loop (s_io_t *io)
                 ssize_t n = read (fds[i].fd, &count, sizeof count);
                 (void)n;
             }
+        if (fds[5].revents & POLLIN)
+            io->alarm_set = false;
         if (fds[0].revents & POLLIN) {
             if (io->watch_busy)
                 io->task_watches = false;
@@ -978,17 +997,25 @@ static void
 s_io_after_task (s_io_t *io)
 {
     uint32_t held = io->held;
-    if (io->dealer && !io->done && dp_wire_readable (io->dealer))
-        s_io_drain_dealer (io);
+    if (io->dealer && !io->done && !io->dealer_quiet) {
+        if (dp_wire_readable (io->dealer))
+            s_io_drain_dealer (io);
+        else
+            io->dealer_quiet = true;
+    }
     int64_t now = dp_now_ms ();
     if (io->held == 0)
         io->watch_busy = 0;
     else if (io->task_watches && held == 0) {
         io->watch_busy = now;
+        /*  An alarm already set rings early: the I/O thread then waits for
+            the rest from this watch_busy, without one. */
         struct itimerspec when = {.it_value = {.tv_sec = s_io_watch_ms (io) / 1000,
                                                .tv_nsec = (s_io_watch_ms (io) % 1000) * 1000000L}};
-        if (io->polling && timerfd_settime (io->worker->alarm, 0, &when, NULL) == 0 &&
-            now + s_io_watch_ms (io) < io->poll_until)
+        if (io->polling && !io->alarm_set &&
+            timerfd_settime (io->worker->alarm, 0, &when, NULL) == 0)
+            io->alarm_set = true;
+        if (io->polling && io->alarm_set && now + s_io_watch_ms (io) < io->poll_until)
             io->poll_until = now + s_io_watch_ms (io);
     }
     if (!io->polling)
@@ -1051,9 +1078,10 @@ typedef struct {
     int64_t progress_sent;
     bool progress_held;
     msgpack_sbuffer progress;
-    int max_tasks; /* 0: no limit */
-    int ran;       /* jobs run */
-    bool retiring; /* ran max_tasks: waits for the I/O thread's stop */
+    bool dealer_fired; /* the DEALER's descriptor ended its last idle wait */
+    int max_tasks;     /* 0: no limit */
+    int ran;           /* jobs run */
+    bool retiring;     /* ran max_tasks: waits for the I/O thread's stop */
 } s_runner_t;
 
 static void
@@ -1164,21 +1192,27 @@ s_runner_idle (s_runner_t *r)
     pthread_mutex_lock (&r->worker->io_lock);
     if (!io->done) {
         io->task_watches = true;
+        /*  The descriptor fired: the socket has news to process. */
+        if (r->dealer_fired)
+            io->dealer_quiet = false;
         s_io_after_task (io);
         io->task_dealer = io->done ? NULL : io->dealer;
         if (io->task_dealer)
             fd = dp_wire_fd (io->task_dealer);
     }
     pthread_mutex_unlock (&r->worker->io_lock);
-    /*  The queue's descriptor is readable while a note waits, so one that
-        came meanwhile ends the wait at once. If the I/O thread replaces the
-        DEALER, it watches the new one itself until this thread has run out
-        of work again. */
+    /*  The queue's descriptor is armed only here: notes put while this
+        thread runs jobs (or that it put itself, reading a DISPATCH) cost no
+        system call. If the I/O thread replaces the DEALER, it watches the
+        new one itself until this thread has run out of work again. */
+    if (!dp_chan_arm (r->worker->to_task))
+        return;
     struct pollfd fds[2] = {{dp_chan_fd (r->worker->to_task), POLLIN, 0}, {fd, POLLIN, 0}};
     if (poll (fds, 2, -1) < 0 && errno != EINTR) {
         dp_error ("poll: %s", strerror (errno));
         _exit (1);
     }
+    r->dealer_fired = fds[1].revents != 0;
 }
 
 /*  Handles one message from the I/O thread, waiting for one if wait is
@@ -1818,7 +1852,8 @@ dp_worker_run (const dp_worker_config_t *config)
     w.ctx = w.sigfd >= 0 ? zmq_ctx_new () : NULL;
     if (!w.ctx)
         dp_error ("cannot start the worker: %s", strerror (errno));
-    else if (!(w.to_task = dp_chan_new (true)) || !(w.to_io = dp_chan_new (true)) ||
+    else if (!(w.to_task = dp_chan_new (DP_CHAN_POLL_ARMED)) ||
+             !(w.to_io = dp_chan_new (DP_CHAN_POLL)) ||
              (w.kick = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
              (w.alarm = timerfd_create (CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0)
         dp_error ("cannot make the worker's pipe: %s", strerror (errno));
