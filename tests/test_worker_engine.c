@@ -1304,6 +1304,63 @@ s_case_busy_answer (void)
     fake_stop (&fake);
 }
 
+/*  CPU time (user and system, clock ticks) the process has used. */
+static long
+s_cpu_ticks (pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *file = fopen (path, "r");
+    CHECK (file);
+    CHECK (fgets (line, sizeof line, file));
+    fclose (file);
+    /*  The fields after the command's closing parenthesis: state is the
+        3rd field, utime the 14th and stime the 15th. */
+    const char *at = strrchr (line, ')');
+    CHECK (at);
+    long utime = 0, stime = 0;
+    CHECK (sscanf (at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+                   &stime) == 2);
+    return utime + stime;
+}
+
+/*  An idle worker sleeps between the broker's messages: heartbeats that
+    wake it (every 50 ms for 2 s here) cost it a small fraction of a core,
+    whichever of its threads watches the socket. A thread that missed a
+    message it had been woken for would poll again at once, and spin. */
+static void
+s_case_idle_cpu (void)
+{
+    fake_t fake;
+    got_t got = {0};
+    pid_t supervisor = s_one_worker (&fake, &got);
+    fake_welcome (&fake, &got, 100, LONG_EXPIRY);
+    pid_t pid = (pid_t)fake.current_pid;
+    long before = s_cpu_ticks (pid);
+    int64_t start = dp_now_ms ();
+    int answers = 0;
+    while (dp_now_ms () - start < 2000) {
+        dp_encode_empty (&fake.writer);
+        fake_send (&fake, DP_CMD_HEARTBEAT);
+        int64_t until = dp_now_ms () + 50;
+        int64_t left;
+        while ((left = until - dp_now_ms ()) > 0)
+            if (fake_recv (&fake, &got, (int)left) && got.m.cmd == DP_CMD_HEARTBEAT)
+                answers++;
+    }
+    long used = s_cpu_ticks (pid) - before;
+    long hz = sysconf (_SC_CLK_TCK);
+    /*  A fifth of a core over 2 s; a spinning thread takes all of one. */
+    if (used * 5 > 2 * hz)
+        dp_test_fail (__FILE__, __LINE__, "an idle worker used %ld ticks of %ld per s in 2 s",
+                      used, hz);
+    /*  It answered (after 50 ms of its own quiet, half an interval). */
+    CHECK (answers >= 10);
+    got_release (&got);
+    s_stop_workers (&fake, supervisor);
+    fake_stop (&fake);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1323,6 +1380,7 @@ main (int argc, char *argv[])
                                            {"options", s_case_options},
                                            {"heartbeat_answer", s_case_heartbeat_answer},
                                            {"busy_answer", s_case_busy_answer},
+                                           {"idle_cpu", s_case_idle_cpu},
                                            {"idle_beat", s_case_idle_beat}};
     const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
                                               argc > 1 ? argv[1] : NULL, "worker_", 60);

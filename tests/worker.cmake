@@ -25,6 +25,7 @@ set (DPOOL_WORKER_TESTS
     "worker_heartbeats_while_task_runs              test_worker_engine    heartbeat"
     "worker_answers_broker_heartbeat_when_quiet     test_worker_engine    heartbeat_answer"
     "worker_answers_broker_heartbeat_during_a_job   test_worker_engine    busy_answer"
+    "worker_idle_sleeps_between_messages            test_worker_engine    idle_cpu"
     "worker_idle_beats_and_expires_slower           test_worker_engine    idle_beat"
     "worker_timeout_reports_edeadline_and_restarts  test_worker_engine    timeout"
     "worker_supervisor_restarts_dead_process        test_worker_engine    killed"
