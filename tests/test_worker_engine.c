@@ -1217,6 +1217,29 @@ s_case_options (void)
     }
 }
 
+/*  With the worker welcomed at interval 2 s at since (its last word): it
+    says nothing for 1.1 s, then answers a HEARTBEAT within 700 ms, from
+    its current registration. */
+static void
+s_quiet_then_answers (fake_t *fake, got_t *got, int64_t since)
+{
+    int64_t left;
+    while ((left = since + 1100 - dp_now_ms ()) > 0)
+        if (fake_recv (fake, got, (int)left))
+            dp_test_fail (__FILE__, __LINE__, "the worker said %s while it should be quiet",
+                          dp_cmd_name (got->m.cmd));
+    dp_encode_empty (&fake->writer);
+    int64_t asked = dp_now_ms ();
+    fake_send (fake, DP_CMD_HEARTBEAT);
+    CHECK (fake_recv (fake, got, WAIT_MS));
+    int64_t answered = dp_now_ms ();
+    CHECK_EQ_INT (got->m.cmd, DP_CMD_HEARTBEAT);
+    CHECK (s_from_current (fake, got));
+    if (answered - asked >= 700)
+        dp_test_fail (__FILE__, __LINE__, "HEARTBEAT answered after %lld ms",
+                      (long long)(answered - asked));
+}
+
 /*  A worker that has been quiet for half an interval answers the broker's
     HEARTBEAT at once, instead of waiting for its own timer (1.5 intervals):
     the answers of many idle workers then reach the broker together. */
@@ -1229,25 +1252,10 @@ s_case_heartbeat_answer (void)
     /*  Interval 2 s: the worker answers after 1 s of quiet and would speak
         unasked only after 3 s. */
     fake_welcome (&fake, &got, 2000, LONG_EXPIRY);
-    int64_t welcomed = dp_now_ms ();
-    /*  Its last word was the welcome ping's DONE: let it be quiet 1.1 s. */
-    int64_t left;
-    while ((left = welcomed + 1100 - dp_now_ms ()) > 0)
-        if (fake_recv (&fake, &got, (int)left))
-            dp_test_fail (__FILE__, __LINE__, "the worker said %s while it should be quiet",
-                          dp_cmd_name (got.m.cmd));
-    dp_encode_empty (&fake.writer);
-    int64_t asked = dp_now_ms ();
-    fake_send (&fake, DP_CMD_HEARTBEAT);
-    CHECK (fake_recv (&fake, &got, WAIT_MS));
-    int64_t answered = dp_now_ms ();
-    CHECK_EQ_INT (got.m.cmd, DP_CMD_HEARTBEAT);
-    CHECK (s_from_current (&fake, &got));
-    /*  Its own timer would have spoken 3 s after the ping, and a worker of
-        the old rule 2 s after it: an answer means well before both. */
-    if (answered - asked >= 700)
-        dp_test_fail (__FILE__, __LINE__, "HEARTBEAT answered after %lld ms",
-                      (long long)(answered - asked));
+    /*  Its last word was the welcome ping's DONE. Its own timer would have
+        spoken 3 s after the ping, and a worker of the old rule 2 s after
+        it: an answer means well before both. */
+    s_quiet_then_answers (&fake, &got, dp_now_ms ());
     got_release (&got);
     s_stop_workers (&fake, supervisor);
     fake_stop (&fake);
@@ -1273,22 +1281,8 @@ s_case_busy_answer (void)
     msgpack_pack_double (&nap.pk, 2.5);
     job_t job = {5, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0};
     fake_dispatch (&fake, &job, 1);
-    int64_t left;
-    while ((left = welcomed + 1100 - dp_now_ms ()) > 0)
-        if (fake_recv (&fake, &got, (int)left))
-            dp_test_fail (__FILE__, __LINE__, "the worker said %s while its job ran",
-                          dp_cmd_name (got.m.cmd));
-    dp_encode_empty (&fake.writer);
-    int64_t asked = dp_now_ms ();
-    fake_send (&fake, DP_CMD_HEARTBEAT);
-    CHECK (fake_recv (&fake, &got, WAIT_MS));
-    int64_t answered = dp_now_ms ();
-    CHECK_EQ_INT (got.m.cmd, DP_CMD_HEARTBEAT);
-    /*  The job ends 2.5 s after it began: an answer within 700 ms of the
-        question came while it ran. */
-    if (answered - asked >= 700)
-        dp_test_fail (__FILE__, __LINE__, "HEARTBEAT answered after %lld ms",
-                      (long long)(answered - asked));
+    /*  The job ends 2.5 s after it began: the answer came while it ran. */
+    s_quiet_then_answers (&fake, &got, welcomed);
     results_t results;
     results_init (&results);
     while (results.count == 0) {
