@@ -12,7 +12,8 @@
     The I/O state (s_io_t) and the sockets belong to whichever thread holds
     io_lock. The I/O thread holds it except while it sleeps in poll(2). The
     task thread takes it between jobs, so that no wake-up of the other
-    thread lies on a task's way (two hops of some 30 µs each on a VM):
+    thread lies on a task's way (the two hops cost 25 µs a task on this
+    project's 2-core VM, a tenth of a sequential apply):
     - it sends its DONE itself, after every note it queued before;
     - with no job to run, it watches the DEALER instead of the I/O thread
       (task_watches), and reads a DISPATCH itself. Once the jobs it took
