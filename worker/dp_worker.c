@@ -737,10 +737,14 @@ s_io_on_broker (s_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
     return true;
 }
 
-/*  Reads every message waiting on the DEALER. */
+/*  Reads every message waiting on the DEALER; with until_jobs, only until
+    a DISPATCH has been handed on. The task thread reads that way while it
+    watches the socket: the job goes first, the rest is read after it (the
+    socket is then not quiet, so its events are looked at). */
 static void
-s_io_drain_dealer (s_io_t *io)
+s_io_drain_dealer (s_io_t *io, bool until_jobs)
 {
+    uint32_t held = io->held;
     while (io->dealer && !io->done) {
         dp_wire_msg_t msg;
         if (dp_wire_recv (io->dealer, &msg, ZMQ_DONTWAIT)) {
@@ -765,7 +769,7 @@ s_io_drain_dealer (s_io_t *io)
             open = s_io_on_broker (io, &m, &msg);
         }
         dp_wire_close (&msg);
-        if (!open)
+        if (!open || (until_jobs && io->held > held))
             return;
     }
 }
@@ -968,7 +972,7 @@ s_io_loop (s_io_t *io)
         if (spare && spare == io->spare && (spare_in || fds[2].revents) && !io->done)
             s_io_drain_spare (io);
         if (dealer && dealer == io->dealer && (dealer_in || fds[3].revents) && !io->done)
-            s_io_drain_dealer (io);
+            s_io_drain_dealer (io, false);
         if ((fds[1].revents & POLLIN) && !io->done) {
             s_io_on_signal (io);
             break;
@@ -1000,7 +1004,7 @@ s_io_after_task (s_io_t *io)
     uint32_t held = io->held;
     if (io->dealer && !io->done && !io->dealer_quiet) {
         if (dp_wire_readable (io->dealer))
-            s_io_drain_dealer (io);
+            s_io_drain_dealer (io, io->task_watches);
         else
             io->dealer_quiet = true;
     }
