@@ -36,6 +36,7 @@
 */
 #include "dp_proto.h"
 #include "dp_supervisor.h"
+#include "dp_util.h"
 #include "dp_wire.h"
 #include "dpool.h"
 
@@ -217,33 +218,6 @@ s_proc_status_kb (pid_t pid, const char *key)
     }
     fclose (file);
     return value;
-}
-
-/*  The CPU seconds (user + system) pid has used, from /proc/pid/stat; -1
-    if it cannot be read. */
-static double
-s_proc_cpu_seconds (pid_t pid)
-{
-    char path[64];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    char line[1024];
-    bool ok = fgets (line, sizeof line, file) != NULL;
-    fclose (file);
-    if (!ok)
-        return -1;
-    /*  The command name may hold spaces: fields count from after its ')'. */
-    char *rest = strrchr (line, ')');
-    if (!rest)
-        return -1;
-    unsigned long utime = 0, stime = 0;
-    /*  Fields 3..13 are skipped; 14 is utime, 15 stime. */
-    if (sscanf (rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) !=
-        2)
-        return -1;
-    return (double)(utime + stime) / (double)sysconf (_SC_CLK_TCK);
 }
 
 /*  Sends sig to pid, waits up to a few seconds, then SIGKILLs; reaps it. */
@@ -954,13 +928,13 @@ s_broker_idle (void *ctx, s_figures_t *figures)
             measure_from = now + SETTLE_MS / 1000.0;
         }
         if (measure_from > 0 && cpu_from == 0 && now >= measure_from) {
-            cpu_from = s_proc_cpu_seconds (s_procs.broker);
+            cpu_from = dp_proc_cpu_seconds (s_procs.broker);
             measure_from = now;
             measure_to = now + seconds;
             expired = 0;
         }
         if (cpu_from > 0 && now >= measure_to) {
-            double cpu_to = s_proc_cpu_seconds (s_procs.broker);
+            double cpu_to = dp_proc_cpu_seconds (s_procs.broker);
             figures->cpu_percent = (cpu_to - cpu_from) / (now - measure_from) * 100.0;
             figures->seconds = now - measure_from;
             break;

@@ -217,3 +217,28 @@ dp_malloc_keep (void)
     mallopt (M_TOP_PAD, (int)(DP_MALLOC_KEEP / 4));
 #endif
 }
+
+double
+dp_proc_cpu_seconds (int pid)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/stat", pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    char line[1024];
+    bool ok = fgets (line, sizeof line, file) != NULL;
+    fclose (file);
+    if (!ok)
+        return -1;
+    /*  The command name may hold spaces: fields count from after its ')'. */
+    char *rest = strrchr (line, ')');
+    if (!rest)
+        return -1;
+    unsigned long utime = 0, stime = 0;
+    /*  Fields 3..13 are skipped; 14 is utime, 15 stime. */
+    if (sscanf (rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) !=
+        2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf (_SC_CLK_TCK);
+}

@@ -87,4 +87,9 @@ dp_parse_int (const char *text, long min, long max, long *value);
 void
 dp_malloc_keep (void);
 
+/*  The CPU seconds (user + system) process pid has used, from
+    /proc/pid/stat; -1 if it cannot be read. For the tests and the bench. */
+double
+dp_proc_cpu_seconds (int pid);
+
 #endif
