@@ -1285,11 +1285,7 @@ s_case_busy_answer (void)
     s_quiet_then_answers (&fake, &got, welcomed);
     results_t results;
     results_init (&results);
-    while (results.count == 0) {
-        CHECK (fake_recv (&fake, &got, WAIT_MS));
-        if (got.m.cmd != DP_CMD_HEARTBEAT)
-            results_take (&results, &got);
-    }
+    results_wait (&fake, &got, &results, 1, __LINE__);
     CHECK_EQ_INT (results.code[5], 0);
     results_fini (&results);
     msgpack_sbuffer_destroy (&nap.sbuf);
