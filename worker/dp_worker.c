@@ -1015,13 +1015,14 @@ s_io_after_task (s_io_t *io)
         io->watch_busy = now;
         /*  An alarm already set rings early: the I/O thread then waits for
             the rest from this watch_busy, without one. */
-        struct itimerspec when = {.it_value = {.tv_sec = s_io_watch_ms (io) / 1000,
-                                               .tv_nsec = (s_io_watch_ms (io) % 1000) * 1000000L}};
+        int64_t watch = s_io_watch_ms (io);
+        struct itimerspec when = {
+            .it_value = {.tv_sec = watch / 1000, .tv_nsec = (watch % 1000) * 1000000L}};
         if (io->polling && !io->alarm_set &&
             timerfd_settime (io->worker->alarm, 0, &when, NULL) == 0)
             io->alarm_set = true;
-        if (io->polling && io->alarm_set && now + s_io_watch_ms (io) < io->poll_until)
-            io->poll_until = now + s_io_watch_ms (io);
+        if (io->polling && io->alarm_set && now + watch < io->poll_until)
+            io->poll_until = now + watch;
     }
     if (!io->polling)
         return;
