@@ -169,11 +169,12 @@ dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void
               size_t args_size)
 {
     size_t fn_size = strlen (fn);
-    dp_ctask_t *self = (dp_ctask_t *)calloc (1, sizeof *self + fn_size + prefix_size + args_size);
+    /*  Only the header is zeroed: args can be large, and are copied over at
+        once. */
+    dp_ctask_t *self = (dp_ctask_t *)malloc (sizeof *self + fn_size + prefix_size + args_size);
     if (!self)
         return NULL;
-    self->fn_size = fn_size;
-    self->args_size = prefix_size + args_size;
+    *self = (dp_ctask_t){.fn_size = fn_size, .args_size = prefix_size + args_size};
     memcpy (self->data, fn, fn_size);
     if (prefix_size)
         memcpy (self->data + fn_size, prefix, prefix_size);
@@ -198,13 +199,17 @@ dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task)
 {
     dp_batch_t *batch = *tail;
     size_t entry = task->fn_size + task->args_size + 64;
-    if (!batch || dp_list_count (&batch->writer) >= DP_MAX_BATCH ||
+    bool alone = entry >= DP_CLIENT_ALONE_BYTES;
+    if (!batch || batch->full || alone || dp_list_count (&batch->writer) >= DP_MAX_BATCH ||
         (dp_list_count (&batch->writer) > 0 &&
          dp_writer_size (&batch->writer) + entry > DP_CLIENT_BATCH_BYTES)) {
         batch = (dp_batch_t *)calloc (1, sizeof *batch);
         if (!batch)
             return -1;
         dp_writer_init (&batch->writer);
+        if (alone)
+            batch->writer.reserve = entry; /* the first body's buffer, whole */
+        batch->full = alone;
         dp_list_begin (&batch->writer);
         if (!dp_writer_ok (&batch->writer)) {
             dp_writer_fini (&batch->writer);

@@ -44,6 +44,11 @@
     bytes, so no message nears DP_MAX_MSG_SIZE. */
 #define DP_CLIENT_BATCH_BYTES (8 * 1024 * 1024)
 
+/*  A task this big or bigger (its SUBMIT entry) goes in a SUBMIT of its
+    own, in a buffer sized for it: packed into a growing batch, its args
+    would be copied again at each doubling. */
+#define DP_CLIENT_ALONE_BYTES (32 * 1024)
+
 /*  The largest packed task (function name, arguments and fields) a client
     accepts: a SUBMIT holding it alone stays under DP_MAX_MSG_SIZE. */
 #define DP_CLIENT_TASK_MAX (DP_MAX_MSG_SIZE - 64 * 1024)
@@ -83,6 +88,7 @@ struct _dp_ctask_t {
 typedef struct _dp_batch_t dp_batch_t;
 struct _dp_batch_t {
     dp_writer_t writer; /* an open list (dp_list_begin done) */
+    bool full;          /* takes no more entries (it holds a task alone) */
     dp_batch_t *next;
 };
 
