@@ -43,6 +43,7 @@
 #define LINGER_MS          200               /* time to flush BYEs at shutdown */
 #define RESULT_OVERHEAD    24                /* bytes of a RESULT entry besides its value */
 #define RESULT_MAX_BYTES   (8 * 1024 * 1024) /* a RESULT body is sent before it grows past this */
+#define RESULT_ALONE_BYTES (32 * 1024)       /* a value this big goes in a RESULT of its own */
 #define DISPATCH_MAX_BYTES (8 * 1024 * 1024) /* a DISPATCH stops taking tasks past this */
 #define SHRINK_BYTES       (1024 * 1024)     /* writers above this are freed once sent */
 #define STATUS_MAX         1000              /* running tasks and queues listed in status */
@@ -92,10 +93,11 @@ typedef struct {
 _Static_assert(DP_TASK_FLAGS <= UINT8_MAX, "task flags fit task_t.flags");
 _Static_assert(DP_MAX_RETRIES <= INT16_MAX, "retries fit task_t.retries");
 
-/*  A RESULT body that reached RESULT_MAX_BYTES, waiting to be sent. */
+/*  A RESULT body that reached RESULT_MAX_BYTES, or holds a large value
+    alone, waiting to be sent: made a message at once, so that it is sent
+    without a copy. */
 typedef struct {
-    char *data;
-    size_t size;
+    zmq_msg_t msg;
 } sealed_t;
 
 static void
@@ -103,7 +105,7 @@ s_sealed_free (void **item)
 {
     sealed_t *sealed = (sealed_t *)*item;
     if (sealed) {
-        free (sealed->data);
+        zmq_msg_close (&sealed->msg);
         free (sealed);
         *item = NULL;
     }
@@ -128,6 +130,7 @@ struct _client_t {
     dp_idmap_t *tasks; /* seq -> task_t, queued or running */
     dp_writer_t out;   /* RESULT entries not yet sent */
     zlistx_t *sealed;  /* full RESULT bodies not yet sent (sealed_t), oldest first */
+    bool out_full;     /* out holds a large value alone: seal it before the next */
     void *dirty;       /* handle in broker->dirty while out or sealed has entries */
 };
 
@@ -225,24 +228,28 @@ s_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value,
 /*  Readies a session's RESULT body for an entry of about upcoming bytes:
     a body that would pass RESULT_MAX_BYTES is sealed and queued first, so
     that no message exceeds what a client accepts (ZMQ_MAXMSGSIZE), however
-    many results pile up while it is away. Marks the session dirty. */
+    many results pile up while it is away. A value of RESULT_ALONE_BYTES or
+    more gets a body of its own, which a client can keep as the value's
+    storage instead of copying it out (PROTOCOL.md, RESULT). Marks the
+    session dirty. */
 static void
 s_client_out (dp_broker_t *self, client_t *client, size_t upcoming)
 {
+    bool alone = upcoming >= RESULT_ALONE_BYTES + RESULT_OVERHEAD;
     if (dp_list_count (&client->out) > 0 &&
-        dp_writer_size (&client->out) + upcoming > RESULT_MAX_BYTES) {
+        (alone || client->out_full ||
+         dp_writer_size (&client->out) + upcoming > RESULT_MAX_BYTES)) {
         dp_list_end (&client->out);
         sealed_t *sealed = (sealed_t *)malloc (sizeof *sealed);
-        if (sealed && dp_writer_ok (&client->out)) {
-            sealed->size = client->out.sbuf.size;
-            sealed->data = msgpack_sbuffer_release (&client->out.sbuf);
-            zlistx_add_end (client->sealed, sealed);
-        } else
+        if (!sealed || dp_wire_msg_take (&sealed->msg, &client->out) != 0)
             free (sealed); /* out of memory: these results are lost with the body */
+        else
+            zlistx_add_end (client->sealed, sealed);
         dp_writer_reset (&client->out);
     }
     if (dp_list_count (&client->out) == 0)
         dp_list_begin (&client->out);
+    client->out_full = alone;
     if (!client->dirty)
         client->dirty = zlistx_add_end (self->dirty, client);
 }
@@ -621,8 +628,8 @@ s_client_flush (dp_broker_t *self, client_t *client)
     int rc = 0;
     sealed_t *sealed;
     while (rc == 0 && (sealed = (sealed_t *)zlistx_first (client->sealed))) {
-        rc = dp_wire_send (self->handle, client->peer->rid, client->peer->rid_size, DP_CMD_RESULT,
-                           sealed->data, sealed->size, ZMQ_DONTWAIT);
+        rc = dp_wire_send_msg (self->handle, client->peer->rid, client->peer->rid_size,
+                               DP_CMD_RESULT, &sealed->msg, ZMQ_DONTWAIT);
         if (rc == 0) {
             client->peer->last_send = dp_now_ms ();
             zlistx_delete (client->sealed, zlistx_cursor (client->sealed));

@@ -4,7 +4,7 @@ foreach (case dispatch_by_function_and_credit slow_tasks_not_prefetched priority
               dead_worker_retry_and_late_done unknown_ref_counted session_stolen queue_limit
               cancel nofunc_grace hostile_input bye_and_sigterm transport_garbage
               random_frames retry_timeout results_split_for_a_returning_client
-              heartbeats_on_a_common_beat idle_workers_expire_later)
+              heartbeats_on_a_common_beat idle_workers_expire_later large_results_alone)
     add_test (NAME broker_${case} COMMAND test_broker ${case})
     set_tests_properties (broker_${case} PROPERTIES TIMEOUT 60)
 endforeach ()
@@ -17,7 +17,8 @@ set_tests_properties (broker_taskq_priority_fifo_and_remove PROPERTIES TIMEOUT 6
 # makes its exit status non-zero, which the test checks at its clean stop.
 find_program (VALGRIND valgrind)
 if (VALGRIND AND NOT DPOOL_SANITIZE)
-    foreach (case hostile_input random_frames transport_garbage dead_worker_retry_and_late_done)
+    foreach (case hostile_input random_frames transport_garbage dead_worker_retry_and_late_done
+                  large_results_alone results_split_for_a_returning_client)
         add_test (NAME broker_${case}_valgrind COMMAND test_broker ${case})
         set_tests_properties (broker_${case}_valgrind PROPERTIES TIMEOUT 180
             ENVIRONMENT "DPOOL_TEST_BROKER_WRAP=${VALGRIND} --quiet --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99")

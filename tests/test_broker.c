@@ -878,7 +878,9 @@ case_idle_workers_expire_later (void)
 static void
 case_results_split_for_a_returning_client (void)
 {
-    enum { TASKS = 400, VALUE = 64 * 1024 };
+    /*  Values under the 32 KiB that travel alone (case_large_results_alone),
+        so that RESULTs fill up to the limit. */
+    enum { TASKS = 800, VALUE = 30 * 1024 };
     const char *fns[] = {"big"};
     peer_t *worker = worker_new (fns, 1, 64);
     peer_t *client = client_new (17);
@@ -897,7 +899,7 @@ case_results_split_for_a_returning_client (void)
     int64_t deadline = dp_now_ms () + 10000;
     while (status_counter (observer, "disconnected", false) == disconnected)
         CHECK (dp_now_ms () < deadline);
-    /*  The worker answers everything with 64 KiB values: 25 MiB in all. */
+    /*  The worker answers everything with 30 KiB values: 23 MiB in all. */
     uint8_t *value = malloc (VALUE + 5);
     value[0] = 0xc6; /* bin32 */
     value[1] = 0;
@@ -973,6 +975,72 @@ case_results_split_for_a_returning_client (void)
     peer_destroy (&worker);
 }
 
+/*  A value of 32 KiB or more goes to the client in a RESULT of its own;
+    the smaller ones of the same DONE still share RESULTs. Every third task
+    here has a 40 KiB value. */
+static void
+case_large_results_alone (void)
+{
+    enum { TASKS = 12, LARGE = 40 * 1024 };
+    const char *fns[] = {"f"};
+    peer_t *worker = worker_new (fns, 1, TASKS);
+    peer_t *client = client_new (19);
+    for (uint64_t seq = 1; seq <= TASKS; seq++)
+        submit (client, "f", seq, 0, 0);
+    uint8_t *large = malloc (LARGE + 5);
+    CHECK (large);
+    large[0] = 0xc6; /* bin32 */
+    large[1] = 0;
+    large[2] = (uint8_t)(LARGE >> 16);
+    large[3] = (uint8_t)(LARGE >> 8);
+    large[4] = (uint8_t)LARGE;
+    memset (large + 5, 'L', LARGE);
+    /*  Jobs come in the order they were submitted (equal priorities): the
+        n-th is seq n + 1. Each DISPATCH is answered by one DONE; once the
+        first has shown the function fast, the rest come in one. */
+    int answered = 0;
+    while (answered < TASKS) {
+        peer_expect (worker, DP_CMD_DISPATCH);
+        dp_task_t job;
+        dp_list_begin (&worker->w);
+        while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
+            if (answered % 3 == 1)
+                dp_list_add_result_run (&worker->w, job.id, 0, large, LARGE + 5, 10);
+            else
+                dp_list_add_result_run (&worker->w, job.id, 0, s_args, sizeof s_args, 10);
+            answered++;
+        }
+        dp_list_end (&worker->w);
+        peer_send (worker, DP_CMD_DONE);
+    }
+    free (large);
+    bool seen[TASKS + 1] = {false};
+    int results = 0, alone = 0, shared = 0;
+    while (results < TASKS) {
+        peer_expect (client, DP_CMD_RESULT);
+        dp_list_t list = client->msg.u.list;
+        uint32_t entries = list.left;
+        dp_result_t r;
+        while (dp_list_next_result (&list, &r)) {
+            CHECK (r.id >= 1 && r.id <= TASKS && !seen[r.id]);
+            seen[r.id] = true;
+            results++;
+            if ((r.id - 1) % 3 == 1) {
+                CHECK_EQ_INT (r.value.size, LARGE + 5);
+                CHECK_EQ_INT (entries, 1);
+                alone++;
+            } else
+                CHECK_EQ_INT (r.value.size, sizeof s_args);
+        }
+        if (entries > 1)
+            shared++;
+    }
+    CHECK_EQ_INT (alone, TASKS / 3);
+    CHECK (shared >= 1);
+    peer_destroy (&client);
+    peer_destroy (&worker);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1002,6 +1070,7 @@ main (int argc, char *argv[])
         {"results_split_for_a_returning_client",
          case_results_split_for_a_returning_client,
          {NULL}},
+        {"large_results_alone", case_large_results_alone, {NULL}},
         {"idle_workers_expire_later",
          case_idle_workers_expire_later,
          {"--heartbeat-ms", "200", "--expiry-ms", "600", NULL}},
