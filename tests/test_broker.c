@@ -872,6 +872,44 @@ case_idle_workers_expire_later (void)
     peer_destroy (&client);
 }
 
+/*  A packed bin32 of size bytes of fill (size + 5 bytes in all), to free. */
+static uint8_t *
+bin_value (size_t size, uint8_t fill)
+{
+    uint8_t *value = malloc (size + 5);
+    CHECK (value);
+    value[0] = 0xc6;
+    value[1] = (uint8_t)(size >> 24);
+    value[2] = (uint8_t)(size >> 16);
+    value[3] = (uint8_t)(size >> 8);
+    value[4] = (uint8_t)size;
+    memset (value + 5, fill, size);
+    return value;
+}
+
+/*  The worker answers each DISPATCH with one DONE until count jobs are
+    answered: the n-th job (from 0, in the order they came) with value when
+    n % every == which, with s_args otherwise. */
+static void
+answer_jobs (peer_t *worker, int count, const uint8_t *value, size_t size, int every, int which)
+{
+    int answered = 0;
+    while (answered < count) {
+        peer_expect (worker, DP_CMD_DISPATCH);
+        dp_task_t job;
+        dp_list_begin (&worker->w);
+        while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
+            if (answered % every == which)
+                dp_list_add_result_run (&worker->w, job.id, 0, value, size, 10);
+            else
+                dp_list_add_result_run (&worker->w, job.id, 0, s_args, sizeof s_args, 10);
+            answered++;
+        }
+        dp_list_end (&worker->w);
+        peer_send (worker, DP_CMD_DONE);
+    }
+}
+
 /*  Results pile up while a client is away (here: its connection is gone
     and it comes back with a new one): the broker holds them and sends them
     in messages under the size a client accepts, never one huge RESULT. */
@@ -900,25 +938,8 @@ case_results_split_for_a_returning_client (void)
     while (status_counter (observer, "disconnected", false) == disconnected)
         CHECK (dp_now_ms () < deadline);
     /*  The worker answers everything with 30 KiB values: 23 MiB in all. */
-    uint8_t *value = malloc (VALUE + 5);
-    value[0] = 0xc6; /* bin32 */
-    value[1] = 0;
-    value[2] = (uint8_t)(VALUE >> 16);
-    value[3] = (uint8_t)(VALUE >> 8);
-    value[4] = (uint8_t)VALUE;
-    memset (value + 5, 'v', VALUE);
-    int answered = 0;
-    while (answered < TASKS) {
-        peer_expect (worker, DP_CMD_DISPATCH);
-        dp_task_t job;
-        dp_list_begin (&worker->w);
-        while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
-            dp_list_add_result_run (&worker->w, job.id, 0, value, VALUE + 5, 10);
-            answered++;
-        }
-        dp_list_end (&worker->w);
-        peer_send (worker, DP_CMD_DONE);
-    }
+    uint8_t *value = bin_value (VALUE, 'v');
+    answer_jobs (worker, TASKS, value, VALUE + 5, 1, 0);
     free (value);
     /*  The client comes back with the same session, before it expires. */
     peer_t *again = peer_new (s_broker.tcp);
@@ -987,32 +1008,11 @@ case_large_results_alone (void)
     peer_t *client = client_new (19);
     for (uint64_t seq = 1; seq <= TASKS; seq++)
         submit (client, "f", seq, 0, 0);
-    uint8_t *large = malloc (LARGE + 5);
-    CHECK (large);
-    large[0] = 0xc6; /* bin32 */
-    large[1] = 0;
-    large[2] = (uint8_t)(LARGE >> 16);
-    large[3] = (uint8_t)(LARGE >> 8);
-    large[4] = (uint8_t)LARGE;
-    memset (large + 5, 'L', LARGE);
+    uint8_t *large = bin_value (LARGE, 'L');
     /*  Jobs come in the order they were submitted (equal priorities): the
-        n-th is seq n + 1. Each DISPATCH is answered by one DONE; once the
-        first has shown the function fast, the rest come in one. */
-    int answered = 0;
-    while (answered < TASKS) {
-        peer_expect (worker, DP_CMD_DISPATCH);
-        dp_task_t job;
-        dp_list_begin (&worker->w);
-        while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
-            if (answered % 3 == 1)
-                dp_list_add_result_run (&worker->w, job.id, 0, large, LARGE + 5, 10);
-            else
-                dp_list_add_result_run (&worker->w, job.id, 0, s_args, sizeof s_args, 10);
-            answered++;
-        }
-        dp_list_end (&worker->w);
-        peer_send (worker, DP_CMD_DONE);
-    }
+        n-th is seq n + 1. Once the first DONE has shown the function fast,
+        the rest come in one DISPATCH, answered by one DONE. */
+    answer_jobs (worker, TASKS, large, LARGE + 5, 3, 1);
     free (large);
     bool seen[TASKS + 1] = {false};
     int results = 0, alone = 0, shared = 0;
