@@ -135,6 +135,8 @@ dp_client_unref (dpool_pool_t *self)
         dp_idmap_foreach (self->tasks, s_free_task, NULL);
         dp_idmap_destroy (&self->tasks);
     }
+    /*  Every handle is gone: each held a reference. */
+    dp_recs_destroy (&self->handles);
     dp_batch_destroy_all (&self->outbox);
     while (self->failed) {
         dp_ctask_t *task = self->failed;

@@ -31,6 +31,7 @@
 #include "dp_curve.h"
 #include "dp_idmap.h"
 #include "dp_proto.h"
+#include "dp_recs.h"
 #include "dpool.h"
 
 #include <czmq.h>
@@ -132,8 +133,9 @@ struct _dpool_pool_t {
     bool joined;          /* join returned 0 */
     bool wake_pending;    /* a wake-up byte is in the pipe */
     uint64_t next_seq;
-    dp_idmap_t *tasks; /* seq -> dp_ctask_t */
-    dp_ctask_t *head;  /* oldest task */
+    dp_idmap_t *tasks;  /* seq -> dp_ctask_t */
+    dp_recs_t *handles; /* [lock] the result handles' records (made with the first) */
+    dp_ctask_t *head;   /* oldest task */
     dp_ctask_t *tail;
     size_t outstanding;       /* tasks entered and not yet finished */
     size_t outstanding_bytes; /* the bytes of their arguments */

@@ -87,13 +87,28 @@ s_is_imap (const dpool_result_t *self)
     return self->mode == DP_RESULT_IMAP || self->mode == DP_RESULT_IMAP_UNORDERED;
 }
 
+/*  Gives a handle's record back to its pool. */
+static void
+s_free_record (dpool_result_t *self)
+{
+    dpool_pool_t *pool = self->pool;
+    dp_client_lock (pool);
+    dp_recs_free (pool->handles, self);
+    dp_client_unlock (pool);
+}
+
 dpool_result_t *
 dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dpool_call_t *call)
 {
     assert (pool);
-    dpool_result_t *self = (dpool_result_t *)calloc (1, sizeof *self);
+    dp_client_lock (pool);
+    if (!pool->handles)
+        pool->handles = dp_recs_new (sizeof (dpool_result_t));
+    dpool_result_t *self = pool->handles ? (dpool_result_t *)dp_recs_alloc (pool->handles) : NULL;
+    dp_client_unlock (pool);
     if (!self)
         return NULL;
+    memset (self, 0, sizeof *self);
     self->pool = pool;
     self->mode = mode;
     self->count = count;
@@ -117,7 +132,7 @@ dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dp
     else
         self->items = (dp_item_t *)calloc (slots, sizeof *self->items);
     if (!self->queue && !self->items) {
-        free (self);
+        s_free_record (self);
         return NULL;
     }
     return self;
@@ -156,7 +171,7 @@ dp_result_discard (dpool_result_t **self_p)
         dpool_result_t *self = *self_p;
         assert (!self->attached);
         s_free_storage (self);
-        free (self);
+        s_free_record (self);
         *self_p = NULL;
     }
 }
@@ -168,7 +183,7 @@ s_free_unreferenced (dpool_result_t *self)
 {
     dpool_pool_t *pool = self->pool;
     s_free_storage (self);
-    free (self);
+    s_free_record (self);
     dp_client_unref (pool);
 }
 
@@ -362,7 +377,7 @@ s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *by
     dp_client_unlock (pool);
     if (!keep && item) {
         s_free_storage (item);
-        free (item);
+        s_free_record (item);
     }
     /*  Out of memory for the item: the iterator would wait for it forever,
         so this is the one failure dpool cannot report. */

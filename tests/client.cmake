@@ -4,6 +4,10 @@
 # ctest runs one case, named for the behaviour it checks.
 dpool_test (test_client_pool test_client_pool.c)
 
+dpool_test (test_recs test_recs.c)
+add_test (NAME client_handle_records_reused_and_released COMMAND test_recs)
+set_tests_properties (client_handle_records_reused_and_released PROPERTIES TIMEOUT 60)
+
 set (DPOOL_CLIENT_TRANSPORT_CASES
     apply_async
     map_results_in_input_order
