@@ -7,8 +7,8 @@
     that was half of the submitting thread's time in apply_async. Records
     here come from 2 MiB chunks; every chunk after the first asks for a
     huge page (MADV_HUGEPAGE), so a pool with a few handles costs no more
-    than before, and a million handles cost about 640 page faults (512 in
-    the first chunk) instead of some 65,000.
+    than before, and a million handles of 208 bytes cost about 610 page
+    faults (512 of them in the first chunk) instead of some 51,000.
 
     Freed records are reused; once no record is in use, every chunk but
     the first goes back to the system (as the broker's dp_slab does). Under
