@@ -229,9 +229,10 @@ s_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value,
     a body that would pass RESULT_MAX_BYTES is sealed and queued first, so
     that no message exceeds what a client accepts (ZMQ_MAXMSGSIZE), however
     many results pile up while it is away. A value of RESULT_ALONE_BYTES or
-    more gets a body of its own, which a client can keep as the value's
-    storage instead of copying it out (PROTOCOL.md, RESULT). Marks the
-    session dirty. */
+    more gets a body of its own (PROTOCOL.md, RESULT): the client's ZeroMQ
+    then receives it into a buffer of its size, which it reuses, not into a
+    fresh one of megabytes shared with many others. Marks the session
+    dirty. */
 static void
 s_client_out (dp_broker_t *self, client_t *client, size_t upcoming)
 {
