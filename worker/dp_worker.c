@@ -737,6 +737,20 @@ s_io_on_broker (s_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
     return true;
 }
 
+/*  True if a message may wait on the DEALER (which must be open): not if
+    it is known quiet, nor if its events say nothing waits, which marks it
+    quiet until its next use. */
+static bool
+s_io_dealer_readable (s_io_t *io)
+{
+    if (io->dealer_quiet)
+        return false;
+    if (dp_wire_readable (io->dealer))
+        return true;
+    io->dealer_quiet = true;
+    return false;
+}
+
 /*  Reads every message waiting on the DEALER; with until_jobs, only until
     a DISPATCH has been handed on. The task thread reads that way while it
     watches the socket: the job goes first, the rest is read after it (the
@@ -926,9 +940,7 @@ s_io_loop (s_io_t *io)
         void *spare = io->spare;
         void *dealer = io->task_watches ? NULL : io->dealer;
         bool spare_in = spare && dp_wire_readable (spare);
-        bool dealer_in = dealer && !io->dealer_quiet && dp_wire_readable (dealer);
-        if (dealer && !dealer_in)
-            io->dealer_quiet = true;
+        bool dealer_in = dealer && s_io_dealer_readable (io);
         struct pollfd fds[6] = {{dp_chan_fd (io->worker->to_io), POLLIN, 0},
                                 {io->worker->sigfd, POLLIN, 0},
                                 {spare ? dp_wire_fd (spare) : -1, POLLIN, 0},
@@ -1002,12 +1014,8 @@ static void
 s_io_after_task (s_io_t *io)
 {
     uint32_t held = io->held;
-    if (io->dealer && !io->done && !io->dealer_quiet) {
-        if (dp_wire_readable (io->dealer))
-            s_io_drain_dealer (io, io->task_watches);
-        else
-            io->dealer_quiet = true;
-    }
+    if (io->dealer && !io->done && s_io_dealer_readable (io))
+        s_io_drain_dealer (io, io->task_watches);
     int64_t now = dp_now_ms ();
     if (io->held == 0)
         io->watch_busy = 0;
