@@ -125,7 +125,15 @@ s_free_task (uint64_t id, void *value, void *arg)
 void
 dp_client_unref (dpool_pool_t *self)
 {
+    dp_client_unref_handle (self, NULL);
+}
+
+void
+dp_client_unref_handle (dpool_pool_t *self, void *record)
+{
     dp_client_lock (self);
+    if (record)
+        dp_recs_free (self->handles, record);
     assert (self->refs > 0);
     bool last = --self->refs == 0;
     dp_client_unlock (self);

@@ -204,6 +204,11 @@ dp_client_wake (dpool_pool_t *self);
 void
 dp_client_unref (dpool_pool_t *self);
 
+/*  dp_client_unref for a result handle's reference: gives its record back
+    to the pool's handles in the same hold of the lock. */
+void
+dp_client_unref_handle (dpool_pool_t *self, void *record);
+
 /*  True when called on the pool's actor thread (from a callback). */
 bool
 dp_client_on_actor (dpool_pool_t *self);

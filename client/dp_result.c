@@ -203,8 +203,7 @@ s_free_unreferenced (dpool_result_t *self)
 {
     dpool_pool_t *pool = self->pool;
     s_free_storage (self);
-    s_free_record (self);
-    dp_client_unref (pool);
+    dp_client_unref_handle (pool, self);
 }
 
 /*  Drops one reference; the last frees the handle and drops its reference
