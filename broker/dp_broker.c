@@ -563,7 +563,7 @@ s_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
     client_t *client = (client_t *)calloc (1, sizeof *client);
     if (!client)
         return NULL;
-    client->tasks = dp_idmap_new ();
+    client->tasks = dp_idmap_new_sequential ();
     if (!client->tasks) {
         free (client);
         return NULL;
@@ -905,7 +905,7 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
         s_peer_reset (self, peer);
     worker_t *worker = (worker_t *)calloc (1, sizeof *worker);
     if (worker)
-        worker->jobs = dp_idmap_new ();
+        worker->jobs = dp_idmap_new_sequential ();
     if (worker && ready->functions.left > 0)
         worker->fns = (fnq_t **)calloc (ready->functions.left, sizeof (fnq_t *));
     if (!worker || !worker->jobs || (ready->functions.left > 0 && !worker->fns)) {
@@ -1122,7 +1122,7 @@ s_on_progress (dp_broker_t *self, worker_t *worker, const dp_progress_t *progres
         s_warn_once (self, worker->peer->key, "PROGRESS for a job it does not hold");
         return;
     }
-    if (!worker->progress && !(worker->progress = dp_idmap_new ()))
+    if (!worker->progress && !(worker->progress = dp_idmap_new_sequential ()))
         return;
     progress_t *last = (progress_t *)dp_idmap_get (worker->progress, progress->id);
     progress_t *copy = (progress_t *)realloc (last, sizeof *copy + progress->value.size);

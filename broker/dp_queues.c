@@ -852,7 +852,7 @@ dp_queues_new (size_t max_bytes, int ack_ms, dp_queues_reply_fn *reply, void *ar
         return NULL;
     self->queues = zhashx_new ();
     self->owners = dp_idmap_new ();
-    self->loans = dp_idmap_new ();
+    self->loans = dp_idmap_new_sequential ();
     if (!self->queues || !self->owners || !self->loans) {
         dp_queues_destroy (&self);
         return NULL;

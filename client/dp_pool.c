@@ -114,7 +114,7 @@ s_pool_alloc (void)
         free (self);
         return NULL;
     }
-    self->tasks = dp_idmap_new ();
+    self->tasks = dp_idmap_new_sequential ();
     if (pipe (self->wake) == 0)
         for (int i = 0; i < 2; i++) {
             fcntl (self->wake[i], F_SETFL, fcntl (self->wake[i], F_GETFL) | O_NONBLOCK);

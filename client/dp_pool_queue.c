@@ -38,7 +38,7 @@ s_state (dpool_pool_t *pool)
 {
     if (!pool->queues) {
         dp_pool_queues_t *state = (dp_pool_queues_t *)calloc (1, sizeof *state);
-        if (state && !(state->ops = dp_idmap_new ())) {
+        if (state && !(state->ops = dp_idmap_new_sequential ())) {
             free (state);
             state = NULL;
         }

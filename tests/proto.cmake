@@ -26,3 +26,8 @@ set_tests_properties (proto_queue_and_progress_roundtrip_and_hostile_input PROPE
 dpool_test (test_wire test_wire.c)
 add_test (NAME wire_large_bodies_go_without_a_copy COMMAND test_wire)
 set_tests_properties (wire_large_bodies_go_without_a_copy PROPERTIES TIMEOUT 60)
+
+# proto/dp_idmap: every operation against a model, sequential and mixing maps.
+dpool_test (test_idmap test_idmap.c)
+add_test (NAME proto_idmap_matches_a_model COMMAND test_idmap)
+set_tests_properties (proto_idmap_matches_a_model PROPERTIES TIMEOUT 60)
