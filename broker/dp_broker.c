@@ -143,6 +143,7 @@ struct _worker_t {
     uint32_t inflight;
     int64_t busy_since; /* when inflight last rose from 0: idle until then (§6) */
     uint64_t load_us;   /* run time of the jobs it holds, as charged */
+    uint64_t held;      /* bytes of arguments of the jobs it holds */
     fnq_t **fns;
     size_t nfns;
     dp_idmap_t *jobs; /* ref -> task_t */
@@ -724,36 +725,41 @@ s_batch_reserve (dp_broker_t *self, size_t count)
     return true;
 }
 
-/*  Gives worker tasks while it has credit and less than DP_PREFETCH_US of
-    expected run time queued (always at least one task); returns how many,
+/*  Gives worker tasks while it has credit, less than DP_PREFETCH_US of
+    expected run time queued and less than DP_PREFETCH_BYTES of arguments
+    (always at least one task); returns how many,
     or -1 if the worker could not be sent to (it is then gone, or out of the
     ready list until it is heard from again). */
 static long
 s_dispatch_worker (dp_broker_t *self, worker_t *worker)
 {
-    /*  A worker still holding half its budget or half its credit is busy
+    /*  A worker still holding half a budget or half its credit is busy
         enough: it is topped up once it runs lower, in one bigger batch
         rather than many small ones. */
     if (worker->inflight > 0 &&
-        (worker->load_us > DP_PREFETCH_US / 2 || worker->inflight > worker->credit / 2))
+        (worker->load_us > DP_PREFETCH_US / 2 || worker->held > DP_PREFETCH_BYTES / 2 ||
+         worker->inflight > worker->credit / 2))
         return 0;
     size_t want = worker->credit - worker->inflight;
     if (!s_batch_reserve (self, want))
         return 0;
     size_t count = 0;
     uint64_t load = worker->load_us;
+    uint64_t held = worker->held;
     dp_list_begin (&self->w);
     while (count < want) {
         task_t *task = s_best_task (worker);
         if (!task)
             break;
         uint32_t cost = s_task_cost (task);
-        if (worker->inflight + count > 0 && load + cost > DP_PREFETCH_US)
+        if (worker->inflight + count > 0 &&
+            (load + cost > DP_PREFETCH_US || held + task->args_size > DP_PREFETCH_BYTES))
             break; /* enough queued there: keep the rest for whoever frees up */
         if (count > 0 && dp_writer_size (&self->w) + task->args_size > DISPATCH_MAX_BYTES)
             break; /* a message stays well under what a worker accepts */
         dp_taskq_remove (&task->fnq->queue, &task->item);
         load += cost;
+        held += task->args_size;
         task->cost_us = cost;
         self->queued--;
         task->ref = ++self->next_ref;
@@ -796,6 +802,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
         }
         worker->inflight++;
         worker->load_us += self->batch[i]->cost_us;
+        worker->held += self->batch[i]->args_size;
         self->inflight++;
     }
     return (long)count;
@@ -1043,6 +1050,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
         }
         worker->inflight--;
         worker->load_us -= task->cost_us;
+        worker->held -= task->args_size;
         self->inflight--;
         if (result.run_us > 0)
             s_pace_learn (task, result.run_us);

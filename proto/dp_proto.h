@@ -71,18 +71,19 @@
 /*  Defaults, documented in docs/PROTOCOL.md. */
 #define DP_DEFAULT_ENDPOINT    "tcp://*:5555"
 #define DP_DEFAULT_CONNECT     "tcp://127.0.0.1:5555"
-#define DP_HEARTBEAT_MS        1000   /* the broker's heartbeat beat (docs/PROTOCOL.md §6) */
-#define DP_EXPIRY_MS           2500   /* a peer silent this long is dead */
-#define DP_DEFAULT_RETRIES     3      /* re-runs after a worker dies */
-#define DP_DEFAULT_CREDIT      64     /* tasks a worker process may hold at once */
-#define DP_PREFETCH_US         5000   /* work the broker queues at a worker, in run time */
-#define DP_DEFAULT_OUTSTANDING 100000 /* client tasks in flight */
-#define DP_RECONNECT_MS        100    /* first reconnect delay */
-#define DP_RECONNECT_MAX_MS    2000   /* reconnect backoff ceiling */
-#define DP_QUEUE_ACK_MS        30000  /* a value not acknowledged this long goes back */
-#define DP_QUEUE_IDLE_MS       60000  /* an empty queue nobody uses this long is freed */
-#define DP_QUEUE_SLACK_MS      5000   /* a requester waits this long past its timeout */
-#define DP_PROGRESS_MS         100    /* a worker sends one PROGRESS at most this often */
+#define DP_HEARTBEAT_MS        1000       /* the broker's heartbeat beat (docs/PROTOCOL.md §6) */
+#define DP_EXPIRY_MS           2500       /* a peer silent this long is dead */
+#define DP_DEFAULT_RETRIES     3          /* re-runs after a worker dies */
+#define DP_DEFAULT_CREDIT      512        /* tasks a worker process may hold at once */
+#define DP_PREFETCH_US         5000       /* work the broker queues at a worker, in run time */
+#define DP_PREFETCH_BYTES      (4u << 20) /* and in bytes of arguments */
+#define DP_DEFAULT_OUTSTANDING 100000     /* client tasks in flight */
+#define DP_RECONNECT_MS        100        /* first reconnect delay */
+#define DP_RECONNECT_MAX_MS    2000       /* reconnect backoff ceiling */
+#define DP_QUEUE_ACK_MS        30000      /* a value not acknowledged this long goes back */
+#define DP_QUEUE_IDLE_MS       60000      /* an empty queue nobody uses this long is freed */
+#define DP_QUEUE_SLACK_MS      5000       /* a requester waits this long past its timeout */
+#define DP_PROGRESS_MS         100        /* a worker sends one PROGRESS at most this often */
 
 /*  Task flags (SUBMIT and DISPATCH). */
 #define DP_TASK_CHUNK         0x01u /* args is an array of calls; the value an array of [code, value] */

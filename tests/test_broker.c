@@ -910,6 +910,55 @@ answer_jobs (peer_t *worker, int count, const uint8_t *value, size_t size, int e
     }
 }
 
+/*  However much credit a worker has, the broker queues about
+    DP_PREFETCH_BYTES of arguments at it, and tops it up once it holds half
+    of that: a fast function with large arguments does not fill a worker's
+    memory with a whole credit of them. */
+static void
+case_large_args_prefetch_bounded (void)
+{
+    const char *fns[] = {"fast"};
+    peer_t *worker = worker_new (fns, 1, 100);
+    peer_t *client = client_new (17);
+    uint64_t refs[100];
+    /*  First, fast is timed. */
+    submit (client, "fast", 1, 0, 0);
+    CHECK_EQ_INT (expect_jobs (worker, refs, NULL, 100), 1);
+    done (worker, refs[0], 0, NULL);
+    CHECK_EQ_INT (expect_result (client).id, 1);
+    /*  Twelve tasks of a million bytes each: four fit in the budget. */
+    enum { SIZE = 1000000 };
+    CHECK (4 * (SIZE + 5) <= DP_PREFETCH_BYTES && 5 * (SIZE + 5) > DP_PREFETCH_BYTES);
+    uint8_t *args = bin_value (SIZE, 0x33);
+    for (uint64_t seq = 2; seq <= 13; seq++) {
+        dp_list_begin (&client->w);
+        dp_task_t task = {.id = seq, .fn = {(const uint8_t *)"fast", 4}, .args = {args, SIZE + 5}};
+        dp_list_add_task (&client->w, DP_CMD_SUBMIT, &task);
+        dp_list_end (&client->w);
+        peer_send (client, DP_CMD_SUBMIT);
+    }
+    free (args);
+    size_t got = 0;
+    while (got < 4)
+        got += expect_jobs (worker, refs + got, NULL, 100 - got);
+    CHECK_EQ_INT (got, 4);
+    /*  One done leaves three megabytes held, over half: nothing more. */
+    done (worker, refs[0], 0, NULL);
+    CHECK_EQ_INT (expect_result (client).id, 2);
+    peer_expect_silence (worker, 300);
+    /*  Two done leave two: topped up to four again. */
+    done (worker, refs[1], 0, NULL);
+    CHECK_EQ_INT (expect_result (client).id, 3);
+    got = 0;
+    while (got < 2)
+        got += expect_jobs (worker, refs + got, NULL, 100 - got);
+    CHECK_EQ_INT (got, 2);
+    peer_expect_silence (worker, 300);
+    CHECK_EQ_INT (status_counter (client, "queued", false), 6);
+    peer_destroy (&worker);
+    peer_destroy (&client);
+}
+
 /*  Results pile up while a client is away (here: its connection is gone
     and it comes back with a new one): the broker holds them and sends them
     in messages under the size a client accepts, never one huge RESULT. */
@@ -1051,6 +1100,7 @@ main (int argc, char *argv[])
     } cases[] = {
         {"dispatch_by_function_and_credit", case_dispatch_by_function_and_credit, {NULL}},
         {"slow_tasks_not_prefetched", case_slow_tasks_not_prefetched, {NULL}},
+        {"large_args_prefetch_bounded", case_large_args_prefetch_bounded, {NULL}},
         {"priority_then_fifo", case_priority_then_fifo, {NULL}},
         {"results_routed_by_session", case_results_routed_by_session, {NULL}},
         {"dead_worker_retry_and_late_done", case_dead_worker_retry_and_late_done, {NULL}},
