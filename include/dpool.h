@@ -183,8 +183,10 @@ typedef struct {
     int timeout_ms;      /* default task timeout (0: none) */
     int retries;         /* default retries after a worker dies (0: 3) */
     int max_outstanding; /* tasks in flight before submits block (0: 100000) */
-    /*  Bytes of arguments in flight before submits block (0: 256 MiB). A
-        task larger than this still goes, alone. */
+    /*  Bytes of arguments in flight before submits block (0: 64 MiB). A
+        task larger than this still goes, alone. Raise it when many
+        workers run tasks with large arguments: each busy worker needs at
+        least its task in flight. */
     size_t max_outstanding_bytes;
     const char *name; /* a name the broker shows in status */
     /*  Embedded: Pool's initializer and initargs. The function registered
