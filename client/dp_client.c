@@ -80,7 +80,20 @@ dp_client_wait (dpool_pool_t *self, int64_t deadline_ms)
 }
 
 void
+dp_client_wait_room (dpool_pool_t *self)
+{
+    pthread_cond_wait (&self->room, &self->mutex);
+}
+
+void
 dp_client_broadcast (dpool_pool_t *self)
+{
+    pthread_cond_broadcast (&self->cond);
+    pthread_cond_broadcast (&self->room);
+}
+
+void
+dp_client_broadcast_results (dpool_pool_t *self)
 {
     pthread_cond_broadcast (&self->cond);
 }
@@ -163,6 +176,7 @@ dp_client_unref_handle (dpool_pool_t *self, void *record)
     if (self->wake[1] >= 0)
         close (self->wake[1]);
     pthread_cond_destroy (&self->cond);
+    pthread_cond_destroy (&self->room);
     pthread_mutex_destroy (&self->mutex);
     free (self);
 }

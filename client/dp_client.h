@@ -110,7 +110,10 @@ typedef struct {
 
 struct _dpool_pool_t {
     pthread_mutex_t mutex;
-    pthread_cond_t cond;
+    pthread_cond_t cond; /* every wait but room's */
+    /*  Submits waiting for the pool to fall under its bounds: apart, so that
+        the handles finishing while the pool stays full do not wake them. */
+    pthread_cond_t room;
     int wake[2]; /* [const] the pipe that wakes the actor; closed with the struct */
 
     /*  [const] configuration. */
@@ -183,11 +186,23 @@ dp_client_unlock (dpool_pool_t *self);
 bool
 dp_client_wait (dpool_pool_t *self, int64_t deadline_ms);
 
+/*  With the lock held: waits, with no deadline, for the pool to fall under
+    its bounds (a dp_client_broadcast, not a dp_client_broadcast_results).
+    Spurious wake-ups included: re-check. */
+void
+dp_client_wait_room (dpool_pool_t *self);
+
 /*  Wakes every waiter; best called just after the lock is released (the
     state they wait for changed under it), so that they do not wake only to
     wait for the lock. */
 void
 dp_client_broadcast (dpool_pool_t *self);
+
+/*  Wakes the waiters for handles (get, wait, an iterator, join), not the
+    submits waiting for room: for handles finishing, which frees no room
+    (dp_client_release does that, and broadcasts). */
+void
+dp_client_broadcast_results (dpool_pool_t *self);
 
 /*  The deadline for a wait of timeout_ms from now; -1 for no limit. */
 int64_t

@@ -107,10 +107,13 @@ s_pool_alloc (void)
     pthread_condattr_init (&attr);
     pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
     int rc = pthread_cond_init (&self->cond, &attr);
+    int rc_room = rc ? -1 : pthread_cond_init (&self->room, &attr);
     pthread_condattr_destroy (&attr);
-    if (rc || pthread_mutex_init (&self->mutex, NULL)) {
+    if (rc || rc_room || pthread_mutex_init (&self->mutex, NULL)) {
         if (rc == 0)
             pthread_cond_destroy (&self->cond);
+        if (rc_room == 0)
+            pthread_cond_destroy (&self->room);
         free (self);
         return NULL;
     }
@@ -537,7 +540,7 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
                 dp_client_lock (self);
                 continue;
             }
-            dp_client_wait (self, -1);
+            dp_client_wait_room (self);
         }
         if (failed || dp_client_insert (self, task)) {
             task->next = self->failed;

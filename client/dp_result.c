@@ -392,7 +392,7 @@ s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *by
             self->extra->queue[index] = item;
         else
             self->extra->queue[self->extra->queued++] = item;
-        dp_client_broadcast (pool);
+        dp_client_broadcast_results (pool);
     }
     dp_client_unlock (pool);
     if (!keep && item) {
@@ -547,7 +547,7 @@ dp_result_complete (dpool_result_t **handles, size_t count)
         handles[mine++] = self;
     }
     dp_client_unlock (pool);
-    dp_client_broadcast (pool);
+    dp_client_broadcast_results (pool);
     /*  handles[0..mine) are still this thread's: those without a callback
         had their last reference go above and are freed, the others'
         callbacks run. */
@@ -571,7 +571,7 @@ dp_result_complete (dpool_result_t **handles, size_t count)
     assert (pool->live >= callbacks);
     pool->live -= callbacks;
     dp_client_unlock (pool);
-    dp_client_broadcast (pool);
+    dp_client_broadcast_results (pool);
     for (size_t i = 0; i < callbacks; i++)
         s_unref (handles[i]);
 }
