@@ -2,8 +2,8 @@
 
     Robin Hood linear probing: an entry being placed takes the slot of any
     entry it meets that sits nearer its own home, and that entry moves on.
-    So along a run the distances from home never drop by more than one from
-    slot to slot, and both searches and deletions stop early:
+    So along a run the entries sit in the order of their homes, and both
+    searches and deletions stop early:
     - a search stops at an empty slot, or at an entry nearer its home than
       the searched id would be there (the id would have taken that slot);
     - a deletion pulls back the entries after the hole until it meets an
