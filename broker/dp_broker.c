@@ -681,12 +681,14 @@ s_best_task (worker_t *worker)
 /*  What a task is expected to cost its worker, in run time: its function's
     pace times its calls, or a whole prefetch budget while the pace is
     unknown (so the first tasks of a function go one per worker, as Pool
-    hands them out). */
+    hands them out) and for a task held by a worker that died (it may be
+    what killed it: alone, the next death is charged to it, not to the
+    tasks that would have queued behind it). */
 static uint32_t
 s_task_cost (const task_t *task)
 {
     uint64_t pace = task->fnq->pace_us;
-    if (pace == 0)
+    if (pace == 0 || task->deaths > 0)
         return DP_PREFETCH_US;
     uint64_t cost = pace * task->calls;
     return cost < 1 ? 1 : cost > DP_PREFETCH_US ? DP_PREFETCH_US : (uint32_t)cost;

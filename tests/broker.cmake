@@ -5,7 +5,7 @@ foreach (case dispatch_by_function_and_credit slow_tasks_not_prefetched priority
               cancel nofunc_grace hostile_input bye_and_sigterm transport_garbage
               random_frames retry_timeout results_split_for_a_returning_client
               heartbeats_on_a_common_beat idle_workers_expire_later large_results_alone
-              large_args_prefetch_bounded)
+              large_args_prefetch_bounded orphans_go_alone)
     add_test (NAME broker_${case} COMMAND test_broker ${case})
     set_tests_properties (broker_${case} PROPERTIES TIMEOUT 60)
 endforeach ()

@@ -350,6 +350,61 @@ case_dead_worker_retry_and_late_done (void)
     peer_destroy (&client);
 }
 
+/*  Tasks a dead worker held go out again one at a time, each to a worker
+    holding nothing else, however fast their function: if one of them kills
+    its worker again, the death is charged to it alone. */
+static void
+case_orphans_go_alone (void)
+{
+    const char *fns[] = {"fo"};
+    peer_t *client = client_new (18);
+    peer_t *w1 = worker_new (fns, 1, 10);
+    uint64_t refs[10];
+    /*  fo is timed as fast, then w1 takes six at once. */
+    submit (client, "fo", 1, 0, 0);
+    CHECK_EQ_INT (expect_jobs (w1, refs, NULL, 10), 1);
+    done (w1, refs[0], 0, NULL);
+    CHECK_EQ_INT (expect_result (client).id, 1);
+    for (uint64_t seq = 2; seq <= 7; seq++)
+        submit (client, "fo", seq, 0, 0);
+    size_t got = 0;
+    while (got < 6)
+        got += expect_jobs (w1, refs + got, NULL, 10 - got);
+    /*  w1 goes silent; w2 heartbeats until the broker gives up on w1. */
+    peer_t *w2 = worker_new (fns, 1, 10);
+    int64_t start = dp_now_ms ();
+    bool dispatched = false;
+    while (!dispatched && dp_now_ms () - start < 6000) {
+        dp_encode_empty (&w2->w);
+        peer_send (w2, DP_CMD_HEARTBEAT);
+        dp_encode_empty (&client->w);
+        peer_send (client, DP_CMD_HEARTBEAT);
+        dispatched = peer_recv (w2, 500) == DP_CMD_DISPATCH;
+    }
+    CHECK (dispatched);
+    /*  Six DISPATCHes of one job each, the next only once the last is done. */
+    bool seen[8] = {false};
+    for (int i = 0; i < 6; i++) {
+        if (i > 0)
+            peer_expect (w2, DP_CMD_DISPATCH);
+        dp_task_t job;
+        CHECK (dp_list_next_task (&w2->msg.u.list, DP_CMD_DISPATCH, &job));
+        CHECK_EQ_INT (job.attempt, 2);
+        dp_task_t more;
+        CHECK (!dp_list_next_task (&w2->msg.u.list, DP_CMD_DISPATCH, &more));
+        peer_expect_silence (w2, 200);
+        done (w2, job.id, 0, NULL);
+        dp_result_t r = expect_result (client);
+        CHECK (r.id >= 2 && r.id <= 7 && !seen[r.id]);
+        seen[r.id] = true;
+        dp_encode_empty (&client->w);
+        peer_send (client, DP_CMD_HEARTBEAT);
+    }
+    peer_destroy (&w2);
+    peer_destroy (&w1);
+    peer_destroy (&client);
+}
+
 /*  A registered worker answering for a job it does not hold. */
 static void
 case_unknown_ref_counted (void)
@@ -1104,6 +1159,7 @@ main (int argc, char *argv[])
         {"priority_then_fifo", case_priority_then_fifo, {NULL}},
         {"results_routed_by_session", case_results_routed_by_session, {NULL}},
         {"dead_worker_retry_and_late_done", case_dead_worker_retry_and_late_done, {NULL}},
+        {"orphans_go_alone", case_orphans_go_alone, {NULL}},
         {"unknown_ref_counted", case_unknown_ref_counted, {NULL}},
         {"session_stolen", case_session_stolen, {NULL}},
         {"queue_limit", case_queue_limit, {"--max-queue", "2", NULL}},
