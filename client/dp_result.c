@@ -94,11 +94,31 @@ s_is_imap (const dpool_result_t *self)
     return self->mode == DP_RESULT_IMAP || self->mode == DP_RESULT_IMAP_UNORDERED;
 }
 
-/*  Gives a handle's record back to its pool. */
+/*  Frees what the handle owns, not the handle. */
 static void
-s_free_record (dpool_result_t *self)
+s_free_storage (dpool_result_t *self)
+{
+    if (self->zone)
+        msgpack_zone_free (self->zone);
+    if (self->objects != &self->one_object)
+        free (self->objects);
+    msgpack_sbuffer_destroy (&self->data);
+    if (self->items != &self->one_item)
+        free (self->items);
+    if (self->extra) {
+        free (self->extra->queue);
+        free (self->extra);
+    }
+}
+
+/*  Frees a handle that holds no reference on its pool (never attached, or
+    an imap item nobody took), made whole or in part: what it owns, then its
+    record. */
+static void
+s_free_detached (dpool_result_t *self)
 {
     dpool_pool_t *pool = self->pool;
+    s_free_storage (self);
     dp_client_lock (pool);
     dp_recs_free (pool->handles, self);
     dp_client_unlock (pool);
@@ -128,7 +148,7 @@ dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dp
     if (calls || imap) {
         self->extra = (s_extra_t *)calloc (1, sizeof *self->extra);
         if (!self->extra) {
-            s_free_record (self);
+            s_free_detached (self);
             return NULL;
         }
     }
@@ -148,8 +168,7 @@ dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dp
     else
         self->items = (dp_item_t *)calloc (slots, sizeof *self->items);
     if (imap ? !self->extra->queue : !self->items) {
-        free (self->extra);
-        s_free_record (self);
+        s_free_detached (self);
         return NULL;
     }
     return self;
@@ -166,23 +185,6 @@ dp_result_attach (dpool_result_t *self, uint64_t seq0, size_t ntasks)
     self->pool->live++;
 }
 
-/*  Frees what the handle owns, not the handle. */
-static void
-s_free_storage (dpool_result_t *self)
-{
-    if (self->zone)
-        msgpack_zone_free (self->zone);
-    if (self->objects != &self->one_object)
-        free (self->objects);
-    msgpack_sbuffer_destroy (&self->data);
-    if (self->items != &self->one_item)
-        free (self->items);
-    if (self->extra) {
-        free (self->extra->queue);
-        free (self->extra);
-    }
-}
-
 void
 dp_result_discard (dpool_result_t **self_p)
 {
@@ -190,8 +192,7 @@ dp_result_discard (dpool_result_t **self_p)
     if (*self_p) {
         dpool_result_t *self = *self_p;
         assert (!self->attached);
-        s_free_storage (self);
-        s_free_record (self);
+        s_free_detached (self);
         *self_p = NULL;
     }
 }
@@ -395,10 +396,8 @@ s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *by
         dp_client_broadcast_results (pool);
     }
     dp_client_unlock (pool);
-    if (!keep && item) {
-        s_free_storage (item);
-        s_free_record (item);
-    }
+    if (!keep && item)
+        s_free_detached (item);
     /*  Out of memory for the item: the iterator would wait for it forever,
         so this is the one failure dpool cannot report. */
     if (!item)
