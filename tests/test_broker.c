@@ -54,20 +54,27 @@ worker_new (const char *const *fns, size_t nfns, uint32_t credit)
 /*  Packs a small int as the args. */
 static const uint8_t s_args[1] = {0x07};
 
+/*  Sends task in a SUBMIT of its own. */
+static void
+submit_task (peer_t *client, const dp_task_t *task)
+{
+    dp_list_begin (&client->w);
+    dp_list_add_task (&client->w, DP_CMD_SUBMIT, task);
+    dp_list_end (&client->w);
+    peer_send (client, DP_CMD_SUBMIT);
+}
+
 static void
 submit_flags (peer_t *client, const char *fn, uint64_t seq, int32_t priority, int32_t retries,
               uint32_t flags)
 {
-    dp_list_begin (&client->w);
     dp_task_t task = {.id = seq,
                       .fn = {(const uint8_t *)fn, strlen (fn)},
                       .args = {s_args, sizeof s_args},
                       .priority = priority,
                       .retries = retries,
                       .flags = flags};
-    dp_list_add_task (&client->w, DP_CMD_SUBMIT, &task);
-    dp_list_end (&client->w);
-    peer_send (client, DP_CMD_SUBMIT);
+    submit_task (client, &task);
 }
 
 static void
@@ -986,11 +993,8 @@ case_large_args_prefetch_bounded (void)
     CHECK (4 * (SIZE + 5) <= DP_PREFETCH_BYTES && 5 * (SIZE + 5) > DP_PREFETCH_BYTES);
     uint8_t *args = bin_value (SIZE, 0x33);
     for (uint64_t seq = 2; seq <= 13; seq++) {
-        dp_list_begin (&client->w);
         dp_task_t task = {.id = seq, .fn = {(const uint8_t *)"fast", 4}, .args = {args, SIZE + 5}};
-        dp_list_add_task (&client->w, DP_CMD_SUBMIT, &task);
-        dp_list_end (&client->w);
-        peer_send (client, DP_CMD_SUBMIT);
+        submit_task (client, &task);
     }
     free (args);
     size_t got = 0;
