@@ -54,12 +54,13 @@ worker_new (const char *const *fns, size_t nfns, uint32_t credit)
 /*  Packs a small int as the args. */
 static const uint8_t s_args[1] = {0x07};
 
-/*  Sends task in a SUBMIT of its own. */
+/*  Sends count tasks in one SUBMIT. */
 static void
-submit_task (peer_t *client, const dp_task_t *task)
+submit_tasks (peer_t *client, const dp_task_t *tasks, size_t count)
 {
     dp_list_begin (&client->w);
-    dp_list_add_task (&client->w, DP_CMD_SUBMIT, task);
+    for (size_t i = 0; i < count; i++)
+        dp_list_add_task (&client->w, DP_CMD_SUBMIT, &tasks[i]);
     dp_list_end (&client->w);
     peer_send (client, DP_CMD_SUBMIT);
 }
@@ -74,7 +75,7 @@ submit_flags (peer_t *client, const char *fn, uint64_t seq, int32_t priority, in
                       .priority = priority,
                       .retries = retries,
                       .flags = flags};
-    submit_task (client, &task);
+    submit_tasks (client, &task, 1);
 }
 
 static void
@@ -992,10 +993,14 @@ case_large_args_prefetch_bounded (void)
     enum { SIZE = 1000000 };
     CHECK (4 * (SIZE + 5) <= DP_PREFETCH_BYTES && 5 * (SIZE + 5) > DP_PREFETCH_BYTES);
     uint8_t *args = bin_value (SIZE, 0x33);
-    for (uint64_t seq = 2; seq <= 13; seq++) {
-        dp_task_t task = {.id = seq, .fn = {(const uint8_t *)"fast", 4}, .args = {args, SIZE + 5}};
-        submit_task (client, &task);
-    }
+    /*  In one SUBMIT, so that all are queued before the broker dispatches:
+        sent one by one, the first could go out alone, and the top-ups after
+        it stop at three, past half the budget. */
+    dp_task_t tasks[12];
+    for (uint64_t seq = 2; seq <= 13; seq++)
+        tasks[seq - 2] =
+            (dp_task_t){.id = seq, .fn = {(const uint8_t *)"fast", 4}, .args = {args, SIZE + 5}};
+    submit_tasks (client, tasks, 12);
     free (args);
     size_t got = 0;
     while (got < 4)
