@@ -166,6 +166,7 @@ dp_client_unref_handle (dpool_pool_t *self, void *record)
     }
     free (self->cancels);
     free (self->finish.items);
+    free (self->due.items);
     free (self->status);
     dp_pool_queue_free (self);
     free (self->endpoint);
@@ -175,6 +176,11 @@ dp_client_unref_handle (dpool_pool_t *self, void *record)
         close (self->wake[0]);
     if (self->wake[1] >= 0)
         close (self->wake[1]);
+    if (self->kick >= 0)
+        close (self->kick);
+    if (self->caller_kick >= 0)
+        close (self->caller_kick);
+    pthread_mutex_destroy (&self->io_lock);
     pthread_cond_destroy (&self->cond);
     pthread_cond_destroy (&self->room);
     pthread_mutex_destroy (&self->mutex);
@@ -350,10 +356,10 @@ dp_client_add_cancel (dpool_pool_t *self, uint64_t seq)
     return 0;
 }
 
-int
-dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result)
+/*  Appends result to vec. Returns 0 or -1 if out of memory. */
+static int
+s_vec_push (dp_handle_vec_t *vec, dpool_result_t *result)
 {
-    dp_handle_vec_t *vec = &self->finish;
     if (vec->count == vec->cap) {
         size_t cap = vec->cap ? vec->cap * 2 : 8;
         dpool_result_t **bigger = (dpool_result_t **)realloc (vec->items, cap * sizeof *bigger);
@@ -364,4 +370,36 @@ dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result)
     }
     vec->items[vec->count++] = result;
     return 0;
+}
+
+int
+dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result)
+{
+    return s_vec_push (&self->finish, result);
+}
+
+int
+dp_client_add_due (dpool_pool_t *self, dpool_result_t *result)
+{
+    return s_vec_push (&self->due, result);
+}
+
+void
+dp_client_kick (int fd)
+{
+    uint64_t one = 1;
+    ssize_t rc;
+    do
+        rc = write (fd, &one, sizeof one);
+    while (rc < 0 && errno == EINTR);
+}
+
+void
+dp_client_unkick (int fd)
+{
+    uint64_t count;
+    ssize_t rc;
+    do
+        rc = read (fd, &count, sizeof count);
+    while (rc < 0 && errno == EINTR);
 }

@@ -20,6 +20,11 @@
     result arrives: the table, not the outbox, is the truth, and the actor
     rebuilds SUBMITs from it after every (re)connection.
 
+    A second lock, io_lock, guards no table: it says which thread may use
+    the actor's socket and state at the moment (the actor, or a caller of
+    dpool_pool_apply that drives them, dp_client_actor.c). It is taken
+    before the mutex, never after.
+
     The pool struct outlives dpool_pool_destroy while result handles still
     reference it (every handle holds a reference), so a handle can always
     take its pool's lock.
@@ -116,6 +121,22 @@ struct _dpool_pool_t {
     pthread_cond_t room;
     int wake[2]; /* [const] the pipe that wakes the actor; closed with the struct */
 
+    /*  The caller of a sequential apply may drive the actor's socket
+        itself (dp_client_actor_drive), as the forwarder's client would:
+        its task goes out and its result comes in without a wake-up of the
+        actor on the way. io_lock owns the actor's state and its DEALER:
+        the actor holds it except while it sleeps in poll(2); a caller
+        holds it while it sends or reads. Lock order: io_lock, then mutex.
+        The fields below are [io]: read and written under io_lock. */
+    pthread_mutex_t io_lock;
+    void *io;            /* [io] the actor's state while it runs, else NULL */
+    bool io_polling;     /* [io] the actor sleeps in poll(2) ... */
+    bool io_poll_dealer; /* [io] ... with the DEALER among its descriptors */
+    bool caller_watches; /* [io] a caller, not the actor, reads the DEALER */
+    bool caller_active;  /* [io] a caller is driving (one at a time) */
+    int kick;            /* [const] eventfd: a caller wakes the actor */
+    int caller_kick;     /* [const] eventfd: the actor wakes the driving caller */
+
     /*  [const] configuration. */
     char *endpoint;               /* where the actor connects */
     dp_curve_t curve;             /* its CURVE keys (curve.on false: plain) */
@@ -154,6 +175,7 @@ struct _dpool_pool_t {
     size_t ncancels;
     size_t cancels_cap;
     dp_handle_vec_t finish; /* task-less handles to finish */
+    dp_handle_vec_t due;    /* handles a driving caller finished, whose callbacks the actor runs */
     bool status_wanted;     /* a STATUS is asked for */
     uint64_t status_gen;    /* STATUS-REPLYs received */
     uint8_t *status;        /* the last one's map */
@@ -228,6 +250,14 @@ dp_client_unref (dpool_pool_t *self);
 void
 dp_client_unref_handle (dpool_pool_t *self, void *record);
 
+/*  Writes 1 to an eventfd (kick or caller_kick). */
+void
+dp_client_kick (int fd);
+
+/*  Reads an eventfd empty. */
+void
+dp_client_unkick (int fd);
+
 /*  True when called on the pool's actor thread (from a callback). */
 bool
 dp_client_on_actor (dpool_pool_t *self);
@@ -286,5 +316,12 @@ dp_client_add_cancel (dpool_pool_t *self, uint64_t seq);
     to finish. Returns 0 or -1 if out of memory. */
 int
 dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result);
+
+/*  With the lock held: queues a handle whose results are all in, for the
+    actor to complete (dp_result_complete) and run its callbacks: a
+    caller driving the socket runs none. Returns 0 or -1 if out of
+    memory. */
+int
+dp_client_add_due (dpool_pool_t *self, dpool_result_t *result);
 
 #endif

@@ -4,6 +4,17 @@
     shared state in or out: the outbox, the CANCEL and STATUS requests, the
     tasks a RESULT names. It never holds it while it sends, receives, or
     runs a callback (dp_result_task_done runs them after unlocking).
+
+    The actor's state and its DEALER belong to whichever thread holds the
+    pool's io_lock: the actor, except while it sleeps in poll(2), or the
+    caller of a sequential apply (dp_client_actor_drive), who sends its
+    task and reads its result itself, so that neither way passes through a
+    wake-up of this thread. While a caller watches the DEALER the actor
+    leaves it out of its poll; it takes it back when the caller is gone by
+    its next look (WATCH_MS), or at once when anything else asks for it
+    (the wake pipe). A caller runs no callback: handles that have one are
+    queued for the actor (dp_client_add_due), and what only the actor does
+    (terminate, task-less handles) makes the caller wake it instead.
 */
 #include "dp_client_actor.h"
 
@@ -25,6 +36,10 @@
 
 /*  Messages handled from the socket before timers and requests get a turn. */
 #define RECV_BURST 256
+
+/*  While a caller watches the DEALER, the actor looks this often whether
+    it has gone, to watch it again. */
+#define WATCH_MS 10
 
 typedef struct {
     dpool_pool_t *pool;
@@ -54,7 +69,29 @@ typedef struct {
     /*  Connections welcomed so far: queue requests know which one they
         went out on (dp_pool_queue.h). */
     uint64_t conn;
+    bool on_caller; /* a driving caller, not the actor thread, runs this code */
+    uint64_t sends; /* uses of the DEALER to send */
 } s_actor_t;
+
+/*  The actor reads the DEALER again: a caller watching it stops (at once,
+    if it is the one running this), and the one of the two that sleeps is
+    told. */
+static void
+s_take_watch (s_actor_t *self)
+{
+    dpool_pool_t *pool = self->pool;
+    if (!pool->caller_watches)
+        return;
+    pool->caller_watches = false;
+    self->drained = false;
+    if (self->on_caller) {
+        if (pool->io_polling) {
+            dp_client_kick (pool->kick);
+            pool->io_polling = false;
+        }
+    } else if (pool->caller_active)
+        dp_client_kick (pool->caller_kick);
+}
 
 /*  Makes and connects a new DEALER. Returns 0, or -1 if the endpoint is
     invalid or the socket cannot be made. */
@@ -93,6 +130,7 @@ s_sending (s_actor_t *self)
     }
     self->last_send = dp_now_ms ();
     self->drained = false; /* a send may process the socket's commands */
+    self->sends++;
     return zsock_resolve (self->dealer);
 }
 
@@ -133,6 +171,7 @@ static void
 s_reconnect (s_actor_t *self, const char *why)
 {
     dp_info ("client: %s; reconnecting to %s", why, self->pool->endpoint);
+    s_take_watch (self); /* nobody may poll a socket that is gone */
     zsock_destroy (&self->dealer);
     self->welcomed = false;
     self->status_sent = false;
@@ -244,6 +283,15 @@ s_service (s_actor_t *self)
     bool send_status = false, send_cancel_all = false;
 
     dp_client_lock (pool);
+    if (self->on_caller &&
+        (pool->terminating || pool->finish.count || pool->due.count || pool->failed)) {
+        /*  Work that ends handles, and so runs callbacks: the actor's. */
+        bool wake = dp_client_want_wake (pool);
+        dp_client_unlock (pool);
+        if (wake)
+            dp_client_wake (pool);
+        return;
+    }
     pool->wake_pending = false;
     bool terminating = pool->terminating;
     if (terminating) {
@@ -263,6 +311,8 @@ s_service (s_actor_t *self)
     send_status = self->welcomed && pool->status_wanted && !self->status_sent;
     dp_handle_vec_t finish = pool->finish;
     memset (&pool->finish, 0, sizeof pool->finish);
+    dp_handle_vec_t due = pool->due;
+    memset (&pool->due, 0, sizeof pool->due);
     dp_ctask_t *failed = pool->failed;
     pool->failed = NULL;
     dp_client_unlock (pool);
@@ -290,6 +340,8 @@ s_service (s_actor_t *self)
     for (size_t i = 0; i < finish.count; i++)
         dp_result_finish_empty (finish.items[i]);
     free (finish.items);
+    dp_result_complete (due.items, due.count);
+    free (due.items);
     if (terminating) {
         dp_client_lock (pool);
         pool->terminated = true;
@@ -345,6 +397,30 @@ s_resubmit_all (s_actor_t *self)
     s_end_tasks (pool, cancelled, DPOOL_ECANCELLED, "cancelled", true);
 }
 
+/*  On a driving caller: leaves the handles of completed[0..count) that
+    have callbacks to the actor, and returns how many are left to complete
+    here. Out of memory, a handle is completed here after all. */
+static size_t
+s_defer_callbacks (s_actor_t *self, size_t count)
+{
+    dpool_pool_t *pool = self->pool;
+    size_t here = 0;
+    bool wake = false;
+    dp_client_lock (pool);
+    for (size_t i = 0; i < count; i++) {
+        dpool_result_t *handle = self->completed[i];
+        if (dp_result_has_callbacks (handle) && dp_client_add_due (pool, handle) == 0)
+            wake = true;
+        else
+            self->completed[here++] = handle;
+    }
+    wake = wake && dp_client_want_wake (pool);
+    dp_client_unlock (pool);
+    if (wake)
+        dp_client_wake (pool);
+    return here;
+}
+
 /*  Handles every entry of a RESULT: each names a task by seq; the first
     result for a seq finishes it, any other is ignored. */
 static void
@@ -398,6 +474,8 @@ s_on_results (s_actor_t *self, dp_list_t list)
             self->completed[completed++] = handle;
         dp_ctask_destroy (&task);
     }
+    if (self->on_caller)
+        completed = s_defer_callbacks (self, completed);
     dp_result_complete (self->completed, completed);
     /*  Room for more submits only once the handles have their results, so
         a submit that waited finds its predecessors finished. */
@@ -430,8 +508,13 @@ s_on_work_status (s_actor_t *self, const dp_progress_t *progress)
     dp_client_lock (pool);
     dp_ctask_t *task = (dp_ctask_t *)dp_idmap_get (pool->tasks, progress->id);
     dp_client_unlock (pool);
-    if (task)
+    /*  A driving caller runs no callback. Its own task has none; another
+        thread's task that reports while the caller still watches (it went
+        out with the caller's) loses that report: a later one still comes. */
+    if (task && !self->on_caller)
         dp_result_progress (task->result, task, progress->value);
+    else if (task)
+        dp_debug ("client: a progress report came to a driving caller; dropped");
 }
 
 /*  Stores a STATUS-REPLY for the threads waiting in dpool_pool_status, and
@@ -645,14 +728,17 @@ dp_client_actor (zsock_t *pipe, void *args)
     dp_random_bytes (self.session, sizeof self.session);
 
     pool->actor_thread = pthread_self ();
+    pthread_mutex_lock (&pool->io_lock);
     int rc = s_connect (&self);
     atomic_store (&pool->actor_status, rc);
     zsock_signal (pipe, 0);
     if (rc) {
+        pthread_mutex_unlock (&pool->io_lock);
         dp_writer_fini (&self.writer);
         return;
     }
     s_send_hello (&self);
+    pool->io = &self;
 
     /*  Descriptors, not zmq_poll (see dp_broker_run): one look at the
         DEALER's events and one poll(2) a round. The pipe is read only when
@@ -664,24 +750,37 @@ dp_client_actor (zsock_t *pipe, void *args)
     dp_broker_t *broker = pool->embedded ? dp_embedded_broker (pool->embedded) : NULL;
     bool running = pipe_fd >= 0 && !s_pipe_term (pipe);
     while (running) {
-        void *dealer = self.dealer ? zsock_resolve (self.dealer) : NULL;
+        /*  A caller that watched the DEALER and has gone leaves it to this
+            thread again. */
+        if (pool->caller_watches && !pool->caller_active)
+            s_take_watch (&self);
+        void *dealer = self.dealer && !pool->caller_watches ? zsock_resolve (self.dealer) : NULL;
         bool inbox = dealer && !self.drained && dp_wire_readable (dealer);
-        struct pollfd fds[3 + DP_BROKER_MAX_FDS] = {
+        struct pollfd fds[4 + DP_BROKER_MAX_FDS] = {
             {pipe_fd, POLLIN, 0},
             {pool->wake[0], POLLIN, 0},
+            {pool->kick, POLLIN, 0},
             {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
-        int nfds = 3;
+        int nfds = 4;
         int timeout = inbox ? 0 : (int)s_timeout (&self);
+        if (pool->caller_watches && timeout > WATCH_MS)
+            timeout = WATCH_MS;
         if (broker) {
-            nfds += dp_broker_fds (broker, fds + 3);
+            nfds += dp_broker_fds (broker, fds + 4);
             int wait = dp_broker_wait_ms (broker);
             if (wait < timeout)
                 timeout = wait;
         }
+        pool->io_polling = true;
+        pool->io_poll_dealer = dealer != NULL;
+        pthread_mutex_unlock (&pool->io_lock);
         int ready = poll (fds, (nfds_t)nfds, timeout);
+        int saved = errno;
+        pthread_mutex_lock (&pool->io_lock);
+        pool->io_polling = false;
         if (ready < 0) {
-            if (errno != EINTR) {
-                dp_error ("client: poll failed: %s", strerror (errno));
+            if (saved != EINTR) {
+                dp_error ("client: poll failed: %s", strerror (saved));
                 break;
             }
             for (int i = 0; i < nfds; i++)
@@ -689,23 +788,36 @@ dp_client_actor (zsock_t *pipe, void *args)
         }
         if (fds[0].revents && s_pipe_term (pipe))
             break;
+        if (fds[2].revents)
+            dp_client_unkick (pool->kick);
+        uint64_t sends = self.sends;
         if (fds[1].revents) {
+            /*  Another thread asks for something: this thread serves it,
+                and reads what comes back. */
+            s_take_watch (&self);
             s_drain_wake (pool);
             s_service (&self);
         }
         if (broker) {
             /*  What s_service just sent is the broker's now, and what the
                 broker answers is the DEALER's in the same round. */
-            dp_broker_work (broker, fds + 3, nfds - 3);
+            dp_broker_work (broker, fds + 4, nfds - 4);
             inbox = true;
         }
-        if (inbox || fds[2].revents)
+        if (self.dealer && !pool->caller_watches &&
+            (inbox || fds[3].revents || (!dealer && !self.drained)))
             s_recv (&self);
         s_on_timers (&self);
+        /*  A send can take the signal the watching caller's descriptor
+            held: it is told to look. */
+        if (pool->caller_watches && self.sends != sends && self.dealer &&
+            dp_wire_readable (zsock_resolve (self.dealer)))
+            dp_client_kick (pool->caller_kick);
     }
 
     /*  Whatever ended the loop, no handle may wait for this thread any
         more: every task still held ends cancelled, as with terminate. */
+    s_take_watch (&self);
     dp_client_lock (pool);
     pool->closed = true;
     pool->terminating = true;
@@ -723,7 +835,99 @@ dp_client_actor (zsock_t *pipe, void *args)
         dp_debug ("client: %llu results ignored, %llu messages refused",
                   (unsigned long long)self.ignored, (unsigned long long)self.malformed);
     zsock_destroy (&self.dealer);
+    pool->io = NULL;
+    pthread_mutex_unlock (&pool->io_lock);
     dp_writer_fini (&self.writer);
     free (self.matched);
     free (self.completed);
+}
+
+void
+dp_client_actor_drive (dpool_pool_t *pool, dpool_result_t *result)
+{
+    /*  The actor must be asleep, connected and welcomed, and the pool must
+        hold this task alone; else the actor does it all, as for any
+        submit. */
+    if (pthread_mutex_trylock (&pool->io_lock) != 0) {
+        dp_client_wake (pool);
+        return;
+    }
+    s_actor_t *self = (s_actor_t *)pool->io;
+    bool drive =
+        self && pool->io_polling && !pool->caller_active && self->dealer && self->welcomed;
+    if (drive) {
+        dp_client_lock (pool);
+        drive = pool->outstanding == 1 && !pool->terminating;
+        /*  The wake-up this submit owes is taken back: this thread serves
+            the outbox itself. A submit of another thread from now on wakes
+            the actor, which then takes the DEALER back. */
+        if (drive)
+            pool->wake_pending = false;
+        dp_client_unlock (pool);
+    }
+    if (!drive) {
+        pthread_mutex_unlock (&pool->io_lock);
+        dp_client_wake (pool);
+        return;
+    }
+    pool->caller_active = true;
+    self->on_caller = true;
+    s_service (self);
+    bool ready = false;
+    while (pool->io == self && self->dealer) {
+        dp_client_lock (pool);
+        ready = dp_result_ready (result);
+        bool alone = pool->outstanding == 1 && !pool->terminating;
+        dp_client_unlock (pool);
+        if (ready || !alone)
+            break;
+        if (!pool->caller_watches) {
+            pool->caller_watches = true;
+            /*  The actor leaves the DEALER to this thread from its next
+                round; one that sleeps with it in its poll is told now. */
+            if (pool->io_polling && pool->io_poll_dealer) {
+                dp_client_kick (pool->kick);
+                pool->io_polling = false;
+            }
+        }
+        void *dealer = zsock_resolve (self->dealer);
+        /*  This thread's sends may have taken the descriptor's signal. */
+        if (!self->drained && dp_wire_readable (dealer)) {
+            s_recv (self);
+            continue;
+        }
+        struct pollfd fds[2] = {{dp_wire_fd (dealer), POLLIN, 0}, {pool->caller_kick, POLLIN, 0}};
+        self->on_caller = false;
+        pthread_mutex_unlock (&pool->io_lock);
+        int rc = poll (fds, 2, -1);
+        int saved = errno;
+        pthread_mutex_lock (&pool->io_lock);
+        if (fds[1].revents)
+            dp_client_unkick (pool->caller_kick);
+        if (rc < 0 && saved != EINTR) {
+            dp_error ("client: poll failed: %s", strerror (saved));
+            break;
+        }
+        if (pool->io != self || !pool->caller_watches)
+            break; /* the actor took the DEALER back, or has ended */
+        self->on_caller = true;
+        self->drained = false;
+        s_recv (self);
+    }
+    if (pool->io == self) {
+        self->on_caller = false;
+        /*  Done: the DEALER stays this thread's until the actor's next look,
+            so that a next apply need not wake it. Else the actor takes it
+            back now. */
+        if (!ready && pool->caller_watches) {
+            pool->caller_watches = false;
+            self->drained = false;
+            if (pool->io_polling) {
+                dp_client_kick (pool->kick);
+                pool->io_polling = false;
+            }
+        }
+    }
+    pool->caller_active = false;
+    pthread_mutex_unlock (&pool->io_lock);
 }

@@ -575,6 +575,19 @@ dp_result_complete (dpool_result_t **handles, size_t count)
         s_unref (handles[i]);
 }
 
+bool
+dp_result_has_callbacks (const dpool_result_t *self)
+{
+    const s_extra_t *extra = self->extra;
+    return extra && (extra->callback || extra->error_callback || extra->progress);
+}
+
+bool
+dp_result_ready (const dpool_result_t *self)
+{
+    return self->ready;
+}
+
 void
 dp_result_progress (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
 {

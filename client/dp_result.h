@@ -63,6 +63,15 @@ dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code,
 void
 dp_result_complete (dpool_result_t **handles, size_t count);
 
+/*  True if the handle has a callback, an error callback or a progress
+    callback: one that must run on the actor thread. */
+bool
+dp_result_has_callbacks (const dpool_result_t *self);
+
+/*  With the pool's lock held: true once the handle is ready. */
+bool
+dp_result_ready (const dpool_result_t *self);
+
 /*  On the actor thread, without the lock: passes a progress report (one
     packed msgpack object) of one of the handle's tasks, still running, to
     its progress callback, if it has one. */

@@ -24,7 +24,10 @@ set (DPOOL_CLIENT_TRANSPORT_CASES
     status_reports_workers
     reconnect_resubmits_after_broker_restart
     many_threads_submit_and_wait
-    result_outlives_pool)
+    result_outlives_pool
+    sequential_apply_beside_other_threads
+    sequential_apply_across_broker_restart
+    terminate_ends_a_sequential_apply)
 foreach (case ${DPOOL_CLIENT_TRANSPORT_CASES})
     foreach (transport tcp ipc)
         add_test (NAME client_${case}_${transport} COMMAND test_client_pool ${case} ${transport})
