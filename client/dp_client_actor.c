@@ -10,8 +10,8 @@
     caller of a sequential apply (dp_client_actor_drive), who sends its
     task and reads its result itself, so that neither way passes through a
     wake-up of this thread. While a caller watches the DEALER the actor
-    leaves it out of its poll; it takes it back when the caller is gone by
-    its next look (WATCH_MS), or at once when anything else asks for it
+    leaves it out of its poll; it takes it back at its next look once the
+    caller has gone (WATCH_MS), or at once when anything else asks for it
     (the wake pipe). A caller runs no callback: handles that have one are
     queued for the actor (dp_client_add_due), and what only the actor does
     (terminate, task-less handles) makes the caller wake it instead.
@@ -37,9 +37,12 @@
 /*  Messages handled from the socket before timers and requests get a turn. */
 #define RECV_BURST 256
 
-/*  While a caller watches the DEALER, the actor looks this often whether
-    it has gone, to watch it again. */
-#define WATCH_MS 10
+/*  While a caller watches the DEALER, the actor looks whether it has gone,
+    to watch it again: first after WATCH_MS, then at twice the interval
+    each time it finds the caller still there, up to WATCH_MAX_MS. A long
+    apply costs it a wake-up a second, not a hundred. */
+#define WATCH_MS     10
+#define WATCH_MAX_MS 1000
 
 typedef struct {
     dpool_pool_t *pool;
@@ -70,6 +73,7 @@ typedef struct {
         went out on (dp_pool_queue.h). */
     uint64_t conn;
     bool on_caller; /* a driving caller, not the actor thread, runs this code */
+    int watch_ms;   /* the actor's next look while a caller watches */
     uint64_t sends; /* uses of the DEALER to send */
 } s_actor_t;
 
@@ -84,6 +88,7 @@ s_take_watch (s_actor_t *self)
         return;
     pool->caller_watches = false;
     self->drained = false;
+    self->watch_ms = WATCH_MS;
     if (self->on_caller) {
         if (pool->io_polling) {
             dp_client_kick (pool->kick);
@@ -724,6 +729,7 @@ dp_client_actor (zsock_t *pipe, void *args)
     self.expiry_ms = DP_EXPIRY_MS;
     self.backoff = DP_RECONNECT_MS;
     self.unconnected = CONNECT_POLL_MS;
+    self.watch_ms = WATCH_MS;
     dp_writer_init (&self.writer);
     dp_random_bytes (self.session, sizeof self.session);
 
@@ -763,8 +769,13 @@ dp_client_actor (zsock_t *pipe, void *args)
             {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
         int nfds = 4;
         int timeout = inbox ? 0 : (int)s_timeout (&self);
-        if (pool->caller_watches && timeout > WATCH_MS)
-            timeout = WATCH_MS;
+        if (pool->caller_watches) {
+            if (timeout > self.watch_ms)
+                timeout = self.watch_ms;
+            if (pool->caller_active)
+                self.watch_ms =
+                    self.watch_ms * 2 > WATCH_MAX_MS ? WATCH_MAX_MS : self.watch_ms * 2;
+        }
         if (broker) {
             nfds += dp_broker_fds (broker, fds + 4);
             int wait = dp_broker_wait_ms (broker);
