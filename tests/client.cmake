@@ -27,7 +27,8 @@ set (DPOOL_CLIENT_TRANSPORT_CASES
     result_outlives_pool
     sequential_apply_beside_other_threads
     sequential_apply_across_broker_restart
-    terminate_ends_a_sequential_apply)
+    terminate_ends_a_sequential_apply
+    sequential_apply_failures)
 foreach (case ${DPOOL_CLIENT_TRANSPORT_CASES})
     foreach (transport tcp ipc)
         add_test (NAME client_${case}_${transport} COMMAND test_client_pool ${case} ${transport})

@@ -1865,6 +1865,65 @@ test_sequential_apply_across_broker_restart (const char *transport)
 }
 
 /*  ---------------------------------------------------------------------------
+    Sequential applies that fail, each driven by its caller: the handle
+    comes back finished, with the failure's code - a worker that died, a
+    deadline, a function nobody offers, a task that failed - and the next
+    apply works.
+*/
+static void
+test_sequential_apply_failures (const char *transport)
+{
+    t_env_t env;
+    t_env_start (&env, transport, 2);
+    dpool_pool_t *pool = t_connect (&env, 2);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
+    msgpack_object value;
+    for (int round = 0; round < 2; round++) {
+        dp_test_buf_clear (&buf);
+        msgpack_pack_nil (&buf.pk);
+        dpool_call_t call = {.retries = -1};
+        dpool_result_t *lost =
+            dpool_pool_apply (pool, "crash", buf.sbuf.data, buf.sbuf.size, &call);
+        CHECK (lost);
+        t_check_failed (lost, DPOOL_ELOST);
+        dpool_result_destroy (&lost);
+
+        dp_test_buf_clear (&buf);
+        t_pack_double (&buf, 30.0);
+        call = (dpool_call_t){.timeout_ms = 200};
+        dpool_result_t *late =
+            dpool_pool_apply (pool, "sleep", buf.sbuf.data, buf.sbuf.size, &call);
+        CHECK (late);
+        t_check_failed (late, DPOOL_EDEADLINE);
+        dpool_result_destroy (&late);
+
+        dp_test_buf_clear (&buf);
+        t_pack_str (&buf, "no");
+        dpool_result_t *failed =
+            dpool_pool_apply (pool, "fail", buf.sbuf.data, buf.sbuf.size, NULL);
+        CHECK (failed);
+        t_check_failed (failed, DPOOL_EFAILED);
+        dpool_result_destroy (&failed);
+
+        dpool_result_t *ok = dpool_pool_apply (pool, "echo", "\x05", 1, NULL);
+        CHECK_EQ_INT (dpool_result_get (ok, 0, &value), 0);
+        CHECK (t_is_int (value, 5));
+        dpool_result_destroy (&ok);
+    }
+    dp_test_buf_clear (&buf);
+    msgpack_pack_nil (&buf.pk);
+    dpool_result_t *nofunc =
+        dpool_pool_apply (pool, "no_such_function", buf.sbuf.data, buf.sbuf.size, NULL);
+    CHECK (nofunc);
+    t_check_failed (nofunc, DPOOL_ENOFUNC);
+    dpool_result_destroy (&nofunc);
+    dpool_pool_destroy (&pool);
+    dp_test_buf_fini (&buf);
+    t_env_stop (&env);
+}
+
+/*  ---------------------------------------------------------------------------
     terminate from another thread ends a sequential apply that waits for a
     running task: it returns at once, cancelled.
 */
@@ -1973,6 +2032,7 @@ static const t_case_t s_cases[] = {
     {"sequential_apply_across_broker_restart", test_sequential_apply_across_broker_restart, NULL,
      90},
     {"terminate_ends_a_sequential_apply", test_terminate_ends_a_sequential_apply, NULL, 60},
+    {"sequential_apply_failures", test_sequential_apply_failures, NULL, 90},
     {"tasks_wait_for_unreachable_broker", NULL, test_tasks_wait_for_unreachable_broker, 60},
     {"malformed_chunk_result", NULL, test_malformed_chunk_result, 60},
     {"embedded_pool_apply_map", NULL, test_embedded_pool_apply_map, 90},
