@@ -926,18 +926,13 @@ dp_client_actor_drive (dpool_pool_t *pool, dpool_result_t *result)
         s_recv (self);
     }
     if (pool->io == self) {
-        self->on_caller = false;
         /*  Done: the DEALER stays this thread's until the actor's next look,
             so that a next apply need not wake it. Else the actor takes it
             back now. */
-        if (!ready && pool->caller_watches) {
-            pool->caller_watches = false;
-            self->drained = false;
-            if (pool->io_polling) {
-                dp_client_kick (pool->kick);
-                pool->io_polling = false;
-            }
-        }
+        self->on_caller = true;
+        if (!ready)
+            s_take_watch (self);
+        self->on_caller = false;
     }
     pool->caller_active = false;
     pthread_mutex_unlock (&pool->io_lock);
