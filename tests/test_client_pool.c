@@ -40,6 +40,15 @@ t_pack_double (dp_test_buf_t *self, double value)
     msgpack_pack_double (&self->pk, value);
 }
 
+/*  Packs the array [a, b] (a task's one argument list). */
+static void
+t_pack_pair (dp_test_buf_t *self, int64_t a, int64_t b)
+{
+    msgpack_pack_array (&self->pk, 2);
+    msgpack_pack_int64 (&self->pk, a);
+    msgpack_pack_int64 (&self->pk, b);
+}
+
 static bool
 t_is_int (msgpack_object object, int64_t value)
 {
@@ -48,6 +57,14 @@ t_is_int (msgpack_object object, int64_t value)
     if (object.type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return object.via.i64 == value;
     return false;
+}
+
+/*  True if object is the array [a, b]. */
+static bool
+t_is_pair (msgpack_object object, int64_t a, int64_t b)
+{
+    return object.type == MSGPACK_OBJECT_ARRAY && object.via.array.size == 2 &&
+           t_is_int (object.via.array.ptr[0], a) && t_is_int (object.via.array.ptr[1], b);
 }
 
 static bool
@@ -227,6 +244,18 @@ t_check_failed (dpool_result_t *result, int code)
     CHECK_EQ_INT (dpool_result_get (result, 0, &value), -1);
     CHECK_EQ_INT (dpool_errno (), code);
     CHECK (dpool_result_error (result) != NULL);
+}
+
+/*  Applies fn to what buf holds, with call, and checks that the handle
+    comes back finished and failed with code. */
+static void
+t_apply_fails (dpool_pool_t *pool, const char *fn, const dp_test_buf_t *buf,
+               const dpool_call_t *call, int code)
+{
+    dpool_result_t *result = dpool_pool_apply (pool, fn, buf->sbuf.data, buf->sbuf.size, call);
+    CHECK (result);
+    t_check_failed (result, code);
+    dpool_result_destroy (&result);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -1295,19 +1324,15 @@ t_submitter (void *arg)
     self->ok = true;
     for (int i = 0; i < 50; i++) {
         dp_test_buf_clear (&buf);
-        msgpack_pack_array (&buf.pk, 2);
-        msgpack_pack_int (&buf.pk, self->id);
-        msgpack_pack_int (&buf.pk, i);
+        t_pack_pair (&buf, self->id, i);
         results[i] =
             dpool_pool_apply_async (self->pool, "echo", buf.sbuf.data, buf.sbuf.size, NULL);
         self->ok = self->ok && results[i];
     }
     for (int i = 0; i < 50 && self->ok; i++) {
         msgpack_object value;
-        self->ok = dpool_result_get (results[i], 20000, &value) == 0 &&
-                   value.type == MSGPACK_OBJECT_ARRAY &&
-                   t_is_int (value.via.array.ptr[0], self->id) &&
-                   t_is_int (value.via.array.ptr[1], i);
+        self->ok =
+            dpool_result_get (results[i], 20000, &value) == 0 && t_is_pair (value, self->id, i);
     }
     for (int i = 0; i < 50; i++)
         dpool_result_destroy (&results[i]);
@@ -1736,16 +1761,12 @@ t_seq_applier (void *arg)
     self->ok = true;
     for (int i = 0; self->ok && (i < SEQ_APPLIES || !atomic_load (&self->stop)); i++) {
         dp_test_buf_clear (&buf);
-        msgpack_pack_array (&buf.pk, 2);
-        msgpack_pack_int (&buf.pk, self->id);
-        msgpack_pack_int (&buf.pk, i);
+        t_pack_pair (&buf, self->id, i);
         dpool_result_t *result =
             dpool_pool_apply (self->pool, "echo", buf.sbuf.data, buf.sbuf.size, NULL);
         msgpack_object value;
-        self->ok = result && dpool_result_get (result, 0, &value) == 0 &&
-                   value.type == MSGPACK_OBJECT_ARRAY && value.via.array.size == 2 &&
-                   t_is_int (value.via.array.ptr[0], self->id) &&
-                   t_is_int (value.via.array.ptr[1], i);
+        self->ok =
+            result && dpool_result_get (result, 0, &value) == 0 && t_is_pair (value, self->id, i);
         if (!self->ok)
             fprintf (stderr, "applier %d: call %d: %s\n", self->id, i,
                      result ? dpool_strerror (dpool_result_code (result)) : "no handle");
@@ -1797,9 +1818,7 @@ test_sequential_apply_beside_other_threads (const char *transport)
     dpool_result_t *async[SEQ_APPLIES];
     for (int i = 0; i < SEQ_APPLIES; i++) {
         dp_test_buf_clear (&buf);
-        msgpack_pack_array (&buf.pk, 2);
-        msgpack_pack_int (&buf.pk, -1);
-        msgpack_pack_int (&buf.pk, i);
+        t_pack_pair (&buf, -1, i);
         async[i] = dpool_pool_apply_async (pool, "echo", buf.sbuf.data, buf.sbuf.size, &call);
         CHECK (async[i]);
     }
@@ -1883,28 +1902,16 @@ test_sequential_apply_failures (const char *transport)
         dp_test_buf_clear (&buf);
         msgpack_pack_nil (&buf.pk);
         dpool_call_t call = {.retries = -1};
-        dpool_result_t *lost =
-            dpool_pool_apply (pool, "crash", buf.sbuf.data, buf.sbuf.size, &call);
-        CHECK (lost);
-        t_check_failed (lost, DPOOL_ELOST);
-        dpool_result_destroy (&lost);
+        t_apply_fails (pool, "crash", &buf, &call, DPOOL_ELOST);
 
         dp_test_buf_clear (&buf);
         t_pack_double (&buf, 30.0);
         call = (dpool_call_t){.timeout_ms = 200};
-        dpool_result_t *late =
-            dpool_pool_apply (pool, "sleep", buf.sbuf.data, buf.sbuf.size, &call);
-        CHECK (late);
-        t_check_failed (late, DPOOL_EDEADLINE);
-        dpool_result_destroy (&late);
+        t_apply_fails (pool, "sleep", &buf, &call, DPOOL_EDEADLINE);
 
         dp_test_buf_clear (&buf);
         t_pack_str (&buf, "no");
-        dpool_result_t *failed =
-            dpool_pool_apply (pool, "fail", buf.sbuf.data, buf.sbuf.size, NULL);
-        CHECK (failed);
-        t_check_failed (failed, DPOOL_EFAILED);
-        dpool_result_destroy (&failed);
+        t_apply_fails (pool, "fail", &buf, NULL, DPOOL_EFAILED);
 
         dpool_result_t *ok = dpool_pool_apply (pool, "echo", "\x05", 1, NULL);
         CHECK_EQ_INT (dpool_result_get (ok, 0, &value), 0);
@@ -1913,11 +1920,7 @@ test_sequential_apply_failures (const char *transport)
     }
     dp_test_buf_clear (&buf);
     msgpack_pack_nil (&buf.pk);
-    dpool_result_t *nofunc =
-        dpool_pool_apply (pool, "no_such_function", buf.sbuf.data, buf.sbuf.size, NULL);
-    CHECK (nofunc);
-    t_check_failed (nofunc, DPOOL_ENOFUNC);
-    dpool_result_destroy (&nofunc);
+    t_apply_fails (pool, "no_such_function", &buf, NULL, DPOOL_ENOFUNC);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&buf);
     t_env_stop (&env);
