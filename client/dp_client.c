@@ -116,13 +116,11 @@ dp_client_want_wake (dpool_pool_t *self)
 void
 dp_client_wake (dpool_pool_t *self)
 {
-    /*  The pipe is non-blocking; one byte at most is ever pending, so the
-        write cannot fill it. Its read end lives as long as the struct, so
-        it never raises SIGPIPE. */
-    const char byte = 1;
+    /*  A counter: writes add up, and one read by the actor empties it. */
+    uint64_t one = 1;
     ssize_t rc;
     do
-        rc = write (self->wake[1], &byte, 1);
+        rc = write (self->wake, &one, sizeof one);
     while (rc < 0 && errno == EINTR);
 }
 
@@ -166,21 +164,13 @@ dp_client_unref_handle (dpool_pool_t *self, void *record)
     }
     free (self->cancels);
     free (self->finish.items);
-    free (self->due.items);
     free (self->status);
     dp_pool_queue_free (self);
     free (self->endpoint);
     explicit_bzero (&self->curve, sizeof self->curve);
     free (self->name);
-    if (self->wake[0] >= 0)
-        close (self->wake[0]);
-    if (self->wake[1] >= 0)
-        close (self->wake[1]);
-    if (self->kick >= 0)
-        close (self->kick);
-    if (self->caller_kick >= 0)
-        close (self->caller_kick);
-    pthread_mutex_destroy (&self->io_lock);
+    if (self->wake >= 0)
+        close (self->wake);
     pthread_cond_destroy (&self->cond);
     pthread_cond_destroy (&self->room);
     pthread_mutex_destroy (&self->mutex);
@@ -376,30 +366,4 @@ int
 dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result)
 {
     return s_vec_push (&self->finish, result);
-}
-
-int
-dp_client_add_due (dpool_pool_t *self, dpool_result_t *result)
-{
-    return s_vec_push (&self->due, result);
-}
-
-void
-dp_client_kick (int fd)
-{
-    uint64_t one = 1;
-    ssize_t rc;
-    do
-        rc = write (fd, &one, sizeof one);
-    while (rc < 0 && errno == EINTR);
-}
-
-void
-dp_client_unkick (int fd)
-{
-    uint64_t count;
-    ssize_t rc;
-    do
-        rc = read (fd, &count, sizeof count);
-    while (rc < 0 && errno == EINTR);
 }

@@ -1,16 +1,19 @@
 /*  dp_client.h - a pool's shared state: what the threads that call the API
     and the pool's I/O actor (dp_client_actor.h) both touch.
 
-    Locking, for every file of client/. Each pool has ONE mutex and ONE
-    condition variable. They guard the fields marked [lock] below and the
-    refcounts, readiness and iterator queues of the pool's result handles.
-    A thread holds the mutex only to read or change that state: never
-    during socket I/O, a write to the wake pipe, a fork, a wait for a
-    process, or a user callback. DESIGN.md asks for "no locks beyond the
-    actor pipe"; a condition variable is what get-with-timeout from many
-    threads needs, so this one lock is the exception, kept to the shared
-    table. Fields marked [const] are set before the actor starts and never
-    change afterwards; [actor] fields belong to the actor thread alone.
+    Threads. Any number of API threads call dpool.h's functions; the
+    pool's actor thread owns its DEALER and runs the callbacks. They share
+    this struct, and nothing else: no socket is ever used by two threads.
+
+    Locking, for every file of client/. Each pool has one mutex, guarding
+    the fields marked [lock] below and the refcounts, readiness and
+    iterator queues of the pool's result handles, and two condition
+    variables on it: cond (handles finishing, status, terminate) and room
+    (submits waiting for the pool to fall under its bounds). A thread holds
+    the mutex only to read or change that state: never during socket I/O,
+    a write to the wake eventfd, a fork, a wait for a process, or a user
+    callback. Fields marked [const] are set before the actor starts and
+    never change afterwards; [actor] fields belong to the actor thread.
 
     Tasks go out like this: a submitting thread packs its task into the
     outbox (a chain of SUBMIT batches) under the lock and wakes the actor
@@ -20,11 +23,6 @@
     result arrives: the table, not the outbox, is the truth, and the actor
     rebuilds SUBMITs from it after every (re)connection.
 
-    A second lock, io_lock, guards no table: it says which thread may use
-    the actor's socket and state at the moment (the actor, or a caller of
-    dpool_pool_apply that drives them, dp_client_actor.c). It is taken
-    before the mutex, never after.
-
     The pool struct outlives dpool_pool_destroy while result handles still
     reference it (every handle holds a reference), so a handle can always
     take its pool's lock.
@@ -32,7 +30,6 @@
 #ifndef DP_CLIENT_H_INCLUDED
 #define DP_CLIENT_H_INCLUDED
 
-#include "dp_actor.h"
 #include "dp_curve.h"
 #include "dp_idmap.h"
 #include "dp_proto.h"
@@ -113,29 +110,16 @@ typedef struct {
     size_t cap;
 } dp_handle_vec_t;
 
+/*  dp_client_actor_start is waiting for the actor to connect. */
+#define DP_ACTOR_STARTING 1
+
 struct _dpool_pool_t {
     pthread_mutex_t mutex;
     pthread_cond_t cond; /* every wait but room's */
     /*  Submits waiting for the pool to fall under its bounds: apart, so that
         the handles finishing while the pool stays full do not wake them. */
     pthread_cond_t room;
-    int wake[2]; /* [const] the pipe that wakes the actor; closed with the struct */
-
-    /*  The caller of a sequential apply may drive the actor's socket
-        itself (dp_client_actor_drive), as the forwarder's client would:
-        its task goes out and its result comes in without a wake-up of the
-        actor on the way. io_lock owns the actor's state and its DEALER:
-        the actor holds it except while it sleeps in poll(2); a caller
-        holds it while it sends or reads. Lock order: io_lock, then mutex.
-        The fields below are [io]: read and written under io_lock. */
-    pthread_mutex_t io_lock;
-    void *io;            /* [io] the actor's state while it runs, else NULL */
-    bool io_polling;     /* [io] the actor sleeps in poll(2) ... */
-    bool io_poll_dealer; /* [io] ... with the DEALER among its descriptors */
-    bool caller_watches; /* [io] a caller, not the actor, reads the DEALER */
-    bool caller_active;  /* [io] a caller is driving (one at a time) */
-    int kick;            /* [const] eventfd: a caller wakes the actor */
-    int caller_kick;     /* [const] eventfd: the actor wakes the driving caller */
+    int wake; /* [const] the eventfd that wakes the actor; closed with the struct */
 
     /*  [const] configuration. */
     char *endpoint;               /* where the actor connects */
@@ -147,9 +131,10 @@ struct _dpool_pool_t {
     size_t max_outstanding_bytes; /* bytes of their arguments, likewise */
     int procs;                    /* embedded: worker processes; 0 when connected */
     void *embedded;               /* dp_embedded_t *, NULL when connected */
-    dp_actor_t *actor;
-    atomic_int actor_status; /* set by the actor before it signals */
-    pthread_t actor_thread;  /* valid once actor_status was set */
+    pthread_t actor;              /* the actor thread, once actor_started */
+    bool actor_started;           /* owned by the thread that makes and destroys the pool */
+    atomic_int actor_status;      /* DP_ACTOR_STARTING, then 0 (running) or -1 */
+    pthread_t actor_thread;       /* valid once actor_status is 0 */
 
     /*  [lock] shared state. */
     int refs;             /* the owner's, plus one per handle alive */
@@ -159,7 +144,8 @@ struct _dpool_pool_t {
     bool actor_gone;      /* the actor has ended: nothing more will come */
     bool workers_stopped; /* embedded: terminate stopped (or is stopping) them */
     bool joined;          /* join returned 0 */
-    bool wake_pending;    /* a wake-up byte is in the pipe */
+    bool wake_pending;    /* a wake-up is written, or about to be */
+    bool stopping;        /* the actor is asked to stop */
     uint64_t next_seq;
     dp_idmap_t *tasks;  /* seq -> dp_ctask_t */
     dp_recs_t *handles; /* [lock] the result handles' records (made with the first) */
@@ -175,7 +161,6 @@ struct _dpool_pool_t {
     size_t ncancels;
     size_t cancels_cap;
     dp_handle_vec_t finish; /* task-less handles to finish */
-    dp_handle_vec_t due;    /* handles a driving caller finished, whose callbacks the actor runs */
     bool status_wanted;     /* a STATUS is asked for */
     uint64_t status_gen;    /* STATUS-REPLYs received */
     uint8_t *status;        /* the last one's map */
@@ -236,7 +221,7 @@ dp_client_deadline (int timeout_ms);
 bool
 dp_client_want_wake (dpool_pool_t *self);
 
-/*  Without the lock: writes the wake-up byte the actor polls for. */
+/*  Without the lock: wakes the actor (writes its eventfd). */
 void
 dp_client_wake (dpool_pool_t *self);
 
@@ -249,14 +234,6 @@ dp_client_unref (dpool_pool_t *self);
     to the pool's handles in the same hold of the lock. */
 void
 dp_client_unref_handle (dpool_pool_t *self, void *record);
-
-/*  Writes 1 to an eventfd (kick or caller_kick). */
-void
-dp_client_kick (int fd);
-
-/*  Reads an eventfd empty. */
-void
-dp_client_unkick (int fd);
 
 /*  True when called on the pool's actor thread (from a callback). */
 bool
@@ -316,12 +293,5 @@ dp_client_add_cancel (dpool_pool_t *self, uint64_t seq);
     to finish. Returns 0 or -1 if out of memory. */
 int
 dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result);
-
-/*  With the lock held: queues a handle whose results are all in, for the
-    actor to complete (dp_result_complete) and run its callbacks: a
-    caller driving the socket runs none. Returns 0 or -1 if out of
-    memory. */
-int
-dp_client_add_due (dpool_pool_t *self, dpool_result_t *result);
 
 #endif

@@ -1,20 +1,15 @@
 /*  dp_client_actor.c - a pool's I/O thread.
 
-    Locking: the actor takes the pool's one mutex (dp_client.h) only to swap
-    shared state in or out: the outbox, the CANCEL and STATUS requests, the
-    tasks a RESULT names. It never holds it while it sends, receives, or
-    runs a callback (dp_result_task_done runs them after unlocking).
+    The actor owns the pool's DEALER for its whole life: no other thread
+    sends, receives or polls on it. API threads reach the actor through
+    the pool's shared state (dp_client.h) and one eventfd (dp_client_wake);
+    it is the actor's only way to be woken, for submits, cancels, status,
+    queue requests, terminate and stop alike.
 
-    The actor's state and its DEALER belong to whichever thread holds the
-    pool's io_lock: the actor, except while it sleeps in poll(2), or the
-    caller of a sequential apply (dp_client_actor_drive), who sends its
-    task and reads its result itself, so that neither way passes through a
-    wake-up of this thread. While a caller watches the DEALER the actor
-    leaves it out of its poll; it takes it back at its next look once the
-    caller has gone (WATCH_MS), or at once when anything else asks for it
-    (the wake pipe). A caller runs no callback: handles that have one are
-    queued for the actor (dp_client_add_due), and what only the actor does
-    (terminate, task-less handles) makes the caller wake it instead.
+    Locking: the actor takes the pool's mutex only to swap shared state in
+    or out: the outbox, the CANCEL and STATUS requests, the tasks a RESULT
+    names. It never holds it while it sends, receives, or runs a callback
+    (dp_result_task_done runs them after unlocking).
 */
 #include "dp_client_actor.h"
 
@@ -37,16 +32,8 @@
 /*  Messages handled from the socket before timers and requests get a turn. */
 #define RECV_BURST 256
 
-/*  While a caller watches the DEALER, the actor looks whether it has gone,
-    to watch it again: first after WATCH_MS, then at twice the interval
-    each time it finds the caller still there, up to WATCH_MAX_MS. A long
-    apply costs it a wake-up a second, not a hundred. */
-#define WATCH_MS     10
-#define WATCH_MAX_MS 1000
-
 typedef struct {
     dpool_pool_t *pool;
-    zsock_t *pipe;
     zsock_t *dealer;
     /*  The DEALER's last call was a recv that found nothing: all its
         commands are processed, so its descriptor fires on the next
@@ -72,31 +59,7 @@ typedef struct {
     /*  Connections welcomed so far: queue requests know which one they
         went out on (dp_pool_queue.h). */
     uint64_t conn;
-    bool on_caller; /* a driving caller, not the actor thread, runs this code */
-    int watch_ms;   /* the actor's next look while a caller watches */
-    uint64_t sends; /* uses of the DEALER to send */
 } s_actor_t;
-
-/*  The actor reads the DEALER again: a caller watching it stops (at once,
-    if it is the one running this), and the one of the two that sleeps is
-    told. */
-static void
-s_take_watch (s_actor_t *self)
-{
-    dpool_pool_t *pool = self->pool;
-    if (!pool->caller_watches)
-        return;
-    pool->caller_watches = false;
-    self->drained = false;
-    self->watch_ms = WATCH_MS;
-    if (self->on_caller) {
-        if (pool->io_polling) {
-            dp_client_kick (pool->kick);
-            pool->io_polling = false;
-        }
-    } else if (pool->caller_active)
-        dp_client_kick (pool->caller_kick);
-}
 
 /*  Makes and connects a new DEALER. Returns 0, or -1 if the endpoint is
     invalid or the socket cannot be made. */
@@ -135,7 +98,6 @@ s_sending (s_actor_t *self)
     }
     self->last_send = dp_now_ms ();
     self->drained = false; /* a send may process the socket's commands */
-    self->sends++;
     return zsock_resolve (self->dealer);
 }
 
@@ -176,7 +138,6 @@ static void
 s_reconnect (s_actor_t *self, const char *why)
 {
     dp_info ("client: %s; reconnecting to %s", why, self->pool->endpoint);
-    s_take_watch (self); /* nobody may poll a socket that is gone */
     zsock_destroy (&self->dealer);
     self->welcomed = false;
     self->status_sent = false;
@@ -276,8 +237,8 @@ s_send_queue (void *arg, dp_cmd_t cmd, const dp_writer_t *body)
 
 /*  Serves what API threads asked for: sends the outbox, CANCELs and a
     STATUS, queue requests, finishes task-less handles, and carries out
-    terminate. */
-static void
+    terminate. Returns true when the pool asks the actor to stop. */
+static bool
 s_service (s_actor_t *self)
 {
     dpool_pool_t *pool = self->pool;
@@ -288,16 +249,8 @@ s_service (s_actor_t *self)
     bool send_status = false, send_cancel_all = false;
 
     dp_client_lock (pool);
-    if (self->on_caller &&
-        (pool->terminating || pool->finish.count || pool->due.count || pool->failed)) {
-        /*  Work that ends handles, and so runs callbacks: the actor's. */
-        bool wake = dp_client_want_wake (pool);
-        dp_client_unlock (pool);
-        if (wake)
-            dp_client_wake (pool);
-        return;
-    }
     pool->wake_pending = false;
+    bool stop = pool->stopping;
     bool terminating = pool->terminating;
     if (terminating) {
         ended = s_detach_all (pool);
@@ -316,8 +269,6 @@ s_service (s_actor_t *self)
     send_status = self->welcomed && pool->status_wanted && !self->status_sent;
     dp_handle_vec_t finish = pool->finish;
     memset (&pool->finish, 0, sizeof pool->finish);
-    dp_handle_vec_t due = pool->due;
-    memset (&pool->due, 0, sizeof pool->due);
     dp_ctask_t *failed = pool->failed;
     pool->failed = NULL;
     dp_client_unlock (pool);
@@ -345,8 +296,6 @@ s_service (s_actor_t *self)
     for (size_t i = 0; i < finish.count; i++)
         dp_result_finish_empty (finish.items[i]);
     free (finish.items);
-    dp_result_complete (due.items, due.count);
-    free (due.items);
     if (terminating) {
         dp_client_lock (pool);
         pool->terminated = true;
@@ -357,6 +306,7 @@ s_service (s_actor_t *self)
         on a new connection, which resubmits everything. */
     if (broken)
         s_reconnect (self, "send to broker failed");
+    return stop;
 }
 
 /*  After a WELCOME: rebuilds SUBMITs from the table (the outbox may hold
@@ -400,30 +350,6 @@ s_resubmit_all (s_actor_t *self)
             s_reconnect (self, "send to broker failed");
     }
     s_end_tasks (pool, cancelled, DPOOL_ECANCELLED, "cancelled", true);
-}
-
-/*  On a driving caller: leaves the handles of completed[0..count) that
-    have callbacks to the actor, and returns how many are left to complete
-    here. Out of memory, a handle is completed here after all. */
-static size_t
-s_defer_callbacks (s_actor_t *self, size_t count)
-{
-    dpool_pool_t *pool = self->pool;
-    size_t here = 0;
-    bool wake = false;
-    dp_client_lock (pool);
-    for (size_t i = 0; i < count; i++) {
-        dpool_result_t *handle = self->completed[i];
-        if (dp_result_has_callbacks (handle) && dp_client_add_due (pool, handle) == 0)
-            wake = true;
-        else
-            self->completed[here++] = handle;
-    }
-    wake = wake && dp_client_want_wake (pool);
-    dp_client_unlock (pool);
-    if (wake)
-        dp_client_wake (pool);
-    return here;
 }
 
 /*  Handles every entry of a RESULT: each names a task by seq; the first
@@ -479,8 +405,6 @@ s_on_results (s_actor_t *self, dp_list_t list)
             self->completed[completed++] = handle;
         dp_ctask_destroy (&task);
     }
-    if (self->on_caller)
-        completed = s_defer_callbacks (self, completed);
     dp_result_complete (self->completed, completed);
     /*  Room for more submits only once the handles have their results, so
         a submit that waited finds its predecessors finished. */
@@ -513,13 +437,8 @@ s_on_work_status (s_actor_t *self, const dp_progress_t *progress)
     dp_client_lock (pool);
     dp_ctask_t *task = (dp_ctask_t *)dp_idmap_get (pool->tasks, progress->id);
     dp_client_unlock (pool);
-    /*  A driving caller runs no callback. Its own task has none; another
-        thread's task that reports while the caller still watches (it went
-        out with the caller's) loses that report: a later one still comes. */
-    if (task && !self->on_caller)
+    if (task)
         dp_result_progress (task->result, task, progress->value);
-    else if (task)
-        dp_debug ("client: a progress report came to a driving caller; dropped");
 }
 
 /*  Stores a STATUS-REPLY for the threads waiting in dpool_pool_status, and
@@ -585,7 +504,7 @@ s_on_message (s_actor_t *self, const dp_msg_t *msg)
             self->backoff = DP_RECONNECT_MS;
             s_resubmit_all (self);
             if (self->welcomed)
-                s_service (self);
+                s_service (self); /* a stop asked meanwhile is seen at the next wake-up */
         }
         break;
     }
@@ -692,143 +611,102 @@ s_timeout (const s_actor_t *self)
     return next > now ? (long)(next - now) : 0;
 }
 
-/*  Reads what the actor pipe holds; true if it says "$TERM" (anything on
-    it does). Its descriptor also fires for ZeroMQ's own traffic, which
-    leaves nothing to read. */
-static bool
-s_pipe_term (zsock_t *pipe)
-{
-    if (!dp_wire_readable (zsock_resolve (pipe)))
-        return false;
-    zmsg_t *command = zmsg_recv (pipe);
-    zmsg_destroy (&command);
-    return true;
-}
-
-/*  Empties the wake pipe: one read, as it holds one byte at most (see
-    dp_client_wake). */
+/*  Empties the wake eventfd. */
 static void
 s_drain_wake (dpool_pool_t *pool)
 {
-    char buffer[64];
+    uint64_t count;
     ssize_t rc;
     do
-        rc = read (pool->wake[0], buffer, sizeof buffer);
+        rc = read (pool->wake, &count, sizeof count);
     while (rc < 0 && errno == EINTR);
 }
 
-void
-dp_client_actor (zsock_t *pipe, void *args)
+/*  One round of the loop: polls the wake eventfd, the DEALER and (embedded)
+    the broker's descriptors until one fires or a timer falls due, then
+    serves them. Returns false when the actor must stop. */
+static bool
+s_round (s_actor_t *self, dp_broker_t *broker)
 {
-    dpool_pool_t *pool = (dpool_pool_t *)args;
+    dpool_pool_t *pool = self->pool;
+    void *dealer = self->dealer ? zsock_resolve (self->dealer) : NULL;
+    /*  ZMQ_FD fires on edges: a message already queued before the last
+        recv or send raises no new one, so the events are looked at first
+        unless the last recv found the socket empty (drained). */
+    bool inbox = dealer && !self->drained && dp_wire_readable (dealer);
+    struct pollfd fds[2 + DP_BROKER_MAX_FDS] = {{pool->wake, POLLIN, 0},
+                                                {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
+    int nfds = 2;
+    int timeout = inbox ? 0 : (int)s_timeout (self);
+    if (broker) {
+        nfds += dp_broker_fds (broker, fds + 2);
+        int wait = dp_broker_wait_ms (broker);
+        if (wait < timeout)
+            timeout = wait;
+    }
+    if (poll (fds, (nfds_t)nfds, timeout) < 0) {
+        if (errno != EINTR) {
+            dp_error ("client: poll failed: %s", strerror (errno));
+            return false;
+        }
+        for (int i = 0; i < nfds; i++)
+            fds[i].revents = 0;
+    }
+    if (fds[0].revents) {
+        s_drain_wake (pool);
+        if (s_service (self))
+            return false;
+    }
+    if (broker) {
+        /*  What s_service just sent is the broker's now, and what the
+            broker answers is the DEALER's in the same round. */
+        dp_broker_work (broker, fds + 2, nfds - 2);
+        inbox = true;
+    }
+    if (self->dealer && (inbox || fds[1].revents || (!dealer && !self->drained)))
+        s_recv (self);
+    s_on_timers (self);
+    return true;
+}
+
+/*  The actor thread: connects, tells the pool whether it could, then runs
+    rounds until stopped; ends every task still held, says BYE, closes its
+    DEALER. */
+static void *
+s_actor_main (void *arg)
+{
+    dpool_pool_t *pool = (dpool_pool_t *)arg;
     s_actor_t self;
     memset (&self, 0, sizeof self);
     self.pool = pool;
-    self.pipe = pipe;
     self.heartbeat_ms = DP_HEARTBEAT_MS;
     self.expiry_ms = DP_EXPIRY_MS;
     self.backoff = DP_RECONNECT_MS;
     self.unconnected = CONNECT_POLL_MS;
-    self.watch_ms = WATCH_MS;
     dp_writer_init (&self.writer);
     dp_random_bytes (self.session, sizeof self.session);
 
-    pool->actor_thread = pthread_self ();
-    pthread_mutex_lock (&pool->io_lock);
     int rc = s_connect (&self);
+    dp_client_lock (pool);
+    pool->actor_thread = pthread_self ();
     atomic_store (&pool->actor_status, rc);
-    zsock_signal (pipe, 0);
+    dp_client_broadcast (pool);
+    dp_client_unlock (pool);
     if (rc) {
-        pthread_mutex_unlock (&pool->io_lock);
         dp_writer_fini (&self.writer);
-        return;
+        return NULL;
     }
     s_send_hello (&self);
-    pool->io = &self;
 
-    /*  Descriptors, not zmq_poll (see dp_broker_run): one look at the
-        DEALER's events and one poll(2) a round. The pipe is read only when
-        its descriptor fires; nothing else touches it. */
-    int pipe_fd = dp_wire_fd (zsock_resolve (pipe));
     /*  An embedded pool's broker runs in this loop too (dp_embedded_new):
         a task goes from SUBMIT to DISPATCH, and a result from DONE to the
         handle, without waking another thread. */
     dp_broker_t *broker = pool->embedded ? dp_embedded_broker (pool->embedded) : NULL;
-    bool running = pipe_fd >= 0 && !s_pipe_term (pipe);
-    while (running) {
-        /*  A caller that watched the DEALER and has gone leaves it to this
-            thread again. */
-        if (pool->caller_watches && !pool->caller_active)
-            s_take_watch (&self);
-        void *dealer = self.dealer && !pool->caller_watches ? zsock_resolve (self.dealer) : NULL;
-        bool inbox = dealer && !self.drained && dp_wire_readable (dealer);
-        struct pollfd fds[4 + DP_BROKER_MAX_FDS] = {
-            {pipe_fd, POLLIN, 0},
-            {pool->wake[0], POLLIN, 0},
-            {pool->kick, POLLIN, 0},
-            {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
-        int nfds = 4;
-        int timeout = inbox ? 0 : (int)s_timeout (&self);
-        if (pool->caller_watches) {
-            if (timeout > self.watch_ms)
-                timeout = self.watch_ms;
-            if (pool->caller_active)
-                self.watch_ms =
-                    self.watch_ms * 2 > WATCH_MAX_MS ? WATCH_MAX_MS : self.watch_ms * 2;
-        }
-        if (broker) {
-            nfds += dp_broker_fds (broker, fds + 4);
-            int wait = dp_broker_wait_ms (broker);
-            if (wait < timeout)
-                timeout = wait;
-        }
-        pool->io_polling = true;
-        pool->io_poll_dealer = dealer != NULL;
-        pthread_mutex_unlock (&pool->io_lock);
-        int ready = poll (fds, (nfds_t)nfds, timeout);
-        int saved = errno;
-        pthread_mutex_lock (&pool->io_lock);
-        pool->io_polling = false;
-        if (ready < 0) {
-            if (saved != EINTR) {
-                dp_error ("client: poll failed: %s", strerror (saved));
-                break;
-            }
-            for (int i = 0; i < nfds; i++)
-                fds[i].revents = 0;
-        }
-        if (fds[0].revents && s_pipe_term (pipe))
-            break;
-        if (fds[2].revents)
-            dp_client_unkick (pool->kick);
-        uint64_t sends = self.sends;
-        if (fds[1].revents) {
-            /*  Another thread asks for something: this thread serves it,
-                and reads what comes back. */
-            s_take_watch (&self);
-            s_drain_wake (pool);
-            s_service (&self);
-        }
-        if (broker) {
-            /*  What s_service just sent is the broker's now, and what the
-                broker answers is the DEALER's in the same round. */
-            dp_broker_work (broker, fds + 4, nfds - 4);
-            inbox = true;
-        }
-        if (self.dealer && !pool->caller_watches &&
-            (inbox || fds[3].revents || (!dealer && !self.drained)))
-            s_recv (&self);
-        s_on_timers (&self);
-        /*  A send can take the signal the watching caller's descriptor
-            held: it is told to look. */
-        if (pool->caller_watches && self.sends != sends && self.dealer &&
-            dp_wire_readable (zsock_resolve (self.dealer)))
-            dp_client_kick (pool->caller_kick);
-    }
+    while (s_round (&self, broker))
+        ;
 
     /*  Whatever ended the loop, no handle may wait for this thread any
         more: every task still held ends cancelled, as with terminate. */
-    s_take_watch (&self);
     dp_client_lock (pool);
     pool->closed = true;
     pool->terminating = true;
@@ -846,94 +724,40 @@ dp_client_actor (zsock_t *pipe, void *args)
         dp_debug ("client: %llu results ignored, %llu messages refused",
                   (unsigned long long)self.ignored, (unsigned long long)self.malformed);
     zsock_destroy (&self.dealer);
-    pool->io = NULL;
-    pthread_mutex_unlock (&pool->io_lock);
     dp_writer_fini (&self.writer);
     free (self.matched);
     free (self.completed);
+    return NULL;
+}
+
+int
+dp_client_actor_start (dpool_pool_t *pool)
+{
+    atomic_store (&pool->actor_status, DP_ACTOR_STARTING);
+    if (pthread_create (&pool->actor, NULL, s_actor_main, pool) != 0) {
+        atomic_store (&pool->actor_status, -1);
+        return -1;
+    }
+    pool->actor_started = true;
+    dp_client_lock (pool);
+    while (atomic_load (&pool->actor_status) == DP_ACTOR_STARTING)
+        dp_client_wait (pool, -1);
+    dp_client_unlock (pool);
+    return atomic_load (&pool->actor_status) == 0 ? 0 : -1;
 }
 
 void
-dp_client_actor_drive (dpool_pool_t *pool, dpool_result_t *result)
+dp_client_actor_stop (dpool_pool_t *pool)
 {
-    /*  The actor must be asleep, connected and welcomed, and the pool must
-        hold this task alone; else the actor does it all, as for any
-        submit. */
-    if (pthread_mutex_trylock (&pool->io_lock) != 0) {
-        dp_client_wake (pool);
+    if (!pool->actor_started)
         return;
-    }
-    s_actor_t *self = (s_actor_t *)pool->io;
-    bool drive =
-        self && pool->io_polling && !pool->caller_active && self->dealer && self->welcomed;
-    if (drive) {
-        dp_client_lock (pool);
-        drive = pool->outstanding == 1 && !pool->terminating;
-        /*  The wake-up this submit owes is taken back: this thread serves
-            the outbox itself. A submit of another thread from now on wakes
-            the actor, which then takes the DEALER back. */
-        if (drive)
-            pool->wake_pending = false;
-        dp_client_unlock (pool);
-    }
-    if (!drive) {
-        pthread_mutex_unlock (&pool->io_lock);
+    dp_client_lock (pool);
+    pool->stopping = true;
+    bool wake = dp_client_want_wake (pool);
+    dp_client_unlock (pool);
+    /*  The wake-up may be pending already; a stop is then seen with it. */
+    if (wake)
         dp_client_wake (pool);
-        return;
-    }
-    pool->caller_active = true;
-    self->on_caller = true;
-    s_service (self);
-    bool ready = false;
-    while (pool->io == self && self->dealer) {
-        dp_client_lock (pool);
-        ready = dp_result_ready (result);
-        bool alone = pool->outstanding == 1 && !pool->terminating;
-        dp_client_unlock (pool);
-        if (ready || !alone)
-            break;
-        if (!pool->caller_watches) {
-            pool->caller_watches = true;
-            /*  The actor leaves the DEALER to this thread from its next
-                round; one that sleeps with it in its poll is told now. */
-            if (pool->io_polling && pool->io_poll_dealer) {
-                dp_client_kick (pool->kick);
-                pool->io_polling = false;
-            }
-        }
-        void *dealer = zsock_resolve (self->dealer);
-        /*  This thread's sends may have taken the descriptor's signal. */
-        if (!self->drained && dp_wire_readable (dealer)) {
-            s_recv (self);
-            continue;
-        }
-        struct pollfd fds[2] = {{dp_wire_fd (dealer), POLLIN, 0}, {pool->caller_kick, POLLIN, 0}};
-        self->on_caller = false;
-        pthread_mutex_unlock (&pool->io_lock);
-        int rc = poll (fds, 2, -1);
-        int saved = errno;
-        pthread_mutex_lock (&pool->io_lock);
-        if (fds[1].revents)
-            dp_client_unkick (pool->caller_kick);
-        if (rc < 0 && saved != EINTR) {
-            dp_error ("client: poll failed: %s", strerror (saved));
-            break;
-        }
-        if (pool->io != self || !pool->caller_watches)
-            break; /* the actor took the DEALER back, or has ended */
-        self->on_caller = true;
-        self->drained = false;
-        s_recv (self);
-    }
-    if (pool->io == self) {
-        /*  Done: the DEALER stays this thread's until the actor's next look,
-            so that a next apply need not wake it. Else the actor takes it
-            back now. */
-        self->on_caller = true;
-        if (!ready)
-            s_take_watch (self);
-        self->on_caller = false;
-    }
-    pool->caller_active = false;
-    pthread_mutex_unlock (&pool->io_lock);
+    pthread_join (pool->actor, NULL);
+    pool->actor_started = false;
 }

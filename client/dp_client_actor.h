@@ -1,6 +1,5 @@
-/*  dp_client_actor.h - a pool's I/O thread: the owner of its DEALER
-    socket to the broker, which it lends to the caller of a sequential
-    apply (dp_client_actor_drive).
+/*  dp_client_actor.h - a pool's I/O thread: the one owner of its DEALER
+    socket to the broker, from its first connect to its last close.
 
     The actor speaks the client side of docs/PROTOCOL.md: HELLO with a
     random 16-byte session until WELCOME (backoff 100 ms doubling to
@@ -15,33 +14,26 @@
     everything and ends every task it holds with DPOOL_ECANCELLED. Callbacks
     run on this thread.
 
-    API threads reach the actor through the pool's shared state and its
-    wake pipe (dp_client.h); the actor pipe only carries "$TERM".
+    API threads reach the actor only through the pool's shared state and
+    its wake eventfd (dp_client_want_wake, dp_client_wake in dp_client.h).
 */
 #ifndef DP_CLIENT_ACTOR_H_INCLUDED
 #define DP_CLIENT_ACTOR_H_INCLUDED
 
 #include "dpool.h"
 
-#include <czmq.h>
+/*  Starts the actor thread of pool, whose endpoint, name and wake eventfd
+    are set, and waits until it has connected its DEALER. Returns 0, or -1
+    if the thread cannot start or the endpoint is invalid (the thread has
+    then ended; dp_client_actor_stop is still to be called). Blocks. */
+int
+dp_client_actor_start (dpool_pool_t *pool);
 
-/*  The actor function for zactor_new; args is the dpool_pool_t *, whose
-    endpoint, name and wake pipe are set. It stores 0 in the pool's
-    actor_status once its socket is connected, or -1 if the endpoint is
-    invalid (then it ends), before it signals. On "$TERM" it says BYE to
-    the broker if it is connected, closes its socket and ends. */
+/*  Asks the actor to stop and waits for its thread to end: it ends every
+    task still held with DPOOL_ECANCELLED, says BYE if it is connected, and
+    closes its DEALER. Harmless if the actor never started or has stopped.
+    Blocks; never called on the actor thread. */
 void
-dp_client_actor (zsock_t *pipe, void *args);
-
-/*  Called by dpool_pool_apply once it has submitted result's one task and
-    left the wake-up of the actor it owed to this call (the pool's
-    wake_pending is set and no byte written). If the actor sleeps, is
-    welcomed, and the pool holds no other task, this thread sends the task
-    and reads the DEALER itself until the result is in, or until the
-    actor takes the DEALER back (another thread asked it for something, or
-    the connection changed). Otherwise it writes the wake-up. Either way,
-    the caller then waits for the handle as usual. */
-void
-dp_client_actor_drive (dpool_pool_t *pool, dpool_result_t *result);
+dp_client_actor_stop (dpool_pool_t *pool);
 
 #endif

@@ -84,7 +84,7 @@ dpool_config_init (dpool_config_t *config)
 static void
 s_pool_free (dpool_pool_t *self)
 {
-    dp_actor_destroy (&self->actor);
+    dp_client_actor_stop (self);
     if (self->embedded) {
         dp_embedded_t *embedded = (dp_embedded_t *)self->embedded;
         dp_embedded_destroy (&embedded);
@@ -93,15 +93,14 @@ s_pool_free (dpool_pool_t *self)
     dp_client_unref (self);
 }
 
-/*  Makes the struct with its lock, wake pipe and table; NULL if it cannot. */
+/*  Makes the struct with its lock, wake eventfd and table; NULL if it cannot. */
 static dpool_pool_t *
 s_pool_alloc (void)
 {
     dpool_pool_t *self = (dpool_pool_t *)calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->wake[0] = self->wake[1] = -1;
-    self->kick = self->caller_kick = -1;
+    self->wake = -1;
     self->refs = 1;
     self->next_seq = 1;
     atomic_init (&self->actor_status, -1);
@@ -112,7 +111,7 @@ s_pool_alloc (void)
     int rc_room = rc ? -1 : pthread_cond_init (&self->room, &attr);
     pthread_condattr_destroy (&attr);
     int rc_mutex = rc || rc_room ? -1 : pthread_mutex_init (&self->mutex, NULL);
-    if (rc || rc_room || rc_mutex || pthread_mutex_init (&self->io_lock, NULL)) {
+    if (rc || rc_room || rc_mutex) {
         if (rc == 0)
             pthread_cond_destroy (&self->cond);
         if (rc_room == 0)
@@ -123,14 +122,8 @@ s_pool_alloc (void)
         return NULL;
     }
     self->tasks = dp_idmap_new_sequential ();
-    if (pipe (self->wake) == 0)
-        for (int i = 0; i < 2; i++) {
-            fcntl (self->wake[i], F_SETFL, fcntl (self->wake[i], F_GETFL) | O_NONBLOCK);
-            fcntl (self->wake[i], F_SETFD, FD_CLOEXEC);
-        }
-    self->kick = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    self->caller_kick = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!self->tasks || self->wake[0] < 0 || self->kick < 0 || self->caller_kick < 0) {
+    self->wake = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!self->tasks || self->wake < 0) {
         dp_client_unref (self);
         return NULL;
     }
@@ -297,8 +290,7 @@ dpool_pool_new_config (const dpool_config_t *config)
         return dp_fail_null (DPOOL_ENOMEM);
     }
     dp_client_czmq_init ();
-    self->actor = dp_actor_new (dp_client_actor, self);
-    if (!self->actor || atomic_load (&self->actor_status) != 0) {
+    if (dp_client_actor_start (self)) {
         dp_error ("client: cannot connect to %s", self->endpoint);
         s_pool_free (self);
         return dp_fail_null (DPOOL_EINVAL);
@@ -491,12 +483,9 @@ s_make_task (const char *fn, const s_plan_t *plan, dp_reader_t *reader, size_t *
 
 /*  Submits a plan and returns its handle (the caller's reference). Blocks
     while max_outstanding tasks are in flight, except on the actor thread
-    (a callback submitting), which must not wait for itself. With owed
-    not NULL, a wake-up of the actor it would write is left to the caller:
-    *owed then says that one is pending and not yet written. */
+    (a callback submitting), which must not wait for itself. */
 static dpool_result_t *
-s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_call_t *call,
-          bool *owed)
+s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_call_t *call)
 {
     s_fields_t fields = {0};
     if (s_fields (self, call, &fields))
@@ -560,32 +549,29 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
             wake = true;
         dp_client_unlock (self);
     }
-    if (wake && owed)
-        *owed = true;
-    else if (wake)
+    if (wake)
         dp_client_wake (self);
     return result;
 }
 
-/*  Submits one call of fn as apply_async does. With owed not NULL, see
-    s_submit. */
+/*  Submits one call of fn as apply_async does. */
 static dpool_result_t *
 s_apply (dpool_pool_t *self, const char *fn, const void *args, size_t size,
-         const dpool_call_t *call, bool *owed)
+         const dpool_call_t *call)
 {
     assert (self);
     if (!s_valid_name (fn) || !args || size > DP_CLIENT_TASK_MAX - TASK_OVERHEAD ||
         dp_mp_count_objects (args, size) != 1)
         return dp_fail_null (DPOOL_EINVAL);
     s_plan_t plan = {DP_RESULT_APPLY, (const uint8_t *)args, size, 1, 0, 1};
-    return s_submit (self, fn, &plan, call, owed);
+    return s_submit (self, fn, &plan, call);
 }
 
 dpool_result_t *
 dpool_pool_apply_async (dpool_pool_t *self, const char *fn, const void *args, size_t size,
                         const dpool_call_t *call)
 {
-    return s_apply (self, fn, args, size, call, NULL);
+    return s_apply (self, fn, args, size, call);
 }
 
 dpool_result_t *
@@ -593,15 +579,7 @@ dpool_pool_apply (dpool_pool_t *self, const char *fn, const void *args, size_t s
                   const dpool_call_t *call)
 {
     assert (!dp_client_on_actor (self));
-    /*  A task of its own, with no callback to run on the actor: this
-        thread may send it and read its result itself. An embedded pool's
-        actor runs the broker too, so it must see every message. */
-    bool drive =
-        !self->embedded && !(call && (call->callback || call->error_callback || call->progress));
-    bool owed = false;
-    dpool_result_t *result = s_apply (self, fn, args, size, call, drive ? &owed : NULL);
-    if (result && owed)
-        dp_client_actor_drive (self, result);
+    dpool_result_t *result = s_apply (self, fn, args, size, call);
     if (result)
         dpool_result_wait (result, -1);
     return result;
@@ -672,7 +650,7 @@ s_map_async (dpool_pool_t *self, dp_result_mode_t mode, const char *fn, const vo
     s_plan_t plan;
     if (!s_valid_name (fn) || s_plan_map (self, mode, args, size, chunksize, star, &plan))
         return dp_fail_null (DPOOL_EINVAL);
-    return s_submit (self, fn, &plan, call, NULL);
+    return s_submit (self, fn, &plan, call);
 }
 
 dpool_result_t *

@@ -289,10 +289,7 @@ dpool_pool_apply_async (dpool_pool_t *self, const char *fn, const void *args, si
 
 /*  apply_async, then waits for the result (Pool.apply). Returns a finished
     handle, successful or not; NULL only if the task could not be submitted.
-    Connected to a broker with no other task of the pool in flight, the
-    calling thread sends the task and reads its result itself, rather than
-    through the pool's thread: two thread wake-ups fewer per call. Not from
-    a callback. */
+    Not from a callback. */
 dpool_result_t *
 dpool_pool_apply (dpool_pool_t *self, const char *fn, const void *args, size_t size,
                   const dpool_call_t *call);
