@@ -8,7 +8,7 @@
         dpool queue put NAME JSON | get NAME | size NAME
 
     Arguments and results are JSON on the command line and msgpack on the
-    wire (client/dp_json.h says how they map). Every option can also come
+    wire (cli/dp_json.h says how they map). Every option can also come
     from a DPOOL_* environment variable; the command line wins. The command
     never waits forever for a broker: it probes it with a status request
     before submitting, and again whenever results stop coming for a while,
