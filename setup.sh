@@ -32,4 +32,4 @@ fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$(nproc)"
-./build/client/dpool demo
+./build/cli/dpool demo

@@ -1,14 +1,15 @@
-# client/ programs: the dpool command, its JSON conversion, and the examples.
+# cli/: the dpool command, its JSON conversion, and the examples.
 
-# JSON <-> msgpack (client/dp_json).
+# JSON <-> msgpack (cli/dp_json).
 dpool_test (test_json test_json.c)
+target_include_directories (test_json PRIVATE ${PROJECT_SOURCE_DIR}/cli)
 target_link_libraries (test_json PRIVATE dpool_json)
 add_test (NAME json_roundtrip_bigints_floats_bin_and_errors COMMAND test_json)
 set_tests_properties (json_roundtrip_bigints_floats_bin_and_errors PROPERTIES TIMEOUT 60)
 
 # The dpool command against a real broker and workers.
 dpool_test (test_cli_commands test_cli_commands.c)
-target_link_libraries (test_cli_commands PRIVATE dpool_json)
+target_link_libraries (test_cli_commands PRIVATE PkgConfig::JANSSON)
 foreach (case map_echo_10000_lines_in_order map_failure_marked_and_exit_status apply_and_status
               help_and_version)
     add_test (NAME cli_${case} COMMAND test_cli_commands ${case})

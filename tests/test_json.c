@@ -1,4 +1,4 @@
-/*  test_json.c - JSON text to msgpack and back (client/dp_json).
+/*  test_json.c - JSON text to msgpack and back (cli/dp_json).
 
     Each check reads as the rule it pins down: a JSON text goes to msgpack
     and comes back as the same (or the canonical) text, big integers stay

@@ -54,31 +54,38 @@ typedef struct {
 } dp_json_buf_t;
 
 /*  Makes self an empty buffer that owns no memory. */
-void dp_json_buf_init (dp_json_buf_t *self);
+void
+dp_json_buf_init (dp_json_buf_t *self);
 
 /*  Empties self and keeps its memory for reuse. */
-void dp_json_buf_reset (dp_json_buf_t *self);
+void
+dp_json_buf_reset (dp_json_buf_t *self);
 
 /*  Frees self's memory and leaves it empty. Harmless on an empty buffer. */
-void dp_json_buf_free (dp_json_buf_t *self);
+void
+dp_json_buf_free (dp_json_buf_t *self);
 
 /*  Appends size bytes. Returns 0, or -1 if out of memory (self unchanged). */
-int dp_json_buf_append (dp_json_buf_t *self, const char *data, size_t size);
+int
+dp_json_buf_append (dp_json_buf_t *self, const char *data, size_t size);
 
 /*  Appends data (size bytes, any content) as one JSON string literal with
     the escaping and UTF-8 repair described above. Returns 0 or -1 (out of
     memory). */
-int dp_json_append_string (dp_json_buf_t *out, const char *data, size_t size);
+int
+dp_json_append_string (dp_json_buf_t *out, const char *data, size_t size);
 
 /*  Appends the compact JSON text of object. Returns 0, or -1 if out of
     memory (out may then hold part of the text). */
-int dp_json_from_object (dp_json_buf_t *out, const msgpack_object *object);
+int
+dp_json_from_object (dp_json_buf_t *out, const msgpack_object *object);
 
 /*  Appends the compact JSON text of the one msgpack item in data (size
     bytes). Returns 0, or -1 with a message in error (error_size bytes) if
     data is not exactly one well-formed item, or memory ran out. */
-int dp_json_from_msgpack (dp_json_buf_t *out, const void *data, size_t size, char *error,
-                          size_t error_size);
+int
+dp_json_from_msgpack (dp_json_buf_t *out, const void *data, size_t size, char *error,
+                      size_t error_size);
 
 /*  Parses text (size bytes, one JSON value with optional whitespace around
     it; it need not be NUL-terminated) and packs it with packer as one
@@ -86,20 +93,24 @@ int dp_json_from_msgpack (dp_json_buf_t *out, const void *data, size_t size, cha
     (and the line, if the text has several) of the problem. On failure the
     packer may have been written to: pack into a scratch buffer, or cut the
     buffer back to its size before the call. */
-int dp_json_to_msgpack (msgpack_packer *packer, const char *text, size_t size, char *error,
-                        size_t error_size);
+int
+dp_json_to_msgpack (msgpack_packer *packer, const char *text, size_t size, char *error,
+                    size_t error_size);
 
 /*  Writes the standard base64 text (with '=' padding) of data into out,
     which must hold dp_json_base64_size (size) bytes; NUL-terminates it and
     returns its length. */
-size_t dp_json_base64_encode (char *out, const void *data, size_t size);
+size_t
+dp_json_base64_encode (char *out, const void *data, size_t size);
 
 /*  Bytes needed by dp_json_base64_encode for size bytes, NUL included. */
-size_t dp_json_base64_size (size_t size);
+size_t
+dp_json_base64_size (size_t size);
 
 /*  Decodes standard base64 text (padding optional, no whitespace) into out,
     which must hold at least size * 3 / 4 + 3 bytes. Returns the number of
     bytes decoded, or -1 if text is not base64. */
-long dp_json_base64_decode (void *out, const char *text, size_t size);
+long
+dp_json_base64_decode (void *out, const char *text, size_t size);
 
 #endif

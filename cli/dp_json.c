@@ -530,7 +530,8 @@ s_pack_fail (s_pack_t *ctx, const char *what)
     return -1;
 }
 
-static int s_pack_value (s_pack_t *ctx, msgpack_packer *packer, json_t *value, int depth);
+static int
+s_pack_value (s_pack_t *ctx, msgpack_packer *packer, json_t *value, int depth);
 
 /*  Packs the base64 string text as a bin, or as an ext of ext_type when
     is_ext. */

@@ -1,0 +1,176 @@
+/*  dp_cli.h - what the files of the dpool command share.
+
+    The command is dpool_main.c, which reads the command line into a
+    dp_cli_t and calls the subcommand, and one file a subcommand (cmd_map.c,
+    cmd_apply.c, cmd_status.c, cmd_demo.c, cmd_queue.c, cmd_keygen.c), each
+    holding its --help text and its run function. dp_cli.c holds what
+    several of them need: usage errors, connecting to the broker and
+    checking that it still answers, the signals that stop a run, and a
+    task's outcome as a line of JSON.
+
+    The command has one thread; nothing here is for other threads or for
+    the library. Run functions return the process's exit status (EXIT_*),
+    having printed any message on stderr themselves, and leave no pool
+    behind.
+*/
+#ifndef DP_CLI_H_INCLUDED
+#define DP_CLI_H_INCLUDED
+
+#include "dp_json.h"
+#include "dpool.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*  Exit statuses. */
+#define EXIT_OK          0   /* everything succeeded */
+#define EXIT_TASK_FAILED 1   /* a task failed */
+#define EXIT_USAGE       2   /* bad command line */
+#define EXIT_UNREACHABLE 3   /* the broker did not answer in time */
+#define EXIT_ERROR       4   /* invalid input, or any other error */
+#define EXIT_SIGNAL_BASE 128 /* killed by a signal: 128 + its number */
+
+#define MAX_POSITIONAL 3   /* queue put NAME JSON */
+#define MAX_FN_NAME    255 /* longest function or queue name */
+#define WAIT_SLICE_MS  10  /* longest single wait while others may be due */
+
+/*  The commands, as bits, so that an option can name those it applies to.
+    CMD_ALL: every command that talks to a broker. */
+enum {
+    CMD_MAP = 1,
+    CMD_APPLY = 2,
+    CMD_STATUS = 4,
+    CMD_DEMO = 8,
+    CMD_QUEUE = 16,
+    CMD_ALL = 31,
+    CMD_KEYGEN = 32
+};
+
+/*  The options' values, after defaults, DPOOL_* variables and the command
+    line. Strings are borrowed from argv or the environment. */
+typedef struct {
+    const char *connect;
+    long connect_timeout_ms;
+    long chunksize;
+    long timeout_ms;
+    long batch;
+    bool json;
+    const char *worker;
+    long procs;
+    const char *curve_server;
+    const char *curve_secret;
+} dp_cli_options_t;
+
+/*  A command: its name, its CMD_* bit, how many positional arguments it
+    takes (or a negative number if it checks them itself), its --help. */
+typedef struct {
+    const char *name;
+    unsigned id;
+    int positional;
+    const char *help;
+} dp_cli_command_t;
+
+/*  The state of one run of the command. */
+typedef struct {
+    dp_cli_options_t options;
+    const dp_cli_command_t *command;
+    const char *args[MAX_POSITIONAL];
+    int nargs;
+    dpool_pool_t *pool;
+    int64_t last_heard_ms; /* when the broker last answered or sent a result */
+    bool warned_no_workers;
+} dp_cli_t;
+
+/*  ---------------------------------------------------------------------------
+    The subcommands, one file each. Every run function takes a parsed cli
+    with no pool, and returns the exit status.
+*/
+
+/*  cmd_map.c: dpool map FN, stdin's JSON lines to stdout's results. */
+extern const char dp_cli_help_map[];
+int
+dp_cli_map_run (dp_cli_t *cli);
+
+/*  cmd_apply.c: dpool apply FN JSON. */
+extern const char dp_cli_help_apply[];
+int
+dp_cli_apply_run (dp_cli_t *cli);
+
+/*  cmd_status.c: dpool status [--json]. */
+extern const char dp_cli_help_status[];
+int
+dp_cli_status_run (dp_cli_t *cli);
+
+/*  cmd_demo.c: dpool demo. connect_given says whether --connect (or
+    DPOOL_CONNECT) was given. */
+extern const char dp_cli_help_demo[];
+int
+dp_cli_demo_run (dp_cli_t *cli, bool connect_given);
+
+/*  cmd_queue.c: dpool queue put|get|size. timeout_given says whether
+    --timeout-ms (or DPOOL_TIMEOUT_MS) was given. */
+extern const char dp_cli_help_queue[];
+int
+dp_cli_queue_run (dp_cli_t *cli, bool timeout_given);
+
+/*  Checks the positional arguments of `dpool queue`, which its command
+    entry leaves to it. Returns -1 to go on, or EXIT_USAGE after a message. */
+int
+dp_cli_queue_check_args (dp_cli_t *cli);
+
+/*  cmd_keygen.c: dpool keygen PATH. */
+extern const char dp_cli_help_keygen[];
+int
+dp_cli_keygen_run (dp_cli_t *cli);
+
+/*  ---------------------------------------------------------------------------
+    dp_cli.c: what the subcommands share.
+*/
+
+/*  Prints a usage error on stderr, "dpool[ COMMAND]: " and the message,
+    pointing at the help; command may be NULL. Returns EXIT_USAGE. */
+int
+dp_cli_usage_error (const dp_cli_command_t *command, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+/*  The name of an error code as the failure marking prints it ("EFAILED"),
+    or "EUNKNOWN". */
+const char *
+dp_cli_code_name (int code);
+
+/*  The number of the SIGINT or SIGTERM received since dp_cli_connect, or 0.
+    Loops that wait check it and stop. */
+int
+dp_cli_signal (void);
+
+/*  Makes cli's pool for the broker at --connect and checks that it answers
+    within the connect timeout; from then on SIGINT and SIGTERM are caught
+    (see dp_cli_signal). Returns -1 to go on (cli->pool is then the
+    caller's to destroy), or the exit status to end with, after a message,
+    with no pool left. */
+int
+dp_cli_connect (dp_cli_t *cli);
+
+/*  Asks the broker for its status within the connect timeout. Returns 0
+    and, if data is not NULL, the packed map (caller frees) when it answers;
+    else -1 after a message naming what was being done ("cannot reach").
+    Blocks up to the connect timeout. Warns once, except for status and
+    queue, when the broker has no worker. */
+int
+dp_cli_probe (dp_cli_t *cli, const char *doing, void **data, size_t *size);
+
+/*  Called while waiting for results made no progress: probes the broker
+    when nothing was heard from it for the connect timeout. Returns 0 while
+    it answers, else -1 (after a message). */
+int
+dp_cli_check_broker (dp_cli_t *cli);
+
+/*  Appends the outcome of a finished task to out as one JSON line: its
+    value, or the failure marking {"dpool_error":{"code":..,"message":..}}.
+    Returns true if the task succeeded; sets *error if the output could not
+    be made. */
+bool
+dp_cli_append_outcome (dp_json_buf_t *out, dpool_result_t *result, bool *error);
+
+#endif
