@@ -4,6 +4,7 @@
 
 #include "dpool.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -32,9 +33,10 @@ const char *dp_test_worker_bin = DPOOL_WORKER_BIN;
 const char *dp_test_cli_bin = DPOOL_CLI_BIN;
 
 #define MAX_CHILDREN 256
+#define DIR_NAME_MAX 32
 
 static char s_dir[1024];
-static char s_name[64] = "test";
+static char s_name[128] = "test";
 static pid_t s_children[MAX_CHILDREN];
 static int s_nchildren;
 static pid_t s_main_pid;
@@ -145,7 +147,10 @@ dp_test_begin (const char *name, int seconds)
     snprintf (s_name, sizeof s_name, "%s", name);
     s_main_pid = getpid ();
     const char *base = getenv ("TMPDIR");
-    snprintf (s_dir, sizeof s_dir, "%s/dpool-%s-XXXXXX", base ? base : "/tmp", name);
+    /*  The name is cut short in the directory: ipc:// paths inside it must
+        stay within the 107 bytes of a socket address. */
+    snprintf (s_dir, sizeof s_dir, "%s/dpool-%.*s-XXXXXX", base ? base : "/tmp", DIR_NAME_MAX,
+              name);
     if (!mkdtemp (s_dir)) {
         fprintf (stderr, "FAIL %s: mkdtemp: %s\n", name, strerror (errno));
         exit (1);
@@ -156,18 +161,69 @@ dp_test_begin (const char *name, int seconds)
     alarm ((unsigned)seconds);
 }
 
-const dp_test_case_t *
-dp_test_case (const dp_test_case_t *cases, size_t count, const char *name, const char *prefix,
-              int seconds)
+static void
+s_list (const dp_test_case_t *cases, size_t count)
 {
-    for (size_t i = 0; name && i < count; i++)
-        if (strcmp (cases[i].name, name) == 0) {
-            char test[128];
-            snprintf (test, sizeof test, "%s%s", prefix, name);
-            dp_test_begin (test, seconds);
-            return &cases[i];
-        }
-    return NULL;
+    for (size_t i = 0; i < count; i++)
+        printf ("%s%s%s%s\n", cases[i].name, cases[i].run_on ? " tcp ipc" : "",
+                cases[i].valgrind ? " valgrind=" : "", cases[i].valgrind ? cases[i].valgrind : "");
+}
+
+static void
+s_usage (const char *program, const dp_test_case_t *cases, size_t count)
+{
+    fprintf (stderr, "usage: %s --list | CASE [tcp|ipc]\ncases:\n", program);
+    for (size_t i = 0; i < count; i++)
+        fprintf (stderr, "  %s%s\n", cases[i].name, cases[i].run_on ? " tcp|ipc" : "");
+    exit (2);
+}
+
+const dp_test_case_t *
+dp_test_select (int argc, char *argv[], const dp_test_case_t *cases, size_t count, int seconds,
+                const char **transport)
+{
+    assert (transport);
+    if (argc == 2 && strcmp (argv[1], "--list") == 0) {
+        s_list (cases, count);
+        exit (0);
+    }
+    const dp_test_case_t *found = NULL;
+    for (size_t i = 0; argc >= 2 && argc <= 3 && i < count; i++)
+        if (strcmp (cases[i].name, argv[1]) == 0)
+            found = &cases[i];
+    if (!found)
+        s_usage (argv[0], cases, count);
+    *transport = NULL;
+    char name[128];
+    snprintf (name, sizeof name, "%s", found->name);
+    if (found->run_on) {
+        *transport = argc == 3 ? argv[2] : "tcp";
+        if (strcmp (*transport, "tcp") != 0 && strcmp (*transport, "ipc") != 0)
+            s_usage (argv[0], cases, count);
+        snprintf (name, sizeof name, "%s_%s", found->name, *transport);
+    } else if (argc == 3)
+        s_usage (argv[0], cases, count);
+    dp_test_begin (name, found->seconds ? found->seconds : seconds);
+    return found;
+}
+
+void
+dp_test_run (const dp_test_case_t *self, const char *transport)
+{
+    assert (self);
+    if (self->run_on)
+        self->run_on (transport);
+    else
+        self->run ();
+}
+
+int
+dp_test_main (int argc, char *argv[], const dp_test_case_t *cases, size_t count, int seconds)
+{
+    const char *transport;
+    const dp_test_case_t *found = dp_test_select (argc, argv, cases, count, seconds, &transport);
+    dp_test_run (found, transport);
+    return 0;
 }
 
 const char *

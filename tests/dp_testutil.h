@@ -43,18 +43,54 @@ dp_test_fail (const char *file, int line, const char *format, ...)
 void
 dp_test_begin (const char *name, int seconds);
 
-/*  One case of a test program that runs the case named on its command line. */
+/*  One case of a test program. Each program lists its cases once, in a
+    file-scope table named s_cases, one entry a case:
+
+        static const dp_test_case_t s_cases[] = {
+            {"broker_cancel", s_case_cancel},
+            {"client_apply_async", .run_on = s_case_apply_async, .seconds = 90},
+            {"broker_hostile_input", s_case_hostile_input,
+             .valgrind = "broker_hostile_input_valgrind"},
+        };
+
+    name is the test's name as ctest knows it, and what the program takes on
+    its command line to run the case. A case with run_on runs once per
+    transport, as the tests name_tcp and name_ipc. A case with valgrind is
+    also registered under that name, run with the broker under valgrind.
+    tests/CMakeLists.txt reads this table from the source (dpool_test_cases)
+    and registers what it lists; the build checks that it read the same
+    cases as the program prints with --list. So entries hold no braces, and
+    name and valgrind are plain string literals. */
 typedef struct {
     const char *name;
-    void (*run) (void);
+    void (*run) (void);                     /* the case; or run_on */
+    void (*run_on) (const char *transport); /* the case, over "tcp" or "ipc" */
+    const char *valgrind;                   /* the test's name under valgrind, or NULL */
+    int seconds;                            /* the case's deadline; 0: the program's */
+    const void *data;                       /* the program's own, for its main */
 } dp_test_case_t;
 
-/*  Finds the case called name among count cases and begins it as the test
-    prefix + name (dp_test_begin with seconds); NULL if there is no such
-    case (name may be NULL). */
+#define DP_TEST_CASES(cases) (cases), (sizeof (cases) / sizeof (cases)[0])
+
+/*  Reads the command line of a test program: `--list` prints the cases
+    (one a line: the name, then "tcp ipc" for a case run per transport, then
+    "valgrind=NAME" for one with a valgrind variant) and exits 0; `NAME
+    [tcp|ipc]` finds the case, begins the test under its name (with the
+    transport appended, as ctest names it) with the case's deadline or
+    seconds, and returns the case, setting *transport for a run_on case
+    ("tcp" when none is given). Anything else prints the usage and exits 2. */
 const dp_test_case_t *
-dp_test_case (const dp_test_case_t *cases, size_t count, const char *name, const char *prefix,
-              int seconds);
+dp_test_select (int argc, char *argv[], const dp_test_case_t *cases, size_t count, int seconds,
+                const char **transport);
+
+/*  Runs a case that dp_test_select returned. */
+void
+dp_test_run (const dp_test_case_t *self, const char *transport);
+
+/*  The whole main of a program whose cases need nothing around them:
+    dp_test_select, then dp_test_run; returns the exit status. */
+int
+dp_test_main (int argc, char *argv[], const dp_test_case_t *cases, size_t count, int seconds);
 
 /*  The test's private directory (removed at exit unless DPOOL_KEEP_TMP). */
 const char *

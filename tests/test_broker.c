@@ -1154,66 +1154,63 @@ case_large_results_alone (void)
     peer_destroy (&worker);
 }
 
+/*  The broker's options for a case, where it needs some. */
+static const char *const s_args_queue_limit[] = {"--max-queue", "2", NULL};
+static const char *const s_args_nofunc_grace[] = {"--nofunc-grace", "200", NULL};
+static const char *const s_args_transport_garbage[] = {"--max-msg-size", "65536", NULL};
+static const char *const s_args_heartbeats_on_a_common_beat[] = {"--heartbeat-ms", "400",
+                                                                 "--expiry-ms", "5000", NULL};
+static const char *const s_args_idle_workers_expire_later[] = {"--heartbeat-ms", "200",
+                                                               "--expiry-ms", "600", NULL};
+
+static const dp_test_case_t s_cases[] = {
+    {"broker_dispatch_by_function_and_credit", case_dispatch_by_function_and_credit},
+    {"broker_slow_tasks_not_prefetched", case_slow_tasks_not_prefetched},
+    {"broker_large_args_prefetch_bounded", case_large_args_prefetch_bounded},
+    {"broker_priority_then_fifo", case_priority_then_fifo},
+    {"broker_results_routed_by_session", case_results_routed_by_session},
+    {"broker_dead_worker_retry_and_late_done", case_dead_worker_retry_and_late_done,
+     .valgrind = "broker_dead_worker_retry_and_late_done_valgrind"},
+    {"broker_orphans_go_alone", case_orphans_go_alone},
+    {"broker_unknown_ref_counted", case_unknown_ref_counted},
+    {"broker_session_stolen", case_session_stolen},
+    {"broker_queue_limit", case_queue_limit, .data = s_args_queue_limit},
+    {"broker_cancel", case_cancel},
+    {"broker_nofunc_grace", case_nofunc_grace, .data = s_args_nofunc_grace},
+    {"broker_hostile_input", case_hostile_input, .valgrind = "broker_hostile_input_valgrind"},
+    {"broker_bye_and_sigterm", case_bye_and_sigterm},
+    {"broker_transport_garbage", case_transport_garbage, .data = s_args_transport_garbage,
+     .valgrind = "broker_transport_garbage_valgrind"},
+    {"broker_random_frames", case_random_frames, .valgrind = "broker_random_frames_valgrind"},
+    {"broker_retry_timeout", case_retry_timeout},
+    {"broker_heartbeats_on_a_common_beat", case_heartbeats_on_a_common_beat,
+     .data = s_args_heartbeats_on_a_common_beat},
+    {"broker_results_split_for_a_returning_client", case_results_split_for_a_returning_client,
+     .valgrind = "broker_results_split_for_a_returning_client_valgrind"},
+    {"broker_large_results_alone", case_large_results_alone,
+     .valgrind = "broker_large_results_alone_valgrind"},
+    {"broker_idle_workers_expire_later", case_idle_workers_expire_later,
+     .data = s_args_idle_workers_expire_later},
+};
+
 int
 main (int argc, char *argv[])
 {
-    static const struct {
-        const char *name;
-        void (*run) (void);
-        const char *extra[6];
-    } cases[] = {
-        {"dispatch_by_function_and_credit", case_dispatch_by_function_and_credit, {NULL}},
-        {"slow_tasks_not_prefetched", case_slow_tasks_not_prefetched, {NULL}},
-        {"large_args_prefetch_bounded", case_large_args_prefetch_bounded, {NULL}},
-        {"priority_then_fifo", case_priority_then_fifo, {NULL}},
-        {"results_routed_by_session", case_results_routed_by_session, {NULL}},
-        {"dead_worker_retry_and_late_done", case_dead_worker_retry_and_late_done, {NULL}},
-        {"orphans_go_alone", case_orphans_go_alone, {NULL}},
-        {"unknown_ref_counted", case_unknown_ref_counted, {NULL}},
-        {"session_stolen", case_session_stolen, {NULL}},
-        {"queue_limit", case_queue_limit, {"--max-queue", "2", NULL}},
-        {"cancel", case_cancel, {NULL}},
-        {"nofunc_grace", case_nofunc_grace, {"--nofunc-grace", "200", NULL}},
-        {"hostile_input", case_hostile_input, {NULL}},
-        {"bye_and_sigterm", case_bye_and_sigterm, {NULL}},
-        {"transport_garbage", case_transport_garbage, {"--max-msg-size", "65536", NULL}},
-        {"random_frames", case_random_frames, {NULL}},
-        {"retry_timeout", case_retry_timeout, {NULL}},
-        {"heartbeats_on_a_common_beat",
-         case_heartbeats_on_a_common_beat,
-         {"--heartbeat-ms", "400", "--expiry-ms", "5000", NULL}},
-        {"results_split_for_a_returning_client",
-         case_results_split_for_a_returning_client,
-         {NULL}},
-        {"large_results_alone", case_large_results_alone, {NULL}},
-        {"idle_workers_expire_later",
-         case_idle_workers_expire_later,
-         {"--heartbeat-ms", "200", "--expiry-ms", "600", NULL}},
-    };
-    if (argc != 2) {
-        fprintf (stderr, "usage: test_broker CASE\n");
-        return 2;
+    const char *transport;
+    const dp_test_case_t *run =
+        dp_test_select (argc, argv, DP_TEST_CASES (s_cases), 60, &transport);
+    s_ctx = zmq_ctx_new ();
+    peer_context (s_ctx);
+    dp_test_broker_start (&s_broker, run->data);
+    dp_test_run (run, transport);
+    zmq_ctx_term (s_ctx);
+    /*  Every case ends with a clean stop: SIGTERM, exit status 0. Under
+        DPOOL_TEST_BROKER_WRAP=valgrind (--error-exitcode) this is also
+        where a leak or a bad access fails the test. */
+    if (kill (s_broker.pid, 0) == 0) {
+        int status = dp_test_stop (s_broker.pid, SIGTERM, 30000);
+        if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+            dp_test_fail (__FILE__, __LINE__, "broker did not stop cleanly (status %d)", status);
     }
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (strcmp (argv[1], cases[i].name) != 0)
-            continue;
-        dp_test_begin (cases[i].name, 60);
-        s_ctx = zmq_ctx_new ();
-        peer_context (s_ctx);
-        dp_test_broker_start (&s_broker, cases[i].extra);
-        cases[i].run ();
-        zmq_ctx_term (s_ctx);
-        /*  Every case ends with a clean stop: SIGTERM, exit status 0. Under
-            DPOOL_TEST_BROKER_WRAP=valgrind (--error-exitcode) this is also
-            where a leak or a bad access fails the test. */
-        if (kill (s_broker.pid, 0) == 0) {
-            int status = dp_test_stop (s_broker.pid, SIGTERM, 30000);
-            if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
-                dp_test_fail (__FILE__, __LINE__, "broker did not stop cleanly (status %d)",
-                              status);
-        }
-        return 0;
-    }
-    fprintf (stderr, "test_broker: no case %s\n", argv[1]);
-    return 2;
+    return 0;
 }

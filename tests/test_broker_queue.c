@@ -357,24 +357,23 @@ case_hostile (void)
     broker_stop ();
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"broker_queue_lent_values_come_back", case_lent_values_come_back,
+     .valgrind = "broker_queue_lent_values_come_back_valgrind"},
+    {"broker_queue_progress_before_result", case_progress_before_result},
+    {"broker_queue_hostile", case_hostile, .valgrind = "broker_queue_hostile_valgrind"},
+};
+
 int
 main (int argc, char *argv[])
 {
-    static const dp_test_case_t cases[] = {
-        {"lent_values_come_back", case_lent_values_come_back},
-        {"progress_before_result", case_progress_before_result},
-        {"hostile", case_hostile},
-    };
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc > 1 ? argv[1] : NULL, "broker_queue_", 150);
-    if (!run) {
-        fprintf (stderr, "usage: test_broker_queue CASE\n");
-        return 2;
-    }
+    const char *transport;
+    const dp_test_case_t *run =
+        dp_test_select (argc, argv, DP_TEST_CASES (s_cases), 150, &transport);
     s_ctx = zmq_ctx_new ();
     peer_context (s_ctx);
     dp_test_broker_start (&s_broker, NULL);
-    run->run ();
+    dp_test_run (run, transport);
     zmq_ctx_term (s_ctx);
     return 0;
 }

@@ -2002,72 +2002,51 @@ test_terminate_ends_a_sequential_apply (const char *transport)
     t_env_stop (&env);
 }
 
-/*  ---------------------------------------------------------------------------
- */
-typedef struct {
-    const char *name;
-    void (*with_transport) (const char *transport);
-    void (*alone) (void);
-    int seconds;
-} t_case_t;
-
-static const t_case_t s_cases[] = {
-    {"apply_async", test_apply_async, NULL, 60},
-    {"map_results_in_input_order", test_map_results_in_input_order, NULL, 60},
-    {"imap_vs_imap_unordered_order", test_imap_vs_imap_unordered_order, NULL, 60},
-    {"task_failure_carries_worker_message", test_task_failure_carries_worker_message, NULL, 60},
-    {"task_failure_codes", test_task_failure_codes, NULL, 90},
-    {"close_join_terminate", test_close_join_terminate, NULL, 60},
-    {"submit_after_close_fails", test_submit_after_close_fails, NULL, 60},
-    {"two_clients_get_only_their_own_results", test_two_clients_get_only_their_own_results, NULL,
-     60},
-    {"callbacks_run_once", test_callbacks_run_once, NULL, 60},
-    {"cancel_queued_task_ends_cancelled", test_cancel_queued_task_ends_cancelled, NULL, 60},
-    {"backpressure_blocks_submits", test_backpressure_blocks_submits, NULL, 60},
-    {"backpressure_bounds_bytes", test_backpressure_bounds_bytes, NULL, 60},
-    {"status_reports_workers", test_status_reports_workers, NULL, 60},
-    {"reconnect_resubmits_after_broker_restart", test_reconnect_resubmits_after_broker_restart,
-     NULL, 90},
-    {"many_threads_submit_and_wait", test_many_threads_submit_and_wait, NULL, 60},
-    {"result_outlives_pool", test_result_outlives_pool, NULL, 60},
-    {"sequential_apply_beside_other_threads", test_sequential_apply_beside_other_threads, NULL,
-     90},
-    {"sequential_apply_across_broker_restart", test_sequential_apply_across_broker_restart, NULL,
-     90},
-    {"terminate_ends_a_sequential_apply", test_terminate_ends_a_sequential_apply, NULL, 60},
-    {"sequential_apply_failures", test_sequential_apply_failures, NULL, 90},
-    {"tasks_wait_for_unreachable_broker", NULL, test_tasks_wait_for_unreachable_broker, 60},
-    {"malformed_chunk_result", NULL, test_malformed_chunk_result, 60},
-    {"embedded_pool_apply_map", NULL, test_embedded_pool_apply_map, 90},
-    {"embedded_terminate_stops_workers", NULL, test_embedded_terminate_stops_workers, 60},
-    {"embedded_pool_accepts_outside_workers", NULL, test_embedded_pool_accepts_outside_workers,
-     60},
-    {"config_from_environment", NULL, test_config_from_environment, 30},
+static const dp_test_case_t s_cases[] = {
+    {"client_apply_async", .run_on = test_apply_async, .seconds = 60},
+    {"client_map_results_in_input_order", .run_on = test_map_results_in_input_order,
+     .seconds = 60},
+    {"client_imap_vs_imap_unordered_order", .run_on = test_imap_vs_imap_unordered_order,
+     .seconds = 60},
+    {"client_task_failure_carries_worker_message",
+     .run_on = test_task_failure_carries_worker_message, .seconds = 60},
+    {"client_task_failure_codes", .run_on = test_task_failure_codes, .seconds = 90},
+    {"client_close_join_terminate", .run_on = test_close_join_terminate, .seconds = 60},
+    {"client_submit_after_close_fails", .run_on = test_submit_after_close_fails, .seconds = 60},
+    {"client_two_clients_get_only_their_own_results",
+     .run_on = test_two_clients_get_only_their_own_results, .seconds = 60},
+    {"client_callbacks_run_once", .run_on = test_callbacks_run_once, .seconds = 60},
+    {"client_cancel_queued_task_ends_cancelled", .run_on = test_cancel_queued_task_ends_cancelled,
+     .seconds = 60},
+    {"client_backpressure_blocks_submits", .run_on = test_backpressure_blocks_submits,
+     .seconds = 60},
+    {"client_backpressure_bounds_bytes", .run_on = test_backpressure_bounds_bytes, .seconds = 60},
+    {"client_status_reports_workers", .run_on = test_status_reports_workers, .seconds = 60},
+    {"client_reconnect_resubmits_after_broker_restart",
+     .run_on = test_reconnect_resubmits_after_broker_restart, .seconds = 90},
+    {"client_many_threads_submit_and_wait", .run_on = test_many_threads_submit_and_wait,
+     .seconds = 60},
+    {"client_result_outlives_pool", .run_on = test_result_outlives_pool, .seconds = 60},
+    {"client_sequential_apply_beside_other_threads",
+     .run_on = test_sequential_apply_beside_other_threads, .seconds = 90},
+    {"client_sequential_apply_across_broker_restart",
+     .run_on = test_sequential_apply_across_broker_restart, .seconds = 90},
+    {"client_terminate_ends_a_sequential_apply", .run_on = test_terminate_ends_a_sequential_apply,
+     .seconds = 60},
+    {"client_sequential_apply_failures", .run_on = test_sequential_apply_failures, .seconds = 90},
+    {"client_tasks_wait_for_unreachable_broker", test_tasks_wait_for_unreachable_broker,
+     .seconds = 60},
+    {"client_malformed_chunk_result", test_malformed_chunk_result, .seconds = 60},
+    {"client_embedded_pool_apply_map", test_embedded_pool_apply_map, .seconds = 90},
+    {"client_embedded_terminate_stops_workers", test_embedded_terminate_stops_workers,
+     .seconds = 60},
+    {"client_embedded_pool_accepts_outside_workers", test_embedded_pool_accepts_outside_workers,
+     .seconds = 60},
+    {"client_config_from_environment", test_config_from_environment, .seconds = 30},
 };
 
 int
 main (int argc, char *argv[])
 {
-    if (argc < 2) {
-        fprintf (stderr, "usage: %s CASE [tcp|ipc]\n", argv[0]);
-        return 2;
-    }
-    for (size_t i = 0; i < sizeof s_cases / sizeof s_cases[0]; i++) {
-        const t_case_t *c = &s_cases[i];
-        if (strcmp (c->name, argv[1]) != 0)
-            continue;
-        char name[64];
-        snprintf (name, sizeof name, "client_%s%s%s", c->name, argc > 2 ? "_" : "",
-                  argc > 2 ? argv[2] : "");
-        dp_test_begin (name, c->seconds);
-        if (c->with_transport) {
-            if (argc < 3)
-                dp_test_fail (__FILE__, __LINE__, "%s needs a transport", c->name);
-            c->with_transport (argv[2]);
-        } else
-            c->alone ();
-        return 0;
-    }
-    fprintf (stderr, "unknown case %s\n", argv[1]);
-    return 2;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

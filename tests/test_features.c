@@ -660,6 +660,18 @@ case_status_shows_progress (void)
     msgpack_sbuffer_destroy (&args);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"initializer_runs_once_per_process_before_first_task", case_initializer_embedded},
+    {"initializer_dpool_worker_option_with_initargs", case_initializer_dpool_worker},
+    {"initializer_dpool_worker_serve_config", case_initializer_serve_config},
+    {"initializer_failure_logged_no_task_taken_restart_backoff",
+     case_initializer_failure_backs_off},
+    {"max_tasks_dpool_worker_replaces_processes_no_task_lost", case_max_tasks_dpool_worker},
+    {"max_tasks_embedded_fresh_processes_run_initializer", case_max_tasks_embedded},
+    {"progress_callbacks_in_order_before_result_rate_limited", case_progress_callbacks},
+    {"progress_status_shows_running_task_progress", case_status_shows_progress},
+};
+
 int
 main (int argc, char *argv[])
 {
@@ -682,22 +694,5 @@ main (int argc, char *argv[])
         msgpack_sbuffer_destroy (&initargs);
         return rc == 0 ? 0 : 1;
     }
-    static const dp_test_case_t cases[] = {
-        {"initializer_embedded", case_initializer_embedded},
-        {"initializer_dpool_worker", case_initializer_dpool_worker},
-        {"initializer_serve_config", case_initializer_serve_config},
-        {"initializer_failure_backs_off", case_initializer_failure_backs_off},
-        {"max_tasks_dpool_worker", case_max_tasks_dpool_worker},
-        {"max_tasks_embedded", case_max_tasks_embedded},
-        {"progress_callbacks", case_progress_callbacks},
-        {"status_shows_progress", case_status_shows_progress},
-    };
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc > 1 ? argv[1] : NULL, "features_", 90);
-    if (!run) {
-        fprintf (stderr, "usage: test_features CASE\n");
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 90);
 }

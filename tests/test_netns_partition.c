@@ -787,13 +787,9 @@ s_curve_setup (void)
 /*  ---------------------------------------------------------------------------
     The test.
 */
-int
-main (int argc, char *argv[])
+static void
+s_run (bool curve)
 {
-    bool curve = argc > 1 && strcmp (argv[1], "curve") == 0;
-    s_owner = getpid ();
-    atexit (s_at_exit); /* before dp_test_begin's: runs after it */
-    dp_test_begin (TEST_NAME, TEST_SECONDS);
     s_catch_signals ();
     if (geteuid () != 0)
         s_skip ("needs root to make network namespaces (running as uid %ld)", (long)geteuid ());
@@ -906,5 +902,30 @@ main (int argc, char *argv[])
                 TEST_NAME, (long long)(cut - started), (long long)(dropped - cut),
                 (long long)(up - cut), (long long)(back - up), (long long)(finished - started),
                 local_at_up - local_at_cut, s_held_at_cut);
-    return 0;
+}
+
+static void
+s_case_link_cut_mid_map (void)
+{
+    s_run (false);
+}
+
+/*  The same with the broker and workers behind CURVE. */
+static void
+s_case_link_cut_mid_map_with_curve (void)
+{
+    s_run (true);
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"netns_partition_link_cut_mid_map", s_case_link_cut_mid_map},
+    {"netns_partition_link_cut_mid_map_with_curve", s_case_link_cut_mid_map_with_curve},
+};
+
+int
+main (int argc, char *argv[])
+{
+    s_owner = getpid ();
+    atexit (s_at_exit); /* before dp_test_begin's: runs after it */
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), TEST_SECONDS);
 }

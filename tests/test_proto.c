@@ -597,10 +597,10 @@ test_random (void)
     CHECK (accepted > 0);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_proto_roundtrip_and_hostile_input (void)
 {
-    dp_test_begin ("proto", 120);
     dp_writer_init (&w);
     test_header ();
     test_hello_welcome_ready ();
@@ -615,5 +615,14 @@ main (void)
     test_long_list ();
     test_random ();
     dp_writer_fini (&w);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"proto_roundtrip_and_hostile_input", s_case_proto_roundtrip_and_hostile_input},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 120);
 }

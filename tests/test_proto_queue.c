@@ -376,10 +376,10 @@ test_random (void)
     }
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_proto_queue_and_progress_roundtrip_and_hostile_input (void)
 {
-    dp_test_begin ("proto_queue", 120);
     dp_writer_init (&w);
     test_names ();
     test_requests ();
@@ -388,5 +388,15 @@ main (void)
     test_wrong_types ();
     test_random ();
     dp_writer_fini (&w);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"proto_queue_and_progress_roundtrip_and_hostile_input",
+     s_case_proto_queue_and_progress_roundtrip_and_hostile_input},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 120);
 }

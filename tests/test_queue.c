@@ -753,6 +753,19 @@ case_get_resent_after_broker_restart (void)
     t_stop_broker ();
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"queue_client_open_put_get_qsize_bounds", .run_on = case_client_api, .seconds = 60,
+     .valgrind = "queue_client_api_broker_valgrind"},
+    {"queue_producers_consumers_exactly_once_fifo_per_producer", case_producers_consumers,
+     .valgrind = "queue_producers_consumers_broker_valgrind"},
+    {"queue_consumer_killed_in_get_loses_no_value", case_consumer_killed_in_get,
+     .valgrind = "queue_consumer_killed_in_get_broker_valgrind"},
+    {"queue_bounded_put_waits_for_room_in_order", case_bounded_put_blocks},
+    {"queue_task_get_put_timeouts_and_nowait", case_task_timeouts_and_nowait},
+    {"queue_waiting_get_does_not_hold_up_other_calls", case_get_does_not_block_others},
+    {"queue_waiting_gets_sent_again_after_broker_restart", case_get_resent_after_broker_restart},
+};
+
 int
 main (int argc, char *argv[])
 {
@@ -760,29 +773,5 @@ main (int argc, char *argv[])
         t_register ();
         return dpool_worker_serve (argv[2], atoi (argv[3])) == 0 ? 0 : 1;
     }
-    const char *name = argc > 1 ? argv[1] : "";
-    const char *transport = argc > 2 ? argv[2] : "tcp";
-    static const dp_test_case_t cases[] = {
-        {"producers_consumers", case_producers_consumers},
-        {"consumer_killed_in_get", case_consumer_killed_in_get},
-        {"bounded_put_blocks", case_bounded_put_blocks},
-        {"task_timeouts_and_nowait", case_task_timeouts_and_nowait},
-        {"get_does_not_block_others", case_get_does_not_block_others},
-        {"get_resent_after_broker_restart", case_get_resent_after_broker_restart},
-    };
-    char test[64];
-    snprintf (test, sizeof test, "queue_%s", name);
-    if (strcmp (name, "client_api") == 0) {
-        dp_test_begin (test, 60);
-        case_client_api (transport);
-        return 0;
-    }
-    const dp_test_case_t *run =
-        dp_test_case (cases, sizeof cases / sizeof cases[0], name, "queue_", 90);
-    if (!run) {
-        fprintf (stderr, "usage: test_queue CASE [tcp|ipc]\n");
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 90);
 }

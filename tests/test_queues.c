@@ -350,15 +350,25 @@ test_limits_and_idle (void)
     dp_queues_destroy (&q);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_broker_queue_store_fifo_waiters_loans_and_limits (void)
 {
-    dp_test_begin ("queues", 60);
     dp_log_set_level (DP_LOG_ERROR); /* the overdue acknowledgement is expected */
     test_fifo_and_nowait ();
     test_waiting_gets ();
     test_forget_and_ack_deadline ();
     test_bounded ();
     test_limits_and_idle ();
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"broker_queue_store_fifo_waiters_loans_and_limits",
+     s_case_broker_queue_store_fifo_waiters_loans_and_limits},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

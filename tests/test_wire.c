@@ -180,10 +180,10 @@ test_msg_take (void)
     dp_writer_fini (&w);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_wire_large_bodies_go_without_a_copy (void)
 {
-    dp_test_begin ("wire", 60);
     s_ctx = zmq_ctx_new ();
     CHECK (s_ctx);
     s_router = zmq_socket (s_ctx, ZMQ_ROUTER);
@@ -202,5 +202,14 @@ main (void)
     zmq_close (s_dealer);
     zmq_close (s_router);
     zmq_ctx_term (s_ctx);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"wire_large_bodies_go_without_a_copy", s_case_wire_large_bodies_go_without_a_copy},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

@@ -536,19 +536,15 @@ s_case_broker_restart (void)
     s_stop_clean (broker);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"worker_broker_tasks", s_case_tasks},
+    {"worker_broker_timeout", s_case_timeout},
+    {"worker_broker_sigterm_requeues", s_case_sigterm_requeues},
+    {"worker_broker_broker_restart", s_case_broker_restart},
+};
+
 int
 main (int argc, char *argv[])
 {
-    static const dp_test_case_t cases[] = {{"tasks", s_case_tasks},
-                                           {"timeout", s_case_timeout},
-                                           {"sigterm_requeues", s_case_sigterm_requeues},
-                                           {"broker_restart", s_case_broker_restart}};
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc > 1 ? argv[1] : NULL, "worker_broker_", 60);
-    if (!run) {
-        fprintf (stderr, "usage: %s CASE\n", argv[0]);
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 90);
 }

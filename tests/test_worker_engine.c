@@ -1332,33 +1332,29 @@ s_case_idle_cpu (void)
     fake_stop (&fake);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"worker_registers_with_backoff_until_welcome", s_case_registers},
+    {"worker_runs_dispatched_jobs", s_case_jobs},
+    {"worker_batches_fast_results_not_slow_ones", s_case_batching},
+    {"worker_heartbeats_while_task_runs", s_case_heartbeat},
+    {"worker_timeout_reports_edeadline_and_restarts", s_case_timeout},
+    {"worker_supervisor_restarts_dead_process", s_case_killed},
+    {"worker_sigterm_says_bye_and_stops", s_case_sigterm},
+    {"worker_reconnects_when_broker_goes_silent", s_case_broker_silence},
+    {"worker_registers_again_on_estate", s_case_estate},
+    {"worker_registers_again_after_broker_bye", s_case_broker_bye},
+    {"worker_plugin_registers_functions", s_case_plugin},
+    {"worker_serve_offers_program_functions", s_case_serve},
+    {"worker_supervisor_stops_when_parent_dies", s_case_parent_gone},
+    {"worker_program_options", s_case_options},
+    {"worker_answers_broker_heartbeat_when_quiet", s_case_heartbeat_answer},
+    {"worker_answers_broker_heartbeat_during_a_job", s_case_busy_answer},
+    {"worker_idle_sleeps_between_messages", s_case_idle_cpu},
+    {"worker_idle_beats_and_expires_slower", s_case_idle_beat},
+};
+
 int
 main (int argc, char *argv[])
 {
-    static const dp_test_case_t cases[] = {{"registers", s_case_registers},
-                                           {"jobs", s_case_jobs},
-                                           {"batching", s_case_batching},
-                                           {"heartbeat", s_case_heartbeat},
-                                           {"timeout", s_case_timeout},
-                                           {"killed", s_case_killed},
-                                           {"sigterm", s_case_sigterm},
-                                           {"broker_silence", s_case_broker_silence},
-                                           {"estate", s_case_estate},
-                                           {"broker_bye", s_case_broker_bye},
-                                           {"plugin", s_case_plugin},
-                                           {"serve", s_case_serve},
-                                           {"parent_gone", s_case_parent_gone},
-                                           {"options", s_case_options},
-                                           {"heartbeat_answer", s_case_heartbeat_answer},
-                                           {"busy_answer", s_case_busy_answer},
-                                           {"idle_cpu", s_case_idle_cpu},
-                                           {"idle_beat", s_case_idle_beat}};
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc > 1 ? argv[1] : NULL, "worker_", 60);
-    if (!run) {
-        fprintf (stderr, "usage: %s CASE\n", argv[0]);
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

@@ -397,24 +397,15 @@ s_test_plugin (void)
     call_fini (&call);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"worker_builtins_run_in_process", s_test_builtins},
+    {"worker_registration_overrides_builtins", s_test_register},
+    {"worker_task_call_checks_results", s_test_task_checks},
+    {"worker_plugin_loads_in_process", s_test_plugin},
+};
+
 int
 main (int argc, char *argv[])
 {
-    const char *name = argc > 1 ? argv[1] : "";
-    char test[64];
-    snprintf (test, sizeof test, "worker_registry_%s", name);
-    dp_test_begin (test, 30);
-    if (strcmp (name, "builtins") == 0)
-        s_test_builtins ();
-    else if (strcmp (name, "register") == 0)
-        s_test_register ();
-    else if (strcmp (name, "task_checks") == 0)
-        s_test_task_checks ();
-    else if (strcmp (name, "plugin") == 0)
-        s_test_plugin ();
-    else {
-        fprintf (stderr, "usage: %s builtins|register|task_checks|plugin\n", argv[0]);
-        return 2;
-    }
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 30);
 }
