@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+typedef struct _dpool_pool_t dpool_pool_t;
+typedef struct _dpool_result_t dpool_result_t;
+
 /*  Stops the test with a message unless cond holds. */
 #define CHECK(cond)                                                                               \
     do {                                                                                          \
@@ -151,7 +154,6 @@ dp_test_workers_start (const char *endpoint, int procs, const char *const *extra
 /*  Waits up to timeout_ms until the broker of pool (a connected pool)
     reports at least workers worker processes; stops the test, saying how
     many came, if they do not. */
-typedef struct _dpool_pool_t dpool_pool_t;
 void
 dp_test_wait_workers (dpool_pool_t *pool, int workers, int timeout_ms);
 
@@ -173,6 +175,96 @@ dp_test_buf_fini (dp_test_buf_t *self);
     broker does not answer within 10 s. The caller destroys it. */
 msgpack_unpacked
 dp_test_status (dpool_pool_t *pool);
+
+/*  Milliseconds on the monotonic clock. */
+int64_t
+dp_test_now_ms (void);
+
+/*  Sleeps ms milliseconds (none if ms <= 0), resumed when a signal breaks
+    in. For pacing a test's own actions only: to wait for something, use
+    dp_test_wait_until. */
+void
+dp_test_sleep_ms (int64_t ms);
+
+/*  Packs text as a msgpack str. */
+void
+dp_test_pack_str (msgpack_packer *pk, const char *text);
+
+/*  Packs the array [a, b] (a task's one argument list). */
+void
+dp_test_pack_pair (msgpack_packer *pk, int64_t a, int64_t b);
+
+/*  Clears buf, then packs the ints from .. to - 1 back to back. */
+void
+dp_test_pack_range (dp_test_buf_t *buf, int from, int to);
+
+/*  True if object is the integer value. */
+bool
+dp_test_is_int (const msgpack_object *object, int64_t value);
+
+/*  True if object is the array [a, b] of integers. */
+bool
+dp_test_is_pair (const msgpack_object *object, int64_t a, int64_t b);
+
+/*  True if object is the str text. */
+bool
+dp_test_is_str (const msgpack_object *object, const char *text);
+
+/*  The value under the str key in map, or NULL if map is NULL, no map, or
+    has no such key. Borrowed from map. */
+const msgpack_object *
+dp_test_map_get (const msgpack_object *map, const char *key);
+
+/*  Checks that a finished handle failed with code: not successful, its
+    code and dpool_errno are code, get fails, and it has an error text. */
+void
+dp_test_check_failed (dpool_result_t *result, int code);
+
+/*  Checks that a finished map (or one in 20 s) gave the ints 0 .. count - 1
+    in order, each also as its item and none with an error. */
+void
+dp_test_check_range (dpool_result_t *result, int count);
+
+/*  A broker, maybe workers, and the endpoint of the transport a test uses,
+    for tests of the client library. Its processes are also killed at exit
+    before CZMQ's exit handler runs, even when the test fails with a pool
+    still running (CZMQ's handler may abort before dp_testutil's own could
+    kill them, which would leave them to talk to other tests' brokers). */
+typedef struct {
+    dp_test_broker_t broker;
+    pid_t workers;
+    const char *endpoint;
+} dp_test_env_t;
+
+/*  Starts a broker (dp_test_broker_start) and, if procs > 0, a dpool-worker
+    with procs processes, reached over transport ("tcp" or "ipc"). */
+void
+dp_test_env_start (dp_test_env_t *env, const char *transport, int procs);
+
+/*  Stops what dp_test_env_start started, by pid. */
+void
+dp_test_env_stop (dp_test_env_t *env);
+
+/*  Connects a pool to the environment's broker and waits until it has
+    workers workers (none if workers is 0). */
+dpool_pool_t *
+dp_test_env_connect (dp_test_env_t *env, int workers);
+
+/*  Starts the environment's broker again on the same endpoints, after it
+    was stopped (dp_test_untrack_stop); tag names its output files. */
+void
+dp_test_env_restart_broker (dp_test_env_t *env, const char *tag);
+
+/*  Tracks pid (if > 0) as an environment's process (see dp_test_env_t) and
+    returns it; the first call also makes CZMQ's context, so that the
+    handler that kills tracked processes runs before CZMQ's. */
+pid_t
+dp_test_track (pid_t pid);
+
+/*  Forgets a tracked pid and stops it (dp_test_stop with a 5 s grace);
+    returns its wait status or -1. */
+int
+dp_test_untrack_stop (pid_t pid, int sig);
 
 /*  Paths of the built programs. */
 extern const char *dp_test_broker_bin;
