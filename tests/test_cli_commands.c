@@ -336,10 +336,8 @@ s_apply_and_status (void)
             s_sh (tag, RUN_TIMEOUT_MS, "DPOOL_JSON=1 '%s' status --connect '%s'", cli, broker.tcp),
             0);
         workers = s_status_workers (tag);
-        if (workers != 2) {
-            struct timespec pause = {0, 100 * 1000 * 1000};
-            nanosleep (&pause, NULL);
-        }
+        if (workers != 2)
+            dp_test_sleep_ms (100);
     }
     CHECK_EQ_INT (workers, 2);
     CHECK_EQ_INT (

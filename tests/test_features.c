@@ -43,13 +43,6 @@
 int
 dpool_plugin_init (void);
 
-static void
-s_sleep_ms (int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep (&ts, NULL);
-}
-
 /*  [n, ms]: reports i of n for i = 1..n, ms apart; returns n. */
 static int
 f_progress (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
@@ -58,7 +51,7 @@ f_progress (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resu
         return dpool_task_fail (task, "wants [n, ms]");
     uint64_t n = args->via.array.ptr[0].via.u64, ms = args->via.array.ptr[1].via.u64;
     for (uint64_t i = 1; i <= n; i++) {
-        s_sleep_ms ((int)ms);
+        dp_test_sleep_ms ((int)ms);
         if (dpool_task_progress (task, i, n))
             return dpool_task_fail (task, "progress failed");
     }
@@ -146,24 +139,6 @@ t_pack_nils (msgpack_sbuffer *sbuf, int count)
         msgpack_pack_nil (&pk);
 }
 
-static bool
-t_is_str (const msgpack_object *object, const char *text)
-{
-    return object->type == MSGPACK_OBJECT_STR && object->via.str.size == strlen (text) &&
-           memcmp (object->via.str.ptr, text, object->via.str.size) == 0;
-}
-
-static const msgpack_object *
-t_map_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (t_is_str (&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
-    return NULL;
-}
-
 /*  Maps fn over count nils, one task each, and checks that every call's
     value is [pid, 1, arg] (the initializer ran once in its process, before
     it, with arg). Returns how many distinct processes ran them. */
@@ -186,7 +161,7 @@ t_check_state (dpool_pool_t *pool, const char *fn, int count, const char *arg, i
         if (value.via.array.ptr[1].via.u64 != 1)
             dp_test_fail (__FILE__, __LINE__, "call %d: the initializer ran %llu times in %d", i,
                           (unsigned long long)value.via.array.ptr[1].via.u64, pid);
-        CHECK (t_is_str (&value.via.array.ptr[2], arg));
+        CHECK (dp_test_is_str (&value.via.array.ptr[2], arg));
         int at = 0;
         while (at < npids && pids[at] != pid)
             at++;
@@ -348,7 +323,7 @@ case_initializer_failure_backs_off (void)
         free (data);
         CHECK_EQ_INT (dpool_pool_workers (pool), 0);
         CHECK (!dpool_result_ready (task));
-        s_sleep_ms (100);
+        dp_test_sleep_ms (100);
     }
     char *after = t_file ("workers1.err");
     int failures = t_count (after, "failed: told to fail") - first;
@@ -390,7 +365,7 @@ case_max_tasks_dpool_worker (void)
     for (int i = 0; i < N; i++) {
         msgpack_object value;
         CHECK (dpool_result_item (map, (size_t)i, &value) == 0);
-        const msgpack_object *pid = t_map_get (&value, "pid");
+        const msgpack_object *pid = dp_test_map_get (&value, "pid");
         CHECK (pid && pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
         int at = 0;
         while (at < npids && pids[at] != (int)pid->via.u64)
@@ -410,8 +385,8 @@ case_max_tasks_dpool_worker (void)
     msgpack_unpacked status;
     msgpack_unpacked_init (&status);
     CHECK (msgpack_unpack_next (&status, data, size, NULL) == MSGPACK_UNPACK_SUCCESS);
-    CHECK_EQ_INT (t_map_get (&status.data, "done")->via.u64, N);
-    CHECK_EQ_INT (t_map_get (&status.data, "failed")->via.u64, 0);
+    CHECK_EQ_INT (dp_test_map_get (&status.data, "done")->via.u64, N);
+    CHECK_EQ_INT (dp_test_map_get (&status.data, "failed")->via.u64, 0);
     msgpack_unpacked_destroy (&status);
     free (data);
     dpool_result_destroy (&map);
@@ -603,12 +578,12 @@ t_shows_progress (void *arg)
     size_t offset = 0;
     bool found = false;
     if (msgpack_unpack (data, size, &offset, zone, &status) == MSGPACK_UNPACK_SUCCESS) {
-        const msgpack_object *running = t_map_get (&status, "running");
+        const msgpack_object *running = dp_test_map_get (&status, "running");
         for (uint32_t i = 0; running && i < running->via.array.size; i++) {
             const msgpack_object *task = &running->via.array.ptr[i];
-            const msgpack_object *fn = t_map_get (task, "fn");
-            const msgpack_object *progress = t_map_get (task, "progress");
-            found |= fn && t_is_str (fn, "f.report_and_wait") && progress &&
+            const msgpack_object *fn = dp_test_map_get (task, "fn");
+            const msgpack_object *progress = dp_test_map_get (task, "progress");
+            found |= fn && dp_test_is_str (fn, "f.report_and_wait") && progress &&
                      progress->type == MSGPACK_OBJECT_ARRAY && progress->via.array.size == 2 &&
                      progress->via.array.ptr[0].via.u64 == 3 &&
                      progress->via.array.ptr[1].via.u64 == 10;

@@ -32,22 +32,6 @@
 #define WAIT_MS      20000 /* for a condition, or a task */
 #define SHORT_MS     300   /* a timeout that must run out */
 
-/*  ---------------------------------------------------------------------------
-    msgpack helpers.
-*/
-static void
-t_pack_str (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
-static bool
-t_is_str (const msgpack_object *object, const char *text)
-{
-    return object->type == MSGPACK_OBJECT_STR && object->via.str.size == strlen (text) &&
-           memcmp (object->via.str.ptr, text, object->via.str.size) == 0;
-}
-
 /*  Copies a str argument into buf (NUL-terminated); false if it is none. */
 static bool
 t_str_arg (const msgpack_object *args, uint32_t at, char *buf, size_t size)
@@ -129,7 +113,7 @@ q_consume (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
             dp_test_buf_fini (&got);
             return dpool_task_fail (task, "get: %s", dpool_queue_error (q));
         }
-        if (t_is_str (&value, STOP))
+        if (dp_test_is_str (&value, STOP))
             break;
         msgpack_pack_object (&got.pk, value);
         count++;
@@ -254,30 +238,19 @@ t_connect (int workers)
     return pool;
 }
 
-static const msgpack_object *
-t_map_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (t_is_str (&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
-    return NULL;
-}
-
 /*  The count under key of the queue name in the broker's status; -1 if it
     has no such queue. */
 static int64_t
 t_queue_field (dpool_pool_t *pool, const char *name, const char *key)
 {
     msgpack_unpacked status = dp_test_status (pool);
-    const msgpack_object *queues = t_map_get (&status.data, "queues");
+    const msgpack_object *queues = dp_test_map_get (&status.data, "queues");
     int64_t value = -1;
     for (uint32_t i = 0; queues && i < queues->via.array.size; i++) {
         const msgpack_object *queue = &queues->via.array.ptr[i];
-        const msgpack_object *qname = t_map_get (queue, "name");
-        const msgpack_object *field = t_map_get (queue, key);
-        if (qname && t_is_str (qname, name) && field &&
+        const msgpack_object *qname = dp_test_map_get (queue, "name");
+        const msgpack_object *field = dp_test_map_get (queue, key);
+        if (qname && dp_test_is_str (qname, name) && field &&
             field->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
             value = (int64_t)field->via.u64;
     }
@@ -368,7 +341,7 @@ case_client_api (const char *transport)
     for (int i = 0; i < 50; i++) {
         msgpack_sbuffer_clear (&value.sbuf);
         msgpack_pack_array (&value.pk, 2);
-        t_pack_str (&value.pk, "n");
+        dp_test_pack_str (&value.pk, "n");
         msgpack_pack_int (&value.pk, i);
         CHECK (dpool_queue_put (q, value.sbuf.data, value.sbuf.size, 0) == 0);
     }
@@ -470,13 +443,13 @@ case_producers_consumers (void)
     dpool_result_t *consumers[CONSUMERS], *producers[PRODUCERS];
     for (int c = 0; c < CONSUMERS; c++) {
         msgpack_pack_array (&args.pk, 1);
-        t_pack_str (&args.pk, "work");
+        dp_test_pack_str (&args.pk, "work");
         consumers[c] = t_submit (pool, "q.consume", &args, 0);
     }
     t_wait_field (pool, "work", "getters", CONSUMERS);
     for (int p = 0; p < PRODUCERS; p++) {
         msgpack_pack_array (&args.pk, 3);
-        t_pack_str (&args.pk, "work");
+        dp_test_pack_str (&args.pk, "work");
         msgpack_pack_int (&args.pk, p);
         msgpack_pack_int (&args.pk, PER_PRODUCER);
         producers[p] = t_submit (pool, "q.produce", &args, 0);
@@ -491,7 +464,7 @@ case_producers_consumers (void)
     /*  Then one "stop" per consumer, after every value. */
     dp_test_buf_t stop;
     dp_test_buf_init (&stop);
-    t_pack_str (&stop.pk, STOP);
+    dp_test_pack_str (&stop.pk, STOP);
     for (int c = 0; c < CONSUMERS; c++)
         CHECK (dpool_queue_put (q, stop.sbuf.data, stop.sbuf.size, WAIT_MS) == 0);
     static bool seen[PRODUCERS][PER_PRODUCER];
@@ -524,9 +497,9 @@ case_producers_consumers (void)
     CHECK (dpool_queue_qsize (q, &size) == 0);
     CHECK_EQ_INT (size, 0);
     msgpack_unpacked status = dp_test_status (pool);
-    const msgpack_object *stats = t_map_get (&status.data, "queue_stats");
-    CHECK_EQ_INT (t_int (t_map_get (stats, "gets")), PRODUCERS * PER_PRODUCER + CONSUMERS);
-    CHECK_EQ_INT (t_int (t_map_get (stats, "unacked")), 0);
+    const msgpack_object *stats = dp_test_map_get (&status.data, "queue_stats");
+    CHECK_EQ_INT (t_int (dp_test_map_get (stats, "gets")), PRODUCERS * PER_PRODUCER + CONSUMERS);
+    CHECK_EQ_INT (t_int (dp_test_map_get (stats, "unacked")), 0);
     msgpack_unpacked_destroy (&status);
     for (int i = 0; i < CONSUMERS; i++)
         dpool_result_destroy (&consumers[i]);
@@ -552,8 +525,8 @@ case_consumer_killed_in_get (void)
     dp_test_buf_t args;
     dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 2);
-    t_pack_str (&args.pk, "victim");
-    t_pack_str (&args.pk, "pids");
+    dp_test_pack_str (&args.pk, "victim");
+    dp_test_pack_str (&args.pk, "pids");
     dpool_result_t *consumer = t_submit (pool, "q.wait_on", &args, -1); /* never retried */
     msgpack_object pid;
     CHECK (dpool_queue_get (pids, WAIT_MS, &pid) == 0);
@@ -563,13 +536,13 @@ case_consumer_killed_in_get (void)
         the broker's until acknowledged, so it comes back. */
     dp_test_buf_t value;
     dp_test_buf_init (&value);
-    t_pack_str (&value.pk, "precious");
+    dp_test_pack_str (&value.pk, "precious");
     CHECK (dpool_queue_put (victim, value.sbuf.data, value.sbuf.size, 0) == 0);
     CHECK_EQ_INT (dpool_result_wait (consumer, WAIT_MS), 0);
     CHECK_EQ_INT (dpool_result_code (consumer), DPOOL_ELOST);
     msgpack_object got;
     CHECK (dpool_queue_get (victim, WAIT_MS, &got) == 0);
-    CHECK (t_is_str (&got, "precious"));
+    CHECK (dp_test_is_str (&got, "precious"));
     size_t size = 1;
     CHECK (dpool_queue_qsize (victim, &size) == 0);
     CHECK_EQ_INT (size, 0);
@@ -596,7 +569,7 @@ case_bounded_put_blocks (void)
     dp_test_buf_t args;
     dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 3);
-    t_pack_str (&args.pk, "small");
+    dp_test_pack_str (&args.pk, "small");
     msgpack_pack_int (&args.pk, 7);
     msgpack_pack_int (&args.pk, 5);
     dpool_result_t *producer = t_submit (pool, "q.produce", &args, 0);
@@ -627,7 +600,7 @@ case_task_timeouts_and_nowait (void)
     dp_test_buf_t args;
     dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 1);
-    t_pack_str (&args.pk, "codes");
+    dp_test_pack_str (&args.pk, "codes");
     dpool_result_t *result = t_submit (pool, "q.codes", &args, 0);
     msgpack_object value = t_value (result);
     CHECK (value.type == MSGPACK_OBJECT_ARRAY && value.via.array.size == 8);
@@ -643,9 +616,9 @@ case_task_timeouts_and_nowait (void)
     dpool_result_destroy (&result);
     /*  Nothing left waiting or lent at the broker. */
     msgpack_unpacked status = dp_test_status (pool);
-    const msgpack_object *stats = t_map_get (&status.data, "queue_stats");
-    CHECK_EQ_INT (t_int (t_map_get (stats, "waiting")), 0);
-    CHECK_EQ_INT (t_int (t_map_get (stats, "unacked")), 0);
+    const msgpack_object *stats = dp_test_map_get (&status.data, "queue_stats");
+    CHECK_EQ_INT (t_int (dp_test_map_get (stats, "waiting")), 0);
+    CHECK_EQ_INT (t_int (dp_test_map_get (stats, "unacked")), 0);
     msgpack_unpacked_destroy (&status);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&args);
@@ -711,8 +684,8 @@ case_get_resent_after_broker_restart (void)
     dp_test_buf_t args;
     dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 2);
-    t_pack_str (&args.pk, "task-side");
-    t_pack_str (&args.pk, "pids");
+    dp_test_pack_str (&args.pk, "task-side");
+    dp_test_pack_str (&args.pk, "pids");
     dpool_result_t *waiter = t_submit (pool, "q.wait_on", &args, 0);
     dpool_queue_t *pids = dpool_queue_open (pool, "pids", 0);
     msgpack_object pid;
