@@ -100,7 +100,7 @@ s_workers_ready (void *arg)
 }
 
 static void
-case_kill_workers (void)
+s_case_kill_workers (void)
 {
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
@@ -151,7 +151,7 @@ case_kill_workers (void)
 }
 
 static void
-case_restart_broker (void)
+s_case_restart_broker (void)
 {
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
@@ -193,8 +193,8 @@ case_restart_broker (void)
 }
 
 static const dp_test_case_t s_cases[] = {
-    {"chaos_kill9_workers_during_10000_task_map", case_kill_workers},
-    {"chaos_kill9_and_restart_broker_mid_map", case_restart_broker},
+    {"chaos_kill9_workers_during_10000_task_map", s_case_kill_workers},
+    {"chaos_kill9_and_restart_broker_mid_map", s_case_restart_broker},
 };
 
 int

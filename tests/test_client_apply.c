@@ -203,7 +203,7 @@ s_case_map_results_in_input_order (const char *transport)
     sleeps of decreasing length on as many workers finish in reverse.
 */
 static void
-t_check_iter (dpool_iter_t *iter, const double *sleeps, const int *order, int count)
+s_check_iter (dpool_iter_t *iter, const double *sleeps, const int *order, int count)
 {
     CHECK (iter);
     for (int k = 0; k < count; k++) {
@@ -243,12 +243,12 @@ s_case_imap_vs_imap_unordered_order (const char *transport)
     CHECK (iter);
     CHECK (!dpool_iter_next (iter, 0));
     CHECK_EQ_INT (dpool_errno (), DPOOL_ETIMEOUT);
-    t_check_iter (iter, sleeps, in_order, N);
+    s_check_iter (iter, sleeps, in_order, N);
     dpool_iter_destroy (&iter);
     CHECK (iter == NULL);
 
     iter = dpool_pool_imap_unordered (pool, "sleep", buf.sbuf.data, buf.sbuf.size, 1, NULL);
-    t_check_iter (iter, sleeps, finish_order, N);
+    s_check_iter (iter, sleeps, finish_order, N);
     dpool_iter_destroy (&iter);
 
     /*  An iterator dropped early: its tasks go on, nothing leaks. */
@@ -375,12 +375,12 @@ typedef struct {
     dp_test_buf_t *big;
     dpool_result_t *result;
     atomic_int done;
-} t_big_submit_t;
+} s_big_submit_t;
 
 static void *
-t_big_submitter (void *arg)
+s_big_submitter (void *arg)
 {
-    t_big_submit_t *job = (t_big_submit_t *)arg;
+    s_big_submit_t *job = (s_big_submit_t *)arg;
     job->result =
         dpool_pool_apply_async (job->pool, "echo", job->big->sbuf.data, job->big->sbuf.size, NULL);
     atomic_store (&job->done, 1);
@@ -388,13 +388,13 @@ t_big_submitter (void *arg)
 }
 
 static bool
-t_big_submitted (void *arg)
+s_big_submitted (void *arg)
 {
-    return atomic_load (&((t_big_submit_t *)arg)->done) != 0;
+    return atomic_load (&((s_big_submit_t *)arg)->done) != 0;
 }
 
 static void
-t_pack_bin (dp_test_buf_t *buf, size_t size, uint8_t fill)
+s_pack_bin (dp_test_buf_t *buf, size_t size, uint8_t fill)
 {
     dp_test_buf_clear (buf);
     uint8_t *bytes = (uint8_t *)malloc (size);
@@ -406,7 +406,7 @@ t_pack_bin (dp_test_buf_t *buf, size_t size, uint8_t fill)
 }
 
 static void
-t_check_echo_bin (dpool_result_t *result, size_t size, uint8_t fill)
+s_check_echo_bin (dpool_result_t *result, size_t size, uint8_t fill)
 {
     msgpack_object value;
     CHECK_EQ_INT (dpool_result_get (result, 20000, &value), 0);
@@ -430,7 +430,7 @@ s_case_backpressure_bounds_bytes (const char *transport)
     CHECK (pool);
     dp_test_buf_t big;
     dp_test_buf_init (&big);
-    t_pack_bin (&big, T_BIG, 0xa5);
+    s_pack_bin (&big, T_BIG, 0xa5);
 
     /*  Two fit (160 KB of 200 KB); a third would not, while small ones
         still do: the bound is on bytes, not on tasks. */
@@ -444,18 +444,18 @@ s_case_backpressure_bounds_bytes (const char *transport)
     CHECK (small);
 
     /*  A blocking submit of a third waits for room... */
-    t_big_submit_t job = {.pool = pool, .big = &big};
+    s_big_submit_t job = {.pool = pool, .big = &big};
     pthread_t thread;
-    CHECK_EQ_INT (pthread_create (&thread, NULL, t_big_submitter, &job), 0);
-    CHECK (!dp_test_wait_until (t_big_submitted, &job, 300));
+    CHECK_EQ_INT (pthread_create (&thread, NULL, s_big_submitter, &job), 0);
+    CHECK (!dp_test_wait_until (s_big_submitted, &job, 300));
     /*  ...which workers make. */
     env.workers = dp_test_track (dp_test_workers_start (env.endpoint, 2, NULL));
-    CHECK (dp_test_wait_until (t_big_submitted, &job, 20000));
+    CHECK (dp_test_wait_until (s_big_submitted, &job, 20000));
     pthread_join (thread, NULL);
     CHECK (job.result);
-    t_check_echo_bin (a, T_BIG, 0xa5);
-    t_check_echo_bin (b, T_BIG, 0xa5);
-    t_check_echo_bin (job.result, T_BIG, 0xa5);
+    s_check_echo_bin (a, T_BIG, 0xa5);
+    s_check_echo_bin (b, T_BIG, 0xa5);
+    s_check_echo_bin (job.result, T_BIG, 0xa5);
     msgpack_object value;
     CHECK_EQ_INT (dpool_result_get (small, 20000, &value), 0);
     CHECK (value.type == MSGPACK_OBJECT_POSITIVE_INTEGER && value.via.u64 == 7);
@@ -467,23 +467,23 @@ s_case_backpressure_bounds_bytes (const char *transport)
     /*  Many in a row: each waits for room and all come back whole. */
     dpool_result_t *many[12];
     for (int i = 0; i < 12; i++) {
-        t_pack_bin (&big, T_BIG, (uint8_t)i);
+        s_pack_bin (&big, T_BIG, (uint8_t)i);
         many[i] = dpool_pool_apply_async (pool, "echo", big.sbuf.data, big.sbuf.size, NULL);
         CHECK (many[i]);
     }
     for (int i = 0; i < 12; i++) {
-        t_check_echo_bin (many[i], T_BIG, (uint8_t)i);
+        s_check_echo_bin (many[i], T_BIG, (uint8_t)i);
         dpool_result_destroy (&many[i]);
     }
 
     /*  Larger than the bound: it goes, alone, once the others are done
         (a blocking submit: the last result may be in before its place is
         given back). */
-    t_pack_bin (&big, 3 * T_BYTES_BOUND, 0x3c);
+    s_pack_bin (&big, 3 * T_BYTES_BOUND, 0x3c);
     dpool_result_t *huge =
         dpool_pool_apply_async (pool, "echo", big.sbuf.data, big.sbuf.size, NULL);
     CHECK (huge);
-    t_check_echo_bin (huge, 3 * T_BYTES_BOUND, 0x3c);
+    s_check_echo_bin (huge, 3 * T_BYTES_BOUND, 0x3c);
     dpool_result_destroy (&huge);
 
     dpool_pool_destroy (&pool);
@@ -542,12 +542,12 @@ typedef struct {
     dpool_result_t *shared;
     int id;
     bool ok;
-} t_thread_t;
+} s_thread_t;
 
 static void *
-t_submitter (void *arg)
+s_submitter (void *arg)
 {
-    t_thread_t *self = (t_thread_t *)arg;
+    s_thread_t *self = (s_thread_t *)arg;
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
     dpool_result_t *results[50];
@@ -571,9 +571,9 @@ t_submitter (void *arg)
 }
 
 static void *
-t_waiter (void *arg)
+s_waiter (void *arg)
 {
-    t_thread_t *self = (t_thread_t *)arg;
+    s_thread_t *self = (s_thread_t *)arg;
     msgpack_object value;
     self->ok = dpool_result_get (self->shared, 20000, &value) == 0 &&
                value.type == MSGPACK_OBJECT_FLOAT64 && value.via.f64 == 0.3;
@@ -594,10 +594,10 @@ s_case_many_threads_submit_and_wait (const char *transport)
         dpool_pool_apply_async (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
     CHECK (shared);
     pthread_t threads[THREADS];
-    t_thread_t args[THREADS];
+    s_thread_t args[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        args[i] = (t_thread_t){pool, shared, i, false};
-        CHECK_EQ_INT (pthread_create (&threads[i], NULL, i % 2 ? t_waiter : t_submitter, &args[i]),
+        args[i] = (s_thread_t){pool, shared, i, false};
+        CHECK_EQ_INT (pthread_create (&threads[i], NULL, i % 2 ? s_waiter : s_submitter, &args[i]),
                       0);
     }
     for (int i = 0; i < THREADS; i++) {

@@ -130,12 +130,12 @@ typedef struct {
     atomic_int readable;
     dpool_pool_t *pool;
     _Atomic (dpool_result_t *) chained;
-} t_counts_t;
+} s_counts_t;
 
 static void
-t_on_success (dpool_result_t *result, void *arg)
+s_on_success (dpool_result_t *result, void *arg)
 {
-    t_counts_t *counts = (t_counts_t *)arg;
+    s_counts_t *counts = (s_counts_t *)arg;
     msgpack_object value;
     if (dpool_result_ready (result) && dpool_result_get (result, 0, &value) == 0)
         atomic_fetch_add (&counts->readable, 1);
@@ -143,9 +143,9 @@ t_on_success (dpool_result_t *result, void *arg)
 }
 
 static void
-t_on_failure (dpool_result_t *result, void *arg)
+s_on_failure (dpool_result_t *result, void *arg)
 {
-    t_counts_t *counts = (t_counts_t *)arg;
+    s_counts_t *counts = (s_counts_t *)arg;
     if (dpool_result_ready (result) && dpool_result_error (result))
         atomic_fetch_add (&counts->readable, 1);
     atomic_fetch_add (&counts->failed, 1);
@@ -153,18 +153,18 @@ t_on_failure (dpool_result_t *result, void *arg)
 
 /*  A callback that submits another task from the pool's own thread. */
 static void
-t_on_success_chain (dpool_result_t *result, void *arg)
+s_on_success_chain (dpool_result_t *result, void *arg)
 {
     (void)result;
-    t_counts_t *counts = (t_counts_t *)arg;
+    s_counts_t *counts = (s_counts_t *)arg;
     dpool_result_t *next = dpool_pool_apply_async (counts->pool, "echo", "\x07", 1, NULL);
     atomic_store (&counts->chained, next);
 }
 
 static bool
-t_chained (void *arg)
+s_chained (void *arg)
 {
-    return atomic_load (&((t_counts_t *)arg)->chained) != NULL;
+    return atomic_load (&((s_counts_t *)arg)->chained) != NULL;
 }
 
 static void
@@ -175,16 +175,16 @@ s_case_callbacks_run_once (const char *transport)
     dpool_pool_t *pool = dp_test_env_connect (&env, 2);
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
-    t_counts_t counts;
+    s_counts_t counts;
     memset (&counts, 0, sizeof counts);
     counts.pool = pool;
-    dpool_call_t call = {.callback = t_on_success, .error_callback = t_on_failure, .arg = &counts};
+    dpool_call_t call = {.callback = s_on_success, .error_callback = s_on_failure, .arg = &counts};
 
     /*  A callback may submit: it must not wait for its own thread. */
-    dpool_call_t chain = {.callback = t_on_success_chain, .arg = &counts};
+    dpool_call_t chain = {.callback = s_on_success_chain, .arg = &counts};
     dpool_result_t *first = dpool_pool_apply_async (pool, "echo", "\x01", 1, &chain);
     CHECK (first);
-    CHECK (dp_test_wait_until (t_chained, &counts, 20000));
+    CHECK (dp_test_wait_until (s_chained, &counts, 20000));
     dpool_result_t *chained = atomic_load (&counts.chained);
     msgpack_object value;
     CHECK_EQ_INT (dpool_result_get (chained, 20000, &value), 0);

@@ -193,7 +193,7 @@ s_case_reconnect_resubmits_after_broker_restart (const char *transport)
     it registered; a second pool later, and two at once.
 */
 static int
-t_square (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+s_square (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     if (args->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return dpool_task_fail (task, "square wants a uint, got type %d", (int)args->type);
@@ -202,7 +202,7 @@ t_square (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result
 
 /*  True when the directory has no entry whose name starts with prefix. */
 static bool
-t_dir_has_no (const char *dir, const char *prefix)
+s_dir_has_no (const char *dir, const char *prefix)
 {
     DIR *handle = opendir (dir);
     CHECK (handle);
@@ -216,7 +216,7 @@ t_dir_has_no (const char *dir, const char *prefix)
 }
 
 static void
-t_check_square (dpool_pool_t *pool, uint64_t n)
+s_check_square (dpool_pool_t *pool, uint64_t n)
 {
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
@@ -235,10 +235,10 @@ s_case_embedded_pool_apply_map (void)
 {
     /*  The pool's private directory goes in the test's, to see it go. */
     setenv ("TMPDIR", dp_test_dir (), 1);
-    CHECK_EQ_INT (dpool_register ("square", t_square, NULL), 0);
+    CHECK_EQ_INT (dpool_register ("square", s_square, NULL), 0);
     dpool_pool_t *pool = dpool_pool_new (2);
     CHECK (pool);
-    CHECK (!t_dir_has_no (dp_test_dir (), "dpool-"));
+    CHECK (!s_dir_has_no (dp_test_dir (), "dpool-"));
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
     msgpack_object value;
@@ -324,22 +324,22 @@ s_case_embedded_pool_apply_map (void)
     CHECK_EQ_INT (dpool_pool_close (pool), 0);
     CHECK_EQ_INT (dpool_pool_join (pool, 20000), 0);
     dpool_pool_destroy (&pool);
-    CHECK (t_dir_has_no (dp_test_dir (), "dpool-"));
+    CHECK (s_dir_has_no (dp_test_dir (), "dpool-"));
 
     /*  A second embedded pool in the same program, then two at once. */
     pool = dpool_pool_new (1);
     CHECK (pool);
-    t_check_square (pool, 12);
+    s_check_square (pool, 12);
     dpool_pool_destroy (&pool);
     dpool_pool_t *one = dpool_pool_new (1);
     dpool_pool_t *two = dpool_pool_new (1);
     CHECK (one && two);
-    t_check_square (one, 3);
-    t_check_square (two, 4);
+    s_check_square (one, 3);
+    s_check_square (two, 4);
     dpool_pool_destroy (&two);
-    t_check_square (one, 5);
+    s_check_square (one, 5);
     dpool_pool_destroy (&one);
-    CHECK (t_dir_has_no (dp_test_dir (), "dpool-"));
+    CHECK (s_dir_has_no (dp_test_dir (), "dpool-"));
 
     /*  Every process the pools forked is gone and reaped. */
     CHECK_EQ_INT (waitpid (-1, NULL, WNOHANG), -1);
@@ -348,7 +348,7 @@ s_case_embedded_pool_apply_map (void)
 }
 
 static bool
-t_process_gone (void *arg)
+s_process_gone (void *arg)
 {
     return kill ((pid_t)(intptr_t)arg, 0) == -1 && errno == ESRCH;
 }
@@ -381,7 +381,7 @@ s_case_embedded_terminate_stops_workers (void)
     dp_test_check_failed (a, DPOOL_ECANCELLED);
     dp_test_check_failed (b, DPOOL_ECANCELLED);
     dp_test_check_failed (c, DPOOL_ECANCELLED);
-    CHECK (dp_test_wait_until (t_process_gone, (void *)(intptr_t)worker, 10000));
+    CHECK (dp_test_wait_until (s_process_gone, (void *)(intptr_t)worker, 10000));
     CHECK_EQ_INT (waitpid (-1, NULL, WNOHANG), -1);
     CHECK_EQ_INT (errno, ECHILD);
     dpool_pool_destroy (&pool);
@@ -421,7 +421,7 @@ s_case_embedded_pool_accepts_outside_workers (void)
     config.bind = "nonsense://nowhere";
     CHECK (!dpool_pool_new_config (&config));
     CHECK_EQ_INT (dpool_errno (), DPOOL_EINVAL);
-    CHECK (t_dir_has_no (dp_test_dir (), "dpool-"));
+    CHECK (s_dir_has_no (dp_test_dir (), "dpool-"));
     CHECK_EQ_INT (waitpid (-1, NULL, WNOHANG), -1);
     CHECK_EQ_INT (errno, ECHILD);
     /*  bind belongs to embedded pools only. */

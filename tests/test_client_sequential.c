@@ -28,7 +28,7 @@
 /*  Applies fn to what buf holds, with call, and checks that the handle
     comes back finished and failed with code. */
 static void
-t_apply_fails (dpool_pool_t *pool, const char *fn, const dp_test_buf_t *buf,
+s_apply_fails (dpool_pool_t *pool, const char *fn, const dp_test_buf_t *buf,
                const dpool_call_t *call, int code)
 {
     dpool_result_t *result = dpool_pool_apply (pool, fn, buf->sbuf.data, buf->sbuf.size, call);
@@ -53,22 +53,22 @@ typedef struct {
     atomic_int done;
     atomic_bool stop;
     bool ok;
-} t_seq_t;
+} s_seq_t;
 
 typedef struct {
-    t_seq_t *drivers;
+    s_seq_t *drivers;
     int ndrivers;
     atomic_int called;
     atomic_int wrong_thread;
     atomic_int wrong_value;
-} t_seq_callbacks_t;
+} s_seq_callbacks_t;
 
 /*  Applies echo of [id, i] until SEQ_APPLIES are done, or until stop once
     at least that many are. */
 static void *
-t_seq_applier (void *arg)
+s_seq_applier (void *arg)
 {
-    t_seq_t *self = (t_seq_t *)arg;
+    s_seq_t *self = (s_seq_t *)arg;
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
     self->ok = true;
@@ -91,9 +91,9 @@ t_seq_applier (void *arg)
 }
 
 static void
-t_seq_on_result (dpool_result_t *result, void *arg)
+s_seq_on_result (dpool_result_t *result, void *arg)
 {
-    t_seq_callbacks_t *counts = (t_seq_callbacks_t *)arg;
+    s_seq_callbacks_t *counts = (s_seq_callbacks_t *)arg;
     for (int i = 0; i < counts->ndrivers; i++)
         if (pthread_equal (pthread_self (), counts->drivers[i].self))
             atomic_fetch_add (&counts->wrong_thread, 1);
@@ -105,9 +105,9 @@ t_seq_on_result (dpool_result_t *result, void *arg)
 }
 
 static bool
-t_seq_all_called (void *arg)
+s_seq_all_called (void *arg)
 {
-    return atomic_load (&((t_seq_callbacks_t *)arg)->called) == SEQ_APPLIES;
+    return atomic_load (&((s_seq_callbacks_t *)arg)->called) == SEQ_APPLIES;
 }
 
 static void
@@ -116,18 +116,18 @@ s_case_sequential_apply_beside_other_threads (const char *transport)
     dp_test_env_t env;
     dp_test_env_start (&env, transport, 2);
     dpool_pool_t *pool = dp_test_env_connect (&env, 2);
-    t_seq_t drivers[2];
-    t_seq_callbacks_t counts = {.drivers = drivers, .ndrivers = 2};
+    s_seq_t drivers[2];
+    s_seq_callbacks_t counts = {.drivers = drivers, .ndrivers = 2};
     for (int i = 0; i < 2; i++) {
-        drivers[i] = (t_seq_t){.pool = pool, .id = i};
+        drivers[i] = (s_seq_t){.pool = pool, .id = i};
         atomic_store (&drivers[i].stop, true);
     }
-    CHECK_EQ_INT (pthread_create (&drivers[0].self, NULL, t_seq_applier, &drivers[0]), 0);
-    CHECK_EQ_INT (pthread_create (&drivers[1].self, NULL, t_seq_applier, &drivers[1]), 0);
+    CHECK_EQ_INT (pthread_create (&drivers[0].self, NULL, s_seq_applier, &drivers[0]), 0);
+    CHECK_EQ_INT (pthread_create (&drivers[1].self, NULL, s_seq_applier, &drivers[1]), 0);
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
     dpool_call_t call = {
-        .callback = t_seq_on_result, .error_callback = t_seq_on_result, .arg = &counts};
+        .callback = s_seq_on_result, .error_callback = s_seq_on_result, .arg = &counts};
     dpool_result_t *async[SEQ_APPLIES];
     for (int i = 0; i < SEQ_APPLIES; i++) {
         dp_test_buf_clear (&buf);
@@ -140,16 +140,16 @@ s_case_sequential_apply_beside_other_threads (const char *transport)
         CHECK (drivers[i].ok);
         CHECK_EQ_INT (atomic_load (&drivers[i].done), SEQ_APPLIES);
     }
-    CHECK (dp_test_wait_until (t_seq_all_called, &counts, 20000));
+    CHECK (dp_test_wait_until (s_seq_all_called, &counts, 20000));
     CHECK_EQ_INT (atomic_load (&counts.wrong_thread), 0);
     CHECK_EQ_INT (atomic_load (&counts.wrong_value), 0);
     for (int i = 0; i < SEQ_APPLIES; i++)
         dpool_result_destroy (&async[i]);
 
     /*  Alone again after the others: a last run of applies. */
-    t_seq_t last = {.pool = pool, .id = 7};
+    s_seq_t last = {.pool = pool, .id = 7};
     atomic_store (&last.stop, true);
-    t_seq_applier (&last);
+    s_seq_applier (&last);
     CHECK (last.ok);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&buf);
@@ -162,14 +162,14 @@ s_case_sequential_apply_beside_other_threads (const char *transport)
     and its task is submitted again.
 */
 typedef struct {
-    t_seq_t *seq;
+    s_seq_t *seq;
     int at_least;
-} t_seq_wait_t;
+} s_seq_wait_t;
 
 static bool
-t_seq_reached (void *arg)
+s_seq_reached (void *arg)
 {
-    t_seq_wait_t *wait = (t_seq_wait_t *)arg;
+    s_seq_wait_t *wait = (s_seq_wait_t *)arg;
     return atomic_load (&wait->seq->done) >= wait->at_least;
 }
 
@@ -179,16 +179,16 @@ s_case_sequential_apply_across_broker_restart (const char *transport)
     dp_test_env_t env;
     dp_test_env_start (&env, transport, 2);
     dpool_pool_t *pool = dp_test_env_connect (&env, 2);
-    t_seq_t seq = {.pool = pool, .id = 3};
+    s_seq_t seq = {.pool = pool, .id = 3};
     atomic_store (&seq.stop, false);
-    CHECK_EQ_INT (pthread_create (&seq.self, NULL, t_seq_applier, &seq), 0);
-    t_seq_wait_t wait = {&seq, 50};
-    CHECK (dp_test_wait_until (t_seq_reached, &wait, 20000));
+    CHECK_EQ_INT (pthread_create (&seq.self, NULL, s_seq_applier, &seq), 0);
+    s_seq_wait_t wait = {&seq, 50};
+    CHECK (dp_test_wait_until (s_seq_reached, &wait, 20000));
     CHECK (dp_test_untrack_stop (env.broker.pid, SIGKILL) != -1);
     int before = atomic_load (&seq.done);
     dp_test_env_restart_broker (&env, "restarted");
     wait.at_least = before + 50;
-    CHECK (dp_test_wait_until (t_seq_reached, &wait, 60000));
+    CHECK (dp_test_wait_until (s_seq_reached, &wait, 60000));
     atomic_store (&seq.stop, true);
     CHECK_EQ_INT (pthread_join (seq.self, NULL), 0);
     CHECK (seq.ok);
@@ -215,16 +215,16 @@ s_case_sequential_apply_failures (const char *transport)
         dp_test_buf_clear (&buf);
         msgpack_pack_nil (&buf.pk);
         dpool_call_t call = {.retries = -1};
-        t_apply_fails (pool, "crash", &buf, &call, DPOOL_ELOST);
+        s_apply_fails (pool, "crash", &buf, &call, DPOOL_ELOST);
 
         dp_test_buf_clear (&buf);
         msgpack_pack_double (&buf.pk, 30.0);
         call = (dpool_call_t){.timeout_ms = 200};
-        t_apply_fails (pool, "sleep", &buf, &call, DPOOL_EDEADLINE);
+        s_apply_fails (pool, "sleep", &buf, &call, DPOOL_EDEADLINE);
 
         dp_test_buf_clear (&buf);
         dp_test_pack_str (&buf.pk, "no");
-        t_apply_fails (pool, "fail", &buf, NULL, DPOOL_EFAILED);
+        s_apply_fails (pool, "fail", &buf, NULL, DPOOL_EFAILED);
 
         dpool_result_t *ok = dpool_pool_apply (pool, "echo", "\x05", 1, NULL);
         CHECK_EQ_INT (dpool_result_get (ok, 0, &value), 0);
@@ -233,7 +233,7 @@ s_case_sequential_apply_failures (const char *transport)
     }
     dp_test_buf_clear (&buf);
     msgpack_pack_nil (&buf.pk);
-    t_apply_fails (pool, "no_such_function", &buf, NULL, DPOOL_ENOFUNC);
+    s_apply_fails (pool, "no_such_function", &buf, NULL, DPOOL_ENOFUNC);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&buf);
     dp_test_env_stop (&env);
@@ -247,12 +247,12 @@ typedef struct {
     dpool_pool_t *pool;
     dpool_result_t *result;
     atomic_bool returned;
-} t_long_apply_t;
+} s_long_apply_t;
 
 static void *
-t_long_applier (void *arg)
+s_long_applier (void *arg)
 {
-    t_long_apply_t *self = (t_long_apply_t *)arg;
+    s_long_apply_t *self = (s_long_apply_t *)arg;
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
     msgpack_pack_double (&buf.pk, 60.0);
@@ -264,7 +264,7 @@ t_long_applier (void *arg)
 
 /*  The broker's status lists a running task. */
 static bool
-t_one_running (void *arg)
+s_one_running (void *arg)
 {
     msgpack_unpacked status = dp_test_status ((dpool_pool_t *)arg);
     bool running = false;
@@ -280,9 +280,9 @@ t_one_running (void *arg)
 }
 
 static bool
-t_long_returned (void *arg)
+s_long_returned (void *arg)
 {
-    return atomic_load (&((t_long_apply_t *)arg)->returned);
+    return atomic_load (&((s_long_apply_t *)arg)->returned);
 }
 
 static void
@@ -298,14 +298,14 @@ s_case_terminate_ends_a_sequential_apply (const char *transport)
     /*  Another client watches the broker, so that this pool's actor is
         left alone while the apply waits. */
     dpool_pool_t *observer = dp_test_env_connect (&env, 1);
-    t_long_apply_t apply = {.pool = pool};
+    s_long_apply_t apply = {.pool = pool};
     atomic_store (&apply.returned, false);
     pthread_t thread;
-    CHECK_EQ_INT (pthread_create (&thread, NULL, t_long_applier, &apply), 0);
-    CHECK (dp_test_wait_until (t_one_running, observer, 20000));
+    CHECK_EQ_INT (pthread_create (&thread, NULL, s_long_applier, &apply), 0);
+    CHECK (dp_test_wait_until (s_one_running, observer, 20000));
     CHECK (!atomic_load (&apply.returned));
     CHECK_EQ_INT (dpool_pool_terminate (pool), 0);
-    CHECK (dp_test_wait_until (t_long_returned, &apply, 10000));
+    CHECK (dp_test_wait_until (s_long_returned, &apply, 10000));
     CHECK_EQ_INT (pthread_join (thread, NULL), 0);
     CHECK (apply.result);
     dp_test_check_failed (apply.result, DPOOL_ECANCELLED);
