@@ -11,11 +11,11 @@
 #define MAX_KEPT 32
 
 static void *s_ctx;
-static peer_t *s_kept[MAX_KEPT];
+static dp_testpeer_t *s_kept[MAX_KEPT];
 static int64_t s_last_heartbeat;
 
 void
-peer_context (void *ctx)
+dp_testpeer_context (void *ctx)
 {
     s_ctx = ctx;
 }
@@ -37,7 +37,7 @@ s_heartbeat_kept (void)
 }
 
 void
-peer_keepalive (peer_t *peer)
+dp_testpeer_keepalive (dp_testpeer_t *peer)
 {
     for (int i = 0; i < MAX_KEPT; i++)
         if (!s_kept[i]) {
@@ -48,18 +48,18 @@ peer_keepalive (peer_t *peer)
 }
 
 void
-peer_silence (peer_t *peer)
+dp_testpeer_silence (dp_testpeer_t *peer)
 {
     for (int i = 0; i < MAX_KEPT; i++)
         if (s_kept[i] == peer)
             s_kept[i] = NULL;
 }
 
-peer_t *
-peer_new (const char *endpoint)
+dp_testpeer_t *
+dp_testpeer_new (const char *endpoint)
 {
     CHECK (s_ctx);
-    peer_t *peer = calloc (1, sizeof *peer);
+    dp_testpeer_t *peer = calloc (1, sizeof *peer);
     CHECK (peer);
     peer->sock = zmq_socket (s_ctx, ZMQ_DEALER);
     CHECK (peer->sock);
@@ -70,10 +70,10 @@ peer_new (const char *endpoint)
 }
 
 void
-peer_destroy (peer_t **peer_p)
+dp_testpeer_destroy (dp_testpeer_t **peer_p)
 {
-    peer_t *peer = *peer_p;
-    peer_silence (peer);
+    dp_testpeer_t *peer = *peer_p;
+    dp_testpeer_silence (peer);
     if (peer->holding)
         dp_wire_close (&peer->in);
     zmq_close (peer->sock);
@@ -83,19 +83,19 @@ peer_destroy (peer_t **peer_p)
 }
 
 void
-peer_send (peer_t *peer, dp_cmd_t cmd)
+dp_testpeer_send (dp_testpeer_t *peer, dp_cmd_t cmd)
 {
     CHECK (dp_wire_send_writer (peer->sock, NULL, 0, cmd, &peer->w, 0) == 0);
 }
 
 void
-peer_send_raw (peer_t *peer, dp_cmd_t cmd, const void *body, size_t size)
+dp_testpeer_send_raw (dp_testpeer_t *peer, dp_cmd_t cmd, const void *body, size_t size)
 {
     CHECK (dp_wire_send (peer->sock, NULL, 0, cmd, body, size, 0) == 0);
 }
 
 int
-peer_recv (peer_t *peer, int timeout_ms)
+dp_testpeer_recv (dp_testpeer_t *peer, int timeout_ms)
 {
     int64_t deadline = dp_now_ms () + timeout_ms;
     for (;;) {
@@ -126,9 +126,9 @@ peer_recv (peer_t *peer, int timeout_ms)
 }
 
 void
-peer_expect (peer_t *peer, dp_cmd_t cmd)
+dp_testpeer_expect (dp_testpeer_t *peer, dp_cmd_t cmd)
 {
-    int got = peer_recv (peer, DP_TESTPEER_RECV_MS);
+    int got = dp_testpeer_recv (peer, DP_TESTPEER_RECV_MS);
     if (got == DP_CMD_ERROR && cmd != DP_CMD_ERROR)
         dp_test_fail (__FILE__, __LINE__, "expected %s, got ERROR %d: %.*s", dp_cmd_name (cmd),
                       peer->msg.u.error.code, (int)peer->msg.u.error.message.size,
@@ -139,19 +139,19 @@ peer_expect (peer_t *peer, dp_cmd_t cmd)
 }
 
 void
-peer_expect_silence (peer_t *peer, int ms)
+dp_testpeer_expect_silence (dp_testpeer_t *peer, int ms)
 {
-    int got = peer_recv (peer, ms);
+    int got = dp_testpeer_recv (peer, ms);
     if (got)
         dp_test_fail (__FILE__, __LINE__, "expected nothing, got %s", dp_cmd_name (got));
 }
 
 msgpack_object
-peer_status (peer_t *client, msgpack_unpacked *unpacked)
+dp_testpeer_status (dp_testpeer_t *client, msgpack_unpacked *unpacked)
 {
     dp_encode_empty (&client->w);
-    peer_send (client, DP_CMD_STATUS);
-    peer_expect (client, DP_CMD_STATUS_REPLY);
+    dp_testpeer_send (client, DP_CMD_STATUS);
+    dp_testpeer_expect (client, DP_CMD_STATUS_REPLY);
     msgpack_unpacked_init (unpacked);
     CHECK (msgpack_unpack_next (unpacked, (const char *)client->msg.u.status.data,
                                 client->msg.u.status.size, NULL) == MSGPACK_UNPACK_SUCCESS);
@@ -160,7 +160,7 @@ peer_status (peer_t *client, msgpack_unpacked *unpacked)
 }
 
 msgpack_object
-peer_map_get (msgpack_object map, const char *key)
+dp_testpeer_map_get (msgpack_object map, const char *key)
 {
     msgpack_object value = {.type = MSGPACK_OBJECT_NIL};
     if (map.type != MSGPACK_OBJECT_MAP)

@@ -2,7 +2,7 @@
     speaks DPP through proto/, so a test can drive the broker (or stand in
     for it) message by message. A real peer over a real socket, not a mock.
 
-    Peers registered with peer_keepalive say HEARTBEAT every
+    Peers registered with dp_testpeer_keepalive say HEARTBEAT every
     DP_TESTPEER_HEARTBEAT_MS while the test waits on any peer, so that only
     the peers a case means to silence go silent.
 */
@@ -25,56 +25,56 @@ typedef struct {
     dp_wire_msg_t in; /* the last message received */
     dp_msg_t msg;     /* ... decoded */
     bool holding;
-} peer_t;
+} dp_testpeer_t;
 
 /*  The ZeroMQ context peers are made in; set once by the test. */
 void
-peer_context (void *ctx);
+dp_testpeer_context (void *ctx);
 
 /*  A DEALER connected to endpoint (linger 0). Stops the test on failure. */
-peer_t *
-peer_new (const char *endpoint);
+dp_testpeer_t *
+dp_testpeer_new (const char *endpoint);
 
 /*  Closes the socket and frees the peer; nulls *peer_p. */
 void
-peer_destroy (peer_t **peer_p);
+dp_testpeer_destroy (dp_testpeer_t **peer_p);
 
-/*  Makes the peer say HEARTBEAT while the test waits; peer_silence stops it. */
+/*  Makes the peer say HEARTBEAT while the test waits; dp_testpeer_silence stops it. */
 void
-peer_keepalive (peer_t *peer);
+dp_testpeer_keepalive (dp_testpeer_t *peer);
 void
-peer_silence (peer_t *peer);
+dp_testpeer_silence (dp_testpeer_t *peer);
 
 /*  Sends peer->w as cmd, or a raw body. Stops the test if it cannot. */
 void
-peer_send (peer_t *peer, dp_cmd_t cmd);
+dp_testpeer_send (dp_testpeer_t *peer, dp_cmd_t cmd);
 void
-peer_send_raw (peer_t *peer, dp_cmd_t cmd, const void *body, size_t size);
+dp_testpeer_send_raw (dp_testpeer_t *peer, dp_cmd_t cmd, const void *body, size_t size);
 
 /*  The next message other than HEARTBEAT within timeout_ms: its command
     (peer->msg holds it until the next receive), or 0. A malformed message
     from the broker stops the test. */
 int
-peer_recv (peer_t *peer, int timeout_ms);
+dp_testpeer_recv (dp_testpeer_t *peer, int timeout_ms);
 
 /*  Stops the test unless the next message is cmd (an ERROR names its
     code and message). */
 void
-peer_expect (peer_t *peer, dp_cmd_t cmd);
+dp_testpeer_expect (dp_testpeer_t *peer, dp_cmd_t cmd);
 
 /*  Stops the test if anything but HEARTBEAT arrives within ms. */
 void
-peer_expect_silence (peer_t *peer, int ms);
+dp_testpeer_expect_silence (dp_testpeer_t *peer, int ms);
 
 /*  Asks the broker for its status (STATUS, then STATUS-REPLY) and unpacks
     the reply into unpacked, which the caller destroys with
     msgpack_unpacked_destroy. Returns the top map. */
 msgpack_object
-peer_status (peer_t *client, msgpack_unpacked *unpacked);
+dp_testpeer_status (dp_testpeer_t *client, msgpack_unpacked *unpacked);
 
 /*  The value of the string key in map; an object of type NIL if there is
     none (or map is not a map). */
 msgpack_object
-peer_map_get (msgpack_object map, const char *key);
+dp_testpeer_map_get (msgpack_object map, const char *key);
 
 #endif

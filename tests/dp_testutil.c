@@ -4,6 +4,9 @@
 
 #include "dpool.h"
 
+#include <czmq.h>
+
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,27 +34,35 @@ const char *dp_test_broker_bin = DPOOL_BROKER_BIN;
 const char *dp_test_worker_bin = DPOOL_WORKER_BIN;
 const char *dp_test_cli_bin = DPOOL_CLI_BIN;
 
-#define MAX_CHILDREN 256
+#define MAX_CHILDREN    256
+#define DIR_NAME_MAX    32
+#define MAX_TRACKED     16
+#define BROKER_START_MS 30000
+#define STOP_GRACE_MS   5000
+#define WORKERS_WAIT_MS 15000
 
 static char s_dir[1024];
-static char s_name[64] = "test";
+static char s_name[128] = "test";
 static pid_t s_children[MAX_CHILDREN];
 static int s_nchildren;
 static pid_t s_main_pid;
 
-static int64_t
-s_now_ms (void)
+int64_t
+dp_test_now_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void
-s_sleep_ms (int ms)
+void
+dp_test_sleep_ms (int64_t ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep (&ts, NULL);
+    if (ms <= 0)
+        return;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep (&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 /*  Kills every child still running; used at exit and on failure. Children
@@ -66,13 +77,13 @@ s_kill_children (void)
     for (int i = 0; i < s_nchildren; i++)
         if (s_children[i] > 0)
             kill (s_children[i], SIGTERM);
-    int64_t deadline = s_now_ms () + 3000;
+    int64_t deadline = dp_test_now_ms () + 3000;
     for (int i = 0; i < s_nchildren; i++) {
-        while (s_children[i] > 0 && s_now_ms () < deadline) {
+        while (s_children[i] > 0 && dp_test_now_ms () < deadline) {
             if (waitpid (s_children[i], NULL, WNOHANG) != 0)
                 s_children[i] = -s_children[i]; /* reaped: remember the group */
             else
-                s_sleep_ms (5);
+                dp_test_sleep_ms (5);
         }
     }
     for (int i = 0; i < s_nchildren; i++) {
@@ -145,7 +156,10 @@ dp_test_begin (const char *name, int seconds)
     snprintf (s_name, sizeof s_name, "%s", name);
     s_main_pid = getpid ();
     const char *base = getenv ("TMPDIR");
-    snprintf (s_dir, sizeof s_dir, "%s/dpool-%s-XXXXXX", base ? base : "/tmp", name);
+    /*  The name is cut short in the directory: ipc:// paths inside it must
+        stay within the 107 bytes of a socket address. */
+    snprintf (s_dir, sizeof s_dir, "%s/dpool-%.*s-XXXXXX", base ? base : "/tmp", DIR_NAME_MAX,
+              name);
     if (!mkdtemp (s_dir)) {
         fprintf (stderr, "FAIL %s: mkdtemp: %s\n", name, strerror (errno));
         exit (1);
@@ -156,18 +170,69 @@ dp_test_begin (const char *name, int seconds)
     alarm ((unsigned)seconds);
 }
 
-const dp_test_case_t *
-dp_test_case (const dp_test_case_t *cases, size_t count, const char *name, const char *prefix,
-              int seconds)
+static void
+s_list (const dp_test_case_t *cases, size_t count)
 {
-    for (size_t i = 0; name && i < count; i++)
-        if (strcmp (cases[i].name, name) == 0) {
-            char test[128];
-            snprintf (test, sizeof test, "%s%s", prefix, name);
-            dp_test_begin (test, seconds);
-            return &cases[i];
-        }
-    return NULL;
+    for (size_t i = 0; i < count; i++)
+        printf ("%s%s%s%s\n", cases[i].name, cases[i].run_on ? " tcp ipc" : "",
+                cases[i].valgrind ? " valgrind=" : "", cases[i].valgrind ? cases[i].valgrind : "");
+}
+
+static void
+s_usage (const char *program, const dp_test_case_t *cases, size_t count)
+{
+    fprintf (stderr, "usage: %s --list | CASE [tcp|ipc]\ncases:\n", program);
+    for (size_t i = 0; i < count; i++)
+        fprintf (stderr, "  %s%s\n", cases[i].name, cases[i].run_on ? " tcp|ipc" : "");
+    exit (2);
+}
+
+const dp_test_case_t *
+dp_test_select (int argc, char *argv[], const dp_test_case_t *cases, size_t count, int seconds,
+                const char **transport)
+{
+    assert (transport);
+    if (argc == 2 && strcmp (argv[1], "--list") == 0) {
+        s_list (cases, count);
+        exit (0);
+    }
+    const dp_test_case_t *found = NULL;
+    for (size_t i = 0; argc >= 2 && argc <= 3 && i < count; i++)
+        if (strcmp (cases[i].name, argv[1]) == 0)
+            found = &cases[i];
+    if (!found)
+        s_usage (argv[0], cases, count);
+    *transport = NULL;
+    char name[128];
+    snprintf (name, sizeof name, "%s", found->name);
+    if (found->run_on) {
+        *transport = argc == 3 ? argv[2] : "tcp";
+        if (strcmp (*transport, "tcp") != 0 && strcmp (*transport, "ipc") != 0)
+            s_usage (argv[0], cases, count);
+        snprintf (name, sizeof name, "%s_%s", found->name, *transport);
+    } else if (argc == 3)
+        s_usage (argv[0], cases, count);
+    dp_test_begin (name, found->seconds ? found->seconds : seconds);
+    return found;
+}
+
+void
+dp_test_run (const dp_test_case_t *self, const char *transport)
+{
+    assert (self);
+    if (self->run_on)
+        self->run_on (transport);
+    else
+        self->run ();
+}
+
+int
+dp_test_main (int argc, char *argv[], const dp_test_case_t *cases, size_t count, int seconds)
+{
+    const char *transport;
+    const dp_test_case_t *found = dp_test_select (argc, argv, cases, count, seconds, &transport);
+    dp_test_run (found, transport);
+    return 0;
 }
 
 const char *
@@ -236,7 +301,7 @@ s_forget (pid_t pid)
 int
 dp_test_wait_exit (pid_t pid, int timeout_ms)
 {
-    int64_t deadline = s_now_ms () + timeout_ms;
+    int64_t deadline = dp_test_now_ms () + timeout_ms;
     int status;
     for (;;) {
         pid_t rc = waitpid (pid, &status, WNOHANG);
@@ -244,9 +309,9 @@ dp_test_wait_exit (pid_t pid, int timeout_ms)
             s_forget (pid);
             return status;
         }
-        if (rc < 0 || s_now_ms () >= deadline)
+        if (rc < 0 || dp_test_now_ms () >= deadline)
             return -1;
-        s_sleep_ms (5);
+        dp_test_sleep_ms (5);
     }
 }
 
@@ -267,13 +332,13 @@ dp_test_stop (pid_t pid, int sig, int timeout_ms)
 bool
 dp_test_wait_until (bool (*cond) (void *arg), void *arg, int timeout_ms)
 {
-    int64_t deadline = s_now_ms () + timeout_ms;
+    int64_t deadline = dp_test_now_ms () + timeout_ms;
     for (;;) {
         if (cond (arg))
             return true;
-        if (s_now_ms () >= deadline)
+        if (dp_test_now_ms () >= deadline)
             return cond (arg);
-        s_sleep_ms (5);
+        dp_test_sleep_ms (5);
     }
 }
 
@@ -313,14 +378,16 @@ s_file_has_lines (void *arg)
     return ready;
 }
 
-void
-dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra)
+/*  Starts dpool-broker (under DPOOL_TEST_BROKER_WRAP, if set) bound to tcp
+    and ipc plus extra arguments, writing what it bound to the file
+    tag.endpoints, and waits until it has bound both. Returns the pid and
+    the file's text (caller frees). */
+static pid_t
+s_broker_spawn (const char *tag, const char *tcp, const char *ipc, const char *const *extra,
+                char **endpoints)
 {
-    static int serial;
-    char name[64], endpoint_file[PATH_MAX];
-    snprintf (name, sizeof name, "broker%d", ++serial);
-    snprintf (endpoint_file, sizeof endpoint_file, "%s/%s.endpoints", s_dir, name);
-    snprintf (broker->ipc, sizeof broker->ipc, "%s", dp_test_ipc (name));
+    char endpoint_file[PATH_MAX];
+    snprintf (endpoint_file, sizeof endpoint_file, "%s/%s.endpoints", s_dir, tag);
     const char *argv[64];
     int argc = 0;
     /*  DPOOL_TEST_BROKER_WRAP runs the broker under a tool, e.g.
@@ -335,21 +402,38 @@ dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra)
     }
     argv[argc++] = dp_test_broker_bin;
     argv[argc++] = "--bind";
-    argv[argc++] = "tcp://127.0.0.1:0"; /* the kernel picks: no reuse races */
+    argv[argc++] = tcp;
     argv[argc++] = "--bind";
-    argv[argc++] = broker->ipc;
+    argv[argc++] = ipc;
     argv[argc++] = "--endpoint-file";
     argv[argc++] = endpoint_file;
     for (int i = 0; extra && extra[i] && argc < 62; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
-    broker->pid = dp_test_spawn (name, (char *const *)argv);
-    if (!dp_test_wait_until (s_file_has_lines, endpoint_file, 30000))
+    pid_t pid = dp_test_spawn (tag, (char *const *)argv);
+    if (!dp_test_wait_until (s_file_has_lines, endpoint_file, BROKER_START_MS))
         dp_test_fail (__FILE__, __LINE__, "broker did not write %s", endpoint_file);
-    char *text = dp_test_read_file (endpoint_file);
+    *endpoints = dp_test_read_file (endpoint_file);
+    return pid;
+}
+
+void
+dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra)
+{
+    static int serial;
+    char name[64];
+    snprintf (name, sizeof name, "broker%d", ++serial);
+    snprintf (broker->ipc, sizeof broker->ipc, "%s", dp_test_ipc (name));
+    /*  The kernel picks the port (tcp port 0), not "tcp://host:*", which
+        hands out ports in order from 49152: the next broker to start (of
+        this suite or another on the machine) would take such a port as
+        soon as it is free, and the workers and clients of a broker that
+        died would then talk to it. */
+    char *text;
+    broker->pid = s_broker_spawn (name, "tcp://127.0.0.1:0", broker->ipc, extra, &text);
     char *tcp = text ? strstr (text, "tcp://") : NULL;
     if (!tcp)
-        dp_test_fail (__FILE__, __LINE__, "no tcp endpoint in %s", endpoint_file);
+        dp_test_fail (__FILE__, __LINE__, "no tcp endpoint in %s.endpoints", name);
     size_t len = strcspn (tcp, "\r\n");
     if (len >= sizeof broker->tcp)
         len = sizeof broker->tcp - 1;
@@ -439,4 +523,181 @@ void
 dp_test_buf_fini (dp_test_buf_t *self)
 {
     msgpack_sbuffer_destroy (&self->sbuf);
+}
+
+void
+dp_test_pack_str (msgpack_packer *pk, const char *text)
+{
+    msgpack_pack_str_with_body (pk, text, strlen (text));
+}
+
+void
+dp_test_pack_pair (msgpack_packer *pk, int64_t a, int64_t b)
+{
+    msgpack_pack_array (pk, 2);
+    msgpack_pack_int64 (pk, a);
+    msgpack_pack_int64 (pk, b);
+}
+
+void
+dp_test_pack_range (dp_test_buf_t *buf, int from, int to)
+{
+    dp_test_buf_clear (buf);
+    for (int i = from; i < to; i++)
+        msgpack_pack_int (&buf->pk, i);
+}
+
+bool
+dp_test_is_int (const msgpack_object *object, int64_t value)
+{
+    if (object->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return value >= 0 && object->via.u64 == (uint64_t)value;
+    if (object->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return object->via.i64 == value;
+    return false;
+}
+
+bool
+dp_test_is_pair (const msgpack_object *object, int64_t a, int64_t b)
+{
+    return object->type == MSGPACK_OBJECT_ARRAY && object->via.array.size == 2 &&
+           dp_test_is_int (&object->via.array.ptr[0], a) &&
+           dp_test_is_int (&object->via.array.ptr[1], b);
+}
+
+bool
+dp_test_is_str (const msgpack_object *object, const char *text)
+{
+    size_t len = strlen (text);
+    return object->type == MSGPACK_OBJECT_STR && object->via.str.size == len &&
+           memcmp (object->via.str.ptr, text, len) == 0;
+}
+
+const msgpack_object *
+dp_test_map_get (const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (dp_test_is_str (&map->via.map.ptr[i].key, key))
+            return &map->via.map.ptr[i].val;
+    return NULL;
+}
+
+void
+dp_test_check_failed (dpool_result_t *result, int code)
+{
+    msgpack_object value;
+    CHECK (dpool_result_ready (result));
+    CHECK (!dpool_result_successful (result));
+    CHECK_EQ_INT (dpool_result_code (result), code);
+    CHECK_EQ_INT (dpool_result_get (result, 0, &value), -1);
+    CHECK_EQ_INT (dpool_errno (), code);
+    CHECK (dpool_result_error (result) != NULL);
+}
+
+static pid_t s_tracked[MAX_TRACKED];
+static pid_t s_tracking_pid;
+
+static void
+s_kill_tracked (void)
+{
+    if (getpid () != s_tracking_pid)
+        return;
+    for (int i = 0; i < MAX_TRACKED; i++)
+        if (s_tracked[i] > 0) {
+            kill (-s_tracked[i], SIGKILL);
+            kill (s_tracked[i], SIGKILL);
+            s_tracked[i] = 0;
+        }
+}
+
+pid_t
+dp_test_track (pid_t pid)
+{
+    if (!s_tracking_pid) {
+        s_tracking_pid = getpid ();
+        zsys_handler_set (NULL);
+        zsys_init ();
+        atexit (s_kill_tracked);
+    }
+    if (pid <= 0)
+        return pid;
+    for (int i = 0; i < MAX_TRACKED; i++)
+        if (s_tracked[i] == 0) {
+            s_tracked[i] = pid;
+            return pid;
+        }
+    dp_test_fail (__FILE__, __LINE__, "too many processes");
+}
+
+int
+dp_test_untrack_stop (pid_t pid, int sig)
+{
+    for (int i = 0; i < MAX_TRACKED; i++)
+        if (s_tracked[i] == pid)
+            s_tracked[i] = 0;
+    return dp_test_stop (pid, sig, STOP_GRACE_MS);
+}
+
+void
+dp_test_env_start (dp_test_env_t *env, const char *transport, int procs)
+{
+    memset (env, 0, sizeof *env);
+    dp_test_track (0);
+    dp_test_broker_start (&env->broker, NULL);
+    dp_test_track (env->broker.pid);
+    if (strcmp (transport, "tcp") == 0)
+        env->endpoint = env->broker.tcp;
+    else if (strcmp (transport, "ipc") == 0)
+        env->endpoint = env->broker.ipc;
+    else
+        dp_test_fail (__FILE__, __LINE__, "unknown transport %s", transport);
+    if (procs > 0)
+        env->workers = dp_test_track (dp_test_workers_start (env->endpoint, procs, NULL));
+}
+
+void
+dp_test_env_stop (dp_test_env_t *env)
+{
+    if (env->workers > 0)
+        dp_test_untrack_stop (env->workers, SIGTERM);
+    dp_test_untrack_stop (env->broker.pid, SIGTERM);
+}
+
+dpool_pool_t *
+dp_test_env_connect (dp_test_env_t *env, int workers)
+{
+    dpool_pool_t *pool = dpool_pool_connect (env->endpoint);
+    CHECK (pool);
+    if (workers > 0)
+        dp_test_wait_workers (pool, workers, WORKERS_WAIT_MS);
+    return pool;
+}
+
+void
+dp_test_env_restart_broker (dp_test_env_t *env, const char *tag)
+{
+    char *text;
+    env->broker.pid =
+        dp_test_track (s_broker_spawn (tag, env->broker.tcp, env->broker.ipc, NULL, &text));
+    free (text);
+}
+
+void
+dp_test_check_range (dpool_result_t *result, int count)
+{
+    msgpack_object value;
+    CHECK (result);
+    CHECK_EQ_INT (dpool_result_get (result, 20000, &value), 0);
+    CHECK_EQ_INT (dpool_result_count (result), count);
+    CHECK (value.type == MSGPACK_OBJECT_ARRAY);
+    CHECK_EQ_INT (value.via.array.size, count);
+    for (int i = 0; i < count; i++) {
+        CHECK (dp_test_is_int (&value.via.array.ptr[i], i));
+        msgpack_object item;
+        CHECK_EQ_INT (dpool_result_item (result, (size_t)i, &item), 0);
+        CHECK (dp_test_is_int (&item, i));
+        CHECK (dpool_result_item_error (result, (size_t)i) == NULL);
+    }
 }

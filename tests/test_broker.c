@@ -29,25 +29,25 @@
 static void *s_ctx;
 static dp_test_broker_t s_broker;
 
-static peer_t *
-client_new (uint8_t tag)
+static dp_testpeer_t *
+s_client_new (uint8_t tag)
 {
-    peer_t *peer = peer_new (s_broker.tcp);
+    dp_testpeer_t *peer = dp_testpeer_new (s_broker.tcp);
     uint8_t session[DP_SESSION_SIZE];
     memset (session, tag, sizeof session);
     dp_encode_hello (&peer->w, session, "test-client");
-    peer_send (peer, DP_CMD_HELLO);
-    peer_expect (peer, DP_CMD_WELCOME);
+    dp_testpeer_send (peer, DP_CMD_HELLO);
+    dp_testpeer_expect (peer, DP_CMD_WELCOME);
     return peer;
 }
 
-static peer_t *
-worker_new (const char *const *fns, size_t nfns, uint32_t credit)
+static dp_testpeer_t *
+s_worker_new (const char *const *fns, size_t nfns, uint32_t credit)
 {
-    peer_t *peer = peer_new (s_broker.ipc);
+    dp_testpeer_t *peer = dp_testpeer_new (s_broker.ipc);
     dp_encode_ready (&peer->w, "fake", 4242, "testhost", credit, fns, nfns);
-    peer_send (peer, DP_CMD_READY);
-    peer_expect (peer, DP_CMD_WELCOME);
+    dp_testpeer_send (peer, DP_CMD_READY);
+    dp_testpeer_expect (peer, DP_CMD_WELCOME);
     return peer;
 }
 
@@ -56,18 +56,18 @@ static const uint8_t s_args[1] = {0x07};
 
 /*  Sends count tasks in one SUBMIT. */
 static void
-submit_tasks (peer_t *client, const dp_task_t *tasks, size_t count)
+s_submit_tasks (dp_testpeer_t *client, const dp_task_t *tasks, size_t count)
 {
     dp_list_begin (&client->w);
     for (size_t i = 0; i < count; i++)
         dp_list_add_task (&client->w, DP_CMD_SUBMIT, &tasks[i]);
     dp_list_end (&client->w);
-    peer_send (client, DP_CMD_SUBMIT);
+    dp_testpeer_send (client, DP_CMD_SUBMIT);
 }
 
 static void
-submit_flags (peer_t *client, const char *fn, uint64_t seq, int32_t priority, int32_t retries,
-              uint32_t flags)
+s_submit_flags (dp_testpeer_t *client, const char *fn, uint64_t seq, int32_t priority,
+                int32_t retries, uint32_t flags)
 {
     dp_task_t task = {.id = seq,
                       .fn = {(const uint8_t *)fn, strlen (fn)},
@@ -75,20 +75,20 @@ submit_flags (peer_t *client, const char *fn, uint64_t seq, int32_t priority, in
                       .priority = priority,
                       .retries = retries,
                       .flags = flags};
-    submit_tasks (client, &task, 1);
+    s_submit_tasks (client, &task, 1);
 }
 
 static void
-submit (peer_t *client, const char *fn, uint64_t seq, int32_t priority, int32_t retries)
+submit (dp_testpeer_t *client, const char *fn, uint64_t seq, int32_t priority, int32_t retries)
 {
-    submit_flags (client, fn, seq, priority, retries, 0);
+    s_submit_flags (client, fn, seq, priority, retries, 0);
 }
 
 /*  Receives a DISPATCH and returns its jobs' refs (and fns) in order. */
 static size_t
-expect_jobs (peer_t *worker, uint64_t *refs, char fns[][32], size_t max)
+s_expect_jobs (dp_testpeer_t *worker, uint64_t *refs, char fns[][32], size_t max)
 {
-    peer_expect (worker, DP_CMD_DISPATCH);
+    dp_testpeer_expect (worker, DP_CMD_DISPATCH);
     size_t count = 0;
     dp_task_t job;
     while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
@@ -105,7 +105,7 @@ expect_jobs (peer_t *worker, uint64_t *refs, char fns[][32], size_t max)
 }
 
 static void
-done_run (peer_t *worker, uint64_t ref, int code, const char *message, uint32_t run_us)
+s_done_run (dp_testpeer_t *worker, uint64_t ref, int code, const char *message, uint32_t run_us)
 {
     dp_list_begin (&worker->w);
     if (code == 0)
@@ -113,21 +113,21 @@ done_run (peer_t *worker, uint64_t ref, int code, const char *message, uint32_t 
     else
         dp_list_add_error_run (&worker->w, ref, code, message, run_us);
     dp_list_end (&worker->w);
-    peer_send (worker, DP_CMD_DONE);
+    dp_testpeer_send (worker, DP_CMD_DONE);
 }
 
 /*  A job done in 10 microseconds: a fast function. */
 static void
-done (peer_t *worker, uint64_t ref, int code, const char *message)
+done (dp_testpeer_t *worker, uint64_t ref, int code, const char *message)
 {
-    done_run (worker, ref, code, message, 10);
+    s_done_run (worker, ref, code, message, 10);
 }
 
 /*  Receives one RESULT with exactly one entry and returns it. */
 static dp_result_t
-expect_result (peer_t *client)
+s_expect_result (dp_testpeer_t *client)
 {
-    peer_expect (client, DP_CMD_RESULT);
+    dp_testpeer_expect (client, DP_CMD_RESULT);
     dp_result_t result;
     CHECK (dp_list_next_result (&client->msg.u.list, &result));
     dp_result_t extra;
@@ -136,7 +136,7 @@ expect_result (peer_t *client)
 }
 
 static char *
-result_message (dp_result_t result)
+s_result_message (dp_result_t result)
 {
     dp_reader_t reader;
     dp_span_t text;
@@ -152,19 +152,19 @@ result_message (dp_result_t result)
     its "dropped" map when dropped is true, or in its "connections" map when
     key is one of the connection counters. */
 static uint64_t
-status_counter (peer_t *client, const char *key, bool dropped)
+s_status_counter (dp_testpeer_t *client, const char *key, bool dropped)
 {
     msgpack_unpacked unpacked;
-    msgpack_object map = peer_status (client, &unpacked);
+    msgpack_object map = dp_testpeer_status (client, &unpacked);
     const char *submap = dropped ? "dropped" : NULL;
     if (!strcmp (key, "accepted") || !strcmp (key, "disconnected") ||
         !strcmp (key, "handshake_failed"))
         submap = "connections";
     if (submap) {
-        map = peer_map_get (map, submap);
+        map = dp_testpeer_map_get (map, submap);
         CHECK (map.type == MSGPACK_OBJECT_MAP);
     }
-    msgpack_object value = peer_map_get (map, key);
+    msgpack_object value = dp_testpeer_map_get (map, key);
     if (value.type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         dp_test_fail (__FILE__, __LINE__, "status has no counter %s", key);
     msgpack_unpacked_destroy (&unpacked);
@@ -177,26 +177,26 @@ status_counter (peer_t *client, const char *key, bool dropped)
 
 /*  Tasks go only to workers offering their function, never beyond credit. */
 static void
-case_dispatch_by_function_and_credit (void)
+s_case_dispatch_by_function_and_credit (void)
 {
     const char *fa[] = {"fa"};
     const char *fb[] = {"fb"};
-    peer_t *wa = worker_new (fa, 1, 2);
-    peer_t *wb = worker_new (fb, 1, 1);
-    peer_t *client = client_new (1);
+    dp_testpeer_t *wa = s_worker_new (fa, 1, 2);
+    dp_testpeer_t *wb = s_worker_new (fb, 1, 1);
+    dp_testpeer_t *client = s_client_new (1);
     uint64_t refs[8];
     char fns[8][32];
     /*  While fa's pace is unknown, its tasks go one at a time. */
     submit (client, "fa", 1, 0, 0);
     submit (client, "fa", 2, 0, 0);
-    CHECK_EQ_INT (expect_jobs (wa, refs, fns, 8), 1);
+    CHECK_EQ_INT (s_expect_jobs (wa, refs, fns, 8), 1);
     CHECK_EQ_STR (fns[0], "fa");
-    peer_expect_silence (wa, 300);
+    dp_testpeer_expect_silence (wa, 300);
     done (wa, refs[0], 0, NULL); /* fa is fast: 10 us */
-    CHECK_EQ_INT (expect_result (client).id, 1);
-    CHECK_EQ_INT (expect_jobs (wa, refs, fns, 8), 1);
+    CHECK_EQ_INT (s_expect_result (client).id, 1);
+    CHECK_EQ_INT (s_expect_jobs (wa, refs, fns, 8), 1);
     done (wa, refs[0], 0, NULL);
-    CHECK_EQ_INT (expect_result (client).id, 2);
+    CHECK_EQ_INT (s_expect_result (client).id, 2);
 
     /*  Now fast: wa gets its whole credit of 2, never more. */
     for (uint64_t seq = 3; seq <= 6; seq++)
@@ -204,125 +204,125 @@ case_dispatch_by_function_and_credit (void)
     submit (client, "fb", 7, 0, 0);
     size_t got = 0;
     while (got < 2)
-        got += expect_jobs (wa, refs + got, fns + got, 8 - got);
+        got += s_expect_jobs (wa, refs + got, fns + got, 8 - got);
     CHECK_EQ_INT (got, 2);
     for (size_t i = 0; i < got; i++)
         CHECK_EQ_STR (fns[i], "fa");
-    peer_expect_silence (wa, 300);
+    dp_testpeer_expect_silence (wa, 300);
     uint64_t bref;
-    CHECK_EQ_INT (expect_jobs (wb, &bref, fns, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (wb, &bref, fns, 1), 1);
     CHECK_EQ_STR (fns[0], "fb");
     done (wa, refs[0], 0, NULL);
-    dp_result_t r = expect_result (client);
+    dp_result_t r = s_expect_result (client);
     CHECK (r.code == 0);
     CHECK (r.id == 3);
     /*  One credit back: exactly one more job. */
-    CHECK_EQ_INT (expect_jobs (wa, refs, fns, 8), 1);
-    peer_destroy (&wa);
-    peer_destroy (&wb);
-    peer_destroy (&client);
+    CHECK_EQ_INT (s_expect_jobs (wa, refs, fns, 8), 1);
+    dp_testpeer_destroy (&wa);
+    dp_testpeer_destroy (&wb);
+    dp_testpeer_destroy (&client);
 }
 
 /*  A slow function's tasks go one per worker however much credit it has:
     the broker queues about DP_PREFETCH_US of run time at a worker. */
 static void
-case_slow_tasks_not_prefetched (void)
+s_case_slow_tasks_not_prefetched (void)
 {
     const char *fns[] = {"slow"};
-    peer_t *worker = worker_new (fns, 1, 8);
-    peer_t *client = client_new (16);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 8);
+    dp_testpeer_t *client = s_client_new (16);
     for (uint64_t seq = 1; seq <= 4; seq++)
         submit (client, "slow", seq, 0, 0);
     uint64_t ref;
     for (uint64_t seq = 1; seq <= 4; seq++) {
-        CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
-        peer_expect_silence (worker, 200);
-        done_run (worker, ref, 0, NULL, 2 * DP_PREFETCH_US); /* slower than the budget */
-        CHECK_EQ_INT (expect_result (client).id, seq);
+        CHECK_EQ_INT (s_expect_jobs (worker, &ref, NULL, 1), 1);
+        dp_testpeer_expect_silence (worker, 200);
+        s_done_run (worker, ref, 0, NULL, 2 * DP_PREFETCH_US); /* slower than the budget */
+        CHECK_EQ_INT (s_expect_result (client).id, seq);
     }
-    peer_destroy (&worker);
-    peer_destroy (&client);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Higher priority first; equal priorities in arrival order. */
 static void
-case_priority_then_fifo (void)
+s_case_priority_then_fifo (void)
 {
-    peer_t *client = client_new (2);
+    dp_testpeer_t *client = s_client_new (2);
     /*  Queued before any worker exists. */
     int32_t prio[] = {0, 5, 0, 5, -1, 9};
     for (uint64_t i = 0; i < 6; i++)
         submit (client, "fp", i + 1, prio[i], 0);
     /*  A round trip proves the broker has them all queued. */
-    CHECK_EQ_INT (status_counter (client, "queued", false), 6);
+    CHECK_EQ_INT (s_status_counter (client, "queued", false), 6);
     const char *fns[] = {"fp"};
-    peer_t *worker = worker_new (fns, 1, 1);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 1);
     uint64_t expected[] = {6, 2, 4, 1, 3, 5};
     for (int i = 0; i < 6; i++) {
         uint64_t ref;
-        CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+        CHECK_EQ_INT (s_expect_jobs (worker, &ref, NULL, 1), 1);
         done (worker, ref, 0, NULL);
-        dp_result_t r = expect_result (client);
+        dp_result_t r = s_expect_result (client);
         CHECK_EQ_INT (r.id, expected[i]);
     }
-    peer_destroy (&worker);
-    peer_destroy (&client);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Two clients with the same seqs get only their own results. */
 static void
-case_results_routed_by_session (void)
+s_case_results_routed_by_session (void)
 {
     const char *fns[] = {"f"};
-    peer_t *worker = worker_new (fns, 1, 4);
-    peer_t *c1 = client_new (3);
-    peer_t *c2 = client_new (4);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 4);
+    dp_testpeer_t *c1 = s_client_new (3);
+    dp_testpeer_t *c2 = s_client_new (4);
     submit (c1, "f", 1, 0, 0);
     submit (c2, "f", 1, 0, 0);
     uint64_t refs[4];
-    CHECK_EQ_INT (expect_jobs (worker, refs, NULL, 4), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, refs, NULL, 4), 1);
     done (worker, refs[0], DPOOL_EFAILED, "first");
-    CHECK_EQ_INT (expect_jobs (worker, refs + 1, NULL, 3), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, refs + 1, NULL, 3), 1);
     done (worker, refs[1], DPOOL_EFAILED, "second");
-    dp_result_t r1 = expect_result (c1);
-    dp_result_t r2 = expect_result (c2);
-    char *m1 = result_message (r1);
-    char *m2 = result_message (r2);
+    dp_result_t r1 = s_expect_result (c1);
+    dp_result_t r2 = s_expect_result (c2);
+    char *m1 = s_result_message (r1);
+    char *m2 = s_result_message (r2);
     /*  Each got one result, and not the same one. */
     CHECK (strcmp (m1, m2) != 0);
     free (m1);
     free (m2);
-    peer_expect_silence (c1, 200);
-    peer_expect_silence (c2, 200);
-    peer_destroy (&worker);
-    peer_destroy (&c1);
-    peer_destroy (&c2);
+    dp_testpeer_expect_silence (c1, 200);
+    dp_testpeer_expect_silence (c2, 200);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&c1);
+    dp_testpeer_destroy (&c2);
 }
 
 /*  A worker that goes silent is dropped; its job runs elsewhere; after too
     many deaths the task fails ELOST naming the cause; a late DONE from the
     dead worker is dropped and counted, never a second result. */
 static void
-case_dead_worker_retry_and_late_done (void)
+s_case_dead_worker_retry_and_late_done (void)
 {
     const char *fns[] = {"fd"};
-    peer_t *client = client_new (5);
+    dp_testpeer_t *client = s_client_new (5);
     submit (client, "fd", 1, 0, 1); /* one retry allowed */
-    peer_t *w1 = worker_new (fns, 1, 1);
+    dp_testpeer_t *w1 = s_worker_new (fns, 1, 1);
     uint64_t ref1;
-    CHECK_EQ_INT (expect_jobs (w1, &ref1, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (w1, &ref1, NULL, 1), 1);
     /*  w1 goes silent; a second worker gets the task after expiry. */
-    peer_t *w2 = worker_new (fns, 1, 1);
+    dp_testpeer_t *w2 = s_worker_new (fns, 1, 1);
     uint64_t ref2;
     int64_t start = dp_now_ms ();
     /*  w2 must keep heartbeating while it waits, or it expires too. */
     int got = 0;
     while (!got && dp_now_ms () - start < 6000) {
         dp_encode_empty (&w2->w);
-        peer_send (w2, DP_CMD_HEARTBEAT);
+        dp_testpeer_send (w2, DP_CMD_HEARTBEAT);
         dp_encode_empty (&client->w);
-        peer_send (client, DP_CMD_HEARTBEAT);
-        if (peer_recv (w2, 500) == DP_CMD_DISPATCH) {
+        dp_testpeer_send (client, DP_CMD_HEARTBEAT);
+        if (dp_testpeer_recv (w2, 500) == DP_CMD_DISPATCH) {
             dp_task_t job;
             CHECK (dp_list_next_task (&w2->msg.u.list, DP_CMD_DISPATCH, &job));
             ref2 = job.id;
@@ -335,167 +335,167 @@ case_dead_worker_retry_and_late_done (void)
     /*  The presumed-dead worker answers late: dropped (it is not even known
         any more, so it is told to register again). */
     done (w1, ref1, 0, NULL);
-    peer_expect (w1, DP_CMD_ERROR);
+    dp_testpeer_expect (w1, DP_CMD_ERROR);
     CHECK_EQ_INT (w1->msg.u.error.code, DPOOL_ESTATE);
     /*  w2 dies too: the second death exceeds the one retry. */
-    peer_destroy (&w2);
+    dp_testpeer_destroy (&w2);
     int64_t waited = dp_now_ms ();
     dp_result_t r;
     for (;;) {
         dp_encode_empty (&client->w);
-        peer_send (client, DP_CMD_HEARTBEAT);
-        if (peer_recv (client, 500) == DP_CMD_RESULT) {
+        dp_testpeer_send (client, DP_CMD_HEARTBEAT);
+        if (dp_testpeer_recv (client, 500) == DP_CMD_RESULT) {
             CHECK (dp_list_next_result (&client->msg.u.list, &r));
             break;
         }
         CHECK (dp_now_ms () - waited < 6000);
     }
     CHECK_EQ_INT (r.code, DPOOL_ELOST);
-    char *message = result_message (r);
+    char *message = s_result_message (r);
     CHECK (strstr (message, "worker died 2 times"));
     free (message);
-    peer_destroy (&w1);
-    peer_destroy (&client);
+    dp_testpeer_destroy (&w1);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Tasks a dead worker held go out again one at a time, each to a worker
     holding nothing else, however fast their function: if one of them kills
     its worker again, the death is charged to it alone. */
 static void
-case_orphans_go_alone (void)
+s_case_orphans_go_alone (void)
 {
     const char *fns[] = {"fo"};
-    peer_t *client = client_new (18);
-    peer_t *w1 = worker_new (fns, 1, 10);
+    dp_testpeer_t *client = s_client_new (18);
+    dp_testpeer_t *w1 = s_worker_new (fns, 1, 10);
     uint64_t refs[10];
     /*  fo is timed as fast, then w1 takes six at once. */
     submit (client, "fo", 1, 0, 0);
-    CHECK_EQ_INT (expect_jobs (w1, refs, NULL, 10), 1);
+    CHECK_EQ_INT (s_expect_jobs (w1, refs, NULL, 10), 1);
     done (w1, refs[0], 0, NULL);
-    CHECK_EQ_INT (expect_result (client).id, 1);
+    CHECK_EQ_INT (s_expect_result (client).id, 1);
     for (uint64_t seq = 2; seq <= 7; seq++)
         submit (client, "fo", seq, 0, 0);
     size_t got = 0;
     while (got < 6)
-        got += expect_jobs (w1, refs + got, NULL, 10 - got);
+        got += s_expect_jobs (w1, refs + got, NULL, 10 - got);
     /*  w1 goes silent; w2 heartbeats until the broker gives up on w1. */
-    peer_t *w2 = worker_new (fns, 1, 10);
+    dp_testpeer_t *w2 = s_worker_new (fns, 1, 10);
     int64_t start = dp_now_ms ();
     bool dispatched = false;
     while (!dispatched && dp_now_ms () - start < 6000) {
         dp_encode_empty (&w2->w);
-        peer_send (w2, DP_CMD_HEARTBEAT);
+        dp_testpeer_send (w2, DP_CMD_HEARTBEAT);
         dp_encode_empty (&client->w);
-        peer_send (client, DP_CMD_HEARTBEAT);
-        dispatched = peer_recv (w2, 500) == DP_CMD_DISPATCH;
+        dp_testpeer_send (client, DP_CMD_HEARTBEAT);
+        dispatched = dp_testpeer_recv (w2, 500) == DP_CMD_DISPATCH;
     }
     CHECK (dispatched);
     /*  Six DISPATCHes of one job each, the next only once the last is done. */
     bool seen[8] = {false};
     for (int i = 0; i < 6; i++) {
         if (i > 0)
-            peer_expect (w2, DP_CMD_DISPATCH);
+            dp_testpeer_expect (w2, DP_CMD_DISPATCH);
         dp_task_t job;
         CHECK (dp_list_next_task (&w2->msg.u.list, DP_CMD_DISPATCH, &job));
         CHECK_EQ_INT (job.attempt, 2);
         dp_task_t more;
         CHECK (!dp_list_next_task (&w2->msg.u.list, DP_CMD_DISPATCH, &more));
-        peer_expect_silence (w2, 200);
+        dp_testpeer_expect_silence (w2, 200);
         done (w2, job.id, 0, NULL);
-        dp_result_t r = expect_result (client);
+        dp_result_t r = s_expect_result (client);
         CHECK (r.id >= 2 && r.id <= 7 && !seen[r.id]);
         seen[r.id] = true;
         dp_encode_empty (&client->w);
-        peer_send (client, DP_CMD_HEARTBEAT);
+        dp_testpeer_send (client, DP_CMD_HEARTBEAT);
     }
-    peer_destroy (&w2);
-    peer_destroy (&w1);
-    peer_destroy (&client);
+    dp_testpeer_destroy (&w2);
+    dp_testpeer_destroy (&w1);
+    dp_testpeer_destroy (&client);
 }
 
 /*  A registered worker answering for a job it does not hold. */
 static void
-case_unknown_ref_counted (void)
+s_case_unknown_ref_counted (void)
 {
     const char *fns[] = {"fu"};
-    peer_t *worker = worker_new (fns, 1, 1);
-    peer_t *client = client_new (6);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 1);
+    dp_testpeer_t *client = s_client_new (6);
     submit (client, "fu", 1, 0, 0);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, &ref, NULL, 1), 1);
     done (worker, ref + 1000, 0, NULL);
-    CHECK_EQ_INT (status_counter (client, "unknown_ref", true), 1);
+    CHECK_EQ_INT (s_status_counter (client, "unknown_ref", true), 1);
     done (worker, ref, 0, NULL);
-    dp_result_t r = expect_result (client);
+    dp_result_t r = s_expect_result (client);
     CHECK_EQ_INT (r.id, 1);
-    peer_destroy (&worker);
-    peer_destroy (&client);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
 }
 
 /*  A second live peer claiming a session is refused and counted. */
 static void
-case_session_stolen (void)
+s_case_session_stolen (void)
 {
-    peer_t *owner = client_new (7);
-    peer_t *thief = peer_new (s_broker.tcp);
+    dp_testpeer_t *owner = s_client_new (7);
+    dp_testpeer_t *thief = dp_testpeer_new (s_broker.tcp);
     uint8_t session[DP_SESSION_SIZE];
     memset (session, 7, sizeof session);
     dp_encode_hello (&thief->w, session, "thief");
-    peer_send (thief, DP_CMD_HELLO);
-    peer_expect (thief, DP_CMD_ERROR);
+    dp_testpeer_send (thief, DP_CMD_HELLO);
+    dp_testpeer_expect (thief, DP_CMD_ERROR);
     CHECK_EQ_INT (thief->msg.u.error.code, DPOOL_ESTATE);
-    CHECK_EQ_INT (status_counter (owner, "session_stolen", true), 1);
+    CHECK_EQ_INT (s_status_counter (owner, "session_stolen", true), 1);
     /*  The owner still works. */
     const char *fns[] = {"fs"};
-    peer_t *worker = worker_new (fns, 1, 1);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 1);
     submit (owner, "fs", 1, 0, 0);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, &ref, NULL, 1), 1);
     done (worker, ref, 0, NULL);
-    CHECK_EQ_INT (expect_result (owner).id, 1);
-    peer_destroy (&worker);
-    peer_destroy (&thief);
-    peer_destroy (&owner);
+    CHECK_EQ_INT (s_expect_result (owner).id, 1);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&thief);
+    dp_testpeer_destroy (&owner);
 }
 
 /*  Beyond --max-queue, tasks are rejected with EREJECTED. */
 static void
-case_queue_limit (void)
+s_case_queue_limit (void)
 {
-    peer_t *client = client_new (8);
+    dp_testpeer_t *client = s_client_new (8);
     for (uint64_t seq = 1; seq <= 3; seq++)
         submit (client, "fq", seq, 0, 0);
-    dp_result_t r = expect_result (client);
+    dp_result_t r = s_expect_result (client);
     CHECK_EQ_INT (r.id, 3);
     CHECK_EQ_INT (r.code, DPOOL_EREJECTED);
-    char *message = result_message (r);
+    char *message = s_result_message (r);
     CHECK (strstr (message, "queue full"));
     free (message);
-    CHECK_EQ_INT (status_counter (client, "queued", false), 2);
-    peer_destroy (&client);
+    CHECK_EQ_INT (s_status_counter (client, "queued", false), 2);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Cancel one queued task, then all; cancelled tasks never run. */
 static void
-case_cancel (void)
+s_case_cancel (void)
 {
-    peer_t *client = client_new (9);
+    dp_testpeer_t *client = s_client_new (9);
     for (uint64_t seq = 1; seq <= 4; seq++)
         submit (client, "fc", seq, 0, 0);
     uint64_t one = 2;
     dp_encode_cancel (&client->w, false, &one, 1);
-    peer_send (client, DP_CMD_CANCEL);
-    dp_result_t r = expect_result (client);
+    dp_testpeer_send (client, DP_CMD_CANCEL);
+    dp_result_t r = s_expect_result (client);
     CHECK_EQ_INT (r.id, 2);
     CHECK_EQ_INT (r.code, DPOOL_ECANCELLED);
     const char *fns[] = {"fc"};
-    peer_t *worker = worker_new (fns, 1, 1);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 1);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, &ref, NULL, 1), 1);
     /*  Task 1 runs; cancel everything else. */
     dp_encode_cancel (&client->w, true, NULL, 0);
-    peer_send (client, DP_CMD_CANCEL);
-    peer_expect (client, DP_CMD_RESULT);
+    dp_testpeer_send (client, DP_CMD_CANCEL);
+    dp_testpeer_expect (client, DP_CMD_RESULT);
     dp_result_t c;
     int cancelled = 0;
     while (dp_list_next_result (&client->msg.u.list, &c)) {
@@ -505,52 +505,52 @@ case_cancel (void)
     }
     CHECK_EQ_INT (cancelled, 2);
     done (worker, ref, 0, NULL);
-    CHECK_EQ_INT (expect_result (client).id, 1);
+    CHECK_EQ_INT (s_expect_result (client).id, 1);
     /*  Nothing else is dispatched. */
-    peer_expect_silence (worker, 300);
-    peer_destroy (&worker);
-    peer_destroy (&client);
+    dp_testpeer_expect_silence (worker, 300);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
 }
 
 /*  With workers connected but none offering the function, a task fails
     ENOFUNC after the grace period (200 ms here). */
 static void
-case_nofunc_grace (void)
+s_case_nofunc_grace (void)
 {
     const char *fns[] = {"other"};
-    peer_t *worker = worker_new (fns, 1, 1);
-    peer_t *client = client_new (10);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 1);
+    dp_testpeer_t *client = s_client_new (10);
     submit (client, "missing", 1, 0, 0);
-    dp_result_t r = expect_result (client);
+    dp_result_t r = s_expect_result (client);
     CHECK_EQ_INT (r.code, DPOOL_ENOFUNC);
-    char *message = result_message (r);
+    char *message = s_result_message (r);
     CHECK (strstr (message, "missing"));
     free (message);
-    peer_destroy (&worker);
-    peer_destroy (&client);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Garbage of every kind is counted by reason and answered; the broker
     keeps serving a well-behaved client throughout. */
 static void
-case_hostile_input (void)
+s_case_hostile_input (void)
 {
-    peer_t *client = client_new (11);
-    peer_t *bad = peer_new (s_broker.tcp);
+    dp_testpeer_t *client = s_client_new (11);
+    dp_testpeer_t *bad = dp_testpeer_new (s_broker.tcp);
     /*  One frame of garbage. */
     CHECK (zmq_send (bad->sock, "garbage", 7, 0) == 7);
-    peer_expect (bad, DP_CMD_ERROR);
+    dp_testpeer_expect (bad, DP_CMD_ERROR);
     /*  Four frames. */
     for (int i = 0; i < 3; i++)
         CHECK (zmq_send (bad->sock, "x", 1, ZMQ_SNDMORE) == 1);
     CHECK (zmq_send (bad->sock, "x", 1, 0) == 1);
-    peer_expect (bad, DP_CMD_ERROR);
+    dp_testpeer_expect (bad, DP_CMD_ERROR);
     /*  Wrong signature, wrong version, unknown command. */
     uint8_t headers[3][4] = {{'X', 'P', 1, 1}, {'D', 'P', 9, 1}, {'D', 'P', 1, 99}};
     for (int i = 0; i < 3; i++) {
         CHECK (zmq_send (bad->sock, headers[i], 4, ZMQ_SNDMORE) == 4);
         CHECK (zmq_send (bad->sock, "\x90", 1, 0) == 1);
-        peer_expect (bad, DP_CMD_ERROR);
+        dp_testpeer_expect (bad, DP_CMD_ERROR);
         CHECK_EQ_INT (bad->msg.u.error.code, DPOOL_EPROTO);
     }
     /*  Valid framing, malformed msgpack. */
@@ -558,70 +558,70 @@ case_hostile_input (void)
     dp_header_encode (header, DP_CMD_SUBMIT);
     CHECK (zmq_send (bad->sock, header, 4, ZMQ_SNDMORE) == 4);
     CHECK (zmq_send (bad->sock, "\x91\xc1", 2, 0) == 2);
-    peer_expect (bad, DP_CMD_ERROR);
+    dp_testpeer_expect (bad, DP_CMD_ERROR);
     /*  Valid msgpack claiming a batch beyond the limit. */
     CHECK (zmq_send (bad->sock, header, 4, ZMQ_SNDMORE) == 4);
     CHECK (zmq_send (bad->sock, "\xdd\xff\xff\xff\xff", 5, 0) == 5);
-    peer_expect (bad, DP_CMD_ERROR);
+    dp_testpeer_expect (bad, DP_CMD_ERROR);
     /*  A well-formed command from a peer that never registered. */
     dp_encode_empty (&bad->w);
-    peer_send (bad, DP_CMD_STATUS);
-    peer_expect (bad, DP_CMD_ERROR);
+    dp_testpeer_send (bad, DP_CMD_STATUS);
+    dp_testpeer_expect (bad, DP_CMD_ERROR);
     CHECK_EQ_INT (bad->msg.u.error.code, DPOOL_ESTATE);
     /*  A client sending a worker's command. */
     dp_list_begin (&client->w);
     dp_list_end (&client->w);
-    peer_send (client, DP_CMD_DONE);
-    peer_expect (client, DP_CMD_ERROR);
+    dp_testpeer_send (client, DP_CMD_DONE);
+    dp_testpeer_expect (client, DP_CMD_ERROR);
 
-    CHECK_EQ_INT (status_counter (client, "frames", true), 2);
-    CHECK_EQ_INT (status_counter (client, "signature", true), 1);
-    CHECK_EQ_INT (status_counter (client, "version", true), 1);
-    CHECK_EQ_INT (status_counter (client, "command", true), 1);
-    CHECK_EQ_INT (status_counter (client, "body", true), 1);
-    CHECK_EQ_INT (status_counter (client, "limit", true), 1);
-    CHECK_EQ_INT (status_counter (client, "unknown_peer", true), 1);
-    CHECK_EQ_INT (status_counter (client, "role", true), 1);
+    CHECK_EQ_INT (s_status_counter (client, "frames", true), 2);
+    CHECK_EQ_INT (s_status_counter (client, "signature", true), 1);
+    CHECK_EQ_INT (s_status_counter (client, "version", true), 1);
+    CHECK_EQ_INT (s_status_counter (client, "command", true), 1);
+    CHECK_EQ_INT (s_status_counter (client, "body", true), 1);
+    CHECK_EQ_INT (s_status_counter (client, "limit", true), 1);
+    CHECK_EQ_INT (s_status_counter (client, "unknown_peer", true), 1);
+    CHECK_EQ_INT (s_status_counter (client, "role", true), 1);
     /*  Still serving. */
     const char *fns[] = {"fh"};
-    peer_t *worker = worker_new (fns, 1, 1);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 1);
     submit (client, "fh", 1, 0, 0);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, &ref, NULL, 1), 1);
     done (worker, ref, 0, NULL);
-    CHECK_EQ_INT (expect_result (client).id, 1);
-    peer_destroy (&worker);
-    peer_destroy (&bad);
-    peer_destroy (&client);
+    CHECK_EQ_INT (s_expect_result (client).id, 1);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&bad);
+    dp_testpeer_destroy (&client);
 }
 
 /*  SIGTERM: every peer hears BYE, the broker exits 0; a worker's BYE is
     answered with BYE and its job goes back to the queue. */
 static void
-case_bye_and_sigterm (void)
+s_case_bye_and_sigterm (void)
 {
     const char *fns[] = {"fb"};
-    peer_t *client = client_new (12);
+    dp_testpeer_t *client = s_client_new (12);
     submit (client, "fb", 1, 0, 0);
-    peer_t *w1 = worker_new (fns, 1, 1);
+    dp_testpeer_t *w1 = s_worker_new (fns, 1, 1);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (w1, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (w1, &ref, NULL, 1), 1);
     dp_encode_empty (&w1->w);
-    peer_send (w1, DP_CMD_BYE);
-    peer_expect (w1, DP_CMD_BYE);
-    peer_t *w2 = worker_new (fns, 1, 1);
+    dp_testpeer_send (w1, DP_CMD_BYE);
+    dp_testpeer_expect (w1, DP_CMD_BYE);
+    dp_testpeer_t *w2 = s_worker_new (fns, 1, 1);
     dp_task_t job;
-    peer_expect (w2, DP_CMD_DISPATCH);
+    dp_testpeer_expect (w2, DP_CMD_DISPATCH);
     CHECK (dp_list_next_task (&w2->msg.u.list, DP_CMD_DISPATCH, &job));
     CHECK_EQ_INT (job.attempt, 1); /* a clean BYE is not a death */
     kill (s_broker.pid, SIGTERM);
-    peer_expect (client, DP_CMD_BYE);
-    peer_expect (w2, DP_CMD_BYE);
+    dp_testpeer_expect (client, DP_CMD_BYE);
+    dp_testpeer_expect (w2, DP_CMD_BYE);
     int status = dp_test_wait_exit (s_broker.pid, 5000);
     CHECK (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 0);
-    peer_destroy (&w1);
-    peer_destroy (&w2);
-    peer_destroy (&client);
+    dp_testpeer_destroy (&w1);
+    dp_testpeer_destroy (&w2);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Below the protocol: bytes that are not ZMTP at all, and a frame over
@@ -631,13 +631,13 @@ static bool
 s_garbage_cut_off (void *arg)
 {
     /*  Not ZMTP: ZeroMQ accepts the connection, then drops it. */
-    return status_counter ((peer_t *)arg, "disconnected", false) >= 1;
+    return s_status_counter ((dp_testpeer_t *)arg, "disconnected", false) >= 1;
 }
 
 static void
-case_transport_garbage (void)
+s_case_transport_garbage (void)
 {
-    peer_t *client = client_new (13);
+    dp_testpeer_t *client = s_client_new (13);
     int port = atoi (strrchr (s_broker.tcp, ':') + 1);
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     CHECK (fd >= 0);
@@ -653,8 +653,8 @@ case_transport_garbage (void)
 
     /*  One frame over the limit (--max-msg-size 65536 here): the sender's
         connection is dropped. */
-    uint64_t before = status_counter (client, "disconnected", false);
-    peer_t *big = peer_new (s_broker.tcp);
+    uint64_t before = s_status_counter (client, "disconnected", false);
+    dp_testpeer_t *big = dp_testpeer_new (s_broker.tcp);
     size_t size = 65536 + 1;
     char *payload = calloc (1, size);
     CHECK (payload);
@@ -664,33 +664,33 @@ case_transport_garbage (void)
     CHECK (zmq_send (big->sock, payload, size, 0) == (int)size);
     free (payload);
     int64_t deadline = dp_now_ms () + 10000;
-    while (status_counter (client, "disconnected", false) == before)
+    while (s_status_counter (client, "disconnected", false) == before)
         CHECK (dp_now_ms () < deadline);
     /*  Still serving. */
     const char *fns[] = {"fg"};
-    peer_t *worker = worker_new (fns, 1, 1);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 1);
     submit (client, "fg", 1, 0, 0);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, &ref, NULL, 1), 1);
     done (worker, ref, 0, NULL);
-    CHECK_EQ_INT (expect_result (client).id, 1);
-    peer_destroy (&worker);
-    peer_destroy (&big);
-    peer_destroy (&client);
+    CHECK_EQ_INT (s_expect_result (client).id, 1);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&big);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Random frames thrown at a live broker from several peers while a real
     client and worker run tasks: every task still ends exactly once, and the
     garbage shows in the counters. */
 static void
-case_random_frames (void)
+s_case_random_frames (void)
 {
     const char *fns[] = {"fr"};
-    peer_t *client = client_new (14);
-    peer_t *worker = worker_new (fns, 1, 4);
-    peer_t *noise[3];
+    dp_testpeer_t *client = s_client_new (14);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 4);
+    dp_testpeer_t *noise[3];
     for (int i = 0; i < 3; i++)
-        noise[i] = peer_new (i == 0 ? s_broker.ipc : s_broker.tcp);
+        noise[i] = dp_testpeer_new (i == 0 ? s_broker.ipc : s_broker.tcp);
     uint64_t x = 88172645463325252ull;
     enum { TASKS = 300 };
     static bool seen[TASKS + 1];
@@ -702,7 +702,7 @@ case_random_frames (void)
         /*  A burst of noise: 1 to 4 frames of 0 to 63 random bytes, half of
             them behind a valid header. */
         for (int burst = 0; burst < 20; burst++) {
-            peer_t *from = noise[burst % 3];
+            dp_testpeer_t *from = noise[burst % 3];
             int frames = 1 + (int)(x % 4);
             for (int f = 0; f < frames; f++) {
                 uint8_t bytes[64];
@@ -728,7 +728,7 @@ case_random_frames (void)
                                    {client->sock, 0, ZMQ_POLLIN, 0}};
         while (zmq_poll (items, 2, next_seq <= TASKS ? 0 : 100) > 0) {
             if (items[0].revents & ZMQ_POLLIN) {
-                int cmd = peer_recv (worker, 0);
+                int cmd = dp_testpeer_recv (worker, 0);
                 if (cmd == DP_CMD_DISPATCH) {
                     dp_task_t job;
                     while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job))
@@ -736,7 +736,7 @@ case_random_frames (void)
                 }
             }
             if (items[1].revents & ZMQ_POLLIN) {
-                int cmd = peer_recv (client, 0);
+                int cmd = dp_testpeer_recv (client, 0);
                 if (cmd == DP_CMD_RESULT) {
                     dp_result_t r;
                     while (dp_list_next_result (&client->msg.u.list, &r)) {
@@ -750,45 +750,46 @@ case_random_frames (void)
             }
         }
     }
-    CHECK (status_counter (client, "frames", true) > 0);
-    CHECK (status_counter (client, "unknown_peer", true) + status_counter (client, "body", true) >
+    CHECK (s_status_counter (client, "frames", true) > 0);
+    CHECK (s_status_counter (client, "unknown_peer", true) +
+               s_status_counter (client, "body", true) >
            0);
     for (int i = 0; i < 3; i++)
-        peer_destroy (&noise[i]);
-    peer_destroy (&worker);
-    peer_destroy (&client);
+        dp_testpeer_destroy (&noise[i]);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
 }
 
 /*  A timed-out attempt ends the task EDEADLINE, unless the caller asked for
     retries on timeout: then it runs again, within its retry budget. */
 static void
-case_retry_timeout (void)
+s_case_retry_timeout (void)
 {
     const char *fns[] = {"ft"};
-    peer_t *worker = worker_new (fns, 1, 1);
-    peer_t *client = client_new (15);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 1);
+    dp_testpeer_t *client = s_client_new (15);
     submit (client, "ft", 1, 0, 3);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (worker, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, &ref, NULL, 1), 1);
     done (worker, ref, DPOOL_EDEADLINE, "task exceeded its timeout of 10 ms");
-    dp_result_t r = expect_result (client);
+    dp_result_t r = s_expect_result (client);
     CHECK_EQ_INT (r.id, 1);
     CHECK_EQ_INT (r.code, DPOOL_EDEADLINE);
 
-    submit_flags (client, "ft", 2, 0, 1, DP_TASK_RETRY_TIMEOUT);
+    s_submit_flags (client, "ft", 2, 0, 1, DP_TASK_RETRY_TIMEOUT);
     for (uint32_t attempt = 1; attempt <= 2; attempt++) {
-        peer_expect (worker, DP_CMD_DISPATCH);
+        dp_testpeer_expect (worker, DP_CMD_DISPATCH);
         dp_task_t job;
         CHECK (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job));
         CHECK_EQ_INT (job.attempt, attempt);
         done (worker, job.id, DPOOL_EDEADLINE, "task exceeded its timeout of 10 ms");
     }
-    r = expect_result (client);
+    r = s_expect_result (client);
     CHECK_EQ_INT (r.id, 2);
     CHECK_EQ_INT (r.code, DPOOL_EDEADLINE);
-    peer_expect_silence (worker, 200);
-    peer_destroy (&worker);
-    peer_destroy (&client);
+    dp_testpeer_expect_silence (worker, 200);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Heartbeats go out on a common beat (interval 400 ms here): two idle
@@ -813,20 +814,20 @@ s_has_twin (int64_t at, const int64_t *others, int count)
 }
 
 static void
-case_heartbeats_on_a_common_beat (void)
+s_case_heartbeats_on_a_common_beat (void)
 {
     const char *fns[] = {"f"};
     const char *busy_fns[] = {"g"};
-    peer_t *peers[4];
-    peers[0] = worker_new (fns, 1, 1);
-    peer_expect_silence (peers[0], 250);
-    peers[1] = worker_new (fns, 1, 1);
+    dp_testpeer_t *peers[4];
+    peers[0] = s_worker_new (fns, 1, 1);
+    dp_testpeer_expect_silence (peers[0], 250);
+    peers[1] = s_worker_new (fns, 1, 1);
     /*  The third holds a job it never finishes: busy. */
-    peers[2] = worker_new (busy_fns, 1, 1);
-    peers[3] = client_new (9);
+    peers[2] = s_worker_new (busy_fns, 1, 1);
+    peers[3] = s_client_new (9);
     submit (peers[3], "g", 1, 0, 0);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (peers[2], &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (peers[2], &ref, NULL, 1), 1);
     int64_t settled = dp_now_ms () + BEAT_SETTLE_MS;
     int64_t until = dp_now_ms () + BEAT_WATCH_MS;
     int64_t beats[3][BEAT_MAX];
@@ -850,7 +851,7 @@ case_heartbeats_on_a_common_beat (void)
                     beats[i][count[i]++] = dp_now_ms ();
                 }
                 dp_encode_empty (&peers[i]->w);
-                peer_send (peers[i], DP_CMD_HEARTBEAT);
+                dp_testpeer_send (peers[i], DP_CMD_HEARTBEAT);
             }
         }
     }
@@ -876,15 +877,16 @@ case_heartbeats_on_a_common_beat (void)
                           checked[i], BEAT_WATCH_MS - BEAT_SETTLE_MS);
     CHECK (checked[2] >= 2 * checked[0]);
     for (int i = 0; i < 4; i++)
-        peer_destroy (&peers[i]);
+        dp_testpeer_destroy (&peers[i]);
 }
 
 /*  The number of workers the broker lists in its status. */
 static size_t
-s_status_workers (peer_t *client)
+s_status_workers (dp_testpeer_t *client)
 {
     msgpack_unpacked unpacked;
-    msgpack_object workers = peer_map_get (peer_status (client, &unpacked), "workers");
+    msgpack_object workers =
+        dp_testpeer_map_get (dp_testpeer_status (client, &unpacked), "workers");
     CHECK (workers.type == MSGPACK_OBJECT_ARRAY);
     size_t count = workers.via.array.size;
     msgpack_unpacked_destroy (&unpacked);
@@ -893,12 +895,12 @@ s_status_workers (peer_t *client)
 
 /*  Polls the status until the broker lists want workers; returns when. */
 static int64_t
-s_wait_workers (peer_t *client, size_t want)
+s_wait_workers (dp_testpeer_t *client, size_t want)
 {
     int64_t deadline = dp_now_ms () + 20000;
     while (s_status_workers (client) != want) {
         CHECK (dp_now_ms () < deadline);
-        peer_expect_silence (client, 20);
+        dp_testpeer_expect_silence (client, 20);
     }
     return dp_now_ms ();
 }
@@ -910,34 +912,34 @@ s_wait_workers (peer_t *client, size_t want)
 #define EXPIRY_MS 600
 
 static void
-case_idle_workers_expire_later (void)
+s_case_idle_workers_expire_later (void)
 {
     const char *fns[] = {"f"};
     const char *busy_fns[] = {"g"};
-    peer_t *client = client_new (11);
+    dp_testpeer_t *client = s_client_new (11);
     int64_t idle_spoke = dp_now_ms (); /* its READY went after this */
-    peer_t *idle = worker_new (fns, 1, 1);
+    dp_testpeer_t *idle = s_worker_new (fns, 1, 1);
     int64_t busy_spoke = dp_now_ms ();
-    peer_t *busy = worker_new (busy_fns, 1, 1);
+    dp_testpeer_t *busy = s_worker_new (busy_fns, 1, 1);
     submit (client, "g", 1, 0, 0);
     uint64_t ref;
-    CHECK_EQ_INT (expect_jobs (busy, &ref, NULL, 1), 1);
+    CHECK_EQ_INT (s_expect_jobs (busy, &ref, NULL, 1), 1);
     CHECK_EQ_INT (s_status_workers (client), 2);
     /*  Neither worker says anything any more. */
     int64_t busy_gone = s_wait_workers (client, 1);
     CHECK (busy_gone - busy_spoke >= EXPIRY_MS);
-    CHECK_EQ_INT (status_counter (client, "queued", false), 1);
+    CHECK_EQ_INT (s_status_counter (client, "queued", false), 1);
     int64_t idle_gone = s_wait_workers (client, 0);
     CHECK (idle_gone - idle_spoke >= DP_IDLE_FACTOR * EXPIRY_MS);
     CHECK (idle_gone > busy_gone);
-    peer_destroy (&idle);
-    peer_destroy (&busy);
-    peer_destroy (&client);
+    dp_testpeer_destroy (&idle);
+    dp_testpeer_destroy (&busy);
+    dp_testpeer_destroy (&client);
 }
 
 /*  A packed bin32 of size bytes of fill (size + 5 bytes in all), to free. */
 static uint8_t *
-bin_value (size_t size, uint8_t fill)
+s_bin_value (size_t size, uint8_t fill)
 {
     uint8_t *value = malloc (size + 5);
     CHECK (value);
@@ -954,11 +956,12 @@ bin_value (size_t size, uint8_t fill)
     answered: the n-th job (from 0, in the order they came) with value when
     n % every == which, with s_args otherwise. */
 static void
-answer_jobs (peer_t *worker, int count, const uint8_t *value, size_t size, int every, int which)
+s_answer_jobs (dp_testpeer_t *worker, int count, const uint8_t *value, size_t size, int every,
+               int which)
 {
     int answered = 0;
     while (answered < count) {
-        peer_expect (worker, DP_CMD_DISPATCH);
+        dp_testpeer_expect (worker, DP_CMD_DISPATCH);
         dp_task_t job;
         dp_list_begin (&worker->w);
         while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
@@ -969,7 +972,7 @@ answer_jobs (peer_t *worker, int count, const uint8_t *value, size_t size, int e
             answered++;
         }
         dp_list_end (&worker->w);
-        peer_send (worker, DP_CMD_DONE);
+        dp_testpeer_send (worker, DP_CMD_DONE);
     }
 }
 
@@ -978,21 +981,21 @@ answer_jobs (peer_t *worker, int count, const uint8_t *value, size_t size, int e
     of that: a fast function with large arguments does not fill a worker's
     memory with a whole credit of them. */
 static void
-case_large_args_prefetch_bounded (void)
+s_case_large_args_prefetch_bounded (void)
 {
     const char *fns[] = {"fast"};
-    peer_t *worker = worker_new (fns, 1, 100);
-    peer_t *client = client_new (17);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 100);
+    dp_testpeer_t *client = s_client_new (17);
     uint64_t refs[100];
     /*  First, fast is timed. */
     submit (client, "fast", 1, 0, 0);
-    CHECK_EQ_INT (expect_jobs (worker, refs, NULL, 100), 1);
+    CHECK_EQ_INT (s_expect_jobs (worker, refs, NULL, 100), 1);
     done (worker, refs[0], 0, NULL);
-    CHECK_EQ_INT (expect_result (client).id, 1);
+    CHECK_EQ_INT (s_expect_result (client).id, 1);
     /*  Twelve tasks of a million bytes each: four fit in the budget. */
     enum { SIZE = 1000000 };
     CHECK (4 * (SIZE + 5) <= DP_PREFETCH_BYTES && 5 * (SIZE + 5) > DP_PREFETCH_BYTES);
-    uint8_t *args = bin_value (SIZE, 0x33);
+    uint8_t *args = s_bin_value (SIZE, 0x33);
     /*  In one SUBMIT, so that all are queued before the broker dispatches:
         sent one by one, the first could go out alone, and the top-ups after
         it stop at three, past half the budget. */
@@ -1000,70 +1003,70 @@ case_large_args_prefetch_bounded (void)
     for (uint64_t seq = 2; seq <= 13; seq++)
         tasks[seq - 2] =
             (dp_task_t){.id = seq, .fn = {(const uint8_t *)"fast", 4}, .args = {args, SIZE + 5}};
-    submit_tasks (client, tasks, 12);
+    s_submit_tasks (client, tasks, 12);
     free (args);
     size_t got = 0;
     while (got < 4)
-        got += expect_jobs (worker, refs + got, NULL, 100 - got);
+        got += s_expect_jobs (worker, refs + got, NULL, 100 - got);
     CHECK_EQ_INT (got, 4);
     /*  One done leaves three megabytes held, over half: nothing more. */
     done (worker, refs[0], 0, NULL);
-    CHECK_EQ_INT (expect_result (client).id, 2);
-    peer_expect_silence (worker, 300);
+    CHECK_EQ_INT (s_expect_result (client).id, 2);
+    dp_testpeer_expect_silence (worker, 300);
     /*  Two done leave two: topped up to four again. */
     done (worker, refs[1], 0, NULL);
-    CHECK_EQ_INT (expect_result (client).id, 3);
+    CHECK_EQ_INT (s_expect_result (client).id, 3);
     got = 0;
     while (got < 2)
-        got += expect_jobs (worker, refs + got, NULL, 100 - got);
+        got += s_expect_jobs (worker, refs + got, NULL, 100 - got);
     CHECK_EQ_INT (got, 2);
-    peer_expect_silence (worker, 300);
-    CHECK_EQ_INT (status_counter (client, "queued", false), 6);
-    peer_destroy (&worker);
-    peer_destroy (&client);
+    dp_testpeer_expect_silence (worker, 300);
+    CHECK_EQ_INT (s_status_counter (client, "queued", false), 6);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
 }
 
 /*  Results pile up while a client is away (here: its connection is gone
     and it comes back with a new one): the broker holds them and sends them
     in messages under the size a client accepts, never one huge RESULT. */
 static void
-case_results_split_for_a_returning_client (void)
+s_case_results_split_for_a_returning_client (void)
 {
-    /*  Values under the 32 KiB that travel alone (case_large_results_alone),
+    /*  Values under the 32 KiB that travel alone (s_case_large_results_alone),
         so that RESULTs fill up to the limit. */
     enum { TASKS = 800, VALUE = 30 * 1024 };
     const char *fns[] = {"big"};
-    peer_t *worker = worker_new (fns, 1, 64);
-    peer_t *client = client_new (17);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, 64);
+    dp_testpeer_t *client = s_client_new (17);
     for (uint64_t seq = 1; seq <= TASKS; seq++)
         submit (client, "big", seq, 0, 0);
     /*  A round trip: every SUBMIT is in before the socket (linger 0) goes. */
-    status_counter (client, "queued", false);
+    s_status_counter (client, "queued", false);
     /*  The client goes away (its socket closed, the session stays), and the
         broker's ZeroMQ has seen the connection go, so that what it sends to
         the client from now on fails and is held. (A RESULT sent in the
         moment before that is lost in transit: a real client resubmits what
         it has no result for, as PROTOCOL.md says; this one does not.) */
-    peer_t *observer = client_new (18);
-    uint64_t disconnected = status_counter (observer, "disconnected", false);
-    peer_destroy (&client);
+    dp_testpeer_t *observer = s_client_new (18);
+    uint64_t disconnected = s_status_counter (observer, "disconnected", false);
+    dp_testpeer_destroy (&client);
     int64_t deadline = dp_now_ms () + 10000;
-    while (status_counter (observer, "disconnected", false) == disconnected)
+    while (s_status_counter (observer, "disconnected", false) == disconnected)
         CHECK (dp_now_ms () < deadline);
     /*  The worker answers everything with 30 KiB values: 23 MiB in all. */
-    uint8_t *value = bin_value (VALUE, 'v');
-    answer_jobs (worker, TASKS, value, VALUE + 5, 1, 0);
+    uint8_t *value = s_bin_value (VALUE, 'v');
+    s_answer_jobs (worker, TASKS, value, VALUE + 5, 1, 0);
     free (value);
     /*  The client comes back with the same session, before it expires. */
-    peer_t *again = peer_new (s_broker.tcp);
+    dp_testpeer_t *again = dp_testpeer_new (s_broker.tcp);
     uint8_t session[DP_SESSION_SIZE];
     memset (session, 17, sizeof session);
     dp_encode_hello (&again->w, session, "test-client");
-    peer_send (again, DP_CMD_HELLO);
+    dp_testpeer_send (again, DP_CMD_HELLO);
     static bool seen[TASKS + 1];
     int results = 0, messages = 0;
     for (;;) {
-        int cmd = peer_recv (again, RECV_MS);
+        int cmd = dp_testpeer_recv (again, RECV_MS);
         CHECK (cmd == DP_CMD_RESULT || cmd == DP_CMD_WELCOME);
         if (cmd == DP_CMD_WELCOME)
             break; /* held results come before WELCOME */
@@ -1088,13 +1091,13 @@ case_results_split_for_a_returning_client (void)
         }
     CHECK (missing <= TASKS / 4);
     while (results < TASKS) {
-        int cmd = peer_recv (worker, 50);
+        int cmd = dp_testpeer_recv (worker, 50);
         if (cmd == DP_CMD_DISPATCH) {
             dp_task_t job;
             while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job))
                 done (worker, job.id, 0, NULL);
         }
-        if (peer_recv (again, 50) == DP_CMD_RESULT) {
+        if (dp_testpeer_recv (again, 50) == DP_CMD_RESULT) {
             dp_result_t r;
             while (dp_list_next_result (&again->msg.u.list, &r)) {
                 CHECK (r.id >= 1 && r.id <= TASKS && !seen[r.id]);
@@ -1104,33 +1107,33 @@ case_results_split_for_a_returning_client (void)
         }
         CHECK (dp_now_ms () < deadline + 20000);
     }
-    peer_destroy (&observer);
-    peer_destroy (&again);
-    peer_destroy (&worker);
+    dp_testpeer_destroy (&observer);
+    dp_testpeer_destroy (&again);
+    dp_testpeer_destroy (&worker);
 }
 
 /*  A value of 32 KiB or more goes to the client in a RESULT of its own;
     the smaller ones of the same DONE still share RESULTs. Every third task
     here has a 40 KiB value. */
 static void
-case_large_results_alone (void)
+s_case_large_results_alone (void)
 {
     enum { TASKS = 12, LARGE = 40 * 1024 };
     const char *fns[] = {"f"};
-    peer_t *worker = worker_new (fns, 1, TASKS);
-    peer_t *client = client_new (19);
+    dp_testpeer_t *worker = s_worker_new (fns, 1, TASKS);
+    dp_testpeer_t *client = s_client_new (19);
     for (uint64_t seq = 1; seq <= TASKS; seq++)
         submit (client, "f", seq, 0, 0);
-    uint8_t *large = bin_value (LARGE, 'L');
+    uint8_t *large = s_bin_value (LARGE, 'L');
     /*  Jobs come in the order they were submitted (equal priorities): the
         n-th is seq n + 1. Once the first DONE has shown the function fast,
         the rest come in one DISPATCH, answered by one DONE. */
-    answer_jobs (worker, TASKS, large, LARGE + 5, 3, 1);
+    s_answer_jobs (worker, TASKS, large, LARGE + 5, 3, 1);
     free (large);
     bool seen[TASKS + 1] = {false};
     int results = 0, alone = 0, shared = 0;
     while (results < TASKS) {
-        peer_expect (client, DP_CMD_RESULT);
+        dp_testpeer_expect (client, DP_CMD_RESULT);
         dp_list_t list = client->msg.u.list;
         uint32_t entries = list.left;
         dp_result_t r;
@@ -1150,70 +1153,67 @@ case_large_results_alone (void)
     }
     CHECK_EQ_INT (alone, TASKS / 3);
     CHECK (shared >= 1);
-    peer_destroy (&client);
-    peer_destroy (&worker);
+    dp_testpeer_destroy (&client);
+    dp_testpeer_destroy (&worker);
 }
+
+/*  The broker's options for a case, where it needs some. */
+static const char *const s_args_queue_limit[] = {"--max-queue", "2", NULL};
+static const char *const s_args_nofunc_grace[] = {"--nofunc-grace", "200", NULL};
+static const char *const s_args_transport_garbage[] = {"--max-msg-size", "65536", NULL};
+static const char *const s_args_heartbeats_on_a_common_beat[] = {"--heartbeat-ms", "400",
+                                                                 "--expiry-ms", "5000", NULL};
+static const char *const s_args_idle_workers_expire_later[] = {"--heartbeat-ms", "200",
+                                                               "--expiry-ms", "600", NULL};
+
+static const dp_test_case_t s_cases[] = {
+    {"broker_dispatch_by_function_and_credit", s_case_dispatch_by_function_and_credit},
+    {"broker_slow_tasks_not_prefetched", s_case_slow_tasks_not_prefetched},
+    {"broker_large_args_prefetch_bounded", s_case_large_args_prefetch_bounded},
+    {"broker_priority_then_fifo", s_case_priority_then_fifo},
+    {"broker_results_routed_by_session", s_case_results_routed_by_session},
+    {"broker_dead_worker_retry_and_late_done", s_case_dead_worker_retry_and_late_done,
+     .valgrind = "broker_dead_worker_retry_and_late_done_valgrind"},
+    {"broker_orphans_go_alone", s_case_orphans_go_alone},
+    {"broker_unknown_ref_counted", s_case_unknown_ref_counted},
+    {"broker_session_stolen", s_case_session_stolen},
+    {"broker_queue_limit", s_case_queue_limit, .data = s_args_queue_limit},
+    {"broker_cancel", s_case_cancel},
+    {"broker_nofunc_grace", s_case_nofunc_grace, .data = s_args_nofunc_grace},
+    {"broker_hostile_input", s_case_hostile_input, .valgrind = "broker_hostile_input_valgrind"},
+    {"broker_bye_and_sigterm", s_case_bye_and_sigterm},
+    {"broker_transport_garbage", s_case_transport_garbage, .data = s_args_transport_garbage,
+     .valgrind = "broker_transport_garbage_valgrind"},
+    {"broker_random_frames", s_case_random_frames, .valgrind = "broker_random_frames_valgrind"},
+    {"broker_retry_timeout", s_case_retry_timeout},
+    {"broker_heartbeats_on_a_common_beat", s_case_heartbeats_on_a_common_beat,
+     .data = s_args_heartbeats_on_a_common_beat},
+    {"broker_results_split_for_a_returning_client", s_case_results_split_for_a_returning_client,
+     .valgrind = "broker_results_split_for_a_returning_client_valgrind"},
+    {"broker_large_results_alone", s_case_large_results_alone,
+     .valgrind = "broker_large_results_alone_valgrind"},
+    {"broker_idle_workers_expire_later", s_case_idle_workers_expire_later,
+     .data = s_args_idle_workers_expire_later},
+};
 
 int
 main (int argc, char *argv[])
 {
-    static const struct {
-        const char *name;
-        void (*run) (void);
-        const char *extra[6];
-    } cases[] = {
-        {"dispatch_by_function_and_credit", case_dispatch_by_function_and_credit, {NULL}},
-        {"slow_tasks_not_prefetched", case_slow_tasks_not_prefetched, {NULL}},
-        {"large_args_prefetch_bounded", case_large_args_prefetch_bounded, {NULL}},
-        {"priority_then_fifo", case_priority_then_fifo, {NULL}},
-        {"results_routed_by_session", case_results_routed_by_session, {NULL}},
-        {"dead_worker_retry_and_late_done", case_dead_worker_retry_and_late_done, {NULL}},
-        {"orphans_go_alone", case_orphans_go_alone, {NULL}},
-        {"unknown_ref_counted", case_unknown_ref_counted, {NULL}},
-        {"session_stolen", case_session_stolen, {NULL}},
-        {"queue_limit", case_queue_limit, {"--max-queue", "2", NULL}},
-        {"cancel", case_cancel, {NULL}},
-        {"nofunc_grace", case_nofunc_grace, {"--nofunc-grace", "200", NULL}},
-        {"hostile_input", case_hostile_input, {NULL}},
-        {"bye_and_sigterm", case_bye_and_sigterm, {NULL}},
-        {"transport_garbage", case_transport_garbage, {"--max-msg-size", "65536", NULL}},
-        {"random_frames", case_random_frames, {NULL}},
-        {"retry_timeout", case_retry_timeout, {NULL}},
-        {"heartbeats_on_a_common_beat",
-         case_heartbeats_on_a_common_beat,
-         {"--heartbeat-ms", "400", "--expiry-ms", "5000", NULL}},
-        {"results_split_for_a_returning_client",
-         case_results_split_for_a_returning_client,
-         {NULL}},
-        {"large_results_alone", case_large_results_alone, {NULL}},
-        {"idle_workers_expire_later",
-         case_idle_workers_expire_later,
-         {"--heartbeat-ms", "200", "--expiry-ms", "600", NULL}},
-    };
-    if (argc != 2) {
-        fprintf (stderr, "usage: test_broker CASE\n");
-        return 2;
+    const char *transport;
+    const dp_test_case_t *run =
+        dp_test_select (argc, argv, DP_TEST_CASES (s_cases), 60, &transport);
+    s_ctx = zmq_ctx_new ();
+    dp_testpeer_context (s_ctx);
+    dp_test_broker_start (&s_broker, run->data);
+    dp_test_run (run, transport);
+    zmq_ctx_term (s_ctx);
+    /*  Every case ends with a clean stop: SIGTERM, exit status 0. Under
+        DPOOL_TEST_BROKER_WRAP=valgrind (--error-exitcode) this is also
+        where a leak or a bad access fails the test. */
+    if (kill (s_broker.pid, 0) == 0) {
+        int status = dp_test_stop (s_broker.pid, SIGTERM, 30000);
+        if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+            dp_test_fail (__FILE__, __LINE__, "broker did not stop cleanly (status %d)", status);
     }
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (strcmp (argv[1], cases[i].name) != 0)
-            continue;
-        dp_test_begin (cases[i].name, 60);
-        s_ctx = zmq_ctx_new ();
-        peer_context (s_ctx);
-        dp_test_broker_start (&s_broker, cases[i].extra);
-        cases[i].run ();
-        zmq_ctx_term (s_ctx);
-        /*  Every case ends with a clean stop: SIGTERM, exit status 0. Under
-            DPOOL_TEST_BROKER_WRAP=valgrind (--error-exitcode) this is also
-            where a leak or a bad access fails the test. */
-        if (kill (s_broker.pid, 0) == 0) {
-            int status = dp_test_stop (s_broker.pid, SIGTERM, 30000);
-            if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
-                dp_test_fail (__FILE__, __LINE__, "broker did not stop cleanly (status %d)",
-                              status);
-        }
-        return 0;
-    }
-    fprintf (stderr, "test_broker: no case %s\n", argv[1]);
-    return 2;
+    return 0;
 }

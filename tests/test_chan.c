@@ -179,13 +179,23 @@ s_stream (dp_chan_mode_t mode)
     dp_chan_destroy (&chan, s_drop);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_worker_chan_keeps_order_and_wakes_the_reader (void)
 {
-    dp_test_begin ("chan", 60);
     s_basics ();
     s_stream (DP_CHAN_WAIT);
     s_stream (DP_CHAN_POLL);
     s_stream (DP_CHAN_POLL_ARMED);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"worker_chan_keeps_order_and_wakes_the_reader",
+     s_case_worker_chan_keeps_order_and_wakes_the_reader},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

@@ -100,7 +100,7 @@ s_workers_ready (void *arg)
 }
 
 static void
-case_kill_workers (void)
+s_case_kill_workers (void)
 {
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
@@ -151,7 +151,7 @@ case_kill_workers (void)
 }
 
 static void
-case_restart_broker (void)
+s_case_restart_broker (void)
 {
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
@@ -192,22 +192,13 @@ case_restart_broker (void)
     msgpack_sbuffer_destroy (&args);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"chaos_kill9_workers_during_10000_task_map", s_case_kill_workers},
+    {"chaos_kill9_and_restart_broker_mid_map", s_case_restart_broker},
+};
+
 int
 main (int argc, char *argv[])
 {
-    if (argc != 2) {
-        fprintf (stderr, "usage: test_chaos kill_workers|restart_broker\n");
-        return 2;
-    }
-    if (strcmp (argv[1], "kill_workers") == 0) {
-        dp_test_begin ("chaos_kill_workers", 120);
-        case_kill_workers ();
-    } else if (strcmp (argv[1], "restart_broker") == 0) {
-        dp_test_begin ("chaos_restart_broker", 120);
-        case_restart_broker ();
-    } else {
-        fprintf (stderr, "test_chaos: no case %s\n", argv[1]);
-        return 2;
-    }
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 120);
 }

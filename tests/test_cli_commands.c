@@ -336,10 +336,8 @@ s_apply_and_status (void)
             s_sh (tag, RUN_TIMEOUT_MS, "DPOOL_JSON=1 '%s' status --connect '%s'", cli, broker.tcp),
             0);
         workers = s_status_workers (tag);
-        if (workers != 2) {
-            struct timespec pause = {0, 100 * 1000 * 1000};
-            nanosleep (&pause, NULL);
-        }
+        if (workers != 2)
+            dp_test_sleep_ms (100);
     }
     CHECK_EQ_INT (workers, 2);
     CHECK_EQ_INT (
@@ -493,21 +491,15 @@ s_help_and_version (void)
 #endif
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"cli_map_echo_10000_lines_in_order", s_map_echo_10000_lines_in_order},
+    {"cli_map_failure_marked_and_exit_status", s_map_failure_marked_and_exit_status},
+    {"cli_apply_and_status", s_apply_and_status},
+    {"cli_help_and_version", s_help_and_version},
+};
+
 int
 main (int argc, char *argv[])
 {
-    static const dp_test_case_t cases[] = {
-        {"map_echo_10000_lines_in_order", s_map_echo_10000_lines_in_order},
-        {"map_failure_marked_and_exit_status", s_map_failure_marked_and_exit_status},
-        {"apply_and_status", s_apply_and_status},
-        {"help_and_version", s_help_and_version},
-    };
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc == 2 ? argv[1] : NULL, "", TEST_SECONDS);
-    if (!run) {
-        fprintf (stderr, "usage: test_cli_commands CASE\n");
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), TEST_SECONDS);
 }

@@ -59,10 +59,10 @@ s_expect (const char *const *args, int status, const char *out, const char *err_
     free (got_err);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_cli_queue_put_get_size_waits_and_exit_statuses (void)
 {
-    dp_test_begin ("cli_queue", 120);
     dp_test_broker_start (&s_broker, NULL);
 
     /*  FIFO, JSON in and out (compact), size. */
@@ -135,5 +135,15 @@ main (void)
     CHECK (strstr (status_out, "queues") && strstr (status_out, "jobs"));
     free (status_out);
     free (status_err);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"cli_queue_put_get_size_waits_and_exit_statuses",
+     s_case_cli_queue_put_get_size_waits_and_exit_statuses},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 120);
 }

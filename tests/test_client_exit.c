@@ -48,18 +48,18 @@ s_gone (void *arg)
     return kill ((pid_t)(long)arg, 0) != 0;
 }
 
-int
-main (int argc, char *argv[])
+static const char *s_self; /* this program, run again as the child */
+
+/*  The program's one case. */
+static void
+s_case_client_exit_without_destroy_is_clean (void)
 {
-    if (argc == 3 && strcmp (argv[1], "child") == 0)
-        return s_child (argv[2]);
-    dp_test_begin ("client_exit", 60);
     char pid_file[2048];
     snprintf (pid_file, sizeof pid_file, "%s", dp_test_path ("worker.pid"));
     /*  The child leaks on purpose what a careless program leaks: its
         handles. LeakSanitizer (in sanitizer builds) is not the judge here. */
     setenv ("ASAN_OPTIONS", "detect_leaks=0", 1);
-    char *child_argv[] = {argv[0], "child", pid_file, NULL};
+    char *child_argv[] = {(char *)s_self, "child", pid_file, NULL};
     pid_t child = dp_test_spawn ("child", child_argv);
     int status = dp_test_wait_exit (child, 30000);
     CHECK (status != -1);
@@ -76,5 +76,18 @@ main (int argc, char *argv[])
     /*  The worker process it ran on is gone (it may be reaped by init a
         moment later). */
     CHECK (dp_test_wait_until (s_gone, (void *)worker, 10000));
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"client_exit_without_destroy_is_clean", s_case_client_exit_without_destroy_is_clean},
+};
+
+/*  `child PID_FILE`: the program that exits without destroying its pool. */
+int
+main (int argc, char *argv[])
+{
+    if (argc == 3 && strcmp (argv[1], "child") == 0)
+        return s_child (argv[2]);
+    s_self = argv[0];
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

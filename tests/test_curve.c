@@ -572,20 +572,16 @@ s_case_encrypted (void)
         dp_test_fail (__FILE__, __LINE__, "the marker crossed the wire in the clear with CURVE");
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"curve_keys", s_case_keys},
+    {"curve_admitted", s_case_admitted},
+    {"curve_refused", s_case_refused, .valgrind = "curve_refused_broker_valgrind"},
+    {"curve_any_key", s_case_any_key},
+    {"curve_encrypted", s_case_encrypted},
+};
+
 int
 main (int argc, char *argv[])
 {
-    static const dp_test_case_t cases[] = {{"keys", s_case_keys},
-                                           {"admitted", s_case_admitted},
-                                           {"refused", s_case_refused},
-                                           {"any_key", s_case_any_key},
-                                           {"encrypted", s_case_encrypted}};
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc == 2 ? argv[1] : NULL, "curve_", 120);
-    if (!run) {
-        fprintf (stderr, "usage: test_curve CASE\n");
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 120);
 }

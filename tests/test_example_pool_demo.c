@@ -178,20 +178,14 @@ s_dpool_demo_embedded (void)
     free (text);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"example_pool_demo_embedded", s_pool_demo_embedded},
+    {"example_pool_demo_with_broker", s_pool_demo_with_broker},
+    {"example_dpool_demo_embedded", s_dpool_demo_embedded},
+};
+
 int
 main (int argc, char *argv[])
 {
-    static const dp_test_case_t cases[] = {
-        {"pool_demo_embedded", s_pool_demo_embedded},
-        {"pool_demo_with_broker", s_pool_demo_with_broker},
-        {"dpool_demo_embedded", s_dpool_demo_embedded},
-    };
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc == 2 ? argv[1] : NULL, "", TEST_SECONDS);
-    if (!run) {
-        fprintf (stderr, "usage: test_example_pool_demo CASE\n");
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), TEST_SECONDS);
 }

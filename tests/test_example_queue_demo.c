@@ -128,19 +128,13 @@ s_with_broker (void)
     CHECK (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 0);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"example_queue_demo_embedded_prints_the_tutorials_lines", s_embedded},
+    {"example_queue_demo_with_broker_prints_the_tutorials_lines", s_with_broker},
+};
+
 int
 main (int argc, char *argv[])
 {
-    const char *name = argc > 1 ? argv[1] : "";
-    if (strcmp (name, "embedded") == 0) {
-        dp_test_begin ("queue_demo_embedded", 90);
-        s_embedded ();
-    } else if (strcmp (name, "with_broker") == 0) {
-        dp_test_begin ("queue_demo_with_broker", 90);
-        s_with_broker ();
-    } else {
-        fprintf (stderr, "usage: test_example_queue_demo embedded|with_broker\n");
-        return 2;
-    }
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 90);
 }

@@ -43,22 +43,15 @@
 int
 dpool_plugin_init (void);
 
-static void
-s_sleep_ms (int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep (&ts, NULL);
-}
-
 /*  [n, ms]: reports i of n for i = 1..n, ms apart; returns n. */
 static int
-f_progress (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+s_progress (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     if (args->type != MSGPACK_OBJECT_ARRAY || args->via.array.size != 2)
         return dpool_task_fail (task, "wants [n, ms]");
     uint64_t n = args->via.array.ptr[0].via.u64, ms = args->via.array.ptr[1].via.u64;
     for (uint64_t i = 1; i <= n; i++) {
-        s_sleep_ms ((int)ms);
+        dp_test_sleep_ms ((int)ms);
         if (dpool_task_progress (task, i, n))
             return dpool_task_fail (task, "progress failed");
     }
@@ -68,7 +61,7 @@ f_progress (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resu
 /*  Reports as fast as it can for CHATTY_MS, the last report being
     [count, count]; returns the count. */
 static int
-f_chatty (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+s_chatty (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     (void)args;
     int64_t until = dp_now_ms () + CHATTY_MS;
@@ -85,7 +78,7 @@ f_chatty (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result
 /*  [done, total, queue]: reports done of total, then waits for a value on
     the queue (so that it runs while the test looks); returns the value. */
 static int
-f_report_and_wait (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+s_report_and_wait (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     if (args->type != MSGPACK_OBJECT_ARRAY || args->via.array.size != 3 ||
         args->via.array.ptr[2].type != MSGPACK_OBJECT_STR)
@@ -102,12 +95,12 @@ f_report_and_wait (dpool_task_t *task, const msgpack_object *args, msgpack_packe
 }
 
 static void
-t_register (void)
+s_register (void)
 {
     CHECK (dpool_plugin_init () == 0);
-    CHECK (dpool_register ("f.progress", f_progress, NULL) == 0);
-    CHECK (dpool_register ("f.chatty", f_chatty, NULL) == 0);
-    CHECK (dpool_register ("f.report_and_wait", f_report_and_wait, NULL) == 0);
+    CHECK (dpool_register ("f.progress", s_progress, NULL) == 0);
+    CHECK (dpool_register ("f.chatty", s_chatty, NULL) == 0);
+    CHECK (dpool_register ("f.report_and_wait", s_report_and_wait, NULL) == 0);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -116,7 +109,7 @@ t_register (void)
 static dp_test_broker_t s_broker;
 
 static const char *
-t_self (void)
+s_self (void)
 {
     static char self[PATH_MAX];
     ssize_t len = readlink ("/proc/self/exe", self, sizeof self - 1);
@@ -126,7 +119,7 @@ t_self (void)
 }
 
 static dpool_pool_t *
-t_connect (int workers)
+s_connect (int workers)
 {
     zsys_handler_set (NULL);
     dpool_pool_t *pool = dpool_pool_connect (s_broker.tcp);
@@ -138,7 +131,7 @@ t_connect (int workers)
 
 /*  Packs count objects back to back: nil each (map arguments). */
 static void
-t_pack_nils (msgpack_sbuffer *sbuf, int count)
+s_pack_nils (msgpack_sbuffer *sbuf, int count)
 {
     msgpack_packer pk;
     msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
@@ -146,33 +139,15 @@ t_pack_nils (msgpack_sbuffer *sbuf, int count)
         msgpack_pack_nil (&pk);
 }
 
-static bool
-t_is_str (const msgpack_object *object, const char *text)
-{
-    return object->type == MSGPACK_OBJECT_STR && object->via.str.size == strlen (text) &&
-           memcmp (object->via.str.ptr, text, object->via.str.size) == 0;
-}
-
-static const msgpack_object *
-t_map_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (t_is_str (&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
-    return NULL;
-}
-
 /*  Maps fn over count nils, one task each, and checks that every call's
     value is [pid, 1, arg] (the initializer ran once in its process, before
     it, with arg). Returns how many distinct processes ran them. */
 static int
-t_check_state (dpool_pool_t *pool, const char *fn, int count, const char *arg, int max_per_pid)
+s_check_state (dpool_pool_t *pool, const char *fn, int count, const char *arg, int max_per_pid)
 {
     msgpack_sbuffer args;
     msgpack_sbuffer_init (&args);
-    t_pack_nils (&args, count);
+    s_pack_nils (&args, count);
     dpool_result_t *map = dpool_pool_map (pool, fn, args.data, args.size, 1, NULL);
     CHECK (map);
     if (!dpool_result_successful (map))
@@ -186,7 +161,7 @@ t_check_state (dpool_pool_t *pool, const char *fn, int count, const char *arg, i
         if (value.via.array.ptr[1].via.u64 != 1)
             dp_test_fail (__FILE__, __LINE__, "call %d: the initializer ran %llu times in %d", i,
                           (unsigned long long)value.via.array.ptr[1].via.u64, pid);
-        CHECK (t_is_str (&value.via.array.ptr[2], arg));
+        CHECK (dp_test_is_str (&value.via.array.ptr[2], arg));
         int at = 0;
         while (at < npids && pids[at] != pid)
             at++;
@@ -206,14 +181,14 @@ t_check_state (dpool_pool_t *pool, const char *fn, int count, const char *arg, i
 
 /*  The text of a file in the test directory ("" if none; caller frees). */
 static char *
-t_file (const char *name)
+s_file (const char *name)
 {
     char *text = dp_test_read_file (dp_test_path (name));
     return text ? text : strdup ("");
 }
 
 static int
-t_count (const char *text, const char *needle)
+s_count (const char *text, const char *needle)
 {
     int count = 0;
     for (const char *at = strstr (text, needle); at; at = strstr (at + 1, needle))
@@ -228,9 +203,9 @@ t_count (const char *text, const char *needle)
 /*  An embedded pool's initializer runs once in each worker process, before
     its first task, with its arguments. */
 static void
-case_initializer_embedded (void)
+s_case_initializer_embedded (void)
 {
-    t_register ();
+    s_register ();
     zsys_handler_set (NULL);
     dpool_config_t config;
     dpool_config_init (&config);
@@ -241,7 +216,7 @@ case_initializer_embedded (void)
     config.initargs_size = 6;
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     CHECK (pool);
-    int npids = t_check_state (pool, "test.state", 20, "hello", 20);
+    int npids = s_check_state (pool, "test.state", 20, "hello", 20);
     CHECK (npids >= 1 && npids <= 2);
     dpool_pool_destroy (&pool);
     /*  An initializer that is not registered, or bad arguments, are
@@ -258,15 +233,15 @@ case_initializer_embedded (void)
 
 /*  dpool-worker --initializer with --initargs (a plugin's function). */
 static void
-case_initializer_dpool_worker (void)
+s_case_initializer_dpool_worker (void)
 {
     dp_test_broker_start (&s_broker, NULL);
     const char *extra[] = {"--plugin",  DPOOL_TEST_PLUGIN, "--initializer",
                            "test.init", "--initargs",      "\"from the command line\"",
                            NULL};
     dp_test_workers_start (s_broker.tcp, 2, extra);
-    dpool_pool_t *pool = t_connect (2);
-    int npids = t_check_state (pool, "test.state", 20, "from the command line", 20);
+    dpool_pool_t *pool = s_connect (2);
+    int npids = s_check_state (pool, "test.state", 20, "from the command line", 20);
     CHECK (npids >= 1 && npids <= 2);
     dpool_pool_destroy (&pool);
     /*  Mistakes are caught before any process starts. */
@@ -275,7 +250,7 @@ case_initializer_dpool_worker (void)
     pid_t pid = dp_test_spawn ("unknown", (char *const *)unknown);
     int status = dp_test_wait_exit (pid, 5000);
     CHECK (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 1);
-    char *err = t_file ("unknown.err");
+    char *err = s_file ("unknown.err");
     CHECK (strstr (err, "no function named 'no.such.thing'"));
     free (err);
     const char *bad[] = {dp_test_worker_bin, "--connect", s_broker.tcp, "--initializer", "echo",
@@ -283,21 +258,21 @@ case_initializer_dpool_worker (void)
     pid = dp_test_spawn ("bad", (char *const *)bad);
     status = dp_test_wait_exit (pid, 5000);
     CHECK (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 2);
-    err = t_file ("bad.err");
+    err = s_file ("bad.err");
     CHECK (strstr (err, "invalid --initargs"));
     free (err);
 }
 
 /*  dpool_worker_serve_config: a program serving its own functions. */
 static void
-case_initializer_serve_config (void)
+s_case_initializer_serve_config (void)
 {
     dp_test_broker_start (&s_broker, NULL);
-    char *argv[] = {(char *)t_self (), "serve",  s_broker.tcp, "2",
+    char *argv[] = {(char *)s_self (), "serve",  s_broker.tcp, "2",
                     "test.init",       "served", "0",          NULL};
     dp_test_spawn ("served", argv);
-    dpool_pool_t *pool = t_connect (2);
-    int npids = t_check_state (pool, "test.state", 10, "served", 10);
+    dpool_pool_t *pool = s_connect (2);
+    int npids = s_check_state (pool, "test.state", 10, "served", 10);
     CHECK (npids >= 1 && npids <= 2);
     dpool_pool_destroy (&pool);
 }
@@ -306,14 +281,14 @@ typedef struct {
     dpool_pool_t *pool;
     const char *file;
     int needed;
-} t_log_wait_t;
+} s_log_wait_t;
 
 static bool
-t_log_has (void *arg)
+s_log_has (void *arg)
 {
-    t_log_wait_t *wait = (t_log_wait_t *)arg;
-    char *text = t_file (wait->file);
-    int count = t_count (text, "initializer 'test.init' failed: told to fail");
+    s_log_wait_t *wait = (s_log_wait_t *)arg;
+    char *text = s_file (wait->file);
+    int count = s_count (text, "initializer 'test.init' failed: told to fail");
     free (text);
     return count >= wait->needed;
 }
@@ -322,21 +297,21 @@ t_log_has (void *arg)
     with Pool), and the processes restarted with a growing delay, not in a
     loop. */
 static void
-case_initializer_failure_backs_off (void)
+s_case_initializer_failure_backs_off (void)
 {
     dp_test_broker_start (&s_broker, NULL);
     const char *extra[] = {"--plugin",  DPOOL_TEST_PLUGIN, "--initializer",
                            "test.init", "--initargs",      "\"fail\"",
                            NULL};
     pid_t failing = dp_test_workers_start (s_broker.tcp, 2, extra);
-    dpool_pool_t *pool = t_connect (0);
+    dpool_pool_t *pool = s_connect (0);
     dpool_result_t *task = dpool_pool_apply_async (pool, "echo", "\x07", 1, NULL);
     CHECK (task);
-    t_log_wait_t wait = {pool, "workers1.err", 2};
-    CHECK (dp_test_wait_until (t_log_has, &wait, WAIT_MS));
+    s_log_wait_t wait = {pool, "workers1.err", 2};
+    CHECK (dp_test_wait_until (s_log_has, &wait, WAIT_MS));
     int64_t since = dp_now_ms ();
-    char *before = t_file ("workers1.err");
-    int first = t_count (before, "failed: told to fail");
+    char *before = s_file ("workers1.err");
+    int first = s_count (before, "failed: told to fail");
     free (before);
     /*  Watch for a while, with a deadline: no worker registers, the task
         waits, and restarts slow down (without backoff two processes
@@ -348,10 +323,10 @@ case_initializer_failure_backs_off (void)
         free (data);
         CHECK_EQ_INT (dpool_pool_workers (pool), 0);
         CHECK (!dpool_result_ready (task));
-        s_sleep_ms (100);
+        dp_test_sleep_ms (100);
     }
-    char *after = t_file ("workers1.err");
-    int failures = t_count (after, "failed: told to fail") - first;
+    char *after = s_file ("workers1.err");
+    int failures = s_count (after, "failed: told to fail") - first;
     CHECK (strstr (after, "this worker process exits without taking a task"));
     free (after);
     fprintf (stderr, "initializer failures in %d ms: %d\n", BACKOFF_MS, failures);
@@ -374,23 +349,23 @@ case_initializer_failure_backs_off (void)
 /*  dpool-worker --max-tasks 3: a process is replaced after 3 tasks, and no
     task is lost or fails. */
 static void
-case_max_tasks_dpool_worker (void)
+s_case_max_tasks_dpool_worker (void)
 {
     dp_test_broker_start (&s_broker, NULL);
     const char *extra[] = {"--max-tasks", "3", NULL};
     pid_t workers = dp_test_workers_start (s_broker.tcp, 2, extra);
-    dpool_pool_t *pool = t_connect (2);
+    dpool_pool_t *pool = s_connect (2);
     enum { N = 30 };
     msgpack_sbuffer args;
     msgpack_sbuffer_init (&args);
-    t_pack_nils (&args, N);
+    s_pack_nils (&args, N);
     dpool_result_t *map = dpool_pool_map (pool, "pid", args.data, args.size, 1, NULL);
     CHECK (map && dpool_result_successful (map));
     int pids[N], uses[N], npids = 0;
     for (int i = 0; i < N; i++) {
         msgpack_object value;
         CHECK (dpool_result_item (map, (size_t)i, &value) == 0);
-        const msgpack_object *pid = t_map_get (&value, "pid");
+        const msgpack_object *pid = dp_test_map_get (&value, "pid");
         CHECK (pid && pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
         int at = 0;
         while (at < npids && pids[at] != (int)pid->via.u64)
@@ -410,8 +385,8 @@ case_max_tasks_dpool_worker (void)
     msgpack_unpacked status;
     msgpack_unpacked_init (&status);
     CHECK (msgpack_unpack_next (&status, data, size, NULL) == MSGPACK_UNPACK_SUCCESS);
-    CHECK_EQ_INT (t_map_get (&status.data, "done")->via.u64, N);
-    CHECK_EQ_INT (t_map_get (&status.data, "failed")->via.u64, 0);
+    CHECK_EQ_INT (dp_test_map_get (&status.data, "done")->via.u64, N);
+    CHECK_EQ_INT (dp_test_map_get (&status.data, "failed")->via.u64, 0);
     msgpack_unpacked_destroy (&status);
     free (data);
     dpool_result_destroy (&map);
@@ -419,7 +394,7 @@ case_max_tasks_dpool_worker (void)
     msgpack_sbuffer_destroy (&args);
     CHECK (dp_test_stop (workers, SIGTERM, 10000) != -1);
     /*  Retirements are not deaths: no backoff was ever needed. */
-    char *err = t_file ("workers1.err");
+    char *err = s_file ("workers1.err");
     CHECK (!strstr (err, "keep dying"));
     CHECK (!strstr (err, "killed by signal"));
     free (err);
@@ -428,9 +403,9 @@ case_max_tasks_dpool_worker (void)
 /*  An embedded pool with max_tasks 2 and an initializer: every fresh
     process runs the initializer once, and none runs more than 2 tasks. */
 static void
-case_max_tasks_embedded (void)
+s_case_max_tasks_embedded (void)
 {
-    t_register ();
+    s_register ();
     zsys_handler_set (NULL);
     dpool_config_t config;
     dpool_config_init (&config);
@@ -442,7 +417,7 @@ case_max_tasks_embedded (void)
     config.initargs_size = 6;
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     CHECK (pool);
-    int npids = t_check_state (pool, "test.state", 12, "fresh", 2);
+    int npids = s_check_state (pool, "test.state", 12, "fresh", 2);
     CHECK (npids >= 6);
     dpool_pool_destroy (&pool);
 }
@@ -459,12 +434,12 @@ typedef struct {
     bool after_result; /* a report came once the handle was ready */
     int at_result;     /* reports seen when the result came */
     bool result_seen;  /* the result callback ran */
-} t_reports_t;
+} s_reports_t;
 
 static void
-t_on_progress (dpool_result_t *result, size_t index, const msgpack_object *value, void *arg)
+s_on_progress (dpool_result_t *result, size_t index, const msgpack_object *value, void *arg)
 {
-    t_reports_t *reports = (t_reports_t *)arg;
+    s_reports_t *reports = (s_reports_t *)arg;
     pthread_mutex_lock (&reports->mutex);
     if (dpool_result_ready (result))
         reports->after_result = true;
@@ -479,10 +454,10 @@ t_on_progress (dpool_result_t *result, size_t index, const msgpack_object *value
 }
 
 static void
-t_on_result (dpool_result_t *result, void *arg)
+s_on_result (dpool_result_t *result, void *arg)
 {
     (void)result;
-    t_reports_t *reports = (t_reports_t *)arg;
+    s_reports_t *reports = (s_reports_t *)arg;
     pthread_mutex_lock (&reports->mutex);
     reports->at_result = reports->count;
     reports->result_seen = true;
@@ -490,9 +465,9 @@ t_on_result (dpool_result_t *result, void *arg)
 }
 
 static bool
-t_result_seen (void *arg)
+s_result_seen (void *arg)
 {
-    t_reports_t *reports = (t_reports_t *)arg;
+    s_reports_t *reports = (s_reports_t *)arg;
     pthread_mutex_lock (&reports->mutex);
     bool seen = reports->result_seen;
     pthread_mutex_unlock (&reports->mutex);
@@ -501,12 +476,12 @@ t_result_seen (void *arg)
 
 /*  Waits for the result callback (it runs just after the handle is ready)
     and returns a copy of what the callbacks saw; then starts over. */
-static t_reports_t
-t_reports_take (t_reports_t *reports)
+static s_reports_t
+s_reports_take (s_reports_t *reports)
 {
-    CHECK (dp_test_wait_until (t_result_seen, reports, WAIT_MS));
+    CHECK (dp_test_wait_until (s_result_seen, reports, WAIT_MS));
     pthread_mutex_lock (&reports->mutex);
-    t_reports_t copy = *reports;
+    s_reports_t copy = *reports;
     reports->count = reports->at_result = 0;
     reports->result_seen = reports->after_result = false;
     pthread_mutex_unlock (&reports->mutex);
@@ -517,18 +492,18 @@ t_reports_take (t_reports_t *reports)
     included, all before the result; a chatty task is rate-limited; a map's
     reports name the call. */
 static void
-case_progress_callbacks (void)
+s_case_progress_callbacks (void)
 {
-    t_register ();
+    s_register ();
     zsys_handler_set (NULL);
     dpool_pool_t *pool = dpool_pool_new (2);
     CHECK (pool);
 
-    static t_reports_t reports = {.mutex = PTHREAD_MUTEX_INITIALIZER};
-    dpool_call_t call = {.callback = t_on_result, .progress = t_on_progress, .arg = &reports};
+    static s_reports_t reports = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+    dpool_call_t call = {.callback = s_on_result, .progress = s_on_progress, .arg = &reports};
     dpool_result_t *result = dpool_pool_apply (pool, "f.progress", "\x92\x05\xcc\x96", 4, &call);
     CHECK (result && dpool_result_successful (result));
-    t_reports_t seen = t_reports_take (&reports);
+    s_reports_t seen = s_reports_take (&reports);
     fprintf (stderr, "progress: %d reports of 5\n", seen.count);
     CHECK (seen.count >= 2 && seen.count <= 5);
     CHECK (!seen.after_result);
@@ -547,7 +522,7 @@ case_progress_callbacks (void)
     CHECK (result && dpool_result_successful (result));
     msgpack_object value;
     CHECK (dpool_result_get (result, 0, &value) == 0);
-    seen = t_reports_take (&reports);
+    seen = s_reports_take (&reports);
     fprintf (stderr, "chatty: %llu reports made, %d received\n", (unsigned long long)value.via.u64,
              seen.count);
     CHECK (value.via.u64 > 1000);
@@ -570,7 +545,7 @@ case_progress_callbacks (void)
     }
     result = dpool_pool_map (pool, "f.progress", args.data, args.size, 1, &call);
     CHECK (result && dpool_result_successful (result));
-    seen = t_reports_take (&reports);
+    seen = s_reports_take (&reports);
     bool calls[4] = {false};
     for (int i = 0; i < seen.count && i < MAX_REPORTS; i++) {
         CHECK (seen.index[i] < 4);
@@ -586,14 +561,14 @@ case_progress_callbacks (void)
 
 typedef struct {
     dpool_pool_t *pool;
-} t_running_t;
+} s_running_t;
 
 /*  True once the broker's status lists f.report_and_wait running with the
     progress [3, 10]. */
 static bool
-t_shows_progress (void *arg)
+s_shows_progress (void *arg)
 {
-    dpool_pool_t *pool = ((t_running_t *)arg)->pool;
+    dpool_pool_t *pool = ((s_running_t *)arg)->pool;
     void *data;
     size_t size;
     if (dpool_pool_status (pool, 1000, &data, &size))
@@ -603,12 +578,12 @@ t_shows_progress (void *arg)
     size_t offset = 0;
     bool found = false;
     if (msgpack_unpack (data, size, &offset, zone, &status) == MSGPACK_UNPACK_SUCCESS) {
-        const msgpack_object *running = t_map_get (&status, "running");
+        const msgpack_object *running = dp_test_map_get (&status, "running");
         for (uint32_t i = 0; running && i < running->via.array.size; i++) {
             const msgpack_object *task = &running->via.array.ptr[i];
-            const msgpack_object *fn = t_map_get (task, "fn");
-            const msgpack_object *progress = t_map_get (task, "progress");
-            found |= fn && t_is_str (fn, "f.report_and_wait") && progress &&
+            const msgpack_object *fn = dp_test_map_get (task, "fn");
+            const msgpack_object *progress = dp_test_map_get (task, "progress");
+            found |= fn && dp_test_is_str (fn, "f.report_and_wait") && progress &&
                      progress->type == MSGPACK_OBJECT_ARRAY && progress->via.array.size == 2 &&
                      progress->via.array.ptr[0].via.u64 == 3 &&
                      progress->via.array.ptr[1].via.u64 == 10;
@@ -622,12 +597,12 @@ t_shows_progress (void *arg)
 /*  The broker's status, and `dpool status`, show a running task's
     progress. */
 static void
-case_status_shows_progress (void)
+s_case_status_shows_progress (void)
 {
     dp_test_broker_start (&s_broker, NULL);
-    char *argv[] = {(char *)t_self (), "serve", s_broker.tcp, "1", "", "", "0", NULL};
+    char *argv[] = {(char *)s_self (), "serve", s_broker.tcp, "1", "", "", "0", NULL};
     dp_test_spawn ("served", argv);
-    dpool_pool_t *pool = t_connect (1);
+    dpool_pool_t *pool = s_connect (1);
     msgpack_sbuffer args;
     msgpack_sbuffer_init (&args);
     msgpack_packer pk;
@@ -639,13 +614,13 @@ case_status_shows_progress (void)
     dpool_result_t *result =
         dpool_pool_apply_async (pool, "f.report_and_wait", args.data, args.size, NULL);
     CHECK (result);
-    t_running_t running = {pool};
-    CHECK (dp_test_wait_until (t_shows_progress, &running, WAIT_MS));
+    s_running_t running = {pool};
+    CHECK (dp_test_wait_until (s_shows_progress, &running, WAIT_MS));
     const char *cli[] = {dp_test_cli_bin, "status", "--connect", s_broker.tcp, NULL};
     pid_t pid = dp_test_spawn ("status", (char *const *)cli);
     int status = dp_test_wait_exit (pid, WAIT_MS);
     CHECK (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 0);
-    char *out = t_file ("status.out");
+    char *out = s_file ("status.out");
     if (!strstr (out, "f.report_and_wait") || !strstr (out, "3/10 (30%)") ||
         !strstr (out, "running  1"))
         dp_test_fail (__FILE__, __LINE__, "dpool status shows no progress:\n%s", out);
@@ -660,13 +635,25 @@ case_status_shows_progress (void)
     msgpack_sbuffer_destroy (&args);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"initializer_runs_once_per_process_before_first_task", s_case_initializer_embedded},
+    {"initializer_dpool_worker_option_with_initargs", s_case_initializer_dpool_worker},
+    {"initializer_dpool_worker_serve_config", s_case_initializer_serve_config},
+    {"initializer_failure_logged_no_task_taken_restart_backoff",
+     s_case_initializer_failure_backs_off},
+    {"max_tasks_dpool_worker_replaces_processes_no_task_lost", s_case_max_tasks_dpool_worker},
+    {"max_tasks_embedded_fresh_processes_run_initializer", s_case_max_tasks_embedded},
+    {"progress_callbacks_in_order_before_result_rate_limited", s_case_progress_callbacks},
+    {"progress_status_shows_running_task_progress", s_case_status_shows_progress},
+};
+
 int
 main (int argc, char *argv[])
 {
     /*  serve EP PROCS INITIALIZER INITARG MAX_TASKS: this program as a
         worker, through dpool_worker_serve_config. */
     if (argc == 7 && strcmp (argv[1], "serve") == 0) {
-        t_register ();
+        s_register ();
         msgpack_sbuffer initargs;
         msgpack_sbuffer_init (&initargs);
         msgpack_packer pk;
@@ -682,22 +669,5 @@ main (int argc, char *argv[])
         msgpack_sbuffer_destroy (&initargs);
         return rc == 0 ? 0 : 1;
     }
-    static const dp_test_case_t cases[] = {
-        {"initializer_embedded", case_initializer_embedded},
-        {"initializer_dpool_worker", case_initializer_dpool_worker},
-        {"initializer_serve_config", case_initializer_serve_config},
-        {"initializer_failure_backs_off", case_initializer_failure_backs_off},
-        {"max_tasks_dpool_worker", case_max_tasks_dpool_worker},
-        {"max_tasks_embedded", case_max_tasks_embedded},
-        {"progress_callbacks", case_progress_callbacks},
-        {"status_shows_progress", case_status_shows_progress},
-    };
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc > 1 ? argv[1] : NULL, "features_", 90);
-    if (!run) {
-        fprintf (stderr, "usage: test_features CASE\n");
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 90);
 }

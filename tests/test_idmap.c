@@ -184,10 +184,10 @@ s_sliding_window (pattern_t pattern)
     CHECK (map == NULL);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_proto_idmap_matches_a_model (void)
 {
-    dp_test_begin ("idmap", 60);
     static model_t model;
 
     /*  Both kinds of map, over ids that count up, random ids, and ids that
@@ -228,5 +228,14 @@ main (void)
     dp_idmap_destroy (&map);
 
     dp_idmap_destroy (&map); /* NULL is harmless */
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"proto_idmap_matches_a_model", s_case_proto_idmap_matches_a_model},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

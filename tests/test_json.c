@@ -324,15 +324,25 @@ s_test_base64 (void)
     CHECK_EQ_INT (dp_json_base64_decode (bytes, "Zm 9", 4), -1);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_json_roundtrip_bigints_floats_bin_and_errors (void)
 {
-    dp_test_begin ("json", TEST_SECONDS);
     s_test_scalars_and_nesting ();
     s_test_integers_are_exact ();
     s_test_floats_keep_their_bits ();
     s_test_bin_ext_and_keys ();
     s_test_invalid_json_is_refused_clearly ();
     s_test_base64 ();
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"json_roundtrip_bigints_floats_bin_and_errors",
+     s_case_json_roundtrip_bigints_floats_bin_and_errors},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), TEST_SECONDS);
 }

@@ -43,10 +43,10 @@ s_two_workers (void *arg)
     return dpool_pool_workers ((dpool_pool_t *)arg) >= 2;
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_backpressure_memory_stays_flat_over_200000_tasks (void)
 {
-    dp_test_begin ("memory", 240);
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
     dp_test_workers_start (broker.ipc, 2, NULL);
@@ -88,5 +88,15 @@ main (void)
     CHECK (client_end - client_at < GROWTH_KB);
     CHECK (broker_end - broker_at < GROWTH_KB);
     dpool_pool_destroy (&pool);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"backpressure_memory_stays_flat_over_200000_tasks",
+     s_case_backpressure_memory_stays_flat_over_200000_tasks},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 240);
 }

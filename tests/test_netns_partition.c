@@ -99,24 +99,6 @@ static volatile sig_atomic_t s_nlong; /* how many of them */
 static pid_t s_broker;                /* the broker's pid, once started */
 static struct sigaction s_old_alarm;  /* dp_testutil's deadline handler */
 
-static int64_t
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-s_sleep_ms (int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep (&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /*  Ends the test as skipped, with the reason. */
 static void
 s_skip (const char *format, ...) __attribute__ ((noreturn, format (printf, 1, 2)));
@@ -166,7 +148,7 @@ s_command (const char *tag, int timeout_ms, const char *const argv[])
     }
     setpgid (pid, pid);
     s_command_pid = pid;
-    int64_t deadline = s_now_ms () + timeout_ms;
+    int64_t deadline = dp_test_now_ms () + timeout_ms;
     int status = -1;
     for (;;) {
         pid_t rc = waitpid (pid, &status, WNOHANG);
@@ -176,13 +158,13 @@ s_command (const char *tag, int timeout_ms, const char *const argv[])
             status = -1;
             break;
         }
-        if (s_now_ms () >= deadline) {
+        if (dp_test_now_ms () >= deadline) {
             kill (-pid, SIGKILL);
             waitpid (pid, NULL, 0);
             status = -1;
             break;
         }
-        s_sleep_ms (2);
+        dp_test_sleep_ms (2);
     }
     s_command_pid = 0;
     return status;
@@ -713,7 +695,7 @@ s_status_get (s_status_t *status)
 static void
 s_await (bool (*cond) (const s_status_t *), s_status_t *status, int timeout_ms, const char *what)
 {
-    int64_t deadline = s_now_ms () + timeout_ms;
+    int64_t deadline = dp_test_now_ms () + timeout_ms;
     for (;;) {
         int ended = s_broker > 0 ? dp_test_wait_exit (s_broker, 0) : -1;
         if (ended != -1) {
@@ -726,10 +708,10 @@ s_await (bool (*cond) (const s_status_t *), s_status_t *status, int timeout_ms, 
         bool ok = s_status_get (status);
         if (ok && cond (status))
             return;
-        if (s_now_ms () >= deadline)
+        if (dp_test_now_ms () >= deadline)
             dp_test_fail (__FILE__, __LINE__, "waited %d ms for %s; the last status:\n%s",
                           timeout_ms, what, ok ? status->text : "(dpool status failed)");
-        s_sleep_ms (POLL_MS);
+        dp_test_sleep_ms (POLL_MS);
     }
 }
 
@@ -787,13 +769,9 @@ s_curve_setup (void)
 /*  ---------------------------------------------------------------------------
     The test.
 */
-int
-main (int argc, char *argv[])
+static void
+s_run (bool curve)
 {
-    bool curve = argc > 1 && strcmp (argv[1], "curve") == 0;
-    s_owner = getpid ();
-    atexit (s_at_exit); /* before dp_test_begin's: runs after it */
-    dp_test_begin (TEST_NAME, TEST_SECONDS);
     s_catch_signals ();
     if (geteuid () != 0)
         s_skip ("needs root to make network namespaces (running as uid %ld)", (long)geteuid ());
@@ -832,7 +810,7 @@ main (int argc, char *argv[])
     }
 
     /*  The map; the cut once each remote worker has finished a task. */
-    int64_t started = s_now_ms ();
+    int64_t started = dp_test_now_ms ();
     const char *input = s_write_input ("map.in", MAP_TASKS, MAP_SLEEP_S);
     pid_t map = s_start_map ("map", input);
     s_await (s_remote_busy, &status, STEP_MS, "each remote worker to finish a task");
@@ -841,24 +819,24 @@ main (int argc, char *argv[])
         dp_test_fail (__FILE__, __LINE__, "the map ended (wait status 0x%x) before the cut",
                       (unsigned)early);
     long long local_at_cut = status.local_done;
-    int64_t cut = s_now_ms ();
+    int64_t cut = dp_test_now_ms ();
     s_ip_check (s_ip ("-n", s_remote.name, "link", "set", s_remote.veth, "down", NULL),
                 "cut the link", __LINE__);
 
     /*  The broker drops the cut-off workers once they have been silent past
         the expiry; the link stays down CUT_MS at least, and until then. */
     s_await (s_remote_gone, &status, STEP_MS, "the broker to drop the cut-off workers");
-    int64_t dropped = s_now_ms ();
+    int64_t dropped = dp_test_now_ms ();
     CHECK_EQ_INT (status.local, LOCAL_PROCS);
     if (s_held_at_cut < 1)
         dp_test_fail (__FILE__, __LINE__,
                       "the broker saw the cut-off workers hold no task before their expiry");
-    s_sleep_ms (cut + CUT_MS - s_now_ms ());
+    dp_test_sleep_ms (cut + CUT_MS - dp_test_now_ms ());
     if (!s_status_get (&status))
         dp_test_fail (__FILE__, __LINE__, "no status from the broker while the link was down");
     CHECK_EQ_INT (status.remote, 0);
     long long local_at_up = status.local_done;
-    int64_t up = s_now_ms ();
+    int64_t up = dp_test_now_ms ();
     s_ip_check (s_ip ("-n", s_remote.name, "link", "set", s_remote.veth, "up", NULL),
                 "bring the link back up", __LINE__);
     if (local_at_up <= local_at_cut)
@@ -869,9 +847,9 @@ main (int argc, char *argv[])
     /*  The remote workers come back; the map ends with every line right,
         each task counted done once by the broker. */
     s_await (s_all_registered, &status, STEP_MS, "the remote workers to register again");
-    int64_t back = s_now_ms ();
+    int64_t back = dp_test_now_ms ();
     s_check_map_exit (map, "map", MAP_MS);
-    int64_t finished = s_now_ms ();
+    int64_t finished = dp_test_now_ms ();
     s_check_map_output ("map", input, MAP_TASKS);
     CHECK (s_status_get (&status));
     CHECK_EQ_INT (status.done, MAP_TASKS);
@@ -906,5 +884,30 @@ main (int argc, char *argv[])
                 TEST_NAME, (long long)(cut - started), (long long)(dropped - cut),
                 (long long)(up - cut), (long long)(back - up), (long long)(finished - started),
                 local_at_up - local_at_cut, s_held_at_cut);
-    return 0;
+}
+
+static void
+s_case_link_cut_mid_map (void)
+{
+    s_run (false);
+}
+
+/*  The same with the broker and workers behind CURVE. */
+static void
+s_case_link_cut_mid_map_with_curve (void)
+{
+    s_run (true);
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"netns_partition_link_cut_mid_map", s_case_link_cut_mid_map},
+    {"netns_partition_link_cut_mid_map_with_curve", s_case_link_cut_mid_map_with_curve},
+};
+
+int
+main (int argc, char *argv[])
+{
+    s_owner = getpid ();
+    atexit (s_at_exit); /* before dp_test_begin's: runs after it */
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), TEST_SECONDS);
 }

@@ -45,7 +45,7 @@ s_span_is (dp_span_t span, const char *text)
 }
 
 static void
-test_header (void)
+s_header (void)
 {
     uint8_t header[DP_HEADER_SIZE];
     dp_cmd_t cmd;
@@ -67,7 +67,7 @@ test_header (void)
 }
 
 static void
-test_hello_welcome_ready (void)
+s_hello_welcome_ready (void)
 {
     uint8_t session[DP_SESSION_SIZE];
     for (int i = 0; i < DP_SESSION_SIZE; i++)
@@ -108,7 +108,7 @@ test_hello_welcome_ready (void)
 }
 
 static void
-test_tasks (void)
+s_tasks (void)
 {
     /*  SUBMIT: three tasks with every field set. */
     uint8_t args[3][16];
@@ -192,7 +192,7 @@ test_tasks (void)
 }
 
 static void
-test_results (void)
+s_results (void)
 {
     uint8_t value[] = {0x92, 0x01, 0xa1, 'z'}; /* [1, "z"] */
     for (int round = 0; round < 2; round++) {
@@ -237,7 +237,7 @@ test_results (void)
 }
 
 static void
-test_small_messages (void)
+s_small_messages (void)
 {
     uint64_t seqs[] = {1, 5, 1ull << 50};
     dp_encode_cancel (&w, false, seqs, 3);
@@ -280,7 +280,7 @@ test_small_messages (void)
 /*  Every proper prefix of a valid body is refused, and so is every body
     with one byte changed that still decodes without reading outside it. */
 static void
-test_truncated_and_mutated (void)
+s_truncated_and_mutated (void)
 {
     uint8_t args[] = {0x93, 0x01, 0xcb, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0xc4, 0x02, 0xaa, 0xbb};
     dp_list_begin (&w);
@@ -324,7 +324,7 @@ test_truncated_and_mutated (void)
 
 /*  Lies about sizes: containers and strings that claim more than is there. */
 static void
-test_lying_sizes (void)
+s_lying_sizes (void)
 {
     uint8_t big_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
     uint8_t big_str[] = {0x91, 0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'};
@@ -347,7 +347,7 @@ test_lying_sizes (void)
 
 /*  Wrong types in each field of a SUBMIT task. */
 static void
-test_wrong_types (void)
+s_wrong_types (void)
 {
     /*  [[seq, fn, args, prio, timeout, retries, flags]] with one field wrong. */
     static const uint8_t good[] = {0x91, 0x97, 0x01, 0xa1, 'f', 0xc0, 0x00, 0x00, 0x00, 0x00};
@@ -383,7 +383,7 @@ test_wrong_types (void)
 
 /*  The reader on its own: every type, integer bounds, nesting depth. */
 static void
-test_reader (void)
+s_reader (void)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -456,7 +456,7 @@ test_reader (void)
 /*  dp_mp_unpack_scalar gives what msgpack_unpack gives for every scalar,
     and leaves the rest (and truncated scalars) to it. */
 static void
-test_unpack_scalar (void)
+s_unpack_scalar (void)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -535,7 +535,7 @@ test_unpack_scalar (void)
 /*  The list iterators agree with the decode pass past the entries whose
     values it remembers, and copies of a list walk independently. */
 static void
-test_long_list (void)
+s_long_list (void)
 {
     const size_t count = DP_LIST_KNOWN + 5;
     dp_list_begin (&w);
@@ -569,7 +569,7 @@ test_long_list (void)
 
 /*  Random bytes as every command: refused or accepted, never a crash. */
 static void
-test_random (void)
+s_random (void)
 {
     uint64_t x = 0x9e3779b97f4a7c15ull;
     int accepted = 0;
@@ -597,23 +597,32 @@ test_random (void)
     CHECK (accepted > 0);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_proto_roundtrip_and_hostile_input (void)
 {
-    dp_test_begin ("proto", 120);
     dp_writer_init (&w);
-    test_header ();
-    test_hello_welcome_ready ();
-    test_tasks ();
-    test_results ();
-    test_small_messages ();
-    test_truncated_and_mutated ();
-    test_lying_sizes ();
-    test_wrong_types ();
-    test_reader ();
-    test_unpack_scalar ();
-    test_long_list ();
-    test_random ();
+    s_header ();
+    s_hello_welcome_ready ();
+    s_tasks ();
+    s_results ();
+    s_small_messages ();
+    s_truncated_and_mutated ();
+    s_lying_sizes ();
+    s_wrong_types ();
+    s_reader ();
+    s_unpack_scalar ();
+    s_long_list ();
+    s_random ();
     dp_writer_fini (&w);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"proto_roundtrip_and_hostile_input", s_case_proto_roundtrip_and_hostile_input},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 120);
 }

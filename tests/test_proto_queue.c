@@ -52,7 +52,7 @@ s_bytes_eq (dp_span_t span, const void *data, size_t size)
 }
 
 static void
-test_names (void)
+s_names (void)
 {
     CHECK_EQ_STR (dp_cmd_name (DP_CMD_QUEUE_OPEN), "QUEUE-OPEN");
     CHECK_EQ_STR (dp_cmd_name (DP_CMD_QUEUE_ACK), "QUEUE-ACK");
@@ -65,7 +65,7 @@ test_names (void)
 }
 
 static void
-test_requests (void)
+s_requests (void)
 {
     const uint8_t value[] = {0x92, 0xa1, 'i', 0x07}; /* ["i", 7] */
     dp_encode_queue_open (&w, 1ull << 40, "letters", 3);
@@ -153,7 +153,7 @@ test_requests (void)
 }
 
 static void
-test_reply_ack_progress (void)
+s_reply_ack_progress (void)
 {
     const uint8_t value[] = {0xa1, 't'};
     dp_encode_queue_reply (&w, 9, 4, 6, value, sizeof value, 77);
@@ -231,7 +231,7 @@ test_reply_ack_progress (void)
 /*  Every prefix of every valid body is refused, and so is every body with
     one byte flipped to each of a few hostile values: never a crash. */
 static void
-test_truncated_and_mutated (void)
+s_truncated_and_mutated (void)
 {
     const uint8_t value[] = {0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0x92, 0xc3, 0xc0};
     struct {
@@ -302,7 +302,7 @@ test_truncated_and_mutated (void)
 
 /*  Wrong types in each field of a QUEUE-PUT. */
 static void
-test_wrong_types (void)
+s_wrong_types (void)
 {
     /*  [req, name, value, timeout_ms, maxsize] */
     static const uint8_t good[] = {0x95, 0x01, 0xa1, 'q', 0xc0, 0xff, 0x00};
@@ -339,7 +339,7 @@ test_wrong_types (void)
 /*  Random bodies as every new command: refused or accepted, and an
     accepted one's spans lie inside the body. */
 static void
-test_random (void)
+s_random (void)
 {
     uint64_t x = 0x2545f4914f6cdd1dull;
     for (int round = 0; round < 100000; round++) {
@@ -376,17 +376,27 @@ test_random (void)
     }
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_proto_queue_and_progress_roundtrip_and_hostile_input (void)
 {
-    dp_test_begin ("proto_queue", 120);
     dp_writer_init (&w);
-    test_names ();
-    test_requests ();
-    test_reply_ack_progress ();
-    test_truncated_and_mutated ();
-    test_wrong_types ();
-    test_random ();
+    s_names ();
+    s_requests ();
+    s_reply_ack_progress ();
+    s_truncated_and_mutated ();
+    s_wrong_types ();
+    s_random ();
     dp_writer_fini (&w);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"proto_queue_and_progress_roundtrip_and_hostile_input",
+     s_case_proto_queue_and_progress_roundtrip_and_hostile_input},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 120);
 }

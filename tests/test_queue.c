@@ -32,25 +32,9 @@
 #define WAIT_MS      20000 /* for a condition, or a task */
 #define SHORT_MS     300   /* a timeout that must run out */
 
-/*  ---------------------------------------------------------------------------
-    msgpack helpers.
-*/
-static void
-t_pack_str (msgpack_packer *pk, const char *text)
-{
-    msgpack_pack_str_with_body (pk, text, strlen (text));
-}
-
-static bool
-t_is_str (const msgpack_object *object, const char *text)
-{
-    return object->type == MSGPACK_OBJECT_STR && object->via.str.size == strlen (text) &&
-           memcmp (object->via.str.ptr, text, object->via.str.size) == 0;
-}
-
 /*  Copies a str argument into buf (NUL-terminated); false if it is none. */
 static bool
-t_str_arg (const msgpack_object *args, uint32_t at, char *buf, size_t size)
+s_str_arg (const msgpack_object *args, uint32_t at, char *buf, size_t size)
 {
     if (args->type != MSGPACK_OBJECT_ARRAY || args->via.array.size <= at)
         return false;
@@ -63,7 +47,7 @@ t_str_arg (const msgpack_object *args, uint32_t at, char *buf, size_t size)
 }
 
 static int64_t
-t_int_arg (const msgpack_object *args, uint32_t at)
+s_int_arg (const msgpack_object *args, uint32_t at)
 {
     if (args->type != MSGPACK_OBJECT_ARRAY || args->via.array.size <= at)
         return -1;
@@ -82,11 +66,11 @@ t_int_arg (const msgpack_object *args, uint32_t at)
 /*  [queue, producer, count]: puts [producer, i] for i < count, waiting for
     room; returns [pid, count]. */
 static int
-q_produce (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+s_produce (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     char name[256];
-    int64_t producer = t_int_arg (args, 1), count = t_int_arg (args, 2);
-    if (!t_str_arg (args, 0, name, sizeof name) || producer < 0 || count < 0)
+    int64_t producer = s_int_arg (args, 1), count = s_int_arg (args, 2);
+    if (!s_str_arg (args, 0, name, sizeof name) || producer < 0 || count < 0)
         return dpool_task_fail (task, "bad arguments");
     dpool_queue_t *q = dpool_task_queue_open (task, name, 0);
     if (!q)
@@ -112,10 +96,10 @@ q_produce (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
 /*  [queue]: gets values until "stop"; returns [pid, [value...]] in the
     order got. */
 static int
-q_consume (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+s_consume (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     char name[256];
-    if (!t_str_arg (args, 0, name, sizeof name))
+    if (!s_str_arg (args, 0, name, sizeof name))
         return dpool_task_fail (task, "bad arguments");
     dpool_queue_t *q = dpool_task_queue_open (task, name, 0);
     if (!q)
@@ -129,7 +113,7 @@ q_consume (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
             dp_test_buf_fini (&got);
             return dpool_task_fail (task, "get: %s", dpool_queue_error (q));
         }
-        if (t_is_str (&value, STOP))
+        if (dp_test_is_str (&value, STOP))
             break;
         msgpack_pack_object (&got.pk, value);
         count++;
@@ -145,10 +129,10 @@ q_consume (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
 /*  [victim, pids]: puts its pid on pids, then waits for a value on victim;
     returns it. */
 static int
-q_wait_on (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+s_wait_on (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     char victim[256], pids[256];
-    if (!t_str_arg (args, 0, victim, sizeof victim) || !t_str_arg (args, 1, pids, sizeof pids))
+    if (!s_str_arg (args, 0, victim, sizeof victim) || !s_str_arg (args, 1, pids, sizeof pids))
         return dpool_task_fail (task, "bad arguments");
     dpool_queue_t *p = dpool_task_queue_open (task, pids, 0);
     dpool_queue_t *q = dpool_task_queue_open (task, victim, 0);
@@ -171,10 +155,10 @@ q_wait_on (dpool_task_t *task, const msgpack_object *args, msgpack_packer *resul
     [get_nowait, get(SHORT_MS), ms it took, put_nowait on full, put(SHORT_MS)
     on full, ms it took, qsize, empty]. */
 static int
-q_codes (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+s_codes (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     char name[256], full[300];
-    if (!t_str_arg (args, 0, name, sizeof name))
+    if (!s_str_arg (args, 0, name, sizeof name))
         return dpool_task_fail (task, "bad arguments");
     snprintf (full, sizeof full, "%s.full", name);
     dpool_queue_t *q = dpool_task_queue_open (task, name, 0);
@@ -209,12 +193,12 @@ q_codes (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 }
 
 static void
-t_register (void)
+s_register (void)
 {
-    CHECK (dpool_register ("q.produce", q_produce, NULL) == 0);
-    CHECK (dpool_register ("q.consume", q_consume, NULL) == 0);
-    CHECK (dpool_register ("q.wait_on", q_wait_on, NULL) == 0);
-    CHECK (dpool_register ("q.codes", q_codes, NULL) == 0);
+    CHECK (dpool_register ("q.produce", s_produce, NULL) == 0);
+    CHECK (dpool_register ("q.consume", s_consume, NULL) == 0);
+    CHECK (dpool_register ("q.wait_on", s_wait_on, NULL) == 0);
+    CHECK (dpool_register ("q.codes", s_codes, NULL) == 0);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -226,7 +210,7 @@ static const char *s_endpoint;
 /*  Starts the broker and, if procs > 0, this program serving its
     functions with procs worker processes. */
 static void
-t_start (const char *transport, int procs)
+s_start (const char *transport, int procs)
 {
     dp_test_broker_start (&s_broker, NULL);
     s_endpoint = strcmp (transport, "ipc") == 0 ? s_broker.ipc : s_broker.tcp;
@@ -243,7 +227,7 @@ t_start (const char *transport, int procs)
 }
 
 static dpool_pool_t *
-t_connect (int workers)
+s_connect (int workers)
 {
     /*  This program's exit handler runs before CZMQ's (see dp_testutil). */
     zsys_handler_set (NULL);
@@ -254,30 +238,19 @@ t_connect (int workers)
     return pool;
 }
 
-static const msgpack_object *
-t_map_get (const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    for (uint32_t i = 0; i < map->via.map.size; i++)
-        if (t_is_str (&map->via.map.ptr[i].key, key))
-            return &map->via.map.ptr[i].val;
-    return NULL;
-}
-
 /*  The count under key of the queue name in the broker's status; -1 if it
     has no such queue. */
 static int64_t
-t_queue_field (dpool_pool_t *pool, const char *name, const char *key)
+s_queue_field (dpool_pool_t *pool, const char *name, const char *key)
 {
     msgpack_unpacked status = dp_test_status (pool);
-    const msgpack_object *queues = t_map_get (&status.data, "queues");
+    const msgpack_object *queues = dp_test_map_get (&status.data, "queues");
     int64_t value = -1;
     for (uint32_t i = 0; queues && i < queues->via.array.size; i++) {
         const msgpack_object *queue = &queues->via.array.ptr[i];
-        const msgpack_object *qname = t_map_get (queue, "name");
-        const msgpack_object *field = t_map_get (queue, key);
-        if (qname && t_is_str (qname, name) && field &&
+        const msgpack_object *qname = dp_test_map_get (queue, "name");
+        const msgpack_object *field = dp_test_map_get (queue, key);
+        if (qname && dp_test_is_str (qname, name) && field &&
             field->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
             value = (int64_t)field->via.u64;
     }
@@ -290,30 +263,30 @@ typedef struct {
     const char *name;
     const char *key;
     int64_t value;
-} t_field_wait_t;
+} s_field_wait_t;
 
 static bool
-t_field_is (void *arg)
+s_field_is (void *arg)
 {
-    t_field_wait_t *wait = (t_field_wait_t *)arg;
-    return t_queue_field (wait->pool, wait->name, wait->key) == wait->value;
+    s_field_wait_t *wait = (s_field_wait_t *)arg;
+    return s_queue_field (wait->pool, wait->name, wait->key) == wait->value;
 }
 
 /*  Waits until the broker shows value under key for the queue name. */
 static void
-t_wait_field (dpool_pool_t *pool, const char *name, const char *key, int64_t value)
+s_wait_field (dpool_pool_t *pool, const char *name, const char *key, int64_t value)
 {
-    t_field_wait_t wait = {pool, name, key, value};
-    if (!dp_test_wait_until (t_field_is, &wait, WAIT_MS))
+    s_field_wait_t wait = {pool, name, key, value};
+    if (!dp_test_wait_until (s_field_is, &wait, WAIT_MS))
         dp_test_fail (__FILE__, __LINE__, "queue %s: %s is %lld, not %lld", name, key,
-                      (long long)t_queue_field (pool, name, key), (long long)value);
+                      (long long)s_queue_field (pool, name, key), (long long)value);
 }
 
 /*  Stops the broker with SIGTERM and checks that it ended cleanly: under
     valgrind (DPOOL_TEST_BROKER_WRAP), an invalid access or a leak makes
     it end otherwise. */
 static void
-t_stop_broker (void)
+s_stop_broker (void)
 {
     int status = dp_test_stop (s_broker.pid, SIGTERM, 60000);
     if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
@@ -322,7 +295,7 @@ t_stop_broker (void)
 
 /*  Submits fn with args packed by the caller. */
 static dpool_result_t *
-t_submit (dpool_pool_t *pool, const char *fn, dp_test_buf_t *args, int retries)
+s_submit (dpool_pool_t *pool, const char *fn, dp_test_buf_t *args, int retries)
 {
     dpool_call_t call = {.retries = retries};
     dpool_result_t *result =
@@ -333,7 +306,7 @@ t_submit (dpool_pool_t *pool, const char *fn, dp_test_buf_t *args, int retries)
 }
 
 static msgpack_object
-t_value (dpool_result_t *result)
+s_value (dpool_result_t *result)
 {
     msgpack_object value;
     if (dpool_result_get (result, WAIT_MS, &value) != 0)
@@ -344,7 +317,7 @@ t_value (dpool_result_t *result)
 }
 
 static int64_t
-t_int (const msgpack_object *object)
+s_int (const msgpack_object *object)
 {
     if (object->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return (int64_t)object->via.u64;
@@ -355,10 +328,10 @@ t_int (const msgpack_object *object)
 /*  A program's own handle: open, put, get, qsize, empty, FIFO, waits that
     run out, a bound that holds, limits checked before anything is sent. */
 static void
-case_client_api (const char *transport)
+s_case_client_api (const char *transport)
 {
-    t_start (transport, 0);
-    dpool_pool_t *pool = t_connect (0);
+    s_start (transport, 0);
+    dpool_pool_t *pool = s_connect (0);
     dpool_queue_t *q = dpool_queue_open (pool, "api", 0);
     CHECK (q);
     CHECK_EQ_STR (dpool_queue_name (q), "api");
@@ -368,7 +341,7 @@ case_client_api (const char *transport)
     for (int i = 0; i < 50; i++) {
         msgpack_sbuffer_clear (&value.sbuf);
         msgpack_pack_array (&value.pk, 2);
-        t_pack_str (&value.pk, "n");
+        dp_test_pack_str (&value.pk, "n");
         msgpack_pack_int (&value.pk, i);
         CHECK (dpool_queue_put (q, value.sbuf.data, value.sbuf.size, 0) == 0);
     }
@@ -383,7 +356,7 @@ case_client_api (const char *transport)
         msgpack_object got;
         CHECK (dpool_queue_get (i % 2 ? q : again, -1, &got) == 0);
         CHECK (got.type == MSGPACK_OBJECT_ARRAY && got.via.array.size == 2);
-        CHECK_EQ_INT (t_int (&got.via.array.ptr[1]), i);
+        CHECK_EQ_INT (s_int (&got.via.array.ptr[1]), i);
     }
     /*  Empty: get_nowait fails at once, a get with a timeout after it. */
     msgpack_object got;
@@ -414,10 +387,10 @@ case_client_api (const char *transport)
     CHECK (dpool_queue_put (b, three, 1, SHORT_MS) == -1);
     CHECK_EQ_INT (dpool_errno (), DPOOL_ETIMEOUT);
     CHECK (dp_now_ms () - start >= SHORT_MS - 5);
-    CHECK (dpool_queue_get (b0, 0, &got) == 0 && t_int (&got) == 1);
+    CHECK (dpool_queue_get (b0, 0, &got) == 0 && s_int (&got) == 1);
     CHECK (dpool_queue_put (b, three, 1, 0) == 0);
-    CHECK (dpool_queue_get (b0, 0, &got) == 0 && t_int (&got) == 2);
-    CHECK (dpool_queue_get (b0, 0, &got) == 0 && t_int (&got) == 3);
+    CHECK (dpool_queue_get (b0, 0, &got) == 0 && s_int (&got) == 2);
+    CHECK (dpool_queue_get (b0, 0, &got) == 0 && s_int (&got) == 3);
 
     /*  Checked here, before anything is sent. */
     CHECK (dpool_queue_open (pool, "", 0) == NULL);
@@ -451,7 +424,7 @@ case_client_api (const char *transport)
     CHECK_EQ_INT (dpool_errno (), DPOOL_ECLOSED);
     dpool_queue_destroy (&late);
     dp_test_buf_fini (&value);
-    t_stop_broker ();
+    s_stop_broker ();
 }
 
 /*  Several producers and consumers, each task on its own worker process:
@@ -459,10 +432,10 @@ case_client_api (const char *transport)
     consumers start first and wait in the broker while the producers run
     on the other processes. */
 static void
-case_producers_consumers (void)
+s_case_producers_consumers (void)
 {
-    t_start ("tcp", WORKERS);
-    dpool_pool_t *pool = t_connect (WORKERS);
+    s_start ("tcp", WORKERS);
+    dpool_pool_t *pool = s_connect (WORKERS);
     dpool_queue_t *q = dpool_queue_open (pool, "work", 50); /* bounded: producers wait too */
     CHECK (q);
     dp_test_buf_t args;
@@ -470,40 +443,40 @@ case_producers_consumers (void)
     dpool_result_t *consumers[CONSUMERS], *producers[PRODUCERS];
     for (int c = 0; c < CONSUMERS; c++) {
         msgpack_pack_array (&args.pk, 1);
-        t_pack_str (&args.pk, "work");
-        consumers[c] = t_submit (pool, "q.consume", &args, 0);
+        dp_test_pack_str (&args.pk, "work");
+        consumers[c] = s_submit (pool, "q.consume", &args, 0);
     }
-    t_wait_field (pool, "work", "getters", CONSUMERS);
+    s_wait_field (pool, "work", "getters", CONSUMERS);
     for (int p = 0; p < PRODUCERS; p++) {
         msgpack_pack_array (&args.pk, 3);
-        t_pack_str (&args.pk, "work");
+        dp_test_pack_str (&args.pk, "work");
         msgpack_pack_int (&args.pk, p);
         msgpack_pack_int (&args.pk, PER_PRODUCER);
-        producers[p] = t_submit (pool, "q.produce", &args, 0);
+        producers[p] = s_submit (pool, "q.produce", &args, 0);
     }
     pid_t pids[WORKERS];
     int npids = 0;
     for (int p = 0; p < PRODUCERS; p++) {
-        msgpack_object value = t_value (producers[p]);
-        CHECK_EQ_INT (t_int (&value.via.array.ptr[1]), PER_PRODUCER);
-        pids[npids++] = (pid_t)t_int (&value.via.array.ptr[0]);
+        msgpack_object value = s_value (producers[p]);
+        CHECK_EQ_INT (s_int (&value.via.array.ptr[1]), PER_PRODUCER);
+        pids[npids++] = (pid_t)s_int (&value.via.array.ptr[0]);
     }
     /*  Then one "stop" per consumer, after every value. */
     dp_test_buf_t stop;
     dp_test_buf_init (&stop);
-    t_pack_str (&stop.pk, STOP);
+    dp_test_pack_str (&stop.pk, STOP);
     for (int c = 0; c < CONSUMERS; c++)
         CHECK (dpool_queue_put (q, stop.sbuf.data, stop.sbuf.size, WAIT_MS) == 0);
     static bool seen[PRODUCERS][PER_PRODUCER];
     int total = 0;
     for (int c = 0; c < CONSUMERS; c++) {
-        msgpack_object value = t_value (consumers[c]);
-        pids[npids++] = (pid_t)t_int (&value.via.array.ptr[0]);
+        msgpack_object value = s_value (consumers[c]);
+        pids[npids++] = (pid_t)s_int (&value.via.array.ptr[0]);
         const msgpack_object *got = &value.via.array.ptr[1];
         int64_t last[PRODUCERS] = {-1, -1, -1};
         for (uint32_t i = 0; i < got->via.array.size; i++) {
             const msgpack_object *pair = &got->via.array.ptr[i];
-            int64_t p = t_int (&pair->via.array.ptr[0]), n = t_int (&pair->via.array.ptr[1]);
+            int64_t p = s_int (&pair->via.array.ptr[0]), n = s_int (&pair->via.array.ptr[1]);
             CHECK (p >= 0 && p < PRODUCERS && n >= 0 && n < PER_PRODUCER);
             if (seen[p][n])
                 dp_test_fail (__FILE__, __LINE__, "value [%lld, %lld] consumed twice",
@@ -524,9 +497,9 @@ case_producers_consumers (void)
     CHECK (dpool_queue_qsize (q, &size) == 0);
     CHECK_EQ_INT (size, 0);
     msgpack_unpacked status = dp_test_status (pool);
-    const msgpack_object *stats = t_map_get (&status.data, "queue_stats");
-    CHECK_EQ_INT (t_int (t_map_get (stats, "gets")), PRODUCERS * PER_PRODUCER + CONSUMERS);
-    CHECK_EQ_INT (t_int (t_map_get (stats, "unacked")), 0);
+    const msgpack_object *stats = dp_test_map_get (&status.data, "queue_stats");
+    CHECK_EQ_INT (s_int (dp_test_map_get (stats, "gets")), PRODUCERS * PER_PRODUCER + CONSUMERS);
+    CHECK_EQ_INT (s_int (dp_test_map_get (stats, "unacked")), 0);
     msgpack_unpacked_destroy (&status);
     for (int i = 0; i < CONSUMERS; i++)
         dpool_result_destroy (&consumers[i]);
@@ -536,120 +509,120 @@ case_producers_consumers (void)
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&stop);
     dp_test_buf_fini (&args);
-    t_stop_broker ();
+    s_stop_broker ();
 }
 
 /*  A consumer SIGKILLed while it waits in get loses nothing: the value put
     afterwards is there for a later get. */
 static void
-case_consumer_killed_in_get (void)
+s_case_consumer_killed_in_get (void)
 {
-    t_start ("tcp", 2);
-    dpool_pool_t *pool = t_connect (2);
+    s_start ("tcp", 2);
+    dpool_pool_t *pool = s_connect (2);
     dpool_queue_t *pids = dpool_queue_open (pool, "pids", 0);
     dpool_queue_t *victim = dpool_queue_open (pool, "victim", 0);
     CHECK (pids && victim);
     dp_test_buf_t args;
     dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 2);
-    t_pack_str (&args.pk, "victim");
-    t_pack_str (&args.pk, "pids");
-    dpool_result_t *consumer = t_submit (pool, "q.wait_on", &args, -1); /* never retried */
+    dp_test_pack_str (&args.pk, "victim");
+    dp_test_pack_str (&args.pk, "pids");
+    dpool_result_t *consumer = s_submit (pool, "q.wait_on", &args, -1); /* never retried */
     msgpack_object pid;
     CHECK (dpool_queue_get (pids, WAIT_MS, &pid) == 0);
-    t_wait_field (pool, "victim", "getters", 1);
-    CHECK (kill ((pid_t)t_int (&pid), SIGKILL) == 0);
+    s_wait_field (pool, "victim", "getters", 1);
+    CHECK (kill ((pid_t)s_int (&pid), SIGKILL) == 0);
     /*  The value may reach the dead consumer's connection first; it is
         the broker's until acknowledged, so it comes back. */
     dp_test_buf_t value;
     dp_test_buf_init (&value);
-    t_pack_str (&value.pk, "precious");
+    dp_test_pack_str (&value.pk, "precious");
     CHECK (dpool_queue_put (victim, value.sbuf.data, value.sbuf.size, 0) == 0);
     CHECK_EQ_INT (dpool_result_wait (consumer, WAIT_MS), 0);
     CHECK_EQ_INT (dpool_result_code (consumer), DPOOL_ELOST);
     msgpack_object got;
     CHECK (dpool_queue_get (victim, WAIT_MS, &got) == 0);
-    CHECK (t_is_str (&got, "precious"));
+    CHECK (dp_test_is_str (&got, "precious"));
     size_t size = 1;
     CHECK (dpool_queue_qsize (victim, &size) == 0);
     CHECK_EQ_INT (size, 0);
-    CHECK_EQ_INT (t_queue_field (pool, "victim", "getters"), 0);
-    CHECK_EQ_INT (t_queue_field (pool, "victim", "unacked"), 0);
+    CHECK_EQ_INT (s_queue_field (pool, "victim", "getters"), 0);
+    CHECK_EQ_INT (s_queue_field (pool, "victim", "unacked"), 0);
     dpool_result_destroy (&consumer);
     dpool_queue_destroy (&pids);
     dpool_queue_destroy (&victim);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&value);
     dp_test_buf_fini (&args);
-    t_stop_broker ();
+    s_stop_broker ();
 }
 
 /*  A bounded queue from a task: a put waits while it is full and goes in
     when a get makes room; the puts keep their order. */
 static void
-case_bounded_put_blocks (void)
+s_case_bounded_put_blocks (void)
 {
-    t_start ("tcp", 1);
-    dpool_pool_t *pool = t_connect (1);
+    s_start ("tcp", 1);
+    dpool_pool_t *pool = s_connect (1);
     dpool_queue_t *q = dpool_queue_open (pool, "small", 2);
     CHECK (q);
     dp_test_buf_t args;
     dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 3);
-    t_pack_str (&args.pk, "small");
+    dp_test_pack_str (&args.pk, "small");
     msgpack_pack_int (&args.pk, 7);
     msgpack_pack_int (&args.pk, 5);
-    dpool_result_t *producer = t_submit (pool, "q.produce", &args, 0);
+    dpool_result_t *producer = s_submit (pool, "q.produce", &args, 0);
     /*  Two go in, the third waits in the broker, the task with it. */
-    t_wait_field (pool, "small", "putters", 1);
-    CHECK_EQ_INT (t_queue_field (pool, "small", "size"), 2);
+    s_wait_field (pool, "small", "putters", 1);
+    CHECK_EQ_INT (s_queue_field (pool, "small", "size"), 2);
     CHECK (!dpool_result_ready (producer));
     for (int i = 0; i < 5; i++) {
         msgpack_object got;
         CHECK (dpool_queue_get (q, WAIT_MS, &got) == 0);
-        CHECK_EQ_INT (t_int (&got.via.array.ptr[1]), i);
+        CHECK_EQ_INT (s_int (&got.via.array.ptr[1]), i);
     }
-    t_value (producer);
+    s_value (producer);
     dpool_result_destroy (&producer);
     dpool_queue_destroy (&q);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&args);
-    t_stop_broker ();
+    s_stop_broker ();
 }
 
 /*  From a task: get_nowait on empty, a get and a put whose waits run out,
     put_nowait on full, qsize, empty. */
 static void
-case_task_timeouts_and_nowait (void)
+s_case_task_timeouts_and_nowait (void)
 {
-    t_start ("tcp", 1);
-    dpool_pool_t *pool = t_connect (1);
+    s_start ("tcp", 1);
+    dpool_pool_t *pool = s_connect (1);
     dp_test_buf_t args;
     dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 1);
-    t_pack_str (&args.pk, "codes");
-    dpool_result_t *result = t_submit (pool, "q.codes", &args, 0);
-    msgpack_object value = t_value (result);
+    dp_test_pack_str (&args.pk, "codes");
+    dpool_result_t *result = s_submit (pool, "q.codes", &args, 0);
+    msgpack_object value = s_value (result);
     CHECK (value.type == MSGPACK_OBJECT_ARRAY && value.via.array.size == 8);
     const msgpack_object *v = value.via.array.ptr;
-    CHECK_EQ_INT (t_int (&v[0]), DPOOL_EAGAIN);
-    CHECK_EQ_INT (t_int (&v[1]), DPOOL_ETIMEOUT);
-    CHECK (t_int (&v[2]) >= SHORT_MS - 5 && t_int (&v[2]) < SHORT_MS + 2000);
-    CHECK_EQ_INT (t_int (&v[3]), DPOOL_EAGAIN);
-    CHECK_EQ_INT (t_int (&v[4]), DPOOL_ETIMEOUT);
-    CHECK (t_int (&v[5]) >= SHORT_MS - 5 && t_int (&v[5]) < SHORT_MS + 2000);
-    CHECK_EQ_INT (t_int (&v[6]), 1);
-    CHECK_EQ_INT (t_int (&v[7]), 1);
+    CHECK_EQ_INT (s_int (&v[0]), DPOOL_EAGAIN);
+    CHECK_EQ_INT (s_int (&v[1]), DPOOL_ETIMEOUT);
+    CHECK (s_int (&v[2]) >= SHORT_MS - 5 && s_int (&v[2]) < SHORT_MS + 2000);
+    CHECK_EQ_INT (s_int (&v[3]), DPOOL_EAGAIN);
+    CHECK_EQ_INT (s_int (&v[4]), DPOOL_ETIMEOUT);
+    CHECK (s_int (&v[5]) >= SHORT_MS - 5 && s_int (&v[5]) < SHORT_MS + 2000);
+    CHECK_EQ_INT (s_int (&v[6]), 1);
+    CHECK_EQ_INT (s_int (&v[7]), 1);
     dpool_result_destroy (&result);
     /*  Nothing left waiting or lent at the broker. */
     msgpack_unpacked status = dp_test_status (pool);
-    const msgpack_object *stats = t_map_get (&status.data, "queue_stats");
-    CHECK_EQ_INT (t_int (t_map_get (stats, "waiting")), 0);
-    CHECK_EQ_INT (t_int (t_map_get (stats, "unacked")), 0);
+    const msgpack_object *stats = dp_test_map_get (&status.data, "queue_stats");
+    CHECK_EQ_INT (s_int (dp_test_map_get (stats, "waiting")), 0);
+    CHECK_EQ_INT (s_int (dp_test_map_get (stats, "unacked")), 0);
     msgpack_unpacked_destroy (&status);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&args);
-    t_stop_broker ();
+    s_stop_broker ();
 }
 
 /*  A get waiting in one thread does not hold up another thread's calls on
@@ -657,28 +630,28 @@ case_task_timeouts_and_nowait (void)
 typedef struct {
     dpool_pool_t *pool;
     int code;
-} t_getter_t;
+} s_getter_t;
 
 static void *
-t_getter (void *arg)
+s_getter (void *arg)
 {
-    t_getter_t *getter = (t_getter_t *)arg;
+    s_getter_t *getter = (s_getter_t *)arg;
     dpool_queue_t *q = dpool_queue_open (getter->pool, "late", 0);
     msgpack_object got;
-    getter->code = q && dpool_queue_get (q, WAIT_MS, &got) == 0 && t_int (&got) == 9 ? 0 : -1;
+    getter->code = q && dpool_queue_get (q, WAIT_MS, &got) == 0 && s_int (&got) == 9 ? 0 : -1;
     dpool_queue_destroy (&q);
     return NULL;
 }
 
 static void
-case_get_does_not_block_others (void)
+s_case_get_does_not_block_others (void)
 {
-    t_start ("tcp", 1);
-    dpool_pool_t *pool = t_connect (1);
-    t_getter_t getter = {pool, -1};
+    s_start ("tcp", 1);
+    dpool_pool_t *pool = s_connect (1);
+    s_getter_t getter = {pool, -1};
     pthread_t thread;
-    CHECK (pthread_create (&thread, NULL, t_getter, &getter) == 0);
-    t_wait_field (pool, "late", "getters", 1);
+    CHECK (pthread_create (&thread, NULL, s_getter, &getter) == 0);
+    s_wait_field (pool, "late", "getters", 1);
     /*  Meanwhile tasks run and other queues work. */
     for (int i = 0; i < 5; i++) {
         dpool_result_t *echo = dpool_pool_apply (pool, "echo", "\x05", 1, NULL);
@@ -694,32 +667,32 @@ case_get_does_not_block_others (void)
     dpool_queue_destroy (&other);
     dpool_queue_destroy (&late);
     dpool_pool_destroy (&pool);
-    t_stop_broker ();
+    s_stop_broker ();
 }
 
 /*  The broker dies (SIGKILL) and comes back while a program's get and a
     task's get wait: both are sent again to the new broker and get the
     values put there. */
 static void
-case_get_resent_after_broker_restart (void)
+s_case_get_resent_after_broker_restart (void)
 {
-    t_start ("ipc", 1);
-    dpool_pool_t *pool = t_connect (1);
-    t_getter_t getter = {pool, -1};
+    s_start ("ipc", 1);
+    dpool_pool_t *pool = s_connect (1);
+    s_getter_t getter = {pool, -1};
     pthread_t thread;
-    CHECK (pthread_create (&thread, NULL, t_getter, &getter) == 0);
+    CHECK (pthread_create (&thread, NULL, s_getter, &getter) == 0);
     dp_test_buf_t args;
     dp_test_buf_init (&args);
     msgpack_pack_array (&args.pk, 2);
-    t_pack_str (&args.pk, "task-side");
-    t_pack_str (&args.pk, "pids");
-    dpool_result_t *waiter = t_submit (pool, "q.wait_on", &args, 0);
+    dp_test_pack_str (&args.pk, "task-side");
+    dp_test_pack_str (&args.pk, "pids");
+    dpool_result_t *waiter = s_submit (pool, "q.wait_on", &args, 0);
     dpool_queue_t *pids = dpool_queue_open (pool, "pids", 0);
     msgpack_object pid;
     CHECK (pids && dpool_queue_get (pids, WAIT_MS, &pid) == 0);
     dpool_queue_destroy (&pids);
-    t_wait_field (pool, "late", "getters", 1);
-    t_wait_field (pool, "task-side", "getters", 1);
+    s_wait_field (pool, "late", "getters", 1);
+    s_wait_field (pool, "task-side", "getters", 1);
 
     kill (s_broker.pid, SIGKILL);
     CHECK (dp_test_wait_exit (s_broker.pid, 5000) != -1);
@@ -729,8 +702,8 @@ case_get_resent_after_broker_restart (void)
     s_broker = again;
     /*  Both gets are back at the new broker (the task was resubmitted by
         the client, or its worker sent its get again). */
-    t_wait_field (pool, "late", "getters", 1);
-    t_wait_field (pool, "task-side", "getters", 1);
+    s_wait_field (pool, "late", "getters", 1);
+    s_wait_field (pool, "task-side", "getters", 1);
     dpool_queue_t *late = dpool_queue_open (pool, "late", 0);
     dpool_queue_t *task_side = dpool_queue_open (pool, "task-side", 0);
     CHECK (late && task_side);
@@ -743,46 +716,35 @@ case_get_resent_after_broker_restart (void)
         client, runs again: it takes the next value. A task that takes
         from a queue runs at least once, as any task. */
     CHECK (dpool_queue_put (task_side, "\x0b", 1, 0) == 0);
-    msgpack_object value = t_value (waiter);
-    CHECK (t_int (&value) == 10 || t_int (&value) == 11);
+    msgpack_object value = s_value (waiter);
+    CHECK (s_int (&value) == 10 || s_int (&value) == 11);
     dpool_result_destroy (&waiter);
     dpool_queue_destroy (&late);
     dpool_queue_destroy (&task_side);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&args);
-    t_stop_broker ();
+    s_stop_broker ();
 }
+
+static const dp_test_case_t s_cases[] = {
+    {"queue_client_open_put_get_qsize_bounds", .run_on = s_case_client_api, .seconds = 60,
+     .valgrind = "queue_client_api_broker_valgrind"},
+    {"queue_producers_consumers_exactly_once_fifo_per_producer", s_case_producers_consumers,
+     .valgrind = "queue_producers_consumers_broker_valgrind"},
+    {"queue_consumer_killed_in_get_loses_no_value", s_case_consumer_killed_in_get,
+     .valgrind = "queue_consumer_killed_in_get_broker_valgrind"},
+    {"queue_bounded_put_waits_for_room_in_order", s_case_bounded_put_blocks},
+    {"queue_task_get_put_timeouts_and_nowait", s_case_task_timeouts_and_nowait},
+    {"queue_waiting_get_does_not_hold_up_other_calls", s_case_get_does_not_block_others},
+    {"queue_waiting_gets_sent_again_after_broker_restart", s_case_get_resent_after_broker_restart},
+};
 
 int
 main (int argc, char *argv[])
 {
     if (argc == 4 && strcmp (argv[1], "serve") == 0) {
-        t_register ();
+        s_register ();
         return dpool_worker_serve (argv[2], atoi (argv[3])) == 0 ? 0 : 1;
     }
-    const char *name = argc > 1 ? argv[1] : "";
-    const char *transport = argc > 2 ? argv[2] : "tcp";
-    static const dp_test_case_t cases[] = {
-        {"producers_consumers", case_producers_consumers},
-        {"consumer_killed_in_get", case_consumer_killed_in_get},
-        {"bounded_put_blocks", case_bounded_put_blocks},
-        {"task_timeouts_and_nowait", case_task_timeouts_and_nowait},
-        {"get_does_not_block_others", case_get_does_not_block_others},
-        {"get_resent_after_broker_restart", case_get_resent_after_broker_restart},
-    };
-    char test[64];
-    snprintf (test, sizeof test, "queue_%s", name);
-    if (strcmp (name, "client_api") == 0) {
-        dp_test_begin (test, 60);
-        case_client_api (transport);
-        return 0;
-    }
-    const dp_test_case_t *run =
-        dp_test_case (cases, sizeof cases / sizeof cases[0], name, "queue_", 90);
-    if (!run) {
-        fprintf (stderr, "usage: test_queue CASE [tcp|ipc]\n");
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 90);
 }

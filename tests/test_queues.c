@@ -138,7 +138,7 @@ s_stats (dp_queues_t *q)
 }
 
 static void
-test_fifo_and_nowait (void)
+s_fifo_and_nowait (void)
 {
     dp_queues_t *q = dp_queues_new (0, 0, s_reply, NULL);
     CHECK (q);
@@ -168,7 +168,7 @@ test_fifo_and_nowait (void)
 }
 
 static void
-test_waiting_gets (void)
+s_waiting_gets (void)
 {
     dp_queues_t *q = dp_queues_new (0, 0, s_reply, NULL);
     /*  Two gets wait, oldest served first; a third times out. */
@@ -209,7 +209,7 @@ test_waiting_gets (void)
 }
 
 static void
-test_forget_and_ack_deadline (void)
+s_forget_and_ack_deadline (void)
 {
     dp_queues_t *q = dp_queues_new (0, 1000, s_reply, NULL);
     for (int i = 1; i <= 5; i++)
@@ -263,7 +263,7 @@ test_forget_and_ack_deadline (void)
 }
 
 static void
-test_bounded (void)
+s_bounded (void)
 {
     dp_queues_t *q = dp_queues_new (0, 0, s_reply, NULL);
     reply_t open = s_expect (s_request (q, A, DP_CMD_QUEUE_OPEN, "b", 0, 0, 2, 0), 0);
@@ -303,7 +303,7 @@ test_bounded (void)
 }
 
 static void
-test_limits_and_idle (void)
+s_limits_and_idle (void)
 {
     /*  A byte budget of 3 values. */
     dp_queues_t *q = dp_queues_new (3, 0, s_reply, NULL);
@@ -350,15 +350,25 @@ test_limits_and_idle (void)
     dp_queues_destroy (&q);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_broker_queue_store_fifo_waiters_loans_and_limits (void)
 {
-    dp_test_begin ("queues", 60);
     dp_log_set_level (DP_LOG_ERROR); /* the overdue acknowledgement is expected */
-    test_fifo_and_nowait ();
-    test_waiting_gets ();
-    test_forget_and_ack_deadline ();
-    test_bounded ();
-    test_limits_and_idle ();
-    return 0;
+    s_fifo_and_nowait ();
+    s_waiting_gets ();
+    s_forget_and_ack_deadline ();
+    s_bounded ();
+    s_limits_and_idle ();
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"broker_queue_store_fifo_waiters_loans_and_limits",
+     s_case_broker_queue_store_fifo_waiters_loans_and_limits},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

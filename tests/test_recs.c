@@ -34,10 +34,10 @@ s_check (const void *record, int index)
             dp_test_fail (__FILE__, __LINE__, "record %d byte %zu overwritten", index, i);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_client_handle_records_reused_and_released (void)
 {
-    dp_test_begin ("recs", 60);
     dp_recs_t *recs = dp_recs_new (SIZE);
     CHECK (recs);
     static void *records[RECORDS];
@@ -78,5 +78,15 @@ main (void)
     }
     dp_recs_destroy (&recs);
     CHECK (!recs);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"client_handle_records_reused_and_released",
+     s_case_client_handle_records_reused_and_released},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

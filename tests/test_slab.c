@@ -11,10 +11,10 @@
 
 #define RECORDS 20000
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_broker_slab_records_reused_and_released (void)
 {
-    dp_test_begin ("slab", 60);
     dp_slab_t *slab = dp_slab_new ();
     CHECK (slab);
     static void *records[RECORDS];
@@ -49,5 +49,14 @@ main (void)
     dp_slab_destroy (&slab);
     CHECK (slab == NULL);
     dp_slab_destroy (&slab);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"broker_slab_records_reused_and_released", s_case_broker_slab_records_reused_and_released},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

@@ -127,10 +127,10 @@ s_burst (void)
     free (burst);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_broker_taskq_priority_fifo_and_remove (void)
 {
-    dp_test_begin ("taskq", 60);
     for (int i = 0; i < N; i++)
         s_items[i].index = DP_TASKQ_NONE;
     dp_taskq_t q;
@@ -160,5 +160,14 @@ main (void)
         CHECK (s_items[i].index == DP_TASKQ_NONE);
 
     s_burst ();
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"broker_taskq_priority_fifo_and_remove", s_case_broker_taskq_priority_fifo_and_remove},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

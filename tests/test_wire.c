@@ -77,7 +77,7 @@ s_dealer_rid (uint8_t *rid)
 }
 
 static void
-test_large_body_taken (void)
+s_large_body_taken (void)
 {
     dp_writer_t w;
     dp_writer_init (&w);
@@ -108,7 +108,7 @@ test_large_body_taken (void)
 }
 
 static void
-test_small_body_kept (void)
+s_small_body_kept (void)
 {
     dp_writer_t w;
     dp_writer_init (&w);
@@ -125,7 +125,7 @@ test_small_body_kept (void)
 }
 
 static void
-test_failed_send_keeps_body (void)
+s_failed_send_keeps_body (void)
 {
     dp_writer_t w;
     dp_writer_init (&w);
@@ -145,7 +145,7 @@ test_failed_send_keeps_body (void)
 }
 
 static void
-test_msg_take (void)
+s_msg_take (void)
 {
     dp_writer_t w;
     dp_writer_init (&w);
@@ -180,10 +180,10 @@ test_msg_take (void)
     dp_writer_fini (&w);
 }
 
-int
-main (void)
+/*  The program's one case. */
+static void
+s_case_wire_large_bodies_go_without_a_copy (void)
 {
-    dp_test_begin ("wire", 60);
     s_ctx = zmq_ctx_new ();
     CHECK (s_ctx);
     s_router = zmq_socket (s_ctx, ZMQ_ROUTER);
@@ -194,13 +194,22 @@ main (void)
     CHECK_EQ_INT (zmq_bind (s_router, "inproc://test_wire"), 0);
     CHECK_EQ_INT (zmq_connect (s_dealer, "inproc://test_wire"), 0);
 
-    test_large_body_taken ();
-    test_small_body_kept ();
-    test_failed_send_keeps_body ();
-    test_msg_take ();
+    s_large_body_taken ();
+    s_small_body_kept ();
+    s_failed_send_keeps_body ();
+    s_msg_take ();
 
     zmq_close (s_dealer);
     zmq_close (s_router);
     zmq_ctx_term (s_ctx);
-    return 0;
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"wire_large_bodies_go_without_a_copy", s_case_wire_large_bodies_go_without_a_copy},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

@@ -43,7 +43,7 @@ typedef struct {
 } client_t;
 
 static void
-client_send (client_t *client, dp_cmd_t cmd)
+s_client_send (client_t *client, dp_cmd_t cmd)
 {
     CHECK_EQ_INT (dp_wire_send_writer (client->dealer, NULL, 0, cmd, &client->writer, 0), 0);
     client->last_send = dp_now_ms ();
@@ -52,7 +52,7 @@ client_send (client_t *client, dp_cmd_t cmd)
 /*  Receives the next message other than HEARTBEAT within timeout_ms,
     heartbeating meanwhile; returns its command or 0. */
 static int
-client_recv (client_t *client, int timeout_ms)
+s_client_recv (client_t *client, int timeout_ms)
 {
     int64_t until = dp_now_ms () + timeout_ms;
     for (;;) {
@@ -62,7 +62,7 @@ client_recv (client_t *client, int timeout_ms)
         int64_t now = dp_now_ms ();
         if (now - client->last_send >= CLIENT_HB_MS) {
             dp_encode_empty (&client->writer);
-            client_send (client, DP_CMD_HEARTBEAT);
+            s_client_send (client, DP_CMD_HEARTBEAT);
         }
         int64_t left = until - now;
         if (left <= 0)
@@ -86,9 +86,9 @@ client_recv (client_t *client, int timeout_ms)
 }
 
 static void
-client_expect (client_t *client, dp_cmd_t cmd, int line)
+s_client_expect (client_t *client, dp_cmd_t cmd, int line)
 {
-    int got = client_recv (client, WAIT_MS);
+    int got = s_client_recv (client, WAIT_MS);
     if (got != (int)cmd)
         dp_test_fail (__FILE__, line, "expected %s from the broker, got %s", dp_cmd_name (cmd),
                       got ? dp_cmd_name (got) : "nothing");
@@ -97,7 +97,7 @@ client_expect (client_t *client, dp_cmd_t cmd, int line)
 /*  Connects to endpoint and says HELLO until WELCOME (the broker may not be
     up yet: ZeroMQ delivers once it is). */
 static void
-client_start (client_t *client, const char *endpoint)
+s_client_start (client_t *client, const char *endpoint)
 {
     memset (client, 0, sizeof *client);
     client->ctx = zmq_ctx_new ();
@@ -110,12 +110,12 @@ client_start (client_t *client, const char *endpoint)
     uint8_t session[DP_SESSION_SIZE];
     dp_random_bytes (session, sizeof session);
     dp_encode_hello (&client->writer, session, "test-client");
-    client_send (client, DP_CMD_HELLO);
-    client_expect (client, DP_CMD_WELCOME, __LINE__);
+    s_client_send (client, DP_CMD_HELLO);
+    s_client_expect (client, DP_CMD_WELCOME, __LINE__);
 }
 
 static void
-client_stop (client_t *client)
+s_client_stop (client_t *client)
 {
     if (client->held)
         dp_wire_close (&client->wire);
@@ -139,7 +139,7 @@ typedef struct {
 } task_t;
 
 static void
-client_submit (client_t *client, const task_t *tasks, size_t count)
+s_client_submit (client_t *client, const task_t *tasks, size_t count)
 {
     dp_list_begin (&client->writer);
     for (size_t i = 0; i < count; i++) {
@@ -152,12 +152,12 @@ client_submit (client_t *client, const task_t *tasks, size_t count)
         dp_list_add_task (&client->writer, DP_CMD_SUBMIT, &task);
     }
     dp_list_end (&client->writer);
-    client_send (client, DP_CMD_SUBMIT);
+    s_client_send (client, DP_CMD_SUBMIT);
 }
 
 /*  Receives RESULTs until the result of every seq in seqs is in. */
 static void
-client_results (client_t *client, const uint64_t *seqs, size_t count, int line)
+s_client_results (client_t *client, const uint64_t *seqs, size_t count, int line)
 {
     for (;;) {
         size_t missing = 0;
@@ -166,7 +166,7 @@ client_results (client_t *client, const uint64_t *seqs, size_t count, int line)
                 missing++;
         if (missing == 0)
             return;
-        client_expect (client, DP_CMD_RESULT, line);
+        s_client_expect (client, DP_CMD_RESULT, line);
         dp_list_t list = client->m.u.list;
         dp_result_t result;
         while (dp_list_next_result (&list, &result)) {
@@ -187,11 +187,11 @@ client_results (client_t *client, const uint64_t *seqs, size_t count, int line)
 
 /*  The value of a uint counter at the top of the broker's status map. */
 static uint64_t
-client_status (client_t *client, const char *key)
+s_client_status (client_t *client, const char *key)
 {
     dp_encode_empty (&client->writer);
-    client_send (client, DP_CMD_STATUS);
-    client_expect (client, DP_CMD_STATUS_REPLY, __LINE__);
+    s_client_send (client, DP_CMD_STATUS);
+    s_client_expect (client, DP_CMD_STATUS_REPLY, __LINE__);
     msgpack_zone zone;
     msgpack_zone_init (&zone, 4096);
     msgpack_object map;
@@ -214,11 +214,11 @@ client_status (client_t *client, const char *key)
 
 /*  The number of workers in the broker's status. */
 static uint32_t
-client_workers (client_t *client)
+s_client_workers (client_t *client)
 {
     dp_encode_empty (&client->writer);
-    client_send (client, DP_CMD_STATUS);
-    client_expect (client, DP_CMD_STATUS_REPLY, __LINE__);
+    s_client_send (client, DP_CMD_STATUS);
+    s_client_expect (client, DP_CMD_STATUS_REPLY, __LINE__);
     msgpack_zone zone;
     msgpack_zone_init (&zone, 4096);
     msgpack_object map;
@@ -246,7 +246,7 @@ static bool
 s_has_workers (void *arg)
 {
     workers_wait_t *wait = (workers_wait_t *)arg;
-    return client_workers (wait->client) >= wait->workers;
+    return s_client_workers (wait->client) >= wait->workers;
 }
 
 typedef struct {
@@ -259,7 +259,7 @@ static bool
 s_counter_is (void *arg)
 {
     counter_wait_t *wait = (counter_wait_t *)arg;
-    return client_status (wait->client, wait->key) == wait->value;
+    return s_client_status (wait->client, wait->key) == wait->value;
 }
 
 /*  ---------------------------------------------------------------------------
@@ -271,14 +271,14 @@ typedef struct {
 } pack_t;
 
 static void
-pack_init (pack_t *pack)
+s_pack_init (pack_t *pack)
 {
     msgpack_sbuffer_init (&pack->sbuf);
     msgpack_packer_init (&pack->pk, &pack->sbuf, msgpack_sbuffer_write);
 }
 
 static void
-pack_str (pack_t *pack, const char *text)
+s_pack_str (pack_t *pack, const char *text)
 {
     msgpack_pack_str (&pack->pk, strlen (text));
     msgpack_pack_str_body (&pack->pk, text, strlen (text));
@@ -352,24 +352,24 @@ s_case_tasks (void)
     const char *extra[] = {"--credit", "4", NULL};
     pid_t workers = s_workers (broker.ipc, 2, extra);
     client_t client;
-    client_start (&client, broker.tcp);
+    s_client_start (&client, broker.tcp);
     workers_wait_t two = {&client, 2};
     CHECK (dp_test_wait_until (s_has_workers, &two, WAIT_MS));
 
     pack_t value, boom, calls, nil, nap;
-    pack_init (&value);
+    s_pack_init (&value);
     msgpack_pack_array (&value.pk, 2);
-    pack_str (&value, "a");
+    s_pack_str (&value, "a");
     msgpack_pack_int (&value.pk, 2);
-    pack_init (&boom);
-    pack_str (&boom, "kaput");
-    pack_init (&calls);
+    s_pack_init (&boom);
+    s_pack_str (&boom, "kaput");
+    s_pack_init (&calls);
     msgpack_pack_array (&calls.pk, 2);
     msgpack_pack_int (&calls.pk, 1);
     msgpack_pack_int (&calls.pk, 2);
-    pack_init (&nil);
+    s_pack_init (&nil);
     msgpack_pack_nil (&nil.pk);
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_double (&nap.pk, 0.2);
     task_t tasks[] = {
         {1, "echo", value.sbuf.data, value.sbuf.size, 0, 0, 0},
@@ -381,9 +381,9 @@ s_case_tasks (void)
         {7, "pid", nil.sbuf.data, nil.sbuf.size, 0, 0, 0},
     };
     int64_t start = dp_now_ms ();
-    client_submit (&client, tasks, 7);
+    s_client_submit (&client, tasks, 7);
     uint64_t seqs[] = {1, 2, 3, 4, 5, 6, 7};
-    client_results (&client, seqs, 7, __LINE__);
+    s_client_results (&client, seqs, 7, __LINE__);
     CHECK_EQ_INT (client.code[1], 0);
     CHECK (client.value[1].type == MSGPACK_OBJECT_ARRAY && client.value[1].via.array.size == 2);
     CHECK_EQ_INT (client.code[2], DPOOL_EFAILED);
@@ -396,8 +396,8 @@ s_case_tasks (void)
     CHECK (dp_now_ms () - start >= 200);
     CHECK_EQ_INT (client.code[6], 0);
     CHECK (s_result_pid (&client.value[6]) > 0);
-    CHECK_EQ_INT (client_status (&client, "failed"), 1);
-    CHECK_EQ_INT (client_status (&client, "done"), 6);
+    CHECK_EQ_INT (s_client_status (&client, "failed"), 1);
+    CHECK_EQ_INT (s_client_status (&client, "done"), 6);
 
     msgpack_sbuffer_destroy (&value.sbuf);
     msgpack_sbuffer_destroy (&boom.sbuf);
@@ -405,7 +405,7 @@ s_case_tasks (void)
     msgpack_sbuffer_destroy (&nil.sbuf);
     msgpack_sbuffer_destroy (&nap.sbuf);
     s_stop_clean (workers);
-    client_stop (&client);
+    s_client_stop (&client);
 }
 
 /*  A task past its timeout ends EDEADLINE; its process is replaced and the
@@ -417,38 +417,38 @@ s_case_timeout (void)
     dp_test_broker_start (&broker, NULL);
     pid_t workers = s_workers (broker.ipc, 1, NULL);
     client_t client;
-    client_start (&client, broker.tcp);
+    s_client_start (&client, broker.tcp);
     pack_t nil, nap;
-    pack_init (&nil);
+    s_pack_init (&nil);
     msgpack_pack_nil (&nil.pk);
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_int (&nap.pk, 30);
     task_t first = {1, "pid", nil.sbuf.data, nil.sbuf.size, 0, 0, 0};
-    client_submit (&client, &first, 1);
+    s_client_submit (&client, &first, 1);
     uint64_t seq = 1;
-    client_results (&client, &seq, 1, __LINE__);
+    s_client_results (&client, &seq, 1, __LINE__);
     uint64_t pid = s_result_pid (&client.value[1]);
 
     task_t slow = {2, "sleep", nap.sbuf.data, nap.sbuf.size, 250, 0, 0};
     int64_t start = dp_now_ms ();
-    client_submit (&client, &slow, 1);
+    s_client_submit (&client, &slow, 1);
     seq = 2;
-    client_results (&client, &seq, 1, __LINE__);
+    s_client_results (&client, &seq, 1, __LINE__);
     CHECK_EQ_INT (client.code[2], DPOOL_EDEADLINE);
     CHECK (s_str_eq (&client.value[2], "task exceeded its timeout of 250 ms"));
     int64_t took = dp_now_ms () - start;
     CHECK (took >= 250 && took < 2000);
 
     task_t after = {3, "pid", nil.sbuf.data, nil.sbuf.size, 0, 0, 0};
-    client_submit (&client, &after, 1);
+    s_client_submit (&client, &after, 1);
     seq = 3;
-    client_results (&client, &seq, 1, __LINE__);
+    s_client_results (&client, &seq, 1, __LINE__);
     CHECK_EQ_INT (client.code[3], 0);
     CHECK (s_result_pid (&client.value[3]) != pid);
     msgpack_sbuffer_destroy (&nil.sbuf);
     msgpack_sbuffer_destroy (&nap.sbuf);
     s_stop_clean (workers);
-    client_stop (&client);
+    s_client_stop (&client);
 }
 
 /*  SIGTERM to a worker that holds a task: its BYE gives the task back, with
@@ -460,13 +460,13 @@ s_case_sigterm_requeues (void)
     dp_test_broker_start (&broker, NULL);
     pid_t first = s_workers (broker.ipc, 1, NULL);
     client_t client;
-    client_start (&client, broker.tcp);
+    s_client_start (&client, broker.tcp);
     pack_t nap;
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_double (&nap.pk, 1.0);
     /*  retries -1: a death would end it ELOST; a BYE must not. */
     task_t task = {1, "sleep", nap.sbuf.data, nap.sbuf.size, 0, -1, 0};
-    client_submit (&client, &task, 1);
+    s_client_submit (&client, &task, 1);
     counter_wait_t running = {&client, "inflight", 1};
     CHECK (dp_test_wait_until (s_counter_is, &running, WAIT_MS));
     int64_t start = dp_now_ms ();
@@ -477,11 +477,11 @@ s_case_sigterm_requeues (void)
     CHECK (dp_test_wait_until (s_counter_is, &queued, WAIT_MS));
     pid_t second = s_workers (broker.ipc, 1, NULL);
     uint64_t seq = 1;
-    client_results (&client, &seq, 1, __LINE__);
+    s_client_results (&client, &seq, 1, __LINE__);
     CHECK_EQ_INT (client.code[1], 0);
     msgpack_sbuffer_destroy (&nap.sbuf);
     s_stop_clean (second);
-    client_stop (&client);
+    s_client_stop (&client);
 }
 
 /*  The broker goes away and another takes its address: after a clean stop
@@ -496,20 +496,20 @@ s_case_broker_restart (void)
     pid_t broker = s_broker (endpoint, "broker1");
     pid_t workers = s_workers (endpoint, 2, NULL);
     pack_t nil;
-    pack_init (&nil);
+    s_pack_init (&nil);
     msgpack_pack_nil (&nil.pk);
     uint64_t pids[6];
     int npids = 0;
     for (int round = 0; round < 3; round++) {
         client_t client;
-        client_start (&client, endpoint);
+        s_client_start (&client, endpoint);
         workers_wait_t two = {&client, 2};
         CHECK (dp_test_wait_until (s_has_workers, &two, WAIT_MS));
         task_t tasks[] = {{1, "pid", nil.sbuf.data, nil.sbuf.size, 0, 0, 0},
                           {2, "pid", nil.sbuf.data, nil.sbuf.size, 0, 0, 0}};
-        client_submit (&client, tasks, 2);
+        s_client_submit (&client, tasks, 2);
         uint64_t seqs[] = {1, 2};
-        client_results (&client, seqs, 2, __LINE__);
+        s_client_results (&client, seqs, 2, __LINE__);
         for (int i = 1; i <= 2; i++) {
             uint64_t pid = s_result_pid (&client.value[i]);
             bool known = false;
@@ -518,7 +518,7 @@ s_case_broker_restart (void)
             if (!known)
                 pids[npids++] = pid;
         }
-        client_stop (&client);
+        s_client_stop (&client);
         if (round == 0)
             s_stop_clean (broker); /* it says BYE to the workers */
         else if (round == 1)
@@ -536,19 +536,15 @@ s_case_broker_restart (void)
     s_stop_clean (broker);
 }
 
+static const dp_test_case_t s_cases[] = {
+    {"worker_broker_tasks", s_case_tasks},
+    {"worker_broker_timeout", s_case_timeout},
+    {"worker_broker_sigterm_requeues", s_case_sigterm_requeues},
+    {"worker_broker_broker_restart", s_case_broker_restart},
+};
+
 int
 main (int argc, char *argv[])
 {
-    static const dp_test_case_t cases[] = {{"tasks", s_case_tasks},
-                                           {"timeout", s_case_timeout},
-                                           {"sigterm_requeues", s_case_sigterm_requeues},
-                                           {"broker_restart", s_case_broker_restart}};
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc > 1 ? argv[1] : NULL, "worker_broker_", 60);
-    if (!run) {
-        fprintf (stderr, "usage: %s CASE\n", argv[0]);
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 90);
 }

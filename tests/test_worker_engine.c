@@ -38,7 +38,7 @@ typedef struct {
     void *ctx;
     void *router;
     dp_writer_t writer;
-    /*  Routing ids of the workers it registered (see fake_welcome). */
+    /*  Routing ids of the workers it registered (see s_fake_welcome). */
     uint8_t welcomed[MAX_WELCOMED][256];
     size_t welcomed_size[MAX_WELCOMED];
     int nwelcomed;
@@ -59,7 +59,7 @@ typedef struct {
 } got_t;
 
 static void
-fake_start (fake_t *fake, const char *endpoint)
+s_fake_start (fake_t *fake, const char *endpoint)
 {
     memset (fake, 0, sizeof *fake);
     fake->ctx = zmq_ctx_new ();
@@ -72,7 +72,7 @@ fake_start (fake_t *fake, const char *endpoint)
 }
 
 static void
-got_release (got_t *got)
+s_got_release (got_t *got)
 {
     if (got->held)
         dp_wire_close (&got->wire);
@@ -80,7 +80,7 @@ got_release (got_t *got)
 }
 
 static void
-fake_stop (fake_t *fake)
+s_fake_stop (fake_t *fake)
 {
     dp_writer_fini (&fake->writer);
     zmq_close (fake->router);
@@ -90,9 +90,9 @@ fake_stop (fake_t *fake)
 /*  Receives the next message within timeout_ms; false if none came. Every
     message a worker sends must be well formed. */
 static bool
-fake_recv (fake_t *fake, got_t *got, int timeout_ms)
+s_fake_recv (fake_t *fake, got_t *got, int timeout_ms)
 {
-    got_release (got);
+    s_got_release (got);
     zmq_pollitem_t item = {fake->router, 0, ZMQ_POLLIN, 0};
     int rc;
     while ((rc = zmq_poll (&item, 1, timeout_ms)) < 0 && errno == EINTR)
@@ -113,7 +113,7 @@ fake_recv (fake_t *fake, got_t *got, int timeout_ms)
 }
 
 static bool
-fake_welcomed (const fake_t *fake, const got_t *got)
+s_fake_welcomed (const fake_t *fake, const got_t *got)
 {
     for (int i = 0; i < fake->nwelcomed; i++)
         if (fake->welcomed_size[i] == got->rid_size &&
@@ -127,39 +127,39 @@ fake_welcomed (const fake_t *fake, const got_t *got)
     retrying READY on a fresh socket, then closing the one that lost). Any
     other command fails the test. */
 static void
-fake_expect (fake_t *fake, got_t *got, dp_cmd_t cmd, int timeout_ms, int line)
+s_fake_expect (fake_t *fake, got_t *got, dp_cmd_t cmd, int timeout_ms, int line)
 {
     int64_t until = dp_now_ms () + timeout_ms;
     for (;;) {
         int64_t left = until - dp_now_ms ();
-        if (left < 0 || !fake_recv (fake, got, (int)left))
+        if (left < 0 || !s_fake_recv (fake, got, (int)left))
             dp_test_fail (__FILE__, line, "no %s from the worker in %d ms", dp_cmd_name (cmd),
                           timeout_ms);
         if (got->m.cmd == cmd)
             return;
-        bool attempt =
-            (got->m.cmd == DP_CMD_READY || got->m.cmd == DP_CMD_BYE) && !fake_welcomed (fake, got);
+        bool attempt = (got->m.cmd == DP_CMD_READY || got->m.cmd == DP_CMD_BYE) &&
+                       !s_fake_welcomed (fake, got);
         if (got->m.cmd != DP_CMD_HEARTBEAT && !attempt)
             dp_test_fail (__FILE__, line, "%s from the worker while waiting for %s",
                           dp_cmd_name (got->m.cmd), dp_cmd_name (cmd));
     }
 }
 
-#define EXPECT(fake, got, cmd) fake_expect ((fake), (got), (cmd), WAIT_MS, __LINE__)
+#define EXPECT(fake, got, cmd) s_fake_expect ((fake), (got), (cmd), WAIT_MS, __LINE__)
 
 /*  Sends the writer's body as cmd to the worker registered last. Returns 0,
     or -1 with errno (EHOSTUNREACH: that socket is gone). */
 static int
-fake_try_send (fake_t *fake, dp_cmd_t cmd)
+s_fake_try_send (fake_t *fake, dp_cmd_t cmd)
 {
     return dp_wire_send_writer (fake->router, fake->current, fake->current_size, cmd,
                                 &fake->writer, 0);
 }
 
 static void
-fake_send (fake_t *fake, dp_cmd_t cmd)
+s_fake_send (fake_t *fake, dp_cmd_t cmd)
 {
-    CHECK_EQ_INT (fake_try_send (fake, cmd), 0);
+    CHECK_EQ_INT (s_fake_try_send (fake, cmd), 0);
 }
 
 static bool
@@ -169,7 +169,7 @@ s_from_current (const fake_t *fake, const got_t *got)
            memcmp (got->rid, fake->current, got->rid_size) == 0;
 }
 
-#define PING_REF 1000000 /* refs of fake_welcome's ping jobs, above any test's */
+#define PING_REF 1000000 /* refs of s_fake_welcome's ping jobs, above any test's */
 
 /*  Registers the worker whose READY is in got (or the next READY) the way a
     broker would, and makes sure it took: WELCOME, then a ping job (echo)
@@ -179,19 +179,19 @@ s_from_current (const fake_t *fake, const got_t *got)
     of the same process is taken. The worker becomes fake->current; got is
     left empty. */
 static void
-fake_welcome (fake_t *fake, got_t *got, uint32_t heartbeat_ms, uint32_t expiry_ms)
+s_fake_welcome (fake_t *fake, got_t *got, uint32_t heartbeat_ms, uint32_t expiry_ms)
 {
     uint64_t pid = got->held && got->m.cmd == DP_CMD_READY ? got->m.u.ready.pid : 0;
     for (;;) {
         while (!got->held || got->m.cmd != DP_CMD_READY || (pid && got->m.u.ready.pid != pid))
-            fake_expect (fake, got, DP_CMD_READY, WAIT_MS, __LINE__);
+            s_fake_expect (fake, got, DP_CMD_READY, WAIT_MS, __LINE__);
         pid = got->m.u.ready.pid;
         memcpy (fake->current, got->rid, got->rid_size);
         fake->current_size = got->rid_size;
         fake->current_pid = got->m.u.ready.pid;
-        got_release (got);
+        s_got_release (got);
         dp_encode_welcome (&fake->writer, heartbeat_ms, expiry_ms, "fake", 1);
-        if (fake_try_send (fake, DP_CMD_WELCOME)) {
+        if (s_fake_try_send (fake, DP_CMD_WELCOME)) {
             CHECK_EQ_INT (errno, EHOSTUNREACH);
             continue;
         }
@@ -201,12 +201,12 @@ fake_welcome (fake_t *fake, got_t *got, uint32_t heartbeat_ms, uint32_t expiry_m
         dp_list_begin (&fake->writer);
         dp_list_add_task (&fake->writer, DP_CMD_DISPATCH, &task);
         dp_list_end (&fake->writer);
-        if (fake_try_send (fake, DP_CMD_DISPATCH)) {
+        if (s_fake_try_send (fake, DP_CMD_DISPATCH)) {
             CHECK_EQ_INT (errno, EHOSTUNREACH);
             continue;
         }
         for (;;) {
-            if (!fake_recv (fake, got, WAIT_MS))
+            if (!s_fake_recv (fake, got, WAIT_MS))
                 dp_test_fail (__FILE__, __LINE__, "no answer to a ping from the worker");
             if (!s_from_current (fake, got))
                 continue; /* another attempt's READY or BYE: its worker retries */
@@ -219,21 +219,21 @@ fake_welcome (fake_t *fake, got_t *got, uint32_t heartbeat_ms, uint32_t expiry_m
                 CHECK (fake->nwelcomed < MAX_WELCOMED);
                 memcpy (fake->welcomed[fake->nwelcomed], fake->current, fake->current_size);
                 fake->welcomed_size[fake->nwelcomed++] = fake->current_size;
-                got_release (got);
+                s_got_release (got);
                 return;
             }
             if (got->m.cmd == DP_CMD_BYE)
                 break; /* the worker dropped this socket: wait for its next READY */
             CHECK (got->m.cmd == DP_CMD_HEARTBEAT);
         }
-        got_release (got);
+        s_got_release (got);
     }
 }
 
 /*  Answers to a worker's BYE. The worker waits only so long for it, and may
     be gone already. */
 static void
-fake_reply_bye (fake_t *fake, const got_t *to)
+s_fake_reply_bye (fake_t *fake, const got_t *to)
 {
     dp_encode_empty (&fake->writer);
     if (dp_wire_send_writer (fake->router, to->rid, to->rid_size, DP_CMD_BYE, &fake->writer, 0))
@@ -252,7 +252,7 @@ typedef struct {
 
 /*  Sends the jobs to the worker registered last. */
 static void
-fake_dispatch (fake_t *fake, const job_t *jobs, size_t count)
+s_fake_dispatch (fake_t *fake, const job_t *jobs, size_t count)
 {
     dp_list_begin (&fake->writer);
     for (size_t i = 0; i < count; i++) {
@@ -265,7 +265,7 @@ fake_dispatch (fake_t *fake, const job_t *jobs, size_t count)
         dp_list_add_task (&fake->writer, DP_CMD_DISPATCH, &task);
     }
     dp_list_end (&fake->writer);
-    fake_send (fake, DP_CMD_DISPATCH);
+    s_fake_send (fake, DP_CMD_DISPATCH);
 }
 
 /*  A READY's pid, and whether it offers fn. */
@@ -300,14 +300,14 @@ typedef struct {
 } results_t;
 
 static void
-results_init (results_t *results)
+s_results_init (results_t *results)
 {
     memset (results, 0, sizeof *results);
     msgpack_zone_init (&results->zone, 4096);
 }
 
 static void
-results_fini (results_t *results)
+s_results_fini (results_t *results)
 {
     for (int i = 0; i < MAX_RESULTS; i++)
         free (results->bytes[i]);
@@ -316,7 +316,7 @@ results_fini (results_t *results)
 
 /*  Takes the entries of a DONE into results; each ref must come once. */
 static int
-results_take (results_t *results, got_t *got)
+s_results_take (results_t *results, got_t *got)
 {
     CHECK (got->m.cmd == DP_CMD_DONE);
     results->messages++;
@@ -345,11 +345,11 @@ results_take (results_t *results, got_t *got)
 
 /*  Receives DONEs until count results are in. */
 static void
-results_wait (fake_t *fake, got_t *got, results_t *results, int count, int line)
+s_results_wait (fake_t *fake, got_t *got, results_t *results, int count, int line)
 {
     while (results->count < count) {
-        fake_expect (fake, got, DP_CMD_DONE, WAIT_MS, line);
-        results_take (results, got);
+        s_fake_expect (fake, got, DP_CMD_DONE, WAIT_MS, line);
+        s_results_take (results, got);
     }
 }
 
@@ -375,14 +375,14 @@ typedef struct {
 } pack_t;
 
 static void
-pack_init (pack_t *pack)
+s_pack_init (pack_t *pack)
 {
     msgpack_sbuffer_init (&pack->sbuf);
     msgpack_packer_init (&pack->pk, &pack->sbuf, msgpack_sbuffer_write);
 }
 
 static void
-pack_str (pack_t *pack, const char *text)
+s_pack_str (pack_t *pack, const char *text)
 {
     msgpack_pack_str (&pack->pk, strlen (text));
     msgpack_pack_str_body (&pack->pk, text, strlen (text));
@@ -408,7 +408,7 @@ static pid_t
 s_one_worker (fake_t *fake, got_t *got)
 {
     const char *endpoint = dp_test_ipc ("broker");
-    fake_start (fake, endpoint);
+    s_fake_start (fake, endpoint);
     pid_t supervisor = s_workers (endpoint, 1, NULL);
     EXPECT (fake, got, DP_CMD_READY);
     return supervisor;
@@ -424,13 +424,13 @@ s_stop_workers (fake_t *fake, pid_t supervisor)
     int status = -1;
     got_t got = {0};
     while (dp_now_ms () < until) {
-        if (fake_recv (fake, &got, 20) && got.m.cmd == DP_CMD_BYE)
-            fake_reply_bye (fake, &got);
+        if (s_fake_recv (fake, &got, 20) && got.m.cmd == DP_CMD_BYE)
+            s_fake_reply_bye (fake, &got);
         status = dp_test_wait_exit (supervisor, 0);
         if (status != -1)
             break;
     }
-    got_release (&got);
+    s_got_release (&got);
     CHECK (status != -1);
     CHECK (WIFEXITED (status));
     CHECK_EQ_INT (WEXITSTATUS (status), 0);
@@ -462,7 +462,7 @@ s_case_registers (void)
     /*  Let the worker try a few times with no broker there. */
     CHECK (dp_test_wait_until (s_tried_twice, (void *)dp_test_path ("workers1.err"), WAIT_MS));
     fake_t fake;
-    fake_start (&fake, endpoint);
+    s_fake_start (&fake, endpoint);
     got_t got = {0};
     EXPECT (&fake, &got, DP_CMD_READY);
     dp_ready_t *ready = &got.m.u.ready;
@@ -482,14 +482,14 @@ s_case_registers (void)
         EXPECT (&fake, &got, DP_CMD_READY);
     while (got.rid_size == first_rid_size && memcmp (got.rid, first_rid, first_rid_size) == 0);
     CHECK_EQ_INT (s_ready_pid (&got), pid);
-    fake_welcome (&fake, &got, 100, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 100, LONG_EXPIRY);
     /*  Welcomed, it heartbeats on the socket that was welcomed (the other
         attempt's socket says BYE, skipped by EXPECT). */
     EXPECT (&fake, &got, DP_CMD_HEARTBEAT);
     CHECK (s_from_current (&fake, &got));
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  Jobs of every kind come back with the right code and value. */
@@ -498,37 +498,37 @@ s_case_jobs (void)
 {
     const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
+    s_fake_start (&fake, endpoint);
     const char *extra[] = {"--credit", "20", NULL};
     pid_t supervisor = s_workers (endpoint, 1, extra);
     got_t got = {0};
     EXPECT (&fake, &got, DP_CMD_READY);
     uint64_t pid = s_ready_pid (&got);
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
 
     pack_t echo, boom, map, chunk, sleeps, pidargs, short_sleep;
-    pack_init (&echo);
+    s_pack_init (&echo);
     msgpack_pack_array (&echo.pk, 2);
     msgpack_pack_int (&echo.pk, 1);
-    pack_str (&echo, "two");
-    pack_init (&boom);
-    pack_str (&boom, "boom");
-    pack_init (&map);
+    s_pack_str (&echo, "two");
+    s_pack_init (&boom);
+    s_pack_str (&boom, "boom");
+    s_pack_init (&map);
     msgpack_pack_map (&map.pk, 1);
-    pack_str (&map, "k");
+    s_pack_str (&map, "k");
     msgpack_pack_int (&map.pk, 5);
-    pack_init (&chunk);
+    s_pack_init (&chunk);
     msgpack_pack_array (&chunk.pk, 3);
     msgpack_pack_int (&chunk.pk, 7);
-    pack_str (&chunk, "x");
+    s_pack_str (&chunk, "x");
     msgpack_pack_nil (&chunk.pk);
-    pack_init (&sleeps);
+    s_pack_init (&sleeps);
     msgpack_pack_array (&sleeps.pk, 2);
-    pack_str (&sleeps, "later");
+    s_pack_str (&sleeps, "later");
     msgpack_pack_double (&sleeps.pk, 0.01);
-    pack_init (&pidargs);
+    s_pack_init (&pidargs);
     msgpack_pack_nil (&pidargs.pk);
-    pack_init (&short_sleep);
+    s_pack_init (&short_sleep);
     msgpack_pack_double (&short_sleep.pk, 0.05);
 
     job_t jobs[] = {
@@ -541,11 +541,11 @@ s_case_jobs (void)
         {7, "sleep", short_sleep.sbuf.data, short_sleep.sbuf.size, 5000, 0},
         {8, "pid", pidargs.sbuf.data, pidargs.sbuf.size, 0, 0},
     };
-    fake_dispatch (&fake, jobs, 4);
-    fake_dispatch (&fake, jobs + 4, 4);
+    s_fake_dispatch (&fake, jobs, 4);
+    s_fake_dispatch (&fake, jobs + 4, 4);
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 8, __LINE__);
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 8, __LINE__);
 
     CHECK_EQ_INT (results.code[1], 0);
     CHECK (results.value[1].type == MSGPACK_OBJECT_ARRAY);
@@ -588,7 +588,7 @@ s_case_jobs (void)
     CHECK (s_str_eq (&info->via.map.ptr[0].key, "pid"));
     CHECK_EQ_INT (info->via.map.ptr[0].val.via.u64, pid);
 
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&echo.sbuf);
     msgpack_sbuffer_destroy (&boom.sbuf);
     msgpack_sbuffer_destroy (&map.sbuf);
@@ -596,9 +596,9 @@ s_case_jobs (void)
     msgpack_sbuffer_destroy (&sleeps.sbuf);
     msgpack_sbuffer_destroy (&pidargs.sbuf);
     msgpack_sbuffer_destroy (&short_sleep.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  Fast results share DONE messages; a slow job's result does not wait for
@@ -608,53 +608,53 @@ s_case_batching (void)
 {
     const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
+    s_fake_start (&fake, endpoint);
     const char *extra[] = {"--credit", "200", NULL};
     pid_t supervisor = s_workers (endpoint, 1, extra);
     got_t got = {0};
     EXPECT (&fake, &got, DP_CMD_READY);
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
 
     pack_t value;
-    pack_init (&value);
+    s_pack_init (&value);
     msgpack_pack_int (&value.pk, 42);
     job_t jobs[200];
     for (int i = 0; i < 200; i++)
         jobs[i] = (job_t){(uint64_t)i, "echo", value.sbuf.data, value.sbuf.size, 0, 0};
-    fake_dispatch (&fake, jobs, 200);
+    s_fake_dispatch (&fake, jobs, 200);
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 200, __LINE__);
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 200, __LINE__);
     for (int i = 0; i < 200; i++)
         CHECK_EQ_INT (results.code[i], 0);
     /*  At most 64 per DONE, and far fewer DONEs than results. */
     CHECK (results.messages >= 200 / DP_WORKER_DONE_BATCH);
     CHECK (results.messages < 100);
-    results_fini (&results);
+    s_results_fini (&results);
 
     /*  Two slow jobs in one DISPATCH: the first result arrives alone. */
     pack_t nap;
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_double (&nap.pk, 0.4);
     job_t slow[] = {{1, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0},
                     {2, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0}};
     int64_t start = dp_now_ms ();
-    fake_dispatch (&fake, slow, 2);
-    results_init (&results);
+    s_fake_dispatch (&fake, slow, 2);
+    s_results_init (&results);
     EXPECT (&fake, &got, DP_CMD_DONE);
     int64_t first = dp_now_ms () - start;
-    CHECK_EQ_INT (results_take (&results, &got), 1);
+    CHECK_EQ_INT (s_results_take (&results, &got), 1);
     CHECK (results.seen[1]);
     CHECK (first >= 390 && first < 700);
     EXPECT (&fake, &got, DP_CMD_DONE);
-    CHECK_EQ_INT (results_take (&results, &got), 1);
+    CHECK_EQ_INT (s_results_take (&results, &got), 1);
     CHECK (results.seen[2]);
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&value.sbuf);
     msgpack_sbuffer_destroy (&nap.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  While a task sleeps, the I/O thread keeps heartbeating. */
@@ -664,31 +664,31 @@ s_case_heartbeat (void)
     fake_t fake;
     got_t got = {0};
     pid_t supervisor = s_one_worker (&fake, &got);
-    fake_welcome (&fake, &got, 100, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 100, LONG_EXPIRY);
     pack_t nap;
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_double (&nap.pk, 1.0);
     job_t job = {9, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0};
-    fake_dispatch (&fake, &job, 1);
+    s_fake_dispatch (&fake, &job, 1);
     int heartbeats = 0;
     results_t results;
-    results_init (&results);
+    s_results_init (&results);
     while (results.count == 0) {
-        CHECK (fake_recv (&fake, &got, WAIT_MS));
+        CHECK (s_fake_recv (&fake, &got, WAIT_MS));
         if (got.m.cmd == DP_CMD_HEARTBEAT)
             heartbeats++;
         else
-            results_take (&results, &got);
+            s_results_take (&results, &got);
     }
     CHECK_EQ_INT (results.code[9], 0);
     /*  1 s of task; this broker never beats, so the worker speaks unasked
         after 150 ms (1.5 intervals) of its own silence: about 6. */
     CHECK (heartbeats >= 5);
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&nap.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  A worker that holds no job is idle and beats DP_IDLE_FACTOR times as
@@ -704,10 +704,10 @@ s_case_idle_beat (void)
     got_t got = {0};
     pid_t supervisor = s_one_worker (&fake, &got);
     int64_t before = dp_now_ms ();
-    fake_welcome (&fake, &got, 100, 400);
+    s_fake_welcome (&fake, &got, 100, 400);
     int heartbeats = 0;
     for (;;) {
-        CHECK (fake_recv (&fake, &got, WAIT_MS));
+        CHECK (s_fake_recv (&fake, &got, WAIT_MS));
         if (got.m.cmd != DP_CMD_HEARTBEAT)
             break;
         heartbeats++;
@@ -722,9 +722,9 @@ s_case_idle_beat (void)
     if (heartbeats < 1 || heartbeats > 4)
         dp_test_fail (__FILE__, __LINE__, "%d unasked heartbeats in %lld ms while idle",
                       heartbeats, (long long)(gone - before));
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  A job past its timeout: DONE EDEADLINE, BYE, and the supervisor starts a
@@ -734,43 +734,43 @@ s_case_timeout (void)
 {
     const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
+    s_fake_start (&fake, endpoint);
     const char *extra[] = {"--credit", "2", NULL};
     pid_t supervisor = s_workers (endpoint, 1, extra);
     got_t got = {0};
     EXPECT (&fake, &got, DP_CMD_READY);
     uint64_t pid = s_ready_pid (&got);
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     pack_t nap, value;
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_int (&nap.pk, 30);
-    pack_init (&value);
+    s_pack_init (&value);
     msgpack_pack_int (&value.pk, 1);
     job_t jobs[] = {{1, "echo", value.sbuf.data, value.sbuf.size, 0, 0},
                     {2, "sleep", nap.sbuf.data, nap.sbuf.size, 300, 0},
                     {3, "echo", value.sbuf.data, value.sbuf.size, 0, 0}};
     int64_t start = dp_now_ms ();
-    fake_dispatch (&fake, jobs, 3);
+    s_fake_dispatch (&fake, jobs, 3);
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 2, __LINE__);
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 2, __LINE__);
     CHECK (dp_now_ms () - start >= 300);
     CHECK_EQ_INT (results.code[1], 0);
     CHECK_EQ_INT (results.code[2], DPOOL_EDEADLINE);
     CHECK (s_str_eq (&results.value[2], "task exceeded its timeout of 300 ms"));
     CHECK (!results.seen[3]);
     EXPECT (&fake, &got, DP_CMD_BYE);
-    fake_reply_bye (&fake, &got);
+    s_fake_reply_bye (&fake, &got);
     /*  The prefetched job 3 is the broker's to requeue; a new process comes. */
     do
         EXPECT (&fake, &got, DP_CMD_READY);
     while (s_ready_pid (&got) == pid); /* a stray attempt of the old one */
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&nap.sbuf);
     msgpack_sbuffer_destroy (&value.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  A worker process killed outright is replaced. */
@@ -779,7 +779,7 @@ s_case_killed (void)
 {
     const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
+    s_fake_start (&fake, endpoint);
     pid_t supervisor = s_workers (endpoint, 2, NULL);
     got_t got = {0};
     uint64_t pids[2];
@@ -787,7 +787,7 @@ s_case_killed (void)
         EXPECT (&fake, &got, DP_CMD_READY);
         if (i == 1 && s_ready_pid (&got) == pids[0])
             continue; /* a stray attempt of the first */
-        fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+        s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
         pids[i++] = fake.current_pid;
     }
     CHECK_EQ_INT (kill ((pid_t)pids[0], SIGKILL), 0);
@@ -795,13 +795,13 @@ s_case_killed (void)
         EXPECT (&fake, &got, DP_CMD_READY);
     while (s_ready_pid (&got) == pids[0] || s_ready_pid (&got) == pids[1]);
     /*  The crash built-in kills its process too; it is replaced as well. */
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     uint64_t pid = fake.current_pid;
     pack_t nil;
-    pack_init (&nil);
+    s_pack_init (&nil);
     msgpack_pack_nil (&nil.pk);
     job_t crash = {1, "crash", nil.sbuf.data, nil.sbuf.size, 0, 0};
-    fake_dispatch (&fake, &crash, 1);
+    s_fake_dispatch (&fake, &crash, 1);
     for (;;) {
         EXPECT (&fake, &got, DP_CMD_READY);
         uint64_t again = s_ready_pid (&got);
@@ -809,9 +809,9 @@ s_case_killed (void)
             break;
     }
     msgpack_sbuffer_destroy (&nil.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  SIGTERM while a task runs: BYE, and everything stops promptly. */
@@ -820,36 +820,36 @@ s_case_sigterm (void)
 {
     const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
+    s_fake_start (&fake, endpoint);
     const char *extra[] = {"--credit", "2", NULL};
     pid_t supervisor = s_workers (endpoint, 1, extra);
     got_t got = {0};
     EXPECT (&fake, &got, DP_CMD_READY);
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     pack_t nap, value;
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_int (&nap.pk, 30);
-    pack_init (&value);
+    s_pack_init (&value);
     msgpack_pack_int (&value.pk, 1);
     job_t jobs[] = {{1, "echo", value.sbuf.data, value.sbuf.size, 0, 0},
                     {2, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0}};
-    fake_dispatch (&fake, jobs, 2);
+    s_fake_dispatch (&fake, jobs, 2);
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 1, __LINE__); /* the sleep has started */
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 1, __LINE__); /* the sleep has started */
     int64_t start = dp_now_ms ();
     CHECK_EQ_INT (kill (supervisor, SIGTERM), 0);
     EXPECT (&fake, &got, DP_CMD_BYE);
-    fake_reply_bye (&fake, &got);
+    s_fake_reply_bye (&fake, &got);
     int status = dp_test_wait_exit (supervisor, 3000);
     CHECK (status != -1);
     CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     CHECK (dp_now_ms () - start < 1500);
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&nap.sbuf);
     msgpack_sbuffer_destroy (&value.sbuf);
-    got_release (&got);
-    fake_stop (&fake);
+    s_got_release (&got);
+    s_fake_stop (&fake);
 }
 
 /*  A broker silent past expiry is presumed dead: the worker registers again
@@ -862,20 +862,20 @@ s_case_broker_silence (void)
     pid_t supervisor = s_one_worker (&fake, &got);
     uint8_t first_rid[256];
     int64_t start = dp_now_ms ();
-    fake_welcome (&fake, &got, 100, 500);
+    s_fake_welcome (&fake, &got, 100, 500);
     size_t first_rid_size = fake.current_size;
     memcpy (first_rid, fake.current, first_rid_size);
     pack_t nap, value;
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_double (&nap.pk, 1.2);
-    pack_init (&value);
+    s_pack_init (&value);
     msgpack_pack_int (&value.pk, 5);
     job_t old = {1, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0};
-    fake_dispatch (&fake, &old, 1);
+    s_fake_dispatch (&fake, &old, 1);
     /*  Heartbeats, then a new READY from a new socket, past the expiry.
         (A READY before that can only be a stray earlier attempt's.) */
     for (;;) {
-        CHECK (fake_recv (&fake, &got, WAIT_MS));
+        CHECK (s_fake_recv (&fake, &got, WAIT_MS));
         bool first =
             got.rid_size == first_rid_size && memcmp (got.rid, first_rid, first_rid_size) == 0;
         if (got.m.cmd == DP_CMD_HEARTBEAT)
@@ -888,25 +888,25 @@ s_case_broker_silence (void)
             break;
     }
     CHECK (got.rid_size != first_rid_size || memcmp (got.rid, first_rid, got.rid_size) != 0);
-    fake_welcome (&fake, &got, 100, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 100, LONG_EXPIRY);
     job_t fresh = {2, "echo", value.sbuf.data, value.sbuf.size, 0, 0};
-    fake_dispatch (&fake, &fresh, 1);
+    s_fake_dispatch (&fake, &fresh, 1);
     /*  Only the new job's result comes, after the old sleep ends. */
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 1, __LINE__);
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 1, __LINE__);
     CHECK (results.seen[2] && !results.seen[1]);
     CHECK (dp_now_ms () - start >= 1100);
     /*  And nothing but heartbeats after it: never the old job's result. */
     for (int64_t until = dp_now_ms () + 500, left; (left = until - dp_now_ms ()) > 0;)
-        if (fake_recv (&fake, &got, (int)left))
+        if (s_fake_recv (&fake, &got, (int)left))
             CHECK (got.m.cmd == DP_CMD_HEARTBEAT);
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&nap.sbuf);
     msgpack_sbuffer_destroy (&value.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  ERROR ESTATE: the broker forgot us; READY again, on the same socket. */
@@ -916,27 +916,27 @@ s_case_estate (void)
     fake_t fake;
     got_t got = {0};
     pid_t supervisor = s_one_worker (&fake, &got);
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     dp_encode_error (&fake.writer, DPOOL_ESTATE, "who are you?");
-    fake_send (&fake, DP_CMD_ERROR);
+    s_fake_send (&fake, DP_CMD_ERROR);
     do
         EXPECT (&fake, &got, DP_CMD_READY);
     while (!s_from_current (&fake, &got)); /* not a stray earlier attempt */
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     pack_t value;
-    pack_init (&value);
+    s_pack_init (&value);
     msgpack_pack_int (&value.pk, 5);
     job_t job = {4, "echo", value.sbuf.data, value.sbuf.size, 0, 0};
-    fake_dispatch (&fake, &job, 1);
+    s_fake_dispatch (&fake, &job, 1);
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 1, __LINE__);
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 1, __LINE__);
     CHECK_EQ_INT (results.code[4], 0);
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&value.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  BYE from the broker (shutting down): register again after the backoff. */
@@ -947,18 +947,18 @@ s_case_broker_bye (void)
     got_t got = {0};
     pid_t supervisor = s_one_worker (&fake, &got);
     uint64_t pid = s_ready_pid (&got);
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     int64_t start = dp_now_ms ();
     dp_encode_empty (&fake.writer);
-    fake_send (&fake, DP_CMD_BYE);
+    s_fake_send (&fake, DP_CMD_BYE);
     do
         EXPECT (&fake, &got, DP_CMD_READY);
     while (dp_now_ms () - start < DP_RECONNECT_MS - 10); /* not a stray earlier attempt */
     CHECK_EQ_INT (s_ready_pid (&got), pid);              /* the same process, not a restart */
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
-    got_release (&got);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  --plugin: the plugin's functions are offered and run. */
@@ -967,7 +967,7 @@ s_case_plugin (void)
 {
     const char *endpoint = dp_test_ipc ("broker");
     fake_t fake;
-    fake_start (&fake, endpoint);
+    s_fake_start (&fake, endpoint);
     const char *extra[] = {"--plugin", DPOOL_EXAMPLE_PLUGIN, "--credit", "2", NULL};
     pid_t supervisor = s_workers (endpoint, 1, extra);
     got_t got = {0};
@@ -976,30 +976,30 @@ s_case_plugin (void)
     CHECK (s_ready_offers (&got, "example.upper"));
     CHECK (s_ready_offers (&got, "example.wordcount"));
     CHECK (s_ready_offers (&got, "echo"));
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     pack_t numbers, text;
-    pack_init (&numbers);
+    s_pack_init (&numbers);
     msgpack_pack_array (&numbers.pk, 3);
     msgpack_pack_int (&numbers.pk, 1);
     msgpack_pack_int (&numbers.pk, 2);
     msgpack_pack_double (&numbers.pk, 3.5);
-    pack_init (&text);
-    pack_str (&text, "shout");
+    s_pack_init (&text);
+    s_pack_str (&text, "shout");
     job_t jobs[] = {{1, "example.add", numbers.sbuf.data, numbers.sbuf.size, 0, 0},
                     {2, "example.upper", text.sbuf.data, text.sbuf.size, 0, 0}};
-    fake_dispatch (&fake, jobs, 2);
+    s_fake_dispatch (&fake, jobs, 2);
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 2, __LINE__);
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 2, __LINE__);
     CHECK_EQ_INT (results.code[1], 0);
     CHECK (results.value[1].type == MSGPACK_OBJECT_FLOAT64 && results.value[1].via.f64 == 6.5);
     CHECK (s_str_eq (&results.value[2], "SHOUT"));
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&numbers.sbuf);
     msgpack_sbuffer_destroy (&text.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 static int
@@ -1069,20 +1069,20 @@ s_case_serve (void)
         _exit (dpool_worker_serve (endpoint_copy, 1) == 0 ? 0 : 3);
     }
     fake_t fake;
-    fake_start (&fake, endpoint_copy);
+    s_fake_start (&fake, endpoint_copy);
     got_t got = {0};
     EXPECT (&fake, &got, DP_CMD_READY);
     CHECK (s_ready_offers (&got, "test.square"));
     CHECK (s_ready_offers (&got, "echo"));
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     pack_t seven;
-    pack_init (&seven);
+    s_pack_init (&seven);
     msgpack_pack_int (&seven.pk, 7);
     job_t job = {1, "test.square", seven.sbuf.data, seven.sbuf.size, 0, 0};
-    fake_dispatch (&fake, &job, 1);
+    s_fake_dispatch (&fake, &job, 1);
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 1, __LINE__);
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 1, __LINE__);
     CHECK_EQ_INT (results.code[1], 0);
     CHECK_EQ_INT (results.value[1].via.u64, 49);
     uint64_t pid = fake.current_pid;
@@ -1091,11 +1091,11 @@ s_case_serve (void)
         EXPECT (&fake, &got, DP_CMD_READY);
     while (s_ready_pid (&got) == pid);
     CHECK (s_ready_offers (&got, "test.square"));
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&seven.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, server);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 typedef struct {
@@ -1146,23 +1146,23 @@ s_case_parent_gone (void)
     }
     close (fds[0]);
     fake_t fake;
-    fake_start (&fake, endpoint_copy);
+    s_fake_start (&fake, endpoint_copy);
     got_t got = {0};
     EXPECT (&fake, &got, DP_CMD_READY);
-    fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 1000, LONG_EXPIRY);
     close (fds[1]); /* the parent ends */
     int status = dp_test_wait_exit (parent, 5000);
     CHECK (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 0);
     int64_t start = dp_now_ms ();
     EXPECT (&fake, &got, DP_CMD_BYE);
     CHECK (dp_now_ms () - start < 1000);
-    fake_reply_bye (&fake, &got);
+    s_fake_reply_bye (&fake, &got);
     /*  The supervisor, now our child, ends with status 0. */
     reaped_t reaped = {0, 0};
     CHECK (dp_test_wait_until (s_reaped, &reaped, 5000));
     CHECK (WIFEXITED (reaped.status) && WEXITSTATUS (reaped.status) == 0);
-    got_release (&got);
-    fake_stop (&fake);
+    s_got_release (&got);
+    s_fake_stop (&fake);
 }
 
 /*  --help, --version, and bad options. */
@@ -1225,13 +1225,13 @@ s_quiet_then_answers (fake_t *fake, got_t *got, int64_t since)
 {
     int64_t left;
     while ((left = since + 1100 - dp_now_ms ()) > 0)
-        if (fake_recv (fake, got, (int)left))
+        if (s_fake_recv (fake, got, (int)left))
             dp_test_fail (__FILE__, __LINE__, "the worker said %s while it should be quiet",
                           dp_cmd_name (got->m.cmd));
     dp_encode_empty (&fake->writer);
     int64_t asked = dp_now_ms ();
-    fake_send (fake, DP_CMD_HEARTBEAT);
-    CHECK (fake_recv (fake, got, WAIT_MS));
+    s_fake_send (fake, DP_CMD_HEARTBEAT);
+    CHECK (s_fake_recv (fake, got, WAIT_MS));
     int64_t answered = dp_now_ms ();
     CHECK_EQ_INT (got->m.cmd, DP_CMD_HEARTBEAT);
     CHECK (s_from_current (fake, got));
@@ -1251,14 +1251,14 @@ s_case_heartbeat_answer (void)
     pid_t supervisor = s_one_worker (&fake, &got);
     /*  Interval 2 s: the worker answers after 1 s of quiet and would speak
         unasked only after 3 s. */
-    fake_welcome (&fake, &got, 2000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 2000, LONG_EXPIRY);
     /*  Its last word was the welcome ping's DONE. Its own timer would have
         spoken 3 s after the ping, and a worker of the old rule 2 s after
         it: an answer means well before both. */
     s_quiet_then_answers (&fake, &got, dp_now_ms ());
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  A job read while the worker had none runs on the task thread, which
@@ -1274,24 +1274,24 @@ s_case_busy_answer (void)
     pid_t supervisor = s_one_worker (&fake, &got);
     /*  Interval 2 s: the worker answers after 1 s of quiet and would speak
         unasked only after 3 s, when the job below has ended. */
-    fake_welcome (&fake, &got, 2000, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 2000, LONG_EXPIRY);
     int64_t welcomed = dp_now_ms ();
     pack_t nap;
-    pack_init (&nap);
+    s_pack_init (&nap);
     msgpack_pack_double (&nap.pk, 2.5);
     job_t job = {5, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0};
-    fake_dispatch (&fake, &job, 1);
+    s_fake_dispatch (&fake, &job, 1);
     /*  The job ends 2.5 s after it began: the answer came while it ran. */
     s_quiet_then_answers (&fake, &got, welcomed);
     results_t results;
-    results_init (&results);
-    results_wait (&fake, &got, &results, 1, __LINE__);
+    s_results_init (&results);
+    s_results_wait (&fake, &got, &results, 1, __LINE__);
     CHECK_EQ_INT (results.code[5], 0);
-    results_fini (&results);
+    s_results_fini (&results);
     msgpack_sbuffer_destroy (&nap.sbuf);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
 
 /*  An idle worker sleeps between the broker's messages: heartbeats that
@@ -1304,7 +1304,7 @@ s_case_idle_cpu (void)
     fake_t fake;
     got_t got = {0};
     pid_t supervisor = s_one_worker (&fake, &got);
-    fake_welcome (&fake, &got, 100, LONG_EXPIRY);
+    s_fake_welcome (&fake, &got, 100, LONG_EXPIRY);
     int pid = (int)fake.current_pid;
     double before = dp_proc_cpu_seconds (pid);
     CHECK (before >= 0);
@@ -1312,11 +1312,11 @@ s_case_idle_cpu (void)
     int answers = 0;
     while (dp_now_ms () - start < 2000) {
         dp_encode_empty (&fake.writer);
-        fake_send (&fake, DP_CMD_HEARTBEAT);
+        s_fake_send (&fake, DP_CMD_HEARTBEAT);
         int64_t until = dp_now_ms () + 50;
         int64_t left;
         while ((left = until - dp_now_ms ()) > 0)
-            if (fake_recv (&fake, &got, (int)left) && got.m.cmd == DP_CMD_HEARTBEAT)
+            if (s_fake_recv (&fake, &got, (int)left) && got.m.cmd == DP_CMD_HEARTBEAT)
                 answers++;
     }
     double after = dp_proc_cpu_seconds (pid);
@@ -1327,38 +1327,34 @@ s_case_idle_cpu (void)
                       after - before);
     /*  It answered (after 50 ms of its own quiet, half an interval). */
     CHECK (answers >= 10);
-    got_release (&got);
+    s_got_release (&got);
     s_stop_workers (&fake, supervisor);
-    fake_stop (&fake);
+    s_fake_stop (&fake);
 }
+
+static const dp_test_case_t s_cases[] = {
+    {"worker_registers_with_backoff_until_welcome", s_case_registers},
+    {"worker_runs_dispatched_jobs", s_case_jobs},
+    {"worker_batches_fast_results_not_slow_ones", s_case_batching},
+    {"worker_heartbeats_while_task_runs", s_case_heartbeat},
+    {"worker_timeout_reports_edeadline_and_restarts", s_case_timeout},
+    {"worker_supervisor_restarts_dead_process", s_case_killed},
+    {"worker_sigterm_says_bye_and_stops", s_case_sigterm},
+    {"worker_reconnects_when_broker_goes_silent", s_case_broker_silence},
+    {"worker_registers_again_on_estate", s_case_estate},
+    {"worker_registers_again_after_broker_bye", s_case_broker_bye},
+    {"worker_plugin_registers_functions", s_case_plugin},
+    {"worker_serve_offers_program_functions", s_case_serve},
+    {"worker_supervisor_stops_when_parent_dies", s_case_parent_gone},
+    {"worker_program_options", s_case_options},
+    {"worker_answers_broker_heartbeat_when_quiet", s_case_heartbeat_answer},
+    {"worker_answers_broker_heartbeat_during_a_job", s_case_busy_answer},
+    {"worker_idle_sleeps_between_messages", s_case_idle_cpu},
+    {"worker_idle_beats_and_expires_slower", s_case_idle_beat},
+};
 
 int
 main (int argc, char *argv[])
 {
-    static const dp_test_case_t cases[] = {{"registers", s_case_registers},
-                                           {"jobs", s_case_jobs},
-                                           {"batching", s_case_batching},
-                                           {"heartbeat", s_case_heartbeat},
-                                           {"timeout", s_case_timeout},
-                                           {"killed", s_case_killed},
-                                           {"sigterm", s_case_sigterm},
-                                           {"broker_silence", s_case_broker_silence},
-                                           {"estate", s_case_estate},
-                                           {"broker_bye", s_case_broker_bye},
-                                           {"plugin", s_case_plugin},
-                                           {"serve", s_case_serve},
-                                           {"parent_gone", s_case_parent_gone},
-                                           {"options", s_case_options},
-                                           {"heartbeat_answer", s_case_heartbeat_answer},
-                                           {"busy_answer", s_case_busy_answer},
-                                           {"idle_cpu", s_case_idle_cpu},
-                                           {"idle_beat", s_case_idle_beat}};
-    const dp_test_case_t *run = dp_test_case (cases, sizeof cases / sizeof cases[0],
-                                              argc > 1 ? argv[1] : NULL, "worker_", 60);
-    if (!run) {
-        fprintf (stderr, "usage: %s CASE\n", argv[0]);
-        return 2;
-    }
-    run->run ();
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 60);
 }

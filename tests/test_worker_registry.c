@@ -36,7 +36,7 @@ typedef struct {
 } call_t;
 
 static void
-call_init (call_t *call)
+s_call_init (call_t *call)
 {
     msgpack_sbuffer_init (&call->args);
     msgpack_packer_init (&call->pk, &call->args, msgpack_sbuffer_write);
@@ -45,7 +45,7 @@ call_init (call_t *call)
 }
 
 static void
-call_fini (call_t *call)
+s_call_fini (call_t *call)
 {
     msgpack_sbuffer_destroy (&call->args);
     msgpack_sbuffer_destroy (&call->out);
@@ -65,7 +65,7 @@ s_unpack (call_t *call, const char *data, size_t size)
 
 /*  Calls fn with the args packed so far; then clears them for the next. */
 static void
-call_run (call_t *call, const char *fn)
+s_call_run (call_t *call, const char *fn)
 {
     void *hint = NULL;
     dpool_fn_t *function = dp_registry_lookup (fn, strlen (fn), &hint);
@@ -141,7 +141,7 @@ s_test_builtins (void)
     CHECK (dp_registry_lookup ("echoes", 4, NULL) != NULL); /* by length: "echo" */
 
     call_t call;
-    call_init (&call);
+    s_call_init (&call);
 
     /*  echo returns its arguments, whatever they are. */
     msgpack_pack_array (&call.pk, 3);
@@ -151,7 +151,7 @@ s_test_builtins (void)
     char expected[64];
     size_t expected_size = call.args.size;
     memcpy (expected, call.args.data, expected_size);
-    call_run (&call, "echo");
+    s_call_run (&call, "echo");
     CHECK_EQ_INT (call.code, 0);
     CHECK_EQ_INT (call.out.size, expected_size);
     CHECK (memcmp (call.out.data, expected, expected_size) == 0);
@@ -159,27 +159,27 @@ s_test_builtins (void)
     /*  sleep takes an int, a float, or an array of one, and returns them. */
     int64_t start = dp_now_ms ();
     msgpack_pack_double (&call.pk, 0.05);
-    call_run (&call, "sleep");
+    s_call_run (&call, "sleep");
     CHECK_EQ_INT (call.code, 0);
     CHECK (call.value.type == MSGPACK_OBJECT_FLOAT64 && call.value.via.f64 == 0.05);
     CHECK (dp_now_ms () - start >= 50);
     msgpack_pack_array (&call.pk, 1);
     msgpack_pack_int (&call.pk, 0);
-    call_run (&call, "sleep");
+    s_call_run (&call, "sleep");
     CHECK_EQ_INT (call.code, 0);
     CHECK (call.value.type == MSGPACK_OBJECT_ARRAY && call.value.via.array.size == 1);
     s_pack_str (&call.pk, "soon");
-    call_run (&call, "sleep");
+    s_call_run (&call, "sleep");
     CHECK_EQ_INT (call.code, DPOOL_EFAILED);
     CHECK (s_str_has (&call.value, "number of seconds"));
     msgpack_pack_int (&call.pk, -1);
-    call_run (&call, "sleep");
+    s_call_run (&call, "sleep");
     CHECK_EQ_INT (call.code, DPOOL_EFAILED);
     CHECK (s_str_has (&call.value, "out of range"));
 
     /*  fail: a str is the message as is; anything else is rendered. */
     s_pack_str (&call.pk, "it broke");
-    call_run (&call, "fail");
+    s_call_run (&call, "fail");
     CHECK_EQ_INT (call.code, DPOOL_EFAILED);
     CHECK (s_str_eq (&call.value, "it broke"));
     msgpack_pack_map (&call.pk, 1);
@@ -189,13 +189,13 @@ s_test_builtins (void)
     msgpack_pack_double (&call.pk, 2.5);
     msgpack_pack_true (&call.pk);
     s_pack_str (&call.pk, "z");
-    call_run (&call, "fail");
+    s_call_run (&call, "fail");
     CHECK_EQ_INT (call.code, DPOOL_EFAILED);
     CHECK (s_str_eq (&call.value, "{\"why\": [1, 2.5, true, \"z\"]}"));
 
     /*  pid tells this process. */
     msgpack_pack_nil (&call.pk);
-    call_run (&call, "pid");
+    s_call_run (&call, "pid");
     CHECK_EQ_INT (call.code, 0);
     const msgpack_object *pid = s_map_get (&call.value, "pid");
     const msgpack_object *host = s_map_get (&call.value, "host");
@@ -210,13 +210,13 @@ s_test_builtins (void)
         signal (SIGABRT, SIG_DFL);
         dp_log_set_level (DP_LOG_ERROR);
         msgpack_pack_nil (&call.pk);
-        call_run (&call, "crash");
+        s_call_run (&call, "crash");
         _exit (0);
     }
     int status = dp_test_wait_exit (child, 10000);
     CHECK (status != -1);
     CHECK (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT);
-    call_fini (&call);
+    s_call_fini (&call);
 }
 
 static int
@@ -261,17 +261,17 @@ s_test_register (void)
     CHECK (hint == &calls);
 
     call_t call;
-    call_init (&call);
+    s_call_init (&call);
     msgpack_pack_uint64 (&call.pk, 21);
-    call_run (&call, "echo");
+    s_call_run (&call, "echo");
     CHECK_EQ_INT (call.code, 0);
     CHECK (call.value.type == MSGPACK_OBJECT_POSITIVE_INTEGER && call.value.via.u64 == 42);
     s_pack_str (&call.pk, "x");
-    call_run (&call, "echo");
+    s_call_run (&call, "echo");
     CHECK_EQ_INT (call.code, DPOOL_EFAILED);
     CHECK (s_str_eq (&call.value, "echo wants a number, attempt 1"));
     CHECK_EQ_INT (calls, 2);
-    call_fini (&call);
+    s_call_fini (&call);
 
     char long_name[DP_MAX_NAME + 2];
     memset (long_name, 'n', sizeof long_name - 1);
@@ -362,31 +362,31 @@ s_test_plugin (void)
     CHECK (s_offers ("echo"));
 
     call_t call;
-    call_init (&call);
+    s_call_init (&call);
     msgpack_pack_array (&call.pk, 3);
     msgpack_pack_int (&call.pk, 1);
     msgpack_pack_int (&call.pk, -2);
     msgpack_pack_int (&call.pk, 40);
-    call_run (&call, "example.add");
+    s_call_run (&call, "example.add");
     CHECK_EQ_INT (call.code, 0);
     CHECK (call.value.type == MSGPACK_OBJECT_POSITIVE_INTEGER && call.value.via.u64 == 39);
     msgpack_pack_array (&call.pk, 2);
     msgpack_pack_int (&call.pk, 1);
     msgpack_pack_double (&call.pk, 2.5);
-    call_run (&call, "example.add");
+    s_call_run (&call, "example.add");
     CHECK (call.value.type == MSGPACK_OBJECT_FLOAT64 && call.value.via.f64 == 3.5);
     msgpack_pack_array (&call.pk, 1);
     s_pack_str (&call.pk, "one");
-    call_run (&call, "example.add");
+    s_call_run (&call, "example.add");
     CHECK_EQ_INT (call.code, DPOOL_EFAILED);
     CHECK (s_str_has (&call.value, "not a number"));
 
     s_pack_str (&call.pk, "Hello, world");
-    call_run (&call, "example.upper");
+    s_call_run (&call, "example.upper");
     CHECK (s_str_eq (&call.value, "HELLO, WORLD"));
 
     s_pack_str (&call.pk, "the quick  brown\nfox\n");
-    call_run (&call, "example.wordcount");
+    s_call_run (&call, "example.wordcount");
     CHECK_EQ_INT (call.code, 0);
     const msgpack_object *words = s_map_get (&call.value, "words");
     const msgpack_object *lines = s_map_get (&call.value, "lines");
@@ -394,27 +394,18 @@ s_test_plugin (void)
     CHECK (words && words->via.u64 == 4);
     CHECK (lines && lines->via.u64 == 2);
     CHECK (bytes && bytes->via.u64 == 21);
-    call_fini (&call);
+    s_call_fini (&call);
 }
+
+static const dp_test_case_t s_cases[] = {
+    {"worker_builtins_run_in_process", s_test_builtins},
+    {"worker_registration_overrides_builtins", s_test_register},
+    {"worker_task_call_checks_results", s_test_task_checks},
+    {"worker_plugin_loads_in_process", s_test_plugin},
+};
 
 int
 main (int argc, char *argv[])
 {
-    const char *name = argc > 1 ? argv[1] : "";
-    char test[64];
-    snprintf (test, sizeof test, "worker_registry_%s", name);
-    dp_test_begin (test, 30);
-    if (strcmp (name, "builtins") == 0)
-        s_test_builtins ();
-    else if (strcmp (name, "register") == 0)
-        s_test_register ();
-    else if (strcmp (name, "task_checks") == 0)
-        s_test_task_checks ();
-    else if (strcmp (name, "plugin") == 0)
-        s_test_plugin ();
-    else {
-        fprintf (stderr, "usage: %s builtins|register|task_checks|plugin\n", argv[0]);
-        return 2;
-    }
-    return 0;
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), 30);
 }
