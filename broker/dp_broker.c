@@ -1419,32 +1419,35 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
 /*  ---------------------------------------------------------------------------
     Timers.
 */
+
+/*  If this loop itself stalled (a huge burst, a stopped process, a
+    debugger), peers' messages may be waiting unread: the silence is the
+    broker's, not theirs, so stall ms are not held against any peer,
+    session or queue waiter. */
 static void
-s_tick (dp_broker_t *self)
+s_forgive_stall (dp_broker_t *self, int64_t stall)
 {
-    int64_t now = dp_now_ms ();
-    /*  If this loop itself stalled (a huge burst, a stopped process, a
-        debugger), peers' messages may be waiting unread: the silence is the
-        broker's, not theirs, so it is not held against them. */
-    int64_t stall = now - self->last_tick - TICK_MS;
-    if (stall > STALL_MS) {
-        dp_warn ("broker loop stalled for %lld ms; peers' silence forgiven", (long long)stall);
-        for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
-             peer = (peer_t *)zhashx_next (self->peers))
-            peer->last_recv += stall;
-        for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
-             client = (client_t *)zhashx_next (self->sessions))
-            client->last_seen += stall;
-        dp_queues_forgive (self->queues, stall);
-    }
-    self->last_tick = now;
-    /*  Heartbeats out, and expiry of the silent. Collected first: expiry
-        changes the peer table. Heartbeats go out on a common beat, to every
-        peer that has not heard from the broker for half an interval, and
-        peers answer at once: a thousand idle workers cost the broker a
-        burst, handled in a few wake-ups, not two thousand wake-ups spread
-        over the interval. Idle workers get only every DP_IDLE_FACTOR-th
-        beat, and as long again to answer. */
+    dp_warn ("broker loop stalled for %lld ms; peers' silence forgiven", (long long)stall);
+    for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
+         peer = (peer_t *)zhashx_next (self->peers))
+        peer->last_recv += stall;
+    for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
+         client = (client_t *)zhashx_next (self->sessions))
+        client->last_seen += stall;
+    dp_queues_forgive (self->queues, stall);
+}
+
+/*  Heartbeats out, and expiry of the silent. Collected first: expiry
+    changes the peer table. Heartbeats go out on a common beat, to every
+    peer that has not heard from the broker for half an interval, and
+    peers answer at once: a thousand idle workers cost the broker a
+    burst, handled in a few wake-ups, not two thousand wake-ups spread
+    over the interval. Idle workers get only every DP_IDLE_FACTOR-th
+    beat, and as long again to answer. A silent worker's jobs are
+    requeued (counting a death); a silent client's session is forgotten. */
+static void
+s_beat_peers (dp_broker_t *self, int64_t now)
+{
     bool beat = now >= self->next_beat;
     if (beat) {
         self->next_beat += self->heartbeat_ms;
@@ -1481,8 +1484,12 @@ s_tick (dp_broker_t *self)
             s_peer_delete (self, peer);
     }
     zlistx_destroy (&dead);
+}
 
-    /*  Detached sessions expire too. */
+/*  Forgets the sessions that have been detached for an expiry. */
+static void
+s_expire_sessions (dp_broker_t *self, int64_t now)
+{
     zlistx_t *gone = NULL;
     for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
          client = (client_t *)zhashx_next (self->sessions))
@@ -1495,9 +1502,14 @@ s_tick (dp_broker_t *self)
     while (gone && (client = (client_t *)zlistx_detach (gone, NULL)))
         s_client_forget (self, client);
     zlistx_destroy (&gone);
+}
 
-    /*  Tasks for functions nobody offers fail after the grace period, once
-        there are workers at all; empty unoffered queues are freed. */
+/*  Tasks for functions nobody offers fail (ENOFUNC) after the grace
+    period, once there are workers at all; empty unoffered queues are
+    freed. */
+static void
+s_fail_unoffered (dp_broker_t *self, int64_t now)
+{
     zlistx_t *unused = NULL;
     for (fnq_t *fnq = (fnq_t *)zhashx_first (self->fnqs); fnq;
          fnq = (fnq_t *)zhashx_next (self->fnqs)) {
@@ -1529,6 +1541,22 @@ s_tick (dp_broker_t *self)
     while (unused && (name = (const char *)zlistx_detach (unused, NULL)))
         zhashx_delete (self->fnqs, name);
     zlistx_destroy (&unused);
+}
+
+/*  The timer, every TICK_MS: forgives a stall of the loop itself, beats
+    and expires peers, expires detached sessions, fails tasks nobody
+    offers to run, and ends the named queues' waits that are due. */
+static void
+s_tick (dp_broker_t *self)
+{
+    int64_t now = dp_now_ms ();
+    int64_t stall = now - self->last_tick - TICK_MS;
+    if (stall > STALL_MS)
+        s_forgive_stall (self, stall);
+    self->last_tick = now;
+    s_beat_peers (self, now);
+    s_expire_sessions (self, now);
+    s_fail_unoffered (self, now);
     dp_queues_tick (self->queues, now);
 }
 
