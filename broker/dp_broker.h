@@ -1,11 +1,27 @@
 /*  dp_broker.h - the broker engine: task queue, worker registry, dispatch,
-    heartbeats, result routing.
+    heartbeats, result routing, named queues.
 
-    One broker is one ROUTER socket (bound to one or more endpoints) and one
-    zloop that owns every piece of state; it never runs user code. The same
-    engine runs as the dpool-broker program (dp_broker_run on the main
-    thread) and inside an embedded pool (dp_broker_fds, dp_broker_wait_ms
-    and dp_broker_work in the pool's actor loop). Its behaviour on the wire is docs/PROTOCOL.md.
+    One broker is one ROUTER socket (bound to one or more endpoints), a
+    PAIR socket that reads the ROUTER's connection events, and, with CURVE,
+    a ZAP handler actor. It is driven by poll(2) on its descriptors, not
+    by a zloop: dp_broker_run polls them itself, or another loop polls
+    them beside its own and calls dp_broker_work after each poll. The
+    thread that drives it owns every piece of its state; it never runs
+    user code. The same engine runs as the dpool-broker program
+    (dp_broker_run on the main thread) and inside an embedded pool
+    (dp_broker_fds, dp_broker_wait_ms and dp_broker_work in the pool's
+    actor loop). Its behaviour on the wire is docs/PROTOCOL.md.
+
+    Threads: a broker is not thread-safe. Only one thread may call it at a
+    time, and a broker passes between threads only at points that order
+    them (the embedded pool makes it on the calling thread, drives it on
+    its actor thread, and destroys it on the calling thread after the actor
+    has ended). dp_broker_run blocks until interrupted; no other call waits
+    for a peer.
+
+    Errors: a peer's bad or unexpected message is counted (status's
+    "dropped"), logged once per peer and, for most kinds, answered with
+    ERROR; it never stops the broker.
 */
 #ifndef DP_BROKER_H_INCLUDED
 #define DP_BROKER_H_INCLUDED
@@ -27,12 +43,12 @@ typedef struct {
     size_t nbinds;                          /* 0: DP_DEFAULT_ENDPOINT */
     const char *name;                       /* shown in WELCOME and status; NULL: host:pid */
     int heartbeat_ms;                       /* 0: DP_HEARTBEAT_MS */
-    int expiry_ms;                          /* 0: DP_EXPIRY_MS */
+    int expiry_ms;                          /* 0: DP_EXPIRY_MS; too short: 2.5 beats */
     size_t max_queue;                       /* 0: DP_DEFAULT_MAX_QUEUE */
-    int64_t max_msg_size;                   /* bytes (ZMQ_MAXMSGSIZE); 0: DP_MAX_MSG_SIZE */
-    int nofunc_grace_ms;                    /* 0: default; -1: wait forever */
-    const char *endpoint_file;              /* if set, bound endpoints are written here */
-    size_t queue_bytes;                     /* bytes of queued values held; 0: DP_QUEUE_BYTES */
+    int64_t max_msg_size;      /* bytes (ZMQ_MAXMSGSIZE); 0: DP_MAX_MSG_SIZE, its cap */
+    int nofunc_grace_ms;       /* 0: default; -1: wait forever */
+    const char *endpoint_file; /* if set, bound endpoints are written here */
+    size_t queue_bytes;        /* bytes of queued values held; 0: DP_QUEUE_BYTES */
     /*  CURVE (docs/PROTOCOL.md §8): the broker's secret key file makes every
         connection encrypted; curve_clients, a directory of the public keys
         allowed in (NULL: any client key). */
@@ -44,17 +60,20 @@ typedef struct {
 void
 dp_broker_config_init (dp_broker_config_t *config);
 
-/*  Creates a broker and binds its endpoints. Returns NULL (and logs why) if
-    an endpoint cannot be bound. The config's strings are copied. */
+/*  Creates a broker and binds its endpoints. Returns NULL if an endpoint
+    cannot be bound or CURVE cannot be set up (having logged why), or if
+    out of memory. The config is read during the call only. An
+    endpoint_file that cannot be written is logged, not an error. */
 dp_broker_t *
 dp_broker_new (const dp_broker_config_t *config);
 
-/*  Stops the broker: says BYE to every peer, frees everything. */
+/*  Stops the broker: says BYE to every peer (without waiting for it to
+    go out), frees everything and nulls *self_p; harmless on NULL. */
 void
 dp_broker_destroy (dp_broker_t **self_p);
 
 /*  The endpoints actually bound (a "*" port resolved), one per line.
-    Borrowed. */
+    Borrowed: valid until the broker is destroyed. */
 const char *
 dp_broker_endpoints (dp_broker_t *self);
 
@@ -63,8 +82,11 @@ dp_broker_endpoints (dp_broker_t *self);
     POLLIN (at most DP_BROKER_MAX_FDS; returns how many), dp_broker_wait_ms
     says how long the poll may sleep (0 when messages wait), and
     dp_broker_work does a round of work after the poll, given the same fds
-    with their revents (zeroed if the poll failed or timed out).
-    dp_broker_run is these three in a loop. */
+    with their revents (zeroed if the poll failed or timed out): it
+    handles the messages waiting (up to a bound), dispatches tasks,
+    sends the results batched, and runs the timers that are due.
+    dp_broker_run is these three in a loop. The descriptors stay the same
+    for the broker's life. */
 #define DP_BROKER_MAX_FDS 2
 int
 dp_broker_fds (dp_broker_t *self, struct pollfd *fds);
@@ -73,8 +95,9 @@ dp_broker_wait_ms (dp_broker_t *self);
 void
 dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds);
 
-/*  Runs the loop until zsys_interrupted is set (SIGINT/SIGTERM, with
-    CZMQ's handler). Returns 0, or -1 if it cannot poll. */
+/*  Runs the loop on the calling thread until zsys_interrupted is set
+    (SIGINT/SIGTERM, with CZMQ's handler). Returns 0, or -1 if the ROUTER
+    has no descriptor or poll(2) fails (other than EINTR). */
 int
 dp_broker_run (dp_broker_t *self);
 

@@ -1,0 +1,349 @@
+/*  dp_broker_dispatch.c - the broker's tasks and their dispatch.
+
+    A task waits in the queue of its function (fnq_t: by priority, then
+    arrival) until a worker offering that function has credit. Dispatch
+    gives each ready worker in turn the best tasks of the functions it
+    offers, in one DISPATCH, bounded by its credit, by the run time it
+    is expected to hold (DP_PREFETCH_US, from each function's learned
+    pace) and by the bytes of arguments it holds (DP_PREFETCH_BYTES). A
+    task ends here too: its result or error goes into its session's RESULT
+    batch. The contracts are in dp_broker_int.h.
+*/
+#include "dp_broker_int.h"
+
+#include "dp_util.h"
+#include "dpool.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PACE_WEIGHT        4                 /* a pace sample moves the average by a quarter */
+#define DISPATCH_MAX_BYTES (8 * 1024 * 1024) /* a DISPATCH stops taking tasks past this */
+
+/*  ---------------------------------------------------------------------------
+    Function queues.
+*/
+
+fnq_t *
+dp_broker_fnq_get (dp_broker_t *self, const char *name)
+{
+    fnq_t *fnq = (fnq_t *)zhashx_lookup (self->fnqs, name);
+    if (fnq)
+        return fnq;
+    fnq = (fnq_t *)calloc (1, sizeof *fnq);
+    if (!fnq)
+        return NULL;
+    fnq->name = strdup (name);
+    if (!fnq->name) {
+        free (fnq);
+        return NULL;
+    }
+    dp_taskq_init (&fnq->queue);
+    zhashx_insert (self->fnqs, fnq->name, fnq);
+    return fnq;
+}
+
+void
+dp_broker_fnq_destroy (void **item)
+{
+    fnq_t *fnq = (fnq_t *)*item;
+    if (fnq) {
+        dp_taskq_fini (&fnq->queue);
+        free (fnq->name);
+        free (fnq);
+        *item = NULL;
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Tasks.
+*/
+
+void
+dp_broker_task_queue (dp_broker_t *self, task_t *task)
+{
+    task->ref = 0;
+    if (dp_taskq_push (&task->fnq->queue, &task->item) == 0) {
+        self->queued++;
+        self->dispatch_needed = true;
+    } else
+        dp_broker_task_finish (self, task, DPOOL_ENOMEM, NULL, 0);
+}
+
+void
+dp_broker_task_free (dp_broker_t *self, task_t *task)
+{
+    assert (task->item.index == DP_TASKQ_NONE);
+    dp_slab_free (self->slab, task, offsetof (task_t, args) + task->args_size);
+}
+
+void
+dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value,
+                       size_t size)
+{
+    if (code == 0)
+        self->done++;
+    else
+        self->failed++;
+    client_t *client = task->client;
+    if (client) {
+        dp_idmap_remove (client->tasks, task->seq);
+        dp_broker_client_out (self, client, size + RESULT_OVERHEAD);
+        if (value)
+            dp_list_add_result (&client->out, task->seq, code, value, size);
+        else
+            dp_list_add_error (&client->out, task->seq, code, dpool_strerror (code));
+    }
+    dp_broker_task_free (self, task);
+}
+
+void
+dp_broker_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *message)
+{
+    client_t *client = task->client;
+    if (client) {
+        dp_idmap_remove (client->tasks, task->seq);
+        dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
+        dp_list_add_error (&client->out, task->seq, code, message);
+    }
+    self->failed++;
+    dp_broker_task_free (self, task);
+}
+
+uint32_t
+dp_broker_task_retries (const task_t *task)
+{
+    if (task->retries < 0)
+        return 0;
+    return task->retries == 0 ? DP_DEFAULT_RETRIES : (uint32_t)task->retries;
+}
+
+void
+dp_broker_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool died)
+{
+    self->inflight--;
+    if (!task->client) {
+        dp_broker_task_free (self, task); /* nobody wants its result any more */
+        return;
+    }
+    if (died && ++task->deaths > dp_broker_task_retries (task)) {
+        char message[DP_MAX_NAME * 2 + 64];
+        snprintf (message, sizeof message, "worker died %u times (last: %s@%s)", task->deaths,
+                  worker->name, worker->host);
+        dp_broker_task_fail (self, task, DPOOL_ELOST, message);
+        return;
+    }
+    dp_broker_task_queue (self, task);
+}
+
+/*  ---------------------------------------------------------------------------
+    Dispatch: fill every worker with free credit from the queues of the
+    functions it offers, best task first, one DISPATCH per worker.
+*/
+
+static task_t *
+s_best_task (worker_t *worker)
+{
+    dp_taskq_item_t *best = NULL;
+    for (size_t i = 0; i < worker->nfns; i++) {
+        dp_taskq_item_t *head = dp_taskq_peek (&worker->fns[i]->queue);
+        if (head && (!best || dp_taskq_before (head, best)))
+            best = head;
+    }
+    return (task_t *)best;
+}
+
+/*  What a task is expected to cost its worker, in run time: its function's
+    pace times its calls, or a whole prefetch budget while the pace is
+    unknown (so the first tasks of a function go one per worker, as Pool
+    hands them out) and for a task held by a worker that died (it may be
+    what killed it: alone, the next death is charged to it, not to the
+    tasks that would have queued behind it). */
+static uint32_t
+s_task_cost (const task_t *task)
+{
+    uint64_t pace = task->fnq->pace_us;
+    if (pace == 0 || task->deaths > 0)
+        return DP_PREFETCH_US;
+    uint64_t cost = pace * task->calls;
+    return cost < 1 ? 1 : cost > DP_PREFETCH_US ? DP_PREFETCH_US : (uint32_t)cost;
+}
+
+void
+dp_broker_pace_learn (task_t *task, uint32_t run_us)
+{
+    fnq_t *fnq = task->fnq;
+    int64_t sample = run_us / (task->calls ? task->calls : 1);
+    if (sample < 1)
+        sample = 1;
+    if (fnq->pace_us == 0)
+        fnq->pace_us = (uint32_t)sample;
+    else {
+        /*  A moving average that follows a change within a few tasks. */
+        int64_t pace = fnq->pace_us + (sample - (int64_t)fnq->pace_us) / PACE_WEIGHT;
+        fnq->pace_us = pace < 1 ? 1 : (uint32_t)pace;
+    }
+}
+
+static bool
+s_batch_reserve (dp_broker_t *self, size_t count)
+{
+    if (count <= self->batch_cap)
+        return true;
+    size_t cap = self->batch_cap ? self->batch_cap * 2 : 64;
+    while (cap < count)
+        cap *= 2;
+    task_t **batch = (task_t **)realloc (self->batch, cap * sizeof (task_t *));
+    if (!batch)
+        return false;
+    self->batch = batch;
+    self->batch_cap = cap;
+    return true;
+}
+
+/*  Gives worker tasks while it has credit, less than DP_PREFETCH_US of
+    expected run time queued and less than DP_PREFETCH_BYTES of arguments
+    (always at least one task); returns how many,
+    or -1 if the worker could not be sent to (it is then gone, or out of the
+    ready list until it is heard from again). */
+static long
+s_dispatch_worker (dp_broker_t *self, worker_t *worker)
+{
+    /*  A worker still holding half a budget or half its credit is busy
+        enough: it is topped up once it runs lower, in one bigger batch
+        rather than many small ones. */
+    if (worker->inflight > 0 &&
+        (worker->load_us > DP_PREFETCH_US / 2 || worker->held > DP_PREFETCH_BYTES / 2 ||
+         worker->inflight > worker->credit / 2))
+        return 0;
+    size_t want = worker->credit - worker->inflight;
+    if (!s_batch_reserve (self, want))
+        return 0;
+    size_t count = 0;
+    uint64_t load = worker->load_us;
+    uint64_t held = worker->held;
+    dp_list_begin (&self->w);
+    while (count < want) {
+        task_t *task = s_best_task (worker);
+        if (!task)
+            break;
+        uint32_t cost = s_task_cost (task);
+        if (worker->inflight + count > 0 &&
+            (load + cost > DP_PREFETCH_US || held + task->args_size > DP_PREFETCH_BYTES))
+            break; /* enough queued there: keep the rest for whoever frees up */
+        if (count > 0 && dp_writer_size (&self->w) + task->args_size > DISPATCH_MAX_BYTES)
+            break; /* a message stays well under what a worker accepts */
+        dp_taskq_remove (&task->fnq->queue, &task->item);
+        load += cost;
+        held += task->args_size;
+        task->cost_us = cost;
+        self->queued--;
+        task->ref = ++self->next_ref;
+        dp_task_t job = {.id = task->ref,
+                         .fn = {(const uint8_t *)task->fnq->name, strlen (task->fnq->name)},
+                         .args = {task->args, task->args_size},
+                         .timeout_ms = task->timeout_ms,
+                         .attempt = task->deaths + 1,
+                         .flags = task->flags};
+        dp_list_add_task (&self->w, DP_CMD_DISPATCH, &job);
+        self->batch[count++] = task;
+    }
+    if (count == 0)
+        return 0;
+    dp_list_end (&self->w);
+    if (dp_broker_send_take (self, worker->peer, DP_CMD_DISPATCH, &self->w) != 0) {
+        /*  Not sent: the tasks go back where they were, untouched. */
+        int err = errno;
+        for (size_t i = 0; i < count; i++) {
+            dp_broker_task_queue (self, self->batch[i]);
+        }
+        if (err == EHOSTUNREACH) {
+            peer_t *peer = worker->peer;
+            dp_broker_worker_remove (self, worker, true);
+            dp_broker_peer_delete (self, peer);
+        } else
+            dp_broker_ready_remove (self, worker); /* slow: wait for its next message */
+        return -1;
+    }
+    /*  An idle worker was heard from up to an idle expiry ago: from now on
+        it must answer within the expiry of a busy one, counted from here. */
+    if (worker->inflight == 0)
+        worker->busy_since = dp_now_ms ();
+    for (size_t i = 0; i < count; i++) {
+        if (dp_idmap_put (worker->jobs, self->batch[i]->ref, self->batch[i]) != 0) {
+            /*  Out of memory: the worker will answer for a ref it is not
+                known to hold, and the task is retried from the queue. */
+            dp_broker_task_queue (self, self->batch[i]);
+            continue;
+        }
+        worker->inflight++;
+        worker->load_us += self->batch[i]->cost_us;
+        worker->held += self->batch[i]->args_size;
+        self->inflight++;
+    }
+    return (long)count;
+}
+
+void
+dp_broker_dispatch (dp_broker_t *self)
+{
+    self->dispatch_needed = false;
+    size_t rounds = zlistx_size (self->ready);
+    /*  Each worker gets one turn; a worker that took tasks moves to the back,
+        so under a deep queue the turns rotate. */
+    for (size_t i = 0; i < rounds && self->queued > 0; i++) {
+        worker_t *worker = (worker_t *)zlistx_first (self->ready);
+        if (!worker)
+            break;
+        long given = s_dispatch_worker (self, worker);
+        if (given < 0)
+            continue; /* gone, or slow */
+        if (worker->inflight >= worker->credit)
+            dp_broker_ready_remove (self, worker);
+        else if (given > 0 || zlistx_size (self->ready) > 1)
+            zlistx_move_end (self->ready, worker->ready);
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Steps of the tick.
+*/
+
+void
+dp_broker_fail_unoffered (dp_broker_t *self, int64_t now)
+{
+    zlistx_t *unused = NULL;
+    for (fnq_t *fnq = (fnq_t *)zhashx_first (self->fnqs); fnq;
+         fnq = (fnq_t *)zhashx_next (self->fnqs)) {
+        if (fnq->nworkers > 0)
+            continue;
+        if (dp_taskq_size (&fnq->queue) == 0) {
+            if (!unused)
+                unused = zlistx_new ();
+            zlistx_add_end (unused, fnq->name);
+            continue;
+        }
+        if (zlistx_size (self->workers) == 0 || self->nofunc_grace_ms < 0) {
+            fnq->unoffered_since = 0;
+            continue;
+        }
+        if (fnq->unoffered_since == 0)
+            fnq->unoffered_since = now;
+        if (now - fnq->unoffered_since < self->nofunc_grace_ms)
+            continue;
+        char message[DP_MAX_NAME + 64];
+        snprintf (message, sizeof message, "no worker offers function '%s'", fnq->name);
+        dp_taskq_item_t *item;
+        while ((item = dp_taskq_pop (&fnq->queue))) {
+            self->queued--;
+            dp_broker_task_fail (self, (task_t *)item, DPOOL_ENOFUNC, message);
+        }
+    }
+    const char *name;
+    while (unused && (name = (const char *)zlistx_detach (unused, NULL)))
+        zhashx_delete (self->fnqs, name);
+    zlistx_destroy (&unused);
+}

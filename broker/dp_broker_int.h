@@ -1,0 +1,381 @@
+/*  dp_broker_int.h - what the broker's source files share, and nobody else.
+
+    The broker engine (dp_broker.h) is four files around one struct: the
+    loop, command handlers and life cycle (dp_broker.c), tasks and dispatch
+    (dp_broker_dispatch.c), peers, workers and client sessions
+    (dp_broker_peers.c), and the STATUS reply (dp_broker_status.c). This
+    header defines dp_broker_t and its records, and declares the functions
+    one of those files calls in another. It is private to broker/: nothing
+    outside includes it.
+
+    Every function here runs on the thread that drives the broker (see
+    dp_broker.h), which owns every record below; none blocks, and none is
+    thread-safe. Failures of the world (out of memory, a peer that cannot
+    be sent to) are handled where they happen and said below; a broken
+    invariant is an assert. The functions have hidden visibility: they are
+    not part of libdpool.so's interface.
+*/
+#ifndef DP_BROKER_INT_H_INCLUDED
+#define DP_BROKER_INT_H_INCLUDED
+
+#include "dp_broker.h"
+
+#include "dp_idmap.h"
+#include "dp_proto.h"
+#include "dp_queues.h"
+#include "dp_slab.h"
+#include "dp_taskq.h"
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MAX_RID         256 /* ZeroMQ routing ids are at most 255 bytes */
+#define RESULT_OVERHEAD 24  /* bytes of a RESULT entry besides its value */
+
+typedef struct _client_t client_t;
+typedef struct _worker_t worker_t;
+typedef struct _fnq_t fnq_t;
+
+typedef enum { PEER_NEW = 0, PEER_CLIENT, PEER_WORKER } peer_kind_t;
+
+/*  Anyone connected who has registered: a client or a worker. */
+typedef struct {
+    uint8_t rid[MAX_RID];
+    size_t rid_size;
+    char key[2 * MAX_RID + 1]; /* hex of rid, the table key */
+    peer_kind_t kind;
+    client_t *client;
+    worker_t *worker;
+    int64_t last_recv;
+    int64_t last_send;
+} peer_t;
+
+/*  A job's last PROGRESS value. */
+typedef struct {
+    uint32_t size;
+    uint8_t value[];
+} progress_t;
+
+/*  One task: queued in its function's queue, or running on a worker. Kept
+    small: a broker may hold millions (docs: bytes per queued task). */
+typedef struct {
+    dp_taskq_item_t item; /* priority and arrival order; queued when index set */
+    client_t *client;     /* NULL once its session is gone */
+    fnq_t *fnq;
+    uint64_t seq;
+    uint64_t ref; /* this attempt's reference while running */
+    uint32_t timeout_ms;
+    uint32_t calls;   /* 1, or the calls in a chunk */
+    uint32_t cost_us; /* run time charged to its worker while it holds it */
+    uint32_t args_size;
+    int16_t retries; /* -1 to DP_MAX_RETRIES */
+    uint16_t deaths; /* workers that died running it */
+    uint8_t flags;
+    uint8_t args[];
+} task_t;
+
+_Static_assert(DP_TASK_FLAGS <= UINT8_MAX, "task flags fit task_t.flags");
+_Static_assert(DP_MAX_RETRIES <= INT16_MAX, "retries fit task_t.retries");
+
+/*  The queue of one function name. */
+struct _fnq_t {
+    char *name;
+    dp_taskq_t queue;
+    size_t nworkers;         /* workers offering it */
+    int64_t unoffered_since; /* when tasks began waiting with nobody offering it */
+    uint32_t pace_us;        /* run time of one call, a moving average; 0: unknown */
+};
+
+/*  A client session. */
+struct _client_t {
+    uint8_t session[DP_SESSION_SIZE];
+    char key[2 * DP_SESSION_SIZE + 1];
+    char name[DP_MAX_NAME + 1];
+    peer_t *peer;      /* NULL while detached */
+    int64_t last_seen; /* for expiry while detached */
+    dp_idmap_t *tasks; /* seq -> task_t, queued or running */
+    dp_writer_t out;   /* RESULT entries not yet sent */
+    zlistx_t *sealed;  /* full RESULT bodies not yet sent (sealed_t), oldest first */
+    bool out_full;     /* out holds a large value alone: seal it before the next */
+    void *dirty;       /* handle in broker->dirty while out or sealed has entries */
+};
+
+/*  A worker: a peer that sent READY, owned by broker->workers. */
+struct _worker_t {
+    peer_t *peer;
+    char name[DP_MAX_NAME + 1];
+    char host[DP_MAX_NAME + 1];
+    uint64_t pid;
+    uint32_t credit;
+    uint32_t inflight;
+    int64_t busy_since; /* when inflight last rose from 0: idle until then (§6) */
+    uint64_t load_us;   /* run time of the jobs it holds, as charged */
+    uint64_t held;      /* bytes of arguments of the jobs it holds */
+    fnq_t **fns;
+    size_t nfns;
+    dp_idmap_t *jobs; /* ref -> task_t */
+    /*  The last PROGRESS of the jobs that reported one (ref -> progress_t),
+        kept out of task_t, which stays small; NULL until the first. */
+    dp_idmap_t *progress;
+    uint64_t done;
+    uint64_t failed;
+    void *ready; /* handle in broker->ready while it has free credit */
+};
+
+/*  Counters beyond the malformed-message reasons of dp_reason_t; status
+    names them (dp_broker_status.c) in this order. */
+enum {
+    DROP_ROLE = DP_EREASON_COUNT_,
+    DROP_UNKNOWN_REF,
+    DROP_UNKNOWN_PEER,
+    DROP_SESSION_STOLEN,
+    DROP_UNKNOWN_TOKEN,
+    DROP_COUNT_
+};
+
+/*  The broker: every record above is reached from here. */
+struct _dp_broker_t {
+    char *name;
+    int heartbeat_ms;
+    int expiry_ms;
+    size_t max_queue;
+    int nofunc_grace_ms;
+    zsock_t *router;
+    void *handle;     /* router's libzmq socket */
+    zsock_t *monitor; /* the router's connection events */
+    zactor_t *auth;   /* CURVE: the ZAP handler that admits client keys */
+    bool fds_ready;   /* router_fd and monitor_fd are known */
+    int router_fd;
+    int monitor_fd;
+    uint64_t accepted;
+    uint64_t disconnected;
+    uint64_t handshake_failed;
+    char *endpoints;
+    zhashx_t *peers;    /* key -> peer_t */
+    zhashx_t *sessions; /* key -> client_t */
+    zhashx_t *fnqs;     /* name -> fnq_t */
+    zlistx_t *workers;  /* worker_t, owned */
+    zlistx_t *ready;    /* worker_t with free credit, in turn order */
+    zlistx_t *dirty;    /* client_t with results to send */
+    zhashx_t *warned;   /* peer keys already logged as misbehaving */
+    dp_writer_t w;      /* scratch body */
+    dp_slab_t *slab;    /* task records */
+    task_t **batch;     /* tasks of the DISPATCH being built */
+    size_t batch_cap;
+    uint64_t next_ref;
+    uint64_t next_order;
+    size_t queued;
+    size_t inflight;
+    uint64_t done;
+    uint64_t failed;
+    uint64_t dropped[DROP_COUNT_];
+    int64_t started;
+    int64_t last_tick;
+    int64_t next_beat; /* when heartbeats next go out, to every quiet peer at once */
+    uint64_t beats;    /* beats so far: idle workers get every DP_IDLE_FACTOR-th */
+    bool dispatch_needed;
+    /*  The named queues (dp_queues.h). */
+    dp_queues_t *queues;
+};
+
+#pragma GCC visibility push(hidden)
+
+/*  ---------------------------------------------------------------------------
+    Peers, workers and client sessions (dp_broker_peers.c).
+*/
+
+/*  Writes size bytes as lower-case hex into out, which holds 2 * size + 1
+    characters (a NUL ends it). */
+void
+dp_broker_hex (const uint8_t *bytes, size_t size, char *out);
+
+/*  Copies span into out as a string, cut to cap - 1 bytes. */
+void
+dp_broker_span_copy (dp_span_t span, char *out, size_t cap);
+
+/*  Logs once per peer key that it misbehaved, so a flood costs one line. */
+void
+dp_broker_warn_once (dp_broker_t *self, const char *key, const char *what);
+
+/*  Sends a body to a peer without blocking; returns 0, or -1 with errno
+    (EHOSTUNREACH: the peer is gone; EAGAIN: it is slow). The body stays
+    the caller's. */
+int
+dp_broker_send (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, const dp_writer_t *body);
+
+/*  dp_broker_send for a body sent once: a large one goes without a copy,
+    and the writer is left empty (dp_wire_send_take). */
+int
+dp_broker_send_take (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, dp_writer_t *body);
+
+/*  The registered peer with this routing id, or NULL. */
+peer_t *
+dp_broker_peer_lookup (dp_broker_t *self, const void *rid, size_t rid_size);
+
+/*  Registers a peer with no role yet, owned by the peer table. Returns
+    NULL if out of memory. rid_size must be under MAX_RID. */
+peer_t *
+dp_broker_peer_new (dp_broker_t *self, const void *rid, size_t rid_size);
+
+/*  Forgets a peer entry and frees it; its client or worker must be
+    detached already. What it waited for at a queue is dropped, what it
+    was lent goes back. */
+void
+dp_broker_peer_delete (dp_broker_t *self, peer_t *peer);
+
+/*  The peer table's destructor: frees one peer_t. */
+void
+dp_broker_peer_free (void **item);
+
+/*  Puts worker in the ready list if it has free credit and is not there. */
+void
+dp_broker_ready_add (dp_broker_t *self, worker_t *worker);
+
+/*  Takes worker out of the ready list, if it is there. */
+void
+dp_broker_ready_remove (dp_broker_t *self, worker_t *worker);
+
+/*  A dp_idmap_foreach callback: appends each value to the zlistx_t arg, so
+    that the map can be changed while the list is walked. */
+void
+dp_broker_collect_task (uint64_t id, void *value, void *arg);
+
+/*  Forgets the progress of job ref, or of every job when ref is 0. */
+void
+dp_broker_progress_forget (worker_t *worker, uint64_t ref);
+
+/*  Removes and frees a worker: every job it held is requeued (counting a
+    death if it died) and its peer is left with no role (not deleted). */
+void
+dp_broker_worker_remove (dp_broker_t *self, worker_t *worker, bool died);
+
+/*  Makes a detached session, owned by the session table. Returns NULL if
+    out of memory. */
+client_t *
+dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name);
+
+/*  Forgets and frees a session and deletes its peer, if attached: queued
+    tasks are dropped, running ones are orphaned (their results will be
+    dropped), held results are discarded. */
+void
+dp_broker_client_forget (dp_broker_t *self, client_t *client);
+
+/*  Readies a session's RESULT body for an entry of about upcoming bytes:
+    a body that would pass RESULT_MAX_BYTES is sealed and queued first, so
+    that no message exceeds what a client accepts (ZMQ_MAXMSGSIZE), however
+    many results pile up while it is away. A value of RESULT_ALONE_BYTES or
+    more gets a body of its own (PROTOCOL.md, RESULT): the client's ZeroMQ
+    then receives it into a buffer of its size, which it reuses, not into a
+    fresh one of megabytes shared with many others. Marks the session
+    dirty. If out of memory, the results of the body it seals are lost. */
+void
+dp_broker_client_out (dp_broker_t *self, client_t *client, size_t upcoming);
+
+/*  Sends the client its pending results, if it is attached, and takes it
+    off the dirty list once all went. A gone peer detaches the session (it
+    may come back with HELLO before it expires) and is deleted; a slow one
+    keeps them for the next try. */
+void
+dp_broker_client_flush (dp_broker_t *self, client_t *client);
+
+/*  A step of the tick, when the loop itself stalled (a huge burst, a
+    stopped process, a debugger): peers' messages may be waiting unread,
+    so the silence is the broker's, not theirs, and stall ms are not held
+    against any peer, session or queue waiter. */
+void
+dp_broker_forgive_stall (dp_broker_t *self, int64_t stall);
+
+/*  A step of the tick: heartbeats out, and expiry of the silent.
+    Heartbeats go out on a common beat, to every peer that has not heard
+    from the broker for half an interval, and peers answer at once: a
+    thousand idle workers cost the broker a burst, handled in a few
+    wake-ups, not two thousand wake-ups spread over the interval. Idle
+    workers get only every DP_IDLE_FACTOR-th beat, and as long again to
+    answer. A silent worker's jobs are requeued (counting a death); a
+    silent client's session is forgotten. */
+void
+dp_broker_beat_peers (dp_broker_t *self, int64_t now);
+
+/*  A step of the tick: forgets the sessions that have been detached for
+    an expiry. */
+void
+dp_broker_expire_sessions (dp_broker_t *self, int64_t now);
+
+/*  ---------------------------------------------------------------------------
+    Tasks and dispatch (dp_broker_dispatch.c).
+*/
+
+/*  The queue of function name, made (owned by the function table) if
+    there is none. Returns NULL if out of memory. */
+fnq_t *
+dp_broker_fnq_get (dp_broker_t *self, const char *name);
+
+/*  The function table's destructor: frees one fnq_t (not its tasks). */
+void
+dp_broker_fnq_destroy (void **item);
+
+/*  Queues a task (in no queue and no job table) in its function's queue
+    and asks for a dispatch; if out of memory, ends it with ENOMEM. */
+void
+dp_broker_task_queue (dp_broker_t *self, task_t *task);
+
+/*  Frees a task that is in no queue and no job table. */
+void
+dp_broker_task_free (dp_broker_t *self, task_t *task);
+
+/*  Ends a task (in no queue and no job table): its result goes to its
+    session (if it still has one) and the task is freed. value is the
+    packed result when code is 0, the packed str message otherwise; NULL
+    packs the text of the code. */
+void
+dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value,
+                       size_t size);
+
+/*  Ends a task (in no queue and no job table) with an error code and a
+    message, and frees it. */
+void
+dp_broker_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *message);
+
+/*  The retry limit a task asked for: -1 never, 0 the default, else n. */
+uint32_t
+dp_broker_task_retries (const task_t *task);
+
+/*  A worker holding task (taken out of its job table) is gone. If it died
+    (not a clean BYE), the task counts a death and fails once it has died
+    more than its retries allow; else it is queued again, or freed if its
+    session is gone. */
+void
+dp_broker_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool died);
+
+/*  Learns a function's pace from a finished task's run time. */
+void
+dp_broker_pace_learn (task_t *task, uint32_t run_us);
+
+/*  Fills every worker with free credit from the queues of the functions
+    it offers, best task first, one DISPATCH per worker. A worker that
+    cannot be sent to is removed (gone) or left out of the ready list
+    (slow), its tasks queued again. */
+void
+dp_broker_dispatch (dp_broker_t *self);
+
+/*  A step of the tick: tasks for functions nobody offers fail (ENOFUNC)
+    after the grace period, once there are workers at all; empty
+    unoffered queues are freed. */
+void
+dp_broker_fail_unoffered (dp_broker_t *self, int64_t now);
+
+/*  ---------------------------------------------------------------------------
+    Status (dp_broker_status.c).
+*/
+
+/*  Answers a STATUS from peer with a STATUS-REPLY: the broker's counters,
+    its workers, the jobs they run and the named queues, each list cut at
+    STATUS_MAX. Best effort: a peer that cannot take it now misses it. */
+void
+dp_broker_on_status (dp_broker_t *self, peer_t *peer);
+
+#pragma GCC visibility pop
+
+#endif

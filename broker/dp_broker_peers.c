@@ -1,0 +1,408 @@
+/*  dp_broker_peers.c - the broker's peers, workers and client sessions.
+
+    A peer is a registered connection (the peers table, by routing id).
+    Its role is a worker (the workers list, and the ready list while it
+    has free credit) or a client session (the sessions table, by session
+    id), which outlives its connection until it expires, so that a client
+    that comes back finds its results. This file makes and forgets them,
+    sends to them, batches each session's RESULTs, and on the tick beats
+    and expires them. The contracts are in dp_broker_int.h.
+*/
+#include "dp_broker_int.h"
+
+#include "dp_util.h"
+#include "dp_wire.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WARNED_MAX         4096              /* peers remembered as already warned about */
+#define RESULT_MAX_BYTES   (8 * 1024 * 1024) /* a RESULT body is sent before it grows past this */
+#define RESULT_ALONE_BYTES (32 * 1024)       /* a value this big goes in a RESULT of its own */
+#define SHRINK_BYTES       (1024 * 1024)     /* writers above this are freed once sent */
+
+/*  A RESULT body that reached RESULT_MAX_BYTES, or holds a large value
+    alone, waiting to be sent: made a message at once, so that it is sent
+    without a copy. */
+typedef struct {
+    zmq_msg_t msg;
+} sealed_t;
+
+static void
+s_sealed_free (void **item)
+{
+    sealed_t *sealed = (sealed_t *)*item;
+    if (sealed) {
+        zmq_msg_close (&sealed->msg);
+        free (sealed);
+        *item = NULL;
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Helpers, sending and the peer table.
+*/
+void
+dp_broker_hex (const uint8_t *bytes, size_t size, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < size; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * size] = 0;
+}
+
+void
+dp_broker_span_copy (dp_span_t span, char *out, size_t cap)
+{
+    size_t len = span.size < cap - 1 ? span.size : cap - 1;
+    memcpy (out, span.data, len);
+    out[len] = 0;
+}
+
+void
+dp_broker_warn_once (dp_broker_t *self, const char *key, const char *what)
+{
+    if (zhashx_lookup (self->warned, key))
+        return;
+    if (zhashx_size (self->warned) >= WARNED_MAX)
+        zhashx_purge (self->warned);
+    zhashx_insert (self->warned, key, (void *)1);
+    dp_warn ("peer %s: %s (logged once per peer)", key, what);
+}
+
+int
+dp_broker_send (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, const dp_writer_t *body)
+{
+    int rc =
+        dp_wire_send_writer (self->handle, peer->rid, peer->rid_size, cmd, body, ZMQ_DONTWAIT);
+    if (rc == 0)
+        peer->last_send = dp_now_ms ();
+    return rc;
+}
+
+int
+dp_broker_send_take (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, dp_writer_t *body)
+{
+    int rc = dp_wire_send_take (self->handle, peer->rid, peer->rid_size, cmd, body, ZMQ_DONTWAIT);
+    if (rc == 0)
+        peer->last_send = dp_now_ms ();
+    return rc;
+}
+
+peer_t *
+dp_broker_peer_lookup (dp_broker_t *self, const void *rid, size_t rid_size)
+{
+    char key[2 * MAX_RID + 1];
+    dp_broker_hex ((const uint8_t *)rid, rid_size, key);
+    return (peer_t *)zhashx_lookup (self->peers, key);
+}
+
+peer_t *
+dp_broker_peer_new (dp_broker_t *self, const void *rid, size_t rid_size)
+{
+    peer_t *peer = (peer_t *)calloc (1, sizeof *peer);
+    if (!peer)
+        return NULL;
+    memcpy (peer->rid, rid, rid_size);
+    peer->rid_size = rid_size;
+    dp_broker_hex (peer->rid, rid_size, peer->key);
+    peer->last_recv = peer->last_send = dp_now_ms ();
+    zhashx_insert (self->peers, peer->key, peer);
+    return peer;
+}
+
+void
+dp_broker_peer_delete (dp_broker_t *self, peer_t *peer)
+{
+    assert (!peer->client && !peer->worker);
+    if (self->queues)
+        dp_queues_forget (self->queues, peer, dp_now_ms ());
+    zhashx_delete (self->peers, peer->key); /* frees via the table's destructor */
+}
+
+void
+dp_broker_peer_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+/*  ---------------------------------------------------------------------------
+    Workers.
+*/
+
+void
+dp_broker_ready_add (dp_broker_t *self, worker_t *worker)
+{
+    if (!worker->ready && worker->inflight < worker->credit)
+        worker->ready = zlistx_add_end (self->ready, worker);
+}
+
+void
+dp_broker_ready_remove (dp_broker_t *self, worker_t *worker)
+{
+    if (worker->ready) {
+        zlistx_delete (self->ready, worker->ready);
+        worker->ready = NULL;
+    }
+}
+
+void
+dp_broker_collect_task (uint64_t id, void *value, void *arg)
+{
+    (void)id;
+    zlistx_add_end ((zlistx_t *)arg, value);
+}
+
+static void
+s_free_progress (uint64_t id, void *value, void *arg)
+{
+    (void)id;
+    (void)arg;
+    free (value);
+}
+
+void
+dp_broker_progress_forget (worker_t *worker, uint64_t ref)
+{
+    if (!worker->progress)
+        return;
+    if (ref)
+        free (dp_idmap_remove (worker->progress, ref));
+    else {
+        dp_idmap_foreach (worker->progress, s_free_progress, NULL);
+        dp_idmap_destroy (&worker->progress);
+    }
+}
+
+void
+dp_broker_worker_remove (dp_broker_t *self, worker_t *worker, bool died)
+{
+    dp_info ("worker %s@%s (pid %llu) %s with %u jobs", worker->name, worker->host,
+             (unsigned long long)worker->pid, died ? "lost" : "left", worker->inflight);
+    dp_broker_ready_remove (self, worker);
+    zlistx_t *jobs = zlistx_new ();
+    dp_idmap_foreach (worker->jobs, dp_broker_collect_task, jobs);
+    task_t *task;
+    while ((task = (task_t *)zlistx_detach (jobs, NULL)))
+        dp_broker_task_orphaned (self, task, worker, died);
+    zlistx_destroy (&jobs);
+    dp_idmap_destroy (&worker->jobs);
+    dp_broker_progress_forget (worker, 0);
+    for (size_t i = 0; i < worker->nfns; i++)
+        worker->fns[i]->nworkers--;
+    free (worker->fns);
+    if (worker->peer) {
+        worker->peer->worker = NULL;
+        worker->peer->kind = PEER_NEW;
+    }
+    void *handle = zlistx_find (self->workers, worker);
+    if (handle)
+        zlistx_delete (self->workers, handle);
+    free (worker);
+}
+
+/*  ---------------------------------------------------------------------------
+    Clients.
+*/
+
+client_t *
+dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
+{
+    client_t *client = (client_t *)calloc (1, sizeof *client);
+    if (!client)
+        return NULL;
+    client->tasks = dp_idmap_new_sequential ();
+    if (!client->tasks) {
+        free (client);
+        return NULL;
+    }
+    memcpy (client->session, session, DP_SESSION_SIZE);
+    dp_broker_hex (session, DP_SESSION_SIZE, client->key);
+    dp_broker_span_copy (name, client->name, sizeof client->name);
+    dp_writer_init (&client->out);
+    client->sealed = zlistx_new ();
+    if (!client->sealed) {
+        dp_writer_fini (&client->out);
+        dp_idmap_destroy (&client->tasks);
+        free (client);
+        return NULL;
+    }
+    zlistx_set_destructor (client->sealed, s_sealed_free);
+    client->last_seen = dp_now_ms ();
+    zhashx_insert (self->sessions, client->key, client);
+    return client;
+}
+
+void
+dp_broker_client_forget (dp_broker_t *self, client_t *client)
+{
+    dp_info ("client %s (%s) gone with %zu tasks", client->name, client->key,
+             dp_idmap_size (client->tasks));
+    zlistx_t *tasks = zlistx_new ();
+    dp_idmap_foreach (client->tasks, dp_broker_collect_task, tasks);
+    task_t *task;
+    while ((task = (task_t *)zlistx_detach (tasks, NULL))) {
+        task->client = NULL;
+        if (task->item.index != DP_TASKQ_NONE) {
+            dp_taskq_remove (&task->fnq->queue, &task->item);
+            self->queued--;
+            dp_broker_task_free (self, task);
+        }
+    }
+    zlistx_destroy (&tasks);
+    dp_idmap_destroy (&client->tasks);
+    if (client->dirty)
+        zlistx_delete (self->dirty, client->dirty);
+    if (client->peer) {
+        client->peer->client = NULL;
+        client->peer->kind = PEER_NEW;
+        dp_broker_peer_delete (self, client->peer);
+    }
+    dp_writer_fini (&client->out);
+    zlistx_destroy (&client->sealed);
+    zhashx_delete (self->sessions, client->key);
+    free (client);
+}
+
+void
+dp_broker_client_out (dp_broker_t *self, client_t *client, size_t upcoming)
+{
+    bool alone = upcoming >= RESULT_ALONE_BYTES + RESULT_OVERHEAD;
+    if (dp_list_count (&client->out) > 0 &&
+        (alone || client->out_full ||
+         dp_writer_size (&client->out) + upcoming > RESULT_MAX_BYTES)) {
+        dp_list_end (&client->out);
+        sealed_t *sealed = (sealed_t *)malloc (sizeof *sealed);
+        if (!sealed || dp_wire_msg_take (&sealed->msg, &client->out) != 0)
+            free (sealed); /* out of memory: these results are lost with the body */
+        else
+            zlistx_add_end (client->sealed, sealed);
+        dp_writer_reset (&client->out);
+    }
+    if (dp_list_count (&client->out) == 0)
+        dp_list_begin (&client->out);
+    client->out_full = alone;
+    if (!client->dirty)
+        client->dirty = zlistx_add_end (self->dirty, client);
+}
+
+void
+dp_broker_client_flush (dp_broker_t *self, client_t *client)
+{
+    if (!client->peer)
+        return;
+    int rc = 0;
+    sealed_t *sealed;
+    while (rc == 0 && (sealed = (sealed_t *)zlistx_first (client->sealed))) {
+        rc = dp_wire_send_msg (self->handle, client->peer->rid, client->peer->rid_size,
+                               DP_CMD_RESULT, &sealed->msg, ZMQ_DONTWAIT);
+        if (rc == 0) {
+            client->peer->last_send = dp_now_ms ();
+            zlistx_delete (client->sealed, zlistx_cursor (client->sealed));
+        }
+    }
+    if (rc == 0 && dp_list_count (&client->out) > 0) {
+        dp_list_end (&client->out);
+        rc = dp_broker_send_take (self, client->peer, DP_CMD_RESULT, &client->out);
+        if (rc == 0) {
+            if (client->out.sbuf.alloc > SHRINK_BYTES) {
+                dp_writer_fini (&client->out);
+                dp_writer_init (&client->out);
+            } else
+                dp_writer_reset (&client->out);
+        }
+    }
+    if (rc == 0) {
+        if (client->dirty) {
+            zlistx_delete (self->dirty, client->dirty);
+            client->dirty = NULL;
+        }
+    } else if (errno == EHOSTUNREACH) {
+        peer_t *peer = client->peer;
+        client->peer = NULL;
+        peer->client = NULL;
+        peer->kind = PEER_NEW;
+        dp_broker_peer_delete (self, peer);
+    }
+}
+
+/*  ---------------------------------------------------------------------------
+    Steps of the tick.
+*/
+
+void
+dp_broker_forgive_stall (dp_broker_t *self, int64_t stall)
+{
+    dp_warn ("broker loop stalled for %lld ms; peers' silence forgiven", (long long)stall);
+    for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
+         peer = (peer_t *)zhashx_next (self->peers))
+        peer->last_recv += stall;
+    for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
+         client = (client_t *)zhashx_next (self->sessions))
+        client->last_seen += stall;
+    dp_queues_forgive (self->queues, stall);
+}
+
+void
+dp_broker_beat_peers (dp_broker_t *self, int64_t now)
+{
+    bool beat = now >= self->next_beat;
+    if (beat) {
+        self->next_beat += self->heartbeat_ms;
+        if (self->next_beat <= now)
+            self->next_beat = now + self->heartbeat_ms;
+        self->beats++;
+    }
+    bool idle_beat = beat && self->beats % DP_IDLE_FACTOR == 0;
+    /*  The silent are collected first: expiry changes the peer table. */
+    zlistx_t *dead = NULL;
+    for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
+         peer = (peer_t *)zhashx_next (self->peers)) {
+        worker_t *worker = peer->worker;
+        bool idle = worker && worker->inflight == 0;
+        int64_t heard = peer->last_recv;
+        if (worker && !idle && worker->busy_since > heard)
+            heard = worker->busy_since;
+        if (now - heard >= DP_IDLE_SCALED (self->expiry_ms, idle)) {
+            if (!dead)
+                dead = zlistx_new ();
+            zlistx_add_end (dead, peer);
+        } else if ((idle ? idle_beat : beat) &&
+                   now - peer->last_send >= DP_HEARTBEAT_QUIET (self->heartbeat_ms)) {
+            dp_encode_empty (&self->w);
+            dp_broker_send (self, peer, DP_CMD_HEARTBEAT, &self->w);
+        }
+    }
+    peer_t *peer;
+    while (dead && (peer = (peer_t *)zlistx_detach (dead, NULL))) {
+        if (peer->worker)
+            dp_broker_worker_remove (self, peer->worker, true);
+        if (peer->client)
+            dp_broker_client_forget (self, peer->client); /* deletes the peer */
+        else
+            dp_broker_peer_delete (self, peer);
+    }
+    zlistx_destroy (&dead);
+}
+
+void
+dp_broker_expire_sessions (dp_broker_t *self, int64_t now)
+{
+    zlistx_t *gone = NULL;
+    for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
+         client = (client_t *)zhashx_next (self->sessions))
+        if (!client->peer && now - client->last_seen >= self->expiry_ms) {
+            if (!gone)
+                gone = zlistx_new ();
+            zlistx_add_end (gone, client);
+        }
+    client_t *client;
+    while (gone && (client = (client_t *)zlistx_detach (gone, NULL)))
+        dp_broker_client_forget (self, client);
+    zlistx_destroy (&gone);
+}

@@ -1,0 +1,180 @@
+/*  dp_broker_status.c - the broker's STATUS-REPLY.
+
+    One msgpack map (docs/PROTOCOL.md §7): the broker's counters, its
+    workers, the connections ZeroMQ cut off before the protocol saw them,
+    the messages dropped by reason, the jobs running (those that reported
+    progress first) and the named queues. The lists of jobs and queues are
+    cut at STATUS_MAX entries, so that the reply stays small.
+*/
+#include "dp_broker_int.h"
+
+#include "dp_util.h"
+
+#include <msgpack.h>
+#include <string.h>
+
+#define STATUS_MAX 1000 /* running tasks and queues listed in status */
+
+static const char *s_drop_names[DROP_COUNT_] = {
+    "ok",   "frames", "header", "signature",   "version",      "command",
+    "body", "limit",  "role",   "unknown_ref", "unknown_peer", "session_stolen"};
+
+/*  Counters added with the named queues, from DROP_UNKNOWN_TOKEN on. */
+static const char *s_more_drop_names[DROP_COUNT_ - DROP_UNKNOWN_TOKEN] = {"unknown_token"};
+
+static const char *
+s_drop_name (int drop)
+{
+    return drop >= DROP_UNKNOWN_TOKEN ? s_more_drop_names[drop - DROP_UNKNOWN_TOKEN]
+                                      : s_drop_names[drop];
+}
+
+static void
+s_pack_str (msgpack_packer *pk, const char *text)
+{
+    size_t len = strlen (text);
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, text, len);
+}
+
+/*  A status map's key and its count. */
+static void
+s_pack_count (msgpack_packer *pk, const char *key, uint64_t count)
+{
+    s_pack_str (pk, key);
+    msgpack_pack_uint64 (pk, count);
+}
+
+/*  Packs the jobs workers hold for status, those that reported progress
+    first, at most left of them. */
+typedef struct {
+    msgpack_packer *pk;
+    worker_t *worker;
+    size_t left;
+    bool reported; /* this pass packs the jobs with progress, or those without */
+} s_running_t;
+
+static void
+s_pack_job (uint64_t ref, void *value, void *arg)
+{
+    s_running_t *running = (s_running_t *)arg;
+    task_t *task = (task_t *)value;
+    worker_t *worker = running->worker;
+    progress_t *progress =
+        worker->progress ? (progress_t *)dp_idmap_get (worker->progress, ref) : NULL;
+    if (running->left == 0 || (progress != NULL) != running->reported)
+        return;
+    running->left--;
+    msgpack_packer *pk = running->pk;
+    msgpack_pack_map (pk, 7);
+    s_pack_str (pk, "fn");
+    s_pack_str (pk, task->fnq->name);
+    s_pack_count (pk, "seq", task->seq);
+    s_pack_str (pk, "client");
+    s_pack_str (pk, task->client ? task->client->name : "");
+    s_pack_str (pk, "worker");
+    s_pack_str (pk, worker->name);
+    s_pack_count (pk, "pid", worker->pid);
+    s_pack_str (pk, "attempt");
+    msgpack_pack_uint32 (pk, (uint32_t)task->deaths + 1);
+    s_pack_str (pk, "progress");
+    if (progress) {
+        /*  The packer writes straight to the buffer: the value goes as is. */
+        msgpack_sbuffer *sbuf = (msgpack_sbuffer *)pk->data;
+        msgpack_sbuffer_write (sbuf, (const char *)progress->value, progress->size);
+    } else
+        msgpack_pack_nil (pk);
+}
+
+static void
+s_pack_running (dp_broker_t *self, msgpack_packer *pk)
+{
+    size_t count = 0;
+    for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
+         worker = (worker_t *)zlistx_next (self->workers))
+        count += dp_idmap_size (worker->jobs);
+    s_running_t running = {pk, NULL, count < STATUS_MAX ? count : STATUS_MAX, true};
+    msgpack_pack_array (pk, running.left);
+    for (int pass = 0; pass < 2; pass++) {
+        running.reported = pass == 0;
+        for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker && running.left;
+             worker = (worker_t *)zlistx_next (self->workers)) {
+            running.worker = worker;
+            dp_idmap_foreach (worker->jobs, s_pack_job, &running);
+        }
+    }
+}
+
+static void
+s_pack_queue_stats (dp_broker_t *self, msgpack_packer *pk)
+{
+    dp_queues_stats_t stats;
+    dp_queues_stats (self->queues, &stats);
+    msgpack_pack_map (pk, 8);
+    s_pack_count (pk, "queues", stats.queues);
+    s_pack_count (pk, "values", stats.values);
+    s_pack_count (pk, "bytes", stats.bytes);
+    s_pack_count (pk, "waiting", stats.waiters);
+    s_pack_count (pk, "unacked", stats.loans);
+    s_pack_count (pk, "puts", stats.puts);
+    s_pack_count (pk, "gets", stats.gets);
+    s_pack_count (pk, "returned", stats.returned);
+}
+
+void
+dp_broker_on_status (dp_broker_t *self, peer_t *peer)
+{
+    dp_writer_reset (&self->w);
+    msgpack_packer *pk = &self->w.pk;
+    msgpack_pack_map (pk, 13);
+    s_pack_str (pk, "broker");
+    s_pack_str (pk, self->name);
+    s_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
+    s_pack_count (pk, "queued", self->queued);
+    s_pack_count (pk, "inflight", self->inflight);
+    s_pack_count (pk, "done", self->done);
+    s_pack_count (pk, "failed", self->failed);
+    s_pack_count (pk, "clients", zhashx_size (self->sessions));
+    s_pack_str (pk, "workers");
+    msgpack_pack_array (pk, zlistx_size (self->workers));
+    for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
+         worker = (worker_t *)zlistx_next (self->workers)) {
+        msgpack_pack_map (pk, 8);
+        s_pack_str (pk, "name");
+        s_pack_str (pk, worker->name);
+        s_pack_str (pk, "host");
+        s_pack_str (pk, worker->host);
+        s_pack_count (pk, "pid", worker->pid);
+        s_pack_str (pk, "credit");
+        msgpack_pack_uint32 (pk, worker->credit);
+        s_pack_str (pk, "inflight");
+        msgpack_pack_uint32 (pk, worker->inflight);
+        s_pack_count (pk, "done", worker->done);
+        s_pack_count (pk, "failed", worker->failed);
+        s_pack_str (pk, "functions");
+        msgpack_pack_array (pk, worker->nfns);
+        for (size_t i = 0; i < worker->nfns; i++)
+            s_pack_str (pk, worker->fns[i]->name);
+    }
+    /*  What ZeroMQ itself cut off before the protocol saw it: handshakes that
+        failed (not ZMTP at all) and connections dropped, among them those
+        that sent a frame over ZMQ_MAXMSGSIZE. */
+    s_pack_str (pk, "connections");
+    msgpack_pack_map (pk, 3);
+    s_pack_count (pk, "accepted", self->accepted);
+    s_pack_count (pk, "disconnected", self->disconnected);
+    s_pack_count (pk, "handshake_failed", self->handshake_failed);
+    s_pack_str (pk, "dropped");
+    msgpack_pack_map (pk, DROP_COUNT_ - 1);
+    for (int i = 1; i < DROP_COUNT_; i++) {
+        s_pack_str (pk, s_drop_name (i));
+        msgpack_pack_uint64 (pk, self->dropped[i]);
+    }
+    s_pack_str (pk, "running");
+    s_pack_running (self, pk);
+    s_pack_str (pk, "queues");
+    dp_queues_pack (self->queues, pk, STATUS_MAX);
+    s_pack_str (pk, "queue_stats");
+    s_pack_queue_stats (self, pk);
+    dp_broker_send (self, peer, DP_CMD_STATUS_REPLY, &self->w);
+}
