@@ -9,21 +9,11 @@
     one each way; their messages (s_note_t) are of s_kind_t: an s_ctl_t
     copied by value and up to two frames, moved.
 
-    The I/O state (s_io_t) and the sockets belong to whichever thread holds
-    io_lock. The I/O thread holds it except while it sleeps in poll(2). The
-    task thread takes it between jobs, so that no wake-up of the other
-    thread lies on a task's way (the two hops cost 25 µs a task on this
-    project's 2-core VM, a tenth of a sequential apply):
-    - it sends its DONE itself, after every note it queued before;
-    - with no job to run, it watches the DEALER instead of the I/O thread
-      (task_watches), and reads a DISPATCH itself. Once the jobs it took
-      have run for watch_ms, the I/O thread watches again: the task thread
-      set an alarm (a timerfd) when it took them, which wakes the I/O
-      thread then, and not before.
-    A use of a socket can take the signal its descriptor held, so the task
-    thread reads what is waiting before it lets go; and it wakes the I/O
-    thread (kick) if it changed the sockets, or a timer the I/O thread's
-    poll does not know about falls due before the alarm.
+    Every socket belongs to the I/O thread for its whole life: it reads
+    every message from the broker and sends every message to it, the task
+    thread's DONE batches, progress reports and queue requests included,
+    which reach it as notes in its queue. Neither thread touches the
+    other's state.
 
     Epochs: every (re)registration starts a new epoch. Jobs carry the epoch
     they arrived in; a result of an older epoch is dropped, since the broker
@@ -58,9 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -113,12 +101,8 @@ typedef struct {
     int heartbeat_ms;
     int expiry_ms;
     int sigfd;
-    dp_chan_t *to_task;      /* I/O -> task: the task thread polls its fd */
-    dp_chan_t *to_io;        /* task -> I/O: the I/O thread polls its fd */
-    pthread_mutex_t io_lock; /* owns io and its sockets */
-    struct s_io_t *io;
-    int kick;  /* eventfd: the task thread wakes the I/O thread now */
-    int alarm; /* timerfd: the task thread wakes the I/O thread later */
+    dp_chan_t *to_task; /* I/O -> task: the task thread waits on it */
+    dp_chan_t *to_io;   /* task -> I/O: the I/O thread polls its fd */
     dp_curve_t curve;
     atomic_bool busy;     /* the task thread is running a job */
     atomic_bool stopping; /* the I/O thread is stopping: start no job */
@@ -168,21 +152,10 @@ typedef struct s_io_t {
     uint64_t progress_epoch;
     msgpack_sbuffer progress;
     int64_t progress_sent;
-    /*  The task thread watches the DEALER: it has no job, or took its jobs
-        there less than watch_ms ago (at watch_busy). */
-    bool task_watches;
-    void *task_dealer;  /* the DEALER it watches */
-    int64_t watch_busy; /* ms; 0 while it holds no job */
-    bool alarm_set;     /* the alarm will ring: the I/O thread has not read it */
     /*  The DEALER's last use was a look that found nothing (a recv, or its
         events): its descriptor fires on the next message, so a look before
         polling it would find nothing either. */
     bool dealer_quiet;
-    /*  While the I/O thread sleeps in poll(2): what it waits on. */
-    bool polling;
-    int64_t poll_until; /* ms: its timeout ends */
-    void *poll_dealer;
-    void *poll_spare;
 } s_io_t;
 
 static void
@@ -751,14 +724,10 @@ s_io_dealer_readable (s_io_t *io)
     return false;
 }
 
-/*  Reads every message waiting on the DEALER; with until_jobs, only until
-    a DISPATCH has been handed on. The task thread reads that way while it
-    watches the socket: the job goes first, the rest is read after it (the
-    socket is then not quiet, so its events are looked at). */
+/*  Reads every message waiting on the DEALER. */
 static void
-s_io_drain_dealer (s_io_t *io, bool until_jobs)
+s_io_drain_dealer (s_io_t *io)
 {
-    uint32_t held = io->held;
     while (io->dealer && !io->done) {
         dp_wire_msg_t msg;
         if (dp_wire_recv (io->dealer, &msg, ZMQ_DONTWAIT)) {
@@ -783,7 +752,7 @@ s_io_drain_dealer (s_io_t *io, bool until_jobs)
             open = s_io_on_broker (io, &m, &msg);
         }
         dp_wire_close (&msg);
-        if (!open || (until_jobs && io->held > held))
+        if (!open)
             return;
     }
 }
@@ -844,16 +813,6 @@ s_io_expiry_ms (const s_io_t *io)
     return DP_IDLE_SCALED (io->expiry_ms, io->held == 0);
 }
 
-/*  How long jobs the task thread took while it watched the DEALER run
-    before the I/O thread watches again: short beside the heartbeat, which
-    the broker expects from a busy worker. */
-static int64_t
-s_io_watch_ms (const s_io_t *io)
-{
-    int64_t quarter = io->heartbeat_ms / 4 > 0 ? io->heartbeat_ms / 4 : 1;
-    return quarter < DP_WORKER_WATCH_MS ? quarter : DP_WORKER_WATCH_MS;
-}
-
 /*  Runs every timer that is due. */
 static void
 s_io_timers (s_io_t *io)
@@ -904,8 +863,6 @@ s_io_timeout (s_io_t *io)
     }
     if (io->armed && io->deadline < next)
         next = io->deadline;
-    if (io->task_watches && io->watch_busy && io->watch_busy + s_io_watch_ms (io) < next)
-        next = io->watch_busy + s_io_watch_ms (io);
     int64_t left = next - dp_now_ms ();
     return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (long)left;
 }
@@ -929,34 +886,17 @@ s_io_loop (s_io_t *io)
             calls in libzmq). A socket's descriptor fires only once the
             socket has been found empty, so one with a message waiting
             makes the wait 0. */
-        /*  The broker is watched from here again once jobs the task thread
-            took have run for watch_ms, or their task sent a note (a queue
-            request waits for its reply), or the DEALER the task thread
-            watches is no longer the one (a WELCOME on the spare). */
-        if (io->task_watches &&
-            ((io->watch_busy && dp_now_ms () - io->watch_busy >= s_io_watch_ms (io)) ||
-             io->dealer != io->task_dealer))
-            io->task_watches = false;
         void *spare = io->spare;
-        void *dealer = io->task_watches ? NULL : io->dealer;
+        void *dealer = io->dealer;
         bool spare_in = spare && dp_wire_readable (spare);
         bool dealer_in = dealer && s_io_dealer_readable (io);
-        struct pollfd fds[6] = {{dp_chan_fd (io->worker->to_io), POLLIN, 0},
+        struct pollfd fds[4] = {{dp_chan_fd (io->worker->to_io), POLLIN, 0},
                                 {io->worker->sigfd, POLLIN, 0},
                                 {spare ? dp_wire_fd (spare) : -1, POLLIN, 0},
-                                {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0},
-                                {io->worker->kick, POLLIN, 0},
-                                {io->worker->alarm, POLLIN, 0}};
+                                {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
         long timeout = spare_in || dealer_in ? 0 : s_io_timeout (io);
-        io->polling = true;
-        io->poll_until = dp_now_ms () + timeout;
-        io->poll_dealer = dealer;
-        io->poll_spare = spare;
-        pthread_mutex_unlock (&io->worker->io_lock);
-        int rc = poll (fds, 6, (int)timeout);
+        int rc = poll (fds, 4, (int)timeout);
         int saved = errno;
-        pthread_mutex_lock (&io->worker->io_lock);
-        io->polling = false;
         if (rc < 0) {
             if (saved == EINTR)
                 continue;
@@ -964,27 +904,17 @@ s_io_loop (s_io_t *io)
             s_io_stop (io, DPOOL_ESYS);
             break;
         }
-        for (int i = 4; i < 6; i++)
-            if (fds[i].revents & POLLIN) {
-                uint64_t count;
-                ssize_t n = read (fds[i].fd, &count, sizeof count);
-                (void)n;
-            }
-        if (fds[5].revents & POLLIN)
-            io->alarm_set = false;
-        if (fds[0].revents & POLLIN) {
-            if (io->watch_busy)
-                io->task_watches = false;
+        if (fds[0].revents & POLLIN)
             s_io_drain_pipe (io);
-        }
         /*  Messages first, a signal last: a WELCOME that came with it
             decides how the worker leaves. A WELCOME on the spare swaps the
-            two sockets: the old DEALER is then not read. The task thread
-            may have changed either socket while this one slept. */
+            two sockets: the old DEALER is then not read. A note from the
+            task thread may have changed the sockets (a retiring worker
+            leaves). */
         if (spare && spare == io->spare && (spare_in || fds[2].revents) && !io->done)
             s_io_drain_spare (io);
         if (dealer && dealer == io->dealer && (dealer_in || fds[3].revents) && !io->done)
-            s_io_drain_dealer (io, false);
+            s_io_drain_dealer (io);
         if ((fds[1].revents & POLLIN) && !io->done) {
             s_io_on_signal (io);
             break;
@@ -996,52 +926,9 @@ static void *
 s_io_main (void *arg)
 {
     s_io_t *io = (s_io_t *)arg;
-    pthread_mutex_lock (&io->worker->io_lock);
     s_io_loop (io);
     s_io_close_dealer (io);
-    pthread_mutex_unlock (&io->worker->io_lock);
     return NULL;
-}
-
-/*  The task thread used the I/O state (holding io_lock). Its use of the
-    DEALER may have taken the signal on the descriptor the I/O thread
-    sleeps on: what waits is read now, so that the next message signals
-    again. If that gave it jobs while it watches, the alarm is set. Then the
-    I/O thread is woken if its poll waits on a socket that changed, or that
-    it should (or should no longer) watch, or past a timer now due sooner
-    than the alarm, or if it must stop. */
-static void
-s_io_after_task (s_io_t *io)
-{
-    uint32_t held = io->held;
-    if (io->dealer && !io->done && s_io_dealer_readable (io))
-        s_io_drain_dealer (io, io->task_watches);
-    int64_t now = dp_now_ms ();
-    if (io->held == 0)
-        io->watch_busy = 0;
-    else if (io->task_watches && held == 0) {
-        io->watch_busy = now;
-        /*  An alarm already set rings early: the I/O thread then waits for
-            the rest from this watch_busy, without one. */
-        int64_t watch = s_io_watch_ms (io);
-        struct itimerspec when = {
-            .it_value = {.tv_sec = watch / 1000, .tv_nsec = (watch % 1000) * 1000000L}};
-        if (io->polling && !io->alarm_set &&
-            timerfd_settime (io->worker->alarm, 0, &when, NULL) == 0)
-            io->alarm_set = true;
-        if (io->polling && io->alarm_set && now + watch < io->poll_until)
-            io->poll_until = now + watch;
-    }
-    if (!io->polling)
-        return;
-    void *dealer = io->task_watches ? NULL : io->dealer;
-    if (io->done || dealer != io->poll_dealer || io->spare != io->poll_spare ||
-        now + s_io_timeout (io) < io->poll_until) {
-        uint64_t one = 1;
-        ssize_t n = write (io->worker->kick, &one, sizeof one);
-        (void)n;
-        io->polling = false;
-    }
 }
 
 /*  ---------------------------------------------------------------------------
@@ -1092,10 +979,9 @@ typedef struct {
     int64_t progress_sent;
     bool progress_held;
     msgpack_sbuffer progress;
-    bool dealer_fired; /* the DEALER's descriptor ended its last idle wait */
-    int max_tasks;     /* 0: no limit */
-    int ran;           /* jobs run */
-    bool retiring;     /* ran max_tasks: waits for the I/O thread's stop */
+    int max_tasks; /* 0: no limit */
+    int ran;       /* jobs run */
+    bool retiring; /* ran max_tasks: waits for the I/O thread's stop */
 } s_runner_t;
 
 static void
@@ -1195,40 +1081,6 @@ s_runner_on_reply (s_runner_t *r, const s_ctl_t *ctl, zmq_msg_t *body)
         s_runner_ack (r, reply.token, false, ctl->epoch);
 }
 
-/*  With no job to run: waits until a message from the I/O thread may be
-    waiting, watching the DEALER meanwhile, so that a DISPATCH reaches this
-    thread without the I/O thread's hop. */
-static void
-s_runner_idle (s_runner_t *r)
-{
-    s_io_t *io = r->worker->io;
-    int fd = -1;
-    pthread_mutex_lock (&r->worker->io_lock);
-    if (!io->done) {
-        io->task_watches = true;
-        /*  The descriptor fired: the socket has news to process. */
-        if (r->dealer_fired)
-            io->dealer_quiet = false;
-        s_io_after_task (io);
-        io->task_dealer = io->done ? NULL : io->dealer;
-        if (io->task_dealer)
-            fd = dp_wire_fd (io->task_dealer);
-    }
-    pthread_mutex_unlock (&r->worker->io_lock);
-    /*  The queue's descriptor is armed only here: notes put while this
-        thread runs jobs (or that it put itself, reading a DISPATCH) cost no
-        system call. If the I/O thread replaces the DEALER, it watches the
-        new one itself until this thread has run out of work again. */
-    if (!dp_chan_arm (r->worker->to_task))
-        return;
-    struct pollfd fds[2] = {{dp_chan_fd (r->worker->to_task), POLLIN, 0}, {fd, POLLIN, 0}};
-    if (poll (fds, 2, -1) < 0 && errno != EINTR) {
-        dp_error ("poll: %s", strerror (errno));
-        _exit (1);
-    }
-    r->dealer_fired = fds[1].revents != 0;
-}
-
 /*  Handles one message from the I/O thread, waiting for one if wait is
     true. Returns 1 if one was handled, 0 if none was waiting. */
 static int
@@ -1237,7 +1089,7 @@ s_runner_recv (s_runner_t *r, bool wait)
     if (!r->inbox)
         r->inbox = dp_chan_take (r->worker->to_task);
     while (!r->inbox && wait) {
-        s_runner_idle (r);
+        dp_chan_wait (r->worker->to_task, -1);
         r->inbox = dp_chan_take (r->worker->to_task);
     }
     if (!r->inbox)
@@ -1580,16 +1432,9 @@ s_runner_flush (s_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
         dp_error ("out of memory passing results on");
         _exit (1);
     }
-    /*  Sent from here, after what this thread queued before it (a job's
-        ARM and progress go first). */
-    s_io_t *io = r->worker->io;
-    pthread_mutex_lock (&r->worker->io_lock);
-    s_io_drain_pipe (io);
-    if (!io->done) {
-        s_io_on_task (io, &ctl, &body);
-        s_io_after_task (io);
-    }
-    pthread_mutex_unlock (&r->worker->io_lock);
+    /*  After what this thread queued before it: a job's ARM and progress
+        go first. */
+    s_pipe_send (r->worker->to_io, &ctl, &body, 1);
     zmq_msg_close (&body);
     r->pending = 0;
     if (r->done.sbuf.alloc > RESULT_KEEP) {
@@ -1708,8 +1553,6 @@ s_worker_setup (s_worker_t *w, const dp_worker_config_t *config)
     w->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : DP_HEARTBEAT_MS;
     w->expiry_ms = config->expiry_ms > 0 ? config->expiry_ms : DP_EXPIRY_MS;
     w->sigfd = -1;
-    w->kick = w->alarm = -1;
-    pthread_mutex_init (&w->io_lock, NULL);
     atomic_init (&w->busy, false);
     atomic_init (&w->stopping, false);
     return 0;
@@ -1722,7 +1565,6 @@ s_io_new (s_worker_t *w)
     if (!io)
         return NULL;
     io->worker = w;
-    w->io = io;
     io->state = IO_REGISTERING;
     io->backoff_ms = DP_RECONNECT_MS;
     io->heartbeat_ms = w->heartbeat_ms;
@@ -1866,10 +1708,7 @@ dp_worker_run (const dp_worker_config_t *config)
     w.ctx = w.sigfd >= 0 ? zmq_ctx_new () : NULL;
     if (!w.ctx)
         dp_error ("cannot start the worker: %s", strerror (errno));
-    else if (!(w.to_task = dp_chan_new (DP_CHAN_POLL_ARMED)) ||
-             !(w.to_io = dp_chan_new (DP_CHAN_POLL)) ||
-             (w.kick = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
-             (w.alarm = timerfd_create (CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0)
+    else if (!(w.to_task = dp_chan_new (DP_CHAN_WAIT)) || !(w.to_io = dp_chan_new (DP_CHAN_POLL)))
         dp_error ("cannot make the worker's pipe: %s", strerror (errno));
     else if (!(io = s_io_new (&w)))
         code = DPOOL_ENOMEM;
@@ -1904,11 +1743,6 @@ dp_worker_run (const dp_worker_config_t *config)
     dp_chan_destroy (&w.to_io, s_note_free);
     if (w.ctx)
         zmq_ctx_term (w.ctx);
-    if (w.kick >= 0)
-        close (w.kick);
-    if (w.alarm >= 0)
-        close (w.alarm);
-    pthread_mutex_destroy (&w.io_lock);
     if (w.sigfd >= 0)
         close (w.sigfd);
     pthread_sigmask (SIG_SETMASK, &saved_mask, NULL);
