@@ -8,9 +8,10 @@
     queue reply, stop), waiting on that queue when it has no job, and says
     everything by notes in to_io: a job's deadline (ARM), its progress, its
     queue requests and their acknowledgements, and the results, batched in
-    a DONE body it builds itself (DP_WORKER_DONE_BATCH results, or
-    DP_WORKER_DONE_DELAY_MS after the first; before a slow or untimed job,
-    and after a timed one, at once). The I/O thread sends them in order.
+    a DONE body it builds itself. A batch goes when no job is left, at
+    DP_WORKER_DONE_BATCH results, DP_WORKER_DONE_DELAY_MS after its first,
+    after a job with a timeout, and before a job whose function is slow or
+    has not been run yet; the I/O thread sends the notes in order.
 
     The atomics of dp_worker_t close one race on stopping: this thread sets
     busy before it starts a job and then checks stopping; the I/O thread
