@@ -1261,11 +1261,9 @@ s_case_heartbeat_answer (void)
     s_fake_stop (&fake);
 }
 
-/*  A job read while the worker had none runs on the task thread, which
-    watched the broker's socket until then; the I/O thread watches it again
-    once the job has run a little (DP_WORKER_WATCH_MS). So a HEARTBEAT that
-    comes in the middle of a long job is answered at once, not after the
-    job. */
+/*  The I/O thread watches the broker's socket while the task thread runs
+    a job, so a HEARTBEAT that comes in the middle of a long job is
+    answered at once, not after the job. */
 static void
 s_case_busy_answer (void)
 {

@@ -7,7 +7,9 @@
     dp_chan_wait or watches dp_chan_fd (an eventfd, readable while messages
     wait) beside its sockets in poll(2); a reader that watches the fd only
     now and then arms it each time (DP_CHAN_POLL_ARMED), so that a message
-    put while it does not watch costs no system call.
+    put while it does not watch costs no system call. In the worker, the
+    task thread waits on its queue (DP_CHAN_WAIT) and the I/O thread polls
+    its queue's fd beside its sockets (DP_CHAN_POLL).
 
     Why not an inproc PAIR: libzmq checks for a fork (getpid) and polls its
     mailbox's fd each time a recv finds nothing, so a task thread that looked

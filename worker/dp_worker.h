@@ -4,11 +4,11 @@
     A worker process has two threads and uses plain libzmq only (no CZMQ
     globals, so it is safe in a child forked from a program that already
     uses CZMQ). The calling thread runs task functions one at a time; an
-    I/O thread registers (READY), heartbeats even while a long task runs,
-    watches the DEALER socket while jobs run, and reconnects with backoff
-    when the broker goes silent. Between jobs the task thread uses the
-    socket itself: it sends its DONE batches, and with no job left it reads
-    the next DISPATCH (dp_worker.c says how the two share the socket).
+    I/O thread owns the DEALER socket(s) and every timer: it registers
+    (READY), reads every message from the broker, sends the task thread's
+    results, progress and queue requests, heartbeats even while a long task
+    runs, and reconnects with backoff when the broker goes silent. The two
+    threads talk only through two message queues (dp_chan), one each way.
 
     What the worker does, event by event (docs/PROTOCOL.md, 5.2 and 6):
     - start, broker silent past expiry, or ERROR ESTATE: forgets the jobs it
@@ -94,11 +94,6 @@
     result not yet sent. */
 #define DP_WORKER_DONE_BATCH    64
 #define DP_WORKER_DONE_DELAY_MS 1
-
-/*  Jobs the task thread read itself while it had none (it watches the
-    broker's socket then) may run this long, at most a quarter of the
-    heartbeat interval, before the I/O thread watches the socket again. */
-#define DP_WORKER_WATCH_MS 20
 
 /*  Linger of the DEALER socket when it is closed. */
 #define DP_WORKER_LINGER_MS 100
