@@ -71,12 +71,47 @@ s_peer_reset (dp_broker_t *self, peer_t *peer)
         peer->client->last_seen = dp_now_ms ();
         peer->client = NULL;
     }
+    if (peer->lane_of) {
+        peer->lane_of->lanes[peer->lane - 1] = NULL;
+        self->lanes--;
+        peer->lane_of = NULL;
+        peer->lane = 0;
+    }
     peer->kind = PEER_NEW;
+}
+
+/*  HELLO for a lane of a session (PROTOCOL.md 5.1): the session must be
+    known; the peer becomes that lane, in place of any other. */
+static void
+s_on_lane_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *hello)
+{
+    char key[2 * DP_SESSION_SIZE + 1];
+    dp_broker_hex (hello->session.data, DP_SESSION_SIZE, key);
+    client_t *client = (client_t *)zhashx_lookup (self->sessions, key);
+    if (!client) {
+        self->dropped[DROP_UNKNOWN_PEER]++;
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_ESTATE,
+                      "unknown session: its main connection must say HELLO first");
+        return;
+    }
+    if (!peer) {
+        peer = dp_broker_peer_new (self, zmq_msg_data (rid), zmq_msg_size (rid));
+        if (!peer)
+            return;
+    } else if (peer->kind != PEER_LANE || peer->lane_of != client || peer->lane != hello->lane)
+        s_peer_reset (self, peer);
+    if (peer->kind == PEER_NEW)
+        dp_broker_lane_attach (self, client, peer, hello->lane);
+    s_send_welcome (self, peer);
 }
 
 static void
 s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *hello)
 {
+    if (hello->lane > 0) {
+        s_on_lane_hello (self, rid, peer, hello);
+        return;
+    }
     char key[2 * DP_SESSION_SIZE + 1];
     dp_broker_hex (hello->session.data, DP_SESSION_SIZE, key);
     client_t *client = (client_t *)zhashx_lookup (self->sessions, key);
@@ -93,7 +128,7 @@ s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *h
         peer = dp_broker_peer_new (self, zmq_msg_data (rid), zmq_msg_size (rid));
         if (!peer)
             return;
-    } else if (peer->client != client || peer->kind == PEER_WORKER)
+    } else if (peer->client != client || peer->kind != PEER_CLIENT)
         s_peer_reset (self, peer);
     if (client && client->peer && client->peer != peer) {
         /*  The old connection went silent: the session moves to the new one. */
@@ -171,12 +206,17 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
 }
 
 static void
-s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
+s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list)
 {
     dp_task_t in;
     while (dp_list_next_task (list, DP_CMD_SUBMIT, &in)) {
-        if (dp_idmap_get (client->tasks, in.id))
-            continue; /* already held: a resubmission after reconnect */
+        task_t *held = (task_t *)dp_idmap_get (client->tasks, in.id);
+        if (held) {
+            /*  A resubmission after a reconnect, or of a lane's task by the
+                main connection: its result goes where it came from last. */
+            held->lane = (uint8_t)lane;
+            continue;
+        }
         if (self->queued >= self->max_queue) {
             char message[96];
             snprintf (message, sizeof message, "broker queue full (%zu tasks)", self->queued);
@@ -206,6 +246,7 @@ s_on_submit (dp_broker_t *self, client_t *client, dp_list_t *list)
         task->timeout_ms = in.timeout_ms;
         task->retries = (int16_t)in.retries;
         task->flags = (uint8_t)in.flags;
+        task->lane = (uint8_t)lane;
         task->calls = 1;
         if (in.flags & DP_TASK_CHUNK) {
             dp_reader_t reader;
@@ -352,10 +393,15 @@ s_on_progress (dp_broker_t *self, worker_t *worker, const dp_progress_t *progres
 }
 
 /*  A peer said BYE. A worker's jobs are requeued without counting a death
-    and it gets BYE back; a client's session is forgotten. */
+    and it gets BYE back; a client's session is forgotten; a lane is
+    forgotten, not its session. */
 static void
 s_on_bye (dp_broker_t *self, peer_t *peer)
 {
+    if (peer->kind == PEER_LANE) {
+        dp_broker_lane_drop (self, peer);
+        return;
+    }
     if (peer->worker) {
         dp_broker_worker_remove (self, peer->worker, false);
         dp_encode_empty (&self->w);
@@ -429,7 +475,11 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
         return;
     case DP_CMD_SUBMIT:
         if (peer->kind == PEER_CLIENT) {
-            s_on_submit (self, peer->client, &msg.u.list);
+            s_on_submit (self, peer->client, 0, &msg.u.list);
+            return;
+        }
+        if (peer->kind == PEER_LANE) {
+            s_on_submit (self, peer->lane_of, peer->lane, &msg.u.list);
             return;
         }
         break;
@@ -455,13 +505,13 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
     case DP_CMD_QUEUE_PUT:
     case DP_CMD_QUEUE_GET:
     case DP_CMD_QUEUE_SIZE:
-        if (peer->kind != PEER_NEW) {
+        if (peer->kind == PEER_CLIENT || peer->kind == PEER_WORKER) {
             dp_queues_request (self->queues, peer, msg.cmd, &msg.u.queue, peer->last_recv);
             return;
         }
         break;
     case DP_CMD_QUEUE_ACK:
-        if (peer->kind != PEER_NEW) {
+        if (peer->kind == PEER_CLIENT || peer->kind == PEER_WORKER) {
             s_on_queue_ack (self, peer, &msg.u.queue_ack);
             return;
         }

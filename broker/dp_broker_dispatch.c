@@ -91,6 +91,10 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
     client_t *client = task->client;
     if (client) {
         dp_idmap_remove (client->tasks, task->seq);
+        if (dp_broker_lane_result (self, task, code, value, size) == 0) {
+            dp_broker_task_free (self, task);
+            return;
+        }
         dp_broker_client_out (self, client, size + RESULT_OVERHEAD);
         if (value)
             dp_list_add_result (&client->out, task->seq, code, value, size);

@@ -38,15 +38,18 @@ typedef struct _client_t client_t;
 typedef struct _worker_t worker_t;
 typedef struct _fnq_t fnq_t;
 
-typedef enum { PEER_NEW = 0, PEER_CLIENT, PEER_WORKER } peer_kind_t;
+typedef enum { PEER_NEW = 0, PEER_CLIENT, PEER_WORKER, PEER_LANE } peer_kind_t;
 
-/*  Anyone connected who has registered: a client or a worker. */
+/*  Anyone connected who has registered: a client (its session's main
+    connection), a lane of a session (PROTOCOL.md 5.1), or a worker. */
 typedef struct {
     uint8_t rid[MAX_RID];
     size_t rid_size;
     char key[2 * MAX_RID + 1]; /* hex of rid, the table key */
     peer_kind_t kind;
-    client_t *client;
+    client_t *client;  /* PEER_CLIENT: its session */
+    client_t *lane_of; /* PEER_LANE: its session, whose lanes[lane - 1] it is */
+    uint32_t lane;
     worker_t *worker;
     int64_t last_recv;
     int64_t last_send;
@@ -73,8 +76,11 @@ typedef struct {
     int16_t retries; /* -1 to DP_MAX_RETRIES */
     uint16_t deaths; /* workers that died running it */
     uint8_t flags;
+    uint8_t lane; /* the lane its result goes to (the last that submitted it); 0: main */
     uint8_t args[];
 } task_t;
+
+_Static_assert(DP_MAX_LANES <= UINT8_MAX, "lane numbers fit task_t.lane");
 
 _Static_assert(DP_TASK_FLAGS <= UINT8_MAX, "task flags fit task_t.flags");
 _Static_assert(DP_MAX_RETRIES <= INT16_MAX, "retries fit task_t.retries");
@@ -93,13 +99,14 @@ struct _client_t {
     uint8_t session[DP_SESSION_SIZE];
     char key[2 * DP_SESSION_SIZE + 1];
     char name[DP_MAX_NAME + 1];
-    peer_t *peer;      /* NULL while detached */
-    int64_t last_seen; /* for expiry while detached */
-    dp_idmap_t *tasks; /* seq -> task_t, queued or running */
-    dp_writer_t out;   /* RESULT entries not yet sent */
-    zlistx_t *sealed;  /* full RESULT bodies not yet sent (sealed_t), oldest first */
-    bool out_full;     /* out holds a large value alone: seal it before the next */
-    void *dirty;       /* handle in broker->dirty while out or sealed has entries */
+    peer_t *peer;                /* NULL while detached */
+    int64_t last_seen;           /* for expiry while detached */
+    dp_idmap_t *tasks;           /* seq -> task_t, queued or running */
+    dp_writer_t out;             /* RESULT entries not yet sent */
+    zlistx_t *sealed;            /* full RESULT bodies not yet sent (sealed_t), oldest first */
+    bool out_full;               /* out holds a large value alone: seal it before the next */
+    void *dirty;                 /* handle in broker->dirty while out or sealed has entries */
+    peer_t *lanes[DP_MAX_LANES]; /* the session's lanes; NULL where none */
 };
 
 /*  A worker: a peer that sent READY, owned by broker->workers. */
@@ -170,6 +177,8 @@ struct _dp_broker_t {
     size_t inflight;
     uint64_t done;
     uint64_t failed;
+    size_t lanes;          /* lanes attached, over every session */
+    uint64_t lane_results; /* results sent straight to a lane */
     uint64_t dropped[DROP_COUNT_];
     int64_t started;
     int64_t last_tick;
@@ -272,6 +281,23 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client);
     dirty. If out of memory, the results of the body it seals are lost. */
 void
 dp_broker_client_out (dp_broker_t *self, client_t *client, size_t upcoming);
+
+/*  Registers peer (new, or reset) as lane number lane of client's session,
+    in place of any other peer there, which is deleted. */
+void
+dp_broker_lane_attach (dp_broker_t *self, client_t *client, peer_t *peer, uint32_t lane);
+
+/*  Takes a lane peer off its session and deletes it. */
+void
+dp_broker_lane_drop (dp_broker_t *self, peer_t *peer);
+
+/*  Sends the result of a task that came on a lane to that lane at once, in
+    a RESULT of its own. Returns 0, or -1 if the task has no lane or the
+    lane is gone or slow (the result then goes the session's way). value
+    NULL: the message is the code's description. */
+int
+dp_broker_lane_result (dp_broker_t *self, const task_t *task, int32_t code, const void *value,
+                       size_t size);
 
 /*  Sends the client its pending results, if it is attached, and takes it
     off the dirty list once all went. A gone peer detaches the session (it

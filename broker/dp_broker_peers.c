@@ -12,6 +12,7 @@
 
 #include "dp_util.h"
 #include "dp_wire.h"
+#include "dpool.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -263,6 +264,9 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client)
         client->peer->kind = PEER_NEW;
         dp_broker_peer_delete (self, client->peer);
     }
+    for (size_t i = 0; i < DP_MAX_LANES; i++)
+        if (client->lanes[i])
+            dp_broker_lane_drop (self, client->lanes[i]);
     dp_writer_fini (&client->out);
     zlistx_destroy (&client->sealed);
     zhashx_delete (self->sessions, client->key);
@@ -363,6 +367,8 @@ dp_broker_beat_peers (dp_broker_t *self, int64_t now)
     zlistx_t *dead = NULL;
     for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
          peer = (peer_t *)zhashx_next (self->peers)) {
+        if (peer->kind == PEER_LANE)
+            continue; /* lives as long as its session */
         worker_t *worker = peer->worker;
         bool idle = worker && worker->inflight == 0;
         int64_t heard = peer->last_recv;
@@ -405,4 +411,59 @@ dp_broker_expire_sessions (dp_broker_t *self, int64_t now)
     while (gone && (client = (client_t *)zlistx_detach (gone, NULL)))
         dp_broker_client_forget (self, client);
     zlistx_destroy (&gone);
+}
+
+/*  ---------------------------------------------------------------------------
+    Lanes: extra connections of a session, each of one client thread, whose
+    tasks' results go back to them (PROTOCOL.md 5.1). A lane is neither
+    heartbeated nor expired: it lives as long as its session, until it says
+    BYE, another peer takes its number, or a send to it finds it gone.
+*/
+
+void
+dp_broker_lane_attach (dp_broker_t *self, client_t *client, peer_t *peer, uint32_t lane)
+{
+    assert (lane >= 1 && lane <= DP_MAX_LANES && peer->kind == PEER_NEW);
+    peer_t *old = client->lanes[lane - 1];
+    if (old && old != peer)
+        dp_broker_lane_drop (self, old);
+    client->lanes[lane - 1] = peer;
+    self->lanes++;
+    peer->kind = PEER_LANE;
+    peer->lane_of = client;
+    peer->lane = lane;
+}
+
+void
+dp_broker_lane_drop (dp_broker_t *self, peer_t *peer)
+{
+    assert (peer->kind == PEER_LANE && peer->lane_of);
+    peer->lane_of->lanes[peer->lane - 1] = NULL;
+    self->lanes--;
+    peer->lane_of = NULL;
+    peer->lane = 0;
+    peer->kind = PEER_NEW;
+    dp_broker_peer_delete (self, peer);
+}
+
+int
+dp_broker_lane_result (dp_broker_t *self, const task_t *task, int32_t code, const void *value,
+                       size_t size)
+{
+    peer_t *lane = task->lane && task->client ? task->client->lanes[task->lane - 1] : NULL;
+    if (!lane)
+        return -1;
+    dp_list_begin (&self->w);
+    if (value)
+        dp_list_add_result (&self->w, task->seq, code, value, size);
+    else
+        dp_list_add_error (&self->w, task->seq, code, dpool_strerror (code));
+    dp_list_end (&self->w);
+    if (dp_broker_send (self, lane, DP_CMD_RESULT, &self->w) == 0) {
+        self->lane_results++;
+        return 0;
+    }
+    if (errno == EHOSTUNREACH)
+        dp_broker_lane_drop (self, lane);
+    return -1;
 }

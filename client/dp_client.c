@@ -8,7 +8,9 @@
 #include "dp_client.h"
 
 #include "dp_pool_queue.h"
+#include "dp_result.h"
 #include "dp_util.h"
+#include "dp_wire.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -268,11 +270,15 @@ dp_batch_destroy_all (dp_batch_t **head)
 }
 
 int
-dp_client_insert (dpool_pool_t *self, dp_ctask_t *task)
+dp_client_insert (dpool_pool_t *self, dp_ctask_t *task, dp_batch_t **head, dp_batch_t **tail)
 {
+    if (!head) {
+        head = &self->outbox;
+        tail = &self->outbox_tail;
+    }
     if (dp_idmap_put (self->tasks, task->seq, task))
         return -1;
-    if (!self->terminating && dp_batch_add (&self->outbox, &self->outbox_tail, task)) {
+    if (!self->terminating && dp_batch_add (head, tail, task)) {
         /*  A half-written entry leaves its batch unusable: drop the outbox
             and let the actor rebuild it from the table. */
         dp_idmap_remove (self->tasks, task->seq);
@@ -366,4 +372,151 @@ int
 dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result)
 {
     return s_vec_push (&self->finish, result);
+}
+
+bool
+dp_client_resend (dpool_pool_t *self, uint64_t seq)
+{
+    dp_ctask_t *task = (dp_ctask_t *)dp_idmap_get (self->tasks, seq);
+    if (!task || self->terminating)
+        return false;
+    if (dp_batch_add (&self->outbox, &self->outbox_tail, task)) {
+        /*  The actor rebuilds the outbox from the table at its next
+            connection; until then the task waits in the table. */
+        dp_batch_destroy_all (&self->outbox);
+        self->outbox_tail = NULL;
+        dp_error ("client: out of memory resending task %llu", (unsigned long long)seq);
+        return false;
+    }
+    return dp_client_want_wake (self);
+}
+
+zsock_t *
+dp_client_dealer_new (dpool_pool_t *self)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    if (!dealer)
+        return NULL;
+    void *handle = zsock_resolve (dealer);
+    /*  Immediate: a message is queued only on a finished connection, so
+        HELLOs do not pile up while the broker is away, and a send on a
+        broken connection fails at once instead of vanishing later. */
+    int one = 1;
+    if (dp_wire_configure (handle, false, DP_CLIENT_LINGER_MS) ||
+        dp_curve_apply (handle, &self->curve, false) ||
+        zmq_setsockopt (handle, ZMQ_IMMEDIATE, &one, sizeof one) ||
+        zsock_connect (dealer, "%s", self->endpoint)) {
+        zsock_destroy (&dealer);
+        return NULL;
+    }
+    return dealer;
+}
+
+/*  Makes room in scratch for count entries. Returns 0 or -1. */
+static int
+s_scratch_reserve (dp_client_scratch_t *scratch, size_t count)
+{
+    if (count <= scratch->cap)
+        return 0;
+    dp_ctask_t **matched =
+        (dp_ctask_t **)realloc (scratch->matched, count * sizeof *scratch->matched);
+    if (!matched)
+        return -1;
+    scratch->matched = matched;
+    dpool_result_t **completed =
+        (dpool_result_t **)realloc (scratch->completed, count * sizeof *scratch->completed);
+    if (!completed)
+        return -1;
+    scratch->completed = completed;
+    scratch->cap = count;
+    return 0;
+}
+
+int64_t
+dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_client_scratch_t *scratch)
+{
+    if (s_scratch_reserve (scratch, list.left))
+        return -1;
+    dp_list_t walk = list;
+    dp_result_t result;
+    size_t n = 0, found = 0, bytes = 0;
+    dp_client_lock (self);
+    while (dp_list_next_result (&walk, &result)) {
+        dp_ctask_t *task = dp_client_remove (self, result.id);
+        scratch->matched[n++] = task;
+        if (task) {
+            found++;
+            bytes += task->args_size;
+        }
+    }
+    dp_client_unlock (self);
+
+    walk = list;
+    size_t completed = 0;
+    int64_t ignored = 0;
+    for (size_t i = 0; dp_list_next_result (&walk, &result); i++) {
+        dp_ctask_t *task = scratch->matched[i];
+        if (!task) {
+            ignored++;
+            dp_debug ("client: ignored a result for seq %llu", (unsigned long long)result.id);
+            continue;
+        }
+        dpool_result_t *handle = task->result;
+        if (dp_result_task_done (handle, task, result.code, result.value))
+            scratch->completed[completed++] = handle;
+        dp_ctask_destroy (&task);
+    }
+    dp_result_complete (scratch->completed, completed);
+    /*  Room for more submits only once the handles have their results, so
+        a submit that waited finds its predecessors finished. */
+    if (found) {
+        dp_client_lock (self);
+        dp_client_release (self, found, bytes);
+        dp_client_unlock (self);
+    }
+    return ignored;
+}
+
+void
+dp_client_scratch_fini (dp_client_scratch_t *scratch)
+{
+    free (scratch->matched);
+    free (scratch->completed);
+    memset (scratch, 0, sizeof *scratch);
+}
+
+void
+dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd)
+{
+    for (size_t i = 0; i < self->nwaiters; i++)
+        if (self->waiters[i].handle == handle) {
+            if (fd >= 0)
+                self->waiters[i].fd = fd;
+            else
+                self->waiters[i] = self->waiters[--self->nwaiters];
+            return;
+        }
+    if (fd >= 0) {
+        assert (self->nwaiters < DP_MAX_LANES);
+        self->waiters[self->nwaiters++] = (dp_client_waiter_t){handle, fd};
+    }
+}
+
+int
+dp_client_waiter (const dpool_pool_t *self, const dpool_result_t *handle)
+{
+    for (size_t i = 0; i < self->nwaiters; i++)
+        if (self->waiters[i].handle == handle)
+            return self->waiters[i].fd;
+    return -1;
+}
+
+void
+dp_client_kick (int fd)
+{
+    uint64_t one = 1;
+    ssize_t rc;
+    do
+        rc = write (fd, &one, sizeof one);
+    while (rc < 0 && errno == EINTR);
 }

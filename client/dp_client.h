@@ -12,8 +12,10 @@
     (submits waiting for the pool to fall under its bounds). A thread holds
     the mutex only to read or change that state: never during socket I/O,
     a write to the wake eventfd, a fork, a wait for a process, or a user
-    callback. Fields marked [const] are set before the actor starts and
-    never change afterwards; [actor] fields belong to the actor thread.
+    callback. One write is made under it: the eventfd of a thread waiting
+    on its lane (dp_client_set_waiter), which never blocks, and which the
+    waiter cannot close while the lock is held. Fields marked [const] are set before the actor
+   starts and never change afterwards; [actor] fields belong to the actor thread.
 
     Tasks go out like this: a submitting thread packs its task into the
     outbox (a chain of SUBMIT batches) under the lock and wakes the actor
@@ -113,6 +115,20 @@ typedef struct {
 /*  dp_client_actor_start is waiting for the actor to connect. */
 #define DP_ACTOR_STARTING 1
 
+/*  A thread that waits on its lane for handle: the actor writes fd (an
+    eventfd) if it finishes the handle instead (dp_lane.h). */
+typedef struct {
+    dpool_result_t *handle;
+    int fd;
+} dp_client_waiter_t;
+
+/*  Scratch space for dp_client_take_results, of the thread that reads. */
+typedef struct {
+    dp_ctask_t **matched;
+    dpool_result_t **completed;
+    size_t cap;
+} dp_client_scratch_t;
+
 struct _dpool_pool_t {
     pthread_mutex_t mutex;
     pthread_cond_t cond; /* every wait but room's */
@@ -122,19 +138,20 @@ struct _dpool_pool_t {
     int wake; /* [const] the eventfd that wakes the actor; closed with the struct */
 
     /*  [const] configuration. */
-    char *endpoint;               /* where the actor connects */
-    dp_curve_t curve;             /* its CURVE keys (curve.on false: plain) */
-    char *name;                   /* shown by the broker */
-    int timeout_ms;               /* task default, 0 none */
-    int retries;                  /* task default, 0 the broker's */
-    size_t max_outstanding;       /* tasks in flight before submits wait */
-    size_t max_outstanding_bytes; /* bytes of their arguments, likewise */
-    int procs;                    /* embedded: worker processes; 0 when connected */
-    void *embedded;               /* dp_embedded_t *, NULL when connected */
-    pthread_t actor;              /* the actor thread, once actor_started */
-    bool actor_started;           /* owned by the thread that makes and destroys the pool */
-    atomic_int actor_status;      /* DP_ACTOR_STARTING, then 0 (running) or -1 */
-    pthread_t actor_thread;       /* valid once actor_status is 0 */
+    uint8_t session[DP_SESSION_SIZE]; /* the pool's session id, random */
+    char *endpoint;                   /* where the actor and the lanes connect */
+    dp_curve_t curve;                 /* its CURVE keys (curve.on false: plain) */
+    char *name;                       /* shown by the broker */
+    int timeout_ms;                   /* task default, 0 none */
+    int retries;                      /* task default, 0 the broker's */
+    size_t max_outstanding;           /* tasks in flight before submits wait */
+    size_t max_outstanding_bytes;     /* bytes of their arguments, likewise */
+    int procs;                        /* embedded: worker processes; 0 when connected */
+    void *embedded;                   /* dp_embedded_t *, NULL when connected */
+    pthread_t actor;                  /* the actor thread, once actor_started */
+    bool actor_started;               /* owned by the thread that makes and destroys the pool */
+    atomic_int actor_status;          /* DP_ACTOR_STARTING, then 0 (running) or -1 */
+    pthread_t actor_thread;           /* valid once actor_status is 0 */
 
     /*  [lock] shared state. */
     int refs;             /* the owner's, plus one per handle alive */
@@ -168,6 +185,12 @@ struct _dpool_pool_t {
     int workers; /* as the broker reported last */
     /*  [lock] queue requests waiting for their replies (dp_pool_queue.h). */
     dp_pool_queues_t *queues;
+    /*  [lock] lanes (dp_lane.h): the numbers in use, bit n-1 for lane n,
+        and the threads waiting on a lane for a handle the actor may
+        finish instead. */
+    uint64_t lanes;
+    dp_client_waiter_t waiters[DP_MAX_LANES];
+    size_t nwaiters;
 };
 
 /*  Sets the function the first dp_client_czmq_init registers with atexit,
@@ -261,10 +284,50 @@ void
 dp_batch_destroy_all (dp_batch_t **head);
 
 /*  With the lock held: enters task in the table and the submission order
-    and, unless the pool is terminating, packs it into the outbox. Returns
-    0, or -1 if out of memory (the task is then not entered). */
+    and, unless the pool is terminating, packs it into the outbox, or into
+    the chain *head..*tail when head is not NULL (a lane's, dp_lane.h).
+    Returns 0, or -1 if out of memory (the task is then not entered). */
 int
-dp_client_insert (dpool_pool_t *self, dp_ctask_t *task);
+dp_client_insert (dpool_pool_t *self, dp_ctask_t *task, dp_batch_t **head, dp_batch_t **tail);
+
+/*  With the lock held: packs the task of seq, if the pool still holds it,
+    into the outbox again, for the actor to send (a lane lost it). Returns
+    true if the caller must wake the actor (dp_client_want_wake). */
+bool
+dp_client_resend (dpool_pool_t *self, uint64_t seq);
+
+/*  Makes a DEALER with the pool's socket options and CURVE keys,
+    connected to its endpoint. Returns NULL if it cannot. The caller's
+    thread owns it. */
+zsock_t *
+dp_client_dealer_new (dpool_pool_t *self);
+
+/*  Without the lock, on the thread that read the RESULT (the actor or a
+    lane's): takes every task the body names out of the table, records
+    each result in its handle, completes the handles whose last call came
+    (running their callbacks, on this thread), and frees room. A result for
+    a seq the pool does not hold is ignored. Returns how many were ignored,
+    or -1 if out of memory for scratch (then nothing was taken). */
+int64_t
+dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_client_scratch_t *scratch);
+
+/*  Frees scratch space. */
+void
+dp_client_scratch_fini (dp_client_scratch_t *scratch);
+
+/*  With the lock held: registers fd as the waker of a thread waiting for
+    handle on its lane, or removes it (fd -1). At most DP_MAX_LANES
+    waiters: one per lane. */
+void
+dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd);
+
+/*  With the lock held: the waker of the thread waiting for handle, or -1. */
+int
+dp_client_waiter (const dpool_pool_t *self, const dpool_result_t *handle);
+
+/*  Writes 1 to an eventfd. */
+void
+dp_client_kick (int fd);
 
 /*  With the lock held: takes the task of seq out of the table and the
     order and returns it, or NULL if there is none (finished, or never).

@@ -39,7 +39,6 @@ typedef struct {
         commands are processed, so its descriptor fires on the next
         message and the loop need not look at its events first. */
     bool drained;
-    uint8_t session[DP_SESSION_SIZE];
     bool welcomed;
     int heartbeat_ms;
     int expiry_ms;
@@ -51,11 +50,9 @@ typedef struct {
     bool status_sent;   /* a STATUS is on its way */
     bool cancel_all_sent;
     dp_writer_t writer;
-    dp_ctask_t **matched;       /* scratch: the tasks one RESULT names */
-    dpool_result_t **completed; /* scratch: the handles one RESULT completes */
-    size_t matched_cap;
-    uint64_t ignored;   /* results for seqs not held */
-    uint64_t malformed; /* messages refused by proto */
+    dp_client_scratch_t scratch; /* for the tasks and handles one RESULT names */
+    uint64_t ignored;            /* results for seqs not held */
+    uint64_t malformed;          /* messages refused by proto */
     /*  Connections welcomed so far: queue requests know which one they
         went out on (dp_pool_queue.h). */
     uint64_t conn;
@@ -67,24 +64,9 @@ static int
 s_connect (s_actor_t *self)
 {
     assert (!self->dealer);
-    zsock_t *dealer = zsock_new (ZMQ_DEALER);
-    if (!dealer)
-        return -1;
-    void *handle = zsock_resolve (dealer);
-    /*  Immediate: a message is queued only on a finished connection, so
-        HELLOs do not pile up while the broker is away, and a send on a
-        broken connection fails at once instead of vanishing later. */
-    int one = 1;
-    if (dp_wire_configure (handle, false, DP_CLIENT_LINGER_MS) ||
-        dp_curve_apply (handle, &self->pool->curve, false) ||
-        zmq_setsockopt (handle, ZMQ_IMMEDIATE, &one, sizeof one) ||
-        zsock_connect (dealer, "%s", self->pool->endpoint)) {
-        zsock_destroy (&dealer);
-        return -1;
-    }
-    self->dealer = dealer;
+    self->dealer = dp_client_dealer_new (self->pool);
     self->drained = false;
-    return 0;
+    return self->dealer ? 0 : -1;
 }
 
 /*  The DEALER to send on, noting the time of the send; NULL with errno
@@ -115,7 +97,7 @@ s_send (s_actor_t *self, dp_cmd_t cmd, const dp_writer_t *writer)
 static void
 s_send_hello (s_actor_t *self)
 {
-    dp_encode_hello (&self->writer, self->session, self->pool->name);
+    dp_encode_hello (&self->writer, self->pool->session, self->pool->name);
     if (s_send (self, DP_CMD_HELLO, &self->writer) != 0 && errno == EAGAIN) {
         /*  No connection yet (ZMQ_IMMEDIATE keeps nothing for one): look
             again soon, a little later each time, rather than after the
@@ -357,62 +339,13 @@ s_resubmit_all (s_actor_t *self)
 static void
 s_on_results (s_actor_t *self, dp_list_t list)
 {
-    dpool_pool_t *pool = self->pool;
-    if (list.left > self->matched_cap) {
-        dp_ctask_t **bigger =
-            (dp_ctask_t **)realloc (self->matched, list.left * sizeof *self->matched);
-        if (bigger)
-            self->matched = bigger;
-        dpool_result_t **more =
-            bigger
-                ? (dpool_result_t **)realloc (self->completed, list.left * sizeof *self->completed)
-                : NULL;
-        if (more)
-            self->completed = more;
-        if (!bigger || !more) {
-            /*  The results stay with the broker's retries; this connection
-                is dropped so that they are asked for again. */
-            s_reconnect (self, "out of memory for results");
-            return;
-        }
-        self->matched_cap = list.left;
-    }
-    dp_list_t walk = list;
-    dp_result_t result;
-    size_t n = 0, found = 0, bytes = 0;
-    dp_client_lock (pool);
-    while (dp_list_next_result (&walk, &result)) {
-        dp_ctask_t *task = dp_client_remove (pool, result.id);
-        self->matched[n++] = task;
-        if (task) {
-            found++;
-            bytes += task->args_size;
-        }
-    }
-    dp_client_unlock (pool);
-
-    walk = list;
-    size_t completed = 0;
-    for (size_t i = 0; dp_list_next_result (&walk, &result); i++) {
-        dp_ctask_t *task = self->matched[i];
-        if (!task) {
-            self->ignored++;
-            dp_debug ("client: ignored a result for seq %llu", (unsigned long long)result.id);
-            continue;
-        }
-        dpool_result_t *handle = task->result;
-        if (dp_result_task_done (handle, task, result.code, result.value))
-            self->completed[completed++] = handle;
-        dp_ctask_destroy (&task);
-    }
-    dp_result_complete (self->completed, completed);
-    /*  Room for more submits only once the handles have their results, so
-        a submit that waited finds its predecessors finished. */
-    if (found) {
-        dp_client_lock (pool);
-        dp_client_release (pool, found, bytes);
-        dp_client_unlock (pool);
-    }
+    int64_t ignored = dp_client_take_results (self->pool, list, &self->scratch);
+    if (ignored < 0)
+        /*  The results stay with the broker's retries; this connection
+            is dropped so that they are asked for again. */
+        s_reconnect (self, "out of memory for results");
+    else
+        self->ignored += (uint64_t)ignored;
 }
 
 /*  A QUEUE-REPLY: to the request it answers, and the broker told whether
@@ -684,7 +617,6 @@ s_actor_main (void *arg)
     self.backoff = DP_RECONNECT_MS;
     self.unconnected = CONNECT_POLL_MS;
     dp_writer_init (&self.writer);
-    dp_random_bytes (self.session, sizeof self.session);
 
     int rc = s_connect (&self);
     dp_client_lock (pool);
@@ -725,8 +657,7 @@ s_actor_main (void *arg)
                   (unsigned long long)self.ignored, (unsigned long long)self.malformed);
     zsock_destroy (&self.dealer);
     dp_writer_fini (&self.writer);
-    free (self.matched);
-    free (self.completed);
+    dp_client_scratch_fini (&self.scratch);
     return NULL;
 }
 

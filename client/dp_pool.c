@@ -10,6 +10,7 @@
 #include "dp_client.h"
 #include "dp_client_actor.h"
 #include "dp_embedded.h"
+#include "dp_lane.h"
 #include "dp_registry.h"
 #include "dp_result.h"
 #include "dp_util.h"
@@ -122,6 +123,7 @@ s_pool_alloc (void)
         return NULL;
     }
     self->tasks = dp_idmap_new_sequential ();
+    dp_random_bytes (self->session, sizeof self->session);
     self->wake = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!self->tasks || self->wake < 0) {
         dp_client_unref (self);
@@ -331,6 +333,7 @@ dpool_pool_destroy (dpool_pool_t **self_p)
     if (*self_p) {
         dpool_pool_t *self = *self_p;
         assert (!dp_client_on_actor (self));
+        dp_lane_close_mine (self);
         s_live_remove (self);
         dp_client_lock (self);
         bool joined = self->joined;
@@ -483,9 +486,12 @@ s_make_task (const char *fn, const s_plan_t *plan, dp_reader_t *reader, size_t *
 
 /*  Submits a plan and returns its handle (the caller's reference). Blocks
     while max_outstanding tasks are in flight, except on the actor thread
-    (a callback submitting), which must not wait for itself. */
+    (a callback submitting), which must not wait for itself. With a lane
+    the broker welcomed, the tasks go into the lane's SUBMIT, for the
+    calling thread to send (dp_lane_wait), not into the actor's outbox. */
 static dpool_result_t *
-s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_call_t *call)
+s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_call_t *call,
+          dp_lane_t *lane)
 {
     s_fields_t fields = {0};
     if (s_fields (self, call, &fields))
@@ -494,6 +500,7 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
     if (!result)
         return dp_fail_null (DPOOL_ENOMEM);
     bool on_actor = dp_client_on_actor (self);
+    bool via_lane = lane && dp_lane_ready (lane);
     bool wake = false;
 
     dp_client_lock (self);
@@ -541,11 +548,14 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
             }
             dp_client_wait_room (self);
         }
-        if (failed || dp_client_insert (self, task)) {
+        bool lost = failed || dp_client_insert (self, task, via_lane ? dp_lane_head (lane) : NULL,
+                                                via_lane ? dp_lane_tail (lane) : NULL);
+        if (lost) {
             task->next = self->failed;
             self->failed = task;
         }
-        if (dp_client_want_wake (self))
+        /*  The actor ends what was lost, and what terminate caught. */
+        if ((!via_lane || lost || self->terminating) && dp_client_want_wake (self))
             wake = true;
         dp_client_unlock (self);
     }
@@ -554,24 +564,24 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
     return result;
 }
 
-/*  Submits one call of fn as apply_async does. */
+/*  Submits one call of fn as apply_async does, on lane if not NULL. */
 static dpool_result_t *
 s_apply (dpool_pool_t *self, const char *fn, const void *args, size_t size,
-         const dpool_call_t *call)
+         const dpool_call_t *call, dp_lane_t *lane)
 {
     assert (self);
     if (!s_valid_name (fn) || !args || size > DP_CLIENT_TASK_MAX - TASK_OVERHEAD ||
         dp_mp_count_objects (args, size) != 1)
         return dp_fail_null (DPOOL_EINVAL);
     s_plan_t plan = {DP_RESULT_APPLY, (const uint8_t *)args, size, 1, 0, 1};
-    return s_submit (self, fn, &plan, call);
+    return s_submit (self, fn, &plan, call, lane);
 }
 
 dpool_result_t *
 dpool_pool_apply_async (dpool_pool_t *self, const char *fn, const void *args, size_t size,
                         const dpool_call_t *call)
 {
-    return s_apply (self, fn, args, size, call);
+    return s_apply (self, fn, args, size, call, NULL);
 }
 
 dpool_result_t *
@@ -579,7 +589,14 @@ dpool_pool_apply (dpool_pool_t *self, const char *fn, const void *args, size_t s
                   const dpool_call_t *call)
 {
     assert (!dp_client_on_actor (self));
-    dpool_result_t *result = s_apply (self, fn, args, size, call);
+    /*  The calling thread sends the task and reads its result on a socket
+        of its own (dp_lane.h), unless the call has callbacks: those run on
+        the pool's thread, which must then see the result. */
+    bool callbacks = call && (call->callback || call->error_callback || call->progress);
+    dp_lane_t *lane = callbacks ? NULL : dp_lane_mine (self);
+    dpool_result_t *result = s_apply (self, fn, args, size, call, lane);
+    if (result && lane)
+        dp_lane_wait (lane, result, dp_result_seq (result));
     if (result)
         dpool_result_wait (result, -1);
     return result;
@@ -650,7 +667,7 @@ s_map_async (dpool_pool_t *self, dp_result_mode_t mode, const char *fn, const vo
     s_plan_t plan;
     if (!s_valid_name (fn) || s_plan_map (self, mode, args, size, chunksize, star, &plan))
         return dp_fail_null (DPOOL_EINVAL);
-    return s_submit (self, fn, &plan, call);
+    return s_submit (self, fn, &plan, call, NULL);
 }
 
 dpool_result_t *

@@ -185,6 +185,12 @@ dp_result_attach (dpool_result_t *self, uint64_t seq0, size_t ntasks)
     self->pool->live++;
 }
 
+uint64_t
+dp_result_seq (const dpool_result_t *self)
+{
+    return self->seq0;
+}
+
 void
 dp_result_discard (dpool_result_t **self_p)
 {
@@ -537,6 +543,12 @@ dp_result_complete (dpool_result_t **handles, size_t count)
     for (size_t i = 0; i < count; i++) {
         dpool_result_t *self = handles[i];
         self->ready = true;
+        /*  A thread waiting on its lane for this handle polls its socket,
+            not the condition variable: it is told by its eventfd, under
+            the lock, so that it cannot close the eventfd meanwhile. */
+        int fd = pool->nwaiters ? dp_client_waiter (pool, self) : -1;
+        if (fd >= 0)
+            dp_client_kick (fd);
         if (!s_has_callback (self)) {
             assert (pool->live > 0 && self->refs > 0);
             pool->live--;

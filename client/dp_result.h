@@ -45,6 +45,10 @@ dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dp
 void
 dp_result_attach (dpool_result_t *self, uint64_t seq0, size_t ntasks);
 
+/*  The seq of the handle's first task (attached handles). */
+uint64_t
+dp_result_seq (const dpool_result_t *self);
+
 /*  Frees a handle that was never attached; nulls *self_p. */
 void
 dp_result_discard (dpool_result_t **self_p);

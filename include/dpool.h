@@ -289,7 +289,11 @@ dpool_pool_apply_async (dpool_pool_t *self, const char *fn, const void *args, si
 
 /*  apply_async, then waits for the result (Pool.apply). Returns a finished
     handle, successful or not; NULL only if the task could not be submitted.
-    Not from a callback. */
+    Without callbacks in call, the calling thread sends the task and reads
+    its result on a connection of its own to the broker (a lane, opened at
+    its first apply on the pool and closed when the thread ends or destroys
+    the pool), rather than through the pool's thread: two thread wake-ups
+    fewer per call. Not from a callback. */
 dpool_result_t *
 dpool_pool_apply (dpool_pool_t *self, const char *fn, const void *args, size_t size,
                   const dpool_call_t *call);

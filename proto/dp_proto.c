@@ -11,7 +11,7 @@
 #define SUBMIT_FIELDS   7 /* seq, fn, args, priority, timeout_ms, retries, flags */
 #define DISPATCH_FIELDS 6 /* ref, fn, args, timeout_ms, attempt, flags */
 #define RESULT_FIELDS   3 /* id, code, value; DONE may add run_us */
-#define HELLO_FIELDS    2 /* session, name */
+#define HELLO_FIELDS    2 /* session, name (then lane, optional) */
 #define WELCOME_FIELDS  4 /* heartbeat_ms, expiry_ms, broker, workers */
 #define READY_FIELDS    5 /* name, pid, host, credit, functions */
 #define CANCEL_FIELDS   2 /* all, seqs */
@@ -274,7 +274,10 @@ s_hello (dp_reader_t *r, dp_hello_t *hello)
     if (hello->session.size != DP_SESSION_SIZE)
         return DP_ELIMIT;
     TRY (s_name (r, &hello->name, 0));
-    return s_skip_extra (r, count, HELLO_FIELDS);
+    hello->lane = 0;
+    if (count > HELLO_FIELDS)
+        TRY (s_u32 (r, &hello->lane, DP_MAX_LANES));
+    return s_skip_extra (r, count, HELLO_FIELDS + (count > HELLO_FIELDS));
 }
 
 static dp_reason_t
@@ -664,11 +667,21 @@ s_raw (dp_writer_t *self, const void *data, size_t size)
 void
 dp_encode_hello (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE], const char *name)
 {
+    dp_encode_hello_lane (self, session, name, 0);
+}
+
+void
+dp_encode_hello_lane (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE], const char *name,
+                      uint32_t lane)
+{
+    assert (lane <= DP_MAX_LANES);
     s_reset (self);
-    s_check (self, msgpack_pack_array (&self->pk, HELLO_FIELDS));
+    s_check (self, msgpack_pack_array (&self->pk, HELLO_FIELDS + (lane > 0)));
     s_check (self, msgpack_pack_bin (&self->pk, DP_SESSION_SIZE));
     s_check (self, msgpack_pack_bin_body (&self->pk, session, DP_SESSION_SIZE));
     s_cstr (self, name);
+    if (lane > 0)
+        s_check (self, msgpack_pack_uint32 (&self->pk, lane));
 }
 
 void

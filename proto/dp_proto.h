@@ -35,6 +35,7 @@
 #define DP_MAX_RETRIES   1000               /* retries a task may ask for */
 #define DP_MAX_CREDIT    100000             /* tasks one worker may hold */
 #define DP_SESSION_SIZE  16                 /* bytes of a client session id */
+#define DP_MAX_LANES     64                 /* extra connections (lanes) of one session */
 
 /*  Limits of named queues and progress reports (docs/PROTOCOL.md, 8). The
     first three are limits of the wire: beyond them a message is malformed.
@@ -91,7 +92,7 @@
 #define DP_TASK_FLAGS         0x03u /* every flag this version knows */
 
 typedef enum {
-    DP_CMD_HELLO = 1,         /* client -> broker: session id, name */
+    DP_CMD_HELLO = 1,         /* client -> broker: session id, name, lane */
     DP_CMD_WELCOME = 2,       /* broker -> client or worker: timing, limits */
     DP_CMD_READY = 3,         /* worker -> broker: functions and credit */
     DP_CMD_SUBMIT = 4,        /* client -> broker: a batch of tasks */
@@ -175,6 +176,7 @@ typedef struct {
 typedef struct {
     dp_span_t session; /* DP_SESSION_SIZE bytes */
     dp_span_t name;
+    uint32_t lane; /* 0: the session's main connection; 1..DP_MAX_LANES: a lane of it */
 } dp_hello_t;
 
 typedef struct {
@@ -325,6 +327,12 @@ dp_writer_reset (dp_writer_t *self);
 
 void
 dp_encode_hello (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE], const char *name);
+/*  HELLO for a lane (1 to DP_MAX_LANES) of the session: the third field.
+    Lane 0 is the session's main connection and encodes as dp_encode_hello,
+    with the two fields every broker knows. */
+void
+dp_encode_hello_lane (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE], const char *name,
+                      uint32_t lane);
 void
 dp_encode_welcome (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
                    const char *broker, uint32_t workers);

@@ -1,7 +1,8 @@
 /*  test_client_sequential.c - the client library (dpool.h's pool, result and
-    iterator calls): sequential apply (one thread applying one task at a time), against real
-   processes: a dpool-broker and dpool-worker processes reached over tcp or ipc, or embedded pools
-   that fork their own workers. `test_client_sequential --list` names the cases;
+    iterator calls): sequential apply (one thread applying one task at a
+    time, on a lane of its own: client/dp_lane.h), against real processes:
+    a dpool-broker and dpool-worker processes reached over tcp or ipc.
+    `test_client_sequential --list` names the cases;
     `test_client_sequential CASE [tcp|ipc]` runs one.
 
     Every case waits on conditions with deadlines, never on bare sleeps,
@@ -37,12 +38,39 @@ s_apply_fails (dpool_pool_t *pool, const char *fn, const dp_test_buf_t *buf,
     dpool_result_destroy (&result);
 }
 
+/*  The count under key in the broker's status (as seen by pool), or -1. */
+static int64_t
+s_status_count (dpool_pool_t *pool, const char *key)
+{
+    msgpack_unpacked status = dp_test_status (pool);
+    const msgpack_object *value = dp_test_map_get (&status.data, key);
+    int64_t count =
+        value && value->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)value->via.u64 : -1;
+    msgpack_unpacked_destroy (&status);
+    return count;
+}
+
+typedef struct {
+    dpool_pool_t *pool;
+    int64_t lanes;
+} s_lanes_wait_t;
+
+/*  The broker counts exactly wait->lanes lanes. */
+static bool
+s_lanes_are (void *arg)
+{
+    s_lanes_wait_t *wait = (s_lanes_wait_t *)arg;
+    return s_status_count (wait->pool, "lanes") == wait->lanes;
+}
+
 /*  ---------------------------------------------------------------------------
-    A sequential apply's thread sends its task and reads its result itself
-    while nothing else is in flight (dp_client_actor_drive). Beside it, other
-    threads apply and submit with callbacks: every value comes to its own
-    caller, and every callback runs once, on the pool's thread, never on a
-    thread that called apply.
+    A sequential apply's thread sends its task and reads its result on its
+    own lane. Beside it, other threads apply and submit with callbacks:
+    every value comes to its own caller, and every callback runs once, on
+    the pool's thread, never on a thread that called apply. Nearly every
+    apply's result came on a lane (only a lane's first applies, before its
+    WELCOME, go through the pool's thread), and a thread's lane is closed
+    when the thread ends.
 */
 enum { SEQ_APPLIES = 300 };
 
@@ -145,12 +173,21 @@ s_case_sequential_apply_beside_other_threads (const char *transport)
     CHECK_EQ_INT (atomic_load (&counts.wrong_value), 0);
     for (int i = 0; i < SEQ_APPLIES; i++)
         dpool_result_destroy (&async[i]);
+    /*  The two threads have ended, and with them their lanes. */
+    s_lanes_wait_t lanes = {pool, 0};
+    CHECK (dp_test_wait_until (s_lanes_are, &lanes, 10000));
 
-    /*  Alone again after the others: a last run of applies. */
+    /*  Alone again after the others: a last run of applies, on a lane of
+        this thread's. */
     s_seq_t last = {.pool = pool, .id = 7};
     atomic_store (&last.stop, true);
     s_seq_applier (&last);
     CHECK (last.ok);
+    CHECK_EQ_INT (s_status_count (pool, "lanes"), 1);
+    int64_t on_lanes = s_status_count (pool, "lane_results");
+    if (on_lanes < 3 * SEQ_APPLIES - 3 * 4)
+        dp_test_fail (__FILE__, __LINE__, "%lld of %d results came on lanes", (long long)on_lanes,
+                      3 * SEQ_APPLIES);
     dpool_pool_destroy (&pool);
     dp_test_buf_fini (&buf);
     dp_test_env_stop (&env);
@@ -158,8 +195,9 @@ s_case_sequential_apply_beside_other_threads (const char *transport)
 
 /*  ---------------------------------------------------------------------------
     Sequential applies go on across a broker killed and started again: the
-    thread that drives the socket hands it back when the connection goes,
-    and its task is submitted again.
+    new broker does not know the thread's lane, so the task that was on it
+    goes to the pool's thread, which submits it again, and the lane says
+    HELLO again.
 */
 typedef struct {
     s_seq_t *seq;
@@ -189,6 +227,9 @@ s_case_sequential_apply_across_broker_restart (const char *transport)
     dp_test_env_restart_broker (&env, "restarted");
     wait.at_least = before + 50;
     CHECK (dp_test_wait_until (s_seq_reached, &wait, 60000));
+    /*  The thread's lane is back, at the new broker. */
+    s_lanes_wait_t lanes = {pool, 1};
+    CHECK (dp_test_wait_until (s_lanes_are, &lanes, 20000));
     atomic_store (&seq.stop, true);
     CHECK_EQ_INT (pthread_join (seq.self, NULL), 0);
     CHECK (seq.ok);
@@ -245,7 +286,9 @@ s_case_sequential_apply_failures (const char *transport)
 */
 typedef struct {
     dpool_pool_t *pool;
+    int warmup; /* echo applies before the long one */
     dpool_result_t *result;
+    atomic_bool warm; /* the echo applies returned */
     atomic_bool returned;
 } s_long_apply_t;
 
@@ -255,6 +298,20 @@ s_long_applier (void *arg)
     s_long_apply_t *self = (s_long_apply_t *)arg;
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
+    /*  Warm, the thread's lane carries the long task; cold, the pool's
+        thread does (the lane has no WELCOME yet). */
+    for (int i = 0; i < self->warmup; i++) {
+        dp_test_buf_clear (&buf);
+        msgpack_pack_int (&buf.pk, i);
+        dpool_result_t *echo =
+            dpool_pool_apply (self->pool, "echo", buf.sbuf.data, buf.sbuf.size, NULL);
+        if (!echo || !dpool_result_successful (echo))
+            dp_test_fail (__FILE__, __LINE__, "warm-up apply %d: %s", i,
+                          echo ? dpool_result_error (echo) : "no handle");
+        dpool_result_destroy (&echo);
+    }
+    atomic_store (&self->warm, true);
+    dp_test_buf_clear (&buf);
     msgpack_pack_double (&buf.pk, 60.0);
     self->result = dpool_pool_apply (self->pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
     atomic_store (&self->returned, true);
@@ -280,13 +337,19 @@ s_one_running (void *arg)
 }
 
 static bool
+s_is_warm (void *arg)
+{
+    return atomic_load (&((s_long_apply_t *)arg)->warm);
+}
+
+static bool
 s_long_returned (void *arg)
 {
     return atomic_load (&((s_long_apply_t *)arg)->returned);
 }
 
 static void
-s_case_terminate_ends_a_sequential_apply (const char *transport)
+s_terminate_ends_apply (const char *transport, int warmup)
 {
     /*  A broker that says nothing for a minute: only the pool itself can
         wake the waiting apply. */
@@ -298,11 +361,16 @@ s_case_terminate_ends_a_sequential_apply (const char *transport)
     /*  Another client watches the broker, so that this pool's actor is
         left alone while the apply waits. */
     dpool_pool_t *observer = dp_test_env_connect (&env, 1);
-    s_long_apply_t apply = {.pool = pool};
+    s_long_apply_t apply = {.pool = pool, .warmup = warmup};
+    atomic_store (&apply.warm, false);
     atomic_store (&apply.returned, false);
     pthread_t thread;
     CHECK_EQ_INT (pthread_create (&thread, NULL, s_long_applier, &apply), 0);
+    /*  The task that runs is the long one, not a warm-up echo. */
+    CHECK (dp_test_wait_until (s_is_warm, &apply, 20000));
     CHECK (dp_test_wait_until (s_one_running, observer, 20000));
+    if (warmup > 1)
+        CHECK (s_status_count (observer, "lane_results") >= 1);
     CHECK (!atomic_load (&apply.returned));
     CHECK_EQ_INT (dpool_pool_terminate (pool), 0);
     CHECK (dp_test_wait_until (s_long_returned, &apply, 10000));
@@ -315,6 +383,18 @@ s_case_terminate_ends_a_sequential_apply (const char *transport)
     dp_test_env_stop (&env);
 }
 
+static void
+s_case_terminate_ends_a_sequential_apply (const char *transport)
+{
+    s_terminate_ends_apply (transport, 0);
+}
+
+static void
+s_case_terminate_ends_an_apply_on_a_lane (const char *transport)
+{
+    s_terminate_ends_apply (transport, 3);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"client_sequential_apply_beside_other_threads",
      .run_on = s_case_sequential_apply_beside_other_threads, .seconds = 90},
@@ -324,6 +404,8 @@ static const dp_test_case_t s_cases[] = {
      .seconds = 90},
     {"client_terminate_ends_a_sequential_apply",
      .run_on = s_case_terminate_ends_a_sequential_apply, .seconds = 60},
+    {"client_terminate_ends_an_apply_on_a_lane",
+     .run_on = s_case_terminate_ends_an_apply_on_a_lane, .seconds = 60},
 };
 
 int

@@ -77,6 +77,20 @@ s_hello_welcome_ready (void)
     CHECK_EQ_INT (msg.u.hello.session.size, DP_SESSION_SIZE);
     CHECK (memcmp (msg.u.hello.session.data, session, DP_SESSION_SIZE) == 0);
     CHECK (s_span_is (msg.u.hello.name, "client-1"));
+    CHECK_EQ_INT (msg.u.hello.lane, 0);
+    CHECK_EQ_INT (((const uint8_t *)dp_writer_data (&w))[0], 0x92); /* two fields */
+
+    /*  A lane's HELLO: the third field, up to DP_MAX_LANES. */
+    dp_encode_hello_lane (&w, session, "client-1", DP_MAX_LANES);
+    msg = s_decode_ok (DP_CMD_HELLO);
+    CHECK_EQ_INT (msg.u.hello.lane, DP_MAX_LANES);
+    CHECK (s_span_is (msg.u.hello.name, "client-1"));
+    uint8_t lane_65[] = {0x93, 0xc4, 0x10, 0, 0, 0, 0, 0, 0,    0,   0,
+                         0,    0,    0,    0, 0, 0, 0, 0, 0xa1, 'c', 65};
+    CHECK_EQ_INT (s_decode (DP_CMD_HELLO, lane_65, sizeof lane_65), DP_ELIMIT);
+    uint8_t lane_str[] = {0x93, 0xc4, 0x10, 0, 0, 0, 0, 0,    0,   0,    0,  0,
+                          0,    0,    0,    0, 0, 0, 0, 0xa1, 'c', 0xa1, 'x'};
+    CHECK_EQ_INT (s_decode (DP_CMD_HELLO, lane_str, sizeof lane_str), DP_EBODY);
 
     dp_encode_welcome (&w, 1000, 2500, "broker@h", 7);
     msg = s_decode_ok (DP_CMD_WELCOME);
