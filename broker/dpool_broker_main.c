@@ -68,20 +68,116 @@ s_int_option (const char *name, const char *text, long min, long max)
     return value;
 }
 
-int
-main (int argc, char *argv[])
+/*  Fills config from the DPOOL_* variables; exits EXIT_USAGE on a bad one. */
+static void
+s_from_environment (dp_broker_config_t *config)
 {
-    enum {
-        OPT_HEARTBEAT = 256,
-        OPT_EXPIRY,
-        OPT_MAX_QUEUE,
-        OPT_GRACE,
-        OPT_FILE,
-        OPT_LOG,
-        OPT_MSG,
-        OPT_CURVE_SECRET,
-        OPT_CURVE_CLIENTS
-    };
+    const char *env;
+    if ((env = getenv ("DPOOL_BIND")) && *env)
+        config->binds[config->nbinds++] = env;
+    if ((env = getenv ("DPOOL_NAME")) && *env)
+        config->name = env;
+    if ((env = getenv ("DPOOL_HEARTBEAT_MS")) && *env)
+        config->heartbeat_ms = (int)s_int_option ("DPOOL_HEARTBEAT_MS", env, 10, 3600000);
+    if ((env = getenv ("DPOOL_EXPIRY_MS")) && *env)
+        config->expiry_ms = (int)s_int_option ("DPOOL_EXPIRY_MS", env, 20, 36000000);
+    if ((env = getenv ("DPOOL_MAX_QUEUE")) && *env)
+        config->max_queue = (size_t)s_int_option ("DPOOL_MAX_QUEUE", env, 1, 1000000000);
+    if ((env = getenv ("DPOOL_MAX_MSG_SIZE")) && *env)
+        config->max_msg_size = s_int_option ("DPOOL_MAX_MSG_SIZE", env, 1024, DP_MAX_MSG_SIZE);
+    if ((env = getenv ("DPOOL_NOFUNC_GRACE_MS")) && *env)
+        config->nofunc_grace_ms = (int)s_int_option ("DPOOL_NOFUNC_GRACE_MS", env, -1, 86400000);
+
+    if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
+        config->curve_secret = env;
+    if ((env = getenv ("DPOOL_CURVE_CLIENTS")) && *env)
+        config->curve_clients = env;
+}
+
+enum {
+    OPT_HEARTBEAT = 256,
+    OPT_EXPIRY,
+    OPT_MAX_QUEUE,
+    OPT_GRACE,
+    OPT_FILE,
+    OPT_LOG,
+    OPT_MSG,
+    OPT_CURVE_SECRET,
+    OPT_CURVE_CLIENTS
+};
+
+/*  Applies one option (a value of getopt_long) to config. Returns -1 to go
+    on, or the exit code the program ends with (--help, --version, a bad
+    option). */
+static int
+s_option (int opt, dp_broker_config_t *config, bool *bind_given)
+{
+    switch (opt) {
+    case 'b':
+        if (!*bind_given) {
+            config->nbinds = 0; /* the command line replaces DPOOL_BIND */
+            *bind_given = true;
+        }
+        if (config->nbinds == DP_BROKER_MAX_BINDS) {
+            fprintf (stderr, "dpool-broker: at most %d --bind options\n", DP_BROKER_MAX_BINDS);
+            return EXIT_USAGE;
+        }
+        config->binds[config->nbinds++] = optarg;
+        break;
+    case 'n':
+        config->name = optarg;
+        break;
+    case OPT_HEARTBEAT:
+        config->heartbeat_ms = (int)s_int_option ("--heartbeat-ms", optarg, 10, 3600000);
+        break;
+    case OPT_EXPIRY:
+        config->expiry_ms = (int)s_int_option ("--expiry-ms", optarg, 20, 36000000);
+        break;
+    case OPT_MAX_QUEUE:
+        config->max_queue = (size_t)s_int_option ("--max-queue", optarg, 1, 1000000000);
+        break;
+    case OPT_GRACE:
+        config->nofunc_grace_ms = (int)s_int_option ("--nofunc-grace", optarg, -1, 86400000);
+        break;
+    case OPT_MSG:
+        config->max_msg_size = s_int_option ("--max-msg-size", optarg, 1024, DP_MAX_MSG_SIZE);
+        break;
+    case OPT_FILE:
+        config->endpoint_file = optarg;
+        break;
+    case OPT_CURVE_SECRET:
+        config->curve_secret = optarg;
+        break;
+    case OPT_CURVE_CLIENTS:
+        config->curve_clients = optarg;
+        break;
+    case OPT_LOG: {
+        int level = dp_log_parse_level (optarg);
+        if (level < 0) {
+            fprintf (stderr, "dpool-broker: invalid --log-level '%s'\n", optarg);
+            return EXIT_USAGE;
+        }
+        dp_log_set_level (level);
+        break;
+    }
+    case 'h':
+        s_usage (stdout);
+        return 0;
+    case 'V':
+        printf ("dpool-broker %s (protocol DPP/%d)\n", DPOOL_VERSION_STRING, DP_VERSION);
+        return 0;
+    default:
+        fprintf (stderr, "Try 'dpool-broker --help'.\n");
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+/*  Reads the command line into config and checks the whole. Returns -1 to
+    go on, or the exit code the program ends with. */
+static int
+s_parse (int argc, char *argv[], dp_broker_config_t *config)
+{
     static const struct option options[] = {
         {"bind", required_argument, NULL, 'b'},
         {"name", required_argument, NULL, 'n'},
@@ -97,108 +193,41 @@ main (int argc, char *argv[])
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
-
-    dp_broker_config_t config;
-    dp_broker_config_init (&config);
-    dp_log_set_tag ("dpool-broker");
-    dp_malloc_keep ();
-    const char *env;
-    if ((env = getenv ("DPOOL_BIND")) && *env)
-        config.binds[config.nbinds++] = env;
-    if ((env = getenv ("DPOOL_NAME")) && *env)
-        config.name = env;
-    if ((env = getenv ("DPOOL_HEARTBEAT_MS")) && *env)
-        config.heartbeat_ms = (int)s_int_option ("DPOOL_HEARTBEAT_MS", env, 10, 3600000);
-    if ((env = getenv ("DPOOL_EXPIRY_MS")) && *env)
-        config.expiry_ms = (int)s_int_option ("DPOOL_EXPIRY_MS", env, 20, 36000000);
-    if ((env = getenv ("DPOOL_MAX_QUEUE")) && *env)
-        config.max_queue = (size_t)s_int_option ("DPOOL_MAX_QUEUE", env, 1, 1000000000);
-    if ((env = getenv ("DPOOL_MAX_MSG_SIZE")) && *env)
-        config.max_msg_size = s_int_option ("DPOOL_MAX_MSG_SIZE", env, 1024, DP_MAX_MSG_SIZE);
-    if ((env = getenv ("DPOOL_NOFUNC_GRACE_MS")) && *env)
-        config.nofunc_grace_ms = (int)s_int_option ("DPOOL_NOFUNC_GRACE_MS", env, -1, 86400000);
-
-    if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
-        config.curve_secret = env;
-    if ((env = getenv ("DPOOL_CURVE_CLIENTS")) && *env)
-        config.curve_clients = env;
-
     bool bind_given = false;
     int opt;
     while ((opt = getopt_long (argc, argv, "b:n:hV", options, NULL)) != -1) {
-        switch (opt) {
-        case 'b':
-            if (!bind_given) {
-                config.nbinds = 0; /* the command line replaces DPOOL_BIND */
-                bind_given = true;
-            }
-            if (config.nbinds == DP_BROKER_MAX_BINDS) {
-                fprintf (stderr, "dpool-broker: at most %d --bind options\n", DP_BROKER_MAX_BINDS);
-                return EXIT_USAGE;
-            }
-            config.binds[config.nbinds++] = optarg;
-            break;
-        case 'n':
-            config.name = optarg;
-            break;
-        case OPT_HEARTBEAT:
-            config.heartbeat_ms = (int)s_int_option ("--heartbeat-ms", optarg, 10, 3600000);
-            break;
-        case OPT_EXPIRY:
-            config.expiry_ms = (int)s_int_option ("--expiry-ms", optarg, 20, 36000000);
-            break;
-        case OPT_MAX_QUEUE:
-            config.max_queue = (size_t)s_int_option ("--max-queue", optarg, 1, 1000000000);
-            break;
-        case OPT_GRACE:
-            config.nofunc_grace_ms = (int)s_int_option ("--nofunc-grace", optarg, -1, 86400000);
-            break;
-        case OPT_MSG:
-            config.max_msg_size = s_int_option ("--max-msg-size", optarg, 1024, DP_MAX_MSG_SIZE);
-            break;
-        case OPT_FILE:
-            config.endpoint_file = optarg;
-            break;
-        case OPT_CURVE_SECRET:
-            config.curve_secret = optarg;
-            break;
-        case OPT_CURVE_CLIENTS:
-            config.curve_clients = optarg;
-            break;
-        case OPT_LOG: {
-            int level = dp_log_parse_level (optarg);
-            if (level < 0) {
-                fprintf (stderr, "dpool-broker: invalid --log-level '%s'\n", optarg);
-                return EXIT_USAGE;
-            }
-            dp_log_set_level (level);
-            break;
-        }
-        case 'h':
-            s_usage (stdout);
-            return 0;
-        case 'V':
-            printf ("dpool-broker %s (protocol DPP/%d)\n", DPOOL_VERSION_STRING, DP_VERSION);
-            return 0;
-        default:
-            fprintf (stderr, "Try 'dpool-broker --help'.\n");
-            return EXIT_USAGE;
-        }
+        int rc = s_option (opt, config, &bind_given);
+        if (rc >= 0)
+            return rc;
     }
     if (optind < argc) {
         fprintf (stderr, "dpool-broker: unexpected argument '%s'\nTry 'dpool-broker --help'.\n",
                  argv[optind]);
         return EXIT_USAGE;
     }
-    if (config.curve_clients && !config.curve_secret) {
+    if (config->curve_clients && !config->curve_secret) {
         fprintf (stderr, "dpool-broker: --curve-clients needs --curve-secret\n");
         return EXIT_USAGE;
     }
-    if (config.expiry_ms <= DP_HEARTBEAT_ALONE (config.heartbeat_ms)) {
+    if (config->expiry_ms <= DP_HEARTBEAT_ALONE (config->heartbeat_ms)) {
         fprintf (stderr, "dpool-broker: --expiry-ms must exceed 1.5 times --heartbeat-ms "
                          "(a quiet peer heartbeats that often)\n");
         return EXIT_USAGE;
     }
+    return -1;
+}
+
+int
+main (int argc, char *argv[])
+{
+    dp_broker_config_t config;
+    dp_broker_config_init (&config);
+    dp_log_set_tag ("dpool-broker");
+    dp_malloc_keep ();
+    s_from_environment (&config);
+    int rc = s_parse (argc, argv, &config);
+    if (rc >= 0)
+        return rc;
 
     /*  CZMQ's own handler turns SIGINT/SIGTERM into zsys_interrupted, which
         the loop checks: that is the clean stop this program wants. */

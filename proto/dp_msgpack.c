@@ -346,58 +346,29 @@ s_skip_one (dp_reader_t *self, bool *is_container, uint64_t *children)
         self->pos = p + size;
         return 0;
     }
-    int width;   /* bytes of the length or count */
-    int payload; /* 1 if the length counts bytes that follow, 0 for counts */
-    int extra;   /* ext: the type byte */
-    switch (b) {
-    case 0xc4:
-    case 0xd9:
-        width = 1;
-        payload = 1;
-        extra = 0;
-        break;
-    case 0xc5:
-    case 0xda:
-        width = 2;
-        payload = 1;
-        extra = 0;
-        break;
-    case 0xc6:
-    case 0xdb:
-        width = 4;
-        payload = 1;
-        extra = 0;
-        break;
-    case 0xc7:
-        width = 1;
-        payload = 1;
-        extra = 1;
-        break;
-    case 0xc8:
-        width = 2;
-        payload = 1;
-        extra = 1;
-        break;
-    case 0xc9:
-        width = 4;
-        payload = 1;
-        extra = 1;
-        break;
-    case 0xdc:
-    case 0xde:
-        width = 2;
-        payload = 0;
-        extra = 0;
-        break;
-    case 0xdd:
-    case 0xdf:
-        width = 4;
-        payload = 0;
-        extra = 0;
-        break;
-    default:
-        return -1; /* 0xc1 */
-    }
+    /*  The rest carry a length (bytes that follow) or a count (items),
+        coded as the width of that field, LEN for a length, EXT for an
+        ext's type byte; 0 for 0xc1, which is not msgpack. */
+    enum { W1 = 1, W2 = 2, W4 = 4, LEN = 8, EXT = 16 };
+    static const uint8_t coded[32] = {[0x04] = W1 | LEN,
+                                      [0x05] = W2 | LEN,
+                                      [0x06] = W4 | LEN, /* bin */
+                                      [0x07] = W1 | LEN | EXT,
+                                      [0x08] = W2 | LEN | EXT,
+                                      [0x09] = W4 | LEN | EXT, /* ext */
+                                      [0x19] = W1 | LEN,
+                                      [0x1a] = W2 | LEN,
+                                      [0x1b] = W4 | LEN, /* str */
+                                      [0x1c] = W2,
+                                      [0x1d] = W4, /* array */
+                                      [0x1e] = W2,
+                                      [0x1f] = W4}; /* map */
+    uint8_t code = coded[b - 0xc0];
+    if (code == 0)
+        return -1;
+    int width = code & 7;             /* bytes of the length or count */
+    int payload = (code & LEN) != 0;  /* the length counts bytes that follow */
+    int extra = (code & EXT) ? 1 : 0; /* ext: the type byte */
     if (left < (size_t)1 + (size_t)width)
         return -1;
     uint64_t n = s_load_be (p + 1, width);
