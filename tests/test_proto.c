@@ -612,6 +612,45 @@ s_random (void)
 }
 
 /*  The program's one case. */
+/*  Every kind of msgpack header is skipped as one object, and cut short
+    anywhere, the sequence is refused. */
+static void
+s_every_header (void)
+{
+    static const uint8_t items[] =
+        {
+            0x05, 0xe0, 0xc0, 0xc2, 0xc3, /* fixints, nil, bools */
+            0xca, 0,    0,    0,    0,    0xcb, 0,   0,    0,    0,
+            0,    0,    0,    0,                                    /* float32, float64 */
+            0xcc, 1,    0xcd, 0,    1,    0xce, 0,   0,    0,    1, /* uint8, 16, 32 */
+            0xcf, 0,    0,    0,    0,    0,    0,   0,    1,       /* uint64 */
+            0xd0, 1,    0xd1, 0,    1,    0xd2, 0,   0,    0,    1, /* int8, 16, 32 */
+            0xd3, 0,    0,    0,    0,    0,    0,   0,    1,       /* int64 */
+            0xd4, 7,    1,    0xd5, 7,    1,    2,                  /* fixext 1, 2 */
+            0xd6, 7,    1,    2,    3,    4,                        /* fixext 4 */
+            0xd7, 7,    1,    2,    3,    4,    5,   6,    7,    8, /* fixext 8 */
+            0xd8, 7,    1,    2,    3,    4,    5,   6,    7,    8,
+            9,    10,   11,   12,   13,   14,   15,  16, /* fixext 16 */
+            0xc4, 1,    'b',  0xc5, 0,    1,    'b', 0xc6, 0,    0,
+            0,    1,    'b', /* bin8, 16, 32 */
+            0xc7, 1,    7,    'e',  0xc8, 0,    1,   7,    'e',  0xc9,
+            0,    0,    0,    1,    7,    'e', /* ext8, 16, 32 */
+            0xa1, 's',  0xd9, 1,    's',  0xda, 0,   1,    's',  0xdb,
+            0,    0,    0,    1,    's', /* str */
+            0x92, 1,    2,    0xdc, 0,    1,    1,   0xdd, 0,    0,
+            0,    1,    1, /* arrays */
+            0x81, 1,    2,    0xde, 0,    1,    1,   2,    0xdf, 0,
+            0,    0,    1,    1,    2, /* maps */
+        };
+    CHECK_EQ_INT (dp_mp_count_objects (items, sizeof items), 36);
+    for (size_t cut = 1; cut < sizeof items; cut++) {
+        int64_t count = dp_mp_count_objects (items, cut);
+        CHECK (count < 36);
+    }
+    static const uint8_t never[] = {0x01, 0xc1};
+    CHECK (dp_mp_count_objects (never, sizeof never) < 0);
+}
+
 static void
 s_case_proto_roundtrip_and_hostile_input (void)
 {
@@ -625,6 +664,7 @@ s_case_proto_roundtrip_and_hostile_input (void)
     s_lying_sizes ();
     s_wrong_types ();
     s_reader ();
+    s_every_header ();
     s_unpack_scalar ();
     s_long_list ();
     s_random ();
