@@ -290,58 +290,58 @@ s_task_in_flight (void *arg)
     return running;
 }
 
-/*  apply prints a result or fails with exit 1; status prints the broker's
-    workers as a table or as JSON; options come from DPOOL_* variables too;
-    an absent broker ends in exit 3 within the connect timeout. */
+/*  apply prints a result or fails with exit 1 (EFAILED) or EXIT_INPUT
+    (bad JSON); options come from DPOOL_* variables too. */
 static void
-s_apply_and_status (void)
+s_check_apply (const dp_test_broker_t *broker, const char *cli)
 {
-    dp_test_broker_t broker;
-    s_start_cluster (&broker, 2);
-    const char *cli = dp_test_cli_bin;
-
     CHECK_EQ_INT (s_sh ("apply", RUN_TIMEOUT_MS,
                         "'%s' apply echo '{\"a\": [1, 2.5, \"x\"]}' "
                         "--connect '%s'",
-                        cli, broker.tcp),
+                        cli, broker->tcp),
                   0);
     s_check_stdout ("apply", "{\"a\":[1,2.5,\"x\"]}\n");
     CHECK_EQ_INT (
-        s_sh ("negative", RUN_TIMEOUT_MS, "'%s' apply echo -5 --connect '%s'", cli, broker.ipc),
+        s_sh ("negative", RUN_TIMEOUT_MS, "'%s' apply echo -5 --connect '%s'", cli, broker->ipc),
         0);
     s_check_stdout ("negative", "-5\n");
     CHECK_EQ_INT (
-        s_sh ("env", RUN_TIMEOUT_MS, "DPOOL_CONNECT='%s' '%s' apply pid null", broker.tcp, cli),
+        s_sh ("env", RUN_TIMEOUT_MS, "DPOOL_CONNECT='%s' '%s' apply pid null", broker->tcp, cli),
         0);
     s_check_contains ("env", "out", "{\"pid\":");
 
     CHECK_EQ_INT (s_sh ("failed", RUN_TIMEOUT_MS, "'%s' apply fail '\"boom\"' --connect '%s'", cli,
-                        broker.tcp),
+                        broker->tcp),
                   1);
     s_check_stdout ("failed", "");
     s_check_contains ("failed", "err", "EFAILED");
     s_check_contains ("failed", "err", "boom");
 
-    CHECK_EQ_INT (
-        s_sh ("badjson", RUN_TIMEOUT_MS, "'%s' apply echo '{bad' --connect '%s'", cli, broker.tcp),
-        EXIT_INPUT);
+    CHECK_EQ_INT (s_sh ("badjson", RUN_TIMEOUT_MS, "'%s' apply echo '{bad' --connect '%s'", cli,
+                        broker->tcp),
+                  EXIT_INPUT);
     s_check_contains ("badjson", "err", "invalid JSON");
+}
 
+/*  status prints the broker's workers as a table or as JSON. */
+static void
+s_check_status (const dp_test_broker_t *broker, const char *cli)
+{
     /*  Status: wait until both workers are registered. */
     int workers = -1;
     for (int attempt = 0; attempt < 100 && workers != 2; attempt++) {
         char tag[32];
         snprintf (tag, sizeof tag, "json%d", attempt);
-        CHECK_EQ_INT (
-            s_sh (tag, RUN_TIMEOUT_MS, "DPOOL_JSON=1 '%s' status --connect '%s'", cli, broker.tcp),
-            0);
+        CHECK_EQ_INT (s_sh (tag, RUN_TIMEOUT_MS, "DPOOL_JSON=1 '%s' status --connect '%s'", cli,
+                            broker->tcp),
+                      0);
         workers = s_status_workers (tag);
         if (workers != 2)
             dp_test_sleep_ms (100);
     }
     CHECK_EQ_INT (workers, 2);
     CHECK_EQ_INT (
-        s_sh ("statusjson", RUN_TIMEOUT_MS, "'%s' status --json --connect '%s'", cli, broker.tcp),
+        s_sh ("statusjson", RUN_TIMEOUT_MS, "'%s' status --json --connect '%s'", cli, broker->tcp),
         0);
     char *text = s_output ("statusjson", "out");
     json_error_t error;
@@ -363,14 +363,20 @@ s_apply_and_status (void)
     CHECK (has_echo);
     json_decref (status);
 
-    CHECK_EQ_INT (s_sh ("table", RUN_TIMEOUT_MS, "'%s' status --connect '%s'", cli, broker.tcp),
+    CHECK_EQ_INT (s_sh ("table", RUN_TIMEOUT_MS, "'%s' status --connect '%s'", cli, broker->tcp),
                   0);
     s_check_contains ("table", "out", "broker ");
     s_check_contains ("table", "out", "tasks    queued 0, in flight 0, done ");
     s_check_contains ("table", "out", "workers  2\n");
     s_check_contains ("table", "out", "FUNCTIONS");
     s_check_contains ("table", "out", "echo");
+}
 
+/*  An absent broker ends status, apply and map in exit 3 within the
+    connect timeout. */
+static void
+s_check_no_broker (const char *cli)
+{
     /*  Nobody listens here: exit 3, quickly, with a clear message. */
     const char *nowhere = dp_test_ipc ("nobody");
     CHECK_EQ_INT (s_sh ("nobroker", 20000, "'%s' status --connect '%s' --connect-timeout-ms 500",
@@ -387,22 +393,42 @@ s_apply_and_status (void)
                         nowhere, dp_test_path ("nobroker.in")),
                   EXIT_UNREACHABLE);
     s_check_stdout ("nobroker_map", "");
+}
 
+/*  A broker lost in the middle of a map ends it in exit 3, no hang. */
+static void
+s_check_broker_lost (dp_test_broker_t *broker, const char *cli)
+{
     /*  The broker goes away in the middle of a map: exit 3, no hang. */
     s_write_file ("sleepy.in", "30\n");
     char command[COMMAND_SIZE];
     snprintf (command, sizeof command,
-              "'%s' map sleep --connect '%s' --connect-timeout-ms 1000 < '%s'", cli, broker.tcp,
+              "'%s' map sleep --connect '%s' --connect-timeout-ms 1000 < '%s'", cli, broker->tcp,
               dp_test_path ("sleepy.in"));
     char *argv[] = {"/bin/sh", "-c", command, NULL};
     pid_t map = dp_test_spawn ("lost", argv);
     /*  Kill the broker once the task is running on a worker. */
-    CHECK (dp_test_wait_until (s_task_in_flight, broker.tcp, RUN_TIMEOUT_MS));
-    dp_test_stop (broker.pid, SIGKILL, 5000);
+    CHECK (dp_test_wait_until (s_task_in_flight, broker->tcp, RUN_TIMEOUT_MS));
+    dp_test_stop (broker->pid, SIGKILL, 5000);
     int rc = dp_test_wait_exit (map, 20000);
     CHECK (rc != -1 && WIFEXITED (rc));
     CHECK_EQ_INT (WEXITSTATUS (rc), EXIT_UNREACHABLE);
     s_check_contains ("lost", "err", "lost the broker");
+}
+
+/*  apply prints a result or fails with exit 1; status prints the broker's
+    workers as a table or as JSON; options come from DPOOL_* variables too;
+    an absent broker ends in exit 3 within the connect timeout. */
+static void
+s_apply_and_status (void)
+{
+    dp_test_broker_t broker;
+    s_start_cluster (&broker, 2);
+    const char *cli = dp_test_cli_bin;
+    s_check_apply (&broker, cli);
+    s_check_status (&broker, cli);
+    s_check_no_broker (cli);
+    s_check_broker_lost (&broker, cli);
 }
 
 /*  Stops the test unless the program at bin answers --help and --version
