@@ -769,6 +769,92 @@ s_curve_setup (void)
 /*  ---------------------------------------------------------------------------
     The test.
 */
+/*  With CURVE on: every worker got in with its key, and the broker really
+    is behind CURVE: without keys, no answer. */
+static void
+s_check_curve_only (s_status_t *status)
+{
+    CHECK_EQ_INT (status->handshake_failed, 0);
+    const char *plain[] = {
+        "/usr/bin/env",  "-u",     "DPOOL_CURVE_SERVER", "-u",  "DPOOL_CURVE_SECRET",
+        dp_test_cli_bin, "status", "--connect",          s_ipc, "--connect-timeout-ms",
+        "1000",          NULL};
+    int rc = s_command ("plain", COMMAND_MS, plain);
+    if (rc == -1 || !WIFEXITED (rc) || WEXITSTATUS (rc) != 3)
+        dp_test_fail (__FILE__, __LINE__,
+                      "dpool status without keys: wait status 0x%x, expected exit 3",
+                      (unsigned)rc);
+    /*  (Its reconnections go on being refused, and counted, for a while:
+        only "at least one" is certain.) */
+    CHECK (s_status_get (status));
+    CHECK (status->handshake_failed >= 1);
+}
+
+/*  When each step of the cut happened (dp_test_now_ms), and what the head's
+    worker had done by then. */
+typedef struct {
+    int64_t started, cut, dropped, up, back, finished;
+    long long local_at_cut, local_at_up;
+} s_timeline_t;
+
+/*  Once each remote worker has finished a task of the running map, cuts
+    the link; waits for the broker to drop the cut-off workers, keeps the
+    link down CUT_MS at least, and brings it up again, checking that the
+    head's worker went on meanwhile. */
+static void
+s_cut_and_heal (pid_t map, s_status_t *status, s_timeline_t *t)
+{
+    s_await (s_remote_busy, status, STEP_MS, "each remote worker to finish a task");
+    int early = dp_test_wait_exit (map, 0);
+    if (early != -1)
+        dp_test_fail (__FILE__, __LINE__, "the map ended (wait status 0x%x) before the cut",
+                      (unsigned)early);
+    t->local_at_cut = status->local_done;
+    t->cut = dp_test_now_ms ();
+    s_ip_check (s_ip ("-n", s_remote.name, "link", "set", s_remote.veth, "down", NULL),
+                "cut the link", __LINE__);
+
+    /*  The broker drops the cut-off workers once they have been silent past
+        the expiry; the link stays down CUT_MS at least, and until then. */
+    s_await (s_remote_gone, status, STEP_MS, "the broker to drop the cut-off workers");
+    t->dropped = dp_test_now_ms ();
+    CHECK_EQ_INT (status->local, LOCAL_PROCS);
+    if (s_held_at_cut < 1)
+        dp_test_fail (__FILE__, __LINE__,
+                      "the broker saw the cut-off workers hold no task before their expiry");
+    dp_test_sleep_ms (t->cut + CUT_MS - dp_test_now_ms ());
+    if (!s_status_get (status))
+        dp_test_fail (__FILE__, __LINE__, "no status from the broker while the link was down");
+    CHECK_EQ_INT (status->remote, 0);
+    t->local_at_up = status->local_done;
+    t->up = dp_test_now_ms ();
+    s_ip_check (s_ip ("-n", s_remote.name, "link", "set", s_remote.veth, "up", NULL),
+                "bring the link back up", __LINE__);
+    if (t->local_at_up <= t->local_at_cut)
+        dp_test_fail (__FILE__, __LINE__,
+                      "the head's worker finished no task while the link was down (%lld done)",
+                      t->local_at_up);
+}
+
+/*  The link works again: the remote workers take tasks of a new map. */
+static void
+s_check_tail (s_status_t *status)
+{
+    long long remote_before_tail = status->remote_done;
+    const char *tail_input = s_write_input ("tail.in", TAIL_TASKS, TAIL_SLEEP_S);
+    pid_t tail = s_start_map ("tail", tail_input);
+    s_check_map_exit (tail, "tail", STEP_MS);
+    s_check_map_output ("tail", tail_input, TAIL_TASKS);
+    CHECK (s_status_get (status));
+    CHECK_EQ_INT (status->remote, REMOTE_PROCS);
+    if (status->remote_done <= remote_before_tail)
+        dp_test_fail (__FILE__, __LINE__,
+                      "the remote workers took no task after the link came back:\n%s",
+                      status->text);
+    CHECK_EQ_INT (status->done, MAP_TASKS + TAIL_TASKS);
+    CHECK_EQ_INT (status->failed, 0);
+}
+
 static void
 s_run (bool curve)
 {
@@ -790,87 +876,28 @@ s_run (bool curve)
     pid_t remote = s_start_workers (&s_remote, tcp, REMOTE_PROCS, "remote");
     s_status_t status;
     s_await (s_all_registered, &status, STEP_MS, "the three workers to register");
-    if (curve) {
-        /*  Every worker got in with its key... */
-        CHECK_EQ_INT (status.handshake_failed, 0);
-        /*  ...and the broker really is behind CURVE: without keys, no answer. */
-        const char *plain[] = {
-            "/usr/bin/env",  "-u",     "DPOOL_CURVE_SERVER", "-u",  "DPOOL_CURVE_SECRET",
-            dp_test_cli_bin, "status", "--connect",          s_ipc, "--connect-timeout-ms",
-            "1000",          NULL};
-        int rc = s_command ("plain", COMMAND_MS, plain);
-        if (rc == -1 || !WIFEXITED (rc) || WEXITSTATUS (rc) != 3)
-            dp_test_fail (__FILE__, __LINE__,
-                          "dpool status without keys: wait status 0x%x, expected exit 3",
-                          (unsigned)rc);
-        /*  (Its reconnections go on being refused, and counted, for a
-            while: only "at least one" is certain.) */
-        CHECK (s_status_get (&status));
-        CHECK (status.handshake_failed >= 1);
-    }
+    if (curve)
+        s_check_curve_only (&status);
 
-    /*  The map; the cut once each remote worker has finished a task. */
-    int64_t started = dp_test_now_ms ();
+    /*  The map, and the cut in its middle. */
+    s_timeline_t t = {.started = dp_test_now_ms ()};
     const char *input = s_write_input ("map.in", MAP_TASKS, MAP_SLEEP_S);
     pid_t map = s_start_map ("map", input);
-    s_await (s_remote_busy, &status, STEP_MS, "each remote worker to finish a task");
-    int early = dp_test_wait_exit (map, 0);
-    if (early != -1)
-        dp_test_fail (__FILE__, __LINE__, "the map ended (wait status 0x%x) before the cut",
-                      (unsigned)early);
-    long long local_at_cut = status.local_done;
-    int64_t cut = dp_test_now_ms ();
-    s_ip_check (s_ip ("-n", s_remote.name, "link", "set", s_remote.veth, "down", NULL),
-                "cut the link", __LINE__);
-
-    /*  The broker drops the cut-off workers once they have been silent past
-        the expiry; the link stays down CUT_MS at least, and until then. */
-    s_await (s_remote_gone, &status, STEP_MS, "the broker to drop the cut-off workers");
-    int64_t dropped = dp_test_now_ms ();
-    CHECK_EQ_INT (status.local, LOCAL_PROCS);
-    if (s_held_at_cut < 1)
-        dp_test_fail (__FILE__, __LINE__,
-                      "the broker saw the cut-off workers hold no task before their expiry");
-    dp_test_sleep_ms (cut + CUT_MS - dp_test_now_ms ());
-    if (!s_status_get (&status))
-        dp_test_fail (__FILE__, __LINE__, "no status from the broker while the link was down");
-    CHECK_EQ_INT (status.remote, 0);
-    long long local_at_up = status.local_done;
-    int64_t up = dp_test_now_ms ();
-    s_ip_check (s_ip ("-n", s_remote.name, "link", "set", s_remote.veth, "up", NULL),
-                "bring the link back up", __LINE__);
-    if (local_at_up <= local_at_cut)
-        dp_test_fail (__FILE__, __LINE__,
-                      "the head's worker finished no task while the link was down (%lld done)",
-                      local_at_up);
+    s_cut_and_heal (map, &status, &t);
 
     /*  The remote workers come back; the map ends with every line right,
         each task counted done once by the broker. */
     s_await (s_all_registered, &status, STEP_MS, "the remote workers to register again");
-    int64_t back = dp_test_now_ms ();
+    t.back = dp_test_now_ms ();
     s_check_map_exit (map, "map", MAP_MS);
-    int64_t finished = dp_test_now_ms ();
+    t.finished = dp_test_now_ms ();
     s_check_map_output ("map", input, MAP_TASKS);
     CHECK (s_status_get (&status));
     CHECK_EQ_INT (status.done, MAP_TASKS);
     CHECK_EQ_INT (status.failed, 0);
     CHECK_EQ_INT (status.queued, 0);
     CHECK_EQ_INT (status.inflight, 0);
-
-    /*  The link works again: the remote workers take tasks of a new map. */
-    long long remote_before_tail = status.remote_done;
-    const char *tail_input = s_write_input ("tail.in", TAIL_TASKS, TAIL_SLEEP_S);
-    pid_t tail = s_start_map ("tail", tail_input);
-    s_check_map_exit (tail, "tail", STEP_MS);
-    s_check_map_output ("tail", tail_input, TAIL_TASKS);
-    CHECK (s_status_get (&status));
-    CHECK_EQ_INT (status.remote, REMOTE_PROCS);
-    if (status.remote_done <= remote_before_tail)
-        dp_test_fail (__FILE__, __LINE__,
-                      "the remote workers took no task after the link came back:\n%s",
-                      status.text);
-    CHECK_EQ_INT (status.done, MAP_TASKS + TAIL_TASKS);
-    CHECK_EQ_INT (status.failed, 0);
+    s_check_tail (&status);
 
     dp_test_stop (remote, SIGTERM, STOP_MS);
     dp_test_stop (local, SIGTERM, STOP_MS);
@@ -881,9 +908,10 @@ s_run (bool curve)
                 "link up %lld ms after the cut; remote workers back %lld ms after that; "
                 "map done %lld ms after the start; head's worker did %lld tasks during the "
                 "cut; the cut-off workers held %lld\n",
-                TEST_NAME, (long long)(cut - started), (long long)(dropped - cut),
-                (long long)(up - cut), (long long)(back - up), (long long)(finished - started),
-                local_at_up - local_at_cut, s_held_at_cut);
+                TEST_NAME, (long long)(t.cut - t.started), (long long)(t.dropped - t.cut),
+                (long long)(t.up - t.cut), (long long)(t.back - t.up),
+                (long long)(t.finished - t.started), t.local_at_up - t.local_at_cut,
+                s_held_at_cut);
 }
 
 static void
