@@ -451,40 +451,69 @@ s_self_peak_kb (void)
     return value;
 }
 
-int
-main (int argc, char *argv[])
+/*  Forks the forwarder process and reads the endpoints it bound into
+    frontend and backend (ENDPOINT_MAX bytes each). Returns its pid, or -1
+    (said on stderr, the child stopped) if it did not start. */
+static pid_t
+s_start_forwarder (const s_options_t *options, char *frontend, char *backend)
 {
-    s_options_t options;
-    s_parse_options (argc, argv, &options);
-
     int report[2];
     if (pipe (report) != 0) {
         perror ("forwarder: pipe");
-        return 1;
+        return -1;
     }
     pid_t forwarder = s_spawn ();
     if (forwarder == 0) {
         close (report[0]);
-        s_forwarder_main (&options, report[1]);
+        s_forwarder_main (options, report[1]);
     }
     close (report[1]);
-    char frontend[ENDPOINT_MAX], backend[ENDPOINT_MAX];
-    if (!s_read_line (report[0], frontend, sizeof frontend) ||
-        !s_read_line (report[0], backend, sizeof backend)) {
+    if (!s_read_line (report[0], frontend, ENDPOINT_MAX) ||
+        !s_read_line (report[0], backend, ENDPOINT_MAX)) {
         fprintf (stderr, "forwarder: the forwarder process did not start\n");
         s_stop_child (forwarder);
-        return 1;
+        return -1;
     }
     close (report[0]);
+    return forwarder;
+}
 
-    pid_t workers[MAX_WORKERS];
-    for (int i = 0; i < options.workers; i++) {
-        workers[i] = s_spawn ();
-        if (workers[i] == 0)
-            s_worker_main (backend);
+/*  Runs count requests one at a time; returns seconds and fills in the
+    round trip's p50 and p99 in microseconds. Exits 1 when out of memory. */
+static double
+s_run_latency (void *socket, const char *payload, size_t size, long count, double *p50_us,
+               double *p99_us)
+{
+    double *rtt = malloc ((size_t)count * sizeof *rtt);
+    if (!rtt) {
+        fprintf (stderr, "forwarder: out of memory\n");
+        exit (1);
     }
+    zmq_msg_t reply;
+    zmq_msg_init (&reply);
+    double start = s_now ();
+    for (long i = 0; i < count; i++) {
+        double sent = s_now ();
+        s_send_request (socket, payload, size);
+        s_recv_reply (socket, &reply);
+        rtt[i] = s_now () - sent;
+    }
+    double seconds = s_now () - start;
+    zmq_msg_close (&reply);
+    qsort (rtt, (size_t)count, sizeof *rtt, s_compare_double);
+    *p50_us = s_percentile (rtt, count, 0.50) * 1e6;
+    *p99_us = s_percentile (rtt, count, 0.99) * 1e6;
+    free (rtt);
+    return seconds;
+}
 
-    /*  Only now, with every child forked, does this process make a context. */
+/*  The client's part: connects a DEALER to frontend, warms up, then runs
+    the workload; returns its seconds and, for latency, fills in p50 and
+    p99. Makes this process's only context, so must run after every fork.
+    Exits 1 on a failure. */
+static double
+s_run_client (const s_options_t *options, const char *frontend, double *p50_us, double *p99_us)
+{
     void *ctx = zmq_ctx_new ();
     void *client = zmq_socket (ctx, ZMQ_DEALER);
     if (!client)
@@ -495,46 +524,49 @@ main (int argc, char *argv[])
     if (zmq_connect (client, frontend) != 0)
         s_die ("zmq_connect");
 
-    char *payload = malloc (options.size);
+    char *payload = malloc (options->size);
     if (!payload) {
         fprintf (stderr, "forwarder: out of memory\n");
-        return 1;
+        exit (1);
     }
-    memset (payload, 'x', options.size);
+    memset (payload, 'x', options->size);
 
     /*  Warm up: every connection made, every worker registered. */
-    s_run_pipelined (client, payload, options.size, WARMUP_REQUESTS, options.workers);
+    s_run_pipelined (client, payload, options->size, WARMUP_REQUESTS, options->workers);
 
     double seconds;
-    double p50_us = 0, p99_us = 0;
-    if (options.workload == WORKLOAD_THROUGHPUT)
+    if (options->workload == WORKLOAD_THROUGHPUT)
         seconds =
-            s_run_pipelined (client, payload, options.size, options.requests, options.inflight);
-    else {
-        double *rtt = malloc ((size_t)options.requests * sizeof *rtt);
-        if (!rtt) {
-            fprintf (stderr, "forwarder: out of memory\n");
-            return 1;
-        }
-        zmq_msg_t reply;
-        zmq_msg_init (&reply);
-        double start = s_now ();
-        for (long i = 0; i < options.requests; i++) {
-            double sent = s_now ();
-            s_send_request (client, payload, options.size);
-            s_recv_reply (client, &reply);
-            rtt[i] = s_now () - sent;
-        }
-        seconds = s_now () - start;
-        zmq_msg_close (&reply);
-        qsort (rtt, (size_t)options.requests, sizeof *rtt, s_compare_double);
-        p50_us = s_percentile (rtt, options.requests, 0.50) * 1e6;
-        p99_us = s_percentile (rtt, options.requests, 0.99) * 1e6;
-        free (rtt);
-    }
+            s_run_pipelined (client, payload, options->size, options->requests, options->inflight);
+    else
+        seconds =
+            s_run_latency (client, payload, options->size, options->requests, p50_us, p99_us);
     free (payload);
     zmq_close (client);
     zmq_ctx_term (ctx);
+    return seconds;
+}
+
+int
+main (int argc, char *argv[])
+{
+    s_options_t options;
+    s_parse_options (argc, argv, &options);
+
+    char frontend[ENDPOINT_MAX], backend[ENDPOINT_MAX];
+    pid_t forwarder = s_start_forwarder (&options, frontend, backend);
+    if (forwarder < 0)
+        return 1;
+    pid_t workers[MAX_WORKERS];
+    for (int i = 0; i < options.workers; i++) {
+        workers[i] = s_spawn ();
+        if (workers[i] == 0)
+            s_worker_main (backend);
+    }
+
+    /*  Only now, with every child forked, does this process make a context. */
+    double p50_us = 0, p99_us = 0;
+    double seconds = s_run_client (&options, frontend, &p50_us, &p99_us);
 
     long forwarder_kb = s_stop_child (forwarder);
     long worker_kb = 0;

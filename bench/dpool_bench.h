@@ -1,0 +1,137 @@
+/*  dpool_bench.h - what the files of the dpool_bench program share: its
+    options, the figures a workload fills in, the processes a run started,
+    and the helpers that every workload uses (clock, failure, processes).
+
+    The program is three files: dpool_bench.c (options, output, main and
+    these helpers), bench_pool.c (the workloads through the client library)
+    and bench_broker.c (the broker-only workloads, spoken over the wire
+    protocol). Private to bench/; nothing here is dpool's API.
+*/
+#ifndef DPOOL_BENCH_H
+#define DPOOL_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/*  Defaults, limits and names used by more than one file (counts are
+    before --scale). */
+#define BENCH_N_IDLE         1000
+#define BENCH_IDLE_SECONDS   10.0
+#define BENCH_WAIT_LIMIT_MS  (15 * 60 * 1000) /* no workload may take longer */
+#define BENCH_START_LIMIT_MS 20000            /* for a broker or workers to come up */
+#define BENCH_PATH_SIZE      512
+#define BENCH_FN_NOOP        "bench_noop"
+#define BENCH_FN_ECHO        "bench_echo"
+#define BENCH_FN_SLEEP       "bench_sleep"
+
+typedef enum { BENCH_MODE_EMBEDDED, BENCH_MODE_TCP, BENCH_MODE_IPC } bench_mode_t;
+
+/*  The command line, as parsed by main. */
+typedef struct {
+    bench_mode_t mode;
+    const char *workload;
+    double scale;
+    int procs;
+    const char *broker_bin;
+    int credit;        /* tcp, ipc: each worker's credit; 0: the library's default */
+    long idle_workers; /* 0: BENCH_N_IDLE scaled */
+    double idle_seconds;
+} bench_options_t;
+
+/*  What a workload measured; printed as JSON. Unset figures stay 0. */
+typedef struct {
+    long tasks;
+    size_t size;
+    double seconds;
+    double p50_us, p99_us;
+    double ideal_seconds;  /* sleep */
+    double bytes_per_task; /* broker_rss: beyond the payload */
+    long payload_bytes;    /* broker_rss: argument bytes per task */
+    double cpu_percent;    /* broker_idle: of one core */
+    long expired;          /* broker_idle: workers the broker dropped */
+    long rss_broker_kb;    /* peak, or current for broker_rss */
+    long rss_broker_idle_kb;
+    long rss_broker_full_kb;
+    long rss_worker_kb;
+} bench_figures_t;
+
+/*  The broker and workers a broker-mode run started (-1: none), its
+    private directory ("" when none) and the broker's endpoint. */
+typedef struct {
+    pid_t broker;
+    pid_t workers;
+    char dir[BENCH_PATH_SIZE];
+    char endpoint[BENCH_PATH_SIZE];
+} bench_procs_t;
+
+/*  The options, set once by main before any workload runs. */
+extern bench_options_t bench_options;
+
+/*  The processes of this run; bench_start_broker and bench_start_workers
+    fill them in, bench_stop_procs clears them. */
+extern bench_procs_t bench_procs;
+
+/*  Seconds on the monotonic clock. */
+double
+bench_now (void);
+
+/*  Says on stderr why the run failed (printf-style), with the end of the
+    broker's log if one was started, stops every process the run started,
+    and exits 1. Never returns. */
+void __attribute__ ((noreturn, format (printf, 1, 2))) bench_fail (const char *format, ...);
+
+/*  Fails the run with the last dpool error after the call named what. */
+void __attribute__ ((noreturn)) bench_fail_dpool (const char *what);
+
+/*  count multiplied by --scale, rounded, and at least 1. */
+long
+bench_scaled (long count);
+
+/*  The value of the first line "key: N kB" in /proc/pid/status, or 0 when
+    the file or the key is missing. */
+long
+bench_proc_status_kb (pid_t pid, const char *key);
+
+/*  Sends sig to pid, waits up to a few seconds, then SIGKILLs it; reaps it
+    either way. Does nothing for a pid <= 0. Blocks. */
+void
+bench_stop_pid (pid_t pid, int sig);
+
+/*  Stops the workers, then the broker, and removes the private directory.
+    Harmless when nothing was started or when called twice. */
+void
+bench_stop_procs (void);
+
+/*  Starts dpool-broker (--broker-bin) on the transport of mode (tcp or ipc)
+    in a private directory with the given --max-queue, waits for its
+    endpoint file, and stores the endpoint in bench_procs. Must run before
+    this process has a ZeroMQ context (it forks). Fails the run if the
+    broker does not come up within BENCH_START_LIMIT_MS. */
+void
+bench_start_broker (bench_mode_t mode, const char *max_queue);
+
+/*  Forks a copy of this program that serves procs workers to the broker
+    at bench_procs.endpoint (with --credit, when given). Must run before
+    this process has a ZeroMQ context. Fails the run if it cannot fork. */
+void
+bench_start_workers (int procs);
+
+/*  Registers the task functions the pool workloads run (BENCH_FN_NOOP,
+    BENCH_FN_ECHO, BENCH_FN_SLEEP); fails the run if dpool refuses one. */
+void
+bench_register_tasks (void);
+
+/*  Runs the pool workload named by --workload on a pool of --mode, fills
+    in figures and stops every process it started. Fails the run on any
+    error, or when the workload is not a pool workload. */
+void
+bench_pool_workload (bench_figures_t *figures);
+
+/*  Runs the broker-only workload named by --workload against a
+    dpool-broker process of its own, fills in figures and stops the
+    broker. Fails the run on any error, or when the workload is unknown. */
+void
+bench_broker_workload (bench_figures_t *figures);
+
+#endif
