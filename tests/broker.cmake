@@ -1,6 +1,8 @@
 # broker/: the broker program driven message by message by hand-made peers;
 # the hostile cases also with the broker under valgrind.
-dpool_test (test_broker test_broker.c TIMEOUT 60 VALGRIND_TIMEOUT 180)
+dpool_test (test_broker test_broker.c dp_testbroker.c TIMEOUT 60 VALGRIND_TIMEOUT 180)
+dpool_test (test_broker_faults test_broker_faults.c dp_testbroker.c TIMEOUT 60
+            VALGRIND_TIMEOUT 180)
 
 dpool_test (test_taskq test_taskq.c TIMEOUT 60)
 
