@@ -343,8 +343,12 @@ dp_lane_wait (dp_lane_t *self, dpool_result_t *result, uint64_t seq)
             struct pollfd fds[2] = {{dp_wire_fd (dealer), POLLIN, 0}, {self->kick, POLLIN, 0}};
             int timeout = self->hello_due ? HELLO_POLL_MS : -1;
             if (poll (fds, 2, timeout) < 0 && errno != EINTR) {
+                /*  The task goes to the actor, whose SUBMIT moves its
+                    result there; the caller waits for the handle on the
+                    pool's condition instead. */
                 dp_error ("client: poll failed: %s", strerror (errno));
-                break; /* the caller waits for the handle on the condition */
+                s_refused (self, seq, sent);
+                break;
             }
             if (fds[0].revents)
                 self->drained = false;
