@@ -86,7 +86,7 @@ s_peer_reset (dp_broker_t *self, peer_t *peer)
     peer->kind = PEER_NEW;
 }
 
-/*  HELLO for a lane of a session (PROTOCOL.md 5.1): the session must be
+/*  HELLO for a lane of a session (PROTOCOL.md 5.6): the session must be
     known; the peer becomes that lane, in place of any other. */
 static void
 s_on_lane_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *hello)

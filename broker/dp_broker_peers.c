@@ -458,7 +458,7 @@ dp_broker_expire_sessions (dp_broker_t *self, int64_t now)
 
 /*  ---------------------------------------------------------------------------
     Lanes: extra connections of a session, each of one client thread, whose
-    tasks' results go back to them (PROTOCOL.md 5.1). A lane is neither
+    tasks' results go back to them (PROTOCOL.md 5.6). A lane is neither
     heartbeated nor expired: it lives as long as its session, until it says
     BYE, another peer takes its number, or a send to it finds it gone.
 */
