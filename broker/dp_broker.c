@@ -50,11 +50,12 @@ s_send_error (dp_broker_t *self, const void *rid, size_t rid_size, int code, con
     dp_wire_send_writer (self->handle, rid, rid_size, DP_CMD_ERROR, &self->w, ZMQ_DONTWAIT);
 }
 
+/*  WELCOME; to a worker, with its registration's lane token (0: none). */
 static void
-s_send_welcome (dp_broker_t *self, peer_t *peer)
+s_send_welcome (dp_broker_t *self, peer_t *peer, uint64_t token)
 {
-    dp_encode_welcome (&self->w, (uint32_t)self->heartbeat_ms, (uint32_t)self->expiry_ms,
-                       self->name, (uint32_t)zlistx_size (self->workers));
+    dp_encode_welcome_token (&self->w, (uint32_t)self->heartbeat_ms, (uint32_t)self->expiry_ms,
+                             self->name, (uint32_t)zlistx_size (self->workers), token);
     dp_broker_send (self, peer, DP_CMD_WELCOME, &self->w);
 }
 
@@ -77,10 +78,15 @@ s_peer_reset (dp_broker_t *self, peer_t *peer)
         peer->lane_of = NULL;
         peer->lane = 0;
     }
+    if (peer->lane_worker) {
+        peer->lane_worker->lane = NULL;
+        self->worker_lanes--;
+        peer->lane_worker = NULL;
+    }
     peer->kind = PEER_NEW;
 }
 
-/*  HELLO for a lane of a session (PROTOCOL.md 5.1): the session must be
+/*  HELLO for a lane of a session (PROTOCOL.md 5.6): the session must be
     known; the peer becomes that lane, in place of any other. */
 static void
 s_on_lane_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *hello)
@@ -102,7 +108,7 @@ s_on_lane_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello
         s_peer_reset (self, peer);
     if (peer->kind == PEER_NEW)
         dp_broker_lane_attach (self, client, peer, hello->lane);
-    s_send_welcome (self, peer);
+    s_send_welcome (self, peer, 0);
 }
 
 static void
@@ -151,7 +157,7 @@ s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *h
     /*  Results held for the session go first, so that by WELCOME the client
         knows exactly which tasks still need resubmitting. */
     dp_broker_client_flush (self, client);
-    s_send_welcome (self, peer);
+    s_send_welcome (self, peer, 0);
 }
 
 static void
@@ -194,6 +200,9 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
         fnq->unoffered_since = 0;
         worker->fns[worker->nfns++] = fnq;
     }
+    /*  Random, so that only the worker that was told it can attach a lane. */
+    while (worker->token == 0)
+        dp_random_bytes (&worker->token, sizeof worker->token);
     worker->peer = peer;
     peer->worker = worker;
     peer->kind = PEER_WORKER;
@@ -202,7 +211,37 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
     self->dispatch_needed = true;
     dp_info ("worker %s@%s (pid %llu) ready: credit %u, %zu functions", worker->name, worker->host,
              (unsigned long long)worker->pid, worker->credit, worker->nfns);
-    s_send_welcome (self, peer);
+    s_send_welcome (self, peer, worker->token);
+}
+
+/*  ATTACH (PROTOCOL.md 5.7): the peer becomes the lane of the worker that
+    was given the token, in place of any other. A worker's own connection
+    may not be its lane. */
+static void
+s_on_attach (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_attach_t *attach)
+{
+    worker_t *worker = dp_broker_worker_by_token (self, attach->token);
+    if (!worker) {
+        self->dropped[DROP_UNKNOWN_PEER]++;
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_ESTATE,
+                      "unknown token: no worker registered with it");
+        return;
+    }
+    if (peer == worker->peer) {
+        self->dropped[DROP_ROLE]++;
+        s_send_error (self, peer->rid, peer->rid_size, DPOOL_EPROTO,
+                      "a worker's own connection cannot be its lane");
+        return;
+    }
+    if (!peer) {
+        peer = dp_broker_peer_new (self, zmq_msg_data (rid), zmq_msg_size (rid));
+        if (!peer)
+            return;
+    } else if (peer->kind != PEER_WLANE || peer->lane_worker != worker)
+        s_peer_reset (self, peer);
+    if (peer->kind == PEER_NEW)
+        dp_broker_wlane_attach (self, worker, peer);
+    s_send_welcome (self, peer, 0);
 }
 
 static void
@@ -393,13 +432,21 @@ s_on_progress (dp_broker_t *self, worker_t *worker, const dp_progress_t *progres
 }
 
 /*  A peer said BYE. A worker's jobs are requeued without counting a death
-    and it gets BYE back; a client's session is forgotten; a lane is
-    forgotten, not its session. */
+    and it gets BYE back; a client's session is forgotten; a session's lane
+    is forgotten, not its session; a worker's lane gets BYE back and is
+    forgotten, not its worker. */
 static void
 s_on_bye (dp_broker_t *self, peer_t *peer)
 {
     if (peer->kind == PEER_LANE) {
         dp_broker_lane_drop (self, peer);
+        return;
+    }
+    if (peer->kind == PEER_WLANE) {
+        /*  Answered, so that the worker knows its DONEs arrived. */
+        dp_encode_empty (&self->w);
+        dp_broker_send (self, peer, DP_CMD_BYE, &self->w);
+        dp_broker_wlane_drop (self, peer);
         return;
     }
     if (peer->worker) {
@@ -455,6 +502,9 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
     case DP_CMD_READY:
         s_on_ready (self, rid, peer, &msg.u.ready);
         return;
+    case DP_CMD_ATTACH:
+        s_on_attach (self, rid, peer, &msg.u.attach);
+        return;
     case DP_CMD_BYE:
         if (peer)
             s_on_bye (self, peer);
@@ -496,8 +546,8 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
         }
         break;
     case DP_CMD_DONE:
-        if (peer->kind == PEER_WORKER) {
-            s_on_done (self, peer->worker, &msg.u.list);
+        if (peer->kind == PEER_WORKER || peer->kind == PEER_WLANE) {
+            s_on_done (self, peer->worker ? peer->worker : peer->lane_worker, &msg.u.list);
             return;
         }
         break;
@@ -517,8 +567,8 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
         }
         break;
     case DP_CMD_PROGRESS:
-        if (peer->kind == PEER_WORKER) {
-            s_on_progress (self, peer->worker, &msg.u.progress);
+        if (peer->kind == PEER_WORKER || peer->kind == PEER_WLANE) {
+            s_on_progress (self, peer->worker ? peer->worker : peer->lane_worker, &msg.u.progress);
             return;
         }
         break;

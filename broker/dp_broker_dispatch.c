@@ -208,6 +208,23 @@ s_batch_reserve (dp_broker_t *self, size_t count)
     return true;
 }
 
+/*  Sends the DISPATCH in self->w to worker's lane if it has one, else (or
+    if the lane is gone or slow) to the worker. Returns 0, or -1 with errno
+    if the worker's own connection could not take it. */
+static int
+s_send_dispatch (dp_broker_t *self, worker_t *worker)
+{
+    if (worker->lane) {
+        if (dp_broker_send_take (self, worker->lane, DP_CMD_DISPATCH, &self->w) == 0) {
+            self->lane_dispatches++;
+            return 0;
+        }
+        if (errno == EHOSTUNREACH)
+            dp_broker_wlane_drop (self, worker->lane);
+    }
+    return dp_broker_send_take (self, worker->peer, DP_CMD_DISPATCH, &self->w);
+}
+
 /*  Gives worker tasks while it has credit, less than DP_PREFETCH_US of
     expected run time queued and less than DP_PREFETCH_BYTES of arguments
     (always at least one task); returns how many,
@@ -258,7 +275,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
     if (count == 0)
         return 0;
     dp_list_end (&self->w);
-    if (dp_broker_send_take (self, worker->peer, DP_CMD_DISPATCH, &self->w) != 0) {
+    if (s_send_dispatch (self, worker) != 0) {
         /*  Not sent: the tasks go back where they were, untouched. */
         int err = errno;
         for (size_t i = 0; i < count; i++) {

@@ -38,10 +38,11 @@ typedef struct _client_t client_t;
 typedef struct _worker_t worker_t;
 typedef struct _fnq_t fnq_t;
 
-typedef enum { PEER_NEW = 0, PEER_CLIENT, PEER_WORKER, PEER_LANE } peer_kind_t;
+typedef enum { PEER_NEW = 0, PEER_CLIENT, PEER_WORKER, PEER_LANE, PEER_WLANE } peer_kind_t;
 
 /*  Anyone connected who has registered: a client (its session's main
-    connection), a lane of a session (PROTOCOL.md 5.1), or a worker. */
+    connection), a lane of a session (PROTOCOL.md 5.6), a worker, or a
+    worker's lane (PROTOCOL.md 5.7). */
 typedef struct {
     uint8_t rid[MAX_RID];
     size_t rid_size;
@@ -51,6 +52,7 @@ typedef struct {
     client_t *lane_of; /* PEER_LANE: its session, whose lanes[lane - 1] it is */
     uint32_t lane;
     worker_t *worker;
+    worker_t *lane_worker; /* PEER_WLANE: the worker whose lane it is */
     int64_t last_recv;
     int64_t last_send;
 } peer_t;
@@ -128,7 +130,9 @@ struct _worker_t {
     dp_idmap_t *progress;
     uint64_t done;
     uint64_t failed;
-    void *ready; /* handle in broker->ready while it has free credit */
+    void *ready;    /* handle in broker->ready while it has free credit */
+    uint64_t token; /* names this registration to an ATTACH; never 0 */
+    peer_t *lane;   /* its lane (PEER_WLANE), which gets its DISPATCH; NULL if none */
 };
 
 /*  Counters beyond the malformed-message reasons of dp_reason_t; status
@@ -177,8 +181,10 @@ struct _dp_broker_t {
     size_t inflight;
     uint64_t done;
     uint64_t failed;
-    size_t lanes;          /* lanes attached, over every session */
-    uint64_t lane_results; /* results sent straight to a lane */
+    size_t lanes;             /* lanes attached, over every session */
+    uint64_t lane_results;    /* results sent straight to a lane */
+    size_t worker_lanes;      /* workers' lanes attached */
+    uint64_t lane_dispatches; /* DISPATCH messages sent on a worker's lane */
     uint64_t dropped[DROP_COUNT_];
     int64_t started;
     int64_t last_tick;
@@ -256,9 +262,24 @@ void
 dp_broker_progress_forget (worker_t *worker, uint64_t ref);
 
 /*  Removes and frees a worker: every job it held is requeued (counting a
-    death if it died) and its peer is left with no role (not deleted). */
+    death if it died), its lane is deleted, and its peer is left with no
+    role (not deleted). */
 void
 dp_broker_worker_remove (dp_broker_t *self, worker_t *worker, bool died);
+
+/*  The worker whose registration token is token, or NULL. */
+worker_t *
+dp_broker_worker_by_token (dp_broker_t *self, uint64_t token);
+
+/*  Registers peer (new, or reset) as worker's lane (PROTOCOL.md 5.7), in
+    place of any other peer there, which is deleted. */
+void
+dp_broker_wlane_attach (dp_broker_t *self, worker_t *worker, peer_t *peer);
+
+/*  Takes a worker's lane off its worker, which is dispatched to on its
+    main connection from then on, and deletes the peer. */
+void
+dp_broker_wlane_drop (dp_broker_t *self, peer_t *peer);
 
 /*  Makes a detached session, owned by the session table. Returns NULL if
     out of memory. */

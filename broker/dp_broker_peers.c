@@ -2,9 +2,10 @@
 
     A peer is a registered connection (the peers table, by routing id).
     Its role is a worker (the workers list, and the ready list while it
-    has free credit) or a client session (the sessions table, by session
-    id), which outlives its connection until it expires, so that a client
-    that comes back finds its results. This file makes and forgets them,
+    has free credit), a worker's lane, a client session (the sessions
+    table, by session id), which outlives its connection until it
+    expires, so that a client that comes back finds its results, or a
+    session's lane. This file makes and forgets them,
     sends to them, batches each session's RESULTs, and on the tick beats
     and expires them. The contracts are in dp_broker_int.h.
 */
@@ -194,6 +195,8 @@ dp_broker_worker_remove (dp_broker_t *self, worker_t *worker, bool died)
     zlistx_destroy (&jobs);
     dp_idmap_destroy (&worker->jobs);
     dp_broker_progress_forget (worker, 0);
+    if (worker->lane)
+        dp_broker_wlane_drop (self, worker->lane);
     for (size_t i = 0; i < worker->nfns; i++)
         worker->fns[i]->nworkers--;
     free (worker->fns);
@@ -205,6 +208,46 @@ dp_broker_worker_remove (dp_broker_t *self, worker_t *worker, bool died)
     if (handle)
         zlistx_delete (self->workers, handle);
     free (worker);
+}
+
+worker_t *
+dp_broker_worker_by_token (dp_broker_t *self, uint64_t token)
+{
+    /*  A walk: an ATTACH comes once per registration of a worker. */
+    for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
+         worker = (worker_t *)zlistx_next (self->workers))
+        if (worker->token == token)
+            return worker;
+    return NULL;
+}
+
+/*  A worker's lane is the connection of its task thread (PROTOCOL.md
+    5.7): the worker's DISPATCH goes there while it is attached, and its
+    DONE and PROGRESS come from it as from the worker. Like a session's
+    lane, it is neither heartbeated nor expired: it goes with its worker,
+    on its BYE, when a send to it finds it gone, or when another ATTACH
+    takes its place. */
+void
+dp_broker_wlane_attach (dp_broker_t *self, worker_t *worker, peer_t *peer)
+{
+    assert (peer->kind == PEER_NEW);
+    if (worker->lane && worker->lane != peer)
+        dp_broker_wlane_drop (self, worker->lane);
+    worker->lane = peer;
+    self->worker_lanes++;
+    peer->kind = PEER_WLANE;
+    peer->lane_worker = worker;
+}
+
+void
+dp_broker_wlane_drop (dp_broker_t *self, peer_t *peer)
+{
+    assert (peer->kind == PEER_WLANE && peer->lane_worker);
+    peer->lane_worker->lane = NULL;
+    self->worker_lanes--;
+    peer->lane_worker = NULL;
+    peer->kind = PEER_NEW;
+    dp_broker_peer_delete (self, peer);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -367,8 +410,8 @@ dp_broker_beat_peers (dp_broker_t *self, int64_t now)
     zlistx_t *dead = NULL;
     for (peer_t *peer = (peer_t *)zhashx_first (self->peers); peer;
          peer = (peer_t *)zhashx_next (self->peers)) {
-        if (peer->kind == PEER_LANE)
-            continue; /* lives as long as its session */
+        if (peer->kind == PEER_LANE || peer->kind == PEER_WLANE)
+            continue; /* lives as long as its session, or its worker */
         worker_t *worker = peer->worker;
         bool idle = worker && worker->inflight == 0;
         int64_t heard = peer->last_recv;
@@ -415,7 +458,7 @@ dp_broker_expire_sessions (dp_broker_t *self, int64_t now)
 
 /*  ---------------------------------------------------------------------------
     Lanes: extra connections of a session, each of one client thread, whose
-    tasks' results go back to them (PROTOCOL.md 5.1). A lane is neither
+    tasks' results go back to them (PROTOCOL.md 5.6). A lane is neither
     heartbeated nor expired: it lives as long as its session, until it says
     BYE, another peer takes its number, or a send to it finds it gone.
 */

@@ -126,7 +126,7 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer)
 {
     dp_writer_reset (&self->w);
     msgpack_packer *pk = &self->w.pk;
-    msgpack_pack_map (pk, 15);
+    msgpack_pack_map (pk, 17);
     s_pack_str (pk, "broker");
     s_pack_str (pk, self->name);
     s_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
@@ -137,6 +137,8 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer)
     s_pack_count (pk, "clients", zhashx_size (self->sessions));
     s_pack_count (pk, "lanes", self->lanes);
     s_pack_count (pk, "lane_results", self->lane_results);
+    s_pack_count (pk, "worker_lanes", self->worker_lanes);
+    s_pack_count (pk, "lane_dispatches", self->lane_dispatches);
     s_pack_str (pk, "workers");
     msgpack_pack_array (pk, zlistx_size (self->workers));
     for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;

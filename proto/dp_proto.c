@@ -12,7 +12,7 @@
 #define DISPATCH_FIELDS 6 /* ref, fn, args, timeout_ms, attempt, flags */
 #define RESULT_FIELDS   3 /* id, code, value; DONE may add run_us */
 #define HELLO_FIELDS    2 /* session, name (then lane, optional) */
-#define WELCOME_FIELDS  4 /* heartbeat_ms, expiry_ms, broker, workers */
+#define WELCOME_FIELDS  4 /* heartbeat_ms, expiry_ms, broker, workers (then token, optional) */
 #define READY_FIELDS    5 /* name, pid, host, credit, functions */
 #define CANCEL_FIELDS   2 /* all, seqs */
 #define ERROR_FIELDS    2 /* code, message */
@@ -23,16 +23,18 @@
 #define QREPLY_FIELDS   6 /* req, code, size, maxsize, value, token */
 #define QACK_FIELDS     2 /* token, accept */
 #define PROGRESS_FIELDS 2 /* id, value */
+#define ATTACH_FIELDS   1 /* token */
 #define MAX_CODE        0xffff
 
 static const char *s_cmd_names[DP_CMD_COUNT_] = {
     "?",    "HELLO",  "WELCOME", "READY",        "SUBMIT",    "RESULT", "DISPATCH",
     "DONE", "CANCEL", "STATUS",  "STATUS-REPLY", "HEARTBEAT", "BYE",    "ERROR"};
 
-/*  The commands of named queues and progress, from DP_CMD_QUEUE_OPEN on. */
+/*  The commands of named queues, progress and worker lanes, from
+    DP_CMD_QUEUE_OPEN on. */
 static const char *s_more_cmd_names[DP_CMD_COUNT_ - DP_CMD_QUEUE_OPEN] = {
-    "QUEUE-OPEN",  "QUEUE-PUT", "QUEUE-GET", "QUEUE-SIZE",
-    "QUEUE-REPLY", "QUEUE-ACK", "PROGRESS",  "WORK-STATUS"};
+    "QUEUE-OPEN", "QUEUE-PUT", "QUEUE-GET",   "QUEUE-SIZE", "QUEUE-REPLY",
+    "QUEUE-ACK",  "PROGRESS",  "WORK-STATUS", "ATTACH"};
 
 static const char *s_reason_names[DP_EREASON_COUNT_] = {
     "ok", "frames", "header", "signature", "version", "command", "body", "limit"};
@@ -291,7 +293,22 @@ s_welcome (dp_reader_t *r, dp_welcome_t *welcome)
     TRY (s_u32 (r, &welcome->workers, UINT32_MAX));
     if (welcome->heartbeat_ms == 0 || welcome->expiry_ms < welcome->heartbeat_ms)
         return DP_ELIMIT;
-    return s_skip_extra (r, count, WELCOME_FIELDS);
+    welcome->token = 0;
+    if (count > WELCOME_FIELDS && dp_mp_read_uint (r, &welcome->token))
+        return DP_EBODY;
+    return s_skip_extra (r, count, WELCOME_FIELDS + (count > WELCOME_FIELDS));
+}
+
+static dp_reason_t
+s_attach (dp_reader_t *r, dp_attach_t *attach)
+{
+    uint32_t count;
+    TRY (s_open (r, ATTACH_FIELDS, &count));
+    if (dp_mp_read_uint (r, &attach->token))
+        return DP_EBODY;
+    if (attach->token == 0)
+        return DP_ELIMIT;
+    return s_skip_extra (r, count, ATTACH_FIELDS);
 }
 
 static dp_reason_t
@@ -498,6 +515,9 @@ dp_msg_decode (const void *header, size_t header_size, const void *body, size_t 
     case DP_CMD_WORK_STATUS:
         rc = s_progress (&reader, &msg->u.progress);
         break;
+    case DP_CMD_ATTACH:
+        rc = s_attach (&reader, &msg->u.attach);
+        break;
     default: /* HEARTBEAT, BYE, STATUS */
         rc = s_empty (&reader);
         break;
@@ -688,12 +708,29 @@ void
 dp_encode_welcome (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
                    const char *broker, uint32_t workers)
 {
+    dp_encode_welcome_token (self, heartbeat_ms, expiry_ms, broker, workers, 0);
+}
+
+void
+dp_encode_welcome_token (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
+                         const char *broker, uint32_t workers, uint64_t token)
+{
     s_reset (self);
-    s_check (self, msgpack_pack_array (&self->pk, WELCOME_FIELDS));
+    s_check (self, msgpack_pack_array (&self->pk, WELCOME_FIELDS + (token != 0)));
     s_check (self, msgpack_pack_uint32 (&self->pk, heartbeat_ms));
     s_check (self, msgpack_pack_uint32 (&self->pk, expiry_ms));
     s_cstr (self, broker);
     s_check (self, msgpack_pack_uint32 (&self->pk, workers));
+    if (token != 0)
+        s_check (self, msgpack_pack_uint64 (&self->pk, token));
+}
+
+void
+dp_encode_attach (dp_writer_t *self, uint64_t token)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, ATTACH_FIELDS));
+    s_check (self, msgpack_pack_uint64 (&self->pk, token));
 }
 
 void

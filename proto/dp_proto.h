@@ -113,7 +113,8 @@ typedef enum {
     DP_CMD_QUEUE_ACK = 19,    /* client or worker -> broker: a value got was taken, or not */
     DP_CMD_PROGRESS = 20,     /* worker -> broker: a running job's progress */
     DP_CMD_WORK_STATUS = 21,  /* broker -> client: a running task's progress */
-    DP_CMD_COUNT_ = 22
+    DP_CMD_ATTACH = 22,       /* worker lane -> broker: be this worker's data lane */
+    DP_CMD_COUNT_ = 23
 } dp_cmd_t;
 
 /*  Why a message was refused; the broker counts each reason. */
@@ -184,6 +185,7 @@ typedef struct {
     uint32_t expiry_ms;
     dp_span_t broker; /* broker name */
     uint32_t workers; /* workers connected now */
+    uint64_t token;   /* to a worker: its registration's lane token; 0 if none */
 } dp_welcome_t;
 
 typedef struct {
@@ -193,6 +195,11 @@ typedef struct {
     uint32_t credit;
     dp_list_t functions; /* str names, walk with dp_list_next_str */
 } dp_ready_t;
+
+/*  ATTACH: the token of the worker registration the lane joins. */
+typedef struct {
+    uint64_t token;
+} dp_attach_t;
 
 typedef struct {
     bool all;       /* every task of the session */
@@ -255,6 +262,7 @@ typedef struct {
         dp_queue_reply_t queue_reply;
         dp_queue_ack_t queue_ack;
         dp_progress_t progress;
+        dp_attach_t attach;
     } u;
 } dp_msg_t;
 
@@ -336,6 +344,14 @@ dp_encode_hello_lane (dp_writer_t *self, const uint8_t session[DP_SESSION_SIZE],
 void
 dp_encode_welcome (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
                    const char *broker, uint32_t workers);
+/*  WELCOME to a worker with its lane token (PROTOCOL.md 5.7) as the fifth
+    field; token 0 encodes as dp_encode_welcome, without it. */
+void
+dp_encode_welcome_token (dp_writer_t *self, uint32_t heartbeat_ms, uint32_t expiry_ms,
+                         const char *broker, uint32_t workers, uint64_t token);
+/*  ATTACH [token]: a worker's lane asks to carry that worker's jobs. */
+void
+dp_encode_attach (dp_writer_t *self, uint64_t token);
 void
 dp_encode_ready (dp_writer_t *self, const char *name, uint64_t pid, const char *host,
                  uint32_t credit, const char *const *functions, size_t nfunctions);

@@ -14,3 +14,6 @@ dpool_test (test_queues test_queues.c TIMEOUT 60)
 dpool_test (test_broker_queue test_broker_queue.c TIMEOUT 120 VALGRIND_TIMEOUT 240)
 
 dpool_test (test_slab test_slab.c TIMEOUT 60)
+
+# broker/: workers' lanes (PROTOCOL.md 5.7), driven by hand-made peers.
+dpool_test (test_broker_wlane test_broker_wlane.c TIMEOUT 60)

@@ -98,6 +98,26 @@ s_hello_welcome_ready (void)
     CHECK_EQ_INT (msg.u.welcome.expiry_ms, 2500);
     CHECK (s_span_is (msg.u.welcome.broker, "broker@h"));
     CHECK_EQ_INT (msg.u.welcome.workers, 7);
+    CHECK_EQ_INT (msg.u.welcome.token, 0);
+    CHECK_EQ_INT (dp_writer_size (&w) < 20, 1); /* no token: four fields, as before */
+
+    /*  A worker's WELCOME carries its lane token; ATTACH hands it back. */
+    dp_encode_welcome_token (&w, 1000, 2500, "b", 3, UINT64_MAX - 5);
+    msg = s_decode_ok (DP_CMD_WELCOME);
+    CHECK_EQ_INT (msg.u.welcome.workers, 3);
+    CHECK (msg.u.welcome.token == UINT64_MAX - 5);
+    dp_encode_attach (&w, 0x1234567890abcdefULL);
+    msg = s_decode_ok (DP_CMD_ATTACH);
+    CHECK (msg.u.attach.token == 0x1234567890abcdefULL);
+    CHECK_EQ_STR (dp_cmd_name (DP_CMD_ATTACH), "ATTACH");
+    uint8_t attach_zero[] = {0x91, 0x00};
+    CHECK_EQ_INT (s_decode (DP_CMD_ATTACH, attach_zero, sizeof attach_zero), DP_ELIMIT);
+    uint8_t attach_str[] = {0x91, 0xa1, 'x'};
+    CHECK_EQ_INT (s_decode (DP_CMD_ATTACH, attach_str, sizeof attach_str), DP_EBODY);
+    uint8_t attach_more[] = {0x92, 0x07, 0xc0};
+    CHECK_EQ_INT (s_decode (DP_CMD_ATTACH, attach_more, sizeof attach_more), DP_OK);
+    uint8_t welcome_str[] = {0x95, 0x01, 0x02, 0xa1, 'b', 0x00, 0xa1, 't'};
+    CHECK_EQ_INT (s_decode (DP_CMD_WELCOME, welcome_str, sizeof welcome_str), DP_EBODY);
 
     const char *fns[] = {"echo", "sleep", "resize"};
     dp_encode_ready (&w, "w1", 4242, "hostA", 2, fns, 3);

@@ -62,6 +62,7 @@ s_names (void)
     /*  Version 1 still: the new commands are additions after ERROR. */
     CHECK_EQ_INT (DP_CMD_QUEUE_OPEN, 14);
     CHECK_EQ_INT (DP_CMD_WORK_STATUS, 21);
+    CHECK_EQ_INT (DP_CMD_ATTACH, 22);
 }
 
 static void

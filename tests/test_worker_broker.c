@@ -355,6 +355,9 @@ s_case_tasks (void)
     s_client_start (&client, broker.tcp);
     workers_wait_t two = {&client, 2};
     CHECK (dp_test_wait_until (s_has_workers, &two, WAIT_MS));
+    /*  Each worker's task thread attaches a lane of its own (PROTOCOL.md 5.7). */
+    counter_wait_t lanes = {&client, "worker_lanes", 2};
+    CHECK (dp_test_wait_until (s_counter_is, &lanes, WAIT_MS));
 
     pack_t value, boom, calls, nil, nap;
     s_pack_init (&value);
@@ -398,6 +401,8 @@ s_case_tasks (void)
     CHECK (s_result_pid (&client.value[6]) > 0);
     CHECK_EQ_INT (s_client_status (&client, "failed"), 1);
     CHECK_EQ_INT (s_client_status (&client, "done"), 6);
+    /*  The jobs went out on the lanes. */
+    CHECK (s_client_status (&client, "lane_dispatches") >= 2);
 
     msgpack_sbuffer_destroy (&value.sbuf);
     msgpack_sbuffer_destroy (&boom.sbuf);
@@ -505,6 +510,9 @@ s_case_broker_restart (void)
         s_client_start (&client, endpoint);
         workers_wait_t two = {&client, 2};
         CHECK (dp_test_wait_until (s_has_workers, &two, WAIT_MS));
+        /*  Each new broker gets each worker's lane too. */
+        counter_wait_t lanes = {&client, "worker_lanes", 2};
+        CHECK (dp_test_wait_until (s_counter_is, &lanes, WAIT_MS));
         task_t tasks[] = {{1, "pid", nil.sbuf.data, nil.sbuf.size, 0, 0, 0},
                           {2, "pid", nil.sbuf.data, nil.sbuf.size, 0, 0, 0}};
         s_client_submit (&client, tasks, 2);

@@ -15,3 +15,9 @@ endforeach ()
 if (TARGET dpool-broker)
     dpool_test (test_worker_broker test_worker_broker.c TIMEOUT 90)
 endif ()
+
+# worker/: the task thread's lane against a fake broker that refuses it,
+# or takes it and forgets it.
+if (TARGET dpool-worker)
+    dpool_test (test_worker_lane test_worker_lane.c TIMEOUT 60)
+endif ()

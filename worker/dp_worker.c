@@ -109,6 +109,7 @@ s_worker_setup (dp_worker_t *w, const dp_worker_config_t *config)
     w->sigfd = -1;
     atomic_init (&w->busy, false);
     atomic_init (&w->stopping, false);
+    atomic_init (&w->held, 0);
     return 0;
 }
 
@@ -178,7 +179,8 @@ s_worker_start (dp_worker_t *w, dp_worker_io_t **io_p, pthread_t *thread)
         dp_error ("cannot start the worker: %s", strerror (errno));
         return DPOOL_ESYS;
     }
-    if (!(w->to_task = dp_chan_new (DP_CHAN_WAIT)) || !(w->to_io = dp_chan_new (DP_CHAN_POLL))) {
+    if (!(w->to_task = dp_chan_new (DP_CHAN_POLL_ARMED)) ||
+        !(w->to_io = dp_chan_new (DP_CHAN_POLL))) {
         dp_error ("cannot make the worker's queues: %s", strerror (errno));
         return DPOOL_ESYS;
     }

@@ -3,12 +3,17 @@
 
     A worker process has two threads and uses plain libzmq only (no CZMQ
     globals, so it is safe in a child forked from a program that already
-    uses CZMQ). The calling thread runs task functions one at a time; an
-    I/O thread owns the DEALER socket(s) and every timer: it registers
-    (READY), reads every message from the broker, sends the task thread's
-    results, progress and queue requests, heartbeats even while a long task
-    runs, and reconnects with backoff when the broker goes silent. The two
-    threads talk only through two message queues (dp_chan), one each way.
+    uses CZMQ). The calling thread (the task thread) runs task functions one
+    at a time; an I/O thread owns the worker's main DEALER socket(s) and
+    every timer: it registers (READY), reads every message from the broker
+    on it, sends the task thread's progress and queue requests (and its
+    results until it has a lane), heartbeats even while a long task runs,
+    and reconnects with backoff when the broker goes silent. Once
+    registered with a broker that hands out lane tokens, the task thread
+    opens a DEALER of its own, its lane (docs/PROTOCOL.md 5.7), and takes
+    its jobs and sends their results there itself. Each socket has one
+    owning thread; the two threads talk only through two message queues
+    (dp_chan), one each way.
 
     What the worker does, event by event (docs/PROTOCOL.md, 5.2 and 6):
     - start, broker silent past expiry, or ERROR ESTATE: forgets the jobs it
@@ -25,9 +30,15 @@
       socket and registers again after the backoff;
     - silence on its own side for heartbeat_ms: sends HEARTBEAT, also while
       a task runs;
+    - WELCOME with a token: the task thread opens its lane and sends ATTACH;
+      once the lane is welcomed, jobs and results travel on it. A refused
+      ATTACH leaves this registration without a lane; an ERROR on the lane
+      after its WELCOME makes the worker register again;
     - results: sent as DONE batches, flushed when the task thread has no job
       left, at 64 results, or 1 ms after the first unsent one, so the
-      result of a slow task leaves as soon as it is ready;
+      result of a slow task leaves as soon as it is ready; on the lane,
+      except a batch with a timed job or one that reported progress, which
+      goes through the I/O thread;
     - a job past its timeout_ms: sends DONE [ref, EDEADLINE, message] and
       BYE, waits up to 1 s for the broker's BYE (proof that both arrived),
       and ends the process with _exit (DP_WORKER_EXIT_DEADLINE): the task
@@ -53,8 +64,9 @@
       passes on at most one report per DP_WORKER_PROGRESS_PIPE_MS and this
       thread sends at most one PROGRESS per DP_PROGRESS_MS, the latest report
       winning; a report held back goes out before the job's result;
-    - max_tasks: after the task thread has run that many jobs it says so
-      with the last result; the worker sends it, leaves as on a signal (BYE,
+    - max_tasks: after the task thread has run that many jobs it sends the
+      last result, says BYE on its lane and waits up to 1 s for the
+      answer, then tells the I/O thread, which leaves as on a signal (BYE,
       so the broker takes back any job it held without counting a death)
       and dp_worker_run returns DP_WORKER_RETIRED.
 

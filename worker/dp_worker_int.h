@@ -2,12 +2,15 @@
     files and by nothing else.
 
     A worker process runs two threads (dp_worker.h says what they do):
-    - the I/O thread (dp_worker_io.c) owns the DEALER socket(s), every
-      timer and the I/O state (dp_worker_io_t), from its start to its end.
-      No other thread touches a socket;
+    - the I/O thread (dp_worker_io.c) owns the worker's main DEALER
+      socket(s), every timer and the I/O state (dp_worker_io_t), from its
+      start to its end;
     - the task thread (dp_worker_runner.c), the thread that called
-      dp_worker_run, owns the jobs the broker handed over and the runner
-      state (dp_worker_runner_t), and runs task functions one at a time;
+      dp_worker_run, owns the jobs the broker handed over, the runner
+      state (dp_worker_runner_t) and its lane: a DEALER of its own that it
+      makes, uses and closes alone (PROTOCOL.md 5.7), on which the broker
+      sends it jobs and it sends their results. It runs task functions one
+      at a time. No thread touches the other's sockets;
     - dp_worker.c (lifecycle) sets up dp_worker_t on the calling thread,
       makes both states, starts the I/O thread, runs the task loop, and
       frees everything once the I/O thread has been joined.
@@ -16,7 +19,7 @@
     notes (dp_note_t), an ownership hand-over of a dp_note_ctl_t copied by
     value and up to two frames, moved. Besides the queues, they share only
     dp_worker_t: its settings are written before the I/O thread starts and
-    read-only after; busy and stopping are atomics.
+    read-only after; busy, stopping and held are atomics.
 */
 #ifndef DP_WORKER_INT_H_INCLUDED
 #define DP_WORKER_INT_H_INCLUDED
@@ -43,7 +46,9 @@ typedef enum {
     DP_NOTE_QREPLY,   /* I/O -> task: [ctl, QUEUE-REPLY body] received in ctl.epoch */
     DP_NOTE_QACK,     /* task -> I/O: acknowledge token ctl.ref: taken if ctl.code, else not */
     DP_NOTE_PROGRESS, /* task -> I/O: [ctl, packed value]: progress of job ctl.ref */
-    DP_NOTE_RETIRE    /* task -> I/O: it ran max_tasks jobs (their results went before) */
+    DP_NOTE_RETIRE,   /* task -> I/O: it ran max_tasks jobs (their results went before) */
+    DP_NOTE_LANE,     /* I/O -> task: registration ctl.epoch has lane token ctl.ref */
+    DP_NOTE_LANE_LOST /* task -> I/O: the broker forgot the lane of ctl.epoch: register again */
 } dp_note_kind_t;
 
 typedef struct {
@@ -76,11 +81,16 @@ typedef struct {
     int heartbeat_ms;
     int expiry_ms;
     int sigfd;          /* SIGINT and SIGTERM; the I/O thread reads it */
-    dp_chan_t *to_task; /* I/O -> task: the task thread waits on it */
+    dp_chan_t *to_task; /* I/O -> task: the task thread waits on it, or polls its fd */
     dp_chan_t *to_io;   /* task -> I/O: the I/O thread polls its fd */
     dp_curve_t curve;
     atomic_bool busy;     /* the task thread is running a job */
     atomic_bool stopping; /* the I/O thread is stopping: start no job */
+    /*  Jobs of this process whose results have not gone out: the I/O
+        thread adds those it passes on, the task thread those it takes on
+        its lane, and takes off each it answers or drops. The I/O thread
+        reads it to tell an idle worker (PROTOCOL.md 6). */
+    atomic_uint held;
 } dp_worker_t;
 
 /*  Frees a note and its frames (a dp_chan drop function). */

@@ -6,9 +6,13 @@
     registration and its backoff, heartbeats, the broker's expiry, progress
     pacing, and the deadline of the running job. It reads every message
     from the broker and hands the task thread what is the task thread's
-    (jobs, resets, queue replies, stop) as notes in to_task; it sends to the
-    broker what the task thread puts in to_io (DONE batches, progress, queue
-    requests and acknowledgements), in the order it was put. Its state,
+    (jobs, resets, the lane token of a registration, queue replies, stop)
+    as notes in to_task; it sends to the broker what the task thread puts
+    in to_io (DONE batches, progress, queue requests and
+    acknowledgements), in the order it was put. Once the task thread's own
+    lane is attached (dp_worker_runner.c), most jobs and results pass this
+    thread by; it still keeps the registration, the heartbeats, the queue
+    requests and the deadline of a timed job. Its state,
     dp_worker_io_t, is its own; it shares nothing else with the task thread
     but the atomics of dp_worker_t (dp_worker_int.h).
 
@@ -61,7 +65,6 @@ struct dp_worker_io_t {
     dp_writer_t empty; /* the HEARTBEAT and BYE body */
     dp_writer_t done_w;
     uint32_t pending;      /* results in done_w not yet sent */
-    uint32_t held;         /* jobs of this registration whose results have not gone out */
     int64_t first_pending; /* ms: when the first of them arrived */
     bool armed;            /* a job with a timeout is running */
     uint64_t armed_ref;
@@ -95,7 +98,6 @@ s_io_reset_jobs (dp_worker_io_t *io)
 {
     io->epoch++;
     io->pending = 0;
-    io->held = 0;
     dp_writer_reset (&io->done_w);
     dp_note_ctl_t ctl = {.kind = DP_NOTE_RESET, .epoch = io->epoch};
     dp_note_send_ctl (io->worker->to_task, &ctl);
@@ -457,6 +459,13 @@ s_io_on_task (dp_worker_io_t *io, const dp_note_ctl_t *ctl, zmq_msg_t *value)
     case DP_NOTE_RETIRE:
         s_io_retire (io);
         return;
+    case DP_NOTE_LANE_LOST:
+        if (ctl->epoch == io->epoch && io->state == IO_ACTIVE) {
+            dp_info ("the broker lost this worker's lane; registering again");
+            io->backoff_ms = DP_RECONNECT_MS;
+            s_io_register (io, SOCKET_SAME);
+        }
+        return;
     default:
         break;
     }
@@ -478,7 +487,6 @@ s_io_on_task (dp_worker_io_t *io, const dp_note_ctl_t *ctl, zmq_msg_t *value)
         dp_debug ("dropping results of an old registration");
         return;
     }
-    io->held = ctl->count < io->held ? io->held - ctl->count : 0;
     /*  The task thread built the DONE body: it goes out as it is. */
     s_io_flush (io);
     io->dealer_quiet = false;
@@ -506,7 +514,7 @@ s_io_drain_notes (dp_worker_io_t *io)
 static void
 s_io_forward_jobs (dp_worker_io_t *io, const dp_list_t *jobs, dp_wire_msg_t *msg)
 {
-    io->held += jobs->left;
+    atomic_fetch_add (&io->worker->held, jobs->left);
     dp_note_ctl_t ctl = {.kind = DP_NOTE_JOBS, .epoch = io->epoch};
     dp_note_send (io->worker->to_task, &ctl, msg->frames, 2);
 }
@@ -533,6 +541,11 @@ s_io_on_welcome (dp_worker_io_t *io, const dp_welcome_t *welcome)
         dp_info ("registered with broker %.*s at %s (heartbeat %d ms, expiry %d ms)",
                  (int)welcome->broker.size, (const char *)welcome->broker.data,
                  io->worker->endpoint, io->heartbeat_ms, io->expiry_ms);
+    }
+    if (welcome->token != 0) {
+        /*  The task thread opens its lane for this registration. */
+        dp_note_ctl_t ctl = {.kind = DP_NOTE_LANE, .epoch = io->epoch, .ref = welcome->token};
+        dp_note_send_ctl (io->worker->to_task, &ctl);
     }
     s_io_queue_resume (io);
 }
@@ -680,17 +693,19 @@ s_io_on_signal (dp_worker_io_t *io)
 }
 
 /*  The heartbeat interval and expiry in force: a worker that holds no job
-    is idle, and both sides beat DP_IDLE_FACTOR times as slowly (§6). */
+    is idle, and both sides beat DP_IDLE_FACTOR times as slowly (§6). The
+    task thread counts the jobs held (dp_worker_t.held), since jobs that
+    come on its lane pass this thread by. */
 static int64_t
 s_io_beat_ms (const dp_worker_io_t *io)
 {
-    return DP_IDLE_SCALED (io->heartbeat_ms, io->held == 0);
+    return DP_IDLE_SCALED (io->heartbeat_ms, atomic_load (&io->worker->held) == 0);
 }
 
 static int64_t
 s_io_expiry_ms (const dp_worker_io_t *io)
 {
-    return DP_IDLE_SCALED (io->expiry_ms, io->held == 0);
+    return DP_IDLE_SCALED (io->expiry_ms, atomic_load (&io->worker->held) == 0);
 }
 
 /*  Runs every timer that is due. */
@@ -743,7 +758,12 @@ s_io_timeout (dp_worker_io_t *io)
     }
     if (io->armed && io->deadline < next)
         next = io->deadline;
-    int64_t left = next - dp_now_ms ();
+    /*  The task thread may take jobs on its lane meanwhile, which makes
+        the worker busy and its timers shorter: look again within a beat. */
+    int64_t now = dp_now_ms ();
+    if (now + io->heartbeat_ms < next)
+        next = now + io->heartbeat_ms;
+    int64_t left = next - now;
     return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (long)left;
 }
 

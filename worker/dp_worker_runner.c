@@ -2,16 +2,30 @@
     broker handed over, one at a time, on the thread that called
     dp_worker_run.
 
-    It owns the jobs (the DISPATCH messages the I/O thread passed on, in
-    batches) and the runner state, dp_worker_runner_t; it owns no socket.
-    It learns everything from the notes in to_task (jobs, a new epoch, a
-    queue reply, stop), waiting on that queue when it has no job, and says
-    everything by notes in to_io: a job's deadline (ARM), its progress, its
-    queue requests and their acknowledgements, and the results, batched in
-    a DONE body it builds itself. A batch goes when no job is left, at
+    It owns the jobs (DISPATCH messages, in batches), the runner state,
+    dp_worker_runner_t, and one socket: its lane (PROTOCOL.md 5.7), a
+    DEALER it makes, uses and closes alone. It learns from the notes in
+    to_task (jobs, a new epoch, the lane token of a registration, a queue
+    reply, stop) and from its lane (jobs), waiting on both when it has no
+    job, and says by notes in to_io a job's deadline (ARM), its progress,
+    its queue requests and their acknowledgements. The results it batches
+    in a DONE body it builds itself. A batch goes when no job is left, at
     DP_WORKER_DONE_BATCH results, DP_WORKER_DONE_DELAY_MS after its first,
     after a job with a timeout, and before a job whose function is slow or
-    has not been run yet; the I/O thread sends the notes in order.
+    has not been run yet.
+
+    The lane saves the two thread wake-ups a job costs through the I/O
+    thread. After each WELCOME with a token, this thread opens a lane and
+    sends ATTACH; once the broker welcomed it, jobs come on it and DONE
+    batches go out on it, but for a batch holding a job that had a timeout
+    (the I/O thread must learn it ended in time) or that reported progress
+    (its reports go through the I/O thread and must precede its result):
+    those go as notes, which the I/O thread sends in order. Until the lane
+    is attached, or without one (a broker that refuses it), everything goes
+    through the I/O thread. A new registration (RESET) closes the lane, and
+    the broker forgets the old one's jobs; a lane the broker forgot after
+    attaching it (ERROR) is closed and the I/O thread registers again, so
+    that no result is lost with it.
 
     The atomics of dp_worker_t close one race on stopping: this thread sets
     busy before it starts a job and then checks stopping; the I/O thread
@@ -30,6 +44,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -90,6 +105,13 @@ struct dp_worker_runner_t {
     int max_tasks; /* 0: no limit */
     int ran;       /* jobs run */
     bool retiring; /* ran max_tasks: waits for the I/O thread's stop */
+    /*  The lane, of the current epoch; NULL if none. */
+    void *lane;
+    int lane_fd;
+    bool lane_attached; /* the broker welcomed it: results may go on it */
+    bool lane_quiet;    /* its last look found nothing: lane_fd fires on the next message */
+    bool job_via_io;    /* the running job reported progress through the I/O thread */
+    bool via_io;        /* the DONE batch must go through the I/O thread */
 };
 
 static void
@@ -115,11 +137,22 @@ s_runner_drop_jobs (dp_worker_runner_t *r)
     r->queued = 0;
 }
 
-/*  Takes a DISPATCH (the note's two frames) from the I/O thread. */
-static int
-s_runner_take_jobs (dp_worker_runner_t *r, dp_note_t *note)
+/*  Takes count jobs off the count of those held (dp_worker_t.held). */
+static void
+s_runner_release (dp_worker_runner_t *r, size_t count)
 {
-    const dp_note_ctl_t *ctl = &note->ctl;
+    if (count > 0)
+        atomic_fetch_sub (&r->worker->held, (unsigned)count);
+}
+
+/*  Holds the jobs of a DISPATCH (its two frames, moved) received in epoch:
+    passed on by the I/O thread, which counted them in held, or taken on
+    the lane, counted here. Jobs of a void epoch are dropped. Returns 0, or
+    -1 if out of memory. */
+static int
+s_runner_take_jobs (dp_worker_runner_t *r, zmq_msg_t *header, zmq_msg_t *body, uint64_t epoch,
+                    bool from_lane)
+{
     s_batch_t *batch = (s_batch_t *)calloc (1, sizeof *batch);
     if (!batch) {
         dp_error ("out of memory holding jobs");
@@ -127,17 +160,25 @@ s_runner_take_jobs (dp_worker_runner_t *r, dp_note_t *note)
     }
     zmq_msg_init (&batch->header);
     zmq_msg_init (&batch->body);
-    zmq_msg_move (&batch->header, &note->frame[0]);
-    zmq_msg_move (&batch->body, &note->frame[1]);
+    zmq_msg_move (&batch->header, header);
+    zmq_msg_move (&batch->body, body);
     dp_msg_t m;
     dp_reason_t reason =
         dp_msg_decode (zmq_msg_data (&batch->header), zmq_msg_size (&batch->header),
                        zmq_msg_data (&batch->body), zmq_msg_size (&batch->body), &m);
-    /*  The I/O thread validated it already; a job of a void epoch is dropped. */
-    if (reason != DP_OK || m.cmd != DP_CMD_DISPATCH || ctl->epoch != r->epoch) {
+    /*  Validated already, by the I/O thread or by s_lane_on_msg. */
+    if (reason != DP_OK || m.cmd != DP_CMD_DISPATCH) {
         s_batch_destroy (&batch);
         return 0;
     }
+    if (epoch != r->epoch) {
+        if (!from_lane)
+            s_runner_release (r, m.u.list.left);
+        s_batch_destroy (&batch);
+        return 0;
+    }
+    if (from_lane)
+        atomic_fetch_add (&r->worker->held, m.u.list.left);
     batch->jobs = m.u.list;
     r->queued += batch->jobs.left;
     if (r->tail)
@@ -189,15 +230,174 @@ s_runner_on_reply (dp_worker_runner_t *r, const dp_note_ctl_t *ctl, zmq_msg_t *b
         s_runner_ack (r, reply.token, false, ctl->epoch);
 }
 
-/*  Handles one message from the I/O thread, waiting for one if wait is
-    true. Returns 1 if one was handled, 0 if none was waiting. */
+/*  ---------------------------------------------------------------------------
+    The lane (PROTOCOL.md 5.7).
+*/
+
+/*  Closes the lane, if any, after a BYE when bye is true (the broker then
+    forgets it at once; the BYE goes out within the linger). */
+static void
+s_lane_close (dp_worker_runner_t *r, bool bye)
+{
+    if (!r->lane)
+        return;
+    if (bye) {
+        dp_encode_empty (&r->qw);
+        dp_wire_send_writer (r->lane, NULL, 0, DP_CMD_BYE, &r->qw, ZMQ_DONTWAIT);
+    }
+    zmq_close (r->lane);
+    r->lane = NULL;
+    r->lane_fd = -1;
+    r->lane_attached = false;
+}
+
+/*  Opens a lane for the current registration, whose token is token, and
+    sends ATTACH. Without one (the endpoint cannot be connected), jobs and
+    results go through the I/O thread. */
+static void
+s_lane_open (dp_worker_runner_t *r, uint64_t token)
+{
+    s_lane_close (r, true);
+    void *lane = zmq_socket (r->worker->ctx, ZMQ_DEALER);
+    if (!lane)
+        return;
+    dp_encode_attach (&r->qw, token);
+    if (dp_wire_configure (lane, false, DP_WORKER_LINGER_MS) ||
+        dp_curve_apply (lane, &r->worker->curve, false) ||
+        zmq_connect (lane, r->worker->endpoint) ||
+        dp_wire_send_writer (lane, NULL, 0, DP_CMD_ATTACH, &r->qw, ZMQ_DONTWAIT)) {
+        dp_warn ("cannot open a lane to %s: %s", r->worker->endpoint, zmq_strerror (errno));
+        zmq_setsockopt (lane, ZMQ_LINGER, &(int){0}, sizeof (int));
+        zmq_close (lane);
+        return;
+    }
+    r->lane = lane;
+    r->lane_fd = dp_wire_fd (lane);
+    r->lane_attached = false;
+    r->lane_quiet = false;
+}
+
+/*  One message on the lane: its WELCOME, jobs, or the broker's refusal.
+    A refusal before the WELCOME (a broker without lanes, or one that
+    forgot the token) leaves this registration without a lane; one after
+    it may have cost results sent on it, so the I/O thread registers again
+    and the broker takes back every job it gave this registration. */
+static void
+s_lane_on_msg (dp_worker_runner_t *r, dp_wire_msg_t *msg)
+{
+    dp_msg_t m;
+    if (dp_wire_decode (msg, false, NULL, &m) != DP_OK) {
+        dp_warn ("malformed message from the broker on the lane dropped");
+        return;
+    }
+    switch (m.cmd) {
+    case DP_CMD_WELCOME:
+        r->lane_attached = true;
+        dp_debug ("lane attached (epoch %llu)", (unsigned long long)r->epoch);
+        break;
+    case DP_CMD_DISPATCH:
+        if (s_runner_take_jobs (r, &msg->frames[0], &msg->frames[1], r->epoch, true))
+            _exit (1); /* cannot hold them: leave, so that the broker gives them to others */
+        break;
+    case DP_CMD_ERROR: {
+        bool attached = r->lane_attached;
+        dp_info ("the broker refused this worker's lane: %s: %.*s",
+                 dpool_strerror (m.u.error.code), (int)m.u.error.message.size,
+                 (const char *)m.u.error.message.data);
+        s_lane_close (r, false);
+        if (attached) {
+            dp_note_ctl_t ctl = {.kind = DP_NOTE_LANE_LOST, .epoch = r->epoch};
+            dp_note_send_ctl (r->worker->to_io, &ctl);
+        }
+        break;
+    }
+    case DP_CMD_BYE:
+        s_lane_close (r, false); /* the broker is leaving; the I/O thread hears it too */
+        break;
+    default:
+        break;
+    }
+}
+
+/*  Reads every message waiting on the lane; returns how many. */
+static int
+s_lane_drain (dp_worker_runner_t *r)
+{
+    int count = 0;
+    while (r->lane) {
+        dp_wire_msg_t msg;
+        if (dp_wire_recv (r->lane, &msg, ZMQ_DONTWAIT)) {
+            if (errno == EINTR)
+                continue;
+            r->lane_quiet = true;
+            break;
+        }
+        r->lane_quiet = false;
+        s_lane_on_msg (r, &msg);
+        dp_wire_close (&msg);
+        count++;
+    }
+    return count;
+}
+
+/*  Blocks until a note waits in to_task, or the lane brought messages
+    (which it handles). With a lane, one poll(2) watches both: the queue's
+    eventfd, armed first, and the lane's descriptor, which fires on the
+    next message once a look found the lane empty. */
+static void
+s_runner_wait (dp_worker_runner_t *r)
+{
+    while (r->lane) {
+        if (s_lane_drain (r) > 0 || !r->lane || !dp_chan_arm (r->worker->to_task))
+            return;
+        struct pollfd fds[2] = {{dp_chan_fd (r->worker->to_task), POLLIN, 0},
+                                {r->lane_fd, POLLIN, 0}};
+        if (poll (fds, 2, -1) < 0 && errno != EINTR) {
+            dp_error ("poll: %s", strerror (errno));
+            _exit (1); /* cannot wait: leave, so that the broker gives the jobs to others */
+        }
+        if (fds[0].revents & POLLIN)
+            return;
+    }
+    dp_chan_wait (r->worker->to_task, -1);
+}
+
+/*  Says BYE on the lane and waits up to DP_WORKER_BYE_WAIT_MS for the
+    broker's, which proves that the results sent on it arrived; closes it.
+    What else comes meanwhile is dropped: the worker is leaving. */
+static void
+s_lane_leave (dp_worker_runner_t *r)
+{
+    if (!r->lane)
+        return;
+    dp_encode_empty (&r->qw);
+    bool bye = !r->lane_attached ||
+               dp_wire_send_writer (r->lane, NULL, 0, DP_CMD_BYE, &r->qw, ZMQ_DONTWAIT) != 0;
+    int64_t until = dp_now_ms () + DP_WORKER_BYE_WAIT_MS;
+    while (!bye && dp_now_ms () < until) {
+        zmq_pollitem_t item = {r->lane, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, (long)(until - dp_now_ms ())) < 0 && errno != EINTR)
+            break;
+        dp_wire_msg_t msg;
+        while (!bye && dp_wire_recv (r->lane, &msg, ZMQ_DONTWAIT) == 0) {
+            dp_msg_t m;
+            bye = dp_wire_decode (&msg, false, NULL, &m) == DP_OK && m.cmd == DP_CMD_BYE;
+            dp_wire_close (&msg);
+        }
+    }
+    s_lane_close (r, false);
+}
+
+/*  Handles one message from the I/O thread, waiting for one, or for the
+    lane's messages, if wait is true. Returns 1 if one was handled, 0 if
+    none was waiting. */
 static int
 s_runner_recv (dp_worker_runner_t *r, bool wait)
 {
     if (!r->inbox)
         r->inbox = dp_chan_take (r->worker->to_task);
-    while (!r->inbox && wait) {
-        dp_chan_wait (r->worker->to_task, -1);
+    if (!r->inbox && wait) {
+        s_runner_wait (r);
         r->inbox = dp_chan_take (r->worker->to_task);
     }
     if (!r->inbox)
@@ -207,16 +407,23 @@ s_runner_recv (dp_worker_runner_t *r, bool wait)
     const dp_note_ctl_t ctl = note->ctl;
     switch (ctl.kind) {
     case DP_NOTE_JOBS:
-        if (s_runner_take_jobs (r, note)) {
+        if (s_runner_take_jobs (r, &note->frame[0], &note->frame[1], ctl.epoch, false)) {
             /*  Cannot hold the jobs, cannot answer them: leave, so that the
                 broker gives them to another worker. */
             _exit (1);
         }
         break;
     case DP_NOTE_RESET:
+        s_runner_release (r, r->queued + r->pending);
         s_runner_drop_jobs (r);
         r->pending = 0; /* results for the old registration: nobody wants them */
+        r->via_io = false;
         r->epoch = ctl.epoch;
+        s_lane_close (r, true); /* the old registration's */
+        break;
+    case DP_NOTE_LANE:
+        if (ctl.epoch == r->epoch)
+            s_lane_open (r, ctl.ref);
         break;
     case DP_NOTE_STOP:
         r->stop = true;
@@ -331,6 +538,7 @@ s_runner_send_progress (dp_worker_runner_t *r, const void *value, size_t size)
 {
     dp_note_ctl_t ctl = {.kind = DP_NOTE_PROGRESS, .epoch = r->job_epoch, .ref = r->job_ref};
     r->progress_sent = dp_now_ms ();
+    r->job_via_io = true;
     dp_note_send_copy (r->worker->to_io, &ctl, value, size);
     return 0;
 }
@@ -350,6 +558,7 @@ s_runner_progress (void *arg, const void *value, size_t size)
     if (msgpack_sbuffer_write (&r->progress, (const char *)value, size))
         return dp_fail (DPOOL_ENOMEM);
     r->progress_held = true;
+    r->job_via_io = true;
     return 0;
 }
 
@@ -518,8 +727,9 @@ s_runner_add_result (dp_worker_runner_t *r, uint64_t ref, int code, uint32_t run
     r->pending++;
 }
 
-/*  Hands the DONE batch to the I/O thread. timed says that job ref (of
-    epoch), which had a deadline, is in it. */
+/*  Sends the DONE batch on the lane, or hands it to the I/O thread (see
+    the top of this file). timed says that job ref (of epoch), which had a
+    deadline, is in it. */
 static void
 s_runner_flush (dp_worker_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
 {
@@ -537,17 +747,26 @@ s_runner_flush (dp_worker_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
         dp_error ("out of memory building results");
         _exit (1);
     }
-    /*  A large body goes over without a copy. */
-    zmq_msg_t body;
-    if (dp_wire_msg_take (&body, &r->done) != 0) {
-        dp_error ("out of memory passing results on");
-        _exit (1);
+    bool lane = !timed && !r->via_io && r->lane_attached && epoch == r->epoch;
+    if (lane) {
+        r->lane_quiet = false;
+        lane = dp_wire_send_take (r->lane, NULL, 0, DP_CMD_DONE, &r->done, ZMQ_DONTWAIT) == 0;
     }
-    /*  After what this thread queued before it: a job's ARM and progress
-        go first. */
-    dp_note_send (r->worker->to_io, &ctl, &body, 1);
-    zmq_msg_close (&body);
+    if (!lane) {
+        /*  A large body goes over without a copy. */
+        zmq_msg_t body;
+        if (dp_wire_msg_take (&body, &r->done) != 0) {
+            dp_error ("out of memory passing results on");
+            _exit (1);
+        }
+        /*  After what this thread queued before it: a job's ARM and
+            progress go first. */
+        dp_note_send (r->worker->to_io, &ctl, &body, 1);
+        zmq_msg_close (&body);
+    }
+    s_runner_release (r, r->pending);
     r->pending = 0;
+    r->via_io = false;
     if (r->done.sbuf.alloc > RESULT_KEEP) {
         dp_writer_fini (&r->done);
         dp_writer_init (&r->done);
@@ -583,6 +802,7 @@ s_runner_loop (dp_worker_runner_t *r)
         r->job_ref = ref;
         r->job_epoch = epoch;
         r->progress_held = false;
+        r->job_via_io = false;
         struct timespec began, ended;
         clock_gettime (CLOCK_MONOTONIC, &began);
         int code = s_runner_run (r, &job);
@@ -606,11 +826,14 @@ s_runner_loop (dp_worker_runner_t *r)
             task waited on a queue) took the job back: its result must not
             join a batch that goes out under the new one, whose refs start
             over. */
-        if (epoch == r->epoch)
+        if (epoch == r->epoch) {
+            r->via_io = r->via_io || r->job_via_io;
             s_runner_add_result (r, ref, code,
                                  run_us < 0            ? 0
                                  : run_us > UINT32_MAX ? UINT32_MAX
                                                        : (uint32_t)run_us);
+        } else
+            s_runner_release (r, 1);
         /*  Jobs that arrived while it ran count as queued: results of a
             run of short jobs go out together, each slow or timed job's at
             once. */
@@ -621,8 +844,10 @@ s_runner_loop (dp_worker_runner_t *r)
             dp_now_ms () - r->first_pending >= DP_WORKER_DONE_DELAY_MS)
             s_runner_flush (r, job.timeout_ms > 0, ref, epoch);
         if (r->retiring) {
-            /*  The last results went first; the I/O thread leaves and stops
-                this thread. */
+            /*  The last results went first (those on the lane are known to
+                have arrived once the lane's BYE is answered); the I/O
+                thread leaves and stops this thread. */
+            s_lane_leave (r);
             dp_note_ctl_t retire = {.kind = DP_NOTE_RETIRE, .epoch = epoch};
             dp_note_send_ctl (r->worker->to_io, &retire);
         }
@@ -640,6 +865,7 @@ dp_worker_runner_new (dp_worker_t *worker, int max_tasks)
     r->link.queue = s_runner_queue;
     r->link.progress = s_runner_progress;
     r->link.arg = r;
+    r->lane_fd = -1;
     r->max_tasks = max_tasks > 0 ? max_tasks : 0;
     dp_writer_init (&r->qw);
     msgpack_sbuffer_init (&r->progress);
@@ -659,6 +885,7 @@ dp_worker_runner_destroy (dp_worker_runner_t **self_p)
         msgpack_zone_destroy (&r->zone);
         msgpack_sbuffer_destroy (&r->result);
         msgpack_sbuffer_destroy (&r->progress);
+        s_lane_close (r, true);
         dp_writer_fini (&r->qw);
         dp_writer_fini (&r->done);
         while (r->inbox) {
@@ -676,6 +903,7 @@ dp_worker_runner_run (dp_worker_runner_t *self)
 {
     assert (self);
     s_runner_loop (self);
+    s_lane_close (self, true);
     return self->code;
 }
 
