@@ -48,6 +48,8 @@ static pthread_once_t s_key_once = PTHREAD_ONCE_INIT;
 
 static void
 s_close (dp_lane_t *self);
+static void
+s_recv (dp_lane_t *self, uint64_t seq, bool sent);
 
 /*  At a thread's end: closes every lane it has. */
 static void
@@ -181,8 +183,11 @@ dp_lane_mine (dpool_pool_t *pool)
     dp_lane_t *lanes = (dp_lane_t *)pthread_getspecific (s_key);
     for (dp_lane_t *lane = lanes; lane; lane = lane->next)
         if (lane->pool == pool) {
-            if (!lane->welcomed)
+            if (!lane->welcomed) {
+                /*  A WELCOME that came after the last apply ended. */
+                s_recv (lane, 0, false);
                 s_hello (lane);
+            }
             return lane;
         }
     lanes = s_sweep (lanes);

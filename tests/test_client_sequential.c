@@ -286,7 +286,7 @@ s_case_sequential_apply_failures (const char *transport)
 */
 typedef struct {
     dpool_pool_t *pool;
-    int warmup; /* echo applies before the long one */
+    bool warmup; /* echo applies until the thread's lane works, before the long one */
     dpool_result_t *result;
     atomic_bool warm; /* the echo applies returned */
     atomic_bool returned;
@@ -298,9 +298,12 @@ s_long_applier (void *arg)
     s_long_apply_t *self = (s_long_apply_t *)arg;
     dp_test_buf_t buf;
     dp_test_buf_init (&buf);
-    /*  Warm, the thread's lane carries the long task; cold, the pool's
-        thread does (the lane has no WELCOME yet). */
-    for (int i = 0; i < self->warmup; i++) {
+    /*  Warm, the thread's lane carries the long task: echo applies until
+        one result came on a lane; cold, the pool's thread does (the lane
+        has no WELCOME yet). */
+    for (int i = 0; self->warmup && s_status_count (self->pool, "lane_results") < 1; i++) {
+        if (i == 200)
+            dp_test_fail (__FILE__, __LINE__, "no result came on a lane in 200 applies");
         dp_test_buf_clear (&buf);
         msgpack_pack_int (&buf.pk, i);
         dpool_result_t *echo =
@@ -349,7 +352,7 @@ s_long_returned (void *arg)
 }
 
 static void
-s_terminate_ends_apply (const char *transport, int warmup)
+s_terminate_ends_apply (const char *transport, bool warmup)
 {
     /*  A broker that says nothing for a minute: only the pool itself can
         wake the waiting apply. */
@@ -369,7 +372,7 @@ s_terminate_ends_apply (const char *transport, int warmup)
     /*  The task that runs is the long one, not a warm-up echo. */
     CHECK (dp_test_wait_until (s_is_warm, &apply, 20000));
     CHECK (dp_test_wait_until (s_one_running, observer, 20000));
-    if (warmup > 1)
+    if (warmup)
         CHECK (s_status_count (observer, "lane_results") >= 1);
     CHECK (!atomic_load (&apply.returned));
     CHECK_EQ_INT (dpool_pool_terminate (pool), 0);
@@ -386,13 +389,13 @@ s_terminate_ends_apply (const char *transport, int warmup)
 static void
 s_case_terminate_ends_a_sequential_apply (const char *transport)
 {
-    s_terminate_ends_apply (transport, 0);
+    s_terminate_ends_apply (transport, false);
 }
 
 static void
 s_case_terminate_ends_an_apply_on_a_lane (const char *transport)
 {
-    s_terminate_ends_apply (transport, 3);
+    s_terminate_ends_apply (transport, true);
 }
 
 static const dp_test_case_t s_cases[] = {
