@@ -18,8 +18,9 @@
     Threads. Any number of API threads call dpool.h's functions; the actor
     thread runs the I/O and the callbacks; a thread that makes a lane reads
     its results itself. The owner (the thread that makes and destroys the
-    pool) alone starts and stops the actor and the embedded processes.
-    Each call below says which thread may make it.
+    pool) alone starts and stops the actor and destroys the embedded
+    broker and processes; terminate, from any API thread, stops the
+    worker processes once. Each call below says which thread may make it.
 
     Locking, for every file of client/. Each pool has one mutex. It guards
     the pool's shared state, and also the refcounts, readiness and iterator
