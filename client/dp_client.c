@@ -1,14 +1,17 @@
-/*  dp_client.c - a pool's shared state and its one lock.
+/*  dp_client.c - the pool's life cycle and shared state: references, the
+    lock and its conditions, the actor thread, status, join and terminate,
+    lanes, and the accounting of result handles.
 
-    Locking: the pool's one mutex guards the shared table of tasks, the
-    outbox, the requests for the actor and the handles' refcounts; it is
-    never held during I/O, waits for processes, or callbacks. See
-    dp_client.h.
+    Half of the pool class (dp_client.h; its struct in dp_client_impl.h);
+    dp_client_tasks.c, the task table and outbox, is the other half.
+    Locking as dp_client.h says: the mutex is held only to read or change
+    the struct, never while waiting for a thread or a process, nor while
+    writing the wake eventfd; the one write under it is a lane waiter's
+    eventfd (dp_client_handle_ready).
 */
-#include "dp_client.h"
+#include "dp_client_impl.h"
 
 #include "dp_pool_queue.h"
-#include "dp_result.h"
 #include "dp_util.h"
 #include "dp_wire.h"
 
@@ -16,6 +19,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +51,193 @@ dp_client_czmq_init (void)
 {
     pthread_once (&s_czmq_once, s_czmq_setup);
 }
+
+/*  ---------------------------------------------------------------------------
+    Life cycle and references.
+*/
+
+static void
+s_free_task (uint64_t id, void *value, void *arg)
+{
+    (void)id;
+    (void)arg;
+    dp_ctask_t *task = (dp_ctask_t *)value;
+    dp_ctask_destroy (&task);
+}
+
+/*  Frees the struct and everything it still owns, once its last reference
+    is gone (every handle, lane and queue handle with it). */
+static void
+s_free (dpool_pool_t *self)
+{
+    if (self->tasks) {
+        dp_idmap_foreach (self->tasks, s_free_task, NULL);
+        dp_idmap_destroy (&self->tasks);
+    }
+    dp_recs_destroy (&self->handles);
+    dp_batch_destroy_all (&self->outbox);
+    while (self->failed) {
+        dp_ctask_t *task = self->failed;
+        self->failed = task->next;
+        dp_ctask_destroy (&task);
+    }
+    free (self->cancels);
+    free (self->finish.items);
+    free (self->status);
+    dp_pool_queues_destroy (&self->queues);
+    free (self->endpoint);
+    explicit_bzero (&self->curve, sizeof self->curve);
+    free (self->name);
+    if (self->wake >= 0)
+        close (self->wake);
+    pthread_cond_destroy (&self->cond);
+    pthread_cond_destroy (&self->room);
+    pthread_mutex_destroy (&self->mutex);
+    free (self);
+}
+
+/*  Makes the struct with its lock, conditions, wake eventfd, table and
+    session, holding the owner's reference; NULL if it cannot. */
+static dpool_pool_t *
+s_alloc (void)
+{
+    dpool_pool_t *self = (dpool_pool_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->wake = -1;
+    self->refs = 1;
+    self->next_seq = 1;
+    atomic_init (&self->actor_status, -1);
+    pthread_condattr_t attr;
+    pthread_condattr_init (&attr);
+    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init (&self->cond, &attr);
+    int rc_room = rc ? -1 : pthread_cond_init (&self->room, &attr);
+    pthread_condattr_destroy (&attr);
+    int rc_mutex = rc || rc_room ? -1 : pthread_mutex_init (&self->mutex, NULL);
+    if (rc || rc_room || rc_mutex) {
+        if (rc == 0)
+            pthread_cond_destroy (&self->cond);
+        if (rc_room == 0)
+            pthread_cond_destroy (&self->room);
+        if (rc_mutex == 0)
+            pthread_mutex_destroy (&self->mutex);
+        free (self);
+        return NULL;
+    }
+    self->tasks = dp_idmap_new_sequential ();
+    dp_random_bytes (self->session, sizeof self->session);
+    self->wake = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!self->tasks || self->wake < 0) {
+        s_free (self);
+        return NULL;
+    }
+    return self;
+}
+
+dpool_pool_t *
+dp_client_new (const dp_client_config_t *config, dp_embedded_t **embedded_p)
+{
+    assert (config && config->endpoint && config->name && embedded_p);
+    dpool_pool_t *self = s_alloc ();
+    if (!self)
+        return NULL;
+    self->timeout_ms = config->timeout_ms;
+    self->retries = config->retries;
+    self->max_outstanding = config->max_outstanding;
+    self->max_outstanding_bytes = config->max_outstanding_bytes;
+    self->procs = config->procs;
+    if (config->curve)
+        self->curve = *config->curve;
+    self->name = strdup (config->name);
+    self->endpoint = strdup (config->endpoint);
+    if (!self->name || !self->endpoint) {
+        s_free (self);
+        return NULL;
+    }
+    self->embedded = *embedded_p;
+    *embedded_p = NULL;
+    return self;
+}
+
+int
+dp_client_start_actor (dpool_pool_t *self, void *(*main) (void *))
+{
+    assert (!self->actor_started);
+    atomic_store (&self->actor_status, DP_ACTOR_STARTING);
+    if (pthread_create (&self->actor, NULL, main, self) != 0) {
+        atomic_store (&self->actor_status, -1);
+        return -1;
+    }
+    self->actor_started = true;
+    dp_client_lock (self);
+    while (atomic_load (&self->actor_status) == DP_ACTOR_STARTING)
+        dp_client_wait (self, -1);
+    dp_client_unlock (self);
+    return atomic_load (&self->actor_status) == 0 ? 0 : -1;
+}
+
+/*  Asks the actor to stop and waits for its thread to end. Harmless if it
+    never started or has stopped. */
+static void
+s_stop_actor (dpool_pool_t *self)
+{
+    if (!self->actor_started)
+        return;
+    dp_client_lock (self);
+    self->stopping = true;
+    bool wake = dp_client_want_wake (self);
+    dp_client_unlock (self);
+    /*  The wake-up may be pending already; a stop is then seen with it. */
+    if (wake)
+        dp_client_wake (self);
+    pthread_join (self->actor, NULL);
+    self->actor_started = false;
+}
+
+void
+dp_client_destroy (dpool_pool_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        dpool_pool_t *self = *self_p;
+        s_stop_actor (self);
+        /*  The actor ran the embedded broker: it is stopped now. */
+        dp_embedded_destroy (&self->embedded);
+        dp_client_unref (self);
+        *self_p = NULL;
+    }
+}
+
+void
+dp_client_ref (dpool_pool_t *self)
+{
+    assert (self->refs > 0);
+    self->refs++;
+}
+
+void
+dp_client_unref (dpool_pool_t *self)
+{
+    dp_client_unref_handle (self, NULL);
+}
+
+void
+dp_client_unref_handle (dpool_pool_t *self, void *record)
+{
+    dp_client_lock (self);
+    if (record)
+        dp_recs_free (self->handles, record);
+    assert (self->refs > 0);
+    bool last = --self->refs == 0;
+    dp_client_unlock (self);
+    if (last)
+        s_free (self);
+}
+
+/*  ---------------------------------------------------------------------------
+    The lock, its conditions and the actor's wake-up.
+*/
 
 void
 dp_client_lock (dpool_pool_t *self)
@@ -115,280 +306,69 @@ dp_client_want_wake (dpool_pool_t *self)
     return true;
 }
 
-void
-dp_client_wake (dpool_pool_t *self)
+/*  Writes 1 to an eventfd: a counter, whose writes add up and which one
+    read empties. */
+static void
+s_kick (int fd)
 {
-    /*  A counter: writes add up, and one read by the actor empties it. */
     uint64_t one = 1;
     ssize_t rc;
     do
-        rc = write (self->wake, &one, sizeof one);
+        rc = write (fd, &one, sizeof one);
     while (rc < 0 && errno == EINTR);
 }
 
-static void
-s_free_task (uint64_t id, void *value, void *arg)
-{
-    (void)id;
-    (void)arg;
-    dp_ctask_t *task = (dp_ctask_t *)value;
-    dp_ctask_destroy (&task);
-}
-
 void
-dp_client_unref (dpool_pool_t *self)
+dp_client_wake (dpool_pool_t *self)
 {
-    dp_client_unref_handle (self, NULL);
+    s_kick (self->wake);
 }
 
-void
-dp_client_unref_handle (dpool_pool_t *self, void *record)
+/*  ---------------------------------------------------------------------------
+    Configuration.
+*/
+
+int
+dp_client_wake_fd (const dpool_pool_t *self)
 {
-    dp_client_lock (self);
-    if (record)
-        dp_recs_free (self->handles, record);
-    assert (self->refs > 0);
-    bool last = --self->refs == 0;
-    dp_client_unlock (self);
-    if (!last)
-        return;
-    if (self->tasks) {
-        dp_idmap_foreach (self->tasks, s_free_task, NULL);
-        dp_idmap_destroy (&self->tasks);
-    }
-    /*  Every handle is gone: each held a reference. */
-    dp_recs_destroy (&self->handles);
-    dp_batch_destroy_all (&self->outbox);
-    while (self->failed) {
-        dp_ctask_t *task = self->failed;
-        self->failed = task->next;
-        dp_ctask_destroy (&task);
-    }
-    free (self->cancels);
-    free (self->finish.items);
-    free (self->status);
-    dp_pool_queue_free (self);
-    free (self->endpoint);
-    explicit_bzero (&self->curve, sizeof self->curve);
-    free (self->name);
-    if (self->wake >= 0)
-        close (self->wake);
-    pthread_cond_destroy (&self->cond);
-    pthread_cond_destroy (&self->room);
-    pthread_mutex_destroy (&self->mutex);
-    free (self);
+    return self->wake;
 }
 
-bool
-dp_client_on_actor (dpool_pool_t *self)
+const uint8_t *
+dp_client_session (const dpool_pool_t *self)
 {
-    return atomic_load (&self->actor_status) == 0 &&
-           pthread_equal (pthread_self (), self->actor_thread);
+    return self->session;
 }
 
-dp_ctask_t *
-dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void *args,
-              size_t args_size)
+const char *
+dp_client_name (const dpool_pool_t *self)
 {
-    size_t fn_size = strlen (fn);
-    /*  Only the header is zeroed: args can be large, and are copied over at
-        once. */
-    dp_ctask_t *self = (dp_ctask_t *)malloc (sizeof *self + fn_size + prefix_size + args_size);
-    if (!self)
-        return NULL;
-    *self = (dp_ctask_t){.fn_size = fn_size, .args_size = prefix_size + args_size};
-    memcpy (self->data, fn, fn_size);
-    if (prefix_size)
-        memcpy (self->data + fn_size, prefix, prefix_size);
-    if (args_size)
-        memcpy (self->data + fn_size + prefix_size, args, args_size);
-    self->count = 1;
-    return self;
+    return self->name;
 }
 
-void
-dp_ctask_destroy (dp_ctask_t **self_p)
+const char *
+dp_client_endpoint (const dpool_pool_t *self)
 {
-    assert (self_p);
-    if (*self_p) {
-        free (*self_p);
-        *self_p = NULL;
-    }
+    return self->endpoint;
+}
+
+dp_embedded_t *
+dp_client_embedded (const dpool_pool_t *self)
+{
+    return self->embedded;
 }
 
 int
-dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task)
+dp_client_procs (const dpool_pool_t *self)
 {
-    dp_batch_t *batch = *tail;
-    size_t entry = task->fn_size + task->args_size + 64;
-    bool alone = entry >= DP_CLIENT_ALONE_BYTES;
-    if (!batch || batch->full || alone || dp_list_count (&batch->writer) >= DP_MAX_BATCH ||
-        (dp_list_count (&batch->writer) > 0 &&
-         dp_writer_size (&batch->writer) + entry > DP_CLIENT_BATCH_BYTES)) {
-        batch = (dp_batch_t *)calloc (1, sizeof *batch);
-        if (!batch)
-            return -1;
-        dp_writer_init (&batch->writer);
-        if (alone)
-            batch->writer.reserve = entry; /* the first body's buffer, whole */
-        batch->full = alone;
-        dp_list_begin (&batch->writer);
-        if (!dp_writer_ok (&batch->writer)) {
-            dp_writer_fini (&batch->writer);
-            free (batch);
-            return -1;
-        }
-        if (*tail)
-            (*tail)->next = batch;
-        else
-            *head = batch;
-        *tail = batch;
-    }
-    dp_task_t entry_fields = {.id = task->seq,
-                              .fn = {task->data, task->fn_size},
-                              .args = {task->data + task->fn_size, task->args_size},
-                              .priority = task->priority,
-                              .timeout_ms = task->timeout_ms,
-                              .retries = task->retries,
-                              .flags = task->flags};
-    dp_list_add_task (&batch->writer, DP_CMD_SUBMIT, &entry_fields);
-    return dp_writer_ok (&batch->writer) ? 0 : -1;
+    return self->procs;
 }
 
 void
-dp_batch_destroy_all (dp_batch_t **head)
+dp_client_task_defaults (const dpool_pool_t *self, int *timeout_ms, int *retries)
 {
-    assert (head);
-    dp_batch_t *batch = *head;
-    while (batch) {
-        dp_batch_t *next = batch->next;
-        dp_writer_fini (&batch->writer);
-        free (batch);
-        batch = next;
-    }
-    *head = NULL;
-}
-
-int
-dp_client_insert (dpool_pool_t *self, dp_ctask_t *task, dp_batch_t **head, dp_batch_t **tail)
-{
-    if (!head) {
-        head = &self->outbox;
-        tail = &self->outbox_tail;
-    }
-    if (dp_idmap_put (self->tasks, task->seq, task))
-        return -1;
-    if (!self->terminating && dp_batch_add (head, tail, task)) {
-        /*  A half-written entry leaves its batch unusable: drop the outbox
-            and let the actor rebuild it from the table. */
-        dp_idmap_remove (self->tasks, task->seq);
-        return -1;
-    }
-    task->prev = self->tail;
-    task->next = NULL;
-    if (self->tail)
-        self->tail->next = task;
-    else
-        self->head = task;
-    self->tail = task;
-    self->outstanding++;
-    self->outstanding_bytes += task->args_size;
-    return 0;
-}
-
-dp_ctask_t *
-dp_client_remove (dpool_pool_t *self, uint64_t seq)
-{
-    dp_ctask_t *task = (dp_ctask_t *)dp_idmap_remove (self->tasks, seq);
-    if (!task)
-        return NULL;
-    if (task->prev)
-        task->prev->next = task->next;
-    else
-        self->head = task->next;
-    if (task->next)
-        task->next->prev = task->prev;
-    else
-        self->tail = task->prev;
-    task->prev = task->next = NULL;
-    return task;
-}
-
-void
-dp_client_release (dpool_pool_t *self, size_t count, size_t bytes)
-{
-    assert (self->outstanding >= count && self->outstanding_bytes >= bytes);
-    self->outstanding -= count;
-    self->outstanding_bytes -= bytes;
-    /*  Waiting submits are woken once the pool is down to three quarters
-        of its bounds, not at every result: each wake-up then submits a run
-        of tasks, instead of one task per result batch. */
-    if (count && self->outstanding <= self->max_outstanding - self->max_outstanding / 4 &&
-        self->outstanding_bytes <= self->max_outstanding_bytes - self->max_outstanding_bytes / 4)
-        dp_client_broadcast (self);
-}
-
-bool
-dp_client_full (const dpool_pool_t *self, size_t tasks, size_t bytes)
-{
-    if (self->outstanding == 0 && tasks <= 1)
-        return false;
-    return self->outstanding + tasks > self->max_outstanding ||
-           self->outstanding_bytes + bytes > self->max_outstanding_bytes;
-}
-
-int
-dp_client_add_cancel (dpool_pool_t *self, uint64_t seq)
-{
-    if (self->ncancels == self->cancels_cap) {
-        size_t cap = self->cancels_cap ? self->cancels_cap * 2 : 64;
-        uint64_t *bigger = (uint64_t *)realloc (self->cancels, cap * sizeof *bigger);
-        if (!bigger)
-            return -1;
-        self->cancels = bigger;
-        self->cancels_cap = cap;
-    }
-    self->cancels[self->ncancels++] = seq;
-    return 0;
-}
-
-/*  Appends result to vec. Returns 0 or -1 if out of memory. */
-static int
-s_vec_push (dp_handle_vec_t *vec, dpool_result_t *result)
-{
-    if (vec->count == vec->cap) {
-        size_t cap = vec->cap ? vec->cap * 2 : 8;
-        dpool_result_t **bigger = (dpool_result_t **)realloc (vec->items, cap * sizeof *bigger);
-        if (!bigger)
-            return -1;
-        vec->items = bigger;
-        vec->cap = cap;
-    }
-    vec->items[vec->count++] = result;
-    return 0;
-}
-
-int
-dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result)
-{
-    return s_vec_push (&self->finish, result);
-}
-
-bool
-dp_client_resend (dpool_pool_t *self, uint64_t seq)
-{
-    dp_ctask_t *task = (dp_ctask_t *)dp_idmap_get (self->tasks, seq);
-    if (!task || self->terminating)
-        return false;
-    if (dp_batch_add (&self->outbox, &self->outbox_tail, task)) {
-        /*  The actor rebuilds the outbox from the table at its next
-            connection; until then the task waits in the table. */
-        dp_batch_destroy_all (&self->outbox);
-        self->outbox_tail = NULL;
-        dp_error ("client: out of memory resending task %llu", (unsigned long long)seq);
-        return false;
-    }
-    return dp_client_want_wake (self);
+    *timeout_ms = self->timeout_ms;
+    *retries = self->retries;
 }
 
 zsock_t *
@@ -412,77 +392,259 @@ dp_client_dealer_new (dpool_pool_t *self)
     return dealer;
 }
 
-/*  Makes room in scratch for count entries. Returns 0 or -1. */
-static int
-s_scratch_reserve (dp_client_scratch_t *scratch, size_t count)
-{
-    if (count <= scratch->cap)
-        return 0;
-    dp_ctask_t **matched =
-        (dp_ctask_t **)realloc (scratch->matched, count * sizeof *scratch->matched);
-    if (!matched)
-        return -1;
-    scratch->matched = matched;
-    dpool_result_t **completed =
-        (dpool_result_t **)realloc (scratch->completed, count * sizeof *scratch->completed);
-    if (!completed)
-        return -1;
-    scratch->completed = completed;
-    scratch->cap = count;
-    return 0;
-}
+/*  ---------------------------------------------------------------------------
+    Result handles.
+*/
 
-int64_t
-dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_client_scratch_t *scratch)
+void *
+dp_client_alloc_handle (dpool_pool_t *self, size_t size)
 {
-    if (s_scratch_reserve (scratch, list.left))
-        return -1;
-    dp_list_t walk = list;
-    dp_result_t result;
-    size_t n = 0, found = 0, bytes = 0;
     dp_client_lock (self);
-    while (dp_list_next_result (&walk, &result)) {
-        dp_ctask_t *task = dp_client_remove (self, result.id);
-        scratch->matched[n++] = task;
-        if (task) {
-            found++;
-            bytes += task->args_size;
-        }
-    }
+    if (!self->handles)
+        self->handles = dp_recs_new (size);
+    void *record = self->handles ? dp_recs_alloc (self->handles) : NULL;
     dp_client_unlock (self);
-
-    walk = list;
-    size_t completed = 0;
-    int64_t ignored = 0;
-    for (size_t i = 0; dp_list_next_result (&walk, &result); i++) {
-        dp_ctask_t *task = scratch->matched[i];
-        if (!task) {
-            ignored++;
-            dp_debug ("client: ignored a result for seq %llu", (unsigned long long)result.id);
-            continue;
-        }
-        dpool_result_t *handle = task->result;
-        if (dp_result_task_done (handle, task, result.code, result.value))
-            scratch->completed[completed++] = handle;
-        dp_ctask_destroy (&task);
-    }
-    dp_result_complete (scratch->completed, completed);
-    /*  Room for more submits only once the handles have their results, so
-        a submit that waited finds its predecessors finished. */
-    if (found) {
-        dp_client_lock (self);
-        dp_client_release (self, found, bytes);
-        dp_client_unlock (self);
-    }
-    return ignored;
+    return record;
 }
 
 void
-dp_client_scratch_fini (dp_client_scratch_t *scratch)
+dp_client_free_handle (dpool_pool_t *self, void *record)
 {
-    free (scratch->matched);
-    free (scratch->completed);
-    memset (scratch, 0, sizeof *scratch);
+    dp_client_lock (self);
+    dp_recs_free (self->handles, record);
+    dp_client_unlock (self);
+}
+
+void
+dp_client_attach_handle (dpool_pool_t *self)
+{
+    self->refs++;
+    self->live++;
+}
+
+void
+dp_client_handles_ready (dpool_pool_t *self, dpool_result_t *const *handles, size_t count)
+{
+    /*  A thread waiting on its lane polls its socket, not the condition
+        variable: it is told by its eventfd, under the lock, so that it
+        cannot close the eventfd meanwhile. */
+    for (size_t w = 0; w < self->nwaiters; w++)
+        for (size_t i = 0; i < count; i++)
+            if (self->waiters[w].handle == handles[i]) {
+                s_kick (self->waiters[w].fd);
+                break;
+            }
+}
+
+void
+dp_client_handles_finished (dpool_pool_t *self, size_t count)
+{
+    assert (self->live >= count);
+    self->live -= count;
+}
+
+/*  ---------------------------------------------------------------------------
+    The actor's side.
+*/
+
+void
+dp_client_actor_up (dpool_pool_t *self, int status)
+{
+    dp_client_lock (self);
+    self->actor_thread = pthread_self ();
+    atomic_store (&self->actor_status, status);
+    dp_client_broadcast (self);
+    dp_client_unlock (self);
+}
+
+bool
+dp_client_on_actor (dpool_pool_t *self)
+{
+    return atomic_load (&self->actor_status) == 0 &&
+           pthread_equal (pthread_self (), self->actor_thread);
+}
+
+void
+dp_client_set_terminated (dpool_pool_t *self)
+{
+    dp_client_lock (self);
+    self->terminated = true;
+    dp_client_broadcast (self);
+    dp_client_unlock (self);
+}
+
+void
+dp_client_set_status (dpool_pool_t *self, uint8_t *copy, size_t size, int workers)
+{
+    dp_client_lock (self);
+    if (copy) {
+        free (self->status);
+        self->status = copy;
+        self->status_size = size;
+        self->status_gen++;
+        self->status_wanted = false;
+    }
+    if (workers >= 0)
+        self->workers = workers;
+    dp_client_broadcast (self);
+    dp_client_unlock (self);
+}
+
+void
+dp_client_set_workers (dpool_pool_t *self, int workers)
+{
+    dp_client_lock (self);
+    self->workers = workers;
+    dp_client_unlock (self);
+}
+
+void
+dp_client_actor_closing (dpool_pool_t *self)
+{
+    dp_client_lock (self);
+    self->closed = true;
+    self->terminating = true;
+    dp_client_unlock (self);
+}
+
+void
+dp_client_actor_ended (dpool_pool_t *self)
+{
+    dp_client_lock (self);
+    self->actor_gone = true;
+    dp_client_broadcast (self);
+    dp_client_unlock (self);
+}
+
+bool
+dp_client_stopped (const dpool_pool_t *self)
+{
+    return self->actor_gone;
+}
+
+/*  ---------------------------------------------------------------------------
+    The API's calls.
+*/
+
+void
+dp_client_close (dpool_pool_t *self)
+{
+    dp_client_lock (self);
+    self->closed = true;
+    dp_client_broadcast (self);
+    dp_client_unlock (self);
+}
+
+int
+dp_client_join (dpool_pool_t *self, int64_t deadline_ms)
+{
+    dp_client_lock (self);
+    if (!self->closed) {
+        dp_client_unlock (self);
+        return DPOOL_ESTATE;
+    }
+    while (self->live > 0)
+        if (!dp_client_wait (self, deadline_ms))
+            break;
+    bool done = self->live == 0;
+    if (done)
+        self->joined = true;
+    dp_client_unlock (self);
+    return done ? DPOOL_OK : DPOOL_ETIMEOUT;
+}
+
+bool
+dp_client_joined (dpool_pool_t *self)
+{
+    dp_client_lock (self);
+    bool joined = self->joined;
+    dp_client_unlock (self);
+    return joined;
+}
+
+void
+dp_client_terminate (dpool_pool_t *self)
+{
+    dp_client_lock (self);
+    self->closed = true;
+    self->terminating = true;
+    bool wake = dp_client_want_wake (self);
+    dp_client_unlock (self);
+    if (wake)
+        dp_client_wake (self);
+    dp_client_lock (self);
+    while (!self->terminated)
+        dp_client_wait (self, -1);
+    bool stop_workers = self->embedded && !self->workers_stopped;
+    self->workers_stopped = true;
+    dp_client_unlock (self);
+    if (stop_workers)
+        dp_embedded_stop_workers (self->embedded);
+}
+
+int
+dp_client_status (dpool_pool_t *self, int64_t deadline_ms, void **data, size_t *size)
+{
+    dp_client_lock (self);
+    uint64_t gen = self->status_gen;
+    self->status_wanted = true;
+    bool wake = dp_client_want_wake (self);
+    dp_client_unlock (self);
+    if (wake)
+        dp_client_wake (self);
+    dp_client_lock (self);
+    while (self->status_gen == gen && !self->actor_gone)
+        if (!dp_client_wait (self, deadline_ms))
+            break;
+    int code = DPOOL_ETIMEOUT;
+    if (self->status_gen != gen) {
+        *size = self->status_size;
+        *data = malloc (*size ? *size : 1);
+        code = *data ? DPOOL_OK : DPOOL_ENOMEM;
+        if (*data)
+            memcpy (*data, self->status, *size);
+    }
+    dp_client_unlock (self);
+    return code;
+}
+
+int
+dp_client_workers (dpool_pool_t *self)
+{
+    dp_client_lock (self);
+    int workers = self->workers;
+    dp_client_unlock (self);
+    return workers;
+}
+
+/*  ---------------------------------------------------------------------------
+    Lanes.
+*/
+
+uint32_t
+dp_client_take_lane (dpool_pool_t *self)
+{
+    uint32_t number = 0;
+    dp_client_lock (self);
+    if (!self->actor_gone && ~self->lanes != 0) {
+        for (uint32_t bit = 0; bit < DP_MAX_LANES && !number; bit++)
+            if (!(self->lanes & (UINT64_C (1) << bit)))
+                number = bit + 1;
+        self->lanes |= UINT64_C (1) << (number - 1);
+        self->refs++;
+    }
+    dp_client_unlock (self);
+    return number;
+}
+
+void
+dp_client_drop_lane (dpool_pool_t *self, uint32_t number)
+{
+    assert (number >= 1 && number <= DP_MAX_LANES);
+    dp_client_lock (self);
+    self->lanes &= ~(UINT64_C (1) << (number - 1));
+    dp_client_unlock (self);
+    dp_client_unref (self);
 }
 
 void
@@ -502,21 +664,18 @@ dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd)
     }
 }
 
-int
-dp_client_waiter (const dpool_pool_t *self, const dpool_result_t *handle)
+/*  ---------------------------------------------------------------------------
+    Queue requests.
+*/
+
+dp_pool_queues_t *
+dp_client_queues (dpool_pool_t *self)
 {
-    for (size_t i = 0; i < self->nwaiters; i++)
-        if (self->waiters[i].handle == handle)
-            return self->waiters[i].fd;
-    return -1;
+    return self->queues;
 }
 
 void
-dp_client_kick (int fd)
+dp_client_set_queues (dpool_pool_t *self, dp_pool_queues_t *queues)
 {
-    uint64_t one = 1;
-    ssize_t rc;
-    do
-        rc = write (fd, &one, sizeof one);
-    while (rc < 0 && errno == EINTR);
+    self->queues = queues;
 }

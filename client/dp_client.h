@@ -1,46 +1,73 @@
-/*  dp_client.h - a pool's shared state: what the threads that call the API
-    and the pool's I/O actor (dp_client_actor.h) both touch.
+/*  dp_client.h - the pool: one private class holding the state that the
+    threads calling dpool.h and the pool's I/O actor (dp_client_actor.h)
+    share. Its struct is defined in dp_client_impl.h, which only its two
+    files include: dp_client.c (life cycle, references, the actor thread,
+    status, lanes and handle accounting) and dp_client_tasks.c (the task
+    table, the outbox, submits, results and the actor's requests). Every
+    other file uses the calls below.
 
-    Threads. Any number of API threads call dpool.h's functions; the
-    pool's actor thread owns its DEALER and runs the callbacks. They share
-    this struct, and nothing else: no socket is ever used by two threads.
+    What it owns: the table of tasks without a result (each with a copy of
+    its arguments) and their order, the outbox of packed SUBMIT batches,
+    the CANCEL, STATUS and finish requests for the actor, the last
+    STATUS-REPLY, the records of the result handles (dp_recs.h), the table
+    of queue requests (dp_pool_queue.h, kept here for that file), the lane
+    numbers, the wake eventfd, the configuration, and, for an embedded
+    pool, its broker and processes (dp_embedded.h). No socket: the actor
+    owns the pool's DEALER and each lane's thread its own (dp_lane.h).
 
-    Locking, for every file of client/. Each pool has one mutex, guarding
-    the fields marked [lock] below and the refcounts, readiness and
-    iterator queues of the pool's result handles, and two condition
-    variables on it: cond (handles finishing, status, terminate) and room
-    (submits waiting for the pool to fall under its bounds). A thread holds
-    the mutex only to read or change that state: never during socket I/O,
-    a write to the wake eventfd, a fork, a wait for a process, or a user
-    callback. One write is made under it: the eventfd of a thread waiting
-    on its lane (dp_client_set_waiter), which never blocks, and which the
-    waiter cannot close while the lock is held. Fields marked [const] are set before the actor
-   starts and never change afterwards; [actor] fields belong to the actor thread.
+    Threads. Any number of API threads call dpool.h's functions; the actor
+    thread runs the I/O and the callbacks; a thread that makes a lane reads
+    its results itself. The owner (the thread that makes and destroys the
+    pool) alone starts and stops the actor and destroys the embedded
+    broker and processes; terminate, from any API thread, stops the
+    worker processes once. Each call below says which thread may make it.
+
+    Locking, for every file of client/. Each pool has one mutex. It guards
+    the pool's shared state, and also the refcounts, readiness and iterator
+    queues of its result handles (dp_result.c), its queue requests
+    (dp_pool_queue.c) and each task's cancelled flag. Two condition
+    variables go with it: one for handles finishing, STATUS-REPLYs, queue
+    replies, terminate and the actor starting or ending
+    (dp_client_wait), one for submits waiting for the pool to fall under
+    its bounds (dp_client_wait_room), so that handles finishing while the
+    pool stays full do not wake those. A thread holds the mutex only to
+    read or change that state (packing a task into the outbox is such a
+    change): never during socket I/O, a write to the wake eventfd, a fork,
+    a wait for a process or a thread, or a user callback. One write is
+    made under it: to the eventfd of a thread waiting on its lane for a
+    handle (dp_client_set_waiter), which never blocks, and which the
+    waiter cannot close while the lock is held. Calls marked "with the
+    lock held" expect the caller to hold it; every other call takes it
+    itself when it needs it and must not be made with it held. Besides,
+    dp_pool.c keeps a process-wide mutex for its list of live pools, never
+    held together with a pool's.
 
     Tasks go out like this: a submitting thread packs its task into the
     outbox (a chain of SUBMIT batches) under the lock and wakes the actor
     only if no wake-up is pending yet, so a burst of submits becomes one
-    batch; the actor swaps the outbox out under the lock and sends it
-    without. Every task stays in the table, with its arguments, until its
-    result arrives: the table, not the outbox, is the truth, and the actor
-    rebuilds SUBMITs from it after every (re)connection.
+    batch; the actor takes the outbox under the lock and sends it without
+    (dp_client_take_requests). Every task stays in the table, with its
+    arguments, until its result arrives: the table, not the outbox, is the
+    truth, and the actor rebuilds SUBMITs from it after every (re)connection
+    (dp_client_resubmit).
 
-    The pool struct outlives dpool_pool_destroy while result handles still
-    reference it (every handle holds a reference), so a handle can always
-    take its pool's lock.
+    References: the owner holds one, every attached result handle one, every
+    lane and every queue handle one. The struct outlives dpool_pool_destroy
+    while any is left, so a handle can always take its pool's lock.
+
+    Errors: a call that can run out of memory returns -1 or NULL (said
+    below), and the caller reports DPOOL_ENOMEM; a wrong thread, a lock
+    not held or a broken count is a programmer error, caught by assert.
 */
 #ifndef DP_CLIENT_H_INCLUDED
 #define DP_CLIENT_H_INCLUDED
 
 #include "dp_curve.h"
-#include "dp_idmap.h"
+#include "dp_embedded.h"
 #include "dp_proto.h"
-#include "dp_recs.h"
 #include "dpool.h"
 
 #include <czmq.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,7 +101,8 @@
     at exit because its broker is unreachable. */
 #define DP_CLIENT_LINGER_MS 50
 
-/*  One task the pool submitted and has no result for yet. */
+/*  One task the pool submitted and has no result for yet. The pool's
+    table owns it until a thread takes it out (dp_client_remove). */
 typedef struct _dp_ctask_t dp_ctask_t;
 struct _dp_ctask_t {
     uint64_t seq;           /* its identity within the session */
@@ -112,16 +140,6 @@ typedef struct {
     size_t cap;
 } dp_handle_vec_t;
 
-/*  dp_client_actor_start is waiting for the actor to connect. */
-#define DP_ACTOR_STARTING 1
-
-/*  A thread that waits on its lane for handle: the actor writes fd (an
-    eventfd) if it finishes the handle instead (dp_lane.h). */
-typedef struct {
-    dpool_result_t *handle;
-    int fd;
-} dp_client_waiter_t;
-
 /*  Scratch space for dp_client_take_results, of the thread that reads. */
 typedef struct {
     dp_ctask_t **matched;
@@ -129,69 +147,34 @@ typedef struct {
     size_t cap;
 } dp_client_scratch_t;
 
-struct _dpool_pool_t {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond; /* every wait but room's */
-    /*  Submits waiting for the pool to fall under its bounds: apart, so that
-        the handles finishing while the pool stays full do not wake them. */
-    pthread_cond_t room;
-    int wake; /* [const] the eventfd that wakes the actor; closed with the struct */
+/*  What a pool is made with (dp_client_new), checked by the caller. */
+typedef struct {
+    const char *endpoint;         /* where the actor and the lanes connect; copied */
+    const char *name;             /* shown by the broker; copied */
+    const dp_curve_t *curve;      /* CURVE keys, or NULL for plain; copied */
+    int timeout_ms;               /* task default, 0 none */
+    int retries;                  /* task default, 0 the broker's */
+    size_t max_outstanding;       /* tasks in flight before submits wait */
+    size_t max_outstanding_bytes; /* bytes of their arguments, likewise */
+    int procs;                    /* embedded: worker processes; 0 when connected */
+} dp_client_config_t;
 
-    /*  [const] configuration. */
-    uint8_t session[DP_SESSION_SIZE]; /* the pool's session id, random */
-    char *endpoint;                   /* where the actor and the lanes connect */
-    dp_curve_t curve;                 /* its CURVE keys (curve.on false: plain) */
-    char *name;                       /* shown by the broker */
-    int timeout_ms;                   /* task default, 0 none */
-    int retries;                      /* task default, 0 the broker's */
-    size_t max_outstanding;           /* tasks in flight before submits wait */
-    size_t max_outstanding_bytes;     /* bytes of their arguments, likewise */
-    int procs;                        /* embedded: worker processes; 0 when connected */
-    void *embedded;                   /* dp_embedded_t *, NULL when connected */
-    pthread_t actor;                  /* the actor thread, once actor_started */
-    bool actor_started;               /* owned by the thread that makes and destroys the pool */
-    atomic_int actor_status;          /* DP_ACTOR_STARTING, then 0 (running) or -1 */
-    pthread_t actor_thread;           /* valid once actor_status is 0 */
-
-    /*  [lock] shared state. */
-    int refs;             /* the owner's, plus one per handle alive */
-    bool closed;          /* no new submissions */
-    bool terminating;     /* terminate asked: the actor ends every task */
-    bool terminated;      /* the actor did so */
-    bool actor_gone;      /* the actor has ended: nothing more will come */
-    bool workers_stopped; /* embedded: terminate stopped (or is stopping) them */
-    bool joined;          /* join returned 0 */
-    bool wake_pending;    /* a wake-up is written, or about to be */
-    bool stopping;        /* the actor is asked to stop */
-    uint64_t next_seq;
-    dp_idmap_t *tasks;  /* seq -> dp_ctask_t */
-    dp_recs_t *handles; /* [lock] the result handles' records (made with the first) */
-    dp_ctask_t *head;   /* oldest task */
-    dp_ctask_t *tail;
-    size_t outstanding;       /* tasks entered and not yet finished */
-    size_t outstanding_bytes; /* the bytes of their arguments */
-    dp_ctask_t *failed;       /* tasks that could not be made, to end ENOMEM */
-    size_t live;              /* handles not finished (callbacks included) */
-    dp_batch_t *outbox;       /* SUBMIT bodies for the actor */
-    dp_batch_t *outbox_tail;
-    uint64_t *cancels; /* seqs to CANCEL */
+/*  What the actor is asked to do, taken in one go (dp_client_take_requests). */
+typedef struct {
+    bool stop;          /* the actor is to end */
+    bool terminating;   /* every task is to end cancelled */
+    dp_ctask_t *ended;  /* terminating: every task, out of the table, by next */
+    dp_batch_t *outbox; /* welcomed: SUBMIT bodies to send */
+    uint64_t *cancels;  /* welcomed: seqs to CANCEL */
     size_t ncancels;
-    size_t cancels_cap;
-    dp_handle_vec_t finish; /* task-less handles to finish */
     bool status_wanted;     /* a STATUS is asked for */
-    uint64_t status_gen;    /* STATUS-REPLYs received */
-    uint8_t *status;        /* the last one's map */
-    size_t status_size;
-    int workers; /* as the broker reported last */
-    /*  [lock] queue requests waiting for their replies (dp_pool_queue.h). */
-    dp_pool_queues_t *queues;
-    /*  [lock] lanes (dp_lane.h): the numbers in use, bit n-1 for lane n,
-        and the threads waiting on a lane for a handle the actor may
-        finish instead. */
-    uint64_t lanes;
-    dp_client_waiter_t waiters[DP_MAX_LANES];
-    size_t nwaiters;
-};
+    dp_handle_vec_t finish; /* task-less handles to finish */
+    dp_ctask_t *failed;     /* tasks that could not be made, to end ENOMEM */
+} dp_client_requests_t;
+
+/*  ---------------------------------------------------------------------------
+    Process set-up. Any thread.
+*/
 
 /*  Sets the function the first dp_client_czmq_init registers with atexit,
     after CZMQ's own: it stops the pools still alive at exit. */
@@ -203,6 +186,34 @@ dp_client_set_exit_handler (void (*handler) (void));
     its host program's signals. */
 void
 dp_client_czmq_init (void);
+
+/*  ---------------------------------------------------------------------------
+    Life cycle, on the owner's thread.
+*/
+
+/*  Makes a pool (its lock, wake eventfd, task table, random session) from
+    config, taking over *embedded_p (may point to NULL: a connected pool)
+    and nulling it on success only. The actor is not started. Returns NULL
+    if out of memory. */
+dpool_pool_t *
+dp_client_new (const dp_client_config_t *config, dp_embedded_t **embedded_p);
+
+/*  Starts the actor thread running main (self) and waits until it says
+    whether it connected (dp_client_actor_up). Returns 0, or -1 if the
+    thread could not start or did not connect (it has then ended). Blocks. */
+int
+dp_client_start_actor (dpool_pool_t *self, void *(*main) (void *));
+
+/*  Ends the owner's hold: asks the actor to stop and waits for its thread
+    (which ends every task still held), destroys the embedded broker and
+    processes, drops the owner's reference and nulls *self_p. Harmless
+    whether the actor ever started or not. Blocks; not on the actor. */
+void
+dp_client_destroy (dpool_pool_t **self_p);
+
+/*  ---------------------------------------------------------------------------
+    The lock, the conditions and the actor's wake-up. Any thread.
+*/
 
 /*  Locks and unlocks the pool's mutex. */
 void
@@ -248,8 +259,56 @@ dp_client_want_wake (dpool_pool_t *self);
 void
 dp_client_wake (dpool_pool_t *self);
 
+/*  ---------------------------------------------------------------------------
+    Configuration, set before the actor starts. Any thread, no lock.
+*/
+
+/*  The wake eventfd, for the actor to poll and empty. */
+int
+dp_client_wake_fd (const dpool_pool_t *self);
+
+/*  The pool's random session id, DP_SESSION_SIZE bytes. Borrowed. */
+const uint8_t *
+dp_client_session (const dpool_pool_t *self);
+
+/*  The name the broker shows. Borrowed. */
+const char *
+dp_client_name (const dpool_pool_t *self);
+
+/*  Where the actor and the lanes connect. Borrowed. */
+const char *
+dp_client_endpoint (const dpool_pool_t *self);
+
+/*  The embedded broker and processes, NULL for a connected pool. Borrowed. */
+dp_embedded_t *
+dp_client_embedded (const dpool_pool_t *self);
+
+/*  An embedded pool's worker processes; 0 for a connected pool. */
+int
+dp_client_procs (const dpool_pool_t *self);
+
+/*  The task defaults of the config: timeout (0 none), retries (0 the
+    broker's). */
+void
+dp_client_task_defaults (const dpool_pool_t *self, int *timeout_ms, int *retries);
+
+/*  Makes a DEALER with the pool's socket options and CURVE keys,
+    connected to its endpoint. Returns NULL if it cannot. The caller's
+    thread owns it. */
+zsock_t *
+dp_client_dealer_new (dpool_pool_t *self);
+
+/*  ---------------------------------------------------------------------------
+    References.
+*/
+
+/*  With the lock held: takes one more reference (a queue handle's, an
+    imap item's). */
+void
+dp_client_ref (dpool_pool_t *self);
+
 /*  Without the lock: drops one reference; the last one frees the struct
-    (mutex, condition variable, wake pipe). Everything else must be gone. */
+    and everything it still owns. */
 void
 dp_client_unref (dpool_pool_t *self);
 
@@ -258,13 +317,51 @@ dp_client_unref (dpool_pool_t *self);
 void
 dp_client_unref_handle (dpool_pool_t *self, void *record);
 
-/*  True when called on the pool's actor thread (from a callback). */
+/*  ---------------------------------------------------------------------------
+    Result handles: their records and how many are alive (dp_result.c).
+*/
+
+/*  Without the lock: a record of size bytes for a new handle (its bytes
+    undefined), from the pool's records, made with the first. Every call
+    must ask for the same size. Returns NULL if out of memory. */
+void *
+dp_client_alloc_handle (dpool_pool_t *self, size_t size);
+
+/*  Without the lock: gives back the record of a handle that holds no
+    reference on the pool (never attached). */
+void
+dp_client_free_handle (dpool_pool_t *self, void *record);
+
+/*  With the lock held: a handle was attached: one more reference on the
+    pool, and one more handle that join waits for. */
+void
+dp_client_attach_handle (dpool_pool_t *self);
+
+/*  With the lock held: the count handles are ready: tells each thread
+    waiting on its lane for one of them (dp_client_set_waiter). */
+void
+dp_client_handles_ready (dpool_pool_t *self, dpool_result_t *const *handles, size_t count);
+
+/*  With the lock held: count handles are finished, callbacks included: join
+    stops waiting for them. The caller calls dp_client_broadcast_results
+    after unlocking. */
+void
+dp_client_handles_finished (dpool_pool_t *self, size_t count);
+
+/*  With the lock held: marks the tasks seq0 .. seq0 + ntasks - 1 that the
+    pool still holds cancelled, and queues a CANCEL for each. Returns true
+    if the caller must wake the actor (dp_client_want_wake); a CANCEL that
+    finds no memory is not sent (the task then runs to its end). */
 bool
-dp_client_on_actor (dpool_pool_t *self);
+dp_client_cancel_tasks (dpool_pool_t *self, uint64_t seq0, size_t ntasks);
+
+/*  ---------------------------------------------------------------------------
+    Tasks: records, batches, the table and submits (dp_client_tasks.c).
+*/
 
 /*  Makes a task record holding copies of fn and of args (one msgpack
     object; for a chunk, the array of calls built from prefix and args).
-    Returns NULL if out of memory. */
+    Returns NULL if out of memory. Any thread, no lock. */
 dp_ctask_t *
 dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void *args,
               size_t args_size);
@@ -283,12 +380,28 @@ dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task);
 void
 dp_batch_destroy_all (dp_batch_t **head);
 
-/*  With the lock held: enters task in the table and the submission order
-    and, unless the pool is terminating, packs it into the outbox, or into
-    the chain *head..*tail when head is not NULL (a lane's, dp_lane.h).
-    Returns 0, or -1 if out of memory (the task is then not entered). */
-int
-dp_client_insert (dpool_pool_t *self, dp_ctask_t *task, dp_batch_t **head, dp_batch_t **tail);
+/*  An API thread, without the lock: opens a submit of ntasks tasks with
+    bytes of arguments for result (dp_result_new). Unless the pool is
+    closed, or nowait is set and the tasks would pass the pool's bounds,
+    numbers the tasks, attaches result (dp_result_attach) and, when
+    ntasks is 0, queues it for the actor to finish (*wake is then set if
+    the caller must wake the actor). Returns the first task's seq, or 0
+    with the code in *code (DPOOL_ECLOSED, DPOOL_EAGAIN): result is then
+    still unattached. */
+uint64_t
+dp_client_open_submit (dpool_pool_t *self, dpool_result_t *result, size_t ntasks, size_t bytes,
+                       bool nowait, bool *wake, int *code);
+
+/*  An API thread, without the lock: enters a task of an open submit in the
+    table and packs it into the outbox, or into the lane's chain
+    *head..*tail when head is not NULL (dp_lane.h). If wait, it first waits
+    for room under the pool's bounds (unless terminating), waking the actor
+    first if wake says it must see what is queued. A task that failed to
+    be made (failed), or that finds no memory, goes to the actor to end as
+    DPOOL_ENOMEM. Returns whether the caller must wake the actor once done. */
+bool
+dp_client_submit (dpool_pool_t *self, dp_ctask_t *task, bool failed, bool wait, dp_batch_t **head,
+                  dp_batch_t **tail, bool wake);
 
 /*  With the lock held: packs the task of seq, if the pool still holds it,
     into the outbox again, for the actor to send (a lane lost it). Returns
@@ -296,11 +409,22 @@ dp_client_insert (dpool_pool_t *self, dp_ctask_t *task, dp_batch_t **head, dp_ba
 bool
 dp_client_resend (dpool_pool_t *self, uint64_t seq);
 
-/*  Makes a DEALER with the pool's socket options and CURVE keys,
-    connected to its endpoint. Returns NULL if it cannot. The caller's
-    thread owns it. */
-zsock_t *
-dp_client_dealer_new (dpool_pool_t *self);
+/*  With the lock held: the task of seq in the table, or NULL. Borrowed: it
+    stays valid while the lock is held. */
+dp_ctask_t *
+dp_client_task (dpool_pool_t *self, uint64_t seq);
+
+/*  With the lock held: takes the task of seq out of the table and the
+    order and returns it, or NULL if there is none (finished, or never).
+    The task still counts as outstanding until dp_client_release. */
+dp_ctask_t *
+dp_client_remove (dpool_pool_t *self, uint64_t seq);
+
+/*  With the lock held: stops counting count tasks, with bytes of
+    arguments, as outstanding (their handles have their results) and wakes
+    submits waiting for room once there is a quarter of the bounds free. */
+void
+dp_client_release (dpool_pool_t *self, size_t count, size_t bytes);
 
 /*  Without the lock, on the thread that read the RESULT (the actor or a
     lane's): takes every task the body names out of the table, records
@@ -315,46 +439,142 @@ dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_client_scratch_t 
 void
 dp_client_scratch_fini (dp_client_scratch_t *scratch);
 
-/*  With the lock held: registers fd as the waker of a thread waiting for
-    handle on its lane, or removes it (fd -1). At most DP_MAX_LANES
-    waiters: one per lane. */
+/*  ---------------------------------------------------------------------------
+    The actor's side (dp_client_actor.c): on the actor thread only.
+*/
+
+/*  Without the lock: records that the actor thread started (status 0) or
+    could not connect (-1), and wakes dp_client_start_actor. */
+void
+dp_client_actor_up (dpool_pool_t *self, int status);
+
+/*  True when called on the pool's actor thread (from a callback). Any
+    thread, no lock. */
+bool
+dp_client_on_actor (dpool_pool_t *self);
+
+/*  Without the lock: takes in one hold everything API threads asked of the
+    actor since its last call (the pending wake-up with it) into *requests.
+    When terminating it takes every task out of the table (in ended) and
+    drops the outbox and CANCELs; otherwise, when welcomed, it takes the
+    outbox and the CANCELs; else they wait. The caller owns what it took
+    and frees it with dp_client_requests_fini. */
+void
+dp_client_take_requests (dpool_pool_t *self, bool welcomed, dp_client_requests_t *requests);
+
+/*  Frees what a dp_client_requests_t still holds (not the tasks). */
+void
+dp_client_requests_fini (dp_client_requests_t *requests);
+
+/*  Without the lock, after a WELCOME: drops the outbox and the CANCELs and
+    packs every task of the table into *batches (a new chain), but for those
+    whose cancel was asked, which it takes out of the table into *cancelled
+    (by next). Returns how many were packed, or -1 if out of memory (the
+    chain is freed; the table is as it was but for the cancelled). */
+int64_t
+dp_client_resubmit (dpool_pool_t *self, dp_batch_t **batches, dp_ctask_t **cancelled);
+
+/*  Without the lock: terminate is carried out (every task ended); wakes
+    dpool_pool_terminate. */
+void
+dp_client_set_terminated (dpool_pool_t *self);
+
+/*  Without the lock: stores a STATUS-REPLY's map (taking over copy, of size
+    bytes; NULL when out of memory to copy it, then only workers is stored)
+    and the count of workers it gives (-1: none), and wakes the waiters. */
+void
+dp_client_set_status (dpool_pool_t *self, uint8_t *copy, size_t size, int workers);
+
+/*  Without the lock: stores the count of workers a WELCOME gave. */
+void
+dp_client_set_workers (dpool_pool_t *self, int workers);
+
+/*  Without the lock, once the actor's loop ended: closes the pool and
+    marks it terminating, so that the actor's last dp_client_take_requests
+    ends every task. */
+void
+dp_client_actor_closing (dpool_pool_t *self);
+
+/*  Without the lock, just before the actor thread ends: nothing more will
+    come from it; wakes every waiter. */
+void
+dp_client_actor_ended (dpool_pool_t *self);
+
+/*  With the lock held: true once the actor has ended (dp_client_actor_ended).
+    Any thread. */
+bool
+dp_client_stopped (const dpool_pool_t *self);
+
+/*  ---------------------------------------------------------------------------
+    The API's calls (dp_pool.c): any API thread, without the lock, never on
+    the actor unless said.
+*/
+
+/*  Closes the pool to new submits and wakes every waiter. Also on the
+    actor. */
+void
+dp_client_close (dpool_pool_t *self);
+
+/*  Waits until every handle is finished, or until deadline_ms (-1: none).
+    Returns DPOOL_OK (and remembers it: dp_client_joined), DPOOL_ESTATE if
+    the pool is not closed, or DPOOL_ETIMEOUT. */
+int
+dp_client_join (dpool_pool_t *self, int64_t deadline_ms);
+
+/*  True once dp_client_join returned DPOOL_OK. */
+bool
+dp_client_joined (dpool_pool_t *self);
+
+/*  Closes the pool, has the actor end every task cancelled, waits for it,
+    then stops the embedded processes, once. Blocks. */
+void
+dp_client_terminate (dpool_pool_t *self);
+
+/*  Asks the actor for a STATUS and waits for the reply, or until
+    deadline_ms (-1: none) or the actor's end. Returns DPOOL_OK with a copy
+    of the reply's map in *data (the caller frees it) and its size in
+    *size, DPOOL_ETIMEOUT, or DPOOL_ENOMEM. */
+int
+dp_client_status (dpool_pool_t *self, int64_t deadline_ms, void **data, size_t *size);
+
+/*  The count of workers the broker reported last (0 before it did). Also
+    on the actor. */
+int
+dp_client_workers (dpool_pool_t *self);
+
+/*  ---------------------------------------------------------------------------
+    Lanes (dp_lane.c): on the lane's own thread.
+*/
+
+/*  Without the lock: takes a free lane number (1 .. DP_MAX_LANES) and a
+    reference on the pool for the lane. Returns 0 if none is free or the
+    pool has stopped (no reference is taken then). */
+uint32_t
+dp_client_take_lane (dpool_pool_t *self);
+
+/*  Without the lock: gives back a lane number and drops the lane's
+    reference (which may free the pool). */
+void
+dp_client_drop_lane (dpool_pool_t *self, uint32_t number);
+
+/*  With the lock held: registers fd (an eventfd) as the waker of a thread
+    waiting for handle on its lane, or removes it (fd -1). At most
+    DP_MAX_LANES waiters: one per lane. */
 void
 dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd);
 
-/*  With the lock held: the waker of the thread waiting for handle, or -1. */
-int
-dp_client_waiter (const dpool_pool_t *self, const dpool_result_t *handle);
+/*  ---------------------------------------------------------------------------
+    Queue requests (dp_pool_queue.c).
+*/
 
-/*  Writes 1 to an eventfd. */
+/*  With the lock held: the pool's table of queue requests, NULL until
+    dp_client_set_queues gave one. */
+dp_pool_queues_t *
+dp_client_queues (dpool_pool_t *self);
+
+/*  With the lock held: gives the pool its table of queue requests, which it
+    frees with the struct (dp_pool_queues_destroy). */
 void
-dp_client_kick (int fd);
-
-/*  With the lock held: takes the task of seq out of the table and the
-    order and returns it, or NULL if there is none (finished, or never).
-    The task still counts as outstanding until dp_client_release. */
-dp_ctask_t *
-dp_client_remove (dpool_pool_t *self, uint64_t seq);
-
-/*  With the lock held: stops counting count tasks, with bytes of
-    arguments, as outstanding (their handles have their results) and wakes
-    submits waiting for room once there is a quarter of the bounds free. */
-void
-dp_client_release (dpool_pool_t *self, size_t count, size_t bytes);
-
-/*  With the lock held: true if tasks more tasks with bytes of arguments
-    would pass the pool's bounds. One task always fits when none is
-    outstanding, however large. */
-bool
-dp_client_full (const dpool_pool_t *self, size_t tasks, size_t bytes);
-
-/*  With the lock held: appends seq to the CANCEL requests. Returns 0 or -1
-    if out of memory. */
-int
-dp_client_add_cancel (dpool_pool_t *self, uint64_t seq);
-
-/*  With the lock held: queues a handle that needs no task for the actor
-    to finish. Returns 0 or -1 if out of memory. */
-int
-dp_client_add_finish (dpool_pool_t *self, dpool_result_t *result);
+dp_client_set_queues (dpool_pool_t *self, dp_pool_queues_t *queues);
 
 #endif

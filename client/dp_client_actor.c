@@ -97,7 +97,7 @@ s_send (s_actor_t *self, dp_cmd_t cmd, const dp_writer_t *writer)
 static void
 s_send_hello (s_actor_t *self)
 {
-    dp_encode_hello (&self->writer, self->pool->session, self->pool->name);
+    dp_encode_hello (&self->writer, dp_client_session (self->pool), dp_client_name (self->pool));
     if (s_send (self, DP_CMD_HELLO, &self->writer) != 0 && errno == EAGAIN) {
         /*  No connection yet (ZMQ_IMMEDIATE keeps nothing for one): look
             again soon, a little later each time, rather than after the
@@ -107,7 +107,7 @@ s_send_hello (s_actor_t *self)
             self->unconnected * 2 > self->backoff ? self->backoff : self->unconnected * 2;
         return;
     }
-    dp_debug ("client: HELLO to %s", self->pool->endpoint);
+    dp_debug ("client: HELLO to %s", dp_client_endpoint (self->pool));
     self->unconnected = CONNECT_POLL_MS;
     self->next_hello = dp_now_ms () + self->backoff;
     self->backoff =
@@ -119,7 +119,7 @@ s_send_hello (s_actor_t *self)
 static void
 s_reconnect (s_actor_t *self, const char *why)
 {
-    dp_info ("client: %s; reconnecting to %s", why, self->pool->endpoint);
+    dp_info ("client: %s; reconnecting to %s", why, dp_client_endpoint (self->pool));
     zsock_destroy (&self->dealer);
     self->welcomed = false;
     self->status_sent = false;
@@ -193,23 +193,6 @@ s_end_tasks (dpool_pool_t *pool, dp_ctask_t *chain, int code, const char *messag
     }
 }
 
-/*  With the lock held: takes every task out of the table, returning them
-    chained by next. */
-static dp_ctask_t *
-s_detach_all (dpool_pool_t *pool)
-{
-    dp_ctask_t *chain = NULL, *last = NULL;
-    while (pool->head) {
-        dp_ctask_t *task = dp_client_remove (pool, pool->head->seq);
-        if (last)
-            last->next = task;
-        else
-            chain = task;
-        last = task;
-    }
-    return chain;
-}
-
 /*  Sends a queue request for dp_pool_queue_send. */
 static int
 s_send_queue (void *arg, dp_cmd_t cmd, const dp_writer_t *body)
@@ -224,43 +207,16 @@ static bool
 s_service (s_actor_t *self)
 {
     dpool_pool_t *pool = self->pool;
-    dp_batch_t *outbox = NULL;
-    dp_ctask_t *ended = NULL;
-    uint64_t *cancels = NULL;
-    size_t ncancels = 0;
-    bool send_status = false, send_cancel_all = false;
-
-    dp_client_lock (pool);
-    pool->wake_pending = false;
-    bool stop = pool->stopping;
-    bool terminating = pool->terminating;
-    if (terminating) {
-        ended = s_detach_all (pool);
-        dp_batch_destroy_all (&pool->outbox);
-        pool->outbox_tail = NULL;
-        pool->ncancels = 0;
-        send_cancel_all = ended && self->welcomed && !self->cancel_all_sent;
-    } else if (self->welcomed) {
-        outbox = pool->outbox;
-        pool->outbox = pool->outbox_tail = NULL;
-        cancels = pool->cancels;
-        ncancels = pool->ncancels;
-        pool->cancels = NULL;
-        pool->ncancels = pool->cancels_cap = 0;
-    }
-    send_status = self->welcomed && pool->status_wanted && !self->status_sent;
-    dp_handle_vec_t finish = pool->finish;
-    memset (&pool->finish, 0, sizeof pool->finish);
-    dp_ctask_t *failed = pool->failed;
-    pool->failed = NULL;
-    dp_client_unlock (pool);
+    dp_client_requests_t asked;
+    dp_client_take_requests (pool, self->welcomed, &asked);
+    bool send_cancel_all = asked.ended && self->welcomed && !self->cancel_all_sent;
+    bool send_status = self->welcomed && asked.status_wanted && !self->status_sent;
 
     bool broken = false;
-    if (outbox && s_send_batches (self, &outbox))
+    if (asked.outbox && s_send_batches (self, &asked.outbox))
         broken = true;
-    if (ncancels && !broken && s_send_cancels (self, cancels, ncancels))
+    if (asked.ncancels && !broken && s_send_cancels (self, asked.cancels, asked.ncancels))
         broken = true;
-    free (cancels);
     if (send_status && !broken) {
         dp_encode_empty (&self->writer);
         if (s_send (self, DP_CMD_STATUS, &self->writer) == 0)
@@ -273,17 +229,14 @@ s_service (s_actor_t *self)
     }
     if (self->welcomed && !broken && dp_pool_queue_send (pool, self->conn, s_send_queue, self))
         broken = true;
-    s_end_tasks (pool, ended, DPOOL_ECANCELLED, "cancelled: the pool was terminated", true);
-    s_end_tasks (pool, failed, DPOOL_ENOMEM, "out of memory submitting the task", false);
-    for (size_t i = 0; i < finish.count; i++)
-        dp_result_finish_empty (finish.items[i]);
-    free (finish.items);
-    if (terminating) {
-        dp_client_lock (pool);
-        pool->terminated = true;
-        dp_client_broadcast (pool);
-        dp_client_unlock (pool);
-    }
+    s_end_tasks (pool, asked.ended, DPOOL_ECANCELLED, "cancelled: the pool was terminated", true);
+    s_end_tasks (pool, asked.failed, DPOOL_ENOMEM, "out of memory submitting the task", false);
+    for (size_t i = 0; i < asked.finish.count; i++)
+        dp_result_finish_empty (asked.finish.items[i]);
+    bool stop = asked.stop;
+    if (asked.terminating)
+        dp_client_set_terminated (pool);
+    dp_client_requests_fini (&asked);
     /*  A message that could not go out may have carried tasks: start over
         on a new connection, which resubmits everything. */
     if (broken)
@@ -297,41 +250,18 @@ s_service (s_actor_t *self)
 static void
 s_resubmit_all (s_actor_t *self)
 {
-    dpool_pool_t *pool = self->pool;
-    dp_batch_t *head = NULL, *tail = NULL;
-    dp_ctask_t *cancelled = NULL;
-    bool failed = false;
-    size_t count = 0;
-
-    dp_client_lock (pool);
-    dp_batch_destroy_all (&pool->outbox);
-    pool->outbox_tail = NULL;
-    pool->ncancels = 0;
-    dp_ctask_t *task = pool->head;
-    while (task && !failed) {
-        dp_ctask_t *next = task->next;
-        if (task->cancelled) {
-            dp_client_remove (pool, task->seq);
-            task->next = cancelled;
-            cancelled = task;
-        } else if (dp_batch_add (&head, &tail, task))
-            failed = true;
-        else
-            count++;
-        task = next;
-    }
-    dp_client_unlock (pool);
-
-    if (failed) {
+    dp_batch_t *batches;
+    dp_ctask_t *cancelled;
+    int64_t count = dp_client_resubmit (self->pool, &batches, &cancelled);
+    if (count < 0)
         /*  Out of memory: let the connection expire and try again then. */
         dp_error ("client: out of memory resubmitting tasks");
-        dp_batch_destroy_all (&head);
-    } else if (count) {
-        dp_debug ("client: submitting %zu tasks after WELCOME", count);
-        if (s_send_batches (self, &head))
+    else if (count) {
+        dp_debug ("client: submitting %lld tasks after WELCOME", (long long)count);
+        if (s_send_batches (self, &batches))
             s_reconnect (self, "send to broker failed");
     }
-    s_end_tasks (pool, cancelled, DPOOL_ECANCELLED, "cancelled", true);
+    s_end_tasks (self->pool, cancelled, DPOOL_ECANCELLED, "cancelled", true);
 }
 
 /*  Handles every entry of a RESULT: each names a task by seq; the first
@@ -368,7 +298,7 @@ s_on_work_status (s_actor_t *self, const dp_progress_t *progress)
 {
     dpool_pool_t *pool = self->pool;
     dp_client_lock (pool);
-    dp_ctask_t *task = (dp_ctask_t *)dp_idmap_get (pool->tasks, progress->id);
+    dp_ctask_t *task = dp_client_task (pool, progress->id);
     dp_client_unlock (pool);
     if (task)
         dp_result_progress (task->result, task, progress->value);
@@ -379,7 +309,6 @@ s_on_work_status (s_actor_t *self, const dp_progress_t *progress)
 static void
 s_on_status (s_actor_t *self, dp_span_t map)
 {
-    dpool_pool_t *pool = self->pool;
     int workers = -1;
     dp_reader_t reader;
     uint32_t pairs, count;
@@ -402,18 +331,7 @@ s_on_status (s_actor_t *self, dp_span_t map)
     if (copy)
         memcpy (copy, map.data, map.size);
     self->status_sent = false;
-    dp_client_lock (pool);
-    if (copy) {
-        free (pool->status);
-        pool->status = copy;
-        pool->status_size = map.size;
-        pool->status_gen++;
-        pool->status_wanted = false;
-    }
-    if (workers >= 0)
-        pool->workers = workers;
-    dp_client_broadcast (pool);
-    dp_client_unlock (pool);
+    dp_client_set_status (self->pool, copy, map.size, workers);
 }
 
 /*  Acts on one decoded message from the broker. */
@@ -426,9 +344,8 @@ s_on_message (s_actor_t *self, const dp_msg_t *msg)
         self->heartbeat_ms =
             (int)(welcome->heartbeat_ms > INT32_MAX ? INT32_MAX : welcome->heartbeat_ms);
         self->expiry_ms = (int)(welcome->expiry_ms > INT32_MAX ? INT32_MAX : welcome->expiry_ms);
-        dp_client_lock (self->pool);
-        self->pool->workers = (int)(welcome->workers > INT32_MAX ? INT32_MAX : welcome->workers);
-        dp_client_unlock (self->pool);
+        dp_client_set_workers (self->pool,
+                               (int)(welcome->workers > INT32_MAX ? INT32_MAX : welcome->workers));
         if (!self->welcomed) {
             dp_debug ("client: WELCOME from %.*s", (int)welcome->broker.size,
                       (const char *)welcome->broker.data);
@@ -551,7 +468,7 @@ s_drain_wake (dpool_pool_t *pool)
     uint64_t count;
     ssize_t rc;
     do
-        rc = read (pool->wake, &count, sizeof count);
+        rc = read (dp_client_wake_fd (pool), &count, sizeof count);
     while (rc < 0 && errno == EINTR);
 }
 
@@ -567,7 +484,7 @@ s_round (s_actor_t *self, dp_broker_t *broker)
         recv or send raises no new one, so the events are looked at first
         unless the last recv found the socket empty (drained). */
     bool inbox = dealer && !self->drained && dp_wire_readable (dealer);
-    struct pollfd fds[2 + DP_BROKER_MAX_FDS] = {{pool->wake, POLLIN, 0},
+    struct pollfd fds[2 + DP_BROKER_MAX_FDS] = {{dp_client_wake_fd (pool), POLLIN, 0},
                                                 {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
     int nfds = 2;
     int timeout = inbox ? 0 : (int)s_timeout (self);
@@ -619,11 +536,7 @@ s_actor_main (void *arg)
     dp_writer_init (&self.writer);
 
     int rc = s_connect (&self);
-    dp_client_lock (pool);
-    pool->actor_thread = pthread_self ();
-    atomic_store (&pool->actor_status, rc);
-    dp_client_broadcast (pool);
-    dp_client_unlock (pool);
+    dp_client_actor_up (pool, rc);
     if (rc) {
         dp_writer_fini (&self.writer);
         return NULL;
@@ -633,25 +546,20 @@ s_actor_main (void *arg)
     /*  An embedded pool's broker runs in this loop too (dp_embedded_new):
         a task goes from SUBMIT to DISPATCH, and a result from DONE to the
         handle, without waking another thread. */
-    dp_broker_t *broker = pool->embedded ? dp_embedded_broker (pool->embedded) : NULL;
+    dp_embedded_t *embedded = dp_client_embedded (pool);
+    dp_broker_t *broker = embedded ? dp_embedded_broker (embedded) : NULL;
     while (s_round (&self, broker))
         ;
 
     /*  Whatever ended the loop, no handle may wait for this thread any
         more: every task still held ends cancelled, as with terminate. */
-    dp_client_lock (pool);
-    pool->closed = true;
-    pool->terminating = true;
-    dp_client_unlock (pool);
+    dp_client_actor_closing (pool);
     s_service (&self);
     if (self.welcomed) {
         dp_encode_empty (&self.writer);
         s_send (&self, DP_CMD_BYE, &self.writer);
     }
-    dp_client_lock (pool);
-    pool->actor_gone = true;
-    dp_client_broadcast (pool);
-    dp_client_unlock (pool);
+    dp_client_actor_ended (pool);
     if (self.ignored || self.malformed)
         dp_debug ("client: %llu results ignored, %llu messages refused",
                   (unsigned long long)self.ignored, (unsigned long long)self.malformed);
@@ -664,31 +572,5 @@ s_actor_main (void *arg)
 int
 dp_client_actor_start (dpool_pool_t *pool)
 {
-    atomic_store (&pool->actor_status, DP_ACTOR_STARTING);
-    if (pthread_create (&pool->actor, NULL, s_actor_main, pool) != 0) {
-        atomic_store (&pool->actor_status, -1);
-        return -1;
-    }
-    pool->actor_started = true;
-    dp_client_lock (pool);
-    while (atomic_load (&pool->actor_status) == DP_ACTOR_STARTING)
-        dp_client_wait (pool, -1);
-    dp_client_unlock (pool);
-    return atomic_load (&pool->actor_status) == 0 ? 0 : -1;
-}
-
-void
-dp_client_actor_stop (dpool_pool_t *pool)
-{
-    if (!pool->actor_started)
-        return;
-    dp_client_lock (pool);
-    pool->stopping = true;
-    bool wake = dp_client_want_wake (pool);
-    dp_client_unlock (pool);
-    /*  The wake-up may be pending already; a stop is then seen with it. */
-    if (wake)
-        dp_client_wake (pool);
-    pthread_join (pool->actor, NULL);
-    pool->actor_started = false;
+    return dp_client_start_actor (pool, s_actor_main);
 }

@@ -12,28 +12,30 @@
     ERROR ESTATE, it resubmits every task it holds no result for, under the
     same (session, seq). When the pool is terminating it sends CANCEL for
     everything and ends every task it holds with DPOOL_ECANCELLED. Callbacks
-    run on this thread.
+    run on this thread, and an embedded pool's broker runs in its loop
+    (dp_embedded.h).
 
     API threads reach the actor only through the pool's shared state and
-    its wake eventfd (dp_client_want_wake, dp_client_wake in dp_client.h).
+    its wake eventfd (dp_client_want_wake, dp_client_wake in dp_client.h);
+    the actor takes what they asked in one call (dp_client_take_requests).
+    It owns its socket state (the s_actor_t in dp_client_actor.c) and
+    nothing of the pool's; it reports what it learns through dp_client.h's
+    calls (dp_client_set_status, dp_client_set_workers, ...). Its errors
+    (a send that fails, out of memory, a silent broker) are handled by
+    connecting again, and logged.
 */
 #ifndef DP_CLIENT_ACTOR_H_INCLUDED
 #define DP_CLIENT_ACTOR_H_INCLUDED
 
 #include "dpool.h"
 
-/*  Starts the actor thread of pool, whose endpoint, name and wake eventfd
-    are set, and waits until it has connected its DEALER. Returns 0, or -1
-    if the thread cannot start or the endpoint is invalid (the thread has
-    then ended; dp_client_actor_stop is still to be called). Blocks. */
+/*  Starts the actor thread of pool (dp_client_start_actor), on the thread
+    that makes the pool, and waits until it has connected its DEALER.
+    Returns 0, or -1 if the thread cannot start or the endpoint is invalid
+    (the thread has then ended). Blocks. The actor is stopped by
+    dp_client_destroy: it then ends every task still held with
+    DPOOL_ECANCELLED, says BYE if it is connected, and closes its DEALER. */
 int
 dp_client_actor_start (dpool_pool_t *pool);
-
-/*  Asks the actor to stop and waits for its thread to end: it ends every
-    task still held with DPOOL_ECANCELLED, says BYE if it is connected, and
-    closes its DEALER. Harmless if the actor never started or has stopped.
-    Blocks; never called on the actor thread. */
-void
-dp_client_actor_stop (dpool_pool_t *pool);
 
 #endif

@@ -28,7 +28,7 @@
 
 struct _dp_lane_t {
     dpool_pool_t *pool; /* a reference of the lane's own */
-    uint32_t number;    /* 1 .. DP_MAX_LANES, bit number - 1 of pool->lanes */
+    uint32_t number;    /* 1 .. DP_MAX_LANES (dp_client_take_lane) */
     zsock_t *dealer;
     int kick;       /* eventfd: the actor finished the handle this thread waits for */
     bool welcomed;  /* the broker knows the lane */
@@ -77,7 +77,8 @@ s_hello (dp_lane_t *self)
 {
     if (!self->hello_due || dp_now_ms () < self->next_hello)
         return;
-    dp_encode_hello_lane (&self->writer, self->pool->session, self->pool->name, self->number);
+    dp_encode_hello_lane (&self->writer, dp_client_session (self->pool),
+                          dp_client_name (self->pool), self->number);
     if (dp_wire_send_writer (zsock_resolve (self->dealer), NULL, 0, DP_CMD_HELLO, &self->writer,
                              ZMQ_DONTWAIT) == 0) {
         self->hello_due = false;
@@ -105,29 +106,9 @@ s_close (dp_lane_t *self)
     dp_writer_fini (&self->writer);
     dp_batch_destroy_all (&self->head);
     dp_client_scratch_fini (&self->scratch);
-    dp_client_lock (pool);
-    pool->lanes &= ~(UINT64_C (1) << (self->number - 1));
-    dp_client_unlock (pool);
+    uint32_t number = self->number;
     free (self);
-    dp_client_unref (pool);
-}
-
-/*  Takes a lane number of pool and a reference on it. Returns the number,
-    or 0 if all are in use or the pool has stopped. */
-static uint32_t
-s_take_number (dpool_pool_t *pool)
-{
-    uint32_t number = 0;
-    dp_client_lock (pool);
-    if (!pool->actor_gone && ~pool->lanes != 0) {
-        for (uint32_t bit = 0; bit < DP_MAX_LANES && !number; bit++)
-            if (!(pool->lanes & (UINT64_C (1) << bit)))
-                number = bit + 1;
-        pool->lanes |= UINT64_C (1) << (number - 1);
-        pool->refs++;
-    }
-    dp_client_unlock (pool);
-    return number;
+    dp_client_drop_lane (pool, number);
 }
 
 /*  Makes the calling thread's lane to pool. Returns NULL if it cannot. */
@@ -137,7 +118,7 @@ s_open (dpool_pool_t *pool)
     dp_lane_t *self = (dp_lane_t *)calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->number = s_take_number (pool);
+    self->number = dp_client_take_lane (pool);
     if (!self->number) {
         free (self);
         return NULL;
@@ -164,7 +145,7 @@ s_sweep (dp_lane_t *lanes)
     while (*link) {
         dp_lane_t *lane = *link;
         dp_client_lock (lane->pool);
-        bool gone = lane->pool->actor_gone;
+        bool gone = dp_client_stopped (lane->pool);
         dp_client_unlock (lane->pool);
         if (gone) {
             *link = lane->next;

@@ -1,11 +1,10 @@
-/*  dp_pool.c - the pool: dpool.h's dpool_config_*, dpool_pool_* calls.
+/*  dp_pool.c - the pool API: dpool.h's dpool_config_*, dpool_pool_* calls.
 
-    Locking: a pool has ONE mutex and ONE condition variable (dp_client.h),
-    guarding the shared table of pending tasks and handles, so that any
-    thread may call the API and many may wait with a timeout. It is held
-    only to read or change that shared state: never during I/O (the actor
-    does all socket I/O; the wake-up write happens after unlocking), while
-    forking or reaping processes, or while a callback runs.
+    It checks the calls, plans how a map is cut into tasks and packs the
+    tasks, and leaves every piece of shared state to the pool class
+    (dp_client.h), whose calls take the pool's lock as they need it. Its
+    own state is the process-wide list of live pools, under a mutex of its
+    own that is never held with a pool's.
 */
 #include "dp_client.h"
 #include "dp_client_actor.h"
@@ -78,58 +77,6 @@ dpool_config_init (dpool_config_t *config)
     env = getenv ("DPOOL_CURVE_SECRET");
     if (env && *env)
         config->curve_secret = env;
-}
-
-/*  Undoes a pool that is not (or no longer) running: stops its actor and
-    embedded processes and drops the owner's reference. */
-static void
-s_pool_free (dpool_pool_t *self)
-{
-    dp_client_actor_stop (self);
-    if (self->embedded) {
-        dp_embedded_t *embedded = (dp_embedded_t *)self->embedded;
-        dp_embedded_destroy (&embedded);
-        self->embedded = NULL;
-    }
-    dp_client_unref (self);
-}
-
-/*  Makes the struct with its lock, wake eventfd and table; NULL if it cannot. */
-static dpool_pool_t *
-s_pool_alloc (void)
-{
-    dpool_pool_t *self = (dpool_pool_t *)calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->wake = -1;
-    self->refs = 1;
-    self->next_seq = 1;
-    atomic_init (&self->actor_status, -1);
-    pthread_condattr_t attr;
-    pthread_condattr_init (&attr);
-    pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init (&self->cond, &attr);
-    int rc_room = rc ? -1 : pthread_cond_init (&self->room, &attr);
-    pthread_condattr_destroy (&attr);
-    int rc_mutex = rc || rc_room ? -1 : pthread_mutex_init (&self->mutex, NULL);
-    if (rc || rc_room || rc_mutex) {
-        if (rc == 0)
-            pthread_cond_destroy (&self->cond);
-        if (rc_room == 0)
-            pthread_cond_destroy (&self->room);
-        if (rc_mutex == 0)
-            pthread_mutex_destroy (&self->mutex);
-        free (self);
-        return NULL;
-    }
-    self->tasks = dp_idmap_new_sequential ();
-    dp_random_bytes (self->session, sizeof self->session);
-    self->wake = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!self->tasks || self->wake < 0) {
-        dp_client_unref (self);
-        return NULL;
-    }
-    return self;
 }
 
 /*  The pools alive in this process, so that a program that returns from
@@ -237,68 +184,63 @@ dpool_pool_new_config (const dpool_config_t *config)
     if (config->connect && (!strstr (config->connect, "://") || config->bind))
         return dp_fail_null (DPOOL_EINVAL);
 
-    dpool_pool_t *self = s_pool_alloc ();
-    if (!self)
-        return dp_fail_null (DPOOL_ENOMEM);
-    self->timeout_ms = config->timeout_ms;
-    self->retries = config->retries;
-    self->max_outstanding =
-        config->max_outstanding ? (size_t)config->max_outstanding : DP_DEFAULT_OUTSTANDING;
-    self->max_outstanding_bytes = config->max_outstanding_bytes ? config->max_outstanding_bytes
-                                                                : DP_CLIENT_OUTSTANDING_BYTES;
+    dp_client_config_t settings = {
+        .timeout_ms = config->timeout_ms,
+        .retries = config->retries,
+        .max_outstanding =
+            config->max_outstanding ? (size_t)config->max_outstanding : DP_DEFAULT_OUTSTANDING,
+        .max_outstanding_bytes = config->max_outstanding_bytes ? config->max_outstanding_bytes
+                                                               : DP_CLIENT_OUTSTANDING_BYTES};
     char name[DP_MAX_NAME + 1];
     if (config->name)
         snprintf (name, sizeof name, "%s", config->name);
     else
         snprintf (name, sizeof name, "client@%s:%ld", dp_hostname (), (long)getpid ());
-    self->name = strdup (name);
-    if (!self->name) {
-        s_pool_free (self);
-        return dp_fail_null (DPOOL_ENOMEM);
-    }
+    settings.name = name;
+    dp_curve_t curve;
+    memset (&curve, 0, sizeof curve);
     if (config->connect && (config->curve_server || config->curve_secret)) {
         char err[256];
         if (!config->curve_server) {
             dp_error ("client: a CURVE secret key needs the broker's public key (curve_server)");
-            s_pool_free (self);
             return dp_fail_null (DPOOL_EINVAL);
         }
-        if (dp_curve_client (&self->curve, config->curve_server, config->curve_secret, err,
+        if (dp_curve_client (&curve, config->curve_server, config->curve_secret, err,
                              sizeof err)) {
             dp_error ("client: %s", err);
-            s_pool_free (self);
+            explicit_bzero (&curve, sizeof curve);
             return dp_fail_null (DPOOL_EINVAL);
         }
+        settings.curve = &curve;
     }
+    dp_embedded_t *embedded = NULL;
     if (config->connect)
-        self->endpoint = strdup (config->connect);
+        settings.endpoint = config->connect;
     else {
         /*  The embedded processes come first: dp_embedded_new forks before
             anything here touches CZMQ. */
-        self->procs = config->procs ? config->procs : dp_cpu_count ();
+        settings.procs = config->procs ? config->procs : dp_cpu_count ();
         dp_embedded_workers_t workers = {config->initializer, config->initargs,
                                          config->initargs_size, config->max_tasks};
-        dp_embedded_t *embedded = dp_embedded_new (self->procs, config->bind, &workers);
-        if (!embedded) {
-            int code = dpool_errno ();
-            s_pool_free (self);
-            return dp_fail_null (code);
-        }
-        self->embedded = embedded;
-        self->endpoint = strdup (dp_embedded_endpoint (embedded));
+        embedded = dp_embedded_new (settings.procs, config->bind, &workers);
+        if (!embedded)
+            return dp_fail_null (dpool_errno ());
+        settings.endpoint = dp_embedded_endpoint (embedded);
     }
-    if (!self->endpoint) {
-        s_pool_free (self);
+    dpool_pool_t *self = dp_client_new (&settings, &embedded);
+    explicit_bzero (&curve, sizeof curve);
+    if (!self) {
+        dp_embedded_destroy (&embedded);
         return dp_fail_null (DPOOL_ENOMEM);
     }
     dp_client_czmq_init ();
     if (dp_client_actor_start (self)) {
-        dp_error ("client: cannot connect to %s", self->endpoint);
-        s_pool_free (self);
+        dp_error ("client: cannot connect to %s", dp_client_endpoint (self));
+        dp_client_destroy (&self);
         return dp_fail_null (DPOOL_EINVAL);
     }
     if (!s_live_add (self)) {
-        s_pool_free (self);
+        dp_client_destroy (&self);
         return dp_fail_null (DPOOL_ENOMEM);
     }
     return self;
@@ -335,12 +277,9 @@ dpool_pool_destroy (dpool_pool_t **self_p)
         assert (!dp_client_on_actor (self));
         dp_lane_close_mine (self);
         s_live_remove (self);
-        dp_client_lock (self);
-        bool joined = self->joined;
-        dp_client_unlock (self);
-        if (!joined)
+        if (!dp_client_joined (self))
             dpool_pool_terminate (self);
-        s_pool_free (self);
+        dp_client_destroy (&self);
         *self_p = NULL;
     }
 }
@@ -365,10 +304,12 @@ s_fields (dpool_pool_t *self, const dpool_call_t *call, s_fields_t *fields)
 {
     int timeout = call ? call->timeout_ms : 0;
     int retries = call ? call->retries : 0;
+    int default_timeout, default_retries;
+    dp_client_task_defaults (self, &default_timeout, &default_retries);
     if (timeout == 0)
-        timeout = self->timeout_ms;
+        timeout = default_timeout;
     if (retries == 0)
-        retries = self->retries;
+        retries = default_retries;
     unsigned flags = call ? call->flags : 0;
     if (timeout < -1 || retries < -1 || retries > DP_MAX_RETRIES ||
         (flags & ~(unsigned)(DPOOL_CALL_RETRY_TIMEOUT | DPOOL_CALL_NOWAIT)))
@@ -502,31 +443,13 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
     bool on_actor = dp_client_on_actor (self);
     bool via_lane = lane && dp_lane_ready (lane);
     bool wake = false;
-
-    dp_client_lock (self);
-    if (self->closed) {
-        dp_client_unlock (self);
+    int code;
+    uint64_t seq0 = dp_client_open_submit (self, result, plan->ntasks, plan->size,
+                                           fields.nowait && !on_actor, &wake, &code);
+    if (!seq0) {
         dp_result_discard (&result);
-        return dp_fail_null (DPOOL_ECLOSED);
+        return dp_fail_null (code);
     }
-    if (fields.nowait && !on_actor && dp_client_full (self, plan->ntasks, plan->size)) {
-        /*  All or nothing: a non-blocking call submits no part of itself. */
-        dp_client_unlock (self);
-        dp_result_discard (&result);
-        return dp_fail_null (DPOOL_EAGAIN);
-    }
-    uint64_t seq0 = self->next_seq;
-    self->next_seq += plan->ntasks;
-    dp_result_attach (result, seq0, plan->ntasks);
-    if (plan->ntasks == 0) {
-        if (dp_client_add_finish (self, result)) {
-            dp_error ("client: out of memory; cannot go on");
-            abort ();
-        }
-        wake = dp_client_want_wake (self);
-    }
-    dp_client_unlock (self);
-
     dp_reader_t reader;
     dp_reader_init (&reader, plan->args, plan->size);
     size_t first = 0;
@@ -535,29 +458,9 @@ s_submit (dpool_pool_t *self, const char *fn, const s_plan_t *plan, const dpool_
         dp_ctask_t *task = s_make_task (fn, plan, &reader, &first, &fields, &failed);
         task->seq = seq0 + j;
         task->result = result;
-        dp_client_lock (self);
-        while (!failed && !on_actor && !self->terminating &&
-               dp_client_full (self, 1, task->args_size)) {
-            if (wake) {
-                /*  The actor must see what is queued before this waits. */
-                dp_client_unlock (self);
-                dp_client_wake (self);
-                wake = false;
-                dp_client_lock (self);
-                continue;
-            }
-            dp_client_wait_room (self);
-        }
-        bool lost = failed || dp_client_insert (self, task, via_lane ? dp_lane_head (lane) : NULL,
-                                                via_lane ? dp_lane_tail (lane) : NULL);
-        if (lost) {
-            task->next = self->failed;
-            self->failed = task;
-        }
-        /*  The actor ends what was lost, and what terminate caught. */
-        if ((!via_lane || lost || self->terminating) && dp_client_want_wake (self))
-            wake = true;
-        dp_client_unlock (self);
+        wake =
+            dp_client_submit (self, task, failed, !on_actor, via_lane ? dp_lane_head (lane) : NULL,
+                              via_lane ? dp_lane_tail (lane) : NULL, wake);
     }
     if (wake)
         dp_client_wake (self);
@@ -626,9 +529,8 @@ s_plan_map (dpool_pool_t *self, dp_result_mode_t mode, const void *args, size_t 
     }
     if (chunksize == 0 && count > 0) {
         /*  Pool's rule: divmod (n, workers * 4), one more if it leaves any. */
-        dp_client_lock (self);
-        size_t workers = (size_t)(self->procs ? self->procs : self->workers);
-        dp_client_unlock (self);
+        int procs = dp_client_procs (self);
+        size_t workers = (size_t)(procs ? procs : dp_client_workers (self));
         if (workers < 1)
             workers = 1;
         chunksize = count / (workers * CHUNKS_PER_WORKER);
@@ -743,10 +645,7 @@ int
 dpool_pool_close (dpool_pool_t *self)
 {
     assert (self);
-    dp_client_lock (self);
-    self->closed = true;
-    dp_client_broadcast (self);
-    dp_client_unlock (self);
+    dp_client_close (self);
     return 0;
 }
 
@@ -755,20 +654,8 @@ dpool_pool_join (dpool_pool_t *self, int timeout_ms)
 {
     assert (self);
     assert (!dp_client_on_actor (self));
-    int64_t deadline = dp_client_deadline (timeout_ms);
-    dp_client_lock (self);
-    if (!self->closed) {
-        dp_client_unlock (self);
-        return dp_fail (DPOOL_ESTATE);
-    }
-    while (self->live > 0)
-        if (!dp_client_wait (self, deadline))
-            break;
-    bool done = self->live == 0;
-    if (done)
-        self->joined = true;
-    dp_client_unlock (self);
-    return done ? 0 : dp_fail (DPOOL_ETIMEOUT);
+    int code = dp_client_join (self, dp_client_deadline (timeout_ms));
+    return code == DPOOL_OK ? 0 : dp_fail (code);
 }
 
 int
@@ -776,21 +663,7 @@ dpool_pool_terminate (dpool_pool_t *self)
 {
     assert (self);
     assert (!dp_client_on_actor (self));
-    dp_client_lock (self);
-    self->closed = true;
-    self->terminating = true;
-    bool wake = dp_client_want_wake (self);
-    dp_client_unlock (self);
-    if (wake)
-        dp_client_wake (self);
-    dp_client_lock (self);
-    while (!self->terminated)
-        dp_client_wait (self, -1);
-    bool stop_workers = self->embedded && !self->workers_stopped;
-    self->workers_stopped = true;
-    dp_client_unlock (self);
-    if (stop_workers)
-        dp_embedded_stop_workers ((dp_embedded_t *)self->embedded);
+    dp_client_terminate (self);
     return 0;
 }
 
@@ -799,29 +672,9 @@ dpool_pool_status (dpool_pool_t *self, int timeout_ms, void **data, size_t *size
 {
     assert (self && data && size);
     assert (!dp_client_on_actor (self));
-    int64_t deadline = dp_client_deadline (timeout_ms);
-    dp_client_lock (self);
-    uint64_t gen = self->status_gen;
-    self->status_wanted = true;
-    bool wake = dp_client_want_wake (self);
-    dp_client_unlock (self);
-    if (wake)
-        dp_client_wake (self);
-    dp_client_lock (self);
-    while (self->status_gen == gen && !self->actor_gone)
-        if (!dp_client_wait (self, deadline))
-            break;
     void *copy = NULL;
     size_t copy_size = 0;
-    int code = DPOOL_ETIMEOUT;
-    if (self->status_gen != gen) {
-        copy_size = self->status_size;
-        copy = malloc (copy_size ? copy_size : 1);
-        code = copy ? DPOOL_OK : DPOOL_ENOMEM;
-        if (copy)
-            memcpy (copy, self->status, copy_size);
-    }
-    dp_client_unlock (self);
+    int code = dp_client_status (self, dp_client_deadline (timeout_ms), &copy, &copy_size);
     if (code != DPOOL_OK)
         return dp_fail (code);
     *data = copy;
@@ -833,8 +686,5 @@ int
 dpool_pool_workers (dpool_pool_t *self)
 {
     assert (self);
-    dp_client_lock (self);
-    int workers = self->workers;
-    dp_client_unlock (self);
-    return workers;
+    return dp_client_workers (self);
 }

@@ -9,6 +9,7 @@
 */
 #include "dp_pool_queue.h"
 
+#include "dp_idmap.h"
 #include "dp_queue.h"
 #include "dp_util.h"
 
@@ -36,24 +37,25 @@ struct _dp_pool_queues_t {
 static dp_pool_queues_t *
 s_state (dpool_pool_t *pool)
 {
-    if (!pool->queues) {
+    if (!dp_client_queues (pool)) {
         dp_pool_queues_t *state = (dp_pool_queues_t *)calloc (1, sizeof *state);
         if (state && !(state->ops = dp_idmap_new_sequential ())) {
             free (state);
             state = NULL;
         }
-        pool->queues = state;
+        dp_client_set_queues (pool, state);
     }
-    return pool->queues;
+    return dp_client_queues (pool);
 }
 
 void
-dp_pool_queue_free (dpool_pool_t *pool)
+dp_pool_queues_destroy (dp_pool_queues_t **self_p)
 {
-    if (pool->queues) {
-        dp_idmap_destroy (&pool->queues->ops);
-        free (pool->queues);
-        pool->queues = NULL;
+    assert (self_p);
+    if (*self_p) {
+        dp_idmap_destroy (&(*self_p)->ops);
+        free (*self_p);
+        *self_p = NULL;
     }
 }
 
@@ -84,7 +86,7 @@ s_pool_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack_s
     int64_t deadline = op.broker_deadline < 0 ? -1 : op.broker_deadline + DP_QUEUE_SLACK_MS;
     bool wake = false;
     dp_client_lock (pool);
-    dp_pool_queues_t *state = pool->actor_gone ? NULL : s_state (pool);
+    dp_pool_queues_t *state = dp_client_stopped (pool) ? NULL : s_state (pool);
     if (state) {
         op.req = ++state->next_req;
         if (dp_idmap_put (state->ops, op.req, &op))
@@ -93,7 +95,7 @@ s_pool_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack_s
             wake = dp_client_want_wake (pool);
     }
     if (!state) {
-        bool gone = pool->actor_gone;
+        bool gone = dp_client_stopped (pool);
         dp_client_unlock (pool);
         s_fail (answer, gone ? DPOOL_ECLOSED : DPOOL_ENOMEM,
                 gone ? "the pool is gone" : "out of memory");
@@ -104,14 +106,14 @@ s_pool_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack_s
         dp_client_wake (pool);
 
     dp_client_lock (pool);
-    while (!op.done && !pool->actor_gone)
+    while (!op.done && !dp_client_stopped (pool))
         if (!dp_client_wait (pool, deadline))
             break;
     if (!op.done) {
         /*  Given up: a reply that comes now finds no request, and a value
             in it goes back to its queue. */
         dp_idmap_remove (state->ops, op.req);
-        if (pool->actor_gone)
+        if (dp_client_stopped (pool))
             s_fail (answer, DPOOL_ECLOSED, "the pool is gone");
         else
             s_fail (answer, DPOOL_ETIMEOUT, "the broker did not answer in time");
@@ -132,7 +134,7 @@ dpool_queue_open (dpool_pool_t *pool, const char *name, size_t maxsize)
 {
     assert (pool);
     dp_client_lock (pool);
-    pool->refs++;
+    dp_client_ref (pool);
     dp_client_unlock (pool);
     dp_task_link_t link = {s_pool_queue, NULL, pool};
     dpool_queue_t *self = dp_queue_new (name, maxsize, &link, s_release);
@@ -219,7 +221,7 @@ dp_pool_queue_send (dpool_pool_t *pool, uint64_t conn, dp_pool_queue_send_fn *se
     size_t nouts = 0;
     bool failed_any = false;
     dp_client_lock (pool);
-    dp_pool_queues_t *state = pool->queues;
+    dp_pool_queues_t *state = dp_client_queues (pool);
     size_t count = state ? dp_idmap_size (state->ops) : 0;
     s_ops_t ops = {NULL, 0, count};
     if (count)
@@ -272,7 +274,7 @@ dp_pool_queue_reply (dpool_pool_t *pool, uint64_t conn, bool welcomed,
 {
     dp_pool_queue_ack_t ack = DP_POOL_QUEUE_ACK_NONE;
     dp_client_lock (pool);
-    dp_pool_queues_t *state = pool->queues;
+    dp_pool_queues_t *state = dp_client_queues (pool);
     s_op_t *op = state ? (s_op_t *)dp_idmap_get (state->ops, reply->req) : NULL;
     if (!welcomed || (op && op->sent_conn != conn)) {
         /*  Of a registration the broker forgot: it took the value back. */

@@ -1,10 +1,12 @@
 /*  dp_result.c - result handles and iterators.
 
-    Locking: every handle uses its pool's one mutex and condition variable
-    (dp_client.h) for its refcount, its readiness and its iterator queue,
-    and nothing else. The mutex is never held while unpacking values or
-    running callbacks: the actor writes a handle's results alone and
-    publishes them by setting ready under the lock.
+    Locking: every handle uses its pool's one mutex and its condition for
+    handles (dp_client.h) for its refcount, its readiness and its iterator
+    queue, and nothing else. The mutex is never held while unpacking values
+    or running callbacks: one thread at a time (dp_result.h) writes a
+    handle's results and publishes them by setting ready under the lock.
+    The pool's counts (references, live handles) change only through
+    dp_client.h's calls.
 */
 #include "dp_result.h"
 
@@ -68,7 +70,7 @@ struct _dpool_result_t {
     bool ready;    /* [lock] */
     bool attached; /* [lock] counted in the pool */
 
-    /*  Written by the actor alone until ready; read-only afterwards. */
+    /*  Written by one thread (dp_result.h) until ready; read-only afterwards. */
     size_t done;             /* calls whose outcome is in */
     dp_item_t *items;        /* [count], apply and map and item handles */
     size_t written;          /* items written: failures and values not in objects */
@@ -117,22 +119,15 @@ s_free_storage (dpool_result_t *self)
 static void
 s_free_detached (dpool_result_t *self)
 {
-    dpool_pool_t *pool = self->pool;
     s_free_storage (self);
-    dp_client_lock (pool);
-    dp_recs_free (pool->handles, self);
-    dp_client_unlock (pool);
+    dp_client_free_handle (self->pool, self);
 }
 
 dpool_result_t *
 dp_result_new (dpool_pool_t *pool, dp_result_mode_t mode, size_t count, const dpool_call_t *call)
 {
     assert (pool);
-    dp_client_lock (pool);
-    if (!pool->handles)
-        pool->handles = dp_recs_new (sizeof (dpool_result_t));
-    dpool_result_t *self = pool->handles ? (dpool_result_t *)dp_recs_alloc (pool->handles) : NULL;
-    dp_client_unlock (pool);
+    dpool_result_t *self = (dpool_result_t *)dp_client_alloc_handle (pool, sizeof *self);
     if (!self)
         return NULL;
     memset (self, 0, sizeof *self);
@@ -181,8 +176,7 @@ dp_result_attach (dpool_result_t *self, uint64_t seq0, size_t ntasks)
     self->seq0 = seq0;
     self->ntasks = ntasks;
     self->attached = true;
-    self->pool->refs++;
-    self->pool->live++;
+    dp_client_attach_handle (self->pool);
 }
 
 uint64_t
@@ -262,8 +256,8 @@ s_make_objects (dpool_result_t *self)
 }
 
 /*  Unpacks every value not unpacked yet into the handle's zone and settles
-    its code and value. On the actor thread, before the handle is
-    published. */
+    its code and value. On the thread that writes the handle's results,
+    before the handle is published. */
 static void
 s_materialize (dpool_result_t *self)
 {
@@ -394,7 +388,7 @@ s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *by
     dp_client_lock (pool);
     bool keep = item && !self->extra->iter_gone;
     if (keep) {
-        pool->refs++;
+        dp_client_ref (pool);
         if (self->mode == DP_RESULT_IMAP)
             self->extra->queue[index] = item;
         else
@@ -535,28 +529,24 @@ dp_result_complete (dpool_result_t **handles, size_t count)
     }
     /*  One lock and one wake-up for every waiter, however many handles
         finished. A handle without a callback is done with here: it stops
-        counting as live and the actor's reference goes, in the same turn.
+        counting as live and the pool's reference goes, in the same turn.
         The wake-up comes after the lock is released, so a waiter it wakes
         does not find the lock still held. */
-    size_t mine = 0;
+    size_t mine = 0, finished = 0;
     dp_client_lock (pool);
+    dp_client_handles_ready (pool, handles, count);
     for (size_t i = 0; i < count; i++) {
         dpool_result_t *self = handles[i];
         self->ready = true;
-        /*  A thread waiting on its lane for this handle polls its socket,
-            not the condition variable: it is told by its eventfd, under
-            the lock, so that it cannot close the eventfd meanwhile. */
-        int fd = pool->nwaiters ? dp_client_waiter (pool, self) : -1;
-        if (fd >= 0)
-            dp_client_kick (fd);
         if (!s_has_callback (self)) {
-            assert (pool->live > 0 && self->refs > 0);
-            pool->live--;
+            assert (self->refs > 0);
+            finished++;
             if (--self->refs > 0)
                 continue; /* the caller's now: not to be touched after unlock */
         }
         handles[mine++] = self;
     }
+    dp_client_handles_finished (pool, finished);
     dp_client_unlock (pool);
     dp_client_broadcast_results (pool);
     /*  handles[0..mine) are still this thread's: those without a callback
@@ -579,8 +569,7 @@ dp_result_complete (dpool_result_t **handles, size_t count)
             self->extra->error_callback (self, self->extra->arg);
     }
     dp_client_lock (pool);
-    assert (pool->live >= callbacks);
-    pool->live -= callbacks;
+    dp_client_handles_finished (pool, callbacks);
     dp_client_unlock (pool);
     dp_client_broadcast_results (pool);
     for (size_t i = 0; i < callbacks; i++)
@@ -749,18 +738,8 @@ dpool_result_cancel (dpool_result_t *self)
     dp_client_lock (pool);
     /*  A finished handle has no task left; an unfinished one has a pool
         that is alive (destroy finishes every handle first). */
-    if (!self->ready && self->attached && !pool->terminating) {
-        for (size_t i = 0; i < self->ntasks; i++) {
-            dp_ctask_t *task = (dp_ctask_t *)dp_idmap_get (pool->tasks, self->seq0 + i);
-            if (task && !task->cancelled) {
-                task->cancelled = true;
-                if (dp_client_add_cancel (pool, task->seq) == 0)
-                    wake = true;
-            }
-        }
-        if (wake)
-            wake = dp_client_want_wake (pool);
-    }
+    if (!self->ready && self->attached)
+        wake = dp_client_cancel_tasks (pool, self->seq0, self->ntasks);
     dp_client_unlock (pool);
     if (wake)
         dp_client_wake (pool);

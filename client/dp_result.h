@@ -2,17 +2,29 @@
     library side of dpool.h's dpool_result_* and dpool_iter_* calls.
 
     A handle stands for one apply, one whole map, one imap (then owned by
-    its iterator), or one finished item of an imap. It counts references:
-    the caller's, and the pool's while any of its calls is unfinished. Its
-    results are written by the pool's actor thread alone, one task at a
-    time; once the last call is in, the actor unpacks every value into a
-    zone the handle owns, marks the handle ready under the pool's lock,
-    wakes every waiter, runs the callback (outside the lock), and drops the
-    pool's reference. From then on the handle never changes, so readers
-    need the lock only to see that it is ready.
+    its iterator), or one finished item of an imap. It owns its results
+    (the values' bytes and the zone they are unpacked into) and counts
+    references: the caller's, and the pool's while any of its calls is
+    unfinished.
 
-    Every handle holds a reference on its pool's struct, so it stays usable
-    after dpool_pool_destroy.
+    Threads. Its results are written by the thread that took its task out
+    of the pool's table (dp_client_take_results): the actor, or, for a
+    dpool_pool_apply without callbacks, the calling thread on its lane
+    (dp_lane.h); never two at once, since each task is taken out once.
+    Once the last call is in, that thread unpacks every value into the
+    handle's zone, marks the handle ready under the pool's lock, wakes
+    every waiter, runs the callback (outside the lock; a handle with
+    callbacks is always finished on the actor), and drops the pool's
+    reference. From then on the handle never changes, so readers (any
+    thread) need the lock only to see that it is ready. Its refcount,
+    readiness and an imap's queue of items are under the pool's lock.
+
+    Errors: out of memory making a handle returns NULL; out of memory
+    storing a value makes that call fail with DPOOL_ENOMEM. A result that
+    does not fit its task (a malformed chunk) fails with DPOOL_EPROTO.
+
+    Every handle holds a reference on its pool's struct (dp_client.h), so
+    it stays usable after dpool_pool_destroy.
 */
 #ifndef DP_RESULT_H_INCLUDED
 #define DP_RESULT_H_INCLUDED
@@ -53,7 +65,8 @@ dp_result_seq (const dpool_result_t *self);
 void
 dp_result_discard (dpool_result_t **self_p);
 
-/*  On the actor thread, without the lock: records the RESULT of one of the
+/*  On the thread that took the task out of the table (the actor or a
+    lane's), without the lock: records the RESULT of one of the
     handle's tasks (code and value as decoded, the value a str message when
     code is not 0; a chunk's value is split into its calls). Returns true
     when that was the handle's last call: the caller then completes it with
@@ -61,9 +74,9 @@ dp_result_discard (dpool_result_t **self_p);
 bool
 dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value);
 
-/*  On the actor thread, without the lock: completes handles whose last
-    call is in: unpacks them, marks them ready with one wake-up for the
-    waiters, runs their callbacks, drops the pool's references. */
+/*  On the thread that recorded their last results, without the lock:
+    completes handles whose last call is in: unpacks them, marks them ready with one wake-up for
+   the waiters, runs their callbacks, drops the pool's references. */
 void
 dp_result_complete (dpool_result_t **handles, size_t count);
 
@@ -82,8 +95,10 @@ dp_result_ready (const dpool_result_t *self);
 void
 dp_result_progress (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value);
 
-/*  Like dp_result_task_done for a task that ended here, without a RESULT:
-    every call of the task fails with code and message. */
+/*  On the actor thread, without the lock: like dp_result_task_done for a
+    task that ended here, without a RESULT: every call of the task fails
+    with code and message, and the handle is completed if that was its
+    last. */
 void
 dp_result_task_failed (dpool_result_t *self, const dp_ctask_t *task, int code,
                        const char *message);
