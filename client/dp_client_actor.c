@@ -299,6 +299,12 @@ s_on_work_status (s_actor_t *self, const dp_progress_t *progress)
     dpool_pool_t *pool = self->pool;
     dp_client_lock (pool);
     dp_ctask_t *task = dp_client_task (pool, progress->id);
+    /*  Only a task whose handle has callbacks can want its progress, and
+        such a task never goes out on a lane (dpool_pool_apply): only this
+        thread takes it out of the table, so it outlives the unlock. A lane
+        thread may free any other task at once. */
+    if (task && !dp_result_has_callbacks (task->result))
+        task = NULL;
     dp_client_unlock (pool);
     if (task)
         dp_result_progress (task->result, task, progress->value);
