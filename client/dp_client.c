@@ -136,9 +136,9 @@ s_alloc (void)
 }
 
 dpool_pool_t *
-dp_client_new (const dp_client_config_t *config, dp_embedded_t **embedded_p)
+dp_client_new (const dp_client_config_t *config, const dp_client_ext_t *ext)
 {
-    assert (config && config->endpoint && config->name && embedded_p);
+    assert (config && config->endpoint && config->name);
     dpool_pool_t *self = s_alloc ();
     if (!self)
         return NULL;
@@ -155,8 +155,10 @@ dp_client_new (const dp_client_config_t *config, dp_embedded_t **embedded_p)
         s_free (self);
         return NULL;
     }
-    self->embedded = *embedded_p;
-    *embedded_p = NULL;
+    if (ext) {
+        self->ext = *ext;
+        self->has_ext = true;
+    }
     return self;
 }
 
@@ -166,15 +168,15 @@ dp_client_start_actor (dpool_pool_t *self, void *(*main) (void *))
     assert (!self->actor_started);
     atomic_store (&self->actor_status, DP_ACTOR_STARTING);
     if (pthread_create (&self->actor, NULL, main, self) != 0) {
-        atomic_store (&self->actor_status, -1);
-        return -1;
+        atomic_store (&self->actor_status, -DPOOL_ESYS);
+        return DPOOL_ESYS;
     }
     self->actor_started = true;
     dp_client_lock (self);
     while (atomic_load (&self->actor_status) == DP_ACTOR_STARTING)
         dp_client_wait (self, -1);
     dp_client_unlock (self);
-    return atomic_load (&self->actor_status) == 0 ? 0 : -1;
+    return -atomic_load (&self->actor_status); /* stored negated: see dp_client_actor_up */
 }
 
 /*  Asks the actor to stop and waits for its thread to end. Harmless if it
@@ -202,8 +204,11 @@ dp_client_destroy (dpool_pool_t **self_p)
     if (*self_p) {
         dpool_pool_t *self = *self_p;
         s_stop_actor (self);
-        /*  The actor ran the embedded broker: it is stopped now. */
-        dp_embedded_destroy (&self->embedded);
+        /*  The actor ran the embedded broker and has stopped it. */
+        if (self->has_ext) {
+            self->ext.destroy (self->ext.self);
+            self->has_ext = false;
+        }
         dp_client_unref (self);
         *self_p = NULL;
     }
@@ -352,10 +357,10 @@ dp_client_endpoint (const dpool_pool_t *self)
     return self->endpoint;
 }
 
-dp_embedded_t *
-dp_client_embedded (const dpool_pool_t *self)
+const dp_client_ext_t *
+dp_client_ext (const dpool_pool_t *self)
 {
-    return self->embedded;
+    return self->has_ext ? &self->ext : NULL;
 }
 
 int
@@ -452,7 +457,8 @@ dp_client_actor_up (dpool_pool_t *self, int status)
 {
     dp_client_lock (self);
     self->actor_thread = pthread_self ();
-    atomic_store (&self->actor_status, status);
+    /*  Negated, so that no code can read as DP_ACTOR_STARTING. */
+    atomic_store (&self->actor_status, -status);
     dp_client_broadcast (self);
     dp_client_unlock (self);
 }
@@ -575,11 +581,11 @@ dp_client_terminate (dpool_pool_t *self)
     dp_client_lock (self);
     while (!self->terminated)
         dp_client_wait (self, -1);
-    bool stop_workers = self->embedded && !self->workers_stopped;
+    bool stop_workers = self->has_ext && !self->workers_stopped;
     self->workers_stopped = true;
     dp_client_unlock (self);
     if (stop_workers)
-        dp_embedded_stop_workers (self->embedded);
+        self->ext.stop_workers (self->ext.self);
 }
 
 int

@@ -12,15 +12,18 @@
     STATUS-REPLY, the records of the result handles (dp_recs.h), the table
     of queue requests (dp_pool_queue.h, kept here for that file), the lane
     numbers, the wake eventfd, the configuration, and, for an embedded
-    pool, its broker and processes (dp_embedded.h). No socket: the actor
-    owns the pool's DEALER and each lane's thread its own (dp_lane.h).
+    pool, the extension that runs its broker in the actor's loop and owns
+    its processes (dp_client_ext_t; embedded/ provides it). No socket: the
+    actor owns the pool's DEALER (and an embedded pool's broker sockets,
+    which it makes and closes through the extension), and each lane's
+    thread its own (dp_lane.h).
 
     Threads. Any number of API threads call dpool.h's functions; the actor
     thread runs the I/O and the callbacks; a thread that makes a lane reads
     its results itself. The owner (the thread that makes and destroys the
-    pool) alone starts and stops the actor and destroys the embedded
-    broker and processes; terminate, from any API thread, stops the
-    worker processes once. Each call below says which thread may make it.
+    pool) alone starts and stops the actor and destroys the extension;
+    terminate, from any API thread, stops the worker processes once. Each call below says which
+   thread may make it.
 
     Locking, for every file of client/. Each pool has one mutex. It guards
     the pool's shared state, and also the refcounts, readiness and iterator
@@ -63,9 +66,10 @@
 #define DP_CLIENT_H_INCLUDED
 
 #include "dp_curve.h"
-#include "dp_embedded.h"
 #include "dp_proto.h"
 #include "dpool.h"
+
+#include <poll.h>
 
 #include <czmq.h>
 #include <stdbool.h>
@@ -100,6 +104,27 @@
     leave over a live connection, short enough that a program never hangs
     at exit because its broker is unreachable. */
 #define DP_CLIENT_LINGER_MS 50
+
+/*  What an embedded pool runs beside the client (embedded/dp_embedded.c):
+    its broker, in the actor's loop, and its worker processes. The actor
+    calls start before it connects and stop after its last message, both
+    on its own thread, so that the broker's sockets belong to it for their
+    whole life; fds, wait_ms and work in every round of its loop, as
+    dp_broker_fds, dp_broker_wait_ms and dp_broker_work are called. The
+    pool calls stop_workers (terminate, once) and destroy (after the actor
+    ended) on the API thread that makes them. */
+#define DP_CLIENT_EXT_FDS 8 /* descriptors fds may add to the actor's poll */
+
+typedef struct {
+    void *self;
+    int (*start) (void *self);                   /* 0, or a dpool error code */
+    int (*fds) (void *self, struct pollfd *fds); /* fills at most DP_CLIENT_EXT_FDS */
+    int (*wait_ms) (void *self);                 /* its next timer, from now */
+    void (*work) (void *self, const struct pollfd *fds, int nfds); /* after the poll */
+    void (*stop) (void *self);
+    void (*stop_workers) (void *self);
+    void (*destroy) (void *self);
+} dp_client_ext_t;
 
 /*  One task the pool submitted and has no result for yet. The pool's
     table owns it until a thread takes it out (dp_client_remove). */
@@ -192,21 +217,23 @@ dp_client_czmq_init (void);
 */
 
 /*  Makes a pool (its lock, wake eventfd, task table, random session) from
-    config, taking over *embedded_p (may point to NULL: a connected pool)
-    and nulling it on success only. The actor is not started. Returns NULL
-    if out of memory. */
+    config, with ext (copied; NULL for a connected pool): the pool owns
+    what ext->self stands for once this returns it, and destroys it
+    (ext->destroy) with itself. The actor is not started. Returns NULL if
+    out of memory (ext is then still the caller's). */
 dpool_pool_t *
-dp_client_new (const dp_client_config_t *config, dp_embedded_t **embedded_p);
+dp_client_new (const dp_client_config_t *config, const dp_client_ext_t *ext);
 
 /*  Starts the actor thread running main (self) and waits until it says
-    whether it connected (dp_client_actor_up). Returns 0, or -1 if the
-    thread could not start or did not connect (it has then ended). Blocks. */
+    whether it connected (dp_client_actor_up). Returns 0, or a dpool error
+    code if the thread could not start (DPOOL_ESYS), or did not start its
+    extension or connect (its code; it has then ended). Blocks. */
 int
 dp_client_start_actor (dpool_pool_t *self, void *(*main) (void *));
 
 /*  Ends the owner's hold: asks the actor to stop and waits for its thread
-    (which ends every task still held), destroys the embedded broker and
-    processes, drops the owner's reference and nulls *self_p. Harmless
+    (which ends every task still held and stops the extension), destroys
+    the extension, drops the owner's reference and nulls *self_p. Harmless
     whether the actor ever started or not. Blocks; not on the actor. */
 void
 dp_client_destroy (dpool_pool_t **self_p);
@@ -279,9 +306,10 @@ dp_client_name (const dpool_pool_t *self);
 const char *
 dp_client_endpoint (const dpool_pool_t *self);
 
-/*  The embedded broker and processes, NULL for a connected pool. Borrowed. */
-dp_embedded_t *
-dp_client_embedded (const dpool_pool_t *self);
+/*  The extension of an embedded pool, NULL for a connected pool. Borrowed;
+    the actor alone calls its loop functions. */
+const dp_client_ext_t *
+dp_client_ext (const dpool_pool_t *self);
 
 /*  An embedded pool's worker processes; 0 for a connected pool. */
 int
@@ -444,7 +472,7 @@ dp_client_scratch_fini (dp_client_scratch_t *scratch);
 */
 
 /*  Without the lock: records that the actor thread started (status 0) or
-    could not connect (-1), and wakes dp_client_start_actor. */
+    could not (a dpool error code), and wakes dp_client_start_actor. */
 void
 dp_client_actor_up (dpool_pool_t *self, int status);
 
@@ -526,7 +554,7 @@ bool
 dp_client_joined (dpool_pool_t *self);
 
 /*  Closes the pool, has the actor end every task cancelled, waits for it,
-    then stops the embedded processes, once. Blocks. */
+    then stops the extension's worker processes, once. Blocks. */
 void
 dp_client_terminate (dpool_pool_t *self);
 

@@ -14,7 +14,6 @@
 #include "dp_client_actor.h"
 
 #include "dp_client.h"
-#include "dp_embedded.h"
 #include "dp_pool_queue.h"
 #include "dp_result.h"
 #include "dp_util.h"
@@ -478,11 +477,12 @@ s_drain_wake (dpool_pool_t *pool)
     while (rc < 0 && errno == EINTR);
 }
 
-/*  One round of the loop: polls the wake eventfd, the DEALER and (embedded)
-    the broker's descriptors until one fires or a timer falls due, then
-    serves them. Returns false when the actor must stop. */
+/*  One round of the loop: polls the wake eventfd, the DEALER and the
+    extension's descriptors (an embedded pool's broker) until one fires or
+    a timer falls due, then serves them. Returns false when the actor must
+    stop. */
 static bool
-s_round (s_actor_t *self, dp_broker_t *broker)
+s_round (s_actor_t *self, const dp_client_ext_t *ext)
 {
     dpool_pool_t *pool = self->pool;
     void *dealer = self->dealer ? zsock_resolve (self->dealer) : NULL;
@@ -490,13 +490,13 @@ s_round (s_actor_t *self, dp_broker_t *broker)
         recv or send raises no new one, so the events are looked at first
         unless the last recv found the socket empty (drained). */
     bool inbox = dealer && !self->drained && dp_wire_readable (dealer);
-    struct pollfd fds[2 + DP_BROKER_MAX_FDS] = {{dp_client_wake_fd (pool), POLLIN, 0},
+    struct pollfd fds[2 + DP_CLIENT_EXT_FDS] = {{dp_client_wake_fd (pool), POLLIN, 0},
                                                 {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
     int nfds = 2;
     int timeout = inbox ? 0 : (int)s_timeout (self);
-    if (broker) {
-        nfds += dp_broker_fds (broker, fds + 2);
-        int wait = dp_broker_wait_ms (broker);
+    if (ext) {
+        nfds += ext->fds (ext->self, fds + 2);
+        int wait = ext->wait_ms (ext->self);
         if (wait < timeout)
             timeout = wait;
     }
@@ -513,10 +513,10 @@ s_round (s_actor_t *self, dp_broker_t *broker)
         if (s_service (self))
             return false;
     }
-    if (broker) {
+    if (ext) {
         /*  What s_service just sent is the broker's now, and what the
             broker answers is the DEALER's in the same round. */
-        dp_broker_work (broker, fds + 2, nfds - 2);
+        ext->work (ext->self, fds + 2, nfds - 2);
         inbox = true;
     }
     if (self->dealer && (inbox || fds[1].revents || (!dealer && !self->drained)))
@@ -525,9 +525,10 @@ s_round (s_actor_t *self, dp_broker_t *broker)
     return true;
 }
 
-/*  The actor thread: connects, tells the pool whether it could, then runs
-    rounds until stopped; ends every task still held, says BYE, closes its
-    DEALER. */
+/*  The actor thread: starts the extension (an embedded pool's broker, whose
+    sockets it then owns), connects, tells the pool whether it could, then
+    runs rounds until stopped; ends every task still held, says BYE, closes
+    its DEALER and stops the extension. */
 static void *
 s_actor_main (void *arg)
 {
@@ -541,20 +542,23 @@ s_actor_main (void *arg)
     self.unconnected = CONNECT_POLL_MS;
     dp_writer_init (&self.writer);
 
-    int rc = s_connect (&self);
-    dp_client_actor_up (pool, rc);
-    if (rc) {
+    /*  An embedded pool's broker runs in this loop too: a task goes from
+        SUBMIT to DISPATCH, and a result from DONE to the handle, without
+        waking another thread. */
+    const dp_client_ext_t *ext = dp_client_ext (pool);
+    int code = ext ? ext->start (ext->self) : 0;
+    bool ext_up = ext && code == 0;
+    if (code == 0 && s_connect (&self))
+        code = DPOOL_EINVAL; /* an endpoint ZeroMQ refuses */
+    if (code && ext_up)
+        ext->stop (ext->self);
+    dp_client_actor_up (pool, code);
+    if (code) {
         dp_writer_fini (&self.writer);
         return NULL;
     }
     s_send_hello (&self);
-
-    /*  An embedded pool's broker runs in this loop too (dp_embedded_new):
-        a task goes from SUBMIT to DISPATCH, and a result from DONE to the
-        handle, without waking another thread. */
-    dp_embedded_t *embedded = dp_client_embedded (pool);
-    dp_broker_t *broker = embedded ? dp_embedded_broker (embedded) : NULL;
-    while (s_round (&self, broker))
+    while (s_round (&self, ext))
         ;
 
     /*  Whatever ended the loop, no handle may wait for this thread any
@@ -570,6 +574,8 @@ s_actor_main (void *arg)
         dp_debug ("client: %llu results ignored, %llu messages refused",
                   (unsigned long long)self.ignored, (unsigned long long)self.malformed);
     zsock_destroy (&self.dealer);
+    if (ext)
+        ext->stop (ext->self);
     dp_writer_fini (&self.writer);
     dp_client_scratch_fini (&self.scratch);
     return NULL;

@@ -30,9 +30,11 @@
 #include "dpool.h"
 
 /*  Starts the actor thread of pool (dp_client_start_actor), on the thread
-    that makes the pool, and waits until it has connected its DEALER.
-    Returns 0, or -1 if the thread cannot start or the endpoint is invalid
-    (the thread has then ended). Blocks. The actor is stopped by
+    that makes the pool, and waits until it has started the pool's
+    extension, if any, and connected its DEALER. Returns 0, or a dpool
+    error code: DPOOL_ESYS if the thread cannot start, the extension's
+    code if it could not start, DPOOL_EINVAL for an endpoint ZeroMQ
+    refuses (the thread has then ended). Blocks. The actor is stopped by
     dp_client_destroy: it then ends every task still held with
     DPOOL_ECANCELLED, says BYE if it is connected, and closes its DEALER. */
 int

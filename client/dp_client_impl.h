@@ -45,10 +45,11 @@ struct _dpool_pool_t {
     size_t max_outstanding;           /* tasks in flight before submits wait */
     size_t max_outstanding_bytes;     /* bytes of their arguments, likewise */
     int procs;                        /* embedded: worker processes; 0 when connected */
-    dp_embedded_t *embedded;          /* NULL when connected; [owner] destroys it */
+    dp_client_ext_t ext;              /* an embedded pool's broker and processes */
+    bool has_ext;                     /* false when connected; [owner] destroys ext */
     pthread_t actor;                  /* [owner] the actor thread, once actor_started */
     bool actor_started;               /* [owner] */
-    atomic_int actor_status;          /* DP_ACTOR_STARTING, then 0 (running) or -1 */
+    atomic_int actor_status;          /* DP_ACTOR_STARTING, then 0 (running) or -code */
     pthread_t actor_thread;           /* valid once actor_status is 0 */
 
     /*  [lock] shared state. */

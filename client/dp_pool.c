@@ -1,4 +1,6 @@
-/*  dp_pool.c - the pool API: dpool.h's dpool_config_*, dpool_pool_* calls.
+/*  dp_pool.c - the pool API: dpool.h's dpool_config_*, dpool_pool_* calls
+    but the three constructors, which embedded/ makes (they decide whether
+    a pool runs its own broker and workers) through dp_pool_open.
 
     It checks the calls, plans how a map is cut into tasks and packs the
     tasks, and leaves every piece of shared state to the pool class
@@ -6,9 +8,10 @@
     own state is the process-wide list of live pools, under a mutex of its
     own that is never held with a pool's.
 */
+#include "dp_pool.h"
+
 #include "dp_client.h"
 #include "dp_client_actor.h"
-#include "dp_embedded.h"
 #include "dp_lane.h"
 #include "dp_registry.h"
 #include "dp_result.h"
@@ -22,9 +25,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-/*  Most worker processes an embedded pool forks. */
-#define MAX_PROCS 4096
 
 /*  Calls per worker in Pool's chunksize rule: divmod(n, workers * 4). */
 #define CHUNKS_PER_WORKER 4
@@ -64,7 +64,7 @@ dpool_config_init (dpool_config_t *config)
     const char *connect = getenv ("DPOOL_CONNECT");
     if (connect && *connect)
         config->connect = connect;
-    s_env_int ("DPOOL_PROCS", 0, MAX_PROCS, &config->procs);
+    s_env_int ("DPOOL_PROCS", 0, DP_POOL_MAX_PROCS, &config->procs);
     s_env_int ("DPOOL_TIMEOUT_MS", 0, INT_MAX, &config->timeout_ms);
     s_env_int ("DPOOL_RETRIES", -1, DP_MAX_RETRIES, &config->retries);
     s_env_int ("DPOOL_MAX_OUTSTANDING", 0, INT_MAX, &config->max_outstanding);
@@ -166,25 +166,50 @@ s_check_workers (const dpool_config_t *config)
     return 0;
 }
 
-dpool_pool_t *
-dpool_pool_new_config (const dpool_config_t *config)
+int
+dp_pool_check_config (const dpool_config_t *config)
 {
-    dp_client_set_exit_handler (s_destroy_live_pools);
-    dpool_config_t defaults;
-    if (!config) {
-        dpool_config_init (&defaults);
-        config = &defaults;
-    }
-    if (config->procs < 0 || config->procs > MAX_PROCS || config->timeout_ms < -1 ||
+    if (config->procs < 0 || config->procs > DP_POOL_MAX_PROCS || config->timeout_ms < -1 ||
         config->retries < -1 || config->retries > DP_MAX_RETRIES || config->max_outstanding < 0 ||
         (config->name && strlen (config->name) > DP_MAX_NAME))
-        return dp_fail_null (DPOOL_EINVAL);
+        return DPOOL_EINVAL;
     if (s_check_workers (config))
-        return dp_fail_null (DPOOL_EINVAL);
+        return DPOOL_EINVAL;
     if (config->connect && (!strstr (config->connect, "://") || config->bind))
-        return dp_fail_null (DPOOL_EINVAL);
+        return DPOOL_EINVAL;
+    return DPOOL_OK;
+}
 
+/*  The CURVE keys of a connected pool's config into *curve. Returns 0, or
+    -1 after logging why (no keys asked for: 0 with curve->on false). */
+static int
+s_curve_keys (const dpool_config_t *config, dp_curve_t *curve)
+{
+    memset (curve, 0, sizeof *curve);
+    if (!config->connect || !(config->curve_server || config->curve_secret))
+        return 0;
+    char err[256];
+    if (!config->curve_server) {
+        dp_error ("client: a CURVE secret key needs the broker's public key (curve_server)");
+        return -1;
+    }
+    if (dp_curve_client (curve, config->curve_server, config->curve_secret, err, sizeof err)) {
+        dp_error ("client: %s", err);
+        explicit_bzero (curve, sizeof *curve);
+        return -1;
+    }
+    return 0;
+}
+
+dpool_pool_t *
+dp_pool_open (const dpool_config_t *config, const char *endpoint, int procs,
+              const dp_client_ext_t *ext)
+{
+    assert (config && endpoint);
+    dp_client_set_exit_handler (s_destroy_live_pools);
     dp_client_config_t settings = {
+        .endpoint = endpoint,
+        .procs = procs,
         .timeout_ms = config->timeout_ms,
         .retries = config->retries,
         .max_outstanding =
@@ -198,74 +223,33 @@ dpool_pool_new_config (const dpool_config_t *config)
         snprintf (name, sizeof name, "client@%s:%ld", dp_hostname (), (long)getpid ());
     settings.name = name;
     dp_curve_t curve;
-    memset (&curve, 0, sizeof curve);
-    if (config->connect && (config->curve_server || config->curve_secret)) {
-        char err[256];
-        if (!config->curve_server) {
-            dp_error ("client: a CURVE secret key needs the broker's public key (curve_server)");
-            return dp_fail_null (DPOOL_EINVAL);
-        }
-        if (dp_curve_client (&curve, config->curve_server, config->curve_secret, err,
-                             sizeof err)) {
-            dp_error ("client: %s", err);
-            explicit_bzero (&curve, sizeof curve);
-            return dp_fail_null (DPOOL_EINVAL);
-        }
+    if (s_curve_keys (config, &curve)) {
+        if (ext)
+            ext->destroy (ext->self);
+        return dp_fail_null (DPOOL_EINVAL);
+    }
+    if (curve.on)
         settings.curve = &curve;
-    }
-    dp_embedded_t *embedded = NULL;
-    if (config->connect)
-        settings.endpoint = config->connect;
-    else {
-        /*  The embedded processes come first: dp_embedded_new forks before
-            anything here touches CZMQ. */
-        settings.procs = config->procs ? config->procs : dp_cpu_count ();
-        dp_embedded_workers_t workers = {config->initializer, config->initargs,
-                                         config->initargs_size, config->max_tasks};
-        embedded = dp_embedded_new (settings.procs, config->bind, &workers);
-        if (!embedded)
-            return dp_fail_null (dpool_errno ());
-        settings.endpoint = dp_embedded_endpoint (embedded);
-    }
-    dpool_pool_t *self = dp_client_new (&settings, &embedded);
+    dpool_pool_t *self = dp_client_new (&settings, ext);
     explicit_bzero (&curve, sizeof curve);
     if (!self) {
-        dp_embedded_destroy (&embedded);
+        if (ext)
+            ext->destroy (ext->self);
         return dp_fail_null (DPOOL_ENOMEM);
     }
     dp_client_czmq_init ();
-    if (dp_client_actor_start (self)) {
-        dp_error ("client: cannot connect to %s", dp_client_endpoint (self));
+    int code = dp_client_actor_start (self);
+    if (code) {
+        dp_error ("client: cannot start the pool's actor on %s (%s)", dp_client_endpoint (self),
+                  dpool_strerror (code));
         dp_client_destroy (&self);
-        return dp_fail_null (DPOOL_EINVAL);
+        return dp_fail_null (code);
     }
     if (!s_live_add (self)) {
         dp_client_destroy (&self);
         return dp_fail_null (DPOOL_ENOMEM);
     }
     return self;
-}
-
-dpool_pool_t *
-dpool_pool_new (int procs)
-{
-    dpool_config_t config;
-    dpool_config_init (&config);
-    config.connect = NULL;
-    if (procs)
-        config.procs = procs;
-    return dpool_pool_new_config (&config);
-}
-
-dpool_pool_t *
-dpool_pool_connect (const char *endpoint)
-{
-    if (!endpoint)
-        return dp_fail_null (DPOOL_EINVAL);
-    dpool_config_t config;
-    dpool_config_init (&config);
-    config.connect = endpoint;
-    return dpool_pool_new_config (&config);
 }
 
 void

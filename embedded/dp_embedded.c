@@ -1,12 +1,15 @@
 /*  dp_embedded.c - the broker and worker processes of an embedded pool.
 
-    Locking: none. An embedded pool's processes and broker are started and
-    stopped by the thread that creates, terminates or destroys the pool.
+    Threads: the thread that makes the pool makes the directory and forks
+    the supervisor; the pool's actor thread makes the broker, runs it in
+    its loop and destroys it (the extension's start, fds, wait_ms, work and
+    stop), so that the broker's sockets have that one owner for their whole
+    life; the thread that terminates the pool stops the workers, and the
+    one that destroys it frees the rest. No lock: these never overlap.
 */
 #include "dp_embedded.h"
 
 #include "dp_broker.h"
-#include "dp_client.h"
 #include "dp_supervisor.h"
 #include "dp_util.h"
 
@@ -37,9 +40,12 @@ struct _dp_embedded_t {
     char dir[PATH_MAX];      /* the private directory */
     char ipc[PATH_MAX + 32]; /* ipc://<dir>/broker.ipc */
     char inproc[64];         /* inproc://dpool-<pid>-<n> */
+    char *bind;              /* one more endpoint for outside workers, or NULL */
     pid_t supervisor;        /* 0 once reaped */
-    dp_broker_t *broker;     /* run by the pool's actor thread (dp_client_actor) */
+    dp_broker_t *broker;     /* the actor thread's, from start to stop */
 };
+
+_Static_assert(DP_BROKER_MAX_FDS <= DP_CLIENT_EXT_FDS, "the broker's fds fit the actor's poll");
 
 /*  The supervisor process: runs the workers until told to stop, and never
     returns into the program. */
@@ -101,32 +107,84 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
     if (pid == 0)
         s_run_supervisor (self->ipc, procs, parent, workers);
     self->supervisor = pid;
+    if (bind && !(self->bind = strdup (bind))) {
+        dp_embedded_destroy (&self);
+        return dp_fail_null (DPOOL_ENOMEM);
+    }
+    return self;
+}
 
-    /*  The broker runs on the pool's actor thread, inside its loop: a task
-        and its result then pass between the two without waking a thread.
-        It is made here and handed over when that thread starts. */
-    dp_client_czmq_init ();
+/*  ---------------------------------------------------------------------------
+    The extension the pool's actor runs (dp_client_ext_t).
+*/
+
+/*  On the actor thread: makes the broker, bound to the ipc endpoint (the
+    workers'), the inproc one (the pool's) and the bind asked for. */
+static int
+s_start (void *arg)
+{
+    dp_embedded_t *self = (dp_embedded_t *)arg;
     dp_broker_config_t config;
     dp_broker_config_init (&config);
     config.binds[0] = self->ipc;
     config.binds[1] = self->inproc;
     config.nbinds = 2;
-    if (bind)
-        config.binds[config.nbinds++] = bind;
+    if (self->bind)
+        config.binds[config.nbinds++] = self->bind;
     self->broker = dp_broker_new (&config);
     if (!self->broker) {
-        dp_error ("client: the embedded broker could not bind %s", bind ? bind : self->ipc);
-        dp_embedded_destroy (&self);
-        return dp_fail_null (bind ? DPOOL_EINVAL : DPOOL_ESYS);
+        dp_error ("client: the embedded broker could not bind %s",
+                  self->bind ? self->bind : self->ipc);
+        return self->bind ? DPOOL_EINVAL : DPOOL_ESYS;
     }
-    return self;
+    return 0;
 }
 
-dp_broker_t *
-dp_embedded_broker (dp_embedded_t *self)
+static int
+s_fds (void *arg, struct pollfd *fds)
+{
+    return dp_broker_fds (((dp_embedded_t *)arg)->broker, fds);
+}
+
+static int
+s_wait_ms (void *arg)
+{
+    return dp_broker_wait_ms (((dp_embedded_t *)arg)->broker);
+}
+
+static void
+s_work (void *arg, const struct pollfd *fds, int nfds)
+{
+    dp_broker_work (((dp_embedded_t *)arg)->broker, fds, nfds);
+}
+
+/*  On the actor thread, after its last message: its BYE tells the workers
+    not to wait for an answer to theirs when they are stopped. */
+static void
+s_stop (void *arg)
+{
+    dp_broker_destroy (&((dp_embedded_t *)arg)->broker);
+}
+
+static void
+s_stop_workers (void *arg)
+{
+    dp_embedded_stop_workers ((dp_embedded_t *)arg);
+}
+
+static void
+s_destroy (void *arg)
+{
+    dp_embedded_t *self = (dp_embedded_t *)arg;
+    dp_embedded_destroy (&self);
+}
+
+dp_client_ext_t
+dp_embedded_ext (dp_embedded_t *self)
 {
     assert (self);
-    return self->broker;
+    return (dp_client_ext_t){self,   s_start, s_fds,          s_wait_ms,
+                             s_work, s_stop,  s_stop_workers, s_destroy};
 }
 
 const char *
@@ -173,10 +231,8 @@ dp_embedded_destroy (dp_embedded_t **self_p)
     assert (self_p);
     if (*self_p) {
         dp_embedded_t *self = *self_p;
-        /*  The broker goes first (the actor thread that ran it has ended):
-            its BYE tells the workers not to wait for an answer to theirs
-            when they are stopped. */
-        dp_broker_destroy (&self->broker);
+        /*  The actor destroyed the broker when it ended (s_stop). */
+        assert (!self->broker);
         dp_embedded_stop_workers (self);
         /*  ZeroMQ unlinks the socket file itself, but on its I/O thread,
             maybe after the rmdir below: unlink it first. */
@@ -185,6 +241,7 @@ dp_embedded_destroy (dp_embedded_t **self_p)
         unlink (path);
         if (rmdir (self->dir))
             dp_warn ("client: cannot remove %s: %s", self->dir, strerror (errno));
+        free (self->bind);
         free (self);
         *self_p = NULL;
     }
