@@ -1,7 +1,7 @@
-# Library sources of worker/: the task registry and built-ins, one task
-# call, the worker engine and the supervisor.
-list (APPEND DPOOL_SOURCES
-    worker/dp_chan.c worker/dp_registry.c worker/dp_builtins.c worker/dp_task.c worker/dp_worker.c
-    worker/dp_worker_io.c worker/dp_worker_runner.c
+# worker/: the worker engine (lifecycle, I/O thread, task runner, the queue
+# between them) and the supervisor, on common/ and proto/.
+add_library (dpool_worker OBJECT
+    worker/dp_chan.c worker/dp_worker.c worker/dp_worker_io.c worker/dp_worker_runner.c
     worker/dp_supervisor.c)
-list (APPEND DPOOL_SOURCES worker/dp_queue.c)
+target_include_directories (dpool_worker PUBLIC ${PROJECT_SOURCE_DIR}/worker)
+target_link_libraries (dpool_worker PUBLIC dpool_common)

@@ -1,0 +1,6 @@
+# common/: what the worker and the client both need: the registry of task
+# functions and its built-ins, a task call's context, and queue handles.
+add_library (dpool_common OBJECT
+    common/dp_registry.c common/dp_builtins.c common/dp_task.c common/dp_queue.c)
+target_include_directories (dpool_common PUBLIC ${PROJECT_SOURCE_DIR}/common)
+target_link_libraries (dpool_common PUBLIC dpool_proto)
