@@ -478,6 +478,73 @@ s_malformed (dp_broker_t *self, zmq_msg_t *rid, dp_reason_t reason)
     }
 }
 
+/*  Acts on a command of a registered peer, as its role allows: HEARTBEAT
+    from anyone; SUBMIT from a client or a lane of one; CANCEL and STATUS
+    from a client; DONE and PROGRESS from a worker or its lane; queue
+    requests from a client or a worker. Returns false, having done
+    nothing, for a command the peer's role may not send. */
+static bool
+s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
+{
+    switch (msg->cmd) {
+    case DP_CMD_HEARTBEAT:
+        return true;
+    case DP_CMD_SUBMIT:
+        if (peer->kind == PEER_CLIENT) {
+            s_on_submit (self, peer->client, 0, &msg->u.list);
+            return true;
+        }
+        if (peer->kind == PEER_LANE) {
+            s_on_submit (self, peer->lane_of, peer->lane, &msg->u.list);
+            return true;
+        }
+        break;
+    case DP_CMD_CANCEL:
+        if (peer->kind == PEER_CLIENT) {
+            s_on_cancel (self, peer->client, &msg->u.cancel);
+            return true;
+        }
+        break;
+    case DP_CMD_STATUS:
+        if (peer->kind == PEER_CLIENT) {
+            dp_broker_on_status (self, peer);
+            return true;
+        }
+        break;
+    case DP_CMD_DONE:
+        if (peer->kind == PEER_WORKER || peer->kind == PEER_WLANE) {
+            s_on_done (self, peer->worker ? peer->worker : peer->lane_worker, &msg->u.list);
+            return true;
+        }
+        break;
+    case DP_CMD_QUEUE_OPEN:
+    case DP_CMD_QUEUE_PUT:
+    case DP_CMD_QUEUE_GET:
+    case DP_CMD_QUEUE_SIZE:
+        if (peer->kind == PEER_CLIENT || peer->kind == PEER_WORKER) {
+            dp_queues_request (self->queues, peer, msg->cmd, &msg->u.queue, peer->last_recv);
+            return true;
+        }
+        break;
+    case DP_CMD_QUEUE_ACK:
+        if (peer->kind == PEER_CLIENT || peer->kind == PEER_WORKER) {
+            s_on_queue_ack (self, peer, &msg->u.queue_ack);
+            return true;
+        }
+        break;
+    case DP_CMD_PROGRESS:
+        if (peer->kind == PEER_WORKER || peer->kind == PEER_WLANE) {
+            s_on_progress (self, peer->worker ? peer->worker : peer->lane_worker,
+                           &msg->u.progress);
+            return true;
+        }
+        break;
+    default:
+        break;
+    }
+    return false;
+}
+
 static void
 s_handle (dp_broker_t *self, dp_wire_msg_t *in)
 {
@@ -520,66 +587,13 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
     }
     if (peer->kind == PEER_CLIENT)
         peer->client->last_seen = peer->last_recv;
-    switch (msg.cmd) {
-    case DP_CMD_HEARTBEAT:
-        return;
-    case DP_CMD_SUBMIT:
-        if (peer->kind == PEER_CLIENT) {
-            s_on_submit (self, peer->client, 0, &msg.u.list);
-            return;
-        }
-        if (peer->kind == PEER_LANE) {
-            s_on_submit (self, peer->lane_of, peer->lane, &msg.u.list);
-            return;
-        }
-        break;
-    case DP_CMD_CANCEL:
-        if (peer->kind == PEER_CLIENT) {
-            s_on_cancel (self, peer->client, &msg.u.cancel);
-            return;
-        }
-        break;
-    case DP_CMD_STATUS:
-        if (peer->kind == PEER_CLIENT) {
-            dp_broker_on_status (self, peer);
-            return;
-        }
-        break;
-    case DP_CMD_DONE:
-        if (peer->kind == PEER_WORKER || peer->kind == PEER_WLANE) {
-            s_on_done (self, peer->worker ? peer->worker : peer->lane_worker, &msg.u.list);
-            return;
-        }
-        break;
-    case DP_CMD_QUEUE_OPEN:
-    case DP_CMD_QUEUE_PUT:
-    case DP_CMD_QUEUE_GET:
-    case DP_CMD_QUEUE_SIZE:
-        if (peer->kind == PEER_CLIENT || peer->kind == PEER_WORKER) {
-            dp_queues_request (self->queues, peer, msg.cmd, &msg.u.queue, peer->last_recv);
-            return;
-        }
-        break;
-    case DP_CMD_QUEUE_ACK:
-        if (peer->kind == PEER_CLIENT || peer->kind == PEER_WORKER) {
-            s_on_queue_ack (self, peer, &msg.u.queue_ack);
-            return;
-        }
-        break;
-    case DP_CMD_PROGRESS:
-        if (peer->kind == PEER_WORKER || peer->kind == PEER_WLANE) {
-            s_on_progress (self, peer->worker ? peer->worker : peer->lane_worker, &msg.u.progress);
-            return;
-        }
-        break;
-    default:
-        break;
+    if (!s_on_command (self, peer, &msg)) {
+        /*  A command this peer's role may not send. */
+        self->dropped[DROP_ROLE]++;
+        dp_broker_warn_once (self, peer->key, "command not valid for its role");
+        s_send_error (self, peer->rid, peer->rid_size, DPOOL_EPROTO,
+                      "command not valid for your role");
     }
-    /*  A command this peer's role may not send. */
-    self->dropped[DROP_ROLE]++;
-    dp_broker_warn_once (self, peer->key, "command not valid for its role");
-    s_send_error (self, peer->rid, peer->rid_size, DPOOL_EPROTO,
-                  "command not valid for your role");
 }
 
 /*  ---------------------------------------------------------------------------
