@@ -230,6 +230,71 @@ s_check_square (dpool_pool_t *pool, uint64_t n)
     dp_test_buf_fini (&buf);
 }
 
+/*  Maps over chunks where scalars, failures and other values mix: each
+    item keeps its own outcome, in input order, whatever the others were. */
+static void
+s_check_mixed_chunks (dpool_pool_t *pool, dp_test_buf_t *buf)
+{
+    msgpack_object value;
+    dpool_result_t *result;
+    dp_test_buf_clear (buf);
+    for (int i = 0; i < 12; i++) {
+        if (i % 4 == 1)
+            dp_test_pack_str (&buf->pk, "bad");
+        else
+            msgpack_pack_int (&buf->pk, i);
+    }
+    result = dpool_pool_map (pool, "square", buf->sbuf.data, buf->sbuf.size, 12, NULL);
+    dp_test_check_failed (result, DPOOL_EFAILED);
+    CHECK (strstr (dpool_result_error (result), "square wants a uint"));
+    for (int i = 0; i < 12; i++) {
+        msgpack_object item;
+        if (i % 4 == 1) {
+            CHECK_EQ_INT (dpool_result_item (result, (size_t)i, &item), -1);
+            CHECK (strstr (dpool_result_item_error (result, (size_t)i), "square wants a uint"));
+        } else {
+            CHECK_EQ_INT (dpool_result_item (result, (size_t)i, &item), 0);
+            CHECK (dp_test_is_int (&item, i * i));
+            CHECK (dpool_result_item_error (result, (size_t)i) == NULL);
+        }
+    }
+    dpool_result_destroy (&result);
+    dp_test_buf_clear (buf);
+    for (int i = 0; i < 12; i++) {
+        if (i % 3 == 0)
+            dp_test_pack_str (&buf->pk, "s");
+        else
+            msgpack_pack_int (&buf->pk, i);
+    }
+    result = dpool_pool_map (pool, "echo", buf->sbuf.data, buf->sbuf.size, 5, NULL);
+    CHECK_EQ_INT (dpool_result_get (result, 0, &value), 0);
+    CHECK_EQ_INT (value.via.array.size, 12);
+    for (int i = 0; i < 12; i++)
+        CHECK (i % 3 == 0 ? dp_test_is_str (&value.via.array.ptr[i], "s")
+                          : dp_test_is_int (&value.via.array.ptr[i], i));
+    dpool_result_destroy (&result);
+}
+
+/*  A second embedded pool in the same program, then two at once; every
+    pool's directory is gone after. */
+static void
+s_check_more_pools (void)
+{
+    dpool_pool_t *pool = dpool_pool_new (1);
+    CHECK (pool);
+    s_check_square (pool, 12);
+    dpool_pool_destroy (&pool);
+    dpool_pool_t *one = dpool_pool_new (1);
+    dpool_pool_t *two = dpool_pool_new (1);
+    CHECK (one && two);
+    s_check_square (one, 3);
+    s_check_square (two, 4);
+    dpool_pool_destroy (&two);
+    s_check_square (one, 5);
+    dpool_pool_destroy (&one);
+    CHECK (s_dir_has_no (dp_test_dir (), "dpool-"));
+}
+
 static void
 s_case_embedded_pool_apply_map (void)
 {
@@ -263,44 +328,7 @@ s_case_embedded_pool_apply_map (void)
         CHECK (dp_test_is_int (&value.via.array.ptr[i], i * i));
     dpool_result_destroy (&result);
 
-    /*  Scalars, failures and other values mixed in one chunk: each item
-        keeps its own outcome, in input order, whatever the others were. */
-    dp_test_buf_clear (&buf);
-    for (int i = 0; i < 12; i++) {
-        if (i % 4 == 1)
-            dp_test_pack_str (&buf.pk, "bad");
-        else
-            msgpack_pack_int (&buf.pk, i);
-    }
-    result = dpool_pool_map (pool, "square", buf.sbuf.data, buf.sbuf.size, 12, NULL);
-    dp_test_check_failed (result, DPOOL_EFAILED);
-    CHECK (strstr (dpool_result_error (result), "square wants a uint"));
-    for (int i = 0; i < 12; i++) {
-        msgpack_object item;
-        if (i % 4 == 1) {
-            CHECK_EQ_INT (dpool_result_item (result, (size_t)i, &item), -1);
-            CHECK (strstr (dpool_result_item_error (result, (size_t)i), "square wants a uint"));
-        } else {
-            CHECK_EQ_INT (dpool_result_item (result, (size_t)i, &item), 0);
-            CHECK (dp_test_is_int (&item, i * i));
-            CHECK (dpool_result_item_error (result, (size_t)i) == NULL);
-        }
-    }
-    dpool_result_destroy (&result);
-    dp_test_buf_clear (&buf);
-    for (int i = 0; i < 12; i++) {
-        if (i % 3 == 0)
-            dp_test_pack_str (&buf.pk, "s");
-        else
-            msgpack_pack_int (&buf.pk, i);
-    }
-    result = dpool_pool_map (pool, "echo", buf.sbuf.data, buf.sbuf.size, 5, NULL);
-    CHECK_EQ_INT (dpool_result_get (result, 0, &value), 0);
-    CHECK_EQ_INT (value.via.array.size, 12);
-    for (int i = 0; i < 12; i++)
-        CHECK (i % 3 == 0 ? dp_test_is_str (&value.via.array.ptr[i], "s")
-                          : dp_test_is_int (&value.via.array.ptr[i], i));
-    dpool_result_destroy (&result);
+    s_check_mixed_chunks (pool, &buf);
     dp_test_pack_range (&buf, 0, 50);
 
     dpool_iter_t *iter = dpool_pool_imap (pool, "echo", buf.sbuf.data, buf.sbuf.size, 0, NULL);
@@ -326,20 +354,7 @@ s_case_embedded_pool_apply_map (void)
     dpool_pool_destroy (&pool);
     CHECK (s_dir_has_no (dp_test_dir (), "dpool-"));
 
-    /*  A second embedded pool in the same program, then two at once. */
-    pool = dpool_pool_new (1);
-    CHECK (pool);
-    s_check_square (pool, 12);
-    dpool_pool_destroy (&pool);
-    dpool_pool_t *one = dpool_pool_new (1);
-    dpool_pool_t *two = dpool_pool_new (1);
-    CHECK (one && two);
-    s_check_square (one, 3);
-    s_check_square (two, 4);
-    dpool_pool_destroy (&two);
-    s_check_square (one, 5);
-    dpool_pool_destroy (&one);
-    CHECK (s_dir_has_no (dp_test_dir (), "dpool-"));
+    s_check_more_pools ();
 
     /*  Every process the pools forked is gone and reaped. */
     CHECK_EQ_INT (waitpid (-1, NULL, WNOHANG), -1);
