@@ -128,42 +128,126 @@ s_endpoint_ok (const char *endpoint)
     return true;
 }
 
-int
-main (int argc, char *argv[])
-{
-    dp_log_set_tag ("dpool-worker");
+/*  What the environment and the command line ask for, read but not yet
+    checked as a whole. */
+typedef struct {
     dp_supervisor_config_t config;
-    memset (&config, 0, sizeof config);
-    dp_worker_config_init (&config.worker);
     const char *plugins[MAX_PLUGINS];
-    int nplugins = 0;
-    const char *initargs = NULL;
-    const char *curve_server = NULL;
-    const char *curve_secret = NULL;
+    int nplugins;
+    const char *initargs; /* --initargs, JSON text; or NULL */
+    const char *curve_server;
+    const char *curve_secret;
+} options_t;
 
-    /*  Environment first; options override it. */
+/*  Fills opts from the DPOOL_* variables. Returns -1 to go on, or the exit
+    status after a message (a bad value). */
+static int
+s_from_environment (options_t *opts)
+{
+    dp_worker_config_t *worker = &opts->config.worker;
     const char *env = getenv ("DPOOL_CONNECT");
     if (env && *env)
-        config.worker.endpoint = env;
-    if ((env = getenv ("DPOOL_PROCS")) && *env && s_number (env, 0, MAX_PROCS, &config.procs))
+        worker->endpoint = env;
+    if ((env = getenv ("DPOOL_PROCS")) && *env &&
+        s_number (env, 0, MAX_PROCS, &opts->config.procs))
         return s_bad ("invalid DPOOL_PROCS '%s' (expected 0 to %d)", env, MAX_PROCS);
     if ((env = getenv ("DPOOL_CREDIT")) && *env &&
-        s_number (env, 1, DP_MAX_CREDIT, &config.worker.credit))
+        s_number (env, 1, DP_MAX_CREDIT, &worker->credit))
         return s_bad ("invalid DPOOL_CREDIT '%s' (expected 1 to %d)", env, DP_MAX_CREDIT);
     if ((env = getenv ("DPOOL_LOG")) && *env && dp_log_parse_level (env) < 0)
         return s_bad ("invalid DPOOL_LOG '%s' (expected error, warn, info or debug)", env);
     if ((env = getenv ("DPOOL_MAX_TASKS")) && *env &&
-        s_number (env, 0, MAX_TASKS, &config.worker.max_tasks))
+        s_number (env, 0, MAX_TASKS, &worker->max_tasks))
         return s_bad ("invalid DPOOL_MAX_TASKS '%s' (expected 0 to %d)", env, MAX_TASKS);
     if ((env = getenv ("DPOOL_INITIALIZER")) && *env)
-        config.worker.initializer = env;
+        worker->initializer = env;
     if ((env = getenv ("DPOOL_INITARGS")) && *env)
-        initargs = env;
+        opts->initargs = env;
     if ((env = getenv ("DPOOL_CURVE_SERVER")) && *env)
-        curve_server = env;
+        opts->curve_server = env;
     if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
-        curve_secret = env;
+        opts->curve_secret = env;
+    return -1;
+}
 
+/*  Applies one option (a value of getopt_long, its value in optarg) to
+    opts; argv names a bad one. Returns -1 to go on, or the exit status the
+    program ends with (--help, --version, a bad option or value). */
+static int
+s_option (int option, options_t *opts, char *argv[])
+{
+    dp_worker_config_t *worker = &opts->config.worker;
+    switch (option) {
+    case 'c':
+        if (!*optarg)
+            return s_bad ("--connect needs an endpoint");
+        worker->endpoint = optarg;
+        break;
+    case 'p':
+        if (s_number (optarg, 0, MAX_PROCS, &opts->config.procs))
+            return s_bad ("invalid --procs '%s' (expected 0 to %d)", optarg, MAX_PROCS);
+        break;
+    case 'C':
+        if (s_number (optarg, 1, DP_MAX_CREDIT, &worker->credit))
+            return s_bad ("invalid --credit '%s' (expected 1 to %d)", optarg, DP_MAX_CREDIT);
+        break;
+    case 'n':
+        if (!*optarg || strlen (optarg) > DP_MAX_NAME)
+            return s_bad ("invalid --name '%s' (1 to %d bytes)", optarg, DP_MAX_NAME);
+        worker->name = optarg;
+        break;
+    case 'i':
+        if (!*optarg || strlen (optarg) > DP_MAX_NAME)
+            return s_bad ("invalid --initializer '%s' (1 to %d bytes)", optarg, DP_MAX_NAME);
+        worker->initializer = optarg;
+        break;
+    case 'a':
+        opts->initargs = optarg;
+        break;
+    case 'm':
+        if (s_number (optarg, 0, MAX_TASKS, &worker->max_tasks))
+            return s_bad ("invalid --max-tasks '%s' (expected 0 to %d)", optarg, MAX_TASKS);
+        break;
+    case 'k':
+        opts->curve_server = optarg;
+        break;
+    case 'K':
+        opts->curve_secret = optarg;
+        break;
+    case 'P':
+        if (opts->nplugins == MAX_PLUGINS)
+            return s_bad ("too many --plugin options (at most %d)", MAX_PLUGINS);
+        opts->plugins[opts->nplugins++] = optarg;
+        break;
+    case 'l': {
+        int level = dp_log_parse_level (optarg);
+        if (level < 0)
+            return s_bad ("invalid --log-level '%s' (expected error, warn, info or debug)",
+                          optarg);
+        dp_log_set_level (level);
+        break;
+    }
+    case 'h':
+        s_usage (stdout);
+        return 0;
+    case 'V':
+        printf ("dpool-worker %s\n", DPOOL_VERSION_STRING);
+        return 0;
+    case ':':
+        return s_bad ("option %s needs a value", argv[optind - 1]);
+    default:
+        if (optopt)
+            return s_bad ("unknown option -%c", optopt);
+        return s_bad ("unknown option %s", argv[optind - 1]);
+    }
+    return -1;
+}
+
+/*  Reads the command line into opts, over what the environment said, and
+    checks the endpoint. Returns -1 to go on, or the exit status. */
+static int
+s_parse (int argc, char *argv[], options_t *opts)
+{
     static const struct option options[] = {{"connect", required_argument, NULL, 'c'},
                                             {"procs", required_argument, NULL, 'p'},
                                             {"credit", required_argument, NULL, 'C'},
@@ -181,117 +265,88 @@ main (int argc, char *argv[])
     opterr = 0;
     int option;
     while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:k:K:l:hV", options, NULL)) != -1) {
-        switch (option) {
-        case 'c':
-            if (!*optarg)
-                return s_bad ("--connect needs an endpoint");
-            config.worker.endpoint = optarg;
-            break;
-        case 'p':
-            if (s_number (optarg, 0, MAX_PROCS, &config.procs))
-                return s_bad ("invalid --procs '%s' (expected 0 to %d)", optarg, MAX_PROCS);
-            break;
-        case 'C':
-            if (s_number (optarg, 1, DP_MAX_CREDIT, &config.worker.credit))
-                return s_bad ("invalid --credit '%s' (expected 1 to %d)", optarg, DP_MAX_CREDIT);
-            break;
-        case 'n':
-            if (!*optarg || strlen (optarg) > DP_MAX_NAME)
-                return s_bad ("invalid --name '%s' (1 to %d bytes)", optarg, DP_MAX_NAME);
-            config.worker.name = optarg;
-            break;
-        case 'i':
-            if (!*optarg || strlen (optarg) > DP_MAX_NAME)
-                return s_bad ("invalid --initializer '%s' (1 to %d bytes)", optarg, DP_MAX_NAME);
-            config.worker.initializer = optarg;
-            break;
-        case 'a':
-            initargs = optarg;
-            break;
-        case 'm':
-            if (s_number (optarg, 0, MAX_TASKS, &config.worker.max_tasks))
-                return s_bad ("invalid --max-tasks '%s' (expected 0 to %d)", optarg, MAX_TASKS);
-            break;
-        case 'k':
-            curve_server = optarg;
-            break;
-        case 'K':
-            curve_secret = optarg;
-            break;
-        case 'P':
-            if (nplugins == MAX_PLUGINS)
-                return s_bad ("too many --plugin options (at most %d)", MAX_PLUGINS);
-            plugins[nplugins++] = optarg;
-            break;
-        case 'l': {
-            int level = dp_log_parse_level (optarg);
-            if (level < 0)
-                return s_bad ("invalid --log-level '%s' (expected error, warn, info or debug)",
-                              optarg);
-            dp_log_set_level (level);
-            break;
-        }
-        case 'h':
-            s_usage (stdout);
-            return 0;
-        case 'V':
-            printf ("dpool-worker %s\n", DPOOL_VERSION_STRING);
-            return 0;
-        case ':':
-            return s_bad ("option %s needs a value", argv[optind - 1]);
-        default:
-            if (optopt)
-                return s_bad ("unknown option -%c", optopt);
-            return s_bad ("unknown option %s", argv[optind - 1]);
-        }
+        int rc = s_option (option, opts, argv);
+        if (rc >= 0)
+            return rc;
     }
     if (optind < argc)
         return s_bad ("unexpected argument %s", argv[optind]);
-    if (!s_endpoint_ok (config.worker.endpoint))
+    if (!s_endpoint_ok (opts->config.worker.endpoint))
         return s_bad ("invalid endpoint '%s' (expected transport://address, "
                       "e.g. tcp://head:5555)",
-                      config.worker.endpoint);
+                      opts->config.worker.endpoint);
+    return -1;
+}
 
-    if (initargs && !config.worker.initializer)
+/*  Checks the options that go together, sets up CURVE, and packs
+    --initargs into packed (which the caller destroys), for the config.
+    Returns -1 to go on, or the exit status after a message. */
+static int
+s_check (options_t *opts, msgpack_sbuffer *packed)
+{
+    dp_worker_config_t *worker = &opts->config.worker;
+    if (opts->initargs && !worker->initializer)
         return s_bad ("--initargs goes with --initializer");
     char err[256];
-    if (curve_secret && !curve_server)
+    if (opts->curve_secret && !opts->curve_server)
         return s_bad ("--curve-secret goes with --curve-server");
-    if (curve_server &&
-        dp_curve_client (&config.worker.curve, curve_server, curve_secret, err, sizeof err)) {
+    if (opts->curve_server && dp_curve_client (&worker->curve, opts->curve_server,
+                                               opts->curve_secret, err, sizeof err)) {
         fprintf (stderr, "dpool-worker: %s\n", err);
         return 1;
     }
-    msgpack_sbuffer packed;
-    msgpack_sbuffer_init (&packed);
-    if (initargs) {
-        int rc = s_initargs (initargs, &packed);
-        if (rc) {
-            msgpack_sbuffer_destroy (&packed);
+    if (opts->initargs) {
+        int rc = s_initargs (opts->initargs, packed);
+        if (rc)
             return rc;
-        }
-        config.worker.initargs = packed.data;
-        config.worker.initargs_size = packed.size;
+        worker->initargs = packed->data;
+        worker->initargs_size = packed->size;
     }
+    return -1;
+}
 
-    int status = 0;
-    for (int i = 0; i < nplugins && status == 0; i++)
-        if (dp_registry_load_plugin (plugins[i])) {
-            fprintf (stderr, "dpool-worker: cannot load plugin %s\n", plugins[i]);
-            status = 1;
+/*  Loads the plugins, checks that the initializer is known, and runs the
+    supervisor until it is stopped. Returns the exit status. */
+static int
+s_run (const options_t *opts)
+{
+    for (int i = 0; i < opts->nplugins; i++)
+        if (dp_registry_load_plugin (opts->plugins[i])) {
+            fprintf (stderr, "dpool-worker: cannot load plugin %s\n", opts->plugins[i]);
+            return 1;
         }
     /*  A missing initializer is a mistake better caught here, once. */
-    if (status == 0 && config.worker.initializer &&
-        !dp_registry_lookup (config.worker.initializer, strlen (config.worker.initializer),
-                             NULL)) {
-        fprintf (stderr, "dpool-worker: no function named '%s' for --initializer\n",
-                 config.worker.initializer);
-        status = 1;
+    const char *initializer = opts->config.worker.initializer;
+    if (initializer && !dp_registry_lookup (initializer, strlen (initializer), NULL)) {
+        fprintf (stderr, "dpool-worker: no function named '%s' for --initializer\n", initializer);
+        return 1;
     }
-    if (status == 0 && dp_supervisor_run (&config)) {
+    if (dp_supervisor_run (&opts->config)) {
         fprintf (stderr, "dpool-worker: cannot start: %s\n", dpool_strerror (dpool_errno ()));
-        status = 1;
+        return 1;
     }
+    return 0;
+}
+
+int
+main (int argc, char *argv[])
+{
+    dp_log_set_tag ("dpool-worker");
+    options_t opts;
+    memset (&opts, 0, sizeof opts);
+    dp_worker_config_init (&opts.config.worker);
+    /*  Environment first; options override it. */
+    int rc = s_from_environment (&opts);
+    if (rc >= 0)
+        return rc;
+    rc = s_parse (argc, argv, &opts);
+    if (rc >= 0)
+        return rc;
+    msgpack_sbuffer packed;
+    msgpack_sbuffer_init (&packed);
+    rc = s_check (&opts, &packed);
+    if (rc < 0)
+        rc = s_run (&opts);
     msgpack_sbuffer_destroy (&packed);
-    return status;
+    return rc;
 }
