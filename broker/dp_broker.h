@@ -12,11 +12,12 @@
     (dp_broker_fds, dp_broker_wait_ms and dp_broker_work in the pool's
     actor loop). Its behaviour on the wire is docs/PROTOCOL.md.
 
-    Threads: a broker is not thread-safe. Only one thread may call it at a
-    time, and a broker passes between threads only at points that order
-    them (the embedded pool makes it on the calling thread, drives it on
-    its actor thread, and destroys it on the calling thread after the actor
-    has ended). dp_broker_run blocks until interrupted; no other call waits
+    Threads: a broker is not thread-safe, and its sockets belong to the
+    thread that makes it: that thread alone drives and destroys it (the
+    dpool-broker program's main thread, or an embedded pool's actor
+    thread, through the pool's extension, embedded/dp_embedded.c). With
+    CURVE, its ZAP handler is a CZMQ actor of its own, which owns the ZAP
+    socket. dp_broker_run blocks until interrupted; no other call waits
     for a peer.
 
     Errors: a peer's bad or unexpected message is counted (status's
