@@ -507,6 +507,47 @@ s_case_config_from_environment (void)
     dpool_pool_destroy (&pool);
 }
 
+/*  ---------------------------------------------------------------------------
+    A worker idle past the busy expiry (the broker heartbeats idle workers
+    DP_IDLE_FACTOR times as slowly) that then gets a job on its lane has
+    heard from the broker all along: it keeps its registration. Before the
+    fix its I/O thread measured the silence of its own connection only,
+    and registered again as the job began (its "done" count started over).
+*/
+static void
+s_case_idle_worker_keeps_registration (const char *transport)
+{
+    setenv ("DPOOL_HEARTBEAT_MS", "200", 1);
+    setenv ("DPOOL_EXPIRY_MS", "600", 1);
+    dp_test_env_t env;
+    dp_test_env_start (&env, transport, 1);
+    dpool_pool_t *pool = dp_test_env_connect (&env, 1);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
+    enum { ROUNDS = 5 };
+    for (int round = 0; round < ROUNDS; round++) {
+        /*  Idle longer than the busy expiry, then a job longer than it. */
+        dp_test_sleep_ms (1000);
+        dp_test_buf_clear (&buf);
+        msgpack_pack_double (&buf.pk, 0.7);
+        dpool_result_t *result =
+            dpool_pool_apply (pool, "sleep", buf.sbuf.data, buf.sbuf.size, NULL);
+        CHECK (result && dpool_result_successful (result));
+        dpool_result_destroy (&result);
+    }
+    msgpack_unpacked status = dp_test_status (pool);
+    const msgpack_object *workers = dp_test_map_get (&status.data, "workers");
+    CHECK (workers && workers->type == MSGPACK_OBJECT_ARRAY && workers->via.array.size == 1);
+    const msgpack_object *done = dp_test_map_get (&workers->via.array.ptr[0], "done");
+    if (!done || done->type != MSGPACK_OBJECT_POSITIVE_INTEGER || done->via.u64 != ROUNDS)
+        dp_test_fail (__FILE__, __LINE__, "the worker's registration counts %lld of %d tasks",
+                      done ? (long long)done->via.u64 : -1LL, ROUNDS);
+    msgpack_unpacked_destroy (&status);
+    dpool_pool_destroy (&pool);
+    dp_test_buf_fini (&buf);
+    dp_test_env_stop (&env);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"client_close_join_terminate", .run_on = s_case_close_join_terminate, .seconds = 60},
     {"client_submit_after_close_fails", .run_on = s_case_submit_after_close_fails, .seconds = 60},
@@ -518,6 +559,8 @@ static const dp_test_case_t s_cases[] = {
     {"client_embedded_pool_accepts_outside_workers", s_case_embedded_pool_accepts_outside_workers,
      .seconds = 60},
     {"client_config_from_environment", s_case_config_from_environment, .seconds = 30},
+    {"client_idle_worker_keeps_registration", .run_on = s_case_idle_worker_keeps_registration,
+     .seconds = 60},
 };
 
 int

@@ -110,6 +110,7 @@ s_worker_setup (dp_worker_t *w, const dp_worker_config_t *config)
     atomic_init (&w->busy, false);
     atomic_init (&w->stopping, false);
     atomic_init (&w->held, 0);
+    atomic_init (&w->lane_heard, 0);
     return 0;
 }
 

@@ -91,6 +91,10 @@ typedef struct {
         its lane, and takes off each it answers or drops. The I/O thread
         reads it to tell an idle worker (PROTOCOL.md 6). */
     atomic_uint held;
+    /*  When the task thread last received a message on its lane (ms): proof
+        that the broker is alive, which the I/O thread counts as hearing
+        from it (jobs on the lane do not pass it by). */
+    _Atomic int64_t lane_heard;
 } dp_worker_t;
 
 /*  Frees a note and its frames (a dp_chan drop function). */

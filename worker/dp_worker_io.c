@@ -708,6 +708,16 @@ s_io_expiry_ms (const dp_worker_io_t *io)
     return DP_IDLE_SCALED (io->expiry_ms, atomic_load (&io->worker->held) == 0);
 }
 
+/*  When the broker was last heard from: on this thread's DEALER, or on the
+    task thread's lane. A worker idle on its main connection while jobs
+    come on its lane has heard from the broker all along. */
+static int64_t
+s_io_heard (const dp_worker_io_t *io)
+{
+    int64_t lane = atomic_load (&io->worker->lane_heard);
+    return lane > io->last_recv ? lane : io->last_recv;
+}
+
 /*  Runs every timer that is due. */
 static void
 s_io_timers (dp_worker_io_t *io)
@@ -725,9 +735,9 @@ s_io_timers (dp_worker_io_t *io)
             s_io_register (io, SOCKET_RETRY);
         return;
     }
-    if (now - io->last_recv >= s_io_expiry_ms (io)) {
+    if (now - s_io_heard (io) >= s_io_expiry_ms (io)) {
         dp_warn ("the broker has been silent for %lld ms; connecting again",
-                 (long long)(now - io->last_recv));
+                 (long long)(now - s_io_heard (io)));
         io->backoff_ms = DP_RECONNECT_MS;
         s_io_register (io, SOCKET_FRESH);
         return;
@@ -748,7 +758,7 @@ s_io_timeout (dp_worker_io_t *io)
     if (io->state == IO_REGISTERING)
         next = io->next_ready;
     else {
-        next = io->last_recv + s_io_expiry_ms (io);
+        next = s_io_heard (io) + s_io_expiry_ms (io);
         if (io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io)) < next)
             next = io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io));
         if (io->pending > 0 && io->first_pending + DP_WORKER_DONE_DELAY_MS < next)

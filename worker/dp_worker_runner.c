@@ -333,6 +333,7 @@ s_lane_drain (dp_worker_runner_t *r)
             break;
         }
         r->lane_quiet = false;
+        atomic_store (&r->worker->lane_heard, dp_now_ms ());
         s_lane_on_msg (r, &msg);
         dp_wire_close (&msg);
         count++;
