@@ -274,24 +274,11 @@ dp_testfake_results_wait (dp_testfake_t *fake, dp_testfake_msg_t *got,
 }
 
 pid_t
-dp_testfake_workers (const char *endpoint, int procs, const char *const *extra)
-{
-    const char *argv[32];
-    int argc = 0;
-    argv[argc++] = "--log-level";
-    argv[argc++] = getenv ("DPOOL_LOG") ? getenv ("DPOOL_LOG") : "info";
-    for (int i = 0; extra && extra[i] && argc < 31; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    return dp_test_workers_start (endpoint, procs, argv);
-}
-
-pid_t
 dp_testfake_one_worker (dp_testfake_t *fake, dp_testfake_msg_t *got, const char *const *extra)
 {
     const char *endpoint = dp_test_ipc ("broker");
     dp_testfake_start (fake, endpoint);
-    pid_t supervisor = dp_testfake_workers (endpoint, 1, extra);
+    pid_t supervisor = dp_test_workers_logged (endpoint, 1, extra);
     EXPECT (fake, got, DP_CMD_READY);
     return supervisor;
 }

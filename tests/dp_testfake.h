@@ -161,14 +161,8 @@ void
 dp_testfake_results_wait (dp_testfake_t *fake, dp_testfake_msg_t *got,
                           dp_testfake_results_t *results, int count, const char *file, int line);
 
-/*  Starts dpool-worker against endpoint with procs processes, its log
-    level (DPOOL_LOG, or info) and extra options (NULL-terminated, may be
-    NULL). Returns the supervisor's pid. */
-pid_t
-dp_testfake_workers (const char *endpoint, int procs, const char *const *extra);
-
 /*  Starts a fake broker on a fresh ipc endpoint and a dpool-worker with
-    one process and extra options (as dp_testfake_workers), and waits for
+    one process and extra options (as dp_test_workers_logged), and waits for
     that process's READY (in got). Returns the supervisor's pid. */
 pid_t
 dp_testfake_one_worker (dp_testfake_t *fake, dp_testfake_msg_t *got, const char *const *extra);

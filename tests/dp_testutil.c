@@ -462,6 +462,19 @@ dp_test_workers_start (const char *endpoint, int procs, const char *const *extra
     return dp_test_spawn (tag, (char *const *)argv);
 }
 
+pid_t
+dp_test_workers_logged (const char *endpoint, int procs, const char *const *extra)
+{
+    const char *argv[32];
+    int argc = 0;
+    argv[argc++] = "--log-level";
+    argv[argc++] = getenv ("DPOOL_LOG") ? getenv ("DPOOL_LOG") : "info";
+    for (int i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    return dp_test_workers_start (endpoint, procs, argv);
+}
+
 typedef struct {
     dpool_pool_t *pool;
     int workers;

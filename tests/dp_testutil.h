@@ -151,6 +151,12 @@ dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra);
 pid_t
 dp_test_workers_start (const char *endpoint, int procs, const char *const *extra);
 
+/*  dp_test_workers_start with --log-level DPOOL_LOG's value (info when it
+    is not set) before extra (at most 29 of them), so that a failing
+    test's workers say what they did. */
+pid_t
+dp_test_workers_logged (const char *endpoint, int procs, const char *const *extra);
+
 /*  Waits up to timeout_ms until the broker of pool (a connected pool)
     reports at least workers worker processes; stops the test, saying how
     many came, if they do not. */

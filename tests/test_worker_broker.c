@@ -302,19 +302,6 @@ s_result_pid (const msgpack_object *value)
     dp_test_fail (__FILE__, __LINE__, "no pid in the result");
 }
 
-static pid_t
-s_workers (const char *endpoint, int procs, const char *const *extra)
-{
-    const char *argv[32];
-    int argc = 0;
-    argv[argc++] = "--log-level";
-    argv[argc++] = getenv ("DPOOL_LOG") ? getenv ("DPOOL_LOG") : "info";
-    for (int i = 0; extra && extra[i] && argc < 31; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    return dp_test_workers_start (endpoint, procs, argv);
-}
-
 /*  Starts dpool-broker bound to endpoint (a fixed one, so that a second
     broker can take over the same address). */
 static pid_t
@@ -350,7 +337,7 @@ s_case_tasks (void)
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
     const char *extra[] = {"--credit", "4", NULL};
-    pid_t workers = s_workers (broker.ipc, 2, extra);
+    pid_t workers = dp_test_workers_logged (broker.ipc, 2, extra);
     client_t client;
     s_client_start (&client, broker.tcp);
     workers_wait_t two = {&client, 2};
@@ -420,7 +407,7 @@ s_case_timeout (void)
 {
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
-    pid_t workers = s_workers (broker.ipc, 1, NULL);
+    pid_t workers = dp_test_workers_logged (broker.ipc, 1, NULL);
     client_t client;
     s_client_start (&client, broker.tcp);
     pack_t nil, nap;
@@ -463,7 +450,7 @@ s_case_sigterm_requeues (void)
 {
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
-    pid_t first = s_workers (broker.ipc, 1, NULL);
+    pid_t first = dp_test_workers_logged (broker.ipc, 1, NULL);
     client_t client;
     s_client_start (&client, broker.tcp);
     pack_t nap;
@@ -480,7 +467,7 @@ s_case_sigterm_requeues (void)
     CHECK (dp_now_ms () - start < 1500);
     counter_wait_t queued = {&client, "queued", 1};
     CHECK (dp_test_wait_until (s_counter_is, &queued, WAIT_MS));
-    pid_t second = s_workers (broker.ipc, 1, NULL);
+    pid_t second = dp_test_workers_logged (broker.ipc, 1, NULL);
     uint64_t seq = 1;
     s_client_results (&client, &seq, 1, __LINE__);
     CHECK_EQ_INT (client.code[1], 0);
@@ -499,7 +486,7 @@ s_case_broker_restart (void)
     char endpoint[2048];
     snprintf (endpoint, sizeof endpoint, "%s", endpoint_tmp);
     pid_t broker = s_broker (endpoint, "broker1");
-    pid_t workers = s_workers (endpoint, 2, NULL);
+    pid_t workers = dp_test_workers_logged (endpoint, 2, NULL);
     pack_t nil;
     s_pack_init (&nil);
     msgpack_pack_nil (&nil.pk);

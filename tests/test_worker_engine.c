@@ -35,7 +35,7 @@ s_case_registers (void)
 {
     const char *endpoint = dp_test_ipc ("broker");
     const char *extra[] = {"--credit", "3", "--name", "w-test", "--log-level", "debug", NULL};
-    pid_t supervisor = dp_testfake_workers (endpoint, 1, extra);
+    pid_t supervisor = dp_test_workers_logged (endpoint, 1, extra);
     /*  Let the worker try a few times with no broker there. */
     CHECK (dp_test_wait_until (s_tried_twice, (void *)dp_test_path ("workers1.err"),
                                DP_TESTFAKE_WAIT_MS));

@@ -28,7 +28,7 @@ s_case_killed (void)
     const char *endpoint = dp_test_ipc ("broker");
     dp_testfake_t fake;
     dp_testfake_start (&fake, endpoint);
-    pid_t supervisor = dp_testfake_workers (endpoint, 2, NULL);
+    pid_t supervisor = dp_test_workers_logged (endpoint, 2, NULL);
     dp_testfake_msg_t got = {0};
     uint64_t pids[2];
     for (int i = 0; i < 2;) {
