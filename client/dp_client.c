@@ -437,6 +437,7 @@ dp_client_handles_ready (dpool_pool_t *self, dpool_result_t *const *handles, siz
         for (size_t i = 0; i < count; i++)
             if (self->waiters[w].handle == handles[i]) {
                 s_kick (self->waiters[w].fd);
+                self->waiters[w].kicked = true;
                 break;
             }
 }
@@ -653,21 +654,23 @@ dp_client_drop_lane (dpool_pool_t *self, uint32_t number)
     dp_client_unref (self);
 }
 
-void
+bool
 dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd)
 {
     for (size_t i = 0; i < self->nwaiters; i++)
         if (self->waiters[i].handle == handle) {
+            bool kicked = self->waiters[i].kicked;
             if (fd >= 0)
                 self->waiters[i].fd = fd;
             else
                 self->waiters[i] = self->waiters[--self->nwaiters];
-            return;
+            return kicked;
         }
     if (fd >= 0) {
         assert (self->nwaiters < DP_MAX_LANES);
-        self->waiters[self->nwaiters++] = (dp_client_waiter_t){handle, fd};
+        self->waiters[self->nwaiters++] = (dp_client_waiter_t){handle, fd, false};
     }
+    return false;
 }
 
 /*  ---------------------------------------------------------------------------

@@ -587,8 +587,9 @@ dp_client_drop_lane (dpool_pool_t *self, uint32_t number);
 
 /*  With the lock held: registers fd (an eventfd) as the waker of a thread
     waiting for handle on its lane, or removes it (fd -1). At most
-    DP_MAX_LANES waiters: one per lane. */
-void
+    DP_MAX_LANES waiters: one per lane. Returns true if fd was written
+    while registered (the waiter then reads it empty). */
+bool
 dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd);
 
 /*  ---------------------------------------------------------------------------

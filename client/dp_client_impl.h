@@ -25,6 +25,7 @@
 typedef struct {
     const dpool_result_t *handle;
     int fd;
+    bool kicked; /* fd was written: the waiter reads it empty */
 } dp_client_waiter_t;
 
 struct _dpool_pool_t {

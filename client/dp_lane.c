@@ -342,9 +342,10 @@ dp_lane_wait (dp_lane_t *self, dpool_result_t *result, uint64_t seq)
         ready = s_ready (self, result);
     }
     dp_client_lock (pool);
-    dp_client_set_waiter (pool, result, -1);
+    bool kicked = dp_client_set_waiter (pool, result, -1);
     dp_client_unlock (pool);
+    /*  Only when the actor finished the handle (rare): no read otherwise. */
     uint64_t count;
-    while (read (self->kick, &count, sizeof count) < 0 && errno == EINTR)
+    while (kicked && read (self->kick, &count, sizeof count) < 0 && errno == EINTR)
         ;
 }
