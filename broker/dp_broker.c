@@ -196,8 +196,7 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
             seen = seen || worker->fns[i] == fnq;
         if (!fnq || seen)
             continue;
-        fnq->nworkers++;
-        fnq->unoffered_since = 0;
+        dp_broker_fnq_offered (self, fnq);
         worker->fns[worker->nfns++] = fnq;
     }
     /*  Random, so that only the worker that was told it can attach a lane. */

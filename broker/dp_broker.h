@@ -36,6 +36,8 @@
 #define DP_BROKER_MAX_BINDS     8
 #define DP_DEFAULT_MAX_QUEUE    10000000 /* queued tasks before SUBMITs are rejected */
 #define DP_DEFAULT_NOFUNC_GRACE 3000     /* ms a task waits for a worker offering its function */
+#define DP_NOFUNC_MEMORY_MS     60000 /* a function's tasks fail at once this long after one did */
+#define DP_MAX_NOFUNC_FNQS      4096  /* functions remembered so, at most */
 
 typedef struct _dp_broker_t dp_broker_t;
 

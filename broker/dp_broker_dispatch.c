@@ -62,9 +62,29 @@ dp_broker_fnq_destroy (void **item)
     Tasks.
 */
 
+/*  Once a function's tasks have failed for want of a worker, the next ones
+    fail as they come until a worker offers it (or no worker is connected
+    at all): a map over a million inputs of a misspelt function fails in
+    seconds, not a grace period per window of tasks. */
+static bool
+s_fails_at_once (dp_broker_t *self, task_t *task)
+{
+    fnq_t *fnq = task->fnq;
+    if (fnq->nofunc_at == 0 || fnq->nworkers > 0 || zlistx_size (self->workers) == 0 ||
+        self->nofunc_grace_ms < 0)
+        return false;
+    fnq->nofunc_at = dp_now_ms ();
+    char message[DP_MAX_NAME + 64];
+    snprintf (message, sizeof message, "no worker offers function '%s'", fnq->name);
+    dp_broker_task_fail (self, task, DPOOL_ENOFUNC, message);
+    return true;
+}
+
 void
 dp_broker_task_queue (dp_broker_t *self, task_t *task)
 {
+    if (s_fails_at_once (self, task))
+        return;
     task->ref = 0;
     if (dp_taskq_push (&task->fnq->queue, &task->item) == 0) {
         self->queued++;
@@ -334,6 +354,51 @@ dp_broker_dispatch (dp_broker_t *self)
 */
 
 void
+dp_broker_fnq_offered (dp_broker_t *self, fnq_t *fnq)
+{
+    fnq->nworkers++;
+    fnq->unoffered_since = 0;
+    if (fnq->nofunc_at != 0) {
+        fnq->nofunc_at = 0;
+        self->nofunc_fnqs--;
+    }
+}
+
+/*  Fails every queued task of fnq, ENOFUNC, and remembers the function
+    (while there is room) so that its next tasks fail at once. */
+static void
+s_fail_function (dp_broker_t *self, fnq_t *fnq, int64_t now)
+{
+    char message[DP_MAX_NAME + 64];
+    snprintf (message, sizeof message, "no worker offers function '%s'", fnq->name);
+    dp_taskq_item_t *item;
+    while ((item = dp_taskq_pop (&fnq->queue))) {
+        self->queued--;
+        dp_broker_task_fail (self, (task_t *)item, DPOOL_ENOFUNC, message);
+    }
+    if (fnq->nofunc_at == 0) {
+        if (self->nofunc_fnqs >= DP_MAX_NOFUNC_FNQS)
+            return; /* not remembered: its next tasks get a grace again */
+        self->nofunc_fnqs++;
+    }
+    fnq->nofunc_at = now;
+}
+
+/*  An empty queue of a function nobody offers is freed, unless it is
+    remembered as failing; the memory fades DP_NOFUNC_MEMORY_MS after its
+    last failed task. */
+static bool
+s_fnq_unused (dp_broker_t *self, fnq_t *fnq, int64_t now)
+{
+    if (fnq->nofunc_at != 0 && now - fnq->nofunc_at < DP_NOFUNC_MEMORY_MS)
+        return false;
+    if (fnq->nofunc_at != 0)
+        self->nofunc_fnqs--;
+    fnq->nofunc_at = 0;
+    return true;
+}
+
+void
 dp_broker_fail_unoffered (dp_broker_t *self, int64_t now)
 {
     zlistx_t *unused = NULL;
@@ -342,6 +407,8 @@ dp_broker_fail_unoffered (dp_broker_t *self, int64_t now)
         if (fnq->nworkers > 0)
             continue;
         if (dp_taskq_size (&fnq->queue) == 0) {
+            if (!s_fnq_unused (self, fnq, now))
+                continue;
             if (!unused)
                 unused = zlistx_new ();
             zlistx_add_end (unused, fnq->name);
@@ -353,15 +420,8 @@ dp_broker_fail_unoffered (dp_broker_t *self, int64_t now)
         }
         if (fnq->unoffered_since == 0)
             fnq->unoffered_since = now;
-        if (now - fnq->unoffered_since < self->nofunc_grace_ms)
-            continue;
-        char message[DP_MAX_NAME + 64];
-        snprintf (message, sizeof message, "no worker offers function '%s'", fnq->name);
-        dp_taskq_item_t *item;
-        while ((item = dp_taskq_pop (&fnq->queue))) {
-            self->queued--;
-            dp_broker_task_fail (self, (task_t *)item, DPOOL_ENOFUNC, message);
-        }
+        if (now - fnq->unoffered_since >= self->nofunc_grace_ms)
+            s_fail_function (self, fnq, now);
     }
     const char *name;
     while (unused && (name = (const char *)zlistx_detach (unused, NULL)))

@@ -93,6 +93,8 @@ struct _fnq_t {
     dp_taskq_t queue;
     size_t nworkers;         /* workers offering it */
     int64_t unoffered_since; /* when tasks began waiting with nobody offering it */
+    int64_t nofunc_at;       /* a task last failed for want of a worker; 0: not since
+                                one offered it. While set, its tasks fail at once */
     uint32_t pace_us;        /* run time of one call, a moving average; 0: unknown */
 };
 
@@ -163,6 +165,7 @@ struct _dp_broker_t {
     uint64_t accepted;
     uint64_t disconnected;
     uint64_t handshake_failed;
+    size_t nofunc_fnqs; /* fnqs with nofunc_at set (at most DP_MAX_NOFUNC_FNQS) */
     char *endpoints;
     zhashx_t *peers;    /* key -> peer_t */
     zhashx_t *sessions; /* key -> client_t */
@@ -408,10 +411,17 @@ void
 dp_broker_dispatch (dp_broker_t *self);
 
 /*  A step of the tick: tasks for functions nobody offers fail (ENOFUNC)
-    after the grace period, once there are workers at all; empty
-    unoffered queues are freed. */
+    after the grace period, once there are workers at all, and the
+    function is remembered (DP_NOFUNC_MEMORY_MS after its last failed task)
+    so that its further tasks fail as they come, with no grace of their
+    own; other empty unoffered queues are freed. */
 void
 dp_broker_fail_unoffered (dp_broker_t *self, int64_t now);
+
+/*  A worker that registers offers fnq: counts it, and the function's
+    tasks wait for workers again rather than failing at once. */
+void
+dp_broker_fnq_offered (dp_broker_t *self, fnq_t *fnq);
 
 /*  ---------------------------------------------------------------------------
     Status (dp_broker_status.c).

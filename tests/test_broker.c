@@ -382,6 +382,56 @@ s_case_nofunc_grace (void)
     dp_testpeer_destroy (&client);
 }
 
+/*  Once a function's tasks have failed for want of a worker, its next ones
+    fail as they come, with no grace of their own, until a worker offers it.
+    The grace is 4 s here; the old broker forgot the function once its
+    queue was empty and gave every later batch a grace again, so a batch
+    sent after the first failure took 4 s more: half of it is the bound. */
+#define NOFUNC_BATCH 100
+static void
+s_case_nofunc_fails_at_once (void)
+{
+    const char *fns[] = {"other"};
+    dp_testpeer_t *worker = dp_testbroker_worker (fns, 1, 1);
+    dp_testpeer_keepalive (worker); /* the grace is longer than the expiry */
+    dp_testpeer_t *client = dp_testbroker_client (21);
+    dp_testpeer_keepalive (client);
+    dp_testbroker_submit (client, "missing", 1, 0, 0);
+    CHECK_EQ_INT (dp_testbroker_expect_result (client).code, DPOOL_ENOFUNC);
+    /*  Ticks pass in which the old broker freed the empty queue. */
+    dp_testpeer_expect_silence (client, 500);
+    dp_task_t tasks[NOFUNC_BATCH];
+    for (int i = 0; i < NOFUNC_BATCH; i++)
+        tasks[i] = (dp_task_t){.id = 2 + (uint64_t)i,
+                               .fn = {(const uint8_t *)"missing", 7},
+                               .args = {dp_testbroker_args, sizeof dp_testbroker_args}};
+    dp_testbroker_submit_tasks (client, tasks, NOFUNC_BATCH);
+    int64_t deadline = dp_now_ms () + 2000;
+    int failed = 0;
+    while (failed < NOFUNC_BATCH) {
+        int64_t left = deadline - dp_now_ms ();
+        CHECK (left > 0 && dp_testpeer_recv (client, (int)left) == DP_CMD_RESULT);
+        dp_result_t r;
+        while (dp_list_next_result (&client->msg.u.list, &r)) {
+            CHECK_EQ_INT (r.code, DPOOL_ENOFUNC);
+            failed++;
+        }
+    }
+    /*  A worker that offers it brings the wait back: the task runs. */
+    const char *offers[] = {"missing"};
+    dp_testpeer_t *late = dp_testbroker_worker (offers, 1, 1);
+    dp_testbroker_submit (client, "missing", 200, 0, 0);
+    uint64_t ref;
+    CHECK_EQ_INT (dp_testbroker_expect_jobs (late, &ref, NULL, 1), 1);
+    dp_testbroker_done (late, ref, 0, NULL);
+    dp_result_t r = dp_testbroker_expect_result (client);
+    CHECK_EQ_INT (r.id, 200);
+    CHECK_EQ_INT (r.code, 0);
+    dp_testpeer_destroy (&late);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
+}
+
 /*  A timed-out attempt ends the task EDEADLINE, unless the caller asked for
     retries on timeout: then it runs again, within its retry budget. */
 static void
@@ -638,6 +688,7 @@ s_case_large_results_alone (void)
 /*  The broker's options for a case, where it needs some. */
 static const char *const s_args_queue_limit[] = {"--max-queue", "2", NULL};
 static const char *const s_args_nofunc_grace[] = {"--nofunc-grace", "200", NULL};
+static const char *const s_args_nofunc_at_once[] = {"--nofunc-grace", "4000", NULL};
 
 static const dp_test_case_t s_cases[] = {
     {"broker_dispatch_by_function_and_credit", s_case_dispatch_by_function_and_credit},
@@ -653,6 +704,7 @@ static const dp_test_case_t s_cases[] = {
     {"broker_queue_limit", s_case_queue_limit, .data = s_args_queue_limit},
     {"broker_cancel", s_case_cancel},
     {"broker_nofunc_grace", s_case_nofunc_grace, .data = s_args_nofunc_grace},
+    {"broker_nofunc_fails_at_once", s_case_nofunc_fails_at_once, .data = s_args_nofunc_at_once},
     {"broker_retry_timeout", s_case_retry_timeout},
     {"broker_results_split_for_a_returning_client", s_case_results_split_for_a_returning_client,
      .valgrind = "broker_results_split_for_a_returning_client_valgrind"},
