@@ -596,11 +596,14 @@ s_bury (dp_broker_t *self)
     self->ngone = 0;
 }
 
-/*  The descriptor of the connection a message came on; -1 if unknown. */
+/*  The descriptor of the connection a message came on; -1 if unknown.
+    Read from its header frame, which the connection's engine made: the
+    routing-id frame has none when the ROUTER made it ahead of the receive
+    (asked for its events, as dp_broker_wait_ms does). */
 static int
-s_source_fd (zmq_msg_t *rid)
+s_source_fd (const dp_wire_msg_t *in)
 {
-    return rid ? zmq_msg_get (rid, ZMQ_SRCFD) : -1;
+    return in->count >= 2 ? zmq_msg_get ((zmq_msg_t *)&in->frames[1], ZMQ_SRCFD) : -1;
 }
 
 /*  A message on a connection beyond the bounds (dp_conns.h): its first is
@@ -639,7 +642,7 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
         s_malformed (self, rid, reason);
         return;
     }
-    int fd = s_source_fd (rid);
+    int fd = s_source_fd (in);
     bool registers =
         msg.cmd == DP_CMD_HELLO || msg.cmd == DP_CMD_READY || msg.cmd == DP_CMD_ATTACH;
     if (registers && self->monitor)
