@@ -30,13 +30,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TICK_MS   100  /* timer granularity: heartbeats, expiry, grace */
-#define STALL_MS  500  /* a tick this late means the loop itself stalled */
-#define DRAIN_MAX 1000 /* messages handled per wake before dispatching */
-#define LINGER_MS 200  /* time to flush BYEs at shutdown */
+#define TICK_MS     100    /* timer granularity: heartbeats, expiry, grace */
+#define STALL_MS    500    /* a tick this late means the loop itself stalled */
+#define DRAIN_MAX   1000   /* messages handled per wake before dispatching */
+#define LINGER_MS   200    /* time to flush BYEs at shutdown */
+#define MONITOR_HWM 100000 /* connection events held for the loop to read */
 
 /*  ---------------------------------------------------------------------------
     Commands.
@@ -544,6 +546,87 @@ s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
     return false;
 }
 
+/*  ---------------------------------------------------------------------------
+    Connections (dp_conns.h).
+*/
+
+/*  Reads every event the router's monitor has reported into the
+    connection table. Each event is two frames: a 6-byte header (event id,
+    value) and the endpoint. A worker whose connection closed is declared
+    dead once the ROUTER holds nothing more from it (s_bury). */
+static void
+s_on_monitor (dp_broker_t *self)
+{
+    void *handle = zsock_resolve (self->monitor);
+    dp_wire_msg_t event;
+    while (dp_wire_recv (handle, &event, ZMQ_DONTWAIT) == 0) {
+        if (event.count >= 1 && zmq_msg_size (&event.frames[0]) >= 6) {
+            uint16_t id;
+            uint32_t value;
+            memcpy (&id, zmq_msg_data (&event.frames[0]), sizeof id);
+            memcpy (&value, (uint8_t *)zmq_msg_data (&event.frames[0]) + 2, sizeof value);
+            uint64_t token = dp_conns_event (self->conns, id, value, dp_now_ms ());
+            if (token && self->ngone == self->gone_cap) {
+                size_t cap = self->gone_cap ? self->gone_cap * 2 : 16;
+                uint64_t *more = (uint64_t *)realloc (self->gone, cap * sizeof *more);
+                if (more) {
+                    self->gone = more;
+                    self->gone_cap = cap;
+                }
+            }
+            if (token && self->ngone < self->gone_cap)
+                self->gone[self->ngone++] = token; /* else: left to expiry */
+        }
+        dp_wire_close (&event);
+    }
+}
+
+/*  Declares dead the workers whose connection closed. Called when the
+    ROUTER is empty: every message such a worker sent before its
+    connection closed was queued before the close was reported, so its
+    last DONE has been handled and is not run again. */
+static void
+s_bury (dp_broker_t *self)
+{
+    for (size_t i = 0; i < self->ngone; i++)
+        dp_broker_worker_gone (self, self->gone[i]);
+    if (self->ngone)
+        self->dispatch_needed = true;
+    self->ngone = 0;
+}
+
+/*  The descriptor of the connection a message came on; -1 if unknown.
+    Read from its header frame, which the connection's engine made: the
+    routing-id frame has none when the ROUTER made it ahead of the receive
+    (asked for its events, as dp_broker_wait_ms does). */
+static int
+s_source_fd (const dp_wire_msg_t *in)
+{
+    return in->count >= 2 ? zmq_msg_get ((zmq_msg_t *)&in->frames[1], ZMQ_SRCFD) : -1;
+}
+
+/*  A message on a connection beyond the bounds (dp_conns.h): its first is
+    answered ERROR [EREJECTED, why], and every one is dropped. Returns
+    true if the message is to be dropped. The table is brought up to date
+    first when it says so, as the descriptor may be another connection's
+    by now. */
+static bool
+s_refused (dp_broker_t *self, zmq_msg_t *rid, int fd)
+{
+    if (!dp_conns_refused (self->conns, fd))
+        return false;
+    if (self->monitor)
+        s_on_monitor (self);
+    if (!dp_conns_refused (self->conns, fd))
+        return false;
+    char reason[160];
+    if (dp_conns_answer (self->conns, fd, dp_now_ms (), reason, sizeof reason)) {
+        dp_broker_warn_once (self, "connections", reason);
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EREJECTED, reason);
+    }
+    return true;
+}
+
 static void
 s_handle (dp_broker_t *self, dp_wire_msg_t *in)
 {
@@ -558,6 +641,13 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
         s_malformed (self, rid, reason);
         return;
     }
+    int fd = s_source_fd (in);
+    bool registers =
+        msg.cmd == DP_CMD_HELLO || msg.cmd == DP_CMD_READY || msg.cmd == DP_CMD_ATTACH;
+    if (registers && self->monitor)
+        s_on_monitor (self); /* the table knows the connection that says it */
+    if (s_refused (self, rid, fd))
+        return;
     peer_t *peer = dp_broker_peer_lookup (self, zmq_msg_data (rid), zmq_msg_size (rid));
     if (peer)
         peer->last_recv = dp_now_ms ();
@@ -567,6 +657,9 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
         return;
     case DP_CMD_READY:
         s_on_ready (self, rid, peer, &msg.u.ready);
+        peer = dp_broker_peer_lookup (self, zmq_msg_data (rid), zmq_msg_size (rid));
+        if (peer && peer->worker)
+            dp_conns_set_token (self->conns, fd, peer->worker->token);
         return;
     case DP_CMD_ATTACH:
         s_on_attach (self, rid, peer, &msg.u.attach);
@@ -614,6 +707,7 @@ s_tick (dp_broker_t *self)
     dp_broker_expire_sessions (self, now);
     dp_broker_fail_unoffered (self, now);
     dp_queues_tick (self->queues, now);
+    dp_conns_tick (self->conns, now);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -683,6 +777,22 @@ s_curve_setup (dp_broker_t *self, const dp_broker_config_t *config)
     return 0;
 }
 
+/*  The bound on connections: config's, or the open-file limit less
+    DP_BROKER_FD_RESERVE, so that accept(2) keeps finding a descriptor (at
+    the limit, libzmq's listener spins on EMFILE). */
+static size_t
+s_max_connections (const dp_broker_config_t *config)
+{
+    if (config->max_connections > 0)
+        return config->max_connections;
+    struct rlimit limit;
+    rlim_t soft = getrlimit (RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 1024;
+    if (soft == RLIM_INFINITY || soft > (rlim_t)1 << 30)
+        soft = (rlim_t)1 << 30;
+    return soft > 2 * DP_BROKER_FD_RESERVE ? (size_t)soft - DP_BROKER_FD_RESERVE
+                                           : (size_t)soft / 2;
+}
+
 dp_broker_t *
 dp_broker_new (const dp_broker_config_t *config)
 {
@@ -712,10 +822,14 @@ dp_broker_new (const dp_broker_config_t *config)
     self->warned = zhashx_new ();
     self->slab = dp_slab_new ();
     self->queues = dp_queues_new (config->queue_bytes, 0, s_queue_reply, self);
+    self->conns = dp_conns_new (s_max_connections (config),
+                                config->max_peer_connections > 0 ? config->max_peer_connections
+                                                                 : DP_DEFAULT_MAX_PEER_CONNS,
+                                config->curve_secret != NULL);
     self->router = zsock_new (ZMQ_ROUTER);
     if (!self->name || !self->peers || !self->sessions || !self->fnqs || !self->workers ||
         !self->ready || !self->dirty || !self->warned || !self->queues || !self->router ||
-        !self->slab) {
+        !self->slab || !self->conns) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -738,6 +852,8 @@ dp_broker_new (const dp_broker_config_t *config)
                  ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
     if (zmq_socket_monitor (self->handle, monitor, events) == 0)
         self->monitor = zsock_new_pair (NULL);
+    if (self->monitor)
+        zsock_set_rcvhwm (self->monitor, MONITOR_HWM); /* an event lost is a table wrong */
     if (self->monitor && zsock_connect (self->monitor, "%s", monitor) != 0)
         zsock_destroy (&self->monitor);
 
@@ -826,6 +942,8 @@ dp_broker_destroy (dp_broker_t **self_p)
         zlistx_destroy (&self->ready);
         zlistx_destroy (&self->dirty);
         zhashx_destroy (&self->warned);
+        dp_conns_destroy (&self->conns);
+        free (self->gone);
         dp_slab_destroy (&self->slab);
         dp_writer_fini (&self->w);
         free (self->batch);
@@ -833,28 +951,6 @@ dp_broker_destroy (dp_broker_t **self_p)
         free (self->name);
         free (self);
         *self_p = NULL;
-    }
-}
-
-/*  Counts the connection events the router's monitor reported. Each event
-    is two frames: a 6-byte header (event id, value) and the endpoint. */
-static void
-s_on_monitor (dp_broker_t *self)
-{
-    void *handle = zsock_resolve (self->monitor);
-    dp_wire_msg_t event;
-    while (dp_wire_recv (handle, &event, ZMQ_DONTWAIT) == 0) {
-        if (event.count >= 1 && zmq_msg_size (&event.frames[0]) >= 2) {
-            uint16_t id;
-            memcpy (&id, zmq_msg_data (&event.frames[0]), sizeof id);
-            if (id == ZMQ_EVENT_ACCEPTED)
-                self->accepted++;
-            else if (id == ZMQ_EVENT_DISCONNECTED)
-                self->disconnected++;
-            else
-                self->handshake_failed++;
-        }
-        dp_wire_close (&event);
     }
 }
 
@@ -907,8 +1003,10 @@ dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
         s_on_monitor (self);
     dp_wire_msg_t in;
     for (int i = 0; i < DRAIN_MAX; i++) {
-        if (dp_wire_recv (self->handle, &in, ZMQ_DONTWAIT) != 0)
+        if (dp_wire_recv (self->handle, &in, ZMQ_DONTWAIT) != 0) {
+            s_bury (self); /* the ROUTER is empty */
             break;
+        }
         s_handle (self, &in);
         dp_wire_close (&in);
     }

@@ -33,11 +33,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DP_BROKER_MAX_BINDS     8
-#define DP_DEFAULT_MAX_QUEUE    10000000 /* queued tasks before SUBMITs are rejected */
-#define DP_DEFAULT_NOFUNC_GRACE 3000     /* ms a task waits for a worker offering its function */
-#define DP_NOFUNC_MEMORY_MS     60000 /* a function's tasks fail at once this long after one did */
-#define DP_MAX_NOFUNC_FNQS      4096  /* functions remembered so, at most */
+#define DP_BROKER_MAX_BINDS       8
+#define DP_DEFAULT_MAX_QUEUE      10000000 /* queued tasks before SUBMITs are rejected */
+#define DP_DEFAULT_NOFUNC_GRACE   3000     /* ms a task waits for a worker offering its function */
+#define DP_DEFAULT_MAX_PEER_CONNS 1024     /* connections admitted from one IP address */
+#define DP_BROKER_FD_RESERVE      128   /* descriptors kept free of connections (default bound) */
+#define DP_NOFUNC_MEMORY_MS       60000 /* a function's tasks fail at once this long after one did */
+#define DP_MAX_NOFUNC_FNQS        4096 /* functions remembered so, at most */
 
 typedef struct _dp_broker_t dp_broker_t;
 
@@ -52,6 +54,11 @@ typedef struct {
     int nofunc_grace_ms;       /* 0: default; -1: wait forever */
     const char *endpoint_file; /* if set, bound endpoints are written here */
     size_t queue_bytes;        /* bytes of queued values held; 0: DP_QUEUE_BYTES */
+    /*  Connections admitted in all (0: the open-file limit less
+        DP_BROKER_FD_RESERVE) and from one IP address (0:
+        DP_DEFAULT_MAX_PEER_CONNS); those beyond are refused. */
+    size_t max_connections;
+    size_t max_peer_connections;
     /*  CURVE (docs/PROTOCOL.md §8): the broker's secret key file makes every
         connection encrypted; curve_clients, a directory of the public keys
         allowed in (NULL: any client key). */

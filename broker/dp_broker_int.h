@@ -3,7 +3,8 @@
     The broker engine (dp_broker.h) is four files around one struct: the
     loop, command handlers and life cycle (dp_broker.c), tasks and dispatch
     (dp_broker_dispatch.c), peers, workers and client sessions
-    (dp_broker_peers.c), and the STATUS reply (dp_broker_status.c). This
+    (dp_broker_peers.c), and the STATUS reply (dp_broker_status.c); its
+    connections are a table of their own (dp_conns.h). This
     header defines dp_broker_t and its records, and declares the functions
     one of those files calls in another. It is private to broker/: nothing
     outside includes it.
@@ -20,6 +21,7 @@
 
 #include "dp_broker.h"
 
+#include "dp_conns.h"
 #include "dp_idmap.h"
 #include "dp_proto.h"
 #include "dp_queues.h"
@@ -162,9 +164,12 @@ struct _dp_broker_t {
     bool fds_ready;   /* router_fd and monitor_fd are known */
     int router_fd;
     int monitor_fd;
-    uint64_t accepted;
-    uint64_t disconnected;
-    uint64_t handshake_failed;
+    dp_conns_t *conns; /* its connections, from the monitor's events */
+    /*  Tokens of workers whose connection closed, declared dead once the
+        ROUTER holds nothing more from them (dp_broker_work). */
+    uint64_t *gone;
+    size_t ngone;
+    size_t gone_cap;
     size_t nofunc_fnqs; /* fnqs with nofunc_at set (at most DP_MAX_NOFUNC_FNQS) */
     char *endpoints;
     zhashx_t *peers;    /* key -> peer_t */
@@ -263,6 +268,13 @@ dp_broker_collect_task (uint64_t id, void *value, void *arg);
 /*  Forgets the progress of job ref, or of every job when ref is 0. */
 void
 dp_broker_progress_forget (worker_t *worker, uint64_t ref);
+
+/*  The worker registered with token is gone: its connection closed (the
+    process died, or its host cut it). Removed as if expired, its jobs
+    requeued counting a death, and its peer deleted. Nothing if no worker
+    holds token (it left or registered again meanwhile). */
+void
+dp_broker_worker_gone (dp_broker_t *self, uint64_t token);
 
 /*  Removes and frees a worker: every job it held is requeued (counting a
     death if it died), its lane is deleted, and its peer is left with no

@@ -210,6 +210,19 @@ dp_broker_worker_remove (dp_broker_t *self, worker_t *worker, bool died)
     free (worker);
 }
 
+void
+dp_broker_worker_gone (dp_broker_t *self, uint64_t token)
+{
+    worker_t *worker = dp_broker_worker_by_token (self, token);
+    if (!worker)
+        return;
+    peer_t *peer = worker->peer;
+    dp_info ("worker %s@%s (pid %llu): its connection closed", worker->name, worker->host,
+             (unsigned long long)worker->pid);
+    dp_broker_worker_remove (self, worker, true);
+    dp_broker_peer_delete (self, peer);
+}
+
 worker_t *
 dp_broker_worker_by_token (dp_broker_t *self, uint64_t token)
 {

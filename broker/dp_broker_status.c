@@ -160,14 +160,19 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer)
         for (size_t i = 0; i < worker->nfns; i++)
             s_pack_str (pk, worker->fns[i]->name);
     }
-    /*  What ZeroMQ itself cut off before the protocol saw it: handshakes that
-        failed (not ZMTP at all) and connections dropped, among them those
-        that sent a frame over ZMQ_MAXMSGSIZE. */
+    /*  Connections: those ZeroMQ cut off before the protocol saw them,
+        CURVE's refusals apart from the rest, and those beyond the bounds. */
+    dp_conns_stats_t conns = dp_conns_stats (self->conns);
     s_pack_str (pk, "connections");
-    msgpack_pack_map (pk, 3);
-    s_pack_count (pk, "accepted", self->accepted);
-    s_pack_count (pk, "disconnected", self->disconnected);
-    s_pack_count (pk, "handshake_failed", self->handshake_failed);
+    msgpack_pack_map (pk, 8);
+    s_pack_count (pk, "accepted", conns.accepted);
+    s_pack_count (pk, "disconnected", conns.disconnected);
+    s_pack_count (pk, "handshake_failed", conns.handshake_failed);
+    s_pack_count (pk, "protocol_errors", conns.protocol_errors);
+    s_pack_count (pk, "refused", conns.refused);
+    s_pack_count (pk, "open", conns.open);
+    s_pack_count (pk, "max", conns.max_total);
+    s_pack_count (pk, "max_per_peer", conns.max_per_addr);
     s_pack_str (pk, "dropped");
     msgpack_pack_map (pk, DROP_COUNT_ - 1);
     for (int i = 1; i < DROP_COUNT_; i++) {

@@ -9,12 +9,39 @@
 #include "dp_util.h"
 #include "dpool.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
-#define EXIT_USAGE 2
+#define EXIT_USAGE      2
+#define MAX_CONNECTIONS 100000000 /* the most --max-connections takes */
+
+/*  Raises the soft limit on open files to the hard one, so that idle
+    connections do not lock new peers out (each holds a descriptor), and
+    logs both. */
+static void
+s_raise_nofile (void)
+{
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) != 0)
+        return;
+    rlim_t soft = limit.rlim_cur;
+    if (limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        if (setrlimit (RLIMIT_NOFILE, &limit) != 0) {
+            dp_warn ("cannot raise the open-file limit from %llu to %llu: %s",
+                     (unsigned long long)soft, (unsigned long long)limit.rlim_max,
+                     strerror (errno));
+            return;
+        }
+    }
+    dp_info ("open files: soft limit %llu (was %llu), hard limit %llu",
+             (unsigned long long)limit.rlim_cur, (unsigned long long)soft,
+             (unsigned long long)limit.rlim_max);
+}
 
 static void
 s_usage (FILE *out)
@@ -35,6 +62,11 @@ s_usage (FILE *out)
              "      --nofunc-grace MS  how long a task waits for a worker offering its\n"
              "                         function once workers are connected; -1 forever\n"
              "                         (env DPOOL_NOFUNC_GRACE_MS; default %d)\n"
+             "      --max-connections N  connections admitted in all; those beyond are told\n"
+             "                         why and cut (env DPOOL_MAX_CONNECTIONS; default: the\n"
+             "                         open-file limit, raised to its hard limit, less %d)\n"
+             "      --max-peer-connections N  connections admitted from one IP address\n"
+             "                         (env DPOOL_MAX_PEER_CONNECTIONS; default %d)\n"
              "      --max-msg-size N   largest message accepted, in bytes; a peer sending a\n"
              "                         larger one is disconnected (env DPOOL_MAX_MSG_SIZE;\n"
              "                         default and most %d)\n"
@@ -52,7 +84,8 @@ s_usage (FILE *out)
              "SIGINT or SIGTERM stops the broker cleanly. The wire protocol is\n"
              "described in docs/PROTOCOL.md.\n",
              DP_DEFAULT_ENDPOINT, DP_HEARTBEAT_MS, DP_EXPIRY_MS, DP_DEFAULT_MAX_QUEUE,
-             DP_DEFAULT_NOFUNC_GRACE, DP_MAX_MSG_SIZE);
+             DP_DEFAULT_NOFUNC_GRACE, DP_BROKER_FD_RESERVE, DP_DEFAULT_MAX_PEER_CONNS,
+             DP_MAX_MSG_SIZE);
 }
 
 /*  Parses an integer option or exits with a usage error naming it. */
@@ -83,6 +116,12 @@ s_from_environment (dp_broker_config_t *config)
         config->expiry_ms = (int)s_int_option ("DPOOL_EXPIRY_MS", env, 20, 36000000);
     if ((env = getenv ("DPOOL_MAX_QUEUE")) && *env)
         config->max_queue = (size_t)s_int_option ("DPOOL_MAX_QUEUE", env, 1, 1000000000);
+    if ((env = getenv ("DPOOL_MAX_CONNECTIONS")) && *env)
+        config->max_connections =
+            (size_t)s_int_option ("DPOOL_MAX_CONNECTIONS", env, 1, MAX_CONNECTIONS);
+    if ((env = getenv ("DPOOL_MAX_PEER_CONNECTIONS")) && *env)
+        config->max_peer_connections =
+            (size_t)s_int_option ("DPOOL_MAX_PEER_CONNECTIONS", env, 1, MAX_CONNECTIONS);
     if ((env = getenv ("DPOOL_MAX_MSG_SIZE")) && *env)
         config->max_msg_size = s_int_option ("DPOOL_MAX_MSG_SIZE", env, 1024, DP_MAX_MSG_SIZE);
     if ((env = getenv ("DPOOL_NOFUNC_GRACE_MS")) && *env)
@@ -103,7 +142,9 @@ enum {
     OPT_LOG,
     OPT_MSG,
     OPT_CURVE_SECRET,
-    OPT_CURVE_CLIENTS
+    OPT_CURVE_CLIENTS,
+    OPT_MAX_CONNS,
+    OPT_MAX_PEER_CONNS
 };
 
 /*  Applies one option (a value of getopt_long) to config. Returns -1 to go
@@ -141,6 +182,14 @@ s_option (int opt, dp_broker_config_t *config, bool *bind_given)
         break;
     case OPT_MSG:
         config->max_msg_size = s_int_option ("--max-msg-size", optarg, 1024, DP_MAX_MSG_SIZE);
+        break;
+    case OPT_MAX_CONNS:
+        config->max_connections =
+            (size_t)s_int_option ("--max-connections", optarg, 1, MAX_CONNECTIONS);
+        break;
+    case OPT_MAX_PEER_CONNS:
+        config->max_peer_connections =
+            (size_t)s_int_option ("--max-peer-connections", optarg, 1, MAX_CONNECTIONS);
         break;
     case OPT_FILE:
         config->endpoint_file = optarg;
@@ -187,6 +236,8 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"nofunc-grace", required_argument, NULL, OPT_GRACE},
         {"endpoint-file", required_argument, NULL, OPT_FILE},
         {"max-msg-size", required_argument, NULL, OPT_MSG},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+        {"max-peer-connections", required_argument, NULL, OPT_MAX_PEER_CONNS},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"curve-clients", required_argument, NULL, OPT_CURVE_CLIENTS},
@@ -232,6 +283,7 @@ main (int argc, char *argv[])
     /*  CZMQ's own handler turns SIGINT/SIGTERM into zsys_interrupted, which
         the loop checks: that is the clean stop this program wants. */
     zsys_init ();
+    s_raise_nofile ();
     dp_broker_t *broker = dp_broker_new (&config);
     if (!broker)
         return 1;

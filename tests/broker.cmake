@@ -17,3 +17,7 @@ dpool_test (test_slab test_slab.c TIMEOUT 60)
 
 # broker/: workers' lanes (PROTOCOL.md 5.7), driven by hand-made peers.
 dpool_test (test_broker_wlane test_broker_wlane.c TIMEOUT 60)
+
+# broker/dp_conns: connections with real processes — a killed worker's
+# task runs elsewhere at once; the open-file limit and the bounds.
+dpool_test (test_broker_conns test_broker_conns.c TIMEOUT 90)
