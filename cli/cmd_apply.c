@@ -23,8 +23,15 @@ const char dp_cli_help_apply[] =
     "                           [DPOOL_TIMEOUT_MS; 0]\n"
     "  --connect-timeout-ms N   [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
     "\n"
+    "SIGINT or SIGTERM ends it at once with exit status 128 + the signal's number;\n"
+    "the broker forgets the task if it is still queued (one already running runs to\n"
+    "its end, and its result is dropped).\n"
+    "\n"
+    "The failure's message comes from the worker: control characters in it are\n"
+    "printed escaped (\\n, \\xNN...), so that none can act on the terminal.\n"
+    "\n"
     "Exit status: 0 success, 1 the task failed, 2 bad usage, 3 the broker could not\n"
-    "be reached, 4 invalid JSON or another error.\n";
+    "be reached, 4 invalid JSON or another error, 128 + N ended by signal N.\n";
 
 /*  dpool apply FN JSON: see dp_cli_help_apply. */
 int
@@ -76,17 +83,16 @@ dp_cli_apply_run (dp_cli_t *cli)
         } else {
             int code = dpool_result_code (result);
             const char *message = dpool_result_error (result);
+            if (!message)
+                message = dpool_strerror (code);
+            dp_json_buf_reset (&out);
             fprintf (stderr, "dpool apply: %s failed: %s: %s\n", fn, dp_cli_code_name (code),
-                     message ? message : dpool_strerror (code));
+                     dp_cli_escape (&out, message, strlen (message)));
             rc = EXIT_TASK_FAILED;
         }
         dp_json_buf_free (&out);
     }
     dpool_result_destroy (&result);
-    if (rc == EXIT_OK || rc == EXIT_TASK_FAILED)
-        dpool_pool_close (cli->pool);
-    else
-        dpool_pool_terminate (cli->pool);
-    dpool_pool_destroy (&cli->pool);
+    dp_cli_disconnect (cli, rc == EXIT_OK || rc == EXIT_TASK_FAILED);
     return rc;
 }

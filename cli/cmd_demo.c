@@ -25,6 +25,10 @@ const char dp_cli_help_demo[] =
     "                           [DPOOL_PROCS; 3]\n"
     "  --connect-timeout-ms N   [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
     "\n"
+    "SIGINT or SIGTERM ends the demo at once by the signal's default action (a shell\n"
+    "reports 128 + the signal's number); an embedded pool's processes see their\n"
+    "parent gone and stop. With --worker they end serving, with exit status 0.\n"
+    "\n"
     "Exit status: 0 every task succeeded, 1 a task failed, 2 bad usage, 3 the broker\n"
     "could not be reached.\n";
 

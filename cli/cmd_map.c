@@ -62,11 +62,14 @@ const char dp_cli_help_map[] =
     "                           whenever results stop coming\n"
     "                           [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
     "\n"
-    "Interrupted by SIGINT or SIGTERM, dpool cancels what is queued and exits with\n"
-    "128 + the signal's number.\n"
+    "SIGINT or SIGTERM ends it at once with exit status 128 + the signal's number:\n"
+    "the results printed so far stay, no more are printed, and the broker forgets\n"
+    "the session and the tasks it still queues (those already running run to their\n"
+    "end, and their results are dropped).\n"
     "\n"
     "Exit status: 0 every task succeeded, 1 a task failed, 2 bad usage, 3 the broker\n"
-    "could not be reached (or stopped answering), 4 invalid input or another error.\n";
+    "could not be reached (or stopped answering), 4 invalid input or another error,\n"
+    "128 + N ended by signal N.\n";
 
 #define MAP_WINDOW      4                  /* batches in flight at once */
 #define MAP_BATCH_BYTES (8 * 1024 * 1024)  /* a batch is sent once its arguments reach this */
@@ -318,6 +321,11 @@ s_map_print (s_map_t *self, int wait_ms)
             self->fatal = EXIT_ERROR;
             break;
         }
+        if (item && dp_cli_signal ()) {
+            /*  Cancelled by the signal's terminate: not a result to print. */
+            dpool_result_destroy (&item);
+            break;
+        }
         if (item) {
             bool error = false;
             dp_json_buf_reset (&self->out);
@@ -394,11 +402,7 @@ dp_cli_map_run (dp_cli_t *cli)
     }
     for (; map.nbatches > 0; map.nbatches--, map.first = (map.first + 1) % MAP_WINDOW)
         dpool_iter_destroy (&map.window[map.first].iter);
-    if (map.fatal || dp_cli_signal ())
-        dpool_pool_terminate (cli->pool);
-    else
-        dpool_pool_close (cli->pool);
-    dpool_pool_destroy (&cli->pool);
+    dp_cli_disconnect (cli, !map.fatal && !dp_cli_signal ());
     msgpack_sbuffer_destroy (&map.pending);
     dp_json_buf_free (&map.out);
     free (map.reader.data);

@@ -32,9 +32,15 @@ const char dp_cli_help_queue[] =
     "  --connect EP             the broker's endpoint [DPOOL_CONNECT]\n"
     "  --connect-timeout-ms N   [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
     "\n"
+    "SIGINT or SIGTERM ends a waiting put or get at once, with exit status 128 + the\n"
+    "signal's number: a get that had not yet taken its value leaves it in the queue\n"
+    "(the broker takes back what it was lending), a put that had not yet found room\n"
+    "puts nothing. A value the get had already taken is printed, and a put that was\n"
+    "already done stays done, with exit status 0.\n"
+    "\n"
     "Exit status: 0 success, 1 the queue was empty or full past the timeout, or the\n"
     "broker refused (the reason goes to stderr), 2 bad usage, 3 the broker could not\n"
-    "be reached, 4 invalid JSON or another error.\n";
+    "be reached, 4 invalid JSON or another error, 128 + N ended by signal N.\n";
 
 /*  Checks the positional arguments of `dpool queue`: put NAME JSON, get
     NAME or size NAME. Returns -1 to go on, or EXIT_USAGE after a message. */
@@ -115,20 +121,26 @@ dp_cli_queue_run (dp_cli_t *cli, bool timeout_given)
     if (code == DPOOL_OK) {
         fwrite (out.data ? out.data : "", 1, out.size, stdout);
         rc = fflush (stdout) == 0 ? EXIT_OK : EXIT_ERROR;
-    } else {
+    } else if (dp_cli_signal ())
+        /*  The signal ended the call: nothing was taken or put. */
+        rc = EXIT_SIGNAL_BASE + dp_cli_signal ();
+    else {
         const char *why = queue ? dpool_queue_error (queue) : NULL;
-        fprintf (stderr, "dpool queue %s %s: %s: %s\n", op, name, dp_cli_code_name (code),
-                 why ? why : dpool_strerror (code));
+        if (!why)
+            why = dpool_strerror (code);
+        dp_json_buf_t text;
+        dp_json_buf_init (&text);
+        fprintf (stderr, "dpool queue %s %s: %s: %s\n", op,
+                 dp_cli_escape (&out, name, strlen (name)), dp_cli_code_name (code),
+                 dp_cli_escape (&text, why, strlen (why)));
+        dp_json_buf_free (&text);
         rc = code == DPOOL_EUNREACHABLE                   ? EXIT_UNREACHABLE
              : code == DPOOL_ENOMEM || code == DPOOL_ESYS ? EXIT_ERROR
                                                           : EXIT_TASK_FAILED;
     }
-    if (dp_cli_signal ())
-        rc = EXIT_SIGNAL_BASE + dp_cli_signal ();
     dp_json_buf_free (&out);
     msgpack_sbuffer_destroy (&value);
     dpool_queue_destroy (&queue);
-    dpool_pool_terminate (cli->pool);
-    dpool_pool_destroy (&cli->pool);
+    dp_cli_disconnect (cli, false);
     return rc;
 }

@@ -25,7 +25,13 @@ const char dp_cli_help_status[] =
     "                           JSON instead of a table [DPOOL_JSON=1]\n"
     "  --connect-timeout-ms N   [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
     "\n"
-    "Exit status: 0 success, 2 bad usage, 3 the broker could not be reached.\n";
+    "Names that came from the network (the broker's, workers' names, hosts and\n"
+    "functions, queue names) are printed with control characters escaped: \\n,\n"
+    "\\r, \\t, \\\\ and \\xNN (\\uNNNN for C1 controls and bidirectional\n"
+    "overrides), so that none can act on the terminal; --json escapes them as JSON.\n"
+    "\n"
+    "Exit status: 0 success, 2 bad usage, 3 the broker could not be reached,\n"
+    "128 + N ended by signal N (SIGINT, SIGTERM) while it waited.\n";
 
 /*  The value under key in a msgpack map, or NULL. */
 static const msgpack_object *
@@ -43,9 +49,9 @@ s_map_get (const msgpack_object *map, const char *key)
     return NULL;
 }
 
-/*  Formats a status value for the table into cell: strings as they are,
-    "-" when missing, JSON for anything else. Returns the text, borrowed
-    from cell. */
+/*  Formats a status value for the table into cell: strings (names that
+    came from the network) escaped for the terminal, "-" when missing, JSON
+    for anything else. Returns the text, borrowed from cell. */
 static const char *
 s_cell (dp_json_buf_t *cell, const msgpack_object *value)
 {
@@ -53,7 +59,7 @@ s_cell (dp_json_buf_t *cell, const msgpack_object *value)
     if (!value)
         dp_json_buf_append (cell, "-", 1);
     else if (value->type == MSGPACK_OBJECT_STR)
-        dp_json_buf_append (cell, value->via.str.ptr, value->via.str.size);
+        dp_cli_escape (cell, value->via.str.ptr, value->via.str.size);
     else
         dp_json_from_object (cell, value);
     return cell->data ? cell->data : "";
@@ -235,8 +241,7 @@ dp_cli_status_run (dp_cli_t *cli)
         msgpack_unpacked_destroy (&unpacked);
     }
     free (data);
-    dpool_pool_terminate (cli->pool);
-    dpool_pool_destroy (&cli->pool);
+    dp_cli_disconnect (cli, false);
     if (rc == EXIT_OK && fflush (stdout) != 0)
         rc = EXIT_ERROR;
     return rc;

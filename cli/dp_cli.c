@@ -1,14 +1,13 @@
 /*  dp_cli.c - what the dpool command's subcommands share: usage errors,
-    connecting to the broker and checking that it still answers, the
-    signals that stop a run, and a task's outcome as a line of JSON. The
-    contracts are in dp_cli.h.
+    connecting to the broker and checking that it still answers, text from
+    the network made safe for a terminal, and a task's outcome as a line of
+    JSON. The contracts are in dp_cli.h.
 */
 #include "dp_cli.h"
 #include "dp_json.h"
 #include "dp_util.h"
 #include "dpool.h"
 
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,9 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/*  Set by SIGINT/SIGTERM once a pool exists. */
-static volatile sig_atomic_t s_signal;
 
 /*  Prints a usage error on stderr, pointing at the help, and returns
     EXIT_USAGE. */
@@ -48,30 +44,12 @@ dp_cli_code_name (int code)
     return "EUNKNOWN";
 }
 
-/*  Records the signal; the loops notice it and stop. */
-static void
-s_on_signal (int sig)
+const char *
+dp_cli_escape (dp_json_buf_t *out, const char *text, size_t size)
 {
-    s_signal = sig;
-}
-
-int
-dp_cli_signal (void)
-{
-    return s_signal;
-}
-
-/*  Makes SIGINT and SIGTERM set s_signal, replacing whatever handler the
-    library's ZeroMQ layer installed, so the command can stop its loops. */
-static void
-s_catch_signals (void)
-{
-    struct sigaction action;
-    memset (&action, 0, sizeof action);
-    action.sa_handler = s_on_signal;
-    sigemptyset (&action.sa_mask);
-    sigaction (SIGINT, &action, NULL);
-    sigaction (SIGTERM, &action, NULL);
+    dp_json_buf_reset (out);
+    dp_json_append_escaped (out, text, size);
+    return out->data ? out->data : "";
 }
 
 /*  The number of workers in a packed status map, or -1 if it has none. */
@@ -97,17 +75,35 @@ s_status_workers (const void *data, size_t size)
     return workers;
 }
 
+/*  Asks the broker for its status, waiting up to timeout_ms in slices so
+    that a signal ends the wait. Returns 0 and the packed map (caller
+    frees), or -1 with dpool_errno set (DPOOL_ETIMEOUT after a signal). */
+static int
+s_status (dp_cli_t *cli, int timeout_ms, void **data, size_t *size)
+{
+    int64_t deadline = dp_now_ms () + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - dp_now_ms ();
+        int slice = left < 0 ? 0 : left < PROBE_SLICE_MS ? (int)left : PROBE_SLICE_MS;
+        if (dpool_pool_status (cli->pool, slice, data, size) == 0)
+            return 0;
+        if (dpool_errno () != DPOOL_ETIMEOUT || left <= 0 || dp_cli_signal ())
+            return -1;
+    }
+}
+
 /*  Asks the broker for its status within the connect timeout. Returns 0
     and the packed map (caller frees) when it answers, else -1 after a
-    message naming what was being done. Warns once when it has no worker. */
+    message naming what was being done (none after a signal). Warns once
+    when it has no worker. */
 int
 dp_cli_probe (dp_cli_t *cli, const char *doing, void **data, size_t *size)
 {
     int timeout_ms = (int)cli->options.connect_timeout_ms;
     void *status = NULL;
     size_t status_size = 0;
-    if (dpool_pool_status (cli->pool, timeout_ms, &status, &status_size)) {
-        if (!s_signal)
+    if (s_status (cli, timeout_ms, &status, &status_size)) {
+        if (!dp_cli_signal ())
             fprintf (stderr, "dpool %s: %s the broker at %s: no answer within %d ms (%s)%s\n",
                      cli->command->name, doing, cli->options.connect, timeout_ms,
                      dpool_strerror (dpool_errno ()),
@@ -135,11 +131,12 @@ dp_cli_probe (dp_cli_t *cli, const char *doing, void **data, size_t *size)
 }
 
 /*  Connects cli's pool to the broker and checks that it answers. Returns
-    -1 to go on (cli->pool is then the caller's to destroy), or the exit
-    status to end with, after a message, with no pool left. */
+    -1 to go on, or the exit status to end with, after a message, with no
+    pool left. */
 int
 dp_cli_connect (dp_cli_t *cli)
 {
+    dp_cli_signal_start ();
     dpool_config_t config;
     dpool_config_init (&config);
     config.connect = cli->options.connect;
@@ -154,13 +151,25 @@ dp_cli_connect (dp_cli_t *cli)
                  cli->options.connect, dpool_strerror (code));
         return EXIT_ERROR;
     }
-    s_catch_signals ();
+    dp_cli_signal_watch (cli->pool);
     if (dp_cli_probe (cli, "cannot reach", NULL, NULL)) {
-        dpool_pool_terminate (cli->pool);
-        dpool_pool_destroy (&cli->pool);
-        return s_signal ? EXIT_SIGNAL_BASE + s_signal : EXIT_UNREACHABLE;
+        dp_cli_disconnect (cli, false);
+        return dp_cli_signal () ? EXIT_SIGNAL_BASE + dp_cli_signal () : EXIT_UNREACHABLE;
     }
     return -1;
+}
+
+void
+dp_cli_disconnect (dp_cli_t *cli, bool graceful)
+{
+    if (!cli->pool)
+        return;
+    dp_cli_signal_watch (NULL);
+    if (graceful)
+        dpool_pool_close (cli->pool);
+    else
+        dpool_pool_terminate (cli->pool);
+    dpool_pool_destroy (&cli->pool);
 }
 
 /*  Called while waiting for results made no progress: probes the broker

@@ -5,13 +5,14 @@
     cmd_apply.c, cmd_status.c, cmd_demo.c, cmd_queue.c, cmd_keygen.c), each
     holding its --help text and its run function. dp_cli.c holds what
     several of them need: usage errors, connecting to the broker and
-    checking that it still answers, the signals that stop a run, and a
-    task's outcome as a line of JSON.
+    checking that it still answers, text from the network made safe for a
+    terminal, and a task's outcome as a line of JSON. dp_cli_signal.c
+    holds how SIGINT and SIGTERM end a run.
 
-    The command has one thread; nothing here is for other threads or for
-    the library. Run functions return the process's exit status (EXIT_*),
-    having printed any message on stderr themselves, and leave no pool
-    behind.
+    The command runs on one thread, and on one more that only takes
+    signals (dp_cli_signal.c); nothing here is for the library. Run
+    functions return the process's exit status (EXIT_*), having printed any
+    message on stderr themselves, and leave no pool behind.
 */
 #ifndef DP_CLI_H_INCLUDED
 #define DP_CLI_H_INCLUDED
@@ -34,6 +35,7 @@
 #define MAX_POSITIONAL 3   /* queue put NAME JSON */
 #define MAX_FN_NAME    255 /* longest function or queue name */
 #define WAIT_SLICE_MS  10  /* longest single wait while others may be due */
+#define PROBE_SLICE_MS 50  /* a status request is awaited in slices this long */
 
 /*  The commands, as bits, so that an option can name those it applies to.
     CMD_ALL: every command that talks to a broker. */
@@ -139,18 +141,51 @@ dp_cli_usage_error (const dp_cli_command_t *command, const char *format, ...)
 const char *
 dp_cli_code_name (int code);
 
-/*  The number of the SIGINT or SIGTERM received since dp_cli_connect, or 0.
-    Loops that wait check it and stop. */
-int
-dp_cli_signal (void);
+/*  Appends text (size bytes from the network: a name, a message) to out
+    for a terminal, and returns out's text: dp_json_append_escaped after
+    emptying out. Out of memory, the text is cut short. */
+const char *
+dp_cli_escape (dp_json_buf_t *out, const char *text, size_t size);
 
 /*  Makes cli's pool for the broker at --connect and checks that it answers
-    within the connect timeout; from then on SIGINT and SIGTERM are caught
-    (see dp_cli_signal). Returns -1 to go on (cli->pool is then the
-    caller's to destroy), or the exit status to end with, after a message,
-    with no pool left. */
+    within the connect timeout. SIGINT and SIGTERM are taken from before
+    the pool exists (dp_cli_signal_start) and terminate it (see
+    dp_cli_signal_watch). Returns -1 to go on (the caller then ends with
+    dp_cli_disconnect), or the exit status to end with, after a message,
+    with no pool left: 128 + the signal's number if one came. */
 int
 dp_cli_connect (dp_cli_t *cli);
+
+/*  Ends what dp_cli_connect began: stops watching the pool for signals,
+    then closes it (graceful: what was submitted may end) or terminates it,
+    and destroys it; its BYE makes the broker forget the session. */
+void
+dp_cli_disconnect (dp_cli_t *cli, bool graceful);
+
+/*  ---------------------------------------------------------------------------
+    dp_cli_signal.c: SIGINT and SIGTERM end a run with 128 + the signal.
+*/
+
+/*  Blocks SIGINT and SIGTERM in the calling thread, and so in every thread
+    it makes after, and starts the one thread that takes them; at most
+    once. Call it before any other thread exists. Returns 0, or -1 if the
+    thread could not start (the signals then keep their default action,
+    which ends the process at once). */
+int
+dp_cli_signal_start (void);
+
+/*  Makes pool (NULL: none) the one a signal terminates: every wait of the
+    library on it then ends at once. If a signal came already, terminates
+    it now. Blocks while a signal's terminate runs, so that once it returns
+    the previous pool may be destroyed. */
+void
+dp_cli_signal_watch (dpool_pool_t *pool);
+
+/*  The number of the first SIGINT or SIGTERM taken, or 0. Loops that wait
+    check it between slices and stop; the command then exits with
+    EXIT_SIGNAL_BASE + it. */
+int
+dp_cli_signal (void);
 
 /*  Asks the broker for its status within the connect timeout. Returns 0
     and, if data is not NULL, the packed map (caller frees) when it answers;

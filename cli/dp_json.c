@@ -176,17 +176,19 @@ dp_json_base64_decode (void *out, const char *text, size_t size)
     return len;
 }
 
-/*  The length of the valid UTF-8 sequence at s (n bytes left), or 0 if the
-    bytes there are not one (overlong forms and surrogates included). */
+/*  The length of the valid UTF-8 sequence at s (n bytes left), and its
+    code point in *code_point, or 0 if the bytes there are not one (overlong
+    forms and surrogates included). */
 static size_t
-s_utf8_sequence (const uint8_t *s, size_t n)
+s_utf8_sequence (const uint8_t *s, size_t n, uint32_t *code_point)
 {
     uint8_t c = s[0];
     size_t len;
     uint32_t min, cp;
-    if (c < 0x80)
+    if (c < 0x80) {
+        *code_point = c;
         return 1;
-    else if ((c & 0xE0) == 0xC0) {
+    } else if ((c & 0xE0) == 0xC0) {
         len = 2;
         min = 0x80;
         cp = c & 0x1F;
@@ -209,7 +211,48 @@ s_utf8_sequence (const uint8_t *s, size_t n)
     }
     if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
         return 0;
+    *code_point = cp;
     return len;
+}
+
+/*  True for a code point above ASCII that a terminal may act on rather
+    than print: the C1 controls (ESC's eight-bit forms, CSI among them) and
+    the bidirectional embeddings, overrides and isolates, which reorder the
+    text around them. */
+static bool
+s_unsafe_code_point (uint32_t cp)
+{
+    return (cp >= 0x80 && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/*  The JSON escape of the byte c (below 0x80), or NULL if it needs none;
+    code is room for a \u escape. */
+static const char *
+s_json_escape (uint8_t c, char code[8])
+{
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    case '\b':
+        return "\\b";
+    case '\f':
+        return "\\f";
+    default:
+        break;
+    }
+    if (c >= 0x20 && c != 0x7F)
+        return NULL;
+    snprintf (code, 8, "\\u%04x", c);
+    return code;
 }
 
 int
@@ -226,29 +269,15 @@ dp_json_append_string (dp_json_buf_t *out, const char *data, size_t size)
         const char *escape = NULL;
         char code[8];
         size_t len = 1;
-        if (c == '"')
-            escape = "\\\"";
-        else if (c == '\\')
-            escape = "\\\\";
-        else if (c == '\n')
-            escape = "\\n";
-        else if (c == '\r')
-            escape = "\\r";
-        else if (c == '\t')
-            escape = "\\t";
-        else if (c == '\b')
-            escape = "\\b";
-        else if (c == '\f')
-            escape = "\\f";
-        else if (c < 0x20) {
-            snprintf (code, sizeof code, "\\u%04x", c);
+        uint32_t cp = c;
+        if (c < 0x80)
+            escape = s_json_escape (c, code);
+        else if ((len = s_utf8_sequence (s + i, size - i, &cp)) == 0) {
+            escape = UTF8_REPLACEMENT;
+            len = 1;
+        } else if (s_unsafe_code_point (cp)) {
+            snprintf (code, sizeof code, "\\u%04x", (unsigned)cp);
             escape = code;
-        } else if (c >= 0x80) {
-            len = s_utf8_sequence (s + i, size - i);
-            if (len == 0) {
-                escape = UTF8_REPLACEMENT;
-                len = 1;
-            }
         }
         if (escape) {
             if (dp_json_buf_append (out, data + run, i - run) || s_append_text (out, escape))
@@ -261,6 +290,58 @@ dp_json_append_string (dp_json_buf_t *out, const char *data, size_t size)
         dp_json_buf_append (out, "\"", 1))
         return -1;
     return 0;
+}
+
+/*  The escape of the code point cp (len bytes at s) in text for a
+    terminal, into code, or NULL if it prints as it is. */
+static const char *
+s_text_escape (const uint8_t *s, size_t len, uint32_t cp, char code[16])
+{
+    if (len == 0)
+        snprintf (code, 16, "\\x%02x", s[0]);
+    else if (cp == '\\')
+        return "\\\\";
+    else if (cp == '\n')
+        return "\\n";
+    else if (cp == '\r')
+        return "\\r";
+    else if (cp == '\t')
+        return "\\t";
+    else if (cp < 0x20 || cp == 0x7F)
+        snprintf (code, 16, "\\x%02x", (unsigned)cp);
+    else if (s_unsafe_code_point (cp))
+        snprintf (code, 16, "\\u%04x", (unsigned)cp);
+    else
+        return NULL;
+    return code;
+}
+
+int
+dp_json_append_escaped (dp_json_buf_t *out, const char *data, size_t size)
+{
+    const uint8_t *s = (const uint8_t *)data;
+    if (s_buf_reserve (out, size))
+        return -1;
+    size_t run = 0; /* start of the bytes not yet copied */
+    size_t i = 0;
+    while (i < size) {
+        uint32_t cp = 0;
+        size_t len = s_utf8_sequence (s + i, size - i, &cp);
+        char code[16];
+        const char *escape = s_text_escape (s + i, len, cp, code);
+        if (len == 0)
+            len = 1;
+        if (escape) {
+            if (dp_json_buf_append (out, data + run, i - run) || s_append_text (out, escape))
+                return -1;
+            run = i + len;
+        }
+        i += len;
+    }
+    if (size > run && dp_json_buf_append (out, data + run, size - run))
+        return -1;
+    /*  Text made of nothing still reads as a C string. */
+    return dp_json_buf_append (out, "", 0);
 }
 
 /*  Appends value the way Python's repr prints a float: the fewest

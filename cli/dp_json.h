@@ -22,7 +22,10 @@
     - A map key that is not a string prints as a string holding the key's
       own JSON text: {1: "a"} prints as {"1":"a"}.
     - Strings are printed as UTF-8; bytes that are not valid UTF-8 print as
-      U+FFFD. Input strings may hold \u0000.
+      U+FFFD. Control characters (C0, DEL and the C1 U+0080 to U+009F) and
+      the bidirectional overrides and isolates (U+202A to U+202E, U+2066 to
+      U+2069) print as \u escapes, so that no output can act on a
+      terminal. Input strings may hold \u0000.
     - Objects with a repeated key are refused on input, and so are values
       nested deeper than DP_JSON_MAX_DEPTH.
 
@@ -74,6 +77,18 @@ dp_json_buf_append (dp_json_buf_t *self, const char *data, size_t size);
     memory). */
 int
 dp_json_append_string (dp_json_buf_t *out, const char *data, size_t size);
+
+/*  Appends data (size bytes, any content, such as a name that came from
+    the network) as text for people at a terminal: valid UTF-8 that prints
+    stays as it is; a backslash prints as \\, newline, return and tab as
+    \n, \r and \t, any other C0 control and DEL as \xNN, each byte that is
+    not valid UTF-8 as \xNN, and the C1 controls and bidirectional
+    overrides and isolates named above as \uNNNN. What it appends holds no
+    byte below 0x20 and cannot move a terminal's cursor, clear its screen
+    or start a line. out's data is NUL-terminated after it, even for empty
+    text. Returns 0 or -1 (out of memory). */
+int
+dp_json_append_escaped (dp_json_buf_t *out, const char *data, size_t size);
 
 /*  Appends the compact JSON text of object. Returns 0, or -1 if out of
     memory (out may then hold part of the text). */

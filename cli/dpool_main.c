@@ -12,7 +12,9 @@
     from a DPOOL_* environment variable; the command line wins. The command
     never waits forever for a broker: it probes it with a status request
     before submitting, and again whenever results stop coming for a while,
-    and gives up with exit status 3 when it does not answer.
+    and gives up with exit status 3 when it does not answer. SIGINT and
+    SIGTERM end any waiting command at once with 128 + the signal
+    (dp_cli_signal.c).
 
     This file reads the command line and calls the subcommand; each
     subcommand is in its own cmd_*.c, with its help (dp_cli.h).
@@ -114,7 +116,9 @@ static const char s_help_main[] =
     "dpool-worker --connect EP (or your own program, see dpool_worker_serve).\n"
     "\n"
     "Exit status: 0 success, 1 a task failed, 2 bad usage, 3 the broker could not\n"
-    "be reached, 4 invalid input or another error.\n";
+    "be reached, 4 invalid input or another error, 128 + N ended by signal N: SIGINT\n"
+    "or SIGTERM ends a waiting command at once, and the broker forgets what it held\n"
+    "(queued tasks, a queue request, a value it was lending).\n";
 
 static const dp_cli_command_t s_commands[] = {
     {"map", CMD_MAP, 1, dp_cli_help_map},

@@ -529,6 +529,12 @@ dp_client_stopped (const dpool_pool_t *self)
     return self->actor_gone;
 }
 
+bool
+dp_client_terminating (const dpool_pool_t *self)
+{
+    return self->terminating;
+}
+
 /*  ---------------------------------------------------------------------------
     The API's calls.
 */

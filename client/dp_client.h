@@ -533,6 +533,11 @@ dp_client_actor_ended (dpool_pool_t *self);
 bool
 dp_client_stopped (const dpool_pool_t *self);
 
+/*  With the lock held: true once terminate was asked (dpool_pool_terminate,
+    or the actor's end). Any thread. */
+bool
+dp_client_terminating (const dpool_pool_t *self);
+
 /*  ---------------------------------------------------------------------------
     The API's calls (dp_pool.c): any API thread, without the lock, never on
     the actor unless said.

@@ -86,7 +86,8 @@ s_pool_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack_s
     int64_t deadline = op.broker_deadline < 0 ? -1 : op.broker_deadline + DP_QUEUE_SLACK_MS;
     bool wake = false;
     dp_client_lock (pool);
-    dp_pool_queues_t *state = dp_client_stopped (pool) ? NULL : s_state (pool);
+    bool gone = dp_client_stopped (pool) || dp_client_terminating (pool);
+    dp_pool_queues_t *state = gone ? NULL : s_state (pool);
     if (state) {
         op.req = ++state->next_req;
         if (dp_idmap_put (state->ops, op.req, &op))
@@ -95,26 +96,27 @@ s_pool_queue (void *arg, const dp_qcall_t *call, dp_qanswer_t *answer, msgpack_s
             wake = dp_client_want_wake (pool);
     }
     if (!state) {
-        bool gone = dp_client_stopped (pool);
         dp_client_unlock (pool);
         s_fail (answer, gone ? DPOOL_ECLOSED : DPOOL_ENOMEM,
-                gone ? "the pool is gone" : "out of memory");
+                gone ? "the pool was terminated" : "out of memory");
         return -1;
     }
     dp_client_unlock (pool);
     if (wake)
         dp_client_wake (pool);
 
+    /*  Terminate ends the wait too: from another thread (a signal's), it
+        is how a program stops a get or put that waits without limit. */
     dp_client_lock (pool);
-    while (!op.done && !dp_client_stopped (pool))
+    while (!op.done && !dp_client_stopped (pool) && !dp_client_terminating (pool))
         if (!dp_client_wait (pool, deadline))
             break;
     if (!op.done) {
         /*  Given up: a reply that comes now finds no request, and a value
             in it goes back to its queue. */
         dp_idmap_remove (state->ops, op.req);
-        if (dp_client_stopped (pool))
-            s_fail (answer, DPOOL_ECLOSED, "the pool is gone");
+        if (dp_client_stopped (pool) || dp_client_terminating (pool))
+            s_fail (answer, DPOOL_ECLOSED, "the pool was terminated");
         else
             s_fail (answer, DPOOL_ETIMEOUT, "the broker did not answer in time");
     }

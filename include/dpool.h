@@ -344,8 +344,11 @@ int
 dpool_pool_join (dpool_pool_t *self, int timeout_ms);
 
 /*  Closes the pool, cancels every task not finished (their handles end
-    with DPOOL_ECANCELLED) and, for an embedded pool, stops its worker
-    processes. Returns 0. */
+    with DPOOL_ECANCELLED), ends every queue call on the pool, waiting ones
+    included, with DPOOL_ECLOSED (a get's value on its way goes back to its
+    queue) and, for an embedded pool, stops its worker processes. Made from
+    another thread, it is how a program stops calls that wait without limit
+    (a signal's thread, say). Returns 0. */
 int
 dpool_pool_terminate (dpool_pool_t *self);
 
@@ -376,7 +379,10 @@ dpool_pool_workers (dpool_pool_t *self);
     timeout, DPOOL_EUNREACHABLE when the connection was lost while a put or
     an open was on its way (it may or may not have happened; a get is sent
     again by itself), DPOOL_EREJECTED at a limit of the broker (see
-    docs/PROTOCOL.md), DPOOL_ECLOSED once the pool was terminated.
+    docs/PROTOCOL.md), DPOOL_ECLOSED once the pool was terminated (a call
+    waiting then ends at once; the broker still holds a waiting put until
+    the pool is destroyed, whose BYE drops it, so destroy the pool soon
+    after).
     dpool_queue_error then gives the broker's message.
 
     A handle is used by one thread at a time (open one per thread); it is

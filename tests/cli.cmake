@@ -14,3 +14,9 @@ dpool_test (test_example_pool_demo test_example_pool_demo.c TIMEOUT 140)
 target_compile_definitions (test_example_pool_demo PRIVATE
     DPOOL_POOL_DEMO_BIN="$<TARGET_FILE:pool_demo>")
 add_dependencies (test_example_pool_demo pool_demo)
+
+# SIGINT and SIGTERM end every waiting command, releasing what it held.
+dpool_test (test_cli_signals test_cli_signals.c TIMEOUT 150)
+
+# Names from the network are escaped in human-readable output.
+dpool_test (test_cli_escape test_cli_escape.c TIMEOUT 90)

@@ -336,9 +336,43 @@ s_case_json_roundtrip_bigints_floats_bin_and_errors (void)
     s_test_base64 ();
 }
 
+/*  Checks that text (size bytes) escaped for a terminal is expected. */
+static void
+s_check_escaped (const char *text, size_t size, const char *expected)
+{
+    dp_json_buf_t out;
+    dp_json_buf_init (&out);
+    CHECK (dp_json_append_escaped (&out, text, size) == 0);
+    CHECK_EQ_STR (out.data, expected);
+    dp_json_buf_free (&out);
+}
+
+#define CHECK_ESCAPED(text, expected) s_check_escaped (text, sizeof (text) - 1, expected)
+
+/*  Text for a terminal: printable UTF-8 as it is, every control, DEL, C1
+    control, bidirectional override and invalid byte escaped; and the same
+    controls as \u escapes in JSON strings. */
+static void
+s_case_json_escapes_text_for_terminals (void)
+{
+    CHECK_ESCAPED ("", "");
+    CHECK_ESCAPED ("plain h\xc3\xa9llo \xe4\xb8\x96", "plain h\xc3\xa9llo \xe4\xb8\x96");
+    CHECK_ESCAPED ("a\x1b[2J\n\r\t\\b", "a\\x1b[2J\\n\\r\\t\\\\b");
+    CHECK_ESCAPED ("nul\0del\x7f", "nul\\x00del\\x7f");
+    CHECK_ESCAPED ("c1\xc2\x9b"
+                   "31m",
+                   "c1\\u009b31m");
+    CHECK_ESCAPED ("rlo\xe2\x80\xae"
+                   "x",
+                   "rlo\\u202ex");
+    CHECK_ESCAPED ("bad\xff\xc3(\xed\xa0\x80", "bad\\xff\\xc3(\\xed\\xa0\\x80");
+    s_check_roundtrip ("\"esc\\u001b del\\u007f c1\\u009b rlo\\u202e\"", NULL);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"json_roundtrip_bigints_floats_bin_and_errors",
      s_case_json_roundtrip_bigints_floats_bin_and_errors},
+    {"json_escapes_text_for_terminals", s_case_json_escapes_text_for_terminals},
 };
 
 int
