@@ -16,6 +16,8 @@ What runs (bench/README.md says more):
   dpool tcp|ipc     dpool_bench: dpool_pool_connect to a dpool-broker process
   broker-only       dpool_bench: broker RSS per queued task, broker CPU with
                     1,000 idle workers, cancelling 100,000 queued tasks
+  worker death      worker_death.py: time from SIGKILL of a busy worker
+                    process to its task running on another (21 kills)
 
 Runs are interleaved (run 1 of every figure, then run 2...) so that a change
 in the machine's load touches every system alike. Every measurement is one
@@ -108,7 +110,8 @@ def build(args):
     subprocess.run(["cmake", "-S", source, "-B", args.build_dir, "-DCMAKE_BUILD_TYPE=Release",
                     "-DDPOOL_WERROR=OFF"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", args.build_dir, "-j", str(os.cpu_count() or 2),
-                    "--target", "bench_forwarder", "dpool_bench", "dpool-broker"],
+                    "--target", "bench_forwarder", "dpool_bench", "dpool-broker", "dpool-worker",
+                    "dpool"],
                    check=True, stdout=subprocess.DEVNULL)
 
 
@@ -626,6 +629,39 @@ class CpuAccount:
         return max(0.0, ((busy - self.start[1]) - (own - self.start[2])) / wall)
 
 
+def worker_death(args, quick):
+    """bench/worker_death.py on the build: time from SIGKILL of a busy worker
+    process to its task running again (issue 18 item 7). Returns the
+    report's section and its target line, or ("", None) when it cannot run."""
+    build = os.path.dirname(os.path.dirname(os.path.abspath(args.broker)))  # <build>/broker/
+    needed = [os.path.join(build, *part) for part in
+              (("broker", "dpool-broker"), ("worker", "dpool-worker"), ("cli", "dpool"))]
+    if not all(os.access(path, os.X_OK) for path in needed):
+        log("run.py: worker death skipped: dpool-broker, dpool-worker or dpool missing in %s"
+            % build)
+        return "", None
+    runs = 3 if quick else 21
+    log("run.py: worker death, %d kills" % runs)
+    done = subprocess.run([sys.executable, os.path.join(BENCH_DIR, "worker_death.py"), build,
+                           "--runs", str(runs), "--sleep", "0.3", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        log("run.py: worker death failed: %s" % (done.stderr.strip() or done.returncode))
+        return "", None
+    figures = json.loads(lines[-1])
+    ms = figures["runs"]
+    section = ("## Worker death (bench/worker_death.py)\n\n"
+               "Time from SIGKILL of a worker process running a task to that task running on "
+               "the other process (`dpool-worker --procs 2`, broker expiry 30 s, so only the "
+               "closed connection can make it quick): median %.1f ms [%.1f–%.1f] over %d kills."
+               "\n\n" % (figures["median_ms"], min(ms), max(ms), len(ms)))
+    target = ("- worker process SIGKILLed to its task running elsewhere: median %.1f ms "
+              "(target ≤ 100 ms; Dask: 2.3 s): %s"
+              % (figures["median_ms"], "MET" if figures["median_ms"] <= 100 else "MISSED"))
+    return section, target
+
+
 def load_text():
     one, five, fifteen = os.getloadavg()
     return "%.2f %.2f %.2f" % (one, five, fifteen)
@@ -722,6 +758,9 @@ def main():
                     failed = True
     if raw:
         raw.close()
+    death_section, death_target = "", None
+    if not only or "worker death" in only:
+        death_section, death_target = worker_death(args, args.quick)
     seconds = time.monotonic() - t0
     load_end = load_text()
     others = account.others_cores()
@@ -734,9 +773,10 @@ def main():
     if rows:
         report += "## Broker alone (dpool-broker over tcp loopback, no client library)\n\n"
         report += render(["workload", "n", "median [range]", "notes"], rows) + "\n\n"
-    lines = targets(results)
+    report += death_section
+    lines = targets(results) + ([death_target] if death_target else [])
     if lines:
-        report += "## Issue 4's targets on these figures\n\n" + "\n".join(lines) + "\n"
+        report += "## Targets on these figures\n\n" + "\n".join(lines) + "\n"
     if args.quick:
         report = ("**Quick mode: every workload tiny, one run. These figures only show that "
                   "the benchmark works; they measure nothing.**\n\n" + report)

@@ -10,7 +10,8 @@ the kill to the task's new start: the apply's end less S (an upper bound:
 it includes the result's way back). Prints each run and the median; the
 target is a median of at most 100 ms (issue 18; Dask took 2.3 s here).
 
-usage: bench/worker_death.py [BUILD_DIR] [--runs N] [--sleep S]
+usage: bench/worker_death.py [BUILD_DIR] [--runs N] [--sleep S] [--json]
+(--json: the last line is {"runs": [ms...], "median_ms": M}; run.py reads it)
 """
 import argparse
 import json
@@ -68,6 +69,7 @@ def main():
     parser.add_argument("build", nargs="?", default="build")
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--sleep", type=float, default=0.5)
+    parser.add_argument("--json", action="store_true", help="end with the figures as JSON")
     args = parser.parse_args()
     broker_bin = os.path.join(args.build, "broker", "dpool-broker")
     worker_bin = os.path.join(args.build, "worker", "dpool-worker")
@@ -85,6 +87,8 @@ def main():
             print("run %d: %.1f ms" % (i + 1, ms), flush=True)
         print("kill to restart: median %.1f ms [%.1f-%.1f] over %d runs (target <= 100 ms)"
               % (statistics.median(figures), min(figures), max(figures), len(figures)))
+        if args.json:
+            print(json.dumps({"runs": figures, "median_ms": statistics.median(figures)}))
     finally:
         workers.send_signal(signal.SIGTERM)
         workers.wait(timeout=10)

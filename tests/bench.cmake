@@ -21,7 +21,8 @@ if (CMAKE_SCRIPT_MODE_FILE)
     # The table's headings and one row of each kind of system.
     foreach (expected "## Side by side" "| workload" "tasks/s median" "| zmq fwd tcp"
                       "| zmq fwd ipc" "| pool" "| dpool embedded" "| dpool tcp" "| dpool ipc"
-                      "## Broker alone" "| broker_rss" "| broker_idle" "| cancel")
+                      "## Broker alone" "| broker_rss" "| broker_idle" "| cancel"
+                      "## Worker death")
         string (FIND "${out}" "${expected}" at)
         if (at EQUAL -1)
             message (FATAL_ERROR "bench/run.py --quick printed no '${expected}':\n${err}")
