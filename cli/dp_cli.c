@@ -103,7 +103,12 @@ dp_cli_probe (dp_cli_t *cli, const char *doing, void **data, size_t *size)
     void *status = NULL;
     size_t status_size = 0;
     if (s_status (cli, timeout_ms, &status, &status_size)) {
-        if (!dp_cli_signal ())
+        if (!dp_cli_signal () && dpool_errno () == DPOOL_EREJECTED)
+            fprintf (stderr,
+                     "dpool %s: %s the broker at %s: it refused the connection (too many "
+                     "connections; its reason is logged above)\n",
+                     cli->command->name, doing, cli->options.connect);
+        else if (!dp_cli_signal ())
             fprintf (stderr, "dpool %s: %s the broker at %s: no answer within %d ms (%s)%s\n",
                      cli->command->name, doing, cli->options.connect, timeout_ms,
                      dpool_strerror (dpool_errno ()),

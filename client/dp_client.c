@@ -498,6 +498,15 @@ dp_client_set_status (dpool_pool_t *self, uint8_t *copy, size_t size, int worker
 }
 
 void
+dp_client_set_refused (dpool_pool_t *self, bool refused)
+{
+    dp_client_lock (self);
+    self->refused = refused;
+    dp_client_broadcast (self);
+    dp_client_unlock (self);
+}
+
+void
 dp_client_set_workers (dpool_pool_t *self, int workers)
 {
     dp_client_lock (self);
@@ -606,10 +615,10 @@ dp_client_status (dpool_pool_t *self, int64_t deadline_ms, void **data, size_t *
     if (wake)
         dp_client_wake (self);
     dp_client_lock (self);
-    while (self->status_gen == gen && !self->actor_gone)
+    while (self->status_gen == gen && !self->refused && !self->actor_gone)
         if (!dp_client_wait (self, deadline_ms))
             break;
-    int code = DPOOL_ETIMEOUT;
+    int code = self->refused ? DPOOL_EREJECTED : DPOOL_ETIMEOUT;
     if (self->status_gen != gen) {
         *size = self->status_size;
         *data = malloc (*size ? *size : 1);

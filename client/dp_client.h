@@ -513,6 +513,12 @@ dp_client_set_terminated (dpool_pool_t *self);
 void
 dp_client_set_status (dpool_pool_t *self, uint8_t *copy, size_t size, int workers);
 
+/*  Without the lock: the broker refused this connection (its bound on
+    connections; refused true), or welcomed it after a refusal (false).
+    While refused, status calls fail EREJECTED, a waiting one at once. */
+void
+dp_client_set_refused (dpool_pool_t *self, bool refused);
+
 /*  Without the lock: stores the count of workers a WELCOME gave. */
 void
 dp_client_set_workers (dpool_pool_t *self, int workers);

@@ -39,6 +39,7 @@ typedef struct {
         message and the loop need not look at its events first. */
     bool drained;
     bool welcomed;
+    bool refused; /* the broker's last answer to HELLO was a refusal */
     int heartbeat_ms;
     int expiry_ms;
     int64_t last_recv;
@@ -354,6 +355,9 @@ s_on_message (s_actor_t *self, const dp_msg_t *msg)
         if (!self->welcomed) {
             dp_debug ("client: WELCOME from %.*s", (int)welcome->broker.size,
                       (const char *)welcome->broker.data);
+            if (self->refused)
+                dp_client_set_refused (self->pool, false);
+            self->refused = false;
             self->welcomed = true;
             self->conn++;
             self->backoff = DP_RECONNECT_MS;
@@ -389,6 +393,14 @@ s_on_message (s_actor_t *self, const dp_msg_t *msg)
                 self->backoff = DP_RECONNECT_MS;
                 s_send_hello (self);
             }
+        } else if (msg->u.error.code == DPOOL_EREJECTED && !self->welcomed) {
+            /*  Beyond the broker's bound on connections: it cuts this one
+                soon, and the pool tries again after its backoff. */
+            dp_error ("client: the broker refused this connection: %.*s",
+                      (int)msg->u.error.message.size, (const char *)msg->u.error.message.data);
+            if (!self->refused)
+                dp_client_set_refused (self->pool, true);
+            self->refused = true;
         } else
             dp_warn ("client: broker refused a message (%d): %.*s", (int)msg->u.error.code,
                      (int)msg->u.error.message.size, (const char *)msg->u.error.message.data);

@@ -80,6 +80,7 @@ struct _dpool_pool_t {
     dp_handle_vec_t finish; /* task-less handles to finish */
     bool status_wanted;     /* a STATUS is asked for */
     uint64_t status_gen;    /* STATUS-REPLYs received */
+    bool refused;           /* the broker refused the connection (EREJECTED before WELCOME) */
     uint8_t *status;        /* the last one's map */
     size_t status_size;
     int workers; /* as the broker reported last */

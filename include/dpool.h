@@ -354,7 +354,9 @@ dpool_pool_terminate (dpool_pool_t *self);
 
 /*  Asks the broker for its status. On success returns 0 and a packed msgpack
     map in *data (caller frees with free()) of *size bytes; see
-    docs/PROTOCOL.md for its keys. Fails with DPOOL_ETIMEOUT. */
+    docs/PROTOCOL.md for its keys. Fails with DPOOL_ETIMEOUT, or at once
+    with DPOOL_EREJECTED if the broker refused this pool's connection
+    meanwhile (beyond its bound on connections; the pool goes on trying). */
 int
 dpool_pool_status (dpool_pool_t *self, int timeout_ms, void **data, size_t *size);
 

@@ -358,6 +358,15 @@ s_case_per_peer (void)
     char message[256];
     s_expect_hello (s_broker.tcp, DP_CMD_ERROR, DPOOL_EREJECTED, message, sizeof message);
     CHECK (strstr (message, "127.0.0.1") && strstr (message, "--max-peer-connections"));
+    /*  A pool refused so learns it from its status call, which ends
+        EREJECTED rather than waiting out its timeout. */
+    dpool_pool_t *pool = dpool_pool_connect (s_broker.tcp);
+    CHECK (pool);
+    void *data = NULL;
+    size_t size = 0;
+    CHECK_EQ_INT (dpool_pool_status (pool, 60000, &data, &size), -1);
+    CHECK_EQ_INT (dpool_errno (), DPOOL_EREJECTED);
+    dpool_pool_destroy (&pool);
     s_expect_hello (s_broker.ipc, DP_CMD_WELCOME, 0, message, sizeof message);
     CHECK (s_conns ("refused") >= 1);
     s_close_raw ();
