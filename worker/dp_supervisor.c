@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,12 +71,41 @@ s_child_main (const dp_supervisor_config_t *config)
     _exit (rc == 0 ? 0 : 1);
 }
 
+/*  In a new worker process, first of all: make it die with the supervisor,
+    so that a supervisor killed outright (SIGKILL, the OOM killer) leaves no
+    worker serving on unsupervised, and a new supervisor started in its place
+    runs its own --procs processes, not those plus the orphans. The
+    supervisor is single-threaded, so its one thread, whose end the kernel
+    watches (PR_SET_PDEATHSIG), lives as long as it does.
+
+    Two steps. Until the worker engine runs its I/O thread, the signal is
+    SIGKILL: an initializer may run for a long time with SIGTERM blocked
+    (dp_worker_run reads it from a signalfd later), and only SIGKILL is sure
+    to end it. Then dp_worker_run switches to SIGTERM (parent_death_signal):
+    the worker says BYE, so that the broker takes back its jobs at once
+    instead of after the heartbeat expiry, and a worker busy with a long
+    task still ends within DP_WORKER_BYE_WAIT_MS (it abandons the task, as
+    on any SIGTERM). A supervisor that died before the prctl is seen by the
+    parent that getppid then names: this process leaves at once. */
+static void
+s_child_die_with (pid_t supervisor)
+{
+    if (prctl (PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        dp_error ("cannot tie a worker process to its supervisor: %s", strerror (errno));
+        _exit (1);
+    }
+    if (getppid () != supervisor)
+        _exit (1);
+}
+
 static void
 s_spawn (s_supervisor_t *self, s_child_t *child)
 {
     fflush (NULL);
+    pid_t supervisor = getpid ();
     pid_t pid = fork ();
     if (pid == 0) {
+        s_child_die_with (supervisor);
         close (self->sigfd);
         /*  A name given for the worker is shared by its processes: each adds
             its slot, so that status tells them apart. */
@@ -86,6 +116,7 @@ s_spawn (s_supervisor_t *self, s_child_t *child)
                       (int)(child - self->children));
             worker.name = name;
         }
+        worker.parent_death_signal = SIGTERM;
         dp_supervisor_config_t config = *self->config;
         config.worker = worker;
         s_child_main (&config);

@@ -10,7 +10,10 @@
     reset to their defaults, SIGINT and SIGTERM blocked (dp_worker_run reads
     them from a signalfd, so none is lost between fork and then), every other
     signal unblocked, and ends with _exit: it never runs the program's atexit
-    handlers or touches anything the parent set up.
+    handlers or touches anything the parent set up. It dies with the
+    supervisor: a supervisor killed outright (SIGKILL) leaves no worker
+    process behind, and a busy one ends within about a second, after a BYE
+    that gives its jobs back to the broker (dp_supervisor.c says how).
 
     A worker that dies is restarted at once; when they keep dying within
     DP_SUPERVISOR_FAST_DEATH_MS of starting, restarts wait from

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -249,6 +250,10 @@ dp_worker_run (const dp_worker_config_t *config)
     dp_worker_io_t *io = NULL;
     pthread_t thread;
     code = runner ? s_worker_start (&w, &io, &thread) : DPOOL_ENOMEM;
+    if (code == 0 && config->parent_death_signal &&
+        prctl (PR_SET_PDEATHSIG, config->parent_death_signal) != 0)
+        dp_warn ("cannot ask for signal %d on the death of the parent: %s",
+                 config->parent_death_signal, strerror (errno));
     if (code == 0)
         code = s_worker_serve (&w, runner, thread, count);
     bool retired = runner && dp_worker_runner_retired (runner);

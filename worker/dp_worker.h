@@ -125,6 +125,12 @@ typedef struct {
     int max_tasks;
     /*  CURVE keys for the connection (curve.on false: plain). */
     dp_curve_t curve;
+    /*  If not 0: once the I/O thread runs (so that the worker can leave
+        cleanly), the signal this process gets when the thread that forked
+        it ends (PR_SET_PDEATHSIG, set on the calling thread, which must be
+        the one that was forked). A supervised worker process asks for
+        SIGTERM (dp_supervisor.c says why). */
+    int parent_death_signal;
 } dp_worker_config_t;
 
 /*  Fills config with zeros (the defaults) and DP_DEFAULT_CONNECT. */
