@@ -123,8 +123,9 @@ dpool_task_progress_value (dpool_task_t *task, const void *value, size_t size);
 
 /*  ---------------------------------------------------------------------------
     Workers. A worker process connects to a broker, announces the functions
-    this process registered (and the built-ins echo, sleep, fail, crash and
-    pid), and runs tasks one at a time until told to stop.
+    this process registered (and the built-ins echo, sleep, fail and pid;
+    crash too with DPOOL_TEST_BUILTINS=1), and runs tasks one at a time
+    until told to stop.
 */
 
 /*  Runs one worker process's loop against the broker at endpoint, in the

@@ -36,8 +36,8 @@ s_usage (FILE *out)
     fprintf (out,
              "Usage: dpool-worker [OPTION]...\n"
              "Runs worker processes that take tasks from a dpool broker and run them with\n"
-             "the built-in functions (echo, sleep, fail, crash, pid) and those of any\n"
-             "plugins. Stops on SIGINT or SIGTERM.\n"
+             "the built-in functions (echo, sleep, fail, pid) and those of any plugins.\n"
+             "Stops on SIGINT or SIGTERM.\n"
              "\n"
              "  -c, --connect EP     broker endpoint (env DPOOL_CONNECT; default %s)\n"
              "  -p, --procs N        worker processes, 0 for one per CPU (env DPOOL_PROCS;\n"
@@ -66,6 +66,10 @@ s_usage (FILE *out)
              "  -K, --curve-secret F this worker's secret key file (made by 'dpool keygen';\n"
              "                       env DPOOL_CURVE_SECRET); without it, a fresh key,\n"
              "                       enough for a broker that admits any key\n"
+             "  -T, --test-builtins  also offer the test built-in crash, which aborts the\n"
+             "                       worker process that runs it: for tests and demos only,\n"
+             "                       since any client could kill the workers with it\n"
+             "                       (env DPOOL_TEST_BUILTINS=1; default off)\n"
              "  -l, --log-level L    error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help           show this help and exit\n"
              "  -V, --version        show the version and exit\n",
@@ -137,6 +141,7 @@ typedef struct {
     const char *initargs; /* --initargs, JSON text; or NULL */
     const char *curve_server;
     const char *curve_secret;
+    bool test_builtins; /* --test-builtins */
 } options_t;
 
 /*  Fills opts from the DPOOL_* variables. Returns -1 to go on, or the exit
@@ -214,6 +219,9 @@ s_option (int option, options_t *opts, char *argv[])
     case 'K':
         opts->curve_secret = optarg;
         break;
+    case 'T':
+        opts->test_builtins = true;
+        break;
     case 'P':
         if (opts->nplugins == MAX_PLUGINS)
             return s_bad ("too many --plugin options (at most %d)", MAX_PLUGINS);
@@ -259,12 +267,14 @@ s_parse (int argc, char *argv[], options_t *opts)
                                             {"curve-server", required_argument, NULL, 'k'},
                                             {"curve-secret", required_argument, NULL, 'K'},
                                             {"log-level", required_argument, NULL, 'l'},
+                                            {"test-builtins", no_argument, NULL, 'T'},
                                             {"help", no_argument, NULL, 'h'},
                                             {"version", no_argument, NULL, 'V'},
                                             {NULL, 0, NULL, 0}};
     opterr = 0;
     int option;
-    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:k:K:l:hV", options, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:k:K:l:ThV", options, NULL)) !=
+           -1) {
         int rc = s_option (option, opts, argv);
         if (rc >= 0)
             return rc;
@@ -310,6 +320,9 @@ s_check (options_t *opts, msgpack_sbuffer *packed)
 static int
 s_run (const options_t *opts)
 {
+    /*  Before the plugins: a plugin's own crash would replace it. */
+    if (opts->test_builtins)
+        dp_registry_test_builtins ();
     for (int i = 0; i < opts->nplugins; i++)
         if (dp_registry_load_plugin (opts->plugins[i])) {
             fprintf (stderr, "dpool-worker: cannot load plugin %s\n", opts->plugins[i]);
