@@ -13,9 +13,11 @@
 #include "dp_util.h"
 #include "dpool.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /*  True once the log file at arg shows two READYs sent. */
 static bool
@@ -376,6 +378,37 @@ s_case_crash_only_when_asked (void)
     CHECK (!s_offers_crash (NULL));
 }
 
+/*  True once the log file at arg shows eight READYs sent: with the backoff
+    (100 ms doubling to 2 s), more than 5 s of trying. */
+static bool
+s_tried_long (void *arg)
+{
+    char *text = dp_test_read_file ((const char *)arg);
+    int count = 0;
+    for (const char *at = text ? strstr (text, "READY to") : NULL; at;
+         at = strstr (at + 1, "READY to"))
+        count++;
+    free (text);
+    return count >= 8;
+}
+
+/*  No broker at the endpoint is no handshake failure: a worker with a
+    handshake timeout of 1 s goes on waiting for one, well past it. */
+static void
+s_case_waits_for_broker (void)
+{
+    const char *endpoint = dp_test_ipc ("broker");
+    const char *extra[] = {"--handshake-timeout", "1", "--log-level", "debug", NULL};
+    pid_t supervisor = dp_test_workers_logged (endpoint, 1, extra);
+    CHECK (dp_test_wait_until (s_tried_long, (void *)dp_test_path ("workers1.err"), 20000));
+    char *text = dp_test_read_file (dp_test_path ("workers1.err"));
+    CHECK (text && !strstr (text, "giving up") && !strstr (text, "handshake"));
+    free (text);
+    int status = dp_test_stop (supervisor, SIGTERM, 5000);
+    CHECK (status != -1 && WIFEXITED (status));
+    CHECK_EQ_INT (WEXITSTATUS (status), 0);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"worker_registers_with_backoff_until_welcome", s_case_registers},
     {"worker_heartbeats_while_task_runs", s_case_heartbeat},
@@ -387,6 +420,7 @@ static const dp_test_case_t s_cases[] = {
     {"worker_registers_again_on_estate", s_case_estate},
     {"worker_registers_again_after_broker_bye", s_case_broker_bye},
     {"worker_offers_crash_only_when_asked", s_case_crash_only_when_asked},
+    {"worker_waits_for_a_broker_not_running", s_case_waits_for_broker},
 };
 
 int

@@ -280,14 +280,24 @@ s_case_options (void)
         {{"--plugin", "/nonexistent/lib.so"}, 1, NULL, "cannot load plugin"},
         {{"stray"}, 2, NULL, "unexpected argument"},
         {{"--connect", "localhost:5555"}, 2, NULL, "invalid endpoint"},
+        {{"--handshake-timeout", "-1"}, 2, NULL, "invalid --handshake-timeout"},
     };
-    const char *options[] = {"--connect",       "--procs",
-                             "--credit",        "--name",
-                             "--plugin",        "--log-level",
-                             "--help",          "--version",
-                             "--test-builtins", "DPOOL_CONNECT",
-                             "DPOOL_PROCS",     "DPOOL_CREDIT",
-                             "DPOOL_LOG",       "DPOOL_TEST_BUILTINS"};
+    const char *options[] = {"--connect",
+                             "--procs",
+                             "--credit",
+                             "--name",
+                             "--plugin",
+                             "--log-level",
+                             "--help",
+                             "--version",
+                             "--test-builtins",
+                             "DPOOL_CONNECT",
+                             "DPOOL_PROCS",
+                             "DPOOL_CREDIT",
+                             "DPOOL_LOG",
+                             "DPOOL_TEST_BUILTINS",
+                             "--handshake-timeout",
+                             "DPOOL_HANDSHAKE_TIMEOUT"};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         char tag[32];
         snprintf (tag, sizeof tag, "options%zu", i);

@@ -39,6 +39,7 @@ typedef struct {
     int sigfd;
     int fast_deaths; /* consecutive deaths soon after start */
     bool stop;
+    bool refused; /* a worker gave up: its handshakes with the broker kept failing */
 } s_supervisor_t;
 
 /*  In a new worker process: forget the parent's signal handlers and mask,
@@ -68,6 +69,8 @@ s_child_main (const dp_supervisor_config_t *config)
         _exit (DP_WORKER_EXIT_RETIRED);
     if (rc == DP_WORKER_INIT_FAILED)
         _exit (DP_WORKER_EXIT_INIT);
+    if (rc == DP_WORKER_REFUSED)
+        _exit (DP_WORKER_EXIT_REFUSED);
     _exit (rc == 0 ? 0 : 1);
 }
 
@@ -140,6 +143,17 @@ s_on_death (s_supervisor_t *self, s_child_t *child, int status)
     bool deadline = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_DEADLINE;
     bool retired = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_RETIRED;
     bool init = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_INIT;
+    if (WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_REFUSED) {
+        /*  The others fail the same way: a fresh process would only wait
+            as long again. */
+        dp_error ("worker process %d gave up: its handshakes with the broker kept failing "
+                  "(see above); stopping",
+                  (int)child->pid);
+        child->pid = 0;
+        self->refused = true;
+        self->stop = true;
+        return;
+    }
     if (retired) {
         /*  Replaced at once, and not a death: it did what it was told. */
         dp_info ("worker process %d retired after %d tasks; starting a fresh one", (int)child->pid,
@@ -319,7 +333,7 @@ dp_supervisor_run (const dp_supervisor_config_t *config)
     sigprocmask (SIG_SETMASK, &saved_mask, NULL);
     sigaction (SIGCHLD, &saved_action, NULL);
     free (self.children);
-    return 0;
+    return self.refused ? DP_SUPERVISOR_REFUSED : 0;
 }
 
 int
@@ -352,5 +366,7 @@ dpool_worker_serve_config (const dpool_serve_config_t *serve)
     }
     int rc = dp_supervisor_run (&config);
     explicit_bzero (&config.worker.curve, sizeof config.worker.curve);
+    if (rc == DP_SUPERVISOR_REFUSED)
+        return dp_fail (DPOOL_EUNREACHABLE);
     return rc;
 }
