@@ -250,6 +250,12 @@ s_has_workers (void *arg)
     return s_client_workers (wait->client) >= wait->workers;
 }
 
+static bool
+s_no_workers (void *arg)
+{
+    return s_client_workers ((client_t *)arg) == 0;
+}
+
 typedef struct {
     client_t *client;
     const char *key;
@@ -632,7 +638,7 @@ s_case_supervisor_killed (void)
     /*  They left with a BYE: the broker forgot them and has the task back. */
     counter_wait_t none = {&client, "inflight", 0};
     CHECK (dp_test_wait_until (s_counter_is, &none, WAIT_MS));
-    CHECK_EQ_INT (s_client_workers (&client), 0);
+    CHECK (dp_test_wait_until (s_no_workers, &client, WAIT_MS));
 
     pid_t second = dp_test_workers_logged (broker.ipc, 2, NULL);
     CHECK (dp_test_wait_until (s_has_workers, &two, WAIT_MS));
@@ -645,12 +651,34 @@ s_case_supervisor_killed (void)
     s_client_stop (&client);
 }
 
+/*  The same while the worker processes run a long initializer (the
+    built-in sleep, 60 s), when SIGTERM waits blocked for the I/O thread:
+    they die with the supervisor all the same. */
+static void
+s_case_supervisor_killed_in_initializer (void)
+{
+    const char *extra[] = {"--initializer", "sleep", "--initargs", "60", NULL};
+    pid_t supervisor = dp_test_workers_logged (dp_test_ipc ("nobroker"), 2, extra);
+    pid_t orphans[8];
+    int count = 0;
+    int64_t until = dp_test_now_ms () + WAIT_MS;
+    while ((count = s_children_of (supervisor, orphans, 8)) < 2 && dp_test_now_ms () < until)
+        dp_test_sleep_ms (10);
+    CHECK_EQ_INT (count, 2);
+    CHECK (dp_test_stop (supervisor, SIGKILL, 5000) != -1);
+    gone_wait_t gone = {orphans, count};
+    if (!dp_test_wait_until (s_all_gone, &gone, 5000))
+        dp_test_fail (__FILE__, __LINE__, "worker processes %d and %d outlived their supervisor",
+                      (int)orphans[0], (int)orphans[1]);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"worker_broker_tasks", s_case_tasks},
     {"worker_broker_timeout", s_case_timeout},
     {"worker_broker_sigterm_requeues", s_case_sigterm_requeues},
     {"worker_broker_broker_restart", s_case_broker_restart},
     {"worker_broker_supervisor_killed", s_case_supervisor_killed},
+    {"worker_broker_supervisor_killed_in_initializer", s_case_supervisor_killed_in_initializer},
 };
 
 int
