@@ -400,6 +400,20 @@ s_all_gone (void *arg)
     return true;
 }
 
+/*  Fails the test, after killing them, if the processes in pids are not all
+    gone within 5 s (the orphans of a supervisor killed outright: no test
+    cleanup knows them). */
+static void
+s_check_gone (const pid_t *pids, int count, int line)
+{
+    gone_wait_t gone = {pids, count};
+    if (dp_test_wait_until (s_all_gone, &gone, 5000))
+        return;
+    for (int i = 0; i < count; i++)
+        kill (pids[i], SIGKILL);
+    dp_test_fail (__FILE__, line, "%d worker processes outlived their supervisor", count);
+}
+
 /*  ---------------------------------------------------------------------------
     Cases.
 */
@@ -631,10 +645,7 @@ s_case_supervisor_killed (void)
     CHECK_EQ_INT (count, 2);
 
     CHECK (dp_test_stop (first, SIGKILL, 5000) != -1);
-    gone_wait_t gone = {orphans, count};
-    if (!dp_test_wait_until (s_all_gone, &gone, 5000))
-        dp_test_fail (__FILE__, __LINE__, "worker processes %d and %d outlived their supervisor",
-                      (int)orphans[0], (int)orphans[1]);
+    s_check_gone (orphans, count, __LINE__);
     /*  They left with a BYE: the broker forgot them and has the task back. */
     counter_wait_t none = {&client, "inflight", 0};
     CHECK (dp_test_wait_until (s_counter_is, &none, WAIT_MS));
@@ -666,10 +677,7 @@ s_case_supervisor_killed_in_initializer (void)
         dp_test_sleep_ms (10);
     CHECK_EQ_INT (count, 2);
     CHECK (dp_test_stop (supervisor, SIGKILL, 5000) != -1);
-    gone_wait_t gone = {orphans, count};
-    if (!dp_test_wait_until (s_all_gone, &gone, 5000))
-        dp_test_fail (__FILE__, __LINE__, "worker processes %d and %d outlived their supervisor",
-                      (int)orphans[0], (int)orphans[1]);
+    s_check_gone (orphans, count, __LINE__);
 }
 
 static const dp_test_case_t s_cases[] = {
