@@ -1,6 +1,7 @@
-/*  dp_builtins.c - the functions every worker offers: echo, sleep, fail,
-    crash and pid. They are what tests, benchmarks and `dpool` commands use
-    to exercise a pool without writing any task code.
+/*  dp_builtins.c - the functions every worker offers: echo, sleep, fail
+    and pid, and the test built-in crash, offered only when asked
+    (dp_registry.h). They are what tests, benchmarks and `dpool` commands
+    use to exercise a pool without writing any task code.
 */
 #include "dp_registry.h"
 
@@ -197,8 +198,11 @@ s_pid (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
     return 0;
 }
 
-static const dp_builtin_t s_builtins[] = {
-    {"echo", s_echo}, {"sleep", s_sleep}, {"fail", s_fail}, {"crash", s_crash}, {"pid", s_pid}};
+static const dp_builtin_t s_builtins[] = {{"echo", s_echo, false},
+                                          {"sleep", s_sleep, false},
+                                          {"fail", s_fail, false},
+                                          {"crash", s_crash, true},
+                                          {"pid", s_pid, false}};
 
 const dp_builtin_t *
 dp_builtins (size_t *count)

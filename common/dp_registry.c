@@ -94,14 +94,37 @@ s_put (const char *name, dpool_fn_t *fn, void *hint)
     return 0;
 }
 
+/*  Enters the built-ins: the test ones only if test, and then only where
+    the program registered no function of that name. */
 static void
-s_enter_builtins (void)
+s_put_builtins (bool test)
 {
     size_t count;
     const dp_builtin_t *builtins = dp_builtins (&count);
-    for (size_t i = 0; i < count; i++)
-        if (s_put (builtins[i].name, builtins[i].fn, NULL))
-            dp_error ("out of memory entering the built-in function %s", builtins[i].name);
+    for (size_t i = 0; i < count; i++) {
+        size_t index;
+        const char *name = builtins[i].name;
+        if (builtins[i].test != test || (test && s_find (name, strlen (name), &index)))
+            continue;
+        if (s_put (name, builtins[i].fn, NULL))
+            dp_error ("out of memory entering the built-in function %s", name);
+    }
+}
+
+static void
+s_enter_builtins (void)
+{
+    s_put_builtins (false);
+    const char *env = getenv (DP_TEST_BUILTINS_ENV);
+    if (env && *env && strcmp (env, "0") != 0)
+        s_put_builtins (true);
+}
+
+void
+dp_registry_test_builtins (void)
+{
+    pthread_once (&s_once, s_enter_builtins);
+    s_put_builtins (true);
 }
 
 int

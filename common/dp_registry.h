@@ -2,10 +2,12 @@
 
     dpool_register (in dpool.h) adds to a process-wide table that forked
     worker processes inherit. The built-in functions (echo, sleep, fail,
-    crash, pid) are always offered unless the program registered the same
-    name itself: a program's registration replaces a built-in whenever it is
-    made. The table is filled before workers start and read-only afterwards,
-    so it needs no lock: register from one thread, before any worker runs.
+    pid) are always offered unless the program registered the same name
+    itself: a program's registration replaces a built-in whenever it is
+    made. The test built-in crash, which kills the process that runs it, is
+    offered only when asked: DPOOL_TEST_BUILTINS=1 in the environment when
+    the table is first used, or dp_registry_test_builtins. The table is filled before workers start
+   and read-only afterwards, so it needs no lock: register from one thread, before any worker runs.
 
     Plugins. A plugin is a shared object with an entry point
 
@@ -25,6 +27,7 @@
 
 #include "dpool.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*  The name of a plugin's entry point. */
@@ -39,6 +42,16 @@ dp_registry_lookup (const char *name, size_t len, void **hint);
     many. Borrowed: valid until the next dpool_register. */
 const char *const *
 dp_registry_names (size_t *count);
+
+/*  The environment variable that, set to 1 (anything but empty or 0), has
+    the test built-ins offered. */
+#define DP_TEST_BUILTINS_ENV "DPOOL_TEST_BUILTINS"
+
+/*  Offers the test built-ins too (dpool-worker --test-builtins), except
+    names the program registered itself. Call it before any worker runs,
+    as dpool_register. */
+void
+dp_registry_test_builtins (void);
 
 /*  Loads a plugin: dlopen(path) and calls its entry point
     int dpool_plugin_init (void), which registers functions with
@@ -55,12 +68,15 @@ dp_registry_load_plugin (const char *path);
             number) and returns its arguments;
     fail    fails with its arguments as the message (a str as is, anything
             else rendered readably);
-    crash   abort()s the worker process;
-    pid     returns {"pid": n, "host": "name"} of the worker process.
+    pid     returns {"pid": n, "host": "name"} of the worker process;
+    and one test built-in, offered only when asked (see above), since any
+    client that may submit could use it to kill workers:
+    crash   abort()s the worker process.
 */
 typedef struct {
     const char *name;
     dpool_fn_t *fn;
+    bool test; /* a test built-in: offered only when asked */
 } dp_builtin_t;
 
 /*  The built-in functions; *count gets how many. */

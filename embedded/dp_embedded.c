@@ -67,6 +67,12 @@ s_run_supervisor (const char *endpoint, int procs, pid_t parent,
         config.worker.max_tasks = workers->max_tasks;
     }
     config.procs = procs;
+    /*  The supervisor watches the program by polling getppid (every
+        DP_SUPERVISOR_PARENT_MS), not with PR_SET_PDEATHSIG: that signal
+        comes when the thread that forked it ends, and a program may make
+        its pool on a thread that ends long before the pool does. Its
+        worker processes die with it (dp_supervisor.c), so a program
+        killed outright takes them all within that period. */
     config.parent = parent;
     int rc = dp_supervisor_run (&config);
     _exit (rc == 0 ? 0 : 1);

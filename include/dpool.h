@@ -123,15 +123,20 @@ dpool_task_progress_value (dpool_task_t *task, const void *value, size_t size);
 
 /*  ---------------------------------------------------------------------------
     Workers. A worker process connects to a broker, announces the functions
-    this process registered (and the built-ins echo, sleep, fail, crash and
-    pid), and runs tasks one at a time until told to stop.
+    this process registered (and the built-ins echo, sleep, fail and pid;
+    crash too with DPOOL_TEST_BUILTINS=1), and runs tasks one at a time
+    until told to stop.
 */
 
 /*  Runs one worker process's loop against the broker at endpoint, in the
     calling process. Blocks until SIGINT/SIGTERM arrives (the worker then
     says BYE, so the broker requeues what it held) or a fatal error; returns
     0 on a clean stop, else -1. A broker that goes away or restarts is not a
-    stop: the worker registers again, with backoff, until one answers. The
+    stop: the worker registers again, with backoff, until one answers. But
+    a worker whose handshakes with the broker fail (a CURVE key it does not
+    admit, the wrong server key, CURVE on one side only) logs why, and
+    after 30 s of that with none succeeding returns -1 with
+    DPOOL_EUNREACHABLE. The
     calling process is a worker from then on: its malloc is set to keep up
     to 64 MiB of freed memory for reuse (mallopt M_TRIM_THRESHOLD, with
     M_MMAP_THRESHOLD 32 MiB and M_TOP_PAD 16 MiB), as in every dpool worker
@@ -143,7 +148,10 @@ dpool_worker_run (const char *endpoint);
     program, against the broker at endpoint; a process that dies is replaced.
     This is how one program serves as its own worker on other hosts
     (./myprog --worker tcp://head:5555). Blocks until SIGINT/SIGTERM; then
-    stops the workers and returns 0, or -1 if it could not start. */
+    stops the workers and returns 0, or -1 if it could not start. When the
+    workers give up on their handshakes with the broker (as in
+    dpool_worker_run), it stops them all and returns -1 with
+    DPOOL_EUNREACHABLE. */
 int
 dpool_worker_serve (const char *endpoint, int procs);
 

@@ -87,6 +87,8 @@ s_case_task_failure_carries_worker_message (const char *transport)
 static void
 s_case_task_failure_codes (const char *transport)
 {
+    /*  The workers offer the test built-in crash. */
+    CHECK_EQ_INT (setenv ("DPOOL_TEST_BUILTINS", "1", 1), 0);
     dp_test_env_t env;
     dp_test_env_start (&env, transport, 2);
     dpool_pool_t *pool = dp_test_env_connect (&env, 2);

@@ -387,6 +387,97 @@ s_case_refused (void)
     s_finish (&s);
 }
 
+/*  ---------------------------------------------------------------------------
+    refused workers: a worker the broker never admits says why and gives up.
+*/
+typedef struct {
+    const char *tag;    /* the worker's output files */
+    const char *expect; /* what its error must say */
+} s_said_t;
+
+/*  True once the stderr of s_said_t's worker holds its expected text on a
+    line logged at error level. */
+static bool
+s_said (void *arg)
+{
+    const s_said_t *said = (const s_said_t *)arg;
+    char name[64];
+    snprintf (name, sizeof name, "%s.err", said->tag);
+    char *text = dp_test_read_file (dp_test_path (name));
+    bool found = false;
+    for (char *at = text ? strstr (text, said->expect) : NULL; at && !found;
+         at = strstr (at + 1, said->expect)) {
+        char *line = at;
+        while (line > text && line[-1] != '\n')
+            line--;
+        found = line[0] == 'E' && line[1] == ' ';
+    }
+    free (text);
+    return found;
+}
+
+/*  Starts dpool-worker --procs 2 --handshake-timeout 2 with keys against
+    endpoint, where every handshake fails: it must say expect at error level
+    within seconds, and exit 3 once the timeout has passed. */
+static void
+s_refused_worker (const char *tag, const char *endpoint, const char *const *keys,
+                  const char *expect)
+{
+    const char *argv[16] = {dp_test_worker_bin,    "--connect", endpoint, "--procs", "2",
+                            "--handshake-timeout", "2"};
+    int argc = 7;
+    for (int i = 0; keys[i]; i++)
+        argv[argc++] = keys[i];
+    argv[argc] = NULL;
+    pid_t pid = dp_test_spawn (tag, (char *const *)argv);
+    s_said_t said = {tag, expect};
+    if (!dp_test_wait_until (s_said, &said, WAIT_MS))
+        dp_test_fail (__FILE__, __LINE__, "worker %s did not log \"%s\" at error level", tag,
+                      expect);
+    int status = dp_test_wait_exit (pid, WAIT_MS);
+    if (status == -1)
+        dp_test_fail (__FILE__, __LINE__, "worker %s did not give up", tag);
+    CHECK (WIFEXITED (status));
+    CHECK_EQ_INT (WEXITSTATUS (status), 3);
+    said.expect = "giving up";
+    CHECK (s_said (&said));
+}
+
+/*  An unlisted key, the wrong server key, no CURVE for a CURVE broker, and
+    CURVE for a plain one: each worker logs the likely cause at error level
+    and dpool-worker exits 3 after --handshake-timeout. (A mismatch of
+    mechanisms shows on this side as a protocol error or, when the broker
+    closes first, as a connection closed mid-handshake: the texts of both
+    name the cause.) */
+static void
+s_case_refused_worker_says_why (void)
+{
+    s_setup_t s;
+    s_start (&s, true);
+    char *worker_secret = s_secret (s.worker_key);
+    char *stranger_key = s_key ("stranger");
+    char *stranger_secret = s_secret (stranger_key);
+    const char *unlisted[] = {"--curve-server", s.broker_key, "--curve-secret", stranger_secret,
+                              NULL};
+    s_refused_worker ("unlisted", s.broker.tcp, unlisted,
+                      "refused this worker's CURVE key (ZAP status 400)");
+    const char *wrong_server[] = {"--curve-server", stranger_key, "--curve-secret", worker_secret,
+                                  NULL};
+    s_refused_worker ("wrong_server", s.broker.tcp, wrong_server, "wrong --curve-server key");
+    const char *plain[] = {NULL};
+    s_refused_worker ("plain", s.broker.tcp, plain, "requires CURVE");
+    dp_test_broker_t open;
+    dp_test_broker_start (&open, NULL);
+    const char *curve_only[] = {"--curve-server", s.broker_key, NULL};
+    s_refused_worker ("curve_only", open.tcp, curve_only, "without CURVE");
+    int status = dp_test_stop (open.pid, SIGTERM, WAIT_MS);
+    CHECK (status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    free (stranger_key);
+    free (stranger_secret);
+    free (worker_secret);
+    s_finish (&s);
+}
+
 /*  Without --curve-clients any key is admitted: a worker and a client with
     only the broker's public key (fresh key pairs of their own) work. */
 static void
@@ -577,6 +668,7 @@ static const dp_test_case_t s_cases[] = {
     {"curve_admitted", s_case_admitted},
     {"curve_refused", s_case_refused, .valgrind = "curve_refused_broker_valgrind"},
     {"curve_any_key", s_case_any_key},
+    {"curve_refused_worker_says_why", s_case_refused_worker_says_why},
     {"curve_encrypted", s_case_encrypted},
 };
 

@@ -10,6 +10,7 @@
 #include "dp_wire.h"
 #include "dpool.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -249,6 +250,12 @@ s_has_workers (void *arg)
     return s_client_workers (wait->client) >= wait->workers;
 }
 
+static bool
+s_no_workers (void *arg)
+{
+    return s_client_workers ((client_t *)arg) == 0;
+}
+
 typedef struct {
     client_t *client;
     const char *key;
@@ -324,6 +331,87 @@ s_stop_clean (pid_t pid)
     CHECK (status != -1);
     CHECK (WIFEXITED (status));
     CHECK_EQ_INT (WEXITSTATUS (status), 0);
+}
+
+/*  Fills pids with the processes whose parent is parent (scanning /proc);
+    returns how many (at most max). */
+static int
+s_children_of (pid_t parent, pid_t *pids, int max)
+{
+    DIR *dir = opendir ("/proc");
+    CHECK (dir);
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir (dir)) && count < max) {
+        char *end;
+        long pid = strtol (entry->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64];
+        snprintf (path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *file = fopen (path, "r");
+        if (!file)
+            continue;
+        char line[1024];
+        char *got = fgets (line, sizeof line, file);
+        fclose (file);
+        /*  pid (comm) state ppid ...: comm may hold spaces and parentheses. */
+        char *close = got ? strrchr (line, ')') : NULL;
+        char state;
+        long ppid;
+        if (close && sscanf (close + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent &&
+            state != 'Z')
+            pids[count++] = (pid_t)pid;
+    }
+    closedir (dir);
+    return count;
+}
+
+/*  True if pid is gone: no such process, or a zombie that some reaper of
+    orphans has not reaped yet. */
+static bool
+s_process_gone (pid_t pid)
+{
+    if (kill (pid, 0) != 0)
+        return errno == ESRCH;
+    char path[64], line[1024];
+    snprintf (path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return true;
+    char *got = fgets (line, sizeof line, file);
+    fclose (file);
+    char *close = got ? strrchr (line, ')') : NULL;
+    return !close || close[1] == 0 || close[2] == 'Z' || close[2] == 'X';
+}
+
+typedef struct {
+    const pid_t *pids;
+    int count;
+} gone_wait_t;
+
+static bool
+s_all_gone (void *arg)
+{
+    gone_wait_t *wait = (gone_wait_t *)arg;
+    for (int i = 0; i < wait->count; i++)
+        if (!s_process_gone (wait->pids[i]))
+            return false;
+    return true;
+}
+
+/*  Fails the test, after killing them, if the processes in pids are not all
+    gone within 5 s (the orphans of a supervisor killed outright: no test
+    cleanup knows them). */
+static void
+s_check_gone (const pid_t *pids, int count, int line)
+{
+    gone_wait_t gone = {pids, count};
+    if (dp_test_wait_until (s_all_gone, &gone, 5000))
+        return;
+    for (int i = 0; i < count; i++)
+        kill (pids[i], SIGKILL);
+    dp_test_fail (__FILE__, line, "%d worker processes outlived their supervisor", count);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -531,11 +619,74 @@ s_case_broker_restart (void)
     s_stop_clean (broker);
 }
 
+/*  A supervisor killed outright (SIGKILL: no chance to stop its workers)
+    takes its worker processes with it, the busy one included: they say BYE
+    and end within a few seconds instead of serving on unsupervised. A new
+    supervisor then runs exactly its own --procs processes. */
+static void
+s_case_supervisor_killed (void)
+{
+    dp_test_broker_t broker;
+    dp_test_broker_start (&broker, NULL);
+    pid_t first = dp_test_workers_logged (broker.ipc, 2, NULL);
+    client_t client;
+    s_client_start (&client, broker.tcp);
+    workers_wait_t two = {&client, 2};
+    CHECK (dp_test_wait_until (s_has_workers, &two, WAIT_MS));
+    pack_t nap;
+    s_pack_init (&nap);
+    msgpack_pack_int (&nap.pk, 60);
+    task_t task = {1, "sleep", nap.sbuf.data, nap.sbuf.size, 0, 0, 0};
+    s_client_submit (&client, &task, 1);
+    counter_wait_t running = {&client, "inflight", 1};
+    CHECK (dp_test_wait_until (s_counter_is, &running, WAIT_MS));
+    pid_t orphans[8];
+    int count = s_children_of (first, orphans, 8);
+    CHECK_EQ_INT (count, 2);
+
+    CHECK (dp_test_stop (first, SIGKILL, 5000) != -1);
+    s_check_gone (orphans, count, __LINE__);
+    /*  They left with a BYE: the broker forgot them and has the task back. */
+    counter_wait_t none = {&client, "inflight", 0};
+    CHECK (dp_test_wait_until (s_counter_is, &none, WAIT_MS));
+    CHECK (dp_test_wait_until (s_no_workers, &client, WAIT_MS));
+
+    pid_t second = dp_test_workers_logged (broker.ipc, 2, NULL);
+    CHECK (dp_test_wait_until (s_has_workers, &two, WAIT_MS));
+    CHECK (dp_test_wait_until (s_counter_is, &running, WAIT_MS));
+    pid_t pids[8];
+    CHECK_EQ_INT (s_children_of (second, pids, 8), 2);
+    CHECK_EQ_INT (s_client_workers (&client), 2);
+    msgpack_sbuffer_destroy (&nap.sbuf);
+    s_stop_clean (second);
+    s_client_stop (&client);
+}
+
+/*  The same while the worker processes run a long initializer (the
+    built-in sleep, 60 s), when SIGTERM waits blocked for the I/O thread:
+    they die with the supervisor all the same. */
+static void
+s_case_supervisor_killed_in_initializer (void)
+{
+    const char *extra[] = {"--initializer", "sleep", "--initargs", "60", NULL};
+    pid_t supervisor = dp_test_workers_logged (dp_test_ipc ("nobroker"), 2, extra);
+    pid_t orphans[8];
+    int count = 0;
+    int64_t until = dp_test_now_ms () + WAIT_MS;
+    while ((count = s_children_of (supervisor, orphans, 8)) < 2 && dp_test_now_ms () < until)
+        dp_test_sleep_ms (10);
+    CHECK_EQ_INT (count, 2);
+    CHECK (dp_test_stop (supervisor, SIGKILL, 5000) != -1);
+    s_check_gone (orphans, count, __LINE__);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"worker_broker_tasks", s_case_tasks},
     {"worker_broker_timeout", s_case_timeout},
     {"worker_broker_sigterm_requeues", s_case_sigterm_requeues},
     {"worker_broker_broker_restart", s_case_broker_restart},
+    {"worker_broker_supervisor_killed", s_case_supervisor_killed},
+    {"worker_broker_supervisor_killed_in_initializer", s_case_supervisor_killed_in_initializer},
 };
 
 int

@@ -13,9 +13,11 @@
 #include "dp_util.h"
 #include "dpool.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /*  True once the log file at arg shows two READYs sent. */
 static bool
@@ -48,8 +50,8 @@ s_case_registers (void)
     CHECK (dp_span_eq (ready->host, dp_hostname ()));
     CHECK_EQ_INT (ready->credit, 3);
     CHECK (ready->pid > 0 && (pid_t)ready->pid != supervisor);
-    const char *builtins[] = {"echo", "sleep", "fail", "crash", "pid"};
-    for (int i = 0; i < 5; i++)
+    const char *builtins[] = {"echo", "sleep", "fail", "pid"};
+    for (int i = 0; i < 4; i++)
         CHECK (dp_testfake_ready_offers (&got, builtins[i]));
     /*  Unanswered, READY comes again (with backoff), from a fresh socket. */
     uint64_t pid = dp_testfake_ready_pid (&got);
@@ -344,6 +346,69 @@ s_case_broker_bye (void)
     dp_testfake_finish (&fake, &got, supervisor);
 }
 
+/*  Whether a dpool-worker started with extra (and the environment the test
+    has now) offers the built-in crash; the others it always offers. */
+static bool
+s_offers_crash (const char *const *extra)
+{
+    dp_testfake_t fake;
+    dp_testfake_msg_t got = {0};
+    pid_t supervisor = dp_testfake_one_worker (&fake, &got, extra);
+    const char *builtins[] = {"echo", "sleep", "fail", "pid"};
+    for (int i = 0; i < 4; i++)
+        CHECK (dp_testfake_ready_offers (&got, builtins[i]));
+    bool crash = dp_testfake_ready_offers (&got, "crash");
+    dp_testfake_welcome (&fake, &got, 1000, DP_TESTFAKE_LONG_EXPIRY);
+    dp_testfake_finish (&fake, &got, supervisor);
+    return crash;
+}
+
+/*  crash, which aborts the process that runs it, is for tests and demos: a
+    worker offers it only with --test-builtins or DPOOL_TEST_BUILTINS=1. */
+static void
+s_case_crash_only_when_asked (void)
+{
+    CHECK_EQ_INT (unsetenv ("DPOOL_TEST_BUILTINS"), 0);
+    CHECK (!s_offers_crash (NULL));
+    const char *test_builtins[] = {"--test-builtins", NULL};
+    CHECK (s_offers_crash (test_builtins));
+    CHECK_EQ_INT (setenv ("DPOOL_TEST_BUILTINS", "1", 1), 0);
+    CHECK (s_offers_crash (NULL));
+    CHECK_EQ_INT (setenv ("DPOOL_TEST_BUILTINS", "0", 1), 0);
+    CHECK (!s_offers_crash (NULL));
+}
+
+/*  True once the log file at arg shows eight READYs sent: with the backoff
+    (100 ms doubling to 2 s), more than 5 s of trying. */
+static bool
+s_tried_long (void *arg)
+{
+    char *text = dp_test_read_file ((const char *)arg);
+    int count = 0;
+    for (const char *at = text ? strstr (text, "READY to") : NULL; at;
+         at = strstr (at + 1, "READY to"))
+        count++;
+    free (text);
+    return count >= 8;
+}
+
+/*  No broker at the endpoint is no handshake failure: a worker with a
+    handshake timeout of 1 s goes on waiting for one, well past it. */
+static void
+s_case_waits_for_broker (void)
+{
+    const char *endpoint = dp_test_ipc ("broker");
+    const char *extra[] = {"--handshake-timeout", "1", "--log-level", "debug", NULL};
+    pid_t supervisor = dp_test_workers_logged (endpoint, 1, extra);
+    CHECK (dp_test_wait_until (s_tried_long, (void *)dp_test_path ("workers1.err"), 20000));
+    char *text = dp_test_read_file (dp_test_path ("workers1.err"));
+    CHECK (text && !strstr (text, "giving up") && !strstr (text, "handshake"));
+    free (text);
+    int status = dp_test_stop (supervisor, SIGTERM, 5000);
+    CHECK (status != -1 && WIFEXITED (status));
+    CHECK_EQ_INT (WEXITSTATUS (status), 0);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"worker_registers_with_backoff_until_welcome", s_case_registers},
     {"worker_heartbeats_while_task_runs", s_case_heartbeat},
@@ -354,6 +419,8 @@ static const dp_test_case_t s_cases[] = {
     {"worker_reconnects_when_broker_goes_silent", s_case_broker_silence},
     {"worker_registers_again_on_estate", s_case_estate},
     {"worker_registers_again_after_broker_bye", s_case_broker_bye},
+    {"worker_offers_crash_only_when_asked", s_case_crash_only_when_asked},
+    {"worker_waits_for_a_broker_not_running", s_case_waits_for_broker},
 };
 
 int

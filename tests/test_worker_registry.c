@@ -130,13 +130,18 @@ s_offers (const char *name)
     return false;
 }
 
-/*  echo, sleep, fail, crash and pid, as a worker runs them. */
+/*  echo, sleep, fail and pid, as a worker runs them; and crash, a test
+    built-in offered only once asked for. */
 static void
 s_test_builtins (void)
 {
-    const char *builtins[] = {"echo", "sleep", "fail", "crash", "pid"};
+    const char *builtins[] = {"echo", "sleep", "fail", "pid"};
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
         CHECK (s_offers (builtins[i]));
+    CHECK (!s_offers ("crash"));
+    CHECK (dp_registry_lookup ("crash", 5, NULL) == NULL);
+    dp_registry_test_builtins ();
+    CHECK (s_offers ("crash"));
     CHECK (dp_registry_lookup ("nope", 4, NULL) == NULL);
     CHECK (dp_registry_lookup ("echoes", 4, NULL) != NULL); /* by length: "echo" */
 

@@ -28,7 +28,9 @@ s_case_killed (void)
     const char *endpoint = dp_test_ipc ("broker");
     dp_testfake_t fake;
     dp_testfake_start (&fake, endpoint);
-    pid_t supervisor = dp_test_workers_logged (endpoint, 2, NULL);
+    /*  crash is a test built-in: offered only when asked. */
+    const char *extra[] = {"--test-builtins", NULL};
+    pid_t supervisor = dp_test_workers_logged (endpoint, 2, extra);
     dp_testfake_msg_t got = {0};
     uint64_t pids[2];
     for (int i = 0; i < 2;) {
@@ -278,10 +280,24 @@ s_case_options (void)
         {{"--plugin", "/nonexistent/lib.so"}, 1, NULL, "cannot load plugin"},
         {{"stray"}, 2, NULL, "unexpected argument"},
         {{"--connect", "localhost:5555"}, 2, NULL, "invalid endpoint"},
+        {{"--handshake-timeout", "-1"}, 2, NULL, "invalid --handshake-timeout"},
     };
-    const char *options[] = {"--connect",     "--procs",     "--credit",     "--name",
-                             "--plugin",      "--log-level", "--help",       "--version",
-                             "DPOOL_CONNECT", "DPOOL_PROCS", "DPOOL_CREDIT", "DPOOL_LOG"};
+    const char *options[] = {"--connect",
+                             "--procs",
+                             "--credit",
+                             "--name",
+                             "--plugin",
+                             "--log-level",
+                             "--help",
+                             "--version",
+                             "--test-builtins",
+                             "DPOOL_CONNECT",
+                             "DPOOL_PROCS",
+                             "DPOOL_CREDIT",
+                             "DPOOL_LOG",
+                             "DPOOL_TEST_BUILTINS",
+                             "--handshake-timeout",
+                             "DPOOL_HANDSHAKE_TIMEOUT"};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         char tag[32];
         snprintf (tag, sizeof tag, "options%zu", i);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ typedef struct {
     int sigfd;
     int fast_deaths; /* consecutive deaths soon after start */
     bool stop;
+    bool refused; /* a worker gave up: its handshakes with the broker kept failing */
 } s_supervisor_t;
 
 /*  In a new worker process: forget the parent's signal handlers and mask,
@@ -67,15 +69,46 @@ s_child_main (const dp_supervisor_config_t *config)
         _exit (DP_WORKER_EXIT_RETIRED);
     if (rc == DP_WORKER_INIT_FAILED)
         _exit (DP_WORKER_EXIT_INIT);
+    if (rc == DP_WORKER_REFUSED)
+        _exit (DP_WORKER_EXIT_REFUSED);
     _exit (rc == 0 ? 0 : 1);
+}
+
+/*  In a new worker process, first of all: make it die with the supervisor,
+    so that a supervisor killed outright (SIGKILL, the OOM killer) leaves no
+    worker serving on unsupervised, and a new supervisor started in its place
+    runs its own --procs processes, not those plus the orphans. The
+    supervisor is single-threaded, so its one thread, whose end the kernel
+    watches (PR_SET_PDEATHSIG), lives as long as it does.
+
+    Two steps. Until the worker engine runs its I/O thread, the signal is
+    SIGKILL: an initializer may run for a long time with SIGTERM blocked
+    (dp_worker_run reads it from a signalfd later), and only SIGKILL is sure
+    to end it. Then dp_worker_run switches to SIGTERM (parent_death_signal):
+    the worker says BYE, so that the broker takes back its jobs at once
+    instead of after the heartbeat expiry, and a worker busy with a long
+    task still ends within DP_WORKER_BYE_WAIT_MS (it abandons the task, as
+    on any SIGTERM). A supervisor that died before the prctl is seen by the
+    parent that getppid then names: this process leaves at once. */
+static void
+s_child_die_with (pid_t supervisor)
+{
+    if (prctl (PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        dp_error ("cannot tie a worker process to its supervisor: %s", strerror (errno));
+        _exit (1);
+    }
+    if (getppid () != supervisor)
+        _exit (1);
 }
 
 static void
 s_spawn (s_supervisor_t *self, s_child_t *child)
 {
     fflush (NULL);
+    pid_t supervisor = getpid ();
     pid_t pid = fork ();
     if (pid == 0) {
+        s_child_die_with (supervisor);
         close (self->sigfd);
         /*  A name given for the worker is shared by its processes: each adds
             its slot, so that status tells them apart. */
@@ -86,6 +119,7 @@ s_spawn (s_supervisor_t *self, s_child_t *child)
                       (int)(child - self->children));
             worker.name = name;
         }
+        worker.parent_death_signal = SIGTERM;
         dp_supervisor_config_t config = *self->config;
         config.worker = worker;
         s_child_main (&config);
@@ -109,6 +143,17 @@ s_on_death (s_supervisor_t *self, s_child_t *child, int status)
     bool deadline = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_DEADLINE;
     bool retired = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_RETIRED;
     bool init = WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_INIT;
+    if (WIFEXITED (status) && WEXITSTATUS (status) == DP_WORKER_EXIT_REFUSED) {
+        /*  The others fail the same way: a fresh process would only wait
+            as long again. */
+        dp_error ("worker process %d gave up: its handshakes with the broker kept failing "
+                  "(see above); stopping",
+                  (int)child->pid);
+        child->pid = 0;
+        self->refused = true;
+        self->stop = true;
+        return;
+    }
     if (retired) {
         /*  Replaced at once, and not a death: it did what it was told. */
         dp_info ("worker process %d retired after %d tasks; starting a fresh one", (int)child->pid,
@@ -288,7 +333,7 @@ dp_supervisor_run (const dp_supervisor_config_t *config)
     sigprocmask (SIG_SETMASK, &saved_mask, NULL);
     sigaction (SIGCHLD, &saved_action, NULL);
     free (self.children);
-    return 0;
+    return self.refused ? DP_SUPERVISOR_REFUSED : 0;
 }
 
 int
@@ -321,5 +366,7 @@ dpool_worker_serve_config (const dpool_serve_config_t *serve)
     }
     int rc = dp_supervisor_run (&config);
     explicit_bzero (&config.worker.curve, sizeof config.worker.curve);
+    if (rc == DP_SUPERVISOR_REFUSED)
+        return dp_fail (DPOOL_EUNREACHABLE);
     return rc;
 }

@@ -10,7 +10,10 @@
     reset to their defaults, SIGINT and SIGTERM blocked (dp_worker_run reads
     them from a signalfd, so none is lost between fork and then), every other
     signal unblocked, and ends with _exit: it never runs the program's atexit
-    handlers or touches anything the parent set up.
+    handlers or touches anything the parent set up. It dies with the
+    supervisor: a supervisor killed outright (SIGKILL) leaves no worker
+    process behind, and a busy one ends within about a second, after a BYE
+    that gives its jobs back to the broker (dp_supervisor.c says how).
 
     A worker that dies is restarted at once; when they keep dying within
     DP_SUPERVISOR_FAST_DEATH_MS of starting, restarts wait from
@@ -21,7 +24,10 @@
     replaced at once. One whose initializer failed (DP_WORKER_EXIT_INIT)
     always counts, however long it ran: it is started again, as Pool does,
     but after the growing delay, so a broken initializer costs a few
-    processes a second at first and one per process every 5 s after.
+    processes a second at first and one per process every 5 s after. A
+    worker that gave up because its handshakes with the broker kept failing
+    (DP_WORKER_EXIT_REFUSED) is not restarted: the supervisor stops the
+    others and returns DP_SUPERVISOR_REFUSED.
 */
 #ifndef DP_SUPERVISOR_H_INCLUDED
 #define DP_SUPERVISOR_H_INCLUDED
@@ -36,6 +42,9 @@
 #define DP_SUPERVISOR_BACKOFF_MS     100  /* first restart delay after repeated fast deaths */
 #define DP_SUPERVISOR_BACKOFF_MAX_MS 5000 /* restart delay ceiling */
 
+/*  What dp_supervisor_run returns when a worker gave up on the broker. */
+#define DP_SUPERVISOR_REFUSED 1
+
 typedef struct {
     dp_worker_config_t worker; /* what each worker process runs */
     int procs;                 /* worker processes; 0: one per CPU */
@@ -44,11 +53,11 @@ typedef struct {
 
 /*  Runs the supervisor in the calling process until SIGTERM/SIGINT or the
     parent is gone; then stops the workers and returns 0 (-1 if it could not
-    start). The calling process must be single-threaded. SIGCHLD, SIGINT and
-    SIGTERM are blocked while it runs and read from a signalfd, and SIGCHLD's
-    disposition is the default (so that a program ignoring it still gets its
-    workers restarted); both are restored on return. It waits only for its
-    own children, by pid. */
+    start, DP_SUPERVISOR_REFUSED if it stopped because a worker gave up on
+    its handshakes with the broker). The calling process must be single-threaded. SIGCHLD, SIGINT
+   and SIGTERM are blocked while it runs and read from a signalfd, and SIGCHLD's disposition is the
+   default (so that a program ignoring it still gets its workers restarted); both are restored on
+   return. It waits only for its own children, by pid. */
 int
 dp_supervisor_run (const dp_supervisor_config_t *config);
 

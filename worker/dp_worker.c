@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -106,6 +107,9 @@ s_worker_setup (dp_worker_t *w, const dp_worker_config_t *config)
     w->credit = (uint32_t)credit;
     w->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : DP_HEARTBEAT_MS;
     w->expiry_ms = config->expiry_ms > 0 ? config->expiry_ms : DP_EXPIRY_MS;
+    w->handshake_timeout_ms = config->handshake_timeout_ms > 0   ? config->handshake_timeout_ms
+                              : config->handshake_timeout_ms < 0 ? 0
+                                                                 : DP_WORKER_HANDSHAKE_TIMEOUT_MS;
     w->sigfd = -1;
     atomic_init (&w->busy, false);
     atomic_init (&w->stopping, false);
@@ -199,8 +203,8 @@ s_worker_start (dp_worker_t *w, dp_worker_io_t **io_p, pthread_t *thread)
 static int
 s_worker_serve (dp_worker_t *w, dp_worker_runner_t *runner, pthread_t thread, size_t count)
 {
-    dp_info ("worker %s serving %zu functions, credit %u, broker %s", w->name, count, w->credit,
-             w->endpoint);
+    dp_info ("worker %s connecting to broker %s (%zu functions, credit %u)", w->name, w->endpoint,
+             count, w->credit);
     int code = dp_worker_runner_run (runner);
     /*  A stop from the task side: wake the I/O thread the same way. */
     if (!atomic_load (&w->stopping))
@@ -249,9 +253,14 @@ dp_worker_run (const dp_worker_config_t *config)
     dp_worker_io_t *io = NULL;
     pthread_t thread;
     code = runner ? s_worker_start (&w, &io, &thread) : DPOOL_ENOMEM;
+    if (code == 0 && config->parent_death_signal &&
+        prctl (PR_SET_PDEATHSIG, config->parent_death_signal) != 0)
+        dp_warn ("cannot ask for signal %d on the death of the parent: %s",
+                 config->parent_death_signal, strerror (errno));
     if (code == 0)
         code = s_worker_serve (&w, runner, thread, count);
     bool retired = runner && dp_worker_runner_retired (runner);
+    bool refused = io && dp_worker_io_refused (io);
     dp_worker_runner_destroy (&runner);
     dp_worker_io_destroy (&io);
     dp_chan_destroy (&w.to_task, dp_note_free);
@@ -263,7 +272,7 @@ dp_worker_run (const dp_worker_config_t *config)
     pthread_sigmask (SIG_SETMASK, &saved_mask, NULL);
     if (code)
         return dp_fail (code);
-    return retired ? DP_WORKER_RETIRED : 0;
+    return refused ? DP_WORKER_REFUSED : retired ? DP_WORKER_RETIRED : 0;
 }
 
 int
@@ -281,5 +290,7 @@ dpool_worker_run (const char *endpoint)
     }
     int rc = dp_worker_run (&config);
     explicit_bzero (&config.curve, sizeof config.curve);
+    if (rc == DP_WORKER_REFUSED)
+        return dp_fail (DPOOL_EUNREACHABLE);
     return rc;
 }

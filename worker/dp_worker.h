@@ -16,6 +16,13 @@
     (dp_chan), one each way.
 
     What the worker does, event by event (docs/PROTOCOL.md, 5.2 and 6):
+    - a handshake that fails while registering (a CURVE key the broker does
+      not admit, the wrong server key, CURVE on one side only): logged at
+      error level with its likely cause, at once and then at most every
+      DP_HANDSHAKE_LOG_MS; after handshake_timeout_ms of failures with no
+      handshake succeeding, the worker leaves and dp_worker_run returns
+      DP_WORKER_REFUSED (dp_handshake.h). No broker at all is no failure:
+      the worker waits for one, with a warning now and then;
     - start, broker silent past expiry, or ERROR ESTATE: forgets the jobs it
       held and sends READY (on a fresh socket, except after ESTATE), again
       every DP_RECONNECT_MS doubling to DP_RECONNECT_MAX_MS until WELCOME;
@@ -92,9 +99,24 @@
 #define DP_WORKER_EXIT_RETIRED 122
 #define DP_WORKER_EXIT_INIT    123
 
+/*  Exit status of a supervised worker process that gave up because its
+    handshakes with the broker kept failing (DP_WORKER_REFUSED). */
+#define DP_WORKER_EXIT_REFUSED 121
+
 /*  What dp_worker_run returns besides 0 (stopped by a signal) and -1. */
 #define DP_WORKER_RETIRED     1 /* it ran max_tasks jobs and left */
 #define DP_WORKER_INIT_FAILED 2 /* its initializer failed; it never registered */
+#define DP_WORKER_REFUSED     3 /* handshakes failed for handshake_timeout_ms */
+
+/*  How long a worker whose handshakes with the broker fail, and none
+    succeeds, keeps trying before it gives up (dp_handshake.h). */
+#define DP_WORKER_HANDSHAKE_TIMEOUT_MS 30000
+
+/*  A worker that registers and hears nothing (no broker there, and no
+    handshake failing) warns after this long, and again at this interval
+    times DP_WORKER_WAIT_WARN_FACTOR. */
+#define DP_WORKER_WAIT_WARN_MS     10000
+#define DP_WORKER_WAIT_WARN_FACTOR 6
 
 /*  The task thread passes on one progress report at most this often. */
 #define DP_WORKER_PROGRESS_PIPE_MS 10
@@ -123,8 +145,17 @@ typedef struct {
     size_t initargs_size;
     /*  Jobs to run before retiring; 0: no limit. */
     int max_tasks;
+    /*  Give up after handshakes failed this long with none succeeding;
+        0: DP_WORKER_HANDSHAKE_TIMEOUT_MS; negative: never. */
+    int handshake_timeout_ms;
     /*  CURVE keys for the connection (curve.on false: plain). */
     dp_curve_t curve;
+    /*  If not 0: once the I/O thread runs (so that the worker can leave
+        cleanly), the signal this process gets when the thread that forked
+        it ends (PR_SET_PDEATHSIG, set on the calling thread, which must be
+        the one that was forked). A supervised worker process asks for
+        SIGTERM (dp_supervisor.c says why). */
+    int parent_death_signal;
 } dp_worker_config_t;
 
 /*  Fills config with zeros (the defaults) and DP_DEFAULT_CONNECT. */
@@ -134,7 +165,8 @@ dp_worker_config_init (dp_worker_config_t *config);
 /*  Runs the worker loop in this process until SIGINT/SIGTERM or a fatal
     error (an endpoint that cannot be connected, no memory). Returns 0 on a
     clean stop, DP_WORKER_RETIRED after max_tasks jobs, DP_WORKER_INIT_FAILED
-    if the initializer failed, -1 on failure (dpool_errno says why). Never
+    if the initializer failed, DP_WORKER_REFUSED if its handshakes with the
+    broker kept failing, -1 on failure (dpool_errno says why). Never
     returns when a task runs past its timeout (see above).
 
     Signals: while it runs, SIGINT and SIGTERM are blocked in the calling

@@ -84,8 +84,9 @@ typedef struct {
     dp_chan_t *to_task; /* I/O -> task: the task thread waits on it, or polls its fd */
     dp_chan_t *to_io;   /* task -> I/O: the I/O thread polls its fd */
     dp_curve_t curve;
-    atomic_bool busy;     /* the task thread is running a job */
-    atomic_bool stopping; /* the I/O thread is stopping: start no job */
+    int handshake_timeout_ms; /* 0: never give up */
+    atomic_bool busy;         /* the task thread is running a job */
+    atomic_bool stopping;     /* the I/O thread is stopping: start no job */
     /*  Jobs of this process whose results have not gone out: the I/O
         thread adds those it passes on, the task thread those it takes on
         its lane, and takes off each it answers or drops. The I/O thread
@@ -131,9 +132,15 @@ dp_worker_io_new (dp_worker_t *worker);
 void
 dp_worker_io_destroy (dp_worker_io_t **self_p);
 
+/*  True if the I/O thread gave up because its handshakes with the broker
+    kept failing (dp_handshake.h); to read once it was joined. */
+bool
+dp_worker_io_refused (const dp_worker_io_t *self);
+
 /*  The I/O thread's body (pthread_create's start routine, arg the
     dp_worker_io_t): connects, registers and serves until a signal, a
-    retirement or a fatal error, then sends DP_NOTE_STOP and returns NULL.
+    retirement, a refusal or a fatal error, then sends DP_NOTE_STOP and
+    returns NULL.
     Ends the process itself when a job runs past its deadline, or when it
     must stop while a job runs. */
 void *

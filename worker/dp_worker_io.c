@@ -20,12 +20,19 @@
     eventfd, the signalfd and the sockets' descriptors (see s_io_loop), then
     handle what woke it.
 
+    Handshakes: while registering, the DEALER of the latest attempt is
+    watched for handshakes that fail (dp_handshake.h): the worker says why,
+    and gives up after handshake_timeout_ms of nothing but failures. Once
+    registered the watch is off, so that it costs nothing on the way of
+    jobs and results.
+
     Epochs: every (re)registration starts a new epoch. Jobs carry the epoch
     they arrived in; a result of an older epoch is dropped, since the broker
     that gave the job has forgotten it, and a RESET tells the task thread to
     drop the jobs it holds from before.
 */
 #define _GNU_SOURCE
+#include "dp_handshake.h"
 #include "dp_registry.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -54,6 +61,10 @@ struct dp_worker_io_t {
     void *spare;  /* REGISTERING: the previous attempt's socket, for a late WELCOME */
     s_state_t state;
     bool done;
+    bool refused;          /* it gave up: its handshakes kept failing */
+    dp_handshake_t *watch; /* REGISTERING: watches the DEALER's handshakes */
+    int64_t waiting_since; /* ms: REGISTERING: when the registration began */
+    int64_t wait_warn_at;  /* ms: REGISTERING: when to warn that no broker answers */
     uint64_t epoch;
     int64_t last_send;  /* ms: last message sent to the broker */
     int64_t last_recv;  /* ms: last valid message from the broker */
@@ -120,9 +131,11 @@ s_io_send (dp_worker_io_t *io, dp_cmd_t cmd, const dp_writer_t *writer)
 
 /*  Closes a socket, dropping what it has not sent. */
 static void
-s_io_close (void **socket_p)
+s_io_close (dp_worker_io_t *io, void **socket_p)
 {
     if (*socket_p) {
+        if (*socket_p == dp_handshake_socket (io->watch))
+            dp_handshake_detach (io->watch);
         int zero = 0;
         zmq_setsockopt (*socket_p, ZMQ_LINGER, &zero, sizeof zero);
         zmq_close (*socket_p);
@@ -136,6 +149,8 @@ static void
 s_io_close_with_bye (dp_worker_io_t *io, void **socket_p)
 {
     if (*socket_p) {
+        if (*socket_p == dp_handshake_socket (io->watch))
+            dp_handshake_detach (io->watch);
         dp_wire_send_writer (*socket_p, NULL, 0, DP_CMD_BYE, &io->empty, ZMQ_DONTWAIT);
         zmq_close (*socket_p);
         *socket_p = NULL;
@@ -146,8 +161,8 @@ static void
 s_io_close_dealer (dp_worker_io_t *io)
 {
     io->dealer_quiet = false;
-    s_io_close (&io->dealer);
-    s_io_close (&io->spare);
+    s_io_close (io, &io->dealer);
+    s_io_close (io, &io->spare);
 }
 
 /*  Replaces the DEALER with a fresh one connected to the broker; with
@@ -171,9 +186,18 @@ s_io_open_dealer (dp_worker_io_t *io, bool keep_spare)
     if (!dealer)
         return -1;
     if (dp_wire_configure (dealer, false, DP_WORKER_LINGER_MS) ||
-        dp_curve_apply (dealer, &io->worker->curve, false) ||
-        zmq_connect (dealer, io->worker->endpoint)) {
+        dp_curve_apply (dealer, &io->worker->curve, false)) {
         int saved = errno;
+        zmq_close (dealer);
+        errno = saved;
+        return -1;
+    }
+    /*  Watched from before its connect, so that no handshake is missed; a
+        socket that cannot be watched still serves. */
+    dp_handshake_attach (io->watch, dealer);
+    if (zmq_connect (dealer, io->worker->endpoint)) {
+        int saved = errno;
+        dp_handshake_detach (io->watch);
         zmq_close (dealer);
         errno = saved;
         return -1;
@@ -197,6 +221,15 @@ s_io_stop (dp_worker_io_t *io, int code)
     io->done = true;
 }
 
+/*  Registered no more: from now on, the time without an answer counts, and
+    handshakes are watched again (by s_io_open_dealer). */
+static void
+s_io_begin_waiting (dp_worker_io_t *io, int64_t now)
+{
+    io->waiting_since = now;
+    io->wait_warn_at = now + DP_WORKER_WAIT_WARN_MS;
+}
+
 /*  How s_io_register gets its socket. */
 typedef enum {
     SOCKET_SAME,  /* the one it has (ERROR ESTATE: the connection is fine) */
@@ -213,8 +246,10 @@ static void
 s_io_register (dp_worker_io_t *io, s_socket_t socket)
 {
     s_io_reset_jobs (io);
-    io->state = IO_REGISTERING;
     int64_t now = dp_now_ms ();
+    if (io->state == IO_ACTIVE)
+        s_io_begin_waiting (io, now);
+    io->state = IO_REGISTERING;
     io->next_ready = now + io->backoff_ms;
     io->backoff_ms =
         io->backoff_ms * 2 > DP_RECONNECT_MAX_MS ? DP_RECONNECT_MAX_MS : io->backoff_ms * 2;
@@ -538,6 +573,8 @@ s_io_on_welcome (dp_worker_io_t *io, const dp_welcome_t *welcome)
     if (io->state == IO_REGISTERING) {
         io->state = IO_ACTIVE;
         io->backoff_ms = DP_RECONNECT_MS;
+        dp_handshake_detach (io->watch);
+        dp_handshake_reset (io->watch);
         dp_info ("registered with broker %.*s at %s (heartbeat %d ms, expiry %d ms)",
                  (int)welcome->broker.size, (const char *)welcome->broker.data,
                  io->worker->endpoint, io->heartbeat_ms, io->expiry_ms);
@@ -580,6 +617,7 @@ s_io_on_broker (dp_worker_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
         s_io_reset_jobs (io);
         s_io_close_dealer (io);
         io->state = IO_REGISTERING;
+        s_io_begin_waiting (io, dp_now_ms ());
         io->next_ready = dp_now_ms () + io->backoff_ms;
         return false;
     case DP_CMD_ERROR:
@@ -718,6 +756,38 @@ s_io_heard (const dp_worker_io_t *io)
     return lane > io->last_recv ? lane : io->last_recv;
 }
 
+/*  Handshakes with the broker kept failing (dp_handshake.h): leave, and
+    tell dp_worker_run. */
+static void
+s_io_give_up (dp_worker_io_t *io)
+{
+    dp_error ("no handshake with %s succeeded in %d s: giving up", io->worker->endpoint,
+              io->worker->handshake_timeout_ms / 1000);
+    io->refused = true;
+    s_io_leave (io);
+    s_io_stop (io, 0);
+}
+
+/*  The timers of a registration: give up once the handshakes kept failing
+    (not while a task of an earlier registration still runs: stopping would
+    end the process under it), warn now and then while nothing answers and
+    no handshake fails (no broker there yet), and READY again when due. */
+static void
+s_io_registering (dp_worker_io_t *io, int64_t now)
+{
+    if (dp_handshake_expired (io->watch, now) && !atomic_load (&io->worker->busy)) {
+        s_io_give_up (io);
+        return;
+    }
+    if (now >= io->wait_warn_at && !dp_handshake_failing (io->watch)) {
+        dp_warn ("no answer from a broker at %s for %lld s; still trying", io->worker->endpoint,
+                 (long long)(now - io->waiting_since) / 1000);
+        io->wait_warn_at = now + (int64_t)DP_WORKER_WAIT_WARN_MS * DP_WORKER_WAIT_WARN_FACTOR;
+    }
+    if (now >= io->next_ready)
+        s_io_register (io, SOCKET_RETRY);
+}
+
 /*  Runs every timer that is due. */
 static void
 s_io_timers (dp_worker_io_t *io)
@@ -731,8 +801,7 @@ s_io_timers (dp_worker_io_t *io)
             s_io_deadline (io);
     }
     if (io->state == IO_REGISTERING) {
-        if (now >= io->next_ready)
-            s_io_register (io, SOCKET_RETRY);
+        s_io_registering (io, now);
         return;
     }
     if (now - s_io_heard (io) >= s_io_expiry_ms (io)) {
@@ -755,9 +824,13 @@ static long
 s_io_timeout (dp_worker_io_t *io)
 {
     int64_t next;
-    if (io->state == IO_REGISTERING)
+    if (io->state == IO_REGISTERING) {
         next = io->next_ready;
-    else {
+        if (io->wait_warn_at < next)
+            next = io->wait_warn_at;
+        if (dp_handshake_deadline (io->watch) < next)
+            next = dp_handshake_deadline (io->watch);
+    } else {
         next = s_io_heard (io) + s_io_expiry_ms (io);
         if (io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io)) < next)
             next = io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io));
@@ -800,12 +873,18 @@ s_io_loop (dp_worker_io_t *io)
         void *dealer = io->dealer;
         bool spare_in = spare && dp_wire_readable (spare);
         bool dealer_in = dealer && s_io_dealer_readable (io);
-        struct pollfd fds[4] = {{dp_chan_fd (io->worker->to_io), POLLIN, 0},
+        /*  The handshake watch (registering only): read until empty, so
+            that its descriptor fires on the next event. */
+        bool watched = dp_handshake_socket (io->watch) != NULL;
+        if (watched)
+            dp_handshake_read (io->watch);
+        struct pollfd fds[5] = {{dp_chan_fd (io->worker->to_io), POLLIN, 0},
                                 {io->worker->sigfd, POLLIN, 0},
                                 {spare ? dp_wire_fd (spare) : -1, POLLIN, 0},
-                                {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0}};
+                                {dealer ? dp_wire_fd (dealer) : -1, POLLIN, 0},
+                                {watched ? dp_handshake_fd (io->watch) : -1, POLLIN, 0}};
         long timeout = spare_in || dealer_in ? 0 : s_io_timeout (io);
-        int rc = poll (fds, 4, (int)timeout);
+        int rc = poll (fds, 5, (int)timeout);
         int saved = errno;
         if (rc < 0) {
             if (saved == EINTR)
@@ -832,6 +911,13 @@ s_io_loop (dp_worker_io_t *io)
     }
 }
 
+bool
+dp_worker_io_refused (const dp_worker_io_t *self)
+{
+    assert (self);
+    return self->refused;
+}
+
 void *
 dp_worker_io_main (void *arg)
 {
@@ -853,6 +939,12 @@ dp_worker_io_new (dp_worker_t *w)
     io->heartbeat_ms = w->heartbeat_ms;
     io->expiry_ms = w->expiry_ms;
     io->last_send = io->last_recv = dp_now_ms ();
+    s_io_begin_waiting (io, io->last_send);
+    io->watch = dp_handshake_new (w->ctx, w->endpoint, w->curve.on, w->handshake_timeout_ms);
+    if (!io->watch) {
+        free (io);
+        return NULL;
+    }
     dp_writer_init (&io->ready);
     dp_writer_init (&io->empty);
     dp_writer_init (&io->done_w);
@@ -871,6 +963,9 @@ dp_worker_io_destroy (dp_worker_io_t **self_p)
     assert (self_p);
     if (*self_p) {
         dp_worker_io_t *io = *self_p;
+        /*  Its sockets were closed when its thread ended, the watched one
+            detached first. */
+        dp_handshake_destroy (&io->watch);
         dp_writer_fini (&io->ready);
         dp_writer_fini (&io->empty);
         dp_writer_fini (&io->done_w);

@@ -7,7 +7,9 @@
 
     Plugins are loaded before the worker processes are forked, so each
     process has them. Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1
-    if it could not start (a plugin failed to load...), 2 for bad options.
+    if it could not start (a plugin failed to load...), 2 for bad options,
+    3 when the workers gave up because their handshakes with the broker
+    kept failing (--handshake-timeout).
 */
 #include "dp_json.h"
 #include "dp_proto.h"
@@ -25,10 +27,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define EXIT_USAGE  2
-#define MAX_PLUGINS 64
-#define MAX_PROCS   4096
-#define MAX_TASKS   1000000000 /* --max-tasks upper bound */
+#define EXIT_USAGE    2
+#define EXIT_REFUSED  3
+#define MAX_HANDSHAKE 86400 /* --handshake-timeout upper bound, s */
+#define MAX_PLUGINS   64
+#define MAX_PROCS     4096
+#define MAX_TASKS     1000000000 /* --max-tasks upper bound */
 
 static void
 s_usage (FILE *out)
@@ -36,8 +40,8 @@ s_usage (FILE *out)
     fprintf (out,
              "Usage: dpool-worker [OPTION]...\n"
              "Runs worker processes that take tasks from a dpool broker and run them with\n"
-             "the built-in functions (echo, sleep, fail, crash, pid) and those of any\n"
-             "plugins. Stops on SIGINT or SIGTERM.\n"
+             "the built-in functions (echo, sleep, fail, pid) and those of any plugins.\n"
+             "Stops on SIGINT or SIGTERM.\n"
              "\n"
              "  -c, --connect EP     broker endpoint (env DPOOL_CONNECT; default %s)\n"
              "  -p, --procs N        worker processes, 0 for one per CPU (env DPOOL_PROCS;\n"
@@ -66,10 +70,26 @@ s_usage (FILE *out)
              "  -K, --curve-secret F this worker's secret key file (made by 'dpool keygen';\n"
              "                       env DPOOL_CURVE_SECRET); without it, a fresh key,\n"
              "                       enough for a broker that admits any key\n"
+             "  -T, --test-builtins  also offer the test built-in crash, which aborts the\n"
+             "                       worker process that runs it: for tests and demos only,\n"
+             "                       since any client could kill the workers with it\n"
+             "                       (env DPOOL_TEST_BUILTINS=1; default off)\n"
+             "  -H, --handshake-timeout S  a worker process whose handshakes with the broker\n"
+             "                       fail (a CURVE key it does not admit, the wrong\n"
+             "                       --curve-server key, CURVE on one side only) logs why\n"
+             "                       at once; after S seconds of that with none succeeding\n"
+             "                       every process stops and dpool-worker exits 3; 0 to\n"
+             "                       retry for ever (env DPOOL_HANDSHAKE_TIMEOUT; default\n"
+             "                       %d). A broker not running yet is no failure: the\n"
+             "                       workers wait for it\n"
              "  -l, --log-level L    error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help           show this help and exit\n"
-             "  -V, --version        show the version and exit\n",
-             DP_DEFAULT_CONNECT, dp_cpu_count (), DP_MAX_CREDIT, DP_DEFAULT_CREDIT);
+             "  -V, --version        show the version and exit\n"
+             "\n"
+             "Exit status: 0 after SIGINT or SIGTERM, 1 if it cannot start, 2 for bad\n"
+             "options, 3 when the broker refused the workers' handshakes.\n",
+             DP_DEFAULT_CONNECT, dp_cpu_count (), DP_MAX_CREDIT, DP_DEFAULT_CREDIT,
+             DP_WORKER_HANDSHAKE_TIMEOUT_MS / 1000);
 }
 
 /*  Reports a usage error; returns the exit status for it. */
@@ -113,6 +133,18 @@ s_number (const char *text, long min, long max, int *value)
     return 0;
 }
 
+/*  Parses --handshake-timeout (seconds, 0: for ever) into the worker's
+    config; returns 0 or -1. */
+static int
+s_handshake_timeout (const char *text, dp_worker_config_t *worker)
+{
+    int seconds;
+    if (s_number (text, 0, MAX_HANDSHAKE, &seconds))
+        return -1;
+    worker->handshake_timeout_ms = seconds == 0 ? -1 : seconds * 1000;
+    return 0;
+}
+
 /*  True if endpoint looks like a ZeroMQ endpoint, transport://address: the
     processes check it for real, but a typo is better caught here, once,
     than by workers that keep failing. */
@@ -137,6 +169,7 @@ typedef struct {
     const char *initargs; /* --initargs, JSON text; or NULL */
     const char *curve_server;
     const char *curve_secret;
+    bool test_builtins; /* --test-builtins */
 } options_t;
 
 /*  Fills opts from the DPOOL_* variables. Returns -1 to go on, or the exit
@@ -159,6 +192,9 @@ s_from_environment (options_t *opts)
     if ((env = getenv ("DPOOL_MAX_TASKS")) && *env &&
         s_number (env, 0, MAX_TASKS, &worker->max_tasks))
         return s_bad ("invalid DPOOL_MAX_TASKS '%s' (expected 0 to %d)", env, MAX_TASKS);
+    if ((env = getenv ("DPOOL_HANDSHAKE_TIMEOUT")) && *env && s_handshake_timeout (env, worker))
+        return s_bad ("invalid DPOOL_HANDSHAKE_TIMEOUT '%s' (expected 0 to %d seconds)", env,
+                      MAX_HANDSHAKE);
     if ((env = getenv ("DPOOL_INITIALIZER")) && *env)
         worker->initializer = env;
     if ((env = getenv ("DPOOL_INITARGS")) && *env)
@@ -208,11 +244,19 @@ s_option (int option, options_t *opts, char *argv[])
         if (s_number (optarg, 0, MAX_TASKS, &worker->max_tasks))
             return s_bad ("invalid --max-tasks '%s' (expected 0 to %d)", optarg, MAX_TASKS);
         break;
+    case 'H':
+        if (s_handshake_timeout (optarg, worker))
+            return s_bad ("invalid --handshake-timeout '%s' (expected 0 to %d seconds)", optarg,
+                          MAX_HANDSHAKE);
+        break;
     case 'k':
         opts->curve_server = optarg;
         break;
     case 'K':
         opts->curve_secret = optarg;
+        break;
+    case 'T':
+        opts->test_builtins = true;
         break;
     case 'P':
         if (opts->nplugins == MAX_PLUGINS)
@@ -259,12 +303,15 @@ s_parse (int argc, char *argv[], options_t *opts)
                                             {"curve-server", required_argument, NULL, 'k'},
                                             {"curve-secret", required_argument, NULL, 'K'},
                                             {"log-level", required_argument, NULL, 'l'},
+                                            {"test-builtins", no_argument, NULL, 'T'},
+                                            {"handshake-timeout", required_argument, NULL, 'H'},
                                             {"help", no_argument, NULL, 'h'},
                                             {"version", no_argument, NULL, 'V'},
                                             {NULL, 0, NULL, 0}};
     opterr = 0;
     int option;
-    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:k:K:l:hV", options, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:k:K:l:H:ThV", options, NULL)) !=
+           -1) {
         int rc = s_option (option, opts, argv);
         if (rc >= 0)
             return rc;
@@ -310,6 +357,9 @@ s_check (options_t *opts, msgpack_sbuffer *packed)
 static int
 s_run (const options_t *opts)
 {
+    /*  Before the plugins: a plugin's own crash would replace it. */
+    if (opts->test_builtins)
+        dp_registry_test_builtins ();
     for (int i = 0; i < opts->nplugins; i++)
         if (dp_registry_load_plugin (opts->plugins[i])) {
             fprintf (stderr, "dpool-worker: cannot load plugin %s\n", opts->plugins[i]);
@@ -321,7 +371,15 @@ s_run (const options_t *opts)
         fprintf (stderr, "dpool-worker: no function named '%s' for --initializer\n", initializer);
         return 1;
     }
-    if (dp_supervisor_run (&opts->config)) {
+    int rc = dp_supervisor_run (&opts->config);
+    if (rc == DP_SUPERVISOR_REFUSED) {
+        fprintf (stderr,
+                 "dpool-worker: the broker at %s refused the workers' handshakes "
+                 "(see above)\n",
+                 opts->config.worker.endpoint);
+        return EXIT_REFUSED;
+    }
+    if (rc) {
         fprintf (stderr, "dpool-worker: cannot start: %s\n", dpool_strerror (dpool_errno ()));
         return 1;
     }
