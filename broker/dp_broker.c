@@ -30,6 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -244,6 +247,34 @@ s_on_attach (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_attach_t 
     s_send_welcome (self, peer, 0);
 }
 
+/*  Refuses a new task past a bound: EREJECTED naming the limit when the
+    broker holds its most tasks or bytes of arguments; dropped (counted,
+    logged once) when the session does not read its results, so that its
+    refusals do not pile up in their turn. Returns true if refused. */
+static bool
+s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
+{
+    if (dp_broker_client_flooded (self, client)) {
+        self->dropped[DROP_HELD_FULL]++;
+        dp_broker_warn_once (self, client->key, "tasks dropped: it does not read its results");
+        return true;
+    }
+    char message[128];
+    if (self->queued >= self->max_queue)
+        snprintf (message, sizeof message, "broker queue full (%zu tasks: --max-queue)",
+                  self->max_queue);
+    else if (self->task_bytes + in->args.size > self->max_queue_bytes)
+        snprintf (message, sizeof message,
+                  "broker queue full (%zu bytes of arguments: --max-queue-bytes)",
+                  self->max_queue_bytes);
+    else
+        return false;
+    dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
+    dp_list_add_error (&client->out, in->id, DPOOL_EREJECTED, message);
+    self->failed++;
+    return true;
+}
+
 static void
 s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list)
 {
@@ -256,14 +287,8 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             held->lane = (uint8_t)lane;
             continue;
         }
-        if (self->queued >= self->max_queue) {
-            char message[96];
-            snprintf (message, sizeof message, "broker queue full (%zu tasks)", self->queued);
-            dp_broker_client_out (self, client, sizeof message + RESULT_OVERHEAD);
-            dp_list_add_error (&client->out, in.id, DPOOL_EREJECTED, message);
-            self->failed++;
+        if (s_submit_refused (self, client, &in))
             continue;
-        }
         char name[DP_MAX_NAME + 1];
         dp_broker_span_copy (in.fn, name, sizeof name);
         fnq_t *fnq = dp_broker_fnq_get (self, name);
@@ -295,8 +320,9 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
         }
         task->args_size = (uint32_t)in.args.size;
         memcpy (task->args, in.args.data, in.args.size);
+        self->task_bytes += task->args_size;
         if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
-            dp_slab_free (self->slab, task, offsetof (task_t, args) + task->args_size);
+            dp_broker_task_free (self, task);
             continue;
         }
         dp_broker_task_queue (self, task);
@@ -308,8 +334,7 @@ s_cancel_task (dp_broker_t *self, task_t *task)
 {
     if (task->item.index == DP_TASKQ_NONE)
         return; /* running: it finishes */
-    dp_taskq_remove (&task->fnq->queue, &task->item);
-    self->queued--;
+    dp_broker_task_unqueue (self, task);
     dp_broker_task_finish (self, task, DPOOL_ECANCELLED, NULL, 0);
 }
 
@@ -600,9 +625,30 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
     Timers.
 */
 
+/*  After a burst, once a tick went by in which nothing was freed: gives
+    the memory freed since the last trim back to the system, when that
+    was DP_BROKER_TRIM_BYTES or more (glibc keeps freed pages otherwise:
+    up to its trim threshold at the top of the heap, and all of them below
+    a block still in use). Under a steady load nothing is trimmed; a burst
+    costs one malloc_trim once it is over. */
+static void
+s_trim (dp_broker_t *self)
+{
+    bool settled = self->freed_bytes == self->freed_at_tick;
+    self->freed_at_tick = self->freed_bytes;
+    if (!self->trim_memory || !settled || self->freed_bytes < DP_BROKER_TRIM_BYTES)
+        return;
+    self->freed_bytes = self->freed_at_tick = 0;
+#ifdef __GLIBC__
+    malloc_trim (0);
+    self->trims++;
+#endif
+}
+
 /*  The timer, every TICK_MS: forgives a stall of the loop itself, beats
     and expires peers, expires detached sessions, fails tasks nobody
-    offers to run, and ends the named queues' waits that are due. */
+    offers to run, ends the named queues' waits that are due, and gives
+    memory back after a burst. */
 static void
 s_tick (dp_broker_t *self)
 {
@@ -615,6 +661,7 @@ s_tick (dp_broker_t *self)
     dp_broker_expire_sessions (self, now);
     dp_broker_fail_unoffered (self, now);
     dp_queues_tick (self->queues, now);
+    s_trim (self);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -628,6 +675,9 @@ dp_broker_config_init (dp_broker_config_t *config)
     config->heartbeat_ms = DP_HEARTBEAT_MS;
     config->expiry_ms = DP_EXPIRY_MS;
     config->max_queue = DP_DEFAULT_MAX_QUEUE;
+    config->max_queue_bytes = DP_DEFAULT_MAX_QUEUE_BYTES;
+    config->max_held_results = DP_DEFAULT_MAX_HELD_RESULTS;
+    config->max_held_bytes = DP_DEFAULT_MAX_HELD_BYTES;
     config->nofunc_grace_ms = DP_DEFAULT_NOFUNC_GRACE;
 }
 
@@ -702,6 +752,13 @@ dp_broker_new (const dp_broker_config_t *config)
     if (self->expiry_ms <= DP_HEARTBEAT_ALONE (self->heartbeat_ms))
         self->expiry_ms = self->heartbeat_ms * 5 / 2; /* peers may be quiet 1.5 intervals */
     self->max_queue = config->max_queue > 0 ? config->max_queue : DP_DEFAULT_MAX_QUEUE;
+    self->max_queue_bytes =
+        config->max_queue_bytes > 0 ? config->max_queue_bytes : DP_DEFAULT_MAX_QUEUE_BYTES;
+    self->max_held_results =
+        config->max_held_results > 0 ? config->max_held_results : DP_DEFAULT_MAX_HELD_RESULTS;
+    self->max_held_bytes =
+        config->max_held_bytes > 0 ? config->max_held_bytes : DP_DEFAULT_MAX_HELD_BYTES;
+    self->trim_memory = config->trim_memory;
     self->nofunc_grace_ms =
         config->nofunc_grace_ms != 0 ? config->nofunc_grace_ms : DP_DEFAULT_NOFUNC_GRACE;
     self->peers = zhashx_new ();
@@ -725,6 +782,11 @@ dp_broker_new (const dp_broker_config_t *config)
     dp_writer_init (&self->w);
     self->handle = zsock_resolve (self->router);
     dp_wire_configure (self->handle, true, LINGER_MS);
+    /*  What ZeroMQ queues to a peer that does not read is out of the
+        broker's sight: a few messages, then results are held where they
+        are counted against the session's bound (PROTOCOL.md section 8). */
+    int sndhwm = DP_BROKER_SNDHWM;
+    zmq_setsockopt (self->handle, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
     if (config->max_msg_size > 0 && config->max_msg_size < DP_MAX_MSG_SIZE)
         zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
                         sizeof config->max_msg_size);

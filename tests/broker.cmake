@@ -17,3 +17,7 @@ dpool_test (test_slab test_slab.c TIMEOUT 60)
 
 # broker/: workers' lanes (PROTOCOL.md 5.7), driven by hand-made peers.
 dpool_test (test_broker_wlane test_broker_wlane.c TIMEOUT 60)
+
+# broker/: its bounds in bytes (PROTOCOL.md section 8) with small limits given
+# by options, and the memory it gives back after a burst.
+dpool_test (test_broker_limits test_broker_limits.c dp_testbroker.c TIMEOUT 90)
