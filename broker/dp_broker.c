@@ -249,12 +249,12 @@ s_on_attach (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_attach_t 
 
 /*  Refuses a new task past a bound: EREJECTED naming the limit when the
     broker holds its most tasks or bytes of arguments; dropped (counted,
-    logged once) when the session does not read its results, so that its
+    logged once) when the session reads none of its results, so that its
     refusals do not pile up in their turn. Returns true if refused. */
 static bool
 s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
 {
-    if (dp_broker_client_flooded (self, client)) {
+    if (dp_broker_client_flooded (self, client, dp_now_ms ())) {
         self->dropped[DROP_HELD_FULL]++;
         dp_broker_warn_once (self, client->key, "tasks dropped: it does not read its results");
         return true;
@@ -954,6 +954,8 @@ dp_broker_wait_ms (dp_broker_t *self)
     assert (self);
     if (dp_wire_readable (self->handle))
         return 0;
+    if (self->dispatch_needed && self->queued > 0)
+        return 0; /* tasks came back after the round's dispatch (a session unstalled) */
     int64_t now = dp_now_ms ();
     int64_t wake = self->last_tick + TICK_MS;
     int64_t queue_deadline = dp_queues_next_deadline (self->queues);

@@ -72,7 +72,7 @@ dp_broker_task_queue (dp_broker_t *self, task_t *task)
     if (dp_taskq_push (queue, &task->item) == 0) {
         task->parked = park;
         self->queued++;
-        self->dispatch_needed = true;
+        self->dispatch_needed = self->dispatch_needed || !park;
     } else
         dp_broker_task_finish (self, task, DPOOL_ENOMEM, NULL, 0);
 }

@@ -117,6 +117,7 @@ struct _client_t {
         here, out of their functions' queues, so that none is dispatched. */
     bool stalled;
     dp_taskq_t parked;
+    int64_t drained; /* when it last took a RESULT, or was stalled */
 };
 
 /*  A worker: a peer that sent READY, owned by broker->workers. */
@@ -329,10 +330,11 @@ dp_broker_held_results (const client_t *client);
 size_t
 dp_broker_held_bytes (const client_t *client);
 
-/*  True once a session holds twice its bound of results: it does not read
-    them, so its further tasks are dropped (counted), not answered. */
+/*  True once a stalled session holds twice its bound of results and has
+    taken none for an expiry: it does not read them at all, so its further
+    tasks are dropped (counted), not answered. */
 bool
-dp_broker_client_flooded (const dp_broker_t *self, const client_t *client);
+dp_broker_client_flooded (const dp_broker_t *self, const client_t *client, int64_t now);
 
 /*  Backpressure: stalls a session whose held results reached the bound
     (its queued tasks are parked, so none is dispatched) and releases one

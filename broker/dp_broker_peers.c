@@ -362,8 +362,10 @@ dp_broker_held_bytes (const client_t *client)
 }
 
 bool
-dp_broker_client_flooded (const dp_broker_t *self, const client_t *client)
+dp_broker_client_flooded (const dp_broker_t *self, const client_t *client, int64_t now)
 {
+    if (!client->stalled || now - client->drained < self->expiry_ms)
+        return false;
     return dp_broker_held_results (client) >= 2 * self->max_held_results ||
            dp_broker_held_bytes (client) >= 2 * self->max_held_bytes;
 }
@@ -411,6 +413,7 @@ dp_broker_client_pressure (dp_broker_t *self, client_t *client)
         dp_info ("client %s (%s) holds %zu results (%zu bytes) unread: its tasks wait",
                  client->name, client->key, results, bytes);
         client->stalled = true;
+        client->drained = dp_now_ms ();
         self->stalls++;
         s_client_repark (self, client);
     } else if (client->stalled && eased) {
@@ -431,7 +434,7 @@ s_client_send (dp_broker_t *self, client_t *client)
         rc = dp_wire_send_msg (self->handle, client->peer->rid, client->peer->rid_size,
                                DP_CMD_RESULT, &sealed->msg, ZMQ_DONTWAIT);
         if (rc == 0) {
-            client->peer->last_send = dp_now_ms ();
+            client->peer->last_send = client->drained = dp_now_ms ();
             client->sealed_results -= sealed->results;
             client->sealed_bytes -= size;
             self->freed_bytes += size;
@@ -443,6 +446,7 @@ s_client_send (dp_broker_t *self, client_t *client)
         dp_list_end (&client->out);
         rc = dp_broker_send_take (self, client->peer, DP_CMD_RESULT, &client->out);
         if (rc == 0) {
+            client->drained = client->peer->last_send;
             self->freed_bytes += size;
             if (client->out.sbuf.alloc > SHRINK_BYTES) {
                 dp_writer_fini (&client->out);

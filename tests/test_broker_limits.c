@@ -227,29 +227,48 @@ s_sink_submit (dp_testpeer_t *sink)
     }
 }
 
-/*  Reads the sink's results until every task has one; each comes once. */
+/*  Reads the sink's results, serving the worker, until count tasks have
+    one; each comes once, and none for a task numbered above last. */
 static void
-s_sink_drain (dp_testpeer_t *sink, dp_testpeer_t *worker, const uint8_t *value, size_t size)
+s_sink_drain (dp_testpeer_t *sink, dp_testpeer_t *worker, const uint8_t *value, size_t size,
+              size_t count, uint64_t last)
 {
-    uint8_t *seen = calloc (SINK_TASKS + 1, 1);
+    uint8_t *seen = calloc (last + 1, 1);
     CHECK (seen);
     size_t results = 0;
     int64_t deadline = dp_now_ms () + WAIT_MS;
-    while (results < SINK_TASKS) {
-        CHECK (dp_now_ms () < deadline);
-        s_serve (worker, value, size, 0);
-        if (dp_testpeer_recv (sink, 50) != DP_CMD_RESULT)
-            continue;
-        dp_result_t r;
-        while (dp_list_next_result (&sink->msg.u.list, &r)) {
-            CHECK (r.id >= 1 && r.id <= SINK_TASKS && !seen[r.id]);
-            CHECK_EQ_INT (r.code, 0);
-            CHECK_EQ_INT (r.value.size, size);
-            seen[r.id] = 1;
-            results++;
+    while (results < count) {
+        if (dp_now_ms () >= deadline)
+            dp_test_fail (__FILE__, __LINE__, "%zu results of %zu came", results, count);
+        s_serve (worker, value, size, 5);
+        while (results < count && dp_testpeer_recv (sink, 5) == DP_CMD_RESULT) {
+            dp_result_t r;
+            while (dp_list_next_result (&sink->msg.u.list, &r)) {
+                CHECK (r.id >= 1 && r.id <= last && !seen[r.id]);
+                CHECK_EQ_INT (r.code, 0);
+                CHECK_EQ_INT (r.value.size, size);
+                seen[r.id] = 1;
+                results++;
+            }
         }
     }
     free (seen);
+}
+
+/*  Serves the worker until no task comes for a second; returns how many ran. */
+static size_t
+s_serve_until_quiet (dp_testpeer_t *worker, const uint8_t *value, size_t size)
+{
+    size_t ran = 0;
+    int64_t deadline = dp_now_ms () + WAIT_MS;
+    int64_t quiet_since = dp_now_ms ();
+    while (dp_now_ms () - quiet_since < 1000 && dp_now_ms () < deadline) {
+        size_t given = s_serve (worker, value, size, 100);
+        ran += given;
+        if (given)
+            quiet_since = dp_now_ms ();
+    }
+    return ran;
 }
 
 /*  A client that submits and reads nothing: once the results the broker
@@ -269,32 +288,68 @@ s_case_held_results (void)
     size_t size;
     uint8_t *value = s_bin (VALUE_LEN - 5, &size);
     s_sink_submit (sink);
-    /*  The worker is served until no task comes for a second. */
-    size_t ran = 0;
-    int64_t deadline = dp_now_ms () + WAIT_MS;
-    int64_t quiet_since = dp_now_ms ();
-    while (dp_now_ms () - quiet_since < 1000 && dp_now_ms () < deadline) {
-        size_t given = s_serve (worker, value, size, 100);
-        ran += given;
-        if (given)
-            quiet_since = dp_now_ms ();
-    }
-    printf ("ran %zu of %d tasks while the client read nothing\n", ran, SINK_TASKS);
+    size_t ran = s_serve_until_quiet (worker, value, size);
     CHECK (ran < SINK_TASKS);
     CHECK_EQ_INT (s_limit (observer, "stalled_sessions"), 1);
     CHECK (s_limit (observer, "parked") > 0);
     CHECK_EQ_INT (s_limit (observer, "queued"), SINK_TASKS - ran);
     /*  At the bound, plus what its worker still held then (credit 8). */
     uint64_t held = s_limit (observer, "session_held_bytes");
-    printf ("%llu bytes held\n", (unsigned long long)held);
     CHECK (held >= 100000 && held <= 200000 + 9 * (VALUE_LEN + 16));
     CHECK (s_limit (observer, "session_held_results") <= 40 + 9);
     /*  Backpressure, not loss: once it reads, every task runs. */
-    s_sink_drain (sink, worker, value, size);
+    s_sink_drain (sink, worker, value, size, SINK_TASKS, SINK_TASKS);
     CHECK_EQ_INT (s_limit (observer, "stalled_sessions"), 0);
     CHECK_EQ_INT (s_limit (observer, "queued"), 0);
     CHECK_EQ_INT (s_limit (observer, "held_results"), 0);
     CHECK (s_limit (observer, "stalls") >= 1);
+    free (value);
+    dp_testpeer_destroy (&sink);
+    dp_testpeer_destroy (&observer);
+    dp_testpeer_destroy (&worker);
+}
+
+static const char *const s_args_flooded[] = {"--max-held-results", "1", NULL};
+
+/*  A client that reads nothing at all: with results held at twice the
+    bound and none taken for an expiry, its further tasks are dropped and
+    counted, not answered (their refusals would pile up in their turn);
+    the tasks it submitted before still all run once it reads. */
+static void
+s_case_flooded (void)
+{
+    const char *fns[] = {"fh"};
+    dp_testpeer_t *worker = dp_testbroker_worker (fns, 1, 8);
+    dp_testpeer_keepalive (worker);
+    dp_testpeer_t *observer = dp_testbroker_client (6);
+    dp_testpeer_keepalive (observer);
+    dp_testpeer_t *sink = s_sink_new (7);
+    size_t size;
+    uint8_t *value = s_bin (VALUE_LEN - 5, &size);
+    s_sink_submit (sink);
+    s_serve_until_quiet (worker, value, size);
+    CHECK_EQ_INT (s_limit (observer, "stalled_sessions"), 1);
+    CHECK (s_limit (observer, "session_held_results") >= 2);
+    /*  A task at a time until they are dropped: an expiry (2.5 s) on. */
+    uint64_t seq = SINK_TASKS;
+    int64_t deadline = dp_now_ms () + WAIT_MS;
+    while (dp_testbroker_status_counter (observer, "held_full", true) == 0) {
+        CHECK (dp_now_ms () < deadline);
+        dp_testbroker_submit (sink, "fh", ++seq, 0, 0);
+        dp_test_sleep_ms (200);
+    }
+    uint64_t kept = seq - SINK_TASKS - 1; /* the last one was dropped */
+    for (int i = 0; i < 3; i++)
+        dp_testbroker_submit (sink, "fh", ++seq, 0, 0);
+    /*  The sink's SUBMITs and the observer's STATUS come on two connections. */
+    while (dp_testbroker_status_counter (observer, "held_full", true) < 4) {
+        CHECK (dp_now_ms () < deadline);
+        dp_test_sleep_ms (20);
+    }
+    CHECK_EQ_INT (dp_testbroker_status_counter (observer, "held_full", true), 4);
+    s_sink_drain (sink, worker, value, size, SINK_TASKS + kept, SINK_TASKS + kept);
+    CHECK_EQ_INT (s_limit (observer, "queued"), 0);
+    CHECK_EQ_INT (s_limit (observer, "held_results"), 0);
     free (value);
     dp_testpeer_destroy (&sink);
     dp_testpeer_destroy (&observer);
@@ -365,7 +420,6 @@ s_case_memory_returns (void)
     dp_testbroker_submit (client, "nobody", BURST_TASKS + 1, 0, 0);
     CHECK_EQ_INT (dp_testbroker_status_counter (client, "queued", false), BURST_TASKS + 1);
     size_t peak = s_rss ();
-    printf ("rss %zu KiB before, %zu KiB with the burst queued\n", before >> 10, peak >> 10);
     uint64_t *seqs = malloc (BURST_TASKS * sizeof *seqs);
     CHECK (seqs);
     for (uint64_t i = 0; i < BURST_TASKS; i++)
@@ -382,7 +436,6 @@ s_case_memory_returns (void)
     while (!SANITIZED && s_rss () > before + RETAINED && dp_now_ms () < deadline)
         dp_test_sleep_ms (20);
     size_t after = s_rss ();
-    printf ("rss %zu KiB after\n", after >> 10);
     CHECK (SANITIZED || after <= before + RETAINED);
     while (s_limit (client, "trims") == 0 && dp_now_ms () < deadline)
         dp_test_sleep_ms (100);
@@ -393,6 +446,8 @@ s_case_memory_returns (void)
 static const dp_test_case_t s_cases[] = {
     {"broker_limits_queue_bytes", s_case_queue_bytes, .data = s_args_queue_bytes},
     {"broker_limits_held_results", s_case_held_results, .data = s_args_held, .seconds = 90},
+    {"broker_limits_flooded_session_dropped", s_case_flooded, .data = s_args_flooded,
+     .seconds = 90},
     {"broker_limits_named_bytes", s_case_named_bytes, .data = s_args_named_bytes},
     {"broker_limits_memory_returns", s_case_memory_returns, .seconds = 90},
 };
