@@ -133,6 +133,19 @@ s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *h
                       "session in use");
         return;
     }
+    if (!client && zhashx_size (self->sessions) >= self->max_sessions) {
+        /*  Refused with nothing changed; detached sessions expire, so the
+            client may be let in when it says HELLO again. */
+        char message[96];
+        snprintf (message, sizeof message,
+                  "broker holds its limit of %zu sessions (--max-sessions)", self->max_sessions);
+        self->sessions_refused++;
+        char from[2 * MAX_RID + 1];
+        dp_broker_hex ((const uint8_t *)zmq_msg_data (rid), zmq_msg_size (rid), from);
+        dp_broker_warn_once (self, from, "HELLO refused: the broker holds its most sessions");
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EREJECTED, message);
+        return;
+    }
     if (!peer) {
         peer = dp_broker_peer_new (self, zmq_msg_data (rid), zmq_msg_size (rid));
         if (!peer)
@@ -678,6 +691,7 @@ dp_broker_config_init (dp_broker_config_t *config)
     config->max_queue_bytes = DP_DEFAULT_MAX_QUEUE_BYTES;
     config->max_held_results = DP_DEFAULT_MAX_HELD_RESULTS;
     config->max_held_bytes = DP_DEFAULT_MAX_HELD_BYTES;
+    config->max_sessions = DP_DEFAULT_MAX_SESSIONS;
     config->nofunc_grace_ms = DP_DEFAULT_NOFUNC_GRACE;
 }
 
@@ -758,6 +772,7 @@ dp_broker_new (const dp_broker_config_t *config)
         config->max_held_results > 0 ? config->max_held_results : DP_DEFAULT_MAX_HELD_RESULTS;
     self->max_held_bytes =
         config->max_held_bytes > 0 ? config->max_held_bytes : DP_DEFAULT_MAX_HELD_BYTES;
+    self->max_sessions = config->max_sessions > 0 ? config->max_sessions : DP_DEFAULT_MAX_SESSIONS;
     self->trim_memory = config->trim_memory;
     self->nofunc_grace_ms =
         config->nofunc_grace_ms != 0 ? config->nofunc_grace_ms : DP_DEFAULT_NOFUNC_GRACE;

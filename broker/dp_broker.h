@@ -38,6 +38,7 @@
 #define DP_DEFAULT_MAX_QUEUE_BYTES  (1UL << 30)   /* bytes of task arguments held, likewise */
 #define DP_DEFAULT_MAX_HELD_RESULTS 1000000       /* results held for one session ... */
 #define DP_DEFAULT_MAX_HELD_BYTES   (256UL << 20) /* ... or bytes of them: its tasks wait */
+#define DP_DEFAULT_MAX_SESSIONS     100000        /* client sessions held, attached or not */
 #define DP_BROKER_SNDHWM            16 /* messages ZeroMQ queues to one peer (ZMQ_SNDHWM) */
 #define DP_BROKER_TRIM_BYTES        (32UL << 20) /* freed since the last trim: trim when idle */
 #define DP_DEFAULT_NOFUNC_GRACE     3000 /* ms a task waits for a worker offering its function */
@@ -54,6 +55,7 @@ typedef struct {
     size_t max_queue_bytes;                 /* 0: DP_DEFAULT_MAX_QUEUE_BYTES */
     size_t max_held_results;                /* per session; 0: DP_DEFAULT_MAX_HELD_RESULTS */
     size_t max_held_bytes;                  /* per session; 0: DP_DEFAULT_MAX_HELD_BYTES */
+    size_t max_sessions;                    /* 0: DP_DEFAULT_MAX_SESSIONS */
     bool trim_memory;     /* give freed memory back to the system after a burst (malloc_trim) */
     int64_t max_msg_size; /* bytes (ZMQ_MAXMSGSIZE); 0: DP_MAX_MSG_SIZE, its cap */
     int nofunc_grace_ms;  /* 0: default; -1: wait forever */

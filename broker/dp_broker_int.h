@@ -165,6 +165,7 @@ struct _dp_broker_t {
     size_t max_queue_bytes;  /* bound on task_bytes */
     size_t max_held_results; /* per session */
     size_t max_held_bytes;   /* per session */
+    size_t max_sessions;
     bool trim_memory;
     int nofunc_grace_ms;
     zsock_t *router;
@@ -193,11 +194,12 @@ struct _dp_broker_t {
     uint64_t next_order;
     size_t queued;
     size_t inflight;
-    size_t task_bytes;    /* bytes of arguments of every task record alive */
-    size_t freed_bytes;   /* bytes of tasks and results let go since the last trim */
-    size_t freed_at_tick; /* freed_bytes at the last tick */
-    uint64_t trims;       /* times freed memory went back to the system */
-    uint64_t stalls;      /* times a session's held results reached the bound */
+    size_t task_bytes;         /* bytes of arguments of every task record alive */
+    size_t freed_bytes;        /* bytes of tasks and results let go since the last trim */
+    size_t freed_at_tick;      /* freed_bytes at the last tick */
+    uint64_t trims;            /* times freed memory went back to the system */
+    uint64_t stalls;           /* times a session's held results reached the bound */
+    uint64_t sessions_refused; /* HELLOs refused at max_sessions */
     uint64_t done;
     uint64_t failed;
     size_t lanes;             /* lanes attached, over every session */

@@ -143,7 +143,10 @@ s_pack_limits (dp_broker_t *self, msgpack_packer *pk)
     }
     dp_queues_stats_t stats;
     dp_queues_stats (self->queues, &stats);
-    msgpack_pack_map (pk, 16);
+    msgpack_pack_map (pk, 19);
+    s_pack_count (pk, "sessions", zhashx_size (self->sessions));
+    s_pack_count (pk, "max_sessions", self->max_sessions);
+    s_pack_count (pk, "sessions_refused", self->sessions_refused);
     s_pack_count (pk, "queued", self->queued);
     s_pack_count (pk, "max_queue", self->max_queue);
     s_pack_count (pk, "task_bytes", self->task_bytes);

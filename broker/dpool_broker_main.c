@@ -40,6 +40,9 @@ s_usage (FILE *out)
              "                         default %d)\n"
              "      --max-held-bytes N  likewise in bytes of results\n"
              "                         (env DPOOL_MAX_HELD_BYTES; default %lu)\n"
+             "      --max-sessions N   client sessions held, attached or not (a detached one\n"
+             "                         expires), before a HELLO is refused\n"
+             "                         (env DPOOL_MAX_SESSIONS; default %d)\n"
              "      --max-named-bytes N  bytes of values the named queues hold before puts\n"
              "                         are rejected (env DPOOL_MAX_NAMED_BYTES; default %ld)\n"
              "      --nofunc-grace MS  how long a task waits for a worker offering its\n"
@@ -63,7 +66,7 @@ s_usage (FILE *out)
              "described in docs/PROTOCOL.md.\n",
              DP_DEFAULT_ENDPOINT, DP_HEARTBEAT_MS, DP_EXPIRY_MS, DP_DEFAULT_MAX_QUEUE,
              DP_DEFAULT_MAX_QUEUE_BYTES, DP_DEFAULT_MAX_HELD_RESULTS, DP_DEFAULT_MAX_HELD_BYTES,
-             DP_QUEUE_BYTES, DP_DEFAULT_NOFUNC_GRACE, DP_MAX_MSG_SIZE);
+             DP_DEFAULT_MAX_SESSIONS, DP_QUEUE_BYTES, DP_DEFAULT_NOFUNC_GRACE, DP_MAX_MSG_SIZE);
 }
 
 /*  Parses an integer option or exits with a usage error naming it. */
@@ -94,6 +97,8 @@ s_bounds_from_environment (dp_broker_config_t *config)
             (size_t)s_int_option ("DPOOL_MAX_HELD_RESULTS", env, 1, 1000000000);
     if ((env = getenv ("DPOOL_MAX_HELD_BYTES")) && *env)
         config->max_held_bytes = (size_t)s_int_option ("DPOOL_MAX_HELD_BYTES", env, 1, BYTES_MAX);
+    if ((env = getenv ("DPOOL_MAX_SESSIONS")) && *env)
+        config->max_sessions = (size_t)s_int_option ("DPOOL_MAX_SESSIONS", env, 1, 100000000);
     if ((env = getenv ("DPOOL_MAX_NAMED_BYTES")) && *env)
         config->queue_bytes = (size_t)s_int_option ("DPOOL_MAX_NAMED_BYTES", env, 1, BYTES_MAX);
 }
@@ -138,7 +143,8 @@ enum {
     OPT_MAX_QUEUE_BYTES,
     OPT_MAX_HELD_RESULTS,
     OPT_MAX_HELD_BYTES,
-    OPT_MAX_NAMED_BYTES
+    OPT_MAX_NAMED_BYTES,
+    OPT_MAX_SESSIONS
 };
 
 /*  Applies a bound's option to config. Returns false if opt is none. */
@@ -155,6 +161,9 @@ s_bound_option (int opt, dp_broker_config_t *config)
         return true;
     case OPT_MAX_HELD_BYTES:
         config->max_held_bytes = (size_t)s_int_option ("--max-held-bytes", optarg, 1, BYTES_MAX);
+        return true;
+    case OPT_MAX_SESSIONS:
+        config->max_sessions = (size_t)s_int_option ("--max-sessions", optarg, 1, 100000000);
         return true;
     case OPT_MAX_NAMED_BYTES:
         config->queue_bytes = (size_t)s_int_option ("--max-named-bytes", optarg, 1, BYTES_MAX);
@@ -248,6 +257,7 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"max-held-results", required_argument, NULL, OPT_MAX_HELD_RESULTS},
         {"max-held-bytes", required_argument, NULL, OPT_MAX_HELD_BYTES},
         {"max-named-bytes", required_argument, NULL, OPT_MAX_NAMED_BYTES},
+        {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
         {"nofunc-grace", required_argument, NULL, OPT_GRACE},
         {"endpoint-file", required_argument, NULL, OPT_FILE},
         {"max-msg-size", required_argument, NULL, OPT_MSG},

@@ -357,6 +357,46 @@ s_case_flooded (void)
 }
 
 /*  ---------------------------------------------------------------------------
+    Sessions: a bound in count (each holds its tasks and results, bounded
+    above, and a table of lanes).
+*/
+
+static const char *const s_args_sessions[] = {"--max-sessions", "2", NULL};
+
+/*  A HELLO for a third session is refused with EREJECTED naming the
+    option, and changes nothing; once a session is gone (BYE), it is let
+    in. */
+static void
+s_case_sessions (void)
+{
+    dp_testpeer_t *one = dp_testbroker_client (8);
+    dp_testpeer_t *two = dp_testbroker_client (9);
+    dp_testpeer_t *three = dp_testpeer_new (dp_testbroker_broker.tcp);
+    uint8_t session[DP_SESSION_SIZE];
+    memset (session, 10, sizeof session);
+    dp_encode_hello (&three->w, session, "third");
+    dp_testpeer_send (three, DP_CMD_HELLO);
+    dp_testpeer_expect (three, DP_CMD_ERROR);
+    CHECK_EQ_INT (three->msg.u.error.code, DPOOL_EREJECTED);
+    char message[DP_MAX_ERROR + 1];
+    s_text (three->msg.u.error.message, message, sizeof message);
+    CHECK (strstr (message, "2 sessions (--max-sessions)"));
+    CHECK_EQ_INT (s_limit (one, "sessions"), 2);
+    CHECK_EQ_INT (s_limit (one, "sessions_refused"), 1);
+    dp_encode_empty (&two->w);
+    dp_testpeer_send (two, DP_CMD_BYE);
+    int64_t deadline = dp_now_ms () + WAIT_MS;
+    while (s_limit (one, "sessions") > 1) /* its BYE came on another connection */
+        CHECK (dp_now_ms () < deadline);
+    dp_encode_hello (&three->w, session, "third");
+    dp_testpeer_send (three, DP_CMD_HELLO);
+    dp_testpeer_expect (three, DP_CMD_WELCOME);
+    dp_testpeer_destroy (&three);
+    dp_testpeer_destroy (&two);
+    dp_testpeer_destroy (&one);
+}
+
+/*  ---------------------------------------------------------------------------
     Named queues: a bound in bytes of values, given by an option.
 */
 
@@ -448,6 +488,7 @@ static const dp_test_case_t s_cases[] = {
     {"broker_limits_held_results", s_case_held_results, .data = s_args_held, .seconds = 90},
     {"broker_limits_flooded_session_dropped", s_case_flooded, .data = s_args_flooded,
      .seconds = 90},
+    {"broker_limits_sessions", s_case_sessions, .data = s_args_sessions},
     {"broker_limits_named_bytes", s_case_named_bytes, .data = s_args_named_bytes},
     {"broker_limits_memory_returns", s_case_memory_returns, .seconds = 90},
 };
