@@ -31,6 +31,9 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/resource.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -130,6 +133,19 @@ s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *h
         dp_broker_warn_once (self, peer ? peer->key : key, "HELLO for a session in use");
         s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_ESTATE,
                       "session in use");
+        return;
+    }
+    if (!client && zhashx_size (self->sessions) >= self->max_sessions) {
+        /*  Refused with nothing changed; detached sessions expire, so the
+            client may be let in when it says HELLO again. */
+        char message[96];
+        snprintf (message, sizeof message,
+                  "broker holds its limit of %zu sessions (--max-sessions)", self->max_sessions);
+        self->sessions_refused++;
+        char from[2 * MAX_RID + 1];
+        dp_broker_hex ((const uint8_t *)zmq_msg_data (rid), zmq_msg_size (rid), from);
+        dp_broker_warn_once (self, from, "HELLO refused: the broker holds its most sessions");
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EREJECTED, message);
         return;
     }
     if (!peer) {
@@ -245,6 +261,34 @@ s_on_attach (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_attach_t 
     s_send_welcome (self, peer, 0);
 }
 
+/*  Refuses a new task past a bound: EREJECTED naming the limit when the
+    broker holds its most tasks or bytes of arguments; dropped (counted,
+    logged once) when the session reads none of its results, so that its
+    refusals do not pile up in their turn. Returns true if refused. */
+static bool
+s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
+{
+    if (dp_broker_client_flooded (self, client, dp_now_ms ())) {
+        self->dropped[DROP_HELD_FULL]++;
+        dp_broker_warn_once (self, client->key, "tasks dropped: it does not read its results");
+        return true;
+    }
+    char message[128];
+    if (self->queued >= self->max_queue)
+        snprintf (message, sizeof message, "broker queue full (%zu tasks: --max-queue)",
+                  self->max_queue);
+    else if (self->task_bytes + in->args.size > self->max_queue_bytes)
+        snprintf (message, sizeof message,
+                  "broker queue full (%zu bytes of arguments: --max-queue-bytes)",
+                  self->max_queue_bytes);
+    else
+        return false;
+    dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
+    dp_list_add_error (&client->out, in->id, DPOOL_EREJECTED, message);
+    self->failed++;
+    return true;
+}
+
 static void
 s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list)
 {
@@ -257,14 +301,8 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             held->lane = (uint8_t)lane;
             continue;
         }
-        if (self->queued >= self->max_queue) {
-            char message[96];
-            snprintf (message, sizeof message, "broker queue full (%zu tasks)", self->queued);
-            dp_broker_client_out (self, client, sizeof message + RESULT_OVERHEAD);
-            dp_list_add_error (&client->out, in.id, DPOOL_EREJECTED, message);
-            self->failed++;
+        if (s_submit_refused (self, client, &in))
             continue;
-        }
         char name[DP_MAX_NAME + 1];
         dp_broker_span_copy (in.fn, name, sizeof name);
         fnq_t *fnq = dp_broker_fnq_get (self, name);
@@ -296,8 +334,9 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
         }
         task->args_size = (uint32_t)in.args.size;
         memcpy (task->args, in.args.data, in.args.size);
+        self->task_bytes += task->args_size;
         if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
-            dp_slab_free (self->slab, task, offsetof (task_t, args) + task->args_size);
+            dp_broker_task_free (self, task);
             continue;
         }
         dp_broker_task_queue (self, task);
@@ -309,8 +348,7 @@ s_cancel_task (dp_broker_t *self, task_t *task)
 {
     if (task->item.index == DP_TASKQ_NONE)
         return; /* running: it finishes */
-    dp_taskq_remove (&task->fnq->queue, &task->item);
-    self->queued--;
+    dp_broker_task_unqueue (self, task);
     dp_broker_task_finish (self, task, DPOOL_ECANCELLED, NULL, 0);
 }
 
@@ -692,9 +730,30 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
     Timers.
 */
 
+/*  After a burst, once a tick went by in which nothing was freed: gives
+    the memory freed since the last trim back to the system, when that
+    was DP_BROKER_TRIM_BYTES or more (glibc keeps freed pages otherwise:
+    up to its trim threshold at the top of the heap, and all of them below
+    a block still in use). Under a steady load nothing is trimmed; a burst
+    costs one malloc_trim once it is over. */
+static void
+s_trim (dp_broker_t *self)
+{
+    bool settled = self->freed_bytes == self->freed_at_tick;
+    self->freed_at_tick = self->freed_bytes;
+    if (!self->trim_memory || !settled || self->freed_bytes < DP_BROKER_TRIM_BYTES)
+        return;
+    self->freed_bytes = self->freed_at_tick = 0;
+#ifdef __GLIBC__
+    malloc_trim (0);
+    self->trims++;
+#endif
+}
+
 /*  The timer, every TICK_MS: forgives a stall of the loop itself, beats
     and expires peers, expires detached sessions, fails tasks nobody
-    offers to run, and ends the named queues' waits that are due. */
+    offers to run, ends the named queues' waits that are due, and gives
+    memory back after a burst. */
 static void
 s_tick (dp_broker_t *self)
 {
@@ -708,6 +767,7 @@ s_tick (dp_broker_t *self)
     dp_broker_fail_unoffered (self, now);
     dp_queues_tick (self->queues, now);
     dp_conns_tick (self->conns, now);
+    s_trim (self);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -721,6 +781,10 @@ dp_broker_config_init (dp_broker_config_t *config)
     config->heartbeat_ms = DP_HEARTBEAT_MS;
     config->expiry_ms = DP_EXPIRY_MS;
     config->max_queue = DP_DEFAULT_MAX_QUEUE;
+    config->max_queue_bytes = DP_DEFAULT_MAX_QUEUE_BYTES;
+    config->max_held_results = DP_DEFAULT_MAX_HELD_RESULTS;
+    config->max_held_bytes = DP_DEFAULT_MAX_HELD_BYTES;
+    config->max_sessions = DP_DEFAULT_MAX_SESSIONS;
     config->nofunc_grace_ms = DP_DEFAULT_NOFUNC_GRACE;
 }
 
@@ -811,6 +875,14 @@ dp_broker_new (const dp_broker_config_t *config)
     if (self->expiry_ms <= DP_HEARTBEAT_ALONE (self->heartbeat_ms))
         self->expiry_ms = self->heartbeat_ms * 5 / 2; /* peers may be quiet 1.5 intervals */
     self->max_queue = config->max_queue > 0 ? config->max_queue : DP_DEFAULT_MAX_QUEUE;
+    self->max_queue_bytes =
+        config->max_queue_bytes > 0 ? config->max_queue_bytes : DP_DEFAULT_MAX_QUEUE_BYTES;
+    self->max_held_results =
+        config->max_held_results > 0 ? config->max_held_results : DP_DEFAULT_MAX_HELD_RESULTS;
+    self->max_held_bytes =
+        config->max_held_bytes > 0 ? config->max_held_bytes : DP_DEFAULT_MAX_HELD_BYTES;
+    self->max_sessions = config->max_sessions > 0 ? config->max_sessions : DP_DEFAULT_MAX_SESSIONS;
+    self->trim_memory = config->trim_memory;
     self->nofunc_grace_ms =
         config->nofunc_grace_ms != 0 ? config->nofunc_grace_ms : DP_DEFAULT_NOFUNC_GRACE;
     self->peers = zhashx_new ();
@@ -838,6 +910,11 @@ dp_broker_new (const dp_broker_config_t *config)
     dp_writer_init (&self->w);
     self->handle = zsock_resolve (self->router);
     dp_wire_configure (self->handle, true, LINGER_MS);
+    /*  What ZeroMQ queues to a peer that does not read is out of the
+        broker's sight: a few messages, then results are held where they
+        are counted against the session's bound (PROTOCOL.md section 8). */
+    int sndhwm = DP_BROKER_SNDHWM;
+    zmq_setsockopt (self->handle, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
     if (config->max_msg_size > 0 && config->max_msg_size < DP_MAX_MSG_SIZE)
         zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
                         sizeof config->max_msg_size);
@@ -987,6 +1064,8 @@ dp_broker_wait_ms (dp_broker_t *self)
     assert (self);
     if (dp_wire_readable (self->handle))
         return 0;
+    if (self->dispatch_needed && self->queued > 0)
+        return 0; /* tasks came back after the round's dispatch (a session unstalled) */
     int64_t now = dp_now_ms ();
     int64_t wake = self->last_tick + TICK_MS;
     int64_t queue_deadline = dp_queues_next_deadline (self->queues);

@@ -33,13 +33,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DP_BROKER_MAX_BINDS       8
-#define DP_DEFAULT_MAX_QUEUE      10000000 /* queued tasks before SUBMITs are rejected */
-#define DP_DEFAULT_NOFUNC_GRACE   3000     /* ms a task waits for a worker offering its function */
-#define DP_DEFAULT_MAX_PEER_CONNS 1024     /* connections admitted from one IP address */
-#define DP_BROKER_FD_RESERVE      128   /* descriptors kept free of connections (default bound) */
-#define DP_NOFUNC_MEMORY_MS       60000 /* a function's tasks fail at once this long after one did */
-#define DP_MAX_NOFUNC_FNQS        4096 /* functions remembered so, at most */
+#define DP_BROKER_MAX_BINDS         8
+#define DP_DEFAULT_MAX_QUEUE        10000000      /* queued tasks before SUBMITs are rejected */
+#define DP_DEFAULT_MAX_QUEUE_BYTES  (1UL << 30)   /* bytes of task arguments held, likewise */
+#define DP_DEFAULT_MAX_HELD_RESULTS 1000000       /* results held for one session ... */
+#define DP_DEFAULT_MAX_HELD_BYTES   (256UL << 20) /* ... or bytes of them: its tasks wait */
+#define DP_DEFAULT_MAX_SESSIONS     100000        /* client sessions held, attached or not */
+#define DP_BROKER_SNDHWM            16 /* messages ZeroMQ queues to one peer (ZMQ_SNDHWM) */
+#define DP_BROKER_TRIM_BYTES        (32UL << 20) /* freed since the last trim: trim when idle */
+#define DP_DEFAULT_NOFUNC_GRACE     3000 /* ms a task waits for a worker offering its function */
+#define DP_DEFAULT_MAX_PEER_CONNS   1024 /* connections admitted from one IP address */
+#define DP_BROKER_FD_RESERVE        128  /* descriptors kept free of connections (default bound) */
+#define DP_NOFUNC_MEMORY_MS         60000 /* a function's tasks fail at once this long after one did */
+#define DP_MAX_NOFUNC_FNQS          4096 /* functions remembered so, at most */
 
 typedef struct _dp_broker_t dp_broker_t;
 
@@ -50,8 +56,13 @@ typedef struct {
     int heartbeat_ms;                       /* 0: DP_HEARTBEAT_MS */
     int expiry_ms;                          /* 0: DP_EXPIRY_MS; too short: 2.5 beats */
     size_t max_queue;                       /* 0: DP_DEFAULT_MAX_QUEUE */
-    int64_t max_msg_size;      /* bytes (ZMQ_MAXMSGSIZE); 0: DP_MAX_MSG_SIZE, its cap */
-    int nofunc_grace_ms;       /* 0: default; -1: wait forever */
+    size_t max_queue_bytes;                 /* 0: DP_DEFAULT_MAX_QUEUE_BYTES */
+    size_t max_held_results;                /* per session; 0: DP_DEFAULT_MAX_HELD_RESULTS */
+    size_t max_held_bytes;                  /* per session; 0: DP_DEFAULT_MAX_HELD_BYTES */
+    size_t max_sessions;                    /* 0: DP_DEFAULT_MAX_SESSIONS */
+    bool trim_memory;     /* give freed memory back to the system after a burst (malloc_trim) */
+    int64_t max_msg_size; /* bytes (ZMQ_MAXMSGSIZE); 0: DP_MAX_MSG_SIZE, its cap */
+    int nofunc_grace_ms;  /* 0: default; -1: wait forever */
     const char *endpoint_file; /* if set, bound endpoints are written here */
     size_t queue_bytes;        /* bytes of queued values held; 0: DP_QUEUE_BYTES */
     /*  Connections admitted in all (0: the open-file limit less

@@ -86,17 +86,34 @@ dp_broker_task_queue (dp_broker_t *self, task_t *task)
     if (s_fails_at_once (self, task))
         return;
     task->ref = 0;
-    if (dp_taskq_push (&task->fnq->queue, &task->item) == 0) {
+    /*  A stalled session's tasks wait in its parked queue (backpressure). */
+    bool park = task->client && task->client->stalled;
+    dp_taskq_t *queue = park ? &task->client->parked : &task->fnq->queue;
+    if (dp_taskq_push (queue, &task->item) == 0) {
+        task->parked = park;
         self->queued++;
-        self->dispatch_needed = true;
+        self->dispatch_needed = self->dispatch_needed || !park;
     } else
         dp_broker_task_finish (self, task, DPOOL_ENOMEM, NULL, 0);
+}
+
+void
+dp_broker_task_unqueue (dp_broker_t *self, task_t *task)
+{
+    assert (task->item.index != DP_TASKQ_NONE);
+    assert (!task->parked || task->client);
+    dp_taskq_remove (task->parked ? &task->client->parked : &task->fnq->queue, &task->item);
+    task->parked = 0;
+    self->queued--;
 }
 
 void
 dp_broker_task_free (dp_broker_t *self, task_t *task)
 {
     assert (task->item.index == DP_TASKQ_NONE);
+    assert (self->task_bytes >= task->args_size);
+    self->task_bytes -= task->args_size;
+    self->freed_bytes += task->args_size;
     dp_slab_free (self->slab, task, offsetof (task_t, args) + task->args_size);
 }
 

@@ -80,7 +80,8 @@ typedef struct {
     int16_t retries; /* -1 to DP_MAX_RETRIES */
     uint16_t deaths; /* workers that died running it */
     uint8_t flags;
-    uint8_t lane; /* the lane its result goes to (the last that submitted it); 0: main */
+    uint8_t lane;   /* the lane its result goes to (the last that submitted it); 0: main */
+    uint8_t parked; /* queued in its session's parked queue, not its function's */
     uint8_t args[];
 } task_t;
 
@@ -113,6 +114,14 @@ struct _client_t {
     bool out_full;               /* out holds a large value alone: seal it before the next */
     void *dirty;                 /* handle in broker->dirty while out or sealed has entries */
     peer_t *lanes[DP_MAX_LANES]; /* the session's lanes; NULL where none */
+    size_t sealed_results;       /* entries in sealed */
+    size_t sealed_bytes;         /* bytes in sealed */
+    /*  Backpressure: while the results held (out and sealed) are at the
+        broker's bound, the session is stalled and its queued tasks wait
+        here, out of their functions' queues, so that none is dispatched. */
+    bool stalled;
+    dp_taskq_t parked;
+    int64_t drained; /* when it last took a RESULT, or was stalled */
 };
 
 /*  A worker: a peer that sent READY, owned by broker->workers. */
@@ -147,6 +156,7 @@ enum {
     DROP_UNKNOWN_PEER,
     DROP_SESSION_STOLEN,
     DROP_UNKNOWN_TOKEN,
+    DROP_HELD_FULL,
     DROP_COUNT_
 };
 
@@ -156,6 +166,11 @@ struct _dp_broker_t {
     int heartbeat_ms;
     int expiry_ms;
     size_t max_queue;
+    size_t max_queue_bytes;  /* bound on task_bytes */
+    size_t max_held_results; /* per session */
+    size_t max_held_bytes;   /* per session */
+    size_t max_sessions;
+    bool trim_memory;
     int nofunc_grace_ms;
     zsock_t *router;
     void *handle;     /* router's libzmq socket */
@@ -187,6 +202,12 @@ struct _dp_broker_t {
     uint64_t next_order;
     size_t queued;
     size_t inflight;
+    size_t task_bytes;         /* bytes of arguments of every task record alive */
+    size_t freed_bytes;        /* bytes of tasks and results let go since the last trim */
+    size_t freed_at_tick;      /* freed_bytes at the last tick */
+    uint64_t trims;            /* times freed memory went back to the system */
+    uint64_t stalls;           /* times a session's held results reached the bound */
+    uint64_t sessions_refused; /* HELLOs refused at max_sessions */
     uint64_t done;
     uint64_t failed;
     size_t lanes;             /* lanes attached, over every session */
@@ -314,9 +335,30 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client);
     more gets a body of its own (PROTOCOL.md, RESULT): the client's ZeroMQ
     then receives it into a buffer of its size, which it reuses, not into a
     fresh one of megabytes shared with many others. Marks the session
-    dirty. If out of memory, the results of the body it seals are lost. */
+    dirty, and stalls it if its held results reached the bound. If out of
+    memory, the results of the body it seals are lost. */
 void
 dp_broker_client_out (dp_broker_t *self, client_t *client, size_t upcoming);
+
+/*  Results held for a session: entries and bytes (not yet sent, in out
+    and sealed). */
+size_t
+dp_broker_held_results (const client_t *client);
+size_t
+dp_broker_held_bytes (const client_t *client);
+
+/*  True once a stalled session holds twice its bound of results and has
+    taken none for an expiry: it does not read them at all, so its further
+    tasks are dropped (counted), not answered. */
+bool
+dp_broker_client_flooded (const dp_broker_t *self, const client_t *client, int64_t now);
+
+/*  Backpressure: stalls a session whose held results reached the bound
+    (its queued tasks are parked, so none is dispatched) and releases one
+    whose held results fell under half of it (its tasks are queued again,
+    in their order). */
+void
+dp_broker_client_pressure (dp_broker_t *self, client_t *client);
 
 /*  Registers peer (new, or reset) as lane number lane of client's session,
     in place of any other peer there, which is deleted. */
@@ -382,6 +424,11 @@ dp_broker_fnq_destroy (void **item);
     and asks for a dispatch; if out of memory, ends it with ENOMEM. */
 void
 dp_broker_task_queue (dp_broker_t *self, task_t *task);
+
+/*  Takes a queued task out of its queue (its function's, or its stalled
+    session's parked queue). */
+void
+dp_broker_task_unqueue (dp_broker_t *self, task_t *task);
 
 /*  Frees a task that is in no queue and no job table. */
 void

@@ -30,6 +30,7 @@
     without a copy. */
 typedef struct {
     zmq_msg_t msg;
+    size_t results; /* entries in it */
 } sealed_t;
 
 static void
@@ -282,6 +283,7 @@ dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
     dp_broker_hex (session, DP_SESSION_SIZE, client->key);
     dp_broker_span_copy (name, client->name, sizeof client->name);
     dp_writer_init (&client->out);
+    dp_taskq_init (&client->parked);
     client->sealed = zlistx_new ();
     if (!client->sealed) {
         dp_writer_fini (&client->out);
@@ -304,12 +306,12 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client)
     dp_idmap_foreach (client->tasks, dp_broker_collect_task, tasks);
     task_t *task;
     while ((task = (task_t *)zlistx_detach (tasks, NULL))) {
-        task->client = NULL;
         if (task->item.index != DP_TASKQ_NONE) {
-            dp_taskq_remove (&task->fnq->queue, &task->item);
-            self->queued--;
+            dp_broker_task_unqueue (self, task);
+            task->client = NULL;
             dp_broker_task_free (self, task);
-        }
+        } else
+            task->client = NULL;
     }
     zlistx_destroy (&tasks);
     dp_idmap_destroy (&client->tasks);
@@ -323,6 +325,8 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client)
     for (size_t i = 0; i < DP_MAX_LANES; i++)
         if (client->lanes[i])
             dp_broker_lane_drop (self, client->lanes[i]);
+    dp_taskq_fini (&client->parked);
+    self->freed_bytes += dp_broker_held_bytes (client);
     dp_writer_fini (&client->out);
     zlistx_destroy (&client->sealed);
     zhashx_delete (self->sessions, client->key);
@@ -336,40 +340,127 @@ dp_broker_client_out (dp_broker_t *self, client_t *client, size_t upcoming)
     if (dp_list_count (&client->out) > 0 &&
         (alone || client->out_full ||
          dp_writer_size (&client->out) + upcoming > RESULT_MAX_BYTES)) {
+        size_t results = dp_list_count (&client->out);
         dp_list_end (&client->out);
         sealed_t *sealed = (sealed_t *)malloc (sizeof *sealed);
         if (!sealed || dp_wire_msg_take (&sealed->msg, &client->out) != 0)
             free (sealed); /* out of memory: these results are lost with the body */
-        else
+        else {
+            sealed->results = results;
+            client->sealed_results += results;
+            client->sealed_bytes += zmq_msg_size (&sealed->msg);
             zlistx_add_end (client->sealed, sealed);
+        }
         dp_writer_reset (&client->out);
     }
     if (dp_list_count (&client->out) == 0)
         dp_list_begin (&client->out);
     client->out_full = alone;
+    if (!client->stalled)
+        dp_broker_client_pressure (self, client); /* at the bound: nothing more dispatched */
     if (!client->dirty)
         client->dirty = zlistx_add_end (self->dirty, client);
 }
 
-void
-dp_broker_client_flush (dp_broker_t *self, client_t *client)
+size_t
+dp_broker_held_results (const client_t *client)
 {
-    if (!client->peer)
+    return client->sealed_results + dp_list_count (&client->out);
+}
+
+size_t
+dp_broker_held_bytes (const client_t *client)
+{
+    return client->sealed_bytes + dp_writer_size (&client->out);
+}
+
+bool
+dp_broker_client_flooded (const dp_broker_t *self, const client_t *client, int64_t now)
+{
+    if (!client->stalled || now - client->drained < self->expiry_ms)
+        return false;
+    return dp_broker_held_results (client) >= 2 * self->max_held_results ||
+           dp_broker_held_bytes (client) >= 2 * self->max_held_bytes;
+}
+
+/*  Moves every queued task of a session between its functions' queues and
+    its parked queue, as its stalled flag now says. Each keeps its priority
+    and arrival order. A task that finds no room (out of memory) ends
+    ENOMEM. */
+static void
+s_client_repark (dp_broker_t *self, client_t *client)
+{
+    zlistx_t *tasks = zlistx_new ();
+    if (!tasks)
         return;
+    if (client->stalled)
+        dp_idmap_foreach (client->tasks, dp_broker_collect_task, tasks);
+    else {
+        dp_taskq_item_t *item;
+        while ((item = dp_taskq_pop (&client->parked))) {
+            ((task_t *)item)->parked = 0;
+            self->queued--;
+            zlistx_add_end (tasks, item);
+        }
+    }
+    task_t *task;
+    while ((task = (task_t *)zlistx_detach (tasks, NULL))) {
+        if (client->stalled) {
+            if (task->item.index == DP_TASKQ_NONE || task->parked)
+                continue; /* running */
+            dp_broker_task_unqueue (self, task);
+        }
+        dp_broker_task_queue (self, task);
+    }
+    zlistx_destroy (&tasks);
+}
+
+void
+dp_broker_client_pressure (dp_broker_t *self, client_t *client)
+{
+    size_t results = dp_broker_held_results (client);
+    size_t bytes = dp_broker_held_bytes (client);
+    bool full = results >= self->max_held_results || bytes >= self->max_held_bytes;
+    bool eased = results <= self->max_held_results / 2 && bytes <= self->max_held_bytes / 2;
+    if (!client->stalled && full) {
+        dp_info ("client %s (%s) holds %zu results (%zu bytes) unread: its tasks wait",
+                 client->name, client->key, results, bytes);
+        client->stalled = true;
+        client->drained = dp_now_ms ();
+        self->stalls++;
+        s_client_repark (self, client);
+    } else if (client->stalled && eased) {
+        client->stalled = false;
+        s_client_repark (self, client);
+    }
+}
+
+/*  Sends what a session holds to its peer: sealed bodies, then out.
+    Returns 0, or -1 with errno if the peer could not take them all. */
+static int
+s_client_send (dp_broker_t *self, client_t *client)
+{
     int rc = 0;
     sealed_t *sealed;
     while (rc == 0 && (sealed = (sealed_t *)zlistx_first (client->sealed))) {
+        size_t size = zmq_msg_size (&sealed->msg);
         rc = dp_wire_send_msg (self->handle, client->peer->rid, client->peer->rid_size,
                                DP_CMD_RESULT, &sealed->msg, ZMQ_DONTWAIT);
         if (rc == 0) {
-            client->peer->last_send = dp_now_ms ();
+            client->peer->last_send = client->drained = dp_now_ms ();
+            client->sealed_results -= sealed->results;
+            client->sealed_bytes -= size;
+            self->freed_bytes += size;
             zlistx_delete (client->sealed, zlistx_cursor (client->sealed));
         }
     }
     if (rc == 0 && dp_list_count (&client->out) > 0) {
+        size_t size = dp_writer_size (&client->out);
         dp_list_end (&client->out);
         rc = dp_broker_send_take (self, client->peer, DP_CMD_RESULT, &client->out);
         if (rc == 0) {
+            client->drained = client->peer->last_send;
+            self->freed_bytes += size;
             if (client->out.sbuf.alloc > SHRINK_BYTES) {
                 dp_writer_fini (&client->out);
                 dp_writer_init (&client->out);
@@ -377,6 +468,17 @@ dp_broker_client_flush (dp_broker_t *self, client_t *client)
                 dp_writer_reset (&client->out);
         }
     }
+    return rc;
+}
+
+void
+dp_broker_client_flush (dp_broker_t *self, client_t *client)
+{
+    if (!client->peer) {
+        dp_broker_client_pressure (self, client);
+        return;
+    }
+    int rc = s_client_send (self, client);
     if (rc == 0) {
         if (client->dirty) {
             zlistx_delete (self->dirty, client->dirty);
@@ -389,6 +491,7 @@ dp_broker_client_flush (dp_broker_t *self, client_t *client)
         peer->kind = PEER_NEW;
         dp_broker_peer_delete (self, peer);
     }
+    dp_broker_client_pressure (self, client);
 }
 
 /*  ---------------------------------------------------------------------------

@@ -19,8 +19,9 @@ static const char *s_drop_names[DROP_COUNT_] = {
     "ok",   "frames", "header", "signature",   "version",      "command",
     "body", "limit",  "role",   "unknown_ref", "unknown_peer", "session_stolen"};
 
-/*  Counters added with the named queues, from DROP_UNKNOWN_TOKEN on. */
-static const char *s_more_drop_names[DROP_COUNT_ - DROP_UNKNOWN_TOKEN] = {"unknown_token"};
+/*  Counters added later, from DROP_UNKNOWN_TOKEN on. */
+static const char *s_more_drop_names[DROP_COUNT_ - DROP_UNKNOWN_TOKEN] = {"unknown_token",
+                                                                          "held_full"};
 
 static const char *
 s_drop_name (int drop)
@@ -121,12 +122,55 @@ s_pack_queue_stats (dp_broker_t *self, msgpack_packer *pk)
     s_pack_count (pk, "returned", stats.returned);
 }
 
+/*  The broker's bounds (PROTOCOL.md section 8) and their use: tasks and
+    bytes of arguments held, results held for sessions (over them all, and
+    the most of one), the sessions stalled at their bound and the tasks
+    they park, named queues' bytes, and memory trims. */
+static void
+s_pack_limits (dp_broker_t *self, msgpack_packer *pk)
+{
+    size_t results = 0, bytes = 0, most_results = 0, most_bytes = 0, stalled = 0, parked = 0;
+    for (client_t *client = (client_t *)zhashx_first (self->sessions); client;
+         client = (client_t *)zhashx_next (self->sessions)) {
+        size_t held = dp_broker_held_results (client);
+        size_t held_bytes = dp_broker_held_bytes (client);
+        results += held;
+        bytes += held_bytes;
+        most_results = held > most_results ? held : most_results;
+        most_bytes = held_bytes > most_bytes ? held_bytes : most_bytes;
+        stalled += client->stalled;
+        parked += dp_taskq_size (&client->parked);
+    }
+    dp_queues_stats_t stats;
+    dp_queues_stats (self->queues, &stats);
+    msgpack_pack_map (pk, 19);
+    s_pack_count (pk, "sessions", zhashx_size (self->sessions));
+    s_pack_count (pk, "max_sessions", self->max_sessions);
+    s_pack_count (pk, "sessions_refused", self->sessions_refused);
+    s_pack_count (pk, "queued", self->queued);
+    s_pack_count (pk, "max_queue", self->max_queue);
+    s_pack_count (pk, "task_bytes", self->task_bytes);
+    s_pack_count (pk, "max_queue_bytes", self->max_queue_bytes);
+    s_pack_count (pk, "held_results", results);
+    s_pack_count (pk, "held_bytes", bytes);
+    s_pack_count (pk, "session_held_results", most_results);
+    s_pack_count (pk, "session_held_bytes", most_bytes);
+    s_pack_count (pk, "max_held_results", self->max_held_results);
+    s_pack_count (pk, "max_held_bytes", self->max_held_bytes);
+    s_pack_count (pk, "stalled_sessions", stalled);
+    s_pack_count (pk, "parked", parked);
+    s_pack_count (pk, "stalls", self->stalls);
+    s_pack_count (pk, "value_bytes", stats.bytes);
+    s_pack_count (pk, "max_value_bytes", stats.max_bytes);
+    s_pack_count (pk, "trims", self->trims);
+}
+
 void
 dp_broker_on_status (dp_broker_t *self, peer_t *peer)
 {
     dp_writer_reset (&self->w);
     msgpack_packer *pk = &self->w.pk;
-    msgpack_pack_map (pk, 17);
+    msgpack_pack_map (pk, 18);
     s_pack_str (pk, "broker");
     s_pack_str (pk, self->name);
     s_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
@@ -185,5 +229,7 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer)
     dp_queues_pack (self->queues, pk, STATUS_MAX);
     s_pack_str (pk, "queue_stats");
     s_pack_queue_stats (self, pk);
+    s_pack_str (pk, "limits");
+    s_pack_limits (self, pk);
     dp_broker_send (self, peer, DP_CMD_STATUS_REPLY, &self->w);
 }

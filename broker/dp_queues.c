@@ -548,7 +548,9 @@ s_on_put (dp_queues_t *self, void *key, const dp_queue_req_t *req, int64_t now)
     }
     if (self->bytes + req->value.size > self->max_bytes) {
         char message[MESSAGE_SIZE];
-        snprintf (message, sizeof message, "broker holds its limit of %zu bytes of queued values",
+        snprintf (message, sizeof message,
+                  "broker holds its limit of %zu bytes of queued values "
+                  "(--max-named-bytes)",
                   self->max_bytes);
         s_answer (self, NULL, key, req->req, DPOOL_EREJECTED, queue, message);
         s_queue_touch (queue, now);
@@ -799,6 +801,7 @@ dp_queues_stats (const dp_queues_t *self, dp_queues_stats_t *stats)
     stats->puts = self->puts;
     stats->gets = self->gets;
     stats->returned = self->returned;
+    stats->max_bytes = self->max_bytes;
 }
 
 static void

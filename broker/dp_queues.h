@@ -71,6 +71,7 @@ typedef struct {
     uint64_t puts;     /* values that entered a queue */
     uint64_t gets;     /* values acknowledged as taken */
     uint64_t returned; /* values that went back to the front */
+    size_t max_bytes;  /* the bound on bytes */
 } dp_queues_stats_t;
 
 /*  A new empty store holding at most max_bytes of values (0:

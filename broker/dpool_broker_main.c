@@ -59,6 +59,19 @@ s_usage (FILE *out)
              "                         the interval (env DPOOL_EXPIRY_MS; default %d)\n"
              "      --max-queue N      queued tasks before new ones are rejected\n"
              "                         (env DPOOL_MAX_QUEUE; default %d)\n"
+             "      --max-queue-bytes N  bytes of task arguments held (queued or running)\n"
+             "                         before new tasks are rejected\n"
+             "                         (env DPOOL_MAX_QUEUE_BYTES; default %lu)\n"
+             "      --max-held-results N  results held for one session that does not read\n"
+             "                         them before its tasks wait (env DPOOL_MAX_HELD_RESULTS;\n"
+             "                         default %d)\n"
+             "      --max-held-bytes N  likewise in bytes of results\n"
+             "                         (env DPOOL_MAX_HELD_BYTES; default %lu)\n"
+             "      --max-sessions N   client sessions held, attached or not (a detached one\n"
+             "                         expires), before a HELLO is refused\n"
+             "                         (env DPOOL_MAX_SESSIONS; default %d)\n"
+             "      --max-named-bytes N  bytes of values the named queues hold before puts\n"
+             "                         are rejected (env DPOOL_MAX_NAMED_BYTES; default %ld)\n"
              "      --nofunc-grace MS  how long a task waits for a worker offering its\n"
              "                         function once workers are connected; -1 forever\n"
              "                         (env DPOOL_NOFUNC_GRACE_MS; default %d)\n"
@@ -84,8 +97,9 @@ s_usage (FILE *out)
              "SIGINT or SIGTERM stops the broker cleanly. The wire protocol is\n"
              "described in docs/PROTOCOL.md.\n",
              DP_DEFAULT_ENDPOINT, DP_HEARTBEAT_MS, DP_EXPIRY_MS, DP_DEFAULT_MAX_QUEUE,
-             DP_DEFAULT_NOFUNC_GRACE, DP_BROKER_FD_RESERVE, DP_DEFAULT_MAX_PEER_CONNS,
-             DP_MAX_MSG_SIZE);
+             DP_DEFAULT_MAX_QUEUE_BYTES, DP_DEFAULT_MAX_HELD_RESULTS, DP_DEFAULT_MAX_HELD_BYTES,
+             DP_DEFAULT_MAX_SESSIONS, DP_QUEUE_BYTES, DP_DEFAULT_NOFUNC_GRACE,
+             DP_BROKER_FD_RESERVE, DP_DEFAULT_MAX_PEER_CONNS, DP_MAX_MSG_SIZE);
 }
 
 /*  Parses an integer option or exits with a usage error naming it. */
@@ -101,11 +115,33 @@ s_int_option (const char *name, const char *text, long min, long max)
     return value;
 }
 
+#define BYTES_MAX (1L << 46) /* the largest byte bound an option takes: 64 TiB */
+
+/*  Fills the byte and count bounds from the DPOOL_* variables. */
+static void
+s_bounds_from_environment (dp_broker_config_t *config)
+{
+    const char *env;
+    if ((env = getenv ("DPOOL_MAX_QUEUE_BYTES")) && *env)
+        config->max_queue_bytes =
+            (size_t)s_int_option ("DPOOL_MAX_QUEUE_BYTES", env, 1, BYTES_MAX);
+    if ((env = getenv ("DPOOL_MAX_HELD_RESULTS")) && *env)
+        config->max_held_results =
+            (size_t)s_int_option ("DPOOL_MAX_HELD_RESULTS", env, 1, 1000000000);
+    if ((env = getenv ("DPOOL_MAX_HELD_BYTES")) && *env)
+        config->max_held_bytes = (size_t)s_int_option ("DPOOL_MAX_HELD_BYTES", env, 1, BYTES_MAX);
+    if ((env = getenv ("DPOOL_MAX_SESSIONS")) && *env)
+        config->max_sessions = (size_t)s_int_option ("DPOOL_MAX_SESSIONS", env, 1, 100000000);
+    if ((env = getenv ("DPOOL_MAX_NAMED_BYTES")) && *env)
+        config->queue_bytes = (size_t)s_int_option ("DPOOL_MAX_NAMED_BYTES", env, 1, BYTES_MAX);
+}
+
 /*  Fills config from the DPOOL_* variables; exits EXIT_USAGE on a bad one. */
 static void
 s_from_environment (dp_broker_config_t *config)
 {
     const char *env;
+    s_bounds_from_environment (config);
     if ((env = getenv ("DPOOL_BIND")) && *env)
         config->binds[config->nbinds++] = env;
     if ((env = getenv ("DPOOL_NAME")) && *env)
@@ -144,8 +180,39 @@ enum {
     OPT_CURVE_SECRET,
     OPT_CURVE_CLIENTS,
     OPT_MAX_CONNS,
-    OPT_MAX_PEER_CONNS
+    OPT_MAX_PEER_CONNS,
+    OPT_MAX_QUEUE_BYTES,
+    OPT_MAX_HELD_RESULTS,
+    OPT_MAX_HELD_BYTES,
+    OPT_MAX_NAMED_BYTES,
+    OPT_MAX_SESSIONS
 };
+
+/*  Applies a bound's option to config. Returns false if opt is none. */
+static bool
+s_bound_option (int opt, dp_broker_config_t *config)
+{
+    switch (opt) {
+    case OPT_MAX_QUEUE_BYTES:
+        config->max_queue_bytes = (size_t)s_int_option ("--max-queue-bytes", optarg, 1, BYTES_MAX);
+        return true;
+    case OPT_MAX_HELD_RESULTS:
+        config->max_held_results =
+            (size_t)s_int_option ("--max-held-results", optarg, 1, 1000000000);
+        return true;
+    case OPT_MAX_HELD_BYTES:
+        config->max_held_bytes = (size_t)s_int_option ("--max-held-bytes", optarg, 1, BYTES_MAX);
+        return true;
+    case OPT_MAX_SESSIONS:
+        config->max_sessions = (size_t)s_int_option ("--max-sessions", optarg, 1, 100000000);
+        return true;
+    case OPT_MAX_NAMED_BYTES:
+        config->queue_bytes = (size_t)s_int_option ("--max-named-bytes", optarg, 1, BYTES_MAX);
+        return true;
+    default:
+        return false;
+    }
+}
 
 /*  Applies one option (a value of getopt_long) to config. Returns -1 to go
     on, or the exit code the program ends with (--help, --version, a bad
@@ -153,6 +220,8 @@ enum {
 static int
 s_option (int opt, dp_broker_config_t *config, bool *bind_given)
 {
+    if (s_bound_option (opt, config))
+        return -1;
     switch (opt) {
     case 'b':
         if (!*bind_given) {
@@ -233,6 +302,11 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
         {"expiry-ms", required_argument, NULL, OPT_EXPIRY},
         {"max-queue", required_argument, NULL, OPT_MAX_QUEUE},
+        {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE_BYTES},
+        {"max-held-results", required_argument, NULL, OPT_MAX_HELD_RESULTS},
+        {"max-held-bytes", required_argument, NULL, OPT_MAX_HELD_BYTES},
+        {"max-named-bytes", required_argument, NULL, OPT_MAX_NAMED_BYTES},
+        {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
         {"nofunc-grace", required_argument, NULL, OPT_GRACE},
         {"endpoint-file", required_argument, NULL, OPT_FILE},
         {"max-msg-size", required_argument, NULL, OPT_MSG},
@@ -273,6 +347,7 @@ main (int argc, char *argv[])
 {
     dp_broker_config_t config;
     dp_broker_config_init (&config);
+    config.trim_memory = true; /* the process is the broker's alone */
     dp_log_set_tag ("dpool-broker");
     dp_malloc_keep ();
     s_from_environment (&config);

@@ -16,8 +16,8 @@ const char dp_cli_help_status[] =
     "usage: dpool status [--connect EP] [--json]\n"
     "\n"
     "Shows the broker's status: its workers with their functions and counts, tasks\n"
-    "queued, in flight, done and failed, clients, and messages dropped. The broker\n"
-    "counts a map's chunk of tasks as one task.\n"
+    "queued, in flight, done and failed, clients, the use of its bounds, and\n"
+    "messages dropped. The broker counts a map's chunk of tasks as one task.\n"
     "\n"
     "Options:\n"
     "  --connect EP             the broker's endpoint [DPOOL_CONNECT]\n"
@@ -144,8 +144,32 @@ s_print_running_and_queues (const msgpack_object *status)
                       sizeof queues / sizeof queues[0]);
 }
 
+/*  Prints the use of the broker's bounds (its status's "limits" map), if
+    it sent them: each "used/bound"; held results are the most one session
+    holds, against the bound of one session. */
+static void
+s_print_limits (const msgpack_object *status, dp_json_buf_t *cell)
+{
+    const msgpack_object *limits = s_map_get (status, "limits");
+    if (!limits || limits->type != MSGPACK_OBJECT_MAP)
+        return;
+    static const char *const pairs[][3] = {
+        {"task bytes", "task_bytes", "max_queue_bytes"},
+        {"held results", "session_held_results", "max_held_results"},
+        {"held bytes", "session_held_bytes", "max_held_bytes"},
+        {"queue values bytes", "value_bytes", "max_value_bytes"}};
+    printf ("limits  ");
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        printf ("%s %s %s", i ? "," : "", pairs[i][0],
+                s_cell (cell, s_map_get (limits, pairs[i][1])));
+        printf ("/%s", s_cell (cell, s_map_get (limits, pairs[i][2])));
+    }
+    printf (", stalled sessions %s", s_cell (cell, s_map_get (limits, "stalled_sessions")));
+    printf (" (parked tasks %s)\n", s_cell (cell, s_map_get (limits, "parked")));
+}
+
 /*  Prints the status map for people: the broker, task counters, clients,
-    one row per worker, running tasks and queues, and non-zero drop
+    the use of its bounds, one row per worker, running tasks and queues, and non-zero drop
     counters. */
 static void
 s_print_status_table (const msgpack_object *status)
@@ -163,6 +187,7 @@ s_print_status_table (const msgpack_object *status)
     printf (", done %s", s_cell (&cell, s_map_get (status, "done")));
     printf (", failed %s\n", s_cell (&cell, s_map_get (status, "failed")));
     printf ("clients  %s\n", s_cell (&cell, s_map_get (status, "clients")));
+    s_print_limits (status, &cell);
 
     const msgpack_object *workers = s_map_get (status, "workers");
     uint32_t nworkers =

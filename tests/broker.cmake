@@ -21,3 +21,6 @@ dpool_test (test_broker_wlane test_broker_wlane.c TIMEOUT 60)
 # broker/dp_conns: connections with real processes — a killed worker's
 # task runs elsewhere at once; the open-file limit and the bounds.
 dpool_test (test_broker_conns test_broker_conns.c TIMEOUT 90)
+# broker/: its bounds in bytes (PROTOCOL.md section 8) with small limits given
+# by options, and the memory it gives back after a burst.
+dpool_test (test_broker_limits test_broker_limits.c dp_testbroker.c TIMEOUT 90)
