@@ -714,3 +714,41 @@ dp_test_check_range (dpool_result_t *result, int count)
         CHECK (dpool_result_item_error (result, (size_t)i) == NULL);
     }
 }
+
+pid_t
+dp_test_cli_spawn (const char *tag, const char *endpoint, const char *const *args)
+{
+    const char *argv[16] = {dp_test_cli_bin};
+    int argc = 1;
+    for (int i = 0; args[i]; i++) {
+        CHECK (argc < 13);
+        argv[argc++] = args[i];
+    }
+    argv[argc++] = "--connect";
+    argv[argc++] = endpoint;
+    argv[argc] = NULL;
+    return dp_test_spawn (tag, (char *const *)argv);
+}
+
+static char *
+s_cli_output (const char *tag, const char *suffix)
+{
+    char name[96];
+    snprintf (name, sizeof name, "%s.%s", tag, suffix);
+    char *text = dp_test_read_file (dp_test_path (name));
+    CHECK (text);
+    return text;
+}
+
+int
+dp_test_cli_run (const char *tag, const char *endpoint, const char *const *args, int timeout_ms,
+                 char **out, char **err)
+{
+    int status = dp_test_wait_exit (dp_test_cli_spawn (tag, endpoint, args), timeout_ms);
+    CHECK (status != -1 && WIFEXITED (status));
+    if (out)
+        *out = s_cli_output (tag, "out");
+    if (err)
+        *err = s_cli_output (tag, "err");
+    return WEXITSTATUS (status);
+}

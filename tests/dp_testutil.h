@@ -272,6 +272,19 @@ dp_test_track (pid_t pid);
 int
 dp_test_untrack_stop (pid_t pid, int sig);
 
+/*  Starts the dpool command with args (NULL-terminated, at most 12) and
+    --connect endpoint; its stdout and stderr go to files named after tag
+    (dp_test_spawn). Returns its pid. */
+pid_t
+dp_test_cli_spawn (const char *tag, const char *endpoint, const char *const *args);
+
+/*  Runs the dpool command so to its end (at most timeout_ms, else the test
+    stops) and returns its exit status; *out and *err (either may be NULL)
+    get its stdout and stderr, which the caller frees. */
+int
+dp_test_cli_run (const char *tag, const char *endpoint, const char *const *args, int timeout_ms,
+                 char **out, char **err);
+
 /*  Paths of the built programs. */
 extern const char *dp_test_broker_bin;
 extern const char *dp_test_worker_bin;

@@ -38,22 +38,7 @@ static dp_test_broker_t s_broker;
 static int
 s_dpool (const char *tag, const char *const *args, char **out, char **err)
 {
-    const char *argv[16] = {dp_test_cli_bin};
-    int argc = 1;
-    for (int i = 0; args[i] && argc < 13; i++)
-        argv[argc++] = args[i];
-    argv[argc++] = "--connect";
-    argv[argc++] = s_broker.tcp;
-    argv[argc] = NULL;
-    int status = dp_test_wait_exit (dp_test_spawn (tag, (char *const *)argv), RUN_MS);
-    CHECK (status != -1 && WIFEXITED (status));
-    char name[64];
-    snprintf (name, sizeof name, "%s.out", tag);
-    *out = dp_test_read_file (dp_test_path (name));
-    snprintf (name, sizeof name, "%s.err", tag);
-    *err = dp_test_read_file (dp_test_path (name));
-    CHECK (*out && *err);
-    return WEXITSTATUS (status);
+    return dp_test_cli_run (tag, s_broker.tcp, args, RUN_MS, out, err);
 }
 
 /*  Stops the test if text holds a control byte other than newline (C0,

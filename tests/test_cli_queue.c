@@ -23,23 +23,7 @@ s_dpool (const char *const *args, char **out, char **err)
     static int serial;
     char tag[32];
     snprintf (tag, sizeof tag, "dpool%d", ++serial);
-    const char *argv[16] = {dp_test_cli_bin};
-    int argc = 1;
-    for (int i = 0; args[i] && argc < 13; i++)
-        argv[argc++] = args[i];
-    argv[argc++] = "--connect";
-    argv[argc++] = s_broker.tcp;
-    argv[argc] = NULL;
-    pid_t pid = dp_test_spawn (tag, (char *const *)argv);
-    int status = dp_test_wait_exit (pid, RUN_MS);
-    CHECK (status != -1 && WIFEXITED (status));
-    char name[64];
-    snprintf (name, sizeof name, "%s.out", tag);
-    *out = dp_test_read_file (dp_test_path (name));
-    snprintf (name, sizeof name, "%s.err", tag);
-    *err = dp_test_read_file (dp_test_path (name));
-    CHECK (*out && *err);
-    return WEXITSTATUS (status);
+    return dp_test_cli_run (tag, s_broker.tcp, args, RUN_MS, out, err);
 }
 
 /*  Runs dpool expecting status and, if not NULL, exactly that stdout and

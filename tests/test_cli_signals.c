@@ -56,14 +56,7 @@ s_stop (void)
 static pid_t
 s_dpool (const char *tag, const char *const *args)
 {
-    const char *argv[16] = {dp_test_cli_bin};
-    int argc = 1;
-    for (int i = 0; args[i] && argc < 13; i++)
-        argv[argc++] = args[i];
-    argv[argc++] = "--connect";
-    argv[argc++] = s_broker.tcp;
-    argv[argc] = NULL;
-    return dp_test_spawn (tag, (char *const *)argv);
+    return dp_test_cli_spawn (tag, s_broker.tcp, args);
 }
 
 /*  Runs dpool with args to its end; returns its exit status and (caller
@@ -71,13 +64,7 @@ s_dpool (const char *tag, const char *const *args)
 static int
 s_dpool_run (const char *tag, const char *const *args, char **out)
 {
-    int status = dp_test_wait_exit (s_dpool (tag, args), RUN_MS);
-    CHECK (status != -1 && WIFEXITED (status));
-    char name[64];
-    snprintf (name, sizeof name, "%s.out", tag);
-    *out = dp_test_read_file (dp_test_path (name));
-    CHECK (*out);
-    return WEXITSTATUS (status);
+    return dp_test_cli_run (tag, s_broker.tcp, args, RUN_MS, out, NULL);
 }
 
 /*  Sends sig to the command pid and checks that it exits, rather than
