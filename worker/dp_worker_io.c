@@ -54,6 +54,9 @@ struct dp_worker_io_t {
     void *spare;  /* REGISTERING: the previous attempt's socket, for a late WELCOME */
     s_state_t state;
     bool done;
+    bool registered;           /* a WELCOME came, once at least */
+    int64_t started;           /* ms: when the thread began */
+    int64_t registering_since; /* ms: when the current registration began */
     uint64_t epoch;
     int64_t last_send;  /* ms: last message sent to the broker */
     int64_t last_recv;  /* ms: last valid message from the broker */
@@ -190,11 +193,46 @@ s_io_stop (dp_worker_io_t *io, int code)
     atomic_store (&io->worker->stopping, true);
     if (atomic_load (&io->worker->busy)) {
         dp_info ("abandoning the running task");
+        if (atomic_load (&io->worker->gone))
+            _exit (DP_WORKER_EXIT_GONE);
         _exit (code == 0 ? 0 : 1);
     }
     dp_note_ctl_t ctl = {.kind = DP_NOTE_STOP, .code = code};
     dp_note_send_ctl (io->worker->to_task, &ctl);
     io->done = true;
+}
+
+/*  leave_with_broker: the broker left (why says how); the worker ends
+    with it. */
+static void
+s_io_gone (dp_worker_io_t *io, const char *why)
+{
+    dp_info ("%s: leaving with the broker at %s", why, io->worker->endpoint);
+    atomic_store (&io->worker->gone, true);
+    s_io_close_dealer (io);
+    s_io_stop (io, 0);
+}
+
+/*  Registering: true, after ending the worker, if it waited too long. The
+    first registration may take reach_ms; with leave_with_broker, a later
+    one may take the broker's expiry: a broker that was there and no
+    longer answers is gone. */
+static bool
+s_io_register_expired (dp_worker_io_t *io, int64_t now)
+{
+    if (!io->registered && io->worker->reach_ms > 0 && now - io->started >= io->worker->reach_ms) {
+        dp_error ("no dpool broker answered at %s within %d ms", io->worker->endpoint,
+                  io->worker->reach_ms);
+        s_io_close_dealer (io);
+        s_io_stop (io, DPOOL_EUNREACHABLE);
+        return true;
+    }
+    if (io->registered && io->worker->leave_with_broker &&
+        now - io->registering_since >= io->expiry_ms) {
+        s_io_gone (io, "the broker did not welcome this worker back");
+        return true;
+    }
+    return false;
 }
 
 /*  How s_io_register gets its socket. */
@@ -213,8 +251,10 @@ static void
 s_io_register (dp_worker_io_t *io, s_socket_t socket)
 {
     s_io_reset_jobs (io);
-    io->state = IO_REGISTERING;
     int64_t now = dp_now_ms ();
+    if (io->state != IO_REGISTERING)
+        io->registering_since = now;
+    io->state = IO_REGISTERING;
     io->next_ready = now + io->backoff_ms;
     io->backoff_ms =
         io->backoff_ms * 2 > DP_RECONNECT_MAX_MS ? DP_RECONNECT_MAX_MS : io->backoff_ms * 2;
@@ -537,6 +577,7 @@ s_io_on_welcome (dp_worker_io_t *io, const dp_welcome_t *welcome)
         io->expiry_ms = welcome->expiry_ms > INT_MAX ? INT_MAX : (int)welcome->expiry_ms;
     if (io->state == IO_REGISTERING) {
         io->state = IO_ACTIVE;
+        io->registered = true;
         io->backoff_ms = DP_RECONNECT_MS;
         dp_info ("registered with broker %.*s at %s (heartbeat %d ms, expiry %d ms)",
                  (int)welcome->broker.size, (const char *)welcome->broker.data,
@@ -576,6 +617,10 @@ s_io_on_broker (dp_worker_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
         s_io_on_queue_reply (io, &m->u.queue_reply, msg);
         break;
     case DP_CMD_BYE:
+        if (io->worker->leave_with_broker) {
+            s_io_gone (io, "the broker said goodbye");
+            return false;
+        }
         dp_info ("the broker said goodbye; registering again in %d ms", io->backoff_ms);
         s_io_reset_jobs (io);
         s_io_close_dealer (io);
@@ -731,8 +776,12 @@ s_io_timers (dp_worker_io_t *io)
             s_io_deadline (io);
     }
     if (io->state == IO_REGISTERING) {
-        if (now >= io->next_ready)
+        if (!s_io_register_expired (io, now) && now >= io->next_ready)
             s_io_register (io, SOCKET_RETRY);
+        return;
+    }
+    if (now - s_io_heard (io) >= s_io_expiry_ms (io) && io->worker->leave_with_broker) {
+        s_io_gone (io, "the broker went silent");
         return;
     }
     if (now - s_io_heard (io) >= s_io_expiry_ms (io)) {
@@ -755,9 +804,15 @@ static long
 s_io_timeout (dp_worker_io_t *io)
 {
     int64_t next;
-    if (io->state == IO_REGISTERING)
+    if (io->state == IO_REGISTERING) {
         next = io->next_ready;
-    else {
+        if (!io->registered && io->worker->reach_ms > 0 &&
+            io->started + io->worker->reach_ms < next)
+            next = io->started + io->worker->reach_ms;
+        if (io->registered && io->worker->leave_with_broker &&
+            io->registering_since + io->expiry_ms < next)
+            next = io->registering_since + io->expiry_ms;
+    } else {
         next = s_io_heard (io) + s_io_expiry_ms (io);
         if (io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io)) < next)
             next = io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io));
@@ -853,6 +908,7 @@ dp_worker_io_new (dp_worker_t *w)
     io->heartbeat_ms = w->heartbeat_ms;
     io->expiry_ms = w->expiry_ms;
     io->last_send = io->last_recv = dp_now_ms ();
+    io->started = io->registering_since = io->last_send;
     dp_writer_init (&io->ready);
     dp_writer_init (&io->empty);
     dp_writer_init (&io->done_w);

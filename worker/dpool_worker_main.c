@@ -40,8 +40,10 @@ s_usage (FILE *out)
              "plugins. Stops on SIGINT or SIGTERM.\n"
              "\n"
              "  -c, --connect EP     broker endpoint (env DPOOL_CONNECT; default %s)\n"
-             "  -p, --procs N        worker processes, 0 for one per CPU (env DPOOL_PROCS;\n"
-             "                       default one per CPU, %d here)\n"
+             "  -p, --procs N        worker processes, 0 for the default (env DPOOL_PROCS;\n"
+             "                       default the CPUs the launcher gave this task:\n"
+             "                       SLURM_CPUS_PER_TASK, SLURM_CPUS_ON_NODE or the\n"
+             "                       affinity mask; %d here)\n"
              "  -C, --credit N       most tasks each process holds at once, 1 to %d;\n"
              "                       the broker sends fewer when tasks are slow or\n"
              "                       their arguments large\n"
@@ -69,7 +71,7 @@ s_usage (FILE *out)
              "  -l, --log-level L    error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help           show this help and exit\n"
              "  -V, --version        show the version and exit\n",
-             DP_DEFAULT_CONNECT, dp_cpu_count (), DP_MAX_CREDIT, DP_DEFAULT_CREDIT);
+             DP_DEFAULT_CONNECT, dp_supervisor_default_procs (), DP_MAX_CREDIT, DP_DEFAULT_CREDIT);
 }
 
 /*  Reports a usage error; returns the exit status for it. */
