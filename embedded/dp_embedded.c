@@ -41,6 +41,7 @@ struct _dp_embedded_t {
     char ipc[PATH_MAX + 32]; /* ipc://<dir>/broker.ipc */
     char inproc[64];         /* inproc://dpool-<pid>-<n> */
     char *bind;              /* one more endpoint for outside workers, or NULL */
+    char *bound;             /* bind as bound ("*" port resolved); set by start */
     pid_t supervisor;        /* 0 once reaped */
     dp_broker_t *broker;     /* the actor thread's, from start to stop */
 };
@@ -82,7 +83,7 @@ dp_embedded_t *
 dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *workers)
 {
     static atomic_uint serial;
-    assert (procs >= 1);
+    assert (procs >= 0);
     dp_embedded_t *self = (dp_embedded_t *)calloc (1, sizeof *self);
     if (!self)
         return dp_fail_null (DPOOL_ENOMEM);
@@ -98,6 +99,13 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
     snprintf (self->ipc, sizeof self->ipc, "ipc://%s/broker.ipc", self->dir);
     snprintf (self->inproc, sizeof self->inproc, "inproc://dpool-%ld-%u", (long)getpid (),
               atomic_fetch_add (&serial, 1));
+    if (bind && !(self->bind = strdup (bind))) {
+        rmdir (self->dir);
+        free (self);
+        return dp_fail_null (DPOOL_ENOMEM);
+    }
+    if (procs == 0)
+        return self; /* a broker for outside workers only */
 
     /*  Fork first: this call has made no CZMQ or ZeroMQ state yet. */
     fflush (stdout);
@@ -107,16 +115,13 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
     if (pid < 0) {
         dp_error ("client: cannot fork the worker supervisor: %s", strerror (errno));
         rmdir (self->dir);
+        free (self->bind);
         free (self);
         return dp_fail_null (DPOOL_ESYS);
     }
     if (pid == 0)
         s_run_supervisor (self->ipc, procs, parent, workers);
     self->supervisor = pid;
-    if (bind && !(self->bind = strdup (bind))) {
-        dp_embedded_destroy (&self);
-        return dp_fail_null (DPOOL_ENOMEM);
-    }
     return self;
 }
 
@@ -142,6 +147,20 @@ s_start (void *arg)
         dp_error ("client: the embedded broker could not bind %s",
                   self->bind ? self->bind : self->ipc);
         return self->bind ? DPOOL_EINVAL : DPOOL_ESYS;
+    }
+    if (self->bind) {
+        /*  The bind is the last endpoint bound: the last line (each ends
+            with a newline). */
+        const char *all = dp_broker_endpoints (self->broker);
+        size_t len = strlen (all);
+        if (len && all[len - 1] == '\n')
+            len--;
+        size_t start = len;
+        while (start > 0 && all[start - 1] != '\n')
+            start--;
+        self->bound = strndup (all + start, len - start);
+        if (!self->bound)
+            return DPOOL_ENOMEM;
     }
     return 0;
 }
@@ -200,6 +219,13 @@ dp_embedded_endpoint (dp_embedded_t *self)
     return self->inproc;
 }
 
+const char *
+dp_embedded_bound (dp_embedded_t *self)
+{
+    assert (self);
+    return self->bound;
+}
+
 static void
 s_sleep_ms (int ms)
 {
@@ -248,6 +274,7 @@ dp_embedded_destroy (dp_embedded_t **self_p)
         if (rmdir (self->dir))
             dp_warn ("client: cannot remove %s: %s", self->dir, strerror (errno));
         free (self->bind);
+        free (self->bound);
         free (self);
         *self_p = NULL;
     }

@@ -33,7 +33,8 @@ typedef struct {
 } dp_embedded_workers_t;
 
 /*  Makes the directory and forks the supervisor of procs workers (procs
-    >= 1; workers may be NULL); bind (may be NULL) is kept for the broker.
+    >= 0: none, for a broker that serves outside workers only; workers may
+    be NULL); bind (may be NULL) is kept for the broker.
     Returns NULL with the dpool error set (DPOOL_ESYS, DPOOL_ENOMEM) after
     undoing whatever it had started. */
 dp_embedded_t *
@@ -42,6 +43,12 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
 /*  The inproc:// endpoint where a client reaches the broker. Borrowed. */
 const char *
 dp_embedded_endpoint (dp_embedded_t *self);
+
+/*  The bind as the broker bound it (a "*" port resolved), once the pool
+    that took the extension has started; NULL before, or without a bind.
+    Borrowed: valid until the pool is destroyed. */
+const char *
+dp_embedded_bound (dp_embedded_t *self);
 
 /*  The extension that runs the broker in the pool's actor loop and stops
     and frees the rest (dp_client.h). Its start fails with DPOOL_EINVAL for

@@ -181,6 +181,22 @@ typedef struct _dpool_pool_t dpool_pool_t;
 typedef struct _dpool_result_t dpool_result_t;
 typedef struct _dpool_iter_t dpool_iter_t;
 
+/*  How the ranks of an SPMD job (dpool_pool_spmd) find rank 0: a
+    launcher's runtime, such as MPI (dpool_mpi.h's dpool_spmd_mpi, in
+    libdpool_mpi). Each call runs on the thread that calls dpool_pool_spmd
+    (finalize: on the thread that destroys rank 0's pool, or at exit). */
+typedef struct {
+    const char *name; /* for messages, e.g. "MPI" */
+    /*  Starts the runtime (it may take its own arguments out of argv) and
+        says this process's rank and the job's size. Returns 0 or -1. */
+    int (*init) (int *argc, char ***argv, int *rank, int *size);
+    /*  Rank 0's size bytes at data reach every rank's data (a broadcast);
+        every rank calls it once. Returns 0 or -1. */
+    int (*share) (void *data, size_t size);
+    /*  Ends the runtime, once, on every rank. */
+    void (*finalize) (void);
+} dpool_spmd_bootstrap_t;
+
 /*  How a pool is made. Zero (or dpool_config_init) means "the default" for
     every field. */
 typedef struct {
@@ -218,6 +234,27 @@ typedef struct {
         An embedded pool talks over a private ipc socket and ignores both. */
     const char *curve_server;
     const char *curve_secret;
+    /*  SPMD pools (dpool_pool_spmd) only; each field's variable is read
+        when the field is zero. */
+    struct {
+        /*  How ranks find rank 0 (NULL: the launcher's environment and the
+            rendezvous). */
+        const dpool_spmd_bootstrap_t *bootstrap;
+        /*  Without a bootstrap: "file:PATH", a file on a filesystem every
+            rank sees, where rank 0 writes its endpoint (mode 0600); or
+            "tcp://HOST:PORT", a fixed endpoint rank 0 binds (HOST "*": on
+            every interface, the others reaching it on the first node of
+            SLURM_STEP_NODELIST). Variable DPOOL_SPMD_RENDEZVOUS. */
+        const char *rendezvous;
+        /*  Where rank 0's broker binds a free port: an interface name
+            (eth0) or an address; DPOOL_SPMD_INTERFACE; else the first
+            interface that is up and not loopback (loopback if none). */
+        const char *interface;
+        int procs;      /* worker processes of each rank but 0 (DPOOL_SPMD_PROCS; 1) */
+        int root_procs; /* worker processes rank 0 also runs (DPOOL_SPMD_ROOT_PROCS;
+                           none, or one per CPU of its task in a job of one rank) */
+        int timeout_ms; /* how long ranks wait for rank 0 (DPOOL_SPMD_TIMEOUT_MS; 30 s) */
+    } spmd;
 } dpool_config_t;
 
 /*  Fills config with defaults, then applies the DPOOL_* environment
@@ -247,6 +284,35 @@ dpool_pool_connect (const char *endpoint);
 /*  Either of the above, from a config. */
 dpool_pool_t *
 dpool_pool_new_config (const dpool_config_t *config);
+
+/*  SPMD: one program started N times by a launcher (mpirun -n N ./prog,
+    srun -n N ./prog) becomes one pool, as mpi4py.futures does. Register
+    the task functions first, then call this early in main, on every rank,
+    with the same config (may be NULL).
+
+    On rank 0 it returns a pool whose broker runs in this program (as
+    dpool_pool_new's does), bound to a free port on config->spmd.interface,
+    after it told the other ranks where it is (through spmd.bootstrap, or
+    the rendezvous). On every other rank it never returns: the process
+    serves as a worker of rank 0's pool (spmd.procs worker processes that
+    run the functions this program registered, with config's initializer,
+    initargs and max_tasks) and exits with status 0 once rank 0's pool is
+    destroyed (its broker's goodbye) or rank 0 is dead (the broker's
+    silence past its heartbeat expiry); with status 1 and a message naming
+    what it waited for when rank 0 is not found or does not answer within
+    spmd.timeout_ms. Its worker processes never outlive it.
+
+    Ranks come from the bootstrap, else from the launcher's environment:
+    SLURM_PROCID and SLURM_STEP_NUM_TASKS (or SLURM_NTASKS),
+    OMPI_COMM_WORLD_RANK and OMPI_COMM_WORLD_SIZE, PMI_RANK and PMI_SIZE;
+    with none, the program is rank 0 of 1, and this is an embedded pool.
+    Without a bootstrap, a job of more than one rank needs a rendezvous.
+    Destroying rank 0's pool ends the bootstrap's runtime (finalize) and
+    removes the rendezvous file. config's connect, procs and bind are not
+    used. Returns NULL on failure on rank 0 (DPOOL_EINVAL for a missing
+    rendezvous or a bad setting, DPOOL_ESYS...). */
+dpool_pool_t *
+dpool_pool_spmd (int *argc, char ***argv, const dpool_config_t *config);
 
 /*  Terminates the pool unless it was joined, then frees it. Result handles
     the caller still holds stay valid; those not finished end cancelled. */

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ typedef struct {
     int fast_deaths; /* consecutive deaths soon after start */
     bool stop;
     bool refused; /* a worker gave up: its handshakes with the broker kept failing */
+    int code;     /* leave_with_broker: why it stopped (a dpool_error_t), or 0 */
 } s_supervisor_t;
 
 /*  In a new worker process: forget the parent's signal handlers and mask,
@@ -71,6 +73,10 @@ s_child_main (const dp_supervisor_config_t *config)
         _exit (DP_WORKER_EXIT_INIT);
     if (rc == DP_WORKER_REFUSED)
         _exit (DP_WORKER_EXIT_REFUSED);
+    if (rc == DP_WORKER_BROKER_GONE)
+        _exit (DP_WORKER_EXIT_GONE);
+    if (rc < 0 && dpool_errno () == DPOOL_EUNREACHABLE)
+        _exit (DP_WORKER_EXIT_UNREACHABLE);
     _exit (rc == 0 ? 0 : 1);
 }
 
@@ -135,6 +141,23 @@ s_spawn (s_supervisor_t *self, s_child_t *child)
     dp_debug ("started worker process %d", (int)pid);
 }
 
+/*  leave_with_broker: true if the worker ended because its broker left or
+    never answered, which stops the supervisor and the others too. */
+static bool
+s_left_with_broker (s_supervisor_t *self, s_child_t *child, int status)
+{
+    if (!self->config->worker.leave_with_broker || !WIFEXITED (status))
+        return false;
+    int code = WEXITSTATUS (status);
+    if (code != DP_WORKER_EXIT_GONE && code != DP_WORKER_EXIT_UNREACHABLE)
+        return false;
+    child->pid = 0;
+    self->stop = true;
+    if (code == DP_WORKER_EXIT_UNREACHABLE && !self->code)
+        self->code = DPOOL_EUNREACHABLE;
+    return true;
+}
+
 /*  Logs a worker's death and schedules its restart. */
 static void
 s_on_death (s_supervisor_t *self, s_child_t *child, int status)
@@ -154,6 +177,8 @@ s_on_death (s_supervisor_t *self, s_child_t *child, int status)
         self->stop = true;
         return;
     }
+    if (s_left_with_broker (self, child, status))
+        return;
     if (retired) {
         /*  Replaced at once, and not a death: it did what it was told. */
         dp_info ("worker process %d retired after %d tasks; starting a fresh one", (int)child->pid,
@@ -281,7 +306,7 @@ dp_supervisor_run (const dp_supervisor_config_t *config)
     s_supervisor_t self;
     memset (&self, 0, sizeof self);
     self.config = config;
-    self.procs = config->procs > 0 ? config->procs : dp_cpu_count ();
+    self.procs = config->procs > 0 ? config->procs : dp_supervisor_default_procs ();
     self.children = (s_child_t *)calloc ((size_t)self.procs, sizeof *self.children);
     if (!self.children)
         return dp_fail (DPOOL_ENOMEM);
@@ -333,7 +358,32 @@ dp_supervisor_run (const dp_supervisor_config_t *config)
     sigprocmask (SIG_SETMASK, &saved_mask, NULL);
     sigaction (SIGCHLD, &saved_action, NULL);
     free (self.children);
-    return self.refused ? DP_SUPERVISOR_REFUSED : 0;
+    if (self.refused)
+        return DP_SUPERVISOR_REFUSED;
+    return self.code ? dp_fail (self.code) : 0;
+}
+
+/*  A whole count of CPUs from a launcher's variable, or 0. */
+static int
+s_cpus_from (const char *variable)
+{
+    long cpus;
+    const char *text = getenv (variable);
+    if (!text || dp_parse_int (text, 1, DP_SUPERVISOR_MAX_PROCS, &cpus))
+        return 0;
+    return (int)cpus;
+}
+
+int
+dp_supervisor_default_procs (void)
+{
+    int cpus = s_cpus_from ("SLURM_CPUS_PER_TASK");
+    if (!cpus)
+        cpus = s_cpus_from ("SLURM_CPUS_ON_NODE");
+    cpu_set_t set;
+    if (!cpus && sched_getaffinity (0, sizeof set, &set) == 0)
+        cpus = CPU_COUNT (&set);
+    return cpus > 0 ? cpus : dp_cpu_count ();
 }
 
 int

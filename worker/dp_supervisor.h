@@ -28,6 +28,13 @@
     worker that gave up because its handshakes with the broker kept failing
     (DP_WORKER_EXIT_REFUSED) is not restarted: the supervisor stops the
     others and returns DP_SUPERVISOR_REFUSED.
+
+    Workers that leave with their broker (worker.leave_with_broker, the
+    ranks of an SPMD job) end with it: the first that exits because its
+    broker left (DP_WORKER_EXIT_GONE) or never answered
+    (DP_WORKER_EXIT_UNREACHABLE) stops the supervisor and the others.
+    Every worker process dies with the supervisor (PR_SET_PDEATHSIG), so
+    that killing the supervisor leaves none behind.
 */
 #ifndef DP_SUPERVISOR_H_INCLUDED
 #define DP_SUPERVISOR_H_INCLUDED
@@ -41,24 +48,35 @@
 #define DP_SUPERVISOR_FAST_DEATH_MS  1000 /* a death this soon after start is suspicious */
 #define DP_SUPERVISOR_BACKOFF_MS     100  /* first restart delay after repeated fast deaths */
 #define DP_SUPERVISOR_BACKOFF_MAX_MS 5000 /* restart delay ceiling */
+#define DP_SUPERVISOR_MAX_PROCS      4096 /* the most CPUs a launcher's variable may claim */
 
 /*  What dp_supervisor_run returns when a worker gave up on the broker. */
 #define DP_SUPERVISOR_REFUSED 1
 
 typedef struct {
     dp_worker_config_t worker; /* what each worker process runs */
-    int procs;                 /* worker processes; 0: one per CPU */
+    int procs;                 /* worker processes; 0: dp_supervisor_default_procs */
     pid_t parent;              /* if not 0: stop when this process is gone */
 } dp_supervisor_config_t;
 
 /*  Runs the supervisor in the calling process until SIGTERM/SIGINT or the
     parent is gone; then stops the workers and returns 0 (-1 if it could not
     start, DP_SUPERVISOR_REFUSED if it stopped because a worker gave up on
-    its handshakes with the broker). The calling process must be single-threaded. SIGCHLD, SIGINT
-   and SIGTERM are blocked while it runs and read from a signalfd, and SIGCHLD's disposition is the
-   default (so that a program ignoring it still gets its workers restarted); both are restored on
-   return. It waits only for its own children, by pid. */
+    its handshakes with the broker; with leave_with_broker, also -1 with
+    DPOOL_EUNREACHABLE when a worker found no broker). The calling process
+    must be single-threaded. SIGCHLD, SIGINT and SIGTERM are blocked while
+    it runs and read from a signalfd, and SIGCHLD's disposition is the
+    default (so that a program ignoring it still gets its workers
+    restarted); both are restored on return. It waits only for its own
+    children, by pid. */
 int
 dp_supervisor_run (const dp_supervisor_config_t *config);
+
+/*  The worker processes to run when none are asked for: the CPUs the
+    launcher gave this task (SLURM_CPUS_PER_TASK, else SLURM_CPUS_ON_NODE),
+    else those this process may run on (its affinity mask, as taskset and
+    mpirun's binding set it), not the whole host's. */
+int
+dp_supervisor_default_procs (void);
 
 #endif

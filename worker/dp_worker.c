@@ -111,6 +111,9 @@ s_worker_setup (dp_worker_t *w, const dp_worker_config_t *config)
                               : config->handshake_timeout_ms < 0 ? 0
                                                                  : DP_WORKER_HANDSHAKE_TIMEOUT_MS;
     w->sigfd = -1;
+    w->leave_with_broker = config->leave_with_broker;
+    w->reach_ms = config->reach_ms > 0 ? config->reach_ms : 0;
+    atomic_init (&w->gone, false);
     atomic_init (&w->busy, false);
     atomic_init (&w->stopping, false);
     atomic_init (&w->held, 0);
@@ -272,6 +275,8 @@ dp_worker_run (const dp_worker_config_t *config)
     pthread_sigmask (SIG_SETMASK, &saved_mask, NULL);
     if (code)
         return dp_fail (code);
+    if (atomic_load (&w.gone))
+        return DP_WORKER_BROKER_GONE;
     return refused ? DP_WORKER_REFUSED : retired ? DP_WORKER_RETIRED : 0;
 }
 

@@ -51,6 +51,14 @@
       and ends the process with _exit (DP_WORKER_EXIT_DEADLINE): the task
       cannot be stopped any other way, and the supervisor starts a fresh
       process;
+    - leave_with_broker (an SPMD rank, which lives as long as its rank 0):
+      a BYE from the broker, or its silence past expiry once registered
+      (also while registering again), ends the worker: dp_worker_run
+      returns DP_WORKER_BROKER_GONE (a running task is abandoned with the
+      process, which ends with DP_WORKER_EXIT_GONE);
+    - reach_ms: no WELCOME within reach_ms of the start ends the worker:
+      dp_worker_run fails with DPOOL_EUNREACHABLE, after logging which
+      endpoint it waited for;
     - SIGINT or SIGTERM: sends any unsent results and BYE, waits up to 1 s
       for the broker's BYE, and stops: dp_worker_run returns 0, or, when a
       task is still running, the process ends with _exit (0) (the broker
@@ -101,12 +109,17 @@
 
 /*  Exit status of a supervised worker process that gave up because its
     handshakes with the broker kept failing (DP_WORKER_REFUSED). */
-#define DP_WORKER_EXIT_REFUSED 121
+#define DP_WORKER_EXIT_REFUSED 119
+/*  Exit statuses of a supervised worker process of leave_with_broker whose
+    broker left, and of one that reached no broker within reach_ms. */
+#define DP_WORKER_EXIT_GONE        121
+#define DP_WORKER_EXIT_UNREACHABLE 120
 
 /*  What dp_worker_run returns besides 0 (stopped by a signal) and -1. */
 #define DP_WORKER_RETIRED     1 /* it ran max_tasks jobs and left */
 #define DP_WORKER_INIT_FAILED 2 /* its initializer failed; it never registered */
 #define DP_WORKER_REFUSED     3 /* handshakes failed for handshake_timeout_ms */
+#define DP_WORKER_BROKER_GONE 4 /* leave_with_broker: the broker left or went silent */
 
 /*  How long a worker whose handshakes with the broker fail, and none
     succeeds, keeps trying before it gives up (dp_handshake.h). */
@@ -156,6 +169,11 @@ typedef struct {
         the one that was forked). A supervised worker process asks for
         SIGTERM (dp_supervisor.c says why). */
     int parent_death_signal;
+    /*  Leave when the broker leaves or goes silent, rather than register
+        again (see above); and how long to wait for the first WELCOME
+        (0: without limit). */
+    bool leave_with_broker;
+    int reach_ms;
 } dp_worker_config_t;
 
 /*  Fills config with zeros (the defaults) and DP_DEFAULT_CONNECT. */
@@ -166,7 +184,9 @@ dp_worker_config_init (dp_worker_config_t *config);
     error (an endpoint that cannot be connected, no memory). Returns 0 on a
     clean stop, DP_WORKER_RETIRED after max_tasks jobs, DP_WORKER_INIT_FAILED
     if the initializer failed, DP_WORKER_REFUSED if its handshakes with the
-    broker kept failing, -1 on failure (dpool_errno says why). Never
+    broker kept failing, DP_WORKER_BROKER_GONE when its broker left
+    (leave_with_broker), -1 on failure (dpool_errno says why: DPOOL_EUNREACHABLE
+    when no broker answered within reach_ms). Never
     returns when a task runs past its timeout (see above).
 
     Signals: while it runs, SIGINT and SIGTERM are blocked in the calling

@@ -87,6 +87,9 @@ typedef struct {
     int handshake_timeout_ms; /* 0: never give up */
     atomic_bool busy;         /* the task thread is running a job */
     atomic_bool stopping;     /* the I/O thread is stopping: start no job */
+    bool leave_with_broker;   /* dp_worker_config_t's */
+    int reach_ms;
+    atomic_bool gone; /* leave_with_broker: the I/O thread stopped because the broker left */
     /*  Jobs of this process whose results have not gone out: the I/O
         thread adds those it passes on, the task thread those it takes on
         its lane, and takes off each it answers or drops. The I/O thread

@@ -65,6 +65,8 @@ struct dp_worker_io_t {
     dp_handshake_t *watch; /* REGISTERING: watches the DEALER's handshakes */
     int64_t waiting_since; /* ms: REGISTERING: when the registration began */
     int64_t wait_warn_at;  /* ms: REGISTERING: when to warn that no broker answers */
+    bool registered;       /* a WELCOME came, once at least */
+    int64_t started;       /* ms: when the thread began */
     uint64_t epoch;
     int64_t last_send;  /* ms: last message sent to the broker */
     int64_t last_recv;  /* ms: last valid message from the broker */
@@ -214,6 +216,8 @@ s_io_stop (dp_worker_io_t *io, int code)
     atomic_store (&io->worker->stopping, true);
     if (atomic_load (&io->worker->busy)) {
         dp_info ("abandoning the running task");
+        if (atomic_load (&io->worker->gone))
+            _exit (DP_WORKER_EXIT_GONE);
         _exit (code == 0 ? 0 : 1);
     }
     dp_note_ctl_t ctl = {.kind = DP_NOTE_STOP, .code = code};
@@ -228,6 +232,39 @@ s_io_begin_waiting (dp_worker_io_t *io, int64_t now)
 {
     io->waiting_since = now;
     io->wait_warn_at = now + DP_WORKER_WAIT_WARN_MS;
+}
+
+/*  leave_with_broker: the broker left (why says how); the worker ends
+    with it. */
+static void
+s_io_gone (dp_worker_io_t *io, const char *why)
+{
+    dp_info ("%s: leaving with the broker at %s", why, io->worker->endpoint);
+    atomic_store (&io->worker->gone, true);
+    s_io_close_dealer (io);
+    s_io_stop (io, 0);
+}
+
+/*  Registering: true, after ending the worker, if it waited too long. The
+    first registration may take reach_ms; with leave_with_broker, a later
+    one may take the broker's expiry: a broker that was there and no
+    longer answers is gone. */
+static bool
+s_io_register_expired (dp_worker_io_t *io, int64_t now)
+{
+    if (!io->registered && io->worker->reach_ms > 0 && now - io->started >= io->worker->reach_ms) {
+        dp_error ("no dpool broker answered at %s within %d ms", io->worker->endpoint,
+                  io->worker->reach_ms);
+        s_io_close_dealer (io);
+        s_io_stop (io, DPOOL_EUNREACHABLE);
+        return true;
+    }
+    if (io->registered && io->worker->leave_with_broker &&
+        now - io->waiting_since >= io->expiry_ms) {
+        s_io_gone (io, "the broker did not welcome this worker back");
+        return true;
+    }
+    return false;
 }
 
 /*  How s_io_register gets its socket. */
@@ -572,6 +609,7 @@ s_io_on_welcome (dp_worker_io_t *io, const dp_welcome_t *welcome)
         io->expiry_ms = welcome->expiry_ms > INT_MAX ? INT_MAX : (int)welcome->expiry_ms;
     if (io->state == IO_REGISTERING) {
         io->state = IO_ACTIVE;
+        io->registered = true;
         io->backoff_ms = DP_RECONNECT_MS;
         dp_handshake_detach (io->watch);
         dp_handshake_reset (io->watch);
@@ -613,6 +651,10 @@ s_io_on_broker (dp_worker_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
         s_io_on_queue_reply (io, &m->u.queue_reply, msg);
         break;
     case DP_CMD_BYE:
+        if (io->worker->leave_with_broker) {
+            s_io_gone (io, "the broker said goodbye");
+            return false;
+        }
         dp_info ("the broker said goodbye; registering again in %d ms", io->backoff_ms);
         s_io_reset_jobs (io);
         s_io_close_dealer (io);
@@ -801,7 +843,12 @@ s_io_timers (dp_worker_io_t *io)
             s_io_deadline (io);
     }
     if (io->state == IO_REGISTERING) {
-        s_io_registering (io, now);
+        if (!s_io_register_expired (io, now))
+            s_io_registering (io, now);
+        return;
+    }
+    if (now - s_io_heard (io) >= s_io_expiry_ms (io) && io->worker->leave_with_broker) {
+        s_io_gone (io, "the broker went silent");
         return;
     }
     if (now - s_io_heard (io) >= s_io_expiry_ms (io)) {
@@ -830,6 +877,12 @@ s_io_timeout (dp_worker_io_t *io)
             next = io->wait_warn_at;
         if (dp_handshake_deadline (io->watch) < next)
             next = dp_handshake_deadline (io->watch);
+        if (!io->registered && io->worker->reach_ms > 0 &&
+            io->started + io->worker->reach_ms < next)
+            next = io->started + io->worker->reach_ms;
+        if (io->registered && io->worker->leave_with_broker &&
+            io->waiting_since + io->expiry_ms < next)
+            next = io->waiting_since + io->expiry_ms;
     } else {
         next = s_io_heard (io) + s_io_expiry_ms (io);
         if (io->last_send + DP_HEARTBEAT_ALONE (s_io_beat_ms (io)) < next)
@@ -945,6 +998,7 @@ dp_worker_io_new (dp_worker_t *w)
         free (io);
         return NULL;
     }
+    io->started = io->last_send;
     dp_writer_init (&io->ready);
     dp_writer_init (&io->empty);
     dp_writer_init (&io->done_w);

@@ -44,8 +44,10 @@ s_usage (FILE *out)
              "Stops on SIGINT or SIGTERM.\n"
              "\n"
              "  -c, --connect EP     broker endpoint (env DPOOL_CONNECT; default %s)\n"
-             "  -p, --procs N        worker processes, 0 for one per CPU (env DPOOL_PROCS;\n"
-             "                       default one per CPU, %d here)\n"
+             "  -p, --procs N        worker processes, 0 for the default (env DPOOL_PROCS;\n"
+             "                       default the CPUs the launcher gave this task:\n"
+             "                       SLURM_CPUS_PER_TASK, SLURM_CPUS_ON_NODE or the\n"
+             "                       affinity mask; %d here)\n"
              "  -C, --credit N       most tasks each process holds at once, 1 to %d;\n"
              "                       the broker sends fewer when tasks are slow or\n"
              "                       their arguments large\n"
@@ -88,7 +90,7 @@ s_usage (FILE *out)
              "\n"
              "Exit status: 0 after SIGINT or SIGTERM, 1 if it cannot start, 2 for bad\n"
              "options, 3 when the broker refused the workers' handshakes.\n",
-             DP_DEFAULT_CONNECT, dp_cpu_count (), DP_MAX_CREDIT, DP_DEFAULT_CREDIT,
+             DP_DEFAULT_CONNECT, dp_supervisor_default_procs (), DP_MAX_CREDIT, DP_DEFAULT_CREDIT,
              DP_WORKER_HANDSHAKE_TIMEOUT_MS / 1000);
 }
 

@@ -1,0 +1,160 @@
+/*  dp_rendezvous.c - rank 0's card, as text and as a file. */
+#include "dp_rendezvous.h"
+
+#include "dp_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CARD_MAGIC "dpool-spmd 1"
+
+int
+dp_card_format (const dp_card_t *card, char *out, size_t size)
+{
+    int n;
+    if (card->endpoint[0])
+        n = snprintf (out, size, CARD_MAGIC "\njob %s\nsize %d\nendpoint %s\n",
+                      card->job[0] ? card->job : "-", card->size, card->endpoint);
+    else
+        n = snprintf (out, size, CARD_MAGIC "\njob %s\nsize %d\nerror %s\n",
+                      card->job[0] ? card->job : "-", card->size, card->error);
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/*  Copies a value of len bytes into field (of size bytes); -1 if it does
+    not fit or is empty. */
+static int
+s_field (char *field, size_t size, const char *value, size_t len)
+{
+    if (len == 0 || len >= size)
+        return -1;
+    memcpy (field, value, len);
+    field[len] = 0;
+    return 0;
+}
+
+/*  One "key value" line of len bytes. Returns 0 or -1. */
+static int
+s_parse_line (const char *line, size_t len, dp_card_t *card)
+{
+    const char *space = memchr (line, ' ', len);
+    if (!space)
+        return -1;
+    size_t key = (size_t)(space - line);
+    const char *value = space + 1;
+    size_t vlen = len - key - 1;
+    if (key == 3 && memcmp (line, "job", 3) == 0) {
+        if (vlen == 1 && *value == '-')
+            return 0;
+        return s_field (card->job, sizeof card->job, value, vlen);
+    }
+    if (key == 8 && memcmp (line, "endpoint", 8) == 0)
+        return s_field (card->endpoint, sizeof card->endpoint, value, vlen);
+    if (key == 5 && memcmp (line, "error", 5) == 0)
+        return s_field (card->error, sizeof card->error, value, vlen);
+    if (key == 4 && memcmp (line, "size", 4) == 0) {
+        char number[16];
+        long size;
+        if (s_field (number, sizeof number, value, vlen) ||
+            dp_parse_int (number, 1, INT_MAX, &size))
+            return -1;
+        card->size = (int)size;
+        return 0;
+    }
+    return -1;
+}
+
+int
+dp_card_parse (const char *text, dp_card_t *card)
+{
+    memset (card, 0, sizeof *card);
+    size_t magic = strlen (CARD_MAGIC);
+    if (strncmp (text, CARD_MAGIC, magic) != 0 || text[magic] != '\n')
+        return -1;
+    const char *line = text + magic + 1;
+    while (*line) {
+        const char *eol = strchr (line, '\n');
+        if (!eol || s_parse_line (line, (size_t)(eol - line), card))
+            return -1;
+        line = eol + 1;
+    }
+    /*  Exactly one of endpoint and error. */
+    if (card->size == 0 || !card->endpoint[0] == !card->error[0])
+        return -1;
+    return 0;
+}
+
+dp_rendezvous_kind_t
+dp_rendezvous_kind (const char *rendezvous, const char **path)
+{
+    if (!rendezvous)
+        return DP_RENDEZVOUS_NONE;
+    if (strncmp (rendezvous, "file:", 5) == 0 && rendezvous[5]) {
+        *path = rendezvous + 5;
+        return DP_RENDEZVOUS_FILE;
+    }
+    if (strncmp (rendezvous, "tcp://", 6) == 0 && strrchr (rendezvous + 6, ':'))
+        return DP_RENDEZVOUS_TCP;
+    return DP_RENDEZVOUS_NONE;
+}
+
+int
+dp_rendezvous_write (const char *path, const char *text)
+{
+    char temp[PATH_MAX];
+    if (snprintf (temp, sizeof temp, "%s.XXXXXX", path) >= (int)sizeof temp) {
+        dp_error ("spmd: rendezvous path too long: %s", path);
+        return -1;
+    }
+    int fd = mkstemp (temp); /* mode 0600 */
+    if (fd < 0) {
+        dp_error ("spmd: cannot write the rendezvous %s: %s", path, strerror (errno));
+        return -1;
+    }
+    size_t len = strlen (text);
+    bool ok = write (fd, text, len) == (ssize_t)len && fsync (fd) == 0;
+    ok = close (fd) == 0 && ok;
+    if (!ok || rename (temp, path) != 0) {
+        dp_error ("spmd: cannot write the rendezvous %s: %s", path, strerror (errno));
+        unlink (temp);
+        return -1;
+    }
+    return 0;
+}
+
+/*  Reads path's card (at most DP_CARD_SIZE - 1 bytes); 0 or -1. */
+static int
+s_read_card (const char *path, dp_card_t *card)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    char text[DP_CARD_SIZE];
+    ssize_t n = read (fd, text, sizeof text - 1);
+    close (fd);
+    if (n <= 0)
+        return -1;
+    text[n] = 0;
+    return dp_card_parse (text, card);
+}
+
+int
+dp_rendezvous_wait (const char *path, const char *job, int size, int timeout_ms, dp_card_t *card)
+{
+    int64_t deadline = dp_now_ms () + timeout_ms;
+    for (;;) {
+        if (s_read_card (path, card) == 0 && card->size == size && strcmp (card->job, job) == 0)
+            return 0;
+        if (dp_now_ms () >= deadline)
+            return -1;
+        struct timespec pause = {0, DP_RENDEZVOUS_MS * 1000000L};
+        nanosleep (&pause, NULL);
+    }
+}

@@ -1,0 +1,14 @@
+# cluster/: SPMD pools through a fake launcher (the variables srun and
+# mpirun set) and the real mpirun, when MPI was found (else that case exits
+# 77: skipped); dpool-worker's --procs from the launcher.
+if (TARGET spmd_demo AND TARGET dpool-worker AND TARGET dpool-broker)
+    dpool_test (test_spmd test_spmd.c TIMEOUT 60 PROPERTIES SKIP_RETURN_CODE 77)
+    target_compile_definitions (test_spmd PRIVATE
+        DPOOL_SPMD_DEMO_BIN="$<TARGET_FILE:spmd_demo>")
+    add_dependencies (test_spmd spmd_demo)
+    if (TARGET spmd_demo_mpi)
+        target_compile_definitions (test_spmd PRIVATE
+            DPOOL_SPMD_DEMO_MPI_BIN="$<TARGET_FILE:spmd_demo_mpi>")
+        add_dependencies (test_spmd spmd_demo_mpi)
+    endif ()
+endif ()
