@@ -39,7 +39,7 @@
 #define DP_DEFAULT_MAX_HELD_RESULTS 1000000       /* results held for one session ... */
 #define DP_DEFAULT_MAX_HELD_BYTES   (256UL << 20) /* ... or bytes of them: its tasks wait */
 #define DP_DEFAULT_MAX_SESSIONS     100000        /* client sessions held, attached or not */
-#define DP_BROKER_SNDHWM            16 /* messages ZeroMQ queues to one peer (ZMQ_SNDHWM) */
+#define DP_BROKER_SNDHWM            256 /* messages ZeroMQ queues to one peer (ZMQ_SNDHWM) */
 #define DP_BROKER_TRIM_BYTES        (32UL << 20) /* freed since the last trim: trim when idle */
 #define DP_DEFAULT_NOFUNC_GRACE     3000 /* ms a task waits for a worker offering its function */
 #define DP_DEFAULT_MAX_PEER_CONNS   1024 /* connections admitted from one IP address */
