@@ -26,6 +26,7 @@
     drop the jobs it holds from before.
 */
 #define _GNU_SOURCE
+#include "dp_exec.h"
 #include "dp_registry.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -190,6 +191,7 @@ s_io_stop (dp_worker_io_t *io, int code)
     atomic_store (&io->worker->stopping, true);
     if (atomic_load (&io->worker->busy)) {
         dp_info ("abandoning the running task");
+        dp_exec_kill_running (); /* a command of dpool.exec must not outlive it */
         _exit (code == 0 ? 0 : 1);
     }
     dp_note_ctl_t ctl = {.kind = DP_NOTE_STOP, .code = code};
@@ -312,6 +314,7 @@ s_io_deadline (dp_worker_io_t *io)
         s_io_flush (io);
         s_io_leave (io);
     }
+    dp_exec_kill_running ();
     _exit (DP_WORKER_EXIT_DEADLINE);
 }
 

@@ -4,11 +4,13 @@
         dpool-worker --connect tcp://head:5555 --procs 8 --plugin ./libmytasks.so
         dpool-worker --plugin ./libmytasks.so --initializer my.init --initargs '[1]'
         dpool-worker --max-tasks 100
+        dpool-worker --allow-exec=sh,convert     (commands as tasks: dpool map --exec)
 
     Plugins are loaded before the worker processes are forked, so each
     process has them. Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1
     if it could not start (a plugin failed to load...), 2 for bad options.
 */
+#include "dp_exec.h"
 #include "dp_json.h"
 #include "dp_proto.h"
 #include "dp_registry.h"
@@ -60,6 +62,13 @@ s_usage (FILE *out)
              "  -m, --max-tasks N    replace a worker process by a fresh one after it ran N\n"
              "                       tasks, as Pool's maxtasksperchild; 0 never\n"
              "                       (env DPOOL_MAX_TASKS; default 0)\n"
+             "      --allow-exec[=PROG,...]  run shell commands as tasks (the function\n"
+             "                       " DP_EXEC_FN ", which dpool map --exec submits): any\n"
+             "                       program, or only those whose argv[0] is one of\n"
+             "                       the PROGs, byte for byte ('*': any). It lets\n"
+             "                       whoever reaches the broker run them as this user\n"
+             "                       (env DPOOL_ALLOW_EXEC; default off: such tasks\n"
+             "                       fail ENOFUNC)\n"
              "  -k, --curve-server KEY  the broker's CURVE public key, for a broker started\n"
              "                       with --curve-secret: 40 Z85 characters or a key file\n"
              "                       (env DPOOL_CURVE_SERVER)\n"
@@ -137,6 +146,7 @@ typedef struct {
     const char *initargs; /* --initargs, JSON text; or NULL */
     const char *curve_server;
     const char *curve_secret;
+    const char *allow_exec; /* --allow-exec: "*" or a list; NULL: off */
 } options_t;
 
 /*  Fills opts from the DPOOL_* variables. Returns -1 to go on, or the exit
@@ -167,6 +177,8 @@ s_from_environment (options_t *opts)
         opts->curve_server = env;
     if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
         opts->curve_secret = env;
+    if ((env = getenv ("DPOOL_ALLOW_EXEC")) && *env)
+        opts->allow_exec = env;
     return -1;
 }
 
@@ -214,6 +226,9 @@ s_option (int option, options_t *opts, char *argv[])
     case 'K':
         opts->curve_secret = optarg;
         break;
+    case 'X':
+        opts->allow_exec = optarg ? optarg : "*";
+        break;
     case 'P':
         if (opts->nplugins == MAX_PLUGINS)
             return s_bad ("too many --plugin options (at most %d)", MAX_PLUGINS);
@@ -259,6 +274,7 @@ s_parse (int argc, char *argv[], options_t *opts)
                                             {"curve-server", required_argument, NULL, 'k'},
                                             {"curve-secret", required_argument, NULL, 'K'},
                                             {"log-level", required_argument, NULL, 'l'},
+                                            {"allow-exec", optional_argument, NULL, 'X'},
                                             {"help", no_argument, NULL, 'h'},
                                             {"version", no_argument, NULL, 'V'},
                                             {NULL, 0, NULL, 0}};
@@ -310,6 +326,11 @@ s_check (options_t *opts, msgpack_sbuffer *packed)
 static int
 s_run (const options_t *opts)
 {
+    if (opts->allow_exec && dp_exec_register (opts->allow_exec)) {
+        fprintf (stderr, "dpool-worker: invalid --allow-exec '%s' (expected '*' or PROG,...)\n",
+                 opts->allow_exec);
+        return EXIT_USAGE;
+    }
     for (int i = 0; i < opts->nplugins; i++)
         if (dp_registry_load_plugin (opts->plugins[i])) {
             fprintf (stderr, "dpool-worker: cannot load plugin %s\n", opts->plugins[i]);
