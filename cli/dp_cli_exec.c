@@ -263,14 +263,15 @@ s_is (const msgpack_object *key, const char *name)
            memcmp (key->via.str.ptr, name, key->via.str.size) == 0;
 }
 
-/*  Reads bytes (bin or str) into *data and *len, if value is some. */
+/*  Reads bytes (bin or str) into *data and *len, if value is some and not
+    empty (an empty one may point nowhere). */
 static void
 s_take_bytes (const msgpack_object *value, const char **data, uint32_t *len)
 {
-    if (value->type == MSGPACK_OBJECT_BIN) {
+    if (value->type == MSGPACK_OBJECT_BIN && value->via.bin.size > 0) {
         *data = value->via.bin.ptr;
         *len = value->via.bin.size;
-    } else if (value->type == MSGPACK_OBJECT_STR) {
+    } else if (value->type == MSGPACK_OBJECT_STR && value->via.str.size > 0) {
         *data = value->via.str.ptr;
         *len = value->via.str.size;
     }

@@ -117,7 +117,7 @@ s_parse_argv (dpool_task_t *task, const msgpack_object *argv, dp_exec_run_t *run
         size_t size;
         if (!s_bytes (&argv->via.array.ptr[i], &data, &size))
             return dpool_task_fail (task, DP_EXEC_FN ": argv[%u] is not a string", i);
-        if (memchr (data, 0, size))
+        if (size > 0 && memchr (data, 0, size))
             return dpool_task_fail (task, DP_EXEC_FN ": argv[%u] holds a NUL byte", i);
         if (i == 0 && size == 0)
             return dpool_task_fail (task, DP_EXEC_FN ": argv[0] is empty");
@@ -132,7 +132,8 @@ s_parse_argv (dpool_task_t *task, const msgpack_object *argv, dp_exec_run_t *run
         const char *data = NULL;
         size_t size = 0;
         s_bytes (&argv->via.array.ptr[i], &data, &size);
-        memcpy (text, data, size);
+        if (size > 0)
+            memcpy (text, data, size);
         text[size] = 0;
         words[i] = text;
         text += size + 1;
