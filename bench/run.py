@@ -18,6 +18,8 @@ What runs (bench/README.md says more):
                     1,000 idle workers, cancelling 100,000 queued tasks
   worker death      worker_death.py: time from SIGKILL of a busy worker
                     process to its task running on another (21 kills)
+  exec              exec_parallel.py: dpool map --exec of 1,000 `true`
+                    commands against GNU parallel -j2 (skipped without it)
 
 Runs are interleaved (run 1 of every figure, then run 2...) so that a change
 in the machine's load touches every system alike. Every measurement is one
@@ -662,6 +664,36 @@ def worker_death(args, quick):
     return section, target
 
 
+def exec_vs_parallel(args, quick):
+    """bench/exec_parallel.py on the build: 1,000 `true` commands through
+    dpool map --exec and through parallel -j2 (issue 14 item 5). Returns the
+    report's section and its target line (None when skipped)."""
+    build = os.path.dirname(os.path.dirname(os.path.abspath(args.broker)))  # <build>/broker/
+    lines, runs = (50, 1) if quick else (1000, 3)
+    log("run.py: dpool map --exec against parallel -j2, %d commands, %d runs" % (lines, runs))
+    done = subprocess.run([sys.executable, os.path.join(BENCH_DIR, "exec_parallel.py"), build,
+                           "--lines", str(lines), "--runs", str(runs), "--json"],
+                          capture_output=True, text=True, timeout=900)
+    out = done.stdout.strip().splitlines()
+    title = "## Shell commands as tasks (bench/exec_parallel.py)\n\n"
+    if done.returncode != 0 or not out:
+        log("run.py: exec_parallel.py failed: %s" % (done.stderr.strip() or done.returncode))
+        return title + "FAILED: %s\n\n" % (done.stderr.strip() or done.returncode), None
+    figures = json.loads(out[-1])
+    if "skipped" in figures:
+        return title + "skipped: %s\n\n" % figures["skipped"], None
+    d, p = figures["dpool_median_s"], figures["parallel_median_s"]
+    section = title + ("%d `true` commands, 2 worker processes (`dpool-worker --procs 2 "
+                       "--allow-exec=true`) against `parallel -j2 true` on the same lines, "
+                       "each timed from start to exit: dpool map --exec %.3f s [%.3f–%.3f], "
+                       "parallel %.3f s [%.3f–%.3f] (medians of %d runs, interleaved).\n\n"
+                       % (lines, d, min(figures["dpool_s"]), max(figures["dpool_s"]), p,
+                          min(figures["parallel_s"]), max(figures["parallel_s"]), runs))
+    target = ("- %d true commands: dpool map --exec %.3f s vs parallel -j2 %.3f s, %.1f× as "
+              "fast (target > 1×): %s" % (lines, d, p, p / d, "MET" if d < p else "MISSED"))
+    return section, target
+
+
 def load_text():
     one, five, fifteen = os.getloadavg()
     return "%.2f %.2f %.2f" % (one, five, fifteen)
@@ -761,6 +793,9 @@ def main():
     death_section, death_target = "", None
     if not only or "worker death" in only:
         death_section, death_target = worker_death(args, args.quick)
+    exec_section, exec_target = "", None
+    if not only or "exec" in only:
+        exec_section, exec_target = exec_vs_parallel(args, args.quick)
     seconds = time.monotonic() - t0
     load_end = load_text()
     others = account.others_cores()
@@ -773,8 +808,8 @@ def main():
     if rows:
         report += "## Broker alone (dpool-broker over tcp loopback, no client library)\n\n"
         report += render(["workload", "n", "median [range]", "notes"], rows) + "\n\n"
-    report += death_section
-    lines = targets(results) + ([death_target] if death_target else [])
+    report += death_section + exec_section
+    lines = targets(results) + [t for t in (death_target, exec_target) if t]
     if lines:
         report += "## Targets on these figures\n\n" + "\n".join(lines) + "\n"
     if args.quick:

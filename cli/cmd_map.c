@@ -8,6 +8,8 @@
     waiting long on one while the other may have work.
 */
 #include "dp_cli.h"
+#include "dp_cli_exec.h"
+#include "dp_exec.h"
 #include "dp_json.h"
 #include "dp_util.h"
 #include "dpool.h"
@@ -25,6 +27,7 @@
 const char dp_cli_help_map[] =
     "usage: dpool map FN [--connect EP] [--chunksize N] [--timeout-ms N]\n"
     "                    < args.jsonl > results.jsonl\n"
+    "       dpool map --exec [OPTIONS] [--] CMD [ARG...] < lines\n"
     "\n"
     "Runs the function FN once for every line of standard input and prints one line\n"
     "of compact JSON for each: output line i is the result for input line i, in input\n"
@@ -61,6 +64,39 @@ const char dp_cli_help_map[] =
     "  --connect-timeout-ms N   how long the broker has to answer, at the start and\n"
     "                           whenever results stop coming\n"
     "                           [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
+    "\n"
+    "Shell commands (--exec): CMD runs once per input line on a worker that allows\n"
+    "it (dpool-worker --allow-exec), with the line in place of every {} in its\n"
+    "words; when no word holds {}, the line and a newline are its stdin (else stdin\n"
+    "is /dev/null). Options end at CMD (or at --). Each command's stdout is printed\n"
+    "as it is, in input order (as parallel -k), and its stderr goes to stderr. A\n"
+    "command fails when it exits non-zero, is killed, times out or cannot run on any\n"
+    "worker; each failure is noted on stderr, e.g.\n"
+    "  dpool map: line 3: exit 2: grep x file3\n"
+    "and the exit status is then 1. A missing program exits 127, as in a shell.\n"
+    "With --json each line of stdout is instead one record:\n"
+    "  {\"seq\":3,\"command\":\"grep x file3\",\"exit\":2,\"signal\":0,\"timeout\":false,\n"
+    "   \"stdout\":\"...\",\"stderr\":\"...\",\"stdout_cut\":0,\"stderr_cut\":0,\n"
+    "   \"host\":\"node1\",\"start\":1712345678.123456,\"runtime\":0.004211}\n"
+    "(exit is -1 when a signal ended it; output that is not UTF-8 is {\"$bin\":...};\n"
+    "a line that never ran is {\"seq\":..,\"command\":..,\"dpool_error\":{...}}).\n"
+    "  --exec                   run CMD, as above (no variable turns it on)\n"
+    "  --json                   print one JSON record per command [DPOOL_JSON; off]\n"
+    "  --timeout-ms N           with --exec, the command's own limit: its process\n"
+    "                           group gets SIGTERM, then SIGKILL 1 s later; the\n"
+    "                           worker lives on [DPOOL_TIMEOUT_MS; 0, none]\n"
+    "  --max-output N           bytes kept of each command's stdout, and of its\n"
+    "                           stderr, up to 16777216; the rest is counted and\n"
+    "                           noted as cut [DPOOL_MAX_OUTPUT; 1048576]\n"
+    "  --joblog FILE            GNU parallel's joblog: a header, then per command\n"
+    "                           that ran, tab-separated, Seq Host Starttime\n"
+    "                           JobRuntime Send Receive Exitval Signal Command; a\n"
+    "                           line is written once its output is [DPOOL_JOBLOG]\n"
+    "  --resume                 with --joblog: skip the input lines (Seq) it holds,\n"
+    "                           whatever their exit, and append [DPOOL_RESUME; off]\n"
+    "  --resume-failed          the same, but run the lines that failed again\n"
+    "                           [DPOOL_RESUME_FAILED; off]\n"
+    "--chunksize defaults to 1 with --exec.\n"
     "\n"
     "SIGINT or SIGTERM ends it at once with exit status 128 + the signal's number:\n"
     "the results printed so far stay, no more are printed, and the broker forgets\n"
@@ -163,6 +199,7 @@ typedef struct {
     msgpack_sbuffer pending; /* the next batch's arguments, back to back */
     msgpack_packer packer;
     size_t pending_count;
+    size_t pending_first;     /* the input line of its first task */
     int64_t pending_since_ms; /* when its first line was read */
     s_batch_t window[MAP_WINDOW];
     size_t first, nbatches; /* a ring of batches in flight, oldest first */
@@ -171,6 +208,7 @@ typedef struct {
     int fatal;       /* an exit status that ends the map at once */
     bool failed;     /* a task failed */
     dp_json_buf_t out;
+    dp_cli_exec_t *exec; /* with --exec: the lines feed a command */
 } s_map_t;
 
 /*  True if line holds nothing but JSON whitespace. */
@@ -202,11 +240,13 @@ s_map_input_error (s_map_t *self, const char *format, ...)
 }
 
 /*  The chunksize to map with: as asked, else 1 when tasks have a time
-    limit (a chunk is timed as a whole), else 0 for the library's choice. */
+    limit (a chunk is timed as a whole) or are commands (each worth its
+    own message), else 0 for the library's choice. */
 static size_t
-s_map_chunksize (const dp_cli_t *cli)
+s_map_chunksize (const s_map_t *self)
 {
-    if (cli->options.chunksize == 0 && cli->options.timeout_ms > 0)
+    const dp_cli_t *cli = self->cli;
+    if (cli->options.chunksize == 0 && (cli->options.timeout_ms > 0 || self->exec))
         return 1;
     return (size_t)cli->options.chunksize;
 }
@@ -217,24 +257,58 @@ static int
 s_map_submit (s_map_t *self)
 {
     dp_cli_t *cli = self->cli;
-    dpool_iter_t *iter = dpool_pool_imap (cli->pool, cli->args[0], self->pending.data,
-                                          self->pending.size, s_map_chunksize (cli), NULL);
+    const char *fn = self->exec ? DP_EXEC_FN : cli->args[0];
+    dpool_iter_t *iter = dpool_pool_imap (cli->pool, fn, self->pending.data, self->pending.size,
+                                          s_map_chunksize (self), NULL);
     if (!iter) {
         int code = dpool_errno ();
-        fprintf (stderr, "dpool map: cannot submit lines %zu to %zu: %s\n",
-                 self->line_no - self->pending_count + 1, self->line_no, dpool_strerror (code));
+        fprintf (stderr, "dpool map: cannot submit lines %zu to %zu: %s\n", self->pending_first,
+                 self->line_no, dpool_strerror (code));
         self->fatal = code == DPOOL_EUNREACHABLE ? EXIT_UNREACHABLE : EXIT_ERROR;
         return -1;
     }
     s_batch_t *batch = &self->window[(self->first + self->nbatches) % MAP_WINDOW];
     batch->iter = iter;
-    batch->first_line = self->line_no - self->pending_count + 1;
+    batch->first_line = self->pending_first;
     batch->count = self->pending_count;
     batch->printed = 0;
     self->nbatches++;
     msgpack_sbuffer_clear (&self->pending);
     self->pending_count = 0;
     return 0;
+}
+
+/*  Packs the arguments of input line line_no into the pending batch: its
+    JSON, or with --exec its command. Returns DP_CLI_EXEC_PACKED,
+    DP_CLI_EXEC_SKIPPED (a line --resume skips), or -1 after ending the
+    input with a message. */
+static int
+s_map_pack_line (s_map_t *self, const char *line, size_t len, size_t line_no)
+{
+    if (!self->exec && s_blank (line, len)) {
+        s_map_input_error (self, "line %zu: blank line (each line must hold one JSON value)",
+                           line_no);
+        return -1;
+    }
+    size_t before = self->pending.size;
+    char error[DP_JSON_ERROR_SIZE];
+    int rc = self->exec ? dp_cli_exec_pack (self->exec, line_no, line, len, &self->packer, error,
+                                            sizeof error)
+                        : dp_json_to_msgpack (&self->packer, line, len, error, sizeof error);
+    if (rc < 0) {
+        self->pending.size = before;
+        s_map_input_error (self, "line %zu: %s", line_no, error);
+        return -1;
+    }
+    if (self->pending.size - before > MAX_ARGS_SIZE) {
+        self->pending.size = before;
+        if (self->exec)
+            dp_cli_exec_unpack (self->exec);
+        s_map_input_error (self, "line %zu: its arguments take more than %d bytes", line_no,
+                           MAX_ARGS_SIZE);
+        return -1;
+    }
+    return rc;
 }
 
 /*  Reads the input lines available now (waiting up to wait_ms for the
@@ -268,27 +342,16 @@ s_map_read (s_map_t *self, int wait_ms)
             s_map_input_error (self, "reading stdin: %s", strerror (errno));
             break;
         }
-        if (s_blank (line, len)) {
-            s_map_input_error (self, "line %zu: blank line (each line must hold one JSON value)",
-                               line_no);
+        rc = s_map_pack_line (self, line, len, line_no);
+        if (rc < 0)
             break;
-        }
-        size_t before = self->pending.size;
-        char error[DP_JSON_ERROR_SIZE];
-        if (dp_json_to_msgpack (&self->packer, line, len, error, sizeof error)) {
-            self->pending.size = before;
-            s_map_input_error (self, "line %zu: %s", line_no, error);
-            break;
-        }
-        if (self->pending.size - before > MAX_ARGS_SIZE) {
-            self->pending.size = before;
-            s_map_input_error (self, "line %zu: its arguments take more than %d bytes", line_no,
-                               MAX_ARGS_SIZE);
-            break;
-        }
         self->line_no = line_no;
-        if (self->pending_count++ == 0)
+        if (rc == DP_CLI_EXEC_SKIPPED)
+            continue;
+        if (self->pending_count++ == 0) {
             self->pending_since_ms = dp_now_ms ();
+            self->pending_first = line_no;
+        }
     }
     if (self->pending_count > 0 && (self->input_done || self->pending_count >= batch_max ||
                                     self->pending.size >= MAP_BATCH_BYTES ||
@@ -299,8 +362,30 @@ s_map_read (s_map_t *self, int wait_ms)
     return progress;
 }
 
+/*  Prints one result: its JSON line, or with --exec its command's
+    output. Returns 0, or -1 after a message. */
+static int
+s_map_print_one (s_map_t *self, dpool_result_t *item)
+{
+    if (self->exec) {
+        int rc = dp_cli_exec_print (self->exec, item);
+        self->failed |= rc == 1;
+        return rc < 0 ? -1 : 0;
+    }
+    bool error = false;
+    dp_json_buf_reset (&self->out);
+    if (!dp_cli_append_outcome (&self->out, item, &error))
+        self->failed = true;
+    if (error || fwrite (self->out.data, 1, self->out.size, stdout) != self->out.size) {
+        fprintf (stderr, "dpool map: writing results: %s\n", strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
 /*  Prints the results of the oldest batches that are ready, waiting up to
-    wait_ms for the first. Returns true if it printed anything. */
+    wait_ms for the first. Returns true if it printed anything. With
+    --exec, what it printed is then synced (the joblog after stdout). */
 static bool
 s_map_print (s_map_t *self, int wait_ms)
 {
@@ -327,13 +412,9 @@ s_map_print (s_map_t *self, int wait_ms)
             break;
         }
         if (item) {
-            bool error = false;
-            dp_json_buf_reset (&self->out);
-            if (!dp_cli_append_outcome (&self->out, item, &error))
-                self->failed = true;
+            int rc = s_map_print_one (self, item);
             dpool_result_destroy (&item);
-            if (error || fwrite (self->out.data, 1, self->out.size, stdout) != self->out.size) {
-                fprintf (stderr, "dpool map: writing results: %s\n", strerror (errno));
+            if (rc) {
                 self->fatal = EXIT_ERROR;
                 break;
             }
@@ -348,6 +429,8 @@ s_map_print (s_map_t *self, int wait_ms)
             progress = true;
         }
     }
+    if (progress && self->exec && !self->fatal && dp_cli_exec_sync (self->exec))
+        self->fatal = EXIT_ERROR;
     return progress;
 }
 
@@ -355,11 +438,22 @@ s_map_print (s_map_t *self, int wait_ms)
 int
 dp_cli_map_run (dp_cli_t *cli)
 {
-    int rc = dp_cli_connect (cli);
-    if (rc >= 0)
-        return rc;
     s_map_t map;
     memset (&map, 0, sizeof map);
+    if (cli->options.exec) {
+        /*  The time limit is the command's own, which ends the command and
+            not the worker: the task itself has none. */
+        int rc = EXIT_ERROR;
+        map.exec = dp_cli_exec_new (cli, cli->options.timeout_ms, &rc);
+        if (!map.exec)
+            return rc;
+        cli->options.timeout_ms = 0;
+    }
+    int rc = dp_cli_connect (cli);
+    if (rc >= 0) {
+        dp_cli_exec_destroy (&map.exec);
+        return rc;
+    }
     map.cli = cli;
     map.reader.fd = STDIN_FILENO;
     msgpack_sbuffer_init (&map.pending);
@@ -403,6 +497,7 @@ dp_cli_map_run (dp_cli_t *cli)
     for (; map.nbatches > 0; map.nbatches--, map.first = (map.first + 1) % MAP_WINDOW)
         dpool_iter_destroy (&map.window[map.first].iter);
     dp_cli_disconnect (cli, !map.fatal && !dp_cli_signal ());
+    dp_cli_exec_destroy (&map.exec);
     msgpack_sbuffer_destroy (&map.pending);
     dp_json_buf_free (&map.out);
     free (map.reader.data);

@@ -3,7 +3,8 @@
     The command is dpool_main.c, which reads the command line into a
     dp_cli_t and calls the subcommand, and one file a subcommand (cmd_map.c,
     cmd_apply.c, cmd_status.c, cmd_demo.c, cmd_queue.c, cmd_keygen.c), each
-    holding its --help text and its run function. dp_cli.c holds what
+    holding its --help text and its run function; map --exec's commands and
+    joblog are in dp_cli_exec.c and dp_cli_joblog.c (dp_cli_exec.h). dp_cli.c holds what
     several of them need: usage errors, connecting to the broker and
     checking that it still answers, text from the network made safe for a
     terminal, and a task's outcome as a line of JSON. dp_cli_signal.c
@@ -58,6 +59,11 @@ typedef struct {
     long timeout_ms;
     long batch;
     bool json;
+    bool exec;          /* map: the input lines feed a command */
+    const char *joblog; /* map --exec: the joblog's path */
+    bool resume;        /* map --exec: skip the lines the joblog holds */
+    bool resume_failed; /* ... but run those that failed again */
+    long max_output;    /* map --exec: bytes kept of a command's stdout and stderr */
     const char *worker;
     long procs;
     const char *curve_server;
@@ -79,6 +85,8 @@ typedef struct {
     const dp_cli_command_t *command;
     const char *args[MAX_POSITIONAL];
     int nargs;
+    char **exec_argv; /* map --exec: the command's words, borrowed from argv */
+    int exec_argc;
     dpool_pool_t *pool;
     int64_t last_heard_ms; /* when the broker last answered or sent a result */
     bool warned_no_workers;

@@ -2,6 +2,7 @@
     dpool-broker, from the shell, and the broker's named queues.
 
         dpool map FN < args.jsonl > results.jsonl
+        dpool map --exec [--] CMD [ARG...] < lines
         dpool apply FN JSON
         dpool status [--json]
         dpool demo
@@ -21,6 +22,8 @@
 */
 #include "demo.h"
 #include "dp_cli.h"
+#include "dp_cli_exec.h"
+#include "dp_exec.h"
 #include "dp_util.h"
 #include "dpool.h"
 
@@ -66,7 +69,16 @@ static const s_option_t s_option_table[] = {
     {"--timeout-ms", "DPOOL_TIMEOUT_MS", OPT_INT, CMD_MAP | CMD_APPLY | CMD_QUEUE, 0, INT_MAX,
      offsetof (dp_cli_options_t, timeout_ms)},
     {"--batch", "DPOOL_BATCH", OPT_INT, CMD_MAP, 1, MAX_BATCH, offsetof (dp_cli_options_t, batch)},
-    {"--json", "DPOOL_JSON", OPT_FLAG, CMD_STATUS, 0, 0, offsetof (dp_cli_options_t, json)},
+    {"--json", "DPOOL_JSON", OPT_FLAG, CMD_STATUS | CMD_MAP, 0, 0,
+     offsetof (dp_cli_options_t, json)},
+    /*  No variable turns --exec on: it changes what the words mean. */
+    {"--exec", NULL, OPT_FLAG, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, exec)},
+    {"--joblog", "DPOOL_JOBLOG", OPT_STRING, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, joblog)},
+    {"--resume", "DPOOL_RESUME", OPT_FLAG, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, resume)},
+    {"--resume-failed", "DPOOL_RESUME_FAILED", OPT_FLAG, CMD_MAP, 0, 0,
+     offsetof (dp_cli_options_t, resume_failed)},
+    {"--max-output", "DPOOL_MAX_OUTPUT", OPT_INT, CMD_MAP, 1, DP_EXEC_MAX_OUTPUT_LIMIT,
+     offsetof (dp_cli_options_t, max_output)},
     {"--worker", "DPOOL_WORKER", OPT_STRING, CMD_DEMO, 0, 0, offsetof (dp_cli_options_t, worker)},
     {"--procs", "DPOOL_PROCS", OPT_INT, CMD_DEMO, 0, MAX_PROCS,
      offsetof (dp_cli_options_t, procs)},
@@ -87,6 +99,8 @@ static const char s_help_main[] =
     "Commands:\n"
     "  map FN          run FN on every line of stdin (one JSON value each) and print\n"
     "                  one JSON result per line, in input order\n"
+    "  map --exec CMD  run the shell command CMD once per line of stdin, on the\n"
+    "                  workers that allow it, as GNU parallel does ({} is the line)\n"
     "  apply FN JSON   run FN once on the JSON arguments and print its result\n"
     "  status          show the broker's workers, their functions and task counts\n"
     "  demo            run the tutorial's Pool(3) demo (embedded by default)\n"
@@ -204,6 +218,35 @@ s_is_option (const char *arg)
     return !(arg[1] >= '0' && arg[1] <= '9');
 }
 
+/*  Where the words of map --exec's command begin: after "--", or at the
+    first word after the command's name once --exec was seen; argc if no
+    --exec. Sets *exec if --exec is on the command line. Options end there,
+    so that the command's own options stay its own. */
+static int
+s_exec_start (int argc, char *argv[], bool *exec)
+{
+    bool named = false;
+    *exec = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp (arg, "--") == 0)
+            return *exec ? i + 1 : argc;
+        if (s_is_option (arg)) {
+            const s_option_t *option = s_option_find (arg);
+            bool value = true;
+            const char *equals = strchr (arg, '=');
+            if (option && option->offset == offsetof (dp_cli_options_t, exec))
+                *exec = !equals || (s_parse_flag (equals + 1, &value) == 0 && value);
+            if (option && option->kind != OPT_FLAG && !equals)
+                i++;
+        } else if (!named)
+            named = true;
+        else if (*exec)
+            return i;
+    }
+    return argc;
+}
+
 /*  What the first pass over the command line found besides the command. */
 typedef struct {
     bool help;
@@ -211,6 +254,8 @@ typedef struct {
     const char *unknown; /* the first unknown option */
     const char *positional[MAX_POSITIONAL + 1];
     int npositional;
+    bool exec;     /* --exec is there */
+    int exec_from; /* the index of its command's first word, or argc */
 } s_words_t;
 
 /*  First pass over the command line: sets cli->command and notes in words
@@ -221,7 +266,8 @@ static int
 s_parse_words (dp_cli_t *cli, int argc, char *argv[], s_words_t *words)
 {
     bool options_end = false;
-    for (int i = 1; i < argc; i++) {
+    words->exec_from = s_exec_start (argc, argv, &words->exec);
+    for (int i = 1; i < words->exec_from; i++) {
         const char *arg = argv[i];
         if (!options_end && strcmp (arg, "--") == 0)
             options_end = true;
@@ -274,15 +320,16 @@ s_parse_check (dp_cli_t *cli, const s_words_t *words)
         return EXIT_USAGE;
     }
     const dp_cli_command_t *command = cli->command;
-    if (command->positional >= 0 && words->npositional != command->positional) {
+    bool exec = command->id == CMD_MAP && words->exec; /* dp_cli_exec_check_args checks */
+    if (!exec && command->positional >= 0 && words->npositional != command->positional) {
         static const char *const wants[] = {"no arguments", "one argument, FN",
                                             "two arguments, FN and JSON"};
         return dp_cli_usage_error (command, "%s takes %s", command->name,
                                    wants[command->positional]);
     }
-    for (int i = 0; i < words->npositional; i++)
+    for (int i = 0; i < words->npositional && i < MAX_POSITIONAL; i++)
         cli->args[i] = words->positional[i];
-    cli->nargs = words->npositional;
+    cli->nargs = words->npositional < MAX_POSITIONAL ? words->npositional : MAX_POSITIONAL;
     return -1;
 }
 
@@ -294,7 +341,7 @@ s_parse_environment (dp_cli_t *cli)
     const dp_cli_command_t *command = cli->command;
     for (size_t i = 0; i < OPTION_COUNT; i++) {
         const s_option_t *option = &s_option_table[i];
-        const char *value = getenv (option->env);
+        const char *value = option->env ? getenv (option->env) : NULL;
         if ((option->commands & command->id) && value) {
             int rc = s_option_set (&cli->options, option, value, option->env, command);
             if (rc)
@@ -308,11 +355,11 @@ s_parse_environment (dp_cli_t *cli)
     the command does not have. The first pass has made sure every option
     is known. Returns 0, or EXIT_USAGE after a message. */
 static int
-s_parse_options (dp_cli_t *cli, int argc, char *argv[])
+s_parse_options (dp_cli_t *cli, int argc, char *argv[], int exec_from)
 {
     const dp_cli_command_t *command = cli->command;
     bool options_end = false;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < exec_from; i++) {
         const char *arg = argv[i];
         if (!options_end && strcmp (arg, "--") == 0)
             options_end = true;
@@ -359,11 +406,15 @@ s_parse (dp_cli_t *cli, int argc, char *argv[])
         return rc;
     rc = s_parse_environment (cli);
     if (rc == 0)
-        rc = s_parse_options (cli, argc, argv);
+        rc = s_parse_options (cli, argc, argv, words.exec_from);
     if (rc)
         return rc;
+    cli->exec_argv = argv + words.exec_from;
+    cli->exec_argc = argc - words.exec_from;
     const dp_cli_command_t *command = cli->command;
-    if (command->positional > 0 && command->id != CMD_KEYGEN) {
+    if (command->id == CMD_MAP && (rc = dp_cli_exec_check_args (cli)) >= 0)
+        return rc;
+    if (command->positional > 0 && command->id != CMD_KEYGEN && cli->nargs > 0) {
         size_t len = strlen (cli->args[0]);
         if (len < 1 || len > MAX_FN_NAME)
             return dp_cli_usage_error (command, "FN must be 1 to %d bytes long", MAX_FN_NAME);

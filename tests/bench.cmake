@@ -22,7 +22,7 @@ if (CMAKE_SCRIPT_MODE_FILE)
     foreach (expected "## Side by side" "| workload" "tasks/s median" "| zmq fwd tcp"
                       "| zmq fwd ipc" "| pool" "| dpool embedded" "| dpool tcp" "| dpool ipc"
                       "## Broker alone" "| broker_rss" "| broker_idle" "| cancel"
-                      "## Worker death")
+                      "## Worker death" "## Shell commands as tasks")
         string (FIND "${out}" "${expected}" at)
         if (at EQUAL -1)
             message (FATAL_ERROR "bench/run.py --quick printed no '${expected}':\n${err}")

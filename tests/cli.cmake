@@ -20,3 +20,7 @@ dpool_test (test_cli_signals test_cli_signals.c TIMEOUT 150)
 
 # Names from the network are escaped in human-readable output.
 dpool_test (test_cli_escape test_cli_escape.c TIMEOUT 90)
+
+# Shell commands as tasks: dpool.exec and dpool map --exec.
+dpool_test (test_exec test_exec.c TIMEOUT 150)
+target_link_libraries (test_exec PRIVATE PkgConfig::JANSSON)

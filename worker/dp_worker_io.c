@@ -33,6 +33,7 @@
 */
 #define _GNU_SOURCE
 #include "dp_handshake.h"
+#include "dp_exec.h"
 #include "dp_registry.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -216,6 +217,7 @@ s_io_stop (dp_worker_io_t *io, int code)
     atomic_store (&io->worker->stopping, true);
     if (atomic_load (&io->worker->busy)) {
         dp_info ("abandoning the running task");
+        dp_exec_kill_running (); /* a command of dpool.exec must not outlive it */
         if (atomic_load (&io->worker->gone))
             _exit (DP_WORKER_EXIT_GONE);
         _exit (code == 0 ? 0 : 1);
@@ -384,6 +386,7 @@ s_io_deadline (dp_worker_io_t *io)
         s_io_flush (io);
         s_io_leave (io);
     }
+    dp_exec_kill_running ();
     _exit (DP_WORKER_EXIT_DEADLINE);
 }
 

@@ -4,6 +4,7 @@
         dpool-worker --connect tcp://head:5555 --procs 8 --plugin ./libmytasks.so
         dpool-worker --plugin ./libmytasks.so --initializer my.init --initargs '[1]'
         dpool-worker --max-tasks 100
+        dpool-worker --allow-exec=sh,convert     (commands as tasks: dpool map --exec)
 
     Plugins are loaded before the worker processes are forked, so each
     process has them. Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1
@@ -11,6 +12,7 @@
     3 when the workers gave up because their handshakes with the broker
     kept failing (--handshake-timeout).
 */
+#include "dp_exec.h"
 #include "dp_json.h"
 #include "dp_proto.h"
 #include "dp_registry.h"
@@ -66,6 +68,13 @@ s_usage (FILE *out)
              "  -m, --max-tasks N    replace a worker process by a fresh one after it ran N\n"
              "                       tasks, as Pool's maxtasksperchild; 0 never\n"
              "                       (env DPOOL_MAX_TASKS; default 0)\n"
+             "      --allow-exec[=PROG,...]  run shell commands as tasks (the function\n"
+             "                       " DP_EXEC_FN ", which dpool map --exec submits): any\n"
+             "                       program, or only those whose argv[0] is one of\n"
+             "                       the PROGs, byte for byte ('*': any). It lets\n"
+             "                       whoever reaches the broker run them as this user\n"
+             "                       (env DPOOL_ALLOW_EXEC; default off: such tasks\n"
+             "                       fail ENOFUNC)\n"
              "  -k, --curve-server KEY  the broker's CURVE public key, for a broker started\n"
              "                       with --curve-secret: 40 Z85 characters or a key file\n"
              "                       (env DPOOL_CURVE_SERVER)\n"
@@ -171,7 +180,8 @@ typedef struct {
     const char *initargs; /* --initargs, JSON text; or NULL */
     const char *curve_server;
     const char *curve_secret;
-    bool test_builtins; /* --test-builtins */
+    bool test_builtins;     /* --test-builtins */
+    const char *allow_exec; /* --allow-exec: "*" or a list; NULL: off */
 } options_t;
 
 /*  Fills opts from the DPOOL_* variables. Returns -1 to go on, or the exit
@@ -205,6 +215,8 @@ s_from_environment (options_t *opts)
         opts->curve_server = env;
     if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
         opts->curve_secret = env;
+    if ((env = getenv ("DPOOL_ALLOW_EXEC")) && *env)
+        opts->allow_exec = env;
     return -1;
 }
 
@@ -260,6 +272,9 @@ s_option (int option, options_t *opts, char *argv[])
     case 'T':
         opts->test_builtins = true;
         break;
+    case 'X':
+        opts->allow_exec = optarg ? optarg : "*";
+        break;
     case 'P':
         if (opts->nplugins == MAX_PLUGINS)
             return s_bad ("too many --plugin options (at most %d)", MAX_PLUGINS);
@@ -307,6 +322,7 @@ s_parse (int argc, char *argv[], options_t *opts)
                                             {"log-level", required_argument, NULL, 'l'},
                                             {"test-builtins", no_argument, NULL, 'T'},
                                             {"handshake-timeout", required_argument, NULL, 'H'},
+                                            {"allow-exec", optional_argument, NULL, 'X'},
                                             {"help", no_argument, NULL, 'h'},
                                             {"version", no_argument, NULL, 'V'},
                                             {NULL, 0, NULL, 0}};
@@ -362,6 +378,11 @@ s_run (const options_t *opts)
     /*  Before the plugins: a plugin's own crash would replace it. */
     if (opts->test_builtins)
         dp_registry_test_builtins ();
+    if (opts->allow_exec && dp_exec_register (opts->allow_exec)) {
+        fprintf (stderr, "dpool-worker: invalid --allow-exec '%s' (expected '*' or PROG,...)\n",
+                 opts->allow_exec);
+        return EXIT_USAGE;
+    }
     for (int i = 0; i < opts->nplugins; i++)
         if (dp_registry_load_plugin (opts->plugins[i])) {
             fprintf (stderr, "dpool-worker: cannot load plugin %s\n", opts->plugins[i]);
