@@ -639,21 +639,18 @@ s_count (const char *text, const char *needle)
     return count;
 }
 
-/*  srun -N 1 -n 2 -c 1 dpool-worker: a fleet of two tasks of one CPU each
-    serves a broker the test started; each runs one worker process. */
+/*  srun -N 1 -n 2 dpool-worker: a fleet of two tasks serves a broker the
+    test started; each runs its share of the node's CPUs, one process
+    (Slurm gives both tasks the node's 2 CPUs in SLURM_CPUS_ON_NODE). */
 static void
 s_case_srun_workers (void)
 {
     s_cluster_start ();
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
-    const char *argv[] = {"srun",        "-N",
-                          "1",           "-n",
-                          "2",           "--cpus-per-task=1",
-                          "--label",     dp_test_worker_bin,
-                          "--connect",   broker.tcp,
-                          "--log-level", "info",
-                          NULL};
+    const char *argv[] = {
+        "srun",      "-N",       "1",           "-n",   "2", "--label", dp_test_worker_bin,
+        "--connect", broker.tcp, "--log-level", "info", NULL};
     pid_t fleet = dp_test_spawn ("fleet", (char *const *)argv);
     dpool_pool_t *pool = dpool_pool_connect (broker.tcp);
     CHECK (pool);

@@ -355,6 +355,14 @@ s_case_procs_default (void)
     s_procs_default ("taskset", taskset, 1);
     const char *slurm[] = {ENV_BIN, "SLURM_CPUS_ON_NODE=3", NULL};
     s_procs_default ("slurm", slurm, 3);
+    /*  `srun -N 3 -n 5` on nodes of 4 CPUs: the second node runs 2 tasks
+        (2,2,1), each of which gets its share, 2 of the node's 4. */
+    const char *shared[] = {ENV_BIN, "SLURM_CPUS_ON_NODE=4", "SLURM_STEP_TASKS_PER_NODE=2(x2),1",
+                            "SLURM_NODEID=1", NULL};
+    s_procs_default ("slurm_shared", shared, 2);
+    const char *alone[] = {ENV_BIN, "SLURM_CPUS_ON_NODE=4", "SLURM_STEP_TASKS_PER_NODE=2(x2),1",
+                           "SLURM_NODEID=2", NULL};
+    s_procs_default ("slurm_alone", alone, 4);
 }
 
 /*  Slurm host lists: the first host; malformed lists refused. */

@@ -374,12 +374,64 @@ s_cpus_from (const char *variable)
     return (int)cpus;
 }
 
+/*  The tasks of this Slurm step on this node, from a tasks-per-node list
+    such as "2(x3),1" (one count per node, "(xN)" repeating it) and this
+    node's index; 0 if unknown or malformed. */
+static int
+s_slurm_tasks_here (const char *list, long node)
+{
+    const char *at = list;
+    while (at && *at) {
+        char *end;
+        long tasks = strtol (at, &end, 10);
+        long repeat = 1;
+        if (end == at || tasks < 1)
+            return 0;
+        if (strncmp (end, "(x", 2) == 0) {
+            const char *from = end + 2;
+            repeat = strtol (from, &end, 10);
+            if (end == from || repeat < 1 || *end != ')')
+                return 0;
+            end++;
+        }
+        if (node < repeat)
+            return tasks > DP_SUPERVISOR_MAX_PROCS ? 0 : (int)tasks;
+        node -= repeat;
+        if (*end != ',')
+            return 0;
+        at = end + 1;
+    }
+    return 0;
+}
+
+/*  SLURM_CPUS_ON_NODE is the whole allocation's on this node, shared by
+    every task of the step there (`srun -n 2` on a node of 2 CPUs gives
+    both tasks 2): this task's share of it, or 0. */
+static int
+s_slurm_cpus_of_task (void)
+{
+    int cpus = s_cpus_from ("SLURM_CPUS_ON_NODE");
+    if (!cpus)
+        return 0;
+    long node = 0;
+    const char *id = getenv ("SLURM_NODEID");
+    if (id && dp_parse_int (id, 0, 1000000, &node))
+        node = 0;
+    const char *list = getenv ("SLURM_STEP_TASKS_PER_NODE");
+    if (!list)
+        list = getenv ("SLURM_TASKS_PER_NODE");
+    int tasks = list ? s_slurm_tasks_here (list, node) : 0;
+    if (tasks > 1)
+        cpus = cpus / tasks > 0 ? cpus / tasks : 1;
+    return cpus;
+}
+
 int
 dp_supervisor_default_procs (void)
 {
     int cpus = s_cpus_from ("SLURM_CPUS_PER_TASK");
     if (!cpus)
-        cpus = s_cpus_from ("SLURM_CPUS_ON_NODE");
+        cpus = s_slurm_cpus_of_task ();
     cpu_set_t set;
     if (!cpus && sched_getaffinity (0, sizeof set, &set) == 0)
         cpus = CPU_COUNT (&set);

@@ -73,7 +73,8 @@ int
 dp_supervisor_run (const dp_supervisor_config_t *config);
 
 /*  The worker processes to run when none are asked for: the CPUs the
-    launcher gave this task (SLURM_CPUS_PER_TASK, else SLURM_CPUS_ON_NODE),
+    launcher gave this task (SLURM_CPUS_PER_TASK, else SLURM_CPUS_ON_NODE
+    shared among the step's tasks on this node, SLURM_STEP_TASKS_PER_NODE),
     else those this process may run on (its affinity mask, as taskset and
     mpirun's binding set it), not the whole host's. */
 int
