@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,13 +165,33 @@ dp_rendezvous_write (const char *path, const char *text)
     return 0;
 }
 
+/*  True if the open file fd is as rank 0 writes its card: a regular file
+    of this user, closed to everyone else. Any other (planted by another
+    user, or open to them) is not taken: it is logged once (*warned). */
+static bool
+s_card_file_ok (int fd, const char *path, bool *warned)
+{
+    struct stat st;
+    if (fstat (fd, &st) == 0 && S_ISREG (st.st_mode) && st.st_uid == geteuid () &&
+        (st.st_mode & 077) == 0)
+        return true;
+    if (!*warned)
+        dp_warn ("spmd: ignoring the rendezvous %s: not a file of this user with mode 0600", path);
+    *warned = true;
+    return false;
+}
+
 /*  Reads path's card (at most DP_CARD_SIZE - 1 bytes); 0 or -1. */
 static int
-s_read_card (const char *path, dp_card_t *card)
+s_read_card (const char *path, dp_card_t *card, bool *warned)
 {
-    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return -1;
+    if (!s_card_file_ok (fd, path, warned)) {
+        close (fd);
+        return -1;
+    }
     char text[DP_CARD_SIZE];
     ssize_t n = read (fd, text, sizeof text - 1);
     close (fd);
@@ -186,8 +207,10 @@ int
 dp_rendezvous_wait (const char *path, const char *job, int size, int timeout_ms, dp_card_t *card)
 {
     int64_t deadline = dp_now_ms () + timeout_ms;
+    bool warned = false;
     for (;;) {
-        if (s_read_card (path, card) == 0 && card->size == size && strcmp (card->job, job) == 0)
+        if (s_read_card (path, card, &warned) == 0 && card->size == size &&
+            strcmp (card->job, job) == 0)
             return 0;
         if (dp_now_ms () >= deadline)
             return -1;

@@ -64,7 +64,10 @@ dp_rendezvous_write (const char *path, const char *text);
 
 /*  Waits up to timeout_ms for path to hold a card of this job (job and
     size match; a card of another job, left behind, is not one) and reads
-    it into card. Returns 0, or -1 on timeout. Blocks. */
+    it into card. Only a regular file of this user with no permission for
+    others is read (as dp_rendezvous_write makes it): one planted by
+    another user, or open to others, is ignored, with a warning. Returns
+    0, or -1 on timeout. Blocks. */
 int
 dp_rendezvous_wait (const char *path, const char *job, int size, int timeout_ms, dp_card_t *card);
 

@@ -500,6 +500,30 @@ s_case_curve (void)
     s_expect_err ("rank0", "CURVE needs a channel for the job's keys");
 }
 
+/*  A card that rank 0 did not write is not taken: one open to other users
+    (anyone could have planted it, pointing the ranks at a broker of
+    theirs) is ignored, with a warning, and the rank times out. */
+static void
+s_case_foreign_card (void)
+{
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port ());
+    dp_card_t card = {.size = 2};
+    snprintf (card.endpoint, sizeof card.endpoint, "%s", endpoint);
+    char text[DP_CARD_SIZE];
+    CHECK (dp_card_format (&card, text, sizeof text) == 0);
+    FILE *file = fopen (dp_test_path ("rendezvous"), "w");
+    CHECK (file && fputs (text, file) >= 0 && fclose (file) == 0);
+    CHECK (chmod (dp_test_path ("rendezvous"), 0644) == 0);
+    const char *timeout[] = {"DPOOL_SPMD_TIMEOUT_MS=500", NULL};
+    char rendezvous[1024];
+    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    pid_t rank = s_rank (LAUNCH_SLURM, 1, 2, rendezvous, "1", "0", timeout);
+    s_expect_exit (rank, "rank1", 1, RUN_MS);
+    s_expect_err ("rank1", "ignoring the rendezvous");
+    s_expect_err ("rank1", "rank 0 wrote no endpoint to");
+}
+
 /*  The real mpirun, four ranks of spmd_demo_mpi, to their results. */
 static void
 s_case_mpirun (void)
@@ -667,6 +691,7 @@ static const dp_test_case_t s_cases[] = {
     {"spmd_kill_worker_rank", s_case_kill_worker_rank},
     {"spmd_kill_rank0", s_case_kill_root},
     {"spmd_rank0_unreachable", s_case_unreachable},
+    {"spmd_foreign_card_ignored", s_case_foreign_card},
     {"spmd_mpirun", s_case_mpirun},
     {"spmd_curve", s_case_curve},
     {"worker_procs_from_launcher", s_case_procs_default},
