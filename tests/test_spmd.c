@@ -9,7 +9,10 @@
     exits 0 when rank 0's pool is destroyed; a worker rank killed mid-map
     loses no task; killing rank 0 ends every other rank within the
     broker's expiry, with none of their processes left; a rank that finds
-    no rank 0 exits 1 naming what it waited for. And dpool-worker's
+    no rank 0 exits 1 naming what it waited for, and one takes no card
+    that another user could have written. With CURVE (the default with a
+    file or MPI): the job's keys travel on the card only, shown by no
+    process, and rank 0's broker admits no one else. And dpool-worker's
     default --procs follows the launcher: taskset's mask, SLURM_CPUS_ON_NODE.
     Also the pure parts: Slurm host lists, and rank 0's card as hostile
     input. Every process is started in its own group and stopped by pid.
@@ -500,6 +503,23 @@ s_case_curve (void)
     s_expect_err ("rank0", "CURVE needs a channel for the job's keys");
 }
 
+/*  A rank that asked for CURVE does not serve a rank 0 that runs without
+    it: it exits 1 saying so. */
+static void
+s_case_curve_mismatch (void)
+{
+    char rendezvous[1024];
+    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *off[] = {"DPOOL_SPMD_CURVE=0", NULL};
+    const char *on[] = {"DPOOL_SPMD_CURVE=1", NULL};
+    pid_t root = s_rank (LAUNCH_SLURM, 0, 2, rendezvous, "1", "0", off);
+    pid_t rank = s_rank (LAUNCH_SLURM, 1, 2, rendezvous, "1", "0", on);
+    s_expect_exit (rank, "rank1", 1, RUN_MS);
+    s_expect_err ("rank1", "CURVE is on here, but rank 0 runs without it");
+    /*  Rank 0's map waits for a worker that never comes: stopped here. */
+    CHECK (dp_test_stop (root, SIGTERM, RUN_MS) != -1);
+}
+
 /*  A card that rank 0 did not write is not taken: one open to other users
     (anyone could have planted it, pointing the ranks at a broker of
     theirs) is ignored, with a warning, and the rank times out. */
@@ -558,6 +578,7 @@ s_case_mpirun (void)
     s_expect_exit (pid, "rank0", 0, RUN_MS);
     long pids[16] = {0};
     s_report (60, pids, 15);
+    s_expect_err ("rank0", "(CURVE)"); /* by default: the keys go by MPI_Bcast */
     CHECK (dp_test_wait_until (s_group_gone, &pid, ORPHAN_MS));
 #endif
 }
@@ -694,6 +715,7 @@ static const dp_test_case_t s_cases[] = {
     {"spmd_foreign_card_ignored", s_case_foreign_card},
     {"spmd_mpirun", s_case_mpirun},
     {"spmd_curve", s_case_curve},
+    {"spmd_curve_mismatch", s_case_curve_mismatch},
     {"worker_procs_from_launcher", s_case_procs_default},
     {"spmd_host_list", s_case_host_list},
     {"spmd_card", s_case_card},
