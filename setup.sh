@@ -11,12 +11,12 @@ cd "$(dirname "$0")"
 # Tests: clang and its runtime (AddressSanitizer, UBSan, libFuzzer),
 # valgrind, iproute2 (network-namespace tests), python3 (benchmark smoke),
 # Open MPI (libdpool_mpi and the mpirun SPMD test), util-linux (taskset),
-# parallel (GNU parallel, the peer of dpool map --exec in bench/),
+# parallel and python3-mpi4py (GNU parallel and mpi4py.futures, peers in bench/),
 # Slurm and munge (tests/test_slurm.c starts a one-node cluster of its own;
 # the packages' own services need no configuration for it).
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
           libjansson-dev clang-19 libclang-rt-19-dev valgrind iproute2 python3
-          openmpi-bin libopenmpi-dev util-linux parallel slurm-wlm munge"
+          openmpi-bin libopenmpi-dev util-linux parallel python3-mpi4py slurm-wlm munge"
 
 missing=()
 for package in $PACKAGES; do

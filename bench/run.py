@@ -20,6 +20,9 @@ What runs (bench/README.md says more):
                     process to its task running on another (21 kills)
   exec              exec_parallel.py: dpool map --exec of 1,000 `true`
                     commands against GNU parallel -j2 (skipped without it)
+  SPMD              spmd.py: an SPMD job under mpirun -n 4 (spmd_bench.c)
+                    against mpiexec -n 4 python3 -m mpi4py.futures: start-up
+                    to the first result, a 100,000-task map
 
 Runs are interleaved (run 1 of every figure, then run 2...) so that a change
 in the machine's load touches every system alike. Every measurement is one
@@ -115,6 +118,9 @@ def build(args):
                     "--target", "bench_forwarder", "dpool_bench", "dpool-broker", "dpool-worker",
                     "dpool"],
                    check=True, stdout=subprocess.DEVNULL)
+    # Only a build that found MPI has it: its absence skips the SPMD figures.
+    subprocess.run(["cmake", "--build", args.build_dir, "--target", "spmd_bench"], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def locate(args):
@@ -694,6 +700,60 @@ def exec_vs_parallel(args, quick):
     return section, target
 
 
+def spmd(args, quick):
+    """bench/spmd.py on the build: an SPMD job under mpirun -n 4 against
+    mpi4py.futures, start-up and a 100,000-task map (issue 14 item 5).
+    Returns the report's section and its target line, or ("", None) when it
+    cannot run."""
+    build = os.path.dirname(os.path.dirname(os.path.abspath(args.broker)))  # <build>/broker/
+    if not os.access(os.path.join(build, "bench", "spmd_bench"), os.X_OK):
+        log("run.py: SPMD skipped: no spmd_bench in %s (a build without MPI)" % build)
+        return "", None
+    runs, tasks = (1, 1000) if quick else (3, 100_000)
+    log("run.py: SPMD, %d run(s) of %d tasks" % (runs, tasks))
+    done = subprocess.run([sys.executable, os.path.join(BENCH_DIR, "spmd.py"), build,
+                           "--runs", str(runs), "--tasks", str(tasks), "--json"],
+                          capture_output=True, text=True, timeout=3600)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        log("run.py: SPMD failed: %s" % (done.stderr.strip() or done.returncode))
+        return "", None
+    figures = json.loads(lines[-1])
+    dpool, peer = figures["dpool"], figures["mpi4py"]
+
+    def cell(runs_s):
+        if not runs_s:
+            return "-"
+        return "%.3f [%.3f–%.3f]" % (statistics.median(runs_s), min(runs_s), max(runs_s))
+
+    rows = [["start-up to the first result", cell(dpool["startup"]),
+             cell(peer.get("startup", []))],
+            ["map of %s, chunksize 1" % fmt_count(tasks), cell(dpool["map1"]),
+             cell(peer.get("map1", []))],
+            ["map of %s, default chunksize" % fmt_count(tasks), cell(dpool["mapdef"]),
+             cell(peer.get("map1", []))]]
+    section = ("## SPMD under mpirun (bench/spmd.py)\n\n"
+               "4 ranks, 3 of them workers, on this host: `mpirun -n 4 spmd_bench` "
+               "(dpool_pool_spmd, MPI bootstrap) against `mpiexec -n 4 python3 -m "
+               "mpi4py.futures spmd_mpi4py.py`, both squaring integers; seconds, median "
+               "[range] over %d run(s). Start-up runs from the launcher's start to the first "
+               "result in rank 0; maps start once every worker is up (mpi4py's default "
+               "chunksize is 1).\n\n" % runs)
+    section += render(["figure", "dpool s", "mpi4py s"], rows) + "\n\n"
+    if "skipped" in peer:
+        section += "mpi4py: %s\n\n" % peer["skipped"]
+        return section, ("- SPMD vs mpi4py.futures: not measured (%s): MISSED"
+                         % peer["skipped"])
+    start_ok = statistics.median(dpool["startup"]) < statistics.median(peer["startup"])
+    map_ok = statistics.median(dpool["map1"]) < statistics.median(peer["map1"])
+    target = ("- SPMD under mpirun -n 4 faster than mpi4py.futures: start-up %.3f s vs %.3f s, "
+              "map of %s (chunksize 1) %.3f s vs %.3f s: %s"
+              % (statistics.median(dpool["startup"]), statistics.median(peer["startup"]),
+                 fmt_count(tasks), statistics.median(dpool["map1"]),
+                 statistics.median(peer["map1"]), "MET" if start_ok and map_ok else "MISSED"))
+    return section, target
+
+
 def load_text():
     one, five, fifteen = os.getloadavg()
     return "%.2f %.2f %.2f" % (one, five, fifteen)
@@ -796,6 +856,9 @@ def main():
     exec_section, exec_target = "", None
     if not only or "exec" in only:
         exec_section, exec_target = exec_vs_parallel(args, args.quick)
+    spmd_section, spmd_target = "", None
+    if not only or "spmd" in only:
+        spmd_section, spmd_target = spmd(args, args.quick)
     seconds = time.monotonic() - t0
     load_end = load_text()
     others = account.others_cores()
@@ -808,8 +871,8 @@ def main():
     if rows:
         report += "## Broker alone (dpool-broker over tcp loopback, no client library)\n\n"
         report += render(["workload", "n", "median [range]", "notes"], rows) + "\n\n"
-    report += death_section + exec_section
-    lines = targets(results) + [t for t in (death_target, exec_target) if t]
+    report += death_section + exec_section + spmd_section
+    lines = targets(results) + [t for t in (death_target, exec_target, spmd_target) if t]
     if lines:
         report += "## Targets on these figures\n\n" + "\n".join(lines) + "\n"
     if args.quick:

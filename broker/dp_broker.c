@@ -806,6 +806,12 @@ s_write_endpoint_file (const char *path, const char *text)
     return rc;
 }
 
+static bool
+s_curve_on (const dp_broker_config_t *config)
+{
+    return config->curve_secret || config->curve_secret_key;
+}
+
 /*  Makes the ROUTER a CURVE server, with a ZAP handler that admits the
     client keys in config->curve_clients (or any key). Returns 0 or -1,
     having logged why. */
@@ -814,7 +820,10 @@ s_curve_setup (dp_broker_t *self, const dp_broker_config_t *config)
 {
     dp_curve_t curve;
     char err[256];
-    if (dp_curve_server (&curve, config->curve_secret, err, sizeof err)) {
+    int loaded = config->curve_secret_key
+                     ? dp_curve_from_keys (&curve, NULL, config->curve_secret_key, err, sizeof err)
+                     : dp_curve_server (&curve, config->curve_secret, err, sizeof err);
+    if (loaded) {
         dp_error ("%s", err);
         return -1;
     }
@@ -897,7 +906,7 @@ dp_broker_new (const dp_broker_config_t *config)
     self->conns = dp_conns_new (s_max_connections (config),
                                 config->max_peer_connections > 0 ? config->max_peer_connections
                                                                  : DP_DEFAULT_MAX_PEER_CONNS,
-                                config->curve_secret != NULL);
+                                s_curve_on (config));
     self->router = zsock_new (ZMQ_ROUTER);
     if (!self->name || !self->peers || !self->sessions || !self->fnqs || !self->workers ||
         !self->ready || !self->dirty || !self->warned || !self->queues || !self->router ||
@@ -918,7 +927,7 @@ dp_broker_new (const dp_broker_config_t *config)
     if (config->max_msg_size > 0 && config->max_msg_size < DP_MAX_MSG_SIZE)
         zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
                         sizeof config->max_msg_size);
-    if (config->curve_secret && s_curve_setup (self, config)) {
+    if (s_curve_on (config) && s_curve_setup (self, config)) {
         dp_broker_destroy (&self);
         return NULL;
     }

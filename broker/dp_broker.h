@@ -72,8 +72,11 @@ typedef struct {
     size_t max_peer_connections;
     /*  CURVE (docs/PROTOCOL.md §8): the broker's secret key file makes every
         connection encrypted; curve_clients, a directory of the public keys
-        allowed in (NULL: any client key). */
+        allowed in (NULL: any client key). curve_secret_key: the secret
+        key itself (40 Z85 characters, held in memory: an SPMD job's),
+        instead of curve_secret's file. */
     const char *curve_secret;
+    const char *curve_secret_key;
     const char *curve_clients;
 } dp_broker_config_t;
 

@@ -10,12 +10,20 @@
         job <the launcher's job identity, or ->
         size <ranks>
         endpoint <rank 0's broker>          (or: error <why rank 0 failed>)
+        curve-server <broker's public key>  (with CURVE only, after endpoint)
+        curve-secret <the workers' secret key>
+
+    With CURVE the card holds a secret: it travels only through the
+    bootstrap or a file of mode 0600, never a command line or the
+    environment, and whoever holds it in memory wipes it after use.
 
     A card read from a file is hostile until parsed: unknown lines are
     errors, every value is bounded.
 */
 #ifndef DP_RENDEZVOUS_H_INCLUDED
 #define DP_RENDEZVOUS_H_INCLUDED
+
+#include "dp_curve.h"
 
 #include <stddef.h>
 
@@ -24,10 +32,12 @@
 #define DP_RENDEZVOUS_MS 20   /* how often a waiting rank looks at the file */
 
 typedef struct {
-    char job[DP_CARD_FIELD];      /* "" when unknown */
-    int size;                     /* the job's ranks */
-    char endpoint[DP_CARD_FIELD]; /* rank 0's broker; "" when it failed */
-    char error[DP_CARD_FIELD];    /* why rank 0 failed; "" when it did not */
+    char job[DP_CARD_FIELD];             /* "" when unknown */
+    int size;                            /* the job's ranks */
+    char endpoint[DP_CARD_FIELD];        /* rank 0's broker; "" when it failed */
+    char error[DP_CARD_FIELD];           /* why rank 0 failed; "" when it did not */
+    char curve_server[DP_CURVE_KEY + 1]; /* the broker's public key; "" without CURVE */
+    char curve_secret[DP_CURVE_KEY + 1]; /* the workers' secret key; "" without CURVE */
 } dp_card_t;
 
 /*  Writes the card as text into out (size >= DP_CARD_SIZE). Returns 0, or
@@ -54,7 +64,10 @@ dp_rendezvous_write (const char *path, const char *text);
 
 /*  Waits up to timeout_ms for path to hold a card of this job (job and
     size match; a card of another job, left behind, is not one) and reads
-    it into card. Returns 0, or -1 on timeout. Blocks. */
+    it into card. Only a regular file of this user with no permission for
+    others is read (as dp_rendezvous_write makes it): one planted by
+    another user, or open to others, is ignored, with a warning. Returns
+    0, or -1 on timeout. Blocks. */
 int
 dp_rendezvous_wait (const char *path, const char *job, int size, int timeout_ms, dp_card_t *card);
 

@@ -24,6 +24,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
+
+/*  DPOOL_SPMD_CURVE unset: CURVE when the card can carry its keys. */
+#define CURVE_AUTO 2
 
 /*  Exit status of a rank's supervisor that reached no broker. */
 #define EXIT_UNREACHABLE 2
@@ -38,6 +42,8 @@ typedef struct {
     int procs;
     int root_procs;
     int timeout_ms;
+    bool curve;       /* the job's connections use CURVE */
+    bool curve_asked; /* ... because the config or DPOOL_SPMD_CURVE said so */
 } s_job_t;
 
 /*  value if set, else the variable name if set (within min .. max), else
@@ -55,6 +61,30 @@ s_setting (int value, const char *name, int min, int max, int fallback, int *out
         return -1;
     }
     *out = (int)parsed;
+    return 0;
+}
+
+/*  Whether the job uses CURVE: as config's spmd.curve says (1 on, -1
+    off), else DPOOL_SPMD_CURVE (1, 0), else when rank 0's card travels
+    through a channel that can carry keys (a bootstrap, a rendezvous file;
+    not a fixed endpoint). Returns 0, or -1 after logging. */
+static int
+s_job_curve (s_job_t *job, int value)
+{
+    const char *path;
+    bool fixed =
+        !job->bootstrap && dp_rendezvous_kind (job->rendezvous, &path) == DP_RENDEZVOUS_TCP;
+    int asked;
+    if (value < -1 || value > 1 || s_setting (value, "DPOOL_SPMD_CURVE", 0, 1, CURVE_AUTO, &asked))
+        return -1;
+    job->curve_asked = asked == 1;
+    job->curve = asked == CURVE_AUTO ? !fixed : asked == 1;
+    if (job->curve && fixed) {
+        dp_error ("spmd: CURVE needs a channel for the job's keys: a bootstrap such as "
+                  "dpool_spmd_mpi () or a rendezvous file:PATH; a fixed endpoint (%s) has none",
+                  job->rendezvous);
+        return -1;
+    }
     return 0;
 }
 
@@ -85,7 +115,8 @@ s_job_init (s_job_t *job, const dpool_config_t *config)
         s_setting (config->spmd.root_procs, "DPOOL_SPMD_ROOT_PROCS", 0, DP_SPMD_MAX_PROCS, 0,
                    &job->root_procs) ||
         s_setting (config->spmd.timeout_ms, "DPOOL_SPMD_TIMEOUT_MS", 1, 86400000,
-                   DP_SPMD_TIMEOUT_MS, &job->timeout_ms))
+                   DP_SPMD_TIMEOUT_MS, &job->timeout_ms) ||
+        s_job_curve (job, config->spmd.curve))
         return dp_fail (DPOOL_EINVAL);
     return 0;
 }
@@ -208,17 +239,43 @@ s_tcp_endpoint (const s_job_t *job, char *out, size_t size)
     return 0;
 }
 
-/*  Where rank 0's broker is, into endpoint (DP_CARD_FIELD bytes).
-    Returns 0, or -1 after logging what it waited for. */
+/*  The card's CURVE keys into curve (off without). Returns 0, or -1
+    after logging. */
 static int
-s_find_root (const s_job_t *job, char *endpoint)
+s_card_curve (const s_job_t *job, const dp_card_t *card, dp_curve_t *curve)
 {
+    const dp_launcher_t *l = &job->launcher;
+    char err[256];
+    memset (curve, 0, sizeof *curve);
+    if (!card->curve_secret[0]) {
+        if (!job->curve_asked)
+            return 0;
+        dp_error ("spmd: rank %d of %d: CURVE is on here, but rank 0 runs without it", l->rank,
+                  l->size);
+        return -1;
+    }
+    if (dp_curve_from_keys (curve, card->curve_server, card->curve_secret, err, sizeof err)) {
+        dp_error ("spmd: rank %d of %d: rank 0's card: %s", l->rank, l->size, err);
+        return -1;
+    }
+    return 0;
+}
+
+/*  Where rank 0's broker is, into endpoint (DP_CARD_FIELD bytes), and the
+    job's CURVE keys into curve. Returns 0, or -1 after logging what it
+    waited for. */
+static int
+s_find_root (const s_job_t *job, char *endpoint, dp_curve_t *curve)
+{
+    memset (curve, 0, sizeof *curve);
     const dp_launcher_t *l = &job->launcher;
     dp_card_t card;
     const char *path = NULL;
     if (job->bootstrap) {
         char text[DP_CARD_SIZE] = "";
-        if (s_share (job, text) || dp_card_parse (text, &card)) {
+        int rc = s_share (job, text) || dp_card_parse (text, &card) ? -1 : 0;
+        explicit_bzero (text, sizeof text);
+        if (rc) {
             dp_error ("spmd: rank %d of %d: no card from rank 0 through %s", l->rank, l->size,
                       l->name);
             return -1;
@@ -245,13 +302,15 @@ s_find_root (const s_job_t *job, char *endpoint)
         return -1;
     }
     memcpy (endpoint, card.endpoint, DP_CARD_FIELD);
-    return 0;
+    int rc = s_card_curve (job, &card, curve);
+    explicit_bzero (&card, sizeof card);
+    return rc;
 }
 
 /*  In the forked supervisor: runs the rank's workers until their broker
     leaves. Never returns. */
 static void
-s_supervise (const s_job_t *job, const char *endpoint, pid_t rank_pid)
+s_supervise (const s_job_t *job, const char *endpoint, const dp_curve_t *curve, pid_t rank_pid)
 {
     const dpool_config_t *config = job->config;
     dp_supervisor_config_t sc;
@@ -267,6 +326,7 @@ s_supervise (const s_job_t *job, const char *endpoint, pid_t rank_pid)
     sc.worker.max_tasks = config->max_tasks;
     sc.worker.leave_with_broker = true;
     sc.worker.reach_ms = job->timeout_ms;
+    sc.worker.curve = *curve;
     sc.procs = job->procs;
     sc.parent = rank_pid;
     int rc = dp_supervisor_run (&sc);
@@ -277,7 +337,7 @@ s_supervise (const s_job_t *job, const char *endpoint, pid_t rank_pid)
 
 /*  Forks the supervisor and waits for it. Returns its exit status. */
 static int
-s_serve_workers (const s_job_t *job, const char *endpoint)
+s_serve_workers (const s_job_t *job, const char *endpoint, const dp_curve_t *curve)
 {
     fflush (NULL);
     pid_t rank_pid = getpid ();
@@ -287,7 +347,7 @@ s_serve_workers (const s_job_t *job, const char *endpoint)
         return 1;
     }
     if (pid == 0)
-        s_supervise (job, endpoint, rank_pid);
+        s_supervise (job, endpoint, curve, rank_pid);
     int status;
     while (waitpid (pid, &status, 0) < 0)
         if (errno != EINTR)
@@ -300,14 +360,17 @@ static void __attribute__ ((noreturn)) s_serve (const s_job_t *job)
 {
     const dp_launcher_t *l = &job->launcher;
     char endpoint[DP_CARD_FIELD];
-    int rc = s_find_root (job, endpoint);
+    dp_curve_t curve;
+    int rc = s_find_root (job, endpoint, &curve);
     if (rc == 0) {
-        dp_info ("spmd: rank %d of %d serving rank 0 at %s", l->rank, l->size, endpoint);
-        rc = s_serve_workers (job, endpoint);
+        dp_info ("spmd: rank %d of %d serving rank 0 at %s%s", l->rank, l->size, endpoint,
+                 curve.on ? " (CURVE)" : "");
+        rc = s_serve_workers (job, endpoint, &curve);
         if (rc == EXIT_UNREACHABLE)
             dp_error ("spmd: rank %d of %d: rank 0's pool at %s did not answer within %d ms",
                       l->rank, l->size, endpoint, job->timeout_ms);
     }
+    explicit_bzero (&curve, sizeof curve);
     s_finalize (job);
     exit (rc == 0 ? DP_SPMD_EXIT_DONE : DP_SPMD_EXIT_FAILED);
 }
@@ -408,11 +471,39 @@ s_root_bind (const s_job_t *job, char *bind, size_t size)
     return 0;
 }
 
-/*  Rank 0's pool, its broker also bound to bind (or not, if NULL); the
-    endpoint bound goes into card. Takes wrap, whose inner extension it
-    fills, in every case. Returns the pool or NULL. */
+/*  An SPMD job's CURVE keys, made by rank 0 for this job only: its
+    broker's secret key, and the one key pair of every worker. */
+typedef struct {
+    char broker_secret[DP_CURVE_KEY + 1];
+    dp_curve_t workers;
+} s_keys_t;
+
+/*  Makes fresh keys, and puts on the card what the other ranks need: the
+    broker's public key and the workers' secret key. Returns 0, or -1
+    after logging. */
+static int
+s_keys_make (s_keys_t *keys, dp_card_t *card)
+{
+    memset (keys, 0, sizeof *keys);
+    dp_curve_t *w = &keys->workers;
+    if (zmq_curve_keypair (w->server, keys->broker_secret) ||
+        zmq_curve_keypair (w->public_, w->secret)) {
+        dp_error ("spmd: cannot make CURVE keys: %s", zmq_strerror (errno));
+        return -1;
+    }
+    w->on = true;
+    memcpy (card->curve_server, w->server, sizeof card->curve_server);
+    memcpy (card->curve_secret, w->secret, sizeof card->curve_secret);
+    return 0;
+}
+
+/*  Rank 0's pool, its broker also bound to bind (or not, if NULL) with
+    CURVE from keys (or not, if NULL); the endpoint bound goes into card.
+    Takes wrap, whose inner extension it fills, in every case. Returns the
+    pool or NULL. */
 static dpool_pool_t *
-s_root_pool (const s_job_t *job, const char *bind, s_root_ext_t *wrap, dp_card_t *card)
+s_root_pool (const s_job_t *job, const char *bind, const s_keys_t *keys, s_root_ext_t *wrap,
+             dp_card_t *card)
 {
     dpool_config_t config = *job->config;
     config.connect = NULL;
@@ -426,8 +517,12 @@ s_root_pool (const s_job_t *job, const char *bind, s_root_ext_t *wrap, dp_card_t
     int procs = job->root_procs;
     if (procs == 0 && job->launcher.size == 1)
         procs = dp_supervisor_default_procs ();
-    dp_embedded_workers_t workers = {config.initializer, config.initargs, config.initargs_size,
-                                     config.max_tasks};
+    dp_embedded_workers_t workers = {
+        config.initializer, config.initargs, config.initargs_size, config.max_tasks, NULL, NULL};
+    if (keys) {
+        workers.curve = &keys->workers;
+        workers.broker_secret = keys->broker_secret;
+    }
     dp_embedded_t *embedded = dp_embedded_new (procs, bind, &workers);
     if (!embedded) {
         s_ext_free (wrap);
@@ -454,11 +549,13 @@ s_root_tell (const s_job_t *job, const dp_card_t *card)
         dp_error ("spmd: the endpoint %s is too long to share", card->endpoint);
         return -1;
     }
+    int rc = 0;
     if (job->bootstrap)
-        return s_share (job, text);
-    if (dp_rendezvous_kind (job->rendezvous, &path) == DP_RENDEZVOUS_FILE)
-        return dp_rendezvous_write (path, text);
-    return 0;
+        rc = s_share (job, text);
+    else if (dp_rendezvous_kind (job->rendezvous, &path) == DP_RENDEZVOUS_FILE)
+        rc = dp_rendezvous_write (path, text);
+    explicit_bzero (text, sizeof text);
+    return rc;
 }
 
 /*  Rank 0: makes the pool and tells the others where it is, or why it
@@ -484,30 +581,37 @@ s_root (const s_job_t *job)
     snprintf (card.job, sizeof card.job, "%s", l->job);
     card.size = l->size;
     char bind[DP_CARD_FIELD];
+    s_keys_t keys;
+    bool curve = job->curve && !alone;
     s_root_ext_t *wrap = (s_root_ext_t *)calloc (1, sizeof *wrap);
     dpool_pool_t *pool = NULL;
     int code = DPOOL_ENOMEM;
     if (!wrap || (file && !(wrap->path = strdup (path))))
         s_ext_free (wrap);
-    else if (!alone && s_root_bind (job, bind, sizeof bind)) {
+    else if ((!alone && s_root_bind (job, bind, sizeof bind)) ||
+             (curve && s_keys_make (&keys, &card))) {
         s_ext_free (wrap);
         code = DPOOL_EINVAL;
     } else {
-        pool = s_root_pool (job, alone ? NULL : bind, wrap, &card);
+        pool = s_root_pool (job, alone ? NULL : bind, curve ? &keys : NULL, wrap, &card);
         code = dpool_errno ();
     }
-    if (!pool)
+    explicit_bzero (&keys, sizeof keys);
+    if (!pool) {
+        explicit_bzero (card.curve_secret, sizeof card.curve_secret);
         snprintf (card.error, sizeof card.error, "rank 0 could not start its pool: %s",
                   dpool_strerror (code));
+    }
     if (!alone && s_root_tell (job, &card) && pool)
         dp_warn ("spmd: the other ranks were not told where rank 0 is");
+    explicit_bzero (card.curve_secret, sizeof card.curve_secret);
     if (!pool) {
         s_finalize (job);
         return dp_fail_null (code);
     }
     wrap->bootstrap = job->bootstrap; /* finalized when the pool ends */
-    dp_info ("spmd: rank 0 of %d (%s) serving at %s", l->size, l->name,
-             card.endpoint[0] ? card.endpoint : "(this process only)");
+    dp_info ("spmd: rank 0 of %d (%s) serving at %s%s", l->size, l->name,
+             card.endpoint[0] ? card.endpoint : "(this process only)", curve ? " (CURVE)" : "");
     return pool;
 }
 

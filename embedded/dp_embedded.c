@@ -15,12 +15,14 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,14 +38,19 @@
     bytes, and "/dpool-XXXXXX/broker.ipc" needs 25 of them. */
 #define MAX_TMP_PREFIX 80
 
+/*  With CURVE: the workers' public key, in <dir>/clients. */
+#define CLIENT_KEY_FILE "workers.key"
+
 struct _dp_embedded_t {
-    char dir[PATH_MAX];      /* the private directory */
-    char ipc[PATH_MAX + 32]; /* ipc://<dir>/broker.ipc */
-    char inproc[64];         /* inproc://dpool-<pid>-<n> */
-    char *bind;              /* one more endpoint for outside workers, or NULL */
-    char *bound;             /* bind as bound ("*" port resolved); set by start */
-    pid_t supervisor;        /* 0 once reaped */
-    dp_broker_t *broker;     /* the actor thread's, from start to stop */
+    char dir[PATH_MAX];            /* the private directory */
+    char ipc[PATH_MAX + 32];       /* ipc://<dir>/broker.ipc */
+    char inproc[64];               /* inproc://dpool-<pid>-<n> */
+    char *bind;                    /* one more endpoint for outside workers, or NULL */
+    char *bound;                   /* bind as bound ("*" port resolved); set by start */
+    char clients[PATH_MAX + 16];   /* <dir>/clients, the key admitted; "" without CURVE */
+    char secret[DP_CURVE_KEY + 1]; /* the broker's CURVE secret key; "" without */
+    pid_t supervisor;              /* 0 once reaped */
+    dp_broker_t *broker;           /* the actor thread's, from start to stop */
 };
 
 _Static_assert(DP_BROKER_MAX_FDS <= DP_CLIENT_EXT_FDS, "the broker's fds fit the actor's poll");
@@ -66,6 +73,8 @@ s_run_supervisor (const char *endpoint, int procs, pid_t parent,
         config.worker.initargs = workers->initargs;
         config.worker.initargs_size = workers->initargs_size;
         config.worker.max_tasks = workers->max_tasks;
+        if (workers->curve)
+            config.worker.curve = *workers->curve;
     }
     config.procs = procs;
     /*  The supervisor watches the program by polling getppid (every
@@ -77,6 +86,67 @@ s_run_supervisor (const char *endpoint, int procs, pid_t parent,
     config.parent = parent;
     int rc = dp_supervisor_run (&config);
     _exit (rc == 0 ? 0 : 1);
+}
+
+/*  Removes the directory and what this file put there. */
+static void
+s_remove_dir (dp_embedded_t *self)
+{
+    char path[PATH_MAX + 48];
+    if (self->clients[0]) {
+        snprintf (path, sizeof path, "%s/" CLIENT_KEY_FILE, self->clients);
+        unlink (path);
+        rmdir (self->clients);
+    }
+    /*  ZeroMQ unlinks the socket file itself, but on its I/O thread,
+        maybe after the rmdir below: unlink it first. */
+    snprintf (path, sizeof path, "%s/broker.ipc", self->dir);
+    unlink (path);
+    if (rmdir (self->dir))
+        dp_warn ("client: cannot remove %s: %s", self->dir, strerror (errno));
+}
+
+/*  With CURVE: keeps the broker's secret key, and writes the workers'
+    public key where the broker's ZAP handler reads the keys it admits.
+    Returns 0, or -1 after logging. */
+static int
+s_curve_keep (dp_embedded_t *self, const dp_embedded_workers_t *workers)
+{
+    if (!workers || !workers->curve)
+        return 0;
+    if (!dp_curve_is_key (workers->broker_secret)) {
+        dp_error ("client: the embedded broker has no CURVE secret key");
+        return -1;
+    }
+    snprintf (self->clients, sizeof self->clients, "%s/clients", self->dir);
+    char path[PATH_MAX + 48];
+    snprintf (path, sizeof path, "%s/" CLIENT_KEY_FILE, self->clients);
+    char text[256];
+    int len =
+        snprintf (text, sizeof text, "curve\n    public-key = \"%s\"\n", workers->curve->public_);
+    int fd = -1;
+    bool ok = mkdir (self->clients, 0700) == 0 &&
+              (fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0 &&
+              write (fd, text, (size_t)len) == len;
+    if (fd >= 0 && close (fd) != 0)
+        ok = false;
+    if (!ok) {
+        dp_error ("client: cannot write %s: %s", path, strerror (errno));
+        return -1;
+    }
+    memcpy (self->secret, workers->broker_secret, DP_CURVE_KEY + 1);
+    return 0;
+}
+
+/*  Undoes dp_embedded_new before its fork; returns NULL with code set. */
+static dp_embedded_t *
+s_new_failed (dp_embedded_t *self, int code)
+{
+    s_remove_dir (self);
+    explicit_bzero (self->secret, sizeof self->secret);
+    free (self->bind);
+    free (self);
+    return dp_fail_null (code);
 }
 
 dp_embedded_t *
@@ -99,11 +169,10 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
     snprintf (self->ipc, sizeof self->ipc, "ipc://%s/broker.ipc", self->dir);
     snprintf (self->inproc, sizeof self->inproc, "inproc://dpool-%ld-%u", (long)getpid (),
               atomic_fetch_add (&serial, 1));
-    if (bind && !(self->bind = strdup (bind))) {
-        rmdir (self->dir);
-        free (self);
-        return dp_fail_null (DPOOL_ENOMEM);
-    }
+    if (bind && !(self->bind = strdup (bind)))
+        return s_new_failed (self, DPOOL_ENOMEM);
+    if (s_curve_keep (self, workers))
+        return s_new_failed (self, DPOOL_ESYS);
     if (procs == 0)
         return self; /* a broker for outside workers only */
 
@@ -114,13 +183,12 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
     pid_t pid = fork ();
     if (pid < 0) {
         dp_error ("client: cannot fork the worker supervisor: %s", strerror (errno));
-        rmdir (self->dir);
-        free (self->bind);
-        free (self);
-        return dp_fail_null (DPOOL_ESYS);
+        return s_new_failed (self, DPOOL_ESYS);
     }
-    if (pid == 0)
+    if (pid == 0) {
+        explicit_bzero (self->secret, sizeof self->secret); /* the broker's, not theirs */
         s_run_supervisor (self->ipc, procs, parent, workers);
+    }
     self->supervisor = pid;
     return self;
 }
@@ -142,6 +210,10 @@ s_start (void *arg)
     config.nbinds = 2;
     if (self->bind)
         config.binds[config.nbinds++] = self->bind;
+    if (self->secret[0]) {
+        config.curve_secret_key = self->secret;
+        config.curve_clients = self->clients;
+    }
     self->broker = dp_broker_new (&config);
     if (!self->broker) {
         dp_error ("client: the embedded broker could not bind %s",
@@ -266,13 +338,8 @@ dp_embedded_destroy (dp_embedded_t **self_p)
         /*  The actor destroyed the broker when it ended (s_stop). */
         assert (!self->broker);
         dp_embedded_stop_workers (self);
-        /*  ZeroMQ unlinks the socket file itself, but on its I/O thread,
-            maybe after the rmdir below: unlink it first. */
-        char path[PATH_MAX + 16];
-        snprintf (path, sizeof path, "%s/broker.ipc", self->dir);
-        unlink (path);
-        if (rmdir (self->dir))
-            dp_warn ("client: cannot remove %s: %s", self->dir, strerror (errno));
+        s_remove_dir (self);
+        explicit_bzero (self->secret, sizeof self->secret);
         free (self->bind);
         free (self->bound);
         free (self);

@@ -18,23 +18,34 @@
 #define DP_EMBEDDED_H_INCLUDED
 
 #include "dp_client.h"
+#include "dp_curve.h"
 
 #include <stddef.h>
 
 typedef struct _dp_embedded_t dp_embedded_t;
 
 /*  What every worker process runs first, and how many tasks it runs
-    (dpool_config_t's initializer, initargs and max_tasks). */
+    (dpool_config_t's initializer, initargs and max_tasks); and CURVE, for
+    a broker whose bind other hosts reach (an SPMD job's; NULL: plain).
+    curve is the one key pair of every worker, local (over ipc) or outside
+    (over bind), its server the broker's public key: the only key the
+    broker admits, its public half written to the private directory for
+    the broker's ZAP handler; broker_secret is the broker's secret key.
+    The pool's own inproc connection has no security mechanism. Keys are
+    copied: the caller may wipe its own at once. */
 typedef struct {
     const char *initializer;
     const void *initargs;
     size_t initargs_size;
     int max_tasks;
+    const dp_curve_t *curve;
+    const char *broker_secret;
 } dp_embedded_workers_t;
 
 /*  Makes the directory and forks the supervisor of procs workers (procs
     >= 0: none, for a broker that serves outside workers only; workers may
-    be NULL); bind (may be NULL) is kept for the broker.
+    be NULL); bind (may be NULL) and the broker's CURVE key are kept for
+    the broker.
     Returns NULL with the dpool error set (DPOOL_ESYS, DPOOL_ENOMEM) after
     undoing whatever it had started. */
 dp_embedded_t *

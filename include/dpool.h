@@ -254,6 +254,15 @@ typedef struct {
         int root_procs; /* worker processes rank 0 also runs (DPOOL_SPMD_ROOT_PROCS;
                            none, or one per CPU of its task in a job of one rank) */
         int timeout_ms; /* how long ranks wait for rank 0 (DPOOL_SPMD_TIMEOUT_MS; 30 s) */
+        /*  CURVE on the job's connections: 1 on, -1 off; 0: variable
+            DPOOL_SPMD_CURVE (1 or 0), else on whenever rank 0's card
+            travels through a bootstrap or a rendezvous file. Rank 0
+            makes fresh keys for this job (its broker's, and one pair its
+            workers share, the only client key it admits) and hands them
+            out through that channel, never a command line or the
+            environment; a fixed tcp:// rendezvous has none: plain by
+            default, refused with CURVE asked for. */
+        int curve;
     } spmd;
 } dpool_config_t;
 

@@ -194,6 +194,32 @@ dp_curve_client_env (dp_curve_t *curve, const char *server, const char *secret, 
     return dp_curve_client (curve, server, secret, err, err_size);
 }
 
+bool
+dp_curve_is_key (const char *text)
+{
+    return text && s_is_key (text, strnlen (text, DP_CURVE_KEY + 1));
+}
+
+int
+dp_curve_from_keys (dp_curve_t *curve, const char *server, const char *secret, char *err,
+                    size_t err_size)
+{
+    memset (curve, 0, sizeof *curve);
+    if (server && !dp_curve_is_key (server))
+        return s_error (err, err_size, "the server key is not 40 characters of Z85");
+    if (!dp_curve_is_key (secret))
+        return s_error (err, err_size, "the secret key is not 40 characters of Z85");
+    memcpy (curve->secret, secret, DP_CURVE_KEY + 1);
+    if (zmq_curve_public (curve->public_, curve->secret)) {
+        explicit_bzero (curve, sizeof *curve);
+        return s_error (err, err_size, "cannot derive the public key: %s", zmq_strerror (errno));
+    }
+    if (server)
+        memcpy (curve->server, server, DP_CURVE_KEY + 1);
+    curve->on = true;
+    return 0;
+}
+
 int
 dp_curve_server (dp_curve_t *curve, const char *secret, char *err, size_t err_size)
 {

@@ -44,6 +44,19 @@ int
 dp_curve_client_env (dp_curve_t *curve, const char *server, const char *secret, char *err,
                      size_t err_size);
 
+/*  True if text is exactly a key: 40 characters of Z85. */
+bool
+dp_curve_is_key (const char *text);
+
+/*  From keys held in memory rather than in files (an SPMD job's, made by
+    rank 0 and handed out through its bootstrap): secret is our own secret
+    key and server the broker's public key (NULL on the broker's side), as
+    40 Z85 characters each; our public key is derived. Fills curve;
+    returns 0, or -1 with a reason in err. */
+int
+dp_curve_from_keys (dp_curve_t *curve, const char *server, const char *secret, char *err,
+                    size_t err_size);
+
 /*  Server side (broker): secret is the path of its secret key file. */
 int
 dp_curve_server (dp_curve_t *curve, const char *secret, char *err, size_t err_size);

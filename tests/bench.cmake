@@ -28,6 +28,13 @@ if (CMAKE_SCRIPT_MODE_FILE)
             message (FATAL_ERROR "bench/run.py --quick printed no '${expected}':\n${err}")
         endif ()
     endforeach ()
+    # A build with MPI has spmd_bench: its section too.
+    if (SPMD)
+        string (FIND "${out}" "## SPMD under mpirun" at)
+        if (at EQUAL -1)
+            message (FATAL_ERROR "bench/run.py --quick printed no SPMD section:\n${err}")
+        endif ()
+    endif ()
     return ()
 endif ()
 
@@ -35,12 +42,17 @@ find_package (Python3 COMPONENTS Interpreter)
 if (NOT Python3_Interpreter_FOUND)
     message (WARNING "python3 not found: the test bench_smoke_runs is not added")
 elseif (TARGET dpool_bench AND TARGET bench_forwarder AND TARGET dpool-broker)
+    set (spmd OFF)
+    if (TARGET spmd_bench)
+        set (spmd ON)
+    endif ()
     add_test (NAME bench_smoke_runs
               COMMAND ${CMAKE_COMMAND} -DPYTHON=${Python3_EXECUTABLE}
                       -DRUN_PY=${PROJECT_SOURCE_DIR}/bench/run.py
                       -DFORWARDER=$<TARGET_FILE:bench_forwarder>
                       -DDPOOL_BENCH=$<TARGET_FILE:dpool_bench>
                       -DBROKER=$<TARGET_FILE:dpool-broker>
+                      -DSPMD=${spmd}
                       -P ${CMAKE_CURRENT_LIST_FILE})
     set_tests_properties (bench_smoke_runs PROPERTIES TIMEOUT 300)
 endif ()

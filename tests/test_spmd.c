@@ -9,17 +9,24 @@
     exits 0 when rank 0's pool is destroyed; a worker rank killed mid-map
     loses no task; killing rank 0 ends every other rank within the
     broker's expiry, with none of their processes left; a rank that finds
-    no rank 0 exits 1 naming what it waited for. And dpool-worker's
+    no rank 0 exits 1 naming what it waited for, and one takes no card
+    that another user could have written. With CURVE (the default with a
+    file or MPI): the job's keys travel on the card only, shown by no
+    process, and rank 0's broker admits no one else. And dpool-worker's
     default --procs follows the launcher: taskset's mask, SLURM_CPUS_ON_NODE.
     Also the pure parts: Slurm host lists, and rank 0's card as hostile
     input. Every process is started in its own group and stopped by pid.
 */
+#define _GNU_SOURCE /* memmem */
+
+#include "dp_curve.h"
 #include "dp_launcher.h"
 #include "dp_rendezvous.h"
 #include "dp_testutil.h"
 #include "dpool.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -127,6 +134,9 @@ s_all_gone (void *arg)
     return true;
 }
 
+static void
+s_expect_err (const char *tag, const char *text);
+
 /*  A job of RANKS ranks through the rendezvous, to its results. */
 static void
 s_job (s_launch_t launch, const char *rendezvous)
@@ -155,6 +165,7 @@ s_case_file (void)
     char rendezvous[1024];
     snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
     s_job (LAUNCH_SLURM, rendezvous);
+    s_expect_err ("rank0", "(CURVE)"); /* by default, with a file to carry the keys */
     /*  Rank 0 removed its card when its pool ended. */
     struct stat st;
     CHECK (stat (dp_test_path ("rendezvous"), &st) != 0);
@@ -281,6 +292,258 @@ s_case_unreachable (void)
     s_expect_err ("rank2", endpoint);
 }
 
+/*  ---------------------------------------------------------------------------
+    CURVE through the bootstrap.
+*/
+
+/*  The count at outer.key (key alone: the size of the array at key) in the
+    status of pool's broker; -1 if absent. */
+static long long
+s_status_count (dpool_pool_t *pool, const char *outer, const char *key)
+{
+    msgpack_unpacked status = dp_test_status (pool);
+    const msgpack_object *map = &status.data;
+    long long count = -1;
+    for (int level = outer ? 0 : 1; level < 2 && map && map->type == MSGPACK_OBJECT_MAP; level++) {
+        const char *want = level == 0 ? outer : key;
+        const msgpack_object *found = NULL;
+        for (uint32_t i = 0; i < map->via.map.size; i++) {
+            const msgpack_object *k = &map->via.map.ptr[i].key;
+            if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen (want) &&
+                memcmp (k->via.str.ptr, want, k->via.str.size) == 0)
+                found = &map->via.map.ptr[i].val;
+        }
+        if (level == 1 && found && found->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            count = (long long)found->via.u64;
+        else if (level == 1 && found && found->type == MSGPACK_OBJECT_ARRAY)
+            count = found->via.array.size;
+        map = found;
+    }
+    msgpack_unpacked_destroy (&status);
+    return count;
+}
+
+/*  True if path (a /proc file) holds text. */
+static bool
+s_file_holds (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false; /* gone, or not ours to read */
+    static char buf[1 << 20];
+    size_t n = fread (buf, 1, sizeof buf, file);
+    fclose (file);
+    return memmem (buf, n, text, strlen (text)) != NULL;
+}
+
+/*  The first process whose command line or environment holds text, or 0. */
+static pid_t
+s_process_holding (const char *text)
+{
+    DIR *proc = opendir ("/proc");
+    CHECK (proc);
+    pid_t found = 0;
+    struct dirent *entry;
+    while (!found && (entry = readdir (proc))) {
+        if (entry->d_name[0] < '0' || entry->d_name[0] > '9')
+            continue;
+        char path[300];
+        snprintf (path, sizeof path, "/proc/%s/cmdline", entry->d_name);
+        bool holds = s_file_holds (path, text);
+        snprintf (path, sizeof path, "/proc/%s/environ", entry->d_name);
+        if (holds || s_file_holds (path, text))
+            found = (pid_t)atol (entry->d_name);
+    }
+    closedir (proc);
+    return found;
+}
+
+static bool
+s_someone_holds (void *arg)
+{
+    return s_process_holding ((const char *)arg) != 0;
+}
+
+/*  True once the rendezvous file at arg holds a card. */
+static bool
+s_card_ready (void *arg)
+{
+    dp_card_t card;
+    char *text = dp_test_read_file ((const char *)arg);
+    bool ready = text && dp_card_parse (text, &card) == 0;
+    free (text);
+    return ready;
+}
+
+typedef struct {
+    dpool_pool_t *pool;
+    long long at_least;
+} s_failed_t;
+
+static bool
+s_handshakes_failed (void *arg)
+{
+    s_failed_t *f = (s_failed_t *)arg;
+    return s_status_count (f->pool, "connections", "handshake_failed") >= f->at_least;
+}
+
+/*  A pool of the job's own key (a key file made from the card) on
+    rank 0's broker; and no process shows the workers' secret key. */
+static dpool_pool_t *
+s_curve_pool (const dp_card_t *card)
+{
+    dp_curve_t keys;
+    char err[256];
+    CHECK (dp_curve_from_keys (&keys, card->curve_server, card->curve_secret, err, sizeof err) ==
+           0);
+    char text[256];
+    snprintf (text, sizeof text, "curve\n    public-key = \"%s\"\n    secret-key = \"%s\"\n",
+              keys.public_, keys.secret);
+    FILE *file = fopen (dp_test_path ("job.key_secret"), "w");
+    CHECK (file && fputs (text, file) >= 0 && fclose (file) == 0);
+    dpool_config_t config;
+    dpool_config_init (&config);
+    config.connect = card->endpoint;
+    config.curve_server = card->curve_server;
+    config.curve_secret = dp_test_path ("job.key_secret");
+    dpool_pool_t *pool = dpool_pool_new_config (&config);
+    CHECK (pool);
+    return pool;
+}
+
+/*  Rank 0's card with CURVE keys, read from the rendezvous file (mode
+    0600) once rank 0 wrote it and every other rank's worker registered;
+    no process's command line or environment shows the secret key. */
+static void
+s_curve_card (dp_card_t *card)
+{
+    char path[1024];
+    snprintf (path, sizeof path, "%s", dp_test_path ("rendezvous"));
+    CHECK (dp_test_wait_until (s_card_ready, path, RUN_MS));
+    struct stat st;
+    CHECK (stat (path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    char *text = dp_test_read_file (path);
+    CHECK (text && dp_card_parse (text, card) == 0);
+    free (text);
+    CHECK (card->curve_server[0] && card->curve_secret[0]);
+    for (int r = 1; r < RANKS; r++) {
+        char tag[32];
+        snprintf (tag, sizeof tag, "rank%d.err", r);
+        CHECK (dp_test_wait_until (s_registered, tag, RUN_MS));
+    }
+    pid_t holder = s_process_holding (card->curve_secret);
+    if (holder)
+        dp_test_fail (__FILE__, __LINE__, "process %d shows the workers' secret key", holder);
+}
+
+/*  Rank 0's broker admits the job's key only: a plain worker and a client
+    of a key of its own fail their handshakes and get nothing. */
+static void
+s_curve_refusals (const dp_card_t *card)
+{
+    dpool_pool_t *pool = s_curve_pool (card);
+    dp_test_wait_workers (pool, RANKS, RUN_MS); /* 3 ranks, and rank 0's own over ipc */
+    long long before = s_status_count (pool, "connections", "handshake_failed");
+    CHECK (before >= 0);
+    pid_t plain = dp_test_workers_start (card->endpoint, 1, NULL);
+    s_failed_t failed = {pool, before + 1};
+    CHECK (dp_test_wait_until (s_handshakes_failed, &failed, RUN_MS));
+    failed.at_least = s_status_count (pool, "connections", "handshake_failed") + 1;
+    dpool_config_t config;
+    dpool_config_init (&config);
+    config.connect = card->endpoint;
+    config.curve_server = card->curve_server; /* and a fresh key of its own */
+    dpool_pool_t *stranger = dpool_pool_new_config (&config);
+    CHECK (stranger);
+    void *data;
+    size_t size;
+    CHECK_EQ_INT (dpool_pool_status (stranger, 1000, &data, &size), -1);
+    dpool_pool_destroy (&stranger);
+    CHECK (dp_test_wait_until (s_handshakes_failed, &failed, RUN_MS));
+    CHECK_EQ_INT (s_status_count (pool, NULL, "workers"), RANKS);
+    dpool_pool_destroy (&pool);
+    dp_test_stop (plain, SIGTERM, RUN_MS);
+}
+
+/*  Four ranks with CURVE (and a worker process on rank 0, over ipc): the
+    keys travel on the card, shown by no process, and admit only the job's
+    processes; the job gets its results. And the scan can fail; and CURVE
+    asked for with a fixed endpoint is refused. */
+static void
+s_case_curve (void)
+{
+    char rendezvous[1024];
+    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *extra[] = {"DPOOL_SPMD_CURVE=1", "DPOOL_SPMD_ROOT_PROCS=1", NULL};
+    pid_t ranks[RANKS];
+    for (int r = RANKS - 1; r >= 0; r--)
+        ranks[r] = s_rank (LAUNCH_SLURM, r, RANKS, rendezvous, "400", "100", extra);
+    dp_card_t card;
+    s_curve_card (&card);
+    s_curve_refusals (&card);
+    s_expect_exit (ranks[0], "rank0", 0, RUN_MS);
+    long pids[RANKS * 2 + 1] = {0};
+    s_report (400, pids, RANKS * 2);
+    for (int r = 1; r < RANKS; r++) {
+        char tag[32];
+        snprintf (tag, sizeof tag, "rank%d", r);
+        s_expect_exit (ranks[r], tag, 0, ORPHAN_MS);
+    }
+    /*  The scan can find a key: a process started with it does. */
+    char mark[128];
+    snprintf (mark, sizeof mark, "DPOOL_TEST_MARK=%s", card.curve_secret);
+    const char *argv[] = {ENV_BIN, mark, "/bin/sleep", "60", NULL};
+    pid_t marked = dp_test_spawn ("marked", (char *const *)argv);
+    CHECK (dp_test_wait_until (s_someone_holds, card.curve_secret, RUN_MS));
+    dp_test_stop (marked, SIGKILL, RUN_MS);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port ());
+    pid_t fixed = s_rank (LAUNCH_OMPI, 0, 2, endpoint, "1", "0", extra);
+    s_expect_exit (fixed, "rank0", 1, RUN_MS);
+    s_expect_err ("rank0", "CURVE needs a channel for the job's keys");
+}
+
+/*  A rank that asked for CURVE does not serve a rank 0 that runs without
+    it: it exits 1 saying so. */
+static void
+s_case_curve_mismatch (void)
+{
+    char rendezvous[1024];
+    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *off[] = {"DPOOL_SPMD_CURVE=0", NULL};
+    const char *on[] = {"DPOOL_SPMD_CURVE=1", NULL};
+    pid_t root = s_rank (LAUNCH_SLURM, 0, 2, rendezvous, "1", "0", off);
+    pid_t rank = s_rank (LAUNCH_SLURM, 1, 2, rendezvous, "1", "0", on);
+    s_expect_exit (rank, "rank1", 1, RUN_MS);
+    s_expect_err ("rank1", "CURVE is on here, but rank 0 runs without it");
+    /*  Rank 0's map waits for a worker that never comes: stopped here. */
+    CHECK (dp_test_stop (root, SIGTERM, RUN_MS) != -1);
+}
+
+/*  A card that rank 0 did not write is not taken: one open to other users
+    (anyone could have planted it, pointing the ranks at a broker of
+    theirs) is ignored, with a warning, and the rank times out. */
+static void
+s_case_foreign_card (void)
+{
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port ());
+    dp_card_t card = {.size = 2};
+    snprintf (card.endpoint, sizeof card.endpoint, "%s", endpoint);
+    char text[DP_CARD_SIZE];
+    CHECK (dp_card_format (&card, text, sizeof text) == 0);
+    FILE *file = fopen (dp_test_path ("rendezvous"), "w");
+    CHECK (file && fputs (text, file) >= 0 && fclose (file) == 0);
+    CHECK (chmod (dp_test_path ("rendezvous"), 0644) == 0);
+    const char *timeout[] = {"DPOOL_SPMD_TIMEOUT_MS=500", NULL};
+    char rendezvous[1024];
+    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    pid_t rank = s_rank (LAUNCH_SLURM, 1, 2, rendezvous, "1", "0", timeout);
+    s_expect_exit (rank, "rank1", 1, RUN_MS);
+    s_expect_err ("rank1", "ignoring the rendezvous");
+    s_expect_err ("rank1", "rank 0 wrote no endpoint to");
+}
+
 /*  The real mpirun, four ranks of spmd_demo_mpi, to their results. */
 static void
 s_case_mpirun (void)
@@ -315,6 +578,7 @@ s_case_mpirun (void)
     s_expect_exit (pid, "rank0", 0, RUN_MS);
     long pids[16] = {0};
     s_report (60, pids, 15);
+    s_expect_err ("rank0", "(CURVE)"); /* by default: the keys go by MPI_Bcast */
     CHECK (dp_test_wait_until (s_group_gone, &pid, ORPHAN_MS));
 #endif
 }
@@ -397,6 +661,7 @@ s_case_card (void)
     CHECK_EQ_INT (back.size, 4);
     CHECK_EQ_STR (back.endpoint, "tcp://10.0.0.1:40000");
     CHECK_EQ_STR (back.error, "");
+    CHECK_EQ_STR (back.curve_secret, "");
     char big[DP_CARD_FIELD + 64];
     memset (big, 'x', sizeof big - 1);
     big[sizeof big - 1] = 0;
@@ -419,16 +684,50 @@ s_case_card (void)
             dp_test_fail (__FILE__, __LINE__, "card %zu taken: %s", i, hostile[i]);
 }
 
+/*  Rank 0's card with CURVE keys: both travel, and come back; a card
+    with one, a key that is not Z85, or keys without an endpoint, refused. */
+static void
+s_case_card_curve (void)
+{
+    dp_card_t card = {.job = "-", .size = 4, .endpoint = "tcp://10.0.0.1:40000"};
+    const char *key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    snprintf (card.curve_server, sizeof card.curve_server, "%s", key);
+    snprintf (card.curve_secret, sizeof card.curve_secret, "%s", key);
+    char text[DP_CARD_SIZE];
+    CHECK (dp_card_format (&card, text, sizeof text) == 0);
+    dp_card_t back;
+    CHECK (dp_card_parse (text, &back) == 0);
+    CHECK_EQ_STR (back.curve_server, key);
+    CHECK_EQ_STR (back.curve_secret, key);
+    char curve[4][512];
+    snprintf (curve[0], sizeof curve[0], "dpool-spmd 1\nsize 2\nendpoint e\ncurve-server %s\n",
+              key);
+    snprintf (curve[1], sizeof curve[1], "dpool-spmd 1\nsize 2\nendpoint e\ncurve-secret %s\n",
+              key);
+    snprintf (curve[2], sizeof curve[2],
+              "dpool-spmd 1\nsize 2\nerror no\ncurve-server %s\ncurve-secret %s\n", key, key);
+    snprintf (curve[3], sizeof curve[3],
+              "dpool-spmd 1\nsize 2\nendpoint e\ncurve-server %s\ncurve-secret /etc/passwd\n",
+              key);
+    for (int i = 0; i < 4; i++)
+        if (dp_card_parse (curve[i], &back) != -1)
+            dp_test_fail (__FILE__, __LINE__, "card %d taken: %s", i, curve[i]);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"spmd_rendezvous_file", s_case_file},
     {"spmd_fixed_endpoint", s_case_fixed_endpoint},
     {"spmd_kill_worker_rank", s_case_kill_worker_rank},
     {"spmd_kill_rank0", s_case_kill_root},
     {"spmd_rank0_unreachable", s_case_unreachable},
+    {"spmd_foreign_card_ignored", s_case_foreign_card},
     {"spmd_mpirun", s_case_mpirun},
+    {"spmd_curve", s_case_curve},
+    {"spmd_curve_mismatch", s_case_curve_mismatch},
     {"worker_procs_from_launcher", s_case_procs_default},
     {"spmd_host_list", s_case_host_list},
     {"spmd_card", s_case_card},
+    {"spmd_card_curve", s_case_card_curve},
 };
 
 int
