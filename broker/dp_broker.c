@@ -34,7 +34,6 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define TICK_MS     100    /* timer granularity: heartbeats, expiry, grace */
@@ -172,15 +171,33 @@ s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *h
     client->peer = peer;
     peer->client = client;
     peer->kind = PEER_CLIENT;
+    dp_broker_client_account (self, client);
     /*  Results held for the session go first, so that by WELCOME the client
         knows exactly which tasks still need resubmitting. */
     dp_broker_client_flush (self, client);
     s_send_welcome (self, peer, 0);
 }
 
+/*  A READY without the worker right: answered ERROR [EDENIED] naming the
+    right. Returns true if refused. */
+static bool
+s_ready_denied (dp_broker_t *self, zmq_msg_t *rid)
+{
+    char message[160];
+    if (dp_broker_may (self, DP_RIGHT_WORKER, REFUSED_WORKER, message, sizeof message))
+        return false;
+    char from[2 * MAX_RID + 1];
+    dp_broker_hex ((const uint8_t *)zmq_msg_data (rid), zmq_msg_size (rid), from);
+    dp_broker_warn_once (self, from, message);
+    s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EDENIED, message);
+    return true;
+}
+
 static void
 s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
 {
+    if (s_ready_denied (self, rid))
+        return;
     if (!peer) {
         peer = dp_broker_peer_new (self, zmq_msg_data (rid), zmq_msg_size (rid));
         if (!peer)
@@ -208,6 +225,11 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
     while (dp_list_next_str (&ready->functions, &fn)) {
         char name[DP_MAX_NAME + 1];
         dp_broker_span_copy (fn, name, sizeof name);
+        if (self->from && !dp_key_may_offer (self->from, name)) {
+            /*  Not among its key's functions: the worker runs without it. */
+            dp_broker_warn_once (self, peer->key, "offers functions its key may not offer");
+            continue;
+        }
         fnq_t *fnq = dp_broker_fnq_get (self, name);
         bool seen = false;
         for (size_t i = 0; i < worker->nfns && fnq; i++)
@@ -237,6 +259,11 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
 static void
 s_on_attach (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_attach_t *attach)
 {
+    char message[160];
+    if (!dp_broker_may (self, DP_RIGHT_WORKER, REFUSED_WORKER, message, sizeof message)) {
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EDENIED, message);
+        return;
+    }
     worker_t *worker = dp_broker_worker_by_token (self, attach->token);
     if (!worker) {
         self->dropped[DROP_UNKNOWN_PEER]++;
@@ -261,9 +288,28 @@ s_on_attach (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_attach_t 
     s_send_welcome (self, peer, 0);
 }
 
-/*  Refuses a new task past a bound: EREJECTED naming the limit when the
-    broker holds its most tasks or bytes of arguments; dropped (counted,
-    logged once) when the session reads none of its results, so that its
+/*  Writes why the broker refuses a task of args_size bytes to client by
+    its bounds: its session's or key's quota, or the broker's limits.
+    Returns false if none is reached. */
+static bool
+s_over_bounds (dp_broker_t *self, client_t *client, size_t args_size, char *message, size_t size)
+{
+    if (dp_broker_quota_refused (self, client, args_size, message, size))
+        return true;
+    if (self->queued >= self->max_queue)
+        snprintf (message, size, "broker queue full (%zu tasks: --max-queue)", self->max_queue);
+    else if (self->task_bytes + args_size > self->max_queue_bytes)
+        snprintf (message, size, "broker queue full (%zu bytes of arguments: --max-queue-bytes)",
+                  self->max_queue_bytes);
+    else
+        return false;
+    return true;
+}
+
+/*  Refuses a new task: EDENIED when its key may not submit; EREJECTED
+    naming the quota or the limit when its session or key, or the broker,
+    holds its most tasks or bytes of arguments; dropped (counted, logged
+    once) when the session reads none of its results, so that its
     refusals do not pile up in their turn. Returns true if refused. */
 static bool
 s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
@@ -273,18 +319,15 @@ s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
         dp_broker_warn_once (self, client->key, "tasks dropped: it does not read its results");
         return true;
     }
-    char message[128];
-    if (self->queued >= self->max_queue)
-        snprintf (message, sizeof message, "broker queue full (%zu tasks: --max-queue)",
-                  self->max_queue);
-    else if (self->task_bytes + in->args.size > self->max_queue_bytes)
-        snprintf (message, sizeof message,
-                  "broker queue full (%zu bytes of arguments: --max-queue-bytes)",
-                  self->max_queue_bytes);
-    else
-        return false;
+    char message[DP_KEY_NAME_MAX + DP_MAX_NAME + 128];
+    int code = DPOOL_EDENIED;
+    if (dp_broker_may (self, DP_RIGHT_SUBMIT, REFUSED_SUBMIT, message, sizeof message)) {
+        if (!s_over_bounds (self, client, in->args.size, message, sizeof message))
+            return false;
+        code = DPOOL_EREJECTED;
+    }
     dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
-    dp_list_add_error (&client->out, in->id, DPOOL_EREJECTED, message);
+    dp_list_add_error (&client->out, in->id, code, message);
     self->failed++;
     return true;
 }
@@ -339,6 +382,7 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             dp_broker_task_free (self, task);
             continue;
         }
+        dp_broker_client_task_add (self, client, task);
         dp_broker_task_queue (self, task);
     }
 }
@@ -426,6 +470,21 @@ s_queue_reply (void *arg, void *owner, const dp_queues_reply_t *reply)
         dp_encode_queue_fail (&self->w, reply->req, reply->code, reply->size, reply->maxsize,
                               reply->message);
     return dp_broker_send (self, (peer_t *)owner, DP_CMD_QUEUE_REPLY, &self->w);
+}
+
+/*  A queue request, if the key may use named queues; else its QUEUE-REPLY
+    fails EDENIED naming the right. */
+static void
+s_on_queue (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
+{
+    char message[160];
+    if (dp_broker_may (self, DP_RIGHT_QUEUE, REFUSED_QUEUE, message, sizeof message)) {
+        dp_queues_request (self->queues, peer, msg->cmd, &msg->u.queue, peer->last_recv);
+        return;
+    }
+    dp_broker_warn_once (self, peer->key, message);
+    dp_encode_queue_fail (&self->w, msg->u.queue.req, DPOOL_EDENIED, 0, 0, message);
+    dp_broker_send (self, peer, DP_CMD_QUEUE_REPLY, &self->w);
 }
 
 static void
@@ -546,7 +605,7 @@ s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
         break;
     case DP_CMD_STATUS:
         if (peer->kind == PEER_CLIENT) {
-            dp_broker_on_status (self, peer);
+            dp_broker_on_status (self, peer, dp_broker_is_admin (self));
             return true;
         }
         break;
@@ -561,7 +620,7 @@ s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
     case DP_CMD_QUEUE_GET:
     case DP_CMD_QUEUE_SIZE:
         if (peer->kind == PEER_CLIENT || peer->kind == PEER_WORKER) {
-            dp_queues_request (self->queues, peer, msg->cmd, &msg->u.queue, peer->last_recv);
+            s_on_queue (self, peer, msg);
             return true;
         }
         break;
@@ -679,6 +738,8 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
         s_malformed (self, rid, reason);
         return;
     }
+    if (!dp_broker_admit (self, in->count >= 2 ? &in->frames[1] : NULL, rid))
+        return;
     int fd = s_source_fd (in);
     bool registers =
         msg.cmd == DP_CMD_HELLO || msg.cmd == DP_CMD_READY || msg.cmd == DP_CMD_ATTACH;
@@ -812,44 +873,6 @@ s_curve_on (const dp_broker_config_t *config)
     return config->curve_secret || config->curve_secret_key;
 }
 
-/*  Makes the ROUTER a CURVE server, with a ZAP handler that admits the
-    client keys in config->curve_clients (or any key). Returns 0 or -1,
-    having logged why. */
-static int
-s_curve_setup (dp_broker_t *self, const dp_broker_config_t *config)
-{
-    dp_curve_t curve;
-    char err[256];
-    int loaded = config->curve_secret_key
-                     ? dp_curve_from_keys (&curve, NULL, config->curve_secret_key, err, sizeof err)
-                     : dp_curve_server (&curve, config->curve_secret, err, sizeof err);
-    if (loaded) {
-        dp_error ("%s", err);
-        return -1;
-    }
-    const char *clients = config->curve_clients;
-    bool listed = clients && *clients;
-    struct stat st;
-    int rc = -1;
-    if (listed && (stat (clients, &st) != 0 || !S_ISDIR (st.st_mode)))
-        dp_error ("--curve-clients %s is not a directory", clients);
-    else if (!(self->auth = zactor_new (zauth, NULL)) ||
-             zstr_sendx (self->auth, "CURVE", listed ? clients : CURVE_ALLOW_ANY, NULL) ||
-             zsock_wait (self->auth) != 0 || dp_curve_apply (self->handle, &curve, true))
-        dp_error ("cannot set up CURVE: %s", zmq_strerror (zmq_errno ()));
-    else
-        rc = 0;
-    explicit_bzero (&curve, sizeof curve);
-    if (rc != 0)
-        return -1;
-    if (listed)
-        dp_info ("CURVE on: clients and workers need a key from %s", clients);
-    else
-        dp_warn ("CURVE on: traffic is encrypted, but any client key is accepted "
-                 "(give --curve-clients DIR to admit only known keys)");
-    return 0;
-}
-
 /*  The bound on connections: config's, or the open-file limit less
     DP_BROKER_FD_RESERVE, so that accept(2) keeps finding a descriptor (at
     the limit, libzmq's listener spins on EMFILE). */
@@ -892,6 +915,9 @@ dp_broker_new (const dp_broker_config_t *config)
         config->max_held_bytes > 0 ? config->max_held_bytes : DP_DEFAULT_MAX_HELD_BYTES;
     self->max_sessions = config->max_sessions > 0 ? config->max_sessions : DP_DEFAULT_MAX_SESSIONS;
     self->trim_memory = config->trim_memory;
+    self->max_queued_per_client = config->max_queued_per_client;
+    self->max_queued_bytes_per_client = config->max_queued_bytes_per_client;
+    self->zap_fd = -1;
     self->nofunc_grace_ms =
         config->nofunc_grace_ms != 0 ? config->nofunc_grace_ms : DP_DEFAULT_NOFUNC_GRACE;
     self->peers = zhashx_new ();
@@ -927,7 +953,7 @@ dp_broker_new (const dp_broker_config_t *config)
     if (config->max_msg_size > 0 && config->max_msg_size < DP_MAX_MSG_SIZE)
         zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
                         sizeof config->max_msg_size);
-    if (s_curve_on (config) && s_curve_setup (self, config)) {
+    if (s_curve_on (config) && dp_broker_auth_setup (self, config) != 0) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -1020,7 +1046,7 @@ dp_broker_destroy (dp_broker_t **self_p)
             zmq_socket_monitor (self->handle, NULL, 0);
         zsock_destroy (&self->monitor);
         zsock_destroy (&self->router);
-        zactor_destroy (&self->auth);
+        dp_broker_auth_destroy (self);
         zhashx_destroy (&self->peers);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->fnqs);
@@ -1058,12 +1084,15 @@ dp_broker_fds (dp_broker_t *self, struct pollfd *fds)
             the socket has been found empty: look at the monitor once. */
         if (self->monitor)
             s_on_monitor (self);
+        dp_broker_on_zap (self);
         self->fds_ready = true;
     }
     int nfds = 0;
     fds[nfds++] = (struct pollfd){self->router_fd, POLLIN, 0};
     if (self->monitor_fd >= 0)
         fds[nfds++] = (struct pollfd){self->monitor_fd, POLLIN, 0};
+    if (self->zap_fd >= 0)
+        fds[nfds++] = (struct pollfd){self->zap_fd, POLLIN, 0};
     return nfds;
 }
 
@@ -1087,8 +1116,16 @@ void
 dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
 {
     assert (self);
-    if (nfds > 1 && fds[1].revents)
-        s_on_monitor (self);
+    if (self->reload_pending) {
+        self->reload_pending = 0;
+        dp_broker_reload (self);
+    }
+    for (int i = 1; i < nfds; i++) {
+        if (fds[i].revents && fds[i].fd == self->monitor_fd)
+            s_on_monitor (self);
+        if (fds[i].revents && fds[i].fd == self->zap_fd)
+            dp_broker_on_zap (self);
+    }
     dp_wire_msg_t in;
     for (int i = 0; i < DRAIN_MAX; i++) {
         if (dp_wire_recv (self->handle, &in, ZMQ_DONTWAIT) != 0) {

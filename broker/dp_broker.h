@@ -3,7 +3,7 @@
 
     One broker is one ROUTER socket (bound to one or more endpoints), a
     PAIR socket that reads the ROUTER's connection events, and, with CURVE,
-    a ZAP handler actor. It is driven by poll(2) on its descriptors, not
+    a ZAP handler's REP socket. It is driven by poll(2) on its descriptors, not
     by a zloop: dp_broker_run polls them itself, or another loop polls
     them beside its own and calls dp_broker_work after each poll. The
     thread that drives it owns every piece of its state; it never runs
@@ -16,9 +16,9 @@
     thread that makes it: that thread alone drives and destroys it (the
     dpool-broker program's main thread, or an embedded pool's actor
     thread, through the pool's extension, embedded/dp_embedded.c). With
-    CURVE, its ZAP handler is a CZMQ actor of its own, which owns the ZAP
-    socket. dp_broker_run blocks until interrupted; no other call waits
-    for a peer.
+    CURVE, its ZAP handler is a REP socket of the same thread, polled
+    beside the ROUTER (dp_broker_auth.c). dp_broker_run blocks until interrupted; no other call
+   waits for a peer.
 
     Errors: a peer's bad or unexpected message is counted (status's
     "dropped"), logged once per peer and, for most kinds, answered with
@@ -78,6 +78,16 @@ typedef struct {
     const char *curve_secret;
     const char *curve_secret_key;
     const char *curve_clients;
+    /*  With curve_secret: the key configuration (dp_keys.h, PROTOCOL.md
+        8.1), a file of keys with their rights and quotas; takes the place
+        of curve_clients. dp_broker_reload reads it (or curve_clients)
+        again. */
+    const char *curve_keys;
+    /*  Quotas of a session (without a key configuration) or of a key with
+        none of its own: tasks held (queued or running) and bytes of their
+        arguments; 0: none. Beyond them a task ends EREJECTED. */
+    size_t max_queued_per_client;
+    size_t max_queued_bytes_per_client;
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */
@@ -111,13 +121,27 @@ dp_broker_endpoints (dp_broker_t *self);
     sends the results batched, and runs the timers that are due.
     dp_broker_run is these three in a loop. The descriptors stay the same
     for the broker's life. */
-#define DP_BROKER_MAX_FDS 2
+#define DP_BROKER_MAX_FDS 3
 int
 dp_broker_fds (dp_broker_t *self, struct pollfd *fds);
 int
 dp_broker_wait_ms (dp_broker_t *self);
 void
 dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds);
+
+/*  Reads the key configuration again (curve_keys or curve_clients): keys
+    added are admitted, a key removed loses access at once (its peers are
+    forgotten as at BYE: a worker's jobs go back to the queue, a session's
+    queued tasks are dropped; its further messages are answered ERROR
+    [EDENIED]). A file that cannot be read or parsed leaves the old table
+    in place. Returns 0, or -1 (logged why). Without CURVE, nothing. */
+int
+dp_broker_reload (dp_broker_t *self);
+
+/*  Asks for dp_broker_reload at the start of the next dp_broker_work.
+    Async-signal-safe: meant for a SIGHUP handler. */
+void
+dp_broker_reload_soon (dp_broker_t *self);
 
 /*  Runs the loop on the calling thread until zsys_interrupted is set
     (SIGINT/SIGTERM, with CZMQ's handler). Returns 0, or -1 if the ROUTER

@@ -127,7 +127,7 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
         self->failed++;
     client_t *client = task->client;
     if (client) {
-        dp_idmap_remove (client->tasks, task->seq);
+        dp_broker_client_task_remove (self, client, task);
         if (dp_broker_lane_result (self, task, code, value, size) == 0) {
             dp_broker_task_free (self, task);
             return;
@@ -146,7 +146,7 @@ dp_broker_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *
 {
     client_t *client = task->client;
     if (client) {
-        dp_idmap_remove (client->tasks, task->seq);
+        dp_broker_client_task_remove (self, client, task);
         dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
         dp_list_add_error (&client->out, task->seq, code, message);
     }

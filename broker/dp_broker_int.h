@@ -23,18 +23,21 @@
 
 #include "dp_conns.h"
 #include "dp_idmap.h"
+#include "dp_keys.h"
 #include "dp_proto.h"
 #include "dp_queues.h"
 #include "dp_slab.h"
 #include "dp_taskq.h"
 
 #include <czmq.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define MAX_RID         256 /* ZeroMQ routing ids are at most 255 bytes */
-#define RESULT_OVERHEAD 24  /* bytes of a RESULT entry besides its value */
+#define MAX_RID              256  /* ZeroMQ routing ids are at most 255 bytes */
+#define RESULT_OVERHEAD      24   /* bytes of a RESULT entry besides its value */
+#define DP_BROKER_STATUS_MAX 1000 /* entries of one list in status */
 
 typedef struct _client_t client_t;
 typedef struct _worker_t worker_t;
@@ -57,7 +60,17 @@ typedef struct {
     worker_t *lane_worker; /* PEER_WLANE: the worker whose lane it is */
     int64_t last_recv;
     int64_t last_send;
+    char user[DP_CURVE_KEY + 1]; /* with CURVE: its key (Z85); "" without */
 } peer_t;
+
+/*  What the sessions of one key hold, against its quotas (with a key
+    configuration; without one each session is its own account). */
+typedef struct {
+    char user[DP_CURVE_KEY + 1];
+    size_t tasks;    /* tasks held, queued or running */
+    size_t bytes;    /* bytes of their arguments */
+    size_t sessions; /* sessions that count here */
+} account_t;
 
 /*  A job's last PROGRESS value. */
 typedef struct {
@@ -122,6 +135,10 @@ struct _client_t {
     bool stalled;
     dp_taskq_t parked;
     int64_t drained; /* when it last took a RESULT, or was stalled */
+    /*  Quotas (dp_broker_auth.c): what it holds, and its key's account. */
+    size_t held_tasks;
+    size_t held_args;
+    account_t *account; /* NULL without a key configuration */
 };
 
 /*  A worker: a peer that sent READY, owned by broker->workers. */
@@ -160,6 +177,16 @@ enum {
     DROP_COUNT_
 };
 
+/*  Refusals of the key configuration, counted in status ("refused"). */
+enum {
+    REFUSED_SUBMIT = 0, /* SUBMIT without the submit right (per task) */
+    REFUSED_WORKER,     /* READY or ATTACH without the worker right, or a function not allowed */
+    REFUSED_QUEUE,      /* a queue command without the queue right */
+    REFUSED_REMOVED,    /* a message from a key no longer in the configuration */
+    REFUSED_QUOTA,      /* a task past its session's or key's quota */
+    REFUSED_COUNT_
+};
+
 /*  The broker: every record above is reached from here. */
 struct _dp_broker_t {
     char *name;
@@ -175,8 +202,19 @@ struct _dp_broker_t {
     zsock_t *router;
     void *handle;     /* router's libzmq socket */
     zsock_t *monitor; /* the router's connection events */
-    zactor_t *auth;   /* CURVE: the ZAP handler that admits client keys */
-    bool fds_ready;   /* router_fd and monitor_fd are known */
+    zsock_t *zap;     /* CURVE: the ZAP handler's REP, which admits client keys */
+    int zap_fd;
+    dp_keys_t *keys;                  /* the key configuration; NULL: every key has every right */
+    char *keys_path;                  /* where it is read from, again on reload */
+    const dp_key_t *from;             /* the key of the message being handled; NULL: all rights */
+    char from_user[DP_CURVE_KEY + 1]; /* and its Z85 key, "" without CURVE */
+    volatile sig_atomic_t reload_pending;
+    zhashx_t *accounts; /* user -> account_t, with a key configuration */
+    size_t max_queued_per_client;
+    size_t max_queued_bytes_per_client;
+    uint64_t refused[REFUSED_COUNT_];
+    uint64_t reloads;
+    bool fds_ready; /* router_fd and monitor_fd are known */
     int router_fd;
     int monitor_fd;
     dp_conns_t *conns; /* its connections, from the monitor's events */
@@ -483,6 +521,78 @@ void
 dp_broker_fnq_offered (dp_broker_t *self, fnq_t *fnq);
 
 /*  ---------------------------------------------------------------------------
+    Keys, rights and quotas (dp_broker_auth.c).
+*/
+
+/*  Sets up CURVE: the broker's secret key, the key configuration (or
+    none: any key), and the ZAP handler's socket. Returns 0 or -1, having
+    logged why. */
+int
+dp_broker_auth_setup (dp_broker_t *self, const dp_broker_config_t *config);
+
+/*  Frees what dp_broker_auth_setup made. */
+void
+dp_broker_auth_destroy (dp_broker_t *self);
+
+/*  Answers the ZAP requests waiting: a key in the configuration (or any,
+    without one) is admitted, with its Z85 text as the connection's
+    User-Id. */
+void
+dp_broker_on_zap (dp_broker_t *self);
+
+/*  Finds the key a message came with (self->from, self->from_user).
+    Returns false if it is no longer admitted: the message is counted and
+    answered ERROR [EDENIED], and its peer, if any, forgotten. */
+bool
+dp_broker_admit (dp_broker_t *self, const zmq_msg_t *frame, const zmq_msg_t *rid);
+
+/*  True if the current message's key holds right; else counts the
+    refusal (as which) and writes "key 'name' may not ... (roles: ...)"
+    into message. */
+bool
+dp_broker_may (dp_broker_t *self, dp_right_t right, int which, char *message, size_t size);
+
+/*  True if the current message's key is an administrator (or there is no
+    key configuration). */
+bool
+dp_broker_is_admin (const dp_broker_t *self);
+
+/*  A new task of args_size bytes past its session's or key's quota:
+    writes the EREJECTED message naming the quota and returns true. */
+bool
+dp_broker_quota_refused (dp_broker_t *self, client_t *client, size_t args_size, char *message,
+                         size_t size);
+
+/*  A task enters, or leaves, its session's table: counted against its
+    quotas. */
+void
+dp_broker_client_task_add (dp_broker_t *self, client_t *client, const task_t *task);
+void
+dp_broker_client_task_remove (dp_broker_t *self, client_t *client, task_t *task);
+
+/*  A session starts counting against the current message's key, or stops
+    (at its end: the tasks it held no longer count). */
+void
+dp_broker_client_account (dp_broker_t *self, client_t *client);
+void
+dp_broker_client_unaccount (dp_broker_t *self, client_t *client);
+
+/*  Forgets a peer as at BYE, with no answer (its key was removed). */
+void
+dp_broker_peer_forget (dp_broker_t *self, peer_t *peer);
+
+/*  For fair share (dp_broker_dispatch.c): the key entry of a session's
+    account (NULL: no configuration, weight 1, no running quota). */
+const dp_key_t *
+dp_broker_client_key (const dp_broker_t *self, const client_t *client);
+
+/*  Packs status's "sessions" list: each session (only the asker's own
+    unless it is an administrator) with its key, what it holds and its
+    quotas; and "refused", the counters above. */
+void
+dp_broker_pack_clients (dp_broker_t *self, void *packer, const peer_t *asker);
+
+/*  ---------------------------------------------------------------------------
     Status (dp_broker_status.c).
 */
 
@@ -490,7 +600,7 @@ dp_broker_fnq_offered (dp_broker_t *self, fnq_t *fnq);
     its workers, the jobs they run and the named queues, each list cut at
     STATUS_MAX. Best effort: a peer that cannot take it now misses it. */
 void
-dp_broker_on_status (dp_broker_t *self, peer_t *peer);
+dp_broker_on_status (dp_broker_t *self, peer_t *peer, bool admin);
 
 #pragma GCC visibility pop
 

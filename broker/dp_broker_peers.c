@@ -114,6 +114,7 @@ dp_broker_peer_new (dp_broker_t *self, const void *rid, size_t rid_size)
     peer->rid_size = rid_size;
     dp_broker_hex (peer->rid, rid_size, peer->key);
     peer->last_recv = peer->last_send = dp_now_ms ();
+    memcpy (peer->user, self->from_user, sizeof peer->user);
     zhashx_insert (self->peers, peer->key, peer);
     return peer;
 }
@@ -315,6 +316,7 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client)
     }
     zlistx_destroy (&tasks);
     dp_idmap_destroy (&client->tasks);
+    dp_broker_client_unaccount (self, client);
     if (client->dirty)
         zlistx_delete (self->dirty, client->dirty);
     if (client->peer) {

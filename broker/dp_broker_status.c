@@ -13,7 +13,7 @@
 #include <msgpack.h>
 #include <string.h>
 
-#define STATUS_MAX 1000 /* running tasks and queues listed in status */
+#define STATUS_MAX DP_BROKER_STATUS_MAX /* running tasks and queues listed in status */
 
 static const char *s_drop_names[DROP_COUNT_] = {
     "ok",   "frames", "header", "signature",   "version",      "command",
@@ -52,7 +52,8 @@ typedef struct {
     msgpack_packer *pk;
     worker_t *worker;
     size_t left;
-    bool reported; /* this pass packs the jobs with progress, or those without */
+    bool reported;        /* this pass packs the jobs with progress, or those without */
+    const client_t *only; /* a non-administrator sees its own session's jobs only */
 } s_running_t;
 
 static void
@@ -64,6 +65,8 @@ s_pack_job (uint64_t ref, void *value, void *arg)
     progress_t *progress =
         worker->progress ? (progress_t *)dp_idmap_get (worker->progress, ref) : NULL;
     if (running->left == 0 || (progress != NULL) != running->reported)
+        return;
+    if (running->only && task->client != running->only)
         return;
     running->left--;
     msgpack_packer *pk = running->pk;
@@ -87,14 +90,27 @@ s_pack_job (uint64_t ref, void *value, void *arg)
         msgpack_pack_nil (pk);
 }
 
+/*  Counts the jobs of one session (a dp_idmap_foreach callback). */
 static void
-s_pack_running (dp_broker_t *self, msgpack_packer *pk)
+s_count_own (uint64_t ref, void *value, void *arg)
 {
-    size_t count = 0;
+    (void)ref;
+    s_running_t *running = (s_running_t *)arg;
+    running->left += ((task_t *)value)->client == running->only;
+}
+
+static void
+s_pack_running (dp_broker_t *self, msgpack_packer *pk, const client_t *only)
+{
+    s_running_t running = {pk, NULL, 0, true, only};
     for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
          worker = (worker_t *)zlistx_next (self->workers))
-        count += dp_idmap_size (worker->jobs);
-    s_running_t running = {pk, NULL, count < STATUS_MAX ? count : STATUS_MAX, true};
+        if (only)
+            dp_idmap_foreach (worker->jobs, s_count_own, &running);
+        else
+            running.left += dp_idmap_size (worker->jobs);
+    if (running.left > STATUS_MAX)
+        running.left = STATUS_MAX;
     msgpack_pack_array (pk, running.left);
     for (int pass = 0; pass < 2; pass++) {
         running.reported = pass == 0;
@@ -166,11 +182,11 @@ s_pack_limits (dp_broker_t *self, msgpack_packer *pk)
 }
 
 void
-dp_broker_on_status (dp_broker_t *self, peer_t *peer)
+dp_broker_on_status (dp_broker_t *self, peer_t *peer, bool admin)
 {
     dp_writer_reset (&self->w);
     msgpack_packer *pk = &self->w.pk;
-    msgpack_pack_map (pk, 18);
+    msgpack_pack_map (pk, 20);
     s_pack_str (pk, "broker");
     s_pack_str (pk, self->name);
     s_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
@@ -224,7 +240,8 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer)
         msgpack_pack_uint64 (pk, self->dropped[i]);
     }
     s_pack_str (pk, "running");
-    s_pack_running (self, pk);
+    s_pack_running (self, pk, admin ? NULL : peer->client);
+    dp_broker_pack_clients (self, pk, peer);
     s_pack_str (pk, "queues");
     dp_queues_pack (self->queues, pk, STATUS_MAX);
     s_pack_str (pk, "queue_stats");

@@ -10,6 +10,7 @@
 #include "dpool.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,13 +89,24 @@ s_usage (FILE *out)
              "                         and workers then need its public key\n"
              "                         (env DPOOL_CURVE_SECRET)\n"
              "      --curve-clients D  with --curve-secret: admit only the public keys in\n"
-             "                         directory D (env DPOOL_CURVE_CLIENTS; default: any key)\n"
+             "                         directory D, each with every right\n"
+             "                         (env DPOOL_CURVE_CLIENTS; default: any key)\n"
+             "      --curve-keys F     with --curve-secret: admit only the keys in the key\n"
+             "                         file F, each with its roles and quotas (README, 'Keys,\n"
+             "                         roles and quotas'; env DPOOL_CURVE_KEYS); SIGHUP reads\n"
+             "                         F (or D) again: a key removed loses access at once\n"
+             "      --max-queued-per-client N  tasks one session (with --curve-keys: one\n"
+             "                         key without max_queued) may hold, queued or running,\n"
+             "                         before its new ones are rejected (default 0: no quota)\n"
+             "      --max-queued-bytes-per-client N  likewise in bytes of arguments\n"
+             "                         (default 0: no quota)\n"
              "      --endpoint-file F  write the bound endpoints to F, one per line\n"
              "      --log-level L      error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help             show this help and exit\n"
              "  -V, --version          show the version and exit\n"
              "\n"
-             "SIGINT or SIGTERM stops the broker cleanly. The wire protocol is\n"
+             "SIGINT or SIGTERM stops the broker cleanly; SIGHUP reloads its keys. The\n"
+             "wire protocol is\n"
              "described in docs/PROTOCOL.md.\n",
              DP_DEFAULT_ENDPOINT, DP_HEARTBEAT_MS, DP_EXPIRY_MS, DP_DEFAULT_MAX_QUEUE,
              DP_DEFAULT_MAX_QUEUE_BYTES, DP_DEFAULT_MAX_HELD_RESULTS, DP_DEFAULT_MAX_HELD_BYTES,
@@ -167,6 +179,8 @@ s_from_environment (dp_broker_config_t *config)
         config->curve_secret = env;
     if ((env = getenv ("DPOOL_CURVE_CLIENTS")) && *env)
         config->curve_clients = env;
+    if ((env = getenv ("DPOOL_CURVE_KEYS")) && *env)
+        config->curve_keys = env;
 }
 
 enum {
@@ -179,6 +193,9 @@ enum {
     OPT_MSG,
     OPT_CURVE_SECRET,
     OPT_CURVE_CLIENTS,
+    OPT_CURVE_KEYS,
+    OPT_CLIENT_QUEUED,
+    OPT_CLIENT_BYTES,
     OPT_MAX_CONNS,
     OPT_MAX_PEER_CONNS,
     OPT_MAX_QUEUE_BYTES,
@@ -208,6 +225,14 @@ s_bound_option (int opt, dp_broker_config_t *config)
         return true;
     case OPT_MAX_NAMED_BYTES:
         config->queue_bytes = (size_t)s_int_option ("--max-named-bytes", optarg, 1, BYTES_MAX);
+        return true;
+    case OPT_CLIENT_QUEUED:
+        config->max_queued_per_client =
+            (size_t)s_int_option ("--max-queued-per-client", optarg, 0, 1000000000);
+        return true;
+    case OPT_CLIENT_BYTES:
+        config->max_queued_bytes_per_client =
+            (size_t)s_int_option ("--max-queued-bytes-per-client", optarg, 0, BYTES_MAX);
         return true;
     default:
         return false;
@@ -269,6 +294,9 @@ s_option (int opt, dp_broker_config_t *config, bool *bind_given)
     case OPT_CURVE_CLIENTS:
         config->curve_clients = optarg;
         break;
+    case OPT_CURVE_KEYS:
+        config->curve_keys = optarg;
+        break;
     case OPT_LOG: {
         int level = dp_log_parse_level (optarg);
         if (level < 0) {
@@ -315,6 +343,9 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"log-level", required_argument, NULL, OPT_LOG},
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"curve-clients", required_argument, NULL, OPT_CURVE_CLIENTS},
+        {"curve-keys", required_argument, NULL, OPT_CURVE_KEYS},
+        {"max-queued-per-client", required_argument, NULL, OPT_CLIENT_QUEUED},
+        {"max-queued-bytes-per-client", required_argument, NULL, OPT_CLIENT_BYTES},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
@@ -330,8 +361,12 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
                  argv[optind]);
         return EXIT_USAGE;
     }
-    if (config->curve_clients && !config->curve_secret) {
-        fprintf (stderr, "dpool-broker: --curve-clients needs --curve-secret\n");
+    if ((config->curve_clients || config->curve_keys) && !config->curve_secret) {
+        fprintf (stderr, "dpool-broker: --curve-clients and --curve-keys need --curve-secret\n");
+        return EXIT_USAGE;
+    }
+    if (config->curve_clients && config->curve_keys) {
+        fprintf (stderr, "dpool-broker: give --curve-clients or --curve-keys, not both\n");
         return EXIT_USAGE;
     }
     if (config->expiry_ms <= DP_HEARTBEAT_ALONE (config->heartbeat_ms)) {
@@ -340,6 +375,29 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         return EXIT_USAGE;
     }
     return -1;
+}
+
+static dp_broker_t *s_broker; /* the broker SIGHUP reloads */
+
+static void
+s_on_hup (int sig)
+{
+    (void)sig;
+    if (s_broker)
+        dp_broker_reload_soon (s_broker);
+}
+
+/*  SIGHUP reloads the key configuration (at the loop's next round: the
+    signal interrupts its poll). No SA_RESTART, so that the poll wakes. */
+static void
+s_reload_on_hup (dp_broker_t *broker)
+{
+    s_broker = broker;
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_hup;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGHUP, &action, NULL);
 }
 
 int
@@ -364,7 +422,9 @@ main (int argc, char *argv[])
         return 1;
     const char *endpoints = dp_broker_endpoints (broker);
     dp_log (DP_LOG_INFO, "listening on %.*s", (int)strcspn (endpoints, "\n"), endpoints);
+    s_reload_on_hup (broker);
     dp_broker_run (broker);
+    signal (SIGHUP, SIG_IGN);
     dp_info ("stopping");
     dp_broker_destroy (&broker);
     return 0;

@@ -36,9 +36,9 @@ const char *
 dp_cli_code_name (int code)
 {
     static const char *const names[] = {
-        "OK",      "EFAILED",   "ETIMEOUT", "EDEADLINE", "ECANCELLED",  "ELOST",
-        "ENOFUNC", "EREJECTED", "ECLOSED",  "EINVAL",    "ENOMEM",      "EAGAIN",
-        "EPROTO",  "ESTATE",    "ESYS",     "EEND",      "EUNREACHABLE"};
+        "OK",      "EFAILED",   "ETIMEOUT", "EDEADLINE", "ECANCELLED",   "ELOST",
+        "ENOFUNC", "EREJECTED", "ECLOSED",  "EINVAL",    "ENOMEM",       "EAGAIN",
+        "EPROTO",  "ESTATE",    "ESYS",     "EEND",      "EUNREACHABLE", "EDENIED"};
     if (code >= 0 && (size_t)code < sizeof names / sizeof names[0])
         return names[code];
     return "EUNKNOWN";

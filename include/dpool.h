@@ -43,22 +43,23 @@ extern "C" {
 */
 typedef enum {
     DPOOL_OK = 0,
-    DPOOL_EFAILED = 1,      /* the task function reported failure */
-    DPOOL_ETIMEOUT = 2,     /* a wait ran out before the result was ready */
-    DPOOL_EDEADLINE = 3,    /* the task ran past its own timeout and was killed */
-    DPOOL_ECANCELLED = 4,   /* the task was cancelled before it ran */
-    DPOOL_ELOST = 5,        /* the workers running it died too many times */
-    DPOOL_ENOFUNC = 6,      /* no worker offers the function */
-    DPOOL_EREJECTED = 7,    /* the broker refused the task (its queue is full) */
-    DPOOL_ECLOSED = 8,      /* the pool is closed to new tasks */
-    DPOOL_EINVAL = 9,       /* an argument is invalid (bad msgpack, empty name) */
-    DPOOL_ENOMEM = 10,      /* out of memory */
-    DPOOL_EAGAIN = 11,      /* a non-blocking call would have to wait */
-    DPOOL_EPROTO = 12,      /* a peer broke the wire protocol */
-    DPOOL_ESTATE = 13,      /* the call is not valid in the object's state */
-    DPOOL_ESYS = 14,        /* a system call failed (see errno) */
-    DPOOL_EEND = 15,        /* an iterator has no more items */
-    DPOOL_EUNREACHABLE = 16 /* the broker could not be reached */
+    DPOOL_EFAILED = 1,       /* the task function reported failure */
+    DPOOL_ETIMEOUT = 2,      /* a wait ran out before the result was ready */
+    DPOOL_EDEADLINE = 3,     /* the task ran past its own timeout and was killed */
+    DPOOL_ECANCELLED = 4,    /* the task was cancelled before it ran */
+    DPOOL_ELOST = 5,         /* the workers running it died too many times */
+    DPOOL_ENOFUNC = 6,       /* no worker offers the function */
+    DPOOL_EREJECTED = 7,     /* the broker refused the task (its queue is full) */
+    DPOOL_ECLOSED = 8,       /* the pool is closed to new tasks */
+    DPOOL_EINVAL = 9,        /* an argument is invalid (bad msgpack, empty name) */
+    DPOOL_ENOMEM = 10,       /* out of memory */
+    DPOOL_EAGAIN = 11,       /* a non-blocking call would have to wait */
+    DPOOL_EPROTO = 12,       /* a peer broke the wire protocol */
+    DPOOL_ESTATE = 13,       /* the call is not valid in the object's state */
+    DPOOL_ESYS = 14,         /* a system call failed (see errno) */
+    DPOOL_EEND = 15,         /* an iterator has no more items */
+    DPOOL_EUNREACHABLE = 16, /* the broker could not be reached */
+    DPOOL_EDENIED = 17       /* the broker's key configuration denies the right */
 } dpool_error_t;
 
 /*  The code of the last failed dpool call on this thread. */

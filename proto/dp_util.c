@@ -88,6 +88,8 @@ dpool_strerror (int code)
         return "no more items";
     case DPOOL_EUNREACHABLE:
         return "broker unreachable";
+    case DPOOL_EDENIED:
+        return "denied by the broker's key configuration";
     default:
         return "unknown error";
     }

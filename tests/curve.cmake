@@ -2,3 +2,7 @@
 # wire carries no plaintext (a relay of the test's own records it); the
 # broker also under valgrind while peers with wrong or no keys knock.
 dpool_test (test_curve test_curve.c TIMEOUT 120 VALGRIND_TIMEOUT 180)
+# Roles and quotas per key: the key file, each role refused with its error,
+# quotas reached and released, a key removed at SIGHUP (real keys, real
+# broker and workers).
+dpool_test (test_roles test_roles.c TIMEOUT 120)
