@@ -171,7 +171,11 @@ dp_broker_admit (dp_broker_t *self, const zmq_msg_t *frame, const zmq_msg_t *rid
     const char *user = frame ? zmq_msg_gets ((zmq_msg_t *)frame, "User-Id") : NULL;
     if (user && strlen (user) == DP_CURVE_KEY)
         memcpy (self->from_user, user, DP_CURVE_KEY + 1);
-    if (!self->keys)
+    /*  Every tcp:// or ipc:// connection passed CURVE and the ZAP handler,
+        which names its key; one with no User-Id is an inproc:// connection,
+        the broker's own process (an embedded pool's, an SPMD rank 0's):
+        it has every right. */
+    if (!self->keys || !user || !*user)
         return true;
     self->from = dp_keys_lookup (self->keys, self->from_user);
     if (self->from)
