@@ -31,7 +31,8 @@ const char dp_cli_help_apply[] =
     "printed escaped (\\n, \\xNN...), so that none can act on the terminal.\n"
     "\n"
     "Exit status: 0 success, 1 the task failed, 2 bad usage, 3 the broker could not\n"
-    "be reached, 4 invalid JSON or another error, 128 + N ended by signal N.\n";
+    "be reached, 4 invalid JSON or another error, 5 the broker's key configuration\n"
+    "denies this key the right to submit (EDENIED), 128 + N ended by signal N.\n";
 
 /*  dpool apply FN JSON: see dp_cli_help_apply. */
 int
@@ -88,11 +89,11 @@ dp_cli_apply_run (dp_cli_t *cli)
             dp_json_buf_reset (&out);
             fprintf (stderr, "dpool apply: %s failed: %s: %s\n", fn, dp_cli_code_name (code),
                      dp_cli_escape (&out, message, strlen (message)));
-            rc = EXIT_TASK_FAILED;
+            rc = code == DPOOL_EDENIED ? EXIT_DENIED : EXIT_TASK_FAILED;
         }
         dp_json_buf_free (&out);
     }
     dpool_result_destroy (&result);
-    dp_cli_disconnect (cli, rc == EXIT_OK || rc == EXIT_TASK_FAILED);
+    dp_cli_disconnect (cli, rc == EXIT_OK || rc == EXIT_TASK_FAILED || rc == EXIT_DENIED);
     return rc;
 }

@@ -105,6 +105,7 @@ const char dp_cli_help_map[] =
     "\n"
     "Exit status: 0 every task succeeded, 1 a task failed, 2 bad usage, 3 the broker\n"
     "could not be reached (or stopped answering), 4 invalid input or another error,\n"
+    "5 the broker's key configuration denies this key the right to submit (EDENIED),\n"
     "128 + N ended by signal N.\n";
 
 #define MAP_WINDOW      4                  /* batches in flight at once */
@@ -207,6 +208,7 @@ typedef struct {
     int input_error; /* EXIT_ERROR once the input went wrong */
     int fatal;       /* an exit status that ends the map at once */
     bool failed;     /* a task failed */
+    bool denied;     /* a task was refused: EDENIED, the key may not submit */
     dp_json_buf_t out;
     dp_cli_exec_t *exec; /* with --exec: the lines feed a command */
 } s_map_t;
@@ -374,8 +376,10 @@ s_map_print_one (s_map_t *self, dpool_result_t *item)
     }
     bool error = false;
     dp_json_buf_reset (&self->out);
-    if (!dp_cli_append_outcome (&self->out, item, &error))
+    if (!dp_cli_append_outcome (&self->out, item, &error)) {
         self->failed = true;
+        self->denied |= dpool_result_code (item) == DPOOL_EDENIED;
+    }
     if (error || fwrite (self->out.data, 1, self->out.size, stdout) != self->out.size) {
         fprintf (stderr, "dpool map: writing results: %s\n", strerror (errno));
         return -1;
@@ -507,5 +511,5 @@ dp_cli_map_run (dp_cli_t *cli)
         return map.fatal;
     if (map.input_error)
         return map.input_error;
-    return map.failed ? EXIT_TASK_FAILED : EXIT_OK;
+    return map.denied ? EXIT_DENIED : map.failed ? EXIT_TASK_FAILED : EXIT_OK;
 }

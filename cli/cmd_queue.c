@@ -40,7 +40,8 @@ const char dp_cli_help_queue[] =
     "\n"
     "Exit status: 0 success, 1 the queue was empty or full past the timeout, or the\n"
     "broker refused (the reason goes to stderr), 2 bad usage, 3 the broker could not\n"
-    "be reached, 4 invalid JSON or another error, 128 + N ended by signal N.\n";
+    "be reached, 4 invalid JSON or another error, 5 the broker's key configuration\n"
+    "denies this key the use of named queues (EDENIED), 128 + N ended by signal N.\n";
 
 /*  Checks the positional arguments of `dpool queue`: put NAME JSON, get
     NAME or size NAME. Returns -1 to go on, or EXIT_USAGE after a message. */
@@ -135,6 +136,7 @@ dp_cli_queue_run (dp_cli_t *cli, bool timeout_given)
                  dp_cli_escape (&text, why, strlen (why)));
         dp_json_buf_free (&text);
         rc = code == DPOOL_EUNREACHABLE                   ? EXIT_UNREACHABLE
+             : code == DPOOL_EDENIED                      ? EXIT_DENIED
              : code == DPOOL_ENOMEM || code == DPOOL_ESYS ? EXIT_ERROR
                                                           : EXIT_TASK_FAILED;
     }

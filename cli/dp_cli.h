@@ -31,6 +31,7 @@
 #define EXIT_USAGE       2   /* bad command line */
 #define EXIT_UNREACHABLE 3   /* the broker did not answer in time */
 #define EXIT_ERROR       4   /* invalid input, or any other error */
+#define EXIT_DENIED      5   /* the broker's key configuration denies this key the right */
 #define EXIT_SIGNAL_BASE 128 /* killed by a signal: 128 + its number */
 
 #define MAX_POSITIONAL 3   /* queue put NAME JSON */

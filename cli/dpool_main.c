@@ -130,7 +130,8 @@ static const char s_help_main[] =
     "dpool-worker --connect EP (or your own program, see dpool_worker_serve).\n"
     "\n"
     "Exit status: 0 success, 1 a task failed, 2 bad usage, 3 the broker could not\n"
-    "be reached, 4 invalid input or another error, 128 + N ended by signal N: SIGINT\n"
+    "be reached, 4 invalid input or another error, 5 the broker's key configuration\n"
+    "denies this key the right (EDENIED), 128 + N ended by signal N: SIGINT\n"
     "or SIGTERM ends a waiting command at once, and the broker forgets what it held\n"
     "(queued tasks, a queue request, a value it was lending).\n";
 

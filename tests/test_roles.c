@@ -250,6 +250,17 @@ s_workers (s_setup_t *s, const s_key_t *key, const char *functions)
     return dp_test_workers_start (s->broker.tcp, 1, extra);
 }
 
+/*  The worker refused the worker right has said so, naming the right. */
+static bool
+s_rogue_told (void *arg)
+{
+    (void)arg;
+    char *log = dp_test_read_file (dp_test_path ("rogue.err"));
+    bool told = log && strstr (log, "denies this worker") && strstr (log, "serve as a worker");
+    free (log);
+    return told;
+}
+
 /*  roles_refused: each role's refusals, with their error and count. */
 static void
 s_case_refused (void)
@@ -275,8 +286,12 @@ s_case_refused (void)
     CHECK (!dpool_queue_open (client, "q", 0));
     CHECK_EQ_INT (dpool_errno (), DPOOL_EDENIED);
     CHECK_EQ_INT (s_status_count (admin, "refused", "queue"), 1);
-    pid_t rogue = s_workers (&s, &s.client, NULL);
+    const char *rogue_argv[] = {
+        dp_test_worker_bin, "--connect",      s.broker.tcp,     "--procs",       "1",
+        "--curve-server",   s.server.public_, "--curve-secret", s.client.secret, NULL};
+    pid_t rogue = dp_test_spawn ("rogue", (char *const *)rogue_argv);
     s_wait_count (admin, "refused", "worker", 1);
+    CHECK (dp_test_wait_until (s_rogue_told, NULL, WAIT_MS));
     CHECK_EQ_INT (s_status_count (admin, NULL, "workers"), 1);
     dp_test_stop (rogue, SIGKILL, WAIT_MS);
     /*  The worker key offers only the functions its line names. */
@@ -286,6 +301,22 @@ s_case_refused (void)
     CHECK_EQ_INT (dpool_result_get (result, WAIT_MS, &value), -1);
     CHECK_EQ_INT (dpool_result_code (result), DPOOL_ENOFUNC);
     dpool_result_destroy (&result);
+
+    /*  The dpool command says so and exits 5 (EXIT_DENIED). */
+    const char *apply[] = {"apply",          "echo",           "[1]",           "--curve-server",
+                           s.server.public_, "--curve-secret", s.worker.secret, NULL};
+    char *out = NULL, *err = NULL;
+    CHECK_EQ_INT (dp_test_cli_run ("cli_apply", s.broker.tcp, apply, WAIT_MS, &out, &err), 5);
+    CHECK (strstr (err, "EDENIED") && strstr (err, "may not submit tasks"));
+    free (out);
+    free (err);
+    const char *put[] = {
+        "queue",          "put",           "q", "1", "--curve-server", s.server.public_,
+        "--curve-secret", s.client.secret, NULL};
+    CHECK_EQ_INT (dp_test_cli_run ("cli_put", s.broker.tcp, put, WAIT_MS, &out, &err), 5);
+    CHECK (strstr (err, "EDENIED"));
+    free (out);
+    free (err);
 
     /*  Only an admin sees every session. */
     CHECK_EQ_INT (s_status_count (client, NULL, "sessions"), 1);

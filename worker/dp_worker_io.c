@@ -675,7 +675,13 @@ s_io_on_broker (dp_worker_io_t *io, dp_msg_t *m, dp_wire_msg_t *msg)
                      (int)m->u.error.message.size, (const char *)m->u.error.message.data);
             io->backoff_ms = DP_RECONNECT_MS;
             s_io_register (io, SOCKET_SAME);
-        } else
+        } else if (m->u.error.code == DPOOL_EDENIED && io->state == IO_REGISTERING)
+            /*  The broker's key configuration denies this key the worker
+                right: said at each try (after the backoff), since a reload
+                of the configuration (SIGHUP) may grant it. */
+            dp_error ("the broker at %s denies this worker: %.*s", io->worker->endpoint,
+                      (int)m->u.error.message.size, (const char *)m->u.error.message.data);
+        else
             dp_warn ("the broker refused a message: %s: %.*s", dpool_strerror (m->u.error.code),
                      (int)m->u.error.message.size, (const char *)m->u.error.message.data);
         break;
