@@ -75,6 +75,12 @@ typedef struct {
         allowed in (NULL: any client key). */
     const char *curve_secret;
     const char *curve_clients;
+    /*  Fair share (docs/PROTOCOL.md, dispatch): weights of tenants,
+        "KEY=N[,KEY=N...]" (a tenant's key: its CURVE key, or without CURVE
+        its session id in hex; NULL: every tenant weighs 1), and the most
+        tasks of one tenant running at once (0: no bound). */
+    const char *weights;
+    size_t max_running;
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */
