@@ -17,6 +17,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -254,6 +255,63 @@ s_case_max_running (void)
     dp_testpeer_destroy (&a);
 }
 
+/*  ---------------------------------------------------------------------------
+    The issue's case, with real processes.
+*/
+
+#define MAP_INPUTS   4000 /* sleeps of MAP_SLEEP s: 10 s on 2 processes */
+#define MAP_SLEEP    "0.005"
+#define MAP_QUEUED   200  /* map tasks queued (it streams its input) before the apply */
+#define APPLY_MAX_MS 2000 /* the apply's bound: a few tasks and a command's start */
+
+/*  True once the broker holds more than MAP_QUEUED of the map's tasks queued. */
+static bool
+s_map_queued (void *arg)
+{
+    return dp_testbroker_status_counter ((dp_testpeer_t *)arg, "queued", false) > MAP_QUEUED;
+}
+
+/*  One client runs `dpool map sleep --chunksize 1` over MAP_INPUTS inputs
+    of 5 ms on 2 worker processes (one task per input: a chunk, once
+    running, is not shared); while it is queued, another client's `dpool apply
+    echo '[1]'` takes well under the time left to the map (about 10 s; it
+    was so on the old broker: 4.1 s behind 2,000 inputs). */
+static void
+s_case_apply_behind_map (void)
+{
+    const char *endpoint = dp_testbroker_broker.tcp;
+    pid_t workers = dp_test_workers_start (endpoint, 2, NULL);
+    FILE *input = fopen (dp_test_path ("map.in"), "w");
+    CHECK (input);
+    for (int i = 0; i < MAP_INPUTS; i++)
+        fputs (MAP_SLEEP "\n", input);
+    CHECK (fclose (input) == 0);
+    char command[4096];
+    snprintf (command, sizeof command,
+              "exec '%s' map sleep --chunksize 1 --connect '%s' < '%s' > /dev/null",
+              dp_test_cli_bin, endpoint, dp_test_path ("map.in"));
+    char *const argv[] = {"/bin/sh", "-c", command, NULL};
+    pid_t map = dp_test_spawn ("map", argv);
+    dp_testpeer_t *watcher = dp_testbroker_client (TAG_C);
+    CHECK (dp_test_wait_until (s_map_queued, watcher, 30000));
+    const char *const args[] = {"apply", "echo", "[1]", NULL};
+    int64_t start = dp_test_now_ms ();
+    char *out = NULL;
+    int status = dp_test_cli_run ("apply", endpoint, args, 60000, &out, NULL);
+    int64_t took = dp_test_now_ms () - start;
+    CHECK_EQ_INT (WEXITSTATUS (status), 0);
+    CHECK (strstr (out, "1"));
+    free (out);
+    if (took > APPLY_MAX_MS)
+        dp_test_fail (__FILE__, __LINE__, "the apply took %lld ms behind the map (most %d)",
+                      (long long)took, APPLY_MAX_MS);
+    /*  The map was still running: the apply did not wait for its end. */
+    CHECK (dp_testbroker_status_counter (watcher, "queued", false) > 0);
+    dp_testpeer_destroy (&watcher);
+    dp_test_stop (map, SIGTERM, 10000);
+    dp_test_stop (workers, SIGTERM, 10000);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"broker_fair_two_clients", s_case_two_equal},
     {"broker_fair_three_clients", s_case_three_equal},
@@ -261,6 +319,7 @@ static const dp_test_case_t s_cases[] = {
     {"broker_fair_weights", s_case_weights, .data = s_args_weights},
     {"broker_fair_priority_within_client", s_case_priority_within},
     {"broker_fair_max_running", s_case_max_running, .data = s_args_running},
+    {"broker_fair_apply_behind_map", s_case_apply_behind_map, .seconds = 90},
 };
 
 int
