@@ -2,8 +2,9 @@
 
     The broker engine (dp_broker.h) is four files around one struct: the
     loop, command handlers and life cycle (dp_broker.c), tasks and dispatch
-    (dp_broker_dispatch.c), peers, workers and client sessions
-    (dp_broker_peers.c), and the STATUS reply (dp_broker_status.c); its
+    (dp_broker_dispatch.c), fair share between tenants (dp_broker_fair.c),
+    peers, workers and client sessions (dp_broker_peers.c), and the STATUS
+    reply (dp_broker_status.c); its
     connections are a table of their own (dp_conns.h). This
     header defines dp_broker_t and its records, and declares the functions
     one of those files calls in another. It is private to broker/: nothing
