@@ -349,10 +349,13 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
         char name[DP_MAX_NAME + 1];
         dp_broker_span_copy (in.fn, name, sizeof name);
         fnq_t *fnq = dp_broker_fnq_get (self, name);
+        flow_t *flow = fnq ? dp_broker_flow_get (self, client, fnq) : NULL;
         task_t *task =
-            fnq ? (task_t *)dp_slab_alloc (self->slab, offsetof (task_t, args) + in.args.size)
-                : NULL;
+            flow ? (task_t *)dp_slab_alloc (self->slab, offsetof (task_t, args) + in.args.size)
+                 : NULL;
         if (!task) {
+            if (flow)
+                dp_broker_flow_put (self, flow);
             dp_broker_client_out (self, client, RESULT_OVERHEAD * 2);
             dp_list_add_error (&client->out, in.id, DPOOL_ENOMEM, "broker out of memory");
             continue;
@@ -362,7 +365,7 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
         task->item.order = ++self->next_order;
         task->item.index = DP_TASKQ_NONE;
         task->client = client;
-        task->fnq = fnq;
+        task->flow = flow;
         task->seq = in.id;
         task->timeout_ms = in.timeout_ms;
         task->retries = (int16_t)in.retries;
@@ -433,6 +436,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
         worker->load_us -= task->cost_us;
         worker->held -= task->args_size;
         self->inflight--;
+        dp_broker_fair_stopped (self, task, result.run_us);
         if (result.run_us > 0)
             dp_broker_pace_learn (task, result.run_us);
         if (result.code == 0)
@@ -933,10 +937,11 @@ dp_broker_new (const dp_broker_config_t *config)
                                 config->max_peer_connections > 0 ? config->max_peer_connections
                                                                  : DP_DEFAULT_MAX_PEER_CONNS,
                                 s_curve_on (config));
+    self->max_running = config->max_running;
     self->router = zsock_new (ZMQ_ROUTER);
-    if (!self->name || !self->peers || !self->sessions || !self->fnqs || !self->workers ||
-        !self->ready || !self->dirty || !self->warned || !self->queues || !self->router ||
-        !self->slab || !self->conns) {
+    if (dp_broker_fair_init (self, config->weights) != 0 || !self->name || !self->peers ||
+        !self->sessions || !self->fnqs || !self->workers || !self->ready || !self->dirty ||
+        !self->warned || !self->queues || !self->router || !self->slab || !self->conns) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -1038,9 +1043,11 @@ dp_broker_destroy (dp_broker_t **self_p)
             from workers just removed: free it with its queue. */
         for (fnq_t *fnq = self->fnqs ? (fnq_t *)zhashx_first (self->fnqs) : NULL; fnq;
              fnq = (fnq_t *)zhashx_next (self->fnqs)) {
-            dp_taskq_item_t *item;
-            while ((item = dp_taskq_pop (&fnq->queue)))
-                dp_broker_task_free (self, (task_t *)item);
+            zlistx_t *tasks = self->tenants ? dp_broker_fair_unqueue_all (self, fnq) : NULL;
+            task_t *task;
+            while (tasks && (task = (task_t *)zlistx_detach (tasks, NULL)))
+                dp_broker_task_free (self, task);
+            zlistx_destroy (&tasks);
         }
         if (self->monitor)
             zmq_socket_monitor (self->handle, NULL, 0);
@@ -1050,6 +1057,7 @@ dp_broker_destroy (dp_broker_t **self_p)
         zhashx_destroy (&self->peers);
         zhashx_destroy (&self->sessions);
         zhashx_destroy (&self->fnqs);
+        dp_broker_fair_fini (self);
         zlistx_destroy (&self->workers);
         zlistx_destroy (&self->ready);
         zlistx_destroy (&self->dirty);

@@ -88,6 +88,12 @@ typedef struct {
         arguments; 0: none. Beyond them a task ends EREJECTED. */
     size_t max_queued_per_client;
     size_t max_queued_bytes_per_client;
+    /*  Fair share (docs/PROTOCOL.md, dispatch): weights of tenants,
+        "KEY=N[,KEY=N...]" (a tenant's key: its CURVE key, or without CURVE
+        its session id in hex; NULL: every tenant weighs 1), and the most
+        tasks of one tenant running at once (0: no bound). */
+    const char *weights;
+    size_t max_running;
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */

@@ -22,6 +22,11 @@
 
 #define PACE_WEIGHT        4                 /* a pace sample moves the average by a quarter */
 #define DISPATCH_MAX_BYTES (8 * 1024 * 1024) /* a DISPATCH stops taking tasks past this */
+/*  While tenants share the workers, each worker holds less, so that a
+    newcomer's task waits behind little: a tenth of the prefetch budget,
+    and at most SHARED_CREDIT tasks. */
+#define SHARED_PREFETCH_US (DP_PREFETCH_US / 10)
+#define SHARED_CREDIT      64
 
 /*  ---------------------------------------------------------------------------
     Function queues.
@@ -41,7 +46,6 @@ dp_broker_fnq_get (dp_broker_t *self, const char *name)
         free (fnq);
         return NULL;
     }
-    dp_taskq_init (&fnq->queue);
     zhashx_insert (self->fnqs, fnq->name, fnq);
     return fnq;
 }
@@ -51,7 +55,8 @@ dp_broker_fnq_destroy (void **item)
 {
     fnq_t *fnq = (fnq_t *)*item;
     if (fnq) {
-        dp_taskq_fini (&fnq->queue);
+        assert (fnq->nflows == 0);
+        free (fnq->heap);
         free (fnq->name);
         free (fnq);
         *item = NULL;
@@ -69,7 +74,7 @@ dp_broker_fnq_destroy (void **item)
 static bool
 s_fails_at_once (dp_broker_t *self, task_t *task)
 {
-    fnq_t *fnq = task->fnq;
+    fnq_t *fnq = task->flow->fnq;
     if (fnq->nofunc_at == 0 || fnq->nworkers > 0 || zlistx_size (self->workers) == 0 ||
         self->nofunc_grace_ms < 0)
         return false;
@@ -88,8 +93,8 @@ dp_broker_task_queue (dp_broker_t *self, task_t *task)
     task->ref = 0;
     /*  A stalled session's tasks wait in its parked queue (backpressure). */
     bool park = task->client && task->client->stalled;
-    dp_taskq_t *queue = park ? &task->client->parked : &task->fnq->queue;
-    if (dp_taskq_push (queue, &task->item) == 0) {
+    if ((park ? dp_taskq_push (&task->client->parked, &task->item)
+              : dp_broker_fair_push (self, task)) == 0) {
         task->parked = park;
         self->queued++;
         self->dispatch_needed = self->dispatch_needed || !park;
@@ -102,7 +107,10 @@ dp_broker_task_unqueue (dp_broker_t *self, task_t *task)
 {
     assert (task->item.index != DP_TASKQ_NONE);
     assert (!task->parked || task->client);
-    dp_taskq_remove (task->parked ? &task->client->parked : &task->fnq->queue, &task->item);
+    if (task->parked)
+        dp_taskq_remove (&task->client->parked, &task->item);
+    else
+        dp_broker_fair_remove (self, task);
     task->parked = 0;
     self->queued--;
 }
@@ -114,6 +122,8 @@ dp_broker_task_free (dp_broker_t *self, task_t *task)
     assert (self->task_bytes >= task->args_size);
     self->task_bytes -= task->args_size;
     self->freed_bytes += task->args_size;
+    if (task->flow)
+        dp_broker_flow_put (self, task->flow);
     dp_slab_free (self->slab, task, offsetof (task_t, args) + task->args_size);
 }
 
@@ -166,6 +176,7 @@ void
 dp_broker_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool died)
 {
     self->inflight--;
+    dp_broker_fair_stopped (self, task, 0);
     if (!task->client) {
         dp_broker_task_free (self, task); /* nobody wants its result any more */
         return;
@@ -185,16 +196,24 @@ dp_broker_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool
     functions it offers, best task first, one DISPATCH per worker.
 */
 
+/*  The next task for worker: of the functions it offers, the one whose
+    next tenant is furthest behind in virtual time; among equals, the best
+    task by priority and arrival. */
 static task_t *
-s_best_task (worker_t *worker)
+s_best_task (dp_broker_t *self, worker_t *worker)
 {
-    dp_taskq_item_t *best = NULL;
+    task_t *best = NULL;
     for (size_t i = 0; i < worker->nfns; i++) {
-        dp_taskq_item_t *head = dp_taskq_peek (&worker->fns[i]->queue);
-        if (head && (!best || dp_taskq_before (head, best)))
+        task_t *head = dp_broker_fair_peek (self, worker->fns[i]);
+        if (!head)
+            continue;
+        uint64_t vtime = head->flow->tenant->vtime;
+        uint64_t best_vtime = best ? best->flow->tenant->vtime : 0;
+        if (!best || vtime < best_vtime ||
+            (vtime == best_vtime && dp_taskq_before (&head->item, &best->item)))
             best = head;
     }
-    return (task_t *)best;
+    return best;
 }
 
 /*  What a task is expected to cost its worker, in run time: its function's
@@ -206,7 +225,7 @@ s_best_task (worker_t *worker)
 static uint32_t
 s_task_cost (const task_t *task)
 {
-    uint64_t pace = task->fnq->pace_us;
+    uint64_t pace = task->flow->fnq->pace_us;
     if (pace == 0 || task->deaths > 0)
         return DP_PREFETCH_US;
     uint64_t cost = pace * task->calls;
@@ -216,7 +235,7 @@ s_task_cost (const task_t *task)
 void
 dp_broker_pace_learn (task_t *task, uint32_t run_us)
 {
-    fnq_t *fnq = task->fnq;
+    fnq_t *fnq = task->flow->fnq;
     int64_t sample = run_us / (task->calls ? task->calls : 1);
     if (sample < 1)
         sample = 1;
@@ -268,16 +287,22 @@ s_send_dispatch (dp_broker_t *self, worker_t *worker)
     or -1 if the worker could not be sent to (it is then gone, or out of the
     ready list until it is heard from again). */
 static long
-s_dispatch_worker (dp_broker_t *self, worker_t *worker)
+s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
 {
+    uint32_t credit = worker->credit;
+    uint64_t budget = DP_PREFETCH_US;
+    if (shared) {
+        credit = credit < SHARED_CREDIT ? credit : SHARED_CREDIT;
+        budget = SHARED_PREFETCH_US;
+    }
     /*  A worker still holding half a budget or half its credit is busy
         enough: it is topped up once it runs lower, in one bigger batch
         rather than many small ones. */
     if (worker->inflight > 0 &&
-        (worker->load_us > DP_PREFETCH_US / 2 || worker->held > DP_PREFETCH_BYTES / 2 ||
-         worker->inflight > worker->credit / 2))
+        (worker->load_us > budget / 2 || worker->held > DP_PREFETCH_BYTES / 2 ||
+         worker->inflight > credit / 2))
         return 0;
-    size_t want = worker->credit - worker->inflight;
+    size_t want = credit - worker->inflight;
     if (!s_batch_reserve (self, want))
         return 0;
     size_t count = 0;
@@ -285,23 +310,24 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
     uint64_t held = worker->held;
     dp_list_begin (&self->w);
     while (count < want) {
-        task_t *task = s_best_task (worker);
+        task_t *task = s_best_task (self, worker);
         if (!task)
             break;
         uint32_t cost = s_task_cost (task);
         if (worker->inflight + count > 0 &&
-            (load + cost > DP_PREFETCH_US || held + task->args_size > DP_PREFETCH_BYTES))
+            (load + cost > budget || held + task->args_size > DP_PREFETCH_BYTES))
             break; /* enough queued there: keep the rest for whoever frees up */
         if (count > 0 && dp_writer_size (&self->w) + task->args_size > DISPATCH_MAX_BYTES)
             break; /* a message stays well under what a worker accepts */
-        dp_taskq_remove (&task->fnq->queue, &task->item);
+        dp_broker_fair_remove (self, task);
         load += cost;
         held += task->args_size;
         task->cost_us = cost;
         self->queued--;
         task->ref = ++self->next_ref;
+        const char *fn = task->flow->fnq->name;
         dp_task_t job = {.id = task->ref,
-                         .fn = {(const uint8_t *)task->fnq->name, strlen (task->fnq->name)},
+                         .fn = {(const uint8_t *)fn, strlen (fn)},
                          .args = {task->args, task->args_size},
                          .timeout_ms = task->timeout_ms,
                          .attempt = task->deaths + 1,
@@ -337,6 +363,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker)
             dp_broker_task_queue (self, self->batch[i]);
             continue;
         }
+        dp_broker_fair_started (self, self->batch[i], self->batch[i]->cost_us);
         worker->inflight++;
         worker->load_us += self->batch[i]->cost_us;
         worker->held += self->batch[i]->args_size;
@@ -350,13 +377,14 @@ dp_broker_dispatch (dp_broker_t *self)
 {
     self->dispatch_needed = false;
     size_t rounds = zlistx_size (self->ready);
+    bool shared = dp_broker_fair_shared (self, dp_now_ms ());
     /*  Each worker gets one turn; a worker that took tasks moves to the back,
         so under a deep queue the turns rotate. */
     for (size_t i = 0; i < rounds && self->queued > 0; i++) {
         worker_t *worker = (worker_t *)zlistx_first (self->ready);
         if (!worker)
             break;
-        long given = s_dispatch_worker (self, worker);
+        long given = s_dispatch_worker (self, worker, shared);
         if (given < 0)
             continue; /* gone, or slow */
         if (worker->inflight >= worker->credit)
@@ -388,11 +416,11 @@ s_fail_function (dp_broker_t *self, fnq_t *fnq, int64_t now)
 {
     char message[DP_MAX_NAME + 64];
     snprintf (message, sizeof message, "no worker offers function '%s'", fnq->name);
-    dp_taskq_item_t *item;
-    while ((item = dp_taskq_pop (&fnq->queue))) {
-        self->queued--;
-        dp_broker_task_fail (self, (task_t *)item, DPOOL_ENOFUNC, message);
-    }
+    zlistx_t *tasks = dp_broker_fair_unqueue_all (self, fnq);
+    task_t *task;
+    while (tasks && (task = (task_t *)zlistx_detach (tasks, NULL)))
+        dp_broker_task_fail (self, task, DPOOL_ENOFUNC, message);
+    zlistx_destroy (&tasks);
     if (fnq->nofunc_at == 0) {
         if (self->nofunc_fnqs >= DP_MAX_NOFUNC_FNQS)
             return; /* not remembered: its next tasks get a grace again */
@@ -423,8 +451,8 @@ dp_broker_fail_unoffered (dp_broker_t *self, int64_t now)
          fnq = (fnq_t *)zhashx_next (self->fnqs)) {
         if (fnq->nworkers > 0)
             continue;
-        if (dp_taskq_size (&fnq->queue) == 0) {
-            if (!s_fnq_unused (self, fnq, now))
+        if (fnq->queued == 0) {
+            if (fnq->nflows > 0 || !s_fnq_unused (self, fnq, now))
                 continue;
             if (!unused)
                 unused = zlistx_new ();

@@ -2,8 +2,9 @@
 
     The broker engine (dp_broker.h) is four files around one struct: the
     loop, command handlers and life cycle (dp_broker.c), tasks and dispatch
-    (dp_broker_dispatch.c), peers, workers and client sessions
-    (dp_broker_peers.c), and the STATUS reply (dp_broker_status.c); its
+    (dp_broker_dispatch.c), fair share between tenants (dp_broker_fair.c),
+    peers, workers and client sessions (dp_broker_peers.c), and the STATUS
+    reply (dp_broker_status.c); its
     connections are a table of their own (dp_conns.h). This
     header defines dp_broker_t and its records, and declares the functions
     one of those files calls in another. It is private to broker/: nothing
@@ -35,13 +36,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MAX_RID              256  /* ZeroMQ routing ids are at most 255 bytes */
+#define MAX_RID              256 /* ZeroMQ routing ids are at most 255 bytes */
+#define TENANT_KEY_SIZE      48  /* a session's hex id, or a CURVE key's Z85 text, and a NUL */
+#define FLOW_NONE            UINT32_MAX
 #define RESULT_OVERHEAD      24   /* bytes of a RESULT entry besides its value */
 #define DP_BROKER_STATUS_MAX 1000 /* entries of one list in status */
 
 typedef struct _client_t client_t;
 typedef struct _worker_t worker_t;
 typedef struct _fnq_t fnq_t;
+typedef struct _tenant_t tenant_t;
+typedef struct _flow_t flow_t;
 
 typedef enum { PEER_NEW = 0, PEER_CLIENT, PEER_WORKER, PEER_LANE, PEER_WLANE } peer_kind_t;
 
@@ -83,7 +88,7 @@ typedef struct {
 typedef struct {
     dp_taskq_item_t item; /* priority and arrival order; queued when index set */
     client_t *client;     /* NULL once its session is gone */
-    fnq_t *fnq;
+    flow_t *flow;         /* its function and tenant, which it keeps alive */
     uint64_t seq;
     uint64_t ref; /* this attempt's reference while running */
     uint32_t timeout_ms;
@@ -103,10 +108,15 @@ _Static_assert(DP_MAX_LANES <= UINT8_MAX, "lane numbers fit task_t.lane");
 _Static_assert(DP_TASK_FLAGS <= UINT8_MAX, "task flags fit task_t.flags");
 _Static_assert(DP_MAX_RETRIES <= INT16_MAX, "retries fit task_t.retries");
 
-/*  The queue of one function name. */
+/*  The queue of one function name: a flow per tenant with tasks queued
+    for it, in a heap by the tenants' virtual time (dp_broker_fair.c). */
 struct _fnq_t {
     char *name;
-    dp_taskq_t queue;
+    flow_t **heap; /* flows with tasks queued whose tenant may run more */
+    uint32_t nheap;
+    uint32_t heap_cap;
+    size_t queued;           /* tasks queued in its flows */
+    size_t nflows;           /* flows alive: tasks of theirs are queued or running */
     size_t nworkers;         /* workers offering it */
     int64_t unoffered_since; /* when tasks began waiting with nobody offering it */
     int64_t nofunc_at;       /* a task last failed for want of a worker; 0: not since
@@ -114,8 +124,40 @@ struct _fnq_t {
     uint32_t pace_us;        /* run time of one call, a moving average; 0: unknown */
 };
 
+/*  The unit of fair share (docs/PROTOCOL.md, dispatch): a client session,
+    or with CURVE the client's key, which all its sessions share. Workers'
+    time goes to tenants in proportion to their weights; a tenant's tasks
+    run in their own order (priority, then arrival). Alive while a session
+    or a task (a flow) names it. */
+struct _tenant_t {
+    char key[TENANT_KEY_SIZE]; /* the session's hex id, or the CURVE key's text */
+    uint32_t weight;           /* its share against others' (1 unless configured) */
+    bool blocked;              /* at its quota of tasks running: its flows wait */
+    uint64_t vtime;            /* virtual time: run time charged, over its weight */
+    uint64_t refund_us;        /* run time charged beyond what its tasks took */
+    size_t queued;             /* tasks queued in its flows */
+    size_t running;            /* tasks of its flows that workers hold */
+    uint64_t dispatched;       /* tasks dispatched, over its life */
+    uint64_t charged_us;       /* run time its tasks took (as charged), over its life */
+    size_t sessions;           /* sessions whose tenant it is */
+    zhashx_t *flows;           /* function name -> flow_t, one per function it uses */
+    flow_t *last;              /* the flow last looked up (a map's tasks share one) */
+};
+
+/*  The tasks of one tenant for one function: queued by priority, then
+    arrival. Freed when no task names it. */
+struct _flow_t {
+    fnq_t *fnq;
+    tenant_t *tenant;
+    dp_taskq_t queue;
+    uint64_t key;   /* its tenant's vtime when last placed in fnq's heap */
+    uint32_t index; /* where it sits in fnq's heap, or FLOW_NONE */
+    size_t tasks;   /* tasks that name it, queued or running */
+};
+
 /*  A client session. */
 struct _client_t {
+    tenant_t *tenant; /* whose share its tasks take */
     uint8_t session[DP_SESSION_SIZE];
     char key[2 * DP_SESSION_SIZE + 1];
     char name[DP_MAX_NAME + 1];
@@ -258,6 +300,13 @@ struct _dp_broker_t {
     int64_t next_beat; /* when heartbeats next go out, to every quiet peer at once */
     uint64_t beats;    /* beats so far: idle workers get every DP_IDLE_FACTOR-th */
     bool dispatch_needed;
+    /*  Fair share (dp_broker_fair.c). */
+    zhashx_t *tenants;     /* key -> tenant_t, owned */
+    zhashx_t *weights;     /* tenant key -> weight (a uint32_t in a pointer) */
+    size_t max_running;    /* tasks of one tenant running at once; 0: no bound */
+    uint64_t vtime;        /* virtual time of the tenant served last */
+    tenant_t *last_tenant; /* the tenant that last had a task queued */
+    int64_t shared_until;  /* until then, workers are topped up sparingly */
     /*  The named queues (dp_queues.h). */
     dp_queues_t *queues;
 };
@@ -591,6 +640,84 @@ dp_broker_client_key (const dp_broker_t *self, const client_t *client);
     quotas; and "refused", the counters above. */
 void
 dp_broker_pack_clients (dp_broker_t *self, void *packer, const peer_t *asker);
+
+/*  ---------------------------------------------------------------------------
+    Fair share between tenants (dp_broker_fair.c).
+*/
+
+/*  Sets up the tenant table and parses weights, "KEY=N[,KEY=N...]" (NULL:
+    none). Returns 0, or -1 (logged) if weights is malformed or out of
+    memory. */
+int
+dp_broker_fair_init (dp_broker_t *self, const char *weights);
+
+/*  Frees the tenant table; every flow and session must be gone. */
+void
+dp_broker_fair_fini (dp_broker_t *self);
+
+/*  The tenant of key, made if there is none, with the weight configured
+    for key; counts one more session of it. Returns NULL if out of
+    memory. */
+tenant_t *
+dp_broker_tenant_get (dp_broker_t *self, const char *key);
+
+/*  A session of tenant is gone: the tenant is freed once no session and
+    no task names it. */
+void
+dp_broker_tenant_release (dp_broker_t *self, tenant_t *tenant);
+
+/*  The tenant whose share client's tasks take. */
+tenant_t *
+dp_broker_tenant_of (dp_broker_t *self, const client_t *client);
+
+/*  The flow of client's tenant for fnq, made if there is none, with one
+    more task naming it; a task keeps it until dp_broker_task_free.
+    Returns NULL if out of memory. */
+flow_t *
+dp_broker_flow_get (dp_broker_t *self, client_t *client, fnq_t *fnq);
+
+/*  Queues task in its flow, whose tenant joins the fnq's heap if it may
+    run more. Returns 0, or -1 if out of memory (nothing changed). */
+int
+dp_broker_fair_push (dp_broker_t *self, task_t *task);
+
+/*  Takes a queued task out of its flow. */
+void
+dp_broker_fair_remove (dp_broker_t *self, task_t *task);
+
+/*  The next task of fnq by fair share: the best task of the tenant that
+    is furthest behind in virtual time, among those under their running
+    quota; NULL if none. It stays queued. */
+task_t *
+dp_broker_fair_peek (dp_broker_t *self, fnq_t *fnq);
+
+/*  task, taken out of its queue, is now held by a worker that expects it
+    to take cost_us: its tenant is charged, and blocked if at its quota of
+    tasks running. */
+void
+dp_broker_fair_started (dp_broker_t *self, task_t *task, uint32_t cost_us);
+
+/*  task is no longer held by a worker (done, or its worker gone); run_us
+    is what it took if known (0: the charge stands). Its tenant may run
+    another: unblocked below its quota. */
+void
+dp_broker_fair_stopped (dp_broker_t *self, task_t *task, uint32_t run_us);
+
+/*  Takes every queued task of fnq out of its queue (those of blocked
+    tenants too) and returns them in a list the caller destroys; NULL if
+    out of memory (then some may stay queued). */
+zlistx_t *
+dp_broker_fair_unqueue_all (dp_broker_t *self, fnq_t *fnq);
+
+/*  A task no longer names its flow (it is freed): the flow goes with the
+    last. */
+void
+dp_broker_flow_put (dp_broker_t *self, flow_t *flow);
+
+/*  True while more than one tenant has recently had tasks: dispatch then
+    keeps workers' queues short, so that a newcomer waits behind little. */
+bool
+dp_broker_fair_shared (dp_broker_t *self, int64_t now);
 
 /*  ---------------------------------------------------------------------------
     Status (dp_broker_status.c).

@@ -293,6 +293,14 @@ dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
         return NULL;
     }
     zlistx_set_destructor (client->sealed, s_sealed_free);
+    client->tenant = dp_broker_tenant_get (self, client->key);
+    if (!client->tenant) {
+        zlistx_destroy (&client->sealed);
+        dp_writer_fini (&client->out);
+        dp_idmap_destroy (&client->tasks);
+        free (client);
+        return NULL;
+    }
     client->last_seen = dp_now_ms ();
     zhashx_insert (self->sessions, client->key, client);
     return client;
@@ -332,6 +340,7 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client)
     dp_writer_fini (&client->out);
     zlistx_destroy (&client->sealed);
     zhashx_delete (self->sessions, client->key);
+    dp_broker_tenant_release (self, client->tenant);
     free (client);
 }
 

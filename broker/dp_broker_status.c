@@ -72,7 +72,7 @@ s_pack_job (uint64_t ref, void *value, void *arg)
     msgpack_packer *pk = running->pk;
     msgpack_pack_map (pk, 7);
     s_pack_str (pk, "fn");
-    s_pack_str (pk, task->fnq->name);
+    s_pack_str (pk, task->flow->fnq->name);
     s_pack_count (pk, "seq", task->seq);
     s_pack_str (pk, "client");
     s_pack_str (pk, task->client ? task->client->name : "");

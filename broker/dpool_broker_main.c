@@ -71,6 +71,12 @@ s_usage (FILE *out)
              "      --max-sessions N   client sessions held, attached or not (a detached one\n"
              "                         expires), before a HELLO is refused\n"
              "                         (env DPOOL_MAX_SESSIONS; default %d)\n"
+             "      --max-running-per-client N  tasks of one client (its CURVE key, or\n"
+             "                         its session without CURVE) running at once; the rest\n"
+             "                         wait their turn (default 0: no bound)\n"
+             "      --weights KEY=N[,KEY=N...]  shares of the workers' time: a client key\n"
+             "                         (CURVE key text, or session id in hex) gets N shares\n"
+             "                         (default: 1 each)\n"
              "      --max-named-bytes N  bytes of values the named queues hold before puts\n"
              "                         are rejected (env DPOOL_MAX_NAMED_BYTES; default %ld)\n"
              "      --nofunc-grace MS  how long a task waits for a worker offering its\n"
@@ -202,7 +208,9 @@ enum {
     OPT_MAX_HELD_RESULTS,
     OPT_MAX_HELD_BYTES,
     OPT_MAX_NAMED_BYTES,
-    OPT_MAX_SESSIONS
+    OPT_MAX_SESSIONS,
+    OPT_MAX_RUNNING,
+    OPT_WEIGHTS
 };
 
 /*  Applies a bound's option to config. Returns false if opt is none. */
@@ -233,6 +241,13 @@ s_bound_option (int opt, dp_broker_config_t *config)
     case OPT_CLIENT_BYTES:
         config->max_queued_bytes_per_client =
             (size_t)s_int_option ("--max-queued-bytes-per-client", optarg, 0, BYTES_MAX);
+        return true;
+    case OPT_MAX_RUNNING:
+        config->max_running =
+            (size_t)s_int_option ("--max-running-per-client", optarg, 0, 1000000000);
+        return true;
+    case OPT_WEIGHTS:
+        config->weights = optarg;
         return true;
     default:
         return false;
@@ -335,6 +350,8 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"max-held-bytes", required_argument, NULL, OPT_MAX_HELD_BYTES},
         {"max-named-bytes", required_argument, NULL, OPT_MAX_NAMED_BYTES},
         {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+        {"max-running-per-client", required_argument, NULL, OPT_MAX_RUNNING},
+        {"weights", required_argument, NULL, OPT_WEIGHTS},
         {"nofunc-grace", required_argument, NULL, OPT_GRACE},
         {"endpoint-file", required_argument, NULL, OPT_FILE},
         {"max-msg-size", required_argument, NULL, OPT_MSG},

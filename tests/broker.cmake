@@ -24,3 +24,9 @@ dpool_test (test_broker_conns test_broker_conns.c TIMEOUT 90)
 # broker/: its bounds in bytes (PROTOCOL.md section 8) with small limits given
 # by options, and the memory it gives back after a burst.
 dpool_test (test_broker_limits test_broker_limits.c dp_testbroker.c TIMEOUT 90)
+
+# broker/: fair share between clients (by weight and by run time) and the
+# bound on a client's tasks running at once, driven by hand-made peers; the
+# issue's case (an apply behind another client's long map) with real
+# processes.
+dpool_test (test_broker_fair test_broker_fair.c dp_testbroker.c TIMEOUT 120)
