@@ -177,6 +177,9 @@ s_case_priority_within (void)
     dp_testpeer_t *a = dp_testbroker_client (TAG_A);
     dp_testpeer_t *b = dp_testbroker_client (TAG_B);
     s_submit_batch (a, TAG_A, 9);
+    /*  Asked on A's own connection, so that its SUBMIT is in: the broker
+        reads two connections in no set order. */
+    CHECK (dp_testbroker_status_counter (a, "queued", false) == BATCH);
     static uint8_t args[1] = {TAG_B & 0x7f}, urgent[1] = {URGENT};
     dp_task_t tasks[3];
     for (size_t i = 0; i < 3; i++)
