@@ -267,6 +267,8 @@ dp_broker_client_task_add (dp_broker_t *self, client_t *client, const task_t *ta
     (void)self;
     client->held_tasks++;
     client->held_args += task->args_size;
+    client->tenant->held_tasks++;
+    client->tenant->held_bytes += task->args_size;
     if (client->account) {
         client->account->tasks++;
         client->account->bytes += task->args_size;
@@ -281,6 +283,8 @@ dp_broker_client_task_remove (dp_broker_t *self, client_t *client, task_t *task)
         return;
     client->held_tasks--;
     client->held_args -= task->args_size;
+    client->tenant->held_tasks--;
+    client->tenant->held_bytes -= task->args_size;
     if (client->account) {
         client->account->tasks--;
         client->account->bytes -= task->args_size;
@@ -309,6 +313,8 @@ dp_broker_client_account (dp_broker_t *self, client_t *client)
 void
 dp_broker_client_unaccount (dp_broker_t *self, client_t *client)
 {
+    client->tenant->held_tasks -= client->held_tasks;
+    client->tenant->held_bytes -= client->held_args;
     account_t *account = client->account;
     if (!account)
         return;
@@ -359,6 +365,7 @@ dp_broker_reload (dp_broker_t *self)
     self->keys = keys;
     self->reloads++;
     s_forget_removed (self);
+    dp_broker_fair_reconfigure (self);
     self->dispatch_needed = true;
     dp_info ("keys reloaded from %s: %zu admitted", self->keys_path, dp_keys_size (keys));
     return 0;
@@ -399,7 +406,7 @@ s_pack_client (dp_broker_t *self, msgpack_packer *pk, client_t *client)
     s_pack_str (pk, key ? key->name : "");
     s_pack_str (pk, "roles");
     s_pack_str (pk, dp_rights_text (key ? key->rights : DP_RIGHTS_ALL, rights, sizeof rights));
-    s_pack_count (pk, "weight", key ? key->weight : 1);
+    s_pack_count (pk, "weight", client->tenant->weight);
     s_pack_count (pk, "tasks", client->held_tasks);
     s_pack_count (pk, "task_bytes", client->held_args);
     s_pack_count (pk, "key_tasks", client->account ? client->account->tasks : client->held_tasks);

@@ -17,23 +17,36 @@
     of each function it uses, and only grows. So a heap holds keys that
     may have fallen behind their tenant's: the top is brought up to date
     (and sifted down) before it is taken, which keeps the top right at
-    O(log n) a change. A tenant at its quota of tasks running (--max-
-    running-per-client) has its flows taken out of the heaps, and put back
-    when one of its tasks ends.
+    O(log n) a change. A tenant at its quota of tasks running (its key's
+    max_running, else --max-running-per-client) has its flows taken out of
+    the heaps, and put back when one of its tasks ends.
+
+    A tenant is keyed by its CURVE key when the message that opened its
+    first session carried one (every session of that key then shares it),
+    else by its session's id. Its weight is its key's `weight` in the key
+    configuration, else the --weights entry for its key, else 1; a reload
+    of the configuration applies to tenants alive.
+
+    Status shows each tenant's share of the workers' recent time: the run
+    time its tasks took in the current and the previous share period
+    (SHARE_PERIOD_MS each), over every tenant's in the same periods.
 */
 #include "dp_broker_int.h"
 
 #include "dp_util.h"
+
+#include <msgpack.h>
 
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define VTIME_SCALE   64      /* virtual time units per us, so that weights divide finely */
-#define REFUND_MAX_US 1000000 /* run time refunded at most, so no tenant banks much */
-#define WEIGHT_MAX    1000000 /* heaviest weight */
-#define SHARED_MS     1000    /* shared for this long after two tenants took turns */
+#define VTIME_SCALE     64      /* virtual time units per us, so that weights divide finely */
+#define REFUND_MAX_US   1000000 /* run time refunded at most, so no tenant banks much */
+#define WEIGHT_MAX      1000000 /* heaviest weight */
+#define SHARED_MS       1000    /* shared for this long after two tenants took turns */
+#define SHARE_PERIOD_MS 5000    /* status's shares count run time of this period and the last */
 
 /*  ---------------------------------------------------------------------------
     The heap of an fnq's flows, by key.
@@ -182,8 +195,60 @@ dp_broker_fair_fini (dp_broker_t *self)
     zhashx_destroy (&self->weights);
 }
 
+/*  Moves a share count's periods on to period: the current becomes the
+    previous, or both are cleared if more than one period passed. */
+static void
+s_recent_roll (uint64_t recent_us[2], int64_t *at, int64_t period)
+{
+    if (*at == period)
+        return;
+    recent_us[1] = *at + 1 == period ? recent_us[0] : 0;
+    recent_us[0] = 0;
+    *at = period;
+}
+
+/*  The share period of now. */
+static int64_t
+s_period (const dp_broker_t *self)
+{
+    return (dp_now_ms () - self->started) / SHARE_PERIOD_MS;
+}
+
+/*  The most tasks of tenant running at once; 0: no bound. */
+static size_t
+s_max_running (const dp_broker_t *self, const tenant_t *tenant)
+{
+    return tenant->max_running ? (size_t)tenant->max_running : self->max_running;
+}
+
+static void
+s_tenant_block (tenant_t *tenant, bool blocked);
+
+/*  Gives tenant its key's weight, running quota and name, from the key
+    configuration and the --weights table; it is blocked or let go at
+    once if its quota of tasks running changed. */
+static void
+s_tenant_configure (dp_broker_t *self, tenant_t *tenant)
+{
+    const dp_key_t *entry =
+        tenant->keyed && self->keys ? dp_keys_lookup (self->keys, tenant->key) : NULL;
+    uintptr_t weight = (uintptr_t)zhashx_lookup (self->weights, tenant->key);
+    if (entry && entry->weight)
+        weight = entry->weight;
+    tenant->weight = weight ? (uint32_t)weight : 1;
+    tenant->max_running = entry ? entry->max_running : 0;
+    if (entry)
+        snprintf (tenant->name, sizeof tenant->name, "%s", entry->name);
+    size_t max = s_max_running (self, tenant);
+    bool full = max > 0 && tenant->running >= max;
+    if (full != tenant->blocked) {
+        s_tenant_block (tenant, full);
+        self->dispatch_needed = true;
+    }
+}
+
 tenant_t *
-dp_broker_tenant_get (dp_broker_t *self, const char *key)
+dp_broker_tenant_get (dp_broker_t *self, const char *key, const char *name)
 {
     tenant_t *tenant = (tenant_t *)zhashx_lookup (self->tenants, key);
     if (!tenant) {
@@ -196,13 +261,26 @@ dp_broker_tenant_get (dp_broker_t *self, const char *key)
             return NULL;
         }
         snprintf (tenant->key, sizeof tenant->key, "%s", key);
-        uintptr_t weight = (uintptr_t)zhashx_lookup (self->weights, tenant->key);
-        tenant->weight = weight ? (uint32_t)weight : 1;
+        tenant->keyed = strlen (key) == DP_CURVE_KEY;
+        if (tenant->keyed)
+            snprintf (tenant->name, sizeof tenant->name, "%.8s", key);
+        else
+            snprintf (tenant->name, sizeof tenant->name, "%s", name);
         tenant->vtime = self->vtime;
+        tenant->recent_period = s_period (self);
+        s_tenant_configure (self, tenant);
         zhashx_insert (self->tenants, tenant->key, tenant);
     }
     tenant->sessions++;
     return tenant;
+}
+
+void
+dp_broker_fair_reconfigure (dp_broker_t *self)
+{
+    for (tenant_t *tenant = (tenant_t *)zhashx_first (self->tenants); tenant;
+         tenant = (tenant_t *)zhashx_next (self->tenants))
+        s_tenant_configure (self, tenant);
 }
 
 /*  Frees tenant once no session and no flow names it. */
@@ -375,7 +453,8 @@ dp_broker_fair_started (dp_broker_t *self, task_t *task, uint32_t cost_us)
     tenant->refund_us -= refund;
     s_charge (tenant, cost_us - refund);
     s_tenant_turn (self, tenant);
-    if (self->max_running > 0 && tenant->running >= self->max_running && !tenant->blocked)
+    size_t max = s_max_running (self, tenant);
+    if (max > 0 && tenant->running >= max && !tenant->blocked)
         s_tenant_block (tenant, true);
 }
 
@@ -385,7 +464,13 @@ dp_broker_fair_stopped (dp_broker_t *self, task_t *task, uint32_t run_us)
     tenant_t *tenant = task->flow->tenant;
     assert (tenant->running > 0);
     tenant->running--;
-    tenant->charged_us += run_us > 0 ? run_us : task->cost_us;
+    uint64_t took = run_us > 0 ? run_us : task->cost_us;
+    int64_t period = s_period (self);
+    s_recent_roll (tenant->recent_us, &tenant->recent_period, period);
+    s_recent_roll (self->recent_us, &self->recent_period, period);
+    tenant->charged_us += took;
+    tenant->recent_us[0] += took;
+    self->recent_us[0] += took;
     if (run_us > task->cost_us)
         s_charge (tenant, run_us - task->cost_us);
     else if (run_us > 0) {
@@ -393,7 +478,8 @@ dp_broker_fair_stopped (dp_broker_t *self, task_t *task, uint32_t run_us)
         if (tenant->refund_us > REFUND_MAX_US)
             tenant->refund_us = REFUND_MAX_US;
     }
-    if (tenant->blocked && (self->max_running == 0 || tenant->running < self->max_running)) {
+    size_t max = s_max_running (self, tenant);
+    if (tenant->blocked && (max == 0 || tenant->running < max)) {
         s_tenant_block (tenant, false);
         self->dispatch_needed = true;
     }
@@ -416,4 +502,75 @@ dp_broker_fair_unqueue_all (dp_broker_t *self, fnq_t *fnq)
         }
     }
     return tasks;
+}
+
+/*  ---------------------------------------------------------------------------
+    Status.
+*/
+
+static void
+s_pack_str (msgpack_packer *pk, const char *text)
+{
+    size_t len = strlen (text);
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, text, len);
+}
+
+static void
+s_pack_count (msgpack_packer *pk, const char *key, uint64_t count)
+{
+    s_pack_str (pk, key);
+    msgpack_pack_uint64 (pk, count);
+}
+
+/*  One tenant's entry. Its quotas of tasks held are its key's, else the
+    options' (which, without a key configuration, bound each session). */
+static void
+s_pack_tenant (dp_broker_t *self, msgpack_packer *pk, tenant_t *tenant, uint64_t recent_us)
+{
+    const dp_key_t *entry =
+        tenant->keyed && self->keys ? dp_keys_lookup (self->keys, tenant->key) : NULL;
+    s_recent_roll (tenant->recent_us, &tenant->recent_period, s_period (self));
+    uint64_t own_us = tenant->recent_us[0] + tenant->recent_us[1];
+    msgpack_pack_map (pk, 14);
+    s_pack_str (pk, "name");
+    s_pack_str (pk, tenant->name);
+    s_pack_str (pk, "key"); /* a session's id is its secret: only keys are shown */
+    s_pack_str (pk, tenant->keyed ? tenant->key : "");
+    s_pack_count (pk, "sessions", tenant->sessions);
+    s_pack_count (pk, "weight", tenant->weight);
+    s_pack_str (pk, "share");
+    msgpack_pack_double (pk, recent_us ? (double)own_us / (double)recent_us : 0.0);
+    s_pack_count (pk, "run_us", tenant->charged_us);
+    s_pack_count (pk, "dispatched", tenant->dispatched);
+    s_pack_count (pk, "queued", tenant->queued);
+    s_pack_count (pk, "running", tenant->running);
+    s_pack_count (pk, "max_running", s_max_running (self, tenant));
+    s_pack_count (pk, "tasks", tenant->held_tasks);
+    s_pack_count (pk, "task_bytes", tenant->held_bytes);
+    s_pack_count (pk, "max_queued",
+                  entry && entry->max_queued ? entry->max_queued : self->max_queued_per_client);
+    s_pack_count (pk, "max_queued_bytes",
+                  entry && entry->max_queued_bytes ? entry->max_queued_bytes
+                                                   : self->max_queued_bytes_per_client);
+}
+
+void
+dp_broker_pack_tenants (dp_broker_t *self, void *packer, const peer_t *asker)
+{
+    msgpack_packer *pk = (msgpack_packer *)packer;
+    s_recent_roll (self->recent_us, &self->recent_period, s_period (self));
+    uint64_t recent_us = self->recent_us[0] + self->recent_us[1];
+    const client_t *own = asker->client ? asker->client : asker->lane_of;
+    bool admin = dp_broker_is_admin (self);
+    size_t count = admin ? zhashx_size (self->tenants) : own != NULL;
+    if (count > DP_BROKER_STATUS_MAX)
+        count = DP_BROKER_STATUS_MAX;
+    s_pack_str (pk, "tenants");
+    msgpack_pack_array (pk, count);
+    if (!admin && own)
+        s_pack_tenant (self, pk, own->tenant, recent_us);
+    for (tenant_t *tenant = admin ? (tenant_t *)zhashx_first (self->tenants) : NULL;
+         tenant && count; tenant = (tenant_t *)zhashx_next (self->tenants), count--)
+        s_pack_tenant (self, pk, tenant, recent_us);
 }

@@ -130,18 +130,25 @@ struct _fnq_t {
     run in their own order (priority, then arrival). Alive while a session
     or a task (a flow) names it. */
 struct _tenant_t {
-    char key[TENANT_KEY_SIZE]; /* the session's hex id, or the CURVE key's text */
-    uint32_t weight;           /* its share against others' (1 unless configured) */
-    bool blocked;              /* at its quota of tasks running: its flows wait */
-    uint64_t vtime;            /* virtual time: run time charged, over its weight */
-    uint64_t refund_us;        /* run time charged beyond what its tasks took */
-    size_t queued;             /* tasks queued in its flows */
-    size_t running;            /* tasks of its flows that workers hold */
-    uint64_t dispatched;       /* tasks dispatched, over its life */
-    uint64_t charged_us;       /* run time its tasks took (as charged), over its life */
-    size_t sessions;           /* sessions whose tenant it is */
-    zhashx_t *flows;           /* function name -> flow_t, one per function it uses */
-    flow_t *last;              /* the flow last looked up (a map's tasks share one) */
+    char key[TENANT_KEY_SIZE];      /* the session's hex id, or the CURVE key's text */
+    char name[DP_KEY_NAME_MAX + 1]; /* its key's name, or its session's */
+    bool keyed;                     /* a CURVE key's, not one session's */
+    uint32_t weight;                /* its share against others' (1 unless configured) */
+    uint64_t max_running;           /* its key's quota of tasks running; 0: the option's */
+    bool blocked;                   /* at its quota of tasks running: its flows wait */
+    uint64_t vtime;                 /* virtual time: run time charged, over its weight */
+    uint64_t refund_us;             /* run time charged beyond what its tasks took */
+    size_t queued;                  /* tasks queued in its flows */
+    size_t running;                 /* tasks of its flows that workers hold */
+    size_t held_tasks;              /* tasks its sessions hold, queued or running */
+    size_t held_bytes;              /* bytes of their arguments */
+    uint64_t dispatched;            /* tasks dispatched, over its life */
+    uint64_t charged_us;            /* run time its tasks took (as charged), over its life */
+    uint64_t recent_us[2];          /* of that, in this share period and the one before */
+    int64_t recent_period;          /* the period recent_us[0] counts */
+    size_t sessions;                /* sessions whose tenant it is */
+    zhashx_t *flows;                /* function name -> flow_t, one per function it uses */
+    flow_t *last;                   /* the flow last looked up (a map's tasks share one) */
 };
 
 /*  The tasks of one tenant for one function: queued by priority, then
@@ -306,6 +313,8 @@ struct _dp_broker_t {
     size_t max_running;    /* tasks of one tenant running at once; 0: no bound */
     uint64_t vtime;        /* virtual time of the tenant served last */
     tenant_t *last_tenant; /* the tenant that last had a task queued */
+    uint64_t recent_us[2]; /* run time of every tenant, in this share period and the last */
+    int64_t recent_period; /* the period recent_us[0] counts */
     int64_t shared_until;  /* until then, workers are topped up sparingly */
     /*  The named queues (dp_queues.h). */
     dp_queues_t *queues;
@@ -655,11 +664,23 @@ dp_broker_fair_init (dp_broker_t *self, const char *weights);
 void
 dp_broker_fair_fini (dp_broker_t *self);
 
-/*  The tenant of key, made if there is none, with the weight configured
-    for key; counts one more session of it. Returns NULL if out of
-    memory. */
+/*  The tenant of key (a session's hex id, or a CURVE key's Z85 text),
+    made if there is none, with the weight and running quota configured for
+    key and named name unless the key configuration names key; counts one
+    more session of it. Returns NULL if out of memory. */
 tenant_t *
-dp_broker_tenant_get (dp_broker_t *self, const char *key);
+dp_broker_tenant_get (dp_broker_t *self, const char *key, const char *name);
+
+/*  The key configuration changed (a reload): every tenant takes its key's
+    weight and running quota anew. */
+void
+dp_broker_fair_reconfigure (dp_broker_t *self);
+
+/*  Packs status's "tenants" list: each tenant (only the asker's own unless
+    it is an administrator) with its weight, its share of the workers'
+    recent time, its tasks and its quotas' use. */
+void
+dp_broker_pack_tenants (dp_broker_t *self, void *packer, const peer_t *asker);
 
 /*  A session of tenant is gone: the tenant is freed once no session and
     no task names it. */

@@ -293,7 +293,9 @@ dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
         return NULL;
     }
     zlistx_set_destructor (client->sealed, s_sealed_free);
-    client->tenant = dp_broker_tenant_get (self, client->key);
+    /*  With CURVE, the sessions of one key share its tenant. */
+    client->tenant = dp_broker_tenant_get (
+        self, self->zap && self->from_user[0] ? self->from_user : client->key, client->name);
     if (!client->tenant) {
         zlistx_destroy (&client->sealed);
         dp_writer_fini (&client->out);

@@ -186,7 +186,7 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer, bool admin)
 {
     dp_writer_reset (&self->w);
     msgpack_packer *pk = &self->w.pk;
-    msgpack_pack_map (pk, 20);
+    msgpack_pack_map (pk, 21);
     s_pack_str (pk, "broker");
     s_pack_str (pk, self->name);
     s_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
@@ -242,6 +242,7 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer, bool admin)
     s_pack_str (pk, "running");
     s_pack_running (self, pk, admin ? NULL : peer->client);
     dp_broker_pack_clients (self, pk, peer);
+    dp_broker_pack_tenants (self, pk, peer);
     s_pack_str (pk, "queues");
     dp_queues_pack (self->queues, pk, STATUS_MAX);
     s_pack_str (pk, "queue_stats");

@@ -159,7 +159,6 @@ s_load_dir (const char *path, char *err, size_t err_size)
             !zhashx_lookup (self->keys, key->key)) {
             snprintf (key->name, sizeof key->name, "%.*s", DP_KEY_NAME_MAX, entry->d_name);
             key->rights = DP_RIGHTS_ALL;
-            key->weight = 1;
             zhashx_insert (self->keys, key->key, key);
         } else
             free (key);
@@ -285,7 +284,6 @@ s_parse_line (dp_keys_t *self, char *line, const char *where, char *err, size_t 
         return s_error (err, err_size, "%s: out of memory", where);
     memcpy (key->key, token, DP_CURVE_KEY + 1);
     snprintf (key->name, sizeof key->name, "%.8s", token);
-    key->weight = 1;
     while ((token = strtok_r (NULL, " \t\r\n", &save)))
         if (s_parse_field (key, token, where, err, err_size)) {
             void *item = key;

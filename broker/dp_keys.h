@@ -43,7 +43,7 @@ typedef struct {
     char key[DP_CURVE_KEY + 1];     /* Z85 public key */
     char name[DP_KEY_NAME_MAX + 1]; /* its name; the file name, or key's head */
     unsigned rights;                /* dp_right_t bits */
-    uint32_t weight;                /* share of the workers (fair share); default 1 */
+    uint32_t weight;                /* share of the workers (fair share); 0: not given */
     uint64_t max_queued;            /* tasks held at once (queued or running) */
     uint64_t max_queued_bytes;      /* bytes of arguments of those tasks */
     uint64_t max_running;           /* tasks running at once (fair share) */

@@ -19,6 +19,12 @@ const char dp_cli_help_status[] =
     "queued, in flight, done and failed, clients, the use of its bounds, and\n"
     "messages dropped. The broker counts a map's chunk of tasks as one task.\n"
     "\n"
+    "Under \"shares\", one row per client (a CURVE key's sessions together, or a\n"
+    "session without CURVE; only your own unless your key is an administrator):\n"
+    "its weight, its share of the workers' time over the last 5 to 10 s, its\n"
+    "tasks queued, and its quotas' use as used/bound: tasks running, tasks held\n"
+    "(queued or running) and their bytes of arguments.\n"
+    "\n"
     "Options:\n"
     "  --connect EP             the broker's endpoint [DPOOL_CONNECT]\n"
     "  --json                   print the broker's whole status map as one line of\n"
@@ -168,6 +174,54 @@ s_print_limits (const msgpack_object *status, dp_json_buf_t *cell)
     printf (" (parked tasks %s)\n", s_cell (cell, s_map_get (limits, "parked")));
 }
 
+/*  Formats "used/bound" of two counts of row into cell, "used" alone when
+    the bound is 0 (none). Returns the text, borrowed from cell. */
+static const char *
+s_use_cell (dp_json_buf_t *cell, const msgpack_object *row, const char *used, const char *bound)
+{
+    const msgpack_object *max = s_map_get (row, bound);
+    char text[64];
+    snprintf (text, sizeof text, "%s", s_cell (cell, s_map_get (row, used)));
+    if (max && !(max->type == MSGPACK_OBJECT_POSITIVE_INTEGER && max->via.u64 == 0)) {
+        size_t len = strlen (text);
+        snprintf (text + len, sizeof text - len, "/%s", s_cell (cell, max));
+    }
+    dp_json_buf_reset (cell);
+    dp_json_buf_append (cell, text, strlen (text));
+    return cell->data ? cell->data : "";
+}
+
+/*  Prints the tenants of fair share (a client key's sessions together, or
+    one session): weight, share of the workers' recent time, tasks queued,
+    and each quota's use as "used/bound". */
+static void
+s_print_tenants (const msgpack_object *status, dp_json_buf_t *cell)
+{
+    const msgpack_object *rows = s_map_get (status, "tenants");
+    if (!rows || rows->type != MSGPACK_OBJECT_ARRAY)
+        return;
+    printf ("shares   %u\n", rows->via.array.size);
+    if (rows->via.array.size > 0)
+        printf ("  %-24s %-8s %-6s %-6s %-8s %-10s %-16s %s\n", "NAME", "SESSIONS", "WEIGHT",
+                "SHARE", "QUEUED", "RUNNING", "TASKS", "TASK BYTES");
+    for (uint32_t i = 0; i < rows->via.array.size; i++) {
+        const msgpack_object *row = &rows->via.array.ptr[i];
+        const msgpack_object *share = s_map_get (row, "share");
+        printf ("  %-24s", s_cell (cell, s_map_get (row, "name")));
+        printf (" %-8s", s_cell (cell, s_map_get (row, "sessions")));
+        printf (" %-6s", s_cell (cell, s_map_get (row, "weight")));
+        if (share &&
+            (share->type == MSGPACK_OBJECT_FLOAT64 || share->type == MSGPACK_OBJECT_FLOAT32))
+            printf (" %5.1f%%", 100.0 * share->via.f64);
+        else
+            printf (" %-6s", "-");
+        printf (" %-8s", s_cell (cell, s_map_get (row, "queued")));
+        printf (" %-10s", s_use_cell (cell, row, "running", "max_running"));
+        printf (" %-16s", s_use_cell (cell, row, "tasks", "max_queued"));
+        printf (" %s\n", s_use_cell (cell, row, "task_bytes", "max_queued_bytes"));
+    }
+}
+
 /*  Prints the status map for people: the broker, task counters, clients,
     the use of its bounds, one row per worker, running tasks and queues, and non-zero drop
     counters. */
@@ -187,6 +241,7 @@ s_print_status_table (const msgpack_object *status)
     printf (", done %s", s_cell (&cell, s_map_get (status, "done")));
     printf (", failed %s\n", s_cell (&cell, s_map_get (status, "failed")));
     printf ("clients  %s\n", s_cell (&cell, s_map_get (status, "clients")));
+    s_print_tenants (status, &cell);
     s_print_limits (status, &cell);
 
     const msgpack_object *workers = s_map_get (status, "workers");

@@ -6,3 +6,7 @@ dpool_test (test_curve test_curve.c TIMEOUT 120 VALGRIND_TIMEOUT 180)
 # quotas reached and released, a key removed at SIGHUP (real keys, real
 # broker and workers).
 dpool_test (test_roles test_roles.c TIMEOUT 120)
+# With CURVE, fair share between client keys: one key's sessions share its
+# tenant, the key file's weight and max_running apply (and change at
+# SIGHUP), and status shows each tenant's share.
+dpool_test (test_tenant test_tenant.c dp_testbroker.c TIMEOUT 120)

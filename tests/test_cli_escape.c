@@ -130,7 +130,10 @@ s_case_status_escapes_names (void)
     CHECK_EQ_INT (s_lines_starting (out, "queues   1\n"), 1);
     CHECK_EQ_INT (s_lines_starting (out, "queues"), 1);
     CHECK_EQ_INT (s_lines_starting (out, "  q\\x1b"), 1);
-    CHECK_EQ_INT (s_lines_starting (out, "  "), 4); /* 2 headings, 2 rows */
+    /*  The hostile client's share row, escaped, and this command's own. */
+    CHECK_EQ_INT (s_lines_starting (out, "shares   2\n"), 1);
+    CHECK_EQ_INT (s_lines_starting (out, "  queue\\x1b[2Jclient "), 1);
+    CHECK_EQ_INT (s_lines_starting (out, "  "), 7); /* 3 headings, 4 rows */
     free (out);
     free (err);
 
