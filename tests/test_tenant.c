@@ -115,6 +115,7 @@ s_peer (s_setup_t *s, const s_key_t *key)
     CHECK (dp_curve_apply (peer->sock, &curve, false) == 0);
     CHECK (zmq_connect (peer->sock, s->broker.tcp) == 0);
     dp_writer_init (&peer->w);
+    dp_testpeer_keepalive (peer); /* so that none expires while the test waits on another */
     return peer;
 }
 
@@ -372,6 +373,28 @@ s_case_status (void)
     while a second worker waits idle; bob's task takes it. A reload that
     gives her max_running=2 and weight=5 applies to her tenant at once.
 */
+/*  Which of two workers got a DISPATCH first (held in its msg). */
+static size_t
+s_first_dispatch (dp_testpeer_t **workers)
+{
+    int64_t deadline = dp_test_now_ms () + WAIT_MS;
+    while (dp_test_now_ms () < deadline) {
+        zmq_pollitem_t items[2] = {{workers[0]->sock, 0, ZMQ_POLLIN, 0},
+                                   {workers[1]->sock, 0, ZMQ_POLLIN, 0}};
+        CHECK (zmq_poll (items, 2, 100) >= 0);
+        for (size_t i = 0; i < 2; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN))
+                continue;
+            int cmd = dp_testpeer_recv (workers[i], 0);
+            if (cmd == DP_CMD_DISPATCH)
+                return i;
+            CHECK (cmd == 0); /* a HEARTBEAT, skipped */
+        }
+    }
+    dp_test_fail (__FILE__, __LINE__, "no worker got a task within %d ms", WAIT_MS);
+    return 0;
+}
+
 static void
 s_case_max_running (void)
 {
@@ -381,9 +404,7 @@ s_case_max_running (void)
     dp_testpeer_t *alice = s_client (&s, &s.alice, 0xa1);
     s_submit (alice, 0xa1, BATCH);
     /*  One worker has her task; which one is the broker's choice. */
-    size_t busy = dp_testpeer_recv (workers[0], 2000) == DP_CMD_DISPATCH ? 0 : 1;
-    if (busy == 1)
-        dp_testpeer_expect (workers[1], DP_CMD_DISPATCH);
+    size_t busy = s_first_dispatch (workers);
     dp_task_t job;
     CHECK (dp_list_next_task (&workers[busy]->msg.u.list, DP_CMD_DISPATCH, &job));
     uint64_t ref = job.id;
