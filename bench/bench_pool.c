@@ -63,12 +63,28 @@ s_sleep (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
     return msgpack_pack_nil (result);
 }
 
+/*  Sleeps args microseconds; returns the microseconds it took, as the
+    worker's clock saw them (the fair-share workloads add them up). */
+static int
+s_timed (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
+    if (args->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return dpool_task_fail (task, "bench_timed: expected microseconds");
+    double start = bench_now ();
+    uint64_t us = args->via.u64;
+    struct timespec left = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000L};
+    while (nanosleep (&left, &left) != 0 && errno == EINTR)
+        ;
+    return msgpack_pack_uint64 (result, (uint64_t)((bench_now () - start) * 1e6 + 0.5));
+}
+
 void
 bench_register_tasks (void)
 {
     if (dpool_register (BENCH_FN_NOOP, s_noop, NULL) != 0 ||
         dpool_register (BENCH_FN_ECHO, s_echo, NULL) != 0 ||
-        dpool_register (BENCH_FN_SLEEP, s_sleep, NULL) != 0)
+        dpool_register (BENCH_FN_SLEEP, s_sleep, NULL) != 0 ||
+        dpool_register (BENCH_FN_TIMED, s_timed, NULL) != 0)
         bench_fail_dpool ("register");
 }
 
@@ -132,8 +148,8 @@ s_status_workers (const void *data, size_t size)
 
 /*  Waits until the broker has procs workers, then runs a few tasks so that
     every connection is made before the clock starts. */
-static void
-s_warm_up (dpool_pool_t *pool, int procs)
+void
+bench_pool_warm_up (dpool_pool_t *pool, int procs)
 {
     double deadline = bench_now () + BENCH_START_LIMIT_MS / 1000.0;
     while (true) {
@@ -232,8 +248,8 @@ s_percentile (const double *sorted, long count, double fraction)
 }
 
 /*  count sequential apply calls; fills the latency percentiles. */
-static double
-s_run_apply_seq (dpool_pool_t *pool, long count, bench_figures_t *figures)
+double
+bench_pool_apply_seq (dpool_pool_t *pool, long count, bench_figures_t *figures)
 {
     double *latency = malloc ((size_t)count * sizeof *latency);
     if (!latency)
@@ -280,7 +296,7 @@ bench_pool_workload (bench_figures_t *figures)
     dpool_pool_t *pool = dpool_pool_new_config (&config);
     if (!pool)
         bench_fail_dpool ("pool");
-    s_warm_up (pool, procs);
+    bench_pool_warm_up (pool, procs);
 
     s_packed_t args;
     s_packed_init (&args);
@@ -294,7 +310,7 @@ bench_pool_workload (bench_figures_t *figures)
         figures->seconds = s_run_map (pool, figures->tasks, strcmp (w, "map1") == 0 ? 1 : 0);
     } else if (strcmp (w, "apply_seq") == 0) {
         figures->tasks = bench_scaled (N_APPLY_SEQ);
-        figures->seconds = s_run_apply_seq (pool, figures->tasks, figures);
+        figures->seconds = bench_pool_apply_seq (pool, figures->tasks, figures);
     } else if (strcmp (w, "echo1k") == 0 || strcmp (w, "echo64k") == 0) {
         bool small = strcmp (w, "echo1k") == 0;
         figures->tasks = bench_scaled (small ? N_ECHO1K : N_ECHO64K);

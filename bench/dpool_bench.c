@@ -28,6 +28,14 @@
                    until the N ECANCELLED results are back
       cancel_all   the same with CANCEL all
 
+    Fair-share workloads: two clients of one dpool-broker process at once,
+    --procs workers (bench_fair.c says more):
+      fair_apply_seq  sequential applies' p50 and p99 on the idle broker,
+                      then while another client has 1,000,000 no-ops queued
+      fair_two        no-ops/s of one client alone and of two at once; then
+                      how busy the workers are with one, then two, busy
+                      clients of 1 ms and 2 ms tasks, and each one's share
+
     Every count is its default times --scale (at least 1). Output: one JSON
     object on stdout with the rate, latencies, peak RSS of the main process,
     the largest worker process and the broker. Every process this program
@@ -37,7 +45,8 @@
     Layout: this file holds the options, the output, main and the helpers
     every workload shares (clock, failure, processes, the broker's start);
     bench_pool.c the pool workloads; bench_broker.c the broker-only
-    workloads. dpool_bench.h is what they share.
+    workloads; bench_fair.c the fair-share workloads; bench_peer.c the
+    wire-protocol peer the last two use. dpool_bench.h is what they share.
 */
 #include "dpool_bench.h"
 
@@ -65,7 +74,7 @@
 #define BROKER_LOG_TAIL 2000 /* bytes of the broker's log shown on a failure */
 
 bench_options_t bench_options;
-bench_procs_t bench_procs = {.broker = -1, .workers = -1};
+bench_procs_t bench_procs = {.broker = -1, .workers = -1, .client = -1};
 
 /*  ---------------------------------------------------------------------------
     Helpers: clock, failure, processes.
@@ -172,6 +181,8 @@ bench_stop_pid (pid_t pid, int sig)
 void
 bench_stop_procs (void)
 {
+    bench_stop_pid (bench_procs.client, SIGTERM);
+    bench_procs.client = -1;
     bench_stop_pid (bench_procs.workers, SIGTERM);
     bench_procs.workers = -1;
     bench_stop_pid (bench_procs.broker, SIGTERM);
@@ -288,9 +299,10 @@ s_usage (FILE *out)
              "\n"
              "  --workload W       apply_async, map1, mapdef, apply_seq, echo1k, echo64k,\n"
              "                     sleep (pool workloads); broker_rss, broker_idle,\n"
-             "                     cancel, cancel_all (broker-only workloads)\n"
+             "                     cancel, cancel_all (broker-only workloads);\n"
+             "                     fair_apply_seq, fair_two (two clients at once)\n"
              "  --mode M           embedded, tcp or ipc (default embedded; the broker-only\n"
-             "                     workloads use tcp unless ipc is given)\n"
+             "                     and fair workloads use tcp unless ipc is given)\n"
              "  --scale F          multiply every count by F (default 1)\n"
              "  --procs N          worker processes (default %d)\n"
              "  --broker-bin PATH  the dpool-broker program (default: ./dpool-broker)\n"
@@ -416,12 +428,18 @@ s_print (const bench_figures_t *f, bool broker_only)
             "\"rate\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, \"ideal_seconds\": %.3f, "
             "\"bytes_per_task\": %.1f, \"payload_bytes\": %ld, \"cpu_percent\": %.3f, "
             "\"expired\": %ld, \"rss_main_kb\": %ld, \"rss_worker_kb\": %ld, "
-            "\"rss_broker_kb\": %ld, \"rss_broker_idle_kb\": %ld, \"rss_broker_full_kb\": %ld}\n",
+            "\"rss_broker_kb\": %ld, \"rss_broker_idle_kb\": %ld, \"rss_broker_full_kb\": %ld, "
+            "\"p50_idle_us\": %.2f, \"p99_idle_us\": %.2f, \"queued_start\": %ld, "
+            "\"queued_end\": %ld, \"rate_alone\": %.1f, \"share_a\": %.4f, \"share_b\": %.4f, "
+            "\"busy\": %.4f, \"busy_alone\": %.4f, \"window_seconds\": %.3f, \"tasks_a\": %ld, "
+            "\"tasks_b\": %ld}\n",
             transport, bench_options.workload, f->tasks, f->size, bench_options.procs, f->seconds,
             f->seconds > 0 ? (double)f->tasks / f->seconds : 0.0, f->p50_us, f->p99_us,
             f->ideal_seconds, f->bytes_per_task, f->payload_bytes, f->cpu_percent, f->expired,
             self_kb, f->rss_worker_kb, f->rss_broker_kb, f->rss_broker_idle_kb,
-            f->rss_broker_full_kb);
+            f->rss_broker_full_kb, f->p50_idle_us, f->p99_idle_us, f->queued_start, f->queued_end,
+            f->rate_alone, f->share_a, f->share_b, f->busy, f->busy_alone, f->window_seconds,
+            f->tasks_a, f->tasks_b);
 }
 
 int
@@ -433,11 +451,14 @@ main (int argc, char *argv[])
     const char *w = bench_options.workload;
     bool broker_only = strcmp (w, "broker_rss") == 0 || strcmp (w, "broker_idle") == 0 ||
                        strcmp (w, "cancel") == 0 || strcmp (w, "cancel_all") == 0;
+    bool fair = strncmp (w, "fair_", 5) == 0;
     bench_figures_t figures = {0};
-    if (broker_only)
+    if (fair)
+        bench_fair_workload (&figures);
+    else if (broker_only)
         bench_broker_workload (&figures);
     else
         bench_pool_workload (&figures);
-    s_print (&figures, broker_only);
+    s_print (&figures, broker_only || fair);
     return 0;
 }

@@ -2,10 +2,12 @@
     options, the figures a workload fills in, the processes a run started,
     and the helpers that every workload uses (clock, failure, processes).
 
-    The program is three files: dpool_bench.c (options, output, main and
-    these helpers), bench_pool.c (the workloads through the client library)
-    and bench_broker.c (the broker-only workloads, spoken over the wire
-    protocol). Private to bench/; nothing here is dpool's API.
+    The program is five files: dpool_bench.c (options, output, main and
+    these helpers), bench_pool.c (the workloads through the client library),
+    bench_broker.c (the broker-only workloads, spoken over the wire
+    protocol), bench_fair.c (two clients of one broker at once) and
+    bench_peer.c (a peer over the wire protocol, bench_peer.h). Private to
+    bench/; nothing here is dpool's API.
 */
 #ifndef DPOOL_BENCH_H
 #define DPOOL_BENCH_H
@@ -24,6 +26,7 @@
 #define BENCH_FN_NOOP        "bench_noop"
 #define BENCH_FN_ECHO        "bench_echo"
 #define BENCH_FN_SLEEP       "bench_sleep"
+#define BENCH_FN_TIMED       "bench_timed"
 
 typedef enum { BENCH_MODE_EMBEDDED, BENCH_MODE_TCP, BENCH_MODE_IPC } bench_mode_t;
 
@@ -54,6 +57,19 @@ typedef struct {
     long rss_broker_idle_kb;
     long rss_broker_full_kb;
     long rss_worker_kb;
+    /*  fair_apply_seq: p50_us and p99_us are with another client's tasks
+        queued; these on the idle broker, and that client's queue when the
+        loaded applies began and ended. */
+    double p50_idle_us, p99_idle_us;
+    long queued_start, queued_end;
+    /*  fair_two: tasks and seconds are two clients' no-ops together; this
+        the rate of one client alone; then each one's share of the
+        workers' time over a window, the tasks each ran in it, and how
+        busy the workers were in it (the tasks' run time over window x
+        procs), with both clients and with one alone. */
+    double rate_alone;
+    double share_a, share_b, busy, busy_alone, window_seconds;
+    long tasks_a, tasks_b;
 } bench_figures_t;
 
 /*  The broker and workers a broker-mode run started (-1: none), its
@@ -61,6 +77,7 @@ typedef struct {
 typedef struct {
     pid_t broker;
     pid_t workers;
+    pid_t client; /* fair_apply_seq: the busy client's process */
     char dir[BENCH_PATH_SIZE];
     char endpoint[BENCH_PATH_SIZE];
 } bench_procs_t;
@@ -118,7 +135,8 @@ void
 bench_start_workers (int procs);
 
 /*  Registers the task functions the pool workloads run (BENCH_FN_NOOP,
-    BENCH_FN_ECHO, BENCH_FN_SLEEP); fails the run if dpool refuses one. */
+    BENCH_FN_ECHO, BENCH_FN_SLEEP, BENCH_FN_TIMED); fails the run if dpool
+    refuses one. */
 void
 bench_register_tasks (void);
 
@@ -133,5 +151,23 @@ bench_pool_workload (bench_figures_t *figures);
     broker. Fails the run on any error, or when the workload is unknown. */
 void
 bench_broker_workload (bench_figures_t *figures);
+
+/*  Runs the fair-share workload named by --workload (fair_apply_seq,
+    fair_two) against a dpool-broker process and workers of its own, fills
+    in figures and stops every process it started. */
+void
+bench_fair_workload (bench_figures_t *figures);
+
+typedef struct _dpool_pool_t dpool_pool_t;
+
+/*  Waits until the broker has procs workers, then runs a few tasks so that
+    every connection is made before a clock starts. */
+void
+bench_pool_warm_up (dpool_pool_t *pool, int procs);
+
+/*  count sequential applies of a no-op; fills p50_us and p99_us of
+    figures; returns the seconds they took. */
+double
+bench_pool_apply_seq (dpool_pool_t *pool, long count, bench_figures_t *figures);
 
 #endif

@@ -16,6 +16,10 @@ What runs (bench/README.md says more):
   dpool tcp|ipc     dpool_bench: dpool_pool_connect to a dpool-broker process
   broker-only       dpool_bench: broker RSS per queued task, broker CPU with
                     1,000 idle workers, cancelling 100,000 queued tasks
+  fair share        dpool_bench: two clients of one broker at once: a
+                    sequential apply's latency while the other has
+                    1,000,000 no-ops queued, throughput and each one's
+                    share of the workers' time
   worker death      worker_death.py: time from SIGKILL of a busy worker
                     process to its task running on another (21 kills)
   exec              exec_parallel.py: dpool map --exec of 1,000 `true`
@@ -58,6 +62,7 @@ WORKLOAD_TITLES = {
     "sleep": "sleep 1 ms (10,000 apply_async, 2 procs: ideal 5.0 s)",
 }
 BROKER_WORKLOADS = ["broker_rss", "broker_idle", "cancel", "cancel_all"]
+FAIR_WORKLOADS = ["fair_apply_seq", "fair_two"]
 PEERS = ["pool", "mpi"]
 DPOOL_SYSTEMS = ["dpool embedded", "dpool tcp", "dpool ipc"]
 FORWARDERS = ["zmq fwd tcp", "zmq fwd ipc"]
@@ -221,6 +226,10 @@ def make_jobs(args, scale, mpi, scales=None):
         if workload == "broker_idle":
             command += ["--idle-workers", str(idle_workers), "--idle-seconds", str(idle_seconds)]
         jobs.append(Job("dpool broker", workload, command))
+    for workload in FAIR_WORKLOADS:
+        jobs.append(Job("dpool fair", workload,
+                        [args.dpool_bench, "--workload", workload, "--mode", "tcp", "--scale",
+                         str(scale), "--procs", str(PROCS), "--broker-bin", args.broker]))
     return jobs
 
 
@@ -475,6 +484,93 @@ def broker_rows(results):
                      "all" if workload == "cancel_all" else "listing every seq"))
         rows.append([workload, n, value, note])
     return rows
+
+
+def fair_rows(results):
+    """Rows of the fair-share table: (figure, median [range], notes)."""
+    rows = []
+
+    def cell(figure, key, fmt):
+        low, high = figure.spread(key)
+        return "%s [%s–%s]" % (fmt(figure.median(key)), fmt(low), fmt(high))
+
+    def us(value):
+        return "%.0f" % value
+
+    def pct(value):
+        return "%.1f%%" % (100 * value)
+
+    figure = results.get(("dpool fair", "fair_apply_seq"))
+    if figure is not None and not figure.ok():
+        rows.append(["fair_apply_seq", "FAILED: " + figure.errors[-1], ""])
+    elif figure is not None:
+        n = fmt_count(figure.median("tasks"))
+        rows.append(["sequential apply p50 µs, idle broker", cell(figure, "p50_idle_us", us),
+                     "%s applies; p99 %.0f µs" % (n, figure.median("p99_idle_us"))])
+        rows.append(["sequential apply p50 µs, another client's no-ops queued",
+                     cell(figure, "p50_us", us),
+                     "%s applies; p99 %.0f µs; that client's queue %s → %s" %
+                     (n, figure.median("p99_us"), fmt_count(figure.median("queued_start")),
+                      fmt_count(figure.median("queued_end")))])
+    figure = results.get(("dpool fair", "fair_two"))
+    if figure is not None and not figure.ok():
+        rows.append(["fair_two", "FAILED: " + figure.errors[-1], ""])
+    elif figure is not None:
+        n = figure.median("tasks")
+        rows.append(["no-ops/s, one client alone", cell(figure, "rate_alone", fmt_rate),
+                     "%s no-ops" % fmt_count(n)])
+        rows.append(["no-ops/s, two clients at once", cell(figure, "rate", fmt_rate),
+                     "%s no-ops each" % fmt_count(n / 2)])
+        window = figure.median("window_seconds")
+        rows.append(["workers busy, one client of 1 ms tasks", cell(figure, "busy_alone", pct),
+                     "the tasks' run time over %.1f s × %d workers" % (window, PROCS)])
+        rows.append(["workers busy, two clients (1 ms and 2 ms tasks)", cell(figure, "busy", pct),
+                     "the same window"])
+        rows.append(["share of the workers' time, client A (1 ms tasks)",
+                     cell(figure, "share_a", pct),
+                     "%.0f tasks in the window" % figure.median("tasks_a")])
+        rows.append(["share of the workers' time, client B (2 ms tasks)",
+                     cell(figure, "share_b", pct),
+                     "%.0f tasks in the window" % figure.median("tasks_b")])
+    return rows
+
+
+def fair_targets(results):
+    """Issue 16 item 1's targets, each with what this run measured."""
+    lines = []
+
+    def verdict(ok):
+        return "MET" if ok else "MISSED"
+
+    figure = results.get(("dpool fair", "fair_apply_seq"))
+    if figure and figure.ok():
+        ratios = [run["p50_us"] / run["p50_idle_us"] for run in figure.runs if run["p50_idle_us"]]
+        dry = min(run["queued_end"] for run in figure.runs) == 0
+        ratio = statistics.median(ratios) if ratios else float("inf")
+        lines.append("- sequential apply p50 while another client has %s no-ops queued: %.0f µs "
+                     "= %.2f× its %.0f µs on the idle broker (target ≤ 2×)%s: %s" %
+                     (fmt_count(figure.median("queued_start")), figure.median("p50_us"), ratio,
+                      figure.median("p50_idle_us"),
+                      "; that client's queue ran dry, so not measured" if dry else "",
+                      verdict(ratio <= 2 and not dry)))
+    figure = results.get(("dpool fair", "fair_two"))
+    if figure and figure.ok():
+        two, one = figure.median("rate"), figure.median("rate_alone")
+        lines.append("- total throughput of no-ops, two busy clients: %s/s = %.0f%% of one "
+                     "client alone's %s/s (target ≥ 95%%): %s" %
+                     (fmt_rate(two), 100 * two / one, fmt_rate(one), verdict(two >= 0.95 * one)))
+        two, one = figure.median("busy"), figure.median("busy_alone")
+        lines.append("- total throughput of 1 ms and 2 ms tasks, two busy clients: workers busy "
+                     "%.1f%% = %.0f%% of one client alone's %.1f%% (target ≥ 95%%): %s" %
+                     (100 * two, 100 * two / one, 100 * one, verdict(two >= 0.95 * one)))
+        shares = [run["share_a"] for run in figure.runs]
+        lines.append("- share of the workers' time, two equally weighted busy clients (1 ms and "
+                     "2 ms tasks): A %.1f%% / B %.1f%% (every run: A %.1f–%.1f%%; target 50%% ± "
+                     "5%%): %s" %
+                     (100 * figure.median("share_a"), 100 * figure.median("share_b"),
+                      100 * min(shares), 100 * max(shares),
+                      verdict(all(abs(share - 0.5) <= 0.05 for share in shares))))
+    return lines
 
 
 def render(headers, rows):
@@ -871,8 +967,14 @@ def main():
     if rows:
         report += "## Broker alone (dpool-broker over tcp loopback, no client library)\n\n"
         report += render(["workload", "n", "median [range]", "notes"], rows) + "\n\n"
+    rows = fair_rows(results)
+    if rows:
+        report += ("## Fair share between clients (one dpool-broker over tcp, %d workers, two "
+                   "clients at once)\n\n" % PROCS)
+        report += render(["figure", "median [range]", "notes"], rows) + "\n\n"
     report += death_section + exec_section + spmd_section
-    lines = targets(results) + [t for t in (death_target, exec_target, spmd_target) if t]
+    lines = targets(results) + fair_targets(results)
+    lines += [t for t in (death_target, exec_target, spmd_target) if t]
     if lines:
         report += "## Targets on these figures\n\n" + "\n".join(lines) + "\n"
     if args.quick:

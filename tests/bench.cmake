@@ -22,6 +22,8 @@ if (CMAKE_SCRIPT_MODE_FILE)
     foreach (expected "## Side by side" "| workload" "tasks/s median" "| zmq fwd tcp"
                       "| zmq fwd ipc" "| pool" "| dpool embedded" "| dpool tcp" "| dpool ipc"
                       "## Broker alone" "| broker_rss" "| broker_idle" "| cancel"
+                      "## Fair share between clients" "| sequential apply p50 µs, idle broker"
+                      "| no-ops/s, two clients at once" "| share of the workers' time, client A"
                       "## Worker death" "## Shell commands as tasks")
         string (FIND "${out}" "${expected}" at)
         if (at EQUAL -1)
