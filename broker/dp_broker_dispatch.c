@@ -23,10 +23,11 @@
 #define PACE_WEIGHT        4                 /* a pace sample moves the average by a quarter */
 #define DISPATCH_MAX_BYTES (8 * 1024 * 1024) /* a DISPATCH stops taking tasks past this */
 /*  While tenants share the workers, each worker holds less, so that a
-    newcomer's task waits behind little: a tenth of the prefetch budget,
-    and at most SHARED_CREDIT tasks. */
-#define SHARED_PREFETCH_US (DP_PREFETCH_US / 10)
-#define SHARED_CREDIT      64
+    newcomer's task waits behind little: a fifth of the prefetch budget in
+    expected run time, but always the task it runs and the next one, so
+    that it never waits for the broker between two tasks. */
+#define SHARED_PREFETCH_US (DP_PREFETCH_US / 5)
+#define SHARED_MIN_HELD    2
 
 /*  ---------------------------------------------------------------------------
     Function queues.
@@ -290,15 +291,13 @@ static long
 s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
 {
     uint32_t credit = worker->credit;
-    uint64_t budget = DP_PREFETCH_US;
-    if (shared) {
-        credit = credit < SHARED_CREDIT ? credit : SHARED_CREDIT;
-        budget = SHARED_PREFETCH_US;
-    }
+    uint64_t budget = shared ? SHARED_PREFETCH_US : DP_PREFETCH_US;
+    /*  Tasks a worker is given whatever their expected run time. */
+    uint32_t min_held = shared && credit >= SHARED_MIN_HELD ? SHARED_MIN_HELD : 1;
     /*  A worker still holding half a budget or half its credit is busy
         enough: it is topped up once it runs lower, in one bigger batch
         rather than many small ones. */
-    if (worker->inflight > 0 &&
+    if (worker->inflight >= min_held &&
         (worker->load_us > budget / 2 || worker->held > DP_PREFETCH_BYTES / 2 ||
          worker->inflight > credit / 2))
         return 0;
@@ -314,7 +313,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
         if (!task)
             break;
         uint32_t cost = s_task_cost (task);
-        if (worker->inflight + count > 0 &&
+        if (worker->inflight + count >= min_held &&
             (load + cost > budget || held + task->args_size > DP_PREFETCH_BYTES))
             break; /* enough queued there: keep the rest for whoever frees up */
         if (count > 0 && dp_writer_size (&self->w) + task->args_size > DISPATCH_MAX_BYTES)

@@ -131,10 +131,14 @@ s_case_results_routed_by_session (void)
     dp_testpeer_t *c2 = dp_testbroker_client (4);
     dp_testbroker_submit (c1, "f", 1, 0, 0);
     dp_testbroker_submit (c2, "f", 1, 0, 0);
+    /*  Both jobs come in one DISPATCH or two (with two clients sharing,
+        the worker is given the next job with the one it runs). */
     uint64_t refs[4];
-    CHECK_EQ_INT (dp_testbroker_expect_jobs (worker, refs, NULL, 4), 1);
+    size_t jobs = dp_testbroker_expect_jobs (worker, refs, NULL, 4);
+    if (jobs == 1)
+        jobs += dp_testbroker_expect_jobs (worker, refs + 1, NULL, 3);
+    CHECK_EQ_INT (jobs, 2);
     dp_testbroker_done (worker, refs[0], DPOOL_EFAILED, "first");
-    CHECK_EQ_INT (dp_testbroker_expect_jobs (worker, refs + 1, NULL, 3), 1);
     dp_testbroker_done (worker, refs[1], DPOOL_EFAILED, "second");
     dp_result_t r1 = dp_testbroker_expect_result (c1);
     dp_result_t r2 = dp_testbroker_expect_result (c2);
