@@ -121,7 +121,7 @@ def build(args):
                     "-DDPOOL_WERROR=OFF"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", args.build_dir, "-j", str(os.cpu_count() or 2),
                     "--target", "bench_forwarder", "dpool_bench", "dpool-broker", "dpool-worker",
-                    "dpool"],
+                    "dpool-cli"],
                    check=True, stdout=subprocess.DEVNULL)
     # Only a build that found MPI has it: its absence skips the SPMD figures.
     subprocess.run(["cmake", "--build", args.build_dir, "--target", "spmd_bench"], check=False,
