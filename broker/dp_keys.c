@@ -3,11 +3,11 @@
     Locking: none (dp_keys.h).
 */
 #include "dp_keys.h"
+#include "dp_util.h"
 
 #include <czmq.h>
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,22 +20,6 @@ struct _dp_keys_t {
 };
 
 static const char *s_right_names[] = {"submit", "worker", "queue", "admin"};
-
-static int
-s_error (char *err, size_t err_size, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int
-s_error (char *err, size_t err_size, const char *format, ...)
-{
-    if (err && err_size) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, err_size, format, args);
-        va_end (args);
-    }
-    return -1;
-}
 
 static void
 s_key_free (void **item)
@@ -128,7 +112,7 @@ s_add (dp_keys_t *self, dp_key_t *key, const char *where, char *err, size_t err_
     if (zhashx_lookup (self->keys, key->key)) {
         void *item = key;
         s_key_free (&item);
-        return s_error (err, err_size, "%s: key listed twice", where);
+        return dp_error_text (err, err_size, "%s: key listed twice", where);
     }
     zhashx_insert (self->keys, key->key, key);
     return 0;
@@ -141,7 +125,7 @@ s_load_dir (const char *path, char *err, size_t err_size)
 {
     DIR *dir = opendir (path);
     if (!dir) {
-        s_error (err, err_size, "cannot read directory %s: %s", path, strerror (errno));
+        dp_error_text (err, err_size, "cannot read directory %s: %s", path, strerror (errno));
         return NULL;
     }
     dp_keys_t *self = s_new ();
@@ -235,24 +219,24 @@ s_parse_field (dp_key_t *key, char *field, const char *where, char *err, size_t 
 {
     char *value = strchr (field, '=');
     if (!value || value == field)
-        return s_error (err, err_size, "%s: '%s' is not name=value", where, field);
+        return dp_error_text (err, err_size, "%s: '%s' is not name=value", where, field);
     *value++ = 0;
     uint64_t count = 0;
     bool counted = strncmp (field, "max_", 4) == 0 || strcmp (field, "weight") == 0;
     if (counted && s_parse_count (value, &count))
-        return s_error (err, err_size, "%s: %s=%s is not a count", where, field, value);
+        return dp_error_text (err, err_size, "%s: %s=%s is not a count", where, field, value);
     if (strcmp (field, "name") == 0) {
         if (!*value || strlen (value) > DP_KEY_NAME_MAX)
-            return s_error (err, err_size, "%s: name must be 1 to %d bytes", where,
-                            DP_KEY_NAME_MAX);
+            return dp_error_text (err, err_size, "%s: name must be 1 to %d bytes", where,
+                                  DP_KEY_NAME_MAX);
         snprintf (key->name, sizeof key->name, "%s", value);
     } else if (strcmp (field, "roles") == 0) {
         if (s_parse_roles (value, &key->rights))
-            return s_error (err, err_size,
-                            "%s: roles are submit, worker, queue, admin, all or none", where);
+            return dp_error_text (
+                err, err_size, "%s: roles are submit, worker, queue, admin, all or none", where);
     } else if (strcmp (field, "functions") == 0) {
         if (s_parse_functions (key, value))
-            return s_error (err, err_size, "%s: out of memory", where);
+            return dp_error_text (err, err_size, "%s: out of memory", where);
     } else if (strcmp (field, "weight") == 0 && count > 0 && count <= UINT32_MAX)
         key->weight = (uint32_t)count;
     else if (strcmp (field, "max_queued") == 0)
@@ -262,7 +246,7 @@ s_parse_field (dp_key_t *key, char *field, const char *where, char *err, size_t 
     else if (strcmp (field, "max_running") == 0)
         key->max_running = count;
     else
-        return s_error (err, err_size, "%s: unknown field '%s'", where, field);
+        return dp_error_text (err, err_size, "%s: unknown field '%s'", where, field);
     return 0;
 }
 
@@ -277,11 +261,11 @@ s_parse_line (dp_keys_t *self, char *line, const char *where, char *err, size_t 
         return 0;
     uint8_t binary[32];
     if (strlen (token) != DP_CURVE_KEY || !zmq_z85_decode (binary, token))
-        return s_error (err, err_size, "%s: a line starts with a key (40 characters of Z85)",
-                        where);
+        return dp_error_text (err, err_size, "%s: a line starts with a key (40 characters of Z85)",
+                              where);
     dp_key_t *key = (dp_key_t *)calloc (1, sizeof *key);
     if (!key)
-        return s_error (err, err_size, "%s: out of memory", where);
+        return dp_error_text (err, err_size, "%s: out of memory", where);
     memcpy (key->key, token, DP_CURVE_KEY + 1);
     snprintf (key->name, sizeof key->name, "%.8s", token);
     while ((token = strtok_r (NULL, " \t\r\n", &save)))
@@ -298,7 +282,7 @@ s_load_file (const char *path, char *err, size_t err_size)
 {
     FILE *file = fopen (path, "r");
     if (!file) {
-        s_error (err, err_size, "cannot open key file %s: %s", path, strerror (errno));
+        dp_error_text (err, err_size, "cannot open key file %s: %s", path, strerror (errno));
         return NULL;
     }
     dp_keys_t *self = s_new ();
@@ -307,13 +291,14 @@ s_load_file (const char *path, char *err, size_t err_size)
         char where[4200];
         snprintf (where, sizeof where, "%s:%d", path, number);
         if (!strchr (line, '\n') && !feof (file)) {
-            s_error (err, err_size, "%s: line longer than %d bytes", where, KEYS_LINE_MAX - 1);
+            dp_error_text (err, err_size, "%s: line longer than %d bytes", where,
+                           KEYS_LINE_MAX - 1);
             dp_keys_destroy (&self);
         } else if (s_parse_line (self, line, where, err, err_size))
             dp_keys_destroy (&self);
     }
     if (self && ferror (file)) {
-        s_error (err, err_size, "cannot read %s: %s", path, strerror (errno));
+        dp_error_text (err, err_size, "cannot read %s: %s", path, strerror (errno));
         dp_keys_destroy (&self);
     }
     fclose (file);
@@ -327,12 +312,13 @@ dp_keys_load (const char *path, char *err, size_t err_size)
         err[0] = 0;
     struct stat st;
     if (!path || stat (path, &st) != 0) {
-        s_error (err, err_size, "cannot read %s: %s", path ? path : "(null)", strerror (errno));
+        dp_error_text (err, err_size, "cannot read %s: %s", path ? path : "(null)",
+                       strerror (errno));
         return NULL;
     }
     dp_keys_t *self = S_ISDIR (st.st_mode) ? s_load_dir (path, err, err_size)
                                            : s_load_file (path, err, err_size);
     if (!self && err && !*err)
-        s_error (err, err_size, "out of memory");
+        dp_error_text (err, err_size, "out of memory");
     return self;
 }

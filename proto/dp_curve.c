@@ -3,10 +3,10 @@
     Locking: none; every call works on what the caller passes.
 */
 #include "dp_curve.h"
+#include "dp_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,22 +17,6 @@
 #include <zmq.h>
 
 #define KEY_FILE_MAX (64 * 1024) /* a key file is a few hundred bytes */
-
-static int
-s_error (char *err, size_t err_size, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int
-s_error (char *err, size_t err_size, const char *format, ...)
-{
-    if (err && err_size) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, err_size, format, args);
-        va_end (args);
-    }
-    return -1;
-}
 
 /*  True if text is exactly a Z85 key. */
 static bool
@@ -94,15 +78,16 @@ s_read_file (const char *path, char *buf, size_t size, char *err, size_t err_siz
 {
     FILE *file = fopen (path, "r");
     if (!file)
-        return s_error (err, err_size, "cannot open key file %s: %s", path, strerror (errno));
+        return dp_error_text (err, err_size, "cannot open key file %s: %s", path,
+                              strerror (errno));
     size_t n = fread (buf, 1, size - 1, file);
     bool more = !feof (file) && fgetc (file) != EOF;
     fclose (file);
     if (more)
-        return s_error (err, err_size, "%s is too large for a key file", path);
+        return dp_error_text (err, err_size, "%s is too large for a key file", path);
     buf[n] = 0;
     if (memchr (buf, 0, n))
-        return s_error (err, err_size, "%s is not a key file (it holds NUL bytes)", path);
+        return dp_error_text (err, err_size, "%s is not a key file (it holds NUL bytes)", path);
     return 0;
 }
 
@@ -116,7 +101,7 @@ s_key_from_file (const char *path, const char *name, const char *hint, char out[
 {
     char *text = (char *)malloc (KEY_FILE_MAX);
     if (!text)
-        return s_error (err, err_size, "out of memory");
+        return dp_error_text (err, err_size, "out of memory");
     int found = -2;
     if (s_read_file (path, text, KEY_FILE_MAX, err, err_size) == 0)
         found = s_find_key (text, name, out);
@@ -125,9 +110,9 @@ s_key_from_file (const char *path, const char *name, const char *hint, char out[
     if (found == -2)
         return -1;
     if (found < 0)
-        return s_error (err, err_size, "%s: %s is not 40 characters of Z85", path, name);
+        return dp_error_text (err, err_size, "%s: %s is not 40 characters of Z85", path, name);
     if (found == 0)
-        return s_error (err, err_size, "%s holds no %s%s", path, name, hint);
+        return dp_error_text (err, err_size, "%s holds no %s%s", path, name, hint);
     return 0;
 }
 
@@ -135,7 +120,7 @@ int
 dp_curve_public (const char *key, char out[DP_CURVE_KEY + 1], char *err, size_t err_size)
 {
     if (!key || !*key)
-        return s_error (err, err_size, "no public key given");
+        return dp_error_text (err, err_size, "no public key given");
     if (s_is_key (key, strlen (key))) {
         memcpy (out, key, DP_CURVE_KEY + 1);
         return 0;
@@ -152,8 +137,8 @@ s_load_secret (dp_curve_t *curve, const char *path, char *err, size_t err_size)
                          err_size))
         return -1;
     if (zmq_curve_public (curve->public_, curve->secret))
-        return s_error (err, err_size, "%s: cannot derive the public key: %s", path,
-                        zmq_strerror (errno));
+        return dp_error_text (err, err_size, "%s: cannot derive the public key: %s", path,
+                              zmq_strerror (errno));
     return 0;
 }
 
@@ -168,7 +153,7 @@ dp_curve_client (dp_curve_t *curve, const char *server, const char *secret, char
         if (s_load_secret (curve, secret, err, err_size))
             return -1;
     } else if (zmq_curve_keypair (curve->public_, curve->secret))
-        return s_error (err, err_size, "cannot make a key pair: %s", zmq_strerror (errno));
+        return dp_error_text (err, err_size, "cannot make a key pair: %s", zmq_strerror (errno));
     curve->on = true;
     return 0;
 }
@@ -186,9 +171,9 @@ dp_curve_client_env (dp_curve_t *curve, const char *server, const char *secret, 
     }
     if (!server) {
         if (secret)
-            return s_error (err, err_size,
-                            "a CURVE secret key was given but not the broker's public key "
-                            "(DPOOL_CURVE_SERVER, --curve-server)");
+            return dp_error_text (err, err_size,
+                                  "a CURVE secret key was given but not the broker's public key "
+                                  "(DPOOL_CURVE_SERVER, --curve-server)");
         return 0;
     }
     return dp_curve_client (curve, server, secret, err, err_size);
@@ -206,13 +191,14 @@ dp_curve_from_keys (dp_curve_t *curve, const char *server, const char *secret, c
 {
     memset (curve, 0, sizeof *curve);
     if (server && !dp_curve_is_key (server))
-        return s_error (err, err_size, "the server key is not 40 characters of Z85");
+        return dp_error_text (err, err_size, "the server key is not 40 characters of Z85");
     if (!dp_curve_is_key (secret))
-        return s_error (err, err_size, "the secret key is not 40 characters of Z85");
+        return dp_error_text (err, err_size, "the secret key is not 40 characters of Z85");
     memcpy (curve->secret, secret, DP_CURVE_KEY + 1);
     if (zmq_curve_public (curve->public_, curve->secret)) {
         explicit_bzero (curve, sizeof *curve);
-        return s_error (err, err_size, "cannot derive the public key: %s", zmq_strerror (errno));
+        return dp_error_text (err, err_size, "cannot derive the public key: %s",
+                              zmq_strerror (errno));
     }
     if (server)
         memcpy (curve->server, server, DP_CURVE_KEY + 1);
@@ -225,7 +211,7 @@ dp_curve_server (dp_curve_t *curve, const char *secret, char *err, size_t err_si
 {
     memset (curve, 0, sizeof *curve);
     if (!secret || !*secret)
-        return s_error (err, err_size, "no secret key file given");
+        return dp_error_text (err, err_size, "no secret key file given");
     if (s_load_secret (curve, secret, err, err_size))
         return -1;
     curve->on = true;
@@ -253,7 +239,7 @@ s_write_new (const char *path, const char *text, mode_t mode, char *err, size_t 
 {
     int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
-        return s_error (err, err_size, "cannot create %s: %s", path, strerror (errno));
+        return dp_error_text (err, err_size, "cannot create %s: %s", path, strerror (errno));
     size_t size = strlen (text);
     ssize_t n = write (fd, text, size);
     int saved = errno;
@@ -263,8 +249,8 @@ s_write_new (const char *path, const char *text, mode_t mode, char *err, size_t 
     }
     if (n != (ssize_t)size) {
         unlink (path);
-        return s_error (err, err_size, "cannot write %s: %s", path,
-                        n < 0 ? strerror (saved) : "short write");
+        return dp_error_text (err, err_size, "cannot write %s: %s", path,
+                              n < 0 ? strerror (saved) : "short write");
     }
     return 0;
 }
@@ -274,11 +260,11 @@ dp_curve_keygen (const char *path, char *err, size_t err_size)
 {
     char public_[DP_CURVE_KEY + 1], secret[DP_CURVE_KEY + 1];
     if (zmq_curve_keypair (public_, secret))
-        return s_error (err, err_size, "cannot make a key pair: %s", zmq_strerror (errno));
+        return dp_error_text (err, err_size, "cannot make a key pair: %s", zmq_strerror (errno));
     char secret_path[4096];
     if ((size_t)snprintf (secret_path, sizeof secret_path, "%s_secret", path) >=
         sizeof secret_path)
-        return s_error (err, err_size, "path too long: %s", path);
+        return dp_error_text (err, err_size, "path too long: %s", path);
     char stamp[32] = "";
     time_t now = time (NULL);
     struct tm tm;

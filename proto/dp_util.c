@@ -244,3 +244,15 @@ dp_proc_cpu_seconds (int pid)
         return -1;
     return (double)(utime + stime) / (double)sysconf (_SC_CLK_TCK);
 }
+
+int
+dp_error_text (char *err, size_t err_size, const char *format, ...)
+{
+    if (err && err_size) {
+        va_list args;
+        va_start (args, format);
+        vsnprintf (err, err_size, format, args);
+        va_end (args);
+    }
+    return -1;
+}

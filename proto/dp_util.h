@@ -26,6 +26,13 @@ dp_fail (int code);
 void *
 dp_fail_null (int code);
 
+/*  Writes a message, printf-style, into err (err_size bytes; nothing if
+    err is NULL) and returns -1: how a call that explains its failure in a
+    caller's buffer fails. */
+int
+dp_error_text (char *err, size_t err_size, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
 typedef enum {
     DP_LOG_ERROR = 0,
     DP_LOG_WARN = 1,
