@@ -752,3 +752,34 @@ dp_test_cli_run (const char *tag, const char *endpoint, const char *const *args,
         *err = s_cli_output (tag, "err");
     return WEXITSTATUS (status);
 }
+
+char *
+dp_test_output (const char *tag, const char *stream)
+{
+    char name[128];
+    snprintf (name, sizeof name, "%s.%s", tag, stream);
+    char *text = dp_test_read_file (dp_test_path (name));
+    return text ? text : strdup ("");
+}
+
+void
+dp_test_check_contains (const char *tag, const char *stream, const char *needle)
+{
+    char *text = dp_test_output (tag, stream);
+    if (!strstr (text, needle))
+        dp_test_fail (__FILE__, __LINE__, "[%s] %s lacks \"%s\"; it is:\n%s", tag, stream, needle,
+                      text);
+    free (text);
+}
+
+void
+dp_test_check_stdout (const char *tag, const char *expected)
+{
+    char *text = dp_test_output (tag, "out");
+    if (strcmp (text, expected) != 0) {
+        char *err = dp_test_output (tag, "err");
+        dp_test_fail (__FILE__, __LINE__, "[%s] stdout is:\n%s\nexpected:\n%s\nstderr:\n%s", tag,
+                      text, expected, err);
+    }
+    free (text);
+}

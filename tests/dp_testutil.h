@@ -272,6 +272,18 @@ dp_test_track (pid_t pid);
 int
 dp_test_untrack_stop (pid_t pid, int sig);
 
+/*  The text a command started with a tag wrote to its stdout (stream
+    "out") or stderr ("err"); empty if it wrote nothing. The caller frees. */
+char *
+dp_test_output (const char *tag, const char *stream);
+
+/*  Stops the test unless the command tag's stream contains needle, or
+    unless its stdout is exactly expected (showing what it was). */
+void
+dp_test_check_contains (const char *tag, const char *stream, const char *needle);
+void
+dp_test_check_stdout (const char *tag, const char *expected);
+
 /*  Starts the dpool command with args (NULL-terminated, at most 12) and
     --connect endpoint; its stdout and stderr go to files named after tag
     (dp_test_spawn). Returns its pid. */

@@ -52,41 +52,6 @@ s_sh (const char *tag, int timeout_ms, const char *format, ...)
     return WEXITSTATUS (status);
 }
 
-/*  The text a command wrote to its stdout ("out") or stderr ("err");
-    the caller frees. Empty if it wrote nothing. */
-static char *
-s_output (const char *tag, const char *stream)
-{
-    char name[128];
-    snprintf (name, sizeof name, "%s.%s", tag, stream);
-    char *text = dp_test_read_file (dp_test_path (name));
-    return text ? text : strdup ("");
-}
-
-/*  Stops the test unless a command's stream contains needle. */
-static void
-s_check_contains (const char *tag, const char *stream, const char *needle)
-{
-    char *text = s_output (tag, stream);
-    if (!strstr (text, needle))
-        dp_test_fail (__FILE__, __LINE__, "[%s] %s lacks \"%s\"; it is:\n%s", tag, stream, needle,
-                      text);
-    free (text);
-}
-
-/*  Stops the test unless a command's stdout is exactly expected. */
-static void
-s_check_stdout (const char *tag, const char *expected)
-{
-    char *text = s_output (tag, "out");
-    if (strcmp (text, expected) != 0) {
-        char *err = s_output (tag, "err");
-        dp_test_fail (__FILE__, __LINE__, "[%s] stdout is:\n%s\nexpected:\n%s\nstderr:\n%s", tag,
-                      text, expected, err);
-    }
-    free (text);
-}
-
 /*  Writes text to a file of the test directory and returns its path (a
     static buffer the next call overwrites). */
 static const char *
@@ -164,11 +129,11 @@ s_map_echo_10000_lines_in_order (void)
     int rc = s_sh ("map", RUN_TIMEOUT_MS, "'%s' map echo --connect '%s' < '%s'", dp_test_cli_bin,
                    broker.tcp, in_path);
     if (rc != 0) {
-        char *err = s_output ("map", "err");
+        char *err = dp_test_output ("map", "err");
         dp_test_fail (__FILE__, __LINE__, "map exited %d: %s", rc, err);
     }
     char *expected = dp_test_read_file (in_path);
-    char *got = s_output ("map", "out");
+    char *got = dp_test_output ("map", "out");
     CHECK (expected);
     if (strcmp (expected, got) != 0) {
         /*  Name the first line that differs. */
@@ -200,49 +165,49 @@ s_map_failure_marked_and_exit_status (void)
 
     /*  sleep fails on anything but a number. */
     CHECK_EQ_INT (s_map ("mixed", ep, "sleep", "", "0\n\"bad\"\n0.01\n[0]\n{\"x\":1}\n"), 1);
-    s_check_stdout ("mixed", "0\n"
-                             "{\"dpool_error\":{\"code\":\"EFAILED\","
-                             "\"message\":\"sleep: expected a number of seconds\"}}\n"
-                             "0.01\n"
-                             "[0]\n"
-                             "{\"dpool_error\":{\"code\":\"EFAILED\","
-                             "\"message\":\"sleep: expected a number of seconds\"}}\n");
+    dp_test_check_stdout ("mixed", "0\n"
+                                   "{\"dpool_error\":{\"code\":\"EFAILED\","
+                                   "\"message\":\"sleep: expected a number of seconds\"}}\n"
+                                   "0.01\n"
+                                   "[0]\n"
+                                   "{\"dpool_error\":{\"code\":\"EFAILED\","
+                                   "\"message\":\"sleep: expected a number of seconds\"}}\n");
 
     /*  The function's own message, escaped as JSON. */
     CHECK_EQ_INT (s_map ("fail", ep, "fail", "--chunksize 1", "\"boom \\\"quoted\\\"\"\n"), 1);
-    s_check_stdout ("fail", "{\"dpool_error\":{\"code\":\"EFAILED\","
-                            "\"message\":\"boom \\\"quoted\\\"\"}}\n");
+    dp_test_check_stdout ("fail", "{\"dpool_error\":{\"code\":\"EFAILED\","
+                                  "\"message\":\"boom \\\"quoted\\\"\"}}\n");
 
     /*  A task past its time limit ends EDEADLINE; the other line is fine
         (with a time limit, map sends one task per chunk). */
     CHECK_EQ_INT (s_map ("deadline", ep, "sleep", "--timeout-ms 300", "10\n0\n"), 1);
-    s_check_contains ("deadline", "out", "{\"dpool_error\":{\"code\":\"EDEADLINE\",");
-    s_check_contains ("deadline", "out", "}}\n0\n");
+    dp_test_check_contains ("deadline", "out", "{\"dpool_error\":{\"code\":\"EDEADLINE\",");
+    dp_test_check_contains ("deadline", "out", "}}\n0\n");
 
     /*  No worker offers the function. */
     CHECK_EQ_INT (s_map ("nofunc", ep, "no.such.function", "", "1\n2\n"), 1);
-    s_check_contains ("nofunc", "out", "{\"dpool_error\":{\"code\":\"ENOFUNC\",");
+    dp_test_check_contains ("nofunc", "out", "{\"dpool_error\":{\"code\":\"ENOFUNC\",");
 
     /*  Every task succeeded: exit status 0; empty input: no output. */
     CHECK_EQ_INT (s_map ("ok", ep, "echo", "", "[1]\n\"two\"\n"), 0);
-    s_check_stdout ("ok", "[1]\n\"two\"\n");
+    dp_test_check_stdout ("ok", "[1]\n\"two\"\n");
     CHECK_EQ_INT (s_map ("empty", ep, "echo", "", ""), 0);
-    s_check_stdout ("empty", "");
+    dp_test_check_stdout ("empty", "");
     /*  The last line may lack its newline; CRLF is fine. */
     CHECK_EQ_INT (s_map ("crlf", ep, "echo", "", "1\r\n2"), 0);
-    s_check_stdout ("crlf", "1\n2\n");
+    dp_test_check_stdout ("crlf", "1\n2\n");
 
     /*  A blank line: the lines before it run, then exit 4 naming it. */
     CHECK_EQ_INT (s_map ("blank", ep, "echo", "", "1\n2\n\n4\n"), EXIT_INPUT);
-    s_check_stdout ("blank", "1\n2\n");
-    s_check_contains ("blank", "err", "line 3");
-    s_check_contains ("blank", "err", "blank");
+    dp_test_check_stdout ("blank", "1\n2\n");
+    dp_test_check_contains ("blank", "err", "line 3");
+    dp_test_check_contains ("blank", "err", "blank");
 
     /*  Invalid JSON, likewise. */
     CHECK_EQ_INT (s_map ("invalid", ep, "echo", "--batch 1", "1\n{\"a\":\n3\n"), EXIT_INPUT);
-    s_check_stdout ("invalid", "1\n");
-    s_check_contains ("invalid", "err", "line 2");
-    s_check_contains ("invalid", "err", "invalid JSON");
+    dp_test_check_stdout ("invalid", "1\n");
+    dp_test_check_contains ("invalid", "err", "line 2");
+    dp_test_check_contains ("invalid", "err", "invalid JSON");
 
     /*  Arguments nested deeper than a task can carry, likewise. */
     char deep[128] = "1\n";
@@ -252,15 +217,16 @@ s_map_failure_marked_and_exit_status (void)
         strcat (deep, "]");
     strcat (deep, "\n");
     CHECK_EQ_INT (s_map ("deep", ep, "echo", "", deep), EXIT_INPUT);
-    s_check_stdout ("deep", "1\n");
-    s_check_contains ("deep", "err", "line 2: arrays and objects nested deeper than 31 levels");
+    dp_test_check_stdout ("deep", "1\n");
+    dp_test_check_contains ("deep", "err",
+                            "line 2: arrays and objects nested deeper than 31 levels");
 }
 
 /*  Counts the workers in `dpool status --json` output; -1 if unreadable. */
 static int
 s_status_workers (const char *tag)
 {
-    char *text = s_output (tag, "out");
+    char *text = dp_test_output (tag, "out");
     json_error_t error;
     json_t *status = json_loads (text, 0, &error);
     free (text);
@@ -280,7 +246,7 @@ s_task_in_flight (void *arg)
     if (s_sh (tag, RUN_TIMEOUT_MS, "'%s' status --json --connect '%s'", dp_test_cli_bin,
               (const char *)arg) != 0)
         return false;
-    char *text = s_output (tag, "out");
+    char *text = dp_test_output (tag, "out");
     json_error_t error;
     json_t *status = json_loads (text, 0, &error);
     free (text);
@@ -300,27 +266,27 @@ s_check_apply (const dp_test_broker_t *broker, const char *cli)
                         "--connect '%s'",
                         cli, broker->tcp),
                   0);
-    s_check_stdout ("apply", "{\"a\":[1,2.5,\"x\"]}\n");
+    dp_test_check_stdout ("apply", "{\"a\":[1,2.5,\"x\"]}\n");
     CHECK_EQ_INT (
         s_sh ("negative", RUN_TIMEOUT_MS, "'%s' apply echo -5 --connect '%s'", cli, broker->ipc),
         0);
-    s_check_stdout ("negative", "-5\n");
+    dp_test_check_stdout ("negative", "-5\n");
     CHECK_EQ_INT (
         s_sh ("env", RUN_TIMEOUT_MS, "DPOOL_CONNECT='%s' '%s' apply pid null", broker->tcp, cli),
         0);
-    s_check_contains ("env", "out", "{\"pid\":");
+    dp_test_check_contains ("env", "out", "{\"pid\":");
 
     CHECK_EQ_INT (s_sh ("failed", RUN_TIMEOUT_MS, "'%s' apply fail '\"boom\"' --connect '%s'", cli,
                         broker->tcp),
                   1);
-    s_check_stdout ("failed", "");
-    s_check_contains ("failed", "err", "EFAILED");
-    s_check_contains ("failed", "err", "boom");
+    dp_test_check_stdout ("failed", "");
+    dp_test_check_contains ("failed", "err", "EFAILED");
+    dp_test_check_contains ("failed", "err", "boom");
 
     CHECK_EQ_INT (s_sh ("badjson", RUN_TIMEOUT_MS, "'%s' apply echo '{bad' --connect '%s'", cli,
                         broker->tcp),
                   EXIT_INPUT);
-    s_check_contains ("badjson", "err", "invalid JSON");
+    dp_test_check_contains ("badjson", "err", "invalid JSON");
 }
 
 /*  status prints the broker's workers as a table or as JSON. */
@@ -343,7 +309,7 @@ s_check_status (const dp_test_broker_t *broker, const char *cli)
     CHECK_EQ_INT (
         s_sh ("statusjson", RUN_TIMEOUT_MS, "'%s' status --json --connect '%s'", cli, broker->tcp),
         0);
-    char *text = s_output ("statusjson", "out");
+    char *text = dp_test_output ("statusjson", "out");
     json_error_t error;
     json_t *status = json_loads (text, 0, &error);
     if (!status)
@@ -365,11 +331,11 @@ s_check_status (const dp_test_broker_t *broker, const char *cli)
 
     CHECK_EQ_INT (s_sh ("table", RUN_TIMEOUT_MS, "'%s' status --connect '%s'", cli, broker->tcp),
                   0);
-    s_check_contains ("table", "out", "broker ");
-    s_check_contains ("table", "out", "tasks    queued 0, in flight 0, done ");
-    s_check_contains ("table", "out", "workers  2\n");
-    s_check_contains ("table", "out", "FUNCTIONS");
-    s_check_contains ("table", "out", "echo");
+    dp_test_check_contains ("table", "out", "broker ");
+    dp_test_check_contains ("table", "out", "tasks    queued 0, in flight 0, done ");
+    dp_test_check_contains ("table", "out", "workers  2\n");
+    dp_test_check_contains ("table", "out", "FUNCTIONS");
+    dp_test_check_contains ("table", "out", "echo");
 }
 
 /*  An absent broker ends status, apply and map in exit 3 within the
@@ -382,7 +348,7 @@ s_check_no_broker (const char *cli)
     CHECK_EQ_INT (s_sh ("nobroker", 20000, "'%s' status --connect '%s' --connect-timeout-ms 500",
                         cli, nowhere),
                   EXIT_UNREACHABLE);
-    s_check_contains ("nobroker", "err", "cannot reach the broker");
+    dp_test_check_contains ("nobroker", "err", "cannot reach the broker");
     CHECK_EQ_INT (s_sh ("nobroker_apply", 20000,
                         "DPOOL_CONNECT_TIMEOUT_MS=500 '%s' apply echo 1 --connect '%s'", cli,
                         nowhere),
@@ -392,7 +358,7 @@ s_check_no_broker (const char *cli)
                         "'%s' map echo --connect-timeout-ms=500 --connect '%s' < '%s'", cli,
                         nowhere, dp_test_path ("nobroker.in")),
                   EXIT_UNREACHABLE);
-    s_check_stdout ("nobroker_map", "");
+    dp_test_check_stdout ("nobroker_map", "");
 }
 
 /*  A broker lost in the middle of a map ends it in exit 3, no hang. */
@@ -413,7 +379,7 @@ s_check_broker_lost (dp_test_broker_t *broker, const char *cli)
     int rc = dp_test_wait_exit (map, 20000);
     CHECK (rc != -1 && WIFEXITED (rc));
     CHECK_EQ_INT (WEXITSTATUS (rc), EXIT_UNREACHABLE);
-    s_check_contains ("lost", "err", "lost the broker");
+    dp_test_check_contains ("lost", "err", "lost the broker");
 }
 
 /*  apply prints a result or fails with exit 1; status prints the broker's
@@ -440,16 +406,16 @@ s_check_program_help (const char *name, const char *bin)
     char tag[64];
     snprintf (tag, sizeof tag, "%s_help", name);
     CHECK_EQ_INT (s_sh (tag, RUN_TIMEOUT_MS, "'%s' --help", bin), 0);
-    char *help = s_output (tag, "out");
+    char *help = dp_test_output (tag, "out");
     if (!strstr (help, "usage") && !strstr (help, "Usage"))
         dp_test_fail (__FILE__, __LINE__, "%s --help shows no usage: %s", name, help);
     free (help);
     snprintf (tag, sizeof tag, "%s_version", name);
     CHECK_EQ_INT (s_sh (tag, RUN_TIMEOUT_MS, "'%s' --version", bin), 0);
-    s_check_contains (tag, "out", "0.1.0");
+    dp_test_check_contains (tag, "out", "0.1.0");
     snprintf (tag, sizeof tag, "%s_bad", name);
     CHECK_EQ_INT (s_sh (tag, RUN_TIMEOUT_MS, "'%s' --no-such-option", bin), EXIT_USAGE);
-    char *err = s_output (tag, "err");
+    char *err = dp_test_output (tag, "err");
     CHECK (strlen (err) > 0);
     free (err);
 }
@@ -462,23 +428,23 @@ s_help_and_version (void)
 {
     const char *cli = dp_test_cli_bin;
     CHECK_EQ_INT (s_sh ("help", RUN_TIMEOUT_MS, "'%s' --help", cli), 0);
-    s_check_contains ("help", "out", "usage: dpool COMMAND");
-    s_check_contains ("help", "out", "DPOOL_CONNECT");
+    dp_test_check_contains ("help", "out", "usage: dpool COMMAND");
+    dp_test_check_contains ("help", "out", "DPOOL_CONNECT");
     const char *commands[] = {"map", "apply", "status", "demo"};
     for (size_t i = 0; i < 4; i++) {
         char tag[64], usage[64];
         snprintf (usage, sizeof usage, "usage: dpool %s", commands[i]);
         snprintf (tag, sizeof tag, "help_%s", commands[i]);
         CHECK_EQ_INT (s_sh (tag, RUN_TIMEOUT_MS, "'%s' %s --help", cli, commands[i]), 0);
-        s_check_contains (tag, "out", usage);
+        dp_test_check_contains (tag, "out", usage);
         snprintf (tag, sizeof tag, "help_cmd_%s", commands[i]);
         CHECK_EQ_INT (s_sh (tag, RUN_TIMEOUT_MS, "'%s' help %s", cli, commands[i]), 0);
-        s_check_contains (tag, "out", usage);
+        dp_test_check_contains (tag, "out", usage);
     }
-    s_check_contains ("help_map", "out", "{\"dpool_error\":{\"code\":");
-    s_check_contains ("help_map", "out", "DPOOL_CHUNKSIZE");
+    dp_test_check_contains ("help_map", "out", "{\"dpool_error\":{\"code\":");
+    dp_test_check_contains ("help_map", "out", "DPOOL_CHUNKSIZE");
     CHECK_EQ_INT (s_sh ("version", RUN_TIMEOUT_MS, "'%s' --version", cli), 0);
-    s_check_stdout ("version", "dpool 0.1.0\n");
+    dp_test_check_stdout ("version", "dpool 0.1.0\n");
 
     static const struct {
         const char *args;
@@ -503,11 +469,11 @@ s_help_and_version (void)
         int rc = s_sh (tag, RUN_TIMEOUT_MS, "'%s' %s", cli, bad[i].args);
         if (rc != EXIT_USAGE)
             dp_test_fail (__FILE__, __LINE__, "dpool %s exited %d, expected 2", bad[i].args, rc);
-        s_check_contains (tag, "err", bad[i].message);
+        dp_test_check_contains (tag, "err", bad[i].message);
     }
     CHECK_EQ_INT (s_sh ("badenv", RUN_TIMEOUT_MS, "DPOOL_CHUNKSIZE=abc '%s' map echo", cli),
                   EXIT_USAGE);
-    s_check_contains ("badenv", "err", "DPOOL_CHUNKSIZE");
+    dp_test_check_contains ("badenv", "err", "DPOOL_CHUNKSIZE");
 
 #ifdef DPOOL_BROKER_BIN
     s_check_program_help ("broker", dp_test_broker_bin);

@@ -63,40 +63,6 @@ s_sh (const char *tag, const char *format, ...)
     return WEXITSTATUS (status);
 }
 
-/*  The text a command wrote to "out" or "err" (caller frees). */
-static char *
-s_output (const char *tag, const char *stream)
-{
-    char name[128];
-    snprintf (name, sizeof name, "%s.%s", tag, stream);
-    char *text = dp_test_read_file (dp_test_path (name));
-    return text ? text : strdup ("");
-}
-
-/*  Stops the test unless a command's stream contains needle. */
-static void
-s_check_contains (const char *tag, const char *stream, const char *needle)
-{
-    char *text = s_output (tag, stream);
-    if (!strstr (text, needle))
-        dp_test_fail (__FILE__, __LINE__, "[%s] %s lacks \"%s\"; it is:\n%s", tag, stream, needle,
-                      text);
-    free (text);
-}
-
-/*  Stops the test unless a command's stdout is exactly expected. */
-static void
-s_check_stdout (const char *tag, const char *expected)
-{
-    char *text = s_output (tag, "out");
-    if (strcmp (text, expected) != 0) {
-        char *err = s_output (tag, "err");
-        dp_test_fail (__FILE__, __LINE__, "[%s] stdout is:\n%s\nexpected:\n%s\nstderr:\n%s", tag,
-                      text, expected, err);
-    }
-    free (text);
-}
-
 /*  Writes text to a file of the test directory; returns its path, which
     stays valid for the next 7 calls. */
 static const char *
@@ -118,7 +84,7 @@ s_write_file (const char *name, const char *text)
 static json_t *
 s_records (const char *tag)
 {
-    char *text = s_output (tag, "out");
+    char *text = dp_test_output (tag, "out");
     json_t *records = json_array ();
     char *save = NULL;
     for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
@@ -210,9 +176,9 @@ s_exec_failing_commands (void)
                    "{} < '%s'",
                    dp_test_cli_bin, broker.tcp, joblog, in);
     CHECK_EQ_INT (rc, 1);
-    s_check_stdout ("codes", "out0\nout3\nout0\nout7\n");
-    s_check_contains ("codes", "err", "line 2: exit 3: sh -c 'echo out$0; exit $0' 3");
-    s_check_contains ("codes", "err", "line 4: exit 7");
+    dp_test_check_stdout ("codes", "out0\nout3\nout0\nout7\n");
+    dp_test_check_contains ("codes", "err", "line 2: exit 3: sh -c 'echo out$0; exit $0' 3");
+    dp_test_check_contains ("codes", "err", "line 4: exit 7");
     char *log = dp_test_read_file (joblog);
     CHECK (log);
     const char *header =
@@ -234,12 +200,12 @@ s_exec_failing_commands (void)
     CHECK_EQ_INT (s_sh ("words", "'%s' map --exec --connect '%s' printf '[%%s]\\n' x{}y{} < '%s'",
                         dp_test_cli_bin, broker.tcp, in),
                   0);
-    s_check_stdout ("words", "[xa bya b]\n[xy]\n[xc'dyc'd]\n");
+    dp_test_check_stdout ("words", "[xa bya b]\n[xy]\n[xc'dyc'd]\n");
     /*  No {}: the line is the command's stdin. */
     CHECK_EQ_INT (s_sh ("stdin", "'%s' map --exec --connect '%s' -- tr a-z A-Z < '%s'",
                         dp_test_cli_bin, broker.tcp, in),
                   0);
-    s_check_stdout ("stdin", "A B\n\nC'D\n");
+    dp_test_check_stdout ("stdin", "A B\n\nC'D\n");
     /*  A program that does not exist: exit 127, as in a shell. */
     in = s_write_file ("missing.in", "1\n");
     CHECK_EQ_INT (s_sh ("missing",
@@ -265,7 +231,7 @@ s_exec_timeout_kills_group (void)
     CHECK_EQ_INT (s_sh ("before", "'%s' map --exec --connect '%s' -- sh -c 'echo $PPID' < '%s'",
                         dp_test_cli_bin, broker.tcp, in),
                   0);
-    char *worker_before = s_output ("before", "out");
+    char *worker_before = dp_test_output ("before", "out");
 
     const char *dir = dp_test_dir ();
     int64_t start = dp_test_now_ms ();
@@ -281,7 +247,7 @@ s_exec_timeout_kills_group (void)
     CHECK_EQ_INT (s_int (records, 0, "signal"), SIGTERM);
     CHECK_EQ_INT (s_int (records, 0, "exit"), -1);
     json_decref (records);
-    s_check_contains ("timeout", "err", "line 1: timed out after 300 ms");
+    dp_test_check_contains ("timeout", "err", "line 1: timed out after 300 ms");
     int sh = s_read_pid ("sh.pid"), sleeper = s_read_pid ("sleep.pid");
     CHECK (dp_test_wait_until (s_gone, &sh, GONE_MS));
     CHECK (dp_test_wait_until (s_gone, &sleeper, GONE_MS));
@@ -289,7 +255,7 @@ s_exec_timeout_kills_group (void)
     CHECK_EQ_INT (s_sh ("after", "'%s' map --exec --connect '%s' -- sh -c 'echo $PPID' < '%s'",
                         dp_test_cli_bin, broker.tcp, in),
                   0);
-    s_check_stdout ("after", worker_before);
+    dp_test_check_stdout ("after", worker_before);
     free (worker_before);
 }
 
@@ -309,7 +275,7 @@ s_exec_leftover_killed (void)
                         dp_test_cli_bin, broker.tcp, dp_test_dir (), in),
                   0);
     CHECK (dp_test_now_ms () - start < 20000);
-    s_check_stdout ("left", "done\n");
+    dp_test_check_stdout ("left", "done\n");
     int sleeper = s_read_pid ("left.pid");
     CHECK (dp_test_wait_until (s_gone, &sleeper, GONE_MS));
 }
@@ -331,7 +297,7 @@ s_exec_huge_output (void)
     CHECK (fseek (out, 0, SEEK_END) == 0);
     CHECK_EQ_INT (ftell (out), DP_EXEC_DEFAULT_MAX_OUTPUT);
     fclose (out);
-    s_check_contains ("huge", "err", "line 1: stdout cut to 1048576 of 10000000 bytes");
+    dp_test_check_contains ("huge", "err", "line 1: stdout cut to 1048576 of 10000000 bytes");
 
     CHECK_EQ_INT (s_sh ("huge_err",
                         "'%s' map --exec --json --max-output 1000 --connect '%s' -- sh -c 'head "
@@ -412,7 +378,7 @@ s_exec_resume_after_kill (void)
                   0);
     bool after[RESUME_LINES + 1] = {false};
     CHECK_EQ_INT (s_joblog_seqs (joblog, after, RESUME_LINES), RESUME_LINES);
-    char *second = s_output ("second", "out");
+    char *second = dp_test_output ("second", "out");
     for (int i = 1; i <= RESUME_LINES; i++) {
         char line[32], needle[34];
         snprintf (line, sizeof line, "L%d\n", i);
@@ -441,7 +407,7 @@ s_exec_without_opt_in (void)
     json_t *error = json_object_get (json_array_get (records, 0), "dpool_error");
     CHECK_EQ_STR (json_string_value (json_object_get (error, "code")), "ENOFUNC");
     json_decref (records);
-    s_check_contains ("no", "err", "line 1: ENOFUNC");
+    dp_test_check_contains ("no", "err", "line 1: ENOFUNC");
 
     dp_test_broker_t listed;
     static const char *const allow_echo[] = {"--allow-exec=echo,printf", NULL};
@@ -449,12 +415,12 @@ s_exec_without_opt_in (void)
     CHECK_EQ_INT (s_sh ("listed", "'%s' map --exec --connect '%s' -- echo {} < '%s'",
                         dp_test_cli_bin, listed.tcp, in),
                   0);
-    s_check_stdout ("listed", "1\n");
+    dp_test_check_stdout ("listed", "1\n");
     CHECK_EQ_INT (s_sh ("refused", "'%s' map --exec --connect '%s' -- sh -c 'echo $0' {} < '%s'",
                         dp_test_cli_bin, listed.tcp, in),
                   1);
-    s_check_stdout ("refused", "");
-    s_check_contains ("refused", "err", "EFAILED: dpool.exec: 'sh' is not allowed");
+    dp_test_check_stdout ("refused", "");
+    dp_test_check_contains ("refused", "err", "EFAILED: dpool.exec: 'sh' is not allowed");
 }
 
 /*  Calls dpool.exec in process on the packed args; returns the code and

@@ -170,17 +170,6 @@ s_command (const char *tag, int timeout_ms, const char *const argv[])
     return status;
 }
 
-/*  What a command wrote to the test directory's tag.stream (caller frees;
-    empty if nothing). */
-static char *
-s_output (const char *tag, const char *stream)
-{
-    char name[128];
-    snprintf (name, sizeof name, "%s.%s", tag, stream);
-    char *text = dp_test_read_file (dp_test_path (name));
-    return text ? text : strdup ("");
-}
-
 /*  Runs `ip first ARGS...` (NULL-terminated) with its output in the test
     directory's tag.out and tag.err, or nowhere when tag is NULL. Returns its
     exit code, or -1 if it was killed or did not end in time. */
@@ -228,7 +217,7 @@ s_ip_check (int rc, const char *what, int line)
 {
     if (rc == 0)
         return;
-    char *err = s_output ("ip", "err");
+    char *err = dp_test_output ("ip", "err");
     dp_test_fail (__FILE__, line, "ip could not %s (exit %d): %s", what, rc, err);
 }
 
@@ -339,7 +328,7 @@ s_kill_inside (const char *name)
 {
     if (s_ip ("netns", "pids", name, NULL) != 0)
         return;
-    char *text = s_output ("ip", "out");
+    char *text = dp_test_output ("ip", "out");
     for (char *save = NULL, *word = strtok_r (text, " \n", &save); word;
          word = strtok_r (NULL, " \n", &save)) {
         long pid = strtol (word, NULL, 10);
@@ -401,17 +390,17 @@ s_make_network (void)
     for (int i = 0; i < 2; i++) {
         both[i]->made = 1; /* from now on deleted at exit, whatever happens */
         if (s_ip ("netns", "add", both[i]->name, NULL) != 0) {
-            char *err = s_output ("ip", "err");
+            char *err = dp_test_output ("ip", "err");
             s_skip ("cannot make a network namespace (ip netns add %s): %s", both[i]->name, err);
         }
     }
     if (s_ip ("netns", "exec", s_head.name, "true", NULL) != 0) {
-        char *err = s_output ("ip", "err");
+        char *err = dp_test_output ("ip", "err");
         s_skip ("cannot run programs in a network namespace (ip netns exec): %s", err);
     }
     if (s_ip ("-n", s_head.name, "link", "add", s_head.veth, "type", "veth", "peer", "name",
               s_remote.veth, "netns", s_remote.name, NULL) != 0) {
-        char *err = s_output ("ip", "err");
+        char *err = dp_test_output ("ip", "err");
         s_skip ("cannot make a veth pair: %s", err);
     }
     s_ip_check (s_ip ("-n", s_head.name, "address", "add", HEAD_ADDRESS PREFIX_LENGTH, "dev",
@@ -494,7 +483,7 @@ s_start_broker (char *tcp, size_t size)
                           NULL};
     pid_t pid = s_start ("broker", argv);
     if (!dp_test_wait_until (s_has_endpoints, endpoint_file, STEP_MS)) {
-        char *err = s_output ("broker", "err");
+        char *err = dp_test_output ("broker", "err");
         dp_test_fail (__FILE__, __LINE__, "the broker did not bind; its stderr:\n%s", err);
     }
     char *text = dp_test_read_file (endpoint_file);
@@ -558,7 +547,7 @@ static void
 s_check_map_exit (pid_t pid, const char *tag, int timeout_ms)
 {
     int status = dp_test_wait_exit (pid, timeout_ms);
-    char *err = s_output (tag, "err");
+    char *err = dp_test_output (tag, "err");
     if (status == -1)
         dp_test_fail (__FILE__, __LINE__, "[%s] did not end within %d ms; stderr:\n%s", tag,
                       timeout_ms, err);
@@ -592,7 +581,7 @@ static void
 s_check_map_output (const char *tag, const char *input, int count)
 {
     char *in_text = dp_test_read_file (input);
-    char *out_text = s_output (tag, "out");
+    char *out_text = dp_test_output (tag, "out");
     CHECK (in_text);
     char **in_lines = calloc ((size_t)count + 1, sizeof (char *));
     char **out_lines = calloc ((size_t)count + 1, sizeof (char *));
@@ -653,7 +642,7 @@ s_status_get (s_status_t *status)
     int rc = s_command ("status", COMMAND_MS, argv);
     if (rc == -1 || !WIFEXITED (rc) || WEXITSTATUS (rc) != 0)
         return false;
-    char *text = s_output ("status", "out");
+    char *text = dp_test_output ("status", "out");
     snprintf (status->text, sizeof status->text, "%s", text);
     json_error_t error;
     json_t *root = json_loads (text, 0, &error);
@@ -699,7 +688,7 @@ s_await (bool (*cond) (const s_status_t *), s_status_t *status, int timeout_ms, 
     for (;;) {
         int ended = s_broker > 0 ? dp_test_wait_exit (s_broker, 0) : -1;
         if (ended != -1) {
-            char *err = s_output ("broker", "err");
+            char *err = dp_test_output ("broker", "err");
             dp_test_fail (__FILE__, __LINE__,
                           "the broker ended (wait status 0x%x) while the test waited for %s; "
                           "its stderr:\n%s",
