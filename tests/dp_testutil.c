@@ -783,3 +783,28 @@ dp_test_check_stdout (const char *tag, const char *expected)
     }
     free (text);
 }
+
+long long
+dp_test_status_count (dpool_pool_t *pool, const char *outer, const char *key)
+{
+    void *data;
+    size_t size;
+    if (dpool_pool_status (pool, 10000, &data, &size))
+        return -1;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    CHECK (msgpack_unpack_next (&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS);
+    const msgpack_object *map = &unpacked.data;
+    if (outer)
+        map = dp_test_map_get (map, outer);
+    const msgpack_object *found = map ? dp_test_map_get (map, key) : NULL;
+    long long count = -1;
+    if (found && found->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        count = (long long)found->via.u64;
+    else if (found && found->type == MSGPACK_OBJECT_ARRAY)
+        count = found->via.array.size;
+    msgpack_unpacked_destroy (&unpacked);
+    free (data);
+    return count;
+}

@@ -272,6 +272,12 @@ dp_test_track (pid_t pid);
 int
 dp_test_untrack_stop (pid_t pid, int sig);
 
+/*  A count from the status of pool's broker: the key at the top level
+    (outer NULL) or in the map under outer; an array counts its items. -1
+    if absent, or if the broker did not answer within 10 s. */
+long long
+dp_test_status_count (dpool_pool_t *pool, const char *outer, const char *key);
+
 /*  The text a command started with a tag wrote to its stdout (stream
     "out") or stderr ("err"); empty if it wrote nothing. The caller frees. */
 char *

@@ -127,44 +127,6 @@ s_echo_ok (dpool_pool_t *pool, const char *text)
     dpool_result_destroy (&result);
 }
 
-/*  A count from the broker's status: top-level key, or key inside the map
-    under outer (NULL: top level); array values count their items. -1 if
-    the broker did not answer. */
-static long long
-s_status_count (dpool_pool_t *pool, const char *outer, const char *key)
-{
-    void *data;
-    size_t size;
-    if (dpool_pool_status (pool, WAIT_MS, &data, &size))
-        return -1;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
-    CHECK (msgpack_unpack_next (&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS);
-    long long count = -1;
-    const msgpack_object *map = &unpacked.data;
-    for (int level = outer ? 0 : 1; level < 2 && map && map->type == MSGPACK_OBJECT_MAP; level++) {
-        const char *want = level == 0 ? outer : key;
-        const msgpack_object *found = NULL;
-        for (uint32_t i = 0; i < map->via.map.size; i++) {
-            const msgpack_object *k = &map->via.map.ptr[i].key;
-            if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen (want) &&
-                memcmp (k->via.str.ptr, want, k->via.str.size) == 0)
-                found = &map->via.map.ptr[i].val;
-        }
-        if (level == 1 && found) {
-            if (found->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-                count = (long long)found->via.u64;
-            else if (found->type == MSGPACK_OBJECT_ARRAY)
-                count = found->via.array.size;
-        }
-        map = found;
-    }
-    msgpack_unpacked_destroy (&unpacked);
-    free (data);
-    return count;
-}
-
 /*  ---------------------------------------------------------------------------
     keys: dpool keygen and the key files.
 */
@@ -296,7 +258,7 @@ s_case_admitted (void)
     /*  The ipc endpoint is the same socket: CURVE there too. */
     dpool_pool_t *local = s_pool (s.broker.ipc, s.broker_key, client_secret);
     s_echo_ok (local, "over ipc");
-    CHECK_EQ_INT (s_status_count (local, "connections", "handshake_failed"), 0);
+    CHECK_EQ_INT (dp_test_status_count (local, "connections", "handshake_failed"), 0);
     dpool_pool_destroy (&local);
     dpool_pool_destroy (&pool);
     int status = dp_test_stop (workers, SIGTERM, WAIT_MS);
@@ -315,7 +277,7 @@ static bool
 s_handshakes_failed (void *arg)
 {
     s_failed_t *f = (s_failed_t *)arg;
-    return s_status_count (f->pool, "connections", "handshake_failed") >= f->at_least;
+    return dp_test_status_count (f->pool, "connections", "handshake_failed") >= f->at_least;
 }
 
 /*  Unknown keys, wrong server keys and plain peers get nothing: no answer,
@@ -327,7 +289,7 @@ s_case_refused (void)
     s_start (&s, true);
     char *client_secret = s_secret (s.client_key);
     dpool_pool_t *good = s_pool (s.broker.tcp, s.broker_key, client_secret);
-    CHECK_EQ_INT (s_status_count (good, NULL, "workers"), 0);
+    CHECK_EQ_INT (dp_test_status_count (good, NULL, "workers"), 0);
 
     char *stranger_key = s_key ("stranger");
     char *stranger_secret = s_secret (stranger_key);
@@ -351,13 +313,13 @@ s_case_refused (void)
 
     /*  A worker with a key the broker does not know never registers: its
         attempts fail the handshake, and the broker lists no worker. */
-    long long before = s_status_count (good, "connections", "handshake_failed");
+    long long before = dp_test_status_count (good, "connections", "handshake_failed");
     const char *extra[] = {"--curve-server", s.broker_key, "--curve-secret", stranger_secret,
                            NULL};
     pid_t workers = dp_test_workers_start (s.broker.tcp, 1, extra);
     failed.at_least = before + 1;
     CHECK (dp_test_wait_until (s_handshakes_failed, &failed, WAIT_MS));
-    CHECK_EQ_INT (s_status_count (good, NULL, "workers"), 0);
+    CHECK_EQ_INT (dp_test_status_count (good, NULL, "workers"), 0);
     dp_test_stop (workers, SIGTERM, WAIT_MS);
 
     /*  The CLI says what to check. */

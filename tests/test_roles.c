@@ -72,33 +72,6 @@ s_pool (const char *endpoint, const s_key_t *server, const s_key_t *own)
     return pool;
 }
 
-/*  A count from the broker's status under outer (NULL: top level); an
-    array counts its items. -1 if the broker did not answer. */
-static long long
-s_status_count (dpool_pool_t *pool, const char *outer, const char *key)
-{
-    void *data;
-    size_t size;
-    if (dpool_pool_status (pool, WAIT_MS, &data, &size))
-        return -1;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
-    CHECK (msgpack_unpack_next (&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS);
-    const msgpack_object *map = &unpacked.data;
-    if (outer)
-        map = dp_test_map_get (map, outer);
-    const msgpack_object *found = map ? dp_test_map_get (map, key) : NULL;
-    long long count = -1;
-    if (found && found->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        count = (long long)found->via.u64;
-    else if (found && found->type == MSGPACK_OBJECT_ARRAY)
-        count = found->via.array.size;
-    msgpack_unpacked_destroy (&unpacked);
-    free (data);
-    return count;
-}
-
 typedef struct {
     dpool_pool_t *pool;
     const char *outer;
@@ -110,7 +83,7 @@ static bool
 s_count_reached (void *arg)
 {
     s_count_t *c = (s_count_t *)arg;
-    return s_status_count (c->pool, c->outer, c->key) >= c->at_least;
+    return dp_test_status_count (c->pool, c->outer, c->key) >= c->at_least;
 }
 
 static void
@@ -280,19 +253,19 @@ s_case_refused (void)
     result = s_echo (worker, 1);
     s_check_refused (result, DPOOL_EDENIED, "key 'w' may not submit tasks (roles: worker)");
     dpool_result_destroy (&result);
-    CHECK_EQ_INT (s_status_count (admin, "refused", "submit"), 1);
+    CHECK_EQ_INT (dp_test_status_count (admin, "refused", "submit"), 1);
 
     /*  A client key may not use named queues, nor serve as a worker. */
     CHECK (!dpool_queue_open (client, "q", 0));
     CHECK_EQ_INT (dpool_errno (), DPOOL_EDENIED);
-    CHECK_EQ_INT (s_status_count (admin, "refused", "queue"), 1);
+    CHECK_EQ_INT (dp_test_status_count (admin, "refused", "queue"), 1);
     const char *rogue_argv[] = {
         dp_test_worker_bin, "--connect",      s.broker.tcp,     "--procs",       "1",
         "--curve-server",   s.server.public_, "--curve-secret", s.client.secret, NULL};
     pid_t rogue = dp_test_spawn ("rogue", (char *const *)rogue_argv);
     s_wait_count (admin, "refused", "worker", 1);
     CHECK (dp_test_wait_until (s_rogue_told, NULL, WAIT_MS));
-    CHECK_EQ_INT (s_status_count (admin, NULL, "workers"), 1);
+    CHECK_EQ_INT (dp_test_status_count (admin, NULL, "workers"), 1);
     dp_test_stop (rogue, SIGKILL, WAIT_MS);
     /*  The worker key offers only the functions its line names. */
     result = dpool_pool_apply_async (admin, "sleep", "\x91\x00", 2, NULL);
@@ -319,8 +292,8 @@ s_case_refused (void)
     free (err);
 
     /*  Only an admin sees every session. */
-    CHECK_EQ_INT (s_status_count (client, NULL, "sessions"), 1);
-    CHECK (s_status_count (admin, NULL, "sessions") >= 3);
+    CHECK_EQ_INT (dp_test_status_count (client, NULL, "sessions"), 1);
+    CHECK (dp_test_status_count (admin, NULL, "sessions") >= 3);
     dpool_pool_destroy (&worker);
     dpool_pool_destroy (&client);
     dpool_pool_destroy (&admin);
@@ -354,7 +327,7 @@ s_case_quota (void)
     result = s_echo (client, 6);
     CHECK (dpool_result_successful (result));
     dpool_result_destroy (&result);
-    CHECK_EQ_INT (s_status_count (client, "refused", "quota"), 1);
+    CHECK_EQ_INT (dp_test_status_count (client, "refused", "quota"), 1);
     dpool_pool_destroy (&client);
     dp_test_stop (workers, SIGTERM, WAIT_MS);
     s_finish (&s);
@@ -373,12 +346,12 @@ s_case_reload (void)
     dpool_result_t *result = s_echo (client, 1);
     CHECK (dpool_result_successful (result));
     dpool_result_destroy (&result);
-    CHECK_EQ_INT (s_status_count (admin, "refused", "keys"), 3);
+    CHECK_EQ_INT (dp_test_status_count (admin, "refused", "keys"), 3);
 
     s_keys_write (&s, false);
     CHECK_EQ_INT (kill (s.broker.pid, SIGHUP), 0);
     s_wait_count (admin, "refused", "reloads", 1);
-    CHECK_EQ_INT (s_status_count (admin, "refused", "keys"), 2);
+    CHECK_EQ_INT (dp_test_status_count (admin, "refused", "keys"), 2);
     /*  Its session is gone, and what it sends now is refused. */
     char args[2] = {(char)0x91, 2};
     result = dpool_pool_apply_async (client, "echo", args, sizeof args, NULL);

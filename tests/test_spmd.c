@@ -296,33 +296,6 @@ s_case_unreachable (void)
     CURVE through the bootstrap.
 */
 
-/*  The count at outer.key (key alone: the size of the array at key) in the
-    status of pool's broker; -1 if absent. */
-static long long
-s_status_count (dpool_pool_t *pool, const char *outer, const char *key)
-{
-    msgpack_unpacked status = dp_test_status (pool);
-    const msgpack_object *map = &status.data;
-    long long count = -1;
-    for (int level = outer ? 0 : 1; level < 2 && map && map->type == MSGPACK_OBJECT_MAP; level++) {
-        const char *want = level == 0 ? outer : key;
-        const msgpack_object *found = NULL;
-        for (uint32_t i = 0; i < map->via.map.size; i++) {
-            const msgpack_object *k = &map->via.map.ptr[i].key;
-            if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen (want) &&
-                memcmp (k->via.str.ptr, want, k->via.str.size) == 0)
-                found = &map->via.map.ptr[i].val;
-        }
-        if (level == 1 && found && found->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            count = (long long)found->via.u64;
-        else if (level == 1 && found && found->type == MSGPACK_OBJECT_ARRAY)
-            count = found->via.array.size;
-        map = found;
-    }
-    msgpack_unpacked_destroy (&status);
-    return count;
-}
-
 /*  True if path (a /proc file) holds text. */
 static bool
 s_file_holds (const char *path, const char *text)
@@ -384,7 +357,7 @@ static bool
 s_handshakes_failed (void *arg)
 {
     s_failed_t *f = (s_failed_t *)arg;
-    return s_status_count (f->pool, "connections", "handshake_failed") >= f->at_least;
+    return dp_test_status_count (f->pool, "connections", "handshake_failed") >= f->at_least;
 }
 
 /*  A pool of the job's own key (a key file made from the card) on
@@ -443,12 +416,12 @@ s_curve_refusals (const dp_card_t *card)
 {
     dpool_pool_t *pool = s_curve_pool (card);
     dp_test_wait_workers (pool, RANKS, RUN_MS); /* 3 ranks, and rank 0's own over ipc */
-    long long before = s_status_count (pool, "connections", "handshake_failed");
+    long long before = dp_test_status_count (pool, "connections", "handshake_failed");
     CHECK (before >= 0);
     pid_t plain = dp_test_workers_start (card->endpoint, 1, NULL);
     s_failed_t failed = {pool, before + 1};
     CHECK (dp_test_wait_until (s_handshakes_failed, &failed, RUN_MS));
-    failed.at_least = s_status_count (pool, "connections", "handshake_failed") + 1;
+    failed.at_least = dp_test_status_count (pool, "connections", "handshake_failed") + 1;
     dpool_config_t config;
     dpool_config_init (&config);
     config.connect = card->endpoint;
@@ -460,7 +433,7 @@ s_curve_refusals (const dp_card_t *card)
     CHECK_EQ_INT (dpool_pool_status (stranger, 1000, &data, &size), -1);
     dpool_pool_destroy (&stranger);
     CHECK (dp_test_wait_until (s_handshakes_failed, &failed, RUN_MS));
-    CHECK_EQ_INT (s_status_count (pool, NULL, "workers"), RANKS);
+    CHECK_EQ_INT (dp_test_status_count (pool, NULL, "workers"), RANKS);
     dpool_pool_destroy (&pool);
     dp_test_stop (plain, SIGTERM, RUN_MS);
 }
