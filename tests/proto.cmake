@@ -23,3 +23,7 @@ dpool_test (test_wire test_wire.c TIMEOUT 60)
 
 # proto/dp_idmap: every operation against a model, sequential and mixing maps.
 dpool_test (test_idmap test_idmap.c TIMEOUT 60)
+
+# docs/PROTOCOL.md's test vectors (section 11): the C codec decodes each.
+dpool_test (test_vectors test_vectors.c TIMEOUT 60)
+target_compile_definitions (test_vectors PRIVATE DPOOL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
