@@ -21,6 +21,7 @@ import collections
 import ctypes
 import importlib
 import inspect
+import itertools
 import os
 import queue
 import signal
@@ -147,10 +148,31 @@ class _Serving:
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         self.running = None  # (generation, ref, deadline or None) of the job running
+        # What the task thread asks of the I/O thread: queue requests
+        # (dpool.queue.Queue talks to this as to a pool's actor) and progress.
+        self.calls = collections.deque()
+        self.queue_reqs = {}
+        self.reqs = itertools.count(1)
+        self.progress = None  # (generation, ref, value) not yet sent
+        self.progress_sent = 0.0
+
+    # Called from the task thread.
+
+    def call(self, fn):
+        self.calls.append(fn)
+        self._wake()
+
+    def _wake(self):
+        try:
+            self.wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass
 
     # The task thread.
 
     def _task_thread(self):
+        global _CURRENT
+        _CURRENT = self
         while True:
             generation, job = self.jobs.get()
             if job is None:
@@ -166,10 +188,7 @@ class _Serving:
             run_us = int((time.monotonic() - started) * 1e6)
             self.running = None
             self.results.append((generation, job["ref"], code, value, run_us))
-            try:
-                self.wake_w.send(b"\0")
-            except (BlockingIOError, OSError):
-                pass
+            self._wake()
 
     def _run(self, job):
         fn = self.worker.functions.get(job["fn"])
@@ -200,7 +219,10 @@ class _Serving:
                         pass
                 except BlockingIOError:
                     pass
+                while self.calls:
+                    self.calls.popleft()()
                 self._drain()
+                self._send_progress(False)
                 self._send_results()
                 self._check_deadline()
                 if self.link.tick():
@@ -218,6 +240,14 @@ class _Serving:
             command, fields = message
             if command == proto.WELCOME:
                 self._registration_lost()
+                for request in list(self.queue_reqs.values()):
+                    request.registered_again(self)
+            elif command == proto.QUEUE_REPLY:
+                request = self.queue_reqs.pop(fields["req"], None)
+                if request is not None:
+                    request.answer(self, fields)
+                elif fields["token"]:
+                    self.link.send(proto.queue_ack(fields["token"], False))
             elif command == proto.DISPATCH:
                 for job in fields:
                     self.held[job["ref"]] = job
@@ -233,7 +263,24 @@ class _Serving:
         self.held.clear()
         self.link.idle = True
 
+    def _send_progress(self, before_done):
+        """The last progress report of the running job: at most one per
+        100 ms, and the one held back before the job's DONE (section 5.5)."""
+        pending = self.progress
+        if pending is None:
+            return
+        now = time.monotonic()
+        if not before_done and now - self.progress_sent < 0.1:
+            return
+        self.progress = None
+        generation, ref, value = pending
+        if generation == self.generation and ref in self.held and self.link.registered:
+            self.link.send(proto.progress(ref, value))
+            self.progress_sent = now
+
     def _send_results(self):
+        if self.results:
+            self._send_progress(True)
         batch = []
         while self.results:
             generation, ref, code, value, run_us = self.results.popleft()
@@ -275,6 +322,42 @@ class _Serving:
         self.context.term()
         self.wake_r.close()
         self.wake_w.close()
+
+
+_CURRENT = None  # the _Serving whose task thread this is
+
+
+def _serving():
+    serving = _CURRENT
+    if serving is None or threading.current_thread().name != "dpool-task":
+        raise RuntimeError("not inside a task run by dpool.worker")
+    return serving
+
+
+def report_progress(value):
+    """From inside a task: its progress, any msgpack value of at most 4096
+    bytes (by convention [done, total]); the client sees the last one
+    (ApplyResult.progress). Reports more often than every 100 ms are
+    folded into the last."""
+    serving = _serving()
+    if len(msgpack.packb(value, use_bin_type=True)) > 4096:
+        raise ValueError("a progress value is at most 4096 bytes")
+    running = serving.running
+    if running is not None:
+        serving.progress = (running[0], running[1], value)
+        serving._wake()
+
+
+class _TaskHandle:
+    def __init__(self, serving):
+        self._actor = serving
+
+
+def task_queue(name, maxsize=0):
+    """From inside a task: the broker's named queue NAME, reached through
+    this worker's connection (Manager().Queue() between tasks)."""
+    from .queue import Queue
+    return Queue(_TaskHandle(_serving()), name, maxsize)
 
 
 def _die_with_parent():
@@ -402,4 +485,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module dpool.worker, not as __main__, so that the tasks'
+    # own `import dpool.worker` (task_queue, report_progress) finds the
+    # state this process serves with.
+    from dpool.worker import main as module_main
+    sys.exit(module_main())

@@ -35,3 +35,21 @@ def die_once(marker):
         open(marker, "w").close()
         os._exit(9)
     return "survived"
+
+
+def produce(name, count):
+    """Puts count values on the named queue NAME, reporting progress."""
+    from dpool.worker import report_progress, task_queue
+    queue = task_queue(name)
+    for i in range(count):
+        queue.put(i)
+        report_progress([i + 1, count])
+        time.sleep(0.02)
+    return count
+
+
+def consume(name, count):
+    """Takes count values off the named queue NAME and returns them."""
+    from dpool.worker import task_queue
+    queue = task_queue(name)
+    return [queue.get(timeout=20) for _ in range(count)]

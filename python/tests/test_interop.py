@@ -152,6 +152,15 @@ class PythonOnPython(unittest.TestCase):
         with self.assertRaises(KeyError):
             self.pool.map(pytasks.fail, ["a", "b"])
 
+    def test_two_tasks_talk_through_a_named_queue_with_progress(self):
+        # the tutorial's second example: a producer task and a consumer task
+        consumer = self.pool.apply_async(pytasks.consume, ("py-q", 10))
+        producer = self.pool.apply_async(pytasks.produce, ("py-q", 10))
+        self.assertEqual(consumer.get(30), list(range(10)))
+        self.assertEqual(producer.get(30), 10)
+        wait_for(lambda: producer.progress is not None, what="a progress report")
+        self.assertEqual(producer.progress[1], 10)
+
     def test_tasks_run_on_several_processes(self):
         pids = set(self.pool.map(pytasks.pid_after, [0.05] * 8, chunksize=1))
         self.assertEqual(len(pids), 2)
