@@ -1,0 +1,128 @@
+/*  test_install.c - dpool as a user installs it: `cmake --install` of this
+    build into a fresh prefix of the test's own, then, from that prefix
+    alone, its programs run (--version), a program builds out of tree with
+    pkg-config and with find_package (examples/consumer/square.c, an
+    embedded pool's apply and map) and runs.
+*/
+#include "dp_testutil.h"
+#include "dpool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef DPOOL_BUILD_DIR
+#error "DPOOL_BUILD_DIR, _SOURCE_DIR, _CMAKE, _CC and _LIBDIR come from CMake"
+#endif
+
+#define TEST_SECONDS 240
+#define RUN_MS       200000 /* one command: an install, a build, a run */
+#define SQUARE_OUT   "49\n285\n"
+
+/*  Runs script with /bin/sh, its output in files named after tag; stops
+    the test, showing its stderr, unless it exits 0. Returns its stdout,
+    which the caller frees. */
+static char *
+s_sh (const char *tag, const char *script)
+{
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    pid_t pid = dp_test_spawn (tag, (char *const *)argv);
+    int status = dp_test_wait_exit (pid, RUN_MS);
+    if (status == -1 || !WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+        char *err = dp_test_output (tag, "err");
+        dp_test_fail (__FILE__, __LINE__, "'%s' ended with wait status %d:\n%s", script, status,
+                      err);
+    }
+    return dp_test_output (tag, "out");
+}
+
+/*  Installs this build into the test's directory; returns the prefix
+    (a static buffer). */
+static const char *
+s_install (void)
+{
+    static char prefix[1024];
+    snprintf (prefix, sizeof prefix, "%s", dp_test_path ("prefix"));
+    char script[4096];
+    snprintf (script, sizeof script, "'%s' --install '%s' --prefix '%s'", DPOOL_CMAKE,
+              DPOOL_BUILD_DIR, prefix);
+    free (s_sh ("install", script));
+    return prefix;
+}
+
+/*  The installed programs run from the prefix, without LD_LIBRARY_PATH,
+    and say their version. */
+static void
+s_case_programs (void)
+{
+    const char *prefix = s_install ();
+    const char *programs[] = {"dpool", "dpool-broker", "dpool-worker"};
+    for (int i = 0; i < 3; i++) {
+        char script[2048];
+        snprintf (script, sizeof script, "unset LD_LIBRARY_PATH; '%s/bin/%s' --version", prefix,
+                  programs[i]);
+        char *out = s_sh (programs[i], script);
+        char expected[128];
+        snprintf (expected, sizeof expected, "%s %s", programs[i], DPOOL_VERSION_STRING);
+        if (strncmp (out, expected, strlen (expected)) != 0)
+            dp_test_fail (__FILE__, __LINE__, "%s --version printed '%s'", programs[i], out);
+        free (out);
+    }
+}
+
+/*  `pkg-config --cflags --libs dpool` is all the example needs (msgpack's
+    -lmsgpackc comes through Requires); it runs an embedded pool. */
+static void
+s_case_pkg_config (void)
+{
+    const char *prefix = s_install ();
+    char script[4096];
+    snprintf (script, sizeof script,
+              "export PKG_CONFIG_PATH='%s/%s/pkgconfig'; pkg-config --libs dpool", prefix,
+              DPOOL_LIBDIR);
+    char *libs = s_sh ("libs", script);
+    if (!strstr (libs, "-ldpool") || !strstr (libs, "-lmsgpackc"))
+        dp_test_fail (__FILE__, __LINE__, "pkg-config --libs dpool gave '%s'", libs);
+    free (libs);
+    snprintf (script, sizeof script,
+              "export PKG_CONFIG_PATH='%s/%s/pkgconfig' && cd '%s' && "
+              "'%s' -o square '%s/examples/consumer/square.c' $(pkg-config --cflags --libs dpool) "
+              "-Wl,-rpath,\"$(pkg-config --variable=libdir dpool)\" && ./square",
+              prefix, DPOOL_LIBDIR, dp_test_dir (), DPOOL_CC, DPOOL_SOURCE_DIR);
+    char *out = s_sh ("square", script);
+    CHECK_EQ_STR (out, SQUARE_OUT);
+    free (out);
+}
+
+/*  find_package (dpool) in examples/consumer/CMakeLists.txt gives
+    dpool::dpool; the program it builds runs. */
+static void
+s_case_find_package (void)
+{
+    const char *prefix = s_install ();
+    char script[4096];
+    snprintf (script, sizeof script,
+              "'%s' -S '%s/examples/consumer' -B '%s/consumer' -DCMAKE_PREFIX_PATH='%s' "
+              "-DCMAKE_C_COMPILER='%s' && '%s' --build '%s/consumer' && '%s/consumer/square'",
+              DPOOL_CMAKE, DPOOL_SOURCE_DIR, dp_test_dir (), prefix, DPOOL_CC, DPOOL_CMAKE,
+              dp_test_dir (), dp_test_dir ());
+    char *out = s_sh ("consumer", script);
+    const char *last = strstr (out, SQUARE_OUT);
+    CHECK (last && strcmp (last, SQUARE_OUT) == 0);
+    free (out);
+}
+
+static const dp_test_case_t s_cases[] = {
+    {"install_programs", s_case_programs},
+    {"install_pkg_config", s_case_pkg_config},
+    {"install_find_package", s_case_find_package},
+};
+
+int
+main (int argc, char *argv[])
+{
+    return dp_test_main (argc, argv, DP_TEST_CASES (s_cases), TEST_SECONDS);
+}
