@@ -1,6 +1,6 @@
 # What `cmake --install build --prefix P` lays out, for any P: the library,
-# its header, dpool.pc, the CMake package (dpool::dpool) and the programs
-# (their rules are in their folders). Included at the end of the top CMakeLists.txt; the
+# its header, dpool.pc, the CMake package (dpool::dpool), the programs (their
+# rules are in their folders) and man pages (cmake/man.cmake). Included at the end of the top CMakeLists.txt; the
 # install RPATH is set at its top, before the targets are made.
 include (CMakePackageConfigHelpers)
 
@@ -30,3 +30,5 @@ install (EXPORT dpoolTargets NAMESPACE dpool:: DESTINATION ${DPOOL_CMAKE_DIR})
 install (FILES examples/consumer/square.c examples/consumer/CMakeLists.txt
          DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 
+
+include (cmake/man.cmake)

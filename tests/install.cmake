@@ -1,5 +1,5 @@
-# The install (cmake/install.cmake): programs, pkg-config and find_package,
-# from a prefix the test installs this build into. Not in a sanitizer
+# The install (cmake/install.cmake): programs, pkg-config, find_package and
+# man pages, from a prefix the test installs this build into. Not in a sanitizer
 # build, whose library a plain program cannot link.
 if (NOT DPOOL_SANITIZE AND TARGET dpool-cli)
     dpool_test (test_install test_install.c TIMEOUT 300)
@@ -9,4 +9,7 @@ if (NOT DPOOL_SANITIZE AND TARGET dpool-cli)
         DPOOL_LIBDIR="${CMAKE_INSTALL_LIBDIR}")
     # What it installs must be built: every target of the project.
     add_dependencies (test_install dpool dpool-broker dpool-worker dpool-cli)
+    if (TARGET dpool_man)
+        add_dependencies (test_install dpool_man)
+    endif ()
 endif ()

@@ -2,7 +2,8 @@
     build into a fresh prefix of the test's own, then, from that prefix
     alone, its programs run (--version), a program builds out of tree with
     pkg-config and with find_package (examples/consumer/square.c, an
-    embedded pool's apply and map) and runs.
+    embedded pool's apply and map) and runs, and the man pages are roff
+    where man looks for them.
 */
 #include "dp_testutil.h"
 #include "dpool.h"
@@ -115,10 +116,38 @@ s_case_find_package (void)
     free (out);
 }
 
+/*  The man pages, made by the build, are roff under share/man, and man
+    renders them. */
+static void
+s_case_man_pages (void)
+{
+    const char *prefix = s_install ();
+    const char *pages[] = {"man1/dpool.1", "man1/dpool-broker.1", "man1/dpool-worker.1",
+                           "man3/dpool.3"};
+    const char *titles[] = {".TH \"dpool\" \"1\"", ".TH \"dpool-broker\" \"1\"",
+                            ".TH \"dpool-worker\" \"1\"", ".TH \"dpool\" \"3\""};
+    for (int i = 0; i < 4; i++) {
+        char path[2048];
+        snprintf (path, sizeof path, "%s/share/man/%s", prefix, pages[i]);
+        char *text = dp_test_read_file (path);
+        if (!text || !strstr (text, titles[i]))
+            dp_test_fail (__FILE__, __LINE__, "%s is no man page titled %s", path, titles[i]);
+        free (text);
+        if (access ("/usr/bin/man", X_OK) == 0) {
+            char script[4096];
+            snprintf (script, sizeof script, "MANWIDTH=80 man -l '%s'", path);
+            char *out = s_sh ("man", script);
+            CHECK (strstr (out, "NAME") && strstr (out, "SEE ALSO"));
+            free (out);
+        }
+    }
+}
+
 static const dp_test_case_t s_cases[] = {
     {"install_programs", s_case_programs},
     {"install_pkg_config", s_case_pkg_config},
     {"install_find_package", s_case_find_package},
+    {"install_man_pages", s_case_man_pages},
 };
 
 int
