@@ -1,6 +1,7 @@
 # What `cmake --install build --prefix P` lays out, for any P: the library,
 # its header, dpool.pc, the CMake package (dpool::dpool), the programs (their
-# rules are in their folders) and man pages (cmake/man.cmake). Included at the end of the top CMakeLists.txt; the
+# rules are in their folders), man pages (cmake/man.cmake) and systemd units
+# (packaging/systemd). Included at the end of the top CMakeLists.txt; the
 # install RPATH is set at its top, before the targets are made.
 include (CMakePackageConfigHelpers)
 
@@ -32,3 +33,22 @@ install (FILES examples/consumer/square.c examples/consumer/CMakeLists.txt
 
 
 include (cmake/man.cmake)
+
+# systemd units, in the prefix's lib/systemd/system (for /usr, where the
+# distribution's go), and example files of their settings. A unit names its
+# program by absolute path: it is written at install time, for the prefix
+# installed into (cmake --install --prefix P, or CPack's /usr).
+set (DPOOL_UNITS dpool-broker.service dpool-worker@.service)
+set (DPOOL_UNIT_DIR lib/systemd/system)
+install (CODE "
+    set (DPOOL_UNIT_BINDIR \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}\")
+    set (dir \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${DPOOL_UNIT_DIR}\")
+    foreach (unit ${DPOOL_UNITS})
+        message (STATUS \"Installing: \${dir}/\${unit}\")
+        configure_file (\"${PROJECT_SOURCE_DIR}/packaging/systemd/\${unit}.in\"
+                        \"\${dir}/\${unit}\" @ONLY)
+        list (APPEND CMAKE_INSTALL_MANIFEST_FILES \"\${dir}/\${unit}\")
+    endforeach ()
+")
+install (FILES packaging/systemd/broker.env packaging/systemd/worker.env
+         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)

@@ -1,6 +1,6 @@
-# The install (cmake/install.cmake): programs, pkg-config, find_package and
-# man pages, from a prefix the test installs this build into. Not in a sanitizer
-# build, whose library a plain program cannot link.
+# The install (cmake/install.cmake): programs, pkg-config, find_package, man
+# pages and systemd units, from a prefix the test installs this build into.
+# Not in a sanitizer build, whose library a plain program cannot link.
 if (NOT DPOOL_SANITIZE AND TARGET dpool-cli)
     dpool_test (test_install test_install.c TIMEOUT 300)
     target_compile_definitions (test_install PRIVATE

@@ -2,8 +2,8 @@
     build into a fresh prefix of the test's own, then, from that prefix
     alone, its programs run (--version), a program builds out of tree with
     pkg-config and with find_package (examples/consumer/square.c, an
-    embedded pool's apply and map) and runs, and the man pages are roff
-    where man looks for them.
+    embedded pool's apply and map) and runs, and the man pages and systemd
+    units are where man and systemd look for them.
 */
 #include "dp_testutil.h"
 #include "dpool.h"
@@ -143,11 +143,48 @@ s_case_man_pages (void)
     }
 }
 
+/*  The units are in lib/systemd/system, run the programs of the prefix,
+    read their EnvironmentFile, and systemd-analyze verify finds nothing
+    to say about them (their man pages included). */
+static void
+s_case_units (void)
+{
+    const char *prefix = s_install ();
+    const char *units[] = {"dpool-broker.service", "dpool-worker@.service"};
+    const char *envs[] = {"EnvironmentFile=-/etc/dpool/broker.env",
+                          "EnvironmentFile=/etc/dpool/worker-%i.env"};
+    const char *programs[] = {"dpool-broker", "dpool-worker"};
+    char script[4096];
+    for (int i = 0; i < 2; i++) {
+        char path[2048], exec[2048];
+        snprintf (path, sizeof path, "%s/lib/systemd/system/%s", prefix, units[i]);
+        snprintf (exec, sizeof exec, "\nExecStart=%s/bin/%s\n", prefix, programs[i]);
+        char *text = dp_test_read_file (path);
+        CHECK (text && strstr (text, exec) && strstr (text, envs[i]));
+        CHECK (strstr (text, "\nType=notify\n"));
+        free (text);
+    }
+    if (access ("/usr/bin/systemd-analyze", X_OK) != 0) {
+        printf ("install_units: no systemd-analyze, the units are not verified\n");
+        return;
+    }
+    snprintf (script, sizeof script,
+              "cd '%s/lib/systemd/system' && MANPATH='%s/share/man' systemd-analyze verify "
+              "./dpool-broker.service ./dpool-worker@.service",
+              prefix, prefix);
+    free (s_sh ("verify", script));
+    char *err = dp_test_output ("verify", "err");
+    if (*err)
+        dp_test_fail (__FILE__, __LINE__, "systemd-analyze verify said:\n%s", err);
+    free (err);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"install_programs", s_case_programs},
     {"install_pkg_config", s_case_pkg_config},
     {"install_find_package", s_case_find_package},
     {"install_man_pages", s_case_man_pages},
+    {"install_units", s_case_units},
 };
 
 int
