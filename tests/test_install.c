@@ -3,7 +3,9 @@
     alone, its programs run (--version), a program builds out of tree with
     pkg-config and with find_package (examples/consumer/square.c, an
     embedded pool's apply and map) and runs, and the man pages and systemd
-    units are where man and systemd look for them.
+    units are where man and systemd look for them. And cpack -G DEB makes a
+    .deb of it for /usr, which dpkg-deb reads (installing it would change
+    the machine under the other tests: that is done by hand, README).
 */
 #include "dp_testutil.h"
 #include "dpool.h"
@@ -16,7 +18,7 @@
 #include <unistd.h>
 
 #ifndef DPOOL_BUILD_DIR
-#error "DPOOL_BUILD_DIR, _SOURCE_DIR, _CMAKE, _CC and _LIBDIR come from CMake"
+#error "DPOOL_BUILD_DIR, _SOURCE_DIR, _CMAKE, _CPACK, _CC and _LIBDIR come from CMake"
 #endif
 
 #define TEST_SECONDS 240
@@ -179,12 +181,60 @@ s_case_units (void)
     free (err);
 }
 
+/*  cpack -G DEB makes one .deb of the install for /usr: its control
+    names the shared libraries the programs need, and it holds the
+    programs, the library, dpool.pc, the CMake package, man pages and
+    units, and no libdpool_mpi. */
+static void
+s_case_deb (void)
+{
+    char script[4096];
+    snprintf (script, sizeof script,
+              "cd '%s' && '%s' -G DEB -B '%s/deb' >/dev/null && cd '%s/deb' && "
+              "dpkg-deb -f dpool_%s_*.deb Package Version Depends && echo ---- && "
+              "dpkg-deb -c dpool_%s_*.deb",
+              DPOOL_BUILD_DIR, DPOOL_CPACK, dp_test_dir (), dp_test_dir (), DPOOL_VERSION_STRING,
+              DPOOL_VERSION_STRING);
+    char *out = s_sh ("cpack", script);
+    const char *wanted[] = {"Package: dpool\n",
+                            "Version: " DPOOL_VERSION_STRING "\n",
+                            "libczmq4",
+                            "libzmq5",
+                            "libmsgpackc2",
+                            "libjansson4",
+                            "libc6",
+                            "./usr/bin/dpool\n",
+                            "./usr/bin/dpool-broker\n",
+                            "./usr/bin/dpool-worker\n",
+                            "./usr/include/dpool.h\n",
+                            "./usr/lib/libdpool.so.0.1.0\n",
+                            "./usr/lib/pkgconfig/dpool.pc\n",
+                            "./usr/lib/cmake/dpool/dpoolConfig.cmake\n",
+                            "./usr/lib/systemd/system/dpool-broker.service\n",
+                            "./usr/lib/systemd/system/dpool-worker@.service\n",
+                            "./usr/share/man/man1/dpool-broker.1",
+                            "./usr/share/man/man3/dpool.3"};
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++)
+        if (!strstr (out, wanted[i]))
+            dp_test_fail (__FILE__, __LINE__, "the .deb lacks '%s':\n%s", wanted[i], out);
+    CHECK (!strstr (out, "dpool_mpi") && !strstr (out, "openmpi"));
+    free (out);
+    snprintf (script, sizeof script,
+              "cd '%s/deb' && dpkg-deb -x dpool_%s_*.deb root && "
+              "grep '^ExecStart=' root/usr/lib/systemd/system/dpool-broker.service",
+              dp_test_dir (), DPOOL_VERSION_STRING);
+    out = s_sh ("unit", script);
+    CHECK_EQ_STR (out, "ExecStart=/usr/bin/dpool-broker\n");
+    free (out);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"install_programs", s_case_programs},
     {"install_pkg_config", s_case_pkg_config},
     {"install_find_package", s_case_find_package},
     {"install_man_pages", s_case_man_pages},
     {"install_units", s_case_units},
+    {"install_deb", s_case_deb},
 };
 
 int
