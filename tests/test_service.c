@@ -11,7 +11,10 @@
     writes one object per line that jansson parses, with hostile bytes in a
     message escaped, and --log-target journald speaks journald's native
     protocol (to a socket the test binds over /run/systemd/journal in a
-    mount namespace of the broker's own: root only, else skipped).
+    mount namespace of the broker's own: root only, else skipped), and
+    --log-target syslog writes to /dev/log (likewise). A worker with no
+    option takes every setting from DPOOL_* variables, as a unit's
+    EnvironmentFile gives them, DPOOL_PLUGINS among them.
 */
 #include "dp_testutil.h"
 #include "dp_util.h"
@@ -282,6 +285,17 @@ s_case_log_json (void)
     CHECK (s_check_json_lines ("workers1", "dpool-worker", "q\"b\\\x01\xef\xbf\xbd") >= 1);
 }
 
+/*  Skips the case unless this is root with unshare, which a case needs to
+    lay out a mount namespace for the broker. */
+static void
+s_need_namespace (const char *name)
+{
+    if (geteuid () != 0 || access ("/usr/bin/unshare", X_OK) != 0) {
+        fprintf (stderr, "SKIP %s: needs root and /usr/bin/unshare\n", name);
+        exit (EXIT_SKIP);
+    }
+}
+
 /*  The fields of one native journal datagram ("KEY=value" lines). Returns
     the value of key, copied into value, or NULL. */
 static const char *
@@ -304,10 +318,9 @@ static void
 s_case_log_journald (void)
 {
     s_need_systemd ("service_log_journald");
-    if (geteuid () != 0 || access ("/usr/bin/unshare", X_OK) != 0 ||
-        access ("/run/systemd", F_OK) != 0) {
-        fprintf (stderr,
-                 "SKIP service_log_journald: needs root, /usr/bin/unshare and /run/systemd\n");
+    s_need_namespace ("service_log_journald");
+    if (access ("/run/systemd", F_OK) != 0) {
+        fprintf (stderr, "SKIP service_log_journald: no /run/systemd\n");
         exit (EXIT_SKIP);
     }
     int fd = s_listen ("socket");
@@ -337,12 +350,97 @@ s_case_log_journald (void)
     close (fd);
 }
 
+/*  --log-target syslog: each message is a datagram to /dev/log,
+    "<PRI>TIMESTAMP dpool-broker[PID]: MESSAGE" with PRI facility daemon
+    and the message's level; nothing on stderr. The broker's /dev is a
+    tmpfs of its mount namespace, with the host's null, zero, random and
+    urandom, and log the socket the test binds. */
+static void
+s_case_log_syslog (void)
+{
+    s_need_namespace ("service_log_syslog");
+    int fd = s_listen ("log");
+    char script[4096];
+    snprintf (script, sizeof script,
+              "d='%s' && mkdir \"$d/dev\" && mount --bind /dev \"$d/dev\" && "
+              "mount -t tmpfs dpool-test /dev && for f in null zero random urandom; do "
+              "touch /dev/$f && mount --bind \"$d/dev/$f\" /dev/$f || exit 1; done && "
+              "ln -s \"$d/log\" /dev/log && exec '%s' --bind tcp://127.0.0.1:0 "
+              "--log-level info --log-target syslog",
+              dp_test_dir (), dp_test_broker_bin);
+    const char *argv[] = {"/usr/bin/unshare", "--mount", "sh", "-c", script, NULL};
+    pid_t broker = dp_test_spawn ("broker", (char *const *)argv);
+    char note[NOTE_SIZE], head[64];
+    /*  LOG_DAEMON | LOG_INFO: 3 * 8 + 6. */
+    snprintf (head, sizeof head, "<30>");
+    bool listening = false;
+    while (!listening && s_note (fd, note, NOTE_MS)) {
+        CHECK (strncmp (note, head, strlen (head)) == 0);
+        char *tag = strstr (note, " dpool-broker[");
+        CHECK (tag);
+        CHECK (atoi (tag + strlen (" dpool-broker[")) == (int)broker);
+        listening = strstr (tag, "]: listening on tcp://127.0.0.1:") != NULL;
+    }
+    if (!listening) {
+        char *err = dp_test_output ("broker", "err");
+        dp_test_fail (__FILE__, __LINE__, "no message 'listening on' to syslog:\n%s", err);
+    }
+    CHECK (WIFEXITED (dp_test_stop (broker, SIGTERM, NOTE_MS)));
+    char *err = dp_test_output ("broker", "err");
+    CHECK_EQ_STR (err, "");
+    free (err);
+    close (fd);
+}
+
+/*  A dpool-worker with no option, its settings all from DPOOL_* variables
+    as a unit's EnvironmentFile gives them: the broker, two processes, a
+    plugin from DPOOL_PLUGINS (after a path that is no file: a list that
+    does not load stops it), JSON logs. */
+static void
+s_case_worker_environment (void)
+{
+    const char *endpoint = dp_test_ipc ("broker");
+    char broker_endpoint[2048], plugins[4096];
+    snprintf (broker_endpoint, sizeof broker_endpoint, "%s", endpoint);
+    pid_t broker = s_broker ("broker", broker_endpoint, NULL);
+    const char *argv[] = {dp_test_worker_bin, NULL};
+    setenv ("DPOOL_CONNECT", broker_endpoint, 1);
+    setenv ("DPOOL_PROCS", "2", 1);
+    setenv ("DPOOL_LOG", "info", 1);
+    setenv ("DPOOL_LOG_FORMAT", "json", 1);
+    snprintf (plugins, sizeof plugins, "%s/none.so:%s", dp_test_dir (), DPOOL_EXAMPLE_PLUGIN);
+    setenv ("DPOOL_PLUGINS", plugins, 1);
+    pid_t bad = dp_test_spawn ("bad", (char *const *)argv);
+    setenv ("DPOOL_PLUGINS", DPOOL_EXAMPLE_PLUGIN, 1);
+    pid_t workers = dp_test_spawn ("workers", (char *const *)argv);
+    unsetenv ("DPOOL_CONNECT");
+    unsetenv ("DPOOL_PROCS");
+    unsetenv ("DPOOL_LOG");
+    unsetenv ("DPOOL_LOG_FORMAT");
+    unsetenv ("DPOOL_PLUGINS");
+    int status = dp_test_wait_exit (bad, NOTE_MS);
+    CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 1);
+    dp_test_check_contains ("bad", "err", "none.so");
+
+    const char *args[] = {"apply", "example.add", "[2, 3]", NULL};
+    char *out = NULL;
+    CHECK_EQ_INT (dp_test_cli_run ("apply", broker_endpoint, args, NOTE_MS, &out, NULL), 0);
+    CHECK_EQ_STR (out, "5\n");
+    free (out);
+    s_wait_said ("workers", "registered with broker");
+    CHECK (s_check_json_lines ("workers", "dpool-worker", "supervising 2 worker processes") == 1);
+    CHECK (WIFEXITED (dp_test_stop (workers, SIGTERM, NOTE_MS)));
+    dp_test_stop (broker, SIGTERM, NOTE_MS);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"service_broker_notify", s_case_broker_notify},
     {"service_worker_notify", s_case_worker_notify},
     {"service_log_text", s_case_log_text},
     {"service_log_json", s_case_log_json},
     {"service_log_journald", s_case_log_journald},
+    {"service_log_syslog", s_case_log_syslog},
+    {"service_worker_environment", s_case_worker_environment},
 };
 
 int
