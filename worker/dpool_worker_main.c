@@ -288,6 +288,9 @@ static int
 s_option (int option, options_t *opts, char *argv[])
 {
     dp_worker_config_t *worker = &opts->config.worker;
+    if (option == OPT_LOG_FORMAT || option == OPT_LOG_TARGET)
+        return s_log_option (option, option == OPT_LOG_FORMAT ? "--log-format" : "--log-target",
+                             optarg);
     switch (option) {
     case 'c':
         if (!*optarg)
@@ -352,10 +355,6 @@ s_option (int option, options_t *opts, char *argv[])
         dp_log_set_level (level);
         break;
     }
-    case OPT_LOG_FORMAT:
-        return s_log_option (option, "--log-format", optarg);
-    case OPT_LOG_TARGET:
-        return s_log_option (option, "--log-target", optarg);
     case 'h':
         s_usage (stdout);
         return 0;
