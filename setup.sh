@@ -20,6 +20,9 @@ PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-de
           libjansson-dev clang-19 libclang-rt-19-dev valgrind iproute2 python3
           openmpi-bin libopenmpi-dev util-linux parallel python3-mpi4py slurm-wlm munge
           python3-zmq python3-msgpack libpython3.11-testsuite"
+# Install and service (issue 17): libsystemd-dev (sd_notify, the journald
+# log target), scdoc (the man pages' source to roff).
+PACKAGES="$PACKAGES libsystemd-dev scdoc"
 
 missing=()
 for package in $PACKAGES; do

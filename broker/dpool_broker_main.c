@@ -109,12 +109,16 @@ s_usage (FILE *out)
              "                         (default 0: no quota)\n"
              "      --endpoint-file F  write the bound endpoints to F, one per line\n"
              "      --log-level L      error, warn, info or debug (env DPOOL_LOG; default warn)\n"
+             "      --log-format F     text (a line with date, time and zone) or json (one\n"
+             "                         object per line) (env DPOOL_LOG_FORMAT; default text)\n"
+             "      --log-target T     stderr, syslog or journald (env DPOOL_LOG_TARGET;\n"
+             "                         default stderr)\n"
              "  -h, --help             show this help and exit\n"
              "  -V, --version          show the version and exit\n"
              "\n"
-             "SIGINT or SIGTERM stops the broker cleanly; SIGHUP reloads its keys. The\n"
-             "wire protocol is\n"
-             "described in docs/PROTOCOL.md.\n",
+             "SIGINT or SIGTERM stops the broker cleanly; SIGHUP reloads its keys. Under\n"
+             "systemd (NOTIFY_SOCKET set) it reports READY=1 once bound and STOPPING=1 when\n"
+             "it stops. See dpool-broker(1); the wire protocol is in docs/PROTOCOL.md.\n",
              DP_DEFAULT_ENDPOINT, DP_HEARTBEAT_MS, DP_EXPIRY_MS, DP_DEFAULT_MAX_QUEUE,
              DP_DEFAULT_MAX_QUEUE_BYTES, DP_DEFAULT_MAX_HELD_RESULTS, DP_DEFAULT_MAX_HELD_BYTES,
              DP_DEFAULT_MAX_SESSIONS, DP_QUEUE_BYTES, DP_DEFAULT_NOFUNC_GRACE,
@@ -197,6 +201,8 @@ enum {
     OPT_GRACE,
     OPT_FILE,
     OPT_LOG,
+    OPT_LOG_FORMAT,
+    OPT_LOG_TARGET,
     OPT_MSG,
     OPT_CURVE_SECRET,
     OPT_CURVE_CLIENTS,
@@ -255,13 +261,57 @@ s_bound_option (int opt, dp_broker_config_t *config)
     }
 }
 
+/*  Applies --log-level, --log-format or --log-target (or their variables,
+    named by name) with value text. Returns false if opt is none of them;
+    exits EXIT_USAGE on a bad value. */
+static bool
+s_log_option (int opt, const char *name, const char *text)
+{
+    int value;
+    switch (opt) {
+    case OPT_LOG:
+        if ((value = dp_log_parse_level (text)) >= 0)
+            dp_log_set_level (value);
+        break;
+    case OPT_LOG_FORMAT:
+        if ((value = dp_log_parse_format (text)) >= 0)
+            dp_log_set_format (value);
+        break;
+    case OPT_LOG_TARGET:
+        if ((value = dp_log_parse_target (text)) >= 0)
+            dp_log_set_target (value);
+        break;
+    default:
+        return false;
+    }
+    if (value < 0) {
+        fprintf (stderr, "dpool-broker: invalid %s '%s'\nTry 'dpool-broker --help'.\n", name,
+                 text);
+        exit (EXIT_USAGE);
+    }
+    return true;
+}
+
+/*  Applies DPOOL_LOG_FORMAT and DPOOL_LOG_TARGET; exits on a bad one. */
+static void
+s_log_from_environment (void)
+{
+    const char *env;
+    if ((env = getenv ("DPOOL_LOG_FORMAT")) && *env)
+        s_log_option (OPT_LOG_FORMAT, "DPOOL_LOG_FORMAT", env);
+    if ((env = getenv ("DPOOL_LOG_TARGET")) && *env)
+        s_log_option (OPT_LOG_TARGET, "DPOOL_LOG_TARGET", env);
+}
+
 /*  Applies one option (a value of getopt_long) to config. Returns -1 to go
     on, or the exit code the program ends with (--help, --version, a bad
     option). */
 static int
 s_option (int opt, dp_broker_config_t *config, bool *bind_given)
 {
-    if (s_bound_option (opt, config))
+    static const char *const names[] = {"--log-level", "--log-format", "--log-target"};
+    if (s_bound_option (opt, config) || (opt >= OPT_LOG && opt <= OPT_LOG_TARGET &&
+                                         s_log_option (opt, names[opt - OPT_LOG], optarg)))
         return -1;
     switch (opt) {
     case 'b':
@@ -313,15 +363,6 @@ s_option (int opt, dp_broker_config_t *config, bool *bind_given)
     case OPT_CURVE_KEYS:
         config->curve_keys = optarg;
         break;
-    case OPT_LOG: {
-        int level = dp_log_parse_level (optarg);
-        if (level < 0) {
-            fprintf (stderr, "dpool-broker: invalid --log-level '%s'\n", optarg);
-            return EXIT_USAGE;
-        }
-        dp_log_set_level (level);
-        break;
-    }
     case 'h':
         s_usage (stdout);
         return 0;
@@ -359,6 +400,8 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
         {"max-peer-connections", required_argument, NULL, OPT_MAX_PEER_CONNS},
         {"log-level", required_argument, NULL, OPT_LOG},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"log-target", required_argument, NULL, OPT_LOG_TARGET},
         {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
         {"curve-clients", required_argument, NULL, OPT_CURVE_CLIENTS},
         {"curve-keys", required_argument, NULL, OPT_CURVE_KEYS},
@@ -427,6 +470,7 @@ main (int argc, char *argv[])
     dp_log_set_tag ("dpool-broker");
     dp_malloc_keep ();
     s_from_environment (&config);
+    s_log_from_environment ();
     int rc = s_parse (argc, argv, &config);
     if (rc >= 0)
         return rc;
@@ -441,7 +485,10 @@ main (int argc, char *argv[])
     const char *endpoints = dp_broker_endpoints (broker);
     dp_log (DP_LOG_INFO, "listening on %.*s", (int)strcspn (endpoints, "\n"), endpoints);
     s_reload_on_hup (broker);
+    /*  Bound (and the endpoint file written): the service is up. */
+    dp_service_notify ("READY=1");
     dp_broker_run (broker);
+    dp_service_notify ("STOPPING=1");
     signal (SIGHUP, SIG_IGN);
     dp_info ("stopping");
     dp_broker_destroy (&broker);

@@ -1,10 +1,18 @@
 /*  dp_util.h - small helpers every part of dpool shares: clocks, the
-    thread-local error code, logging, random ids, names of this host.
+    thread-local error code, logging, random ids, names of this host, notes
+    to the service manager.
 
-    Logging goes to stderr, one line per event, at or above the level set by
+    Logging writes one line per event at or above the level set by
     dp_log_set_level or the DPOOL_LOG environment variable (error, warn,
-    info, debug; default warn). It is the one piece of global state here and
-    is set once at start-up.
+    info, debug; default warn). The line goes to stderr as text (the default:
+    "2026-12-07T02:18:42.123+01:00 W dpool-broker[4242] message", RFC 3339
+    time with the local zone's offset, the level's initial, the tag and pid)
+    or as one JSON object ({"time", "level", "program", "pid", "message"});
+    or the message goes to syslog(3) (facility daemon) or to the systemd
+    journal, at its level's priority, with their own time stamps. Format and
+    target come from dp_log_set_format and dp_log_set_target, else from
+    DPOOL_LOG_FORMAT and DPOOL_LOG_TARGET. They are the one piece of global
+    state here and are set once at start-up.
 */
 #ifndef DP_UTIL_H_INCLUDED
 #define DP_UTIL_H_INCLUDED
@@ -54,6 +62,31 @@ dp_log_level (void);
 int
 dp_log_parse_level (const char *name);
 
+/*  Line formats on stderr, and where lines go. */
+typedef enum { DP_LOG_TEXT = 0, DP_LOG_JSON = 1 } dp_log_format_t;
+typedef enum { DP_LOG_STDERR = 0, DP_LOG_SYSLOG = 1, DP_LOG_JOURNALD = 2 } dp_log_target_t;
+
+/*  The longest message, in bytes; a longer one is cut. */
+#define DP_LOG_LINE 1024
+
+/*  Parses "text" or "json"; -1 if none. */
+int
+dp_log_parse_format (const char *name);
+
+/*  Parses "stderr", "syslog" or "journald"; -1 if none, or for journald
+    in a build without libsystemd. */
+int
+dp_log_parse_target (const char *name);
+
+/*  Sets the format of the lines on stderr (a dp_log_format_t). */
+void
+dp_log_set_format (int format);
+
+/*  Sets where messages go (a dp_log_target_t); syslog is opened at once
+    under the tag, which must be set before. */
+void
+dp_log_set_target (int target);
+
 void
 dp_log (int level, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
 
@@ -65,6 +98,15 @@ dp_log (int level, const char *format, ...) __attribute__ ((format (printf, 2, 3
         if (dp_log_level () >= DP_LOG_DEBUG)                                                      \
             dp_log (DP_LOG_DEBUG, __VA_ARGS__);                                                   \
     } while (0)
+
+/*  Tells the service manager that started this process (systemd, through
+    sd_notify and NOTIFY_SOCKET) of a change of state: "READY=1",
+    "STOPPING=1", "STATUS=...". Does nothing when no service manager
+    listens, or in a build without libsystemd. Returns 0, or -1 after
+    logging why the note could not be sent. For the programs alone: a
+    library must not speak for its host program. */
+int
+dp_service_notify (const char *state);
 
 /*  Fills buf with size random bytes (getrandom, else /dev/urandom, else the
     clock and pid). */

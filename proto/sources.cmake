@@ -6,3 +6,6 @@ add_library (dpool_proto OBJECT
 target_include_directories (dpool_proto PUBLIC ${PROJECT_SOURCE_DIR}/include
                                                ${PROJECT_SOURCE_DIR}/proto)
 target_link_libraries (dpool_proto PUBLIC ${DPOOL_DEPS})
+if (DPOOL_SYSTEMD)
+    target_compile_definitions (dpool_proto PRIVATE DPOOL_HAVE_SYSTEMD)
+endif ()

@@ -372,7 +372,8 @@ s_said (void *arg)
         char *line = at;
         while (line > text && line[-1] != '\n')
             line--;
-        found = line[0] == 'E' && line[1] == ' ';
+        const char *mark = strchr (line, ' '); /* the level's, after the time */
+        found = mark && mark[1] == 'E' && mark[2] == ' ';
     }
     free (text);
     return found;

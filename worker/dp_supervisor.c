@@ -247,8 +247,11 @@ s_read_signals (s_supervisor_t *self)
     struct signalfd_siginfo info;
     while (read (self->sigfd, &info, sizeof info) == (ssize_t)sizeof info)
         if (info.ssi_signo == SIGINT || info.ssi_signo == SIGTERM) {
-            if (!self->stop)
+            if (!self->stop) {
                 dp_info ("signal %d: stopping the worker processes", (int)info.ssi_signo);
+                if (self->config->worker.notify_service)
+                    dp_service_notify ("STOPPING=1");
+            }
             self->stop = true;
         }
 }

@@ -112,6 +112,7 @@ s_worker_setup (dp_worker_t *w, const dp_worker_config_t *config)
                                                                  : DP_WORKER_HANDSHAKE_TIMEOUT_MS;
     w->sigfd = -1;
     w->leave_with_broker = config->leave_with_broker;
+    w->notify_service = config->notify_service;
     w->reach_ms = config->reach_ms > 0 ? config->reach_ms : 0;
     atomic_init (&w->gone, false);
     atomic_init (&w->busy, false);

@@ -174,6 +174,11 @@ typedef struct {
         (0: without limit). */
     bool leave_with_broker;
     int reach_ms;
+    /*  dpool-worker under a service manager: the process's first WELCOME
+        tells it READY=1 (dp_service_notify), and a supervisor asked to stop
+        tells it STOPPING=1. Never for a library's workers, which must not
+        speak for their host program. */
+    bool notify_service;
 } dp_worker_config_t;
 
 /*  Fills config with zeros (the defaults) and DP_DEFAULT_CONNECT. */

@@ -88,6 +88,7 @@ typedef struct {
     atomic_bool busy;         /* the task thread is running a job */
     atomic_bool stopping;     /* the I/O thread is stopping: start no job */
     bool leave_with_broker;   /* dp_worker_config_t's */
+    bool notify_service;      /* likewise */
     int reach_ms;
     atomic_bool gone; /* leave_with_broker: the I/O thread stopped because the broker left */
     /*  Jobs of this process whose results have not gone out: the I/O

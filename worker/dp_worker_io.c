@@ -611,6 +611,7 @@ s_io_on_welcome (dp_worker_io_t *io, const dp_welcome_t *welcome)
     if (welcome->expiry_ms > 0)
         io->expiry_ms = welcome->expiry_ms > INT_MAX ? INT_MAX : (int)welcome->expiry_ms;
     if (io->state == IO_REGISTERING) {
+        bool first = !io->registered;
         io->state = IO_ACTIVE;
         io->registered = true;
         io->backoff_ms = DP_RECONNECT_MS;
@@ -619,6 +620,8 @@ s_io_on_welcome (dp_worker_io_t *io, const dp_welcome_t *welcome)
         dp_info ("registered with broker %.*s at %s (heartbeat %d ms, expiry %d ms)",
                  (int)welcome->broker.size, (const char *)welcome->broker.data,
                  io->worker->endpoint, io->heartbeat_ms, io->expiry_ms);
+        if (first && io->worker->notify_service)
+            dp_service_notify ("READY=1");
     }
     if (welcome->token != 0) {
         /*  The task thread opens its lane for this registration. */

@@ -57,7 +57,8 @@ s_usage (FILE *out)
              "  -n, --name NAME      worker name shown in the broker's status\n"
              "                       (default host:pid; with --procs N > 1, NAME/0..N-1)\n"
              "  -P, --plugin LIB.so  load a plugin that registers task functions; may be\n"
-             "                       repeated (a plugin defines int dpool_plugin_init (void))\n"
+             "                       repeated (a plugin defines int dpool_plugin_init (void));\n"
+             "                       replaces env DPOOL_PLUGINS, a list of them split by ':'\n"
              "  -i, --initializer FN run the registered function FN once in each worker\n"
              "                       process before its first task, as Pool's initializer\n"
              "                       (env DPOOL_INITIALIZER); a process whose initializer\n"
@@ -94,11 +95,18 @@ s_usage (FILE *out)
              "                       %d). A broker not running yet is no failure: the\n"
              "                       workers wait for it\n"
              "  -l, --log-level L    error, warn, info or debug (env DPOOL_LOG; default warn)\n"
+             "      --log-format F   text (a line with date, time and zone) or json (one\n"
+             "                       object per line) (env DPOOL_LOG_FORMAT; default text)\n"
+             "      --log-target T   stderr, syslog or journald (env DPOOL_LOG_TARGET;\n"
+             "                       default stderr)\n"
              "  -h, --help           show this help and exit\n"
              "  -V, --version        show the version and exit\n"
              "\n"
+             "Under systemd (NOTIFY_SOCKET set) each worker process reports READY=1 once\n"
+             "it registered with the broker, and STOPPING=1 comes when it is stopped.\n"
              "Exit status: 0 after SIGINT or SIGTERM, 1 if it cannot start, 2 for bad\n"
-             "options, 3 when the broker refused the workers' handshakes.\n",
+             "options, 3 when the broker refused the workers' handshakes. See\n"
+             "dpool-worker(1).\n",
              DP_DEFAULT_CONNECT, dp_supervisor_default_procs (), DP_MAX_CREDIT, DP_DEFAULT_CREDIT,
              DP_WORKER_HANDSHAKE_TIMEOUT_MS / 1000);
 }
@@ -177,12 +185,65 @@ typedef struct {
     dp_supervisor_config_t config;
     const char *plugins[MAX_PLUGINS];
     int nplugins;
+    bool plugins_given;   /* a --plugin came: it replaces DPOOL_PLUGINS */
     const char *initargs; /* --initargs, JSON text; or NULL */
     const char *curve_server;
     const char *curve_secret;
     bool test_builtins;     /* --test-builtins */
     const char *allow_exec; /* --allow-exec: "*" or a list; NULL: off */
 } options_t;
+
+enum { OPT_LOG_FORMAT = 256, OPT_LOG_TARGET };
+
+/*  Applies --log-format or --log-target (or its variable, name) with value
+    text. Returns -1 to go on, or the exit status after a message. */
+static int
+s_log_option (int option, const char *name, const char *text)
+{
+    int value = option == OPT_LOG_FORMAT ? dp_log_parse_format (text) : dp_log_parse_target (text);
+    if (value < 0)
+        return s_bad ("invalid %s '%s' (expected %s)", name, text,
+                      option == OPT_LOG_FORMAT ? "text or json" : "stderr, syslog or journald");
+    if (option == OPT_LOG_FORMAT)
+        dp_log_set_format (value);
+    else
+        dp_log_set_target (value);
+    return -1;
+}
+
+/*  Splits DPOOL_PLUGINS (paths split by ':') into opts's plugins. Returns
+    -1 to go on, or the exit status after a message. */
+static int
+s_plugins_from (const char *list, options_t *opts)
+{
+    static char s_list[8192]; /* the plugins' paths, for the process's life */
+    if (strlen (list) >= sizeof s_list)
+        return s_bad ("DPOOL_PLUGINS is too long (at most %zu bytes)", sizeof s_list - 1);
+    snprintf (s_list, sizeof s_list, "%s", list);
+    char *save = NULL;
+    for (char *path = strtok_r (s_list, ":", &save); path; path = strtok_r (NULL, ":", &save)) {
+        if (opts->nplugins == MAX_PLUGINS)
+            return s_bad ("too many plugins in DPOOL_PLUGINS (at most %d)", MAX_PLUGINS);
+        opts->plugins[opts->nplugins++] = path;
+    }
+    return -1;
+}
+
+/*  Fills opts from DPOOL_PLUGINS, DPOOL_LOG_FORMAT and DPOOL_LOG_TARGET.
+    Returns -1 to go on, or the exit status after a message. */
+static int
+s_more_from_environment (options_t *opts)
+{
+    const char *env;
+    int rc = -1;
+    if ((env = getenv ("DPOOL_PLUGINS")) && *env)
+        rc = s_plugins_from (env, opts);
+    if (rc < 0 && (env = getenv ("DPOOL_LOG_FORMAT")) && *env)
+        rc = s_log_option (OPT_LOG_FORMAT, "DPOOL_LOG_FORMAT", env);
+    if (rc < 0 && (env = getenv ("DPOOL_LOG_TARGET")) && *env)
+        rc = s_log_option (OPT_LOG_TARGET, "DPOOL_LOG_TARGET", env);
+    return rc;
+}
 
 /*  Fills opts from the DPOOL_* variables. Returns -1 to go on, or the exit
     status after a message (a bad value). */
@@ -217,7 +278,7 @@ s_from_environment (options_t *opts)
         opts->curve_secret = env;
     if ((env = getenv ("DPOOL_ALLOW_EXEC")) && *env)
         opts->allow_exec = env;
-    return -1;
+    return s_more_from_environment (opts);
 }
 
 /*  Applies one option (a value of getopt_long, its value in optarg) to
@@ -227,6 +288,9 @@ static int
 s_option (int option, options_t *opts, char *argv[])
 {
     dp_worker_config_t *worker = &opts->config.worker;
+    if (option == OPT_LOG_FORMAT || option == OPT_LOG_TARGET)
+        return s_log_option (option, option == OPT_LOG_FORMAT ? "--log-format" : "--log-target",
+                             optarg);
     switch (option) {
     case 'c':
         if (!*optarg)
@@ -276,6 +340,9 @@ s_option (int option, options_t *opts, char *argv[])
         opts->allow_exec = optarg ? optarg : "*";
         break;
     case 'P':
+        if (!opts->plugins_given)
+            opts->nplugins = 0; /* the command line replaces DPOOL_PLUGINS */
+        opts->plugins_given = true;
         if (opts->nplugins == MAX_PLUGINS)
             return s_bad ("too many --plugin options (at most %d)", MAX_PLUGINS);
         opts->plugins[opts->nplugins++] = optarg;
@@ -309,23 +376,26 @@ s_option (int option, options_t *opts, char *argv[])
 static int
 s_parse (int argc, char *argv[], options_t *opts)
 {
-    static const struct option options[] = {{"connect", required_argument, NULL, 'c'},
-                                            {"procs", required_argument, NULL, 'p'},
-                                            {"credit", required_argument, NULL, 'C'},
-                                            {"name", required_argument, NULL, 'n'},
-                                            {"plugin", required_argument, NULL, 'P'},
-                                            {"initializer", required_argument, NULL, 'i'},
-                                            {"initargs", required_argument, NULL, 'a'},
-                                            {"max-tasks", required_argument, NULL, 'm'},
-                                            {"curve-server", required_argument, NULL, 'k'},
-                                            {"curve-secret", required_argument, NULL, 'K'},
-                                            {"log-level", required_argument, NULL, 'l'},
-                                            {"test-builtins", no_argument, NULL, 'T'},
-                                            {"handshake-timeout", required_argument, NULL, 'H'},
-                                            {"allow-exec", optional_argument, NULL, 'X'},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {"version", no_argument, NULL, 'V'},
-                                            {NULL, 0, NULL, 0}};
+    static const struct option options[] = {
+        {"connect", required_argument, NULL, 'c'},
+        {"procs", required_argument, NULL, 'p'},
+        {"credit", required_argument, NULL, 'C'},
+        {"name", required_argument, NULL, 'n'},
+        {"plugin", required_argument, NULL, 'P'},
+        {"initializer", required_argument, NULL, 'i'},
+        {"initargs", required_argument, NULL, 'a'},
+        {"max-tasks", required_argument, NULL, 'm'},
+        {"curve-server", required_argument, NULL, 'k'},
+        {"curve-secret", required_argument, NULL, 'K'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"log-target", required_argument, NULL, OPT_LOG_TARGET},
+        {"test-builtins", no_argument, NULL, 'T'},
+        {"handshake-timeout", required_argument, NULL, 'H'},
+        {"allow-exec", optional_argument, NULL, 'X'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
     opterr = 0;
     int option;
     while ((option = getopt_long (argc, argv, ":c:p:C:n:P:i:a:m:k:K:l:H:ThV", options, NULL)) !=
@@ -416,6 +486,7 @@ main (int argc, char *argv[])
     options_t opts;
     memset (&opts, 0, sizeof opts);
     dp_worker_config_init (&opts.config.worker);
+    opts.config.worker.notify_service = true; /* a no-op unless systemd listens */
     /*  Environment first; options override it. */
     int rc = s_from_environment (&opts);
     if (rc >= 0)

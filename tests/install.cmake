@@ -1,0 +1,17 @@
+# The install (cmake/install.cmake): programs, pkg-config, find_package, man
+# pages and systemd units, from a prefix the test installs this build into;
+# the .deb of cpack -G DEB (cmake/package.cmake).
+# Not in a sanitizer build, whose library a plain program cannot link.
+if (NOT DPOOL_SANITIZE AND TARGET dpool-cli)
+    dpool_test (test_install test_install.c TIMEOUT 300)
+    target_compile_definitions (test_install PRIVATE
+        DPOOL_BUILD_DIR="${PROJECT_BINARY_DIR}" DPOOL_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+        DPOOL_CMAKE="${CMAKE_COMMAND}" DPOOL_CPACK="${CMAKE_CPACK_COMMAND}"
+        DPOOL_CC="${CMAKE_C_COMPILER}"
+        DPOOL_LIBDIR="${CMAKE_INSTALL_LIBDIR}")
+    # What it installs must be built: every target of the project.
+    add_dependencies (test_install dpool dpool-broker dpool-worker dpool-cli)
+    if (TARGET dpool_man)
+        add_dependencies (test_install dpool_man)
+    endif ()
+endif ()
