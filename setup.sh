@@ -14,9 +14,12 @@ cd "$(dirname "$0")"
 # parallel and python3-mpi4py (GNU parallel and mpi4py.futures, peers in bench/),
 # Slurm and munge (tests/test_slurm.c starts a one-node cluster of its own;
 # the packages' own services need no configuration for it).
+# Metrics (issue 17): libmicrohttpd-dev, the HTTP server of dpool-broker
+# --metrics-bind; curl, which its test scrapes with.
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
           libjansson-dev clang-19 libclang-rt-19-dev valgrind iproute2 python3
-          openmpi-bin libopenmpi-dev util-linux parallel python3-mpi4py slurm-wlm munge"
+          openmpi-bin libopenmpi-dev util-linux parallel python3-mpi4py slurm-wlm munge
+          libmicrohttpd-dev curl"
 
 missing=()
 for package in $PACKAGES; do
