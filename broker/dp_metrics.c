@@ -59,7 +59,8 @@ static const struct {
     const char *help;
 } s_histos[DP_HISTO_COUNT_] = {
     {"dpool_task_wait_seconds", "Time from queued (submitted or retried) to dispatched."},
-    {"dpool_task_run_seconds", "Run time of one task, as its worker reports it."}};
+    {"dpool_task_run_seconds",
+     "Run time of one task, as its worker reports it, else from dispatch to its result."}};
 
 /*  Length of the UTF-8 sequence at text (at most left bytes) if it is a
     valid one of a printable character, else 0. */
