@@ -23,6 +23,9 @@ PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-de
 # Install and service (issue 17): libsystemd-dev (sd_notify, the journald
 # log target), scdoc (the man pages' source to roff).
 PACKAGES="$PACKAGES libsystemd-dev scdoc"
+# Metrics (issue 17): libmicrohttpd-dev, the HTTP server of dpool-broker
+# --metrics-bind; curl, which its test scrapes with.
+PACKAGES="$PACKAGES libmicrohttpd-dev curl"
 
 missing=()
 for package in $PACKAGES; do

@@ -386,6 +386,7 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             continue;
         }
         dp_broker_client_task_add (self, client, task);
+        dp_broker_metrics_submitted (self, task);
         dp_broker_task_queue (self, task);
     }
 }
@@ -437,6 +438,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
         worker->held -= task->args_size;
         self->inflight--;
         dp_broker_fair_stopped (self, task, result.run_us);
+        dp_broker_metrics_ran (self, task, result.run_us);
         if (result.run_us > 0)
             dp_broker_pace_learn (task, result.run_us);
         if (result.code == 0)
@@ -449,6 +451,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
         }
         if (result.code == DPOOL_EDEADLINE && (task->flags & DP_TASK_RETRY_TIMEOUT) &&
             ++task->deaths <= dp_broker_task_retries (task)) {
+            dp_broker_metrics_retried (self, task);
             dp_broker_task_queue (self, task); /* the caller asked for another try */
             continue;
         }
@@ -938,10 +941,12 @@ dp_broker_new (const dp_broker_config_t *config)
                                                                  : DP_DEFAULT_MAX_PEER_CONNS,
                                 s_curve_on (config));
     self->max_running = config->max_running;
+    self->metrics = config->metrics ? dp_metrics_new (0) : NULL;
     self->router = zsock_new (ZMQ_ROUTER);
     if (dp_broker_fair_init (self, config->weights) != 0 || !self->name || !self->peers ||
         !self->sessions || !self->fnqs || !self->workers || !self->ready || !self->dirty ||
-        !self->warned || !self->queues || !self->router || !self->slab || !self->conns) {
+        !self->warned || !self->queues || !self->router || !self->slab || !self->conns ||
+        (config->metrics && !self->metrics)) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -1063,6 +1068,7 @@ dp_broker_destroy (dp_broker_t **self_p)
         zlistx_destroy (&self->dirty);
         zhashx_destroy (&self->warned);
         dp_conns_destroy (&self->conns);
+        dp_metrics_destroy (&self->metrics);
         free (self->gone);
         dp_slab_destroy (&self->slab);
         dp_writer_fini (&self->w);

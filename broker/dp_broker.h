@@ -94,6 +94,9 @@ typedef struct {
         tasks of one tenant running at once (0: no bound). */
     const char *weights;
     size_t max_running;
+    /*  Keep the counters dp_broker_metrics renders (tasks per function,
+        their wait and run times); off by default. */
+    bool metrics;
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */
@@ -148,6 +151,14 @@ dp_broker_reload (dp_broker_t *self);
     Async-signal-safe: meant for a SIGHUP handler. */
 void
 dp_broker_reload_soon (dp_broker_t *self);
+
+/*  The broker's metrics in Prometheus's text exposition format (version
+    0.0.4; README, "Metrics"): gauges of the whole broker, then
+    counters, gauges and histograms per function. Returns a string the
+    caller frees, its length in *size; NULL if the broker was made without
+    config.metrics, or out of memory. On the broker's thread only. */
+char *
+dp_broker_metrics (dp_broker_t *self, size_t *size);
 
 /*  Runs the loop on the calling thread until zsys_interrupted is set
     (SIGINT/SIGTERM, with CZMQ's handler). Returns 0, or -1 if the ROUTER

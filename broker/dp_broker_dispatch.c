@@ -48,6 +48,7 @@ dp_broker_fnq_get (dp_broker_t *self, const char *name)
         return NULL;
     }
     zhashx_insert (self->fnqs, fnq->name, fnq);
+    dp_broker_metrics_fnq (self, fnq);
     return fnq;
 }
 
@@ -92,6 +93,7 @@ dp_broker_task_queue (dp_broker_t *self, task_t *task)
     if (s_fails_at_once (self, task))
         return;
     task->ref = 0;
+    dp_broker_metrics_queued (self, task);
     /*  A stalled session's tasks wait in its parked queue (backpressure). */
     bool park = task->client && task->client->stalled;
     if ((park ? dp_taskq_push (&task->client->parked, &task->item)
@@ -136,6 +138,7 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
         self->done++;
     else
         self->failed++;
+    dp_broker_metrics_ended (self, task, code, value ? size : 0);
     client_t *client = task->client;
     if (client) {
         dp_broker_client_task_remove (self, client, task);
@@ -162,6 +165,7 @@ dp_broker_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *
         dp_list_add_error (&client->out, task->seq, code, message);
     }
     self->failed++;
+    dp_broker_metrics_ended (self, task, code, strlen (message));
     dp_broker_task_free (self, task);
 }
 
@@ -189,6 +193,8 @@ dp_broker_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool
         dp_broker_task_fail (self, task, DPOOL_ELOST, message);
         return;
     }
+    if (died)
+        dp_broker_metrics_retried (self, task);
     dp_broker_task_queue (self, task);
 }
 
@@ -363,6 +369,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
             continue;
         }
         dp_broker_fair_started (self, self->batch[i], self->batch[i]->cost_us);
+        dp_broker_metrics_dispatched (self, self->batch[i]);
         worker->inflight++;
         worker->load_us += self->batch[i]->cost_us;
         worker->held += self->batch[i]->args_size;

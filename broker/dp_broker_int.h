@@ -25,6 +25,7 @@
 #include "dp_conns.h"
 #include "dp_idmap.h"
 #include "dp_keys.h"
+#include "dp_metrics.h"
 #include "dp_proto.h"
 #include "dp_queues.h"
 #include "dp_slab.h"
@@ -95,8 +96,9 @@ typedef struct {
     uint32_t calls;   /* 1, or the calls in a chunk */
     uint32_t cost_us; /* run time charged to its worker while it holds it */
     uint32_t args_size;
-    int16_t retries; /* -1 to DP_MAX_RETRIES */
-    uint16_t deaths; /* workers that died running it */
+    uint32_t stamp_ms; /* with metrics: when last queued, then when dispatched (ms, wraps) */
+    int16_t retries;   /* -1 to DP_MAX_RETRIES */
+    uint16_t deaths;   /* workers that died running it */
     uint8_t flags;
     uint8_t lane;   /* the lane its result goes to (the last that submitted it); 0: main */
     uint8_t parked; /* queued in its session's parked queue, not its function's */
@@ -122,6 +124,7 @@ struct _fnq_t {
     int64_t nofunc_at;       /* a task last failed for want of a worker; 0: not since
                                 one offered it. While set, its tasks fail at once */
     uint32_t pace_us;        /* run time of one call, a moving average; 0: unknown */
+    dp_metrics_fn_t *stats;  /* its series in broker->metrics; NULL without metrics */
 };
 
 /*  The unit of fair share (docs/PROTOCOL.md, dispatch): a client session,
@@ -318,6 +321,7 @@ struct _dp_broker_t {
     int64_t shared_until;  /* until then, workers are topped up sparingly */
     /*  The named queues (dp_queues.h). */
     dp_queues_t *queues;
+    dp_metrics_t *metrics; /* counters for --metrics-bind (dp_broker_metrics.c); NULL: none */
 };
 
 #pragma GCC visibility push(hidden)
@@ -739,6 +743,42 @@ dp_broker_flow_put (dp_broker_t *self, flow_t *flow);
     keeps workers' queues short, so that a newcomer waits behind little. */
 bool
 dp_broker_fair_shared (dp_broker_t *self, int64_t now);
+
+/*  ---------------------------------------------------------------------------
+    Metrics (dp_broker_metrics.c): one-line hooks where the broker counts
+    things; each does nothing when the broker keeps no metrics.
+*/
+
+/*  fnq was made: it takes its function's series. */
+void
+dp_broker_metrics_fnq (dp_broker_t *self, fnq_t *fnq);
+
+/*  A task was taken in from a client (before it is queued). */
+void
+dp_broker_metrics_submitted (dp_broker_t *self, task_t *task);
+
+/*  A task enters its queue (submitted, retried or given back): its wait
+    starts. */
+void
+dp_broker_metrics_queued (dp_broker_t *self, task_t *task);
+
+/*  A task went to a worker: its wait ends and its run starts. */
+void
+dp_broker_metrics_dispatched (dp_broker_t *self, task_t *task);
+
+/*  A worker returned a task, which ran run_us by its account (0: not
+    said; the time since its dispatch counts). */
+void
+dp_broker_metrics_ran (dp_broker_t *self, task_t *task, uint32_t run_us);
+
+/*  A task begins another attempt (its worker died, or its deadline passed
+    and it asked to be retried). */
+void
+dp_broker_metrics_retried (dp_broker_t *self, task_t *task);
+
+/*  A task ended with code (0: done) and size bytes of result or message. */
+void
+dp_broker_metrics_ended (dp_broker_t *self, task_t *task, int32_t code, size_t size);
 
 /*  ---------------------------------------------------------------------------
     Status (dp_broker_status.c).

@@ -5,6 +5,7 @@
     from DPOOL_* environment variables; a command-line option wins.
 */
 #include "dp_broker.h"
+#include "dp_metrics_http.h"
 #include "dp_proto.h"
 #include "dp_util.h"
 #include "dpool.h"
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +110,10 @@ s_usage (FILE *out)
              "      --max-queued-bytes-per-client N  likewise in bytes of arguments\n"
              "                         (default 0: no quota)\n"
              "      --endpoint-file F  write the bound endpoints to F, one per line\n"
+             "      --metrics-bind HOST:PORT  serve Prometheus metrics over HTTP at\n"
+             "                         http://HOST:PORT/metrics ([HOST]:PORT for IPv6; port 0\n"
+             "                         picks one, logged at info) (env DPOOL_METRICS_BIND;\n"
+             "                         default: none)\n"
              "      --log-level L      error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "      --log-format F     text (a line with date, time and zone) or json (one\n"
              "                         object per line) (env DPOOL_LOG_FORMAT; default text)\n"
@@ -159,6 +165,8 @@ s_bounds_from_environment (dp_broker_config_t *config)
         config->queue_bytes = (size_t)s_int_option ("DPOOL_MAX_NAMED_BYTES", env, 1, BYTES_MAX);
 }
 
+static const char *s_metrics_bind; /* --metrics-bind: HOST:PORT, or NULL */
+
 /*  Fills config from the DPOOL_* variables; exits EXIT_USAGE on a bad one. */
 static void
 s_from_environment (dp_broker_config_t *config)
@@ -192,6 +200,8 @@ s_from_environment (dp_broker_config_t *config)
         config->curve_clients = env;
     if ((env = getenv ("DPOOL_CURVE_KEYS")) && *env)
         config->curve_keys = env;
+    if ((env = getenv ("DPOOL_METRICS_BIND")) && *env)
+        s_metrics_bind = env;
 }
 
 enum {
@@ -217,7 +227,8 @@ enum {
     OPT_MAX_NAMED_BYTES,
     OPT_MAX_SESSIONS,
     OPT_MAX_RUNNING,
-    OPT_WEIGHTS
+    OPT_WEIGHTS,
+    OPT_METRICS_BIND
 };
 
 /*  Applies a bound's option to config. Returns false if opt is none. */
@@ -354,6 +365,9 @@ s_option (int opt, dp_broker_config_t *config, bool *bind_given)
     case OPT_FILE:
         config->endpoint_file = optarg;
         break;
+    case OPT_METRICS_BIND:
+        s_metrics_bind = optarg;
+        break;
     case OPT_CURVE_SECRET:
         config->curve_secret = optarg;
         break;
@@ -396,6 +410,7 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"weights", required_argument, NULL, OPT_WEIGHTS},
         {"nofunc-grace", required_argument, NULL, OPT_GRACE},
         {"endpoint-file", required_argument, NULL, OPT_FILE},
+        {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
         {"max-msg-size", required_argument, NULL, OPT_MSG},
         {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
         {"max-peer-connections", required_argument, NULL, OPT_MAX_PEER_CONNS},
@@ -461,6 +476,61 @@ s_reload_on_hup (dp_broker_t *broker)
     sigaction (SIGHUP, &action, NULL);
 }
 
+static char *
+s_render_metrics (void *arg, size_t *size)
+{
+    return dp_broker_metrics ((dp_broker_t *)arg, size);
+}
+
+/*  dp_broker_run with the metrics' HTTP server in the same loop: one poll
+    over the broker's descriptors and the server's, then the work of each
+    that is due, all on this thread (dp_metrics_http.h says why). Returns
+    0 once interrupted, -1 if poll(2) fails. */
+static int
+s_run_with_metrics (dp_broker_t *broker, dp_metrics_http_t *http)
+{
+    struct pollfd fds[DP_BROKER_MAX_FDS + 1];
+    int nfds = dp_broker_fds (broker, fds);
+    fds[nfds] = (struct pollfd){.fd = dp_metrics_http_fd (http), .events = POLLIN};
+    while (!zsys_interrupted) {
+        int wait = dp_broker_wait_ms (broker);
+        int http_wait = dp_metrics_http_wait_ms (http);
+        if (http_wait >= 0 && (wait < 0 || http_wait < wait))
+            wait = http_wait;
+        int rc = poll (fds, (nfds_t)nfds + 1, wait);
+        if (rc < 0 && errno != EINTR)
+            return -1;
+        if (zsys_interrupted)
+            break;
+        if (rc <= 0)
+            for (int i = 0; i <= nfds; i++)
+                fds[i].revents = 0;
+        dp_broker_work (broker, fds, nfds);
+        if (fds[nfds].revents || dp_metrics_http_wait_ms (http) == 0)
+            dp_metrics_http_work (http);
+    }
+    return 0;
+}
+
+/*  Runs the broker until interrupted, serving its metrics if asked.
+    Returns the program's exit code. */
+static int
+s_serve (dp_broker_t *broker)
+{
+    if (!s_metrics_bind) {
+        dp_broker_run (broker);
+        return 0;
+    }
+    dp_metrics_http_t *http = dp_metrics_http_new (s_metrics_bind, s_render_metrics, broker);
+    if (!http)
+        return 1;
+    dp_info ("metrics on %s, port %u, path " DP_METRICS_PATH, s_metrics_bind,
+             dp_metrics_http_port (http));
+    int rc = s_run_with_metrics (broker, http);
+    dp_metrics_http_destroy (&http);
+    return rc == 0 ? 0 : 1;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -474,6 +544,7 @@ main (int argc, char *argv[])
     int rc = s_parse (argc, argv, &config);
     if (rc >= 0)
         return rc;
+    config.metrics = s_metrics_bind != NULL;
 
     /*  CZMQ's own handler turns SIGINT/SIGTERM into zsys_interrupted, which
         the loop checks: that is the clean stop this program wants. */
@@ -487,10 +558,10 @@ main (int argc, char *argv[])
     s_reload_on_hup (broker);
     /*  Bound (and the endpoint file written): the service is up. */
     dp_service_notify ("READY=1");
-    dp_broker_run (broker);
+    rc = s_serve (broker);
     dp_service_notify ("STOPPING=1");
     signal (SIGHUP, SIG_IGN);
     dp_info ("stopping");
     dp_broker_destroy (&broker);
-    return 0;
+    return rc;
 }

@@ -9,6 +9,7 @@
 */
 #include "dp_cli.h"
 #include "dp_cli_exec.h"
+#include "dp_cli_progress.h"
 #include "dp_exec.h"
 #include "dp_json.h"
 #include "dp_util.h"
@@ -64,6 +65,14 @@ const char dp_cli_help_map[] =
     "  --connect-timeout-ms N   how long the broker has to answer, at the start and\n"
     "                           whenever results stop coming\n"
     "                           [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
+    "  --quiet                  draw no progress bar [DPOOL_QUIET; off]\n"
+    "\n"
+    "Progress: when stderr is a terminal, a line there shows the lines done (out of\n"
+    "the total when stdin is a file, counted first), the rate, the time left, the\n"
+    "failures so far and the latest progress report of a running task\n"
+    "(dpool_task_progress), redrawn up to ten times a second, then a last line of\n"
+    "totals. Nothing of it is written when stderr is not a terminal, or with\n"
+    "--quiet.\n"
     "\n"
     "Shell commands (--exec): CMD runs once per input line on a worker that allows\n"
     "it (dpool-worker --allow-exec), with the line in place of every {} in its\n"
@@ -210,7 +219,8 @@ typedef struct {
     bool failed;     /* a task failed */
     bool denied;     /* a task was refused: EDENIED, the key may not submit */
     dp_json_buf_t out;
-    dp_cli_exec_t *exec; /* with --exec: the lines feed a command */
+    dp_cli_exec_t *exec;         /* with --exec: the lines feed a command */
+    dp_cli_progress_t *progress; /* the bar on stderr; NULL: none */
 } s_map_t;
 
 /*  True if line holds nothing but JSON whitespace. */
@@ -233,6 +243,7 @@ s_map_input_error (s_map_t *self, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
+    dp_cli_progress_hide (self->progress);
     fprintf (stderr, "dpool map: ");
     vfprintf (stderr, format, args);
     fprintf (stderr, "\n");
@@ -260,10 +271,12 @@ s_map_submit (s_map_t *self)
 {
     dp_cli_t *cli = self->cli;
     const char *fn = self->exec ? DP_EXEC_FN : cli->args[0];
+    dpool_call_t call = {.progress = dp_cli_progress_on_report, .arg = self->progress};
     dpool_iter_t *iter = dpool_pool_imap (cli->pool, fn, self->pending.data, self->pending.size,
-                                          s_map_chunksize (self), NULL);
+                                          s_map_chunksize (self), self->progress ? &call : NULL);
     if (!iter) {
         int code = dpool_errno ();
+        dp_cli_progress_hide (self->progress);
         fprintf (stderr, "dpool map: cannot submit lines %zu to %zu: %s\n", self->pending_first,
                  self->line_no, dpool_strerror (code));
         self->fatal = code == DPOOL_EUNREACHABLE ? EXIT_UNREACHABLE : EXIT_ERROR;
@@ -348,8 +361,10 @@ s_map_read (s_map_t *self, int wait_ms)
         if (rc < 0)
             break;
         self->line_no = line_no;
-        if (rc == DP_CLI_EXEC_SKIPPED)
+        if (rc == DP_CLI_EXEC_SKIPPED) {
+            dp_cli_progress_count (self->progress, false);
             continue;
+        }
         if (self->pending_count++ == 0) {
             self->pending_since_ms = dp_now_ms ();
             self->pending_first = line_no;
@@ -370,13 +385,17 @@ static int
 s_map_print_one (s_map_t *self, dpool_result_t *item)
 {
     if (self->exec) {
+        dp_cli_progress_hide (self->progress); /* the command's stderr may follow */
         int rc = dp_cli_exec_print (self->exec, item);
         self->failed |= rc == 1;
+        dp_cli_progress_count (self->progress, rc == 1);
         return rc < 0 ? -1 : 0;
     }
     bool error = false;
     dp_json_buf_reset (&self->out);
-    if (!dp_cli_append_outcome (&self->out, item, &error)) {
+    bool succeeded = dp_cli_append_outcome (&self->out, item, &error);
+    dp_cli_progress_count (self->progress, !succeeded);
+    if (!succeeded) {
         self->failed = true;
         self->denied |= dpool_result_code (item) == DPOOL_EDENIED;
     }
@@ -404,6 +423,7 @@ s_map_print (s_map_t *self, int wait_ms)
             if (code == DPOOL_ETIMEOUT || code == DPOOL_EAGAIN)
                 break;
             /*  The iterator ended early: name the lines left without. */
+            dp_cli_progress_hide (self->progress);
             fprintf (stderr, "dpool map: no results for lines %zu to %zu: %s\n",
                      batch->first_line + batch->printed, batch->first_line + batch->count - 1,
                      dpool_strerror (code));
@@ -465,6 +485,7 @@ dp_cli_map_run (dp_cli_t *cli)
     dp_json_buf_init (&map.out);
     static char out_buffer[STDOUT_BUFFER];
     setvbuf (stdout, out_buffer, _IOFBF, sizeof out_buffer);
+    map.progress = dp_cli_progress_new (cli->options.quiet, STDIN_FILENO);
 
     while (!map.fatal && !dp_cli_signal ()) {
         bool progress = false;
@@ -487,13 +508,16 @@ dp_cli_map_run (dp_cli_t *cli)
         if (!progress) {
             /*  Idle: show what is printed, wait a little for results, and
                 make sure the broker is still there. */
-            fflush (stdout);
+            if (!dp_cli_progress_shares_stdout (map.progress))
+                fflush (stdout); /* else the bar's tick flushes it, above the bar */
             if (map.nbatches > 0 && can_read)
                 progress = s_map_print (&map, WAIT_SLICE_MS);
             if (!progress && map.nbatches > 0 && dp_cli_check_broker (cli))
                 map.fatal = EXIT_UNREACHABLE;
         }
+        dp_cli_progress_tick (map.progress);
     }
+    dp_cli_progress_hide (map.progress);
     if (fflush (stdout) != 0 && !map.fatal) {
         fprintf (stderr, "dpool map: writing results: %s\n", strerror (errno));
         map.fatal = EXIT_ERROR;
@@ -501,6 +525,7 @@ dp_cli_map_run (dp_cli_t *cli)
     for (; map.nbatches > 0; map.nbatches--, map.first = (map.first + 1) % MAP_WINDOW)
         dpool_iter_destroy (&map.window[map.first].iter);
     dp_cli_disconnect (cli, !map.fatal && !dp_cli_signal ());
+    dp_cli_progress_destroy (&map.progress); /* after the pool: no report comes any more */
     dp_cli_exec_destroy (&map.exec);
     msgpack_sbuffer_destroy (&map.pending);
     dp_json_buf_free (&map.out);

@@ -3,6 +3,7 @@
 */
 #include "dp_cli.h"
 #include "dp_json.h"
+#include "dp_util.h"
 #include "dpool.h"
 
 #include <stdbool.h>
@@ -11,9 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CLEAR_SCREEN "\033[H\033[2J" /* cursor home, erase the screen */
+#define MS_PER_S     1000
+#define NS_PER_MS    1000000L
 
 const char dp_cli_help_status[] =
-    "usage: dpool status [--connect EP] [--json]\n"
+    "usage: dpool status [--connect EP] [--json] [--watch [--interval S]]\n"
     "\n"
     "Shows the broker's status: its workers with their functions and counts, tasks\n"
     "queued, in flight, done and failed, clients, the use of its bounds, and\n"
@@ -30,14 +37,22 @@ const char dp_cli_help_status[] =
     "  --json                   print the broker's whole status map as one line of\n"
     "                           JSON instead of a table [DPOOL_JSON=1]\n"
     "  --connect-timeout-ms N   [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
+    "  --watch                  show the status again every --interval seconds until\n"
+    "                           SIGINT or SIGTERM: on a terminal the screen is cleared\n"
+    "                           each time, else each block follows the last (with\n"
+    "                           --json, one line each); a broker that stops answering\n"
+    "                           is said on stderr and asked again at the next turn\n"
+    "  --interval S             seconds between two with --watch\n"
+    "                           [DPOOL_INTERVAL; default 2]\n"
     "\n"
     "Names that came from the network (the broker's, workers' names, hosts and\n"
     "functions, queue names) are printed with control characters escaped: \\n,\n"
     "\\r, \\t, \\\\ and \\xNN (\\uNNNN for C1 controls and bidirectional\n"
     "overrides), so that none can act on the terminal; --json escapes them as JSON.\n"
     "\n"
-    "Exit status: 0 success, 2 bad usage, 3 the broker could not be reached,\n"
-    "128 + N ended by signal N (SIGINT, SIGTERM) while it waited.\n";
+    "Exit status: 0 success, 2 bad usage, 3 the broker could not be reached (with\n"
+    "--watch: at the start), 128 + N ended by signal N (SIGINT, SIGTERM), which\n"
+    "is how --watch ends.\n";
 
 /*  The value under key in a msgpack map, or NULL. */
 static const msgpack_object *
@@ -283,18 +298,13 @@ s_print_status_table (const msgpack_object *status)
     dp_json_buf_free (&cell);
 }
 
-/*  dpool status: see dp_cli_help_status. */
-int
-dp_cli_status_run (dp_cli_t *cli)
+/*  Prints the broker's reply (a packed status map) as --json or the table
+    say. Returns EXIT_OK, or EXIT_ERROR after a message. */
+static int
+s_print_reply (dp_cli_t *cli, const void *data, size_t size)
 {
-    int rc = dp_cli_connect (cli);
-    if (rc >= 0)
-        return rc;
-    void *data = NULL;
-    size_t size = 0;
-    if (dp_cli_probe (cli, "cannot reach", &data, &size))
-        rc = dp_cli_signal () ? EXIT_SIGNAL_BASE + dp_cli_signal () : EXIT_UNREACHABLE;
-    else if (cli->options.json) {
+    int rc;
+    if (cli->options.json) {
         dp_json_buf_t out;
         dp_json_buf_init (&out);
         char error[DP_JSON_ERROR_SIZE];
@@ -320,9 +330,86 @@ dp_cli_status_run (dp_cli_t *cli)
         }
         msgpack_unpacked_destroy (&unpacked);
     }
+    return rc;
+}
+
+/*  Asks for the status and prints it. Returns EXIT_OK, or the exit status
+    of a failure, after a message: EXIT_UNREACHABLE, EXIT_ERROR, or 128 +
+    the signal that ended the wait. */
+static int
+s_status_once (dp_cli_t *cli)
+{
+    void *data = NULL;
+    size_t size = 0;
+    int rc;
+    if (dp_cli_probe (cli, "cannot reach", &data, &size))
+        rc = dp_cli_signal () ? EXIT_SIGNAL_BASE + dp_cli_signal () : EXIT_UNREACHABLE;
+    else
+        rc = s_print_reply (cli, data, size);
     free (data);
-    dp_cli_disconnect (cli, false);
     if (rc == EXIT_OK && fflush (stdout) != 0)
         rc = EXIT_ERROR;
+    return rc;
+}
+
+/*  Sleeps up to ms in slices, until a signal comes. Returns the signal, or
+    0 once the time is up. */
+static int
+s_pause (long ms)
+{
+    int64_t until = dp_now_ms () + ms;
+    for (int64_t now = dp_now_ms (); now < until && !dp_cli_signal (); now = dp_now_ms ()) {
+        int64_t slice = until - now < PROBE_SLICE_MS ? until - now : PROBE_SLICE_MS;
+        struct timespec pause = {0, (long)slice * NS_PER_MS};
+        nanosleep (&pause, NULL);
+    }
+    return dp_cli_signal ();
+}
+
+/*  Starts a block of --watch: on a terminal the screen is cleared first;
+    the table gets a line saying when (not --json, one line per refresh),
+    elsewhere after a blank line that parts it from the block before. */
+static void
+s_watch_header (dp_cli_t *cli, bool terminal, bool first)
+{
+    if (terminal)
+        fputs (CLEAR_SCREEN, stdout);
+    if (cli->options.json)
+        return;
+    char when[64] = "";
+    time_t now = time (NULL);
+    struct tm local;
+    if (localtime_r (&now, &local))
+        strftime (when, sizeof when, "%Y-%m-%d %H:%M:%S %z", &local);
+    printf ("%sdpool status every %ld s: %s\n\n", terminal || first ? "" : "\n",
+            cli->options.interval, when);
+}
+
+/*  dpool status --watch: the status every interval until SIGINT or
+    SIGTERM, which end it with 128 + the signal. A broker that stops
+    answering is said on stderr, and asked again at the next refresh. */
+static int
+s_watch (dp_cli_t *cli)
+{
+    bool terminal = isatty (STDOUT_FILENO);
+    for (bool first = true;; first = false) {
+        s_watch_header (cli, terminal, first);
+        int rc = s_status_once (cli);
+        if (rc == EXIT_ERROR && ferror (stdout))
+            return rc; /* stdout is gone (a closed pipe): nobody reads on */
+        if (dp_cli_signal () || s_pause (cli->options.interval * MS_PER_S))
+            return EXIT_SIGNAL_BASE + dp_cli_signal ();
+    }
+}
+
+/*  dpool status: see dp_cli_help_status. */
+int
+dp_cli_status_run (dp_cli_t *cli)
+{
+    int rc = dp_cli_connect (cli);
+    if (rc >= 0)
+        return rc;
+    rc = cli->options.watch ? s_watch (cli) : s_status_once (cli);
+    dp_cli_disconnect (cli, false);
     return rc;
 }

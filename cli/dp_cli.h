@@ -4,7 +4,8 @@
     dp_cli_t and calls the subcommand, and one file a subcommand (cmd_map.c,
     cmd_apply.c, cmd_status.c, cmd_demo.c, cmd_queue.c, cmd_keygen.c), each
     holding its --help text and its run function; map --exec's commands and
-    joblog are in dp_cli_exec.c and dp_cli_joblog.c (dp_cli_exec.h). dp_cli.c holds what
+    joblog are in dp_cli_exec.c and dp_cli_joblog.c (dp_cli_exec.h), map's
+    progress bar in dp_cli_progress.c (dp_cli_progress.h). dp_cli.c holds what
     several of them need: usage errors, connecting to the broker and
     checking that it still answers, text from the network made safe for a
     terminal, and a task's outcome as a line of JSON. dp_cli_signal.c
@@ -69,6 +70,9 @@ typedef struct {
     long procs;
     const char *curve_server;
     const char *curve_secret;
+    bool quiet;    /* map: no progress bar */
+    bool watch;    /* status: again every interval until a signal */
+    long interval; /* status --watch: seconds */
 } dp_cli_options_t;
 
 /*  A command: its name, its CMD_* bit, how many positional arguments it

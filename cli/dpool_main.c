@@ -4,7 +4,7 @@
         dpool map FN < args.jsonl > results.jsonl
         dpool map --exec [--] CMD [ARG...] < lines
         dpool apply FN JSON
-        dpool status [--json]
+        dpool status [--json] [--watch [--interval S]]
         dpool demo
         dpool queue put NAME JSON | get NAME | size NAME
 
@@ -43,6 +43,8 @@
 #define MAX_CHUNKSIZE              1000000
 #define MAX_BATCH                  100000
 #define MAX_PROCS                  1024
+#define DEFAULT_INTERVAL_S         2 /* status --watch: seconds between two */
+#define MAX_INTERVAL_S             86400
 #define POSITIONAL_VARIES          -1 /* the command checks its positional arguments */
 
 /*  ---------------------------------------------------------------------------
@@ -79,9 +81,14 @@ static const s_option_t s_option_table[] = {
      offsetof (dp_cli_options_t, resume_failed)},
     {"--max-output", "DPOOL_MAX_OUTPUT", OPT_INT, CMD_MAP, 1, DP_EXEC_MAX_OUTPUT_LIMIT,
      offsetof (dp_cli_options_t, max_output)},
+    {"--quiet", "DPOOL_QUIET", OPT_FLAG, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, quiet)},
     {"--worker", "DPOOL_WORKER", OPT_STRING, CMD_DEMO, 0, 0, offsetof (dp_cli_options_t, worker)},
     {"--procs", "DPOOL_PROCS", OPT_INT, CMD_DEMO, 0, MAX_PROCS,
      offsetof (dp_cli_options_t, procs)},
+    /*  No variable turns --watch on: a script's status would never end. */
+    {"--watch", NULL, OPT_FLAG, CMD_STATUS, 0, 0, offsetof (dp_cli_options_t, watch)},
+    {"--interval", "DPOOL_INTERVAL", OPT_INT, CMD_STATUS, 1, MAX_INTERVAL_S,
+     offsetof (dp_cli_options_t, interval)},
     {"--curve-server", "DPOOL_CURVE_SERVER", OPT_STRING, CMD_ALL, 0, 0,
      offsetof (dp_cli_options_t, curve_server)},
     {"--curve-secret", "DPOOL_CURVE_SECRET", OPT_STRING, CMD_ALL, 0, 0,
@@ -400,6 +407,7 @@ s_parse (dp_cli_t *cli, int argc, char *argv[])
     options->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     options->batch = DEFAULT_BATCH;
     options->procs = DEFAULT_PROCS;
+    options->interval = DEFAULT_INTERVAL_S;
 
     s_words_t words;
     memset (&words, 0, sizeof words);

@@ -30,3 +30,9 @@ dpool_test (test_broker_limits test_broker_limits.c dp_testbroker.c TIMEOUT 90)
 # issue's case (an apply behind another client's long map) with real
 # processes.
 dpool_test (test_broker_fair test_broker_fair.c dp_testbroker.c TIMEOUT 120)
+
+# broker/: Prometheus metrics (dpool-broker --metrics-bind) scraped with
+# curl while real workers run tasks; the counter store on its own.
+find_program (DPOOL_CURL curl REQUIRED)
+dpool_test (test_metrics test_metrics.c TIMEOUT 120 VALGRIND_TIMEOUT 300)
+target_compile_definitions (test_metrics PRIVATE DPOOL_CURL_BIN="${DPOOL_CURL}")

@@ -24,3 +24,11 @@ dpool_test (test_cli_escape test_cli_escape.c TIMEOUT 90)
 # Shell commands as tasks: dpool.exec and dpool map --exec.
 dpool_test (test_exec test_exec.c TIMEOUT 150)
 target_link_libraries (test_exec PRIVATE PkgConfig::JANSSON)
+
+# What the command shows while work runs: map's progress bar, read through a
+# pseudo-terminal (forkpty), and status --watch.
+dpool_test (test_cli_monitor test_cli_monitor.c TIMEOUT 150)
+target_compile_definitions (test_cli_monitor PRIVATE
+    DPOOL_TEST_PLUGIN="$<TARGET_FILE:dpool_test_plugin>")
+target_link_libraries (test_cli_monitor PRIVATE util)
+add_dependencies (test_cli_monitor dpool_test_plugin)

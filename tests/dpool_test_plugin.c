@@ -1,12 +1,20 @@
 /*  dpool_test_plugin.c - a plugin for the tests of dpool-worker's
     --initializer: test.init records its arguments and how often it ran in
     the worker process (and fails when its argument is "fail"); test.state
-    returns what it recorded, from the process that runs it.
+    returns what it recorded, from the process that runs it; test.steps
+    [n, ms] takes n steps of ms milliseconds, reporting its progress after
+    each (the tests of `dpool map`'s progress bar).
 */
 #include <dpool.h>
 
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#define STEPS_MAX   1000
+#define STEP_MAX_MS 10000
+#define NS_PER_MS   1000000L
+#define MS_PER_S    1000
 
 int
 dpool_plugin_init (void);
@@ -40,10 +48,32 @@ s_state (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
     return msgpack_pack_str_with_body (result, s_init_arg, strlen (s_init_arg));
 }
 
+/*  [n, ms]: n steps of ms each, [i, n] reported after step i; returns n. */
+static int
+s_steps (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
+    if (args->type != MSGPACK_OBJECT_ARRAY || args->via.array.size != 2)
+        return dpool_task_fail (task, "test.steps: expected [n, ms]");
+    const msgpack_object *arg = args->via.array.ptr;
+    if (arg[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        arg[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || arg[0].via.u64 > STEPS_MAX ||
+        arg[1].via.u64 > STEP_MAX_MS)
+        return dpool_task_fail (task, "test.steps: expected [n, ms]");
+    uint64_t steps = arg[0].via.u64, ms = arg[1].via.u64;
+    for (uint64_t i = 1; i <= steps; i++) {
+        struct timespec pause = {(time_t)(ms / MS_PER_S), (long)(ms % MS_PER_S) * NS_PER_MS};
+        nanosleep (&pause, NULL);
+        dpool_task_progress (task, i, steps);
+    }
+    return msgpack_pack_uint64 (result, steps);
+}
+
 int
 dpool_plugin_init (void)
 {
-    if (dpool_register ("test.init", s_init, NULL) || dpool_register ("test.state", s_state, NULL))
+    if (dpool_register ("test.init", s_init, NULL) ||
+        dpool_register ("test.state", s_state, NULL) ||
+        dpool_register ("test.steps", s_steps, NULL))
         return -1;
     return 0;
 }
