@@ -56,18 +56,27 @@ s_check_file (const char *path, char *err, size_t err_size)
     return 0;
 }
 
-/*  The curve/public-key text of the file at path, through CZMQ's ZPL
-    reader: zcert_load decodes a key only up to its first character that
-    is not Z85 and leaves the rest zero, so the text itself is checked
-    here. Returns 1 valid, 0 not a key. */
+/*  Checks the curve/public-key text of the file at path through CZMQ's
+    ZPL reader: zcert_load decodes a key only up to its first character
+    that is not Z85 and leaves the rest zero, and it may have read
+    path_secret instead, which must then hold the same public key. Returns
+    0, or -1 with a reason in err. */
 static int
-s_public_text_valid (const char *path, const char *loaded)
+s_check_public_text (const char *path, const char *loaded, char *err, size_t err_size)
 {
     zconfig_t *root = zconfig_load (path);
     const char *text = root ? zconfig_get (root, "curve/public-key", NULL) : NULL;
-    int valid = text && dp_curve_is_key (text) && strcmp (text, loaded) == 0;
+    int rc = 0;
+    if (!text || !dp_curve_is_key (text))
+        rc = dp_error_text (err, err_size,
+                            "%s is not a key file: it needs curve/public-key, 40 characters of "
+                            "Z85, in ZPL as zcert_save writes it",
+                            path);
+    else if (strcmp (text, loaded) != 0)
+        rc = dp_error_text (err, err_size, "%s and %s_secret hold different public keys", path,
+                            path);
     zconfig_destroy (&root);
-    return valid;
+    return rc;
 }
 
 /*  Loads the key file at path through zcert_load, which reads path_secret
@@ -80,13 +89,13 @@ s_cert_load (const char *path, char *err, size_t err_size)
     if (s_check_file (path, err, err_size))
         return NULL;
     zcert_t *cert = zcert_load (path);
-    if (!cert || !s_public_text_valid (path, zcert_public_txt (cert))) {
-        zcert_destroy (&cert);
+    if (!cert)
         dp_error_text (err, err_size,
                        "%s is not a key file: it needs curve/public-key, 40 characters of Z85, "
                        "in ZPL as zcert_save writes it",
                        path);
-    }
+    else if (s_check_public_text (path, zcert_public_txt (cert), err, err_size))
+        zcert_destroy (&cert);
     return cert;
 }
 

@@ -225,6 +225,10 @@ s_case_keys (void)
     free (text);
     CHECK_EQ_INT (dp_curve_server (&server, mixed, err, sizeof err), -1);
     CHECK (strstr (err, mixed) && strstr (err, "not the secret of public-key"));
+    /*  A public file whose _secret beside it is another key's. */
+    CHECK_EQ_INT (rename (other_secret, secret_path), 0);
+    CHECK_EQ_INT (dp_curve_public (public_path, public_key, err, sizeof err), -1);
+    CHECK (strstr (err, public_path) && strstr (err, "hold different public keys"));
     free (other);
     free (other_secret);
     CHECK_EQ_INT (dp_curve_client_env (&client, NULL, secret_path, err, sizeof err), -1);
