@@ -5,6 +5,7 @@
 #include "dp_curve.h"
 #include "dp_util.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -13,11 +14,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <czmq.h>
 #include <zmq.h>
 
 #define KEY_FILE_MAX (64 * 1024) /* a key file is a few hundred bytes */
 #define KEY_BINARY   32          /* bytes of a binary key */
+
+/*  The error of a file that holds no public key (a macro: printf's
+    format checks see it). */
+#define NOT_KEY_FILE                                                                              \
+    "%s is not a key file: it needs curve/public-key, 40 characters of Z85, in ZPL as "           \
+    "zcert_save writes it"
 
 /*  True if text is exactly a Z85 key. */
 static bool
@@ -68,10 +74,7 @@ s_check_public_text (const char *path, const char *loaded, char *err, size_t err
     const char *text = root ? zconfig_get (root, "curve/public-key", NULL) : NULL;
     int rc = 0;
     if (!text || !dp_curve_is_key (text))
-        rc = dp_error_text (err, err_size,
-                            "%s is not a key file: it needs curve/public-key, 40 characters of "
-                            "Z85, in ZPL as zcert_save writes it",
-                            path);
+        rc = dp_error_text (err, err_size, NOT_KEY_FILE, path);
     else if (strcmp (text, loaded) != 0)
         rc = dp_error_text (err, err_size, "%s and %s_secret hold different public keys", path,
                             path);
@@ -90,10 +93,7 @@ s_cert_load (const char *path, char *err, size_t err_size)
         return NULL;
     zcert_t *cert = zcert_load (path);
     if (!cert)
-        dp_error_text (err, err_size,
-                       "%s is not a key file: it needs curve/public-key, 40 characters of Z85, "
-                       "in ZPL as zcert_save writes it",
-                       path);
+        dp_error_text (err, err_size, NOT_KEY_FILE, path);
     else if (s_check_public_text (path, zcert_public_txt (cert), err, err_size))
         zcert_destroy (&cert);
     return cert;
@@ -151,7 +151,6 @@ s_load_secret (dp_curve_t *curve, const char *path, char *err, size_t err_size)
         memcpy (curve->public_, zcert_public_txt (cert), DP_CURVE_KEY + 1);
         memcpy (curve->secret, zcert_secret_txt (cert), DP_CURVE_KEY + 1);
     }
-    explicit_bzero (derived, sizeof derived);
     zcert_destroy (&cert);
     return rc;
 }
