@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Build and run: a C toolchain, CMake, ZeroMQ, CZMQ, msgpack-c, jansson.
+# Build and run: a C toolchain, CMake, ZeroMQ, CZMQ, msgpack-c, jansson, libsodium.
 # Tests: clang and its runtime (AddressSanitizer, UBSan, libFuzzer),
 # valgrind, iproute2 (network-namespace tests), python3 (benchmark smoke),
 # Open MPI (libdpool_mpi and the mpirun SPMD test), util-linux (taskset),
@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 # The Python package (python/): pyzmq and msgpack for /usr/bin/python3, and
 # CPython's own test suite, whose Pool tests python/tests runs against it.
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
-          libjansson-dev clang-19 libclang-rt-19-dev valgrind iproute2 python3
+          libjansson-dev libsodium-dev clang-19 libclang-rt-19-dev valgrind iproute2 python3
           openmpi-bin libopenmpi-dev util-linux parallel python3-mpi4py slurm-wlm munge
           python3-zmq python3-msgpack libpython3.11-testsuite"
 # Install and service (issue 17): libsystemd-dev (sd_notify, the journald

@@ -121,7 +121,7 @@ def build(args):
                     "-DDPOOL_WERROR=OFF"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", args.build_dir, "-j", str(os.cpu_count() or 2),
                     "--target", "bench_forwarder", "dpool_bench", "dpool-broker", "dpool-worker",
-                    "dpool-cli"],
+                    "dpool-cli", "bench_idmap"],
                    check=True, stdout=subprocess.DEVNULL)
     # Only a build that found MPI has it: its absence skips the SPMD figures.
     subprocess.run(["cmake", "--build", args.build_dir, "--target", "spmd_bench"], check=False,
@@ -850,6 +850,44 @@ def spmd(args, quick):
     return section, target
 
 
+def idmap(args, quick):
+    """bench_idmap on the build: proto/dp_idmap against CZMQ's zhashx on
+    the broker's id-map pattern (issue 17 item 5). Returns the report's
+    section and its target line (None when it cannot run)."""
+    build = os.path.dirname(os.path.dirname(os.path.abspath(args.broker)))  # <build>/broker/
+    program = os.path.join(build, "bench", "bench_idmap")
+    title = "## Id maps: dp_idmap against zhashx (bench/bench_idmap.c)\n\n"
+    if not os.access(program, os.X_OK):
+        log("run.py: id maps skipped: no bench_idmap in %s" % build)
+        return title + "skipped: no bench_idmap in the build\n\n", None
+    command = [program, "--json"] + (["--sizes", "1e3", "--runs", "1"] if quick else [])
+    log("run.py: id maps: %s" % " ".join(command))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not rows:
+        log("run.py: bench_idmap failed: %s" % (done.stderr.strip() or done.returncode))
+        return title + "FAILED: %s\n\n" % (done.stderr.strip() or done.returncode), None
+    base = {r["size"]: r["churn_ns"] for r in rows if r["map"].startswith("dp_idmap")}
+    table = [[fmt_count(r["size"]), r["map"], "%.1f" % r["fill_ns"], "%.1f" % r["lookup_ns"],
+              "%.1f" % r["churn_ns"], "%.2f×" % (r["churn_ns"] / base[r["size"]])]
+             for r in rows]
+    section = title + ("The broker's id maps' pattern, in one process, each map in turn: "
+                       "ids that count up, put into an empty map (fill), got at random among "
+                       "the live ones (lookup), and a sliding window of live ids (churn: put "
+                       "the next, get it, remove the oldest, per task). ns per operation, "
+                       "median of %s run(s). Command: `%s`.\n\n"
+                       % ("1" if quick else "3", " ".join(["bench_idmap"] + command[1:])))
+    section += render(["live ids", "map", "fill ns/put", "lookup ns/get",
+                       "churn ns/task", "churn vs dp_idmap"], table) + "\n\n"
+    worse = [fmt_count(size) for size, ns in base.items()
+             if any(r["size"] == size and not r["map"].startswith("dp_idmap")
+                    and r["churn_ns"] < ns for r in rows)]
+    target = ("- dp_idmap's churn faster than every zhashx's at every size: %s"
+              % ("MET" if not worse else "MISSED (zhashx faster at %s live ids)"
+                 % ", ".join(worse)))
+    return section, target
+
+
 def load_text():
     one, five, fifteen = os.getloadavg()
     return "%.2f %.2f %.2f" % (one, five, fifteen)
@@ -891,7 +929,8 @@ def main():
     parser.add_argument("--broker", help="path of dpool-broker (implies --no-build)")
     parser.add_argument("--results", help="write the results here (default bench/RESULTS.md; "
                         "none with --quick)")
-    parser.add_argument("--only", help="comma-separated systems to run (e.g. 'pool,dpool ipc')")
+    parser.add_argument("--only", help="comma-separated systems to run (e.g. 'pool,dpool ipc'; "
+                        "also 'worker death', 'exec', 'spmd', 'idmap')")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     scale = args.scale or (QUICK_SCALE if args.quick else 1.0)
@@ -955,6 +994,9 @@ def main():
     spmd_section, spmd_target = "", None
     if not only or "spmd" in only:
         spmd_section, spmd_target = spmd(args, args.quick)
+    idmap_section, idmap_target = "", None
+    if not only or "idmap" in only:
+        idmap_section, idmap_target = idmap(args, args.quick)
     seconds = time.monotonic() - t0
     load_end = load_text()
     others = account.others_cores()
@@ -972,9 +1014,9 @@ def main():
         report += ("## Fair share between clients (one dpool-broker over tcp, %d workers, two "
                    "clients at once)\n\n" % PROCS)
         report += render(["figure", "median [range]", "notes"], rows) + "\n\n"
-    report += death_section + exec_section + spmd_section
+    report += death_section + exec_section + spmd_section + idmap_section
     lines = targets(results) + fair_targets(results)
-    lines += [t for t in (death_target, exec_target, spmd_target) if t]
+    lines += [t for t in (death_target, exec_target, spmd_target, idmap_target) if t]
     if lines:
         report += "## Targets on these figures\n\n" + "\n".join(lines) + "\n"
     if args.quick:

@@ -13,7 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define KEYS_LINE_MAX 4096 /* bytes of one line of a key file */
+#define KEYS_LINE_MAX      4096      /* bytes of one line of a key file */
+#define KEYS_SECRET_SUFFIX "_secret" /* of a secret key file's name */
 
 struct _dp_keys_t {
     zhashx_t *keys; /* Z85 key -> dp_key_t, owned */
@@ -118,8 +119,21 @@ s_add (dp_keys_t *self, dp_key_t *key, const char *where, char *err, size_t err_
     return 0;
 }
 
-/*  A directory of public key files: each admitted with every right, named
-    after its file. */
+/*  True if name ends in "_secret": a secret key file, which zcertstore
+    skips too, and which has no place among admitted keys. */
+static bool
+s_is_secret_name (const char *name)
+{
+    size_t len = strlen (name), tail = strlen (KEYS_SECRET_SUFFIX);
+    return len >= tail && strcmp (name + len - tail, KEYS_SECRET_SUFFIX) == 0;
+}
+
+/*  A directory of public key files (CZMQ certificates, read by zcert_load
+    through dp_curve_public): each admitted with every right, named after
+    its file. Not through zcertstore: it aborts the process on a key found
+    in two files (an assert in zcertstore_insert), rescans the directory
+    on every lookup (this table is looked up for every message), and its
+    stable API cannot list what it loaded. */
 static dp_keys_t *
 s_load_dir (const char *path, char *err, size_t err_size)
 {
@@ -133,12 +147,12 @@ s_load_dir (const char *path, char *err, size_t err_size)
     while (self && (entry = readdir (dir))) {
         char file[4096];
         struct stat st;
-        if (entry->d_name[0] == '.' ||
+        if (entry->d_name[0] == '.' || s_is_secret_name (entry->d_name) ||
             (size_t)snprintf (file, sizeof file, "%s/%s", path, entry->d_name) >= sizeof file ||
             stat (file, &st) != 0 || !S_ISREG (st.st_mode))
             continue;
         dp_key_t *key = (dp_key_t *)calloc (1, sizeof *key);
-        char ignored[256];
+        char ignored[512];
         if (key && dp_curve_public (file, key->key, ignored, sizeof ignored) == 0 &&
             !zhashx_lookup (self->keys, key->key)) {
             snprintf (key->name, sizeof key->name, "%.*s", DP_KEY_NAME_MAX, entry->d_name);

@@ -13,7 +13,8 @@
         <40 Z85 characters> name=root roles=all
 
     or from a directory of public key files (--curve-clients DIR), each of
-    which has every right and no quota. A table is immutable once loaded:
+    which has every right and no quota; files named *_secret, dot files
+    and files that are not key files are passed over. A table is immutable once loaded:
     a reload makes a new one, which takes the old one's place whole.
 
     Locking: none; a table is used by the broker's thread only.
@@ -54,7 +55,8 @@ typedef struct {
 typedef struct _dp_keys_t dp_keys_t;
 
 /*  Loads a key file (path a regular file) or a directory of public key
-    files (every right, no quota; files without a public key are skipped).
+    files (every right, no quota; files without a public key, *_secret
+    files and dot files are skipped; a key in two files counts once).
     Returns NULL with a reason in err (naming the file and line) if the
     file cannot be read or a line is malformed. */
 dp_keys_t *

@@ -12,7 +12,7 @@ const char dp_cli_help_keygen[] =
     "Makes a CURVE key pair for encrypted, authenticated connections (see README,\n"
     "Security): PATH holds the public key, safe to hand out; PATH_secret holds both\n"
     "keys and is made readable by its owner only. Existing files are never\n"
-    "overwritten. The files are ZPL text in CZMQ's zcert layout.\n"
+    "overwritten. The files are CZMQ certificates, written by zcert_save.\n"
     "\n"
     "  the broker's pair:   dpool-broker --curve-secret PATH_secret; its clients\n"
     "                       and workers get --curve-server PATH\n"

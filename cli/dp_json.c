@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,6 @@
 
 static const char s_too_deep[] =
     "arrays and objects nested deeper than " DP_JSON_DEPTH_TEXT " levels";
-static const char s_base64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 void
 dp_json_buf_init (dp_json_buf_t *self)
@@ -101,79 +101,33 @@ s_append_text (dp_json_buf_t *self, const char *text)
 size_t
 dp_json_base64_size (size_t size)
 {
-    return (size + 2) / 3 * 4 + 1;
+    return sodium_base64_ENCODED_LEN (size, sodium_base64_VARIANT_ORIGINAL);
 }
 
 size_t
 dp_json_base64_encode (char *out, const void *data, size_t size)
 {
-    const uint8_t *in = data;
-    size_t len = 0;
-    size_t i = 0;
-    for (; i + 3 <= size; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[len++] = s_base64[v >> 18 & 63];
-        out[len++] = s_base64[v >> 12 & 63];
-        out[len++] = s_base64[v >> 6 & 63];
-        out[len++] = s_base64[v & 63];
-    }
-    if (i < size) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < size)
-            v |= (uint32_t)in[i + 1] << 8;
-        out[len++] = s_base64[v >> 18 & 63];
-        out[len++] = s_base64[v >> 12 & 63];
-        out[len++] = i + 1 < size ? s_base64[v >> 6 & 63] : '=';
-        out[len++] = '=';
-    }
-    out[len] = 0;
-    return len;
+    sodium_bin2base64 (out, dp_json_base64_size (size), (const unsigned char *)data, size,
+                       sodium_base64_VARIANT_ORIGINAL);
+    return strlen (out);
 }
 
-/*  The value of one base64 digit, or -1. */
-static int
-s_base64_value (char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
+/*  With its padding or without, as the text has it: libsodium's decoder
+    stops at the first character it does not take, which must be the end. */
 long
 dp_json_base64_decode (void *out, const char *text, size_t size)
 {
-    uint8_t *bytes = out;
-    /*  Padding only at the end, at most two, and only to a multiple of 4. */
-    size_t digits = size;
-    while (digits > 0 && text[digits - 1] == '=' && size - digits < 2)
-        digits--;
-    if (digits < size && size % 4 != 0)
-        return -1;
-    if (digits % 4 == 1)
-        return -1;
-    long len = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < digits; i++) {
-        int v = s_base64_value (text[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            bytes[len++] = (uint8_t)(acc >> bits & 0xFF);
-        }
+    static const int variants[] = {sodium_base64_VARIANT_ORIGINAL,
+                                   sodium_base64_VARIANT_ORIGINAL_NO_PADDING};
+    for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
+        size_t len = 0;
+        const char *end = NULL;
+        if (sodium_base642bin ((unsigned char *)out, size / 4 * 3 + 3, text, size, NULL, &len,
+                               &end, variants[i]) == 0 &&
+            end == text + size)
+            return (long)len;
     }
-    return len;
+    return -1;
 }
 
 /*  The length of the valid UTF-8 sequence at s (n bytes left), and its

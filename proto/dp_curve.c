@@ -5,6 +5,7 @@
 #include "dp_curve.h"
 #include "dp_util.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -12,11 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #define KEY_FILE_MAX (64 * 1024) /* a key file is a few hundred bytes */
+#define KEY_BINARY   32          /* bytes of a binary key */
+
+/*  The error of a file that holds no public key (a macro: printf's
+    format checks see it). */
+#define NOT_KEY_FILE                                                                              \
+    "%s is not a key file: it needs curve/public-key, 40 characters of Z85, in ZPL as "           \
+    "zcert_save writes it"
 
 /*  True if text is exactly a Z85 key. */
 static bool
@@ -27,93 +34,79 @@ s_is_key (const char *text, size_t size)
     char copy[DP_CURVE_KEY + 1];
     memcpy (copy, text, DP_CURVE_KEY);
     copy[DP_CURVE_KEY] = 0;
-    uint8_t binary[32];
+    uint8_t binary[KEY_BINARY];
     return zmq_z85_decode (binary, copy) != NULL;
 }
 
-/*  Finds "name = value" (value optionally quoted) on a line of text and
-    copies a valid key into out. Returns 1 found, 0 absent, -1 malformed. */
+/*  Checks that path names a readable regular file of a key file's size,
+    so that a typo, a directory or a FIFO gets its own clear message
+    (zcert_load says only NULL, and would block on a FIFO). */
 static int
-s_find_key (const char *text, const char *name, char out[DP_CURVE_KEY + 1])
+s_check_file (const char *path, char *err, size_t err_size)
 {
-    size_t name_len = strlen (name);
-    const char *line = text;
-    while (*line) {
-        const char *end = strchr (line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen (line);
-        const char *p = line;
-        const char *stop = line + len;
-        while (p < stop && (*p == ' ' || *p == '\t'))
-            p++;
-        if ((size_t)(stop - p) > name_len && memcmp (p, name, name_len) == 0) {
-            p += name_len;
-            while (p < stop && (*p == ' ' || *p == '\t'))
-                p++;
-            if (p < stop && *p == '=') {
-                p++;
-                while (p < stop && (*p == ' ' || *p == '\t'))
-                    p++;
-                const char *q = stop;
-                while (q > p && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r'))
-                    q--;
-                if (q - p >= 2 && (*p == '"' || *p == '\'') && q[-1] == *p) {
-                    p++;
-                    q--;
-                }
-                if (!s_is_key (p, (size_t)(q - p)))
-                    return -1;
-                memcpy (out, p, DP_CURVE_KEY);
-                out[DP_CURVE_KEY] = 0;
-                return 1;
-            }
-        }
-        line = end ? end + 1 : stop;
-    }
-    return 0;
-}
-
-/*  Reads a whole (small) file into buf as a string. */
-static int
-s_read_file (const char *path, char *buf, size_t size, char *err, size_t err_size)
-{
-    FILE *file = fopen (path, "r");
-    if (!file)
+    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
         return dp_error_text (err, err_size, "cannot open key file %s: %s", path,
                               strerror (errno));
-    size_t n = fread (buf, 1, size - 1, file);
-    bool more = !feof (file) && fgetc (file) != EOF;
-    fclose (file);
-    if (more)
+    struct stat st;
+    int rc = fstat (fd, &st);
+    int saved = errno;
+    close (fd);
+    if (rc != 0)
+        return dp_error_text (err, err_size, "cannot read key file %s: %s", path,
+                              strerror (saved));
+    if (!S_ISREG (st.st_mode))
+        return dp_error_text (err, err_size, "%s is not a key file (not a regular file)", path);
+    if (st.st_size > KEY_FILE_MAX)
         return dp_error_text (err, err_size, "%s is too large for a key file", path);
-    buf[n] = 0;
-    if (memchr (buf, 0, n))
-        return dp_error_text (err, err_size, "%s is not a key file (it holds NUL bytes)", path);
     return 0;
 }
 
-/*  Reads the key called name ("public-key", "secret-key") from the key
-    file at path into out. Returns 0, or -1 with a reason in err; hint ends
-    the message of a file that lacks the key. The buffer is wiped before it
-    is freed: it may hold a secret key. */
+/*  Checks the curve/public-key text of the file at path through CZMQ's
+    ZPL reader: zcert_load decodes a key only up to its first character
+    that is not Z85 and leaves the rest zero, and it may have read
+    path_secret instead, which must then hold the same public key. Returns
+    0, or -1 with a reason in err. */
 static int
-s_key_from_file (const char *path, const char *name, const char *hint, char out[DP_CURVE_KEY + 1],
-                 char *err, size_t err_size)
+s_check_public_text (const char *path, const char *loaded, char *err, size_t err_size)
 {
-    char *text = (char *)malloc (KEY_FILE_MAX);
-    if (!text)
-        return dp_error_text (err, err_size, "out of memory");
-    int found = -2;
-    if (s_read_file (path, text, KEY_FILE_MAX, err, err_size) == 0)
-        found = s_find_key (text, name, out);
-    explicit_bzero (text, KEY_FILE_MAX);
-    free (text);
-    if (found == -2)
-        return -1;
-    if (found < 0)
-        return dp_error_text (err, err_size, "%s: %s is not 40 characters of Z85", path, name);
-    if (found == 0)
-        return dp_error_text (err, err_size, "%s holds no %s%s", path, name, hint);
-    return 0;
+    zconfig_t *root = zconfig_load (path);
+    const char *text = root ? zconfig_get (root, "curve/public-key", NULL) : NULL;
+    int rc = 0;
+    if (!text || !dp_curve_is_key (text))
+        rc = dp_error_text (err, err_size, NOT_KEY_FILE, path);
+    else if (strcmp (text, loaded) != 0)
+        rc = dp_error_text (err, err_size, "%s and %s_secret hold different public keys", path,
+                            path);
+    zconfig_destroy (&root);
+    return rc;
+}
+
+/*  Loads the key file at path through zcert_load, which reads path_secret
+    instead when that exists (CZMQ's convention: a certificate is named by
+    its public file). Returns the certificate, or NULL with a reason in err
+    naming the path. */
+static zcert_t *
+s_cert_load (const char *path, char *err, size_t err_size)
+{
+    if (s_check_file (path, err, err_size))
+        return NULL;
+    zcert_t *cert = zcert_load (path);
+    if (!cert)
+        dp_error_text (err, err_size, NOT_KEY_FILE, path);
+    else if (s_check_public_text (path, zcert_public_txt (cert), err, err_size))
+        zcert_destroy (&cert);
+    return cert;
+}
+
+/*  True if all size bytes of key are zero: zcert's "no key". */
+static bool
+s_is_zero (const uint8_t *key, size_t size)
+{
+    uint8_t any = 0;
+    for (size_t i = 0; i < size; i++)
+        any |= key[i];
+    return any == 0;
 }
 
 int
@@ -125,21 +118,41 @@ dp_curve_public (const char *key, char out[DP_CURVE_KEY + 1], char *err, size_t 
         memcpy (out, key, DP_CURVE_KEY + 1);
         return 0;
     }
-    return s_key_from_file (key, "public-key", "", out, err, err_size);
+    zcert_t *cert = s_cert_load (key, err, err_size);
+    if (!cert)
+        return -1;
+    memcpy (out, zcert_public_txt (cert), DP_CURVE_KEY + 1);
+    zcert_destroy (&cert);
+    return 0;
 }
 
-/*  Loads our own key pair from a secret key file; a file without its
-    public key gets it derived from the secret one. */
+/*  Loads our own key pair from a secret key file: both keys must be there
+    and the public key must be the secret key's. */
 static int
 s_load_secret (dp_curve_t *curve, const char *path, char *err, size_t err_size)
 {
-    if (s_key_from_file (path, "secret-key", " (is it the public half?)", curve->secret, err,
-                         err_size))
+    zcert_t *cert = s_cert_load (path, err, err_size);
+    if (!cert)
         return -1;
-    if (zmq_curve_public (curve->public_, curve->secret))
-        return dp_error_text (err, err_size, "%s: cannot derive the public key: %s", path,
-                              zmq_strerror (errno));
-    return 0;
+    int rc = 0;
+    char derived[DP_CURVE_KEY + 1] = "";
+    if (s_is_zero (zcert_secret_key (cert), KEY_BINARY))
+        rc = dp_error_text (err, err_size,
+                            "%s holds no secret-key of 40 characters of Z85 "
+                            "(is it the public half?)",
+                            path);
+    else if (zmq_curve_public (derived, zcert_secret_txt (cert)) != 0 ||
+             strcmp (derived, zcert_public_txt (cert)) != 0)
+        rc = dp_error_text (err, err_size,
+                            "%s: secret-key is not 40 characters of Z85 or is not the secret of "
+                            "public-key",
+                            path);
+    else {
+        memcpy (curve->public_, zcert_public_txt (cert), DP_CURVE_KEY + 1);
+        memcpy (curve->secret, zcert_secret_txt (cert), DP_CURVE_KEY + 1);
+    }
+    zcert_destroy (&cert);
+    return rc;
 }
 
 int
@@ -233,65 +246,47 @@ dp_curve_apply (void *socket, const dp_curve_t *curve, bool server)
     return zmq_setsockopt (socket, ZMQ_CURVE_SECRETKEY, curve->secret, DP_CURVE_KEY + 1);
 }
 
-/*  Writes text to a new file of the given mode; fails if it exists. */
+/*  Creates path, empty, with mode; fails if it exists. zcert_save would
+    overwrite a file, so the names are taken first, and it then writes
+    into files that already have their modes. */
 static int
-s_write_new (const char *path, const char *text, mode_t mode, char *err, size_t err_size)
+s_reserve (const char *path, mode_t mode, char *err, size_t err_size)
 {
     int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
         return dp_error_text (err, err_size, "cannot create %s: %s", path, strerror (errno));
-    size_t size = strlen (text);
-    ssize_t n = write (fd, text, size);
-    int saved = errno;
-    if (close (fd) != 0 && n == (ssize_t)size) {
-        n = -1;
-        saved = errno;
-    }
-    if (n != (ssize_t)size) {
-        unlink (path);
-        return dp_error_text (err, err_size, "cannot write %s: %s", path,
-                              n < 0 ? strerror (saved) : "short write");
-    }
+    close (fd);
     return 0;
 }
 
 int
 dp_curve_keygen (const char *path, char *err, size_t err_size)
 {
-    char public_[DP_CURVE_KEY + 1], secret[DP_CURVE_KEY + 1];
-    if (zmq_curve_keypair (public_, secret))
-        return dp_error_text (err, err_size, "cannot make a key pair: %s", zmq_strerror (errno));
     char secret_path[4096];
     if ((size_t)snprintf (secret_path, sizeof secret_path, "%s_secret", path) >=
         sizeof secret_path)
         return dp_error_text (err, err_size, "path too long: %s", path);
-    char stamp[32] = "";
-    time_t now = time (NULL);
-    struct tm tm;
-    if (gmtime_r (&now, &tm))
-        strftime (stamp, sizeof stamp, "%Y-%m-%d %H:%M UTC", &tm);
-    char text[1024];
-    snprintf (text, sizeof text,
-              "#   dpool CURVE secret key, made %s by dpool keygen.\n"
-              "#   Keep it to this host and this user: whoever reads it can pass for its owner.\n"
-              "metadata\n"
-              "curve\n"
-              "    public-key = \"%s\"\n"
-              "    secret-key = \"%s\"\n",
-              stamp, public_, secret);
-    if (s_write_new (secret_path, text, 0600, err, err_size))
+    if (s_reserve (secret_path, 0600, err, err_size))
         return -1;
-    snprintf (text, sizeof text,
-              "#   dpool CURVE public key, made %s by dpool keygen.\n"
-              "#   Safe to hand out: a broker's goes to its clients and workers, a client's\n"
-              "#   or worker's into the broker's --curve-clients directory.\n"
-              "metadata\n"
-              "curve\n"
-              "    public-key = \"%s\"\n",
-              stamp, public_);
-    if (s_write_new (path, text, 0644, err, err_size)) {
+    if (s_reserve (path, 0644, err, err_size)) {
         unlink (secret_path);
         return -1;
     }
-    return 0;
+    int rc = -1;
+    zcert_t *cert = zcert_new ();
+    if (!cert)
+        dp_error_text (err, err_size, "cannot make a key pair: %s", zmq_strerror (errno));
+    else {
+        zcert_set_meta (cert, "made-by", "dpool keygen");
+        if (zcert_save (cert, path) == 0)
+            rc = 0;
+        else
+            dp_error_text (err, err_size, "cannot write %s: %s", path, strerror (errno));
+    }
+    zcert_destroy (&cert);
+    if (rc != 0) {
+        unlink (secret_path);
+        unlink (path);
+    }
+    return rc;
 }

@@ -24,7 +24,8 @@ if (CMAKE_SCRIPT_MODE_FILE)
                       "## Broker alone" "| broker_rss" "| broker_idle" "| cancel"
                       "## Fair share between clients" "| sequential apply p50 µs, idle broker"
                       "| no-ops/s, two clients at once" "| share of the workers' time, client A"
-                      "## Worker death" "## Shell commands as tasks")
+                      "## Worker death" "## Shell commands as tasks" "## Id maps"
+                      "| dp_idmap (sequential)" "| zhashx, id keys, identity hash")
         string (FIND "${out}" "${expected}" at)
         if (at EQUAL -1)
             message (FATAL_ERROR "bench/run.py --quick printed no '${expected}':\n${err}")
@@ -43,7 +44,8 @@ endif ()
 find_package (Python3 COMPONENTS Interpreter)
 if (NOT Python3_Interpreter_FOUND)
     message (WARNING "python3 not found: the test bench_smoke_runs is not added")
-elseif (TARGET dpool_bench AND TARGET bench_forwarder AND TARGET dpool-broker)
+elseif (TARGET dpool_bench AND TARGET bench_forwarder AND TARGET dpool-broker
+        AND TARGET bench_idmap)
     set (spmd OFF)
     if (TARGET spmd_bench)
         set (spmd ON)

@@ -30,6 +30,8 @@
 
 #define WAIT_MS  10000 /* how long a step may take before the test fails */
 #define SHORT_MS 1500  /* how long a refused client waits for an answer */
+#define GOOD_Z85 "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID" /* a key (ZeroMQ RFC 26's) */
+#define BAD_Z85  "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hI~" /* 40 characters, '~' no Z85 */
 
 /*  Runs `dpool keygen name` in the test directory; returns its exit status
     and leaves the public key file's path in path (static buffer). */
@@ -127,6 +129,33 @@ s_echo_ok (dpool_pool_t *pool, const char *text)
     dpool_result_destroy (&result);
 }
 
+/*  Writes text as the key file name in the test directory; returns its
+    path (static buffer). */
+static const char *
+s_write_key (const char *name, const char *text)
+{
+    static char where[4096];
+    snprintf (where, sizeof where, "%s", dp_test_path (name));
+    FILE *file = fopen (where, "w");
+    CHECK (file);
+    CHECK (fputs (text, file) >= 0);
+    CHECK_EQ_INT (fclose (file), 0);
+    return where;
+}
+
+/*  A bad key file: every loader refuses it, naming it and saying why. */
+static void
+s_expect_bad (const char *path, const char *why)
+{
+    char err[512], key[DP_CURVE_KEY + 1];
+    dp_curve_t curve;
+    CHECK_EQ_INT (dp_curve_public (path, key, err, sizeof err), -1);
+    if (!strstr (err, path) || !strstr (err, why))
+        dp_test_fail (__FILE__, __LINE__, "%s: '%s' lacks '%s'", path, err, why);
+    CHECK_EQ_INT (dp_curve_server (&curve, path, err, sizeof err), -1);
+    CHECK (strstr (err, path) && strstr (err, why));
+}
+
 /*  ---------------------------------------------------------------------------
     keys: dpool keygen and the key files.
 */
@@ -161,18 +190,47 @@ s_case_keys (void)
     CHECK (client.on && strcmp (client.server, public_key) == 0);
     CHECK (strcmp (client.public_, public_key) != 0); /* a fresh pair of its own */
 
-    /*  Bad keys get a clear error. */
+    /*  As zcert_load does, a public file's path reads its _secret beside
+        it; alone, a public file is no secret key. */
+    CHECK_EQ_INT (dp_curve_server (&server, public_path, err, sizeof err), 0);
+    CHECK (strcmp (server.public_, public_key) == 0);
+    char *text = dp_test_read_file (public_path);
+    CHECK (text);
+    const char *alone = s_write_key ("alone", text);
+    free (text);
+    CHECK_EQ_INT (dp_curve_server (&server, alone, err, sizeof err), -1);
+    CHECK (strstr (err, alone) && strstr (err, "holds no secret-key"));
+
+    /*  Bad key files get a clear error that names them. */
     CHECK_EQ_INT (dp_curve_public ("not-a-key-and-not-a-file", public_key, err, sizeof err), -1);
     CHECK (strstr (err, "cannot open key file"));
-    CHECK_EQ_INT (dp_curve_server (&server, public_path, err, sizeof err), -1);
-    CHECK (strstr (err, "holds no secret-key"));
-    const char *bad = dp_test_path ("bad");
-    FILE *file = fopen (bad, "w");
-    CHECK (file);
-    fputs ("curve\n    public-key = \"tooshort\"\n", file);
-    fclose (file);
-    CHECK_EQ_INT (dp_curve_public (bad, public_key, err, sizeof err), -1);
-    CHECK (strstr (err, "not 40 characters"));
+    s_expect_bad (s_write_key ("short", "curve\n    public-key = \"tooshort\"\n"),
+                  "40 characters of Z85");
+    s_expect_bad (s_write_key ("z85", "curve\n    public-key = \"" BAD_Z85 "\"\n"),
+                  "40 characters of Z85");
+    s_expect_bad (s_write_key ("zpl", "curve\n  public-key = \"" GOOD_Z85 "\"\n"), "ZPL");
+    s_expect_bad (dp_test_path (""), "not a regular file");
+    const char *fifo = dp_test_path ("fifo");
+    CHECK_EQ_INT (mkfifo (fifo, 0600), 0);
+    s_expect_bad (fifo, "not a regular file");
+    /*  A secret key that is not the public key's. */
+    char *other = s_key ("other");
+    char *other_secret = s_secret (other);
+    text = dp_test_read_file (other_secret);
+    CHECK (text);
+    char *at = strstr (text, "secret-key");
+    CHECK (at);
+    at[15] = at[15] == 'a' ? 'b' : 'a';
+    const char *mixed = s_write_key ("mixed", text);
+    free (text);
+    CHECK_EQ_INT (dp_curve_server (&server, mixed, err, sizeof err), -1);
+    CHECK (strstr (err, mixed) && strstr (err, "not the secret of public-key"));
+    /*  A public file whose _secret beside it is another key's. */
+    CHECK_EQ_INT (rename (other_secret, secret_path), 0);
+    CHECK_EQ_INT (dp_curve_public (public_path, public_key, err, sizeof err), -1);
+    CHECK (strstr (err, public_path) && strstr (err, "hold different public keys"));
+    free (other);
+    free (other_secret);
     CHECK_EQ_INT (dp_curve_client_env (&client, NULL, secret_path, err, sizeof err), -1);
     CHECK (strstr (err, "public key"));
     /*  No keys at all: plain. */

@@ -322,6 +322,9 @@ s_test_base64 (void)
     CHECK_EQ_INT (dp_json_base64_decode (bytes, "Zm9v=", 5), -1);
     CHECK_EQ_INT (dp_json_base64_decode (bytes, "Z===", 4), -1);
     CHECK_EQ_INT (dp_json_base64_decode (bytes, "Zm 9", 4), -1);
+    CHECK_EQ_INT (dp_json_base64_decode (bytes, "", 0), 0);
+    CHECK_EQ_INT (dp_json_base64_decode (bytes, "Zm9vYg==Zg==", 12), -1); /* padding mid-way */
+    CHECK_EQ_INT (dp_json_base64_decode (bytes, "Zm9v\0Zg=", 8), -1);     /* a NUL inside */
 }
 
 /*  The program's one case. */

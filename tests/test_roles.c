@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -164,6 +165,52 @@ s_case_keys_file (void)
         if (!strstr (err, why[i]))
             dp_test_fail (__FILE__, __LINE__, "'%s' does not say '%s'", err, why[i]);
     }
+}
+
+/*  ---------------------------------------------------------------------------
+    keys_dir: a directory of public key files admits each key with every
+    right; a key in two files counts once (zcertstore would abort), and
+    secret files, dot files, other files and subdirectories are passed
+    over.
+*/
+static void
+s_case_keys_dir (void)
+{
+    s_key_t a, b, c;
+    s_keygen (&a, "a");
+    s_keygen (&b, "b");
+    s_keygen (&c, "c");
+    const char *dir = dp_test_path ("admitted");
+    char path[4200];
+    snprintf (path, sizeof path, "%s", dir);
+    CHECK_EQ_INT (mkdir (path, 0700), 0);
+    const char *copies[][2] = {{a.public_, "alice"},
+                               {a.public_, "alice-again"},
+                               {b.secret, "b_secret"},
+                               {c.public_, ".hidden"},
+                               {"# no key\n", "README"}};
+    for (size_t i = 0; i < sizeof copies / sizeof *copies; i++) {
+        char *text =
+            copies[i][0][0] == '#' ? strdup (copies[i][0]) : dp_test_read_file (copies[i][0]);
+        CHECK (text);
+        char to[4400];
+        snprintf (to, sizeof to, "%s/%s", path, copies[i][1]);
+        s_write (to, text);
+        free (text);
+    }
+    char sub[4400];
+    snprintf (sub, sizeof sub, "%s/sub", path);
+    CHECK_EQ_INT (mkdir (sub, 0700), 0);
+    char err[512] = "";
+    dp_keys_t *keys = dp_keys_load (path, err, sizeof err);
+    if (!keys)
+        dp_test_fail (__FILE__, __LINE__, "%s", err);
+    CHECK_EQ_INT (dp_keys_size (keys), 1);
+    const dp_key_t *alice = dp_keys_lookup (keys, a.z85);
+    CHECK (alice && strncmp (alice->name, "alice", 5) == 0);
+    CHECK_EQ_INT (alice->rights, DP_RIGHTS_ALL);
+    CHECK (!dp_keys_lookup (keys, b.z85) && !dp_keys_lookup (keys, c.z85));
+    dp_keys_destroy (&keys);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -372,9 +419,8 @@ s_case_reload (void)
 }
 
 static const dp_test_case_t s_cases[] = {
-    {"roles_keys_file", s_case_keys_file},
-    {"roles_refused", s_case_refused},
-    {"roles_quota", s_case_quota},
+    {"roles_keys_file", s_case_keys_file}, {"roles_keys_dir", s_case_keys_dir},
+    {"roles_refused", s_case_refused},     {"roles_quota", s_case_quota},
     {"roles_reload", s_case_reload},
 };
 
