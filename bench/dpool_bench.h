@@ -27,6 +27,7 @@
 #define BENCH_FN_ECHO        "bench_echo"
 #define BENCH_FN_SLEEP       "bench_sleep"
 #define BENCH_FN_TIMED       "bench_timed"
+#define BENCH_MANY_MAX       8 /* broker_many: worker counts in one run */
 
 typedef enum { BENCH_MODE_EMBEDDED, BENCH_MODE_TCP, BENCH_MODE_IPC } bench_mode_t;
 
@@ -40,6 +41,17 @@ typedef struct {
     int credit;        /* tcp, ipc: each worker's credit; 0: the library's default */
     long idle_workers; /* 0: BENCH_N_IDLE scaled */
     double idle_seconds;
+    /*  tcp pool workloads across a slow link: the workers reach the broker
+        through delay_relay (relay_bin) adding relay_delay_ms of round trip
+        (-1: no relay), listening on relay_host; the workers run in the
+        network namespace netns (ip netns's name; NULL: this one). */
+    const char *relay_bin;
+    long relay_delay_ms;
+    const char *relay_host;
+    const char *netns;
+    /*  broker_many: the worker counts, in the order they run. */
+    long many[BENCH_MANY_MAX];
+    int many_count;
 } bench_options_t;
 
 /*  What a workload measured; printed as JSON. Unset figures stay 0. */
@@ -78,8 +90,10 @@ typedef struct {
     pid_t broker;
     pid_t workers;
     pid_t client; /* fair_apply_seq: the busy client's process */
+    pid_t relay;  /* delay_relay between the workers and the broker */
     char dir[BENCH_PATH_SIZE];
     char endpoint[BENCH_PATH_SIZE];
+    char worker_endpoint[BENCH_PATH_SIZE]; /* the relay's, else the broker's */
 } bench_procs_t;
 
 /*  The options, set once by main before any workload runs. */
@@ -128,9 +142,20 @@ bench_stop_procs (void);
 void
 bench_start_broker (bench_mode_t mode, const char *max_queue);
 
+/*  Starts delay_relay (--relay-bin) between --relay-host and the tcp
+    broker at bench_procs.endpoint, adding --relay-delay-ms of round trip,
+    waits for its port and stores its endpoint as
+    bench_procs.worker_endpoint. Must run after bench_start_broker and
+    before this process has a ZeroMQ context. Fails the run if the relay
+    does not come up within BENCH_START_LIMIT_MS. */
+void
+bench_start_relay (void);
+
 /*  Forks a copy of this program that serves procs workers to the broker
-    at bench_procs.endpoint (with --credit, when given). Must run before
-    this process has a ZeroMQ context. Fails the run if it cannot fork. */
+    at bench_procs.worker_endpoint, or bench_procs.endpoint when that is
+    empty (with --credit, when given), inside --netns when given. Must run
+    before this process has a ZeroMQ context. Fails the run if it cannot
+    fork; the copy exits 1 if it cannot enter the namespace. */
 void
 bench_start_workers (int procs);
 
