@@ -10,6 +10,8 @@
       echo1k       N apply_async of a 1 KiB bin that the task returns
       echo64k      the same with 64 KiB
       sleep        N apply_async of a task that sleeps 1 ms (ideal N/procs ms)
+    and with --relay-delay-ms (tcp only) the workers reach the broker
+    through delay_relay, a slow link, from inside --netns when given;
     and --mode says which pool:
       embedded     dpool_pool_new (procs): broker thread and forked workers
       tcp, ipc     dpool_pool_connect to a dpool-broker process (--broker-bin)
@@ -27,6 +29,11 @@
       cancel       N tasks queued, then one CANCEL naming every seq: the time
                    until the N ECANCELLED results are back
       cancel_all   the same with CANCEL all
+      broker_many  for each count of --many-workers, fake workers of this
+                   process (one DEALER each) drain N no-ops: the rate, the
+                   broker's CPU per task, and a newcomer's wait for its
+                   first job while the others are busy (bench_many.c); a
+                   second JSON line has the per-count figures
 
     Fair-share workloads: two clients of one dpool-broker process at once,
     --procs workers (bench_fair.c says more):
@@ -395,7 +402,7 @@ s_usage (FILE *out)
              "\n"
              "  --workload W       apply_async, map1, mapdef, apply_seq, echo1k, echo64k,\n"
              "                     sleep (pool workloads); broker_rss, broker_idle,\n"
-             "                     cancel, cancel_all (broker-only workloads);\n"
+             "                     cancel, cancel_all, broker_many (broker-only workloads);\n"
              "                     fair_apply_seq, fair_two (two clients at once)\n"
              "  --mode M           embedded, tcp or ipc (default embedded; the broker-only\n"
              "                     and fair workloads use tcp unless ipc is given)\n"
@@ -621,6 +628,26 @@ s_print (const bench_figures_t *f, bool broker_only)
             f->tasks_a, f->tasks_b);
 }
 
+/*  The per-count figures of broker_many, as one JSON object on its own line. */
+static void
+s_print_many (const bench_figures_t *f)
+{
+    const char *names[] = {"workers", "rate", "cpu_us", "join_ms"};
+    printf ("{\"many\": {");
+    for (int k = 0; k < 4; k++) {
+        printf ("%s\"%s\": [", k ? ", " : "", names[k]);
+        for (int i = 0; i < f->many_count; i++) {
+            double value = k == 0   ? (double)f->many_workers[i]
+                           : k == 1 ? f->many_rate[i]
+                           : k == 2 ? f->many_cpu_us[i]
+                                    : f->many_join_ms[i];
+            printf ("%s%.3f", i ? ", " : "", value);
+        }
+        printf ("]");
+    }
+    printf ("}}\n");
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -631,13 +658,18 @@ main (int argc, char *argv[])
     bool broker_only = strcmp (w, "broker_rss") == 0 || strcmp (w, "broker_idle") == 0 ||
                        strcmp (w, "cancel") == 0 || strcmp (w, "cancel_all") == 0;
     bool fair = strncmp (w, "fair_", 5) == 0;
+    bool many = strcmp (w, "broker_many") == 0;
     bench_figures_t figures = {0};
-    if (fair)
+    if (many)
+        bench_many_workload (&figures);
+    else if (fair)
         bench_fair_workload (&figures);
     else if (broker_only)
         bench_broker_workload (&figures);
     else
         bench_pool_workload (&figures);
-    s_print (&figures, broker_only || fair);
+    s_print (&figures, broker_only || fair || many);
+    if (many)
+        s_print_many (&figures);
     return 0;
 }

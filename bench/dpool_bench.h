@@ -82,6 +82,14 @@ typedef struct {
     double rate_alone;
     double share_a, share_b, busy, busy_alone, window_seconds;
     long tasks_a, tasks_b;
+    /*  broker_many, for each worker count in turn: the no-ops/s, the
+        broker's CPU µs per task, and how long the worker that joined the
+        busy ones waited for its first job (ms; -1: it never got one). */
+    int many_count;
+    long many_workers[BENCH_MANY_MAX];
+    double many_rate[BENCH_MANY_MAX];
+    double many_cpu_us[BENCH_MANY_MAX];
+    double many_join_ms[BENCH_MANY_MAX];
 } bench_figures_t;
 
 /*  The broker and workers a broker-mode run started (-1: none), its
@@ -176,6 +184,12 @@ bench_pool_workload (bench_figures_t *figures);
     broker. Fails the run on any error, or when the workload is unknown. */
 void
 bench_broker_workload (bench_figures_t *figures);
+
+/*  Runs broker_many for each count of --many-workers, each against a
+    dpool-broker process of its own, fills in figures and stops every
+    process it started (bench_many.c). */
+void
+bench_many_workload (bench_figures_t *figures);
 
 /*  Runs the fair-share workload named by --workload (fair_apply_seq,
     fair_two) against a dpool-broker process and workers of its own, fills
