@@ -439,6 +439,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
         dp_broker_fair_stopped (self, task, result.run_us);
         if (result.run_us > 0)
             dp_broker_pace_learn (task, result.run_us);
+        dp_broker_rtt_learn (worker, result.id, result.run_us);
         if (result.code == 0)
             worker->done++;
         else
