@@ -50,10 +50,11 @@
     stderr), 2 on a usage error.
 
     Layout: this file holds the options, the output, main and the helpers
-    every workload shares (clock, failure, processes, the broker's start);
-    bench_pool.c the pool workloads; bench_broker.c the broker-only
-    workloads; bench_fair.c the fair-share workloads; bench_peer.c the
-    wire-protocol peer the last two use. dpool_bench.h is what they share.
+    every workload shares (clock, failure, processes, the broker's start,
+    the slow link's relay); bench_pool.c the pool workloads;
+    bench_broker.c the broker-only workloads; bench_many.c broker_many;
+    bench_fair.c the fair-share workloads; bench_peer.c the wire-protocol
+    peer the last three use. dpool_bench.h is what they share.
 */
 #define _GNU_SOURCE /* setns */
 #include "dpool_bench.h"

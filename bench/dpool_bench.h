@@ -2,10 +2,11 @@
     options, the figures a workload fills in, the processes a run started,
     and the helpers that every workload uses (clock, failure, processes).
 
-    The program is five files: dpool_bench.c (options, output, main and
+    The program is six files: dpool_bench.c (options, output, main and
     these helpers), bench_pool.c (the workloads through the client library),
     bench_broker.c (the broker-only workloads, spoken over the wire
-    protocol), bench_fair.c (two clients of one broker at once) and
+    protocol), bench_many.c (many busy workers), bench_fair.c (two clients
+    of one broker at once) and
     bench_peer.c (a peer over the wire protocol, bench_peer.h). Private to
     bench/; nothing here is dpool's API.
 */
