@@ -418,6 +418,16 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
 }
 
 void
+dp_broker_dispatch_one (dp_broker_t *self, worker_t *worker)
+{
+    if (self->queued == 0 || !worker->ready)
+        return;
+    long given = s_dispatch_worker (self, worker, dp_broker_fair_shared (self, dp_now_ms ()));
+    if (given > 0 && worker->inflight >= worker->credit)
+        dp_broker_ready_remove (self, worker);
+}
+
+void
 dp_broker_dispatch (dp_broker_t *self)
 {
     self->dispatch_needed = false;

@@ -579,6 +579,11 @@ dp_broker_rtt_learn (worker_t *worker, uint64_t ref, uint32_t run_us);
 void
 dp_broker_dispatch (dp_broker_t *self);
 
+/*  Gives worker (which just said READY) what dp_broker_dispatch would give
+    it, now. worker may be gone when it returns (it could not be sent to). */
+void
+dp_broker_dispatch_one (dp_broker_t *self, worker_t *worker);
+
 /*  A step of the tick: tasks for functions nobody offers fail (ENOFUNC)
     after the grace period, once there are workers at all, and the
     function is remembered (DP_NOFUNC_MEMORY_MS after its last failed task)

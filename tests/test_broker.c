@@ -138,6 +138,31 @@ s_case_prefetch_covers_a_slow_link (void)
     dp_testpeer_destroy (&client);
 }
 
+/*  A worker that says READY is first in turn: the next task goes to it,
+    not to a worker that was there before (with many busy workers, those
+    ahead of it in turn would take what is queued before its turn came). */
+static void
+s_case_newcomer_first_in_turn (void)
+{
+    const char *fns[] = {"fn"};
+    dp_testpeer_t *old = dp_testbroker_worker (fns, 1, 10);
+    dp_testpeer_t *client = dp_testbroker_client (19);
+    uint64_t ref;
+    dp_testbroker_submit (client, "fn", 1, 0, 0);
+    CHECK_EQ_INT (dp_testbroker_expect_jobs (old, &ref, NULL, 1), 1);
+    dp_testbroker_done (old, ref, 0, NULL);
+    CHECK_EQ_INT (dp_testbroker_expect_result (client).id, 1);
+    dp_testpeer_t *newcomer = dp_testbroker_worker (fns, 1, 10);
+    dp_testbroker_submit (client, "fn", 2, 0, 0);
+    CHECK_EQ_INT (dp_testbroker_expect_jobs (newcomer, &ref, NULL, 1), 1);
+    dp_testpeer_expect_silence (old, 200);
+    dp_testbroker_done (newcomer, ref, 0, NULL);
+    CHECK_EQ_INT (dp_testbroker_expect_result (client).id, 2);
+    dp_testpeer_destroy (&newcomer);
+    dp_testpeer_destroy (&old);
+    dp_testpeer_destroy (&client);
+}
+
 /*  Higher priority first; equal priorities in arrival order. */
 static void
 s_case_priority_then_fifo (void)
@@ -741,6 +766,7 @@ static const dp_test_case_t s_cases[] = {
     {"broker_slow_tasks_not_prefetched", s_case_slow_tasks_not_prefetched},
     {"broker_large_args_prefetch_bounded", s_case_large_args_prefetch_bounded},
     {"broker_prefetch_covers_a_slow_link", s_case_prefetch_covers_a_slow_link},
+    {"broker_newcomer_first_in_turn", s_case_newcomer_first_in_turn},
     {"broker_priority_then_fifo", s_case_priority_then_fifo},
     {"broker_results_routed_by_session", s_case_results_routed_by_session},
     {"broker_dead_worker_retry_and_late_done", s_case_dead_worker_retry_and_late_done,
