@@ -18,9 +18,11 @@
     worker is busy.
 
     One epoll set watches every socket's ZMQ_FD. ZeroMQ's descriptor only
-    signals edges, so a socket is drained until it has nothing, after each
-    event and after each send to it, and every socket is swept at least
-    every SWEEP_MS besides.
+    signals edges, so a socket is read until it has nothing: up to
+    DRAIN_BURST messages per turn (the broker may feed one as fast as it
+    answers, which must not starve the others), and a socket that may hold
+    more takes another turn in the next poll without waiting for an edge.
+    Every socket is swept at least every SWEEP_MS besides.
 */
 #include "dpool_bench.h"
 

@@ -413,7 +413,7 @@ s_usage (FILE *out)
              "  --credit N         tcp, ipc: each worker's credit (default: the library's)\n"
              "  --idle-workers N   broker_idle: fake workers (default %d times the scale)\n"
              "  --idle-seconds S   broker_idle: measuring time (default %.0f)\n"
-             "  --many-workers LIST  broker_many: worker counts, comma-separated, run in\n"
+             "  --many-workers L   broker_many: worker counts, comma-separated, run in\n"
              "                     that order (default %s)\n"
              "  --relay-delay-ms D tcp pool workloads: the workers reach the broker through\n"
              "                     delay_relay adding D ms of round trip (default: no relay)\n"
