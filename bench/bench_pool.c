@@ -286,6 +286,8 @@ bench_pool_workload (bench_figures_t *figures)
     if (bench_options.mode != BENCH_MODE_EMBEDDED) {
         /*  Fork the broker and the workers before this process has a context. */
         bench_start_broker (bench_options.mode, "10000000");
+        if (bench_options.relay_delay_ms >= 0)
+            bench_start_relay ();
         bench_start_workers (procs);
     }
     dpool_config_t config;

@@ -10,6 +10,8 @@
       echo1k       N apply_async of a 1 KiB bin that the task returns
       echo64k      the same with 64 KiB
       sleep        N apply_async of a task that sleeps 1 ms (ideal N/procs ms)
+    and with --relay-delay-ms (tcp only) the workers reach the broker
+    through delay_relay, a slow link, from inside --netns when given;
     and --mode says which pool:
       embedded     dpool_pool_new (procs): broker thread and forked workers
       tcp, ipc     dpool_pool_connect to a dpool-broker process (--broker-bin)
@@ -27,6 +29,11 @@
       cancel       N tasks queued, then one CANCEL naming every seq: the time
                    until the N ECANCELLED results are back
       cancel_all   the same with CANCEL all
+      broker_many  for each count of --many-workers, fake workers of this
+                   process (one DEALER each) drain N no-ops: the rate, the
+                   broker's CPU per task, and a newcomer's wait for its
+                   first job while the others are busy (bench_many.c); a
+                   second JSON line has the per-count figures
 
     Fair-share workloads: two clients of one dpool-broker process at once,
     --procs workers (bench_fair.c says more):
@@ -43,11 +50,13 @@
     stderr), 2 on a usage error.
 
     Layout: this file holds the options, the output, main and the helpers
-    every workload shares (clock, failure, processes, the broker's start);
-    bench_pool.c the pool workloads; bench_broker.c the broker-only
-    workloads; bench_fair.c the fair-share workloads; bench_peer.c the
-    wire-protocol peer the last two use. dpool_bench.h is what they share.
+    every workload shares (clock, failure, processes, the broker's start,
+    the slow link's relay); bench_pool.c the pool workloads;
+    bench_broker.c the broker-only workloads; bench_many.c broker_many;
+    bench_fair.c the fair-share workloads; bench_peer.c the wire-protocol
+    peer the last three use. dpool_bench.h is what they share.
 */
+#define _GNU_SOURCE /* setns */
 #include "dpool_bench.h"
 
 #include "dp_proto.h"
@@ -56,6 +65,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -72,9 +82,11 @@
 #define EXIT_USAGE      2
 #define DEFAULT_PROCS   2
 #define BROKER_LOG_TAIL 2000 /* bytes of the broker's log shown on a failure */
+#define DEFAULT_MANY    "10,100,1000"
+#define MAX_MANY        100000 /* broker_many: workers in one count */
 
 bench_options_t bench_options;
-bench_procs_t bench_procs = {.broker = -1, .workers = -1, .client = -1};
+bench_procs_t bench_procs = {.broker = -1, .workers = -1, .client = -1, .relay = -1};
 
 /*  ---------------------------------------------------------------------------
     Helpers: clock, failure, processes.
@@ -185,11 +197,13 @@ bench_stop_procs (void)
     bench_procs.client = -1;
     bench_stop_pid (bench_procs.workers, SIGTERM);
     bench_procs.workers = -1;
+    bench_stop_pid (bench_procs.relay, SIGTERM);
+    bench_procs.relay = -1;
     bench_stop_pid (bench_procs.broker, SIGTERM);
     bench_procs.broker = -1;
     if (bench_procs.dir[0]) {
         char path[BENCH_PATH_SIZE + 32];
-        const char *names[] = {"broker.ipc", "endpoints", "broker.log"};
+        const char *names[] = {"broker.ipc", "endpoints", "broker.log", "relay.port", "relay.log"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             snprintf (path, sizeof path, "%s/%s", bench_procs.dir, names[i]);
             unlink (path);
@@ -264,21 +278,111 @@ bench_start_broker (bench_mode_t mode, const char *max_queue)
     bench_fail ("%s did not write %s in time", bench_options.broker_bin, file);
 }
 
-/*  Forks a copy of this program that serves procs workers to the broker. */
-void
-bench_start_workers (int procs)
+/*  Reads the first line of path into line (without its newline) once the
+    file holds a whole line; false until then. */
+static bool
+s_read_line (const char *path, char *line, size_t size)
 {
+    FILE *in = fopen (path, "r");
+    if (!in)
+        return false;
+    bool got = fgets (line, (int)size, in) != NULL;
+    fclose (in);
+    if (!got || !strchr (line, '\n'))
+        return false;
+    *strchr (line, '\n') = '\0';
+    return true;
+}
+
+/*  Starts delay_relay between --relay-host and the broker; stores the
+    endpoint the workers connect to. */
+void
+bench_start_relay (void)
+{
+    const char *port = strrchr (bench_procs.endpoint, ':');
+    if (strncmp (bench_procs.endpoint, "tcp://", 6) != 0 || !port)
+        bench_fail ("a relay needs a tcp broker, not %s", bench_procs.endpoint);
+    char listen[BENCH_PATH_SIZE], connect[BENCH_PATH_SIZE], delay[32];
+    char file[BENCH_PATH_SIZE + 32], log[BENCH_PATH_SIZE + 32];
+    snprintf (listen, sizeof listen, "%s:0", bench_options.relay_host);
+    snprintf (connect, sizeof connect, "127.0.0.1%s", port);
+    snprintf (delay, sizeof delay, "%ld", bench_options.relay_delay_ms);
+    snprintf (file, sizeof file, "%s/relay.port", bench_procs.dir);
+    snprintf (log, sizeof log, "%s/relay.log", bench_procs.dir);
     pid_t pid = fork ();
     if (pid < 0)
         bench_fail ("fork: %s", strerror (errno));
     if (pid == 0) {
+        int fd = open (log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2 (fd, STDOUT_FILENO);
+            dup2 (fd, STDERR_FILENO);
+            close (fd);
+        }
+        char *argv[] = {(char *)bench_options.relay_bin,
+                        "--listen",
+                        listen,
+                        "--connect",
+                        connect,
+                        "--delay-ms",
+                        delay,
+                        "--port-file",
+                        file,
+                        NULL};
+        execv (bench_options.relay_bin, argv);
+        _exit (127);
+    }
+    bench_procs.relay = pid;
+    double deadline = bench_now () + BENCH_START_LIMIT_MS / 1000.0;
+    char line[16]; /* a port */
+    while (!s_read_line (file, line, sizeof line)) {
+        if (waitpid (pid, NULL, WNOHANG) == pid) {
+            bench_procs.relay = -1;
+            bench_fail ("%s exited at start (its log: %s)", bench_options.relay_bin, log);
+        }
+        if (bench_now () > deadline)
+            bench_fail ("%s did not write %s in time", bench_options.relay_bin, file);
+        usleep (10000);
+    }
+    int size = snprintf (bench_procs.worker_endpoint, sizeof bench_procs.worker_endpoint,
+                         "tcp://%s:%s", bench_options.relay_host, line);
+    if (size < 0 || (size_t)size >= sizeof bench_procs.worker_endpoint)
+        bench_fail ("--relay-host is too long");
+}
+
+/*  In a fresh fork: enters the network namespace ip netns calls name. */
+static void
+s_enter_netns (const char *name)
+{
+    char path[BENCH_PATH_SIZE];
+    snprintf (path, sizeof path, "/var/run/netns/%s", name);
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns (fd, CLONE_NEWNET) != 0) {
+        fprintf (stderr, "dpool_bench: cannot enter %s: %s\n", path, strerror (errno));
+        _exit (1);
+    }
+    close (fd);
+}
+
+/*  Forks a copy of this program that serves procs workers to the broker. */
+void
+bench_start_workers (int procs)
+{
+    const char *endpoint =
+        bench_procs.worker_endpoint[0] ? bench_procs.worker_endpoint : bench_procs.endpoint;
+    pid_t pid = fork ();
+    if (pid < 0)
+        bench_fail ("fork: %s", strerror (errno));
+    if (pid == 0) {
+        if (bench_options.netns)
+            s_enter_netns (bench_options.netns);
         if (bench_options.credit == 0)
-            _exit (dpool_worker_serve (bench_procs.endpoint, procs) == 0 ? 0 : 1);
+            _exit (dpool_worker_serve (endpoint, procs) == 0 ? 0 : 1);
         /*  What dpool_worker_serve does, with the worker's credit set. */
         dp_supervisor_config_t config;
         memset (&config, 0, sizeof config);
         dp_worker_config_init (&config.worker);
-        config.worker.endpoint = bench_procs.endpoint;
+        config.worker.endpoint = endpoint;
         config.worker.credit = bench_options.credit;
         config.procs = procs;
         _exit (dp_supervisor_run (&config) == 0 ? 0 : 1);
@@ -299,7 +403,7 @@ s_usage (FILE *out)
              "\n"
              "  --workload W       apply_async, map1, mapdef, apply_seq, echo1k, echo64k,\n"
              "                     sleep (pool workloads); broker_rss, broker_idle,\n"
-             "                     cancel, cancel_all (broker-only workloads);\n"
+             "                     cancel, cancel_all, broker_many (broker-only workloads);\n"
              "                     fair_apply_seq, fair_two (two clients at once)\n"
              "  --mode M           embedded, tcp or ipc (default embedded; the broker-only\n"
              "                     and fair workloads use tcp unless ipc is given)\n"
@@ -308,8 +412,73 @@ s_usage (FILE *out)
              "  --broker-bin PATH  the dpool-broker program (default: ./dpool-broker)\n"
              "  --credit N         tcp, ipc: each worker's credit (default: the library's)\n"
              "  --idle-workers N   broker_idle: fake workers (default %d times the scale)\n"
-             "  --idle-seconds S   broker_idle: measuring time (default %.0f)\n",
-             DEFAULT_PROCS, BENCH_N_IDLE, BENCH_IDLE_SECONDS);
+             "  --idle-seconds S   broker_idle: measuring time (default %.0f)\n"
+             "  --many-workers L   broker_many: worker counts, comma-separated, run in\n"
+             "                     that order (default %s)\n"
+             "  --relay-delay-ms D tcp pool workloads: the workers reach the broker through\n"
+             "                     delay_relay adding D ms of round trip (default: no relay)\n"
+             "  --relay-bin PATH   the delay_relay program (default: ./delay_relay)\n"
+             "  --relay-host IP    the address the relay listens on (default 127.0.0.1)\n"
+             "  --netns NAME       tcp: run the workers in the network namespace NAME\n"
+             "                     (ip netns add NAME; needs root; default: this one)\n",
+             DEFAULT_PROCS, BENCH_N_IDLE, BENCH_IDLE_SECONDS, DEFAULT_MANY);
+}
+
+/*  The options s_parse_link_option takes (above the other ones' ids). */
+enum { OPT_MANY = 512, OPT_RELAY_DELAY, OPT_RELAY_BIN, OPT_RELAY_HOST, OPT_NETNS };
+
+/*  Parses --many-workers' comma-separated counts; exits on a usage error. */
+static void
+s_parse_many (const char *text)
+{
+    bench_options.many_count = 0;
+    const char *at = text;
+    while (*at) {
+        char *end;
+        long count = strtol (at, &end, 10);
+        if (end == at || (*end && *end != ',') || count < 1 || count > MAX_MANY ||
+            bench_options.many_count == BENCH_MANY_MAX) {
+            fprintf (stderr, "dpool_bench: --many-workers is up to %d counts of 1..%d\n",
+                     BENCH_MANY_MAX, MAX_MANY);
+            exit (EXIT_USAGE);
+        }
+        bench_options.many[bench_options.many_count++] = count;
+        at = *end ? end + 1 : end;
+    }
+    if (bench_options.many_count == 0) {
+        fprintf (stderr, "dpool_bench: --many-workers needs a count\n");
+        exit (EXIT_USAGE);
+    }
+}
+
+/*  The slow-link and many-worker options; false if opt is none of them. */
+static bool
+s_parse_link_option (int opt, const char *arg)
+{
+    char *end;
+    switch (opt) {
+    case OPT_MANY:
+        s_parse_many (arg);
+        return true;
+    case OPT_RELAY_DELAY:
+        bench_options.relay_delay_ms = strtol (arg, &end, 10);
+        if (*end || bench_options.relay_delay_ms < 0 || bench_options.relay_delay_ms > 60000) {
+            fprintf (stderr, "dpool_bench: --relay-delay-ms is 0..60000\n");
+            exit (EXIT_USAGE);
+        }
+        return true;
+    case OPT_RELAY_BIN:
+        bench_options.relay_bin = arg;
+        return true;
+    case OPT_RELAY_HOST:
+        bench_options.relay_host = arg;
+        return true;
+    case OPT_NETNS:
+        bench_options.netns = arg;
+        return true;
+    default:
+        return false;
+    }
 }
 
 static void
@@ -334,10 +503,22 @@ s_parse_options (int argc, char *argv[])
         {"credit", required_argument, NULL, OPT_CREDIT},
         {"idle-workers", required_argument, NULL, OPT_IDLE},
         {"idle-seconds", required_argument, NULL, OPT_SECONDS},
+        {"many-workers", required_argument, NULL, OPT_MANY},
+        {"relay-delay-ms", required_argument, NULL, OPT_RELAY_DELAY},
+        {"relay-bin", required_argument, NULL, OPT_RELAY_BIN},
+        {"relay-host", required_argument, NULL, OPT_RELAY_HOST},
+        {"netns", required_argument, NULL, OPT_NETNS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    bench_options = (bench_options_t){
-        BENCH_MODE_EMBEDDED, NULL, 1.0, DEFAULT_PROCS, "./dpool-broker", 0, BENCH_IDLE_SECONDS};
+    bench_options = (bench_options_t){.mode = BENCH_MODE_EMBEDDED,
+                                      .scale = 1.0,
+                                      .procs = DEFAULT_PROCS,
+                                      .broker_bin = "./dpool-broker",
+                                      .idle_seconds = BENCH_IDLE_SECONDS,
+                                      .relay_bin = "./delay_relay",
+                                      .relay_delay_ms = -1,
+                                      .relay_host = "127.0.0.1"};
+    s_parse_many (DEFAULT_MANY);
     int opt;
     char *end;
     while ((opt = getopt_long (argc, argv, "h", long_options, NULL)) != -1) {
@@ -399,9 +580,15 @@ s_parse_options (int argc, char *argv[])
             s_usage (stdout);
             exit (0);
         default:
-            s_usage (stderr);
-            exit (EXIT_USAGE);
+            if (!s_parse_link_option (opt, optarg)) {
+                s_usage (stderr);
+                exit (EXIT_USAGE);
+            }
         }
+    }
+    if (bench_options.relay_delay_ms >= 0 && bench_options.mode != BENCH_MODE_TCP) {
+        fprintf (stderr, "dpool_bench: --relay-delay-ms needs --mode tcp\n");
+        exit (EXIT_USAGE);
     }
     if (optind < argc || !bench_options.workload) {
         s_usage (stderr);
@@ -442,6 +629,26 @@ s_print (const bench_figures_t *f, bool broker_only)
             f->tasks_a, f->tasks_b);
 }
 
+/*  The per-count figures of broker_many, as one JSON object on its own line. */
+static void
+s_print_many (const bench_figures_t *f)
+{
+    const char *names[] = {"workers", "rate", "cpu_us", "join_ms"};
+    printf ("{\"many\": {");
+    for (int k = 0; k < 4; k++) {
+        printf ("%s\"%s\": [", k ? ", " : "", names[k]);
+        for (int i = 0; i < f->many_count; i++) {
+            double value = k == 0   ? (double)f->many_workers[i]
+                           : k == 1 ? f->many_rate[i]
+                           : k == 2 ? f->many_cpu_us[i]
+                                    : f->many_join_ms[i];
+            printf ("%s%.3f", i ? ", " : "", value);
+        }
+        printf ("]");
+    }
+    printf ("}}\n");
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -452,13 +659,18 @@ main (int argc, char *argv[])
     bool broker_only = strcmp (w, "broker_rss") == 0 || strcmp (w, "broker_idle") == 0 ||
                        strcmp (w, "cancel") == 0 || strcmp (w, "cancel_all") == 0;
     bool fair = strncmp (w, "fair_", 5) == 0;
+    bool many = strcmp (w, "broker_many") == 0;
     bench_figures_t figures = {0};
-    if (fair)
+    if (many)
+        bench_many_workload (&figures);
+    else if (fair)
         bench_fair_workload (&figures);
     else if (broker_only)
         bench_broker_workload (&figures);
     else
         bench_pool_workload (&figures);
-    s_print (&figures, broker_only || fair);
+    s_print (&figures, broker_only || fair || many);
+    if (many)
+        s_print_many (&figures);
     return 0;
 }

@@ -2,10 +2,11 @@
     options, the figures a workload fills in, the processes a run started,
     and the helpers that every workload uses (clock, failure, processes).
 
-    The program is five files: dpool_bench.c (options, output, main and
+    The program is six files: dpool_bench.c (options, output, main and
     these helpers), bench_pool.c (the workloads through the client library),
     bench_broker.c (the broker-only workloads, spoken over the wire
-    protocol), bench_fair.c (two clients of one broker at once) and
+    protocol), bench_many.c (many busy workers), bench_fair.c (two clients
+    of one broker at once) and
     bench_peer.c (a peer over the wire protocol, bench_peer.h). Private to
     bench/; nothing here is dpool's API.
 */
@@ -27,6 +28,7 @@
 #define BENCH_FN_ECHO        "bench_echo"
 #define BENCH_FN_SLEEP       "bench_sleep"
 #define BENCH_FN_TIMED       "bench_timed"
+#define BENCH_MANY_MAX       8 /* broker_many: worker counts in one run */
 
 typedef enum { BENCH_MODE_EMBEDDED, BENCH_MODE_TCP, BENCH_MODE_IPC } bench_mode_t;
 
@@ -40,6 +42,17 @@ typedef struct {
     int credit;        /* tcp, ipc: each worker's credit; 0: the library's default */
     long idle_workers; /* 0: BENCH_N_IDLE scaled */
     double idle_seconds;
+    /*  tcp pool workloads across a slow link: the workers reach the broker
+        through delay_relay (relay_bin) adding relay_delay_ms of round trip
+        (-1: no relay), listening on relay_host; the workers run in the
+        network namespace netns (ip netns's name; NULL: this one). */
+    const char *relay_bin;
+    long relay_delay_ms;
+    const char *relay_host;
+    const char *netns;
+    /*  broker_many: the worker counts, in the order they run. */
+    long many[BENCH_MANY_MAX];
+    int many_count;
 } bench_options_t;
 
 /*  What a workload measured; printed as JSON. Unset figures stay 0. */
@@ -70,6 +83,14 @@ typedef struct {
     double rate_alone;
     double share_a, share_b, busy, busy_alone, window_seconds;
     long tasks_a, tasks_b;
+    /*  broker_many, for each worker count in turn: the no-ops/s, the
+        broker's CPU µs per task, and how long the worker that joined the
+        busy ones waited for its first job (ms; -1: it never got one). */
+    int many_count;
+    long many_workers[BENCH_MANY_MAX];
+    double many_rate[BENCH_MANY_MAX];
+    double many_cpu_us[BENCH_MANY_MAX];
+    double many_join_ms[BENCH_MANY_MAX];
 } bench_figures_t;
 
 /*  The broker and workers a broker-mode run started (-1: none), its
@@ -78,8 +99,10 @@ typedef struct {
     pid_t broker;
     pid_t workers;
     pid_t client; /* fair_apply_seq: the busy client's process */
+    pid_t relay;  /* delay_relay between the workers and the broker */
     char dir[BENCH_PATH_SIZE];
     char endpoint[BENCH_PATH_SIZE];
+    char worker_endpoint[BENCH_PATH_SIZE]; /* the relay's, else the broker's */
 } bench_procs_t;
 
 /*  The options, set once by main before any workload runs. */
@@ -128,9 +151,20 @@ bench_stop_procs (void);
 void
 bench_start_broker (bench_mode_t mode, const char *max_queue);
 
+/*  Starts delay_relay (--relay-bin) between --relay-host and the tcp
+    broker at bench_procs.endpoint, adding --relay-delay-ms of round trip,
+    waits for its port and stores its endpoint as
+    bench_procs.worker_endpoint. Must run after bench_start_broker and
+    before this process has a ZeroMQ context. Fails the run if the relay
+    does not come up within BENCH_START_LIMIT_MS. */
+void
+bench_start_relay (void);
+
 /*  Forks a copy of this program that serves procs workers to the broker
-    at bench_procs.endpoint (with --credit, when given). Must run before
-    this process has a ZeroMQ context. Fails the run if it cannot fork. */
+    at bench_procs.worker_endpoint, or bench_procs.endpoint when that is
+    empty (with --credit, when given), inside --netns when given. Must run
+    before this process has a ZeroMQ context. Fails the run if it cannot
+    fork; the copy exits 1 if it cannot enter the namespace. */
 void
 bench_start_workers (int procs);
 
@@ -151,6 +185,12 @@ bench_pool_workload (bench_figures_t *figures);
     broker. Fails the run on any error, or when the workload is unknown. */
 void
 bench_broker_workload (bench_figures_t *figures);
+
+/*  Runs broker_many for each count of --many-workers, each against a
+    dpool-broker process of its own, fills in figures and stops every
+    process it started (bench_many.c). */
+void
+bench_many_workload (bench_figures_t *figures);
 
 /*  Runs the fair-share workload named by --workload (fair_apply_seq,
     fair_two) against a dpool-broker process and workers of its own, fills

@@ -24,6 +24,11 @@ What runs (bench/README.md says more):
                     process to its task running on another (21 kills)
   exec              exec_parallel.py: dpool map --exec of 1,000 `true`
                     commands against GNU parallel -j2 (skipped without it)
+  slow link         dpool_bench through delay_relay.c (a TCP relay that holds
+                    bytes 5 ms each way), the workers in a network namespace:
+                    1 ms tasks and sequential applies against loopback
+  many workers      dpool_bench broker_many: 10, 100 and 1,000 busy fake
+                    workers draining 1,000,000 no-ops, and a newcomer's wait
   SPMD              spmd.py: an SPMD job under mpirun -n 4 (spmd_bench.c)
                     against mpiexec -n 4 python3 -m mpi4py.futures: start-up
                     to the first result, a 100,000-task map
@@ -47,6 +52,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+import slow_many
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
@@ -120,8 +127,8 @@ def build(args):
     subprocess.run(["cmake", "-S", source, "-B", args.build_dir, "-DCMAKE_BUILD_TYPE=Release",
                     "-DDPOOL_WERROR=OFF"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", args.build_dir, "-j", str(os.cpu_count() or 2),
-                    "--target", "bench_forwarder", "dpool_bench", "dpool-broker", "dpool-worker",
-                    "dpool-cli", "bench_idmap"],
+                    "--target", "bench_forwarder", "dpool_bench", "delay_relay", "dpool-broker",
+                    "dpool-worker", "dpool-cli", "bench_idmap"],
                    check=True, stdout=subprocess.DEVNULL)
     # Only a build that found MPI has it: its absence skips the SPMD figures.
     subprocess.run(["cmake", "--build", args.build_dir, "--target", "spmd_bench"], check=False,
@@ -137,6 +144,10 @@ def locate(args):
         if not getattr(args, attr):
             sys.exit("run.py: %s not found under %s (is add_subdirectory (bench) in the "
                      "top-level CMakeLists.txt?)" % (name, args.build_dir))
+    # delay_relay is built beside dpool_bench.
+    args.relay = os.path.join(os.path.dirname(os.path.abspath(args.dpool_bench)), "delay_relay")
+    if not os.access(args.relay, os.X_OK):
+        sys.exit("run.py: %s not found" % args.relay)
 
 
 # ---------------------------------------------------------------------------
@@ -958,14 +969,33 @@ def main():
     if not args.quick:
         scales = pilot(args, scale, mpi, wanted, timeout)
     results = {}
-    failed = False
     raw = None
     if not args.quick:
         os.makedirs(args.build_dir, exist_ok=True)
         raw = open(os.path.join(args.build_dir, "bench-raw.jsonl"), "w", encoding="utf-8")
         log("run.py: every measurement is also logged to %s" % raw.name)
+    netns = slow_many.Netns(log)
+    if not only or slow_many.SLOW_SYSTEM in only:
+        netns.make()
+    try:
+        failed = run_all(args, runs, scale, mpi, scales, netns, wanted, timeout, results, raw)
+    finally:
+        netns.remove()
+    if raw:
+        raw.close()
+    report_and_write(args, runs, results, skipped, only, netns, account, t0, started,
+                     load_start)
+    return 1 if failed else 0
+
+
+def run_all(args, runs, scale, mpi, scales, netns, wanted, timeout, results, raw):
+    """Every job of every run, interleaved; fills results. True if a job
+    whose failure is fatal failed."""
+    failed = False
     for run in range(runs):
-        for job in make_jobs(args, scale, mpi, scales):
+        jobs = make_jobs(args, scale, mpi, scales)
+        jobs += slow_many.make_jobs(args, scale, args.quick, netns, Job)
+        for job in jobs:
             if not wanted(job):
                 continue
             log("run.py: run %d/%d: %s %s" % (run + 1, runs, job.system, job.workload))
@@ -983,8 +1013,12 @@ def main():
                 log("run.py:   failed: %s" % error)
                 if job.fatal:
                     failed = True
-    if raw:
-        raw.close()
+    return failed
+
+
+def report_and_write(args, runs, results, skipped, only, netns, account, t0, started,
+                     load_start):
+    """The sections run after the jobs, the report, RESULTS.md."""
     death_section, death_target = "", None
     if not only or "worker death" in only:
         death_section, death_target = worker_death(args, args.quick)
@@ -1014,8 +1048,11 @@ def main():
         report += ("## Fair share between clients (one dpool-broker over tcp, %d workers, two "
                    "clients at once)\n\n" % PROCS)
         report += render(["figure", "median [range]", "notes"], rows) + "\n\n"
+    slow_text, slow_lines = slow_many.slow_section(results, netns, render)
+    many_text, many_lines = slow_many.many_section(results, render, fmt_rate)
+    report += slow_text + many_text
     report += death_section + exec_section + spmd_section + idmap_section
-    lines = targets(results) + fair_targets(results)
+    lines = targets(results) + fair_targets(results) + slow_lines + many_lines
     lines += [t for t in (death_target, exec_target, spmd_target, idmap_target) if t]
     if lines:
         report += "## Targets on these figures\n\n" + "\n".join(lines) + "\n"
@@ -1032,7 +1069,6 @@ def main():
         write_results(results_path, report, machine(), (load_start, load_end, others), runs,
                       started, seconds)
         log("run.py: wrote %s" % results_path)
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -247,10 +247,18 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
     peer->kind = PEER_WORKER;
     zlistx_add_end (self->workers, worker);
     dp_broker_ready_add (self, worker);
+    /*  It holds nothing: first in turn, not behind busy workers that would
+        take what is queued before its turn comes. */
+    if (worker->ready)
+        zlistx_move_start (self->ready, worker->ready);
     self->dispatch_needed = true;
     dp_info ("worker %s@%s (pid %llu) ready: credit %u, %zu functions", worker->name, worker->host,
              (unsigned long long)worker->pid, worker->credit, worker->nfns);
     s_send_welcome (self, peer, worker->token);
+    /*  Work at once, not after the round of messages this READY came in
+        (with many busy workers, a thousand DONEs): last, as it may drop
+        the worker if it cannot be sent to. */
+    dp_broker_dispatch_one (self, worker);
 }
 
 /*  ATTACH (PROTOCOL.md 5.7): the peer becomes the lane of the worker that
@@ -441,6 +449,7 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
         dp_broker_metrics_ran (self, task, result.run_us);
         if (result.run_us > 0)
             dp_broker_pace_learn (task, result.run_us);
+        dp_broker_rtt_learn (worker, result.id, result.run_us);
         if (result.code == 0)
             worker->done++;
         else

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PACE_WEIGHT        4                 /* a pace sample moves the average by a quarter */
 #define DISPATCH_MAX_BYTES (8 * 1024 * 1024) /* a DISPATCH stops taking tasks past this */
@@ -28,6 +29,12 @@
     that it never waits for the broker between two tasks. */
 #define SHARED_PREFETCH_US (DP_PREFETCH_US / 5)
 #define SHARED_MIN_HELD    2
+/*  Across a slow link, a worker's budget grows by its round trip times
+    RTT_FACTOR: it is topped up at half its budget, and the top-up must
+    arrive before what it still holds runs out, a round trip later. */
+#define RTT_FACTOR    2
+#define RTT_WINDOW_US (10 * 1000000) /* a worker's round trip: its least sample this recent */
+#define RTT_MAX_US    1000000        /* samples beyond a second are a stalled worker */
 
 /*  ---------------------------------------------------------------------------
     Function queues.
@@ -255,6 +262,36 @@ dp_broker_pace_learn (task_t *task, uint32_t run_us)
     }
 }
 
+/*  Microseconds on the monotonic clock, for round-trip samples. */
+static int64_t
+s_now_us (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+dp_broker_rtt_learn (worker_t *worker, uint64_t ref, uint32_t run_us)
+{
+    if (ref == 0 || ref != worker->probe_ref)
+        return;
+    worker->probe_ref = 0;
+    int64_t now = s_now_us ();
+    int64_t sample = now - worker->probe_us - (int64_t)run_us;
+    if (sample < 0 || sample > RTT_MAX_US)
+        return;
+    /*  The least sample of a window: the link's round trip is a floor, and
+        a sample above it is the worker's own delay (a late DONE), not the
+        link's. A sample older than the window gives way, so that a link
+        that became slower is followed. */
+    if (worker->rtt_at == 0 || sample <= (int64_t)worker->rtt_us ||
+        now - worker->rtt_at > RTT_WINDOW_US) {
+        worker->rtt_us = (uint32_t)sample;
+        worker->rtt_at = now;
+    }
+}
+
 static bool
 s_batch_reserve (dp_broker_t *self, size_t count)
 {
@@ -288,16 +325,18 @@ s_send_dispatch (dp_broker_t *self, worker_t *worker)
     return dp_broker_send_take (self, worker->peer, DP_CMD_DISPATCH, &self->w);
 }
 
-/*  Gives worker tasks while it has credit, less than DP_PREFETCH_US of
-    expected run time queued and less than DP_PREFETCH_BYTES of arguments
-    (always at least one task); returns how many,
+/*  Gives worker tasks while it has credit, less than DP_PREFETCH_US (plus
+    RTT_FACTOR of its round trips) of expected run time queued and less than
+    DP_PREFETCH_BYTES of arguments (always at least one task; a task that
+    costs a whole DP_PREFETCH_US goes alone); returns how many,
     or -1 if the worker could not be sent to (it is then gone, or out of the
     ready list until it is heard from again). */
 static long
 s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
 {
     uint32_t credit = worker->credit;
-    uint64_t budget = shared ? SHARED_PREFETCH_US : DP_PREFETCH_US;
+    uint64_t budget =
+        (shared ? SHARED_PREFETCH_US : DP_PREFETCH_US) + RTT_FACTOR * (uint64_t)worker->rtt_us;
     /*  Tasks a worker is given whatever their expected run time. */
     uint32_t min_held = shared && credit >= SHARED_MIN_HELD ? SHARED_MIN_HELD : 1;
     /*  A worker still holding half a budget or half its credit is busy
@@ -319,13 +358,16 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
         if (!task)
             break;
         uint32_t cost = s_task_cost (task);
+        /*  The round trips' share of the budget is for fast tasks: a slow
+            one (or one not timed yet) still fills a budget alone. */
+        uint64_t charge = cost >= DP_PREFETCH_US ? budget : cost;
         if (worker->inflight + count >= min_held &&
-            (load + cost > budget || held + task->args_size > DP_PREFETCH_BYTES))
+            (load + charge > budget || held + task->args_size > DP_PREFETCH_BYTES))
             break; /* enough queued there: keep the rest for whoever frees up */
         if (count > 0 && dp_writer_size (&self->w) + task->args_size > DISPATCH_MAX_BYTES)
             break; /* a message stays well under what a worker accepts */
         dp_broker_fair_remove (self, task);
-        load += cost;
+        load += charge;
         held += task->args_size;
         task->cost_us = cost;
         self->queued--;
@@ -359,8 +401,12 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
     }
     /*  An idle worker was heard from up to an idle expiry ago: from now on
         it must answer within the expiry of a busy one, counted from here. */
-    if (worker->inflight == 0)
+    if (worker->inflight == 0) {
         worker->busy_since = dp_now_ms ();
+        /*  It held nothing: its first job's DONE times the round trip. */
+        worker->probe_ref = self->batch[0]->ref;
+        worker->probe_us = s_now_us ();
+    }
     for (size_t i = 0; i < count; i++) {
         if (dp_idmap_put (worker->jobs, self->batch[i]->ref, self->batch[i]) != 0) {
             /*  Out of memory: the worker will answer for a ref it is not
@@ -376,6 +422,16 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
         self->inflight++;
     }
     return (long)count;
+}
+
+void
+dp_broker_dispatch_one (dp_broker_t *self, worker_t *worker)
+{
+    if (self->queued == 0 || !worker->ready)
+        return;
+    long given = s_dispatch_worker (self, worker, dp_broker_fair_shared (self, dp_now_ms ()));
+    if (given > 0 && worker->inflight >= worker->credit)
+        dp_broker_ready_remove (self, worker);
 }
 
 void

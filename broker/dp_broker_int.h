@@ -215,6 +215,13 @@ struct _worker_t {
     void *ready;    /* handle in broker->ready while it has free credit */
     uint64_t token; /* names this registration to an ATTACH; never 0 */
     peer_t *lane;   /* its lane (PEER_WLANE), which gets its DISPATCH; NULL if none */
+    /*  Its round trip, so that the work queued at it covers the time a
+        refill takes to reach it (a slow link): learned from the first job
+        of each DISPATCH sent while it held none (dp_broker_rtt_learn). */
+    uint64_t probe_ref; /* that job's ref; 0: none out */
+    int64_t probe_us;   /* when it was sent (monotonic µs) */
+    uint32_t rtt_us;    /* the least sample of a window; 0 until the first */
+    int64_t rtt_at;     /* when that sample was taken (monotonic µs); 0: none */
 };
 
 /*  Counters beyond the malformed-message reasons of dp_reason_t; status
@@ -562,12 +569,24 @@ dp_broker_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool
 void
 dp_broker_pace_learn (task_t *task, uint32_t run_us);
 
+/*  Learns worker's round trip from the DONE of its probe job ref, which ran
+    run_us: the time since it was sent, less run_us; the worker's round
+    trip is the least such sample of the last 10 s. Does nothing for any
+    other ref. */
+void
+dp_broker_rtt_learn (worker_t *worker, uint64_t ref, uint32_t run_us);
+
 /*  Fills every worker with free credit from the queues of the functions
     it offers, best task first, one DISPATCH per worker. A worker that
     cannot be sent to is removed (gone) or left out of the ready list
     (slow), its tasks queued again. */
 void
 dp_broker_dispatch (dp_broker_t *self);
+
+/*  Gives worker (which just said READY) what dp_broker_dispatch would give
+    it, now. worker may be gone when it returns (it could not be sent to). */
+void
+dp_broker_dispatch_one (dp_broker_t *self, worker_t *worker);
 
 /*  A step of the tick: tasks for functions nobody offers fail (ENOFUNC)
     after the grace period, once there are workers at all, and the

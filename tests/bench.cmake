@@ -1,6 +1,7 @@
 # bench/: one smoke test of the benchmark. It runs bench/run.py --quick (every
-# workload tiny, once, on the programs of this build) and checks that it
-# exits 0 and prints its table. It never looks at a figure: timing has no
+# workload tiny, once, on the programs of this build, delay_relay and the
+# slow link's network namespace included when run as root) and checks that
+# it exits 0 and prints its tables. It never looks at a figure: timing has no
 # place in a pass/fail test. It needs python3 (stdlib only); mpi4py is used
 # when present and skipped with a message when not.
 #
@@ -25,7 +26,8 @@ if (CMAKE_SCRIPT_MODE_FILE)
                       "## Fair share between clients" "| sequential apply p50 µs, idle broker"
                       "| no-ops/s, two clients at once" "| share of the workers' time, client A"
                       "## Worker death" "## Shell commands as tasks" "## Id maps"
-                      "| dp_idmap (sequential)" "| zhashx, id keys, identity hash")
+                      "| dp_idmap (sequential)" "| zhashx, id keys, identity hash"
+                      "## Slow link" "| relay 10 ms" "## Many workers" "newcomer's wait ms")
         string (FIND "${out}" "${expected}" at)
         if (at EQUAL -1)
             message (FATAL_ERROR "bench/run.py --quick printed no '${expected}':\n${err}")
@@ -44,8 +46,8 @@ endif ()
 find_package (Python3 COMPONENTS Interpreter)
 if (NOT Python3_Interpreter_FOUND)
     message (WARNING "python3 not found: the test bench_smoke_runs is not added")
-elseif (TARGET dpool_bench AND TARGET bench_forwarder AND TARGET dpool-broker
-        AND TARGET bench_idmap)
+elseif (TARGET dpool_bench AND TARGET bench_forwarder AND TARGET delay_relay
+        AND TARGET dpool-broker AND TARGET bench_idmap)
     set (spmd OFF)
     if (TARGET spmd_bench)
         set (spmd ON)
@@ -59,4 +61,13 @@ elseif (TARGET dpool_bench AND TARGET bench_forwarder AND TARGET dpool-broker
                       -DSPMD=${spmd}
                       -P ${CMAKE_CURRENT_LIST_FILE})
     set_tests_properties (bench_smoke_runs PROPERTIES TIMEOUT 300)
+endif ()
+
+# delay_relay, the slow link (bench/delay_relay_check.py says what it checks:
+# bytes unchanged both ways, never sooner than the delay, half closes, exit).
+if (Python3_Interpreter_FOUND AND TARGET delay_relay)
+    add_test (NAME bench_delay_relay_works
+              COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/bench/delay_relay_check.py
+                      $<TARGET_FILE:delay_relay>)
+    set_tests_properties (bench_delay_relay_works PROPERTIES TIMEOUT 120)
 endif ()

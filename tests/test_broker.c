@@ -1,5 +1,6 @@
 /*  test_broker.c - the broker program's rules, driven by hand-made peers
-    (dp_testbroker.h): dispatch by function, credit and prefetch, priority
+    (dp_testbroker.h): dispatch by function, credit and prefetch (across a
+    slow link too), priority
     then FIFO, routing of results, dead workers and retries, unknown refs,
     stolen sessions, queue limit, cancel, the no-function grace period,
     timeouts, and large values. test_broker --list names the cases;
@@ -93,6 +94,72 @@ s_case_slow_tasks_not_prefetched (void)
         CHECK_EQ_INT (dp_testbroker_expect_result (client).id, seq);
     }
     dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
+}
+
+/*  Across a slow link the broker queues more at a worker: the budget grows
+    by twice the worker's round trip, timed from the DONE of a job sent
+    while it held nothing (here the worker answers LINK_MS late, as across
+    a link of that round trip). 1 ms tasks then go all at once, where
+    DP_PREFETCH_US alone lets five go. */
+static void
+s_case_prefetch_covers_a_slow_link (void)
+{
+    enum { LINK_MS = 50, TASK_US = 1000, COUNT = 60 };
+    CHECK (COUNT * TASK_US <= DP_PREFETCH_US + 2 * (LINK_MS - 1) * 1000);
+    CHECK (COUNT * TASK_US > DP_PREFETCH_US);
+    const char *fns[] = {"ms"};
+    dp_testpeer_t *worker = dp_testbroker_worker (fns, 1, 100);
+    dp_testpeer_t *client = dp_testbroker_client (18);
+    uint64_t refs[100];
+    dp_testbroker_submit (client, "ms", 1, 0, 0);
+    CHECK_EQ_INT (dp_testbroker_expect_jobs (worker, refs, NULL, 100), 1);
+    dp_testpeer_expect_silence (worker, LINK_MS); /* the link's round trip */
+    dp_testbroker_done_run (worker, refs[0], 0, NULL, TASK_US);
+    CHECK_EQ_INT (dp_testbroker_expect_result (client).id, 1);
+    /*  In one SUBMIT, so that all are queued before the broker dispatches. */
+    dp_task_t tasks[COUNT];
+    for (uint64_t i = 0; i < COUNT; i++)
+        tasks[i] = (dp_task_t){.id = i + 2,
+                               .fn = {(const uint8_t *)"ms", 2},
+                               .args = {dp_testbroker_args, sizeof dp_testbroker_args}};
+    dp_testbroker_submit_tasks (client, tasks, COUNT);
+    CHECK_EQ_INT (dp_testbroker_expect_jobs (worker, refs, NULL, 100), COUNT);
+    for (size_t i = 0; i < COUNT; i++)
+        dp_testbroker_done_run (worker, refs[i], 0, NULL, TASK_US);
+    uint64_t next = 2;
+    while (next < COUNT + 2) {
+        dp_testpeer_expect (client, DP_CMD_RESULT);
+        dp_result_t result;
+        while (dp_list_next_result (&client->msg.u.list, &result))
+            CHECK_EQ_INT (result.id, next++);
+    }
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&client);
+}
+
+/*  A worker that says READY is first in turn: the next task goes to it,
+    not to a worker that was there before (with many busy workers, those
+    ahead of it in turn would take what is queued before its turn came). */
+static void
+s_case_newcomer_first_in_turn (void)
+{
+    const char *fns[] = {"fn"};
+    dp_testpeer_t *old = dp_testbroker_worker (fns, 1, 10);
+    dp_testpeer_t *client = dp_testbroker_client (19);
+    uint64_t ref;
+    dp_testbroker_submit (client, "fn", 1, 0, 0);
+    CHECK_EQ_INT (dp_testbroker_expect_jobs (old, &ref, NULL, 1), 1);
+    dp_testbroker_done (old, ref, 0, NULL);
+    CHECK_EQ_INT (dp_testbroker_expect_result (client).id, 1);
+    dp_testpeer_t *newcomer = dp_testbroker_worker (fns, 1, 10);
+    dp_testbroker_submit (client, "fn", 2, 0, 0);
+    CHECK_EQ_INT (dp_testbroker_expect_jobs (newcomer, &ref, NULL, 1), 1);
+    dp_testpeer_expect_silence (old, 200);
+    dp_testbroker_done (newcomer, ref, 0, NULL);
+    CHECK_EQ_INT (dp_testbroker_expect_result (client).id, 2);
+    dp_testpeer_destroy (&newcomer);
+    dp_testpeer_destroy (&old);
     dp_testpeer_destroy (&client);
 }
 
@@ -698,6 +765,8 @@ static const dp_test_case_t s_cases[] = {
     {"broker_dispatch_by_function_and_credit", s_case_dispatch_by_function_and_credit},
     {"broker_slow_tasks_not_prefetched", s_case_slow_tasks_not_prefetched},
     {"broker_large_args_prefetch_bounded", s_case_large_args_prefetch_bounded},
+    {"broker_prefetch_covers_a_slow_link", s_case_prefetch_covers_a_slow_link},
+    {"broker_newcomer_first_in_turn", s_case_newcomer_first_in_turn},
     {"broker_priority_then_fifo", s_case_priority_then_fifo},
     {"broker_results_routed_by_session", s_case_results_routed_by_session},
     {"broker_dead_worker_retry_and_late_done", s_case_dead_worker_retry_and_late_done,
