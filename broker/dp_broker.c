@@ -565,19 +565,32 @@ s_on_bye (dp_broker_t *self, peer_t *peer)
 
 /*  Counts and logs a malformed message, and tells its sender when it can. */
 static void
-s_malformed (dp_broker_t *self, zmq_msg_t *rid, dp_reason_t reason)
+s_malformed (dp_broker_t *self, zmq_msg_t *rid, zmq_msg_t *header, dp_reason_t reason)
 {
     self->dropped[reason]++;
     char key[2 * MAX_RID + 1] = "?";
     if (rid)
         dp_broker_hex ((const uint8_t *)zmq_msg_data (rid), zmq_msg_size (rid), key);
-    char what[64];
+    char what[96];
     snprintf (what, sizeof what, "malformed message (%s)", dp_reason_name (reason));
     dp_broker_warn_once (self, key, what);
-    if (rid) {
-        const char *text = reason == DP_EVERSION ? "unsupported version" : what;
-        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EPROTO, text);
+    if (!rid)
+        return;
+    uint8_t version =
+        header ? dp_header_version (zmq_msg_data (header), zmq_msg_size (header)) : 0;
+    if (reason != DP_EVERSION || version == 0) {
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EPROTO, what);
+        return;
     }
+    /*  In the peer's own version when this broker knows it, so that an old
+        peer can read why (docs/PROTOCOL.md, 9). */
+    snprintf (what, sizeof what, "unsupported version %u: this broker speaks DPP/%d", version,
+              DP_VERSION);
+    dp_encode_error (&self->w, DPOOL_EPROTO, what);
+    uint8_t answer = version < DP_VERSION ? version : DP_VERSION;
+    dp_wire_send_version (self->handle, zmq_msg_data (rid), zmq_msg_size (rid), answer,
+                          DP_CMD_ERROR, dp_writer_data (&self->w), dp_writer_size (&self->w),
+                          ZMQ_DONTWAIT);
 }
 
 /*  Acts on a command of a registered peer, as its role allows: HEARTBEAT
@@ -739,7 +752,7 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
     if (rid && (zmq_msg_size (rid) == 0 || zmq_msg_size (rid) >= MAX_RID))
         rid = NULL;
     if (reason != DP_OK) {
-        s_malformed (self, rid, reason);
+        s_malformed (self, rid, in->count >= 2 ? &in->frames[1] : NULL, reason);
         return;
     }
     if (!dp_broker_admit (self, in->count >= 2 ? &in->frames[1] : NULL, rid))
