@@ -104,6 +104,12 @@ int
 dp_wire_send_frames (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
                      dp_writer_t *writer, zmq_msg_t *frames, size_t nframes, int flags);
 
+/*  dp_wire_send_msg followed by nframes payload frames, each sent as it is.
+    On 0 body and frames are empty; either way the caller closes them. */
+int
+dp_wire_send_msgs (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, zmq_msg_t *body,
+                   zmq_msg_t *frames, size_t nframes, int flags);
+
 /*  dp_wire_send of a header in another version: an ERROR to a peer that
     spoke that version (docs/PROTOCOL.md, 9). */
 int
