@@ -1075,6 +1075,24 @@ dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *mes
     self->list_count++;
 }
 
+void
+dp_list_inline (dp_writer_t *self, dp_cmd_t cmd, dp_list_t *list)
+{
+    dp_list_begin (self);
+    if (cmd == DP_CMD_SUBMIT || cmd == DP_CMD_DISPATCH) {
+        dp_task_t task;
+        while (dp_list_next_task (list, cmd, &task))
+            dp_list_add_task (self, cmd, &task);
+    } else {
+        assert (cmd == DP_CMD_RESULT || cmd == DP_CMD_DONE);
+        dp_result_t result;
+        while (dp_list_next_result (list, &result))
+            dp_list_add_result_run (self, result.id, result.code, result.value.data,
+                                    result.value.size, result.run_us);
+    }
+    dp_list_end (self);
+}
+
 uint32_t
 dp_list_count (const dp_writer_t *self)
 {

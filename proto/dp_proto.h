@@ -467,6 +467,13 @@ void
 dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *message);
 uint32_t
 dp_list_count (const dp_writer_t *self);
+
+/*  Writes the entries of list, a validated SUBMIT, DISPATCH, RESULT or DONE
+    of command cmd, as a body of their own with every argument and value
+    inline (copied out of its payload frame): for a hop that cannot carry
+    the frames on. Walks list to its end. */
+void
+dp_list_inline (dp_writer_t *self, dp_cmd_t cmd, dp_list_t *list);
 void
 dp_list_end (dp_writer_t *self);
 

@@ -242,15 +242,11 @@ dp_wire_send_writer (void *socket, const void *rid, size_t rid_size, dp_cmd_t cm
                          dp_writer_size (writer), flags);
 }
 
-int
-dp_wire_send_msgs (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, zmq_msg_t *body,
-                   zmq_msg_t *frames, size_t nframes, int flags)
+/*  Sends body and nframes payload frames after an accepted head, with
+    more, the head's flags for the frames that follow it. */
+static int
+s_send_rest (void *socket, int more, zmq_msg_t *body, zmq_msg_t *frames, size_t nframes)
 {
-    assert (nframes <= DP_MAX_FRAMES);
-    int more = s_send_head (socket, rid, rid_size, cmd, flags);
-    if (more < 0)
-        return -1;
-    /*  The head is accepted, so the rest follows. */
     int rc = zmq_msg_send (body, socket, more | (nframes ? ZMQ_SNDMORE : 0)) < 0 ? -1 : 0;
     for (size_t i = 0; i < nframes; i++) {
         int last = i + 1 == nframes ? 0 : ZMQ_SNDMORE;
@@ -261,21 +257,38 @@ dp_wire_send_msgs (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
 }
 
 int
+dp_wire_send_msgs (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, zmq_msg_t *body,
+                   zmq_msg_t *frames, size_t nframes, int flags)
+{
+    assert (nframes <= DP_MAX_FRAMES);
+    int more = s_send_head (socket, rid, rid_size, cmd, flags);
+    if (more < 0)
+        return -1;
+    return s_send_rest (socket, more, body, frames, nframes);
+}
+
+int
 dp_wire_send_frames (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
                      dp_writer_t *writer, zmq_msg_t *frames, size_t nframes, int flags)
 {
+    assert (nframes <= DP_MAX_FRAMES);
     if (nframes == 0)
         return dp_wire_send_take (socket, rid, rid_size, cmd, writer, flags);
     if (!dp_writer_ok (writer)) {
         errno = ENOMEM;
         return -1;
     }
-    /*  A body that cannot be made goes empty, which the receiver refuses
-        as malformed: the head may already be accepted. */
+    int more = s_send_head (socket, rid, rid_size, cmd, flags);
+    if (more < 0)
+        return -1;
+    /*  The head is accepted, so the rest must follow: a body that cannot be
+        made goes empty, which the receiver refuses as malformed. */
     zmq_msg_t body;
-    if (dp_wire_msg_take (&body, writer) != 0)
+    int rc = dp_wire_msg_take (&body, writer);
+    if (rc != 0)
         zmq_msg_init (&body);
-    int rc = dp_wire_send_msgs (socket, rid, rid_size, cmd, &body, frames, nframes, flags);
+    if (s_send_rest (socket, more, &body, frames, nframes) != 0)
+        rc = -1;
     zmq_msg_close (&body);
     return rc;
 }

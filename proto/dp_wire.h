@@ -98,8 +98,9 @@ dp_wire_msg_take (zmq_msg_t *msg, dp_writer_t *writer);
 
 /*  dp_wire_send_take followed by nframes payload frames, each sent as it
     is (ZeroMQ shares or frees its data: no copy). On 0 the frames are
-    empty; either way the caller closes them. On -1 nothing was sent if
-    the first frame was refused (EAGAIN, EHOSTUNREACH). */
+    empty; either way the caller closes them. On -1 because the first
+    frame was refused (EAGAIN, EHOSTUNREACH) nothing was sent and the
+    writer and the frames are untouched. */
 int
 dp_wire_send_frames (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
                      dp_writer_t *writer, zmq_msg_t *frames, size_t nframes, int flags);
