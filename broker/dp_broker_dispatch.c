@@ -315,7 +315,7 @@ s_add_job (dp_broker_t *self, task_t *task, size_t *nframes)
     const char *fn = task->flow->fnq->name;
     dp_task_t job = {.id = task->ref,
                      .fn = {(const uint8_t *)fn, strlen (fn)},
-                     .args = {task->args, task->args_size},
+                     .args = {dp_broker_task_args (task), task->args_size},
                      .timeout_ms = task->timeout_ms,
                      .attempt = task->deaths + 1,
                      .flags = task->flags};

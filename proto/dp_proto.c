@@ -692,6 +692,22 @@ dp_writer_init (dp_writer_t *self)
 }
 
 void
+dp_writer_swap (dp_writer_t *self, dp_writer_t *other)
+{
+    dp_writer_t saved = *self;
+    self->sbuf = other->sbuf;
+    self->list_at = other->list_at;
+    self->list_count = other->list_count;
+    self->failed = other->failed;
+    self->reserve = other->reserve;
+    other->sbuf = saved.sbuf;
+    other->list_at = saved.list_at;
+    other->list_count = saved.list_count;
+    other->failed = saved.failed;
+    other->reserve = saved.reserve;
+}
+
+void
 dp_writer_fini (dp_writer_t *self)
 {
     assert (self);

@@ -370,6 +370,11 @@ dp_writer_data (const dp_writer_t *self);
 size_t
 dp_writer_size (const dp_writer_t *self);
 
+/*  Swaps the bodies (and buffers) of two writers. A writer must not be
+    copied by value: its packer points into it. */
+void
+dp_writer_swap (dp_writer_t *self, dp_writer_t *other);
+
 /*  Starts a new empty body, for a caller that packs it with self->pk itself
     (the broker's status map). */
 void

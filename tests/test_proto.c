@@ -821,12 +821,38 @@ s_frames_results (void)
 
 /*  Payload frames (docs/PROTOCOL.md 3): framed args and values decode to
     the frame's bytes, and every way a frame can lie is refused. */
+/*  dp_writer_swap: each writer goes on packing into its own new body. */
+static void
+s_writer_swap (void)
+{
+    dp_writer_t other;
+    dp_writer_init (&other);
+    dp_list_begin (&w);
+    dp_list_add_error (&w, 1, DPOOL_EFAILED, "w");
+    dp_list_begin (&other);
+    dp_writer_swap (&w, &other);
+    dp_list_add_error (&w, 2, DPOOL_EFAILED, "x");
+    dp_list_end (&w);
+    dp_list_end (&other);
+    dp_msg_t msg = s_decode_ok (DP_CMD_DONE);
+    CHECK_EQ_INT (msg.u.list.left, 1);
+    dp_result_t r;
+    CHECK (dp_list_next_result (&msg.u.list, &r));
+    CHECK_EQ_INT (r.id, 2);
+    dp_writer_swap (&w, &other);
+    msg = s_decode_ok (DP_CMD_DONE);
+    CHECK (dp_list_next_result (&msg.u.list, &r));
+    CHECK_EQ_INT (r.id, 1);
+    dp_writer_fini (&other);
+}
+
 static void
 s_case_proto_payload_frames (void)
 {
     dp_writer_init (&w);
     s_frames_tasks ();
     s_frames_results ();
+    s_writer_swap ();
     dp_writer_fini (&w);
 }
 

@@ -719,7 +719,7 @@ s_case_supervisor_killed_in_initializer (void)
 static void
 s_case_payload_frames (void)
 {
-    enum { BIG = 64 * 1024, TASKS = 6 };
+    enum { BIG = 64 * 1024, TASKS = 7 };
     dp_test_broker_t broker;
     dp_test_broker_start (&broker, NULL);
     pid_t workers = dp_test_workers_logged (broker.ipc, 2, NULL);
@@ -743,12 +743,17 @@ s_case_payload_frames (void)
         {1, "echo", big, BIG + 5, 0, 0, 0},         {2, "echo", big, BIG + 5, 0, 0, 0},
         {3, "echo", big, BIG + 5, 0, 0, 0},         {4, "echo", big, BIG + 5, 0, 0, 0},
         {5, "echo", chunk, 3, 0, 0, DP_TASK_CHUNK}, {6, "echo", big, BIG + 5, 60000, 0, 0},
+        {7, "echo", big, BIG + 5, 0, 0, 0},
     };
-    s_client_submit_framed (&client, tasks, TASKS - 1);
-    uint64_t seqs[TASKS] = {1, 2, 3, 4, 5, 6};
-    s_client_results (&client, seqs, TASKS - 1, __LINE__);
-    s_client_submit_framed (&client, &tasks[TASKS - 1], 1);
-    s_client_results (&client, seqs, TASKS, __LINE__);
+    s_client_submit_framed (&client, tasks, 5);
+    uint64_t seqs[TASKS] = {1, 2, 3, 4, 5, 6, 7};
+    s_client_results (&client, seqs, 5, __LINE__);
+    /*  The timed one, then one more on each worker: a worker goes on
+        framing after a batch that went inline. */
+    s_client_submit_framed (&client, &tasks[5], 1);
+    s_client_results (&client, seqs, 6, __LINE__);
+    s_client_submit_framed (&client, &tasks[6], 1);
+    s_client_results (&client, seqs, 7, __LINE__);
     for (uint64_t seq = 1; seq <= TASKS; seq++) {
         CHECK_EQ_INT (client.code[seq], 0);
         if (seq == 5) {
@@ -758,7 +763,7 @@ s_case_payload_frames (void)
         }
         CHECK_EQ_INT (client.size[seq], BIG + 5);
         CHECK (memcmp (client.bytes[seq], big, BIG + 5) == 0);
-        CHECK (client.framed[seq] == (seq != TASKS));
+        CHECK (client.framed[seq] == (seq != 6));
     }
     CHECK_EQ_INT (s_client_status (&client, "done"), TASKS);
     free (big);

@@ -804,8 +804,8 @@ s_runner_inline (dp_worker_runner_t *r)
     dp_writer_t inlined;
     dp_writer_init (&inlined);
     dp_list_inline (&inlined, DP_CMD_DONE, &m.u.list);
-    dp_writer_fini (&r->done);
-    r->done = inlined;
+    dp_writer_swap (&r->done, &inlined);
+    dp_writer_fini (&inlined);
     s_runner_drop_frames (r);
 }
 
