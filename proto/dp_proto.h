@@ -35,7 +35,9 @@
     value may travel as a frame of its own after the body, so that no hop
     copies it into a batch. A message carries at most DP_MAX_FRAMES of
     them. Senders put arguments and values of DP_FRAME_MIN bytes or more
-    in frames; smaller ones cost less inline. */
+    in frames; smaller ones cost less inline (1 KiB echo framed ran at
+    under half the rate of the same inline: a frame costs ZeroMQ a message
+    part of its own on every hop). */
 #define DP_MAX_FRAMES 256
 #define DP_FRAME_MIN  (4 * 1024)
 
