@@ -597,6 +597,35 @@ def render(headers, rows):
     return "\n".join(lines)
 
 
+# Issue 19 item 1: payloads at the transport's speed. The broker's peak for
+# the 64 KiB stream is held to twice the data the forwarder keeps in flight
+# (1,000 requests of 64 KiB), the stricter reading: dpool's echo submits all
+# its tasks at once.
+ECHO_VS_FWD = 0.9
+ECHO64K_IN_FLIGHT_KB = 1000 * 64
+
+
+def payload_targets(results, rate):
+    """Issue 19 item 1's targets: echo rates against the forwarder's, and
+    the broker's peak RSS for the 64 KiB stream."""
+    lines = []
+    for workload in FWD_ECHO:
+        for system in DPOOL_SYSTEMS:
+            d, f = rate(system, workload), rate(transport_of(system), workload)
+            if d and f:
+                lines.append("- %s, %s: %.2f× the forwarder (target ≥ %.1f×): %s" %
+                             (workload, system, d / f, ECHO_VS_FWD,
+                              "MET" if d >= ECHO_VS_FWD * f else "MISSED"))
+    for system in ("dpool tcp", "dpool ipc"):
+        figure = results.get((system, "echo64k"))
+        if figure and figure.ok() and figure.median("rss_broker_kb"):
+            kb = figure.median("rss_broker_kb")
+            lines.append("- broker peak RSS, echo64k, %s: %.0f MiB (target ≤ 2 × %.1f MiB in "
+                         "flight): %s" % (system, kb / 1024, ECHO64K_IN_FLIGHT_KB / 1024,
+                                          "MET" if kb <= 2 * ECHO64K_IN_FLIGHT_KB else "MISSED"))
+    return lines
+
+
 def targets(results):
     """Issue 4 item 3's targets, each with what this run measured."""
     lines = []
@@ -647,6 +676,7 @@ def targets(results):
             lines.append("- 1 ms sleeps, %s: %.2f s, %.1f%% over the ideal %.2f s (target ≤ 5%%)%s: "
                          "%s" % (system, figure.median("seconds"), 100 * over,
                                  figure.median("ideal_seconds"), note, verdict(over <= 0.05)))
+    lines += payload_targets(results, rate)
     figure = results.get(("dpool broker", "broker_rss"))
     if figure and figure.ok():
         b = figure.median("bytes_per_task")

@@ -340,8 +340,35 @@ s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
     return true;
 }
 
+/*  A new task record for in, of flow: its arguments copied in, or, when
+    they came in a payload frame of wire, that frame shared (no copy).
+    NULL if out of memory. */
+static task_t *
+s_task_new (dp_broker_t *self, const dp_task_t *in, dp_wire_msg_t *wire)
+{
+    size_t extra = in->frame ? sizeof (zmq_msg_t) : in->args.size;
+    task_t *task = (task_t *)dp_slab_alloc (self->slab, offsetof (task_t, args) + extra);
+    if (!task)
+        return NULL;
+    memset (task, 0, offsetof (task_t, args));
+    task->args_size = (uint32_t)in->args.size;
+    if (in->frame) {
+        zmq_msg_t *frame = (zmq_msg_t *)(void *)task->args;
+        zmq_msg_init (frame);
+        if (zmq_msg_copy (frame, dp_wire_payload (wire, in->frame)) != 0) {
+            zmq_msg_close (frame);
+            dp_slab_free (self->slab, task, offsetof (task_t, args) + extra);
+            return NULL;
+        }
+        task->framed = 1;
+    } else
+        memcpy (task->args, in->args.data, in->args.size);
+    return task;
+}
+
 static void
-s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list)
+s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list,
+             dp_wire_msg_t *wire)
 {
     dp_task_t in;
     while (dp_list_next_task (list, DP_CMD_SUBMIT, &in)) {
@@ -358,9 +385,7 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
         dp_broker_span_copy (in.fn, name, sizeof name);
         fnq_t *fnq = dp_broker_fnq_get (self, name);
         flow_t *flow = fnq ? dp_broker_flow_get (self, client, fnq) : NULL;
-        task_t *task =
-            flow ? (task_t *)dp_slab_alloc (self->slab, offsetof (task_t, args) + in.args.size)
-                 : NULL;
+        task_t *task = flow ? s_task_new (self, &in, wire) : NULL;
         if (!task) {
             if (flow)
                 dp_broker_flow_put (self, flow);
@@ -368,7 +393,6 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             dp_list_add_error (&client->out, in.id, DPOOL_ENOMEM, "broker out of memory");
             continue;
         }
-        memset (task, 0, offsetof (task_t, args));
         task->item.priority = in.priority;
         task->item.order = ++self->next_order;
         task->item.index = DP_TASKQ_NONE;
@@ -386,8 +410,6 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             if (dp_mp_read_array (&reader, &task->calls) || task->calls == 0)
                 task->calls = 1;
         }
-        task->args_size = (uint32_t)in.args.size;
-        memcpy (task->args, in.args.data, in.args.size);
         self->task_bytes += task->args_size;
         if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
             dp_broker_task_free (self, task);
@@ -428,7 +450,7 @@ s_on_cancel (dp_broker_t *self, client_t *client, dp_cancel_t *cancel)
 }
 
 static void
-s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
+s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list, dp_wire_msg_t *wire)
 {
     dp_result_t result;
     while (dp_list_next_result (list, &result)) {
@@ -464,7 +486,10 @@ s_on_done (dp_broker_t *self, worker_t *worker, dp_list_t *list)
             dp_broker_task_queue (self, task); /* the caller asked for another try */
             continue;
         }
-        dp_broker_task_finish (self, task, result.code, result.value.data, result.value.size);
+        if (result.frame)
+            dp_broker_task_finish_frame (self, task, dp_wire_payload (wire, result.frame));
+        else
+            dp_broker_task_finish (self, task, result.code, result.value.data, result.value.size);
     }
     dp_broker_ready_add (self, worker);
     self->dispatch_needed = true;
@@ -577,19 +602,32 @@ s_on_bye (dp_broker_t *self, peer_t *peer)
 
 /*  Counts and logs a malformed message, and tells its sender when it can. */
 static void
-s_malformed (dp_broker_t *self, zmq_msg_t *rid, dp_reason_t reason)
+s_malformed (dp_broker_t *self, zmq_msg_t *rid, zmq_msg_t *header, dp_reason_t reason)
 {
     self->dropped[reason]++;
     char key[2 * MAX_RID + 1] = "?";
     if (rid)
         dp_broker_hex ((const uint8_t *)zmq_msg_data (rid), zmq_msg_size (rid), key);
-    char what[64];
+    char what[96];
     snprintf (what, sizeof what, "malformed message (%s)", dp_reason_name (reason));
     dp_broker_warn_once (self, key, what);
-    if (rid) {
-        const char *text = reason == DP_EVERSION ? "unsupported version" : what;
-        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EPROTO, text);
+    if (!rid)
+        return;
+    uint8_t version =
+        header ? dp_header_version (zmq_msg_data (header), zmq_msg_size (header)) : 0;
+    if (reason != DP_EVERSION || version == 0) {
+        s_send_error (self, zmq_msg_data (rid), zmq_msg_size (rid), DPOOL_EPROTO, what);
+        return;
     }
+    /*  In the peer's own version when this broker knows it, so that an old
+        peer can read why (docs/PROTOCOL.md, 9). */
+    snprintf (what, sizeof what, "unsupported version %u: this broker speaks DPP/%d", version,
+              DP_VERSION);
+    dp_encode_error (&self->w, DPOOL_EPROTO, what);
+    uint8_t answer = version < DP_VERSION ? version : DP_VERSION;
+    dp_wire_send_version (self->handle, zmq_msg_data (rid), zmq_msg_size (rid), answer,
+                          DP_CMD_ERROR, dp_writer_data (&self->w), dp_writer_size (&self->w),
+                          ZMQ_DONTWAIT);
 }
 
 /*  Acts on a command of a registered peer, as its role allows: HEARTBEAT
@@ -598,18 +636,18 @@ s_malformed (dp_broker_t *self, zmq_msg_t *rid, dp_reason_t reason)
     requests from a client or a worker. Returns false, having done
     nothing, for a command the peer's role may not send. */
 static bool
-s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
+s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg, dp_wire_msg_t *wire)
 {
     switch (msg->cmd) {
     case DP_CMD_HEARTBEAT:
         return true;
     case DP_CMD_SUBMIT:
         if (peer->kind == PEER_CLIENT) {
-            s_on_submit (self, peer->client, 0, &msg->u.list);
+            s_on_submit (self, peer->client, 0, &msg->u.list, wire);
             return true;
         }
         if (peer->kind == PEER_LANE) {
-            s_on_submit (self, peer->lane_of, peer->lane, &msg->u.list);
+            s_on_submit (self, peer->lane_of, peer->lane, &msg->u.list, wire);
             return true;
         }
         break;
@@ -627,7 +665,7 @@ s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
         break;
     case DP_CMD_DONE:
         if (peer->kind == PEER_WORKER || peer->kind == PEER_WLANE) {
-            s_on_done (self, peer->worker ? peer->worker : peer->lane_worker, &msg->u.list);
+            s_on_done (self, peer->worker ? peer->worker : peer->lane_worker, &msg->u.list, wire);
             return true;
         }
         break;
@@ -751,7 +789,7 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
     if (rid && (zmq_msg_size (rid) == 0 || zmq_msg_size (rid) >= MAX_RID))
         rid = NULL;
     if (reason != DP_OK) {
-        s_malformed (self, rid, reason);
+        s_malformed (self, rid, in->count >= 2 ? &in->frames[1] : NULL, reason);
         return;
     }
     if (!dp_broker_admit (self, in->count >= 2 ? &in->frames[1] : NULL, rid))
@@ -794,7 +832,7 @@ s_handle (dp_broker_t *self, dp_wire_msg_t *in)
     }
     if (peer->kind == PEER_CLIENT)
         peer->client->last_seen = peer->last_recv;
-    if (!s_on_command (self, peer, &msg)) {
+    if (!s_on_command (self, peer, &msg, in)) {
         /*  A command this peer's role may not send. */
         self->dropped[DROP_ROLE]++;
         dp_broker_warn_once (self, peer->key, "command not valid for its role");

@@ -134,7 +134,9 @@ dp_broker_task_free (dp_broker_t *self, task_t *task)
     self->freed_bytes += task->args_size;
     if (task->flow)
         dp_broker_flow_put (self, task->flow);
-    dp_slab_free (self->slab, task, offsetof (task_t, args) + task->args_size);
+    if (task->framed)
+        zmq_msg_close (dp_broker_task_frame (task));
+    dp_slab_free (self->slab, task, dp_broker_task_record (task));
 }
 
 void
@@ -158,6 +160,19 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
             dp_list_add_result (&client->out, task->seq, code, value, size);
         else
             dp_list_add_error (&client->out, task->seq, code, dpool_strerror (code));
+    }
+    dp_broker_task_free (self, task);
+}
+
+void
+dp_broker_task_finish_frame (dp_broker_t *self, task_t *task, zmq_msg_t *frame)
+{
+    self->done++;
+    client_t *client = task->client;
+    if (client) {
+        dp_broker_client_task_remove (self, client, task);
+        if (dp_broker_lane_result_frame (self, task, frame) != 0)
+            dp_broker_client_out_frame (self, client, task->seq, frame);
     }
     dp_broker_task_free (self, task);
 }
@@ -312,17 +327,54 @@ s_batch_reserve (dp_broker_t *self, size_t count)
     if the lane is gone or slow) to the worker. Returns 0, or -1 with errno
     if the worker's own connection could not take it. */
 static int
-s_send_dispatch (dp_broker_t *self, worker_t *worker)
+s_send_dispatch (dp_broker_t *self, worker_t *worker, size_t nframes)
 {
+    int rc = -1;
     if (worker->lane) {
-        if (dp_broker_send_take (self, worker->lane, DP_CMD_DISPATCH, &self->w) == 0) {
+        rc = dp_broker_send_frames (self, worker->lane, DP_CMD_DISPATCH, &self->w, self->frames,
+                                    nframes);
+        if (rc == 0)
             self->lane_dispatches++;
-            return 0;
-        }
-        if (errno == EHOSTUNREACH)
+        else if (errno == EHOSTUNREACH)
             dp_broker_wlane_drop (self, worker->lane);
     }
-    return dp_broker_send_take (self, worker->peer, DP_CMD_DISPATCH, &self->w);
+    if (rc != 0)
+        rc = dp_broker_send_frames (self, worker->peer, DP_CMD_DISPATCH, &self->w, self->frames,
+                                    nframes);
+    int err = errno;
+    for (size_t i = 0; i < nframes; i++)
+        zmq_msg_close (&self->frames[i]);
+    errno = err;
+    return rc;
+}
+
+/*  Adds task to the DISPATCH being built as job ref, its arguments inline
+    or, held in a payload frame, as the next of the message's *nframes
+    frames (shared, not copied). Returns false if that frame cannot be
+    had (out of memory). */
+static bool
+s_add_job (dp_broker_t *self, task_t *task, size_t *nframes)
+{
+    const char *fn = task->flow->fnq->name;
+    dp_task_t job = {.id = task->ref,
+                     .fn = {(const uint8_t *)fn, strlen (fn)},
+                     .args = {dp_broker_task_args (task), task->args_size},
+                     .timeout_ms = task->timeout_ms,
+                     .attempt = task->deaths + 1,
+                     .flags = task->flags};
+    if (!task->framed) {
+        dp_list_add_task (&self->w, DP_CMD_DISPATCH, &job);
+        return true;
+    }
+    zmq_msg_t *frame = &self->frames[*nframes];
+    zmq_msg_init (frame);
+    if (zmq_msg_copy (frame, dp_broker_task_frame (task)) != 0) {
+        zmq_msg_close (frame);
+        return false;
+    }
+    (*nframes)++;
+    dp_list_add_task_framed (&self->w, DP_CMD_DISPATCH, &job);
+    return true;
 }
 
 /*  Gives worker tasks while it has credit, less than DP_PREFETCH_US (plus
@@ -350,8 +402,10 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
     if (!s_batch_reserve (self, want))
         return 0;
     size_t count = 0;
+    size_t nframes = 0;
     uint64_t load = worker->load_us;
     uint64_t held = worker->held;
+    uint64_t framed = 0; /* bytes of the message's payload frames */
     dp_list_begin (&self->w);
     while (count < want) {
         task_t *task = s_best_task (self, worker);
@@ -364,28 +418,26 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
         if (worker->inflight + count >= min_held &&
             (load + charge > budget || held + task->args_size > DP_PREFETCH_BYTES))
             break; /* enough queued there: keep the rest for whoever frees up */
-        if (count > 0 && dp_writer_size (&self->w) + task->args_size > DISPATCH_MAX_BYTES)
+        if (count > 0 &&
+            (dp_writer_size (&self->w) + framed + task->args_size > DISPATCH_MAX_BYTES ||
+             (task->framed && nframes == DP_MAX_FRAMES)))
             break; /* a message stays well under what a worker accepts */
+        task->ref = self->next_ref + 1;
+        if (!s_add_job (self, task, &nframes))
+            break; /* out of memory: the task stays queued */
+        self->next_ref++;
         dp_broker_fair_remove (self, task);
         load += charge;
         held += task->args_size;
+        framed += task->framed ? task->args_size : 0;
         task->cost_us = cost;
         self->queued--;
-        task->ref = ++self->next_ref;
-        const char *fn = task->flow->fnq->name;
-        dp_task_t job = {.id = task->ref,
-                         .fn = {(const uint8_t *)fn, strlen (fn)},
-                         .args = {task->args, task->args_size},
-                         .timeout_ms = task->timeout_ms,
-                         .attempt = task->deaths + 1,
-                         .flags = task->flags};
-        dp_list_add_task (&self->w, DP_CMD_DISPATCH, &job);
         self->batch[count++] = task;
     }
     if (count == 0)
         return 0;
     dp_list_end (&self->w);
-    if (s_send_dispatch (self, worker) != 0) {
+    if (s_send_dispatch (self, worker, nframes) != 0) {
         /*  Not sent: the tasks go back where they were, untouched. */
         int err = errno;
         for (size_t i = 0; i < count; i++) {

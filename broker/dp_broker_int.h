@@ -102,8 +102,34 @@ typedef struct {
     uint8_t flags;
     uint8_t lane;   /* the lane its result goes to (the last that submitted it); 0: main */
     uint8_t parked; /* queued in its session's parked queue, not its function's */
-    uint8_t args[];
+    uint8_t framed; /* args is the zmq_msg_t of the payload frame they came in */
+    uint8_t args[]; /* args_size bytes of arguments, or (framed) a zmq_msg_t holding them */
 } task_t;
+
+_Static_assert(offsetof (task_t, args) % _Alignof(zmq_msg_t) == 0,
+               "a framed task's zmq_msg_t is aligned");
+
+/*  The payload frame a framed task's arguments are held in. */
+static inline zmq_msg_t *
+dp_broker_task_frame (task_t *task)
+{
+    return task->framed ? (zmq_msg_t *)(void *)task->args : NULL;
+}
+
+/*  A task's arguments (args_size bytes), wherever they are held: in its
+    record, or in the payload frame they came in (PROTOCOL.md 3). */
+static inline const uint8_t *
+dp_broker_task_args (task_t *task)
+{
+    return task->framed ? (const uint8_t *)zmq_msg_data (dp_broker_task_frame (task)) : task->args;
+}
+
+/*  The bytes of a task's record, for dp_slab_free. */
+static inline size_t
+dp_broker_task_record (const task_t *task)
+{
+    return offsetof (task_t, args) + (task->framed ? sizeof (zmq_msg_t) : task->args_size);
+}
 
 _Static_assert(DP_MAX_LANES <= UINT8_MAX, "lane numbers fit task_t.lane");
 
@@ -284,16 +310,17 @@ struct _dp_broker_t {
     size_t gone_cap;
     size_t nofunc_fnqs; /* fnqs with nofunc_at set (at most DP_MAX_NOFUNC_FNQS) */
     char *endpoints;
-    zhashx_t *peers;    /* key -> peer_t */
-    zhashx_t *sessions; /* key -> client_t */
-    zhashx_t *fnqs;     /* name -> fnq_t */
-    zlistx_t *workers;  /* worker_t, owned */
-    zlistx_t *ready;    /* worker_t with free credit, in turn order */
-    zlistx_t *dirty;    /* client_t with results to send */
-    zhashx_t *warned;   /* peer keys already logged as misbehaving */
-    dp_writer_t w;      /* scratch body */
-    dp_slab_t *slab;    /* task records */
-    task_t **batch;     /* tasks of the DISPATCH being built */
+    zhashx_t *peers;                 /* key -> peer_t */
+    zhashx_t *sessions;              /* key -> client_t */
+    zhashx_t *fnqs;                  /* name -> fnq_t */
+    zlistx_t *workers;               /* worker_t, owned */
+    zlistx_t *ready;                 /* worker_t with free credit, in turn order */
+    zlistx_t *dirty;                 /* client_t with results to send */
+    zhashx_t *warned;                /* peer keys already logged as misbehaving */
+    dp_writer_t w;                   /* scratch body */
+    dp_slab_t *slab;                 /* task records */
+    task_t **batch;                  /* tasks of the DISPATCH being built */
+    zmq_msg_t frames[DP_MAX_FRAMES]; /* its payload frames: framed tasks' args, shared */
     size_t batch_cap;
     uint64_t next_ref;
     uint64_t next_order;
@@ -360,6 +387,12 @@ dp_broker_send (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, const dp_writer_t
     and the writer is left empty (dp_wire_send_take). */
 int
 dp_broker_send_take (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, dp_writer_t *body);
+
+/*  dp_broker_send_take followed by payload frames (dp_wire_send_frames):
+    on 0 they are sent, on -1 the caller still closes them. */
+int
+dp_broker_send_frames (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, dp_writer_t *body,
+                       zmq_msg_t *frames, size_t nframes);
 
 /*  The registered peer with this routing id, or NULL. */
 peer_t *
@@ -447,6 +480,12 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client);
 void
 dp_broker_client_out (dp_broker_t *self, client_t *client, size_t upcoming);
 
+/*  Queues the successful result seq of client whose value is a payload
+    frame, in a RESULT of its own that carries a share of frame (no copy),
+    after what the session holds. If out of memory, the result is lost. */
+void
+dp_broker_client_out_frame (dp_broker_t *self, client_t *client, uint64_t seq, zmq_msg_t *frame);
+
 /*  Results held for a session: entries and bytes (not yet sent, in out
     and sealed). */
 size_t
@@ -483,6 +522,11 @@ dp_broker_lane_drop (dp_broker_t *self, peer_t *peer);
 int
 dp_broker_lane_result (dp_broker_t *self, const task_t *task, int32_t code, const void *value,
                        size_t size);
+
+/*  dp_broker_lane_result of a successful task whose value is a payload
+    frame, sent on as one (shared, not copied). */
+int
+dp_broker_lane_result_frame (dp_broker_t *self, const task_t *task, zmq_msg_t *frame);
 
 /*  Sends the client its pending results, if it is attached, and takes it
     off the dirty list once all went. A gone peer detaches the session (it
@@ -548,6 +592,11 @@ dp_broker_task_free (dp_broker_t *self, task_t *task);
 void
 dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void *value,
                        size_t size);
+
+/*  dp_broker_task_finish of a successful task whose value came in a
+    payload frame: the client gets a share of the frame, not a copy. */
+void
+dp_broker_task_finish_frame (dp_broker_t *self, task_t *task, zmq_msg_t *frame);
 
 /*  Ends a task (in no queue and no job table) with an error code and a
     message, and frees it. */

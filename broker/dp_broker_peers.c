@@ -31,6 +31,8 @@
 typedef struct {
     zmq_msg_t msg;
     size_t results; /* entries in it */
+    bool framed;    /* one result, whose value is frame (PROTOCOL.md 3) */
+    zmq_msg_t frame;
 } sealed_t;
 
 static void
@@ -39,6 +41,8 @@ s_sealed_free (void **item)
     sealed_t *sealed = (sealed_t *)*item;
     if (sealed) {
         zmq_msg_close (&sealed->msg);
+        if (sealed->framed)
+            zmq_msg_close (&sealed->frame);
         free (sealed);
         *item = NULL;
     }
@@ -82,6 +86,17 @@ dp_broker_send (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, const dp_writer_t
 {
     int rc =
         dp_wire_send_writer (self->handle, peer->rid, peer->rid_size, cmd, body, ZMQ_DONTWAIT);
+    if (rc == 0)
+        peer->last_send = dp_now_ms ();
+    return rc;
+}
+
+int
+dp_broker_send_frames (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, dp_writer_t *body,
+                       zmq_msg_t *frames, size_t nframes)
+{
+    int rc = dp_wire_send_frames (self->handle, peer->rid, peer->rid_size, cmd, body, frames,
+                                  nframes, ZMQ_DONTWAIT);
     if (rc == 0)
         peer->last_send = dp_now_ms ();
     return rc;
@@ -355,7 +370,7 @@ dp_broker_client_out (dp_broker_t *self, client_t *client, size_t upcoming)
          dp_writer_size (&client->out) + upcoming > RESULT_MAX_BYTES)) {
         size_t results = dp_list_count (&client->out);
         dp_list_end (&client->out);
-        sealed_t *sealed = (sealed_t *)malloc (sizeof *sealed);
+        sealed_t *sealed = (sealed_t *)calloc (1, sizeof *sealed);
         if (!sealed || dp_wire_msg_take (&sealed->msg, &client->out) != 0)
             free (sealed); /* out of memory: these results are lost with the body */
         else {
@@ -373,6 +388,33 @@ dp_broker_client_out (dp_broker_t *self, client_t *client, size_t upcoming)
         dp_broker_client_pressure (self, client); /* at the bound: nothing more dispatched */
     if (!client->dirty)
         client->dirty = zlistx_add_end (self->dirty, client);
+}
+
+void
+dp_broker_client_out_frame (dp_broker_t *self, client_t *client, uint64_t seq, zmq_msg_t *frame)
+{
+    /*  Seals what out holds, so that the results keep their order. */
+    dp_broker_client_out (self, client, RESULT_ALONE_BYTES + RESULT_OVERHEAD);
+    sealed_t *sealed = (sealed_t *)calloc (1, sizeof *sealed);
+    if (!sealed)
+        return; /* out of memory: the result is lost, as a sealed body's */
+    dp_writer_t *w = &self->w;
+    dp_list_begin (w);
+    dp_list_add_result_framed (w, seq, 0);
+    dp_list_end (w);
+    zmq_msg_init (&sealed->frame);
+    if (dp_wire_msg_take (&sealed->msg, w) != 0 || zmq_msg_copy (&sealed->frame, frame) != 0) {
+        zmq_msg_close (&sealed->frame);
+        free (sealed);
+        return;
+    }
+    sealed->framed = true;
+    sealed->results = 1;
+    client->sealed_results++;
+    client->sealed_bytes += zmq_msg_size (&sealed->msg) + zmq_msg_size (frame);
+    zlistx_add_end (client->sealed, sealed);
+    if (!client->stalled)
+        dp_broker_client_pressure (self, client);
 }
 
 size_t
@@ -457,8 +499,11 @@ s_client_send (dp_broker_t *self, client_t *client)
     sealed_t *sealed;
     while (rc == 0 && (sealed = (sealed_t *)zlistx_first (client->sealed))) {
         size_t size = zmq_msg_size (&sealed->msg);
-        rc = dp_wire_send_msg (self->handle, client->peer->rid, client->peer->rid_size,
-                               DP_CMD_RESULT, &sealed->msg, ZMQ_DONTWAIT);
+        if (sealed->framed)
+            size += zmq_msg_size (&sealed->frame);
+        rc = dp_wire_send_msgs (self->handle, client->peer->rid, client->peer->rid_size,
+                                DP_CMD_RESULT, &sealed->msg, &sealed->frame,
+                                sealed->framed ? 1 : 0, ZMQ_DONTWAIT);
         if (rc == 0) {
             client->peer->last_send = client->drained = dp_now_ms ();
             client->sealed_results -= sealed->results;
@@ -616,6 +661,33 @@ dp_broker_lane_drop (dp_broker_t *self, peer_t *peer)
     peer->lane = 0;
     peer->kind = PEER_NEW;
     dp_broker_peer_delete (self, peer);
+}
+
+int
+dp_broker_lane_result_frame (dp_broker_t *self, const task_t *task, zmq_msg_t *frame)
+{
+    peer_t *lane = task->lane && task->client ? task->client->lanes[task->lane - 1] : NULL;
+    if (!lane)
+        return -1;
+    zmq_msg_t copy;
+    zmq_msg_init (&copy);
+    if (zmq_msg_copy (&copy, frame) != 0) {
+        zmq_msg_close (&copy);
+        return -1;
+    }
+    dp_list_begin (&self->w);
+    dp_list_add_result_framed (&self->w, task->seq, 0);
+    dp_list_end (&self->w);
+    int rc = dp_broker_send_frames (self, lane, DP_CMD_RESULT, &self->w, &copy, 1);
+    int err = errno;
+    zmq_msg_close (&copy);
+    if (rc == 0) {
+        self->lane_results++;
+        return 0;
+    }
+    if (err == EHOSTUNREACH)
+        dp_broker_lane_drop (self, lane);
+    return -1;
 }
 
 int

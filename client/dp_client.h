@@ -72,6 +72,7 @@
 #include <poll.h>
 
 #include <czmq.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -143,6 +144,9 @@ struct _dp_ctask_t {
     dp_ctask_t *next;
     size_t fn_size;
     size_t args_size;
+    /*  Owners of the record: its holder, and each payload frame that sends
+        its args from data (ZeroMQ's I/O thread drops those). */
+    atomic_uint refs;
     uint8_t data[]; /* fn_size bytes of name, then args_size of args */
 };
 
@@ -152,6 +156,10 @@ struct _dp_batch_t {
     dp_writer_t writer; /* an open list (dp_list_begin done) */
     bool full;          /* takes no more entries (it holds a task alone) */
     dp_batch_t *next;
+    zmq_msg_t *frames; /* payload frames: args of DP_FRAME_MIN bytes or more, not copied */
+    uint32_t nframes;
+    uint32_t frames_cap;
+    size_t frame_bytes; /* theirs */
 };
 
 /*  The pool's table of queue requests (dp_pool_queue.c). */

@@ -133,13 +133,15 @@ s_reconnect (s_actor_t *self, const char *why)
         s_send_hello (self);
 }
 
-/*  s_send for a body sent once, such as a SUBMIT batch: a large one goes
-    without a copy (dp_wire_send_take). */
+/*  s_send for a SUBMIT batch, sent once: a large body goes without a copy
+    (dp_wire_send_take), and so do its payload frames. */
 static int
-s_send_take (s_actor_t *self, dp_cmd_t cmd, dp_writer_t *writer)
+s_send_batch (s_actor_t *self, dp_batch_t *batch)
 {
     void *dealer = s_sending (self);
-    return dealer ? dp_wire_send_take (dealer, NULL, 0, cmd, writer, ZMQ_DONTWAIT) : -1;
+    return dealer ? dp_wire_send_frames (dealer, NULL, 0, DP_CMD_SUBMIT, &batch->writer,
+                                         batch->frames, batch->nframes, ZMQ_DONTWAIT)
+                  : -1;
 }
 
 /*  Sends a chain of SUBMIT batches and frees it. Returns 0, or -1 if one
@@ -151,7 +153,7 @@ s_send_batches (s_actor_t *self, dp_batch_t **head)
     for (dp_batch_t *batch = *head; batch && rc == 0; batch = batch->next) {
         dp_list_end (&batch->writer);
         if (dp_list_count (&batch->writer) > 0)
-            rc = s_send_take (self, DP_CMD_SUBMIT, &batch->writer);
+            rc = s_send_batch (self, batch);
     }
     dp_batch_destroy_all (head);
     return rc;

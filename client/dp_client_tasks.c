@@ -32,6 +32,7 @@ dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void
     if (!self)
         return NULL;
     *self = (dp_ctask_t){.fn_size = fn_size, .args_size = prefix_size + args_size};
+    atomic_init (&self->refs, 1);
     memcpy (self->data, fn, fn_size);
     if (prefix_size)
         memcpy (self->data + fn_size, prefix, prefix_size);
@@ -41,14 +42,56 @@ dp_ctask_new (const char *fn, const void *prefix, size_t prefix_size, const void
     return self;
 }
 
+/*  Drops one owner of a task record; the last frees it. */
+static void
+s_ctask_release (dp_ctask_t *self)
+{
+    if (atomic_fetch_sub (&self->refs, 1) == 1)
+        free (self);
+}
+
 void
 dp_ctask_destroy (dp_ctask_t **self_p)
 {
     assert (self_p);
     if (*self_p) {
-        free (*self_p);
+        s_ctask_release (*self_p);
         *self_p = NULL;
     }
+}
+
+/*  ZeroMQ is done with a payload frame made of a task record's args. */
+static void
+s_frame_sent (void *data, void *hint)
+{
+    (void)data;
+    s_ctask_release ((dp_ctask_t *)hint);
+}
+
+/*  Adds the args of task to batch as its next payload frame, sent from the
+    record itself (which the frame keeps alive). Returns 0, or -1 if out of
+    memory. */
+static int
+s_batch_frame (dp_batch_t *batch, const dp_ctask_t *task)
+{
+    if (batch->nframes == batch->frames_cap) {
+        uint32_t cap = batch->frames_cap ? batch->frames_cap * 2 : 8;
+        zmq_msg_t *frames = (zmq_msg_t *)realloc (batch->frames, cap * sizeof *frames);
+        if (!frames)
+            return -1;
+        batch->frames = frames;
+        batch->frames_cap = cap;
+    }
+    dp_ctask_t *owner = (dp_ctask_t *)task;
+    atomic_fetch_add (&owner->refs, 1);
+    if (zmq_msg_init_data (&batch->frames[batch->nframes], owner->data + owner->fn_size,
+                           owner->args_size, s_frame_sent, owner) != 0) {
+        s_ctask_release (owner);
+        return -1;
+    }
+    batch->nframes++;
+    batch->frame_bytes += task->args_size;
+    return 0;
 }
 
 int
@@ -56,10 +99,13 @@ dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task)
 {
     dp_batch_t *batch = *tail;
     size_t entry = task->fn_size + task->args_size + 64;
-    bool alone = entry >= DP_CLIENT_ALONE_BYTES;
+    /*  Framed args do not swell the body: only inline ones go alone. */
+    bool framed = task->args_size >= DP_FRAME_MIN;
+    bool alone = !framed && entry >= DP_CLIENT_ALONE_BYTES;
     if (!batch || batch->full || alone || dp_list_count (&batch->writer) >= DP_MAX_BATCH ||
+        (framed && batch->nframes >= DP_MAX_FRAMES) ||
         (dp_list_count (&batch->writer) > 0 &&
-         dp_writer_size (&batch->writer) + entry > DP_CLIENT_BATCH_BYTES)) {
+         dp_writer_size (&batch->writer) + batch->frame_bytes + entry > DP_CLIENT_BATCH_BYTES)) {
         batch = (dp_batch_t *)calloc (1, sizeof *batch);
         if (!batch)
             return -1;
@@ -86,7 +132,12 @@ dp_batch_add (dp_batch_t **head, dp_batch_t **tail, const dp_ctask_t *task)
                               .timeout_ms = task->timeout_ms,
                               .retries = task->retries,
                               .flags = task->flags};
-    dp_list_add_task (&batch->writer, DP_CMD_SUBMIT, &entry_fields);
+    if (!framed)
+        dp_list_add_task (&batch->writer, DP_CMD_SUBMIT, &entry_fields);
+    else if (s_batch_frame (batch, task) == 0)
+        dp_list_add_task_framed (&batch->writer, DP_CMD_SUBMIT, &entry_fields);
+    else
+        return -1;
     return dp_writer_ok (&batch->writer) ? 0 : -1;
 }
 
@@ -98,6 +149,9 @@ dp_batch_destroy_all (dp_batch_t **head)
     while (batch) {
         dp_batch_t *next = batch->next;
         dp_writer_fini (&batch->writer);
+        for (uint32_t i = 0; i < batch->nframes; i++)
+            zmq_msg_close (&batch->frames[i]);
+        free (batch->frames);
         free (batch);
         batch = next;
     }

@@ -242,7 +242,8 @@ s_send_batches (dp_lane_t *self)
     for (dp_batch_t *batch = self->head; batch && rc == 0; batch = batch->next) {
         dp_list_end (&batch->writer);
         if (dp_list_count (&batch->writer) > 0)
-            rc = dp_wire_send_take (dealer, NULL, 0, DP_CMD_SUBMIT, &batch->writer, ZMQ_DONTWAIT);
+            rc = dp_wire_send_frames (dealer, NULL, 0, DP_CMD_SUBMIT, &batch->writer,
+                                      batch->frames, batch->nframes, ZMQ_DONTWAIT);
     }
     dp_batch_destroy_all (&self->head);
     self->tail = NULL;

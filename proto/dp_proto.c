@@ -10,7 +10,7 @@
     know. */
 #define SUBMIT_FIELDS   7 /* seq, fn, args, priority, timeout_ms, retries, flags */
 #define DISPATCH_FIELDS 6 /* ref, fn, args, timeout_ms, attempt, flags */
-#define RESULT_FIELDS   3 /* id, code, value; DONE may add run_us */
+#define RESULT_FIELDS   3 /* id, code, value (then run_us and framed, optional) */
 #define HELLO_FIELDS    2 /* session, name (then lane, optional) */
 #define WELCOME_FIELDS  4 /* heartbeat_ms, expiry_ms, broker, workers (then token, optional) */
 #define READY_FIELDS    5 /* name, pid, host, credit, functions */
@@ -63,10 +63,25 @@ dp_span_eq (dp_span_t span, const char *string)
 void
 dp_header_encode (uint8_t out[DP_HEADER_SIZE], dp_cmd_t cmd)
 {
+    dp_header_encode_version (out, DP_VERSION, cmd);
+}
+
+void
+dp_header_encode_version (uint8_t out[DP_HEADER_SIZE], uint8_t version, dp_cmd_t cmd)
+{
     out[0] = DP_SIGNATURE_0;
     out[1] = DP_SIGNATURE_1;
-    out[2] = DP_VERSION;
+    out[2] = version;
     out[3] = (uint8_t)cmd;
+}
+
+uint8_t
+dp_header_version (const void *data, size_t size)
+{
+    const uint8_t *bytes = (const uint8_t *)data;
+    if (size < DP_HEADER_SIZE || bytes[0] != DP_SIGNATURE_0 || bytes[1] != DP_SIGNATURE_1)
+        return 0;
+    return bytes[2];
 }
 
 dp_reason_t
@@ -77,7 +92,7 @@ dp_header_decode (const void *data, size_t size, dp_cmd_t *cmd)
         return DP_EHEADER;
     if (bytes[0] != DP_SIGNATURE_0 || bytes[1] != DP_SIGNATURE_1)
         return DP_ESIGNATURE;
-    if (bytes[2] != DP_VERSION)
+    if (bytes[2] != DP_VERSION && !(bytes[2] == DP_VERSION_1 && bytes[3] == DP_CMD_ERROR))
         return DP_EVERSION;
     if (bytes[3] == 0 || bytes[3] >= DP_CMD_COUNT_)
         return DP_ECOMMAND;
@@ -147,11 +162,37 @@ s_i32 (dp_reader_t *r, int32_t *value, int64_t min, int64_t max)
             return rc_;                                                                           \
     } while (0)
 
-/*  Reads one task entry of a SUBMIT or DISPATCH list. known, if not NULL,
-    is where its arguments lie: given when its data is set (an entry
-    already checked), filled in otherwise. */
+/*  Takes the list's next payload frame for a framed entry whose body field
+    is field: nil in the body, one msgpack item of at most max_depth levels
+    in the frame (checked only when the entry was not checked before).
+    Sets *span to the frame and *frame to 1 + its index. */
 static dp_reason_t
-s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task, dp_span_t *known)
+s_take_frame (dp_list_t *list, dp_span_t field, bool checked, int max_depth, dp_span_t *span,
+              uint32_t *frame, int *depth)
+{
+    if (field.size != 1 || *field.data != 0xc0)
+        return DP_EBODY; /* a framed entry's field is nil */
+    if (!list || list->frame_next >= list->nframes)
+        return DP_EFRAMES;
+    uint32_t at = list->frame_next++;
+    *span = list->frames[at];
+    *frame = at + 1;
+    if (checked)
+        return DP_OK;
+    dp_reader_t reader;
+    dp_reader_init (&reader, span->size ? span->data : (const uint8_t *)"", span->size);
+    dp_span_t item;
+    if (dp_mp_read_object_depth (&reader, &item, max_depth, depth))
+        return DP_EBODY;
+    return dp_reader_left (&reader) == 0 ? DP_OK : DP_EBODY;
+}
+
+/*  Reads one task entry of a SUBMIT or DISPATCH list. known, if not NULL,
+    is where its arguments lie in the body: given when its data is set, filled
+    in otherwise. checked: the entry was validated before (an iterator). */
+static dp_reason_t
+s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task, dp_span_t *known, dp_list_t *list,
+        bool checked)
 {
     uint32_t count;
     bool submit = cmd == DP_CMD_SUBMIT;
@@ -179,8 +220,14 @@ s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task, dp_span_t *known)
         TRY (s_u32 (r, &task->attempt, UINT32_MAX));
     }
     TRY (s_u32 (r, &task->flags, UINT32_MAX));
-    if (task->flags & ~DP_TASK_FLAGS)
+    if (task->flags & ~(DP_TASK_FLAGS | DP_TASK_FRAMED))
         return DP_ELIMIT;
+    if (task->flags & DP_TASK_FRAMED) {
+        task->flags &= ~DP_TASK_FRAMED;
+        depth = 0;
+        TRY (s_take_frame (list, task->args, checked, DP_MP_MAX_DEPTH + 1, &task->args,
+                           &task->frame, &depth));
+    }
     if (task->flags & DP_TASK_CHUNK) {
         if (*task->args.data != 0xdc && *task->args.data != 0xdd &&
             (*task->args.data & 0xf0) != 0x90)
@@ -190,16 +237,11 @@ s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task, dp_span_t *known)
     return s_skip_extra (r, count, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS);
 }
 
-/*  Reads one result entry of a RESULT or DONE list; known as for s_task,
-    for a successful entry's value. */
+/*  Reads a result's value: any item on success, else the message, a str
+    (value spans the str item whole, so it can be forwarded as is). */
 static dp_reason_t
-s_result (dp_reader_t *r, dp_result_t *result, dp_span_t *known)
+s_result_value (dp_reader_t *r, dp_result_t *result, dp_span_t *known)
 {
-    uint32_t count;
-    TRY (s_open (r, RESULT_FIELDS, &count));
-    if (dp_mp_read_uint (r, &result->id))
-        return DP_EBODY;
-    TRY (s_i32 (r, &result->code, 0, MAX_CODE));
     if (result->code == 0) {
         /*  A chunk's value wraps each call's result in two levels:
             [[code, value], ...]. */
@@ -210,25 +252,48 @@ s_result (dp_reader_t *r, dp_result_t *result, dp_span_t *known)
             return DP_EBODY;
         else if (known)
             *known = result->value;
-    } else {
-        /*  A failure's value is its message; value spans the str item whole,
-            so it can be forwarded as is. */
-        dp_span_t message;
-        const uint8_t *start = r->pos;
-        if (dp_mp_read_str (r, &message))
-            return DP_EBODY;
-        if (message.size > DP_MAX_ERROR)
-            return DP_ELIMIT;
-        result->value.data = start;
-        result->value.size = (size_t)(r->pos - start);
+        return DP_OK;
     }
-    result->run_us = 0;
-    if (count > RESULT_FIELDS)
-        TRY (s_u32 (r, &result->run_us, UINT32_MAX));
-    return s_skip_extra (r, count, RESULT_FIELDS + (count > RESULT_FIELDS));
+    dp_span_t message;
+    const uint8_t *start = r->pos;
+    if (dp_mp_read_str (r, &message))
+        return DP_EBODY;
+    if (message.size > DP_MAX_ERROR)
+        return DP_ELIMIT;
+    result->value.data = start;
+    result->value.size = (size_t)(r->pos - start);
+    return DP_OK;
 }
 
-/*  Reads a list header and checks each entry with check. */
+/*  Reads one result entry of a RESULT or DONE list: [id, code, value,
+    run_us (optional), framed (optional)]; known and checked as for s_task. */
+static dp_reason_t
+s_result (dp_reader_t *r, dp_result_t *result, dp_span_t *known, dp_list_t *list, bool checked)
+{
+    uint32_t count;
+    TRY (s_open (r, RESULT_FIELDS, &count));
+    memset (result, 0, sizeof *result);
+    if (dp_mp_read_uint (r, &result->id))
+        return DP_EBODY;
+    TRY (s_i32 (r, &result->code, 0, MAX_CODE));
+    TRY (s_result_value (r, result, known));
+    if (count > RESULT_FIELDS)
+        TRY (s_u32 (r, &result->run_us, UINT32_MAX));
+    bool framed = false;
+    if (count > RESULT_FIELDS + 1 && dp_mp_read_bool (r, &framed))
+        return DP_EBODY;
+    if (framed) {
+        if (result->code != 0)
+            return DP_EBODY; /* a failure's message is always inline */
+        TRY (s_take_frame (list, result->value, checked, DP_MP_MAX_DEPTH + 2, &result->value,
+                           &result->frame, NULL));
+    }
+    uint32_t known_fields = count < RESULT_FIELDS + 2 ? count : RESULT_FIELDS + 2;
+    return s_skip_extra (r, count, known_fields);
+}
+
+/*  Reads a list header and checks each entry with check; every payload
+    frame must belong to one framed entry. */
 static dp_reason_t
 s_list (dp_reader_t *r, dp_cmd_t cmd, dp_list_t *list)
 {
@@ -248,11 +313,11 @@ s_list (dp_reader_t *r, dp_cmd_t cmd, dp_list_t *list)
         switch (cmd) {
         case DP_CMD_SUBMIT:
         case DP_CMD_DISPATCH:
-            TRY (s_task (r, cmd, &task, known));
+            TRY (s_task (r, cmd, &task, known, list, false));
             break;
         case DP_CMD_RESULT:
         case DP_CMD_DONE:
-            TRY (s_result (r, &result, known));
+            TRY (s_result (r, &result, known, list, false));
             break;
         case DP_CMD_CANCEL:
             if (dp_mp_read_uint (r, &seq))
@@ -263,6 +328,9 @@ s_list (dp_reader_t *r, dp_cmd_t cmd, dp_list_t *list)
             return DP_EBODY;
         }
     }
+    if (list->frame_next != list->nframes)
+        return DP_EFRAMES; /* a payload frame no entry holds */
+    list->frame_next = 0;
     return DP_OK;
 }
 
@@ -460,11 +528,40 @@ dp_reason_t
 dp_msg_decode (const void *header, size_t header_size, const void *body, size_t body_size,
                dp_msg_t *msg)
 {
+    return dp_msg_decode_frames (header, header_size, body, body_size, NULL, 0, msg);
+}
+
+/*  Checks that payload frames come only with a list command, within the
+    limits of count and of size (body and frames together). */
+static dp_reason_t
+s_frames_fit (dp_msg_t *msg, size_t body_size, const dp_span_t *frames, uint32_t nframes)
+{
+    if (nframes == 0)
+        return DP_OK;
+    if (nframes > DP_MAX_FRAMES || (msg->cmd != DP_CMD_SUBMIT && msg->cmd != DP_CMD_DISPATCH &&
+                                    msg->cmd != DP_CMD_RESULT && msg->cmd != DP_CMD_DONE))
+        return DP_EFRAMES;
+    size_t total = body_size;
+    for (uint32_t i = 0; i < nframes; i++) {
+        if (frames[i].size > DP_MAX_MSG_SIZE - total)
+            return DP_ELIMIT;
+        total += frames[i].size;
+    }
+    msg->u.list.frames = frames;
+    msg->u.list.nframes = nframes;
+    return DP_OK;
+}
+
+dp_reason_t
+dp_msg_decode_frames (const void *header, size_t header_size, const void *body, size_t body_size,
+                      const dp_span_t *frames, uint32_t nframes, dp_msg_t *msg)
+{
     assert (msg);
     memset (msg, 0, sizeof *msg);
     TRY (dp_header_decode (header, header_size, &msg->cmd));
     if (body_size > DP_MAX_MSG_SIZE)
         return DP_ELIMIT;
+    TRY (s_frames_fit (msg, body_size, frames, nframes));
     dp_reader_t reader;
     dp_reader_init (&reader, body_size ? body : "", body_size);
     dp_reason_t rc;
@@ -536,7 +633,7 @@ dp_list_next_task (dp_list_t *self, dp_cmd_t cmd, dp_task_t *task)
     if (self->left == 0)
         return false;
     dp_span_t *known = self->next < DP_LIST_KNOWN ? &self->known[self->next] : NULL;
-    dp_reason_t rc = s_task (&self->reader, cmd, task, known);
+    dp_reason_t rc = s_task (&self->reader, cmd, task, known, self, true);
     assert (rc == DP_OK);
     (void)rc;
     self->left--;
@@ -550,7 +647,7 @@ dp_list_next_result (dp_list_t *self, dp_result_t *result)
     if (self->left == 0)
         return false;
     dp_span_t *known = self->next < DP_LIST_KNOWN ? &self->known[self->next] : NULL;
-    dp_reason_t rc = s_result (&self->reader, result, known);
+    dp_reason_t rc = s_result (&self->reader, result, known, self, true);
     assert (rc == DP_OK);
     (void)rc;
     self->left--;
@@ -592,6 +689,22 @@ dp_writer_init (dp_writer_t *self)
     memset (self, 0, sizeof *self);
     msgpack_sbuffer_init (&self->sbuf);
     msgpack_packer_init (&self->pk, &self->sbuf, msgpack_sbuffer_write);
+}
+
+void
+dp_writer_swap (dp_writer_t *self, dp_writer_t *other)
+{
+    dp_writer_t saved = *self;
+    self->sbuf = other->sbuf;
+    self->list_at = other->list_at;
+    self->list_count = other->list_count;
+    self->failed = other->failed;
+    self->reserve = other->reserve;
+    other->sbuf = saved.sbuf;
+    other->list_at = saved.list_at;
+    other->list_count = saved.list_count;
+    other->failed = saved.failed;
+    other->reserve = saved.reserve;
 }
 
 void
@@ -881,15 +994,16 @@ dp_list_begin (dp_writer_t *self)
     s_raw (self, placeholder, sizeof placeholder);
 }
 
-void
-dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task)
+/*  Adds a task with its args, packed, and its flags. */
+static void
+s_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task, dp_span_t args, uint32_t flags)
 {
     assert (cmd == DP_CMD_SUBMIT || cmd == DP_CMD_DISPATCH);
     bool submit = cmd == DP_CMD_SUBMIT;
     s_check (self, msgpack_pack_array (&self->pk, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS));
     s_check (self, msgpack_pack_uint64 (&self->pk, task->id));
     s_str (self, (const char *)task->fn.data, task->fn.size);
-    s_raw (self, task->args.data, task->args.size);
+    s_raw (self, args.data, args.size);
     if (submit) {
         s_check (self, msgpack_pack_int32 (&self->pk, task->priority));
         s_check (self, msgpack_pack_uint32 (&self->pk, task->timeout_ms));
@@ -898,7 +1012,32 @@ dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task)
         s_check (self, msgpack_pack_uint32 (&self->pk, task->timeout_ms));
         s_check (self, msgpack_pack_uint32 (&self->pk, task->attempt));
     }
-    s_check (self, msgpack_pack_uint32 (&self->pk, task->flags));
+    s_check (self, msgpack_pack_uint32 (&self->pk, flags));
+    self->list_count++;
+}
+
+void
+dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task)
+{
+    s_add_task (self, cmd, task, task->args, task->flags);
+}
+
+void
+dp_list_add_task_framed (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task)
+{
+    static const uint8_t nil = 0xc0;
+    s_add_task (self, cmd, task, (dp_span_t){&nil, 1}, task->flags | DP_TASK_FRAMED);
+}
+
+void
+dp_list_add_result_framed (dp_writer_t *self, uint64_t id, uint32_t run_us)
+{
+    s_check (self, msgpack_pack_array (&self->pk, RESULT_FIELDS + 2));
+    s_check (self, msgpack_pack_uint64 (&self->pk, id));
+    s_check (self, msgpack_pack_int32 (&self->pk, 0));
+    s_check (self, msgpack_pack_nil (&self->pk));
+    s_check (self, msgpack_pack_uint32 (&self->pk, run_us));
+    s_check (self, msgpack_pack_true (&self->pk));
     self->list_count++;
 }
 
@@ -950,6 +1089,24 @@ dp_list_add_error (dp_writer_t *self, uint64_t id, int32_t code, const char *mes
     size_t len = strlen (message);
     s_str (self, message, len > DP_MAX_ERROR ? DP_MAX_ERROR : len);
     self->list_count++;
+}
+
+void
+dp_list_inline (dp_writer_t *self, dp_cmd_t cmd, dp_list_t *list)
+{
+    dp_list_begin (self);
+    if (cmd == DP_CMD_SUBMIT || cmd == DP_CMD_DISPATCH) {
+        dp_task_t task;
+        while (dp_list_next_task (list, cmd, &task))
+            dp_list_add_task (self, cmd, &task);
+    } else {
+        assert (cmd == DP_CMD_RESULT || cmd == DP_CMD_DONE);
+        dp_result_t result;
+        while (dp_list_next_result (list, &result))
+            dp_list_add_result_run (self, result.id, result.code, result.value.data,
+                                    result.value.size, result.run_us);
+    }
+    dp_list_end (self);
 }
 
 uint32_t

@@ -89,7 +89,7 @@ dp_reason_t
 dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out)
 {
     int want = router ? 3 : 2;
-    if (msg->count != want || msg->excess)
+    if (msg->count < want || msg->excess)
         return DP_EFRAMES;
     int at = 0;
     if (router) {
@@ -98,8 +98,22 @@ dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out)
     }
     zmq_msg_t *header = &msg->frames[at];
     zmq_msg_t *body = &msg->frames[at + 1];
-    return dp_msg_decode (zmq_msg_data (header), zmq_msg_size (header), zmq_msg_data (body),
-                          zmq_msg_size (body), out);
+    msg->payload = want;
+    uint32_t nframes = (uint32_t)(msg->count - want);
+    for (uint32_t i = 0; i < nframes; i++) {
+        zmq_msg_t *frame = &msg->frames[want + (int)i];
+        msg->spans[i].data = (const uint8_t *)zmq_msg_data (frame);
+        msg->spans[i].size = zmq_msg_size (frame);
+    }
+    return dp_msg_decode_frames (zmq_msg_data (header), zmq_msg_size (header), zmq_msg_data (body),
+                                 zmq_msg_size (body), msg->spans, nframes, out);
+}
+
+zmq_msg_t *
+dp_wire_payload (dp_wire_msg_t *msg, uint32_t frame)
+{
+    assert (frame >= 1 && msg->payload + (int)frame - 1 < msg->count);
+    return &msg->frames[msg->payload + (int)frame - 1];
 }
 
 /*  Sends the routing id and header of a message, leaving it open for its
@@ -107,16 +121,33 @@ dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out)
     is accepted the rest of the message is too, so on a ROUTER the later
     frames drop the caller's ZMQ_DONTWAIT. */
 static int
-s_send_head (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, int flags)
+s_send_head_version (void *socket, const void *rid, size_t rid_size, uint8_t version, dp_cmd_t cmd,
+                     int flags)
 {
     uint8_t header[DP_HEADER_SIZE];
-    dp_header_encode (header, cmd);
+    dp_header_encode_version (header, version, cmd);
     if (rid_size > 0 && zmq_send (socket, rid, rid_size, flags | ZMQ_SNDMORE) < 0)
         return -1;
     int more_flags = (rid_size > 0 ? 0 : flags) & ~ZMQ_SNDMORE;
     if (zmq_send (socket, header, sizeof header, more_flags | ZMQ_SNDMORE) < 0)
         return -1;
     return more_flags;
+}
+
+static int
+s_send_head (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, int flags)
+{
+    return s_send_head_version (socket, rid, rid_size, DP_VERSION, cmd, flags);
+}
+
+int
+dp_wire_send_version (void *socket, const void *rid, size_t rid_size, uint8_t version,
+                      dp_cmd_t cmd, const void *body, size_t size, int flags)
+{
+    int body_flags = s_send_head_version (socket, rid, rid_size, version, cmd, flags);
+    if (body_flags < 0 || zmq_send (socket, body, size, body_flags) < 0)
+        return -1;
+    return 0;
 }
 
 int
@@ -209,4 +240,55 @@ dp_wire_send_writer (void *socket, const void *rid, size_t rid_size, dp_cmd_t cm
     }
     return dp_wire_send (socket, rid, rid_size, cmd, dp_writer_data (writer),
                          dp_writer_size (writer), flags);
+}
+
+/*  Sends body and nframes payload frames after an accepted head, with
+    more, the head's flags for the frames that follow it. */
+static int
+s_send_rest (void *socket, int more, zmq_msg_t *body, zmq_msg_t *frames, size_t nframes)
+{
+    int rc = zmq_msg_send (body, socket, more | (nframes ? ZMQ_SNDMORE : 0)) < 0 ? -1 : 0;
+    for (size_t i = 0; i < nframes; i++) {
+        int last = i + 1 == nframes ? 0 : ZMQ_SNDMORE;
+        if (zmq_msg_send (&frames[i], socket, more | last) < 0)
+            rc = -1;
+    }
+    return rc;
+}
+
+int
+dp_wire_send_msgs (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, zmq_msg_t *body,
+                   zmq_msg_t *frames, size_t nframes, int flags)
+{
+    assert (nframes <= DP_MAX_FRAMES);
+    int more = s_send_head (socket, rid, rid_size, cmd, flags);
+    if (more < 0)
+        return -1;
+    return s_send_rest (socket, more, body, frames, nframes);
+}
+
+int
+dp_wire_send_frames (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
+                     dp_writer_t *writer, zmq_msg_t *frames, size_t nframes, int flags)
+{
+    assert (nframes <= DP_MAX_FRAMES);
+    if (nframes == 0)
+        return dp_wire_send_take (socket, rid, rid_size, cmd, writer, flags);
+    if (!dp_writer_ok (writer)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int more = s_send_head (socket, rid, rid_size, cmd, flags);
+    if (more < 0)
+        return -1;
+    /*  The head is accepted, so the rest must follow: a body that cannot be
+        made goes empty, which the receiver refuses as malformed. */
+    zmq_msg_t body;
+    int rc = dp_wire_msg_take (&body, writer);
+    if (rc != 0)
+        zmq_msg_init (&body);
+    if (s_send_rest (socket, more, &body, frames, nframes) != 0)
+        rc = -1;
+    zmq_msg_close (&body);
+    return rc;
 }

@@ -3,9 +3,10 @@
     The codec (dp_proto) is pure; this thin layer moves its bytes. It works
     on raw libzmq socket handles, so the broker and client (CZMQ, through
     zsock_resolve) and the worker (plain libzmq, safe after fork) share it.
-    On a ROUTER a message is [routing id, header, body]; on a DEALER it is
-    [header, body]. Frames beyond the three a message may have are received
-    and dropped, and the message is reported as malformed.
+    On a ROUTER a message is [routing id, header, body, payload frames...];
+    on a DEALER it is [header, body, payload frames...]. Frames beyond the
+    most a message may have are received and dropped, and the message is
+    reported as malformed.
 */
 #ifndef DP_WIRE_H_INCLUDED
 #define DP_WIRE_H_INCLUDED
@@ -14,15 +15,17 @@
 
 #include <zmq.h>
 
-#define DP_WIRE_FRAMES 3
+#define DP_WIRE_FRAMES (3 + DP_MAX_FRAMES)
 
 /*  High-water marks: a safety net far above what credits allow. */
 #define DP_WIRE_HWM 100000
 
 typedef struct {
     zmq_msg_t frames[DP_WIRE_FRAMES];
-    int count;  /* frames held in frames[] */
-    int excess; /* further frames received and dropped */
+    int count;                      /* frames held in frames[] */
+    int excess;                     /* further frames received and dropped */
+    int payload;                    /* decoded: index in frames[] of the first payload frame */
+    dp_span_t spans[DP_MAX_FRAMES]; /* decoded: the payload frames */
 } dp_wire_msg_t;
 
 /*  Applies dpool's socket options: ZMQ_MAXMSGSIZE, high-water marks, linger
@@ -55,10 +58,15 @@ void
 dp_wire_close (dp_wire_msg_t *msg);
 
 /*  Validates a received message: a routing id first when router is true,
-    then header and body. Returns DP_OK and fills out (spans into msg), or
-    the reason; *rid is set to the routing id frame when router is true. */
+    then header, body and payload frames. Returns DP_OK and fills out (spans
+    into msg), or the reason; *rid is set to the routing id frame when
+    router is true. A decoded entry's frame n is dp_wire_payload (msg, n). */
 dp_reason_t
 dp_wire_decode (dp_wire_msg_t *msg, bool router, zmq_msg_t **rid, dp_msg_t *out);
+
+/*  The payload frame a decoded entry's frame field (1 + its index) names. */
+zmq_msg_t *
+dp_wire_payload (dp_wire_msg_t *msg, uint32_t frame);
 
 /*  Sends one message: [rid (if rid_size > 0)], header for cmd, body.
     flags may hold ZMQ_DONTWAIT. Returns 0, or -1 with errno: EAGAIN (the
@@ -87,6 +95,27 @@ dp_wire_send_take (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
     copy when large, copied when small. Returns 0, or -1 with errno ENOMEM. */
 int
 dp_wire_msg_take (zmq_msg_t *msg, dp_writer_t *writer);
+
+/*  dp_wire_send_take followed by nframes payload frames, each sent as it
+    is (ZeroMQ shares or frees its data: no copy). On 0 the frames are
+    empty; either way the caller closes them. On -1 because the first
+    frame was refused (EAGAIN, EHOSTUNREACH) nothing was sent and the
+    writer and the frames are untouched. */
+int
+dp_wire_send_frames (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd,
+                     dp_writer_t *writer, zmq_msg_t *frames, size_t nframes, int flags);
+
+/*  dp_wire_send_msg followed by nframes payload frames, each sent as it is.
+    On 0 body and frames are empty; either way the caller closes them. */
+int
+dp_wire_send_msgs (void *socket, const void *rid, size_t rid_size, dp_cmd_t cmd, zmq_msg_t *body,
+                   zmq_msg_t *frames, size_t nframes, int flags);
+
+/*  dp_wire_send of a header in another version: an ERROR to a peer that
+    spoke that version (docs/PROTOCOL.md, 9). */
+int
+dp_wire_send_version (void *socket, const void *rid, size_t rid_size, uint8_t version,
+                      dp_cmd_t cmd, const void *body, size_t size, int flags);
 
 /*  dp_wire_send with the body a message, which is sent as it is. On 0 the
     message is empty; on -1 it is unchanged. Either way the caller closes it. */

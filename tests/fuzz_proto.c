@@ -1,7 +1,9 @@
 /*  fuzz_proto.c - libFuzzer target for the wire codec.
 
     The first input byte picks a command and the framing; the rest is the
-    body (or, for the header path, a header frame followed by a body). Every
+    body (or, for the header path, a header frame followed by a body; for
+    the frames path, a count, a body and payload frames, docs/PROTOCOL.md
+    3). Every
     message the decoder accepts is walked to its end with the list
     iterators, and every span it returns must lie inside the input. Built
     with -DDPOOL_FUZZ=ON (clang); CI runs it for a bounded time.
@@ -41,8 +43,11 @@ s_walk (dp_msg_t *msg)
         break;
     case DP_CMD_RESULT:
     case DP_CMD_DONE:
-        while (dp_list_next_result (&msg->u.list, &result))
+        while (dp_list_next_result (&msg->u.list, &result)) {
             s_inside (result.value);
+            if (result.frame && dp_mp_count_objects (result.value.data, result.value.size) != 1)
+                abort ();
+        }
         break;
     case DP_CMD_READY:
         s_inside (msg->u.ready.name);
@@ -91,6 +96,32 @@ s_walk (dp_msg_t *msg)
     }
 }
 
+/*  The frames path: a list command from the selector, then a byte for the
+    count of payload frames (1 to 4), then the body and the frames, cut in
+    equal parts of what is left. */
+static void
+s_frames (uint8_t selector, const uint8_t *data, size_t size)
+{
+    static const dp_cmd_t lists[] = {DP_CMD_SUBMIT, DP_CMD_DISPATCH, DP_CMD_RESULT, DP_CMD_DONE};
+    if (size < 1)
+        return;
+    dp_cmd_t cmd = lists[selector % 4];
+    uint32_t nframes = 1 + data[0] % 4;
+    data++;
+    size--;
+    size_t part = size / (nframes + 1);
+    dp_span_t frames[4];
+    for (uint32_t i = 0; i < nframes; i++) {
+        frames[i].data = data + part * (i + 1);
+        frames[i].size = i + 1 == nframes ? size - part * (i + 1) : part;
+    }
+    uint8_t header[DP_HEADER_SIZE];
+    dp_header_encode (header, cmd);
+    dp_msg_t msg;
+    if (dp_msg_decode_frames (header, sizeof header, data, part, frames, nframes, &msg) == DP_OK)
+        s_walk (&msg);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -113,7 +144,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         if (dp_msg_decode (copy + 1, header_size, copy + 1 + header_size, size - 1 - header_size,
                            &msg) == DP_OK)
             s_walk (&msg);
-    } else {
+    } else if (selector & 0x40)
+        s_frames (selector, copy + 1, size - 1);
+    else {
         uint8_t header[DP_HEADER_SIZE];
         dp_header_encode (header, (dp_cmd_t)(1 + selector % (DP_CMD_COUNT_ - 1)));
         if (dp_msg_decode (header, sizeof header, copy + 1, size - 1, &msg) == DP_OK)

@@ -761,6 +761,91 @@ static const char *const s_args_queue_limit[] = {"--max-queue", "2", NULL};
 static const char *const s_args_nofunc_grace[] = {"--nofunc-grace", "200", NULL};
 static const char *const s_args_nofunc_at_once[] = {"--nofunc-grace", "4000", NULL};
 
+/*  Sends peer->w as cmd with one payload frame (PROTOCOL.md 3). */
+static void
+s_send_framed (dp_testpeer_t *peer, dp_cmd_t cmd, const void *frame, size_t size)
+{
+    uint8_t header[DP_HEADER_SIZE];
+    dp_header_encode (header, cmd);
+    CHECK (dp_writer_ok (&peer->w));
+    CHECK (zmq_send (peer->sock, header, sizeof header, ZMQ_SNDMORE) == DP_HEADER_SIZE);
+    CHECK (zmq_send (peer->sock, dp_writer_data (&peer->w), dp_writer_size (&peer->w),
+                     ZMQ_SNDMORE) >= 0);
+    CHECK (zmq_send (peer->sock, frame, size, 0) == (int)size);
+}
+
+/*  Payload frames through the broker: a task whose args came in a frame
+    reaches the worker in one, byte for byte, beside an inline task; a value
+    a worker sends in a frame reaches the client in one. A frame that is not
+    one msgpack item is refused (counted) and changes nothing. */
+static void
+s_case_payload_frames_forwarded (void)
+{
+    enum { ARGS = 64 * 1024, VALUE = 48 * 1024 };
+    const char *fns[] = {"echo"};
+    dp_testpeer_t *worker = dp_testbroker_worker (fns, 1, 8);
+    dp_testpeer_t *client = dp_testbroker_client (23);
+    uint8_t *args = s_bin_value (ARGS, 'a');
+    static const uint8_t small[] = {0x91, 0x07};
+    dp_task_t task = {.id = 1, .fn = {(const uint8_t *)"echo", 4}, .args = {small, 2}};
+    dp_list_begin (&client->w);
+    dp_list_add_task (&client->w, DP_CMD_SUBMIT, &task);
+    task.id = 2;
+    dp_list_add_task_framed (&client->w, DP_CMD_SUBMIT, &task);
+    dp_list_end (&client->w);
+    s_send_framed (client, DP_CMD_SUBMIT, args, ARGS + 5);
+    /*  The function's pace is unknown: one job per DISPATCH. */
+    uint8_t *value = s_bin_value (VALUE, 'v');
+    for (int job = 0; job < 2; job++) {
+        CHECK_EQ_INT (dp_testpeer_recv (worker, RECV_MS), DP_CMD_DISPATCH);
+        dp_task_t t;
+        CHECK (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &t));
+        bool framed = t.frame != 0;
+        CHECK_EQ_INT (worker->in.count, framed ? 3 : 2);
+        if (framed) {
+            CHECK_EQ_INT (t.args.size, ARGS + 5);
+            CHECK (memcmp (t.args.data, args, ARGS + 5) == 0);
+            dp_list_begin (&worker->w);
+            dp_list_add_result_framed (&worker->w, t.id, 10);
+            dp_list_end (&worker->w);
+            s_send_framed (worker, DP_CMD_DONE, value, VALUE + 5);
+        } else {
+            CHECK (t.args.size == 2 && memcmp (t.args.data, small, 2) == 0);
+            dp_testbroker_done_run (worker, t.id, 0, NULL, 10);
+        }
+    }
+    bool seen[3] = {false};
+    for (int result = 0; result < 2;) {
+        CHECK_EQ_INT (dp_testpeer_recv (client, RECV_MS), DP_CMD_RESULT);
+        dp_result_t r;
+        while (dp_list_next_result (&client->msg.u.list, &r)) {
+            CHECK (r.id >= 1 && r.id <= 2 && !seen[r.id]);
+            seen[r.id] = true;
+            result++;
+            CHECK_EQ_INT (r.code, 0);
+            if (r.id == 2) {
+                CHECK (r.frame != 0);
+                CHECK_EQ_INT (r.value.size, VALUE + 5);
+                CHECK (memcmp (r.value.data, value, VALUE + 5) == 0);
+            } else
+                CHECK_EQ_INT (r.frame, 0);
+        }
+    }
+    /*  A frame that lies: refused whole, the task never queued. */
+    task.id = 3;
+    dp_list_begin (&client->w);
+    dp_list_add_task_framed (&client->w, DP_CMD_SUBMIT, &task);
+    dp_list_end (&client->w);
+    s_send_framed (client, DP_CMD_SUBMIT, "\xc1", 1);
+    dp_testpeer_expect (client, DP_CMD_ERROR);
+    CHECK_EQ_INT (dp_testbroker_status_counter (client, "body", true), 1);
+    CHECK_EQ_INT (dp_testbroker_status_counter (client, "queued", false), 0);
+    free (value);
+    free (args);
+    dp_testpeer_destroy (&client);
+    dp_testpeer_destroy (&worker);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"broker_dispatch_by_function_and_credit", s_case_dispatch_by_function_and_credit},
     {"broker_slow_tasks_not_prefetched", s_case_slow_tasks_not_prefetched},
@@ -783,6 +868,8 @@ static const dp_test_case_t s_cases[] = {
      .valgrind = "broker_results_split_for_a_returning_client_valgrind"},
     {"broker_large_results_alone", s_case_large_results_alone,
      .valgrind = "broker_large_results_alone_valgrind"},
+    {"broker_payload_frames_forwarded", s_case_payload_frames_forwarded,
+     .valgrind = "broker_payload_frames_forwarded_valgrind"},
 };
 
 int

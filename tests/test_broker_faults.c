@@ -36,13 +36,17 @@ s_case_hostile_input (void)
     /*  One frame of garbage. */
     CHECK (zmq_send (bad->sock, "garbage", 7, 0) == 7);
     dp_testpeer_expect (bad, DP_CMD_ERROR);
-    /*  Four frames. */
-    for (int i = 0; i < 3; i++)
-        CHECK (zmq_send (bad->sock, "x", 1, ZMQ_SNDMORE) == 1);
+    /*  Payload frames on a command that has no list. */
+    uint8_t beat[4];
+    dp_header_encode (beat, DP_CMD_HEARTBEAT);
+    CHECK (zmq_send (bad->sock, beat, 4, ZMQ_SNDMORE) == 4);
+    CHECK (zmq_send (bad->sock, "\x90", 1, ZMQ_SNDMORE) == 1);
+    CHECK (zmq_send (bad->sock, "x", 1, ZMQ_SNDMORE) == 1);
     CHECK (zmq_send (bad->sock, "x", 1, 0) == 1);
     dp_testpeer_expect (bad, DP_CMD_ERROR);
     /*  Wrong signature, wrong version, unknown command. */
-    uint8_t headers[3][4] = {{'X', 'P', 1, 1}, {'D', 'P', 9, 1}, {'D', 'P', 1, 99}};
+    uint8_t headers[3][4] = {
+        {'X', 'P', DP_VERSION, 1}, {'D', 'P', 9, 1}, {'D', 'P', DP_VERSION, 99}};
     for (int i = 0; i < 3; i++) {
         CHECK (zmq_send (bad->sock, headers[i], 4, ZMQ_SNDMORE) == 4);
         CHECK (zmq_send (bad->sock, "\x90", 1, 0) == 1);
@@ -401,6 +405,38 @@ s_case_idle_workers_expire_later (void)
     dp_testpeer_destroy (&client);
 }
 
+/*  A peer of version 1 (PROTOCOL.md 9: before payload frames) that says
+    HELLO or READY in its own layout gets an ERROR it can read: in version
+    1, naming the version the broker speaks. The broker serves on. */
+static void
+s_case_old_peer_told_version (void)
+{
+    dp_testpeer_t *old = dp_testpeer_new (dp_testbroker_broker.tcp);
+    const dp_cmd_t cmds[] = {DP_CMD_HELLO, DP_CMD_READY};
+    const char *fns[] = {"f"};
+    uint8_t session[DP_SESSION_SIZE] = {1};
+    for (int i = 0; i < 2; i++) {
+        if (cmds[i] == DP_CMD_HELLO)
+            dp_encode_hello (&old->w, session, "old-client");
+        else
+            dp_encode_ready (&old->w, "old-worker", 1, "host", 1, fns, 1);
+        uint8_t header[DP_HEADER_SIZE];
+        dp_header_encode_version (header, DP_VERSION_1, cmds[i]);
+        CHECK (zmq_send (old->sock, header, sizeof header, ZMQ_SNDMORE) == 4);
+        CHECK (zmq_send (old->sock, dp_writer_data (&old->w), dp_writer_size (&old->w), 0) >= 0);
+        dp_testpeer_expect (old, DP_CMD_ERROR);
+        zmq_msg_t *got = &old->in.frames[0];
+        CHECK_EQ_INT (dp_header_version (zmq_msg_data (got), zmq_msg_size (got)), DP_VERSION_1);
+        CHECK_EQ_INT (old->msg.u.error.code, DPOOL_EPROTO);
+        CHECK (dp_span_eq (old->msg.u.error.message,
+                           "unsupported version 1: this broker speaks DPP/2"));
+    }
+    dp_testpeer_t *client = dp_testbroker_client (12);
+    CHECK_EQ_INT (dp_testbroker_status_counter (client, "version", true), 2);
+    dp_testpeer_destroy (&client);
+    dp_testpeer_destroy (&old);
+}
+
 /*  The broker's options for a case, where it needs some. */
 static const char *const s_args_transport_garbage[] = {"--max-msg-size", "65536", NULL};
 static const char *const s_args_heartbeats_on_a_common_beat[] = {"--heartbeat-ms", "400",
@@ -411,6 +447,7 @@ static const char *const s_args_idle_workers_expire_later[] = {"--heartbeat-ms",
 static const dp_test_case_t s_cases[] = {
     {"broker_hostile_input", s_case_hostile_input, .valgrind = "broker_hostile_input_valgrind"},
     {"broker_bye_and_sigterm", s_case_bye_and_sigterm},
+    {"broker_old_peer_told_version", s_case_old_peer_told_version},
     {"broker_transport_garbage", s_case_transport_garbage, .data = s_args_transport_garbage,
      .valgrind = "broker_transport_garbage_valgrind"},
     {"broker_random_frames", s_case_random_frames, .valgrind = "broker_random_frames_valgrind"},

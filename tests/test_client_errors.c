@@ -383,6 +383,145 @@ s_case_malformed_chunk_result (void)
     zmq_ctx_term (ctx);
 }
 
+/*  ---------------------------------------------------------------------------
+    Payload frames (PROTOCOL.md 3) from the client: args of DP_FRAME_MIN
+    bytes or more go in frames of their own, from apply_async (the actor)
+    and from apply (a lane), small ones inline; a value that comes back in
+    a frame is the task's value. The broker is a ROUTER in a thread of this
+    test that echoes every task.
+*/
+typedef struct {
+    void *router;
+    atomic_bool stop;
+    atomic_int framed; /* framed tasks seen, their bytes checked */
+    atomic_int inlined;
+    const uint8_t *big;
+    size_t big_size;
+} frames_broker_t;
+
+/*  Answers a SUBMIT of the client: each task's args back as its value, in
+    a frame when they came in one. */
+static void
+s_frames_echo (frames_broker_t *fb, dp_wire_msg_t *wire, dp_msg_t *msg, dp_writer_t *w)
+{
+    const void *to = zmq_msg_data (&wire->frames[0]);
+    size_t to_size = zmq_msg_size (&wire->frames[0]);
+    dp_task_t task;
+    dp_list_t list = msg->u.list;
+    while (dp_list_next_task (&list, DP_CMD_SUBMIT, &task)) {
+        dp_list_begin (w);
+        if (task.args.size >= DP_FRAME_MIN) {
+            CHECK (task.frame != 0);
+            CHECK (task.args.size == fb->big_size &&
+                   !memcmp (task.args.data, fb->big, fb->big_size));
+            fb->framed++;
+            dp_list_add_result_framed (w, task.id, 0);
+            dp_list_end (w);
+            zmq_msg_t value;
+            CHECK_EQ_INT (zmq_msg_init_size (&value, task.args.size), 0);
+            memcpy (zmq_msg_data (&value), task.args.data, task.args.size);
+            CHECK_EQ_INT (
+                dp_wire_send_frames (fb->router, to, to_size, DP_CMD_RESULT, w, &value, 1, 0), 0);
+            zmq_msg_close (&value);
+        } else {
+            CHECK_EQ_INT (task.frame, 0);
+            fb->inlined++;
+            dp_list_add_result (w, task.id, 0, task.args.data, task.args.size);
+            dp_list_end (w);
+            CHECK_EQ_INT (dp_wire_send_writer (fb->router, to, to_size, DP_CMD_RESULT, w, 0), 0);
+        }
+    }
+}
+
+static void *
+s_frames_broker (void *arg)
+{
+    frames_broker_t *fb = (frames_broker_t *)arg;
+    dp_writer_t w;
+    dp_writer_init (&w);
+    while (!fb->stop) {
+        zmq_pollitem_t item = {fb->router, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, 50) <= 0)
+            continue;
+        dp_wire_msg_t wire;
+        CHECK_EQ_INT (dp_wire_recv (fb->router, &wire, 0), 0);
+        zmq_msg_t *rid = NULL;
+        dp_msg_t msg;
+        CHECK_EQ_INT (dp_wire_decode (&wire, true, &rid, &msg), DP_OK);
+        if (msg.cmd == DP_CMD_HELLO) {
+            dp_encode_welcome (&w, DP_HEARTBEAT_MS, DP_EXPIRY_MS, "fake", 1);
+            CHECK_EQ_INT (dp_wire_send_writer (fb->router, zmq_msg_data (rid), zmq_msg_size (rid),
+                                               DP_CMD_WELCOME, &w, 0),
+                          0);
+        } else if (msg.cmd == DP_CMD_SUBMIT)
+            s_frames_echo (fb, &wire, &msg, &w);
+        dp_wire_close (&wire);
+    }
+    dp_writer_fini (&w);
+    return NULL;
+}
+
+/*  Stops the test unless result holds a bin equal to data. */
+static void
+s_frames_check_value (dpool_result_t *result, const uint8_t *data, size_t size)
+{
+    msgpack_object value;
+    CHECK_EQ_INT (dpool_result_get (result, 20000, &value), 0);
+    CHECK (value.type == MSGPACK_OBJECT_BIN);
+    size_t header = data[0] == 0xc4 ? 2 : 5; /* bin8 or bin32 */
+    CHECK (value.via.bin.size + header == size);
+    CHECK (memcmp (value.via.bin.ptr, data + header, size - header) == 0);
+}
+
+static void
+s_case_payload_frames (void)
+{
+    enum { BIG = 64 * 1024 };
+    char endpoint[1024];
+    snprintf (endpoint, sizeof endpoint, "%s", dp_test_ipc ("frames"));
+    void *ctx = zmq_ctx_new ();
+    frames_broker_t fb = {.router = zmq_socket (ctx, ZMQ_ROUTER)};
+    CHECK (fb.router);
+    CHECK_EQ_INT (dp_wire_configure (fb.router, true, 0), 0);
+    CHECK_EQ_INT (zmq_bind (fb.router, endpoint), 0);
+    uint8_t *big = (uint8_t *)malloc (BIG + 5);
+    CHECK (big);
+    big[0] = 0xc6; /* bin32 */
+    big[1] = 0;
+    big[2] = (uint8_t)(BIG >> 16);
+    big[3] = (uint8_t)(BIG >> 8);
+    big[4] = 0;
+    for (int i = 0; i < BIG; i++)
+        big[5 + i] = (uint8_t)(i * 13);
+    fb.big = big;
+    fb.big_size = BIG + 5;
+    pthread_t thread;
+    CHECK_EQ_INT (pthread_create (&thread, NULL, s_frames_broker, &fb), 0);
+
+    dpool_pool_t *pool = dpool_pool_connect (endpoint);
+    CHECK (pool);
+    static const uint8_t small[] = {0xc4, 0x02, 'h', 'i'};
+    dpool_result_t *framed = dpool_pool_apply_async (pool, "echo", big, BIG + 5, NULL);
+    dpool_result_t *inlined = dpool_pool_apply_async (pool, "echo", small, sizeof small, NULL);
+    CHECK (framed && inlined);
+    s_frames_check_value (framed, big, BIG + 5);
+    s_frames_check_value (inlined, small, sizeof small);
+    dpool_result_t *applied = dpool_pool_apply (pool, "echo", big, BIG + 5, NULL);
+    CHECK (applied);
+    s_frames_check_value (applied, big, BIG + 5);
+    CHECK_EQ_INT (fb.framed, 2);
+    CHECK_EQ_INT (fb.inlined, 1);
+    dpool_result_destroy (&framed);
+    dpool_result_destroy (&inlined);
+    dpool_result_destroy (&applied);
+    dpool_pool_destroy (&pool);
+    fb.stop = true;
+    pthread_join (thread, NULL);
+    free (big);
+    zmq_close (fb.router);
+    zmq_ctx_term (ctx);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"client_task_failure_carries_worker_message",
      .run_on = s_case_task_failure_carries_worker_message, .seconds = 60},
@@ -393,6 +532,7 @@ static const dp_test_case_t s_cases[] = {
     {"client_tasks_wait_for_unreachable_broker", s_case_tasks_wait_for_unreachable_broker,
      .seconds = 60},
     {"client_malformed_chunk_result", s_case_malformed_chunk_result, .seconds = 60},
+    {"client_payload_frames", s_case_payload_frames, .seconds = 60},
 };
 
 int

@@ -57,8 +57,16 @@ s_header (void)
     header[0] = 'X';
     CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_ESIGNATURE);
     header[0] = 'D';
-    header[2] = 2;
+    header[2] = DP_VERSION + 1;
     CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_EVERSION);
+    /*  Version 1 (before payload frames): only its ERROR is read. */
+    header[2] = DP_VERSION_1;
+    CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_EVERSION);
+    CHECK_EQ_INT (dp_header_version (header, 4), DP_VERSION_1);
+    header[3] = DP_CMD_ERROR;
+    CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_OK);
+    CHECK_EQ_INT (cmd, DP_CMD_ERROR);
+    CHECK_EQ_INT (dp_header_version (header, 3), 0);
     header[2] = DP_VERSION;
     header[3] = 0;
     CHECK_EQ_INT (dp_header_decode (header, 4, &cmd), DP_ECOMMAND);
@@ -691,8 +699,166 @@ s_case_proto_roundtrip_and_hostile_input (void)
     dp_writer_fini (&w);
 }
 
+/*  Decodes the writer's body as cmd with payload frames. */
+static dp_reason_t
+s_decode_frames (dp_cmd_t cmd, const dp_span_t *frames, uint32_t nframes, dp_msg_t *msg)
+{
+    uint8_t header[DP_HEADER_SIZE];
+    dp_header_encode (header, cmd);
+    CHECK (dp_writer_ok (&w));
+    return dp_msg_decode_frames (header, sizeof header, dp_writer_data (&w), dp_writer_size (&w),
+                                 frames, nframes, msg);
+}
+
+/*  A SUBMIT (or DISPATCH) of an inline task and a framed one. */
+static void
+s_framed_tasks (dp_cmd_t cmd, uint32_t flags)
+{
+    static const uint8_t inline_args[] = {0x91, 0x07};
+    dp_task_t task = {.id = 1, .fn = {(const uint8_t *)"echo", 4}, .args = {inline_args, 2}};
+    dp_list_begin (&w);
+    dp_list_add_task (&w, cmd, &task);
+    task.id = 2;
+    task.flags = flags;
+    dp_list_add_task_framed (&w, cmd, &task);
+    dp_list_end (&w);
+}
+
+static void
+s_frames_tasks (void)
+{
+    static const uint8_t args[] = {0x92, 0x01, 0xc4, 0x02, 'a', 'b'}; /* [1, bin "ab"] */
+    dp_span_t frames[2] = {{args, sizeof args}, {args, sizeof args}};
+    for (int round = 0; round < 2; round++) {
+        dp_cmd_t cmd = round == 0 ? DP_CMD_SUBMIT : DP_CMD_DISPATCH;
+        s_framed_tasks (cmd, DP_TASK_CHUNK);
+        dp_msg_t msg;
+        CHECK_EQ_INT (s_decode_frames (cmd, frames, 1, &msg), DP_OK);
+        dp_task_t t;
+        CHECK (dp_list_next_task (&msg.u.list, cmd, &t));
+        CHECK_EQ_INT (t.frame, 0);
+        CHECK_EQ_INT (t.args.size, 2);
+        CHECK (dp_list_next_task (&msg.u.list, cmd, &t));
+        CHECK_EQ_INT (t.id, 2);
+        CHECK_EQ_INT (t.frame, 1);
+        CHECK_EQ_INT (t.flags, DP_TASK_CHUNK); /* FRAMED is the wire's, not the task's */
+        CHECK (t.args.data == args && t.args.size == sizeof args);
+        CHECK (!dp_list_next_task (&msg.u.list, cmd, &t));
+        /*  Every frame belongs to one framed entry, and every framed entry
+            has its frame. */
+        CHECK_EQ_INT (s_decode_frames (cmd, frames, 0, &msg), DP_EFRAMES);
+        CHECK_EQ_INT (s_decode_frames (cmd, frames, 2, &msg), DP_EFRAMES);
+    }
+    /*  A frame of anything but one whole msgpack item is malformed. */
+    static const uint8_t bad[][3] = {{0xc1}, {0x01, 0x02}, {0x92, 0x01}};
+    static const size_t bad_size[] = {1, 2, 2};
+    s_framed_tasks (DP_CMD_SUBMIT, 0);
+    dp_msg_t msg;
+    for (size_t i = 0; i < 3; i++) {
+        dp_span_t frame = {bad[i], bad_size[i]};
+        CHECK_EQ_INT (s_decode_frames (DP_CMD_SUBMIT, &frame, 1, &msg), DP_EBODY);
+    }
+    dp_span_t empty = {NULL, 0};
+    CHECK_EQ_INT (s_decode_frames (DP_CMD_SUBMIT, &empty, 1, &msg), DP_EBODY);
+    /*  A chunk's framed args must be an array. */
+    static const uint8_t scalar[] = {0x07};
+    dp_span_t frame = {scalar, 1};
+    s_framed_tasks (DP_CMD_SUBMIT, DP_TASK_CHUNK);
+    CHECK_EQ_INT (s_decode_frames (DP_CMD_SUBMIT, &frame, 1, &msg), DP_EBODY);
+    /*  A framed entry whose body field is not nil. */
+    dp_task_t task = {.id = 3, .fn = {(const uint8_t *)"f", 1}, .args = {scalar, 1}};
+    task.flags = DP_TASK_FRAMED;
+    dp_list_begin (&w);
+    dp_list_add_task (&w, DP_CMD_SUBMIT, &task);
+    dp_list_end (&w);
+    CHECK_EQ_INT (s_decode_frames (DP_CMD_SUBMIT, &frame, 1, &msg), DP_EBODY);
+}
+
+static void
+s_frames_results (void)
+{
+    static const uint8_t value[] = {0xa3, 'a', 'b', 'c'};
+    dp_span_t frame = {value, sizeof value};
+    for (int round = 0; round < 2; round++) {
+        dp_cmd_t cmd = round == 0 ? DP_CMD_RESULT : DP_CMD_DONE;
+        dp_list_begin (&w);
+        dp_list_add_error (&w, 1, DPOOL_EFAILED, "no");
+        dp_list_add_result_framed (&w, 2, 77);
+        dp_list_end (&w);
+        dp_msg_t msg;
+        CHECK_EQ_INT (s_decode_frames (cmd, &frame, 1, &msg), DP_OK);
+        dp_result_t r;
+        CHECK (dp_list_next_result (&msg.u.list, &r));
+        CHECK_EQ_INT (r.frame, 0);
+        CHECK (dp_list_next_result (&msg.u.list, &r));
+        CHECK_EQ_INT (r.id, 2);
+        CHECK_EQ_INT (r.code, 0);
+        CHECK_EQ_INT (r.run_us, 77);
+        CHECK_EQ_INT (r.frame, 1);
+        CHECK (r.value.data == value && r.value.size == sizeof value);
+        CHECK_EQ_INT (s_decode_frames (cmd, &frame, 0, &msg), DP_EFRAMES);
+    }
+    /*  A failure's message is never framed: [[1, 1, nil, 0, true]]. */
+    static const uint8_t framed_failure[] = {0x91, 0x95, 0x01, 0x01, 0xc0, 0x00, 0xc3};
+    uint8_t header[DP_HEADER_SIZE];
+    dp_header_encode (header, DP_CMD_DONE);
+    dp_msg_t msg;
+    CHECK_EQ_INT (dp_msg_decode_frames (header, sizeof header, framed_failure,
+                                        sizeof framed_failure, &frame, 1, &msg),
+                  DP_EBODY);
+    /*  Frames only with the four list commands, and at most DP_MAX_FRAMES. */
+    dp_encode_empty (&w);
+    CHECK_EQ_INT (s_decode_frames (DP_CMD_HEARTBEAT, &frame, 1, &msg), DP_EFRAMES);
+    static dp_span_t many[DP_MAX_FRAMES + 1];
+    for (int i = 0; i <= DP_MAX_FRAMES; i++)
+        many[i] = frame;
+    dp_list_begin (&w);
+    for (int i = 0; i <= DP_MAX_FRAMES; i++)
+        dp_list_add_result_framed (&w, (uint64_t)i, 0);
+    dp_list_end (&w);
+    CHECK_EQ_INT (s_decode_frames (DP_CMD_DONE, many, DP_MAX_FRAMES + 1, &msg), DP_EFRAMES);
+}
+
+/*  Payload frames (docs/PROTOCOL.md 3): framed args and values decode to
+    the frame's bytes, and every way a frame can lie is refused. */
+/*  dp_writer_swap: each writer goes on packing into its own new body. */
+static void
+s_writer_swap (void)
+{
+    dp_writer_t other;
+    dp_writer_init (&other);
+    dp_list_begin (&w);
+    dp_list_add_error (&w, 1, DPOOL_EFAILED, "w");
+    dp_list_begin (&other);
+    dp_writer_swap (&w, &other);
+    dp_list_add_error (&w, 2, DPOOL_EFAILED, "x");
+    dp_list_end (&w);
+    dp_list_end (&other);
+    dp_msg_t msg = s_decode_ok (DP_CMD_DONE);
+    CHECK_EQ_INT (msg.u.list.left, 1);
+    dp_result_t r;
+    CHECK (dp_list_next_result (&msg.u.list, &r));
+    CHECK_EQ_INT (r.id, 2);
+    dp_writer_swap (&w, &other);
+    msg = s_decode_ok (DP_CMD_DONE);
+    CHECK (dp_list_next_result (&msg.u.list, &r));
+    CHECK_EQ_INT (r.id, 1);
+    dp_writer_fini (&other);
+}
+
+static void
+s_case_proto_payload_frames (void)
+{
+    dp_writer_init (&w);
+    s_frames_tasks ();
+    s_frames_results ();
+    s_writer_swap ();
+    dp_writer_fini (&w);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"proto_roundtrip_and_hostile_input", s_case_proto_roundtrip_and_hostile_input},
+    {"proto_payload_frames", s_case_proto_payload_frames},
 };
 
 int

@@ -1,6 +1,6 @@
 /*  test_worker_broker.c - dpool-worker processes against the real
     dpool-broker, driven by a hand-made client: a DEALER socket in this test
-    that speaks DPP/1 through proto/ (HELLO, SUBMIT, STATUS, RESULT). Each
+    that speaks DPP/2 through proto/ (HELLO, SUBMIT, STATUS, RESULT). Each
     case is one ctest test: test_worker_broker CASE.
 */
 #include "dp_testutil.h"
@@ -39,6 +39,8 @@ typedef struct {
     bool seen[MAX_SEQ];
     int32_t code[MAX_SEQ];
     char *bytes[MAX_SEQ];
+    size_t size[MAX_SEQ];
+    bool framed[MAX_SEQ]; /* the value came in a payload frame */
     msgpack_object value[MAX_SEQ];
     msgpack_zone zone;
 } client_t;
@@ -156,6 +158,32 @@ s_client_submit (client_t *client, const task_t *tasks, size_t count)
     s_client_send (client, DP_CMD_SUBMIT);
 }
 
+/*  s_client_submit with every task's args in a payload frame of its own
+    (PROTOCOL.md 3). */
+static void
+s_client_submit_framed (client_t *client, const task_t *tasks, size_t count)
+{
+    dp_list_begin (&client->writer);
+    for (size_t i = 0; i < count; i++) {
+        dp_task_t task = {.id = tasks[i].seq,
+                          .fn = {(const uint8_t *)tasks[i].fn, strlen (tasks[i].fn)},
+                          .timeout_ms = tasks[i].timeout_ms,
+                          .retries = tasks[i].retries,
+                          .flags = tasks[i].flags};
+        dp_list_add_task_framed (&client->writer, DP_CMD_SUBMIT, &task);
+    }
+    dp_list_end (&client->writer);
+    uint8_t header[DP_HEADER_SIZE];
+    dp_header_encode (header, DP_CMD_SUBMIT);
+    CHECK (zmq_send (client->dealer, header, sizeof header, ZMQ_SNDMORE) == DP_HEADER_SIZE);
+    CHECK (zmq_send (client->dealer, dp_writer_data (&client->writer),
+                     dp_writer_size (&client->writer), ZMQ_SNDMORE) >= 0);
+    for (size_t i = 0; i < count; i++)
+        CHECK (zmq_send (client->dealer, tasks[i].args, tasks[i].args_size,
+                         i + 1 < count ? ZMQ_SNDMORE : 0) == (int)tasks[i].args_size);
+    client->last_send = dp_now_ms ();
+}
+
 /*  Receives RESULTs until the result of every seq in seqs is in. */
 static void
 s_client_results (client_t *client, const uint64_t *seqs, size_t count, int line)
@@ -175,6 +203,8 @@ s_client_results (client_t *client, const uint64_t *seqs, size_t count, int line
             CHECK (!client->seen[result.id]);
             client->seen[result.id] = true;
             client->code[result.id] = result.code;
+            client->framed[result.id] = result.frame != 0;
+            client->size[result.id] = result.value.size;
             client->bytes[result.id] = (char *)malloc (result.value.size);
             CHECK (client->bytes[result.id]);
             memcpy (client->bytes[result.id], result.value.data, result.value.size);
@@ -680,8 +710,70 @@ s_case_supervisor_killed_in_initializer (void)
     s_check_gone (orphans, count, __LINE__);
 }
 
+/*  Arguments in payload frames (PROTOCOL.md 3) through dpool-worker: its
+    task thread takes them from the frame on its lane, and sends a large
+    value back in a frame of its own, which reaches the client as one. A
+    timed job's result goes through the I/O thread, which carries no
+    payload frames: its value comes inline. A chunk's calls may come
+    framed too. */
+static void
+s_case_payload_frames (void)
+{
+    enum { BIG = 64 * 1024, TASKS = 7 };
+    dp_test_broker_t broker;
+    dp_test_broker_start (&broker, NULL);
+    pid_t workers = dp_test_workers_logged (broker.ipc, 2, NULL);
+    client_t client;
+    s_client_start (&client, broker.tcp);
+    counter_wait_t lanes = {&client, "worker_lanes", 2};
+    CHECK (dp_test_wait_until (s_counter_is, &lanes, WAIT_MS));
+    char *big = (char *)malloc (BIG + 5);
+    CHECK (big);
+    big[0] = (char)0xc6; /* bin32 of BIG bytes */
+    big[1] = 0;
+    big[2] = (char)(BIG >> 16);
+    big[3] = (char)(BIG >> 8);
+    big[4] = 0;
+    for (int i = 0; i < BIG; i++)
+        big[5 + i] = (char)(i * 7);
+    static const char chunk[] = {(char)0x92, 0x01, 0x02}; /* two calls */
+    /*  The timed job goes last, alone: the results held with its own would
+        go through the I/O thread too. */
+    task_t tasks[TASKS] = {
+        {1, "echo", big, BIG + 5, 0, 0, 0},         {2, "echo", big, BIG + 5, 0, 0, 0},
+        {3, "echo", big, BIG + 5, 0, 0, 0},         {4, "echo", big, BIG + 5, 0, 0, 0},
+        {5, "echo", chunk, 3, 0, 0, DP_TASK_CHUNK}, {6, "echo", big, BIG + 5, 60000, 0, 0},
+        {7, "echo", big, BIG + 5, 0, 0, 0},
+    };
+    s_client_submit_framed (&client, tasks, 5);
+    uint64_t seqs[TASKS] = {1, 2, 3, 4, 5, 6, 7};
+    s_client_results (&client, seqs, 5, __LINE__);
+    /*  The timed one, then one more on each worker: a worker goes on
+        framing after a batch that went inline. */
+    s_client_submit_framed (&client, &tasks[5], 1);
+    s_client_results (&client, seqs, 6, __LINE__);
+    s_client_submit_framed (&client, &tasks[6], 1);
+    s_client_results (&client, seqs, 7, __LINE__);
+    for (uint64_t seq = 1; seq <= TASKS; seq++) {
+        CHECK_EQ_INT (client.code[seq], 0);
+        if (seq == 5) {
+            CHECK (client.value[5].type == MSGPACK_OBJECT_ARRAY);
+            CHECK_EQ_INT (client.value[5].via.array.size, 2);
+            continue;
+        }
+        CHECK_EQ_INT (client.size[seq], BIG + 5);
+        CHECK (memcmp (client.bytes[seq], big, BIG + 5) == 0);
+        CHECK (client.framed[seq] == (seq != 6));
+    }
+    CHECK_EQ_INT (s_client_status (&client, "done"), TASKS);
+    free (big);
+    s_stop_clean (workers);
+    s_client_stop (&client);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"worker_broker_tasks", s_case_tasks},
+    {"worker_broker_payload_frames", s_case_payload_frames},
     {"worker_broker_timeout", s_case_timeout},
     {"worker_broker_sigterm_requeues", s_case_sigterm_requeues},
     {"worker_broker_broker_restart", s_case_broker_restart},

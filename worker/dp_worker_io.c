@@ -585,12 +585,23 @@ s_io_drain_notes (dp_worker_io_t *io)
     }
 }
 
-/*  Hands a DISPATCH (jobs) over to the task thread, frames and all. */
+/*  Hands a DISPATCH (jobs) over to the task thread, frames and all. A note
+    carries two frames: jobs whose arguments came in payload frames (only
+    before the lane is attached) go over inline, copied. */
 static void
 s_io_forward_jobs (dp_worker_io_t *io, const dp_list_t *jobs, dp_wire_msg_t *msg)
 {
     atomic_fetch_add (&io->worker->held, jobs->left);
     dp_note_ctl_t ctl = {.kind = DP_NOTE_JOBS, .epoch = io->epoch};
+    if (msg->count > 2) {
+        dp_list_t all = *jobs;
+        dp_list_inline (&io->qw, DP_CMD_DISPATCH, &all);
+        zmq_msg_close (&msg->frames[1]);
+        if (dp_wire_msg_take (&msg->frames[1], &io->qw) != 0) {
+            dp_error ("out of memory passing jobs on");
+            _exit (1);
+        }
+    }
     dp_note_send (io->worker->to_task, &ctl, msg->frames, 2);
 }
 

@@ -64,6 +64,9 @@ typedef struct s_batch_t {
     zmq_msg_t header;
     zmq_msg_t body;
     dp_list_t jobs;
+    uint32_t nframes; /* payload frames: jobs' args (PROTOCOL.md 3) */
+    dp_span_t *spans; /* theirs, after frames[] */
+    zmq_msg_t frames[];
 } s_batch_t;
 
 struct dp_worker_runner_t {
@@ -112,6 +115,10 @@ struct dp_worker_runner_t {
     bool lane_quiet;    /* its last look found nothing: lane_fd fires on the next message */
     bool job_via_io;    /* the running job reported progress through the I/O thread */
     bool via_io;        /* the DONE batch must go through the I/O thread */
+    /*  Values of the DONE batch that go as payload frames, sent from the
+        buffer the task packed them in. */
+    zmq_msg_t frames[DP_MAX_FRAMES];
+    uint32_t nframes;
 };
 
 static void
@@ -120,9 +127,20 @@ s_batch_destroy (s_batch_t **self_p)
     if (*self_p) {
         zmq_msg_close (&(*self_p)->header);
         zmq_msg_close (&(*self_p)->body);
+        for (uint32_t i = 0; i < (*self_p)->nframes; i++)
+            zmq_msg_close (&(*self_p)->frames[i]);
         free (*self_p);
         *self_p = NULL;
     }
+}
+
+/*  Gives up the payload frames of the DONE batch. */
+static void
+s_runner_drop_frames (dp_worker_runner_t *r)
+{
+    for (uint32_t i = 0; i < r->nframes; i++)
+        zmq_msg_close (&r->frames[i]);
+    r->nframes = 0;
 }
 
 static void
@@ -145,15 +163,16 @@ s_runner_release (dp_worker_runner_t *r, size_t count)
         atomic_fetch_sub (&r->worker->held, (unsigned)count);
 }
 
-/*  Holds the jobs of a DISPATCH (its two frames, moved) received in epoch:
-    passed on by the I/O thread, which counted them in held, or taken on
-    the lane, counted here. Jobs of a void epoch are dropped. Returns 0, or
-    -1 if out of memory. */
+/*  Holds the jobs of a DISPATCH (its frames, moved: header, body and
+    nframes payload frames) received in epoch: passed on by the I/O thread,
+    which counted them in held, or taken on the lane, counted here. Jobs of
+    a void epoch are dropped. Returns 0, or -1 if out of memory. */
 static int
-s_runner_take_jobs (dp_worker_runner_t *r, zmq_msg_t *header, zmq_msg_t *body, uint64_t epoch,
-                    bool from_lane)
+s_runner_take_jobs (dp_worker_runner_t *r, zmq_msg_t *header, zmq_msg_t *body, zmq_msg_t *frames,
+                    uint32_t nframes, uint64_t epoch, bool from_lane)
 {
-    s_batch_t *batch = (s_batch_t *)calloc (1, sizeof *batch);
+    size_t size = sizeof (s_batch_t) + nframes * (sizeof (zmq_msg_t) + sizeof (dp_span_t));
+    s_batch_t *batch = (s_batch_t *)calloc (1, size);
     if (!batch) {
         dp_error ("out of memory holding jobs");
         return -1;
@@ -162,10 +181,18 @@ s_runner_take_jobs (dp_worker_runner_t *r, zmq_msg_t *header, zmq_msg_t *body, u
     zmq_msg_init (&batch->body);
     zmq_msg_move (&batch->header, header);
     zmq_msg_move (&batch->body, body);
+    batch->spans = (dp_span_t *)(void *)&batch->frames[nframes];
+    for (uint32_t i = 0; i < nframes; i++) {
+        zmq_msg_init (&batch->frames[i]);
+        zmq_msg_move (&batch->frames[i], &frames[i]);
+        batch->spans[i].data = (const uint8_t *)zmq_msg_data (&batch->frames[i]);
+        batch->spans[i].size = zmq_msg_size (&batch->frames[i]);
+    }
+    batch->nframes = nframes;
     dp_msg_t m;
-    dp_reason_t reason =
-        dp_msg_decode (zmq_msg_data (&batch->header), zmq_msg_size (&batch->header),
-                       zmq_msg_data (&batch->body), zmq_msg_size (&batch->body), &m);
+    dp_reason_t reason = dp_msg_decode_frames (
+        zmq_msg_data (&batch->header), zmq_msg_size (&batch->header), zmq_msg_data (&batch->body),
+        zmq_msg_size (&batch->body), batch->spans, nframes, &m);
     /*  Validated already, by the I/O thread or by s_lane_on_msg. */
     if (reason != DP_OK || m.cmd != DP_CMD_DISPATCH) {
         s_batch_destroy (&batch);
@@ -296,7 +323,8 @@ s_lane_on_msg (dp_worker_runner_t *r, dp_wire_msg_t *msg)
         dp_debug ("lane attached (epoch %llu)", (unsigned long long)r->epoch);
         break;
     case DP_CMD_DISPATCH:
-        if (s_runner_take_jobs (r, &msg->frames[0], &msg->frames[1], r->epoch, true))
+        if (s_runner_take_jobs (r, &msg->frames[0], &msg->frames[1], &msg->frames[2],
+                                (uint32_t)(msg->count - 2), r->epoch, true))
             _exit (1); /* cannot hold them: leave, so that the broker gives them to others */
         break;
     case DP_CMD_ERROR: {
@@ -408,7 +436,7 @@ s_runner_recv (dp_worker_runner_t *r, bool wait)
     const dp_note_ctl_t ctl = note->ctl;
     switch (ctl.kind) {
     case DP_NOTE_JOBS:
-        if (s_runner_take_jobs (r, &note->frame[0], &note->frame[1], ctl.epoch, false)) {
+        if (s_runner_take_jobs (r, &note->frame[0], &note->frame[1], NULL, 0, ctl.epoch, false)) {
             /*  Cannot hold the jobs, cannot answer them: leave, so that the
                 broker gives them to another worker. */
             _exit (1);
@@ -418,6 +446,7 @@ s_runner_recv (dp_worker_runner_t *r, bool wait)
         s_runner_release (r, r->queued + r->pending);
         s_runner_drop_jobs (r);
         r->pending = 0; /* results for the old registration: nobody wants them */
+        s_runner_drop_frames (r);
         r->via_io = false;
         r->epoch = ctl.epoch;
         s_lane_close (r, true); /* the old registration's */
@@ -713,9 +742,36 @@ s_runner_pace (dp_worker_runner_t *r, dpool_fn_t *fn)
     return NULL;
 }
 
-/*  Adds a finished job's result to the DONE batch. */
 static void
-s_runner_add_result (dp_worker_runner_t *r, uint64_t ref, int code, uint32_t run_us)
+s_free_result (void *data, void *hint)
+{
+    (void)hint;
+    free (data);
+}
+
+/*  Adds the successful result in r->result as a payload frame made of its
+    buffer (no copy), if it is large and the batch will go on the lane
+    (framed: timed is false). Returns true if it did. */
+static bool
+s_runner_add_framed (dp_worker_runner_t *r, uint64_t ref, bool timed, uint32_t run_us)
+{
+    if (timed || r->via_io || !r->lane_attached || r->result.size < DP_FRAME_MIN ||
+        r->nframes == DP_MAX_FRAMES)
+        return false;
+    size_t size = r->result.size;
+    zmq_msg_t *frame = &r->frames[r->nframes];
+    if (zmq_msg_init_data (frame, r->result.data, size, s_free_result, NULL) != 0)
+        return false;
+    msgpack_sbuffer_release (&r->result);
+    r->nframes++;
+    dp_list_add_result_framed (&r->done, ref, run_us);
+    return true;
+}
+
+/*  Adds a finished job's result to the DONE batch. timed: the job had a
+    deadline (its batch goes through the I/O thread). */
+static void
+s_runner_add_result (dp_worker_runner_t *r, uint64_t ref, int code, bool timed, uint32_t run_us)
 {
     if (r->pending == 0) {
         dp_list_begin (&r->done);
@@ -723,9 +779,34 @@ s_runner_add_result (dp_worker_runner_t *r, uint64_t ref, int code, uint32_t run
     }
     if (code != 0 && r->result.size == 0)
         dp_list_add_error_run (&r->done, ref, code, dpool_strerror (code), run_us);
-    else
+    else if (code != 0 || !s_runner_add_framed (r, ref, timed, run_us))
         dp_list_add_result_run (&r->done, ref, code, r->result.data, r->result.size, run_us);
     r->pending++;
+}
+
+/*  Puts the values of the (ended) DONE batch's payload frames back in its
+    body, for the I/O thread, whose notes carry no payload frames. */
+static void
+s_runner_inline (dp_worker_runner_t *r)
+{
+    uint8_t header[DP_HEADER_SIZE];
+    dp_header_encode (header, DP_CMD_DONE);
+    dp_span_t spans[DP_MAX_FRAMES];
+    for (uint32_t i = 0; i < r->nframes; i++) {
+        spans[i].data = (const uint8_t *)zmq_msg_data (&r->frames[i]);
+        spans[i].size = zmq_msg_size (&r->frames[i]);
+    }
+    dp_msg_t m;
+    dp_reason_t reason = dp_msg_decode_frames (header, sizeof header, dp_writer_data (&r->done),
+                                               dp_writer_size (&r->done), spans, r->nframes, &m);
+    assert (reason == DP_OK);
+    (void)reason;
+    dp_writer_t inlined;
+    dp_writer_init (&inlined);
+    dp_list_inline (&inlined, DP_CMD_DONE, &m.u.list);
+    dp_writer_swap (&r->done, &inlined);
+    dp_writer_fini (&inlined);
+    s_runner_drop_frames (r);
 }
 
 /*  Sends the DONE batch on the lane, or hands it to the I/O thread (see
@@ -751,8 +832,12 @@ s_runner_flush (dp_worker_runner_t *r, bool timed, uint64_t ref, uint64_t epoch)
     bool lane = !timed && !r->via_io && r->lane_attached && epoch == r->epoch;
     if (lane) {
         r->lane_quiet = false;
-        lane = dp_wire_send_take (r->lane, NULL, 0, DP_CMD_DONE, &r->done, ZMQ_DONTWAIT) == 0;
+        lane = dp_wire_send_frames (r->lane, NULL, 0, DP_CMD_DONE, &r->done, r->frames, r->nframes,
+                                    ZMQ_DONTWAIT) == 0;
     }
+    if (!lane && r->nframes > 0)
+        s_runner_inline (r);
+    s_runner_drop_frames (r);
     if (!lane) {
         /*  A large body goes over without a copy. */
         zmq_msg_t body;
@@ -829,7 +914,7 @@ s_runner_loop (dp_worker_runner_t *r)
             over. */
         if (epoch == r->epoch) {
             r->via_io = r->via_io || r->job_via_io;
-            s_runner_add_result (r, ref, code,
+            s_runner_add_result (r, ref, code, job.timeout_ms > 0,
                                  run_us < 0            ? 0
                                  : run_us > UINT32_MAX ? UINT32_MAX
                                                        : (uint32_t)run_us);
@@ -888,6 +973,7 @@ dp_worker_runner_destroy (dp_worker_runner_t **self_p)
         msgpack_sbuffer_destroy (&r->progress);
         s_lane_close (r, true);
         dp_writer_fini (&r->qw);
+        s_runner_drop_frames (r);
         dp_writer_fini (&r->done);
         while (r->inbox) {
             dp_chan_node_t *next = r->inbox->next;
