@@ -103,7 +103,9 @@ typedef struct {
     uint8_t lane;   /* the lane its result goes to (the last that submitted it); 0: main */
     uint8_t parked; /* queued in its session's parked queue, not its function's */
     uint8_t framed; /* args is the zmq_msg_t of the payload frame they came in */
-    uint8_t args[]; /* args_size bytes of arguments, or (framed) a zmq_msg_t holding them */
+    /*  args_size bytes of arguments, or (framed) a zmq_msg_t holding them,
+        aligned for the zmq_msg_t. */
+    _Alignas(zmq_msg_t) uint8_t args[];
 } task_t;
 
 _Static_assert(offsetof (task_t, args) % _Alignof(zmq_msg_t) == 0,

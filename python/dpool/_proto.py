@@ -1,15 +1,19 @@
-"""DPP/1, the dpool Pool Protocol, as docs/PROTOCOL.md specifies it.
+"""DPP/2, the dpool Pool Protocol, as docs/PROTOCOL.md specifies it.
 
 The only module of the package that knows the bytes: a message is two
 frames, a 4-byte header ('D', 'P', version, command) and one msgpack body
-whose shape depends on the command. decode() validates what arrives from
+whose shape depends on the command, and in SUBMIT, DISPATCH, RESULT and
+DONE payload frames, each one framed entry's args or value. This package
+reads framed entries and never frames its own (the protocol lets a
+sender choose). decode() validates what arrives from
 the network before anyone acts on it and raises ProtocolError otherwise,
 as section 3 asks of every peer.
 """
 
 import msgpack
 
-VERSION = 1
+VERSION = 2
+ERROR_VERSIONS = (1, 2)  # an ERROR of version 1 is read too (section 9)
 SIGNATURE = b"DP"
 
 HELLO = 1
@@ -70,9 +74,12 @@ MAX_CREDIT = 100000
 SESSION_SIZE = 16
 MAX_DEPTH = 32
 MAX_QUEUE_VALUE = 1024 * 1024
+MAX_PAYLOAD_FRAMES = 256
 
 FLAG_CHUNK = 1          # SUBMIT and DISPATCH flags bit 0: args is a list of calls
 FLAG_RETRY_TIMEOUT = 2  # bit 1: an EDEADLINE attempt is retried
+FLAG_FRAMED = 4         # bit 2: its args travel in a payload frame (section 3)
+PAYLOAD_COMMANDS = (4, 5, 6, 7)  # SUBMIT, RESULT, DISPATCH, DONE
 
 
 class ProtocolError(Exception):
@@ -161,18 +168,50 @@ def _welcome(body):
             "workers": _uint(body[3], "workers"), "token": token}
 
 
-def _results(body, what, key):
+class _Payloads:
+    """The payload frames of one message, taken in order by the framed
+    entries of its list; every one must be taken (section 3)."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.next = 0
+
+    def take(self, what):
+        if self.next >= len(self.frames):
+            raise ProtocolError("frames: a framed %s without its payload frame" % what)
+        item = _unpack(bytes(self.frames[self.next]))
+        _depth(item)
+        self.next += 1
+        return item
+
+    def done(self):
+        if self.next != len(self.frames):
+            raise ProtocolError("frames: %d payload frames for %d framed entries"
+                                % (len(self.frames), self.next))
+
+
+def _results(body, what, key, payloads):
     _array(body, what)
     out = []
     for entry in body:
         _array(entry, what + " entry", 3)
         seq = _uint(entry[0], key)
         code = _int(entry[1], "code")
-        out.append((seq, code, _value(code, entry[2], what)))
+        framed = len(entry) > 4 and entry[4]
+        if len(entry) > 4 and not isinstance(entry[4], bool):
+            raise ProtocolError("body: %s entry's framed is not a bool" % what)
+        if framed:
+            if code != OK or entry[2] is not None:
+                raise ProtocolError("body: a framed %s entry must succeed with nil" % what)
+            value = payloads.take("value")
+        else:
+            value = _value(code, entry[2], what)
+        out.append((seq, code, value))
+    payloads.done()
     return out
 
 
-def _dispatch(body):
+def _dispatch(body, payloads):
     _array(body, "DISPATCH")
     jobs = []
     for job in body:
@@ -181,9 +220,14 @@ def _dispatch(body):
         if not fn:
             raise ProtocolError("limit: an empty function name")
         flags = _uint(job[5], "flags")
-        if flags & FLAG_CHUNK and not isinstance(job[2], list):
+        args = job[2]
+        if flags & FLAG_FRAMED:
+            if args is not None:
+                raise ProtocolError("body: a framed job's args must be nil")
+            args = payloads.take("job")
+        if flags & FLAG_CHUNK and not isinstance(args, list):
             raise ProtocolError("body: a chunk whose args is not an array")
-        jobs.append({"ref": _uint(job[0], "ref"), "fn": fn, "args": job[2],
+        jobs.append({"ref": _uint(job[0], "ref"), "fn": fn, "args": args,
                      "timeout_ms": _uint(job[3], "timeout_ms", 2**32 - 1),
                      "attempt": _uint(job[4], "attempt"), "flags": flags})
     return jobs
@@ -222,7 +266,7 @@ def _empty(body):
 
 _DECODERS = {
     WELCOME: _welcome,
-    RESULT: lambda body: _results(body, "RESULT", "seq"),
+    RESULT: lambda body, payloads: _results(body, "RESULT", "seq", payloads),
     DISPATCH: _dispatch,
     STATUS_REPLY: _status_reply,
     HEARTBEAT: _empty,
@@ -237,21 +281,30 @@ def decode(frames):
     """(command, fields) of a message a broker sent, validated; raises
     ProtocolError for anything section 3 calls malformed, or a command a
     broker never sends."""
-    if len(frames) != 2:
-        raise ProtocolError("frames: %d frames, not 2" % len(frames))
+    if len(frames) < 2:
+        raise ProtocolError("frames: %d frames, not 2 or more" % len(frames))
     header, body = bytes(frames[0]), bytes(frames[1])
     if len(header) != 4:
         raise ProtocolError("header: %d bytes, not 4" % len(header))
     if header[:2] != SIGNATURE:
         raise ProtocolError("signature")
-    if header[2] != VERSION:
-        raise ProtocolError("version: %d" % header[2])
     command = header[3]
+    if header[2] != VERSION and not (command == ERROR and header[2] in ERROR_VERSIONS):
+        raise ProtocolError("version: %d" % header[2])
     decoder = _DECODERS.get(command)
     if decoder is None:
         raise ProtocolError("command: %d is not one a broker sends" % command)
+    payloads = frames[2:]
+    if payloads and command not in PAYLOAD_COMMANDS:
+        raise ProtocolError("frames: payload frames on %s" % NAMES[command])
+    if len(payloads) > MAX_PAYLOAD_FRAMES:
+        raise ProtocolError("frames: more than %d payload frames" % MAX_PAYLOAD_FRAMES)
+    if sum(len(frame) for frame in frames[1:]) > MAX_MSG_SIZE:
+        raise ProtocolError("limit: body and payload frames over %d bytes" % MAX_MSG_SIZE)
     item = _unpack(body)
     _depth(item)
+    if command in PAYLOAD_COMMANDS:
+        return command, decoder(item, _Payloads(payloads))
     return command, decoder(item)
 
 

@@ -177,8 +177,8 @@ class HostileBroker(unittest.TestCase):
         context = zmq.Context()
         router = context.socket(zmq.ROUTER)
         router.bind(cluster.endpoint)
-        garbage = [[b"DP\x01"], [b"XP\x01\x02", b"\x90"], [b"DP\x09\x02", b"\x90"],
-                   [b"DP\x01\x02", b"\x95\x01"], [b"DP\x01\x05", b"\x91\x93\x01\x01\x02"]]
+        garbage = [[b"DP\x02"], [b"XP\x02\x02", b"\x90"], [b"DP\x09\x02", b"\x90"],
+                   [b"DP\x02\x02", b"\x95\x01"], [b"DP\x02\x05", b"\x91\x93\x01\x01\x02"]]
 
         def fake():
             rid, *frames = router.recv_multipart()
@@ -191,7 +191,7 @@ class HostileBroker(unittest.TestCase):
                 command, body = proto.decode_any(frames)
                 if command == proto.SUBMIT:
                     seq = body[0][0]
-                    router.send_multipart([rid, b"DP\x01\x05", b"\x91\x92\x01"])
+                    router.send_multipart([rid, b"DP\x02\x05", b"\x91\x92\x01"])
                     router.send_multipart([rid] + proto.encode(proto.RESULT, [[seq, 0, "ok"]]))
                     return
         thread = threading.Thread(target=fake, daemon=True)

@@ -11,6 +11,8 @@ import re
 import sys
 import unittest
 
+import msgpack
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
@@ -95,12 +97,20 @@ class Vectors(unittest.TestCase):
 
     def test_hostile_bytes_are_refused_not_raised_as_anything_else(self):
         good = proto.encode(proto.RESULT, [[1, 0, 49]])
+        framed = proto.encode(proto.RESULT, [[1, 0, None, 0, True]])
+        value = msgpack.packb([1, 2])
         bad = [
             [good[0]],                                   # one frame
             [good[0][:3], good[1]],                      # short header
-            [b"XP\x01\x05", good[1]],                    # signature
-            [b"DP\x02\x05", good[1]],                    # version
-            [b"DP\x01\x04", good[1]],                    # a command brokers never send
+            [b"XP\x02\x05", good[1]],                    # signature
+            [b"DP\x01\x05", good[1]],                    # version (only ERROR may be 1)
+            [b"DP\x02\x04", good[1]],                    # a command brokers never send
+            framed,                                      # a framed value without its frame
+            framed + [value, value],                     # a payload frame too many
+            good + [value],                              # a payload frame nobody claims
+            proto.encode(proto.WELCOME, [1000, 2500, "b", 1]) + [value],  # on WELCOME
+            framed[:1] + [b"\x91\x95\x01\x01\xa1x\x00\xc3", value],  # a framed failure
+            framed + [value + b"\x01"],                  # a frame of two items
             [good[0], good[1][:-1]],                     # truncated body
             [good[0], good[1] + b"\xc0"],                # bytes after the item
             [good[0], b"\x91\x92\x01\x00"],              # an entry too short
@@ -111,6 +121,17 @@ class Vectors(unittest.TestCase):
         for frames in bad:
             with self.assertRaises(proto.ProtocolError, msg=repr(frames)):
                 proto.decode(frames)
+
+    def test_framed_entries_take_their_payload_frames_in_order(self):
+        body = [[1, 0, None, 0, True], [2, 0, 5], [3, 0, None, 0, True]]
+        frames = proto.encode(proto.RESULT, body) + [msgpack.packb("a"), msgpack.packb([1])]
+        self.assertEqual(proto.decode(frames)[1], [(1, 0, "a"), (2, 0, 5), (3, 0, [1])])
+        jobs = [[7, "f", None, 0, 1, proto.FLAG_FRAMED | proto.FLAG_CHUNK]]
+        frames = proto.encode(proto.DISPATCH, jobs) + [msgpack.packb([[1], [2]])]
+        self.assertEqual(proto.decode(frames)[1][0]["args"], [[1], [2]])
+        # an ERROR of version 1 is read: an old broker's refusal
+        old = [b"DP\x01\x0d", msgpack.packb([12, "unsupported version 2"])]
+        self.assertEqual(proto.decode(old), (proto.ERROR, (12, "unsupported version 2")))
 
 
 if __name__ == "__main__":
