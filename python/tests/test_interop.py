@@ -34,6 +34,13 @@ class PythonPoolOnCWorkers(unittest.TestCase):
         self.assertEqual(self.pool.apply("echo", (1, "two", [3])), [1, "two", [3]])
         self.assertEqual(self.pool.apply("echo"), [])
 
+    def test_large_values_come_back_in_payload_frames(self):
+        # C workers send values of 4 KiB or more as payload frames (DPP/2)
+        big = "x" * 70000
+        self.assertEqual(self.pool.apply("echo", (big, 1)), [big, 1])
+        self.assertEqual(self.pool.map("echo", [big, "small", big], chunksize=1),
+                         [[big], ["small"], [big]])
+
     def test_map_keeps_input_order_across_chunks(self):
         # sleep returns its arguments: [seconds, tag] each, in order
         calls = [(0.001, i) for i in range(60)]
@@ -111,6 +118,13 @@ class CClientOnPythonWorkers(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual([json.loads(line) for line in out.stdout.splitlines()],
                          [i * i for i in range(500)])
+
+    def test_large_arguments_reach_python_in_payload_frames(self):
+        # the C client frames arguments of 4 KiB or more (DPP/2)
+        big = "y" * 50000
+        out = self.cluster.cli("apply", "pytasks.echo", json.dumps([big, 2]))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout), [big, 2])
 
     def test_python_exception_fails_the_call_with_its_name(self):
         out = self.cluster.cli("apply", "pytasks.fail", '["no luck"]')
