@@ -11,8 +11,11 @@
     its queue requests and their acknowledgements. The results it batches
     in a DONE body it builds itself. A batch goes when no job is left, at
     DP_WORKER_DONE_BATCH results, DP_WORKER_DONE_DELAY_MS after its first,
-    after a job with a timeout, and before a job whose function is slow or
-    has not been run yet.
+    after a job with a timeout or an urgent one, and before a job whose
+    function is slow or has not been run yet. Jobs run in the order they
+    came, but that an urgent job (PROTOCOL.md 5.2) runs before the jobs
+    held: between two jobs this thread takes what came meanwhile, from the
+    I/O thread and from its lane.
 
     The lane saves the two thread wake-ups a job costs through the I/O
     thread. After each WELCOME with a token, this thread opens a lane and
@@ -58,7 +61,10 @@
 #define RESULT_KEEP  (1024 * 1024) /* result buffer kept between jobs, bytes */
 #define DONE_LIMIT   (DP_MAX_MSG_SIZE - 1024)
 
-/*  One DISPATCH: its frames and the jobs not yet run. */
+/*  One DISPATCH: its frames and the jobs not yet run. The batches are run
+    in the order they came, but that of a DISPATCH whose first job is
+    urgent (the broker sends an urgent job alone: PROTOCOL.md 5.2), which
+    goes before every batch that is not, after the urgent ones before it. */
 typedef struct s_batch_t {
     struct s_batch_t *next;
     zmq_msg_t header;
@@ -71,7 +77,8 @@ struct dp_worker_runner_t {
     dp_chan_node_t *inbox; /* messages taken from the I/O thread, not yet handled */
     s_batch_t *head;
     s_batch_t *tail;
-    size_t queued; /* jobs held in all batches */
+    s_batch_t *urgent; /* the last urgent batch, at the front; NULL if none */
+    size_t queued;     /* jobs held in all batches */
     uint64_t epoch;
     bool stop;
     int code; /* why it stopped: 0 or a dpool_error_t */
@@ -134,6 +141,7 @@ s_runner_drop_jobs (dp_worker_runner_t *r)
         s_batch_destroy (&batch);
     }
     r->tail = NULL;
+    r->urgent = NULL;
     r->queued = 0;
 }
 
@@ -143,6 +151,29 @@ s_runner_release (dp_worker_runner_t *r, size_t count)
 {
     if (count > 0)
         atomic_fetch_sub (&r->worker->held, (unsigned)count);
+}
+
+/*  Puts batch in line: at the back, or if its first job is urgent, after
+    the urgent batches at the front. */
+static void
+s_runner_hold (dp_worker_runner_t *r, s_batch_t *batch)
+{
+    dp_list_t jobs = batch->jobs;
+    dp_task_t first;
+    if (dp_list_next_task (&jobs, DP_CMD_DISPATCH, &first) && first.urgent) {
+        s_batch_t **at = r->urgent ? &r->urgent->next : &r->head;
+        batch->next = *at;
+        *at = batch;
+        r->urgent = batch;
+        if (!batch->next)
+            r->tail = batch;
+        return;
+    }
+    if (r->tail)
+        r->tail->next = batch;
+    else
+        r->head = batch;
+    r->tail = batch;
 }
 
 /*  Holds the jobs of a DISPATCH (its two frames, moved) received in epoch:
@@ -181,11 +212,7 @@ s_runner_take_jobs (dp_worker_runner_t *r, zmq_msg_t *header, zmq_msg_t *body, u
         atomic_fetch_add (&r->worker->held, m.u.list.left);
     batch->jobs = m.u.list;
     r->queued += batch->jobs.left;
-    if (r->tail)
-        r->tail->next = batch;
-    else
-        r->head = batch;
-    r->tail = batch;
+    s_runner_hold (r, batch);
     return 0;
 }
 
@@ -440,12 +467,15 @@ s_runner_recv (dp_worker_runner_t *r, bool wait)
     return 1;
 }
 
-/*  Handles every message waiting, without blocking. */
+/*  Handles every message waiting, without blocking: the notes, then the
+    lane's jobs (an urgent one runs next). */
 static void
 s_runner_drain (dp_worker_runner_t *r)
 {
     while (!r->stop && s_runner_recv (r, false) > 0)
         ;
+    if (!r->stop && r->lane)
+        s_lane_drain (r);
 }
 
 static void
@@ -698,6 +728,8 @@ s_runner_next (dp_worker_runner_t *r, dp_task_t *job)
         r->head = batch->next;
         if (!r->head)
             r->tail = NULL;
+        if (r->urgent == batch)
+            r->urgent = NULL;
         s_batch_destroy (&batch);
     }
     return false;
@@ -836,13 +868,13 @@ s_runner_loop (dp_worker_runner_t *r)
         } else
             s_runner_release (r, 1);
         /*  Jobs that arrived while it ran count as queued: results of a
-            run of short jobs go out together, each slow or timed job's at
-            once. */
+            run of short jobs go out together, each slow, timed or urgent
+            job's at once. */
         s_runner_drain (r);
         r->retiring = r->max_tasks > 0 && ++r->ran >= r->max_tasks;
-        if (job.timeout_ms > 0 || r->queued == 0 || r->pending >= DP_WORKER_DONE_BATCH ||
-            dp_writer_size (&r->done) > DONE_LIMIT / 2 || r->retiring ||
-            dp_now_ms () - r->first_pending >= DP_WORKER_DONE_DELAY_MS)
+        if (job.timeout_ms > 0 || job.urgent || r->queued == 0 ||
+            r->pending >= DP_WORKER_DONE_BATCH || dp_writer_size (&r->done) > DONE_LIMIT / 2 ||
+            r->retiring || dp_now_ms () - r->first_pending >= DP_WORKER_DONE_DELAY_MS)
             s_runner_flush (r, job.timeout_ms > 0, ref, epoch);
         if (r->retiring) {
             /*  The last results went first (those on the lane are known to
