@@ -60,6 +60,7 @@
 #define RUNNER_PACES 16            /* functions whose last run time the task thread remembers */
 #define RESULT_KEEP  (1024 * 1024) /* result buffer kept between jobs, bytes */
 #define DONE_LIMIT   (DP_MAX_MSG_SIZE - 1024)
+#define LANE_LOOK_US 100 /* between two jobs, the lane is read at most this often */
 
 /*  One DISPATCH: its frames and the jobs not yet run. The batches are run
     in the order they came, but that of a DISPATCH whose first job is
@@ -115,10 +116,11 @@ struct dp_worker_runner_t {
     /*  The lane, of the current epoch; NULL if none. */
     void *lane;
     int lane_fd;
-    bool lane_attached; /* the broker welcomed it: results may go on it */
-    bool lane_quiet;    /* its last look found nothing: lane_fd fires on the next message */
-    bool job_via_io;    /* the running job reported progress through the I/O thread */
-    bool via_io;        /* the DONE batch must go through the I/O thread */
+    bool lane_attached;     /* the broker welcomed it: results may go on it */
+    bool lane_quiet;        /* its last look found nothing: lane_fd fires on the next message */
+    int64_t lane_looked_us; /* when the task thread last read it between two jobs */
+    bool job_via_io;        /* the running job reported progress through the I/O thread */
+    bool via_io;            /* the DONE batch must go through the I/O thread */
 };
 
 static void
@@ -468,14 +470,23 @@ s_runner_recv (dp_worker_runner_t *r, bool wait)
 }
 
 /*  Handles every message waiting, without blocking: the notes, then the
-    lane's jobs (an urgent one runs next). */
+    lane's jobs (an urgent one runs next), if the lane was last read
+    LANE_LOOK_US ago or more: a look costs a receive, which a run of
+    no-ops would pay at every job. */
 static void
 s_runner_drain (dp_worker_runner_t *r)
 {
     while (!r->stop && s_runner_recv (r, false) > 0)
         ;
-    if (!r->stop && r->lane)
+    if (r->stop || !r->lane)
+        return;
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    if (now_us - r->lane_looked_us >= LANE_LOOK_US) {
+        r->lane_looked_us = now_us;
         s_lane_drain (r);
+    }
 }
 
 static void
