@@ -4,8 +4,10 @@
     All state lives in one dp_broker_t, owned by the thread that drives it
     (dp_broker.h). A round of the loop (dp_broker_work) follows a poll(2)
     of the ROUTER's descriptor and its monitor's: it drains up to
-    DRAIN_MAX messages, each handed to its command's handler here, then
-    dispatches queued tasks to workers with free credit
+    DRAIN_MAX messages, each handed to its command's handler here (an
+    urgent task, of a tenant back from idle, goes out right after the
+    message that brought it), then dispatches queued tasks to workers
+    with free credit
     (dp_broker_dispatch.c) and flushes the RESULT batches it built
     (dp_broker_peers.c), so every hop carries as many entries as arrived
     together. A tick every TICK_MS sends heartbeats, expires silent peers
@@ -1195,6 +1197,8 @@ dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
         }
         s_handle (self, &in);
         dp_wire_close (&in);
+        if (self->urgent_needed)
+            dp_broker_dispatch_urgent (self);
     }
     if (self->dispatch_needed && self->queued > 0)
         dp_broker_dispatch (self);

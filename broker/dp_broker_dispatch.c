@@ -5,9 +5,11 @@
     gives each ready worker in turn the best tasks of the functions it
     offers, in one DISPATCH, bounded by its credit, by the run time it
     is expected to hold (DP_PREFETCH_US, from each function's learned
-    pace) and by the bytes of arguments it holds (DP_PREFETCH_BYTES). A
-    task ends here too: its result or error goes into its session's RESULT
-    batch. The contracts are in dp_broker_int.h.
+    pace) and by the bytes of arguments it holds (DP_PREFETCH_BYTES). The
+    task of a tenant back from idle (dp_broker_fair_urgent) goes first, alone in a DISPATCH, marked
+   urgent, to any worker with credit: the worker runs it before what it holds, so that prefetching
+   for a busy tenant does not make a newcomer wait. A task ends here too: its result or error goes
+   into its session's RESULT batch. The contracts are in dp_broker_int.h.
 */
 #include "dp_broker_int.h"
 
@@ -23,18 +25,16 @@
 
 #define PACE_WEIGHT        4                 /* a pace sample moves the average by a quarter */
 #define DISPATCH_MAX_BYTES (8 * 1024 * 1024) /* a DISPATCH stops taking tasks past this */
-/*  While tenants share the workers, each worker holds less, so that a
-    newcomer's task waits behind little: a fifth of the prefetch budget in
-    expected run time, but always the task it runs and the next one, so
-    that it never waits for the broker between two tasks. */
-#define SHARED_PREFETCH_US (DP_PREFETCH_US / 5)
-#define SHARED_MIN_HELD    2
 /*  Across a slow link, a worker's budget grows by its round trip times
     RTT_FACTOR: it is topped up at half its budget, and the top-up must
     arrive before what it still holds runs out, a round trip later. */
 #define RTT_FACTOR    2
 #define RTT_WINDOW_US (10 * 1000000) /* a worker's round trip: its least sample this recent */
 #define RTT_MAX_US    1000000        /* samples beyond a second are a stalled worker */
+/*  Credit a worker of URGENT_CREDIT or more keeps free of prefetched tasks,
+    so that an urgent task goes to it at once, not at its next DONE. */
+#define URGENT_ROOM   1
+#define URGENT_CREDIT 4
 
 /*  ---------------------------------------------------------------------------
     Function queues.
@@ -348,97 +348,52 @@ s_send_dispatch (dp_broker_t *self, worker_t *worker, size_t nframes)
     return rc;
 }
 
-/*  Adds task to the DISPATCH being built as job ref, its arguments inline
-    or, held in a payload frame, as the next of the message's *nframes
-    frames (shared, not copied). Returns false if that frame cannot be
-    had (out of memory). */
+/*  Takes task out of its queue into the DISPATCH being built in self->w
+    (the count-th of self->batch), as a job of its own: its arguments
+    inline or, held in a payload frame, as the next of the message's
+    *nframes frames (shared, not copied). Returns false, the task left
+    queued, if that frame cannot be had (out of memory). */
 static bool
-s_add_job (dp_broker_t *self, task_t *task, size_t *nframes)
+s_add_job (dp_broker_t *self, task_t *task, uint32_t cost, bool urgent, size_t count,
+           size_t *nframes)
 {
     const char *fn = task->flow->fnq->name;
-    dp_task_t job = {.id = task->ref,
+    dp_task_t job = {.id = self->next_ref + 1,
                      .fn = {(const uint8_t *)fn, strlen (fn)},
                      .args = {dp_broker_task_args (task), task->args_size},
                      .timeout_ms = task->timeout_ms,
                      .attempt = task->deaths + 1,
-                     .flags = task->flags};
-    if (!task->framed) {
+                     .flags = task->flags,
+                     .urgent = urgent};
+    if (task->framed) {
+        zmq_msg_t *frame = &self->frames[*nframes];
+        zmq_msg_init (frame);
+        if (zmq_msg_copy (frame, dp_broker_task_frame (task)) != 0) {
+            zmq_msg_close (frame);
+            return false;
+        }
+        (*nframes)++;
+        dp_list_add_task_framed (&self->w, DP_CMD_DISPATCH, &job);
+    } else
         dp_list_add_task (&self->w, DP_CMD_DISPATCH, &job);
-        return true;
-    }
-    zmq_msg_t *frame = &self->frames[*nframes];
-    zmq_msg_init (frame);
-    if (zmq_msg_copy (frame, dp_broker_task_frame (task)) != 0) {
-        zmq_msg_close (frame);
-        return false;
-    }
-    (*nframes)++;
-    dp_list_add_task_framed (&self->w, DP_CMD_DISPATCH, &job);
+    task->ref = ++self->next_ref;
+    dp_broker_fair_remove (self, task);
+    task->cost_us = cost;
+    self->queued--;
+    self->batch[count] = task;
     return true;
 }
 
-/*  Gives worker tasks while it has credit, less than DP_PREFETCH_US (plus
-    RTT_FACTOR of its round trips) of expected run time queued and less than
-    DP_PREFETCH_BYTES of arguments (always at least one task; a task that
-    costs a whole DP_PREFETCH_US goes alone); returns how many,
-    or -1 if the worker could not be sent to (it is then gone, or out of the
-    ready list until it is heard from again). */
+/*  Sends the DISPATCH of the count tasks in self->batch (and its nframes
+    payload frames) to worker, who then holds them. Returns count, or -1
+    if the worker could not be sent to (it is then gone, or out of the
+    ready list until it is heard from again; the tasks are queued again,
+    untouched). */
 static long
-s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
+s_send_batch (dp_broker_t *self, worker_t *worker, size_t count, size_t nframes)
 {
-    uint32_t credit = worker->credit;
-    uint64_t budget =
-        (shared ? SHARED_PREFETCH_US : DP_PREFETCH_US) + RTT_FACTOR * (uint64_t)worker->rtt_us;
-    /*  Tasks a worker is given whatever their expected run time. */
-    uint32_t min_held = shared && credit >= SHARED_MIN_HELD ? SHARED_MIN_HELD : 1;
-    /*  A worker still holding half a budget or half its credit is busy
-        enough: it is topped up once it runs lower, in one bigger batch
-        rather than many small ones. */
-    if (worker->inflight >= min_held &&
-        (worker->load_us > budget / 2 || worker->held > DP_PREFETCH_BYTES / 2 ||
-         worker->inflight > credit / 2))
-        return 0;
-    size_t want = credit - worker->inflight;
-    if (!s_batch_reserve (self, want))
-        return 0;
-    size_t count = 0;
-    size_t nframes = 0;
-    uint64_t load = worker->load_us;
-    uint64_t held = worker->held;
-    uint64_t framed = 0; /* bytes of the message's payload frames */
-    dp_list_begin (&self->w);
-    while (count < want) {
-        task_t *task = s_best_task (self, worker);
-        if (!task)
-            break;
-        uint32_t cost = s_task_cost (task);
-        /*  The round trips' share of the budget is for fast tasks: a slow
-            one (or one not timed yet) still fills a budget alone. */
-        uint64_t charge = cost >= DP_PREFETCH_US ? budget : cost;
-        if (worker->inflight + count >= min_held &&
-            (load + charge > budget || held + task->args_size > DP_PREFETCH_BYTES))
-            break; /* enough queued there: keep the rest for whoever frees up */
-        if (count > 0 &&
-            (dp_writer_size (&self->w) + framed + task->args_size > DISPATCH_MAX_BYTES ||
-             (task->framed && nframes == DP_MAX_FRAMES)))
-            break; /* a message stays well under what a worker accepts */
-        task->ref = self->next_ref + 1;
-        if (!s_add_job (self, task, &nframes))
-            break; /* out of memory: the task stays queued */
-        self->next_ref++;
-        dp_broker_fair_remove (self, task);
-        load += charge;
-        held += task->args_size;
-        framed += task->framed ? task->args_size : 0;
-        task->cost_us = cost;
-        self->queued--;
-        self->batch[count++] = task;
-    }
-    if (count == 0)
-        return 0;
     dp_list_end (&self->w);
     if (s_send_dispatch (self, worker, nframes) != 0) {
-        /*  Not sent: the tasks go back where they were, untouched. */
         int err = errno;
         for (size_t i = 0; i < count; i++) {
             dp_broker_task_queue (self, self->batch[i]);
@@ -476,12 +431,106 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
     return (long)count;
 }
 
+/*  Of the functions worker offers, the urgent task that came first (by
+    priority, then arrival); NULL if none. */
+static task_t *
+s_urgent_task (dp_broker_t *self, worker_t *worker)
+{
+    task_t *best = NULL;
+    for (size_t i = 0; self->waiting > 0 && i < worker->nfns; i++) {
+        task_t *task = dp_broker_fair_urgent (self, worker->fns[i]);
+        if (task && (!best || dp_taskq_before (&task->item, &best->item)))
+            best = task;
+    }
+    return best;
+}
+
+/*  Gives worker, if it has credit left, the urgent task of a function it
+    offers, alone in a DISPATCH, however much it holds. Returns 1, 0 if
+    there was none, or -1 as s_send_batch. */
+static long
+s_dispatch_urgent (dp_broker_t *self, worker_t *worker)
+{
+    if (self->waiting == 0 || worker->inflight >= worker->credit || !s_batch_reserve (self, 1))
+        return 0;
+    task_t *task = s_urgent_task (self, worker);
+    if (!task)
+        return 0;
+    size_t nframes = 0;
+    dp_list_begin (&self->w);
+    if (!s_add_job (self, task, s_task_cost (task), true, 0, &nframes))
+        return 0;
+    return s_send_batch (self, worker, 1, nframes);
+}
+
+/*  Gives worker its urgent task, if any, then tasks while it has credit
+    (but URGENT_ROOM), less than DP_PREFETCH_US (plus RTT_FACTOR of its
+    round trips) of expected run time queued and less than
+    DP_PREFETCH_BYTES of arguments (always at least one task; a task that
+    costs a whole DP_PREFETCH_US goes alone); returns how many, or -1 if
+    the worker could not be sent to (it is then gone, or out of the ready
+    list until it is heard from again). */
+static long
+s_dispatch_worker (dp_broker_t *self, worker_t *worker)
+{
+    long urgent = s_dispatch_urgent (self, worker);
+    if (urgent < 0)
+        return -1;
+    uint32_t credit = worker->credit;
+    uint64_t budget = DP_PREFETCH_US + RTT_FACTOR * (uint64_t)worker->rtt_us;
+    /*  A worker still holding half a budget or half its credit is busy
+        enough: it is topped up once it runs lower, in one bigger batch
+        rather than many small ones. */
+    if (worker->inflight >= 1 &&
+        (worker->load_us > budget / 2 || worker->held > DP_PREFETCH_BYTES / 2 ||
+         worker->inflight > credit / 2))
+        return urgent;
+    size_t free = credit - worker->inflight;
+    size_t want = credit >= URGENT_CREDIT && free > URGENT_ROOM ? free - URGENT_ROOM : free;
+    if (want == 0 || !s_batch_reserve (self, want))
+        return urgent;
+    size_t count = 0;
+    size_t nframes = 0;
+    uint64_t load = worker->load_us;
+    uint64_t held = worker->held;
+    uint64_t framed = 0; /* bytes of the message's payload frames */
+    dp_list_begin (&self->w);
+    while (count < want) {
+        task_t *task = s_best_task (self, worker);
+        if (!task)
+            break;
+        uint32_t cost = s_task_cost (task);
+        /*  The round trips' share of the budget is for fast tasks: a slow
+            one (or one not timed yet) still fills a budget alone. */
+        uint64_t charge = cost >= DP_PREFETCH_US ? budget : cost;
+        if (worker->inflight + count >= 1 &&
+            (load + charge > budget || held + task->args_size > DP_PREFETCH_BYTES))
+            break; /* enough queued there: keep the rest for whoever frees up */
+        if (count > 0 &&
+            (dp_writer_size (&self->w) + framed + task->args_size > DISPATCH_MAX_BYTES ||
+             (task->framed && nframes == DP_MAX_FRAMES)))
+            break; /* a message stays well under what a worker accepts */
+        uint32_t size = task->args_size;
+        bool in_frame = task->framed;
+        if (!s_add_job (self, task, cost, false, count, &nframes))
+            break; /* out of memory: the task stays queued */
+        count++;
+        load += charge;
+        held += size;
+        framed += in_frame ? size : 0;
+    }
+    if (count == 0)
+        return urgent;
+    long sent = s_send_batch (self, worker, count, nframes);
+    return sent < 0 ? -1 : sent + urgent;
+}
+
 void
 dp_broker_dispatch_one (dp_broker_t *self, worker_t *worker)
 {
-    if (self->queued == 0 || !worker->ready)
+    if ((self->queued == 0 && self->waiting == 0) || !worker->ready)
         return;
-    long given = s_dispatch_worker (self, worker, dp_broker_fair_shared (self, dp_now_ms ()));
+    long given = s_dispatch_worker (self, worker);
     if (given > 0 && worker->inflight >= worker->credit)
         dp_broker_ready_remove (self, worker);
 }
@@ -491,19 +540,37 @@ dp_broker_dispatch (dp_broker_t *self)
 {
     self->dispatch_needed = false;
     size_t rounds = zlistx_size (self->ready);
-    bool shared = dp_broker_fair_shared (self, dp_now_ms ());
     /*  Each worker gets one turn; a worker that took tasks moves to the back,
         so under a deep queue the turns rotate. */
     for (size_t i = 0; i < rounds && self->queued > 0; i++) {
         worker_t *worker = (worker_t *)zlistx_first (self->ready);
         if (!worker)
             break;
-        long given = s_dispatch_worker (self, worker, shared);
+        long given = s_dispatch_worker (self, worker);
         if (given < 0)
             continue; /* gone, or slow */
         if (worker->inflight >= worker->credit)
             dp_broker_ready_remove (self, worker);
         else if (given > 0 || zlistx_size (self->ready) > 1)
+            zlistx_move_end (self->ready, worker->ready);
+    }
+}
+
+void
+dp_broker_dispatch_urgent (dp_broker_t *self)
+{
+    self->urgent_needed = false;
+    size_t rounds = zlistx_size (self->ready);
+    for (size_t i = 0; i < rounds && self->waiting > 0; i++) {
+        worker_t *worker = (worker_t *)zlistx_first (self->ready);
+        if (!worker)
+            break;
+        long given = s_dispatch_urgent (self, worker);
+        if (given < 0)
+            continue; /* gone, or slow */
+        if (worker->inflight >= worker->credit)
+            dp_broker_ready_remove (self, worker);
+        else
             zlistx_move_end (self->ready, worker->ready);
     }
 }

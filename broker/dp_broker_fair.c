@@ -11,7 +11,10 @@
     and its run time known, a longer run is charged on top, a shorter one
     refunded from its next charges. A tenant that was idle comes back at
     the virtual time of the last one served: it is served next, but banks
-    nothing for the time it was away.
+    nothing for the time it was away; and it is fresh until one of its
+    tasks is dispatched: its next task is urgent, which dispatch sends at
+    once to a worker that runs it before the jobs it holds (the waiting
+    flows below), so that it waits for no other tenant's prefetched jobs.
 
     One tenant's virtual time is the key of each of its flows, in the heap
     of each function it uses, and only grows. So a heap holds keys that
@@ -45,7 +48,6 @@
 #define VTIME_SCALE     64      /* virtual time units per us, so that weights divide finely */
 #define REFUND_MAX_US   1000000 /* run time refunded at most, so no tenant banks much */
 #define WEIGHT_MAX      1000000 /* heaviest weight */
-#define SHARED_MS       1000    /* shared for this long after two tenants took turns */
 #define SHARE_PERIOD_MS 5000    /* status's shares count run time of this period and the last */
 
 /*  ---------------------------------------------------------------------------
@@ -289,8 +291,6 @@ s_tenant_check (dp_broker_t *self, tenant_t *tenant)
 {
     if (tenant->sessions > 0 || zhashx_size (tenant->flows) > 0)
         return;
-    if (self->last_tenant == tenant)
-        self->last_tenant = NULL;
     zhashx_delete (self->tenants, tenant->key);
 }
 
@@ -347,7 +347,7 @@ dp_broker_flow_put (dp_broker_t *self, flow_t *flow)
     assert (flow->tasks > 0);
     if (--flow->tasks > 0)
         return;
-    assert (dp_taskq_size (&flow->queue) == 0 && flow->index == FLOW_NONE);
+    assert (dp_taskq_size (&flow->queue) == 0 && flow->index == FLOW_NONE && !flow->waiting);
     tenant_t *tenant = flow->tenant;
     if (tenant->last == flow)
         tenant->last = NULL;
@@ -358,21 +358,64 @@ dp_broker_flow_put (dp_broker_t *self, flow_t *flow)
     s_tenant_check (self, tenant);
 }
 
-/*  Two tenants took turns: workers are kept short of work for a while. */
+/*  ---------------------------------------------------------------------------
+    Waiting flows: a tenant back from idle (nothing queued, nothing
+    running) is fresh until a task of its starts; meanwhile each of its
+    flows with tasks queued waits, in its fnq's list, oldest first, and
+    its next task is urgent. A busy tenant that has nothing running for a
+    moment is not fresh: its turn comes by virtual time.
+*/
+
 static void
-s_tenant_turn (dp_broker_t *self, tenant_t *tenant)
+s_wait_add (dp_broker_t *self, flow_t *flow)
 {
-    if (self->last_tenant == tenant)
-        return;
-    if (self->last_tenant)
-        self->shared_until = dp_now_ms () + SHARED_MS;
-    self->last_tenant = tenant;
+    fnq_t *fnq = flow->fnq;
+    flow->wait_prev = fnq->wait_tail;
+    flow->wait_next = NULL;
+    if (fnq->wait_tail)
+        fnq->wait_tail->wait_next = flow;
+    else
+        fnq->wait_head = flow;
+    fnq->wait_tail = flow;
+    flow->waiting = true;
+    self->waiting++;
 }
 
-bool
-dp_broker_fair_shared (dp_broker_t *self, int64_t now)
+static void
+s_wait_remove (dp_broker_t *self, flow_t *flow)
 {
-    return now < self->shared_until;
+    fnq_t *fnq = flow->fnq;
+    if (flow->wait_prev)
+        flow->wait_prev->wait_next = flow->wait_next;
+    else
+        fnq->wait_head = flow->wait_next;
+    if (flow->wait_next)
+        flow->wait_next->wait_prev = flow->wait_prev;
+    else
+        fnq->wait_tail = flow->wait_prev;
+    flow->wait_prev = flow->wait_next = NULL;
+    flow->waiting = false;
+    assert (self->waiting > 0);
+    self->waiting--;
+}
+
+/*  Takes every flow of tenant, which now has a task running, out of the
+    waiting lists. */
+static void
+s_wait_end (dp_broker_t *self, tenant_t *tenant)
+{
+    tenant->fresh = false;
+    for (flow_t *flow = (flow_t *)zhashx_first (tenant->flows); flow;
+         flow = (flow_t *)zhashx_next (tenant->flows))
+        if (flow->waiting)
+            s_wait_remove (self, flow);
+}
+
+task_t *
+dp_broker_fair_urgent (dp_broker_t *self, fnq_t *fnq)
+{
+    (void)self;
+    return fnq->wait_head ? (task_t *)dp_taskq_peek (&fnq->wait_head->queue) : NULL;
 }
 
 int
@@ -384,24 +427,30 @@ dp_broker_fair_push (dp_broker_t *self, task_t *task)
         return -1;
     if (tenant->queued == 0 && tenant->vtime < self->vtime)
         tenant->vtime = self->vtime; /* back from idle: no credit for the time away */
+    if (tenant->queued == 0 && tenant->running == 0)
+        tenant->fresh = true; /* and with nothing running: its next task is urgent */
     tenant->queued++;
     flow->fnq->queued++;
     if (flow->index == FLOW_NONE && !tenant->blocked)
         s_heap_insert (flow);
-    s_tenant_turn (self, tenant);
+    if (tenant->fresh && !flow->waiting) {
+        s_wait_add (self, flow);
+        self->urgent_needed = true;
+    }
     return 0;
 }
 
 void
 dp_broker_fair_remove (dp_broker_t *self, task_t *task)
 {
-    (void)self;
     flow_t *flow = task->flow;
     dp_taskq_remove (&flow->queue, &task->item);
     flow->tenant->queued--;
     flow->fnq->queued--;
     if (dp_taskq_size (&flow->queue) == 0 && flow->index != FLOW_NONE)
         s_heap_remove (flow);
+    if (flow->waiting && dp_taskq_size (&flow->queue) == 0)
+        s_wait_remove (self, flow);
 }
 
 task_t *
@@ -452,7 +501,8 @@ dp_broker_fair_started (dp_broker_t *self, task_t *task, uint32_t cost_us)
     uint64_t refund = tenant->refund_us < cost_us ? tenant->refund_us : cost_us;
     tenant->refund_us -= refund;
     s_charge (tenant, cost_us - refund);
-    s_tenant_turn (self, tenant);
+    if (tenant->fresh)
+        s_wait_end (self, tenant);
     size_t max = s_max_running (self, tenant);
     if (max > 0 && tenant->running >= max && !tenant->blocked)
         s_tenant_block (tenant, true);

@@ -153,6 +153,8 @@ struct _fnq_t {
                                 one offered it. While set, its tasks fail at once */
     uint32_t pace_us;        /* run time of one call, a moving average; 0: unknown */
     dp_metrics_fn_t *stats;  /* its series in broker->metrics; NULL without metrics */
+    flow_t *wait_head;       /* flows of tenants with nothing running, oldest waiting first */
+    flow_t *wait_tail;
 };
 
 /*  The unit of fair share (docs/PROTOCOL.md, dispatch): a client session,
@@ -167,6 +169,7 @@ struct _tenant_t {
     uint32_t weight;                /* its share against others' (1 unless configured) */
     uint64_t max_running;           /* its key's quota of tasks running; 0: the option's */
     bool blocked;                   /* at its quota of tasks running: its flows wait */
+    bool fresh;                     /* back from idle, no task started since: urgent */
     uint64_t vtime;                 /* virtual time: run time charged, over its weight */
     uint64_t refund_us;             /* run time charged beyond what its tasks took */
     size_t queued;                  /* tasks queued in its flows */
@@ -191,6 +194,11 @@ struct _flow_t {
     uint64_t key;   /* its tenant's vtime when last placed in fnq's heap */
     uint32_t index; /* where it sits in fnq's heap, or FLOW_NONE */
     size_t tasks;   /* tasks that name it, queued or running */
+    /*  In fnq's list of waiting flows (it has tasks queued, its tenant is
+        fresh): its next task is urgent (dp_broker_fair_urgent). */
+    bool waiting;
+    flow_t *wait_prev;
+    flow_t *wait_next;
 };
 
 /*  A client session. */
@@ -346,15 +354,15 @@ struct _dp_broker_t {
     int64_t next_beat; /* when heartbeats next go out, to every quiet peer at once */
     uint64_t beats;    /* beats so far: idle workers get every DP_IDLE_FACTOR-th */
     bool dispatch_needed;
+    bool urgent_needed; /* a flow began to wait: its urgent task goes before the next message */
     /*  Fair share (dp_broker_fair.c). */
     zhashx_t *tenants;     /* key -> tenant_t, owned */
     zhashx_t *weights;     /* tenant key -> weight (a uint32_t in a pointer) */
     size_t max_running;    /* tasks of one tenant running at once; 0: no bound */
     uint64_t vtime;        /* virtual time of the tenant served last */
-    tenant_t *last_tenant; /* the tenant that last had a task queued */
     uint64_t recent_us[2]; /* run time of every tenant, in this share period and the last */
     int64_t recent_period; /* the period recent_us[0] counts */
-    int64_t shared_until;  /* until then, workers are topped up sparingly */
+    size_t waiting;        /* flows waiting, in every fnq's list */
     /*  The named queues (dp_queues.h). */
     dp_queues_t *queues;
     dp_metrics_t *metrics; /* counters for --metrics-bind (dp_broker_metrics.c); NULL: none */
@@ -639,6 +647,14 @@ dp_broker_dispatch (dp_broker_t *self);
 void
 dp_broker_dispatch_one (dp_broker_t *self, worker_t *worker);
 
+/*  Gives the urgent tasks (dp_broker_fair_urgent) to ready workers with
+    credit left, each alone in a DISPATCH, at once: called between two
+    messages when urgent_needed is set, so that a task of a tenant back
+    from idle does not wait for the rest of the messages of the loop's
+    turn. */
+void
+dp_broker_dispatch_urgent (dp_broker_t *self);
+
 /*  A step of the tick: tasks for functions nobody offers fail (ENOFUNC)
     after the grace period, once there are workers at all, and the
     function is remembered (DP_NOFUNC_MEMORY_MS after its last failed task)
@@ -809,10 +825,15 @@ dp_broker_fair_unqueue_all (dp_broker_t *self, fnq_t *fnq);
 void
 dp_broker_flow_put (dp_broker_t *self, flow_t *flow);
 
-/*  True while more than one tenant has recently had tasks: dispatch then
-    keeps workers' queues short, so that a newcomer waits behind little. */
-bool
-dp_broker_fair_shared (dp_broker_t *self, int64_t now);
+/*  The urgent task of fnq: the next task of the fresh tenant (back from
+    idle, none of its tasks started since) that has waited longest with
+    tasks of fnq queued; NULL if none. It
+    stays queued. Dispatch sends it at once, marked urgent, to a worker
+    with credit left, however much that worker holds, and the worker runs
+    it before the jobs it holds (PROTOCOL.md 5.2): a newcomer's task waits
+    for no other tenant's prefetched jobs. */
+task_t *
+dp_broker_fair_urgent (dp_broker_t *self, fnq_t *fnq);
 
 /*  ---------------------------------------------------------------------------
     Metrics (dp_broker_metrics.c): one-line hooks where the broker counts

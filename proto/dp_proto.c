@@ -9,7 +9,7 @@
     Later minor versions may append fields; readers skip what they do not
     know. */
 #define SUBMIT_FIELDS   7 /* seq, fn, args, priority, timeout_ms, retries, flags */
-#define DISPATCH_FIELDS 6 /* ref, fn, args, timeout_ms, attempt, flags */
+#define DISPATCH_FIELDS 6 /* ref, fn, args, timeout_ms, attempt, flags; then urgent, optional */
 #define RESULT_FIELDS   3 /* id, code, value (then run_us and framed, optional) */
 #define HELLO_FIELDS    2 /* session, name (then lane, optional) */
 #define WELCOME_FIELDS  4 /* heartbeat_ms, expiry_ms, broker, workers (then token, optional) */
@@ -234,7 +234,11 @@ s_task (dp_reader_t *r, dp_cmd_t cmd, dp_task_t *task, dp_span_t *known, dp_list
             return DP_EBODY; /* a chunk's args must be an array of calls */
     } else if (depth > DP_MP_MAX_DEPTH)
         return DP_ELIMIT; /* one call's args nest too deep for a worker */
-    return s_skip_extra (r, count, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS);
+    if (submit)
+        return s_skip_extra (r, count, SUBMIT_FIELDS);
+    if (count > DISPATCH_FIELDS && dp_mp_read_bool (r, &task->urgent))
+        return DP_EBODY;
+    return s_skip_extra (r, count, DISPATCH_FIELDS + (count > DISPATCH_FIELDS));
 }
 
 /*  Reads a result's value: any item on success, else the message, a str
@@ -1000,7 +1004,10 @@ s_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task, dp_span_t ar
 {
     assert (cmd == DP_CMD_SUBMIT || cmd == DP_CMD_DISPATCH);
     bool submit = cmd == DP_CMD_SUBMIT;
-    s_check (self, msgpack_pack_array (&self->pk, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS));
+    /*  urgent travels only when true: other jobs are as before it existed. */
+    bool urgent = !submit && task->urgent;
+    s_check (self,
+             msgpack_pack_array (&self->pk, submit ? SUBMIT_FIELDS : DISPATCH_FIELDS + urgent));
     s_check (self, msgpack_pack_uint64 (&self->pk, task->id));
     s_str (self, (const char *)task->fn.data, task->fn.size);
     s_raw (self, args.data, args.size);
@@ -1013,6 +1020,8 @@ s_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task, dp_span_t ar
         s_check (self, msgpack_pack_uint32 (&self->pk, task->attempt));
     }
     s_check (self, msgpack_pack_uint32 (&self->pk, flags));
+    if (urgent)
+        s_check (self, msgpack_pack_true (&self->pk));
     self->list_count++;
 }
 

@@ -175,7 +175,9 @@ typedef struct {
 
 /*  One task, as SUBMIT and DISPATCH carry it. In SUBMIT, id is the client's
     sequence number and retries the retry limit (-1 none, 0 default); in
-    DISPATCH, id is the broker's reference and attempt counts from 1. */
+    DISPATCH, id is the broker's reference and attempt counts from 1, and
+    urgent (DISPATCH's optional seventh field, PROTOCOL.md 5.2) says that
+    the worker may run it before the jobs it received earlier. */
 typedef struct {
     uint64_t id;
     dp_span_t fn;
@@ -186,6 +188,7 @@ typedef struct {
     uint32_t attempt;
     uint32_t flags;
     uint32_t frame; /* decoded: 1 + the payload frame that holds args; 0 inline */
+    bool urgent;
 } dp_task_t;
 
 /*  One result, as RESULT and DONE carry it: code 0 and the value, or an

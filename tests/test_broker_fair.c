@@ -3,10 +3,10 @@
     dpool-broker driven by hand-made peers: busy clients that submitted
     their tasks one after the other get the worker in turns, by weight and
     by run time; a client at --max-running-per-client waits while another
-    runs. Then the issue's case with real processes: a sequential apply
-    behind another client's long map waits for a few of its tasks, not for
-    the whole map.
-    Usage: test_broker_fair CASE.
+    runs; a client back from idle has its task sent at once, marked
+    urgent, to a worker that holds many of another's. Then the issue's case with real processes: a
+   sequential apply behind another client's long map waits for a few of its tasks, not for the
+   whole map. Usage: test_broker_fair CASE.
 */
 #include "dp_proto.h"
 #include "dp_testbroker.h"
@@ -258,6 +258,78 @@ s_case_max_running (void)
     dp_testpeer_destroy (&a);
 }
 
+/*  Receives one DISPATCH: returns how many jobs it holds, their refs in
+    refs (up to max), and in *tag and *urgent its first job's tag and mark;
+    the test fails unless its other jobs are not urgent. */
+static size_t
+s_take_dispatch (dp_testpeer_t *worker, uint64_t *refs, size_t max, uint8_t *tag, bool *urgent)
+{
+    dp_testpeer_expect (worker, DP_CMD_DISPATCH);
+    dp_task_t job;
+    size_t count = 0;
+    while (dp_list_next_task (&worker->msg.u.list, DP_CMD_DISPATCH, &job)) {
+        CHECK (count < max);
+        refs[count] = job.id;
+        if (count == 0) {
+            *tag = job.args.data[0];
+            *urgent = job.urgent;
+        } else
+            CHECK (!job.urgent);
+        count++;
+    }
+    CHECK (count > 0);
+    return count;
+}
+
+/*  A worker of credit 100 holds as many of A's tasks as 5 ms of their
+    run time (100 us each): more than half its budget, so it gets no more
+    until it answers. B, back from idle, submits one task: it goes to that
+    worker at once, alone in a DISPATCH marked urgent (the worker runs it
+    before those it holds). A's first task, A being fresh, was urgent too;
+    the tasks prefetched after it are not. */
+static void
+s_case_urgent (void)
+{
+    const char *const fns[] = {FUNCTION};
+    dp_testpeer_t *worker = dp_testbroker_worker (fns, 1, 100);
+    dp_testpeer_t *a = dp_testbroker_client (TAG_A);
+    dp_testpeer_t *b = dp_testbroker_client (TAG_B);
+    s_submit_batch (a, TAG_A, 0);
+    uint64_t refs[100];
+    uint8_t tag;
+    bool urgent;
+    /*  The function's pace is unknown: one task, then its run time. */
+    CHECK_EQ_INT (s_take_dispatch (worker, refs, 100, &tag, &urgent), 1);
+    CHECK (tag == (TAG_A & 0x7f) && urgent);
+    dp_testbroker_done_run (worker, refs[0], 0, NULL, 100);
+    CHECK_EQ_INT (dp_testbroker_expect_result (a).code, 0);
+    /*  A's tasks fill the worker to 5 ms: one DISPATCH, or the one urgent
+        task (A was idle again for an instant) and then the rest. */
+    size_t held = s_take_dispatch (worker, refs, 100, &tag, &urgent);
+    CHECK (tag == (TAG_A & 0x7f));
+    if (urgent) {
+        CHECK_EQ_INT (held, 1);
+        held += s_take_dispatch (worker, refs + 1, 99, &tag, &urgent);
+        CHECK (tag == (TAG_A & 0x7f) && !urgent);
+    }
+    CHECK (held >= 40 && held < 99);
+    CHECK (dp_testbroker_status_counter (a, "inflight", false) == held);
+    /*  B's task comes at once, before the worker answers any of A's. */
+    static uint8_t args[1] = {TAG_B & 0x7f};
+    dp_task_t task = {.id = 1,
+                      .fn = {(const uint8_t *)FUNCTION, strlen (FUNCTION)},
+                      .args = {args, sizeof args}};
+    dp_testbroker_submit_tasks (b, &task, 1);
+    uint64_t ref_b;
+    CHECK_EQ_INT (s_take_dispatch (worker, &ref_b, 1, &tag, &urgent), 1);
+    CHECK (tag == (TAG_B & 0x7f) && urgent);
+    dp_testbroker_done_run (worker, ref_b, 0, NULL, 100);
+    CHECK_EQ_INT (dp_testbroker_expect_result (b).code, 0);
+    dp_testpeer_destroy (&worker);
+    dp_testpeer_destroy (&b);
+    dp_testpeer_destroy (&a);
+}
+
 /*  ---------------------------------------------------------------------------
     The issue's case, with real processes.
 */
@@ -322,6 +394,7 @@ static const dp_test_case_t s_cases[] = {
     {"broker_fair_weights", s_case_weights, .data = s_args_weights},
     {"broker_fair_priority_within_client", s_case_priority_within},
     {"broker_fair_max_running", s_case_max_running, .data = s_args_running},
+    {"broker_fair_urgent_passes_prefetched_tasks", s_case_urgent},
     {"broker_fair_apply_behind_map", s_case_apply_behind_map, .seconds = 90},
 };
 

@@ -149,6 +149,58 @@ s_hello_welcome_ready (void)
     CHECK_EQ_INT (s_decode (DP_CMD_READY, dp_writer_data (&w), dp_writer_size (&w)), DP_ELIMIT);
 }
 
+/*  A DISPATCH job of fields fields (6 to 8): the seventh is urgent, as
+    value (a bool, or an int where the test wants a wrong type); the eighth
+    a field of some later version. Returns the decoder's verdict, and the
+    job in *task. */
+static dp_reason_t
+s_dispatch_fields (uint32_t fields, bool as_bool, dp_task_t *task)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array (&pk, 1);
+    msgpack_pack_array (&pk, fields);
+    msgpack_pack_uint64 (&pk, 7);
+    msgpack_pack_str_with_body (&pk, "f", 1);
+    msgpack_pack_nil (&pk);
+    msgpack_pack_uint32 (&pk, 0);
+    msgpack_pack_uint32 (&pk, 1);
+    msgpack_pack_uint32 (&pk, 0);
+    if (fields > 6 && as_bool)
+        msgpack_pack_true (&pk);
+    else if (fields > 6)
+        msgpack_pack_int (&pk, 1);
+    if (fields > 7)
+        msgpack_pack_str_with_body (&pk, "later", 5);
+    dp_reason_t reason = s_decode (DP_CMD_DISPATCH, sb.data, sb.size);
+    if (reason == DP_OK) {
+        dp_msg_t msg;
+        uint8_t header[DP_HEADER_SIZE];
+        dp_header_encode (header, DP_CMD_DISPATCH);
+        CHECK (dp_msg_decode (header, sizeof header, sb.data, sb.size, &msg) == DP_OK);
+        CHECK (dp_list_next_task (&msg.u.list, DP_CMD_DISPATCH, task));
+    }
+    msgpack_sbuffer_destroy (&sb);
+    return reason;
+}
+
+/*  DISPATCH's optional seventh field, urgent: absent is false; a bool;
+    anything else is malformed; fields after it are skipped. */
+static void
+s_urgent_field (void)
+{
+    dp_task_t task;
+    CHECK_EQ_INT (s_dispatch_fields (6, true, &task), DP_OK);
+    CHECK (!task.urgent && task.id == 7);
+    CHECK_EQ_INT (s_dispatch_fields (7, true, &task), DP_OK);
+    CHECK (task.urgent && task.id == 7);
+    CHECK_EQ_INT (s_dispatch_fields (8, true, &task), DP_OK);
+    CHECK (task.urgent);
+    CHECK_EQ_INT (s_dispatch_fields (7, false, &task), DP_EBODY);
+}
+
 static void
 s_tasks (void)
 {
@@ -178,7 +230,8 @@ s_tasks (void)
                               .timeout_ms = 1000u * (unsigned)i,
                               .retries = i - 1,
                               .attempt = (uint32_t)i + 1,
-                              .flags = 0};
+                              .flags = 0,
+                              .urgent = i == 1};
             dp_list_add_task (&w, cmd, &task);
         }
         dp_list_end (&w);
@@ -197,9 +250,12 @@ s_tasks (void)
                 CHECK_EQ_INT (task.retries, i - 1);
             } else
                 CHECK_EQ_INT (task.attempt, i + 1);
+            /*  urgent is DISPATCH's, and travels only when true. */
+            CHECK (task.urgent == (cmd == DP_CMD_DISPATCH && i == 1));
         }
         CHECK (!dp_list_next_task (&msg.u.list, cmd, &task));
     }
+    s_urgent_field ();
 
     /*  An empty list is valid. */
     dp_list_begin (&w);

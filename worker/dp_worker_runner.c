@@ -11,8 +11,11 @@
     its queue requests and their acknowledgements. The results it batches
     in a DONE body it builds itself. A batch goes when no job is left, at
     DP_WORKER_DONE_BATCH results, DP_WORKER_DONE_DELAY_MS after its first,
-    after a job with a timeout, and before a job whose function is slow or
-    has not been run yet.
+    after a job with a timeout or an urgent one, and before a job whose
+    function is slow or has not been run yet. Jobs run in the order they
+    came, but that an urgent job (PROTOCOL.md 5.2) runs before the jobs
+    held: between two jobs this thread takes what came meanwhile, from the
+    I/O thread and from its lane.
 
     The lane saves the two thread wake-ups a job costs through the I/O
     thread. After each WELCOME with a token, this thread opens a lane and
@@ -57,8 +60,12 @@
 #define RUNNER_PACES 16            /* functions whose last run time the task thread remembers */
 #define RESULT_KEEP  (1024 * 1024) /* result buffer kept between jobs, bytes */
 #define DONE_LIMIT   (DP_MAX_MSG_SIZE - 1024)
+#define LANE_LOOK_US 100 /* between two jobs, the lane is read at most this often */
 
-/*  One DISPATCH: its frames and the jobs not yet run. */
+/*  One DISPATCH: its frames and the jobs not yet run. The batches are run
+    in the order they came, but that of a DISPATCH whose first job is
+    urgent (the broker sends an urgent job alone: PROTOCOL.md 5.2), which
+    goes before every batch that is not, after the urgent ones before it. */
 typedef struct s_batch_t {
     struct s_batch_t *next;
     zmq_msg_t header;
@@ -74,7 +81,8 @@ struct dp_worker_runner_t {
     dp_chan_node_t *inbox; /* messages taken from the I/O thread, not yet handled */
     s_batch_t *head;
     s_batch_t *tail;
-    size_t queued; /* jobs held in all batches */
+    s_batch_t *urgent; /* the last urgent batch, at the front; NULL if none */
+    size_t queued;     /* jobs held in all batches */
     uint64_t epoch;
     bool stop;
     int code; /* why it stopped: 0 or a dpool_error_t */
@@ -111,10 +119,11 @@ struct dp_worker_runner_t {
     /*  The lane, of the current epoch; NULL if none. */
     void *lane;
     int lane_fd;
-    bool lane_attached; /* the broker welcomed it: results may go on it */
-    bool lane_quiet;    /* its last look found nothing: lane_fd fires on the next message */
-    bool job_via_io;    /* the running job reported progress through the I/O thread */
-    bool via_io;        /* the DONE batch must go through the I/O thread */
+    bool lane_attached;     /* the broker welcomed it: results may go on it */
+    bool lane_quiet;        /* its last look found nothing: lane_fd fires on the next message */
+    int64_t lane_looked_us; /* when the task thread last read it between two jobs */
+    bool job_via_io;        /* the running job reported progress through the I/O thread */
+    bool via_io;            /* the DONE batch must go through the I/O thread */
     /*  Values of the DONE batch that go as payload frames, sent from the
         buffer the task packed them in. */
     zmq_msg_t frames[DP_MAX_FRAMES];
@@ -152,6 +161,7 @@ s_runner_drop_jobs (dp_worker_runner_t *r)
         s_batch_destroy (&batch);
     }
     r->tail = NULL;
+    r->urgent = NULL;
     r->queued = 0;
 }
 
@@ -161,6 +171,29 @@ s_runner_release (dp_worker_runner_t *r, size_t count)
 {
     if (count > 0)
         atomic_fetch_sub (&r->worker->held, (unsigned)count);
+}
+
+/*  Puts batch in line: at the back, or if its first job is urgent, after
+    the urgent batches at the front. */
+static void
+s_runner_hold (dp_worker_runner_t *r, s_batch_t *batch)
+{
+    dp_list_t jobs = batch->jobs;
+    dp_task_t first;
+    if (dp_list_next_task (&jobs, DP_CMD_DISPATCH, &first) && first.urgent) {
+        s_batch_t **at = r->urgent ? &r->urgent->next : &r->head;
+        batch->next = *at;
+        *at = batch;
+        r->urgent = batch;
+        if (!batch->next)
+            r->tail = batch;
+        return;
+    }
+    if (r->tail)
+        r->tail->next = batch;
+    else
+        r->head = batch;
+    r->tail = batch;
 }
 
 /*  Holds the jobs of a DISPATCH (its frames, moved: header, body and
@@ -208,11 +241,7 @@ s_runner_take_jobs (dp_worker_runner_t *r, zmq_msg_t *header, zmq_msg_t *body, z
         atomic_fetch_add (&r->worker->held, m.u.list.left);
     batch->jobs = m.u.list;
     r->queued += batch->jobs.left;
-    if (r->tail)
-        r->tail->next = batch;
-    else
-        r->head = batch;
-    r->tail = batch;
+    s_runner_hold (r, batch);
     return 0;
 }
 
@@ -469,12 +498,24 @@ s_runner_recv (dp_worker_runner_t *r, bool wait)
     return 1;
 }
 
-/*  Handles every message waiting, without blocking. */
+/*  Handles every message waiting, without blocking: the notes, then the
+    lane's jobs (an urgent one runs next), if the lane was last read
+    LANE_LOOK_US ago or more: a look costs a receive, which a run of
+    no-ops would pay at every job. */
 static void
 s_runner_drain (dp_worker_runner_t *r)
 {
     while (!r->stop && s_runner_recv (r, false) > 0)
         ;
+    if (r->stop || !r->lane)
+        return;
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    if (now_us - r->lane_looked_us >= LANE_LOOK_US) {
+        r->lane_looked_us = now_us;
+        s_lane_drain (r);
+    }
 }
 
 static void
@@ -727,6 +768,8 @@ s_runner_next (dp_worker_runner_t *r, dp_task_t *job)
         r->head = batch->next;
         if (!r->head)
             r->tail = NULL;
+        if (r->urgent == batch)
+            r->urgent = NULL;
         s_batch_destroy (&batch);
     }
     return false;
@@ -921,13 +964,13 @@ s_runner_loop (dp_worker_runner_t *r)
         } else
             s_runner_release (r, 1);
         /*  Jobs that arrived while it ran count as queued: results of a
-            run of short jobs go out together, each slow or timed job's at
-            once. */
+            run of short jobs go out together, each slow, timed or urgent
+            job's at once. */
         s_runner_drain (r);
         r->retiring = r->max_tasks > 0 && ++r->ran >= r->max_tasks;
-        if (job.timeout_ms > 0 || r->queued == 0 || r->pending >= DP_WORKER_DONE_BATCH ||
-            dp_writer_size (&r->done) > DONE_LIMIT / 2 || r->retiring ||
-            dp_now_ms () - r->first_pending >= DP_WORKER_DONE_DELAY_MS)
+        if (job.timeout_ms > 0 || job.urgent || r->queued == 0 ||
+            r->pending >= DP_WORKER_DONE_BATCH || dp_writer_size (&r->done) > DONE_LIMIT / 2 ||
+            r->retiring || dp_now_ms () - r->first_pending >= DP_WORKER_DONE_DELAY_MS)
             s_runner_flush (r, job.timeout_ms > 0, ref, epoch);
         if (r->retiring) {
             /*  The last results went first (those on the lane are known to
