@@ -23,3 +23,6 @@ dpool_test (test_wire test_wire.c TIMEOUT 60)
 
 # proto/dp_idmap: every operation against a model, sequential and mixing maps.
 dpool_test (test_idmap test_idmap.c TIMEOUT 60)
+
+# proto/: the detached-batch commands (DPP/1 additions, ids 23-28).
+dpool_test (test_proto_batch test_proto_batch.c TIMEOUT 120)
