@@ -20,6 +20,7 @@
 #ifndef DP_BROKER_INT_H_INCLUDED
 #define DP_BROKER_INT_H_INCLUDED
 
+#include "dp_batches.h"
 #include "dp_broker.h"
 
 #include "dp_conns.h"
@@ -188,6 +189,8 @@ struct _client_t {
     size_t held_tasks;
     size_t held_args;
     account_t *account; /* NULL without a key configuration */
+    /*  A batch's own (dp_batches.h), in no session table; else NULL. */
+    dp_batch_t *batch;
 };
 
 /*  A worker: a peer that sent READY, owned by broker->workers. */
@@ -318,6 +321,8 @@ struct _dp_broker_t {
     int64_t shared_until;  /* until then, workers are topped up sparingly */
     /*  The named queues (dp_queues.h). */
     dp_queues_t *queues;
+    /*  Detached batches (dp_batches.h). */
+    dp_batches_t *batches;
 };
 
 #pragma GCC visibility push(hidden)
@@ -412,6 +417,13 @@ dp_broker_wlane_attach (dp_broker_t *self, worker_t *worker, peer_t *peer);
     main connection from then on, and deletes the peer. */
 void
 dp_broker_wlane_drop (dp_broker_t *self, peer_t *peer);
+
+/*  Makes a session that no table holds (a batch's), whose tasks take the
+    share of the tenant of tenant_key (made if there is none, named
+    tenant_name). Returns NULL if out of memory. */
+client_t *
+dp_broker_client_make (dp_broker_t *self, const uint8_t *session, dp_span_t name,
+                       const char *tenant_key, const char *tenant_name);
 
 /*  Makes a detached session, owned by the session table. Returns NULL if
     out of memory. */
@@ -525,6 +537,12 @@ dp_broker_task_queue (dp_broker_t *self, task_t *task);
     session's parked queue). */
 void
 dp_broker_task_unqueue (dp_broker_t *self, task_t *task);
+
+/*  Enters a new task of client (from lane, 0: none): in its table, against
+    its quotas, and queued. Returns 0, or -1 if out of memory (nothing
+    entered). */
+int
+dp_broker_task_enter (dp_broker_t *self, client_t *client, uint32_t lane, const dp_task_t *in);
 
 /*  Frees a task that is in no queue and no job table. */
 void

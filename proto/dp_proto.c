@@ -30,8 +30,9 @@
 #define BLIST_FIELDS    1 /* req */
 #define BCANCEL_FIELDS  2 /* req, id */
 #define BREPLY_FIELDS   5 /* req, code, message, batches, results */
-#define BINFO_FIELDS    11 /* id, name, fn, total, added, done, failed, collected, age_ms, flags, ttl_s */
-#define MAX_CODE        0xffff
+#define BINFO_FIELDS                                                                              \
+    11 /* id, name, fn, total, added, done, failed, collected, age_ms, flags, ttl_s */
+#define MAX_CODE 0xffff
 
 static const char *s_cmd_names[DP_CMD_COUNT_] = {
     "?",    "HELLO",  "WELCOME", "READY",        "SUBMIT",    "RESULT", "DISPATCH",
@@ -40,9 +41,9 @@ static const char *s_cmd_names[DP_CMD_COUNT_] = {
 /*  The commands of named queues, progress and worker lanes, from
     DP_CMD_QUEUE_OPEN on. */
 static const char *s_more_cmd_names[DP_CMD_COUNT_ - DP_CMD_QUEUE_OPEN] = {
-    "QUEUE-OPEN", "QUEUE-PUT", "QUEUE-GET",   "QUEUE-SIZE", "QUEUE-REPLY",
-    "QUEUE-ACK",  "PROGRESS",  "WORK-STATUS", "ATTACH",    "BATCH-ADD", "BATCH-GET",
-    "BATCH-ACK",  "BATCH-LIST", "BATCH-CANCEL", "BATCH-REPLY"};
+    "QUEUE-OPEN", "QUEUE-PUT", "QUEUE-GET",   "QUEUE-SIZE",   "QUEUE-REPLY",
+    "QUEUE-ACK",  "PROGRESS",  "WORK-STATUS", "ATTACH",       "BATCH-ADD",
+    "BATCH-GET",  "BATCH-ACK", "BATCH-LIST",  "BATCH-CANCEL", "BATCH-REPLY"};
 
 static const char *s_reason_names[DP_EREASON_COUNT_] = {
     "ok", "frames", "header", "signature", "version", "command", "body", "limit"};
@@ -1130,8 +1131,8 @@ dp_encode_batch_add (dp_writer_t *self, uint64_t req, const char *id, const char
 }
 
 void
-dp_encode_batch_get (dp_writer_t *self, uint64_t req, const char *id, uint64_t from,
-                     uint32_t max, uint32_t wait_ms)
+dp_encode_batch_get (dp_writer_t *self, uint64_t req, const char *id, uint64_t from, uint32_t max,
+                     uint32_t wait_ms)
 {
     s_batch_head (self, BGET_FIELDS, req, id);
     s_check (self, msgpack_pack_uint64 (&self->pk, from));

@@ -53,18 +53,18 @@
 
 /*  Detached batches (docs/PROTOCOL.md, 5.8). The first four are limits of
     the wire; the others are the broker's defaults and bounds. */
-#define DP_BATCH_ID_SIZE       16              /* hex characters of a batch id */
-#define DP_MAX_BATCH_TTL_S     (366 * 86400)   /* a batch's result TTL, seconds */
-#define DP_MAX_BATCH_WAIT_MS   600000          /* longest wait of one BATCH-GET */
-#define DP_BATCH_DISCARD       0x01u           /* flags: fire and forget, no result kept */
-#define DP_BATCH_SEALED        0x02u           /* info: its total is known */
-#define DP_BATCH_CANCELLED     0x04u           /* info: cancelled */
-#define DP_BATCH_RESULT_TTL_S  (7 * 86400)     /* default --result-ttl */
-#define DP_MAX_BATCHES         10000           /* default --max-batches, per owner */
-#define DP_MAX_BATCH_TASKS     10000000        /* default --max-batch-tasks */
-#define DP_BATCH_BYTES         (1L << 30)      /* default --max-batch-bytes: results held */
-#define DP_MAX_BATCH_WAITERS   1024            /* BATCH-GETs waiting, broker-wide */
-#define DP_BATCH_REPLY_BYTES   (8u << 20)      /* results in one BATCH-REPLY, about */
+#define DP_BATCH_ID_SIZE      16            /* hex characters of a batch id */
+#define DP_MAX_BATCH_TTL_S    (366 * 86400) /* a batch's result TTL, seconds */
+#define DP_MAX_BATCH_WAIT_MS  600000        /* longest wait of one BATCH-GET */
+#define DP_BATCH_DISCARD      0x01u         /* flags: fire and forget, no result kept */
+#define DP_BATCH_SEALED       0x02u         /* info: its total is known */
+#define DP_BATCH_CANCELLED    0x04u         /* info: cancelled */
+#define DP_BATCH_RESULT_TTL_S (7 * 86400)   /* default --result-ttl */
+#define DP_MAX_BATCHES        10000         /* default --max-batches, per owner */
+#define DP_MAX_BATCH_TASKS    10000000      /* default --max-batch-tasks */
+#define DP_BATCH_BYTES        (1L << 30)    /* default --max-batch-bytes: results held */
+#define DP_MAX_BATCH_WAITERS  1024          /* BATCH-GETs waiting, broker-wide */
+#define DP_BATCH_REPLY_BYTES  (8u << 20)    /* results in one BATCH-REPLY, about */
 
 /*  Heartbeat rules (docs/PROTOCOL.md §6), for an interval ivl in ms: the
     broker beats once per ivl, sending HEARTBEAT to each peer it has sent
@@ -278,10 +278,10 @@ typedef struct {
     BATCH-LIST [req], BATCH-CANCEL [req, id]. */
 typedef struct {
     uint64_t req;
-    dp_span_t id;      /* empty for LIST */
-    uint64_t from;     /* GET: the first index wanted; ACK: results below it collected */
-    uint32_t max;      /* GET: most results in the reply, 1 to DP_MAX_BATCH */
-    uint32_t wait_ms;  /* GET: how long to wait for one, at most DP_MAX_BATCH_WAIT_MS */
+    dp_span_t id;     /* empty for LIST */
+    uint64_t from;    /* GET: the first index wanted; ACK: results below it collected */
+    uint32_t max;     /* GET: most results in the reply, 1 to DP_MAX_BATCH */
+    uint32_t wait_ms; /* GET: how long to wait for one, at most DP_MAX_BATCH_WAIT_MS */
 } dp_batch_req_t;
 
 /*  A batch as BATCH-REPLY describes it. */
@@ -475,8 +475,8 @@ void
 dp_encode_batch_add (dp_writer_t *self, uint64_t req, const char *id, const char *name,
                      const char *fn, uint32_t flags, uint32_t ttl_s, uint64_t total);
 void
-dp_encode_batch_get (dp_writer_t *self, uint64_t req, const char *id, uint64_t from,
-                     uint32_t max, uint32_t wait_ms);
+dp_encode_batch_get (dp_writer_t *self, uint64_t req, const char *id, uint64_t from, uint32_t max,
+                     uint32_t wait_ms);
 void
 dp_encode_batch_ack (dp_writer_t *self, uint64_t req, const char *id, uint64_t upto);
 void

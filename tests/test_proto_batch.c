@@ -92,8 +92,12 @@ s_add (void)
     s_truncations (DP_CMD_BATCH_ADD);
 
     /*  Ids: 16 lowercase hex characters, nothing else. */
-    const char *bad_ids[] = {"", "0123456789abcde", "0123456789abcdef0", "0123456789ABCDEF",
-                             "0123456789abcdeg", "../../etc/passwd"};
+    const char *bad_ids[] = {"",
+                             "0123456789abcde",
+                             "0123456789abcdef0",
+                             "0123456789ABCDEF",
+                             "0123456789abcdeg",
+                             "../../etc/passwd"};
     for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
         dp_encode_batch_add (&w, 1, bad_ids[i], "", "f", 0, 0, 0);
         dp_list_open (&w);
