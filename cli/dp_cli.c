@@ -121,7 +121,9 @@ dp_cli_probe (dp_cli_t *cli, const char *doing, void **data, size_t *size)
         return -1;
     }
     cli->last_heard_ms = dp_now_ms ();
-    if (!(cli->command->id & (CMD_STATUS | CMD_QUEUE)) && !cli->warned_no_workers &&
+    /*  A detached batch's commands need no worker now. */
+    unsigned quiet = CMD_STATUS | CMD_QUEUE | CMD_SUBMIT | CMD_RESULTS | CMD_BATCHES | CMD_CANCEL;
+    if (!(cli->command->id & quiet) && !cli->warned_no_workers &&
         s_status_workers (status, status_size) == 0) {
         fprintf (stderr, "dpool %s: waiting: the broker at %s has no workers yet\n",
                  cli->command->name, cli->options.connect);

@@ -24,3 +24,6 @@ dpool_test (test_cli_escape test_cli_escape.c TIMEOUT 90)
 # Shell commands as tasks: dpool.exec and dpool map --exec.
 dpool_test (test_exec test_exec.c TIMEOUT 150)
 target_link_libraries (test_exec PRIVATE PkgConfig::JANSSON)
+
+# Detached batches: dpool submit, results, batches, cancel and the C API.
+dpool_test (test_batches test_batches.c TIMEOUT 150)
