@@ -73,12 +73,13 @@ typedef struct {
     long procs;
     const char *curve_server;
     const char *curve_secret;
-    const char *name; /* submit: the batch's name */
-    const char *id;   /* submit: add to this batch (after the tasks it holds) */
-    long result_ttl;  /* submit: seconds results are kept uncollected; 0: the broker's */
-    bool no_results;  /* submit: fire and forget */
-    bool no_wait;     /* results: print what is done, do not wait */
-    bool keep;        /* results: leave them at the broker */
+    const char *name;   /* submit: the batch's name */
+    const char *id;     /* submit: add to this batch (after the tasks it holds) */
+    long result_ttl;    /* submit: seconds results are kept uncollected; 0: the broker's */
+    bool no_results;    /* submit: fire and forget */
+    bool no_wait;       /* results: print what is done, do not wait */
+    bool keep;          /* results: leave them at the broker */
+    const char *output; /* map: write results to this file, resumable (--resume) */
 } dp_cli_options_t;
 
 /*  A command: its name, its CMD_* bit, how many positional arguments it
@@ -112,6 +113,11 @@ typedef struct {
 extern const char dp_cli_help_map[];
 int
 dp_cli_map_run (dp_cli_t *cli);
+
+/*  dp_cli_resume.c: dpool map FN --output FILE [--resume], a map run as a
+    detached batch whose output file is its record of what is done. */
+int
+dp_cli_map_resume_run (dp_cli_t *cli);
 
 /*  cmd_apply.c: dpool apply FN JSON. */
 extern const char dp_cli_help_apply[];

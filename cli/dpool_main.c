@@ -76,6 +76,7 @@ static const s_option_t s_option_table[] = {
     {"--exec", NULL, OPT_FLAG, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, exec)},
     {"--joblog", "DPOOL_JOBLOG", OPT_STRING, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, joblog)},
     {"--resume", "DPOOL_RESUME", OPT_FLAG, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, resume)},
+    {"--output", NULL, OPT_STRING, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, output)},
     {"--resume-failed", "DPOOL_RESUME_FAILED", OPT_FLAG, CMD_MAP, 0, 0,
      offsetof (dp_cli_options_t, resume_failed)},
     {"--max-output", "DPOOL_MAX_OUTPUT", OPT_INT, CMD_MAP, 1, DP_EXEC_MAX_OUTPUT_LIMIT,

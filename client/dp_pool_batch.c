@@ -539,6 +539,15 @@ dpool_batch_next (dpool_batch_t *self, int timeout_ms, dpool_batch_result_t *res
     }
 }
 
+void
+dpool_batch_seek (dpool_batch_t *self, uint64_t index)
+{
+    assert (self);
+    free (self->reply);
+    self->reply = NULL;
+    self->from = self->returned = index;
+}
+
 int
 dpool_batch_ack (dpool_batch_t *self)
 {

@@ -622,6 +622,13 @@ dpool_batch_added (const dpool_batch_t *self);
 int
 dpool_batch_next (dpool_batch_t *self, int timeout_ms, dpool_batch_result_t *result);
 
+/*  Reads on from index: the next result dpool_batch_next returns is
+    index's (results below it count as returned, and dpool_batch_ack
+    confirms them). For a reader that keeps its own record of what it has
+    (dpool map --resume). */
+void
+dpool_batch_seek (dpool_batch_t *self, uint64_t index);
+
 /*  Confirms every result dpool_batch_next returned so far: the broker
     deletes them (and the batch, once all are collected). Returns 0 or -1. */
 int

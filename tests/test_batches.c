@@ -6,8 +6,9 @@
     another process collects its results later, in input order, exactly
     once; a `dpool results` killed midway loses nothing; cancel; the TTL;
     rights (another key is refused, an administrator is not); the bounds,
-    each refusal naming its option; fire-and-forget batches; and the C
-    API reopening a batch by id.
+    each refusal naming its option; fire-and-forget batches; the C API
+    reopening a batch by id; and `dpool map --output FILE --resume` after
+    the map was killed with SIGKILL.
 */
 #include "dp_curve.h"
 #include "dp_testutil.h"
@@ -481,6 +482,55 @@ s_case_c_api (void)
     dp_test_env_stop (&env);
 }
 
+static bool
+s_has_output (void *arg)
+{
+    char *out = dp_test_read_file ((const char *)arg);
+    int lines = 0;
+    for (const char *c = out ? out : ""; *c; c++)
+        lines += *c == '\n';
+    free (out);
+    return lines >= 50;
+}
+
+/*  dpool map --output FILE killed with SIGKILL midway, then run again with
+    --resume: FILE holds every result line exactly once, in order, and the
+    broker ran each input once (its done count). */
+static void
+s_case_map_resume (void)
+{
+    dp_test_broker_start (&s_broker, NULL);
+    pid_t workers = dp_test_workers_start (s_broker.tcp, 2, NULL);
+    char input_path[PATH_SIZE];
+    const char *input = s_input (input_path, "in", 400, 300, 1);
+    char output[PATH_SIZE];
+    snprintf (output, sizeof output, "%s", dp_test_path ("results.jsonl"));
+    char command[COMMAND_SIZE];
+    snprintf (command, sizeof command, "exec '%s' map sleep --output '%s' --connect '%s' < '%s'",
+              dp_test_cli_bin, output, s_broker.tcp, input);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    pid_t map = dp_test_spawn ("map", argv);
+    CHECK (dp_test_wait_until (s_has_output, output, WAIT_MS));
+    dp_test_stop (map, SIGKILL, WAIT_MS);
+    char args[COMMAND_SIZE];
+    snprintf (args, sizeof args, "map sleep --output '%s' < '%s'", output, input);
+    CHECK_EQ_INT (s_dpool ("fresh", args), 4); /* FILE exists: not without --resume */
+    dp_test_check_contains ("fresh", "err", "--resume");
+    snprintf (args, sizeof args, "map sleep --output '%s' --resume < '%s'", output, input);
+    CHECK_EQ_INT (s_dpool ("resumed", args), 0);
+    char *got = dp_test_read_file (output);
+    char *expected = s_expected (0, 400, 300, 1);
+    CHECK (got);
+    if (strcmp (got, expected) != 0)
+        dp_test_fail (__FILE__, __LINE__, "results.jsonl is not every line once, in order");
+    free (got);
+    free (expected);
+    CHECK_EQ_INT (s_dpool ("status", "status --json"), 0);
+    dp_test_check_contains ("status", "out", "\"done\":400,");
+    dp_test_stop (workers, SIGTERM, WAIT_MS);
+    dp_test_stop (s_broker.pid, SIGTERM, WAIT_MS);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"batch_detached_collected_later_in_order_once", s_case_detached},
     {"batch_results_killed_midway_loses_nothing", s_case_killed_reader},
@@ -489,6 +539,7 @@ static const dp_test_case_t s_cases[] = {
     {"batch_bounds_refused_naming_the_option", s_case_bounds},
     {"batch_rights_other_key_refused_admin_allowed", s_case_rights},
     {"batch_c_api_reopen_by_id", s_case_c_api},
+    {"batch_map_resume_after_sigkill_each_line_once", s_case_map_resume},
 };
 
 int
