@@ -4,7 +4,8 @@
     loop, command handlers and life cycle (dp_broker.c), tasks and dispatch
     (dp_broker_dispatch.c), fair share between tenants (dp_broker_fair.c),
     peers, workers and client sessions (dp_broker_peers.c), and the STATUS
-    reply (dp_broker_status.c); its
+    reply (dp_broker_status.c); detached batches are a module of their own
+    (dp_batches.h) that reaches into these records; its
     connections are a table of their own (dp_conns.h). This
     header defines dp_broker_t and its records, and declares the functions
     one of those files calls in another. It is private to broker/: nothing
