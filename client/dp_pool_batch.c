@@ -24,6 +24,7 @@
 #define GET_SLICE_MS  10000      /* longest wait of one BATCH-GET */
 #define CALL_SLACK_MS 10000      /* a request waits this long past the broker's wait */
 #define CALL_MS       30000      /* a request that does not wait at the broker */
+#define MAX_ARGS      (DP_MAX_MSG_SIZE - (128u << 10)) /* one task's packed arguments */
 
 typedef void (s_encode_fn) (dp_writer_t *w, uint64_t req, void *arg);
 
@@ -453,8 +454,11 @@ int
 dpool_batch_add (dpool_batch_t *self, const void *args, size_t size)
 {
     assert (self);
-    if (!args || dp_mp_count_objects (args, size) != 1)
+    if (!args || size > MAX_ARGS || dp_mp_count_objects (args, size) != 1)
         return dp_fail (DPOOL_EINVAL);
+    /*  A group goes before it would pass ADD_BYTES with this task. */
+    if (self->nargs > 0 && self->args.size + size > ADD_BYTES && s_flush (self, 0))
+        return -1;
     if (self->nargs == self->cap) {
         size_t cap = self->cap ? self->cap * 2 : 64;
         size_t *more = (size_t *)realloc (self->sizes, cap * sizeof *more);

@@ -599,10 +599,10 @@ dpool_batch_open (dpool_pool_t *pool, const char *id);
 const char *
 dpool_batch_id (const dpool_batch_t *self);
 
-/*  Adds a task whose arguments are one packed msgpack object. Tasks are
-    sent in groups; a call that sends one blocks until the broker
-    acknowledged it. Returns 0, or -1 (DPOOL_EREJECTED naming the bound
-    the broker reached, DPOOL_EDENIED...). */
+/*  Adds a task whose arguments are one packed msgpack object, at most
+    64 MiB less 128 KiB (DPOOL_EINVAL past it). Tasks are sent in groups;
+    a call that sends one blocks until the broker acknowledged it. Returns 0, or -1
+   (DPOOL_EREJECTED naming the bound the broker reached, DPOOL_EDENIED...). */
 int
 dpool_batch_add (dpool_batch_t *self, const void *args, size_t size);
 
