@@ -30,3 +30,6 @@ dpool_test (test_broker_limits test_broker_limits.c dp_testbroker.c TIMEOUT 90)
 # issue's case (an apply behind another client's long map) with real
 # processes.
 dpool_test (test_broker_fair test_broker_fair.c dp_testbroker.c TIMEOUT 120)
+
+# Detached batches in the broker, message by message, and hostile batch messages.
+dpool_test (test_broker_batch test_broker_batch.c TIMEOUT 120 VALGRIND_TIMEOUT 240)
