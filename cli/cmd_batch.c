@@ -107,6 +107,8 @@ s_failed (const char *what, const char *id, dpool_batch_t *batch)
     if (dp_cli_signal ())
         return EXIT_SIGNAL_BASE + dp_cli_signal ();
     const char *why = batch ? dpool_batch_error (batch) : NULL;
+    if (!why && code == DPOOL_EDENIED && id)
+        why = "the batch belongs to another key, which alone (or an admin key) may use it";
     if (!why)
         why = dpool_strerror (code);
     dp_json_buf_t text;
