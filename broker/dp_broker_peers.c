@@ -62,7 +62,8 @@ void
 dp_broker_span_copy (dp_span_t span, char *out, size_t cap)
 {
     size_t len = span.size < cap - 1 ? span.size : cap - 1;
-    memcpy (out, span.data, len);
+    if (len)
+        memcpy (out, span.data, len); /* an empty span may have no data (BATCH-LIST's id) */
     out[len] = 0;
 }
 
