@@ -105,10 +105,11 @@ s_work (dp_testpeer_t *worker)
     return count;
 }
 
-static void
-s_case_protocol (void)
+/*  Adds, resent adds, a gap; a GET that waits for the worker; the results
+    in order; ACK, and the batch gone with the last. Returns the worker. */
+static dp_testpeer_t *
+s_add_run_collect (dp_testpeer_t *client)
 {
-    dp_testpeer_t *client = s_client_new (1);
     s_add (client, 1, 0, 3, 0);
     CHECK_EQ_INT (s_added (s_reply (client, 1, 0)), 3);
     /*  Sent again with one more (a resubmission): only the new one enters. */
@@ -168,7 +169,13 @@ s_case_protocol (void)
     dp_encode_batch_get (&client->w, 22, ID, 0, 1, 0);
     dp_testpeer_send (client, DP_CMD_BATCH_GET);
     s_reply (client, 22, DPOOL_ENOENT);
+    return worker;
+}
 
+/*  Refusals: roles, a stranger, malformed bodies, each counted. */
+static void
+s_refusals (dp_testpeer_t *client, dp_testpeer_t *worker)
+{
     /*  Roles: a worker may not send batch requests, nor a client a reply;
         a stranger is told to register. */
     dp_encode_batch_list (&worker->w, 1);
@@ -198,7 +205,14 @@ s_case_protocol (void)
     dp_testpeer_send (client, DP_CMD_BATCH_GET);
     dp_testpeer_expect (client, DP_CMD_ERROR);
     CHECK_EQ_INT (s_status_count (client, "dropped", "limit"), 2);
+}
 
+static void
+s_case_protocol (void)
+{
+    dp_testpeer_t *client = s_client_new (1);
+    dp_testpeer_t *worker = s_add_run_collect (client);
+    s_refusals (client, worker);
     /*  A batch left with tasks queued, one with results: freed at the
         broker's end (valgrind: no leak). Then random batch bodies. */
     s_add (client, 30, 0, 3, 0);
