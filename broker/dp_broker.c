@@ -342,9 +342,9 @@ s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
     return true;
 }
 
-/*  A new task record for in, of flow: its arguments copied in, or, when
-    they came in a payload frame of wire, that frame shared (no copy).
-    NULL if out of memory. */
+/*  A new task record for in: its arguments copied in, or, when they came
+    in a payload frame of wire, that frame shared (no copy). NULL if out of
+    memory. */
 static task_t *
 s_task_new (dp_broker_t *self, const dp_task_t *in, dp_wire_msg_t *wire)
 {
@@ -357,7 +357,7 @@ s_task_new (dp_broker_t *self, const dp_task_t *in, dp_wire_msg_t *wire)
     if (in->frame) {
         zmq_msg_t *frame = (zmq_msg_t *)(void *)task->args;
         zmq_msg_init (frame);
-        if (zmq_msg_copy (frame, dp_wire_payload (wire, in->frame)) != 0) {
+        if (!wire || zmq_msg_copy (frame, dp_wire_payload (wire, in->frame)) != 0) {
             zmq_msg_close (frame);
             dp_slab_free (self->slab, task, offsetof (task_t, args) + extra);
             return NULL;
@@ -366,6 +366,49 @@ s_task_new (dp_broker_t *self, const dp_task_t *in, dp_wire_msg_t *wire)
     } else
         memcpy (task->args, in->args.data, in->args.size);
     return task;
+}
+
+int
+dp_broker_task_enter (dp_broker_t *self, client_t *client, uint32_t lane, const dp_task_t *in,
+                      dp_wire_msg_t *wire)
+{
+    char name[DP_MAX_NAME + 1];
+    dp_broker_span_copy (in->fn, name, sizeof name);
+    fnq_t *fnq = dp_broker_fnq_get (self, name);
+    flow_t *flow = fnq ? dp_broker_flow_get (self, client, fnq) : NULL;
+    task_t *task = flow ? s_task_new (self, in, wire) : NULL;
+    if (!task) {
+        if (flow)
+            dp_broker_flow_put (self, flow);
+        return -1;
+    }
+    task->item.priority = in->priority;
+    task->item.order = ++self->next_order;
+    task->item.index = DP_TASKQ_NONE;
+    task->client = client;
+    task->flow = flow;
+    task->seq = in->id;
+    task->timeout_ms = in->timeout_ms;
+    task->retries = (int16_t)in->retries;
+    task->flags = (uint8_t)in->flags;
+    task->lane = (uint8_t)lane;
+    task->calls = 1;
+    if (in->flags & DP_TASK_CHUNK) {
+        dp_reader_t reader;
+        dp_reader_init (&reader, in->args.data, in->args.size);
+        if (dp_mp_read_array (&reader, &task->calls) || task->calls == 0)
+            task->calls = 1;
+    }
+    self->task_bytes += task->args_size;
+    if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
+        task->client = NULL;
+        dp_broker_task_free (self, task);
+        return -1;
+    }
+    dp_broker_client_task_add (self, client, task);
+    dp_broker_metrics_submitted (self, task);
+    dp_broker_task_queue (self, task);
+    return 0;
 }
 
 static void
@@ -383,43 +426,10 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
         }
         if (s_submit_refused (self, client, &in))
             continue;
-        char name[DP_MAX_NAME + 1];
-        dp_broker_span_copy (in.fn, name, sizeof name);
-        fnq_t *fnq = dp_broker_fnq_get (self, name);
-        flow_t *flow = fnq ? dp_broker_flow_get (self, client, fnq) : NULL;
-        task_t *task = flow ? s_task_new (self, &in, wire) : NULL;
-        if (!task) {
-            if (flow)
-                dp_broker_flow_put (self, flow);
+        if (dp_broker_task_enter (self, client, lane, &in, wire) != 0) {
             dp_broker_client_out (self, client, RESULT_OVERHEAD * 2);
             dp_list_add_error (&client->out, in.id, DPOOL_ENOMEM, "broker out of memory");
-            continue;
         }
-        task->item.priority = in.priority;
-        task->item.order = ++self->next_order;
-        task->item.index = DP_TASKQ_NONE;
-        task->client = client;
-        task->flow = flow;
-        task->seq = in.id;
-        task->timeout_ms = in.timeout_ms;
-        task->retries = (int16_t)in.retries;
-        task->flags = (uint8_t)in.flags;
-        task->lane = (uint8_t)lane;
-        task->calls = 1;
-        if (in.flags & DP_TASK_CHUNK) {
-            dp_reader_t reader;
-            dp_reader_init (&reader, in.args.data, in.args.size);
-            if (dp_mp_read_array (&reader, &task->calls) || task->calls == 0)
-                task->calls = 1;
-        }
-        self->task_bytes += task->args_size;
-        if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
-            dp_broker_task_free (self, task);
-            continue;
-        }
-        dp_broker_client_task_add (self, client, task);
-        dp_broker_metrics_submitted (self, task);
-        dp_broker_task_queue (self, task);
     }
 }
 
@@ -635,7 +645,7 @@ s_malformed (dp_broker_t *self, zmq_msg_t *rid, zmq_msg_t *header, dp_reason_t r
 /*  Acts on a command of a registered peer, as its role allows: HEARTBEAT
     from anyone; SUBMIT from a client or a lane of one; CANCEL and STATUS
     from a client; DONE and PROGRESS from a worker or its lane; queue
-    requests from a client or a worker. Returns false, having done
+    requests from a client or a worker; batch requests from a client. Returns false, having done
     nothing, for a command the peer's role may not send. */
 static bool
 s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg, dp_wire_msg_t *wire)
@@ -683,6 +693,16 @@ s_on_command (dp_broker_t *self, peer_t *peer, dp_msg_t *msg, dp_wire_msg_t *wir
     case DP_CMD_QUEUE_ACK:
         if (peer->kind == PEER_CLIENT || peer->kind == PEER_WORKER) {
             s_on_queue_ack (self, peer, &msg->u.queue_ack);
+            return true;
+        }
+        break;
+    case DP_CMD_BATCH_ADD:
+    case DP_CMD_BATCH_GET:
+    case DP_CMD_BATCH_ACK:
+    case DP_CMD_BATCH_LIST:
+    case DP_CMD_BATCH_CANCEL:
+        if (peer->kind == PEER_CLIENT) {
+            dp_batches_request (self, peer->rid, peer->rid_size, peer->client, msg);
             return true;
         }
         break;
@@ -883,6 +903,7 @@ s_tick (dp_broker_t *self)
     dp_broker_expire_sessions (self, now);
     dp_broker_fail_unoffered (self, now);
     dp_queues_tick (self->queues, now);
+    dp_batches_tick (self, now);
     dp_conns_tick (self->conns, now);
     s_trim (self);
 }
@@ -985,6 +1006,9 @@ dp_broker_new (const dp_broker_config_t *config)
     self->warned = zhashx_new ();
     self->slab = dp_slab_new ();
     self->queues = dp_queues_new (config->queue_bytes, 0, s_queue_reply, self);
+    dp_batches_config_t batches = {config->result_ttl_s, config->max_batches,
+                                   config->max_batch_tasks, config->max_batch_bytes};
+    self->batches = dp_batches_new (&batches);
     self->conns = dp_conns_new (s_max_connections (config),
                                 config->max_peer_connections > 0 ? config->max_peer_connections
                                                                  : DP_DEFAULT_MAX_PEER_CONNS,
@@ -994,8 +1018,8 @@ dp_broker_new (const dp_broker_config_t *config)
     self->router = zsock_new (ZMQ_ROUTER);
     if (dp_broker_fair_init (self, config->weights) != 0 || !self->name || !self->peers ||
         !self->sessions || !self->fnqs || !self->workers || !self->ready || !self->dirty ||
-        !self->warned || !self->queues || !self->router || !self->slab || !self->conns ||
-        (config->metrics && !self->metrics)) {
+        !self->warned || !self->queues || !self->batches || !self->router || !self->slab ||
+        !self->conns || (config->metrics && !self->metrics)) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -1093,6 +1117,8 @@ dp_broker_destroy (dp_broker_t **self_p)
         client_t *client;
         while (self->sessions && (client = (client_t *)zhashx_first (self->sessions)))
             dp_broker_client_forget (self, client);
+        if (self->tenants)
+            dp_batches_destroy (self, &self->batches);
         /*  What is left queued had no session (impossible) or was requeued
             from workers just removed: free it with its queue. */
         for (fnq_t *fnq = self->fnqs ? (fnq_t *)zhashx_first (self->fnqs) : NULL; fnq;
@@ -1210,6 +1236,9 @@ dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
         if (client->dirty)
             zlistx_move_end (self->dirty, client->dirty);
     }
+    /*  Batch replies last: what the turn changed is acknowledged only now,
+        after any journal has recorded it (dp_batches.h). */
+    dp_batches_flush (self, dp_now_ms ());
     int64_t queue_deadline = dp_queues_next_deadline (self->queues);
     if (dp_now_ms () - self->last_tick >= TICK_MS)
         s_tick (self);

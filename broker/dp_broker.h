@@ -65,6 +65,11 @@ typedef struct {
     int nofunc_grace_ms;  /* 0: default; -1: wait forever */
     const char *endpoint_file; /* if set, bound endpoints are written here */
     size_t queue_bytes;        /* bytes of queued values held; 0: DP_QUEUE_BYTES */
+    /*  Detached batches (dp_batches.h); 0 takes each default. */
+    uint32_t result_ttl_s;  /* DP_BATCH_RESULT_TTL_S */
+    size_t max_batches;     /* per owner key: DP_MAX_BATCHES */
+    size_t max_batch_tasks; /* DP_MAX_BATCH_TASKS */
+    size_t max_batch_bytes; /* bytes of results held, every batch: DP_BATCH_BYTES */
     /*  Connections admitted in all (0: the open-file limit less
         DP_BROKER_FD_RESERVE) and from one IP address (0:
         DP_DEFAULT_MAX_PEER_CONNS); those beyond are refused. */

@@ -149,7 +149,10 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
         self->failed++;
     dp_broker_metrics_ended (self, task, code, value ? size : 0);
     client_t *client = task->client;
-    if (client) {
+    if (client && client->batch) {
+        dp_broker_client_task_remove (self, client, task);
+        dp_batches_task_ended (self, client->batch, task->seq, code, value, size);
+    } else if (client) {
         dp_broker_client_task_remove (self, client, task);
         if (dp_broker_lane_result (self, task, code, value, size) == 0) {
             dp_broker_task_free (self, task);
@@ -181,7 +184,10 @@ void
 dp_broker_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *message)
 {
     client_t *client = task->client;
-    if (client) {
+    if (client && client->batch) {
+        dp_broker_client_task_remove (self, client, task);
+        dp_batches_task_failed (self, client->batch, task->seq, code, message);
+    } else if (client) {
         dp_broker_client_task_remove (self, client, task);
         dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
         dp_list_add_error (&client->out, task->seq, code, message);

@@ -4,7 +4,8 @@
     loop, command handlers and life cycle (dp_broker.c), tasks and dispatch
     (dp_broker_dispatch.c), fair share between tenants (dp_broker_fair.c),
     peers, workers and client sessions (dp_broker_peers.c), and the STATUS
-    reply (dp_broker_status.c); its
+    reply (dp_broker_status.c); detached batches are a module of their own
+    (dp_batches.h) that reaches into these records; its
     connections are a table of their own (dp_conns.h). This
     header defines dp_broker_t and its records, and declares the functions
     one of those files calls in another. It is private to broker/: nothing
@@ -20,6 +21,7 @@
 #ifndef DP_BROKER_INT_H_INCLUDED
 #define DP_BROKER_INT_H_INCLUDED
 
+#include "dp_batches.h"
 #include "dp_broker.h"
 
 #include "dp_conns.h"
@@ -30,6 +32,7 @@
 #include "dp_queues.h"
 #include "dp_slab.h"
 #include "dp_taskq.h"
+#include "dp_wire.h"
 
 #include <czmq.h>
 #include <signal.h>
@@ -227,6 +230,8 @@ struct _client_t {
     size_t held_tasks;
     size_t held_args;
     account_t *account; /* NULL without a key configuration */
+    /*  A batch's own (dp_batches.h), in no session table; else NULL. */
+    dp_batch_t *batch;
 };
 
 /*  A worker: a peer that sent READY, owned by broker->workers. */
@@ -366,6 +371,8 @@ struct _dp_broker_t {
     /*  The named queues (dp_queues.h). */
     dp_queues_t *queues;
     dp_metrics_t *metrics; /* counters for --metrics-bind (dp_broker_metrics.c); NULL: none */
+    /*  Detached batches (dp_batches.h). */
+    dp_batches_t *batches;
 };
 
 #pragma GCC visibility push(hidden)
@@ -466,6 +473,13 @@ dp_broker_wlane_attach (dp_broker_t *self, worker_t *worker, peer_t *peer);
     main connection from then on, and deletes the peer. */
 void
 dp_broker_wlane_drop (dp_broker_t *self, peer_t *peer);
+
+/*  Makes a session that no table holds (a batch's), whose tasks take the
+    share of the tenant of tenant_key (made if there is none, named
+    tenant_name). Returns NULL if out of memory. */
+client_t *
+dp_broker_client_make (dp_broker_t *self, const uint8_t *session, dp_span_t name,
+                       const char *tenant_key, const char *tenant_name);
 
 /*  Makes a detached session, owned by the session table. Returns NULL if
     out of memory. */
@@ -590,6 +604,14 @@ dp_broker_task_queue (dp_broker_t *self, task_t *task);
     session's parked queue). */
 void
 dp_broker_task_unqueue (dp_broker_t *self, task_t *task);
+
+/*  Enters a new task of client (from lane, 0: none): in its table, against
+    its quotas, and queued; its arguments in the payload frame of wire that
+    in names, if it names one (wire may be NULL if not). Returns 0, or -1
+    if out of memory (nothing entered). */
+int
+dp_broker_task_enter (dp_broker_t *self, client_t *client, uint32_t lane, const dp_task_t *in,
+                      dp_wire_msg_t *wire);
 
 /*  Frees a task that is in no queue and no job table. */
 void

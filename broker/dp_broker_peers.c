@@ -66,7 +66,8 @@ void
 dp_broker_span_copy (dp_span_t span, char *out, size_t cap)
 {
     size_t len = span.size < cap - 1 ? span.size : cap - 1;
-    memcpy (out, span.data, len);
+    if (len)
+        memcpy (out, span.data, len); /* an empty span may have no data (BATCH-LIST's id) */
     out[len] = 0;
 }
 
@@ -285,7 +286,8 @@ dp_broker_wlane_drop (dp_broker_t *self, peer_t *peer)
 */
 
 client_t *
-dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
+dp_broker_client_make (dp_broker_t *self, const uint8_t *session, dp_span_t name,
+                       const char *tenant_key, const char *tenant_name)
 {
     client_t *client = (client_t *)calloc (1, sizeof *client);
     if (!client)
@@ -308,9 +310,8 @@ dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
         return NULL;
     }
     zlistx_set_destructor (client->sealed, s_sealed_free);
-    /*  With CURVE, the sessions of one key share its tenant. */
-    client->tenant = dp_broker_tenant_get (
-        self, self->zap && self->from_user[0] ? self->from_user : client->key, client->name);
+    client->tenant = dp_broker_tenant_get (self, tenant_key ? tenant_key : client->key,
+                                           tenant_name ? tenant_name : client->name);
     if (!client->tenant) {
         zlistx_destroy (&client->sealed);
         dp_writer_fini (&client->out);
@@ -319,7 +320,17 @@ dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
         return NULL;
     }
     client->last_seen = dp_now_ms ();
-    zhashx_insert (self->sessions, client->key, client);
+    return client;
+}
+
+client_t *
+dp_broker_client_new (dp_broker_t *self, const uint8_t *session, dp_span_t name)
+{
+    /*  With CURVE, the sessions of one key share its tenant. */
+    client_t *client = dp_broker_client_make (
+        self, session, name, self->zap && self->from_user[0] ? self->from_user : NULL, NULL);
+    if (client)
+        zhashx_insert (self->sessions, client->key, client);
     return client;
 }
 
@@ -356,7 +367,8 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client)
     self->freed_bytes += dp_broker_held_bytes (client);
     dp_writer_fini (&client->out);
     zlistx_destroy (&client->sealed);
-    zhashx_delete (self->sessions, client->key);
+    if (!client->batch)
+        zhashx_delete (self->sessions, client->key);
     dp_broker_tenant_release (self, client->tenant);
     free (client);
 }

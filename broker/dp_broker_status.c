@@ -141,7 +141,8 @@ s_pack_queue_stats (dp_broker_t *self, msgpack_packer *pk)
 /*  The broker's bounds (PROTOCOL.md section 8) and their use: tasks and
     bytes of arguments held, results held for sessions (over them all, and
     the most of one), the sessions stalled at their bound and the tasks
-    they park, named queues' bytes, and memory trims. */
+    they park, detached batches (their tasks queued or running, bytes of
+    results held, GETs waiting), named queues' bytes, and memory trims. */
 static void
 s_pack_limits (dp_broker_t *self, msgpack_packer *pk)
 {
@@ -159,7 +160,13 @@ s_pack_limits (dp_broker_t *self, msgpack_packer *pk)
     }
     dp_queues_stats_t stats;
     dp_queues_stats (self->queues, &stats);
-    msgpack_pack_map (pk, 19);
+    size_t batches, batch_tasks, batch_bytes, batch_waiting;
+    dp_batches_counts (self->batches, &batches, &batch_tasks, &batch_bytes, &batch_waiting);
+    msgpack_pack_map (pk, 23);
+    s_pack_count (pk, "batches", batches);
+    s_pack_count (pk, "batch_tasks", batch_tasks);
+    s_pack_count (pk, "batch_bytes", batch_bytes);
+    s_pack_count (pk, "batch_waiting", batch_waiting);
     s_pack_count (pk, "sessions", zhashx_size (self->sessions));
     s_pack_count (pk, "max_sessions", self->max_sessions);
     s_pack_count (pk, "sessions_refused", self->sessions_refused);

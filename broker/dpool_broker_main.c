@@ -82,6 +82,14 @@ s_usage (FILE *out)
              "                         a key's weight in the key file wins (default: 1 each)\n"
              "      --max-named-bytes N  bytes of values the named queues hold before puts\n"
              "                         are rejected (env DPOOL_MAX_NAMED_BYTES; default %ld)\n"
+             "      --result-ttl S     seconds a detached batch's results are kept, once\n"
+             "                         nothing of it runs, if nobody collects them; a batch\n"
+             "                         may ask for its own (default %d: 7 days)\n"
+             "      --max-batches N    detached batches one key holds (without CURVE: all\n"
+             "                         of them) before a new one is refused (default %d)\n"
+             "      --max-batch-tasks N  tasks of one batch (default %d)\n"
+             "      --max-batch-bytes N  bytes of results every batch holds together before\n"
+             "                         new batch tasks are refused (default %ld)\n"
              "      --nofunc-grace MS  how long a task waits for a worker offering its\n"
              "                         function once workers are connected; -1 forever\n"
              "                         (env DPOOL_NOFUNC_GRACE_MS; default %d)\n"
@@ -127,8 +135,9 @@ s_usage (FILE *out)
              "it stops. See dpool-broker(1); the wire protocol is in docs/PROTOCOL.md.\n",
              DP_DEFAULT_ENDPOINT, DP_HEARTBEAT_MS, DP_EXPIRY_MS, DP_DEFAULT_MAX_QUEUE,
              DP_DEFAULT_MAX_QUEUE_BYTES, DP_DEFAULT_MAX_HELD_RESULTS, DP_DEFAULT_MAX_HELD_BYTES,
-             DP_DEFAULT_MAX_SESSIONS, DP_QUEUE_BYTES, DP_DEFAULT_NOFUNC_GRACE,
-             DP_BROKER_FD_RESERVE, DP_DEFAULT_MAX_PEER_CONNS, DP_MAX_MSG_SIZE);
+             DP_DEFAULT_MAX_SESSIONS, DP_QUEUE_BYTES, DP_BATCH_RESULT_TTL_S, DP_MAX_BATCHES,
+             DP_MAX_BATCH_TASKS, DP_BATCH_BYTES, DP_DEFAULT_NOFUNC_GRACE, DP_BROKER_FD_RESERVE,
+             DP_DEFAULT_MAX_PEER_CONNS, DP_MAX_MSG_SIZE);
 }
 
 /*  Parses an integer option or exits with a usage error naming it. */
@@ -225,6 +234,10 @@ enum {
     OPT_MAX_HELD_RESULTS,
     OPT_MAX_HELD_BYTES,
     OPT_MAX_NAMED_BYTES,
+    OPT_RESULT_TTL,
+    OPT_MAX_BATCHES,
+    OPT_MAX_BATCH_TASKS,
+    OPT_MAX_BATCH_BYTES,
     OPT_MAX_SESSIONS,
     OPT_MAX_RUNNING,
     OPT_WEIGHTS,
@@ -251,6 +264,20 @@ s_bound_option (int opt, dp_broker_config_t *config)
         return true;
     case OPT_MAX_NAMED_BYTES:
         config->queue_bytes = (size_t)s_int_option ("--max-named-bytes", optarg, 1, BYTES_MAX);
+        return true;
+    case OPT_RESULT_TTL:
+        config->result_ttl_s =
+            (uint32_t)s_int_option ("--result-ttl", optarg, 1, DP_MAX_BATCH_TTL_S);
+        return true;
+    case OPT_MAX_BATCHES:
+        config->max_batches = (size_t)s_int_option ("--max-batches", optarg, 1, 100000000);
+        return true;
+    case OPT_MAX_BATCH_TASKS:
+        config->max_batch_tasks =
+            (size_t)s_int_option ("--max-batch-tasks", optarg, 1, 1000000000);
+        return true;
+    case OPT_MAX_BATCH_BYTES:
+        config->max_batch_bytes = (size_t)s_int_option ("--max-batch-bytes", optarg, 1, BYTES_MAX);
         return true;
     case OPT_CLIENT_QUEUED:
         config->max_queued_per_client =
@@ -405,6 +432,10 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"max-held-results", required_argument, NULL, OPT_MAX_HELD_RESULTS},
         {"max-held-bytes", required_argument, NULL, OPT_MAX_HELD_BYTES},
         {"max-named-bytes", required_argument, NULL, OPT_MAX_NAMED_BYTES},
+        {"result-ttl", required_argument, NULL, OPT_RESULT_TTL},
+        {"max-batches", required_argument, NULL, OPT_MAX_BATCHES},
+        {"max-batch-tasks", required_argument, NULL, OPT_MAX_BATCH_TASKS},
+        {"max-batch-bytes", required_argument, NULL, OPT_MAX_BATCH_BYTES},
         {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
         {"max-running-per-client", required_argument, NULL, OPT_MAX_RUNNING},
         {"weights", required_argument, NULL, OPT_WEIGHTS},

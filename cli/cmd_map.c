@@ -28,6 +28,7 @@
 const char dp_cli_help_map[] =
     "usage: dpool map FN [--connect EP] [--chunksize N] [--timeout-ms N]\n"
     "                    < args.jsonl > results.jsonl\n"
+    "       dpool map FN --output results.jsonl [--resume] < args.jsonl\n"
     "       dpool map --exec [OPTIONS] [--] CMD [ARG...] < lines\n"
     "\n"
     "Runs the function FN once for every line of standard input and prints one line\n"
@@ -65,6 +66,13 @@ const char dp_cli_help_map[] =
     "  --connect-timeout-ms N   how long the broker has to answer, at the start and\n"
     "                           whenever results stop coming\n"
     "                           [DPOOL_CONNECT_TIMEOUT_MS; 5000]\n"
+    "  --output FILE            write the results to FILE (a new file), running the\n"
+    "                           map as a detached batch (dpool submit) whose id is\n"
+    "                           kept in FILE.batch until the map is done\n"
+    "  --resume                 with --output: continue the map FILE holds, after\n"
+    "                           the command was killed: only the input lines the\n"
+    "                           broker holds no task for are submitted, and FILE\n"
+    "                           ends with every result line exactly once\n"
     "  --quiet                  draw no progress bar [DPOOL_QUIET; off]\n"
     "\n"
     "Progress: when stderr is a terminal, a line there shows the lines done (out of\n"
@@ -462,6 +470,8 @@ s_map_print (s_map_t *self, int wait_ms)
 int
 dp_cli_map_run (dp_cli_t *cli)
 {
+    if (cli->options.output)
+        return dp_cli_map_resume_run (cli);
     s_map_t map;
     memset (&map, 0, sizeof map);
     if (cli->options.exec) {

@@ -36,9 +36,9 @@ const char *
 dp_cli_code_name (int code)
 {
     static const char *const names[] = {
-        "OK",      "EFAILED",   "ETIMEOUT", "EDEADLINE", "ECANCELLED",   "ELOST",
-        "ENOFUNC", "EREJECTED", "ECLOSED",  "EINVAL",    "ENOMEM",       "EAGAIN",
-        "EPROTO",  "ESTATE",    "ESYS",     "EEND",      "EUNREACHABLE", "EDENIED"};
+        "OK",        "EFAILED", "ETIMEOUT",     "EDEADLINE", "ECANCELLED", "ELOST",  "ENOFUNC",
+        "EREJECTED", "ECLOSED", "EINVAL",       "ENOMEM",    "EAGAIN",     "EPROTO", "ESTATE",
+        "ESYS",      "EEND",    "EUNREACHABLE", "EDENIED",   "ENOENT"};
     if (code >= 0 && (size_t)code < sizeof names / sizeof names[0])
         return names[code];
     return "EUNKNOWN";
@@ -121,7 +121,9 @@ dp_cli_probe (dp_cli_t *cli, const char *doing, void **data, size_t *size)
         return -1;
     }
     cli->last_heard_ms = dp_now_ms ();
-    if (!(cli->command->id & (CMD_STATUS | CMD_QUEUE)) && !cli->warned_no_workers &&
+    /*  A detached batch's commands need no worker now. */
+    unsigned quiet = CMD_STATUS | CMD_QUEUE | CMD_SUBMIT | CMD_RESULTS | CMD_BATCHES | CMD_CANCEL;
+    if (!(cli->command->id & quiet) && !cli->warned_no_workers &&
         s_status_workers (status, status_size) == 0) {
         fprintf (stderr, "dpool %s: waiting: the broker at %s has no workers yet\n",
                  cli->command->name, cli->options.connect);
@@ -198,6 +200,18 @@ s_append_literal (dp_json_buf_t *out, const char *text)
 /*  Writes the outcome of a finished task as one JSON line: its value, or
     the failure marking. Returns true if the task succeeded; sets *error if
     the output could not be made. */
+int
+dp_cli_append_failure (dp_json_buf_t *out, int code, const char *message, size_t len)
+{
+    const char *name = dp_cli_code_name (code);
+    return s_append_literal (out, "{\"dpool_error\":{\"code\":") ||
+                   dp_json_append_string (out, name, strlen (name)) ||
+                   s_append_literal (out, ",\"message\":") ||
+                   dp_json_append_string (out, message, len) || s_append_literal (out, "}}")
+               ? -1
+               : 0;
+}
+
 bool
 dp_cli_append_outcome (dp_json_buf_t *out, dpool_result_t *result, bool *error)
 {
@@ -211,12 +225,7 @@ dp_cli_append_outcome (dp_json_buf_t *out, dpool_result_t *result, bool *error)
         const char *message = dpool_result_error (result);
         if (!message)
             message = dpool_strerror (code);
-        const char *name = dp_cli_code_name (code);
-        rc = s_append_literal (out, "{\"dpool_error\":{\"code\":") ||
-             dp_json_append_string (out, name, strlen (name)) ||
-             s_append_literal (out, ",\"message\":") ||
-             dp_json_append_string (out, message, strlen (message)) ||
-             s_append_literal (out, "}}");
+        rc = dp_cli_append_failure (out, code, message, strlen (message));
     }
     if (rc || dp_json_buf_append (out, "\n", 1))
         *error = true;

@@ -48,8 +48,12 @@ enum {
     CMD_STATUS = 4,
     CMD_DEMO = 8,
     CMD_QUEUE = 16,
-    CMD_ALL = 31,
-    CMD_KEYGEN = 32
+    CMD_KEYGEN = 32,
+    CMD_SUBMIT = 64,
+    CMD_RESULTS = 128,
+    CMD_BATCHES = 256,
+    CMD_CANCEL = 512,
+    CMD_ALL = 31 | 64 | 128 | 256 | 512
 };
 
 /*  The options' values, after defaults, DPOOL_* variables and the command
@@ -70,9 +74,16 @@ typedef struct {
     long procs;
     const char *curve_server;
     const char *curve_secret;
-    bool quiet;    /* map: no progress bar */
-    bool watch;    /* status: again every interval until a signal */
-    long interval; /* status --watch: seconds */
+    bool quiet;         /* map: no progress bar */
+    bool watch;         /* status: again every interval until a signal */
+    long interval;      /* status --watch: seconds */
+    const char *name;   /* submit: the batch's name */
+    const char *id;     /* submit: add to this batch (after the tasks it holds) */
+    long result_ttl;    /* submit: seconds results are kept uncollected; 0: the broker's */
+    bool no_results;    /* submit: fire and forget */
+    bool no_wait;       /* results: print what is done, do not wait */
+    bool keep;          /* results: leave them at the broker */
+    const char *output; /* map: write results to this file, resumable (--resume) */
 } dp_cli_options_t;
 
 /*  A command: its name, its CMD_* bit, how many positional arguments it
@@ -107,6 +118,11 @@ extern const char dp_cli_help_map[];
 int
 dp_cli_map_run (dp_cli_t *cli);
 
+/*  dp_cli_resume.c: dpool map FN --output FILE [--resume], a map run as a
+    detached batch whose output file is its record of what is done. */
+int
+dp_cli_map_resume_run (dp_cli_t *cli);
+
 /*  cmd_apply.c: dpool apply FN JSON. */
 extern const char dp_cli_help_apply[];
 int
@@ -133,6 +149,21 @@ dp_cli_queue_run (dp_cli_t *cli, bool timeout_given);
     entry leaves to it. Returns -1 to go on, or EXIT_USAGE after a message. */
 int
 dp_cli_queue_check_args (dp_cli_t *cli);
+
+/*  cmd_batch.c: detached batches: dpool submit FN, dpool results BATCH,
+    dpool batches, dpool cancel BATCH. */
+extern const char dp_cli_help_submit[];
+extern const char dp_cli_help_results[];
+extern const char dp_cli_help_batches[];
+extern const char dp_cli_help_cancel[];
+int
+dp_cli_submit_run (dp_cli_t *cli);
+int
+dp_cli_results_run (dp_cli_t *cli);
+int
+dp_cli_batches_run (dp_cli_t *cli);
+int
+dp_cli_cancel_run (dp_cli_t *cli);
 
 /*  cmd_keygen.c: dpool keygen PATH. */
 extern const char dp_cli_help_keygen[];
@@ -220,5 +251,11 @@ dp_cli_check_broker (dp_cli_t *cli);
     be made. */
 bool
 dp_cli_append_outcome (dp_json_buf_t *out, dpool_result_t *result, bool *error);
+
+/*  Appends the failure marking of a task that failed with code and
+    message (len bytes) to out, without a newline. Returns 0, or -1 if out
+    of memory. */
+int
+dp_cli_append_failure (dp_json_buf_t *out, int code, const char *message, size_t len);
 
 #endif

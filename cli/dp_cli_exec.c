@@ -56,15 +56,18 @@ dp_cli_exec_check_args (dp_cli_t *cli)
 {
     const dp_cli_options_t *o = &cli->options;
     if (!o->exec) {
-        const char *stray = o->joblog          ? "--joblog"
-                            : o->resume        ? "--resume"
-                            : o->resume_failed ? "--resume-failed"
-                            : o->max_output    ? "--max-output"
-                                               : NULL;
+        const char *stray = o->joblog                 ? "--joblog"
+                            : o->resume && !o->output ? "--resume"
+                            : o->resume_failed        ? "--resume-failed"
+                            : o->max_output           ? "--max-output"
+                                                      : NULL;
         if (stray)
-            return dp_cli_usage_error (cli->command, "%s goes with --exec", stray);
+            return dp_cli_usage_error (cli->command, "%s goes with --exec%s", stray,
+                                       o->resume ? " and --joblog, or with --output" : "");
         return -1;
     }
+    if (o->output)
+        return dp_cli_usage_error (cli->command, "--output goes without --exec (see --joblog)");
     if (cli->exec_argc == 0)
         return dp_cli_usage_error (cli->command, "--exec wants a command: dpool map --exec [--] "
                                                  "CMD [ARG...]");

@@ -24,6 +24,7 @@
 #include "dp_cli.h"
 #include "dp_cli_exec.h"
 #include "dp_exec.h"
+#include "dp_proto.h"
 #include "dp_util.h"
 #include "dpool.h"
 
@@ -68,15 +69,16 @@ static const s_option_t s_option_table[] = {
      MAX_CONNECT_TIMEOUT_MS, offsetof (dp_cli_options_t, connect_timeout_ms)},
     {"--chunksize", "DPOOL_CHUNKSIZE", OPT_INT, CMD_MAP, 0, MAX_CHUNKSIZE,
      offsetof (dp_cli_options_t, chunksize)},
-    {"--timeout-ms", "DPOOL_TIMEOUT_MS", OPT_INT, CMD_MAP | CMD_APPLY | CMD_QUEUE, 0, INT_MAX,
-     offsetof (dp_cli_options_t, timeout_ms)},
+    {"--timeout-ms", "DPOOL_TIMEOUT_MS", OPT_INT, CMD_MAP | CMD_APPLY | CMD_QUEUE | CMD_SUBMIT, 0,
+     INT_MAX, offsetof (dp_cli_options_t, timeout_ms)},
     {"--batch", "DPOOL_BATCH", OPT_INT, CMD_MAP, 1, MAX_BATCH, offsetof (dp_cli_options_t, batch)},
-    {"--json", "DPOOL_JSON", OPT_FLAG, CMD_STATUS | CMD_MAP, 0, 0,
+    {"--json", "DPOOL_JSON", OPT_FLAG, CMD_STATUS | CMD_MAP | CMD_BATCHES, 0, 0,
      offsetof (dp_cli_options_t, json)},
     /*  No variable turns --exec on: it changes what the words mean. */
     {"--exec", NULL, OPT_FLAG, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, exec)},
     {"--joblog", "DPOOL_JOBLOG", OPT_STRING, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, joblog)},
     {"--resume", "DPOOL_RESUME", OPT_FLAG, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, resume)},
+    {"--output", NULL, OPT_STRING, CMD_MAP, 0, 0, offsetof (dp_cli_options_t, output)},
     {"--resume-failed", "DPOOL_RESUME_FAILED", OPT_FLAG, CMD_MAP, 0, 0,
      offsetof (dp_cli_options_t, resume_failed)},
     {"--max-output", "DPOOL_MAX_OUTPUT", OPT_INT, CMD_MAP, 1, DP_EXEC_MAX_OUTPUT_LIMIT,
@@ -93,6 +95,13 @@ static const s_option_t s_option_table[] = {
      offsetof (dp_cli_options_t, curve_server)},
     {"--curve-secret", "DPOOL_CURVE_SECRET", OPT_STRING, CMD_ALL, 0, 0,
      offsetof (dp_cli_options_t, curve_secret)},
+    {"--name", NULL, OPT_STRING, CMD_SUBMIT, 0, 0, offsetof (dp_cli_options_t, name)},
+    {"--id", NULL, OPT_STRING, CMD_SUBMIT, 0, 0, offsetof (dp_cli_options_t, id)},
+    {"--result-ttl", "DPOOL_RESULT_TTL", OPT_INT, CMD_SUBMIT, 1, DP_MAX_BATCH_TTL_S,
+     offsetof (dp_cli_options_t, result_ttl)},
+    {"--no-results", NULL, OPT_FLAG, CMD_SUBMIT, 0, 0, offsetof (dp_cli_options_t, no_results)},
+    {"--no-wait", NULL, OPT_FLAG, CMD_RESULTS, 0, 0, offsetof (dp_cli_options_t, no_wait)},
+    {"--keep", NULL, OPT_FLAG, CMD_RESULTS, 0, 0, offsetof (dp_cli_options_t, keep)},
 };
 #define OPTION_COUNT (sizeof s_option_table / sizeof s_option_table[0])
 
@@ -114,6 +123,11 @@ static const char s_help_main[] =
     "  queue put NAME JSON, queue get NAME, queue size NAME\n"
     "                  put a value on the broker's named queue NAME, take one off,\n"
     "                  or count them (the queues tasks share, like Manager().Queue)\n"
+    "  submit FN       run FN on every line of stdin as a detached batch: print its\n"
+    "                  id and exit once the broker holds every task\n"
+    "  results BATCH   print a batch's results in input order, as map does\n"
+    "  batches         list the batches: id, name, function, done/total, failed, age\n"
+    "  cancel BATCH    cancel a batch's tasks that have not started\n"
     "  keygen PATH     make a CURVE key pair: PATH (the public key) and PATH_secret\n"
     "  help [COMMAND]  show the help of a command (also: dpool COMMAND --help)\n"
     "\n"
@@ -152,6 +166,10 @@ static const dp_cli_command_t s_commands[] = {
     {"demo", CMD_DEMO, 0, dp_cli_help_demo},
     {"queue", CMD_QUEUE, POSITIONAL_VARIES, dp_cli_help_queue},
     {"keygen", CMD_KEYGEN, 1, dp_cli_help_keygen},
+    {"submit", CMD_SUBMIT, 1, dp_cli_help_submit},
+    {"results", CMD_RESULTS, 1, dp_cli_help_results},
+    {"batches", CMD_BATCHES, 0, dp_cli_help_batches},
+    {"cancel", CMD_CANCEL, 1, dp_cli_help_cancel},
 };
 #define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 
@@ -335,8 +353,9 @@ s_parse_check (dp_cli_t *cli, const s_words_t *words)
     if (!exec && command->positional >= 0 && words->npositional != command->positional) {
         static const char *const wants[] = {"no arguments", "one argument, FN",
                                             "two arguments, FN and JSON"};
+        bool batch = command->id & (CMD_RESULTS | CMD_CANCEL);
         return dp_cli_usage_error (command, "%s takes %s", command->name,
-                                   wants[command->positional]);
+                                   batch ? "one argument, BATCH" : wants[command->positional]);
     }
     for (int i = 0; i < words->npositional && i < MAX_POSITIONAL; i++)
         cli->args[i] = words->positional[i];
@@ -484,6 +503,14 @@ main (int argc, char *argv[])
         return dp_cli_apply_run (&cli);
     case CMD_STATUS:
         return dp_cli_status_run (&cli);
+    case CMD_SUBMIT:
+        return dp_cli_submit_run (&cli);
+    case CMD_RESULTS:
+        return dp_cli_results_run (&cli);
+    case CMD_BATCHES:
+        return dp_cli_batches_run (&cli);
+    case CMD_CANCEL:
+        return dp_cli_cancel_run (&cli);
     case CMD_QUEUE:
         return dp_cli_queue_run (&cli, s_option_on_command_line (argc, argv, "--timeout-ms") ||
                                            getenv ("DPOOL_TIMEOUT_MS"));

@@ -11,6 +11,7 @@
 */
 #include "dp_client_impl.h"
 
+#include "dp_pool_batch.h"
 #include "dp_pool_queue.h"
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -85,6 +86,7 @@ s_free (dpool_pool_t *self)
     free (self->finish.items);
     free (self->status);
     dp_pool_queues_destroy (&self->queues);
+    dp_pool_batch_ops_destroy (&self->batch_ops);
     free (self->endpoint);
     explicit_bzero (&self->curve, sizeof self->curve);
     free (self->name);
@@ -691,6 +693,12 @@ dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd)
 /*  ---------------------------------------------------------------------------
     Queue requests.
 */
+
+dp_pool_batch_ops_t **
+dp_client_batch_ops (dpool_pool_t *self)
+{
+    return &self->batch_ops;
+}
 
 dp_pool_queues_t *
 dp_client_queues (dpool_pool_t *self)

@@ -162,6 +162,14 @@ struct _dp_batch_t {
     size_t frame_bytes; /* theirs */
 };
 
+/*  The pool's table of batch requests (dp_pool_batch.c). */
+typedef struct _dp_pool_batch_ops_t dp_pool_batch_ops_t;
+
+/*  Frees a pool's table of batch requests (their callers are gone), and
+    nulls *self_p; harmless on NULL. Called by the pool (dp_client.c). */
+void
+dp_pool_batch_ops_destroy (dp_pool_batch_ops_t **self_p);
+
 /*  The pool's table of queue requests (dp_pool_queue.c). */
 typedef struct _dp_pool_queues_t dp_pool_queues_t;
 
@@ -624,5 +632,11 @@ dp_client_queues (dpool_pool_t *self);
     frees with the struct (dp_pool_queues_destroy). */
 void
 dp_client_set_queues (dpool_pool_t *self, dp_pool_queues_t *queues);
+
+/*  With the lock held: where the pool keeps its table of batch requests
+    (NULL until dp_pool_batch.c makes it); the pool frees it with the
+    struct. */
+dp_pool_batch_ops_t **
+dp_client_batch_ops (dpool_pool_t *self);
 
 #endif

@@ -14,6 +14,7 @@
 #include "dp_client_actor.h"
 
 #include "dp_client.h"
+#include "dp_pool_batch.h"
 #include "dp_pool_queue.h"
 #include "dp_result.h"
 #include "dp_util.h"
@@ -195,7 +196,8 @@ s_end_tasks (dpool_pool_t *pool, dp_ctask_t *chain, int code, const char *messag
     }
 }
 
-/*  Sends a queue request for dp_pool_queue_send. */
+/*  Sends a queue or batch request for dp_pool_queue_send and
+    dp_pool_batch_send. */
 static int
 s_send_queue (void *arg, dp_cmd_t cmd, const dp_writer_t *body)
 {
@@ -230,6 +232,8 @@ s_service (s_actor_t *self)
             self->cancel_all_sent = true;
     }
     if (self->welcomed && !broken && dp_pool_queue_send (pool, self->conn, s_send_queue, self))
+        broken = true;
+    if (self->welcomed && !broken && dp_pool_batch_send (pool, self->conn, s_send_queue, self))
         broken = true;
     s_end_tasks (pool, asked.ended, DPOOL_ECANCELLED, "cancelled: the pool was terminated", true);
     s_end_tasks (pool, asked.failed, DPOOL_ENOMEM, "out of memory submitting the task", false);
@@ -437,7 +441,12 @@ s_recv (s_actor_t *self)
         self->last_recv = dp_now_ms ();
         dp_msg_t msg;
         dp_reason_t reason = dp_wire_decode (&wire, false, NULL, &msg);
-        if (reason == DP_OK)
+        if (reason == DP_OK && msg.cmd == DP_CMD_BATCH_REPLY)
+            /*  Handed on whole: its caller decodes it again. */
+            dp_pool_batch_reply (self->pool, msg.u.batch_reply.req,
+                                 zmq_msg_data (&wire.frames[wire.count - 1]),
+                                 zmq_msg_size (&wire.frames[wire.count - 1]));
+        else if (reason == DP_OK)
             s_on_message (self, &msg);
         else if (self->malformed++ == 0)
             dp_warn ("client: malformed message from the broker (%s)", dp_reason_name (reason));

@@ -86,6 +86,8 @@ struct _dpool_pool_t {
     int workers; /* as the broker reported last */
     /*  Queue requests waiting for their replies (dp_pool_queue.h). */
     dp_pool_queues_t *queues;
+    /*  Batch requests waiting for their replies (dp_pool_batch.h). */
+    dp_pool_batch_ops_t *batch_ops;
     /*  Lanes (dp_lane.h): the numbers in use, bit n-1 for lane n, and the
         threads waiting on a lane for a handle the actor may finish
         instead. */

@@ -59,7 +59,8 @@ typedef enum {
     DPOOL_ESYS = 14,         /* a system call failed (see errno) */
     DPOOL_EEND = 15,         /* an iterator has no more items */
     DPOOL_EUNREACHABLE = 16, /* the broker could not be reached */
-    DPOOL_EDENIED = 17       /* the broker's key configuration denies the right */
+    DPOOL_EDENIED = 17,      /* the broker's key configuration denies the right */
+    DPOOL_ENOENT = 18        /* no such batch: collected, expired, or never made */
 } dpool_error_t;
 
 /*  The code of the last failed dpool call on this thread. */
@@ -529,6 +530,133 @@ dpool_queue_error (dpool_queue_t *self);
 /*  Closes the handle (not the queue, which lives on in the broker). */
 void
 dpool_queue_destroy (dpool_queue_t **self_p);
+
+/*  ---------------------------------------------------------------------------
+    Detached batches (docs/PROTOCOL.md 5.8): tasks the broker runs and
+    keeps the results of whether or not their submitter stays connected,
+    until a reader collects them or their TTL runs out. A batch has an id
+    (16 hex characters) any process of the same key (or an administrator)
+    reopens it by; its results come back in input order, and are deleted
+    at the broker only once the reader confirms them (dpool_batch_ack), so
+    a reader killed before that loses nothing. Results are kept in the
+    broker's memory: a broker restart loses them.
+
+    A handle is used by one thread at a time. It holds a reference on its
+    pool; destroying it leaves the batch at the broker.
+*/
+typedef struct _dpool_batch_t dpool_batch_t;
+
+typedef struct {
+    const char *name; /* shown by dpool batches (0 to 255 bytes); NULL: none */
+    const char *id;   /* NULL: a new random id; else this one's next tasks, by index */
+    unsigned ttl_s;   /* how long results are kept uncollected; 0: the broker's */
+    bool discard;     /* fire and forget: count results, keep none */
+    int timeout_ms;   /* each task's run-time limit; 0: none */
+    int retries;      /* re-runs after a worker dies: -1 never, 0 the broker's default */
+} dpool_batch_options_t;
+
+/*  What the broker holds of a batch. */
+typedef struct {
+    char id[17];
+    char name[256];
+    char fn[256];
+    uint64_t total; /* its tasks, once submitted whole (sealed); 0 before */
+    uint64_t added; /* tasks the broker acknowledged */
+    uint64_t done;  /* tasks ended, failed ones included */
+    uint64_t failed;
+    uint64_t collected; /* results below this index were collected and deleted */
+    uint64_t age_ms;
+    unsigned ttl_s;
+    bool sealed;
+    bool cancelled;
+    bool discard;
+} dpool_batch_info_t;
+
+/*  One result of a batch, borrowed until the next call on its handle:
+    code 0 and the packed result, or an error code and its message (a
+    packed msgpack str). */
+typedef struct {
+    uint64_t index; /* the task's place in the batch, from 0 */
+    int code;
+    const void *value;
+    size_t size;
+} dpool_batch_result_t;
+
+/*  A new batch of tasks of function fn (options NULL: the defaults), or
+    with options->id the batch of that id, to add tasks after those the
+    broker holds (dpool_batch_added says how many). Nothing is sent yet
+    for a new batch. Returns NULL on failure. */
+dpool_batch_t *
+dpool_batch_new (dpool_pool_t *pool, const char *fn, const dpool_batch_options_t *options);
+
+/*  Reopens the batch id (16 hex characters) to read its results, see its
+    state or cancel it. Blocks until the broker answers. Returns NULL on
+    failure: DPOOL_ENOENT (no such batch), DPOOL_EDENIED (another key's). */
+dpool_batch_t *
+dpool_batch_open (dpool_pool_t *pool, const char *id);
+
+/*  The batch's id (16 hex characters). */
+const char *
+dpool_batch_id (const dpool_batch_t *self);
+
+/*  Adds a task whose arguments are one packed msgpack object, at most
+    64 MiB less 128 KiB (DPOOL_EINVAL past it). Tasks are sent in groups;
+    a call that sends one blocks until the broker acknowledged it. Returns 0, or -1
+   (DPOOL_EREJECTED naming the bound the broker reached, DPOOL_EDENIED...). */
+int
+dpool_batch_add (dpool_batch_t *self, const void *args, size_t size);
+
+/*  Sends the tasks not yet sent and tells the broker the batch is whole.
+    Returns 0 once the broker acknowledged every task: from then on the
+    batch no longer needs this process. */
+int
+dpool_batch_submit (dpool_batch_t *self);
+
+/*  Tasks added to the batch so far and acknowledged by the broker. */
+uint64_t
+dpool_batch_added (const dpool_batch_t *self);
+
+/*  The next result in input order, waiting up to timeout_ms (-1: no
+    limit) for it. Returns 0, or -1 with DPOOL_EEND once every result was
+    returned (or the batch keeps none), DPOOL_ETIMEOUT, DPOOL_ENOENT. */
+int
+dpool_batch_next (dpool_batch_t *self, int timeout_ms, dpool_batch_result_t *result);
+
+/*  Reads on from index: the next result dpool_batch_next returns is
+    index's (results below it count as returned, and dpool_batch_ack
+    confirms them). For a reader that keeps its own record of what it has
+    (dpool map --resume). */
+void
+dpool_batch_seek (dpool_batch_t *self, uint64_t index);
+
+/*  Confirms every result dpool_batch_next returned so far: the broker
+    deletes them (and the batch, once all are collected). Returns 0 or -1. */
+int
+dpool_batch_ack (dpool_batch_t *self);
+
+/*  Cancels the batch: its queued tasks end DPOOL_ECANCELLED (their results
+    are kept as failures), running ones finish, none can be added. */
+int
+dpool_batch_cancel (dpool_batch_t *self);
+
+/*  Asks the broker for the batch's state. Returns 0 or -1. */
+int
+dpool_batch_info (dpool_batch_t *self, dpool_batch_info_t *info);
+
+/*  The batches the pool's key may see (all of them for an administrator,
+    or without keys): an array the caller frees with free(), of *count
+    entries. Returns 0 or -1. */
+int
+dpool_pool_batches (dpool_pool_t *pool, dpool_batch_info_t **infos, size_t *count);
+
+/*  The message of the handle's last failure (the broker's, when it
+    answered), or NULL after a success. Borrowed. */
+const char *
+dpool_batch_error (const dpool_batch_t *self);
+
+/*  Frees the handle; the batch lives on at the broker. */
+void
+dpool_batch_destroy (dpool_batch_t **self_p);
 
 /*  ---------------------------------------------------------------------------
     Result handles (Pool's AsyncResult). One handle stands for one apply or

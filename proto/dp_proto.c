@@ -24,7 +24,15 @@
 #define QACK_FIELDS     2 /* token, accept */
 #define PROGRESS_FIELDS 2 /* id, value */
 #define ATTACH_FIELDS   1 /* token */
-#define MAX_CODE        0xffff
+#define BADD_FIELDS     8 /* req, id, name, fn, flags, ttl_s, total, tasks */
+#define BGET_FIELDS     5 /* req, id, from, max, wait_ms */
+#define BACK_FIELDS     3 /* req, id, upto */
+#define BLIST_FIELDS    1 /* req */
+#define BCANCEL_FIELDS  2 /* req, id */
+#define BREPLY_FIELDS   5 /* req, code, message, batches, results */
+#define BINFO_FIELDS                                                                              \
+    11 /* id, name, fn, total, added, done, failed, collected, age_ms, flags, ttl_s */
+#define MAX_CODE 0xffff
 
 static const char *s_cmd_names[DP_CMD_COUNT_] = {
     "?",    "HELLO",  "WELCOME", "READY",        "SUBMIT",    "RESULT", "DISPATCH",
@@ -33,8 +41,9 @@ static const char *s_cmd_names[DP_CMD_COUNT_] = {
 /*  The commands of named queues, progress and worker lanes, from
     DP_CMD_QUEUE_OPEN on. */
 static const char *s_more_cmd_names[DP_CMD_COUNT_ - DP_CMD_QUEUE_OPEN] = {
-    "QUEUE-OPEN", "QUEUE-PUT", "QUEUE-GET",   "QUEUE-SIZE", "QUEUE-REPLY",
-    "QUEUE-ACK",  "PROGRESS",  "WORK-STATUS", "ATTACH"};
+    "QUEUE-OPEN", "QUEUE-PUT", "QUEUE-GET",   "QUEUE-SIZE",   "QUEUE-REPLY",
+    "QUEUE-ACK",  "PROGRESS",  "WORK-STATUS", "ATTACH",       "BATCH-ADD",
+    "BATCH-GET",  "BATCH-ACK", "BATCH-LIST",  "BATCH-CANCEL", "BATCH-REPLY"};
 
 static const char *s_reason_names[DP_EREASON_COUNT_] = {
     "ok", "frames", "header", "signature", "version", "command", "body", "limit"};
@@ -519,6 +528,108 @@ s_progress (dp_reader_t *r, dp_progress_t *p)
     return s_skip_extra (r, count, PROGRESS_FIELDS);
 }
 
+/*  A batch id: exactly DP_BATCH_ID_SIZE characters of lowercase hex. */
+static dp_reason_t
+s_batch_id (dp_reader_t *r, dp_span_t *id)
+{
+    if (dp_mp_read_str (r, id))
+        return DP_EBODY;
+    if (id->size != DP_BATCH_ID_SIZE)
+        return DP_ELIMIT;
+    for (size_t i = 0; i < id->size; i++) {
+        uint8_t c = id->data[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return DP_ELIMIT;
+    }
+    return DP_OK;
+}
+
+static dp_reason_t
+s_batch_add (dp_reader_t *r, dp_batch_add_t *b)
+{
+    uint32_t count;
+    TRY (s_open (r, BADD_FIELDS, &count));
+    if (dp_mp_read_uint (r, &b->req))
+        return DP_EBODY;
+    TRY (s_batch_id (r, &b->id));
+    TRY (s_name (r, &b->name, 0));
+    TRY (s_name (r, &b->fn, 1));
+    TRY (s_u32 (r, &b->flags, DP_BATCH_DISCARD));
+    TRY (s_u32 (r, &b->ttl_s, DP_MAX_BATCH_TTL_S));
+    if (dp_mp_read_uint (r, &b->total))
+        return DP_EBODY;
+    TRY (s_list (r, DP_CMD_SUBMIT, &b->tasks));
+    return s_skip_extra (r, count, BADD_FIELDS);
+}
+
+/*  BATCH-GET, -ACK, -LIST, -CANCEL. */
+static dp_reason_t
+s_batch_req (dp_reader_t *r, dp_cmd_t cmd, dp_batch_req_t *b)
+{
+    static const uint32_t fields[] = {BGET_FIELDS, BACK_FIELDS, BLIST_FIELDS, BCANCEL_FIELDS};
+    uint32_t known = fields[cmd - DP_CMD_BATCH_GET];
+    uint32_t count;
+    TRY (s_open (r, known, &count));
+    if (dp_mp_read_uint (r, &b->req))
+        return DP_EBODY;
+    if (cmd != DP_CMD_BATCH_LIST)
+        TRY (s_batch_id (r, &b->id));
+    if (cmd == DP_CMD_BATCH_GET || cmd == DP_CMD_BATCH_ACK)
+        if (dp_mp_read_uint (r, &b->from))
+            return DP_EBODY;
+    if (cmd == DP_CMD_BATCH_GET) {
+        TRY (s_u32 (r, &b->max, DP_MAX_BATCH));
+        TRY (s_u32 (r, &b->wait_ms, DP_MAX_BATCH_WAIT_MS));
+        if (b->max == 0)
+            return DP_ELIMIT;
+    }
+    return s_skip_extra (r, count, known);
+}
+
+static dp_reason_t
+s_batch_info (dp_reader_t *r, dp_batch_info_t *info)
+{
+    uint32_t count;
+    TRY (s_open (r, BINFO_FIELDS, &count));
+    TRY (s_batch_id (r, &info->id));
+    TRY (s_name (r, &info->name, 0));
+    TRY (s_name (r, &info->fn, 0));
+    uint64_t *counts[] = {&info->total,  &info->added,     &info->done,
+                          &info->failed, &info->collected, &info->age_ms};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        if (dp_mp_read_uint (r, counts[i]))
+            return DP_EBODY;
+    TRY (s_u32 (r, &info->flags, DP_BATCH_DISCARD | DP_BATCH_SEALED | DP_BATCH_CANCELLED));
+    TRY (s_u32 (r, &info->ttl_s, DP_MAX_BATCH_TTL_S));
+    return s_skip_extra (r, count, BINFO_FIELDS);
+}
+
+static dp_reason_t
+s_batch_reply (dp_reader_t *r, dp_batch_reply_t *b)
+{
+    uint32_t count, nbatches;
+    TRY (s_open (r, BREPLY_FIELDS, &count));
+    if (dp_mp_read_uint (r, &b->req))
+        return DP_EBODY;
+    TRY (s_i32 (r, &b->code, 0, MAX_CODE));
+    if (dp_mp_read_str (r, &b->message))
+        return DP_EBODY;
+    if (b->message.size > DP_MAX_ERROR)
+        return DP_ELIMIT;
+    if (dp_mp_read_array (r, &nbatches))
+        return DP_EBODY;
+    if (nbatches > DP_MAX_BATCH)
+        return DP_ELIMIT;
+    b->batches.reader = *r;
+    b->batches.left = nbatches;
+    for (uint32_t i = 0; i < nbatches; i++) {
+        dp_batch_info_t info;
+        TRY (s_batch_info (r, &info));
+    }
+    TRY (s_list (r, DP_CMD_RESULT, &b->results));
+    return s_skip_extra (r, count, BREPLY_FIELDS);
+}
+
 /*  HEARTBEAT, BYE and STATUS: an array, of any length for later versions. */
 static dp_reason_t
 s_empty (dp_reader_t *r)
@@ -618,6 +729,18 @@ dp_msg_decode_frames (const void *header, size_t header_size, const void *body, 
         break;
     case DP_CMD_ATTACH:
         rc = s_attach (&reader, &msg->u.attach);
+        break;
+    case DP_CMD_BATCH_ADD:
+        rc = s_batch_add (&reader, &msg->u.batch_add);
+        break;
+    case DP_CMD_BATCH_GET:
+    case DP_CMD_BATCH_ACK:
+    case DP_CMD_BATCH_LIST:
+    case DP_CMD_BATCH_CANCEL:
+        rc = s_batch_req (&reader, msg->cmd, &msg->u.batch);
+        break;
+    case DP_CMD_BATCH_REPLY:
+        rc = s_batch_reply (&reader, &msg->u.batch_reply);
         break;
     default: /* HEARTBEAT, BYE, STATUS */
         rc = s_empty (&reader);
@@ -998,6 +1121,15 @@ dp_list_begin (dp_writer_t *self)
     s_raw (self, placeholder, sizeof placeholder);
 }
 
+void
+dp_list_open (dp_writer_t *self)
+{
+    static const uint8_t placeholder[5] = {0xdd, 0, 0, 0, 0};
+    self->list_at = self->sbuf.size;
+    self->list_count = 0;
+    s_raw (self, placeholder, sizeof placeholder);
+}
+
 /*  Adds a task with its args, packed, and its flags. */
 static void
 s_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task, dp_span_t args, uint32_t flags)
@@ -1136,4 +1268,98 @@ dp_list_end (dp_writer_t *self)
     at[1] = (uint8_t)(n >> 16);
     at[2] = (uint8_t)(n >> 8);
     at[3] = (uint8_t)n;
+}
+
+/*  ---------------------------------------------------------------------------
+    Batches.
+*/
+
+static void
+s_batch_head (dp_writer_t *self, uint32_t fields, uint64_t req, const char *id)
+{
+    s_reset (self);
+    s_check (self, msgpack_pack_array (&self->pk, fields));
+    s_check (self, msgpack_pack_uint64 (&self->pk, req));
+    if (id)
+        s_cstr (self, id);
+}
+
+void
+dp_encode_batch_add (dp_writer_t *self, uint64_t req, const char *id, const char *name,
+                     const char *fn, uint32_t flags, uint32_t ttl_s, uint64_t total)
+{
+    s_batch_head (self, BADD_FIELDS, req, id);
+    s_cstr (self, name);
+    s_cstr (self, fn);
+    s_check (self, msgpack_pack_uint32 (&self->pk, flags));
+    s_check (self, msgpack_pack_uint32 (&self->pk, ttl_s));
+    s_check (self, msgpack_pack_uint64 (&self->pk, total));
+}
+
+void
+dp_encode_batch_get (dp_writer_t *self, uint64_t req, const char *id, uint64_t from, uint32_t max,
+                     uint32_t wait_ms)
+{
+    s_batch_head (self, BGET_FIELDS, req, id);
+    s_check (self, msgpack_pack_uint64 (&self->pk, from));
+    s_check (self, msgpack_pack_uint32 (&self->pk, max));
+    s_check (self, msgpack_pack_uint32 (&self->pk, wait_ms));
+}
+
+void
+dp_encode_batch_ack (dp_writer_t *self, uint64_t req, const char *id, uint64_t upto)
+{
+    s_batch_head (self, BACK_FIELDS, req, id);
+    s_check (self, msgpack_pack_uint64 (&self->pk, upto));
+}
+
+void
+dp_encode_batch_list (dp_writer_t *self, uint64_t req)
+{
+    s_batch_head (self, BLIST_FIELDS, req, NULL);
+}
+
+void
+dp_encode_batch_cancel (dp_writer_t *self, uint64_t req, const char *id)
+{
+    s_batch_head (self, BCANCEL_FIELDS, req, id);
+}
+
+void
+dp_encode_batch_reply (dp_writer_t *self, uint64_t req, int32_t code, const char *message)
+{
+    s_batch_head (self, BREPLY_FIELDS, req, NULL);
+    s_check (self, msgpack_pack_int32 (&self->pk, code));
+    message = message ? message : "";
+    size_t len = strlen (message);
+    s_str (self, message, len > DP_MAX_ERROR ? DP_MAX_ERROR : len);
+}
+
+void
+dp_list_add_batch (dp_writer_t *self, const dp_batch_info_t *info)
+{
+    s_check (self, msgpack_pack_array (&self->pk, BINFO_FIELDS));
+    s_str (self, (const char *)info->id.data, info->id.size);
+    s_str (self, (const char *)info->name.data, info->name.size);
+    s_str (self, (const char *)info->fn.data, info->fn.size);
+    uint64_t counts[] = {info->total,  info->added,     info->done,
+                         info->failed, info->collected, info->age_ms};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        s_check (self, msgpack_pack_uint64 (&self->pk, counts[i]));
+    s_check (self, msgpack_pack_uint32 (&self->pk, info->flags));
+    s_check (self, msgpack_pack_uint32 (&self->pk, info->ttl_s));
+    self->list_count++;
+}
+
+bool
+dp_list_next_batch (dp_list_t *self, dp_batch_info_t *info)
+{
+    if (self->left == 0)
+        return false;
+    dp_reason_t rc = s_batch_info (&self->reader, info);
+    assert (rc == DP_OK);
+    (void)rc;
+    self->left--;
+    self->next++;
+    return true;
 }

@@ -66,6 +66,21 @@
 #define DP_MAX_PEER_LOANS     1024          /* values handed to a peer, not yet acknowledged */
 #define DP_QUEUE_BYTES        (1L << 30)    /* default: value bytes held, broker-wide */
 
+/*  Detached batches (docs/PROTOCOL.md, 5.8). The first four are limits of
+    the wire; the others are the broker's defaults and bounds. */
+#define DP_BATCH_ID_SIZE      16            /* hex characters of a batch id */
+#define DP_MAX_BATCH_TTL_S    (366 * 86400) /* a batch's result TTL, seconds */
+#define DP_MAX_BATCH_WAIT_MS  600000        /* longest wait of one BATCH-GET */
+#define DP_BATCH_DISCARD      0x01u         /* flags: fire and forget, no result kept */
+#define DP_BATCH_SEALED       0x02u         /* info: its total is known */
+#define DP_BATCH_CANCELLED    0x04u         /* info: cancelled */
+#define DP_BATCH_RESULT_TTL_S (7 * 86400)   /* default --result-ttl */
+#define DP_MAX_BATCHES        10000         /* default --max-batches, per owner */
+#define DP_MAX_BATCH_TASKS    10000000      /* default --max-batch-tasks */
+#define DP_BATCH_BYTES        (1L << 30)    /* default --max-batch-bytes: results held */
+#define DP_MAX_BATCH_WAITERS  1024          /* BATCH-GETs waiting, broker-wide */
+#define DP_BATCH_REPLY_BYTES  (8u << 20)    /* results in one BATCH-REPLY, about */
+
 /*  Heartbeat rules (docs/PROTOCOL.md §6), for an interval ivl in ms: the
     broker beats once per ivl, sending HEARTBEAT to each peer it has sent
     nothing for DP_HEARTBEAT_QUIET (ivl); a peer answers a HEARTBEAT when it
@@ -133,7 +148,13 @@ typedef enum {
     DP_CMD_PROGRESS = 20,     /* worker -> broker: a running job's progress */
     DP_CMD_WORK_STATUS = 21,  /* broker -> client: a running task's progress */
     DP_CMD_ATTACH = 22,       /* worker lane -> broker: be this worker's data lane */
-    DP_CMD_COUNT_ = 23
+    DP_CMD_BATCH_ADD = 23,    /* client -> broker: tasks of a detached batch */
+    DP_CMD_BATCH_GET = 24,    /* client -> broker: a batch's results, in input order */
+    DP_CMD_BATCH_ACK = 25,    /* client -> broker: results up to an index were collected */
+    DP_CMD_BATCH_LIST = 26,   /* client -> broker: the batches it may see */
+    DP_CMD_BATCH_CANCEL = 27, /* client -> broker: cancel a batch's queued tasks */
+    DP_CMD_BATCH_REPLY = 28,  /* broker -> client: the answer to a batch request */
+    DP_CMD_COUNT_ = 29
 } dp_cmd_t;
 
 /*  Why a message was refused; the broker counts each reason. */
@@ -266,6 +287,57 @@ typedef struct {
     bool accept; /* false: the value goes back to the front of its queue */
 } dp_queue_ack_t;
 
+/*  BATCH-ADD: tasks of batch id, entries of a SUBMIT list whose seq is
+    the task's index in the batch. total 0: more may come; else the batch
+    has exactly total tasks (it is sealed). */
+typedef struct {
+    uint64_t req;
+    dp_span_t id;   /* DP_BATCH_ID_SIZE lowercase hex characters */
+    dp_span_t name; /* 0 to DP_MAX_NAME bytes */
+    dp_span_t fn;   /* the batch's function, for listing: 1 to DP_MAX_NAME bytes */
+    uint32_t flags; /* DP_BATCH_DISCARD */
+    uint32_t ttl_s; /* 0: the broker's --result-ttl */
+    uint64_t total;
+    dp_list_t tasks; /* walk with dp_list_next_task (DP_CMD_SUBMIT) */
+} dp_batch_add_t;
+
+/*  BATCH-GET [req, id, from, max, wait_ms], BATCH-ACK [req, id, upto],
+    BATCH-LIST [req], BATCH-CANCEL [req, id]. */
+typedef struct {
+    uint64_t req;
+    dp_span_t id;     /* empty for LIST */
+    uint64_t from;    /* GET: the first index wanted; ACK: results below it collected */
+    uint32_t max;     /* GET: most results in the reply, 1 to DP_MAX_BATCH */
+    uint32_t wait_ms; /* GET: how long to wait for one, at most DP_MAX_BATCH_WAIT_MS */
+} dp_batch_req_t;
+
+/*  A batch as BATCH-REPLY describes it. */
+typedef struct {
+    dp_span_t id;
+    dp_span_t name;
+    dp_span_t fn;
+    uint64_t total; /* 0 until sealed */
+    uint64_t added;
+    uint64_t done; /* tasks ended, failed ones included */
+    uint64_t failed;
+    uint64_t collected; /* results below this index were collected (deleted) */
+    uint64_t age_ms;
+    uint32_t flags; /* DP_BATCH_DISCARD, _SEALED, _CANCELLED */
+    uint32_t ttl_s;
+} dp_batch_info_t;
+
+/*  BATCH-REPLY [req, code, message, batches, results]: code 0, or a
+    dpool_error_t code and message; batches (infos, walk with
+    dp_list_next_batch) and results (RESULT entries whose id is the
+    task's index, in order, walk with dp_list_next_result). */
+typedef struct {
+    uint64_t req;
+    int32_t code;
+    dp_span_t message;
+    dp_list_t batches;
+    dp_list_t results;
+} dp_batch_reply_t;
+
 /*  PROGRESS (id is the job's ref) and WORK-STATUS (id is the task's seq). */
 typedef struct {
     uint64_t id;
@@ -290,6 +362,9 @@ typedef struct {
         dp_queue_ack_t queue_ack;
         dp_progress_t progress;
         dp_attach_t attach;
+        dp_batch_add_t batch_add;
+        dp_batch_req_t batch;
+        dp_batch_reply_t batch_reply;
     } u;
 } dp_msg_t;
 
@@ -338,6 +413,8 @@ bool
 dp_list_next_uint (dp_list_t *self, uint64_t *value);
 bool
 dp_list_next_str (dp_list_t *self, dp_span_t *value);
+bool
+dp_list_next_batch (dp_list_t *self, dp_batch_info_t *info);
 
 /*  True if span equals the NUL-terminated string. */
 bool
@@ -443,10 +520,39 @@ dp_encode_queue_ack (dp_writer_t *self, uint64_t token, bool accept);
 void
 dp_encode_progress (dp_writer_t *self, uint64_t id, const void *value, size_t size);
 
+/*  Batch requests. id is DP_BATCH_ID_SIZE hex characters. BATCH-ADD's
+    tasks follow as a list: dp_list_open, dp_list_add_task (DP_CMD_SUBMIT,
+    the task's id its index) for each, then dp_list_end. */
+void
+dp_encode_batch_add (dp_writer_t *self, uint64_t req, const char *id, const char *name,
+                     const char *fn, uint32_t flags, uint32_t ttl_s, uint64_t total);
+void
+dp_encode_batch_get (dp_writer_t *self, uint64_t req, const char *id, uint64_t from, uint32_t max,
+                     uint32_t wait_ms);
+void
+dp_encode_batch_ack (dp_writer_t *self, uint64_t req, const char *id, uint64_t upto);
+void
+dp_encode_batch_list (dp_writer_t *self, uint64_t req);
+void
+dp_encode_batch_cancel (dp_writer_t *self, uint64_t req, const char *id);
+
+/*  BATCH-REPLY: begin with its req, code and message (NULL: none); then
+    the list of batches (dp_list_open, dp_list_add_batch..., dp_list_end),
+    then the list of results (dp_list_open, dp_list_add_result...,
+    dp_list_end). */
+void
+dp_encode_batch_reply (dp_writer_t *self, uint64_t req, int32_t code, const char *message);
+void
+dp_list_add_batch (dp_writer_t *self, const dp_batch_info_t *info);
+
 /*  List bodies (SUBMIT, DISPATCH, RESULT, DONE): begin, add entries, end.
     A list holds at most DP_MAX_BATCH entries. */
 void
 dp_list_begin (dp_writer_t *self);
+/*  Opens a list inside the body being written (a batch message's), where
+    dp_list_begin starts a body that is a list. One list is open at a time. */
+void
+dp_list_open (dp_writer_t *self);
 void
 dp_list_add_task (dp_writer_t *self, dp_cmd_t cmd, const dp_task_t *task);
 /*  dp_list_add_task for a task whose arguments the caller sends as the

@@ -99,6 +99,8 @@ dpool_strerror (int code)
         return "broker unreachable";
     case DPOOL_EDENIED:
         return "denied by the broker's key configuration";
+    case DPOOL_ENOENT:
+        return "no such batch (collected, expired, or never made)";
     default:
         return "unknown error";
     }

@@ -36,3 +36,6 @@ dpool_test (test_broker_fair test_broker_fair.c dp_testbroker.c TIMEOUT 120)
 find_program (DPOOL_CURL curl REQUIRED)
 dpool_test (test_metrics test_metrics.c TIMEOUT 120 VALGRIND_TIMEOUT 300)
 target_compile_definitions (test_metrics PRIVATE DPOOL_CURL_BIN="${DPOOL_CURL}")
+
+# Detached batches in the broker, message by message, and hostile batch messages.
+dpool_test (test_broker_batch test_broker_batch.c TIMEOUT 120 VALGRIND_TIMEOUT 240)

@@ -32,3 +32,6 @@ target_compile_definitions (test_cli_monitor PRIVATE
     DPOOL_TEST_PLUGIN="$<TARGET_FILE:dpool_test_plugin>")
 target_link_libraries (test_cli_monitor PRIVATE util)
 add_dependencies (test_cli_monitor dpool_test_plugin)
+
+# Detached batches: dpool submit, results, batches, cancel and the C API.
+dpool_test (test_batches test_batches.c TIMEOUT 150)

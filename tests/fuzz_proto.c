@@ -91,6 +91,34 @@ s_walk (dp_msg_t *msg)
         if (msg->u.progress.value.size > DP_MAX_PROGRESS)
             abort ();
         break;
+    case DP_CMD_BATCH_ADD:
+        s_inside (msg->u.batch_add.id);
+        s_inside (msg->u.batch_add.name);
+        s_inside (msg->u.batch_add.fn);
+        while (dp_list_next_task (&msg->u.batch_add.tasks, DP_CMD_SUBMIT, &task)) {
+            s_inside (task.fn);
+            s_inside (task.args);
+        }
+        break;
+    case DP_CMD_BATCH_GET:
+    case DP_CMD_BATCH_ACK:
+    case DP_CMD_BATCH_CANCEL:
+        s_inside (msg->u.batch.id);
+        if (msg->u.batch.id.size != DP_BATCH_ID_SIZE)
+            abort ();
+        break;
+    case DP_CMD_BATCH_REPLY: {
+        dp_batch_info_t info;
+        s_inside (msg->u.batch_reply.message);
+        while (dp_list_next_batch (&msg->u.batch_reply.batches, &info)) {
+            s_inside (info.id);
+            s_inside (info.name);
+            s_inside (info.fn);
+        }
+        while (dp_list_next_result (&msg->u.batch_reply.results, &result))
+            s_inside (result.value);
+        break;
+    }
     default:
         break;
     }

@@ -27,3 +27,6 @@ dpool_test (test_idmap test_idmap.c TIMEOUT 60)
 # docs/PROTOCOL.md's test vectors (section 11): the C codec decodes each.
 dpool_test (test_vectors test_vectors.c TIMEOUT 60)
 target_compile_definitions (test_vectors PRIVATE DPOOL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+
+# proto/: the detached-batch commands (DPP/2 additions, ids 23-28).
+dpool_test (test_proto_batch test_proto_batch.c TIMEOUT 120)
