@@ -378,6 +378,21 @@ s_case_key_not_shown (void)
     snprintf (line, sizeof line, "   public-key = \"%s\"", public_key);
     s_all_refuse ("indent", s_edit_key (secret_path, "indent", "public-key", line), public_path,
                   secret);
+    /*  Hand-edited but valid ZPL, with what the parser looks at in odd
+        places (comments, quotes, '=', '#', '/'): loaded as it stands. */
+    char text[1024];
+    snprintf (text, sizeof text,
+              "#   edited by hand: 'quotes', \"more\", a = b # c\n"
+              "metadata\n"
+              "    note = 'a # in quotes / = and \"'   # a comment\n"
+              "    path = /etc/dpool # unquoted\n"
+              "curve\n"
+              "    public-key = '%s'\n"
+              "    secret-key = \"%s\"\t# the secret\n",
+              public_key, secret);
+    dp_curve_t curve;
+    CHECK_EQ_INT (dp_curve_server (&curve, s_write_key ("edited", text), err, sizeof err), 0);
+    CHECK (strcmp (curve.public_, public_key) == 0 && strcmp (curve.secret, secret) == 0);
     free (public_path);
     free (secret_path);
 }
