@@ -5,6 +5,7 @@
 #include "dp_curve.h"
 #include "dp_util.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 
 #define KEY_FILE_MAX (64 * 1024) /* a key file is a few hundred bytes */
 #define KEY_BINARY   32          /* bytes of a binary key */
+#define BESIDE_MAX   4096        /* a path with _secret appended */
 
 /*  The error of a file that holds no public key (a macro: printf's
     format checks see it). */
@@ -35,78 +37,183 @@ s_is_key (const char *text, size_t size)
     memcpy (copy, text, DP_CURVE_KEY);
     copy[DP_CURVE_KEY] = 0;
     uint8_t binary[KEY_BINARY];
-    return zmq_z85_decode (binary, copy) != NULL;
+    bool is_key = zmq_z85_decode (binary, copy) != NULL;
+    explicit_bzero (copy, sizeof copy); /* it may be a secret key */
+    explicit_bzero (binary, sizeof binary);
+    return is_key;
 }
 
-/*  Checks that path names a readable regular file of a key file's size,
-    so that a typo, a directory or a FIFO gets its own clear message
-    (zcert_load says only NULL, and would block on a FIFO). */
-static int
-s_check_file (const char *path, char *err, size_t err_size)
+/*  Wipes a chunk's whole buffer, then destroys it. */
+static void
+s_chunk_destroy (zchunk_t **chunk)
+{
+    if (*chunk)
+        explicit_bzero (zchunk_data (*chunk), zchunk_max_size (*chunk));
+    zchunk_destroy (chunk);
+}
+
+/*  Reads all of fd, at most KEY_FILE_MAX bytes, into a chunk. */
+static zchunk_t *
+s_read_all (int fd, const char *path, char *err, size_t err_size)
+{
+    zchunk_t *chunk = zchunk_new (NULL, KEY_FILE_MAX + 1);
+    if (!chunk) {
+        dp_error_text (err, err_size, "cannot read key file %s: out of memory", path);
+        return NULL;
+    }
+    size_t size = 0;
+    while (size <= KEY_FILE_MAX) {
+        ssize_t got = read (fd, zchunk_data (chunk) + size, KEY_FILE_MAX + 1 - size);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            dp_error_text (err, err_size, "cannot read key file %s: %s", path, strerror (errno));
+            s_chunk_destroy (&chunk);
+            return NULL;
+        }
+        if (got == 0)
+            break;
+        size += (size_t)got;
+    }
+    if (size > KEY_FILE_MAX) {
+        dp_error_text (err, err_size, "%s is too large for a key file", path);
+        s_chunk_destroy (&chunk);
+        return NULL;
+    }
+    zchunk_set (chunk, NULL, size);
+    return chunk;
+}
+
+/*  Reads the key file at path into a chunk of our own (wiped when freed).
+    It must be a readable regular file of a key file's size, so that a
+    typo, a directory or a FIFO gets its own clear message; O_NONBLOCK
+    keeps a FIFO from blocking the open. */
+static zchunk_t *
+s_read (const char *path, char *err, size_t err_size)
 {
     int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0)
-        return dp_error_text (err, err_size, "cannot open key file %s: %s", path,
-                              strerror (errno));
-    struct stat st;
-    int rc = fstat (fd, &st);
-    int saved = errno;
-    close (fd);
-    if (rc != 0)
-        return dp_error_text (err, err_size, "cannot read key file %s: %s", path,
-                              strerror (saved));
-    if (!S_ISREG (st.st_mode))
-        return dp_error_text (err, err_size, "%s is not a key file (not a regular file)", path);
-    if (st.st_size > KEY_FILE_MAX)
-        return dp_error_text (err, err_size, "%s is too large for a key file", path);
-    return 0;
-}
-
-/*  Checks the curve/public-key text of the file at path through CZMQ's
-    ZPL reader: zcert_load decodes a key only up to its first character
-    that is not Z85 and leaves the rest zero, and it may have read
-    path_secret instead, which must then hold the same public key. Returns
-    0, or -1 with a reason in err. */
-static int
-s_check_public_text (const char *path, const char *loaded, char *err, size_t err_size)
-{
-    zconfig_t *root = zconfig_load (path);
-    const char *text = root ? zconfig_get (root, "curve/public-key", NULL) : NULL;
-    int rc = 0;
-    if (!text || !dp_curve_is_key (text))
-        rc = dp_error_text (err, err_size, NOT_KEY_FILE, path);
-    else if (strcmp (text, loaded) != 0)
-        rc = dp_error_text (err, err_size, "%s and %s_secret hold different public keys", path,
-                            path);
-    zconfig_destroy (&root);
-    return rc;
-}
-
-/*  Loads the key file at path through zcert_load, which reads path_secret
-    instead when that exists (CZMQ's convention: a certificate is named by
-    its public file). Returns the certificate, or NULL with a reason in err
-    naming the path. */
-static zcert_t *
-s_cert_load (const char *path, char *err, size_t err_size)
-{
-    if (s_check_file (path, err, err_size))
+    if (fd < 0) {
+        dp_error_text (err, err_size, "cannot open key file %s: %s", path, strerror (errno));
         return NULL;
-    zcert_t *cert = zcert_load (path);
-    if (!cert)
-        dp_error_text (err, err_size, NOT_KEY_FILE, path);
-    else if (s_check_public_text (path, zcert_public_txt (cert), err, err_size))
-        zcert_destroy (&cert);
-    return cert;
+    }
+    zchunk_t *chunk = NULL;
+    struct stat st;
+    if (fstat (fd, &st) != 0)
+        dp_error_text (err, err_size, "cannot read key file %s: %s", path, strerror (errno));
+    else if (!S_ISREG (st.st_mode))
+        dp_error_text (err, err_size, "%s is not a key file (not a regular file)", path);
+    else if (st.st_size > KEY_FILE_MAX)
+        dp_error_text (err, err_size, "%s is too large for a key file", path);
+    else
+        chunk = s_read_all (fd, path, err, err_size);
+    close (fd);
+    return chunk;
 }
 
-/*  True if all size bytes of key are zero: zcert's "no key". */
-static bool
-s_is_zero (const uint8_t *key, size_t size)
+/*  The character CZMQ's ZPL reader cannot tell from c: itself for what it
+    looks for (line ends, spaces, quotes, '#', '=', '/'), 'x' for any other
+    character of a name, '~' for anything else. (The reader asks isalnum
+    of a plain char: 0xFF is then EOF, never a letter.) */
+static char
+s_mask (char c)
 {
-    uint8_t any = 0;
+    unsigned char u = (unsigned char)c;
+    if (u == 0 || isspace (u) || strchr ("\"'#=/", c))
+        return c;
+    if ((isalnum (u) && u != 0xFF) || strchr ("$-_@.&+", c))
+        return 'x';
+    return '~';
+}
+
+/*  Wipes every value in the tree from item on. */
+static void
+s_wipe (zconfig_t *item)
+{
+    for (; item; item = zconfig_next (item)) {
+        char *value = zconfig_value (item);
+        if (value)
+            explicit_bzero (value, strlen (value));
+        s_wipe (zconfig_child (item));
+    }
+}
+
+/*  Wipes the tree's values and comments (a commented-out key is a key),
+    then destroys it. */
+static void
+s_tree_destroy (zconfig_t **tree)
+{
+    if (*tree) {
+        zlist_t *comments = zconfig_comments (*tree);
+        for (char *line = comments ? zlist_first (comments) : NULL; line;
+             line = zlist_next (comments))
+            explicit_bzero (line, strlen (line));
+        s_wipe (*tree);
+    }
+    zconfig_destroy (tree);
+}
+
+/*  Parses text, the key file at path, with CZMQ's ZPL reader. That reader
+    prints the rest of a line it cannot parse (zclock_log, on stdout), so
+    text is parsed first with each character masked (s_mask): the reader
+    decides only by those classes, so the text itself then parses, without
+    a word, exactly when the masked copy did, and a bad line shows only as
+    'x' and '~'. Returns the tree, or NULL with a reason in err. */
+static zconfig_t *
+s_parse (zchunk_t *text, const char *path, char *err, size_t err_size)
+{
+    size_t size = zchunk_size (text);
+    zchunk_t *masked = zchunk_new (NULL, size + 1);
+    if (!masked) {
+        dp_error_text (err, err_size, "cannot read key file %s: out of memory", path);
+        return NULL;
+    }
+    const char *from = (const char *)zchunk_data (text);
+    char *to = (char *)zchunk_data (masked);
     for (size_t i = 0; i < size; i++)
-        any |= key[i];
-    return any == 0;
+        to[i] = s_mask (from[i]);
+    zchunk_set (masked, NULL, size);
+    zconfig_t *tree = zconfig_chunk_load (masked);
+    s_chunk_destroy (&masked);
+    if (tree) {
+        zconfig_destroy (&tree);
+        tree = zconfig_chunk_load (text);
+    }
+    if (!tree)
+        dp_error_text (err, err_size, NOT_KEY_FILE, path);
+    return tree;
+}
+
+/*  A key file's keys as text: public_ checked, secret as found. */
+typedef struct {
+    char public_[DP_CURVE_KEY + 1];
+    bool has_secret;               /* the file has a curve/secret-key */
+    char secret[DP_CURVE_KEY + 1]; /* it, if it has 40 characters; else "" */
+} s_keys_t;
+
+/*  Reads the key file at path into keys (wipe keys->secret after use).
+    Returns 0, or -1 with a reason in err naming the path. */
+static int
+s_load (const char *path, s_keys_t *keys, char *err, size_t err_size)
+{
+    memset (keys, 0, sizeof *keys);
+    zchunk_t *text = s_read (path, err, err_size);
+    zconfig_t *tree = text ? s_parse (text, path, err, err_size) : NULL;
+    s_chunk_destroy (&text);
+    if (!tree)
+        return -1;
+    const char *public_ = zconfig_get (tree, "curve/public-key", NULL);
+    const char *secret = zconfig_get (tree, "curve/secret-key", NULL);
+    int rc = 0;
+    if (!dp_curve_is_key (public_))
+        rc = dp_error_text (err, err_size, NOT_KEY_FILE, path);
+    else {
+        memcpy (keys->public_, public_, DP_CURVE_KEY + 1);
+        keys->has_secret = secret != NULL;
+        if (secret && strlen (secret) == DP_CURVE_KEY)
+            memcpy (keys->secret, secret, DP_CURVE_KEY + 1);
+    }
+    s_tree_destroy (&tree);
+    return rc;
 }
 
 int
@@ -118,40 +225,74 @@ dp_curve_public (const char *key, char out[DP_CURVE_KEY + 1], char *err, size_t 
         memcpy (out, key, DP_CURVE_KEY + 1);
         return 0;
     }
-    zcert_t *cert = s_cert_load (key, err, err_size);
-    if (!cert)
-        return -1;
-    memcpy (out, zcert_public_txt (cert), DP_CURVE_KEY + 1);
-    zcert_destroy (&cert);
+    s_keys_t keys;
+    int rc = s_load (key, &keys, err, err_size);
+    if (rc == 0)
+        memcpy (out, keys.public_, DP_CURVE_KEY + 1);
+    explicit_bzero (&keys, sizeof keys);
+    return rc;
+}
+
+/*  CZMQ's convention: a certificate is named by its public file P, its
+    secret half is P_secret. keys (from path, which has no secret-key) are
+    replaced by P_secret's if that exists and holds the same public key;
+    its path is then in beside (BESIDE_MAX), else beside is "". Returns 0,
+    or -1 with a reason in err. */
+static int
+s_load_beside (const char *path, char *beside, s_keys_t *keys, char *err, size_t err_size)
+{
+    struct stat st;
+    if ((size_t)snprintf (beside, BESIDE_MAX, "%s_secret", path) >= BESIDE_MAX ||
+        (stat (beside, &st) != 0 && errno == ENOENT)) {
+        *beside = 0;
+        return 0; /* none: the caller says path holds no secret-key */
+    }
+    s_keys_t other;
+    int rc = s_load (beside, &other, err, err_size);
+    if (rc == 0 && strcmp (other.public_, keys->public_) != 0)
+        rc = dp_error_text (err, err_size, "%s and %s hold different public keys", path, beside);
+    else if (rc == 0)
+        *keys = other;
+    explicit_bzero (&other, sizeof other);
+    return rc;
+}
+
+/*  Checks keys, read from the file at path, as our own key pair: both keys
+    there, the public key the secret key's; copies them into curve. */
+static int
+s_use_secret (dp_curve_t *curve, const s_keys_t *keys, const char *path, char *err,
+              size_t err_size)
+{
+    if (!*keys->secret)
+        return dp_error_text (err, err_size,
+                              "%s holds no secret-key of 40 characters of Z85 "
+                              "(is it the public half?)",
+                              path);
+    char derived[DP_CURVE_KEY + 1] = "";
+    if (!dp_curve_is_key (keys->secret) || zmq_curve_public (derived, keys->secret) != 0 ||
+        strcmp (derived, keys->public_) != 0)
+        return dp_error_text (err, err_size,
+                              "%s: secret-key is not 40 characters of Z85 or is not the secret "
+                              "of public-key",
+                              path);
+    memcpy (curve->public_, keys->public_, DP_CURVE_KEY + 1);
+    memcpy (curve->secret, keys->secret, DP_CURVE_KEY + 1);
     return 0;
 }
 
-/*  Loads our own key pair from a secret key file: both keys must be there
-    and the public key must be the secret key's. */
+/*  Loads our own key pair from a secret key file, or from the public file
+    P_secret lies beside (s_load_beside). */
 static int
 s_load_secret (dp_curve_t *curve, const char *path, char *err, size_t err_size)
 {
-    zcert_t *cert = s_cert_load (path, err, err_size);
-    if (!cert)
-        return -1;
-    int rc = 0;
-    char derived[DP_CURVE_KEY + 1] = "";
-    if (s_is_zero (zcert_secret_key (cert), KEY_BINARY))
-        rc = dp_error_text (err, err_size,
-                            "%s holds no secret-key of 40 characters of Z85 "
-                            "(is it the public half?)",
-                            path);
-    else if (zmq_curve_public (derived, zcert_secret_txt (cert)) != 0 ||
-             strcmp (derived, zcert_public_txt (cert)) != 0)
-        rc = dp_error_text (err, err_size,
-                            "%s: secret-key is not 40 characters of Z85 or is not the secret of "
-                            "public-key",
-                            path);
-    else {
-        memcpy (curve->public_, zcert_public_txt (cert), DP_CURVE_KEY + 1);
-        memcpy (curve->secret, zcert_secret_txt (cert), DP_CURVE_KEY + 1);
-    }
-    zcert_destroy (&cert);
+    s_keys_t keys;
+    char beside[BESIDE_MAX] = "";
+    int rc = s_load (path, &keys, err, err_size);
+    if (rc == 0 && !keys.has_secret)
+        rc = s_load_beside (path, beside, &keys, err, err_size);
+    if (rc == 0)
+        rc = s_use_secret (curve, &keys, *beside ? beside : path, err, err_size);
+    explicit_bzero (&keys, sizeof keys);
     return rc;
 }
 

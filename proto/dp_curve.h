@@ -2,22 +2,30 @@
 
     A broker given a secret key is a CURVE server: every connection to it
     is encrypted, and clients and workers must know its public key. Keys are
-    Z85 text (40 characters). Key files are CZMQ's certificates: read by
-    zcert_load and written by zcert_save, ZPL text of this layout:
+    Z85 text (40 characters). Key files are CZMQ's certificates, written
+    by zcert_save, ZPL text of this layout:
 
         curve
             public-key = "<40 characters>"
             secret-key = "<40 characters>"     (secret files only)
 
-    As zcert_load does, a key file's path P reads P_secret instead when
-    that exists. What zcert_load leaves unchecked is checked here, so that
-    an error names the path and what is wrong: the path must be a readable
-    regular file of at most 64 KiB, the public key's text must be Z85, and
-    a secret file's secret key must be there and be the public key's.
-    CZMQ's ZPL reader prints a line it cannot parse on stderr, key and
-    all: a hand-edited secret file with a syntax error shows its line. And
-    CZMQ 4.2.1 leaks about 100 bytes for each file that does not parse
-    (tests/lsan.supp).
+    They are read into a buffer of our own (a readable regular file of at
+    most 64 KiB, wiped after use, as are the parsed values) and parsed by
+    CZMQ's ZPL reader (zconfig_chunk_load). That reader prints the rest of
+    a line it cannot parse on stdout; so that a hand-edited secret file
+    never shows its key there, the text is parsed first with every
+    character replaced by one the reader cannot tell from it ('x' for a
+    letter, digit or other character of a name, '~' for other punctuation;
+    spaces, quotes, '=', '#' and '/' kept), and only if that parses is the
+    text itself parsed, which then parses too, silently. A bad line shows
+    only that pattern. Every error names the path and what is wrong: the
+    public key's text must be Z85, and a secret file's secret key must be
+    there and be the public key's.
+
+    As CZMQ names a certificate by its public file P, with P_secret beside
+    it: where a secret key file is expected, a file P with no secret-key
+    reads P_secret instead when that exists, whose public key must be P's.
+    Where a public key is expected, only P itself is read.
 
     Loading happens once at start-up, before any fork; applying to a
     socket uses plain libzmq only, so it is safe in a forked worker.

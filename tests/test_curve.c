@@ -190,8 +190,9 @@ s_case_keys (void)
     CHECK (client.on && strcmp (client.server, public_key) == 0);
     CHECK (strcmp (client.public_, public_key) != 0); /* a fresh pair of its own */
 
-    /*  As zcert_load does, a public file's path reads its _secret beside
-        it; alone, a public file is no secret key. */
+    /*  As CZMQ's certificates go, a public file's path given for a secret
+        key reads its _secret beside it; alone, a public file is no secret
+        key. */
     CHECK_EQ_INT (dp_curve_server (&server, public_path, err, sizeof err), 0);
     CHECK (strcmp (server.public_, public_key) == 0);
     char *text = dp_test_read_file (public_path);
@@ -225,10 +226,15 @@ s_case_keys (void)
     free (text);
     CHECK_EQ_INT (dp_curve_server (&server, mixed, err, sizeof err), -1);
     CHECK (strstr (err, mixed) && strstr (err, "not the secret of public-key"));
-    /*  A public file whose _secret beside it is another key's. */
+    /*  A public file whose _secret beside it is another key's: refused as
+        a secret; as a public key only the public file itself is read. */
     CHECK_EQ_INT (rename (other_secret, secret_path), 0);
-    CHECK_EQ_INT (dp_curve_public (public_path, public_key, err, sizeof err), -1);
-    CHECK (strstr (err, public_path) && strstr (err, "hold different public keys"));
+    CHECK_EQ_INT (dp_curve_server (&server, public_path, err, sizeof err), -1);
+    CHECK (strstr (err, public_path) && strstr (err, secret_path) &&
+           strstr (err, "hold different public keys"));
+    char again[DP_CURVE_KEY + 1];
+    CHECK_EQ_INT (dp_curve_public (public_path, again, err, sizeof err), 0);
+    CHECK (strcmp (again, client.server) == 0);
     free (other);
     free (other_secret);
     CHECK_EQ_INT (dp_curve_client_env (&client, NULL, secret_path, err, sizeof err), -1);
@@ -240,6 +246,153 @@ s_case_keys (void)
     CHECK (!client.on);
     free (before);
     free (after);
+    free (public_path);
+    free (secret_path);
+}
+
+/*  ---------------------------------------------------------------------------
+    key_not_shown: a secret key file that is not valid ZPL is refused by
+    every program, and no program shows its secret key while saying so.
+*/
+
+/*  The 40 characters of secret-key in the secret key file at path. */
+static void
+s_secret_text (const char *path, char out[DP_CURVE_KEY + 1])
+{
+    char *text = dp_test_read_file (path);
+    CHECK (text);
+    const char *at = strstr (text, "secret-key = \"");
+    CHECK (at);
+    at += strlen ("secret-key = \"");
+    CHECK (strlen (at) > DP_CURVE_KEY && at[DP_CURVE_KEY] == '"');
+    memcpy (out, at, DP_CURVE_KEY);
+    out[DP_CURVE_KEY] = 0;
+    free (text);
+}
+
+/*  Copies the file at from to name in the test directory with its first
+    line that holds mark replaced by line; returns the new path (static). */
+static const char *
+s_edit_key (const char *from, const char *name, const char *mark, const char *line)
+{
+    char *text = dp_test_read_file (from);
+    CHECK (text);
+    char *at = strstr (text, mark);
+    CHECK (at);
+    while (at > text && at[-1] != '\n')
+        at--;
+    char *end = strchr (at, '\n');
+    CHECK (end);
+    char edited[8192];
+    snprintf (edited, sizeof edited, "%.*s%s%s", (int)(at - text), text, line, end);
+    free (text);
+    return s_write_key (name, edited);
+}
+
+/*  Fails if any 8 characters in a row of secret are in the file name. */
+static void
+s_not_shown (const char *name, const char *secret)
+{
+    char *text = dp_test_read_file (dp_test_path (name));
+    CHECK (text);
+    for (int i = 0; i + 8 <= DP_CURVE_KEY; i++) {
+        char piece[9];
+        memcpy (piece, secret + i, 8);
+        piece[8] = 0;
+        if (strstr (text, piece))
+            dp_test_fail (__FILE__, __LINE__, "%s shows the secret key: %s", name, text);
+    }
+    free (text);
+}
+
+/*  Runs argv (stdout and stderr into tag.out, tag.err): it must exit with
+    an error that names path, and show no part of secret on either. */
+static void
+s_refuses_quietly (const char *tag, char *const argv[], const char *path, const char *secret)
+{
+    pid_t pid = dp_test_spawn (tag, argv);
+    int status = dp_test_wait_exit (pid, WAIT_MS);
+    CHECK (status != -1 && WIFEXITED (status));
+    if (WEXITSTATUS (status) == 0)
+        dp_test_fail (__FILE__, __LINE__, "%s accepted a key file that is not ZPL", tag);
+    char name[64];
+    snprintf (name, sizeof name, "%s.out", tag);
+    s_not_shown (name, secret);
+    snprintf (name, sizeof name, "%s.err", tag);
+    s_not_shown (name, secret);
+    char *err = dp_test_read_file (dp_test_path (name));
+    CHECK (err);
+    if (!strstr (err, path))
+        dp_test_fail (__FILE__, __LINE__, "%s: its error does not name %s: %s", tag, path, err);
+    free (err);
+}
+
+/*  The broker, a worker and the CLI each refuse the key file at path. */
+static void
+s_all_refuse (const char *tag, const char *path, const char *server, const char *secret)
+{
+    char broker_tag[64], worker_tag[64], cli_tag[64];
+    snprintf (broker_tag, sizeof broker_tag, "%s-broker", tag);
+    snprintf (worker_tag, sizeof worker_tag, "%s-worker", tag);
+    snprintf (cli_tag, sizeof cli_tag, "%s-cli", tag);
+    const char *endpoint = dp_test_ipc (tag);
+    char *broker[] = {(char *)dp_test_broker_bin, "--bind",     (char *)endpoint,
+                      "--curve-secret",           (char *)path, NULL};
+    s_refuses_quietly (broker_tag, broker, path, secret);
+    char *worker[] = {(char *)dp_test_worker_bin,
+                      "--connect",
+                      (char *)endpoint,
+                      "--curve-server",
+                      (char *)server,
+                      "--curve-secret",
+                      (char *)path,
+                      NULL};
+    s_refuses_quietly (worker_tag, worker, path, secret);
+    char *cli[] = {(char *)dp_test_cli_bin, "status",         "--connect",
+                   (char *)endpoint,        "--curve-server", (char *)server,
+                   "--curve-secret",        (char *)path,     NULL};
+    s_refuses_quietly (cli_tag, cli, path, secret);
+}
+
+static void
+s_case_key_not_shown (void)
+{
+    char *public_path = s_key ("shy");
+    char *secret_path = s_secret (public_path);
+    char secret[DP_CURVE_KEY + 1];
+    s_secret_text (secret_path, secret);
+    char line[128];
+    /*  The secret-key line without its '=': CZMQ's parser reports the rest
+        of that line. */
+    snprintf (line, sizeof line, "    secret-key \"%s\"", secret);
+    s_all_refuse ("no-equals", s_edit_key (secret_path, "no-equals", "secret-key", line),
+                  public_path, secret);
+    /*  Text after the closing quote, the key again. */
+    snprintf (line, sizeof line, "    secret-key = \"%s\" %s", secret, secret);
+    s_all_refuse ("junk", s_edit_key (secret_path, "junk", "secret-key", line), public_path,
+                  secret);
+    /*  The error on another line (an indent of 3), the key intact. */
+    char public_key[DP_CURVE_KEY + 1];
+    char err[256];
+    CHECK_EQ_INT (dp_curve_public (public_path, public_key, err, sizeof err), 0);
+    snprintf (line, sizeof line, "   public-key = \"%s\"", public_key);
+    s_all_refuse ("indent", s_edit_key (secret_path, "indent", "public-key", line), public_path,
+                  secret);
+    /*  Hand-edited but valid ZPL, with what the parser looks at in odd
+        places (comments, quotes, '=', '#', '/'): loaded as it stands. */
+    char text[1024];
+    snprintf (text, sizeof text,
+              "#   edited by hand: 'quotes', \"more\", a = b # c\n"
+              "metadata\n"
+              "    note = 'a # in quotes / = and \"'   # a comment\n"
+              "    path = /etc/dpool # unquoted\n"
+              "curve\n"
+              "    public-key = '%s'\n"
+              "    secret-key = \"%s\"\t# the secret\n",
+              public_key, secret);
+    dp_curve_t curve;
+    CHECK_EQ_INT (dp_curve_server (&curve, s_write_key ("edited", text), err, sizeof err), 0);
+    CHECK (strcmp (curve.public_, public_key) == 0 && strcmp (curve.secret, secret) == 0);
     free (public_path);
     free (secret_path);
 }
@@ -686,6 +839,7 @@ s_case_encrypted (void)
 
 static const dp_test_case_t s_cases[] = {
     {"curve_keys", s_case_keys},
+    {"curve_key_not_shown", s_case_key_not_shown},
     {"curve_admitted", s_case_admitted},
     {"curve_refused", s_case_refused, .valgrind = "curve_refused_broker_valgrind"},
     {"curve_any_key", s_case_any_key},
