@@ -13,10 +13,12 @@ cd "$(dirname "$0")"
 # Open MPI (libdpool_mpi and the mpirun SPMD test), util-linux (taskset),
 # parallel and python3-mpi4py (GNU parallel and mpi4py.futures, peers in bench/),
 # Slurm and munge (tests/test_slurm.c starts a one-node cluster of its own;
-# the packages' own services need no configuration for it).
+# the packages' own services need no configuration for it), libsqlite3-dev
+# (the broker's journal, dpool-broker --journal, is a SQLite database).
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev
           libjansson-dev clang-19 libclang-rt-19-dev valgrind iproute2 python3
-          openmpi-bin libopenmpi-dev util-linux parallel python3-mpi4py slurm-wlm munge"
+          openmpi-bin libopenmpi-dev util-linux parallel python3-mpi4py slurm-wlm munge
+          libsqlite3-dev"
 
 missing=()
 for package in $PACKAGES; do

@@ -167,6 +167,7 @@ s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *h
             return;
         }
         dp_info ("client %s (%s) attached", client->name, client->key);
+        dp_broker_journal_session (self, client);
     }
     client->peer = peer;
     peer->client = client;
@@ -294,7 +295,8 @@ s_on_attach (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_attach_t 
 static bool
 s_over_bounds (dp_broker_t *self, client_t *client, size_t args_size, char *message, size_t size)
 {
-    if (dp_broker_quota_refused (self, client, args_size, message, size))
+    if (dp_broker_journal_refused (self, message, size) ||
+        dp_broker_quota_refused (self, client, args_size, message, size))
         return true;
     if (self->queued >= self->max_queue)
         snprintf (message, size, "broker queue full (%zu tasks: --max-queue)", self->max_queue);
@@ -327,7 +329,7 @@ s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
         code = DPOOL_EREJECTED;
     }
     dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
-    dp_list_add_error (&client->out, in->id, code, message);
+    dp_broker_client_add_error (self, client, in->id, code, message);
     self->failed++;
     return true;
 }
@@ -357,7 +359,7 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             if (flow)
                 dp_broker_flow_put (self, flow);
             dp_broker_client_out (self, client, RESULT_OVERHEAD * 2);
-            dp_list_add_error (&client->out, in.id, DPOOL_ENOMEM, "broker out of memory");
+            dp_broker_client_add_error (self, client, in.id, DPOOL_ENOMEM, "broker out of memory");
             continue;
         }
         memset (task, 0, offsetof (task_t, args));
@@ -386,6 +388,7 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             continue;
         }
         dp_broker_client_task_add (self, client, task);
+        dp_broker_journal_task (self, task);
         dp_broker_task_queue (self, task);
     }
 }
@@ -473,7 +476,7 @@ s_queue_reply (void *arg, void *owner, const dp_queues_reply_t *reply)
     else
         dp_encode_queue_fail (&self->w, reply->req, reply->code, reply->size, reply->maxsize,
                               reply->message);
-    return dp_broker_send (self, (peer_t *)owner, DP_CMD_QUEUE_REPLY, &self->w);
+    return dp_broker_send_held (self, (peer_t *)owner, DP_CMD_QUEUE_REPLY, &self->w);
 }
 
 /*  A queue request, if the key may use named queues; else its QUEUE-REPLY
@@ -481,7 +484,13 @@ s_queue_reply (void *arg, void *owner, const dp_queues_reply_t *reply)
 static void
 s_on_queue (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
 {
-    char message[160];
+    char message[DP_MAX_NAME + 160];
+    if (msg->cmd == DP_CMD_QUEUE_PUT &&
+        dp_broker_journal_refused (self, message, sizeof message)) {
+        dp_encode_queue_fail (&self->w, msg->u.queue.req, DPOOL_EREJECTED, 0, 0, message);
+        dp_broker_send (self, peer, DP_CMD_QUEUE_REPLY, &self->w);
+        return;
+    }
     if (dp_broker_may (self, DP_RIGHT_QUEUE, REFUSED_QUEUE, message, sizeof message)) {
         dp_queues_request (self->queues, peer, msg->cmd, &msg->u.queue, peer->last_recv);
         return;
@@ -851,6 +860,7 @@ dp_broker_config_init (dp_broker_config_t *config)
     config->max_held_bytes = DP_DEFAULT_MAX_HELD_BYTES;
     config->max_sessions = DP_DEFAULT_MAX_SESSIONS;
     config->nofunc_grace_ms = DP_DEFAULT_NOFUNC_GRACE;
+    config->journal_sync = DP_JOURNAL_SYNC_DEFAULT;
 }
 
 static int
@@ -924,6 +934,7 @@ dp_broker_new (const dp_broker_config_t *config)
     self->zap_fd = -1;
     self->nofunc_grace_ms =
         config->nofunc_grace_ms != 0 ? config->nofunc_grace_ms : DP_DEFAULT_NOFUNC_GRACE;
+    dp_writer_init (&self->w); /* before anything can fail: destroy packs a BYE */
     self->peers = zhashx_new ();
     self->sessions = zhashx_new ();
     self->fnqs = zhashx_new ();
@@ -941,13 +952,14 @@ dp_broker_new (const dp_broker_config_t *config)
     self->router = zsock_new (ZMQ_ROUTER);
     if (dp_broker_fair_init (self, config->weights) != 0 || !self->name || !self->peers ||
         !self->sessions || !self->fnqs || !self->workers || !self->ready || !self->dirty ||
-        !self->warned || !self->queues || !self->router || !self->slab || !self->conns) {
+        !self->warned || !self->queues || !self->router || !self->slab || !self->conns ||
+        (config->journal &&
+         dp_broker_journal_open (self, config->journal, config->journal_sync) != 0)) {
         dp_broker_destroy (&self);
         return NULL;
     }
     zhashx_set_destructor (self->peers, dp_broker_peer_free);
     zhashx_set_destructor (self->fnqs, dp_broker_fnq_destroy);
-    dp_writer_init (&self->w);
     self->handle = zsock_resolve (self->router);
     dp_wire_configure (self->handle, true, LINGER_MS);
     /*  What ZeroMQ queues to a peer that does not read is out of the
@@ -1036,6 +1048,8 @@ dp_broker_destroy (dp_broker_t **self_p)
         worker_t *worker;
         while (self->workers && (worker = (worker_t *)zlistx_first (self->workers)))
             dp_broker_worker_remove (self, worker, false);
+        /*  Closed before the sessions go: they stay in the journal. */
+        dp_broker_journal_close (self);
         client_t *client;
         while (self->sessions && (client = (client_t *)zhashx_first (self->sessions)))
             dp_broker_client_forget (self, client);
@@ -1145,6 +1159,9 @@ dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
     }
     if (self->dispatch_needed && self->queued > 0)
         dp_broker_dispatch (self);
+    /*  Group commit: what this turn changed is journaled before anything
+        that acknowledges it goes out. */
+    dp_broker_journal_commit (self);
     /*  Each dirty session gets one try; those that could not be sent to
         (slow, or detached) stay dirty for the next round. */
     for (size_t i = zlistx_size (self->dirty); i > 0; i--) {

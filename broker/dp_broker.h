@@ -94,6 +94,11 @@ typedef struct {
         tasks of one tenant running at once (0: no bound). */
     const char *weights;
     size_t max_running;
+    /*  The journal (PROTOCOL.md 6.1): a SQLite file that keeps sessions,
+        tasks, results not yet sent and named queues across restarts;
+        NULL: none, all in memory. journal_sync is a dp_journal_sync_t. */
+    const char *journal;
+    int journal_sync;
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */

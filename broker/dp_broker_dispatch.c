@@ -138,6 +138,7 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
         self->failed++;
     client_t *client = task->client;
     if (client) {
+        dp_broker_journal_task_gone (self, task);
         dp_broker_client_task_remove (self, client, task);
         if (dp_broker_lane_result (self, task, code, value, size) == 0) {
             dp_broker_task_free (self, task);
@@ -145,9 +146,9 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
         }
         dp_broker_client_out (self, client, size + RESULT_OVERHEAD);
         if (value)
-            dp_list_add_result (&client->out, task->seq, code, value, size);
+            dp_broker_client_add_result (self, client, task->seq, code, value, size);
         else
-            dp_list_add_error (&client->out, task->seq, code, dpool_strerror (code));
+            dp_broker_client_add_error (self, client, task->seq, code, dpool_strerror (code));
     }
     dp_broker_task_free (self, task);
 }
@@ -157,9 +158,10 @@ dp_broker_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *
 {
     client_t *client = task->client;
     if (client) {
+        dp_broker_journal_task_gone (self, task);
         dp_broker_client_task_remove (self, client, task);
         dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
-        dp_list_add_error (&client->out, task->seq, code, message);
+        dp_broker_client_add_error (self, client, task->seq, code, message);
     }
     self->failed++;
     dp_broker_task_free (self, task);
@@ -189,6 +191,8 @@ dp_broker_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool
         dp_broker_task_fail (self, task, DPOOL_ELOST, message);
         return;
     }
+    if (!died)
+        dp_broker_journal_stopped (self, task); /* no attempt counted: not running */
     dp_broker_task_queue (self, task);
 }
 
@@ -324,6 +328,7 @@ s_dispatch_worker (dp_broker_t *self, worker_t *worker, bool shared)
         task->cost_us = cost;
         self->queued--;
         task->ref = ++self->next_ref;
+        dp_broker_journal_run (self, task);
         const char *fn = task->flow->fnq->name;
         dp_task_t job = {.id = task->ref,
                          .fn = {(const uint8_t *)fn, strlen (fn)},

@@ -5,6 +5,7 @@
     from DPOOL_* environment variables; a command-line option wins.
 */
 #include "dp_broker.h"
+#include "dp_journal.h"
 #include "dp_proto.h"
 #include "dp_util.h"
 #include "dpool.h"
@@ -107,6 +108,15 @@ s_usage (FILE *out)
              "                         before its new ones are rejected (default 0: no quota)\n"
              "      --max-queued-bytes-per-client N  likewise in bytes of arguments\n"
              "                         (default 0: no quota)\n"
+             "      --journal PATH     keep sessions, their tasks and undelivered results,\n"
+             "                         and named queues with their values in the SQLite file\n"
+             "                         PATH, committed once per turn of the loop before any\n"
+             "                         acknowledgement; a restart on PATH takes them back\n"
+             "                         (env DPOOL_JOURNAL; default: none, all in memory)\n"
+             "      --sync full|normal|off  how commits reach the disk: normal survives the\n"
+             "                         broker's death (SIGKILL) but maybe not the machine's;\n"
+             "                         full fsyncs every commit; off never fsyncs\n"
+             "                         (env DPOOL_JOURNAL_SYNC; default normal)\n"
              "      --endpoint-file F  write the bound endpoints to F, one per line\n"
              "      --log-level L      error, warn, info or debug (env DPOOL_LOG; default warn)\n"
              "  -h, --help             show this help and exit\n"
@@ -155,6 +165,18 @@ s_bounds_from_environment (dp_broker_config_t *config)
         config->queue_bytes = (size_t)s_int_option ("DPOOL_MAX_NAMED_BYTES", env, 1, BYTES_MAX);
 }
 
+/*  Sets the journal's sync from text; exits EXIT_USAGE if it is none. */
+static void
+s_sync_option (const char *what, const char *text, dp_broker_config_t *config)
+{
+    dp_journal_sync_t sync;
+    if (dp_journal_sync_parse (text, &sync) != 0) {
+        fprintf (stderr, "dpool-broker: %s must be full, normal or off, not '%s'\n", what, text);
+        exit (EXIT_USAGE);
+    }
+    config->journal_sync = (int)sync;
+}
+
 /*  Fills config from the DPOOL_* variables; exits EXIT_USAGE on a bad one. */
 static void
 s_from_environment (dp_broker_config_t *config)
@@ -182,6 +204,10 @@ s_from_environment (dp_broker_config_t *config)
     if ((env = getenv ("DPOOL_NOFUNC_GRACE_MS")) && *env)
         config->nofunc_grace_ms = (int)s_int_option ("DPOOL_NOFUNC_GRACE_MS", env, -1, 86400000);
 
+    if ((env = getenv ("DPOOL_JOURNAL")) && *env)
+        config->journal = env;
+    if ((env = getenv ("DPOOL_JOURNAL_SYNC")) && *env)
+        s_sync_option ("DPOOL_JOURNAL_SYNC", env, config);
     if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
         config->curve_secret = env;
     if ((env = getenv ("DPOOL_CURVE_CLIENTS")) && *env)
@@ -211,7 +237,9 @@ enum {
     OPT_MAX_NAMED_BYTES,
     OPT_MAX_SESSIONS,
     OPT_MAX_RUNNING,
-    OPT_WEIGHTS
+    OPT_WEIGHTS,
+    OPT_JOURNAL,
+    OPT_SYNC
 };
 
 /*  Applies a bound's option to config. Returns false if opt is none. */
@@ -249,6 +277,12 @@ s_bound_option (int opt, dp_broker_config_t *config)
         return true;
     case OPT_WEIGHTS:
         config->weights = optarg;
+        return true;
+    case OPT_JOURNAL:
+        config->journal = optarg;
+        return true;
+    case OPT_SYNC:
+        s_sync_option ("--sync", optarg, config);
         return true;
     default:
         return false;
@@ -353,6 +387,8 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
         {"max-running-per-client", required_argument, NULL, OPT_MAX_RUNNING},
         {"weights", required_argument, NULL, OPT_WEIGHTS},
+        {"journal", required_argument, NULL, OPT_JOURNAL},
+        {"sync", required_argument, NULL, OPT_SYNC},
         {"nofunc-grace", required_argument, NULL, OPT_GRACE},
         {"endpoint-file", required_argument, NULL, OPT_FILE},
         {"max-msg-size", required_argument, NULL, OPT_MSG},
