@@ -307,6 +307,9 @@ s_replay_session (dp_broker_t *self, const uint8_t *id, size_t id_size, const ui
     return client ? 0 : -1;
 }
 
+/*  A result not yet sent, back in its session's batch. Entries are
+    numbered afresh from 0 (the record moves), so that the numbers of the
+    batch's entries are those of its records whatever was lost before. */
 static int
 s_replay_result (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
                  size_t size)
@@ -316,12 +319,7 @@ s_replay_result (dp_broker_t *self, const uint8_t *id, size_t id_size, const uin
         return -1;
     if (!client)
         return 0; /* its session was deleted with it */
-    uint64_t number = dp_journal_get_be64 (id + DP_SESSION_SIZE);
-    if (client->out_next == 0 && client->out_sent == 0)
-        client->out_sent = client->out_next = number;
-    if (number != client->out_next)
-        return -1;
-    client->out_next++;
+    dp_journal_del (self->journal, DP_JOURNAL_RESULT, id, id_size);
     uint64_t seq = dp_journal_get_be64 (body);
     int32_t code = (int32_t)s_get_u32 (body + 8);
     size_t data = size - ENTRY_HEAD;
@@ -329,9 +327,9 @@ s_replay_result (dp_broker_t *self, const uint8_t *id, size_t id_size, const uin
     if (body[12]) {
         char message[DP_MAX_NAME * 2 + 128];
         snprintf (message, sizeof message, "%.*s", (int)data, body + ENTRY_HEAD);
-        dp_list_add_error (&client->out, seq, code, message);
+        dp_broker_client_add_error (self, client, seq, code, message);
     } else
-        dp_list_add_result (&client->out, seq, code, body + ENTRY_HEAD, data);
+        dp_broker_client_add_result (self, client, seq, code, body + ENTRY_HEAD, data);
     return 0;
 }
 
