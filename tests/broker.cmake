@@ -30,3 +30,10 @@ dpool_test (test_broker_limits test_broker_limits.c dp_testbroker.c TIMEOUT 90)
 # issue's case (an apply behind another client's long map) with real
 # processes.
 dpool_test (test_broker_fair test_broker_fair.c dp_testbroker.c TIMEOUT 120)
+
+# broker/: the journal (--journal) with real processes: the broker SIGKILLed
+# 20 times under a detached session's 100,000 tasks and under named-queue
+# traffic; journals refused (corrupt, cut, newer, in use, read-only) and a
+# full disk. The cases that mount a tmpfs need root (else skipped: 77).
+dpool_test (test_broker_journal test_broker_journal.c TIMEOUT 600
+            PROPERTIES SKIP_RETURN_CODE 77)
