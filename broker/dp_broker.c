@@ -952,9 +952,7 @@ dp_broker_new (const dp_broker_config_t *config)
     self->router = zsock_new (ZMQ_ROUTER);
     if (dp_broker_fair_init (self, config->weights) != 0 || !self->name || !self->peers ||
         !self->sessions || !self->fnqs || !self->workers || !self->ready || !self->dirty ||
-        !self->warned || !self->queues || !self->router || !self->slab || !self->conns ||
-        (config->journal &&
-         dp_broker_journal_open (self, config->journal, config->journal_sync) != 0)) {
+        !self->warned || !self->queues || !self->router || !self->slab || !self->conns) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -971,6 +969,13 @@ dp_broker_new (const dp_broker_config_t *config)
         zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
                         sizeof config->max_msg_size);
     if (s_curve_on (config) && dp_broker_auth_setup (self, config) != 0) {
+        dp_broker_destroy (&self);
+        return NULL;
+    }
+    /*  After CURVE's set-up, so that replayed sessions take their key's
+        tenant; before binding, so that a refused journal binds nothing. */
+    if (config->journal &&
+        dp_broker_journal_open (self, config->journal, config->journal_sync) != 0) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -1175,6 +1180,8 @@ dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
         s_tick (self);
     else if (queue_deadline >= 0 && dp_now_ms () >= queue_deadline)
         dp_queues_tick (self->queues, dp_now_ms ()); /* a queue wait ends between ticks */
+    if (self->held && zlistx_size (self->held) > 0)
+        dp_broker_journal_commit (self); /* replies of the tick's queue changes */
 }
 
 int

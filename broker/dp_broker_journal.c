@@ -223,8 +223,8 @@ dp_broker_journal_sent (dp_broker_t *self, client_t *client, size_t results)
 int
 dp_broker_send_held (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, dp_writer_t *body)
 {
-    if (!self->journal)
-        return dp_broker_send (self, peer, cmd, body);
+    if (!self->journal || dp_journal_failed (self->journal))
+        return dp_broker_send (self, peer, cmd, body); /* failed: puts are refused before */
     held_t *held = (held_t *)malloc (sizeof *held + peer->rid_size);
     if (!held)
         return -1;
