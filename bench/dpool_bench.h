@@ -40,6 +40,7 @@ typedef struct {
     int credit;        /* tcp, ipc: each worker's credit; 0: the library's default */
     long idle_workers; /* 0: BENCH_N_IDLE scaled */
     double idle_seconds;
+    const char *sync; /* tcp, ipc: the broker keeps a journal with this --sync; NULL: none */
 } bench_options_t;
 
 /*  What a workload measured; printed as JSON. Unset figures stay 0. */
@@ -127,6 +128,12 @@ bench_stop_procs (void);
     broker does not come up within BENCH_START_LIMIT_MS. */
 void
 bench_start_broker (bench_mode_t mode, const char *max_queue);
+
+/*  Starts the broker again, as bench_start_broker did, in the same
+    directory (so on the same journal), after it was stopped; returns once
+    it wrote its endpoint file. */
+void
+bench_restart_broker (void);
 
 /*  Forks a copy of this program that serves procs workers to the broker
     at bench_procs.endpoint (with --credit, when given). Must run before
