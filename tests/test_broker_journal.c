@@ -680,6 +680,13 @@ s_case_disk_full (void)
     dp_result_t result;
     CHECK (dp_list_next_result (&peer->msg.u.list, &result));
     CHECK_EQ_INT (result.code, DPOOL_EREJECTED);
+    /*  Status says why. */
+    msgpack_unpacked unpacked;
+    msgpack_object failed = dp_testpeer_map_get (
+        dp_testpeer_map_get (dp_testpeer_status (peer, &unpacked), "journal"), "failed");
+    CHECK (failed.type == MSGPACK_OBJECT_STR);
+    CHECK (memmem (failed.via.str.ptr, failed.via.str.size, "full", 4) != NULL);
+    msgpack_unpacked_destroy (&unpacked);
     dp_testpeer_destroy (&peer);
     s_broker_kill ();
     /*  The journal, on a disk with room, has every answered put. */
