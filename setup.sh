@@ -26,6 +26,8 @@ PACKAGES="$PACKAGES libsystemd-dev scdoc"
 # Metrics (issue 17): libmicrohttpd-dev, the HTTP server of dpool-broker
 # --metrics-bind; curl, which its test scrapes with.
 PACKAGES="$PACKAGES libmicrohttpd-dev curl"
+# The broker's journal (dpool-broker --journal) is a SQLite database.
+PACKAGES="$PACKAGES libsqlite3-dev"
 
 missing=()
 for package in $PACKAGES; do

@@ -20,12 +20,15 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /*  Default counts, before --scale. */
 #define N_BROKER_RSS 1000000
 #define N_CANCEL     100000
+#define N_RESTART    1000000
 
 #define STATUS_POLL_MS 50   /* between STATUS requests while waiting */
 #define IDLE_TICK_MS   20   /* the fake workers' loop period */
@@ -87,6 +90,58 @@ s_broker_rss (void *ctx, bench_figures_t *figures)
     figures->bytes_per_task = (double)(figures->rss_broker_full_kb - figures->rss_broker_idle_kb) *
                                   1024.0 / (double)count -
                               (double)sizeof args;
+    bench_peer_close (&client);
+}
+
+/*  Waits for the answer to a queue PUT: the broker answers it after the
+    commit of its turn, so every message sent before it is journaled. */
+static void
+s_client_sync_journal (bench_peer_t *self)
+{
+    uint8_t value = 0x01;
+    dp_encode_queue_put (&self->writer, 1, "bench-sync", &value, 1, 0, 0);
+    bench_peer_send (self, DP_CMD_QUEUE_PUT);
+    double deadline = bench_now () + BENCH_WAIT_LIMIT_MS / 1000.0;
+    while (bench_now () < deadline) {
+        dp_wire_msg_t msg;
+        dp_msg_t decoded;
+        if (!bench_peer_recv (self, &msg, &decoded, 1000))
+            continue;
+        dp_cmd_t cmd = decoded.cmd;
+        dp_wire_close (&msg);
+        if (cmd == DP_CMD_QUEUE_REPLY)
+            return;
+    }
+    bench_fail ("the broker never answered a queue put");
+}
+
+/*  restart: a journaled broker holding N queued tasks (of a session whose
+    client is gone) is SIGKILLed and started again on its journal; the time
+    from the new process's start until its status shows every task queued
+    again. */
+static void
+s_restart (void *ctx, bench_figures_t *figures)
+{
+    long count = bench_scaled (N_RESTART);
+    bench_peer_t client;
+    bench_peer_open (&client, ctx, bench_procs.endpoint);
+    bench_peer_hello (&client);
+    uint8_t args[9] = {0xcf, 0, 0, 0, 0, 0, 0, 0x12, 0x34};
+    bench_peer_submit (&client, BENCH_FN_NOOP, 1, count, args, sizeof args);
+    s_client_wait_queued (&client, count);
+    s_client_sync_journal (&client);
+    bench_peer_close (&client);
+    kill (bench_procs.broker, SIGKILL);
+    waitpid (bench_procs.broker, NULL, 0);
+    double start = bench_now ();
+    bench_restart_broker ();
+    bench_peer_open (&client, ctx, bench_procs.endpoint);
+    bench_peer_hello (&client);
+    s_client_wait_queued (&client, count);
+    figures->seconds = bench_now () - start;
+    figures->tasks = count;
+    figures->payload_bytes = (long)sizeof args;
+    figures->rss_broker_kb = bench_proc_status_kb (bench_procs.broker, "VmHWM");
     bench_peer_close (&client);
 }
 
@@ -241,6 +296,8 @@ bench_broker_workload (bench_figures_t *figures)
         s_broker_idle (ctx, figures);
     } else if (strcmp (w, "broker_rss") == 0)
         s_broker_rss (ctx, figures);
+    else if (strcmp (w, "restart") == 0)
+        s_restart (ctx, figures);
     else if (strcmp (w, "cancel") == 0 || strcmp (w, "cancel_all") == 0)
         s_cancel (ctx, strcmp (w, "cancel_all") == 0, figures);
     else

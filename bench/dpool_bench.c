@@ -203,7 +203,10 @@ bench_stop_procs (void)
     bench_procs.broker = -1;
     if (bench_procs.dir[0]) {
         char path[BENCH_PATH_SIZE + 32];
-        const char *names[] = {"broker.ipc", "endpoints", "broker.log", "relay.port", "relay.log"};
+        const char *names[] = {
+            "broker.ipc",         "endpoints",          "broker.log",
+            "relay.port",         "relay.log",          "broker.journal",
+            "broker.journal-wal", "broker.journal-shm", "broker.journal-journal"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             snprintf (path, sizeof path, "%s/%s", bench_procs.dir, names[i]);
             unlink (path);
@@ -217,6 +220,9 @@ bench_stop_procs (void)
     directory, waits for its endpoint file, and stores the endpoint clients
     and workers connect to. Must run before this process has a ZeroMQ
     context (it forks). Fails the run if the broker does not come up. */
+static bench_mode_t s_broker_mode;
+static const char *s_broker_max_queue;
+
 void
 bench_start_broker (bench_mode_t mode, const char *max_queue)
 {
@@ -225,18 +231,30 @@ bench_start_broker (bench_mode_t mode, const char *max_queue)
         bench_procs.dir[0] = '\0';
         bench_fail ("mkdtemp: %s", strerror (errno));
     }
+    s_broker_mode = mode;
+    s_broker_max_queue = max_queue;
+    bench_restart_broker ();
+}
+
+void
+bench_restart_broker (void)
+{
+    bench_mode_t mode = s_broker_mode;
     char bind[BENCH_PATH_SIZE + 32], file[BENCH_PATH_SIZE + 32], log[BENCH_PATH_SIZE + 32];
+    char journal[BENCH_PATH_SIZE + 32];
     if (mode == BENCH_MODE_IPC)
         snprintf (bind, sizeof bind, "ipc://%s/broker.ipc", bench_procs.dir);
     else
         snprintf (bind, sizeof bind, "tcp://127.0.0.1:*");
     snprintf (file, sizeof file, "%s/endpoints", bench_procs.dir);
     snprintf (log, sizeof log, "%s/broker.log", bench_procs.dir);
+    snprintf (journal, sizeof journal, "%s/broker.journal", bench_procs.dir);
+    unlink (file);
     pid_t pid = fork ();
     if (pid < 0)
         bench_fail ("fork: %s", strerror (errno));
     if (pid == 0) {
-        int fd = open (log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fd = open (log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) {
             dup2 (fd, STDOUT_FILENO);
             dup2 (fd, STDERR_FILENO);
@@ -248,9 +266,13 @@ bench_start_broker (bench_mode_t mode, const char *max_queue)
                         "--endpoint-file",
                         file,
                         "--max-queue",
-                        (char *)max_queue,
+                        (char *)s_broker_max_queue,
                         "--nofunc-grace",
                         "-1",
+                        bench_options.sync ? "--journal" : NULL,
+                        journal,
+                        "--sync",
+                        (char *)bench_options.sync,
                         NULL};
         execv (bench_options.broker_bin, argv);
         _exit (127);
@@ -403,7 +425,8 @@ s_usage (FILE *out)
              "\n"
              "  --workload W       apply_async, map1, mapdef, apply_seq, echo1k, echo64k,\n"
              "                     sleep (pool workloads); broker_rss, broker_idle,\n"
-             "                     cancel, cancel_all, broker_many (broker-only workloads);\n"
+             "                     cancel, cancel_all, broker_many, restart (broker-only\n"
+             "                     workloads);\n"
              "                     fair_apply_seq, fair_two (two clients at once)\n"
              "  --mode M           embedded, tcp or ipc (default embedded; the broker-only\n"
              "                     and fair workloads use tcp unless ipc is given)\n"
@@ -420,7 +443,10 @@ s_usage (FILE *out)
              "  --relay-bin PATH   the delay_relay program (default: ./delay_relay)\n"
              "  --relay-host IP    the address the relay listens on (default 127.0.0.1)\n"
              "  --netns NAME       tcp: run the workers in the network namespace NAME\n"
-             "                     (ip netns add NAME; needs root; default: this one)\n",
+             "                     (ip netns add NAME; needs root; default: this one)\n"
+             "  --journal-sync S   tcp, ipc: the broker keeps a journal (--journal) with\n"
+             "                     --sync S (full, normal or off; default: no journal;\n"
+             "                     the restart workload always has one, normal by default)\n",
              DEFAULT_PROCS, BENCH_N_IDLE, BENCH_IDLE_SECONDS, DEFAULT_MANY);
 }
 
@@ -492,7 +518,8 @@ s_parse_options (int argc, char *argv[])
         OPT_BROKER,
         OPT_CREDIT,
         OPT_IDLE,
-        OPT_SECONDS
+        OPT_SECONDS,
+        OPT_SYNC
     };
     static const struct option long_options[] = {
         {"workload", required_argument, NULL, OPT_WORKLOAD},
@@ -508,6 +535,7 @@ s_parse_options (int argc, char *argv[])
         {"relay-bin", required_argument, NULL, OPT_RELAY_BIN},
         {"relay-host", required_argument, NULL, OPT_RELAY_HOST},
         {"netns", required_argument, NULL, OPT_NETNS},
+        {"journal-sync", required_argument, NULL, OPT_SYNC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     bench_options = (bench_options_t){.mode = BENCH_MODE_EMBEDDED,
@@ -575,6 +603,13 @@ s_parse_options (int argc, char *argv[])
                 fprintf (stderr, "dpool_bench: --idle-seconds is in (0, 3600]\n");
                 exit (EXIT_USAGE);
             }
+            break;
+        case OPT_SYNC:
+            if (strcmp (optarg, "full") && strcmp (optarg, "normal") && strcmp (optarg, "off")) {
+                fprintf (stderr, "dpool_bench: --journal-sync is full, normal or off\n");
+                exit (EXIT_USAGE);
+            }
+            bench_options.sync = optarg;
             break;
         case 'h':
             s_usage (stdout);
@@ -657,7 +692,10 @@ main (int argc, char *argv[])
     bench_register_tasks ();
     const char *w = bench_options.workload;
     bool broker_only = strcmp (w, "broker_rss") == 0 || strcmp (w, "broker_idle") == 0 ||
-                       strcmp (w, "cancel") == 0 || strcmp (w, "cancel_all") == 0;
+                       strcmp (w, "cancel") == 0 || strcmp (w, "cancel_all") == 0 ||
+                       strcmp (w, "restart") == 0;
+    if (strcmp (w, "restart") == 0 && !bench_options.sync)
+        bench_options.sync = "normal";
     bool fair = strncmp (w, "fair_", 5) == 0;
     bool many = strcmp (w, "broker_many") == 0;
     bench_figures_t figures = {0};

@@ -53,6 +53,7 @@ typedef struct {
     /*  broker_many: the worker counts, in the order they run. */
     long many[BENCH_MANY_MAX];
     int many_count;
+    const char *sync; /* tcp, ipc: the broker keeps a journal with this --sync; NULL: none */
 } bench_options_t;
 
 /*  What a workload measured; printed as JSON. Unset figures stay 0. */
@@ -159,6 +160,12 @@ bench_start_broker (bench_mode_t mode, const char *max_queue);
     does not come up within BENCH_START_LIMIT_MS. */
 void
 bench_start_relay (void);
+
+/*  Starts the broker again, as bench_start_broker did, in the same
+    directory (so on the same journal), after it was stopped; returns once
+    it wrote its endpoint file. */
+void
+bench_restart_broker (void);
 
 /*  Forks a copy of this program that serves procs workers to the broker
     at bench_procs.worker_endpoint, or bench_procs.endpoint when that is

@@ -68,7 +68,12 @@ WORKLOAD_TITLES = {
     "echo64k": "echo 64 KiB (10,000 apply_async)",
     "sleep": "sleep 1 ms (10,000 apply_async, 2 procs: ideal 5.0 s)",
 }
-BROKER_WORKLOADS = ["broker_rss", "broker_idle", "cancel", "cancel_all"]
+BROKER_WORKLOADS = ["broker_rss", "broker_idle", "cancel", "cancel_all", "restart"]
+# The broker's journal (dpool-broker --journal, default --sync): the same
+# no-op workloads as "dpool tcp", with a journaled broker, in the same run.
+JOURNAL_SYSTEM = "dpool tcp journal"
+JOURNAL_WORKLOADS = ["apply_async", "map1"]
+JOURNAL_SYNC = "normal"
 FAIR_WORKLOADS = ["fair_apply_seq", "fair_two"]
 PEERS = ["pool", "mpi"]
 DPOOL_SYSTEMS = ["dpool embedded", "dpool tcp", "dpool ipc"]
@@ -227,6 +232,12 @@ def make_jobs(args, scale, mpi, scales=None):
             jobs.append(Job("dpool " + mode, workload,
                             [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
                              "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker]))
+    for workload in JOURNAL_WORKLOADS:
+        own = scales.get((JOURNAL_SYSTEM, workload), scale)
+        jobs.append(Job(JOURNAL_SYSTEM, workload,
+                        [args.dpool_bench, "--workload", workload, "--mode", "tcp", "--scale",
+                         "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker,
+                         "--journal-sync", JOURNAL_SYNC]))
     jobs.append(Job("sleep floor", "sleep_floor",
                     [python, os.path.join(BENCH_DIR, "pool_baseline.py"), "--workload",
                      "sleep_floor", "--scale", str(scale), "--procs", str(PROCS)]))
@@ -486,6 +497,12 @@ def broker_rows(results):
             value = "%.2f%% of a core [%.2f–%.2f]" % (figure.median("cpu_percent"), low, high)
             note = ("idle workers over %.0f s; %d dropped by the broker" %
                     (figure.median("seconds"), max(r.get("expired", 0) for r in figure.runs)))
+        elif workload == "restart":
+            low, high = figure.spread("seconds")
+            value = "%.2f s [%.2f–%.2f]" % (figure.median("seconds"), low, high)
+            note = ("journaled broker SIGKILLed with %s tasks queued, started again: until "
+                    "its status shows them all; broker peak RSS %s MiB" %
+                    (n, fmt_mib(figure.median("rss_broker_kb"))))
         else:
             low, high = figure.spread("rate")
             value = "%s/s [%s–%s]" % (fmt_rate(figure.median("rate")), fmt_rate(low),
@@ -495,6 +512,47 @@ def broker_rows(results):
                      "all" if workload == "cancel_all" else "listing every seq"))
         rows.append([workload, n, value, note])
     return rows
+
+
+def journal_rows(results):
+    """Rows of the journal table: workload, n, in-memory and journaled
+    rates, and their ratio."""
+    rows = []
+    for workload in JOURNAL_WORKLOADS:
+        memory = results.get(("dpool tcp", workload))
+        journal = results.get((JOURNAL_SYSTEM, workload))
+        if journal is None:
+            continue
+        if not journal.ok():
+            rows.append([workload, "", "", "FAILED: " + journal.errors[-1], ""])
+            continue
+        low, high = journal.spread("rate")
+        cell = "%s [%s–%s]" % (fmt_rate(journal.median("rate")), fmt_rate(low), fmt_rate(high))
+        mem = fmt_rate(memory.median("rate")) if memory and memory.ok() else ""
+        ratio = ("%.2f×" % (journal.median("rate") / memory.median("rate"))
+                 if memory and memory.ok() else "")
+        rows.append([workload, fmt_count(journal.median("tasks")), mem, cell, ratio])
+    return rows
+
+
+def journal_targets(results):
+    """Issue 15 item 5's targets, each with what this run measured."""
+    lines = []
+    for workload in JOURNAL_WORKLOADS:
+        memory = results.get(("dpool tcp", workload))
+        journal = results.get((JOURNAL_SYSTEM, workload))
+        if memory and memory.ok() and journal and journal.ok():
+            ratio = journal.median("rate") / memory.median("rate")
+            lines.append("- %s no-ops, journaled broker (--sync %s) against in-memory, tcp: "
+                         "%.2f× (target ≥ 0.5×): %s" %
+                         (workload, JOURNAL_SYNC, ratio, "MET" if ratio >= 0.5 else "MISSED"))
+    figure = results.get(("dpool broker", "restart"))
+    if figure and figure.ok():
+        seconds = figure.median("seconds")
+        lines.append("- restart of a journaled broker with %s tasks queued: %.2f s (target ≤ "
+                     "5 s): %s" % (fmt_count(figure.median("tasks")), seconds,
+                                   "MET" if seconds <= 5 else "MISSED"))
+    return lines
 
 
 def fair_rows(results):
@@ -1073,6 +1131,12 @@ def report_and_write(args, runs, results, skipped, only, netns, account, t0, sta
     if rows:
         report += "## Broker alone (dpool-broker over tcp loopback, no client library)\n\n"
         report += render(["workload", "n", "median [range]", "notes"], rows) + "\n\n"
+    rows = journal_rows(results)
+    if rows:
+        report += ("## The broker's journal (dpool tcp, journaled with --sync %s, against "
+                   "in-memory)\n\n" % JOURNAL_SYNC)
+        report += render(["workload", "n", "in-memory tasks/s", "journaled tasks/s median "
+                          "[range]", "journaled / in-memory"], rows) + "\n\n"
     rows = fair_rows(results)
     if rows:
         report += ("## Fair share between clients (one dpool-broker over tcp, %d workers, two "
@@ -1082,7 +1146,8 @@ def report_and_write(args, runs, results, skipped, only, netns, account, t0, sta
     many_text, many_lines = slow_many.many_section(results, render, fmt_rate)
     report += slow_text + many_text
     report += death_section + exec_section + spmd_section + idmap_section
-    lines = targets(results) + fair_targets(results) + slow_lines + many_lines
+    lines = targets(results) + fair_targets(results) + journal_targets(results)
+    lines += slow_lines + many_lines
     lines += [t for t in (death_target, exec_target, spmd_target, idmap_target) if t]
     if lines:
         report += "## Targets on these figures\n\n" + "\n".join(lines) + "\n"

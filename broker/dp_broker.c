@@ -169,6 +169,7 @@ s_on_hello (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_hello_t *h
             return;
         }
         dp_info ("client %s (%s) attached", client->name, client->key);
+        dp_broker_journal_session (self, client);
     }
     client->peer = peer;
     peer->client = client;
@@ -304,7 +305,8 @@ s_on_attach (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, const dp_attach_t 
 static bool
 s_over_bounds (dp_broker_t *self, client_t *client, size_t args_size, char *message, size_t size)
 {
-    if (dp_broker_quota_refused (self, client, args_size, message, size))
+    if (dp_broker_journal_refused (self, message, size) ||
+        dp_broker_quota_refused (self, client, args_size, message, size))
         return true;
     if (self->queued >= self->max_queue)
         snprintf (message, size, "broker queue full (%zu tasks: --max-queue)", self->max_queue);
@@ -337,7 +339,7 @@ s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
         code = DPOOL_EREJECTED;
     }
     dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
-    dp_list_add_error (&client->out, in->id, code, message);
+    dp_broker_client_add_error (self, client, in->id, code, message);
     self->failed++;
     return true;
 }
@@ -407,6 +409,8 @@ dp_broker_task_enter (dp_broker_t *self, client_t *client, uint32_t lane, const 
     }
     dp_broker_client_task_add (self, client, task);
     dp_broker_metrics_submitted (self, task);
+    if (!client->batch)
+        dp_broker_journal_task (self, task); /* batches are not journaled yet */
     dp_broker_task_queue (self, task);
     return 0;
 }
@@ -428,7 +432,7 @@ s_on_submit (dp_broker_t *self, client_t *client, uint32_t lane, dp_list_t *list
             continue;
         if (dp_broker_task_enter (self, client, lane, &in, wire) != 0) {
             dp_broker_client_out (self, client, RESULT_OVERHEAD * 2);
-            dp_list_add_error (&client->out, in.id, DPOOL_ENOMEM, "broker out of memory");
+            dp_broker_client_add_error (self, client, in.id, DPOOL_ENOMEM, "broker out of memory");
         }
     }
 }
@@ -522,7 +526,7 @@ s_queue_reply (void *arg, void *owner, const dp_queues_reply_t *reply)
     else
         dp_encode_queue_fail (&self->w, reply->req, reply->code, reply->size, reply->maxsize,
                               reply->message);
-    return dp_broker_send (self, (peer_t *)owner, DP_CMD_QUEUE_REPLY, &self->w);
+    return dp_broker_send_held (self, (peer_t *)owner, DP_CMD_QUEUE_REPLY, &self->w);
 }
 
 /*  A queue request, if the key may use named queues; else its QUEUE-REPLY
@@ -530,7 +534,13 @@ s_queue_reply (void *arg, void *owner, const dp_queues_reply_t *reply)
 static void
 s_on_queue (dp_broker_t *self, peer_t *peer, dp_msg_t *msg)
 {
-    char message[160];
+    char message[DP_MAX_NAME + 160];
+    if (msg->cmd == DP_CMD_QUEUE_PUT &&
+        dp_broker_journal_refused (self, message, sizeof message)) {
+        dp_encode_queue_fail (&self->w, msg->u.queue.req, DPOOL_EREJECTED, 0, 0, message);
+        dp_broker_send (self, peer, DP_CMD_QUEUE_REPLY, &self->w);
+        return;
+    }
     if (dp_broker_may (self, DP_RIGHT_QUEUE, REFUSED_QUEUE, message, sizeof message)) {
         dp_queues_request (self->queues, peer, msg->cmd, &msg->u.queue, peer->last_recv);
         return;
@@ -924,6 +934,7 @@ dp_broker_config_init (dp_broker_config_t *config)
     config->max_held_bytes = DP_DEFAULT_MAX_HELD_BYTES;
     config->max_sessions = DP_DEFAULT_MAX_SESSIONS;
     config->nofunc_grace_ms = DP_DEFAULT_NOFUNC_GRACE;
+    config->journal_sync = DP_JOURNAL_SYNC_DEFAULT;
 }
 
 static int
@@ -997,6 +1008,7 @@ dp_broker_new (const dp_broker_config_t *config)
     self->zap_fd = -1;
     self->nofunc_grace_ms =
         config->nofunc_grace_ms != 0 ? config->nofunc_grace_ms : DP_DEFAULT_NOFUNC_GRACE;
+    dp_writer_init (&self->w); /* before anything can fail: destroy packs a BYE */
     self->peers = zhashx_new ();
     self->sessions = zhashx_new ();
     self->fnqs = zhashx_new ();
@@ -1025,7 +1037,6 @@ dp_broker_new (const dp_broker_config_t *config)
     }
     zhashx_set_destructor (self->peers, dp_broker_peer_free);
     zhashx_set_destructor (self->fnqs, dp_broker_fnq_destroy);
-    dp_writer_init (&self->w);
     self->handle = zsock_resolve (self->router);
     dp_wire_configure (self->handle, true, LINGER_MS);
     /*  What ZeroMQ queues to a peer that does not read is out of the
@@ -1037,6 +1048,13 @@ dp_broker_new (const dp_broker_config_t *config)
         zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &config->max_msg_size,
                         sizeof config->max_msg_size);
     if (s_curve_on (config) && dp_broker_auth_setup (self, config) != 0) {
+        dp_broker_destroy (&self);
+        return NULL;
+    }
+    /*  After CURVE's set-up, so that replayed sessions take their key's
+        tenant; before binding, so that a refused journal binds nothing. */
+    if (config->journal &&
+        dp_broker_journal_open (self, config->journal, config->journal_sync) != 0) {
         dp_broker_destroy (&self);
         return NULL;
     }
@@ -1114,6 +1132,8 @@ dp_broker_destroy (dp_broker_t **self_p)
         worker_t *worker;
         while (self->workers && (worker = (worker_t *)zlistx_first (self->workers)))
             dp_broker_worker_remove (self, worker, false);
+        /*  Closed before the sessions go: they stay in the journal. */
+        dp_broker_journal_close (self);
         client_t *client;
         while (self->sessions && (client = (client_t *)zhashx_first (self->sessions)))
             dp_broker_client_forget (self, client);
@@ -1228,6 +1248,9 @@ dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
     }
     if (self->dispatch_needed && self->queued > 0)
         dp_broker_dispatch (self);
+    /*  Group commit: what this turn changed is journaled before anything
+        that acknowledges it goes out. */
+    dp_broker_journal_commit (self);
     /*  Each dirty session gets one try; those that could not be sent to
         (slow, or detached) stay dirty for the next round. */
     for (size_t i = zlistx_size (self->dirty); i > 0; i--) {
@@ -1244,6 +1267,8 @@ dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
         s_tick (self);
     else if (queue_deadline >= 0 && dp_now_ms () >= queue_deadline)
         dp_queues_tick (self->queues, dp_now_ms ()); /* a queue wait ends between ticks */
+    if (self->held && zlistx_size (self->held) > 0)
+        dp_broker_journal_commit (self); /* replies of the tick's queue changes */
 }
 
 int

@@ -102,6 +102,11 @@ typedef struct {
     /*  Keep the counters dp_broker_metrics renders (tasks per function,
         their wait and run times); off by default. */
     bool metrics;
+    /*  The journal (PROTOCOL.md 6.1): a SQLite file that keeps sessions,
+        tasks, results not yet sent and named queues across restarts;
+        NULL: none, all in memory. journal_sync is a dp_journal_sync_t. */
+    const char *journal;
+    int journal_sync;
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */

@@ -153,6 +153,7 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
         dp_broker_client_task_remove (self, client, task);
         dp_batches_task_ended (self, client->batch, task->seq, code, value, size);
     } else if (client) {
+        dp_broker_journal_task_gone (self, task);
         dp_broker_client_task_remove (self, client, task);
         if (dp_broker_lane_result (self, task, code, value, size) == 0) {
             dp_broker_task_free (self, task);
@@ -160,9 +161,9 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
         }
         dp_broker_client_out (self, client, size + RESULT_OVERHEAD);
         if (value)
-            dp_list_add_result (&client->out, task->seq, code, value, size);
+            dp_broker_client_add_result (self, client, task->seq, code, value, size);
         else
-            dp_list_add_error (&client->out, task->seq, code, dpool_strerror (code));
+            dp_broker_client_add_error (self, client, task->seq, code, dpool_strerror (code));
     }
     dp_broker_task_free (self, task);
 }
@@ -188,9 +189,10 @@ dp_broker_task_fail (dp_broker_t *self, task_t *task, int32_t code, const char *
         dp_broker_client_task_remove (self, client, task);
         dp_batches_task_failed (self, client->batch, task->seq, code, message);
     } else if (client) {
+        dp_broker_journal_task_gone (self, task);
         dp_broker_client_task_remove (self, client, task);
         dp_broker_client_out (self, client, strlen (message) + RESULT_OVERHEAD);
-        dp_list_add_error (&client->out, task->seq, code, message);
+        dp_broker_client_add_error (self, client, task->seq, code, message);
     }
     self->failed++;
     dp_broker_metrics_ended (self, task, code, strlen (message));
@@ -223,6 +225,8 @@ dp_broker_task_orphaned (dp_broker_t *self, task_t *task, worker_t *worker, bool
     }
     if (died)
         dp_broker_metrics_retried (self, task);
+    else
+        dp_broker_journal_stopped (self, task); /* no attempt counted: not running */
     dp_broker_task_queue (self, task);
 }
 
@@ -383,6 +387,7 @@ s_add_job (dp_broker_t *self, task_t *task, uint32_t cost, bool urgent, size_t c
     } else
         dp_list_add_task (&self->w, DP_CMD_DISPATCH, &job);
     task->ref = ++self->next_ref;
+    dp_broker_journal_run (self, task);
     dp_broker_fair_remove (self, task);
     task->cost_us = cost;
     self->queued--;

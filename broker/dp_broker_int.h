@@ -3,9 +3,10 @@
     The broker engine (dp_broker.h) is four files around one struct: the
     loop, command handlers and life cycle (dp_broker.c), tasks and dispatch
     (dp_broker_dispatch.c), fair share between tenants (dp_broker_fair.c),
-    peers, workers and client sessions (dp_broker_peers.c), and the STATUS
-    reply (dp_broker_status.c); detached batches are a module of their own
-    (dp_batches.h) that reaches into these records; its
+    peers, workers and client sessions (dp_broker_peers.c), the STATUS
+    reply (dp_broker_status.c) and the journal (dp_broker_journal.c);
+    detached batches are a module of their own (dp_batches.h) that reaches
+    into these records; its
     connections are a table of their own (dp_conns.h). This
     header defines dp_broker_t and its records, and declares the functions
     one of those files calls in another. It is private to broker/: nothing
@@ -26,6 +27,7 @@
 
 #include "dp_conns.h"
 #include "dp_idmap.h"
+#include "dp_journal.h"
 #include "dp_keys.h"
 #include "dp_metrics.h"
 #include "dp_proto.h"
@@ -232,6 +234,10 @@ struct _client_t {
     account_t *account; /* NULL without a key configuration */
     /*  A batch's own (dp_batches.h), in no session table; else NULL. */
     dp_batch_t *batch;
+    /*  Entries put in out over its life, and sent: the journal numbers a
+        session's unsent entries out_sent to out_next - 1. */
+    uint64_t out_next;
+    uint64_t out_sent;
 };
 
 /*  A worker: a peer that sent READY, owned by broker->workers. */
@@ -373,6 +379,9 @@ struct _dp_broker_t {
     dp_metrics_t *metrics; /* counters for --metrics-bind (dp_broker_metrics.c); NULL: none */
     /*  Detached batches (dp_batches.h). */
     dp_batches_t *batches;
+    /*  The journal (dp_broker_journal.c); NULL without one. */
+    dp_journal_t *journal;
+    zlistx_t *held; /* replies waiting for the turn's commit */
 };
 
 #pragma GCC visibility push(hidden)
@@ -892,6 +901,65 @@ dp_broker_metrics_retried (dp_broker_t *self, task_t *task);
 /*  A task ended with code (0: done) and size bytes of result or message. */
 void
 dp_broker_metrics_ended (dp_broker_t *self, task_t *task, int32_t code, size_t size);
+
+/*  ---------------------------------------------------------------------------
+    The journal (dp_broker_journal.c). Every call does nothing without one.
+*/
+
+/*  Opens the journal at path with sync (dp_journal_sync_t) and replays it:
+    sessions, their results and tasks, the named queues. Returns 0, or -1
+    having logged why (the broker must not start). */
+int
+dp_broker_journal_open (dp_broker_t *self, const char *path, int sync);
+
+/*  Commits what is pending and closes the journal. */
+void
+dp_broker_journal_close (dp_broker_t *self);
+
+/*  A session was made, or is forgotten (with its tasks and results). */
+void
+dp_broker_journal_session (dp_broker_t *self, const client_t *client);
+void
+dp_broker_journal_session_gone (dp_broker_t *self, const client_t *client);
+
+/*  A task of a session was taken (or its attempts changed), started on a
+    worker, stopped without counting an attempt, or ended. */
+void
+dp_broker_journal_task (dp_broker_t *self, const task_t *task);
+void
+dp_broker_journal_run (dp_broker_t *self, const task_t *task);
+void
+dp_broker_journal_stopped (dp_broker_t *self, const task_t *task);
+void
+dp_broker_journal_task_gone (dp_broker_t *self, const task_t *task);
+
+/*  Adds a result (a packed value) or an error (a message) to client's
+    RESULT batch, and journals it until it is sent. The caller readied the
+    batch (dp_broker_client_out). */
+void
+dp_broker_client_add_result (dp_broker_t *self, client_t *client, uint64_t seq, int32_t code,
+                             const void *value, size_t size);
+void
+dp_broker_client_add_error (dp_broker_t *self, client_t *client, uint64_t seq, int32_t code,
+                            const char *message);
+
+/*  The oldest results entries of client's batches went out. */
+void
+dp_broker_journal_sent (dp_broker_t *self, client_t *client, size_t results);
+
+/*  Sends a reply that acknowledges a write: at once without a journal,
+    else after the turn's commit (the body is taken). Returns 0 or -1. */
+int
+dp_broker_send_held (dp_broker_t *self, peer_t *peer, dp_cmd_t cmd, dp_writer_t *body);
+
+/*  Ends the turn's transaction, then sends the replies held for it; if
+    the commit failed, they are dropped. */
+void
+dp_broker_journal_commit (dp_broker_t *self);
+
+/*  True once the journal failed: writes message, the refusal's text. */
+bool
+dp_broker_journal_refused (dp_broker_t *self, char *message, size_t size);
 
 /*  ---------------------------------------------------------------------------
     Status (dp_broker_status.c).

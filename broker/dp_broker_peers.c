@@ -339,6 +339,7 @@ dp_broker_client_forget (dp_broker_t *self, client_t *client)
 {
     dp_info ("client %s (%s) gone with %zu tasks", client->name, client->key,
              dp_idmap_size (client->tasks));
+    dp_broker_journal_session_gone (self, client);
     zlistx_t *tasks = zlistx_new ();
     dp_idmap_foreach (client->tasks, dp_broker_collect_task, tasks);
     task_t *task;
@@ -519,6 +520,7 @@ s_client_send (dp_broker_t *self, client_t *client)
         if (rc == 0) {
             client->peer->last_send = client->drained = dp_now_ms ();
             client->sealed_results -= sealed->results;
+            dp_broker_journal_sent (self, client, sealed->results);
             client->sealed_bytes -= size;
             self->freed_bytes += size;
             zlistx_delete (client->sealed, zlistx_cursor (client->sealed));
@@ -526,9 +528,11 @@ s_client_send (dp_broker_t *self, client_t *client)
     }
     if (rc == 0 && dp_list_count (&client->out) > 0) {
         size_t size = dp_writer_size (&client->out);
+        size_t results = dp_list_count (&client->out);
         dp_list_end (&client->out);
         rc = dp_broker_send_take (self, client->peer, DP_CMD_RESULT, &client->out);
         if (rc == 0) {
+            dp_broker_journal_sent (self, client, results);
             client->drained = client->peer->last_send;
             self->freed_bytes += size;
             if (client->out.sbuf.alloc > SHRINK_BYTES) {

@@ -188,12 +188,34 @@ s_pack_limits (dp_broker_t *self, msgpack_packer *pk)
     s_pack_count (pk, "trims", self->trims);
 }
 
+/*  The journal: nil without one; else its commits, writes, and why it
+    failed (nil while it works). */
+static void
+s_pack_journal (dp_broker_t *self, msgpack_packer *pk)
+{
+    if (!self->journal) {
+        msgpack_pack_nil (pk);
+        return;
+    }
+    dp_journal_stats_t stats;
+    dp_journal_stats (self->journal, &stats);
+    msgpack_pack_map (pk, 3);
+    s_pack_count (pk, "commits", stats.commits);
+    s_pack_count (pk, "writes", stats.writes);
+    s_pack_str (pk, "failed");
+    const char *failed = dp_journal_failed (self->journal);
+    if (failed)
+        s_pack_str (pk, failed);
+    else
+        msgpack_pack_nil (pk);
+}
+
 void
 dp_broker_on_status (dp_broker_t *self, peer_t *peer, bool admin)
 {
     dp_writer_reset (&self->w);
     msgpack_packer *pk = &self->w.pk;
-    msgpack_pack_map (pk, 21);
+    msgpack_pack_map (pk, 22);
     s_pack_str (pk, "broker");
     s_pack_str (pk, self->name);
     s_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
@@ -256,5 +278,7 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer, bool admin)
     s_pack_queue_stats (self, pk);
     s_pack_str (pk, "limits");
     s_pack_limits (self, pk);
+    s_pack_str (pk, "journal");
+    s_pack_journal (self, pk);
     dp_broker_send (self, peer, DP_CMD_STATUS_REPLY, &self->w);
 }

@@ -10,6 +10,7 @@
 #include "dp_queues.h"
 
 #include "dp_idmap.h"
+#include "dp_journal.h"
 #include "dp_taskq.h"
 #include "dp_util.h"
 #include "dpool.h"
@@ -30,6 +31,7 @@ typedef struct _loan_t loan_t;
 
 struct _value_t {
     value_t *next;
+    uint64_t pos; /* its record's place in the journal */
     uint32_t size;
     uint8_t data[];
 };
@@ -85,6 +87,7 @@ struct _queue_t {
     int64_t idle_since; /* since when */
     uint64_t puts;
     uint64_t gets;
+    uint64_t next_pos; /* the journal position of the next value put */
 };
 
 struct _dp_queues_t {
@@ -104,7 +107,10 @@ struct _dp_queues_t {
     uint64_t puts;
     uint64_t gets;
     uint64_t returned;
+    dp_journal_t *journal; /* NULL: none */
 };
+
+#define QKEY_SIZE (1 + DP_MAX_NAME + 8)
 
 /*  ---------------------------------------------------------------------------
     Helpers.
@@ -146,6 +152,57 @@ static uint32_t
 s_cap (const queue_t *queue)
 {
     return queue->maxsize ? queue->maxsize : DP_MAX_QUEUE_SIZE;
+}
+
+/*  A queue's record id (kind QUEUE: its name), or its value's at pos
+    (QVALUE: the name and pos, big-endian). Returns its size. */
+static size_t
+s_qkey (const queue_t *queue, bool value, uint64_t pos, uint8_t *key)
+{
+    size_t len = strlen (queue->name);
+    key[0] = (uint8_t)len;
+    memcpy (key + 1, queue->name, len);
+    if (!value)
+        return 1 + len;
+    dp_journal_be64 (key + 1 + len, pos);
+    return 1 + len + 8;
+}
+
+/*  A value entered its queue: journaled, at the back. */
+static void
+s_journal_value (dp_queues_t *self, queue_t *queue, value_t *value)
+{
+    value->pos = queue->next_pos++;
+    if (!self->journal)
+        return;
+    uint8_t key[QKEY_SIZE];
+    dp_journal_put (self->journal, DP_JOURNAL_QVALUE, key, s_qkey (queue, true, value->pos, key),
+                    value->data, value->size, NULL, 0);
+}
+
+/*  A value left for good (acknowledged as taken). */
+static void
+s_journal_taken (dp_queues_t *self, queue_t *queue, value_t *value)
+{
+    if (!self->journal)
+        return;
+    uint8_t key[QKEY_SIZE];
+    dp_journal_del (self->journal, DP_JOURNAL_QVALUE, key, s_qkey (queue, true, value->pos, key));
+}
+
+/*  A queue's bound was set (bound true), or the queue is freed. */
+static void
+s_journal_queue (dp_queues_t *self, queue_t *queue, bool bound)
+{
+    if (!self->journal || !queue->maxsize)
+        return;
+    uint8_t key[QKEY_SIZE];
+    size_t size = s_qkey (queue, false, 0, key);
+    if (bound)
+        dp_journal_put (self->journal, DP_JOURNAL_QUEUE, key, size, &queue->maxsize,
+                        sizeof queue->maxsize, NULL, 0);
+    else
+        dp_journal_del (self->journal, DP_JOURNAL_QUEUE, key, size);
 }
 
 static value_t *
@@ -419,6 +476,7 @@ s_settle (dp_queues_t *self, queue_t *queue, int64_t now)
             waiter_t *putter = queue->putters.head;
             owner_t *owner = putter->owner;
             s_push_back (queue, putter->value);
+            s_journal_value (self, queue, putter->value);
             queue->puts++;
             self->puts++;
             uint64_t req = putter->req;
@@ -483,10 +541,12 @@ s_queue (dp_queues_t *self, dp_span_t name, bool make, int64_t now, bool *full)
     bounds the queue. Returns false if it has another bound (the caller
     answers EINVAL). */
 static bool
-s_fix_bound (queue_t *queue, uint32_t maxsize)
+s_fix_bound (dp_queues_t *self, queue_t *queue, uint32_t maxsize)
 {
-    if (maxsize && !queue->maxsize)
+    if (maxsize && !queue->maxsize) {
         queue->maxsize = maxsize;
+        s_journal_queue (self, queue, true);
+    }
     return maxsize == 0 || maxsize == queue->maxsize;
 }
 
@@ -536,7 +596,7 @@ s_on_put (dp_queues_t *self, void *key, const dp_queue_req_t *req, int64_t now)
                   full ? "too many queues at the broker" : "broker out of memory");
         return;
     }
-    if (!s_fix_bound (queue, req->maxsize)) {
+    if (!s_fix_bound (self, queue, req->maxsize)) {
         s_bound_conflict (self, NULL, key, req->req, queue, req->maxsize);
         return;
     }
@@ -577,6 +637,7 @@ s_on_put (dp_queues_t *self, void *key, const dp_queue_req_t *req, int64_t now)
     }
     if (room) {
         s_push_back (queue, value);
+        s_journal_value (self, queue, value);
         queue->puts++;
         self->puts++;
         s_answer (self, NULL, key, req->req, 0, queue, NULL);
@@ -635,7 +696,7 @@ dp_queues_request (dp_queues_t *self, void *key, dp_cmd_t cmd, const dp_queue_re
         if (!queue)
             s_answer (self, NULL, key, req->req, full ? DPOOL_EREJECTED : DPOOL_ENOMEM, NULL,
                       full ? "too many queues at the broker" : "broker out of memory");
-        else if (!s_fix_bound (queue, req->maxsize))
+        else if (!s_fix_bound (self, queue, req->maxsize))
             s_bound_conflict (self, NULL, key, req->req, queue, req->maxsize);
         else {
             s_answer (self, NULL, key, req->req, 0, queue, NULL);
@@ -674,6 +735,7 @@ dp_queues_ack (dp_queues_t *self, void *key, uint64_t token, bool accept, int64_
     s_loan_unlink (self, loan);
     queue->gets++;
     self->gets++;
+    s_journal_taken (self, queue, loan->value);
     s_value_free (self, loan->value);
     free (loan);
     s_owner_release (self, owner);
@@ -753,8 +815,10 @@ dp_queues_tick (dp_queues_t *self, int64_t now)
                 zlistx_add_end (idle, queue->name);
         }
     const char *name;
-    while (idle && (name = (const char *)zlistx_detach (idle, NULL)))
+    while (idle && (name = (const char *)zlistx_detach (idle, NULL))) {
+        s_journal_queue (self, (queue_t *)zhashx_lookup (self->queues, name), false);
         zhashx_delete (self->queues, name);
+    }
     zlistx_destroy (&idle);
 }
 
@@ -915,4 +979,51 @@ dp_queues_destroy (dp_queues_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+void
+dp_queues_set_journal (dp_queues_t *self, dp_journal_t *journal)
+{
+    assert (self);
+    self->journal = journal;
+}
+
+/*  The queue a record's id names (made if there is none), and where the
+    name ends; NULL if the id is malformed or out of memory. */
+static queue_t *
+s_replay_queue (dp_queues_t *self, const uint8_t *id, size_t id_size, size_t *end)
+{
+    if (id_size < 1 || 1 + (size_t)id[0] > id_size)
+        return NULL;
+    *end = 1 + (size_t)id[0];
+    bool full;
+    return s_queue (self, (dp_span_t){id + 1, id[0]}, true, dp_now_ms (), &full);
+}
+
+int
+dp_queues_replay (dp_queues_t *self, int kind, const uint8_t *id, size_t id_size,
+                  const uint8_t *body, size_t size)
+{
+    assert (self);
+    size_t end;
+    queue_t *queue = s_replay_queue (self, id, id_size, &end);
+    if (!queue)
+        return -1;
+    if (kind == DP_JOURNAL_QUEUE) {
+        if (end != id_size || size != sizeof queue->maxsize)
+            return -1;
+        memcpy (&queue->maxsize, body, sizeof queue->maxsize);
+        return 0;
+    }
+    if (end + 8 != id_size)
+        return -1;
+    value_t *value = s_value_new (self, body, size);
+    if (!value)
+        return -1;
+    value->pos = dp_journal_get_be64 (id + end);
+    if (value->pos >= queue->next_pos)
+        queue->next_pos = value->pos + 1;
+    s_push_back (queue, value);
+    s_queue_touch (queue, dp_now_ms ());
+    return 0;
 }

@@ -33,6 +33,7 @@
 #ifndef DP_QUEUES_H_INCLUDED
 #define DP_QUEUES_H_INCLUDED
 
+#include "dp_journal.h"
 #include "dp_proto.h"
 
 #include <msgpack.h>
@@ -116,6 +117,19 @@ dp_queues_next_deadline (const dp_queues_t *self);
     unread, so ack deadlines move on by ms. */
 void
 dp_queues_forgive (dp_queues_t *self, int64_t ms);
+
+/*  Journals every change from now on: a value that enters a queue, one
+    acknowledged as taken, a queue's bound. A PUT's reply must not go out
+    before the journal's commit (the caller holds it). journal NULL: none. */
+void
+dp_queues_set_journal (dp_queues_t *self, dp_journal_t *journal);
+
+/*  Takes back one record of kind DP_JOURNAL_QUEUE or DP_JOURNAL_QVALUE
+    read from the journal at start (values come in their queue's order).
+    Returns 0, or -1 if the record is malformed or out of memory. */
+int
+dp_queues_replay (dp_queues_t *self, int kind, const uint8_t *id, size_t id_size,
+                  const uint8_t *body, size_t size);
 
 void
 dp_queues_stats (const dp_queues_t *self, dp_queues_stats_t *stats);

@@ -6,6 +6,7 @@
 */
 #include "dp_broker.h"
 #include "dp_metrics_http.h"
+#include "dp_journal.h"
 #include "dp_proto.h"
 #include "dp_util.h"
 #include "dpool.h"
@@ -117,6 +118,15 @@ s_usage (FILE *out)
              "                         before its new ones are rejected (default 0: no quota)\n"
              "      --max-queued-bytes-per-client N  likewise in bytes of arguments\n"
              "                         (default 0: no quota)\n"
+             "      --journal PATH     keep sessions, their tasks and undelivered results,\n"
+             "                         and named queues with their values in the SQLite file\n"
+             "                         PATH, committed once per turn of the loop before any\n"
+             "                         acknowledgement; a restart on PATH takes them back\n"
+             "                         (env DPOOL_JOURNAL; default: none, all in memory)\n"
+             "      --sync full|normal|off  how commits reach the disk: normal survives the\n"
+             "                         broker's death (SIGKILL) but maybe not the machine's;\n"
+             "                         full fsyncs every commit; off never fsyncs\n"
+             "                         (env DPOOL_JOURNAL_SYNC; default normal)\n"
              "      --endpoint-file F  write the bound endpoints to F, one per line\n"
              "      --metrics-bind HOST:PORT  serve Prometheus metrics over HTTP at\n"
              "                         http://HOST:PORT/metrics ([HOST]:PORT for IPv6; port 0\n"
@@ -175,6 +185,17 @@ s_bounds_from_environment (dp_broker_config_t *config)
 }
 
 static const char *s_metrics_bind; /* --metrics-bind: HOST:PORT, or NULL */
+/*  Sets the journal's sync from text; exits EXIT_USAGE if it is none. */
+static void
+s_sync_option (const char *what, const char *text, dp_broker_config_t *config)
+{
+    dp_journal_sync_t sync;
+    if (dp_journal_sync_parse (text, &sync) != 0) {
+        fprintf (stderr, "dpool-broker: %s must be full, normal or off, not '%s'\n", what, text);
+        exit (EXIT_USAGE);
+    }
+    config->journal_sync = (int)sync;
+}
 
 /*  Fills config from the DPOOL_* variables; exits EXIT_USAGE on a bad one. */
 static void
@@ -203,6 +224,10 @@ s_from_environment (dp_broker_config_t *config)
     if ((env = getenv ("DPOOL_NOFUNC_GRACE_MS")) && *env)
         config->nofunc_grace_ms = (int)s_int_option ("DPOOL_NOFUNC_GRACE_MS", env, -1, 86400000);
 
+    if ((env = getenv ("DPOOL_JOURNAL")) && *env)
+        config->journal = env;
+    if ((env = getenv ("DPOOL_JOURNAL_SYNC")) && *env)
+        s_sync_option ("DPOOL_JOURNAL_SYNC", env, config);
     if ((env = getenv ("DPOOL_CURVE_SECRET")) && *env)
         config->curve_secret = env;
     if ((env = getenv ("DPOOL_CURVE_CLIENTS")) && *env)
@@ -241,7 +266,9 @@ enum {
     OPT_MAX_SESSIONS,
     OPT_MAX_RUNNING,
     OPT_WEIGHTS,
-    OPT_METRICS_BIND
+    OPT_METRICS_BIND,
+    OPT_JOURNAL,
+    OPT_SYNC
 };
 
 /*  Applies a bound's option to config. Returns false if opt is none. */
@@ -293,6 +320,12 @@ s_bound_option (int opt, dp_broker_config_t *config)
         return true;
     case OPT_WEIGHTS:
         config->weights = optarg;
+        return true;
+    case OPT_JOURNAL:
+        config->journal = optarg;
+        return true;
+    case OPT_SYNC:
+        s_sync_option ("--sync", optarg, config);
         return true;
     default:
         return false;
@@ -439,6 +472,8 @@ s_parse (int argc, char *argv[], dp_broker_config_t *config)
         {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
         {"max-running-per-client", required_argument, NULL, OPT_MAX_RUNNING},
         {"weights", required_argument, NULL, OPT_WEIGHTS},
+        {"journal", required_argument, NULL, OPT_JOURNAL},
+        {"sync", required_argument, NULL, OPT_SYNC},
         {"nofunc-grace", required_argument, NULL, OPT_GRACE},
         {"endpoint-file", required_argument, NULL, OPT_FILE},
         {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},

@@ -39,3 +39,10 @@ target_compile_definitions (test_metrics PRIVATE DPOOL_CURL_BIN="${DPOOL_CURL}")
 
 # Detached batches in the broker, message by message, and hostile batch messages.
 dpool_test (test_broker_batch test_broker_batch.c TIMEOUT 120 VALGRIND_TIMEOUT 240)
+
+# broker/: the journal (--journal) with real processes: the broker SIGKILLed
+# 20 times under a detached session's 100,000 tasks and under named-queue
+# traffic; journals refused (corrupt, cut, newer, in use, read-only) and a
+# full disk. The cases that mount a tmpfs need root (else skipped: 77).
+dpool_test (test_broker_journal test_broker_journal.c TIMEOUT 600
+            PROPERTIES SKIP_RETURN_CODE 77)

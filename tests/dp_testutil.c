@@ -689,6 +689,14 @@ dp_test_env_connect (dp_test_env_t *env, int workers)
 }
 
 void
+dp_test_broker_restart (dp_test_broker_t *broker, const char *tag, const char *const *extra)
+{
+    char *text;
+    broker->pid = s_broker_spawn (tag, broker->tcp, broker->ipc, extra, &text);
+    free (text);
+}
+
+void
 dp_test_env_restart_broker (dp_test_env_t *env, const char *tag)
 {
     char *text;

@@ -146,6 +146,13 @@ typedef struct {
 void
 dp_test_broker_start (dp_test_broker_t *broker, const char *const *extra);
 
+/*  Starts a broker again on broker's endpoints (after it was stopped),
+    with extra arguments (NULL-terminated, may be NULL), and waits until it
+    has bound them; its pid goes to broker->pid. tag names its output
+    files. */
+void
+dp_test_broker_restart (dp_test_broker_t *broker, const char *tag, const char *const *extra);
+
 /*  Starts `dpool-worker --connect endpoint --procs procs` plus extra
     arguments (NULL-terminated, may be NULL); returns the supervisor's pid. */
 pid_t
