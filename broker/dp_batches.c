@@ -256,13 +256,25 @@ s_journal_collected (dp_broker_t *broker, dp_batch_t *batch, uint64_t first)
     dp_journal_del_range (broker->journal, DP_JOURNAL_BRESULT, lo, sizeof lo, hi, sizeof hi);
 }
 
-client_t *
-dp_batches_replay_client (dp_broker_t *broker, const uint8_t *id)
+/*  The batch a record's id names, if the index it holds was added. */
+static dp_batch_t *
+s_replay_lookup (dp_broker_t *broker, const uint8_t *id, size_t id_size)
 {
+    if (id_size != RESULT_KEY)
+        return NULL;
     char key[DP_BATCH_ID_SIZE + 1];
     memcpy (key, id, DP_BATCH_ID_SIZE);
     key[DP_BATCH_ID_SIZE] = 0;
     dp_batch_t *batch = (dp_batch_t *)zhashx_lookup (broker->batches->table, key);
+    if (batch && dp_journal_get_be64 (id + DP_BATCH_ID_SIZE) >= batch->added)
+        return NULL;
+    return batch;
+}
+
+client_t *
+dp_batches_replay_client (dp_broker_t *broker, const uint8_t *id, size_t id_size)
+{
+    dp_batch_t *batch = s_replay_lookup (broker, id, id_size);
     return batch ? batch->client : NULL;
 }
 
@@ -340,10 +352,9 @@ s_replay_result (dp_broker_t *broker, const uint8_t *id, size_t id_size, const u
 {
     if (id_size != RESULT_KEY || size < 4)
         return -1;
-    client_t *client = dp_batches_replay_client (broker, id);
-    if (!client)
+    dp_batch_t *batch = s_replay_lookup (broker, id, id_size);
+    if (!batch)
         return 0; /* deleted with its batch */
-    dp_batch_t *batch = client->batch;
     uint64_t index = dp_journal_get_be64 (id + DP_BATCH_ID_SIZE);
     if (index >= batch->cap || index < batch->collected || batch->results[index])
         return -1;

@@ -124,10 +124,11 @@ int
 dp_batches_replay (dp_broker_t *broker, int kind, const uint8_t *id, size_t id_size,
                    const uint8_t *body, size_t size);
 
-/*  The client_t of the batch whose DP_BATCH_ID_SIZE bytes of id are at
-    id (a task record's key), or NULL. */
+/*  The client_t of the batch a task record's key names (its id, then a
+    big-endian index), or NULL if there is no such batch or it never had
+    that index (the record is then ignored). */
 struct _client_t *
-dp_batches_replay_client (dp_broker_t *broker, const uint8_t *id);
+dp_batches_replay_client (dp_broker_t *broker, const uint8_t *id, size_t id_size);
 
 /*  A batch's id, DP_BATCH_ID_SIZE characters. */
 const char *

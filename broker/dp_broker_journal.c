@@ -333,7 +333,7 @@ s_replay_client (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size)
     if (id_size < DP_SESSION_SIZE)
         return NULL;
     if (kind == DP_JOURNAL_BTASK || kind == DP_JOURNAL_BRUN)
-        return dp_batches_replay_client (self, id);
+        return dp_batches_replay_client (self, id, id_size);
     char key[2 * DP_SESSION_SIZE + 1];
     dp_broker_hex (id, DP_SESSION_SIZE, key);
     return (client_t *)zhashx_lookup (self->sessions, key);
