@@ -2,6 +2,7 @@
 #include "dp_batches.h"
 
 #include "dp_broker_int.h"
+#include "dp_journal.h"
 #include "dp_util.h"
 #include "dp_wire.h"
 #include "dpool.h"
@@ -11,10 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define EXPIRE_EVERY_MS 1000   /* how often the tick looks for expired batches */
 #define LIST_MAX        100000 /* batches in one BATCH-LIST reply */
 #define MESSAGE_MAX     320    /* a refusal's message */
+#define RECORD_HEAD     61     /* fixed bytes of a batch's record (s_journal_batch) */
+#define RESULT_KEY      (DP_BATCH_ID_SIZE + 8) /* a batch's id and an index */
 
 /*  One result held: code 0 and the packed value, or a code and its packed
     str message. */
@@ -41,6 +45,7 @@ struct _dp_batch_t {
     int64_t changed;  /* its TTL counts from here once nothing of it runs */
     held_t **results; /* by index; NULL: not ended, or collected */
     size_t cap;
+    void *dirty; /* its handle in dp_batches_t.dirty while its record is due */
 };
 
 /*  A reply owed: sent by dp_batches_flush. A GET waits in waiters until it
@@ -65,6 +70,7 @@ struct _dp_batches_t {
     zhashx_t *table;   /* id -> dp_batch_t */
     zlistx_t *replies; /* pending_t, answered at the next flush */
     zlistx_t *waiters; /* pending_t, GETs waiting */
+    zlistx_t *dirty;   /* dp_batch_t whose journal record is due (with a journal) */
     bool changed;      /* since the waiters were last looked at */
     size_t bytes;      /* of results held, every batch */
     int64_t last_expire;
@@ -99,16 +105,277 @@ dp_batches_new (const dp_batches_config_t *config)
     self->table = zhashx_new ();
     self->replies = zlistx_new ();
     self->waiters = zlistx_new ();
-    if (!self->table || !self->replies || !self->waiters) {
+    self->dirty = zlistx_new ();
+    if (!self->table || !self->replies || !self->waiters || !self->dirty) {
         zhashx_destroy (&self->table);
         zlistx_destroy (&self->replies);
         zlistx_destroy (&self->waiters);
+        zlistx_destroy (&self->dirty);
         free (self);
         return NULL;
     }
     zlistx_set_destructor (self->replies, s_pending_free);
     zlistx_set_destructor (self->waiters, s_pending_free);
     return self;
+}
+
+/*  ---------------------------------------------------------------------------
+    Journal (dp_journal.h): a batch's record (its state, written once per
+    turn it changed, before the turn's commit), each result it holds (by
+    index, until collected), and its tasks (dp_broker_journal.c, keyed by
+    the batch's id and their index).
+*/
+
+static void
+s_put_u32 (uint8_t *out, uint32_t value)
+{
+    memcpy (out, &value, sizeof value);
+}
+
+static uint32_t
+s_get_u32 (const uint8_t *in)
+{
+    uint32_t value;
+    memcpy (&value, in, sizeof value);
+    return value;
+}
+
+static int64_t
+s_wall_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+s_result_key (uint8_t *key, const dp_batch_t *batch, uint64_t index)
+{
+    memcpy (key, batch->id, DP_BATCH_ID_SIZE);
+    dp_journal_be64 (key + DP_BATCH_ID_SIZE, index);
+}
+
+/*  Its record is due at the turn's commit (dp_batches_journal). */
+static void
+s_dirty (dp_broker_t *broker, dp_batch_t *batch)
+{
+    if (broker->journal && !batch->dirty)
+        batch->dirty = zlistx_add_end (broker->batches->dirty, batch);
+}
+
+/*  Appends a length byte at *lens and the text at *text. */
+static void
+s_put_text (uint8_t **lens, uint8_t **text, const char *value)
+{
+    size_t len = strlen (value);
+    *(*lens)++ = (uint8_t)len;
+    memcpy (*text, value, len);
+    *text += len;
+}
+
+static void
+s_journal_batch (dp_broker_t *broker, const dp_batch_t *batch)
+{
+    uint8_t body[RECORD_HEAD + 2 * DP_MAX_NAME + DP_CURVE_KEY + TENANT_KEY_SIZE + DP_KEY_NAME_MAX];
+    s_put_u32 (body, batch->flags);
+    s_put_u32 (body + 4, batch->ttl_s);
+    uint64_t counts[5] = {batch->total, batch->added, batch->done, batch->failed,
+                          batch->collected};
+    memcpy (body + 8, counts, sizeof counts);
+    int64_t created = s_wall_ms () - (dp_now_ms () - batch->created);
+    memcpy (body + 48, &created, sizeof created);
+    uint8_t *lens = body + 56, *text = body + RECORD_HEAD;
+    const tenant_t *tenant = batch->client->tenant;
+    s_put_text (&lens, &text, batch->name);
+    s_put_text (&lens, &text, batch->fn);
+    s_put_text (&lens, &text, batch->owner);
+    s_put_text (&lens, &text, tenant->key);
+    s_put_text (&lens, &text, tenant->name);
+    dp_journal_put (broker->journal, DP_JOURNAL_BATCH, batch->id, DP_BATCH_ID_SIZE, body,
+                    (size_t)(text - body), NULL, 0);
+}
+
+void
+dp_batches_journal (dp_broker_t *broker)
+{
+    dp_batches_t *self = broker->batches;
+    dp_batch_t *batch;
+    while ((batch = (dp_batch_t *)zlistx_detach (self->dirty, NULL))) {
+        batch->dirty = NULL;
+        if (broker->journal)
+            s_journal_batch (broker, batch);
+    }
+}
+
+/*  A batch gone: every record of it. */
+static void
+s_journal_gone (dp_broker_t *broker, dp_batch_t *batch)
+{
+    if (batch->dirty)
+        zlistx_delete (broker->batches->dirty, batch->dirty);
+    batch->dirty = NULL;
+    if (!broker->journal)
+        return;
+    uint8_t lo[RESULT_KEY], hi[RESULT_KEY];
+    s_result_key (lo, batch, 0);
+    s_result_key (hi, batch, UINT64_MAX);
+    dp_journal_del (broker->journal, DP_JOURNAL_BATCH, batch->id, DP_BATCH_ID_SIZE);
+    for (int kind = DP_JOURNAL_BRESULT; kind <= DP_JOURNAL_BRUN; kind++)
+        dp_journal_del_range (broker->journal, kind, lo, sizeof lo, hi, sizeof hi);
+}
+
+/*  Task index ended: its records go, its result's (if held) comes. */
+static void
+s_journal_ended (dp_broker_t *broker, dp_batch_t *batch, uint64_t index, const held_t *held)
+{
+    s_dirty (broker, batch);
+    if (!broker->journal)
+        return;
+    uint8_t key[RESULT_KEY];
+    s_result_key (key, batch, index);
+    dp_journal_del (broker->journal, DP_JOURNAL_BTASK, key, sizeof key);
+    dp_journal_del (broker->journal, DP_JOURNAL_BRUN, key, sizeof key);
+    if (held) {
+        uint8_t code[4];
+        s_put_u32 (code, (uint32_t)held->code);
+        dp_journal_put (broker->journal, DP_JOURNAL_BRESULT, key, sizeof key, code, sizeof code,
+                        held->value, held->size);
+    }
+}
+
+/*  Results from index first up to the batch's collected went. */
+static void
+s_journal_collected (dp_broker_t *broker, dp_batch_t *batch, uint64_t first)
+{
+    if (!broker->journal || first == batch->collected)
+        return;
+    s_dirty (broker, batch);
+    uint8_t lo[RESULT_KEY], hi[RESULT_KEY];
+    s_result_key (lo, batch, first);
+    s_result_key (hi, batch, batch->collected - 1);
+    dp_journal_del_range (broker->journal, DP_JOURNAL_BRESULT, lo, sizeof lo, hi, sizeof hi);
+}
+
+/*  The batch a record's id names, if the index it holds was added. */
+static dp_batch_t *
+s_replay_lookup (dp_broker_t *broker, const uint8_t *id, size_t id_size)
+{
+    if (id_size != RESULT_KEY)
+        return NULL;
+    char key[DP_BATCH_ID_SIZE + 1];
+    memcpy (key, id, DP_BATCH_ID_SIZE);
+    key[DP_BATCH_ID_SIZE] = 0;
+    dp_batch_t *batch = (dp_batch_t *)zhashx_lookup (broker->batches->table, key);
+    if (batch && dp_journal_get_be64 (id + DP_BATCH_ID_SIZE) >= batch->added)
+        return NULL;
+    return batch;
+}
+
+client_t *
+dp_batches_replay_client (dp_broker_t *broker, const uint8_t *id, size_t id_size)
+{
+    dp_batch_t *batch = s_replay_lookup (broker, id, id_size);
+    return batch ? batch->client : NULL;
+}
+
+/*  Reads the five texts of a batch's record into batch and the tenant's
+    key and name; returns -1 if a length is out of bounds. */
+static int
+s_read_texts (const uint8_t *body, size_t size, dp_batch_t *batch, char *tkey, char *tname)
+{
+    char *out[5] = {batch->name, batch->fn, batch->owner, tkey, tname};
+    size_t max[5] = {DP_MAX_NAME, DP_MAX_NAME, DP_CURVE_KEY, TENANT_KEY_SIZE - 1, DP_KEY_NAME_MAX};
+    size_t at = RECORD_HEAD;
+    for (int i = 0; i < 5; i++) {
+        size_t len = body[56 + i];
+        if (len > max[i] || at + len > size)
+            return -1;
+        memcpy (out[i], body + at, len);
+        out[i][len] = 0;
+        at += len;
+    }
+    return at == size ? 0 : -1;
+}
+
+/*  A batch's record: the batch back, its tasks and results to follow. */
+static int
+s_replay_batch (dp_broker_t *broker, const uint8_t *id, size_t id_size, const uint8_t *body,
+                size_t size)
+{
+    dp_batch_t *batch = (dp_batch_t *)calloc (1, sizeof *batch);
+    char tkey[TENANT_KEY_SIZE], tname[DP_KEY_NAME_MAX + 1];
+    if (!batch || id_size != DP_BATCH_ID_SIZE || size < RECORD_HEAD ||
+        s_read_texts (body, size, batch, tkey, tname) != 0) {
+        free (batch);
+        return -1;
+    }
+    memcpy (batch->id, id, DP_BATCH_ID_SIZE);
+    batch->flags = s_get_u32 (body);
+    batch->ttl_s = s_get_u32 (body + 4);
+    uint64_t counts[5];
+    memcpy (counts, body + 8, sizeof counts);
+    batch->total = counts[0];
+    batch->added = counts[1];
+    batch->done = counts[2];
+    batch->failed = counts[3];
+    batch->collected = counts[4];
+    int64_t created;
+    memcpy (&created, body + 48, sizeof created);
+    batch->changed = dp_now_ms ();
+    batch->created = batch->changed - (s_wall_ms () - created);
+    bool keep = !(batch->flags & DP_BATCH_DISCARD);
+    batch->cap = keep ? (size_t)batch->added : 0;
+    if (batch->done > batch->added || batch->collected > batch->added ||
+        (keep && batch->cap &&
+         !(batch->results = (held_t **)calloc (batch->cap, sizeof (held_t *))))) {
+        free (batch);
+        return -1;
+    }
+    uint8_t session[DP_SESSION_SIZE] = {0};
+    memcpy (session, "batch:", 6);
+    dp_span_t name = {(const uint8_t *)dp_batch_name (batch), strlen (dp_batch_name (batch))};
+    batch->client = dp_broker_client_make (broker, session, name, tkey, tname);
+    if (!batch->client) {
+        free (batch->results);
+        free (batch);
+        return -1;
+    }
+    batch->client->batch = batch;
+    zhashx_insert (broker->batches->table, batch->id, batch);
+    return 0;
+}
+
+/*  A result held, back at its index. */
+static int
+s_replay_result (dp_broker_t *broker, const uint8_t *id, size_t id_size, const uint8_t *body,
+                 size_t size)
+{
+    if (id_size != RESULT_KEY || size < 4)
+        return -1;
+    dp_batch_t *batch = s_replay_lookup (broker, id, id_size);
+    if (!batch)
+        return 0; /* deleted with its batch */
+    uint64_t index = dp_journal_get_be64 (id + DP_BATCH_ID_SIZE);
+    if (index >= batch->cap || index < batch->collected || batch->results[index])
+        return -1;
+    held_t *held = (held_t *)malloc (sizeof *held + size - 4);
+    if (!held)
+        return -1;
+    held->code = (int32_t)s_get_u32 (body);
+    held->size = (uint32_t)(size - 4);
+    memcpy (held->value, body + 4, size - 4);
+    batch->results[index] = held;
+    broker->batches->bytes += held->size;
+    return 0;
+}
+
+int
+dp_batches_replay (dp_broker_t *broker, int kind, const uint8_t *id, size_t id_size,
+                   const uint8_t *body, size_t size)
+{
+    if (kind == DP_JOURNAL_BATCH)
+        return s_replay_batch (broker, id, id_size, body, size);
+    return s_replay_result (broker, id, id_size, body, size);
 }
 
 /*  The one place a batch goes: fully collected, expired, or the broker's
@@ -128,6 +395,7 @@ s_batch_free (dp_broker_t *broker, dp_batch_t *batch, const char *why)
             free (batch->results[i]);
         }
     free (batch->results);
+    s_journal_gone (broker, batch);
     dp_broker_client_forget (broker, batch->client);
     zhashx_delete (self->table, batch->id);
     free (batch);
@@ -145,6 +413,7 @@ dp_batches_destroy (dp_broker_t *broker, dp_batches_t **self_p)
         zhashx_destroy (&self->table);
         zlistx_destroy (&self->replies);
         zlistx_destroy (&self->waiters);
+        zlistx_destroy (&self->dirty);
         free (self);
         *self_p = NULL;
     }
@@ -198,6 +467,7 @@ s_batch_create (dp_broker_t *broker, const dp_batch_add_t *add, tenant_t *tenant
     }
     batch->client->batch = batch;
     zhashx_insert (broker->batches->table, batch->id, batch);
+    s_dirty (broker, batch);
     dp_info ("batch %s (%s) of %s made", batch->id, batch->name, tenant->name);
     return batch;
 }
@@ -221,14 +491,16 @@ s_batch_task_added (dp_broker_t *broker, dp_batch_t *batch, const dp_task_t *tas
         return -1;
     batch->added++;
     batch->changed = dp_now_ms ();
+    s_dirty (broker, batch);
     return 0;
 }
 
 static void
-s_batch_seal (dp_batch_t *batch, uint64_t total)
+s_batch_seal (dp_broker_t *broker, dp_batch_t *batch, uint64_t total)
 {
     batch->total = total;
     batch->flags |= DP_BATCH_SEALED;
+    s_dirty (broker, batch);
 }
 
 /*  Packs message (cut at DP_MAX_ERROR bytes) as a msgpack str into out,
@@ -285,8 +557,10 @@ dp_batches_task_ended (dp_broker_t *broker, dp_batch_t *batch, uint64_t index, i
     batch->failed += code != 0;
     batch->changed = dp_now_ms ();
     self->changed = true;
-    if (batch->flags & DP_BATCH_DISCARD)
+    if (batch->flags & DP_BATCH_DISCARD) {
+        s_journal_ended (broker, batch, index, NULL);
         return;
+    }
     assert (index < batch->cap && !batch->results[index]);
     held_t *held = NULL;
     if (self->bytes + size > self->config.max_batch_bytes) {
@@ -307,10 +581,12 @@ dp_batches_task_ended (dp_broker_t *broker, dp_batch_t *batch, uint64_t index, i
     if (!held) {
         dp_error ("batch %s: out of memory for the result of task %llu", batch->id,
                   (unsigned long long)index);
+        s_journal_ended (broker, batch, index, NULL);
         return; /* its reader waits for it until the batch expires */
     }
     batch->results[index] = held;
     self->bytes += held->size;
+    s_journal_ended (broker, batch, index, held);
 }
 
 /*  Frees the results below upto (at most the first one not ended) and
@@ -321,6 +597,7 @@ s_batch_collect (dp_broker_t *broker, dp_batch_t *batch, uint64_t upto)
     dp_batches_t *self = broker->batches;
     if (batch->flags & DP_BATCH_DISCARD)
         return false;
+    uint64_t first = batch->collected;
     while (batch->collected < upto && batch->collected < batch->added &&
            batch->results[batch->collected]) {
         held_t *held = batch->results[batch->collected];
@@ -330,6 +607,7 @@ s_batch_collect (dp_broker_t *broker, dp_batch_t *batch, uint64_t upto)
         batch->results[batch->collected++] = NULL;
         batch->changed = dp_now_ms ();
     }
+    s_journal_collected (broker, batch, first);
     return (batch->flags & DP_BATCH_SEALED) && batch->collected == batch->total;
 }
 
@@ -350,7 +628,7 @@ s_batch_cancel (dp_broker_t *broker, dp_batch_t *batch)
         }
     zlistx_destroy (&tasks);
     batch->flags |= DP_BATCH_CANCELLED;
-    s_batch_seal (batch, batch->added);
+    s_batch_seal (broker, batch, batch->added);
     batch->changed = dp_now_ms ();
     broker->batches->changed = true;
 }
@@ -495,7 +773,7 @@ s_on_add (dp_broker_t *broker, pending_t *p, client_t *session, dp_batch_add_t *
         }
     }
     if (add->total && !(batch->flags & DP_BATCH_SEALED))
-        s_batch_seal (batch, add->total);
+        s_batch_seal (broker, batch, add->total);
 }
 
 static void
@@ -530,6 +808,13 @@ dp_batches_request (dp_broker_t *broker, const uint8_t *rid, size_t rid_size,
     p->req = add ? msg->u.batch_add.req : msg->u.batch.req;
     dp_broker_span_copy (add ? msg->u.batch_add.id : msg->u.batch.id, p->id, sizeof p->id);
     zlistx_t *list = self->replies;
+    if (msg->cmd != DP_CMD_BATCH_GET && msg->cmd != DP_CMD_BATCH_LIST &&
+        dp_broker_journal_refused (broker, p->message, sizeof p->message)) {
+        p->code = DPOOL_EREJECTED; /* nothing it changed would be kept */
+        if (!zlistx_add_end (list, p))
+            free (p);
+        return;
+    }
     switch (msg->cmd) {
     case DP_CMD_BATCH_ADD:
         s_on_add (broker, p, session, &msg->u.batch_add);
@@ -670,6 +955,26 @@ dp_batches_flush (dp_broker_t *broker, int64_t now)
             zlistx_delete (self->waiters, handle);
         handle = next;
     }
+}
+
+void
+dp_batches_withhold (dp_broker_t *broker)
+{
+    zlistx_t *replies = broker->batches->replies;
+    void *handle = zlistx_first (replies) ? zlistx_cursor (replies) : NULL;
+    while (handle) {
+        void *next = zlistx_next (replies) ? zlistx_cursor (replies) : NULL;
+        pending_t *p = (pending_t *)zlistx_handle_item (handle);
+        if (!p->code && p->cmd != DP_CMD_BATCH_GET && p->cmd != DP_CMD_BATCH_LIST)
+            zlistx_delete (replies, handle);
+        handle = next;
+    }
+}
+
+const char *
+dp_batch_id (const dp_batch_t *batch)
+{
+    return batch->id;
 }
 
 void

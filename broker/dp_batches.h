@@ -21,7 +21,10 @@
     result), s_batch_collect (results below an index collected and freed),
     s_batch_cancel (queued tasks cancelled, no more added), s_batch_seal
     (its total known) and s_batch_free (a batch gone: fully collected, or
-    expired).
+    expired). With a journal each marks the batch's record due, written
+    once per turn just before the commit (dp_batches_journal); a result's
+    record is written as it ends and deleted as it is collected, and the
+    batch's tasks are journaled by the broker's task hooks.
 
     Replies. Handlers change state at once, but every BATCH-REPLY goes out
     from dp_batches_flush, at the end of the loop's turn (after dispatch
@@ -103,6 +106,33 @@ dp_batches_tick (dp_broker_t *broker, int64_t now);
 void
 dp_batches_counts (const dp_batches_t *self, size_t *batches, size_t *tasks, size_t *bytes,
                    size_t *waiting);
+
+/*  Writes the journal record of each batch changed since the last call:
+    called just before the turn's commit. */
+void
+dp_batches_journal (dp_broker_t *broker);
+
+/*  The turn's commit failed: the replies that would acknowledge one of
+    its changes (an ADD, ACK or CANCEL not refused) are dropped; their
+    requesters time out, and later requests are refused. */
+void
+dp_batches_withhold (dp_broker_t *broker);
+
+/*  Replay of the journal's batch records (DP_JOURNAL_BATCH and _BRESULT):
+    returns 0, or -1 if the record is malformed or memory ran out. */
+int
+dp_batches_replay (dp_broker_t *broker, int kind, const uint8_t *id, size_t id_size,
+                   const uint8_t *body, size_t size);
+
+/*  The client_t of the batch a task record's key names (its id, then a
+    big-endian index), or NULL if there is no such batch or it never had
+    that index (the record is then ignored). */
+struct _client_t *
+dp_batches_replay_client (dp_broker_t *broker, const uint8_t *id, size_t id_size);
+
+/*  A batch's id, DP_BATCH_ID_SIZE characters. */
+const char *
+dp_batch_id (const dp_batch_t *batch);
 
 /*  The name a batch's tasks show in status (its session's name). */
 const char *

@@ -6,9 +6,11 @@
     running: its function, arguments and order, with a RUN record while a
     worker holds it that counts the attempt), each RESULT entry it has not
     sent (numbered by the session's entries, so that a sent body deletes
-    one range), and the named queues with their values (dp_queues.c writes
-    those). A task's record is written when the broker takes it and
-    deleted when it ends; a result's when it enters the session's batch
+    one range), the named queues with their values (dp_queues.c writes
+    those), and the detached batches (dp_batches.c writes each batch's
+    state and held results; their tasks' records are written here, keyed
+    by the batch's id in place of a session's, in kinds of their own). A task's record is written
+   when the broker takes it and deleted when it ends; a result's when it enters the session's batch
     and deleted once that batch went out. The broker's loop commits once
     per turn (dp_broker_journal_commit) before it sends anything that
     acknowledges a write: RESULT batches go after it, and the replies
@@ -19,8 +21,10 @@
     session does, counted from the restart), their tasks queued again in
     their order, a task that was running with one more attempt counted
     (ELOST once it has had them all: PROTOCOL.md 6), their results ready
-    for their client's HELLO, and the named queues with every value not
-    acknowledged as taken, lent ones back in place.
+    for their client's HELLO, the named queues with every value not
+    acknowledged as taken, lent ones back in place, and the batches with
+    their results and their tasks (dp_batches_replay; the kinds' order
+    brings a batch back before its results and tasks).
 */
 #include "dp_broker_int.h"
 
@@ -37,6 +41,8 @@
 #define TASK_HEAD  26                    /* fixed bytes of a task record */
 #define ENTRY_HEAD 13                    /* seq, code, a value or a message */
 #define ERROR_SIZE 512
+
+static_assert (DP_BATCH_ID_SIZE == DP_SESSION_SIZE, "a batch's key takes a session's place");
 
 /*  A reply that waits for the turn's commit. */
 typedef struct {
@@ -82,12 +88,31 @@ s_key (uint8_t *key, const uint8_t *session, uint64_t number)
     Writing.
 */
 
-/*  True if task's changes are journaled: a journal is on, and the task is
-    a session's (a detached batch's tasks are not journaled yet). */
+/*  True if task's changes are journaled: a journal is on, and the task
+    is a session's or a batch's. */
 static bool
 s_journaled (const dp_broker_t *self, const task_t *task)
 {
-    return self->journal && task->client && !task->client->batch;
+    return self->journal && task->client;
+}
+
+/*  The key of task's records: its session, or its batch's id (of as many
+    bytes) in a kind of its own, and its seq (a batch's: its index). Sets
+    the kinds of its TASK and RUN records. */
+static void
+s_task_key (const task_t *task, uint8_t *key, int *task_kind, int *run_kind)
+{
+    const client_t *client = task->client;
+    if (client->batch) {
+        memcpy (key, dp_batch_id (client->batch), DP_BATCH_ID_SIZE);
+        dp_journal_be64 (key + DP_BATCH_ID_SIZE, task->seq);
+        *task_kind = DP_JOURNAL_BTASK;
+        *run_kind = DP_JOURNAL_BRUN;
+    } else {
+        s_key (key, client->session, task->seq);
+        *task_kind = DP_JOURNAL_TASK;
+        *run_kind = DP_JOURNAL_RUN;
+    }
 }
 
 void
@@ -124,7 +149,8 @@ dp_broker_journal_task (dp_broker_t *self, const task_t *task)
     if (!s_journaled (self, task))
         return;
     uint8_t key[KEY_SIZE];
-    s_key (key, task->client->session, task->seq);
+    int kind, run_kind;
+    s_task_key (task, key, &kind, &run_kind);
     uint8_t head[TASK_HEAD + DP_MAX_NAME];
     const char *fn = task->flow->fnq->name;
     size_t fn_size = strlen (fn);
@@ -136,7 +162,7 @@ dp_broker_journal_task (dp_broker_t *self, const task_t *task)
     head[24] = task->flags;
     head[25] = (uint8_t)fn_size;
     memcpy (head + TASK_HEAD, fn, fn_size);
-    dp_journal_put (self->journal, DP_JOURNAL_TASK, key, sizeof key, head, TASK_HEAD + fn_size,
+    dp_journal_put (self->journal, kind, key, sizeof key, head, TASK_HEAD + fn_size,
                     dp_broker_task_args ((task_t *)task), task->args_size);
 }
 
@@ -146,11 +172,11 @@ dp_broker_journal_run (dp_broker_t *self, const task_t *task)
     if (!s_journaled (self, task))
         return;
     uint8_t key[KEY_SIZE];
-    s_key (key, task->client->session, task->seq);
+    int kind, run_kind;
+    s_task_key (task, key, &kind, &run_kind);
     uint8_t deaths[4];
     s_put_u32 (deaths, task->deaths);
-    dp_journal_put (self->journal, DP_JOURNAL_RUN, key, sizeof key, deaths, sizeof deaths, NULL,
-                    0);
+    dp_journal_put (self->journal, run_kind, key, sizeof key, deaths, sizeof deaths, NULL, 0);
 }
 
 void
@@ -159,8 +185,9 @@ dp_broker_journal_stopped (dp_broker_t *self, const task_t *task)
     if (!s_journaled (self, task))
         return;
     uint8_t key[KEY_SIZE];
-    s_key (key, task->client->session, task->seq);
-    dp_journal_del (self->journal, DP_JOURNAL_RUN, key, sizeof key);
+    int kind, run_kind;
+    s_task_key (task, key, &kind, &run_kind);
+    dp_journal_del (self->journal, run_kind, key, sizeof key);
 }
 
 void
@@ -169,9 +196,10 @@ dp_broker_journal_task_gone (dp_broker_t *self, const task_t *task)
     if (!s_journaled (self, task))
         return;
     uint8_t key[KEY_SIZE];
-    s_key (key, task->client->session, task->seq);
-    dp_journal_del (self->journal, DP_JOURNAL_TASK, key, sizeof key);
-    dp_journal_del (self->journal, DP_JOURNAL_RUN, key, sizeof key);
+    int kind, run_kind;
+    s_task_key (task, key, &kind, &run_kind);
+    dp_journal_del (self->journal, kind, key, sizeof key);
+    dp_journal_del (self->journal, run_kind, key, sizeof key);
 }
 
 /*  Journals the entry just added to client's batch (a result's value, or
@@ -261,19 +289,28 @@ dp_broker_journal_refused (dp_broker_t *self, char *message, size_t size)
     return why != NULL;
 }
 
+/*  Writes the batches' records changed this turn, then commits. */
+static int
+s_commit (dp_broker_t *self)
+{
+    dp_batches_journal (self);
+    return dp_journal_commit (self->journal);
+}
+
 void
 dp_broker_journal_commit (dp_broker_t *self)
 {
     if (!self->journal)
         return;
     held_t *held;
-    if (dp_journal_commit (self->journal) != 0) {
+    if (s_commit (self) != 0) {
         /*  What this turn acknowledges is not in the journal: no answer
             says it is. The requesters time out; further requests are
             refused (dp_broker_journal_refused). */
         if (zlistx_size (self->held) > 0)
             dp_warn ("journal failed: %zu replies withheld", zlistx_size (self->held));
         zlistx_purge (self->held);
+        dp_batches_withhold (self);
         return;
     }
     while ((held = (held_t *)zlistx_detach (self->held, NULL))) {
@@ -288,11 +325,15 @@ dp_broker_journal_commit (dp_broker_t *self)
     Replay.
 */
 
+/*  The session, or for a batch's kind the batch's client, that a
+    record's id names; NULL if none. */
 static client_t *
-s_replay_client (dp_broker_t *self, const uint8_t *id, size_t id_size)
+s_replay_client (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size)
 {
     if (id_size < DP_SESSION_SIZE)
         return NULL;
+    if (kind == DP_JOURNAL_BTASK || kind == DP_JOURNAL_BRUN)
+        return dp_batches_replay_client (self, id, id_size);
     char key[2 * DP_SESSION_SIZE + 1];
     dp_broker_hex (id, DP_SESSION_SIZE, key);
     return (client_t *)zhashx_lookup (self->sessions, key);
@@ -322,7 +363,7 @@ static int
 s_replay_result (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
                  size_t size)
 {
-    client_t *client = s_replay_client (self, id, id_size);
+    client_t *client = s_replay_client (self, DP_JOURNAL_RESULT, id, id_size);
     if (id_size != KEY_SIZE || size < ENTRY_HEAD)
         return -1;
     if (!client)
@@ -343,10 +384,10 @@ s_replay_result (dp_broker_t *self, const uint8_t *id, size_t id_size, const uin
 
 /*  A task's record back in memory, queued. */
 static int
-s_replay_task (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
+s_replay_task (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, const uint8_t *body,
                size_t size)
 {
-    client_t *client = s_replay_client (self, id, id_size);
+    client_t *client = s_replay_client (self, kind, id, id_size);
     if (id_size != KEY_SIZE || size < TASK_HEAD || TASK_HEAD + (size_t)body[25] > size)
         return -1;
     if (!client)
@@ -394,10 +435,10 @@ s_replay_task (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8
 /*  A task that was running when the broker stopped: one more attempt
     counted, as for a worker that died running it. */
 static int
-s_replay_run (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
+s_replay_run (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, const uint8_t *body,
               size_t size)
 {
-    client_t *client = s_replay_client (self, id, id_size);
+    client_t *client = s_replay_client (self, kind, id, id_size);
     if (id_size != KEY_SIZE || size < 4)
         return -1;
     task_t *task =
@@ -431,12 +472,17 @@ s_replay (void *arg, int kind, const uint8_t *id, size_t id_size, const uint8_t 
     case DP_JOURNAL_RESULT:
         return s_replay_result (self, id, id_size, body, size);
     case DP_JOURNAL_TASK:
-        return s_replay_task (self, id, id_size, body, size);
+    case DP_JOURNAL_BTASK:
+        return s_replay_task (self, kind, id, id_size, body, size);
     case DP_JOURNAL_RUN:
-        return s_replay_run (self, id, id_size, body, size);
+    case DP_JOURNAL_BRUN:
+        return s_replay_run (self, kind, id, id_size, body, size);
     case DP_JOURNAL_QUEUE:
     case DP_JOURNAL_QVALUE:
         return dp_queues_replay (self->queues, kind, id, id_size, body, size);
+    case DP_JOURNAL_BATCH:
+    case DP_JOURNAL_BRESULT:
+        return dp_batches_replay (self, kind, id, id_size, body, size);
     default:
         return -1; /* a kind of a newer broker: refused rather than lost */
     }
@@ -457,14 +503,17 @@ dp_broker_journal_open (dp_broker_t *self, const char *path, int sync)
         return -1;
     }
     long records = dp_journal_replay (self->journal, s_replay, self, error, sizeof error);
-    if (records < 0 || dp_journal_commit (self->journal) != 0) {
+    if (records < 0 || s_commit (self) != 0) {
         dp_error ("%s: %s", path, records < 0 ? error : dp_journal_failed (self->journal));
         dp_journal_destroy (&self->journal); /* what the replay wrote is rolled back */
         return -1;
     }
     dp_queues_set_journal (self->queues, self->journal);
-    dp_info ("journal %s: %ld records, %zu sessions, %zu tasks queued, replayed in %lld ms", path,
-             records, zhashx_size (self->sessions), self->queued,
+    size_t batches, tasks, bytes, waiting;
+    dp_batches_counts (self->batches, &batches, &tasks, &bytes, &waiting);
+    dp_info ("journal %s: %ld records, %zu sessions, %zu batches, %zu tasks queued, replayed in "
+             "%lld ms",
+             path, records, zhashx_size (self->sessions), batches, self->queued,
              (long long)(dp_now_ms () - started));
     return 0;
 }
@@ -473,7 +522,7 @@ void
 dp_broker_journal_close (dp_broker_t *self)
 {
     if (self->journal)
-        dp_journal_commit (self->journal);
+        s_commit (self);
     dp_journal_destroy (&self->journal);
     zlistx_destroy (&self->held);
 }

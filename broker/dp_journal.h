@@ -43,6 +43,10 @@ typedef enum {
     DP_JOURNAL_RUN = 4,     /* id: session, seq; body: attempts so far, while it runs */
     DP_JOURNAL_QUEUE = 5,   /* id: queue name; body: its maxsize */
     DP_JOURNAL_QVALUE = 6,  /* id: queue name, position; body: a value queued or lent */
+    DP_JOURNAL_BATCH = 7,   /* id: batch id; body: its state (dp_batches.c) */
+    DP_JOURNAL_BRESULT = 8, /* id: batch id, index; body: a result held, not collected */
+    DP_JOURNAL_BTASK = 9,   /* id: batch id, index; body: a task queued or running */
+    DP_JOURNAL_BRUN = 10,   /* id: batch id, index; body: attempts so far, while it runs */
 } dp_journal_kind_t;
 
 /*  How a commit reaches the disk (SQLite's synchronous setting, in WAL

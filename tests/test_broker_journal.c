@@ -9,7 +9,8 @@
         test_broker_journal CASE
 
     The kill loops print their random seed; DPOOL_TEST_SEED replays one,
-    DPOOL_TEST_JOURNAL_TASKS sets the batch's size (default 100000).
+    DPOOL_TEST_JOURNAL_TASKS sets the batch's size (default 100000), and
+    DPOOL_TEST_JOURNAL_BATCH the detached batch's (default 100000).
     The cases that mount a tmpfs need root (else the case exits 77,
     skipped).
 */
@@ -42,6 +43,9 @@
 #define QUEUE         "jq"
 #define VALUE_BYTES   4096 /* of a value on the full disk */
 #define NO_VALUE      UINT32_MAX
+#define BATCH_DEFAULT 100000 /* tasks of the detached batch killed 20 times */
+#define BATCH_IDLE    1000   /* tasks of the batch killed before any worker came */
+#define PATH_SIZE     4096
 
 static void *s_ctx;
 static dp_test_broker_t s_broker;
@@ -716,6 +720,200 @@ s_case_disk_full (void)
     s_broker_stop ();
 }
 
+/*  ---------------------------------------------------------------------------
+    A detached batch (dpool submit) through 20 kills.
+*/
+
+/*  Runs the dpool command (args, then --connect) through /bin/sh with its
+    output in tag's files; returns its exit status. */
+static int
+s_dpool (const char *tag, const char *args)
+{
+    char command[2 * PATH_SIZE];
+    snprintf (command, sizeof command, "exec '%s' %s --connect '%s'", dp_test_cli_bin, args,
+              s_broker.tcp);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    int status = dp_test_wait_exit (dp_test_spawn (tag, argv), REPLY_MS * 6);
+    if (status == -1 || !WIFEXITED (status))
+        dp_test_fail (__FILE__, __LINE__, "[%s] did not exit in time: %s", tag, command);
+    return WEXITSTATUS (status);
+}
+
+/*  Writes count lines [0,i] (sleep's arguments, and its results) into the
+    test's file in, and submits them as a batch of sleep; returns its id
+    (a static buffer). */
+static const char *
+s_submit_detached (uint32_t count)
+{
+    char input[PATH_SIZE];
+    snprintf (input, sizeof input, "%s", dp_test_path ("in.jsonl"));
+    FILE *file = fopen (input, "w");
+    CHECK (file);
+    for (uint32_t i = 0; i < count; i++)
+        fprintf (file, "[0,%u]\n", i);
+    CHECK_EQ_INT (fclose (file), 0);
+    char args[PATH_SIZE + 64];
+    snprintf (args, sizeof args, "submit sleep --name journaled < '%s'", input);
+    CHECK_EQ_INT (s_dpool ("submit", args), 0);
+    static char id[DP_BATCH_ID_SIZE + 1];
+    char *out = dp_test_output ("submit", "out");
+    CHECK (strlen (out) == DP_BATCH_ID_SIZE + 1);
+    memcpy (id, out, DP_BATCH_ID_SIZE);
+    free (out);
+    return id;
+}
+
+/*  What the collectors printed, run after run. */
+typedef struct {
+    uint32_t count;
+    uint32_t next;    /* lines [0,0] .. [0,next - 1] came */
+    uint32_t printed; /* lines, again ones included */
+    int runs;
+} s_ledger_t;
+
+/*  Checks the output of one `dpool results` run: consecutive lines from
+    where an earlier run may have left (a run the broker's death cut short
+    prints again the block it had not confirmed), never past a gap. */
+static void
+s_ledger_add (s_ledger_t *ledger, const char *tag)
+{
+    char *out = dp_test_output (tag, "out");
+    uint32_t expect = UINT32_MAX;
+    for (char *line = out; *line;) {
+        char *end = strchr (line, '\n');
+        if (!end)
+            break; /* a line cut by the kill of its writer: none is */
+        *end = 0;
+        unsigned n;
+        if (sscanf (line, "[0,%u]", &n) != 1 || n >= ledger->count)
+            dp_test_fail (__FILE__, __LINE__, "[%s] printed '%s'", tag, line);
+        if (expect == UINT32_MAX && n > ledger->next)
+            dp_test_fail (__FILE__, __LINE__, "[%s] began at %u: %u..%u lost", tag, n,
+                          ledger->next, n - 1);
+        if (expect != UINT32_MAX && n != expect)
+            dp_test_fail (__FILE__, __LINE__, "[%s] printed %u after %u", tag, n, expect - 1);
+        expect = n + 1;
+        if (n == ledger->next)
+            ledger->next++;
+        ledger->printed++;
+        line = end + 1;
+    }
+    ledger->runs++;
+    free (out);
+}
+
+/*  Starts a collector of batch id: `dpool results ID`, tagged runN. */
+static pid_t
+s_collector (const char *id, int run)
+{
+    char command[2 * PATH_SIZE];
+    snprintf (command, sizeof command, "exec '%s' results %s --connect '%s'", dp_test_cli_bin, id,
+              s_broker.tcp);
+    char tag[32];
+    snprintf (tag, sizeof tag, "run%d", run);
+    char *argv[] = {"/bin/sh", "-c", command, NULL};
+    return dp_test_spawn (tag, argv);
+}
+
+/*  If the collector ended: its output checked, and true if it printed
+    the last line; else started again. */
+static bool
+s_collector_step (const char *id, pid_t *collector, s_ledger_t *ledger, int timeout_ms)
+{
+    int status = dp_test_wait_exit (*collector, timeout_ms);
+    if (status == -1)
+        return false;
+    char tag[32];
+    snprintf (tag, sizeof tag, "run%d", ledger->runs);
+    s_ledger_add (ledger, tag);
+    if (WIFEXITED (status) && WEXITSTATUS (status) == 0 && ledger->next == ledger->count)
+        return true;
+    *collector = s_collector (id, ledger->runs);
+    return false;
+}
+
+/*  `dpool submit` makes a batch and exits; the broker is SIGKILLed 20
+    times at random moments while 2 real workers run it and `dpool
+    results` collects it, started again on its journal each time (and the
+    collector again whenever it ended). Every result is printed in order,
+    none lost; once confirmed none comes again; the batch is gone and the
+    journal holds nothing of it. */
+static void
+s_case_batch_survives_kills (void)
+{
+    s_seed ();
+    const char *env = getenv ("DPOOL_TEST_JOURNAL_BATCH");
+    uint32_t count = env ? (uint32_t)atol (env) : BATCH_DEFAULT;
+    snprintf (s_journal, sizeof s_journal, "%s", dp_test_path ("batch.journal"));
+    s_broker_start (s_journal);
+    const char *id = s_submit_detached (count);
+    pid_t workers = dp_test_workers_start (s_broker.tcp, 2, NULL);
+    s_ledger_t ledger = {.count = count};
+    pid_t collector = s_collector (id, 0);
+    bool over = false;
+    long long done_before = 0;
+    for (int kill = 0; kill < KILLS; kill++) {
+        int64_t deadline = dp_now_ms () + 3000;
+        while (dp_now_ms () < deadline && s_status ("done") <= 0)
+            dp_test_sleep_ms (5);
+        dp_test_sleep_ms (s_random (200));
+        long long done = s_status ("done");
+        done_before += done > 0 ? done : 0;
+        s_broker_kill ();
+        s_broker_start (s_journal);
+        if (!over)
+            over = s_collector_step (id, &collector, &ledger, 0);
+    }
+    int64_t deadline = dp_now_ms () + COLLECT_MS;
+    while (!over && dp_now_ms () < deadline)
+        over = s_collector_step (id, &collector, &ledger, 1000);
+    fprintf (stderr,
+             "%d kills, %lld tasks run before them; %d collector runs printed %u lines for "
+             "%u results\n",
+             KILLS, done_before, ledger.runs, ledger.printed, count);
+    if (!over)
+        dp_test_fail (__FILE__, __LINE__, "%u of %u results came", ledger.next, count);
+    CHECK_EQ_INT (ledger.printed, count); /* none twice: each confirmed before the next */
+    CHECK_EQ_INT (s_dpool ("gone", "batches"), 0);
+    char *out = dp_test_output ("gone", "out");
+    CHECK (!strstr (out, id));
+    free (out);
+    CHECK (dp_test_stop (workers, SIGTERM, 10000) != -1);
+    s_broker_stop ();
+    for (int kind = DP_JOURNAL_BATCH; kind <= DP_JOURNAL_BRUN; kind++)
+        CHECK_EQ_INT (s_rows (s_journal, kind), 0);
+}
+
+/*  A batch submitted, the broker killed before any worker came: the
+    restarted broker lists it, and its results arrive, every one in order. */
+static void
+s_case_batch_survives_idle_kill (void)
+{
+    snprintf (s_journal, sizeof s_journal, "%s", dp_test_path ("idle.journal"));
+    s_broker_start (s_journal);
+    const char *id = s_submit_detached (BATCH_IDLE);
+    s_broker_kill ();
+    s_broker_start (s_journal);
+    CHECK_EQ_INT (s_dpool ("listed", "batches"), 0);
+    char *out = dp_test_output ("listed", "out");
+    char *line = strstr (out, id);
+    if (!line || !strstr (line, "journaled") || !strstr (line, "0/1000"))
+        dp_test_fail (__FILE__, __LINE__, "dpool batches printed:\n%s", out);
+    free (out);
+    pid_t workers = dp_test_workers_start (s_broker.tcp, 2, NULL);
+    char args[64];
+    snprintf (args, sizeof args, "results %s", id);
+    CHECK_EQ_INT (s_dpool ("results", args), 0);
+    char *expected = (char *)calloc (BATCH_IDLE, 16);
+    CHECK (expected);
+    for (uint32_t i = 0; i < BATCH_IDLE; i++)
+        sprintf (expected + strlen (expected), "[0,%u]\n", i);
+    dp_test_check_stdout ("results", expected);
+    free (expected);
+    CHECK (dp_test_stop (workers, SIGTERM, 10000) != -1);
+    s_broker_stop ();
+}
+
 static const dp_test_case_t s_cases[] = {
     {"broker_journal_tasks_survive_kills", s_case_tasks_survive_kills, .seconds = 500},
     {"broker_journal_queue_survives_kills", s_case_queue_survives_kills, .seconds = 300},
@@ -723,6 +921,8 @@ static const dp_test_case_t s_cases[] = {
     {"broker_journal_refuses_journal_in_use", s_case_refuses_journal_in_use},
     {"broker_journal_refuses_read_only", s_case_refuses_read_only},
     {"broker_journal_disk_full", s_case_disk_full},
+    {"broker_journal_batch_survives_kills", s_case_batch_survives_kills, .seconds = 500},
+    {"broker_journal_batch_survives_idle_kill", s_case_batch_survives_idle_kill},
 };
 
 int
