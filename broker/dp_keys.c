@@ -128,8 +128,8 @@ s_is_secret_name (const char *name)
     return len >= tail && strcmp (name + len - tail, KEYS_SECRET_SUFFIX) == 0;
 }
 
-/*  A directory of public key files (CZMQ certificates, read by zcert_load
-    through dp_curve_public): each admitted with every right, named after
+/*  A directory of public key files (CZMQ certificates, read through
+    dp_curve_public with CZMQ's ZPL parser): each admitted with every right, named after
     its file. Not through zcertstore: it aborts the process on a key found
     in two files (an assert in zcertstore_insert), rescans the directory
     on every lookup (this table is looked up for every message), and its
