@@ -137,10 +137,8 @@ s_is_id (const char *text)
     submit
 */
 
-/*  Reads stdin's lines into batch, skipping the first skip (the broker
-    holds them). Returns 0, or the exit status after a message. */
-static int
-s_submit_lines (dpool_batch_t *batch, uint64_t skip)
+int
+dp_cli_batch_add_lines (dpool_batch_t *batch, uint64_t skip, const char *command)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -159,13 +157,14 @@ s_submit_lines (dpool_batch_t *batch, uint64_t skip)
         char error[DP_JSON_ERROR_SIZE];
         msgpack_sbuffer_clear (&args);
         if (dp_json_to_msgpack (&packer, line, (size_t)len, error, sizeof error)) {
-            fprintf (stderr, "dpool submit: line %llu: %s\n", (unsigned long long)line_no, error);
+            fprintf (stderr, "dpool %s: line %llu: %s\n", command, (unsigned long long)line_no,
+                     error);
             rc = EXIT_ERROR;
         } else if (dpool_batch_add (batch, args.data, args.size))
-            rc = s_failed ("submit", dpool_batch_id (batch), batch);
+            rc = -1;
     }
     if (rc == 0 && ferror (stdin)) {
-        fprintf (stderr, "dpool submit: reading stdin: %s\n", strerror (errno));
+        fprintf (stderr, "dpool %s: reading stdin: %s\n", command, strerror (errno));
         rc = EXIT_ERROR;
     }
     free (line);
@@ -194,8 +193,8 @@ dp_cli_submit_run (dp_cli_t *cli)
         /*  The id first, so that an interrupted submit can be resumed. */
         printf ("%s\n", dpool_batch_id (batch));
         fflush (stdout);
-        rc = s_submit_lines (batch, dpool_batch_added (batch));
-        if (rc == 0 && dpool_batch_submit (batch))
+        rc = dp_cli_batch_add_lines (batch, dpool_batch_added (batch), "submit");
+        if (rc < 0 || (rc == 0 && dpool_batch_submit (batch)))
             rc = s_failed ("submit", dpool_batch_id (batch), batch);
     }
     dpool_batch_destroy (&batch);

@@ -158,6 +158,12 @@ extern const char dp_cli_help_batches[];
 extern const char dp_cli_help_cancel[];
 int
 dp_cli_submit_run (dp_cli_t *cli);
+/*  Adds stdin's lines (one JSON value each) to batch, skipping the first
+    skip (the broker holds them); command names the command in messages.
+    Returns 0; EXIT_ERROR after a message (a line that is not JSON, a read
+    error); or -1 if dpool_batch_add failed (the caller explains). */
+int
+dp_cli_batch_add_lines (dpool_batch_t *batch, uint64_t skip, const char *command);
 int
 dp_cli_results_run (dp_cli_t *cli);
 int

@@ -146,30 +146,7 @@ static int
 s_submit (s_resume_t *self)
 {
     uint64_t skip = self->base + dpool_batch_added (self->batch);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    uint64_t line_no = 0;
-    int rc = 0;
-    msgpack_sbuffer args;
-    msgpack_sbuffer_init (&args);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &args, msgpack_sbuffer_write);
-    while (rc == 0 && (len = getline (&line, &cap, stdin)) >= 0) {
-        if (++line_no <= skip)
-            continue;
-        if (len > 0 && line[len - 1] == '\n')
-            line[--len] = 0;
-        char error[DP_JSON_ERROR_SIZE];
-        msgpack_sbuffer_clear (&args);
-        if (dp_json_to_msgpack (&packer, line, (size_t)len, error, sizeof error)) {
-            fprintf (stderr, "dpool map: line %llu: %s\n", (unsigned long long)line_no, error);
-            rc = EXIT_ERROR;
-        } else if (dpool_batch_add (self->batch, args.data, args.size))
-            rc = -1;
-    }
-    free (line);
-    msgpack_sbuffer_destroy (&args);
+    int rc = dp_cli_batch_add_lines (self->batch, skip, "map");
     if (rc == 0 && dpool_batch_submit (self->batch))
         rc = -1;
     if (rc < 0) {
