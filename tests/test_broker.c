@@ -352,6 +352,12 @@ s_case_unknown_ref_counted (void)
     uint64_t ref;
     CHECK_EQ_INT (dp_testbroker_expect_jobs (worker, &ref, NULL, 1), 1);
     dp_testbroker_done (worker, ref + 1000, 0, NULL);
+    /*  The DONE and the STATUS come on two connections: either may be
+        read first. */
+    int64_t deadline = dp_now_ms () + 10000;
+    while (dp_testbroker_status_counter (client, "unknown_ref", true) < 1 &&
+           dp_now_ms () < deadline)
+        dp_test_sleep_ms (10);
     CHECK_EQ_INT (dp_testbroker_status_counter (client, "unknown_ref", true), 1);
     dp_testbroker_done (worker, ref, 0, NULL);
     dp_result_t r = dp_testbroker_expect_result (client);
