@@ -409,7 +409,7 @@ dp_broker_task_enter (dp_broker_t *self, client_t *client, uint32_t lane, const 
     }
     dp_broker_client_task_add (self, client, task);
     dp_broker_metrics_submitted (self, task);
-    dp_broker_journal_task (self, task);
+    dp_broker_journal_task_new (self, task);
     dp_broker_task_queue (self, task);
     return 0;
 }

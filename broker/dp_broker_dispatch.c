@@ -134,6 +134,8 @@ dp_broker_task_free (dp_broker_t *self, task_t *task)
     self->freed_bytes += task->args_size;
     if (task->flow)
         dp_broker_flow_put (self, task->flow);
+    if (task->group)
+        dp_broker_journal_task_free (self, task);
     if (task->framed)
         zmq_msg_close (dp_broker_task_frame (task));
     dp_slab_free (self->slab, task, dp_broker_task_record (task));
@@ -171,12 +173,22 @@ dp_broker_task_finish (dp_broker_t *self, task_t *task, int32_t code, const void
 void
 dp_broker_task_finish_frame (dp_broker_t *self, task_t *task, zmq_msg_t *frame)
 {
-    self->done++;
     client_t *client = task->client;
+    if (client && client->batch) {
+        /*  A batch holds its results in records of its own. */
+        dp_broker_task_finish (self, task, 0, zmq_msg_data (frame), zmq_msg_size (frame));
+        return;
+    }
+    self->done++;
+    dp_broker_metrics_ended (self, task, 0, zmq_msg_size (frame));
     if (client) {
+        dp_broker_journal_task_gone (self, task);
         dp_broker_client_task_remove (self, client, task);
-        if (dp_broker_lane_result_frame (self, task, frame) != 0)
+        if (dp_broker_lane_result_frame (self, task, frame) != 0) {
             dp_broker_client_out_frame (self, client, task->seq, frame);
+            dp_broker_journal_result_framed (self, client, task->seq, zmq_msg_data (frame),
+                                             zmq_msg_size (frame));
+        }
     }
     dp_broker_task_free (self, task);
 }

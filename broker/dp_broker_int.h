@@ -53,6 +53,9 @@ typedef struct _worker_t worker_t;
 typedef struct _fnq_t fnq_t;
 typedef struct _tenant_t tenant_t;
 typedef struct _flow_t flow_t;
+typedef struct _jgroup_t jgroup_t;     /* tasks journaled in one record (dp_broker_journal.c) */
+typedef struct _jsession_t jsession_t; /* a session's journal state (dp_broker_journal.c) */
+typedef struct _jstash_t jstash_t;     /* what a replay keeps between records */
 
 typedef enum { PEER_NEW = 0, PEER_CLIENT, PEER_WORKER, PEER_LANE, PEER_WLANE } peer_kind_t;
 
@@ -95,6 +98,7 @@ typedef struct {
     dp_taskq_item_t item; /* priority and arrival order; queued when index set */
     client_t *client;     /* NULL once its session is gone */
     flow_t *flow;         /* its function and tenant, which it keeps alive */
+    jgroup_t *group;      /* journaled with others, as its slot; NULL: alone, or not */
     uint64_t seq;
     uint64_t ref; /* this attempt's reference while running */
     uint32_t timeout_ms;
@@ -102,6 +106,7 @@ typedef struct {
     uint32_t cost_us; /* run time charged to its worker while it holds it */
     uint32_t args_size;
     uint32_t stamp_ms; /* with metrics: when last queued, then when dispatched (ms, wraps) */
+    uint32_t slot;     /* its place in its group */
     int16_t retries;   /* -1 to DP_MAX_RETRIES */
     uint16_t deaths;   /* workers that died running it */
     uint8_t flags;
@@ -238,6 +243,7 @@ struct _client_t {
         session's unsent entries out_sent to out_next - 1. */
     uint64_t out_next;
     uint64_t out_sent;
+    jsession_t *journal; /* with a journal: what this turn adds to it; NULL until then */
 };
 
 /*  A worker: a peer that sent READY, owned by broker->workers. */
@@ -381,7 +387,12 @@ struct _dp_broker_t {
     dp_batches_t *batches;
     /*  The journal (dp_broker_journal.c); NULL without one. */
     dp_journal_t *journal;
-    zlistx_t *held; /* replies waiting for the turn's commit */
+    zlistx_t *held;      /* replies waiting for the turn's commit */
+    jgroup_t *jdirty;    /* groups whose state changed this turn */
+    client_t **jclients; /* sessions with tasks or results to journal this turn */
+    size_t njclients;
+    size_t jclients_cap;
+    jstash_t *jstash; /* while replaying */
 };
 
 #pragma GCC visibility push(hidden)
@@ -920,18 +931,24 @@ dp_broker_journal_close (dp_broker_t *self);
 void
 dp_broker_journal_session (dp_broker_t *self, const client_t *client);
 void
-dp_broker_journal_session_gone (dp_broker_t *self, const client_t *client);
+dp_broker_journal_session_gone (dp_broker_t *self, client_t *client);
 
-/*  A task of a session was taken (or its attempts changed), started on a
-    worker, stopped without counting an attempt, or ended. */
+/*  A task of a session was taken (journaled with the others of its
+    session this turn, in one record), its attempts changed (it gets a
+    record of its own), it started on a worker, stopped without counting
+    an attempt, ended, or is freed. */
 void
-dp_broker_journal_task (dp_broker_t *self, const task_t *task);
+dp_broker_journal_task_new (dp_broker_t *self, task_t *task);
 void
-dp_broker_journal_run (dp_broker_t *self, const task_t *task);
+dp_broker_journal_task (dp_broker_t *self, task_t *task);
 void
-dp_broker_journal_stopped (dp_broker_t *self, const task_t *task);
+dp_broker_journal_run (dp_broker_t *self, task_t *task);
 void
-dp_broker_journal_task_gone (dp_broker_t *self, const task_t *task);
+dp_broker_journal_stopped (dp_broker_t *self, task_t *task);
+void
+dp_broker_journal_task_gone (dp_broker_t *self, task_t *task);
+void
+dp_broker_journal_task_free (dp_broker_t *self, task_t *task);
 
 /*  Adds a result (a packed value) or an error (a message) to client's
     RESULT batch, and journals it until it is sent. The caller readied the
@@ -942,6 +959,12 @@ dp_broker_client_add_result (dp_broker_t *self, client_t *client, uint64_t seq, 
 void
 dp_broker_client_add_error (dp_broker_t *self, client_t *client, uint64_t seq, int32_t code,
                             const char *message);
+
+/*  Journals a result that goes to client in a payload frame of its own
+    (dp_broker_client_out_frame). */
+void
+dp_broker_journal_result_framed (dp_broker_t *self, client_t *client, uint64_t seq,
+                                 const void *value, size_t size);
 
 /*  The oldest results entries of client's batches went out. */
 void

@@ -2,20 +2,25 @@
     (dp_journal.h), how it reads it back at start, and the replies that
     wait for the turn's commit.
 
-    Records: a session (its name and key), each task it holds (queued or
-    running: its function, arguments and order, with a RUN record while a
-    worker holds it that counts the attempt), each RESULT entry it has not
-    sent (numbered by the session's entries, so that a sent body deletes
-    one range), the named queues with their values (dp_queues.c writes
-    those), and the detached batches (dp_batches.c writes each batch's
-    state and held results; their tasks' records are written here, keyed
-    by the batch's id in place of a session's, in kinds of their own). A task's record is written
-   when the broker takes it and deleted when it ends; a result's when it enters the session's batch
-    and deleted once that batch went out. The broker's loop commits once
-    per turn (dp_broker_journal_commit) before it sends anything that
-    acknowledges a write: RESULT batches go after it, and the replies
-    handlers send at once without a journal (the named queues') wait in
-    a list until it (dp_broker_send_held).
+    Records: a session (its name and key); the tasks it sent in one turn,
+    in one TASKS record (function, arguments, order of each), with a
+    TSTATE record of two bits a task (ended; running, which counts an
+    attempt at restart) rewritten in each turn that changed one, both
+    deleted once every task of the group ended: a few records a turn
+    rather than several a task, which is what keeps a journaled broker
+    near the speed of one without (bench/RESULTS.md). A task whose
+    attempts change (a worker died running it) moves to a TASK record of
+    its own, with a RUN record while a worker holds it. The RESULT
+    entries a session got in one turn go in one RESULTS record, deleted
+    once all went out. The named queues write their values (dp_queues.c),
+    the detached batches their state and held results (dp_batches.c);
+    a batch's tasks have records of their own, written here, keyed by the
+    batch's id in place of a session's, in kinds of their own. The
+    broker's loop commits once per turn (dp_broker_journal_commit: the
+    turn's groups and results are written then) before it sends anything
+    that acknowledges a write: RESULT batches go after it, and the
+    replies handlers send at once without a journal (the named queues')
+    wait in a list until it (dp_broker_send_held).
 
     On restart, sessions come back detached (they expire as any detached
     session does, counted from the restart), their tasks queued again in
@@ -88,6 +93,47 @@ s_key (uint8_t *key, const uint8_t *session, uint64_t number)
     Writing.
 */
 
+#define GROUP_MAX   1024 /* tasks in one TASKS record */
+#define GROUP_ENTRY 12   /* a task's seq and its record's size, before its record */
+#define RESULT_HEAD 17   /* a RESULTS entry's seq, code, error mark and size */
+#define ENDED       1    /* a task's bits in its group: ended, or moved to a record of its own */
+#define RUNNING     2    /* a worker holds it */
+#define KEEP_BYTES  (1024 * 1024) /* a turn's buffer larger than this is freed after it */
+
+/*  The tasks a session sent in one turn, journaled in one TASKS record
+    (at most GROUP_MAX of them). What happens to them later goes to the
+    group's TSTATE record, two bits a task, rewritten once per turn in
+    which any changed; both go once no task names the group. A task whose
+    attempts change leaves its group for a TASK record of its own. */
+struct _jgroup_t {
+    uint8_t key[KEY_SIZE]; /* its session and number: its records' id */
+    uint32_t count;        /* tasks in its record */
+    uint32_t live;         /* tasks that name it */
+    bool open;             /* its session's tasks still join it this turn */
+    bool written;          /* its TASKS record is in the journal */
+    bool state;            /* its TSTATE record is */
+    bool dirty;            /* in broker->jdirty */
+    bool orphan;           /* its session was forgotten (its records with it) */
+    jgroup_t *next;        /* in broker->jdirty */
+    msgpack_sbuffer body;  /* the tasks' records, until written */
+    uint8_t bits[GROUP_MAX / 4];
+};
+
+/*  A session's part of the turn's commit, and its RESULTS records. */
+struct _jsession_t {
+    jgroup_t *open;          /* the group of this turn's tasks; NULL: none yet */
+    uint64_t groups;         /* groups numbered so far */
+    msgpack_sbuffer entries; /* this turn's RESULT entries, for one RESULTS record */
+    uint64_t first;          /* the number of the first of them */
+    uint64_t end;            /* and one past the last */
+    bool listed;             /* in broker->jclients */
+    bool singles;            /* some entries went to RESULT records of their own */
+    uint64_t *ranges;        /* RESULTS records in the journal: first, end pairs, oldest first */
+    size_t head;             /* the oldest pair still there */
+    size_t nranges;
+    size_t ranges_cap;
+};
+
 /*  True if task's changes are journaled: a journal is on, and the task
     is a session's or a batch's. */
 static bool
@@ -115,43 +161,12 @@ s_task_key (const task_t *task, uint8_t *key, int *task_kind, int *run_kind)
     }
 }
 
-void
-dp_broker_journal_session (dp_broker_t *self, const client_t *client)
+/*  Writes the fixed part of task's record and its function's name into
+    head (TASK_HEAD + DP_MAX_NAME bytes); returns the bytes written. Its
+    arguments follow. */
+static size_t
+s_task_head (const task_t *task, uint8_t *head)
 {
-    if (!self->journal)
-        return;
-    uint8_t body[DP_MAX_NAME + 2 + DP_CURVE_KEY];
-    size_t name = strlen (client->name);
-    body[0] = (uint8_t)name;
-    memcpy (body + 1, client->name, name);
-    size_t user = strlen (self->from_user);
-    memcpy (body + 1 + name, self->from_user, user);
-    dp_journal_put (self->journal, DP_JOURNAL_SESSION, client->session, DP_SESSION_SIZE, body,
-                    1 + name + user, NULL, 0);
-}
-
-void
-dp_broker_journal_session_gone (dp_broker_t *self, const client_t *client)
-{
-    if (!self->journal)
-        return;
-    uint8_t lo[KEY_SIZE], hi[KEY_SIZE];
-    s_key (lo, client->session, 0);
-    s_key (hi, client->session, UINT64_MAX);
-    dp_journal_del (self->journal, DP_JOURNAL_SESSION, client->session, DP_SESSION_SIZE);
-    for (int kind = DP_JOURNAL_RESULT; kind <= DP_JOURNAL_RUN; kind++)
-        dp_journal_del_range (self->journal, kind, lo, sizeof lo, hi, sizeof hi);
-}
-
-void
-dp_broker_journal_task (dp_broker_t *self, const task_t *task)
-{
-    if (!s_journaled (self, task))
-        return;
-    uint8_t key[KEY_SIZE];
-    int kind, run_kind;
-    s_task_key (task, key, &kind, &run_kind);
-    uint8_t head[TASK_HEAD + DP_MAX_NAME];
     const char *fn = task->flow->fnq->name;
     size_t fn_size = strlen (fn);
     dp_journal_be64 (head, task->item.order);
@@ -162,15 +177,190 @@ dp_broker_journal_task (dp_broker_t *self, const task_t *task)
     head[24] = task->flags;
     head[25] = (uint8_t)fn_size;
     memcpy (head + TASK_HEAD, fn, fn_size);
-    dp_journal_put (self->journal, kind, key, sizeof key, head, TASK_HEAD + fn_size,
+    return TASK_HEAD + fn_size;
+}
+
+static int
+s_bits (const jgroup_t *group, uint32_t slot)
+{
+    return group->bits[slot / 4] >> (slot % 4 * 2) & 3;
+}
+
+static void
+s_set_bits (jgroup_t *group, uint32_t slot, int bits)
+{
+    int shift = (int)(slot % 4 * 2);
+    group->bits[slot / 4] = (uint8_t)((group->bits[slot / 4] & ~(3 << shift)) | bits << shift);
+}
+
+static void
+s_group_free (jgroup_t *group)
+{
+    msgpack_sbuffer_destroy (&group->body);
+    free (group);
+}
+
+/*  Its state is written (or, with no task left, its records deleted) at
+    the turn's commit. */
+static void
+s_group_dirty (dp_broker_t *self, jgroup_t *group)
+{
+    if (!group->dirty) {
+        group->dirty = true;
+        group->next = self->jdirty;
+        self->jdirty = group;
+    }
+}
+
+/*  Task leaves its group: ended, gone with its session, or moving to a
+    record of its own. */
+static void
+s_release (dp_broker_t *self, task_t *task)
+{
+    jgroup_t *group = task->group;
+    task->group = NULL;
+    s_set_bits (group, task->slot, ENDED);
+    group->live--;
+    if (!task->client)
+        group->orphan = true; /* a task keeps its session's records; this one's are gone */
+    if (self->journal)
+        s_group_dirty (self, group);
+    else if (group->live == 0 && !group->open)
+        s_group_free (group); /* the journal is closed: the broker is going */
+}
+
+/*  client's journal state, made at its first need. NULL if out of memory. */
+static jsession_t *
+s_jsession (client_t *client)
+{
+    if (!client->journal) {
+        client->journal = (jsession_t *)calloc (1, sizeof *client->journal);
+        if (client->journal)
+            msgpack_sbuffer_init (&client->journal->entries);
+    }
+    return client->journal;
+}
+
+/*  client's journal state, listed for the turn's commit. NULL if out of
+    memory. */
+static jsession_t *
+s_jsession_listed (dp_broker_t *self, client_t *client)
+{
+    jsession_t *js = s_jsession (client);
+    if (js && !js->listed) {
+        if (self->njclients == self->jclients_cap) {
+            size_t cap = self->jclients_cap ? 2 * self->jclients_cap : 64;
+            client_t **more = (client_t **)realloc (self->jclients, cap * sizeof *more);
+            if (!more)
+                return NULL;
+            self->jclients = more;
+            self->jclients_cap = cap;
+        }
+        self->jclients[self->njclients++] = client;
+        js->listed = true;
+    }
+    return js;
+}
+
+/*  Writes group's TASKS record, if a task still names it. */
+static void
+s_group_write (dp_broker_t *self, jgroup_t *group)
+{
+    if (group->live > 0 && !group->orphan) {
+        dp_journal_put (self->journal, DP_JOURNAL_TASKS, group->key, KEY_SIZE, NULL, 0,
+                        group->body.data, group->body.size);
+        group->written = true;
+    }
+    msgpack_sbuffer_destroy (&group->body);
+    msgpack_sbuffer_init (&group->body);
+}
+
+/*  The turn is over for the open group: its record is written; with no
+    task left it is freed at the commit. */
+static void
+s_group_close (dp_broker_t *self, jgroup_t *group)
+{
+    group->open = false;
+    s_group_write (self, group);
+    if (group->live == 0)
+        s_group_dirty (self, group);
+}
+
+/*  A new group of client's, open for this turn's tasks. */
+static jgroup_t *
+s_group_new (jsession_t *js, const client_t *client)
+{
+    jgroup_t *group = (jgroup_t *)calloc (1, sizeof *group);
+    if (!group)
+        return NULL;
+    s_key (group->key, client->session, js->groups++);
+    msgpack_sbuffer_init (&group->body);
+    group->open = true;
+    return group;
+}
+
+void
+dp_broker_journal_task_new (dp_broker_t *self, task_t *task)
+{
+    if (!s_journaled (self, task))
+        return;
+    client_t *client = task->client;
+    jsession_t *js = client->batch ? NULL : s_jsession_listed (self, client);
+    jgroup_t *group = js ? js->open : NULL;
+    if (js && (!group || group->count == GROUP_MAX)) {
+        if (group)
+            s_group_close (self, group); /* full: written now, in the same transaction */
+        group = js->open = s_group_new (js, client);
+    }
+    if (!group) {
+        dp_broker_journal_task (self, task); /* a batch's, or out of memory: alone */
+        return;
+    }
+    uint8_t head[GROUP_ENTRY + TASK_HEAD + DP_MAX_NAME];
+    size_t size = s_task_head (task, head + GROUP_ENTRY);
+    dp_journal_be64 (head, task->seq);
+    s_put_u32 (head + 8, (uint32_t)(size + task->args_size));
+    size_t before = group->body.size;
+    if (msgpack_sbuffer_write (&group->body, (const char *)head, GROUP_ENTRY + size) != 0 ||
+        msgpack_sbuffer_write (&group->body, (const char *)dp_broker_task_args (task),
+                               task->args_size) != 0) {
+        group->body.size = before;
+        dp_broker_journal_task (self, task);
+        return;
+    }
+    task->group = group;
+    task->slot = group->count++;
+    group->live++;
+}
+
+void
+dp_broker_journal_task (dp_broker_t *self, task_t *task)
+{
+    if (!s_journaled (self, task))
+        return;
+    if (task->group)
+        s_release (self, task); /* its own record from now on, in the same commit */
+    uint8_t key[KEY_SIZE];
+    int kind, run_kind;
+    s_task_key (task, key, &kind, &run_kind);
+    uint8_t head[TASK_HEAD + DP_MAX_NAME];
+    size_t size = s_task_head (task, head);
+    dp_journal_put (self->journal, kind, key, sizeof key, head, size,
                     dp_broker_task_args ((task_t *)task), task->args_size);
 }
 
 void
-dp_broker_journal_run (dp_broker_t *self, const task_t *task)
+dp_broker_journal_run (dp_broker_t *self, task_t *task)
 {
     if (!s_journaled (self, task))
         return;
+    if (task->group && task->deaths == 0) {
+        s_set_bits (task->group, task->slot, RUNNING);
+        s_group_dirty (self, task->group);
+        return;
+    }
+    if (task->group)
+        dp_broker_journal_task (self, task); /* its attempts so far need a record of its own */
     uint8_t key[KEY_SIZE];
     int kind, run_kind;
     s_task_key (task, key, &kind, &run_kind);
@@ -180,10 +370,15 @@ dp_broker_journal_run (dp_broker_t *self, const task_t *task)
 }
 
 void
-dp_broker_journal_stopped (dp_broker_t *self, const task_t *task)
+dp_broker_journal_stopped (dp_broker_t *self, task_t *task)
 {
     if (!s_journaled (self, task))
         return;
+    if (task->group) {
+        s_set_bits (task->group, task->slot, 0);
+        s_group_dirty (self, task->group);
+        return;
+    }
     uint8_t key[KEY_SIZE];
     int kind, run_kind;
     s_task_key (task, key, &kind, &run_kind);
@@ -191,10 +386,14 @@ dp_broker_journal_stopped (dp_broker_t *self, const task_t *task)
 }
 
 void
-dp_broker_journal_task_gone (dp_broker_t *self, const task_t *task)
+dp_broker_journal_task_gone (dp_broker_t *self, task_t *task)
 {
     if (!s_journaled (self, task))
         return;
+    if (task->group) {
+        s_release (self, task);
+        return;
+    }
     uint8_t key[KEY_SIZE];
     int kind, run_kind;
     s_task_key (task, key, &kind, &run_kind);
@@ -202,8 +401,16 @@ dp_broker_journal_task_gone (dp_broker_t *self, const task_t *task)
     dp_journal_del (self->journal, run_kind, key, sizeof key);
 }
 
+void
+dp_broker_journal_task_free (dp_broker_t *self, task_t *task)
+{
+    if (task->group)
+        s_release (self, task);
+}
+
 /*  Journals the entry just added to client's batch (a result's value, or
-    an error's message if error), as the session's entry out_next. */
+    an error's message if error), as the session's entry out_next: in the
+    turn's RESULTS record, or alone if memory ran out. */
 static void
 s_journal_entry (dp_broker_t *self, client_t *client, uint64_t seq, int32_t code, bool error,
                  const void *data, size_t size)
@@ -211,14 +418,27 @@ s_journal_entry (dp_broker_t *self, client_t *client, uint64_t seq, int32_t code
     uint64_t number = client->out_next++;
     if (!self->journal)
         return;
-    uint8_t key[KEY_SIZE];
-    s_key (key, client->session, number);
-    uint8_t head[ENTRY_HEAD];
+    uint8_t head[RESULT_HEAD];
     dp_journal_be64 (head, seq);
     s_put_u32 (head + 8, (uint32_t)code);
     head[12] = error;
-    dp_journal_put (self->journal, DP_JOURNAL_RESULT, key, sizeof key, head, sizeof head, data,
-                    size);
+    s_put_u32 (head + 13, (uint32_t)size);
+    jsession_t *js = s_jsession_listed (self, client);
+    if (js) {
+        size_t before = js->entries.size;
+        if (msgpack_sbuffer_write (&js->entries, (const char *)head, sizeof head) == 0 &&
+            msgpack_sbuffer_write (&js->entries, (const char *)data, size) == 0) {
+            if (before == 0)
+                js->first = number;
+            js->end = number + 1;
+            return;
+        }
+        js->entries.size = before;
+        js->singles = true;
+    }
+    uint8_t key[KEY_SIZE];
+    s_key (key, client->session, number);
+    dp_journal_put (self->journal, DP_JOURNAL_RESULT, key, sizeof key, head, 13, data, size);
 }
 
 void
@@ -238,6 +458,13 @@ dp_broker_client_add_error (dp_broker_t *self, client_t *client, uint64_t seq, i
 }
 
 void
+dp_broker_journal_result_framed (dp_broker_t *self, client_t *client, uint64_t seq,
+                                 const void *value, size_t size)
+{
+    s_journal_entry (self, client, seq, 0, false, value, size);
+}
+
+void
 dp_broker_journal_sent (dp_broker_t *self, client_t *client, size_t results)
 {
     if (results == 0)
@@ -246,10 +473,136 @@ dp_broker_journal_sent (dp_broker_t *self, client_t *client, size_t results)
     client->out_sent += results;
     if (!self->journal)
         return;
+    jsession_t *js = client->journal;
+    while (js && js->head < js->nranges && js->ranges[2 * js->head + 1] <= client->out_sent) {
+        uint8_t key[KEY_SIZE];
+        s_key (key, client->session, js->ranges[2 * js->head]);
+        dp_journal_del (self->journal, DP_JOURNAL_RESULTS, key, sizeof key);
+        if (++js->head == js->nranges)
+            js->head = js->nranges = 0;
+    }
+    if (!js || js->singles) {
+        uint8_t lo[KEY_SIZE], hi[KEY_SIZE];
+        s_key (lo, client->session, first);
+        s_key (hi, client->session, client->out_sent - 1);
+        dp_journal_del_range (self->journal, DP_JOURNAL_RESULT, lo, sizeof lo, hi, sizeof hi);
+    }
+}
+
+/*  Writes a session's part of the turn: its open group's TASKS record
+    and its RESULTS record (unless every entry already went out). */
+static void
+s_flush_session (dp_broker_t *self, client_t *client)
+{
+    jsession_t *js = client->journal;
+    js->listed = false;
+    if (js->open) {
+        s_group_close (self, js->open);
+        js->open = NULL;
+    }
+    if (js->entries.size == 0)
+        return;
+    if (js->end > client->out_sent) {
+        uint8_t key[KEY_SIZE];
+        s_key (key, client->session, js->first);
+        dp_journal_put (self->journal, DP_JOURNAL_RESULTS, key, sizeof key, NULL, 0,
+                        js->entries.data, js->entries.size);
+        if (js->nranges == js->ranges_cap) {
+            size_t cap = js->ranges_cap ? 2 * js->ranges_cap : 8;
+            uint64_t *more = (uint64_t *)realloc (js->ranges, 2 * cap * sizeof *more);
+            if (more) {
+                js->ranges = more;
+                js->ranges_cap = cap;
+            }
+        }
+        if (js->nranges < js->ranges_cap) {
+            js->ranges[2 * js->nranges] = js->first;
+            js->ranges[2 * js->nranges + 1] = js->end;
+            js->nranges++;
+        } /* else: out of memory, the record stays until the session goes */
+    }
+    if (js->entries.alloc > KEEP_BYTES) {
+        msgpack_sbuffer_destroy (&js->entries);
+        msgpack_sbuffer_init (&js->entries);
+    } else
+        msgpack_sbuffer_clear (&js->entries);
+}
+
+/*  Writes what the turn changed in the sessions' records: groups and
+    results, then the groups' states; frees the groups no task names. */
+static void
+s_flush (dp_broker_t *self)
+{
+    for (size_t i = 0; i < self->njclients; i++)
+        if (self->jclients[i])
+            s_flush_session (self, self->jclients[i]);
+    self->njclients = 0;
+    jgroup_t *group;
+    while ((group = self->jdirty)) {
+        self->jdirty = group->next;
+        group->dirty = false;
+        bool keep = group->written && !group->orphan;
+        if (group->live == 0) {
+            if (keep) {
+                dp_journal_del (self->journal, DP_JOURNAL_TASKS, group->key, KEY_SIZE);
+                if (group->state)
+                    dp_journal_del (self->journal, DP_JOURNAL_TSTATE, group->key, KEY_SIZE);
+            }
+            s_group_free (group);
+        } else if (keep) {
+            uint8_t count[4];
+            s_put_u32 (count, group->count);
+            dp_journal_put (self->journal, DP_JOURNAL_TSTATE, group->key, KEY_SIZE, count,
+                            sizeof count, group->bits, (group->count + 3) / 4);
+            group->state = true;
+        }
+    }
+}
+
+void
+dp_broker_journal_session (dp_broker_t *self, const client_t *client)
+{
+    if (!self->journal)
+        return;
+    uint8_t body[DP_MAX_NAME + 2 + DP_CURVE_KEY];
+    size_t name = strlen (client->name);
+    body[0] = (uint8_t)name;
+    memcpy (body + 1, client->name, name);
+    size_t user = strlen (self->from_user);
+    memcpy (body + 1 + name, self->from_user, user);
+    dp_journal_put (self->journal, DP_JOURNAL_SESSION, client->session, DP_SESSION_SIZE, body,
+                    1 + name + user, NULL, 0);
+}
+
+void
+dp_broker_journal_session_gone (dp_broker_t *self, client_t *client)
+{
+    jsession_t *js = client->journal;
+    if (js) {
+        if (js->open) {
+            js->open->open = false;
+            js->open->orphan = true;
+            if (js->open->live == 0 && !js->open->dirty)
+                s_group_free (js->open); /* else freed at the commit */
+        }
+        for (size_t i = 0; js->listed && i < self->njclients; i++)
+            if (self->jclients[i] == client)
+                self->jclients[i] = NULL;
+        msgpack_sbuffer_destroy (&js->entries);
+        free (js->ranges);
+        free (js);
+        client->journal = NULL;
+    }
+    if (!self->journal)
+        return;
     uint8_t lo[KEY_SIZE], hi[KEY_SIZE];
-    s_key (lo, client->session, first);
-    s_key (hi, client->session, client->out_sent - 1);
-    dp_journal_del_range (self->journal, DP_JOURNAL_RESULT, lo, sizeof lo, hi, sizeof hi);
+    s_key (lo, client->session, 0);
+    s_key (hi, client->session, UINT64_MAX);
+    dp_journal_del (self->journal, DP_JOURNAL_SESSION, client->session, DP_SESSION_SIZE);
+    static const int kinds[] = {DP_JOURNAL_RESULT,  DP_JOURNAL_TASK,   DP_JOURNAL_RUN,
+                                DP_JOURNAL_RESULTS, DP_JOURNAL_TSTATE, DP_JOURNAL_TASKS};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        dp_journal_del_range (self->journal, kinds[i], lo, sizeof lo, hi, sizeof hi);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -293,6 +646,7 @@ dp_broker_journal_refused (dp_broker_t *self, char *message, size_t size)
 static int
 s_commit (dp_broker_t *self)
 {
+    s_flush (self);
     dp_batches_journal (self);
     return dp_journal_commit (self->journal);
 }
@@ -356,9 +710,28 @@ s_replay_session (dp_broker_t *self, const uint8_t *id, size_t id_size, const ui
     return client ? 0 : -1;
 }
 
-/*  A result not yet sent, back in its session's batch. Entries are
-    numbered afresh from 0 (the record moves), so that the numbers of the
-    batch's entries are those of its records whatever was lost before. */
+/*  One result entry (its head: seq, code, error mark) back in client's
+    batch, renumbered and journaled again. */
+static int
+s_replay_entry (dp_broker_t *self, client_t *client, const uint8_t *head, const uint8_t *data,
+                size_t size)
+{
+    uint64_t seq = dp_journal_get_be64 (head);
+    int32_t code = (int32_t)s_get_u32 (head + 8);
+    dp_broker_client_out (self, client, size + RESULT_OVERHEAD);
+    if (head[12]) {
+        char message[DP_MAX_NAME * 2 + 128];
+        snprintf (message, sizeof message, "%.*s", (int)size, data);
+        dp_broker_client_add_error (self, client, seq, code, message);
+    } else
+        dp_broker_client_add_result (self, client, seq, code, data, size);
+    return 0;
+}
+
+/*  A result not yet sent (a RESULT record of its own), back in its
+    session's batch. Entries are numbered afresh from 0 (the record
+    moves), so that the numbers of the batch's entries are those of its
+    records whatever was lost before. */
 static int
 s_replay_result (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
                  size_t size)
@@ -369,28 +742,49 @@ s_replay_result (dp_broker_t *self, const uint8_t *id, size_t id_size, const uin
     if (!client)
         return 0; /* its session was deleted with it */
     dp_journal_del (self->journal, DP_JOURNAL_RESULT, id, id_size);
-    uint64_t seq = dp_journal_get_be64 (body);
-    int32_t code = (int32_t)s_get_u32 (body + 8);
-    size_t data = size - ENTRY_HEAD;
-    dp_broker_client_out (self, client, data + RESULT_OVERHEAD);
-    if (body[12]) {
-        char message[DP_MAX_NAME * 2 + 128];
-        snprintf (message, sizeof message, "%.*s", (int)data, body + ENTRY_HEAD);
-        dp_broker_client_add_error (self, client, seq, code, message);
-    } else
-        dp_broker_client_add_result (self, client, seq, code, body + ENTRY_HEAD, data);
+    return s_replay_entry (self, client, body, body + ENTRY_HEAD, size - ENTRY_HEAD);
+}
+
+/*  A turn's RESULTS record: its entries back in the session's batch, as
+    s_replay_result does for one. Every entry comes back: some may have
+    gone out before the broker stopped (their client drops them). */
+static int
+s_replay_results (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
+                  size_t size)
+{
+    client_t *client = s_replay_client (self, DP_JOURNAL_RESULTS, id, id_size);
+    if (id_size != KEY_SIZE)
+        return -1;
+    for (size_t at = 0; at < size;) {
+        if (size - at < RESULT_HEAD || size - at - RESULT_HEAD < s_get_u32 (body + at + 13))
+            return -1;
+        at += RESULT_HEAD + s_get_u32 (body + at + 13);
+    }
+    if (!client)
+        return 0;
+    dp_journal_del (self->journal, DP_JOURNAL_RESULTS, id, id_size);
+    for (size_t at = 0; at < size;) {
+        const uint8_t *entry = body + at;
+        uint32_t data = s_get_u32 (entry + 13);
+        at += RESULT_HEAD + data;
+        if (s_replay_entry (self, client, entry, entry + RESULT_HEAD, data) != 0)
+            return -1;
+    }
     return 0;
 }
 
-/*  A task's record back in memory, queued. */
+/*  A task of client back in memory from its record (head, function name,
+    arguments), held by client, not queued: *out. Returns 0 (*out NULL if
+    client already holds seq), or -1 if the record is malformed or memory
+    ran out. */
 static int
-s_replay_task (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, const uint8_t *body,
-               size_t size)
+s_restore (dp_broker_t *self, client_t *client, uint64_t seq, const uint8_t *body, size_t size,
+           task_t **out)
 {
-    client_t *client = s_replay_client (self, kind, id, id_size);
-    if (id_size != KEY_SIZE || size < TASK_HEAD || TASK_HEAD + (size_t)body[25] > size)
+    *out = NULL;
+    if (size < TASK_HEAD || TASK_HEAD + (size_t)body[25] > size)
         return -1;
-    if (!client)
+    if (dp_idmap_get (client->tasks, seq))
         return 0;
     char name[DP_MAX_NAME + 1];
     memcpy (name, body + TASK_HEAD, body[25]);
@@ -411,7 +805,7 @@ s_replay_task (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, c
     task->item.index = DP_TASKQ_NONE;
     task->client = client;
     task->flow = flow;
-    task->seq = dp_journal_get_be64 (id + DP_SESSION_SIZE);
+    task->seq = seq;
     task->timeout_ms = s_get_u32 (body + 12);
     task->calls = s_get_u32 (body + 16);
     uint32_t tries = s_get_u32 (body + 20);
@@ -428,12 +822,46 @@ s_replay_task (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, c
         return -1;
     }
     dp_broker_client_task_add (self, client, task);
-    dp_broker_task_queue (self, task);
+    *out = task;
     return 0;
 }
 
-/*  A task that was running when the broker stopped: one more attempt
-    counted, as for a worker that died running it. */
+/*  A task's record back in memory, queued. */
+static int
+s_replay_task (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, const uint8_t *body,
+               size_t size)
+{
+    client_t *client = s_replay_client (self, kind, id, id_size);
+    if (id_size != KEY_SIZE)
+        return -1;
+    if (!client)
+        return 0;
+    task_t *task;
+    if (s_restore (self, client, dp_journal_get_be64 (id + DP_SESSION_SIZE), body, size, &task))
+        return -1;
+    if (task)
+        dp_broker_task_queue (self, task);
+    return 0;
+}
+
+/*  A task that was running when the broker stopped counts one more
+    attempt, as for a worker that died running it: it ends ELOST past its
+    retries, else it is queued again, its attempts in its record. */
+static void
+s_replay_ran (dp_broker_t *self, task_t *task)
+{
+    if (++task->deaths > dp_broker_task_retries (task)) {
+        char message[96];
+        snprintf (message, sizeof message, "the broker stopped while it ran (%u attempts)",
+                  task->deaths);
+        dp_broker_task_fail (self, task, DPOOL_ELOST, message);
+        return;
+    }
+    dp_broker_journal_task (self, task);
+    dp_broker_task_queue (self, task);
+}
+
+/*  A task that was running when the broker stopped (its RUN record). */
 static int
 s_replay_run (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, const uint8_t *body,
               size_t size)
@@ -450,16 +878,142 @@ s_replay_run (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, co
     task->deaths = (uint16_t)(deaths > task->deaths ? deaths : task->deaths);
     dp_broker_task_unqueue (self, task);
     dp_broker_journal_stopped (self, task);
-    if (++task->deaths > dp_broker_task_retries (task)) {
-        char message[96];
-        snprintf (message, sizeof message, "the broker stopped while it ran (%u attempts)",
-                  task->deaths);
-        dp_broker_task_fail (self, task, DPOOL_ELOST, message);
-        return 0;
-    }
-    dp_broker_journal_task (self, task); /* its attempts so far */
-    dp_broker_task_queue (self, task);
+    s_replay_ran (self, task);
     return 0;
+}
+
+/*  The TSTATE records, read before the TASKS records of the same ids
+    (the kinds' order), and met again in the same order. */
+typedef struct {
+    uint8_t key[KEY_SIZE];
+    uint32_t count;
+    uint8_t bits[GROUP_MAX / 4];
+} jstate_t;
+
+struct _jstash_t {
+    jstate_t *states;
+    size_t count;
+    size_t cap;
+    size_t next; /* the first not yet met by a TASKS record */
+};
+
+static int
+s_replay_state (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
+                size_t size)
+{
+    if (id_size != KEY_SIZE || size < 4)
+        return -1;
+    uint32_t count = s_get_u32 (body);
+    if (count == 0 || count > GROUP_MAX || size != 4 + (count + 3) / 4)
+        return -1;
+    if (!self->jstash)
+        self->jstash = (jstash_t *)calloc (1, sizeof *self->jstash);
+    jstash_t *stash = self->jstash;
+    if (!stash)
+        return -1;
+    if (stash->count == stash->cap) {
+        size_t cap = stash->cap ? 2 * stash->cap : 64;
+        jstate_t *more = (jstate_t *)realloc (stash->states, cap * sizeof *more);
+        if (!more)
+            return -1;
+        stash->states = more;
+        stash->cap = cap;
+    }
+    jstate_t *state = &stash->states[stash->count++];
+    memcpy (state->key, id, KEY_SIZE);
+    state->count = count;
+    memset (state->bits, 0, sizeof state->bits);
+    memcpy (state->bits, body + 4, size - 4);
+    return 0;
+}
+
+/*  The state recorded for the group id, if any. */
+static const jstate_t *
+s_stashed_state (dp_broker_t *self, const uint8_t *id)
+{
+    jstash_t *stash = self->jstash;
+    while (stash && stash->next < stash->count &&
+           memcmp (stash->states[stash->next].key, id, KEY_SIZE) < 0)
+        stash->next++;
+    if (stash && stash->next < stash->count &&
+        memcmp (stash->states[stash->next].key, id, KEY_SIZE) == 0)
+        return &stash->states[stash->next++];
+    return NULL;
+}
+
+/*  The group record id, which a session's turn wrote: its tasks that had
+    not ended come back, in the group as they were; one that was running
+    counts an attempt (and leaves the group for a record of its own). */
+static int
+s_replay_group (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
+                size_t size)
+{
+    client_t *client = s_replay_client (self, DP_JOURNAL_TASKS, id, id_size);
+    if (id_size != KEY_SIZE)
+        return -1;
+    const jstate_t *state = s_stashed_state (self, id);
+    jsession_t *js = client ? s_jsession (client) : NULL;
+    jgroup_t *group = js ? (jgroup_t *)calloc (1, sizeof *group) : NULL;
+    if (!group)
+        return client ? -1 : 0; /* no session: its records went with it */
+    memcpy (group->key, id, KEY_SIZE);
+    msgpack_sbuffer_init (&group->body);
+    group->written = true;
+    group->state = state != NULL;
+    uint64_t number = dp_journal_get_be64 (id + DP_SESSION_SIZE);
+    if (number >= js->groups)
+        js->groups = number + 1;
+    if (state)
+        memcpy (group->bits, state->bits, sizeof group->bits);
+    int rc = 0;
+    size_t at = 0;
+    while (rc == 0 && at < size) {
+        uint32_t slot = group->count++;
+        if (size - at < GROUP_ENTRY || slot >= GROUP_MAX ||
+            size - at - GROUP_ENTRY < s_get_u32 (body + at + 8)) {
+            rc = -1;
+            break;
+        }
+        uint64_t seq = dp_journal_get_be64 (body + at);
+        size_t record = s_get_u32 (body + at + 8);
+        const uint8_t *task_body = body + at + GROUP_ENTRY;
+        at += GROUP_ENTRY + record;
+        int bits = s_bits (group, slot);
+        if (bits & ENDED)
+            continue;
+        task_t *task;
+        rc = s_restore (self, client, seq, task_body, record, &task);
+        if (rc != 0 || !task) {
+            s_set_bits (group, slot, ENDED);
+            continue;
+        }
+        task->group = group;
+        task->slot = slot;
+        group->live++;
+        if (bits & RUNNING)
+            s_replay_ran (self, task);
+        else
+            dp_broker_task_queue (self, task);
+    }
+    if (rc == 0 && state && state->count != group->count)
+        rc = -1;
+    s_group_dirty (self, group); /* its state is written again, or its records deleted */
+    return rc;
+}
+
+/*  Deletes the TSTATE records no TASKS record met, and the stash. */
+static void
+s_stash_free (dp_broker_t *self)
+{
+    jstash_t *stash = self->jstash;
+    if (!stash)
+        return;
+    for (size_t i = 0; i < stash->count; i++)
+        if (self->journal)
+            dp_journal_del (self->journal, DP_JOURNAL_TSTATE, stash->states[i].key, KEY_SIZE);
+    free (stash->states);
+    free (stash);
+    self->jstash = NULL;
 }
 
 static int
@@ -483,6 +1037,12 @@ s_replay (void *arg, int kind, const uint8_t *id, size_t id_size, const uint8_t 
     case DP_JOURNAL_BATCH:
     case DP_JOURNAL_BRESULT:
         return dp_batches_replay (self, kind, id, id_size, body, size);
+    case DP_JOURNAL_RESULTS:
+        return s_replay_results (self, id, id_size, body, size);
+    case DP_JOURNAL_TSTATE:
+        return s_replay_state (self, id, id_size, body, size);
+    case DP_JOURNAL_TASKS:
+        return s_replay_group (self, id, id_size, body, size);
     default:
         return -1; /* a kind of a newer broker: refused rather than lost */
     }
@@ -503,8 +1063,11 @@ dp_broker_journal_open (dp_broker_t *self, const char *path, int sync)
         return -1;
     }
     long records = dp_journal_replay (self->journal, s_replay, self, error, sizeof error);
+    s_stash_free (self);
     if (records < 0 || s_commit (self) != 0) {
         dp_error ("%s: %s", path, records < 0 ? error : dp_journal_failed (self->journal));
+        if (records < 0)
+            s_flush (self); /* closes the groups the replay made; its writes are rolled back */
         dp_journal_destroy (&self->journal); /* what the replay wrote is rolled back */
         return -1;
     }
@@ -525,4 +1088,7 @@ dp_broker_journal_close (dp_broker_t *self)
         s_commit (self);
     dp_journal_destroy (&self->journal);
     zlistx_destroy (&self->held);
+    free (self->jclients);
+    self->jclients = NULL;
+    self->njclients = self->jclients_cap = 0;
 }

@@ -31,22 +31,28 @@
 
 typedef struct _dp_journal_t dp_journal_t;
 
-/*  The schema this code writes; a journal of a higher one is refused. */
-#define DP_JOURNAL_VERSION 1
+/*  The schema this code writes; a journal of a higher one is refused.
+    2: the kinds from DP_JOURNAL_BATCH on (a broker of schema 1 refuses
+    such a journal as newer, rather than failing on a kind it does not
+    know); this code reads journals of schema 1 too. */
+#define DP_JOURNAL_VERSION 2
 
 /*  The kinds of record. Their numbers are written in journals: never
     renumber one, add new kinds at the end. Replay goes in this order. */
 typedef enum {
-    DP_JOURNAL_SESSION = 1, /* id: session; body: its name, its key's user */
-    DP_JOURNAL_RESULT = 2,  /* id: session, entry number; body: a RESULT entry not yet sent */
-    DP_JOURNAL_TASK = 3,    /* id: session, seq; body: a task queued or running */
-    DP_JOURNAL_RUN = 4,     /* id: session, seq; body: attempts so far, while it runs */
-    DP_JOURNAL_QUEUE = 5,   /* id: queue name; body: its maxsize */
-    DP_JOURNAL_QVALUE = 6,  /* id: queue name, position; body: a value queued or lent */
-    DP_JOURNAL_BATCH = 7,   /* id: batch id; body: its state (dp_batches.c) */
-    DP_JOURNAL_BRESULT = 8, /* id: batch id, index; body: a result held, not collected */
-    DP_JOURNAL_BTASK = 9,   /* id: batch id, index; body: a task queued or running */
-    DP_JOURNAL_BRUN = 10,   /* id: batch id, index; body: attempts so far, while it runs */
+    DP_JOURNAL_SESSION = 1,  /* id: session; body: its name, its key's user */
+    DP_JOURNAL_RESULT = 2,   /* id: session, entry number; body: a RESULT entry not yet sent */
+    DP_JOURNAL_TASK = 3,     /* id: session, seq; body: a task queued or running */
+    DP_JOURNAL_RUN = 4,      /* id: session, seq; body: attempts so far, while it runs */
+    DP_JOURNAL_QUEUE = 5,    /* id: queue name; body: its maxsize */
+    DP_JOURNAL_QVALUE = 6,   /* id: queue name, position; body: a value queued or lent */
+    DP_JOURNAL_BATCH = 7,    /* id: batch id; body: its state (dp_batches.c) */
+    DP_JOURNAL_BRESULT = 8,  /* id: batch id, index; body: a result held, not collected */
+    DP_JOURNAL_BTASK = 9,    /* id: batch id, index; body: a task queued or running */
+    DP_JOURNAL_BRUN = 10,    /* id: batch id, index; body: attempts so far, while it runs */
+    DP_JOURNAL_RESULTS = 11, /* id: session, first entry number; body: RESULT entries of a turn */
+    DP_JOURNAL_TSTATE = 12,  /* id: session, group; body: which of the group's tasks ended, ran */
+    DP_JOURNAL_TASKS = 13,   /* id: session, group; body: the tasks a session sent in a turn */
 } dp_journal_kind_t;
 
 /*  How a commit reaches the disk (SQLite's synchronous setting, in WAL

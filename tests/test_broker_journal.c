@@ -218,6 +218,18 @@ s_rows (const char *journal, int kind)
     return rows;
 }
 
+/*  The journal holds no record of any session's tasks or results. */
+static void
+s_check_no_session_rows (const char *journal)
+{
+    static const int kinds[] = {DP_JOURNAL_TASK,    DP_JOURNAL_RUN,    DP_JOURNAL_RESULT,
+                                DP_JOURNAL_RESULTS, DP_JOURNAL_TSTATE, DP_JOURNAL_TASKS};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (s_rows (journal, kinds[i]) != 0)
+            dp_test_fail (__FILE__, __LINE__, "%ld records of kind %d left",
+                          s_rows (journal, kinds[i]), kinds[i]);
+}
+
 /*  ---------------------------------------------------------------------------
     A detached session's batch through 20 kills.
 */
@@ -341,9 +353,175 @@ s_case_tasks_survive_kills (void)
     dp_testpeer_destroy (&client);
     CHECK (dp_test_stop (workers, SIGTERM, 10000) != -1);
     s_broker_stop ();
-    CHECK_EQ_INT (s_rows (s_journal, DP_JOURNAL_TASK), 0);
-    CHECK_EQ_INT (s_rows (s_journal, DP_JOURNAL_RUN), 0);
-    CHECK_EQ_INT (s_rows (s_journal, DP_JOURNAL_RESULT), 0);
+    s_check_no_session_rows (s_journal);
+}
+
+/*  ---------------------------------------------------------------------------
+    Attempts of tasks that were running.
+*/
+
+/*  Three fake workers offering echo, one job at a time each, welcomed;
+    they answer only when told. */
+static void
+s_fake_workers (dp_testpeer_t **workers)
+{
+    for (int i = 0; i < 3; i++) {
+        workers[i] = dp_testpeer_new (s_broker.tcp);
+        const char *fns[] = {"echo"};
+        dp_encode_ready (&workers[i]->w, "fake", 4242, "testhost", 1, fns, 1);
+        dp_testpeer_send (workers[i], DP_CMD_READY);
+        dp_testpeer_expect (workers[i], DP_CMD_WELCOME);
+        dp_testpeer_keepalive (workers[i]);
+    }
+}
+
+static void
+s_fake_workers_gone (dp_testpeer_t **workers)
+{
+    for (int i = 0; i < 3; i++)
+        dp_testpeer_destroy (&workers[i]);
+}
+
+/*  Takes DISPATCHes from the nworkers workers until count jobs came: the
+    job of args n (a packed uint32) into jobs[n]. */
+static void
+s_take_jobs (dp_testpeer_t **workers, int nworkers, dp_task_t *jobs, size_t njobs, int count)
+{
+    int got = 0;
+    int64_t deadline = dp_now_ms () + REPLY_MS;
+    while (got < count && dp_now_ms () < deadline)
+        for (int w = 0; w < nworkers; w++) {
+            if (dp_testpeer_recv (workers[w], 50) != DP_CMD_DISPATCH)
+                continue;
+            dp_list_t list = workers[w]->msg.u.list;
+            dp_task_t job;
+            while (dp_list_next_task (&list, DP_CMD_DISPATCH, &job)) {
+                uint32_t n = s_unpack_u32 (job.args);
+                CHECK (n < njobs);
+                jobs[n] = job;
+                jobs[n].flags = (uint32_t)w; /* who holds it */
+                got++;
+            }
+        }
+    if (got < count)
+        dp_test_fail (__FILE__, __LINE__, "%d of %d jobs came", got, count);
+}
+
+/*  What the broker did before this is committed: a queue PUT's reply is
+    held until the commit of the turn that handled it. */
+static void
+s_synced (dp_testpeer_t *client, uint32_t n)
+{
+    s_put_send (client, n, 5);
+    int64_t deadline = dp_now_ms () + REPLY_MS;
+    while (dp_now_ms () < deadline) {
+        int cmd = dp_testpeer_recv (client, 1000);
+        if (cmd == DP_CMD_QUEUE_REPLY) {
+            CHECK_EQ_INT (client->msg.u.queue_reply.code, 0);
+            return;
+        }
+    }
+    dp_test_fail (__FILE__, __LINE__, "no QUEUE-REPLY");
+}
+
+/*  Three tasks of one SUBMIT (one record), running on a worker when the
+    broker is killed: after the restart, the one without retries ends
+    ELOST, the others run again as attempt 2; killed again while they
+    run, they come back as attempt 3, and their results reach the client
+    once. Then the journal holds nothing of the session. */
+static void
+s_case_running_tasks_count_attempts (void)
+{
+    snprintf (s_journal, sizeof s_journal, "%s", dp_test_path ("attempts.journal"));
+    s_broker_start (s_journal);
+    dp_testpeer_t *client = s_client (0x51, true);
+    uint8_t args[3][5];
+    dp_list_begin (&client->w);
+    for (uint32_t i = 0; i < 3; i++) {
+        s_pack_u32 (args[i], i);
+        dp_task_t task = {.id = i,
+                          .fn = {(const uint8_t *)"echo", 4},
+                          .args = {args[i], 5},
+                          .retries = i == 0 ? -1 : 5};
+        dp_list_add_task (&client->w, DP_CMD_SUBMIT, &task);
+    }
+    dp_list_end (&client->w);
+    dp_testpeer_send (client, DP_CMD_SUBMIT);
+    dp_task_t jobs[3];
+    dp_testpeer_t *workers[3];
+    s_fake_workers (workers);
+    s_take_jobs (workers, 3, jobs, 3, 3);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT (jobs[i].attempt, 1);
+    s_synced (client, 1);
+    s_broker_kill ();
+    s_fake_workers_gone (workers);
+    s_broker_start (s_journal);
+
+    /*  The client comes back (its results may come before WELCOME). */
+    dp_testpeer_destroy (&client);
+    client = s_client (0x51, false);
+    bool lost = false;
+    int64_t deadline = dp_now_ms () + REPLY_MS;
+    while (!lost && dp_now_ms () < deadline) {
+        if (dp_testpeer_recv (client, 1000) != DP_CMD_RESULT)
+            continue;
+        dp_result_t result;
+        while (dp_list_next_result (&client->msg.u.list, &result)) {
+            CHECK_EQ_INT (result.id, 0);
+            CHECK_EQ_INT (result.code, DPOOL_ELOST);
+            const char *want = "the broker stopped while it ran (1 attempts)";
+            CHECK (result.value.size > strlen (want) &&
+                   memmem (result.value.data, result.value.size, want, strlen (want)));
+            lost = true;
+        }
+    }
+    CHECK (lost);
+    s_fake_workers (workers);
+    memset (jobs, 0, sizeof jobs);
+    s_take_jobs (workers, 3, jobs, 3, 2);
+    CHECK_EQ_INT (jobs[1].attempt, 2);
+    CHECK_EQ_INT (jobs[2].attempt, 2);
+    s_synced (client, 2);
+    s_broker_kill ();
+    s_fake_workers_gone (workers);
+    s_broker_start (s_journal);
+
+    dp_testpeer_destroy (&client);
+    client = s_client (0x51, false);
+    s_fake_workers (workers);
+    memset (jobs, 0, sizeof jobs);
+    s_take_jobs (workers, 3, jobs, 3, 2);
+    CHECK_EQ_INT (jobs[1].attempt, 3);
+    CHECK_EQ_INT (jobs[2].attempt, 3);
+    for (int i = 1; i < 3; i++) {
+        dp_testpeer_t *worker = workers[jobs[i].flags];
+        dp_list_begin (&worker->w);
+        dp_list_add_result (&worker->w, jobs[i].id, 0, jobs[i].args.data, jobs[i].args.size);
+        dp_list_end (&worker->w);
+        dp_testpeer_send (worker, DP_CMD_DONE);
+    }
+    int got = 0;
+    deadline = dp_now_ms () + REPLY_MS;
+    while (got < 2 && dp_now_ms () < deadline) {
+        if (dp_testpeer_recv (client, 1000) != DP_CMD_RESULT)
+            continue;
+        dp_result_t result;
+        while (dp_list_next_result (&client->msg.u.list, &result)) {
+            CHECK (result.id == 1 || result.id == 2);
+            CHECK_EQ_INT (result.code, 0);
+            CHECK_EQ_INT (s_unpack_u32 (result.value), result.id);
+            got++;
+        }
+    }
+    CHECK_EQ_INT (got, 2);
+    dp_testpeer_expect_silence (client, 300); /* none twice */
+    dp_encode_empty (&client->w);
+    dp_testpeer_send (client, DP_CMD_BYE);
+    dp_testpeer_destroy (&client);
+    s_fake_workers_gone (workers);
+    s_broker_stop ();
+    s_check_no_session_rows (s_journal);
 }
 
 /*  ---------------------------------------------------------------------------
@@ -569,7 +747,7 @@ s_case_refuses_bad_journals (void)
 
     snprintf (path, sizeof path, "%s", dp_test_path ("newer.journal"));
     s_make_journal (path);
-    s_sql (path, "PRAGMA user_version = 2");
+    s_sql (path, "PRAGMA user_version = 3");
     s_expect_refused (path, "newer", "written by a newer dpool");
 
     snprintf (path, sizeof path, "%s", dp_test_path ("other.db"));
@@ -914,15 +1092,65 @@ s_case_batch_survives_idle_kill (void)
     s_broker_stop ();
 }
 
+/*  Results large enough to come from the workers in payload frames of
+    their own (PROTOCOL.md 3), through a journaled broker: a detached
+    batch's are held and collected (they were lost once: the batch never
+    ended), a map's are printed; the journal then holds nothing of them. */
+static void
+s_case_large_results (void)
+{
+    snprintf (s_journal, sizeof s_journal, "%s", dp_test_path ("large.journal"));
+    s_broker_start (s_journal);
+    pid_t workers = dp_test_workers_start (s_broker.tcp, 2, NULL);
+    char input[PATH_SIZE];
+    snprintf (input, sizeof input, "%s", dp_test_path ("large.jsonl"));
+    size_t sizes[] = {10, 5000, 70000, 3, 4096};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        total += sizes[i] + 8;
+    char *text = (char *)calloc (1, total + 1);
+    CHECK (text);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char *end = text + strlen (text);
+        end[0] = '[';
+        end[1] = '"';
+        memset (end + 2, 'a' + (int)i, sizes[i]);
+        memcpy (end + 2 + sizes[i], "\"]\n", 4);
+    }
+    s_write_file (input, text, strlen (text));
+
+    char args[2 * PATH_SIZE];
+    snprintf (args, sizeof args, "submit echo < '%s'", input);
+    CHECK_EQ_INT (s_dpool ("submit", args), 0);
+    char *id = dp_test_output ("submit", "out");
+    id[strcspn (id, "\n")] = 0;
+    snprintf (args, sizeof args, "results %s", id);
+    CHECK_EQ_INT (s_dpool ("results", args), 0);
+    dp_test_check_stdout ("results", text);
+    free (id);
+    snprintf (args, sizeof args, "map echo < '%s'", input);
+    CHECK_EQ_INT (s_dpool ("map", args), 0);
+    dp_test_check_stdout ("map", text);
+    free (text);
+    CHECK (dp_test_stop (workers, SIGTERM, 10000) != -1);
+    s_broker_stop ();
+    s_check_no_session_rows (s_journal);
+    CHECK_EQ_INT (s_rows (s_journal, DP_JOURNAL_BATCH), 0);
+    CHECK_EQ_INT (s_rows (s_journal, DP_JOURNAL_BRESULT), 0);
+    CHECK_EQ_INT (s_rows (s_journal, DP_JOURNAL_BTASK), 0);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"broker_journal_tasks_survive_kills", s_case_tasks_survive_kills, .seconds = 500},
     {"broker_journal_queue_survives_kills", s_case_queue_survives_kills, .seconds = 300},
+    {"broker_journal_running_tasks_count_attempts", s_case_running_tasks_count_attempts},
     {"broker_journal_refuses_bad_journals", s_case_refuses_bad_journals},
     {"broker_journal_refuses_journal_in_use", s_case_refuses_journal_in_use},
     {"broker_journal_refuses_read_only", s_case_refuses_read_only},
     {"broker_journal_disk_full", s_case_disk_full},
     {"broker_journal_batch_survives_kills", s_case_batch_survives_kills, .seconds = 500},
     {"broker_journal_batch_survives_idle_kill", s_case_batch_survives_idle_kill},
+    {"broker_journal_large_results_framed", s_case_large_results},
 };
 
 int
