@@ -1164,6 +1164,7 @@ dp_broker_destroy (dp_broker_t **self_p)
         dp_conns_destroy (&self->conns);
         dp_metrics_destroy (&self->metrics);
         free (self->gone);
+        dp_broker_journal_fini (self);
         dp_slab_destroy (&self->slab);
         dp_writer_fini (&self->w);
         free (self->batch);

@@ -134,7 +134,7 @@ dp_broker_task_free (dp_broker_t *self, task_t *task)
     self->freed_bytes += task->args_size;
     if (task->flow)
         dp_broker_flow_put (self, task->flow);
-    if (task->group)
+    if (task->jslot)
         dp_broker_journal_task_free (self, task);
     if (task->framed)
         zmq_msg_close (dp_broker_task_frame (task));

@@ -98,7 +98,6 @@ typedef struct {
     dp_taskq_item_t item; /* priority and arrival order; queued when index set */
     client_t *client;     /* NULL once its session is gone */
     flow_t *flow;         /* its function and tenant, which it keeps alive */
-    jgroup_t *group;      /* journaled with others, as its slot; NULL: alone, or not */
     uint64_t seq;
     uint64_t ref; /* this attempt's reference while running */
     uint32_t timeout_ms;
@@ -106,13 +105,16 @@ typedef struct {
     uint32_t cost_us; /* run time charged to its worker while it holds it */
     uint32_t args_size;
     uint32_t stamp_ms; /* with metrics: when last queued, then when dispatched (ms, wraps) */
-    uint32_t slot;     /* its place in its group */
     int16_t retries;   /* -1 to DP_MAX_RETRIES */
     uint16_t deaths;   /* workers that died running it */
     uint8_t flags;
     uint8_t lane;   /* the lane its result goes to (the last that submitted it); 0: main */
     uint8_t parked; /* queued in its session's parked queue, not its function's */
     uint8_t framed; /* args is the zmq_msg_t of the payload frame they came in */
+    /*  With a journal, a task journaled with others of its session: its
+        group (broker->jgroups) and place in it (dp_broker_journal.c); 0:
+        alone, or not journaled. */
+    uint32_t jslot;
     /*  args_size bytes of arguments, or (framed) a zmq_msg_t holding them,
         aligned for the zmq_msg_t. */
     _Alignas(zmq_msg_t) uint8_t args[];
@@ -387,7 +389,12 @@ struct _dp_broker_t {
     dp_batches_t *batches;
     /*  The journal (dp_broker_journal.c); NULL without one. */
     dp_journal_t *journal;
-    zlistx_t *held;      /* replies waiting for the turn's commit */
+    zlistx_t *held;     /* replies waiting for the turn's commit */
+    jgroup_t **jgroups; /* the groups, by index (task_t.jslot); [0] unused */
+    uint32_t njgroups;  /* indexes used so far */
+    uint32_t jgroups_cap;
+    uint32_t *jfree; /* indexes of groups freed, for reuse */
+    uint32_t njfree;
     jgroup_t *jdirty;    /* groups whose state changed this turn */
     client_t **jclients; /* sessions with tasks or results to journal this turn */
     size_t njclients;
@@ -926,6 +933,10 @@ dp_broker_journal_open (dp_broker_t *self, const char *path, int sync);
 /*  Commits what is pending and closes the journal. */
 void
 dp_broker_journal_close (dp_broker_t *self);
+
+/*  Frees the journal's tables, once every task is freed. */
+void
+dp_broker_journal_fini (dp_broker_t *self);
 
 /*  A session was made, or is forgotten (with its tasks and results). */
 void

@@ -93,11 +93,13 @@ s_key (uint8_t *key, const uint8_t *session, uint64_t number)
     Writing.
 */
 
-#define GROUP_MAX   1024 /* tasks in one TASKS record */
-#define GROUP_ENTRY 12   /* a task's seq and its record's size, before its record */
-#define RESULT_HEAD 17   /* a RESULTS entry's seq, code, error mark and size */
-#define ENDED       1    /* a task's bits in its group: ended, or moved to a record of its own */
-#define RUNNING     2    /* a worker holds it */
+#define SLOT_BITS   10                       /* of task_t.jslot: the task's place in its group */
+#define GROUP_MAX   (1u << SLOT_BITS)        /* tasks in one TASKS record */
+#define GROUPS_MAX  (1u << (32 - SLOT_BITS)) /* groups alive at once, and one */
+#define GROUP_ENTRY 12 /* a task's seq and its record's size, before its record */
+#define RESULT_HEAD 17 /* a RESULTS entry's seq, code, error mark and size */
+#define ENDED       1  /* a task's bits in its group: ended, or moved to a record of its own */
+#define RUNNING     2  /* a worker holds it */
 #define KEEP_BYTES  (1024 * 1024) /* a turn's buffer larger than this is freed after it */
 
 /*  The tasks a session sent in one turn, journaled in one TASKS record
@@ -107,6 +109,7 @@ s_key (uint8_t *key, const uint8_t *session, uint64_t number)
     attempts change leaves its group for a TASK record of its own. */
 struct _jgroup_t {
     uint8_t key[KEY_SIZE]; /* its session and number: its records' id */
+    uint32_t index;        /* in broker->jgroups */
     uint32_t count;        /* tasks in its record */
     uint32_t live;         /* tasks that name it */
     bool open;             /* its session's tasks still join it this turn */
@@ -193,11 +196,77 @@ s_set_bits (jgroup_t *group, uint32_t slot, int bits)
     group->bits[slot / 4] = (uint8_t)((group->bits[slot / 4] & ~(3 << shift)) | bits << shift);
 }
 
-static void
-s_group_free (jgroup_t *group)
+/*  task's group, or NULL; and its place in it. */
+static jgroup_t *
+s_group_of (const dp_broker_t *self, const task_t *task)
 {
+    return task->jslot ? self->jgroups[task->jslot >> SLOT_BITS] : NULL;
+}
+
+static uint32_t
+s_slot (const task_t *task)
+{
+    return task->jslot & (GROUP_MAX - 1);
+}
+
+/*  A new group, in broker->jgroups (zeroed: fill its key). NULL if out
+    of memory or of indexes. */
+static jgroup_t *
+s_group_alloc (dp_broker_t *self)
+{
+    uint32_t index;
+    if (self->njfree > 0)
+        index = self->jfree[--self->njfree];
+    else {
+        if (self->njgroups + 1 >= GROUPS_MAX)
+            return NULL;
+        if (self->njgroups + 1 >= self->jgroups_cap) {
+            uint32_t cap = self->jgroups_cap ? 2 * self->jgroups_cap : 64;
+            jgroup_t **more = (jgroup_t **)realloc (self->jgroups, cap * sizeof *more);
+            uint32_t *free_more = (uint32_t *)realloc (self->jfree, cap * sizeof *free_more);
+            if (more)
+                self->jgroups = more;
+            if (free_more)
+                self->jfree = free_more;
+            if (!more || !free_more)
+                return NULL;
+            self->jgroups_cap = cap;
+        }
+        index = ++self->njgroups;
+    }
+    jgroup_t *group = (jgroup_t *)calloc (1, sizeof *group);
+    if (!group) {
+        self->jfree[self->njfree++] = index;
+        return NULL;
+    }
+    group->index = index;
+    msgpack_sbuffer_init (&group->body);
+    self->jgroups[index] = group;
+    return group;
+}
+
+static void
+s_group_free (dp_broker_t *self, jgroup_t *group)
+{
+    self->jgroups[group->index] = NULL;
+    self->jfree[self->njfree++] = group->index;
     msgpack_sbuffer_destroy (&group->body);
     free (group);
+}
+
+void
+dp_broker_journal_fini (dp_broker_t *self)
+{
+    for (uint32_t i = 1; i <= self->njgroups; i++)
+        if (self->jgroups[i]) {
+            msgpack_sbuffer_destroy (&self->jgroups[i]->body);
+            free (self->jgroups[i]);
+        }
+    free (self->jgroups);
+    free (self->jfree);
+    self->jgroups = NULL;
+    self->jfree = NULL;
+    self->njgroups = self->jgroups_cap = self->njfree = 0;
 }
 
 /*  Its state is written (or, with no task left, its records deleted) at
@@ -217,16 +286,16 @@ s_group_dirty (dp_broker_t *self, jgroup_t *group)
 static void
 s_release (dp_broker_t *self, task_t *task)
 {
-    jgroup_t *group = task->group;
-    task->group = NULL;
-    s_set_bits (group, task->slot, ENDED);
+    jgroup_t *group = s_group_of (self, task);
+    s_set_bits (group, s_slot (task), ENDED);
+    task->jslot = 0;
     group->live--;
     if (!task->client)
         group->orphan = true; /* a task keeps its session's records; this one's are gone */
     if (self->journal)
         s_group_dirty (self, group);
     else if (group->live == 0 && !group->open)
-        s_group_free (group); /* the journal is closed: the broker is going */
+        s_group_free (self, group); /* the journal is closed: the broker is going */
 }
 
 /*  client's journal state, made at its first need. NULL if out of memory. */
@@ -288,13 +357,12 @@ s_group_close (dp_broker_t *self, jgroup_t *group)
 
 /*  A new group of client's, open for this turn's tasks. */
 static jgroup_t *
-s_group_new (jsession_t *js, const client_t *client)
+s_group_new (dp_broker_t *self, jsession_t *js, const client_t *client)
 {
-    jgroup_t *group = (jgroup_t *)calloc (1, sizeof *group);
+    jgroup_t *group = s_group_alloc (self);
     if (!group)
         return NULL;
     s_key (group->key, client->session, js->groups++);
-    msgpack_sbuffer_init (&group->body);
     group->open = true;
     return group;
 }
@@ -310,7 +378,7 @@ dp_broker_journal_task_new (dp_broker_t *self, task_t *task)
     if (js && (!group || group->count == GROUP_MAX)) {
         if (group)
             s_group_close (self, group); /* full: written now, in the same transaction */
-        group = js->open = s_group_new (js, client);
+        group = js->open = s_group_new (self, js, client);
     }
     if (!group) {
         dp_broker_journal_task (self, task); /* a batch's, or out of memory: alone */
@@ -328,8 +396,7 @@ dp_broker_journal_task_new (dp_broker_t *self, task_t *task)
         dp_broker_journal_task (self, task);
         return;
     }
-    task->group = group;
-    task->slot = group->count++;
+    task->jslot = group->index << SLOT_BITS | group->count++;
     group->live++;
 }
 
@@ -338,7 +405,7 @@ dp_broker_journal_task (dp_broker_t *self, task_t *task)
 {
     if (!s_journaled (self, task))
         return;
-    if (task->group)
+    if (task->jslot)
         s_release (self, task); /* its own record from now on, in the same commit */
     uint8_t key[KEY_SIZE];
     int kind, run_kind;
@@ -354,12 +421,12 @@ dp_broker_journal_run (dp_broker_t *self, task_t *task)
 {
     if (!s_journaled (self, task))
         return;
-    if (task->group && task->deaths == 0) {
-        s_set_bits (task->group, task->slot, RUNNING);
-        s_group_dirty (self, task->group);
+    if (task->jslot && task->deaths == 0) {
+        s_set_bits (s_group_of (self, task), s_slot (task), RUNNING);
+        s_group_dirty (self, s_group_of (self, task));
         return;
     }
-    if (task->group)
+    if (task->jslot)
         dp_broker_journal_task (self, task); /* its attempts so far need a record of its own */
     uint8_t key[KEY_SIZE];
     int kind, run_kind;
@@ -374,9 +441,9 @@ dp_broker_journal_stopped (dp_broker_t *self, task_t *task)
 {
     if (!s_journaled (self, task))
         return;
-    if (task->group) {
-        s_set_bits (task->group, task->slot, 0);
-        s_group_dirty (self, task->group);
+    if (task->jslot) {
+        s_set_bits (s_group_of (self, task), s_slot (task), 0);
+        s_group_dirty (self, s_group_of (self, task));
         return;
     }
     uint8_t key[KEY_SIZE];
@@ -390,7 +457,7 @@ dp_broker_journal_task_gone (dp_broker_t *self, task_t *task)
 {
     if (!s_journaled (self, task))
         return;
-    if (task->group) {
+    if (task->jslot) {
         s_release (self, task);
         return;
     }
@@ -404,7 +471,7 @@ dp_broker_journal_task_gone (dp_broker_t *self, task_t *task)
 void
 dp_broker_journal_task_free (dp_broker_t *self, task_t *task)
 {
-    if (task->group)
+    if (task->jslot)
         s_release (self, task);
 }
 
@@ -548,7 +615,7 @@ s_flush (dp_broker_t *self)
                 if (group->state)
                     dp_journal_del (self->journal, DP_JOURNAL_TSTATE, group->key, KEY_SIZE);
             }
-            s_group_free (group);
+            s_group_free (self, group);
         } else if (keep) {
             uint8_t count[4];
             s_put_u32 (count, group->count);
@@ -583,7 +650,7 @@ dp_broker_journal_session_gone (dp_broker_t *self, client_t *client)
             js->open->open = false;
             js->open->orphan = true;
             if (js->open->live == 0 && !js->open->dirty)
-                s_group_free (js->open); /* else freed at the commit */
+                s_group_free (self, js->open); /* else freed at the commit */
         }
         for (size_t i = 0; js->listed && i < self->njclients; i++)
             if (self->jclients[i] == client)
@@ -953,11 +1020,10 @@ s_replay_group (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint
         return -1;
     const jstate_t *state = s_stashed_state (self, id);
     jsession_t *js = client ? s_jsession (client) : NULL;
-    jgroup_t *group = js ? (jgroup_t *)calloc (1, sizeof *group) : NULL;
+    jgroup_t *group = js ? s_group_alloc (self) : NULL;
     if (!group)
         return client ? -1 : 0; /* no session: its records went with it */
     memcpy (group->key, id, KEY_SIZE);
-    msgpack_sbuffer_init (&group->body);
     group->written = true;
     group->state = state != NULL;
     uint64_t number = dp_journal_get_be64 (id + DP_SESSION_SIZE);
@@ -987,8 +1053,7 @@ s_replay_group (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint
             s_set_bits (group, slot, ENDED);
             continue;
         }
-        task->group = group;
-        task->slot = slot;
+        task->jslot = group->index << SLOT_BITS | slot;
         group->live++;
         if (bits & RUNNING)
             s_replay_ran (self, task);
