@@ -13,6 +13,7 @@
 
 #include "dp_pool_batch.h"
 #include "dp_pool_queue.h"
+#include "dp_reqs.h"
 #include "dp_util.h"
 #include "dp_wire.h"
 
@@ -85,8 +86,8 @@ s_free (dpool_pool_t *self)
     free (self->cancels);
     free (self->finish.items);
     free (self->status);
-    dp_pool_queues_destroy (&self->queues);
-    dp_pool_batch_ops_destroy (&self->batch_ops);
+    dp_reqs_destroy (&self->queue_reqs);
+    dp_reqs_destroy (&self->batch_reqs);
     free (self->endpoint);
     explicit_bzero (&self->curve, sizeof self->curve);
     free (self->name);
@@ -694,20 +695,14 @@ dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd)
     Queue requests.
 */
 
-dp_pool_batch_ops_t **
-dp_client_batch_ops (dpool_pool_t *self)
+dp_reqs_t **
+dp_client_queue_reqs (dpool_pool_t *self)
 {
-    return &self->batch_ops;
+    return &self->queue_reqs;
 }
 
-dp_pool_queues_t *
-dp_client_queues (dpool_pool_t *self)
+dp_reqs_t **
+dp_client_batch_reqs (dpool_pool_t *self)
 {
-    return self->queues;
-}
-
-void
-dp_client_set_queues (dpool_pool_t *self, dp_pool_queues_t *queues)
-{
-    self->queues = queues;
+    return &self->batch_reqs;
 }

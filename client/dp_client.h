@@ -162,16 +162,9 @@ struct _dp_batch_t {
     size_t frame_bytes; /* theirs */
 };
 
-/*  The pool's table of batch requests (dp_pool_batch.c). */
-typedef struct _dp_pool_batch_ops_t dp_pool_batch_ops_t;
-
-/*  Frees a pool's table of batch requests (their callers are gone), and
-    nulls *self_p; harmless on NULL. Called by the pool (dp_client.c). */
-void
-dp_pool_batch_ops_destroy (dp_pool_batch_ops_t **self_p);
-
-/*  The pool's table of queue requests (dp_pool_queue.c). */
-typedef struct _dp_pool_queues_t dp_pool_queues_t;
+/*  A table of requests the actor carries to the broker (dp_reqs.h): the
+    pool has one for its queue requests, one for its batch requests. */
+typedef struct _dp_reqs_t dp_reqs_t;
 
 /*  Handles that finish without a task (an empty map), queued for the actor
     so that their callbacks too run on the pool's thread. */
@@ -620,23 +613,16 @@ bool
 dp_client_set_waiter (dpool_pool_t *self, dpool_result_t *handle, int fd);
 
 /*  ---------------------------------------------------------------------------
-    Queue requests (dp_pool_queue.c).
+    Requests of the named queues (dp_pool_queue.c) and of the batches
+    (dp_pool_batch.c).
 */
 
-/*  With the lock held: the pool's table of queue requests, NULL until
-    dp_client_set_queues gave one. */
-dp_pool_queues_t *
-dp_client_queues (dpool_pool_t *self);
-
-/*  With the lock held: gives the pool its table of queue requests, which it
-    frees with the struct (dp_pool_queues_destroy). */
-void
-dp_client_set_queues (dpool_pool_t *self, dp_pool_queues_t *queues);
-
-/*  With the lock held: where the pool keeps its table of batch requests
-    (NULL until dp_pool_batch.c makes it); the pool frees it with the
-    struct. */
-dp_pool_batch_ops_t **
-dp_client_batch_ops (dpool_pool_t *self);
+/*  With the lock held: where the pool keeps its table of queue requests,
+    and of batch requests (NULL until dp_reqs_enter makes them); the pool
+    frees them with the struct. */
+dp_reqs_t **
+dp_client_queue_reqs (dpool_pool_t *self);
+dp_reqs_t **
+dp_client_batch_reqs (dpool_pool_t *self);
 
 #endif

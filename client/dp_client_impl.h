@@ -85,9 +85,9 @@ struct _dpool_pool_t {
     size_t status_size;
     int workers; /* as the broker reported last */
     /*  Queue requests waiting for their replies (dp_pool_queue.h). */
-    dp_pool_queues_t *queues;
+    dp_reqs_t *queue_reqs;
     /*  Batch requests waiting for their replies (dp_pool_batch.h). */
-    dp_pool_batch_ops_t *batch_ops;
+    dp_reqs_t *batch_reqs;
     /*  Lanes (dp_lane.h): the numbers in use, bit n-1 for lane n, and the
         threads waiting on a lane for a handle the actor may finish
         instead. */

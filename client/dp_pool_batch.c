@@ -10,7 +10,7 @@
 */
 #include "dp_pool_batch.h"
 
-#include "dp_idmap.h"
+#include "dp_reqs.h"
 #include "dp_util.h"
 
 #include <assert.h>
@@ -28,49 +28,15 @@
 
 typedef void (s_encode_fn) (dp_writer_t *w, uint64_t req, void *arg);
 
-/*  One request in flight: its caller waits for done. */
+/*  One request in flight: its caller waits for it (dp_reqs.h). */
 typedef struct {
-    uint64_t req;
+    dp_req_t head;
     dp_cmd_t cmd;
     s_encode_fn *encode;
     void *arg;
-    uint64_t sent_conn; /* the connection it last went out on; 0 not yet */
-    bool done;
     void *reply; /* the BATCH-REPLY's body (malloc) */
     size_t reply_size;
 } s_op_t;
-
-struct _dp_pool_batch_ops_t {
-    dp_idmap_t *ops; /* req -> s_op_t */
-    uint64_t next_req;
-};
-
-void
-dp_pool_batch_ops_destroy (dp_pool_batch_ops_t **self_p)
-{
-    assert (self_p);
-    if (*self_p) {
-        dp_idmap_destroy (&(*self_p)->ops);
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
-
-/*  With the lock held: the pool's table, made on first use. */
-static dp_pool_batch_ops_t *
-s_state (dpool_pool_t *pool)
-{
-    dp_pool_batch_ops_t **state = dp_client_batch_ops (pool);
-    if (!*state) {
-        dp_pool_batch_ops_t *made = (dp_pool_batch_ops_t *)calloc (1, sizeof *made);
-        if (made && !(made->ops = dp_idmap_new_sequential ())) {
-            free (made);
-            made = NULL;
-        }
-        *state = made;
-    }
-    return *state;
-}
 
 /*  ---------------------------------------------------------------------------
     The caller's side.
@@ -82,48 +48,25 @@ static int
 s_call (dpool_pool_t *pool, dp_cmd_t cmd, s_encode_fn *encode, void *arg, int timeout_ms,
         void **reply, size_t *reply_size, char *error, size_t error_size)
 {
-    if (dp_client_on_actor (pool)) {
-        snprintf (error, error_size, "batch calls cannot be made from a pool's callback");
-        return dp_fail (DPOOL_ESTATE);
-    }
     s_op_t op = {.cmd = cmd, .encode = encode, .arg = arg};
-    bool wake = false;
+    const char *why;
+    int code = dp_reqs_enter (pool, dp_client_batch_reqs (pool), &op.head, &why);
+    if (code) {
+        snprintf (error, error_size, "%s", why);
+        return dp_fail (code);
+    }
     dp_client_lock (pool);
-    bool gone = dp_client_stopped (pool) || dp_client_terminating (pool);
-    dp_pool_batch_ops_t *state = gone ? NULL : s_state (pool);
-    if (state) {
-        op.req = ++state->next_req;
-        if (dp_idmap_put (state->ops, op.req, &op))
-            state = NULL;
-        else
-            wake = dp_client_want_wake (pool);
-    }
-    if (!state) {
-        dp_client_unlock (pool);
-        snprintf (error, error_size, "%s", gone ? "the pool was terminated" : "out of memory");
-        return dp_fail (gone ? DPOOL_ECLOSED : DPOOL_ENOMEM);
-    }
+    code = dp_reqs_wait (pool, *dp_client_batch_reqs (pool), &op.head, dp_now_ms () + timeout_ms);
     dp_client_unlock (pool);
-    if (wake)
-        dp_client_wake (pool);
-    int64_t deadline = dp_now_ms () + timeout_ms;
-    dp_client_lock (pool);
-    while (!op.done && !dp_client_stopped (pool) && !dp_client_terminating (pool))
-        if (!dp_client_wait (pool, deadline))
-            break;
-    int code = 0;
-    if (!op.done) {
-        dp_idmap_remove (state->ops, op.req);
-        code = dp_client_stopped (pool) || dp_client_terminating (pool) ? DPOOL_ECLOSED
-                                                                        : DPOOL_EUNREACHABLE;
-        snprintf (error, error_size, "%s",
-                  code == DPOOL_ECLOSED ? "the pool was terminated"
-                                        : "the broker did not answer in time");
+    if (code == DPOOL_ECLOSED)
+        snprintf (error, error_size, "the pool was terminated");
+    else if (code) {
+        code = DPOOL_EUNREACHABLE;
+        snprintf (error, error_size, "the broker did not answer in time");
     } else if (!op.reply) {
         code = DPOOL_ENOMEM;
         snprintf (error, error_size, "out of memory for the broker's reply");
     }
-    dp_client_unlock (pool);
     if (code)
         return dp_fail (code);
     *reply = op.reply;
@@ -135,51 +78,28 @@ s_call (dpool_pool_t *pool, dp_cmd_t cmd, s_encode_fn *encode, void *arg, int ti
     The actor's side.
 */
 
-typedef struct {
-    s_op_t **ops;
-    size_t count;
-    size_t cap;
-} s_ops_t;
-
-static void
-s_collect (uint64_t id, void *value, void *arg)
-{
-    (void)id;
-    s_ops_t *ops = (s_ops_t *)arg;
-    if (ops->count < ops->cap)
-        ops->ops[ops->count++] = (s_op_t *)value;
-}
-
 int
 dp_pool_batch_send (dpool_pool_t *pool, uint64_t conn, dp_pool_queue_send_fn *send, void *arg)
 {
     dp_client_lock (pool);
-    dp_pool_batch_ops_t *state = *dp_client_batch_ops (pool);
-    size_t count = state ? dp_idmap_size (state->ops) : 0;
-    s_ops_t ops = {NULL, 0, count};
-    dp_writer_t *bodies = NULL;
-    dp_cmd_t *cmds = NULL;
+    dp_req_t **reqs;
+    size_t count;
+    int rc = dp_reqs_unsent (*dp_client_batch_reqs (pool), conn, &reqs, &count);
+    dp_writer_t *bodies = count ? (dp_writer_t *)calloc (count, sizeof *bodies) : NULL;
+    dp_cmd_t *cmds = count ? (dp_cmd_t *)calloc (count, sizeof *cmds) : NULL;
     size_t nbodies = 0;
-    if (count) {
-        ops.ops = (s_op_t **)malloc (count * sizeof *ops.ops);
-        bodies = (dp_writer_t *)calloc (count, sizeof *bodies);
-        cmds = (dp_cmd_t *)calloc (count, sizeof *cmds);
-    }
-    if (ops.ops && bodies && cmds) {
-        dp_idmap_foreach (state->ops, s_collect, &ops);
-        for (size_t i = 0; i < ops.count; i++) {
-            s_op_t *op = ops.ops[i];
-            if (op->sent_conn == conn)
-                continue;
-            op->sent_conn = conn;
+    if (bodies && cmds)
+        for (size_t i = 0; i < count; i++) {
+            s_op_t *op = (s_op_t *)reqs[i];
+            op->head.sent_conn = conn;
             dp_writer_init (&bodies[nbodies]);
-            op->encode (&bodies[nbodies], op->req, op->arg);
+            op->encode (&bodies[nbodies], op->head.req, op->arg);
             cmds[nbodies++] = op->cmd;
         }
-    } else if (count)
+    else if (rc != 0 || count)
         dp_error ("client: out of memory sending batch requests");
     dp_client_unlock (pool);
-    int rc = 0;
+    rc = 0;
     for (size_t i = 0; i < nbodies; i++) {
         if (rc == 0 && dp_writer_ok (&bodies[i]))
             rc = send (arg, cmds[i], &bodies[i]);
@@ -187,7 +107,7 @@ dp_pool_batch_send (dpool_pool_t *pool, uint64_t conn, dp_pool_queue_send_fn *se
     }
     free (bodies);
     free (cmds);
-    free (ops.ops);
+    free (reqs);
     return rc;
 }
 
@@ -198,12 +118,11 @@ dp_pool_batch_reply (dpool_pool_t *pool, uint64_t req, const void *body, size_t 
     if (copy)
         memcpy (copy, body, size);
     dp_client_lock (pool);
-    dp_pool_batch_ops_t *state = *dp_client_batch_ops (pool);
-    s_op_t *op = state ? (s_op_t *)dp_idmap_remove (state->ops, req) : NULL;
+    s_op_t *op = (s_op_t *)dp_reqs_take (*dp_client_batch_reqs (pool), req);
     if (op) {
         op->reply = copy;
         op->reply_size = size;
-        op->done = true;
+        op->head.done = true;
         copy = NULL;
         dp_client_broadcast (pool);
     }

@@ -1,6 +1,6 @@
 /*  dp_pool_batch.h - detached batches reached from a program (dpool.h's
     dpool_batch_*), and the requests they make, carried by the pool's I/O
-    actor as queue requests are (dp_pool_queue.h).
+    actor as queue requests are (dp_reqs.h, dp_pool_queue.h).
 
     A calling thread enters its request (an encoder and its argument) in
     the pool's table of batch requests under the pool's lock, wakes the

@@ -53,10 +53,4 @@ dp_pool_queue_ack_t
 dp_pool_queue_reply (dpool_pool_t *pool, uint64_t conn, bool welcomed,
                      const dp_queue_reply_t *reply);
 
-/*  Frees a pool's table of queue requests, once the pool's last reference
-    is gone (the requests belong to their callers, who are gone too), and
-    nulls *self_p; harmless on NULL. Called by the pool (dp_client.c). */
-void
-dp_pool_queues_destroy (dp_pool_queues_t **self_p);
-
 #endif
