@@ -6,7 +6,8 @@
 
     restart_broker: a map while the broker is SIGKILLed and started again on
     the same endpoint: workers and client reconnect by themselves, the client
-    resubmits what has no result, and every task ends with the right value.
+    resubmits what has no result, and every task ends with the right value;
+    and the same five times over with a journaled broker.
 
     Usage: test_chaos CASE.
 */
@@ -192,9 +193,54 @@ s_case_restart_broker (void)
     msgpack_sbuffer_destroy (&args);
 }
 
+/*  The same with a journaled broker, SIGKILLed five times while the map
+    runs and started again on its journal each time: the session comes
+    back with its tasks and results (some of the turn's results may come
+    twice, some tasks run twice), the client resubmits what it has no
+    result for, and every task still ends once with the right value. */
+static void
+s_case_restart_journaled_broker (void)
+{
+    char journal[4096];
+    snprintf (journal, sizeof journal, "%s", dp_test_path ("chaos.journal"));
+    const char *const args[] = {"--journal", journal, NULL};
+    dp_test_broker_t broker;
+    dp_test_broker_start (&broker, args);
+    dp_test_workers_start (broker.ipc, 4, NULL);
+    dpool_pool_t *pool = dpool_pool_connect (broker.ipc);
+    CHECK (pool);
+    CHECK (dp_test_wait_until (s_workers_ready, pool, 20000));
+
+    enum { N = 3000, KILLS = 5 };
+    msgpack_sbuffer items;
+    msgpack_sbuffer_init (&items);
+    s_pack_items (&items, N, 0.001);
+    dpool_result_t *result = dpool_pool_map_async (pool, "sleep", items.data, items.size, 1, NULL);
+    CHECK (result);
+    srand ((unsigned)getpid ());
+    int kills = 0;
+    for (; kills < KILLS && !dpool_result_ready (result); kills++) {
+        dp_test_sleep_ms (50 + rand () % 250); /* spreads the kills; nothing waits on it */
+        kill (broker.pid, SIGKILL);
+        CHECK (dp_test_wait_exit (broker.pid, 5000) != -1);
+        char tag[32];
+        snprintf (tag, sizeof tag, "broker-again%d", kills);
+        dp_test_broker_restart (&broker, tag, args);
+    }
+    fprintf (stderr, "%d kills before the map ended\n", kills);
+    CHECK_EQ_INT (dpool_result_wait (result, 60000), 0);
+    if (!dpool_result_successful (result))
+        dp_test_fail (__FILE__, __LINE__, "map failed: %s", dpool_result_error (result));
+    s_check_items (result, N);
+    dpool_result_destroy (&result);
+    dpool_pool_destroy (&pool);
+    msgpack_sbuffer_destroy (&items);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"chaos_kill9_workers_during_10000_task_map", s_case_kill_workers},
     {"chaos_kill9_and_restart_broker_mid_map", s_case_restart_broker},
+    {"chaos_kill9_journaled_broker_five_times_mid_map", s_case_restart_journaled_broker},
 };
 
 int
