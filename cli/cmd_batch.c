@@ -57,11 +57,12 @@ const char dp_cli_help_results[] =
     "\n"
     "Prints the results of the batch BATCH, one line of compact JSON each, in input\n"
     "order, as 'dpool map' prints them (a failed task's line is its dpool_error\n"
-    "marking), waiting for the tasks still running. Results are deleted at the\n"
-    "broker once printed and flushed (every 1000 lines, and whenever it waits), so\n"
-    "results run again prints only the rest; a results killed before it confirmed\n"
-    "a block prints that block again. Once every result is collected the batch is\n"
-    "gone.\n"
+    "marking), waiting for the tasks still running. BATCH is the batch's id, or the\n"
+    "name it was submitted with (--name) when one batch of the key has it. Results\n"
+    "are deleted at the broker once printed and flushed (every 1000 lines, and\n"
+    "whenever it waits), so results run again prints only the rest; a results\n"
+    "killed before it confirmed a block prints that block again. Once every result\n"
+    "is collected the batch is gone.\n"
     "\n"
     "Options:\n"
     "  --no-wait                print the results done now, in input order, up to the\n"
@@ -72,8 +73,8 @@ const char dp_cli_help_results[] =
     "\n"
     "Exit status: 0 every result printed was a success, 1 a task failed, 2 bad usage,\n"
     "3 the broker could not be reached, 4 no such batch (collected, expired, or\n"
-    "never made) or another error, 5 the batch belongs to another key (EDENIED),\n"
-    "128 + N ended by signal N.\n";
+    "never made; no batch, or several, of that name) or another error, 5 the batch\n"
+    "belongs to another key (EDENIED), 128 + N ended by signal N.\n";
 
 const char dp_cli_help_batches[] =
     "usage: dpool batches [--json]\n"
@@ -93,10 +94,13 @@ const char dp_cli_help_cancel[] =
     "\n"
     "Cancels the batch BATCH: its tasks that have not started end ECANCELLED (their\n"
     "lines in 'dpool results' are failures), those running finish, and no task can\n"
-    "be added. Its results stay until collected or expired.\n"
+    "be added. Its results stay until collected or expired. BATCH is the batch's\n"
+    "id, or the name it was submitted with (--name) when one batch of the key has\n"
+    "it.\n"
     "\n"
-    "Exit status: 0, 3 the broker could not be reached, 4 no such batch or another\n"
-    "error, 5 the batch belongs to another key (EDENIED).\n";
+    "Exit status: 0, 3 the broker could not be reached, 4 no such batch (or no\n"
+    "batch, or several, of that name) or another error, 5 the batch belongs to\n"
+    "another key (EDENIED).\n";
 
 /*  The exit status for a failed batch call, after a message naming what
     was being done, the code and the broker's reason. */
@@ -131,6 +135,44 @@ s_is_id (const char *text)
         if (!strchr ("0123456789abcdef", text[i]))
             return false;
     return true;
+}
+
+/*  The batch that arg names, connected: arg itself if it is an id, else
+    the one batch this key may see that was submitted with --name arg.
+    Writes its id into id (ID_SIZE + 1 bytes). Returns -1, or the exit
+    status after a message: no batch of that name, or several (their ids
+    listed). */
+static int
+s_resolve (dp_cli_t *cli, const char *what, const char *arg, char *id)
+{
+    if (s_is_id (arg)) {
+        snprintf (id, ID_SIZE + 1, "%s", arg);
+        return -1;
+    }
+    dpool_batch_info_t *infos = NULL;
+    size_t count = 0, found = 0;
+    if (dpool_pool_batches (cli->pool, &infos, &count))
+        return s_failed (what, arg, NULL);
+    for (size_t i = 0; i < count; i++)
+        if (strcmp (infos[i].name, arg) == 0 && found++ == 0)
+            snprintf (id, ID_SIZE + 1, "%s", infos[i].id);
+    dp_json_buf_t text;
+    dp_json_buf_init (&text);
+    const char *name = dp_cli_escape (&text, arg, strlen (arg));
+    if (found == 0)
+        fprintf (stderr, "dpool %s: ENOENT: no batch is named '%s' (nor is it a batch id)\n", what,
+                 name);
+    else if (found > 1) {
+        fprintf (stderr, "dpool %s: %zu batches are named '%s'; give the id of one:", what, found,
+                 name);
+        for (size_t i = 0; i < count; i++)
+            if (strcmp (infos[i].name, arg) == 0)
+                fprintf (stderr, " %s", infos[i].id);
+        fprintf (stderr, "\n");
+    }
+    dp_json_buf_free (&text);
+    free (infos);
+    return found == 1 ? -1 : EXIT_ERROR;
 }
 
 /*  ---------------------------------------------------------------------------
@@ -289,12 +331,14 @@ s_results_print (dp_cli_t *cli, dpool_batch_t *batch)
 int
 dp_cli_results_run (dp_cli_t *cli)
 {
-    const char *id = cli->args[0];
-    if (!s_is_id (id))
-        return dp_cli_usage_error (cli->command, "BATCH is a batch id (16 hex characters)");
+    char id[ID_SIZE + 1];
     int rc = dp_cli_connect (cli);
-    if (rc >= 0)
+    if (rc < 0)
+        rc = s_resolve (cli, "results", cli->args[0], id);
+    if (rc >= 0) {
+        dp_cli_disconnect (cli, false);
         return rc;
+    }
     dpool_batch_t *batch = dpool_batch_open (cli->pool, id);
     rc = batch ? s_results_print (cli, batch) : s_failed ("results", id, NULL);
     dpool_batch_destroy (&batch);
@@ -376,12 +420,14 @@ dp_cli_batches_run (dp_cli_t *cli)
 int
 dp_cli_cancel_run (dp_cli_t *cli)
 {
-    const char *id = cli->args[0];
-    if (!s_is_id (id))
-        return dp_cli_usage_error (cli->command, "BATCH is a batch id (16 hex characters)");
+    char id[ID_SIZE + 1];
     int rc = dp_cli_connect (cli);
-    if (rc >= 0)
+    if (rc < 0)
+        rc = s_resolve (cli, "cancel", cli->args[0], id);
+    if (rc >= 0) {
+        dp_cli_disconnect (cli, false);
         return rc;
+    }
     dpool_batch_t *batch = dpool_batch_open (cli->pool, id);
     if (!batch || dpool_batch_cancel (batch))
         rc = s_failed ("cancel", id, batch);

@@ -163,7 +163,7 @@ s_case_detached (void)
     s_wait_listed (id, "2500/2500");
     char args[256];
     snprintf (args, sizeof args, "results %s", id);
-    CHECK_EQ_INT (s_dpool ("results", args), 0);
+    CHECK_EQ_INT (s_dpool ("results", "results nightly"), 0); /* by its name */
     char *expected = s_expected (0, 2500, -1, 0);
     s_check_file ("results", expected);
     free (expected);
@@ -533,10 +533,48 @@ s_case_map_resume (void)
     dp_test_stop (s_broker.pid, SIGTERM, WAIT_MS);
 }
 
+/*  A batch named by its --name: a name no batch has, and one two batches
+    have, are refused (the second listing both ids); once one of them is
+    gone, the name names the other. No worker: every task stays queued. */
+static void
+s_case_by_name (void)
+{
+    dp_test_broker_start (&s_broker, NULL);
+    char input_path[PATH_SIZE];
+    const char *input = s_input (input_path, "in", 20, -1, 0);
+    char first[32], second[32];
+    snprintf (first, sizeof first, "%s", s_submit (input, "--name twin"));
+    snprintf (second, sizeof second, "%s", s_submit (input, "--name twin"));
+    CHECK_EQ_INT (s_dpool ("unknown", "cancel nosuch"), 4);
+    dp_test_check_contains ("unknown", "err", "no batch is named 'nosuch'");
+    CHECK_EQ_INT (s_dpool ("twins", "cancel twin"), 4);
+    dp_test_check_contains ("twins", "err", first);
+    dp_test_check_contains ("twins", "err", second);
+    CHECK_EQ_INT (s_dpool ("twins2", "results twin --no-wait"), 4);
+    dp_test_check_contains ("twins2", "err", "2 batches are named 'twin'");
+    char args[256];
+    snprintf (args, sizeof args, "cancel %s", second);
+    CHECK_EQ_INT (s_dpool ("cancel-second", args), 0);
+    snprintf (args, sizeof args, "results %s", second);
+    CHECK_EQ_INT (s_dpool ("drain-second", args), 1); /* 20 ECANCELLED lines: gone after */
+    s_wait_listed (second, NULL);
+    CHECK_EQ_INT (s_dpool ("cancel-first", "cancel twin"), 0);
+    s_wait_listed (first, "cancelled");
+    CHECK_EQ_INT (s_dpool ("drain-first", "results twin"), 1);
+    char *out = dp_test_output ("drain-first", "out");
+    int lines = 0;
+    for (char *line = strtok (out, "\n"); line; line = strtok (NULL, "\n"))
+        lines += strstr (line, "\"ECANCELLED\"") != NULL;
+    free (out);
+    CHECK_EQ_INT (lines, 20);
+    dp_test_stop (s_broker.pid, SIGTERM, WAIT_MS);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"batch_detached_collected_later_in_order_once", s_case_detached},
     {"batch_results_killed_midway_loses_nothing", s_case_killed_reader},
     {"batch_cancel_ends_queued_tasks", s_case_cancel},
+    {"batch_named_by_its_name_when_one_has_it", s_case_by_name},
     {"batch_results_expire_after_ttl", s_case_ttl},
     {"batch_bounds_refused_naming_the_option", s_case_bounds},
     {"batch_rights_other_key_refused_admin_allowed", s_case_rights},
