@@ -1,6 +1,6 @@
 /*  dp_broker_journal.c - what the broker writes in its journal
-    (dp_journal.h), how it reads it back at start, and the replies that
-    wait for the turn's commit.
+    (dp_journal.h), and the replies that wait for the turn's commit; the
+    journal is read back at start by dp_broker_replay.c.
 
     Records: a session (its name and key); the tasks it sent in one turn,
     in one TASKS record (function, arguments, order of each), with a
@@ -22,16 +22,11 @@
     replies handlers send at once without a journal (the named queues')
     wait in a list until it (dp_broker_send_held).
 
-    On restart, sessions come back detached (they expire as any detached
-    session does, counted from the restart), their tasks queued again in
-    their order, a task that was running with one more attempt counted
-    (ELOST once it has had them all: PROTOCOL.md 6), their results ready
-    for their client's HELLO, the named queues with every value not
-    acknowledged as taken, lent ones back in place, and the batches with
-    their results and their tasks (dp_batches_replay; the kinds' order
-    brings a batch back before its results and tasks).
+    On restart (dp_broker_replay.c), what the records hold comes back:
+    sessions detached, their tasks queued, a task that was running with
+    one more attempt, their results, the named queues and the batches.
 */
-#include "dp_broker_int.h"
+#include "dp_broker_journal_int.h"
 
 #include "dp_util.h"
 #include "dp_wire.h"
@@ -42,9 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEY_SIZE   (DP_SESSION_SIZE + 8) /* a session and a number */
-#define TASK_HEAD  26                    /* fixed bytes of a task record */
-#define ENTRY_HEAD 13                    /* seq, code, a value or a message */
 #define ERROR_SIZE 512
 
 static_assert (DP_BATCH_ID_SIZE == DP_SESSION_SIZE, "a batch's key takes a session's place");
@@ -68,74 +60,11 @@ s_held_free (void **item)
     }
 }
 
-static void
-s_put_u32 (uint8_t *out, uint32_t value)
-{
-    memcpy (out, &value, sizeof value);
-}
-
-static uint32_t
-s_get_u32 (const uint8_t *in)
-{
-    uint32_t value;
-    memcpy (&value, in, sizeof value);
-    return value;
-}
-
-static void
-s_key (uint8_t *key, const uint8_t *session, uint64_t number)
-{
-    memcpy (key, session, DP_SESSION_SIZE);
-    dp_journal_be64 (key + DP_SESSION_SIZE, number);
-}
-
 /*  ---------------------------------------------------------------------------
     Writing.
 */
 
-#define SLOT_BITS   10                       /* of task_t.jslot: the task's place in its group */
-#define GROUP_MAX   (1u << SLOT_BITS)        /* tasks in one TASKS record */
-#define GROUPS_MAX  (1u << (32 - SLOT_BITS)) /* groups alive at once, and one */
-#define GROUP_ENTRY 12 /* a task's seq and its record's size, before its record */
-#define RESULT_HEAD 17 /* a RESULTS entry's seq, code, error mark and size */
-#define ENDED       1  /* a task's bits in its group: ended, or moved to a record of its own */
-#define RUNNING     2  /* a worker holds it */
-#define KEEP_BYTES  (1024 * 1024) /* a turn's buffer larger than this is freed after it */
-
-/*  The tasks a session sent in one turn, journaled in one TASKS record
-    (at most GROUP_MAX of them). What happens to them later goes to the
-    group's TSTATE record, two bits a task, rewritten once per turn in
-    which any changed; both go once no task names the group. A task whose
-    attempts change leaves its group for a TASK record of its own. */
-struct _jgroup_t {
-    uint8_t key[KEY_SIZE]; /* its session and number: its records' id */
-    uint32_t index;        /* in broker->jgroups */
-    uint32_t count;        /* tasks in its record */
-    uint32_t live;         /* tasks that name it */
-    bool open;             /* its session's tasks still join it this turn */
-    bool written;          /* its TASKS record is in the journal */
-    bool state;            /* its TSTATE record is */
-    bool dirty;            /* in broker->jdirty */
-    bool orphan;           /* its session was forgotten (its records with it) */
-    jgroup_t *next;        /* in broker->jdirty */
-    msgpack_sbuffer body;  /* the tasks' records, until written */
-    uint8_t bits[GROUP_MAX / 4];
-};
-
-/*  A session's part of the turn's commit, and its RESULTS records. */
-struct _jsession_t {
-    jgroup_t *open;          /* the group of this turn's tasks; NULL: none yet */
-    uint64_t groups;         /* groups numbered so far */
-    msgpack_sbuffer entries; /* this turn's RESULT entries, for one RESULTS record */
-    uint64_t first;          /* the number of the first of them */
-    uint64_t end;            /* and one past the last */
-    bool listed;             /* in broker->jclients */
-    bool singles;            /* some entries went to RESULT records of their own */
-    uint64_t *ranges;        /* RESULTS records in the journal: first, end pairs, oldest first */
-    size_t head;             /* the oldest pair still there */
-    size_t nranges;
-    size_t ranges_cap;
-};
+#define KEEP_BYTES (1024 * 1024) /* a turn's buffer larger than this is freed after it */
 
 /*  True if task's changes are journaled: a journal is on, and the task
     is a session's or a batch's. */
@@ -158,7 +87,7 @@ s_task_key (const task_t *task, uint8_t *key, int *task_kind, int *run_kind)
         *task_kind = DP_JOURNAL_BTASK;
         *run_kind = DP_JOURNAL_BRUN;
     } else {
-        s_key (key, client->session, task->seq);
+        dp_jrec_key (key, client->session, task->seq);
         *task_kind = DP_JOURNAL_TASK;
         *run_kind = DP_JOURNAL_RUN;
     }
@@ -173,27 +102,14 @@ s_task_head (const task_t *task, uint8_t *head)
     const char *fn = task->flow->fnq->name;
     size_t fn_size = strlen (fn);
     dp_journal_be64 (head, task->item.order);
-    s_put_u32 (head + 8, (uint32_t)task->item.priority);
-    s_put_u32 (head + 12, task->timeout_ms);
-    s_put_u32 (head + 16, task->calls);
-    s_put_u32 (head + 20, (uint32_t)(uint16_t)task->retries << 16 | task->deaths);
+    dp_jrec_put_u32 (head + 8, (uint32_t)task->item.priority);
+    dp_jrec_put_u32 (head + 12, task->timeout_ms);
+    dp_jrec_put_u32 (head + 16, task->calls);
+    dp_jrec_put_u32 (head + 20, (uint32_t)(uint16_t)task->retries << 16 | task->deaths);
     head[24] = task->flags;
     head[25] = (uint8_t)fn_size;
     memcpy (head + TASK_HEAD, fn, fn_size);
     return TASK_HEAD + fn_size;
-}
-
-static int
-s_bits (const jgroup_t *group, uint32_t slot)
-{
-    return group->bits[slot / 4] >> (slot % 4 * 2) & 3;
-}
-
-static void
-s_set_bits (jgroup_t *group, uint32_t slot, int bits)
-{
-    int shift = (int)(slot % 4 * 2);
-    group->bits[slot / 4] = (uint8_t)((group->bits[slot / 4] & ~(3 << shift)) | bits << shift);
 }
 
 /*  task's group, or NULL; and its place in it. */
@@ -211,8 +127,8 @@ s_slot (const task_t *task)
 
 /*  A new group, in broker->jgroups (zeroed: fill its key). NULL if out
     of memory or of indexes. */
-static jgroup_t *
-s_group_alloc (dp_broker_t *self)
+jgroup_t *
+dp_jgroup_new (dp_broker_t *self)
 {
     uint32_t index;
     if (self->njfree > 0)
@@ -271,8 +187,8 @@ dp_broker_journal_fini (dp_broker_t *self)
 
 /*  Its state is written (or, with no task left, its records deleted) at
     the turn's commit. */
-static void
-s_group_dirty (dp_broker_t *self, jgroup_t *group)
+void
+dp_jgroup_dirty (dp_broker_t *self, jgroup_t *group)
 {
     if (!group->dirty) {
         group->dirty = true;
@@ -287,20 +203,20 @@ static void
 s_release (dp_broker_t *self, task_t *task)
 {
     jgroup_t *group = s_group_of (self, task);
-    s_set_bits (group, s_slot (task), ENDED);
+    dp_jgroup_set_bits (group, s_slot (task), ENDED);
     task->jslot = 0;
     group->live--;
     if (!task->client)
         group->orphan = true; /* a task keeps its session's records; this one's are gone */
     if (self->journal)
-        s_group_dirty (self, group);
+        dp_jgroup_dirty (self, group);
     else if (group->live == 0 && !group->open)
         s_group_free (self, group); /* the journal is closed: the broker is going */
 }
 
 /*  client's journal state, made at its first need. NULL if out of memory. */
-static jsession_t *
-s_jsession (client_t *client)
+jsession_t *
+dp_jsession_of (client_t *client)
 {
     if (!client->journal) {
         client->journal = (jsession_t *)calloc (1, sizeof *client->journal);
@@ -315,7 +231,7 @@ s_jsession (client_t *client)
 static jsession_t *
 s_jsession_listed (dp_broker_t *self, client_t *client)
 {
-    jsession_t *js = s_jsession (client);
+    jsession_t *js = dp_jsession_of (client);
     if (js && !js->listed) {
         if (self->njclients == self->jclients_cap) {
             size_t cap = self->jclients_cap ? 2 * self->jclients_cap : 64;
@@ -352,17 +268,17 @@ s_group_close (dp_broker_t *self, jgroup_t *group)
     group->open = false;
     s_group_write (self, group);
     if (group->live == 0)
-        s_group_dirty (self, group);
+        dp_jgroup_dirty (self, group);
 }
 
 /*  A new group of client's, open for this turn's tasks. */
 static jgroup_t *
 s_group_new (dp_broker_t *self, jsession_t *js, const client_t *client)
 {
-    jgroup_t *group = s_group_alloc (self);
+    jgroup_t *group = dp_jgroup_new (self);
     if (!group)
         return NULL;
-    s_key (group->key, client->session, js->groups++);
+    dp_jrec_key (group->key, client->session, js->groups++);
     group->open = true;
     return group;
 }
@@ -387,7 +303,7 @@ dp_broker_journal_task_new (dp_broker_t *self, task_t *task)
     uint8_t head[GROUP_ENTRY + TASK_HEAD + DP_MAX_NAME];
     size_t size = s_task_head (task, head + GROUP_ENTRY);
     dp_journal_be64 (head, task->seq);
-    s_put_u32 (head + 8, (uint32_t)(size + task->args_size));
+    dp_jrec_put_u32 (head + 8, (uint32_t)(size + task->args_size));
     size_t before = group->body.size;
     if (msgpack_sbuffer_write (&group->body, (const char *)head, GROUP_ENTRY + size) != 0 ||
         msgpack_sbuffer_write (&group->body, (const char *)dp_broker_task_args (task),
@@ -422,8 +338,8 @@ dp_broker_journal_run (dp_broker_t *self, task_t *task)
     if (!s_journaled (self, task))
         return;
     if (task->jslot && task->deaths == 0) {
-        s_set_bits (s_group_of (self, task), s_slot (task), RUNNING);
-        s_group_dirty (self, s_group_of (self, task));
+        dp_jgroup_set_bits (s_group_of (self, task), s_slot (task), RUNNING);
+        dp_jgroup_dirty (self, s_group_of (self, task));
         return;
     }
     if (task->jslot)
@@ -432,7 +348,7 @@ dp_broker_journal_run (dp_broker_t *self, task_t *task)
     int kind, run_kind;
     s_task_key (task, key, &kind, &run_kind);
     uint8_t deaths[4];
-    s_put_u32 (deaths, task->deaths);
+    dp_jrec_put_u32 (deaths, task->deaths);
     dp_journal_put (self->journal, run_kind, key, sizeof key, deaths, sizeof deaths, NULL, 0);
 }
 
@@ -442,8 +358,8 @@ dp_broker_journal_stopped (dp_broker_t *self, task_t *task)
     if (!s_journaled (self, task))
         return;
     if (task->jslot) {
-        s_set_bits (s_group_of (self, task), s_slot (task), 0);
-        s_group_dirty (self, s_group_of (self, task));
+        dp_jgroup_set_bits (s_group_of (self, task), s_slot (task), 0);
+        dp_jgroup_dirty (self, s_group_of (self, task));
         return;
     }
     uint8_t key[KEY_SIZE];
@@ -487,9 +403,9 @@ s_journal_entry (dp_broker_t *self, client_t *client, uint64_t seq, int32_t code
         return;
     uint8_t head[RESULT_HEAD];
     dp_journal_be64 (head, seq);
-    s_put_u32 (head + 8, (uint32_t)code);
+    dp_jrec_put_u32 (head + 8, (uint32_t)code);
     head[12] = error;
-    s_put_u32 (head + 13, (uint32_t)size);
+    dp_jrec_put_u32 (head + 13, (uint32_t)size);
     jsession_t *js = s_jsession_listed (self, client);
     if (js) {
         size_t before = js->entries.size;
@@ -504,7 +420,7 @@ s_journal_entry (dp_broker_t *self, client_t *client, uint64_t seq, int32_t code
         js->singles = true;
     }
     uint8_t key[KEY_SIZE];
-    s_key (key, client->session, number);
+    dp_jrec_key (key, client->session, number);
     dp_journal_put (self->journal, DP_JOURNAL_RESULT, key, sizeof key, head, 13, data, size);
 }
 
@@ -543,15 +459,15 @@ dp_broker_journal_sent (dp_broker_t *self, client_t *client, size_t results)
     jsession_t *js = client->journal;
     while (js && js->head < js->nranges && js->ranges[2 * js->head + 1] <= client->out_sent) {
         uint8_t key[KEY_SIZE];
-        s_key (key, client->session, js->ranges[2 * js->head]);
+        dp_jrec_key (key, client->session, js->ranges[2 * js->head]);
         dp_journal_del (self->journal, DP_JOURNAL_RESULTS, key, sizeof key);
         if (++js->head == js->nranges)
             js->head = js->nranges = 0;
     }
     if (!js || js->singles) {
         uint8_t lo[KEY_SIZE], hi[KEY_SIZE];
-        s_key (lo, client->session, first);
-        s_key (hi, client->session, client->out_sent - 1);
+        dp_jrec_key (lo, client->session, first);
+        dp_jrec_key (hi, client->session, client->out_sent - 1);
         dp_journal_del_range (self->journal, DP_JOURNAL_RESULT, lo, sizeof lo, hi, sizeof hi);
     }
 }
@@ -571,7 +487,7 @@ s_flush_session (dp_broker_t *self, client_t *client)
         return;
     if (js->end > client->out_sent) {
         uint8_t key[KEY_SIZE];
-        s_key (key, client->session, js->first);
+        dp_jrec_key (key, client->session, js->first);
         dp_journal_put (self->journal, DP_JOURNAL_RESULTS, key, sizeof key, NULL, 0,
                         js->entries.data, js->entries.size);
         if (js->nranges == js->ranges_cap) {
@@ -618,7 +534,7 @@ s_flush (dp_broker_t *self)
             s_group_free (self, group);
         } else if (keep) {
             uint8_t count[4];
-            s_put_u32 (count, group->count);
+            dp_jrec_put_u32 (count, group->count);
             dp_journal_put (self->journal, DP_JOURNAL_TSTATE, group->key, KEY_SIZE, count,
                             sizeof count, group->bits, (group->count + 3) / 4);
             group->state = true;
@@ -663,8 +579,8 @@ dp_broker_journal_session_gone (dp_broker_t *self, client_t *client)
     if (!self->journal)
         return;
     uint8_t lo[KEY_SIZE], hi[KEY_SIZE];
-    s_key (lo, client->session, 0);
-    s_key (hi, client->session, UINT64_MAX);
+    dp_jrec_key (lo, client->session, 0);
+    dp_jrec_key (hi, client->session, UINT64_MAX);
     dp_journal_del (self->journal, DP_JOURNAL_SESSION, client->session, DP_SESSION_SIZE);
     static const int kinds[] = {DP_JOURNAL_RESULT,  DP_JOURNAL_TASK,   DP_JOURNAL_RUN,
                                 DP_JOURNAL_RESULTS, DP_JOURNAL_TSTATE, DP_JOURNAL_TASKS};
@@ -742,377 +658,6 @@ dp_broker_journal_commit (dp_broker_t *self)
     }
 }
 
-/*  ---------------------------------------------------------------------------
-    Replay.
-*/
-
-/*  The session, or for a batch's kind the batch's client, that a
-    record's id names; NULL if none. */
-static client_t *
-s_replay_client (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size)
-{
-    if (id_size < DP_SESSION_SIZE)
-        return NULL;
-    if (kind == DP_JOURNAL_BTASK || kind == DP_JOURNAL_BRUN)
-        return dp_batches_replay_client (self, id, id_size);
-    char key[2 * DP_SESSION_SIZE + 1];
-    dp_broker_hex (id, DP_SESSION_SIZE, key);
-    return (client_t *)zhashx_lookup (self->sessions, key);
-}
-
-static int
-s_replay_session (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
-                  size_t size)
-{
-    if (id_size != DP_SESSION_SIZE || size < 1 || 1 + (size_t)body[0] > size)
-        return -1;
-    size_t user = size - 1 - body[0];
-    if (user > DP_CURVE_KEY)
-        return -1;
-    memcpy (self->from_user, body + 1 + body[0], user);
-    self->from_user[user] = 0;
-    dp_span_t name = {body + 1, body[0]};
-    client_t *client = dp_broker_client_new (self, id, name);
-    self->from_user[0] = 0;
-    return client ? 0 : -1;
-}
-
-/*  One result entry (its head: seq, code, error mark) back in client's
-    batch, renumbered and journaled again. */
-static int
-s_replay_entry (dp_broker_t *self, client_t *client, const uint8_t *head, const uint8_t *data,
-                size_t size)
-{
-    uint64_t seq = dp_journal_get_be64 (head);
-    int32_t code = (int32_t)s_get_u32 (head + 8);
-    dp_broker_client_out (self, client, size + RESULT_OVERHEAD);
-    if (head[12]) {
-        char message[DP_MAX_NAME * 2 + 128];
-        snprintf (message, sizeof message, "%.*s", (int)size, data);
-        dp_broker_client_add_error (self, client, seq, code, message);
-    } else
-        dp_broker_client_add_result (self, client, seq, code, data, size);
-    return 0;
-}
-
-/*  A result not yet sent (a RESULT record of its own), back in its
-    session's batch. Entries are numbered afresh from 0 (the record
-    moves), so that the numbers of the batch's entries are those of its
-    records whatever was lost before. */
-static int
-s_replay_result (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
-                 size_t size)
-{
-    client_t *client = s_replay_client (self, DP_JOURNAL_RESULT, id, id_size);
-    if (id_size != KEY_SIZE || size < ENTRY_HEAD)
-        return -1;
-    if (!client)
-        return 0; /* its session was deleted with it */
-    dp_journal_del (self->journal, DP_JOURNAL_RESULT, id, id_size);
-    return s_replay_entry (self, client, body, body + ENTRY_HEAD, size - ENTRY_HEAD);
-}
-
-/*  A turn's RESULTS record: its entries back in the session's batch, as
-    s_replay_result does for one. Every entry comes back: some may have
-    gone out before the broker stopped (their client drops them). */
-static int
-s_replay_results (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
-                  size_t size)
-{
-    client_t *client = s_replay_client (self, DP_JOURNAL_RESULTS, id, id_size);
-    if (id_size != KEY_SIZE)
-        return -1;
-    for (size_t at = 0; at < size;) {
-        if (size - at < RESULT_HEAD || size - at - RESULT_HEAD < s_get_u32 (body + at + 13))
-            return -1;
-        at += RESULT_HEAD + s_get_u32 (body + at + 13);
-    }
-    if (!client)
-        return 0;
-    dp_journal_del (self->journal, DP_JOURNAL_RESULTS, id, id_size);
-    for (size_t at = 0; at < size;) {
-        const uint8_t *entry = body + at;
-        uint32_t data = s_get_u32 (entry + 13);
-        at += RESULT_HEAD + data;
-        if (s_replay_entry (self, client, entry, entry + RESULT_HEAD, data) != 0)
-            return -1;
-    }
-    return 0;
-}
-
-/*  A task of client back in memory from its record (head, function name,
-    arguments), held by client, not queued: *out. Returns 0 (*out NULL if
-    client already holds seq), or -1 if the record is malformed or memory
-    ran out. */
-static int
-s_restore (dp_broker_t *self, client_t *client, uint64_t seq, const uint8_t *body, size_t size,
-           task_t **out)
-{
-    *out = NULL;
-    if (size < TASK_HEAD || TASK_HEAD + (size_t)body[25] > size)
-        return -1;
-    if (dp_idmap_get (client->tasks, seq))
-        return 0;
-    char name[DP_MAX_NAME + 1];
-    memcpy (name, body + TASK_HEAD, body[25]);
-    name[body[25]] = 0;
-    size_t args = size - TASK_HEAD - body[25];
-    fnq_t *fnq = dp_broker_fnq_get (self, name);
-    flow_t *flow = fnq ? dp_broker_flow_get (self, client, fnq) : NULL;
-    task_t *task =
-        flow ? (task_t *)dp_slab_alloc (self->slab, offsetof (task_t, args) + args) : NULL;
-    if (!task) {
-        if (flow)
-            dp_broker_flow_put (self, flow);
-        return -1;
-    }
-    memset (task, 0, offsetof (task_t, args));
-    task->item.order = dp_journal_get_be64 (body);
-    task->item.priority = (int32_t)s_get_u32 (body + 8);
-    task->item.index = DP_TASKQ_NONE;
-    task->client = client;
-    task->flow = flow;
-    task->seq = seq;
-    task->timeout_ms = s_get_u32 (body + 12);
-    task->calls = s_get_u32 (body + 16);
-    uint32_t tries = s_get_u32 (body + 20);
-    task->retries = (int16_t)(uint16_t)(tries >> 16);
-    task->deaths = (uint16_t)tries;
-    task->flags = body[24];
-    task->args_size = (uint32_t)args;
-    memcpy (task->args, body + TASK_HEAD + body[25], args);
-    self->task_bytes += task->args_size;
-    if (task->item.order > self->next_order)
-        self->next_order = task->item.order;
-    if (dp_idmap_put (client->tasks, task->seq, task) != 0) {
-        dp_broker_task_free (self, task);
-        return -1;
-    }
-    dp_broker_client_task_add (self, client, task);
-    *out = task;
-    return 0;
-}
-
-/*  A task's record back in memory, queued. */
-static int
-s_replay_task (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, const uint8_t *body,
-               size_t size)
-{
-    client_t *client = s_replay_client (self, kind, id, id_size);
-    if (id_size != KEY_SIZE)
-        return -1;
-    if (!client)
-        return 0;
-    task_t *task;
-    if (s_restore (self, client, dp_journal_get_be64 (id + DP_SESSION_SIZE), body, size, &task))
-        return -1;
-    if (task)
-        dp_broker_task_queue (self, task);
-    return 0;
-}
-
-/*  A task that was running when the broker stopped counts one more
-    attempt, as for a worker that died running it: it ends ELOST past its
-    retries, else it is queued again, its attempts in its record. */
-static void
-s_replay_ran (dp_broker_t *self, task_t *task)
-{
-    if (++task->deaths > dp_broker_task_retries (task)) {
-        char message[96];
-        snprintf (message, sizeof message, "the broker stopped while it ran (%u attempts)",
-                  task->deaths);
-        dp_broker_task_fail (self, task, DPOOL_ELOST, message);
-        return;
-    }
-    dp_broker_journal_task (self, task);
-    dp_broker_task_queue (self, task);
-}
-
-/*  A task that was running when the broker stopped (its RUN record). */
-static int
-s_replay_run (dp_broker_t *self, int kind, const uint8_t *id, size_t id_size, const uint8_t *body,
-              size_t size)
-{
-    client_t *client = s_replay_client (self, kind, id, id_size);
-    if (id_size != KEY_SIZE || size < 4)
-        return -1;
-    task_t *task =
-        client ? (task_t *)dp_idmap_get (client->tasks, dp_journal_get_be64 (id + DP_SESSION_SIZE))
-               : NULL;
-    if (!task || task->item.index == DP_TASKQ_NONE)
-        return 0;
-    uint32_t deaths = s_get_u32 (body);
-    task->deaths = (uint16_t)(deaths > task->deaths ? deaths : task->deaths);
-    dp_broker_task_unqueue (self, task);
-    dp_broker_journal_stopped (self, task);
-    s_replay_ran (self, task);
-    return 0;
-}
-
-/*  The TSTATE records, read before the TASKS records of the same ids
-    (the kinds' order), and met again in the same order. */
-typedef struct {
-    uint8_t key[KEY_SIZE];
-    uint32_t count;
-    uint8_t bits[GROUP_MAX / 4];
-} jstate_t;
-
-struct _jstash_t {
-    jstate_t *states;
-    size_t count;
-    size_t cap;
-    size_t next; /* the first not yet met by a TASKS record */
-};
-
-static int
-s_replay_state (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
-                size_t size)
-{
-    if (id_size != KEY_SIZE || size < 4)
-        return -1;
-    uint32_t count = s_get_u32 (body);
-    if (count == 0 || count > GROUP_MAX || size != 4 + (count + 3) / 4)
-        return -1;
-    if (!self->jstash)
-        self->jstash = (jstash_t *)calloc (1, sizeof *self->jstash);
-    jstash_t *stash = self->jstash;
-    if (!stash)
-        return -1;
-    if (stash->count == stash->cap) {
-        size_t cap = stash->cap ? 2 * stash->cap : 64;
-        jstate_t *more = (jstate_t *)realloc (stash->states, cap * sizeof *more);
-        if (!more)
-            return -1;
-        stash->states = more;
-        stash->cap = cap;
-    }
-    jstate_t *state = &stash->states[stash->count++];
-    memcpy (state->key, id, KEY_SIZE);
-    state->count = count;
-    memset (state->bits, 0, sizeof state->bits);
-    memcpy (state->bits, body + 4, size - 4);
-    return 0;
-}
-
-/*  The state recorded for the group id, if any. */
-static const jstate_t *
-s_stashed_state (dp_broker_t *self, const uint8_t *id)
-{
-    jstash_t *stash = self->jstash;
-    while (stash && stash->next < stash->count &&
-           memcmp (stash->states[stash->next].key, id, KEY_SIZE) < 0)
-        stash->next++;
-    if (stash && stash->next < stash->count &&
-        memcmp (stash->states[stash->next].key, id, KEY_SIZE) == 0)
-        return &stash->states[stash->next++];
-    return NULL;
-}
-
-/*  The group record id, which a session's turn wrote: its tasks that had
-    not ended come back, in the group as they were; one that was running
-    counts an attempt (and leaves the group for a record of its own). */
-static int
-s_replay_group (dp_broker_t *self, const uint8_t *id, size_t id_size, const uint8_t *body,
-                size_t size)
-{
-    client_t *client = s_replay_client (self, DP_JOURNAL_TASKS, id, id_size);
-    if (id_size != KEY_SIZE)
-        return -1;
-    const jstate_t *state = s_stashed_state (self, id);
-    jsession_t *js = client ? s_jsession (client) : NULL;
-    jgroup_t *group = js ? s_group_alloc (self) : NULL;
-    if (!group)
-        return client ? -1 : 0; /* no session: its records went with it */
-    memcpy (group->key, id, KEY_SIZE);
-    group->written = true;
-    group->state = state != NULL;
-    uint64_t number = dp_journal_get_be64 (id + DP_SESSION_SIZE);
-    if (number >= js->groups)
-        js->groups = number + 1;
-    if (state)
-        memcpy (group->bits, state->bits, sizeof group->bits);
-    int rc = 0;
-    size_t at = 0;
-    while (rc == 0 && at < size) {
-        uint32_t slot = group->count++;
-        if (size - at < GROUP_ENTRY || slot >= GROUP_MAX ||
-            size - at - GROUP_ENTRY < s_get_u32 (body + at + 8)) {
-            rc = -1;
-            break;
-        }
-        uint64_t seq = dp_journal_get_be64 (body + at);
-        size_t record = s_get_u32 (body + at + 8);
-        const uint8_t *task_body = body + at + GROUP_ENTRY;
-        at += GROUP_ENTRY + record;
-        int bits = s_bits (group, slot);
-        if (bits & ENDED)
-            continue;
-        task_t *task;
-        rc = s_restore (self, client, seq, task_body, record, &task);
-        if (rc != 0 || !task) {
-            s_set_bits (group, slot, ENDED);
-            continue;
-        }
-        task->jslot = group->index << SLOT_BITS | slot;
-        group->live++;
-        if (bits & RUNNING)
-            s_replay_ran (self, task);
-        else
-            dp_broker_task_queue (self, task);
-    }
-    if (rc == 0 && state && state->count != group->count)
-        rc = -1;
-    s_group_dirty (self, group); /* its state is written again, or its records deleted */
-    return rc;
-}
-
-/*  Deletes the TSTATE records no TASKS record met, and the stash. */
-static void
-s_stash_free (dp_broker_t *self)
-{
-    jstash_t *stash = self->jstash;
-    if (!stash)
-        return;
-    for (size_t i = 0; i < stash->count; i++)
-        if (self->journal)
-            dp_journal_del (self->journal, DP_JOURNAL_TSTATE, stash->states[i].key, KEY_SIZE);
-    free (stash->states);
-    free (stash);
-    self->jstash = NULL;
-}
-
-static int
-s_replay (void *arg, int kind, const uint8_t *id, size_t id_size, const uint8_t *body, size_t size)
-{
-    dp_broker_t *self = (dp_broker_t *)arg;
-    switch (kind) {
-    case DP_JOURNAL_SESSION:
-        return s_replay_session (self, id, id_size, body, size);
-    case DP_JOURNAL_RESULT:
-        return s_replay_result (self, id, id_size, body, size);
-    case DP_JOURNAL_TASK:
-    case DP_JOURNAL_BTASK:
-        return s_replay_task (self, kind, id, id_size, body, size);
-    case DP_JOURNAL_RUN:
-    case DP_JOURNAL_BRUN:
-        return s_replay_run (self, kind, id, id_size, body, size);
-    case DP_JOURNAL_QUEUE:
-    case DP_JOURNAL_QVALUE:
-        return dp_queues_replay (self->queues, kind, id, id_size, body, size);
-    case DP_JOURNAL_BATCH:
-    case DP_JOURNAL_BRESULT:
-        return dp_batches_replay (self, kind, id, id_size, body, size);
-    case DP_JOURNAL_RESULTS:
-        return s_replay_results (self, id, id_size, body, size);
-    case DP_JOURNAL_TSTATE:
-        return s_replay_state (self, id, id_size, body, size);
-    case DP_JOURNAL_TASKS:
-        return s_replay_group (self, id, id_size, body, size);
-    default:
-        return -1; /* a kind of a newer broker: refused rather than lost */
-    }
-}
-
 int
 dp_broker_journal_open (dp_broker_t *self, const char *path, int sync)
 {
@@ -1127,8 +672,7 @@ dp_broker_journal_open (dp_broker_t *self, const char *path, int sync)
         dp_error ("%s: %s", path, error);
         return -1;
     }
-    long records = dp_journal_replay (self->journal, s_replay, self, error, sizeof error);
-    s_stash_free (self);
+    long records = dp_broker_journal_replay (self, error, sizeof error);
     if (records < 0 || s_commit (self) != 0) {
         dp_error ("%s: %s", path, records < 0 ? error : dp_journal_failed (self->journal));
         if (records < 0)
