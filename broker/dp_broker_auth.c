@@ -377,21 +377,6 @@ dp_broker_reload_soon (dp_broker_t *self)
     self->reload_pending = 1;
 }
 
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    size_t len = strlen (text);
-    msgpack_pack_str (pk, len);
-    msgpack_pack_str_body (pk, text, len);
-}
-
-static void
-s_pack_count (msgpack_packer *pk, const char *key, uint64_t count)
-{
-    s_pack_str (pk, key);
-    msgpack_pack_uint64 (pk, count);
-}
-
 /*  One session's entry: its key, what it (or its key) holds and the
     quotas that apply. */
 static void
@@ -400,20 +385,23 @@ s_pack_client (dp_broker_t *self, msgpack_packer *pk, client_t *client)
     const dp_key_t *key = dp_broker_client_key (self, client);
     char rights[64];
     msgpack_pack_map (pk, 9);
-    s_pack_str (pk, "name");
-    s_pack_str (pk, client->name);
-    s_pack_str (pk, "key");
-    s_pack_str (pk, key ? key->name : "");
-    s_pack_str (pk, "roles");
-    s_pack_str (pk, dp_rights_text (key ? key->rights : DP_RIGHTS_ALL, rights, sizeof rights));
-    s_pack_count (pk, "weight", client->tenant->weight);
-    s_pack_count (pk, "tasks", client->held_tasks);
-    s_pack_count (pk, "task_bytes", client->held_args);
-    s_pack_count (pk, "key_tasks", client->account ? client->account->tasks : client->held_tasks);
-    s_pack_count (pk, "max_queued",
-                  s_quota (key ? key->max_queued : 0, self->max_queued_per_client));
-    s_pack_count (pk, "max_queued_bytes",
-                  s_quota (key ? key->max_queued_bytes : 0, self->max_queued_bytes_per_client));
+    dp_mp_pack_cstr (pk, "name");
+    dp_mp_pack_cstr (pk, client->name);
+    dp_mp_pack_cstr (pk, "key");
+    dp_mp_pack_cstr (pk, key ? key->name : "");
+    dp_mp_pack_cstr (pk, "roles");
+    dp_mp_pack_cstr (pk,
+                     dp_rights_text (key ? key->rights : DP_RIGHTS_ALL, rights, sizeof rights));
+    dp_mp_pack_count (pk, "weight", client->tenant->weight);
+    dp_mp_pack_count (pk, "tasks", client->held_tasks);
+    dp_mp_pack_count (pk, "task_bytes", client->held_args);
+    dp_mp_pack_count (pk, "key_tasks",
+                      client->account ? client->account->tasks : client->held_tasks);
+    dp_mp_pack_count (pk, "max_queued",
+                      s_quota (key ? key->max_queued : 0, self->max_queued_per_client));
+    dp_mp_pack_count (
+        pk, "max_queued_bytes",
+        s_quota (key ? key->max_queued_bytes : 0, self->max_queued_bytes_per_client));
 }
 
 void
@@ -425,17 +413,17 @@ dp_broker_pack_clients (dp_broker_t *self, void *packer, const peer_t *asker)
     size_t count = admin ? zhashx_size (self->sessions) : own != NULL;
     if (count > DP_BROKER_STATUS_MAX)
         count = DP_BROKER_STATUS_MAX;
-    s_pack_str (pk, "sessions");
+    dp_mp_pack_cstr (pk, "sessions");
     msgpack_pack_array (pk, count);
     if (!admin && own)
         s_pack_client (self, pk, own);
     for (client_t *client = admin ? (client_t *)zhashx_first (self->sessions) : NULL;
          client && count; client = (client_t *)zhashx_next (self->sessions), count--)
         s_pack_client (self, pk, client);
-    s_pack_str (pk, "refused");
+    dp_mp_pack_cstr (pk, "refused");
     msgpack_pack_map (pk, REFUSED_COUNT_ + 2);
     for (int i = 0; i < REFUSED_COUNT_; i++)
-        s_pack_count (pk, s_refused_names[i], self->refused[i]);
-    s_pack_count (pk, "keys", dp_keys_size (self->keys));
-    s_pack_count (pk, "reloads", self->reloads);
+        dp_mp_pack_count (pk, s_refused_names[i], self->refused[i]);
+    dp_mp_pack_count (pk, "keys", dp_keys_size (self->keys));
+    dp_mp_pack_count (pk, "reloads", self->reloads);
 }

@@ -558,21 +558,6 @@ dp_broker_fair_unqueue_all (dp_broker_t *self, fnq_t *fnq)
     Status.
 */
 
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    size_t len = strlen (text);
-    msgpack_pack_str (pk, len);
-    msgpack_pack_str_body (pk, text, len);
-}
-
-static void
-s_pack_count (msgpack_packer *pk, const char *key, uint64_t count)
-{
-    s_pack_str (pk, key);
-    msgpack_pack_uint64 (pk, count);
-}
-
 /*  One tenant's entry. Its quotas of tasks held are its key's, else the
     options' (which, without a key configuration, bound each session). */
 static void
@@ -583,26 +568,27 @@ s_pack_tenant (dp_broker_t *self, msgpack_packer *pk, tenant_t *tenant, uint64_t
     s_recent_roll (tenant->recent_us, &tenant->recent_period, s_period (self));
     uint64_t own_us = tenant->recent_us[0] + tenant->recent_us[1];
     msgpack_pack_map (pk, 14);
-    s_pack_str (pk, "name");
-    s_pack_str (pk, tenant->name);
-    s_pack_str (pk, "key"); /* a session's id is its secret: only keys are shown */
-    s_pack_str (pk, tenant->keyed ? tenant->key : "");
-    s_pack_count (pk, "sessions", tenant->sessions);
-    s_pack_count (pk, "weight", tenant->weight);
-    s_pack_str (pk, "share");
+    dp_mp_pack_cstr (pk, "name");
+    dp_mp_pack_cstr (pk, tenant->name);
+    dp_mp_pack_cstr (pk, "key"); /* a session's id is its secret: only keys are shown */
+    dp_mp_pack_cstr (pk, tenant->keyed ? tenant->key : "");
+    dp_mp_pack_count (pk, "sessions", tenant->sessions);
+    dp_mp_pack_count (pk, "weight", tenant->weight);
+    dp_mp_pack_cstr (pk, "share");
     msgpack_pack_double (pk, recent_us ? (double)own_us / (double)recent_us : 0.0);
-    s_pack_count (pk, "run_us", tenant->charged_us);
-    s_pack_count (pk, "dispatched", tenant->dispatched);
-    s_pack_count (pk, "queued", tenant->queued);
-    s_pack_count (pk, "running", tenant->running);
-    s_pack_count (pk, "max_running", s_max_running (self, tenant));
-    s_pack_count (pk, "tasks", tenant->held_tasks);
-    s_pack_count (pk, "task_bytes", tenant->held_bytes);
-    s_pack_count (pk, "max_queued",
-                  entry && entry->max_queued ? entry->max_queued : self->max_queued_per_client);
-    s_pack_count (pk, "max_queued_bytes",
-                  entry && entry->max_queued_bytes ? entry->max_queued_bytes
-                                                   : self->max_queued_bytes_per_client);
+    dp_mp_pack_count (pk, "run_us", tenant->charged_us);
+    dp_mp_pack_count (pk, "dispatched", tenant->dispatched);
+    dp_mp_pack_count (pk, "queued", tenant->queued);
+    dp_mp_pack_count (pk, "running", tenant->running);
+    dp_mp_pack_count (pk, "max_running", s_max_running (self, tenant));
+    dp_mp_pack_count (pk, "tasks", tenant->held_tasks);
+    dp_mp_pack_count (pk, "task_bytes", tenant->held_bytes);
+    dp_mp_pack_count (pk, "max_queued",
+                      entry && entry->max_queued ? entry->max_queued
+                                                 : self->max_queued_per_client);
+    dp_mp_pack_count (pk, "max_queued_bytes",
+                      entry && entry->max_queued_bytes ? entry->max_queued_bytes
+                                                       : self->max_queued_bytes_per_client);
 }
 
 void
@@ -616,7 +602,7 @@ dp_broker_pack_tenants (dp_broker_t *self, void *packer, const peer_t *asker)
     size_t count = admin ? zhashx_size (self->tenants) : own != NULL;
     if (count > DP_BROKER_STATUS_MAX)
         count = DP_BROKER_STATUS_MAX;
-    s_pack_str (pk, "tenants");
+    dp_mp_pack_cstr (pk, "tenants");
     msgpack_pack_array (pk, count);
     if (!admin && own)
         s_pack_tenant (self, pk, own->tenant, recent_us);

@@ -30,22 +30,6 @@ s_drop_name (int drop)
                                       : s_drop_names[drop];
 }
 
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    size_t len = strlen (text);
-    msgpack_pack_str (pk, len);
-    msgpack_pack_str_body (pk, text, len);
-}
-
-/*  A status map's key and its count. */
-static void
-s_pack_count (msgpack_packer *pk, const char *key, uint64_t count)
-{
-    s_pack_str (pk, key);
-    msgpack_pack_uint64 (pk, count);
-}
-
 /*  Packs the jobs workers hold for status, those that reported progress
     first, at most left of them. */
 typedef struct {
@@ -71,17 +55,17 @@ s_pack_job (uint64_t ref, void *value, void *arg)
     running->left--;
     msgpack_packer *pk = running->pk;
     msgpack_pack_map (pk, 7);
-    s_pack_str (pk, "fn");
-    s_pack_str (pk, task->flow->fnq->name);
-    s_pack_count (pk, "seq", task->seq);
-    s_pack_str (pk, "client");
-    s_pack_str (pk, task->client ? task->client->name : "");
-    s_pack_str (pk, "worker");
-    s_pack_str (pk, worker->name);
-    s_pack_count (pk, "pid", worker->pid);
-    s_pack_str (pk, "attempt");
+    dp_mp_pack_cstr (pk, "fn");
+    dp_mp_pack_cstr (pk, task->flow->fnq->name);
+    dp_mp_pack_count (pk, "seq", task->seq);
+    dp_mp_pack_cstr (pk, "client");
+    dp_mp_pack_cstr (pk, task->client ? task->client->name : "");
+    dp_mp_pack_cstr (pk, "worker");
+    dp_mp_pack_cstr (pk, worker->name);
+    dp_mp_pack_count (pk, "pid", worker->pid);
+    dp_mp_pack_cstr (pk, "attempt");
     msgpack_pack_uint32 (pk, (uint32_t)task->deaths + 1);
-    s_pack_str (pk, "progress");
+    dp_mp_pack_cstr (pk, "progress");
     if (progress) {
         /*  The packer writes straight to the buffer: the value goes as is. */
         msgpack_sbuffer *sbuf = (msgpack_sbuffer *)pk->data;
@@ -128,14 +112,14 @@ s_pack_queue_stats (dp_broker_t *self, msgpack_packer *pk)
     dp_queues_stats_t stats;
     dp_queues_stats (self->queues, &stats);
     msgpack_pack_map (pk, 8);
-    s_pack_count (pk, "queues", stats.queues);
-    s_pack_count (pk, "values", stats.values);
-    s_pack_count (pk, "bytes", stats.bytes);
-    s_pack_count (pk, "waiting", stats.waiters);
-    s_pack_count (pk, "unacked", stats.loans);
-    s_pack_count (pk, "puts", stats.puts);
-    s_pack_count (pk, "gets", stats.gets);
-    s_pack_count (pk, "returned", stats.returned);
+    dp_mp_pack_count (pk, "queues", stats.queues);
+    dp_mp_pack_count (pk, "values", stats.values);
+    dp_mp_pack_count (pk, "bytes", stats.bytes);
+    dp_mp_pack_count (pk, "waiting", stats.waiters);
+    dp_mp_pack_count (pk, "unacked", stats.loans);
+    dp_mp_pack_count (pk, "puts", stats.puts);
+    dp_mp_pack_count (pk, "gets", stats.gets);
+    dp_mp_pack_count (pk, "returned", stats.returned);
 }
 
 /*  The broker's bounds (PROTOCOL.md section 8) and their use: tasks and
@@ -163,29 +147,29 @@ s_pack_limits (dp_broker_t *self, msgpack_packer *pk)
     size_t batches, batch_tasks, batch_bytes, batch_waiting;
     dp_batches_counts (self->batches, &batches, &batch_tasks, &batch_bytes, &batch_waiting);
     msgpack_pack_map (pk, 23);
-    s_pack_count (pk, "batches", batches);
-    s_pack_count (pk, "batch_tasks", batch_tasks);
-    s_pack_count (pk, "batch_bytes", batch_bytes);
-    s_pack_count (pk, "batch_waiting", batch_waiting);
-    s_pack_count (pk, "sessions", zhashx_size (self->sessions));
-    s_pack_count (pk, "max_sessions", self->max_sessions);
-    s_pack_count (pk, "sessions_refused", self->sessions_refused);
-    s_pack_count (pk, "queued", self->queued);
-    s_pack_count (pk, "max_queue", self->max_queue);
-    s_pack_count (pk, "task_bytes", self->task_bytes);
-    s_pack_count (pk, "max_queue_bytes", self->max_queue_bytes);
-    s_pack_count (pk, "held_results", results);
-    s_pack_count (pk, "held_bytes", bytes);
-    s_pack_count (pk, "session_held_results", most_results);
-    s_pack_count (pk, "session_held_bytes", most_bytes);
-    s_pack_count (pk, "max_held_results", self->max_held_results);
-    s_pack_count (pk, "max_held_bytes", self->max_held_bytes);
-    s_pack_count (pk, "stalled_sessions", stalled);
-    s_pack_count (pk, "parked", parked);
-    s_pack_count (pk, "stalls", self->stalls);
-    s_pack_count (pk, "value_bytes", stats.bytes);
-    s_pack_count (pk, "max_value_bytes", stats.max_bytes);
-    s_pack_count (pk, "trims", self->trims);
+    dp_mp_pack_count (pk, "batches", batches);
+    dp_mp_pack_count (pk, "batch_tasks", batch_tasks);
+    dp_mp_pack_count (pk, "batch_bytes", batch_bytes);
+    dp_mp_pack_count (pk, "batch_waiting", batch_waiting);
+    dp_mp_pack_count (pk, "sessions", zhashx_size (self->sessions));
+    dp_mp_pack_count (pk, "max_sessions", self->max_sessions);
+    dp_mp_pack_count (pk, "sessions_refused", self->sessions_refused);
+    dp_mp_pack_count (pk, "queued", self->queued);
+    dp_mp_pack_count (pk, "max_queue", self->max_queue);
+    dp_mp_pack_count (pk, "task_bytes", self->task_bytes);
+    dp_mp_pack_count (pk, "max_queue_bytes", self->max_queue_bytes);
+    dp_mp_pack_count (pk, "held_results", results);
+    dp_mp_pack_count (pk, "held_bytes", bytes);
+    dp_mp_pack_count (pk, "session_held_results", most_results);
+    dp_mp_pack_count (pk, "session_held_bytes", most_bytes);
+    dp_mp_pack_count (pk, "max_held_results", self->max_held_results);
+    dp_mp_pack_count (pk, "max_held_bytes", self->max_held_bytes);
+    dp_mp_pack_count (pk, "stalled_sessions", stalled);
+    dp_mp_pack_count (pk, "parked", parked);
+    dp_mp_pack_count (pk, "stalls", self->stalls);
+    dp_mp_pack_count (pk, "value_bytes", stats.bytes);
+    dp_mp_pack_count (pk, "max_value_bytes", stats.max_bytes);
+    dp_mp_pack_count (pk, "trims", self->trims);
 }
 
 /*  The journal: nil without one; else its commits, writes, and why it
@@ -200,12 +184,12 @@ s_pack_journal (dp_broker_t *self, msgpack_packer *pk)
     dp_journal_stats_t stats;
     dp_journal_stats (self->journal, &stats);
     msgpack_pack_map (pk, 3);
-    s_pack_count (pk, "commits", stats.commits);
-    s_pack_count (pk, "writes", stats.writes);
-    s_pack_str (pk, "failed");
+    dp_mp_pack_count (pk, "commits", stats.commits);
+    dp_mp_pack_count (pk, "writes", stats.writes);
+    dp_mp_pack_cstr (pk, "failed");
     const char *failed = dp_journal_failed (self->journal);
     if (failed)
-        s_pack_str (pk, failed);
+        dp_mp_pack_cstr (pk, failed);
     else
         msgpack_pack_nil (pk);
 }
@@ -216,69 +200,69 @@ dp_broker_on_status (dp_broker_t *self, peer_t *peer, bool admin)
     dp_writer_reset (&self->w);
     msgpack_packer *pk = &self->w.pk;
     msgpack_pack_map (pk, 22);
-    s_pack_str (pk, "broker");
-    s_pack_str (pk, self->name);
-    s_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
-    s_pack_count (pk, "queued", self->queued);
-    s_pack_count (pk, "inflight", self->inflight);
-    s_pack_count (pk, "done", self->done);
-    s_pack_count (pk, "failed", self->failed);
-    s_pack_count (pk, "clients", zhashx_size (self->sessions));
-    s_pack_count (pk, "lanes", self->lanes);
-    s_pack_count (pk, "lane_results", self->lane_results);
-    s_pack_count (pk, "worker_lanes", self->worker_lanes);
-    s_pack_count (pk, "lane_dispatches", self->lane_dispatches);
-    s_pack_str (pk, "workers");
+    dp_mp_pack_cstr (pk, "broker");
+    dp_mp_pack_cstr (pk, self->name);
+    dp_mp_pack_count (pk, "uptime_ms", (uint64_t)(dp_now_ms () - self->started));
+    dp_mp_pack_count (pk, "queued", self->queued);
+    dp_mp_pack_count (pk, "inflight", self->inflight);
+    dp_mp_pack_count (pk, "done", self->done);
+    dp_mp_pack_count (pk, "failed", self->failed);
+    dp_mp_pack_count (pk, "clients", zhashx_size (self->sessions));
+    dp_mp_pack_count (pk, "lanes", self->lanes);
+    dp_mp_pack_count (pk, "lane_results", self->lane_results);
+    dp_mp_pack_count (pk, "worker_lanes", self->worker_lanes);
+    dp_mp_pack_count (pk, "lane_dispatches", self->lane_dispatches);
+    dp_mp_pack_cstr (pk, "workers");
     msgpack_pack_array (pk, zlistx_size (self->workers));
     for (worker_t *worker = (worker_t *)zlistx_first (self->workers); worker;
          worker = (worker_t *)zlistx_next (self->workers)) {
         msgpack_pack_map (pk, 8);
-        s_pack_str (pk, "name");
-        s_pack_str (pk, worker->name);
-        s_pack_str (pk, "host");
-        s_pack_str (pk, worker->host);
-        s_pack_count (pk, "pid", worker->pid);
-        s_pack_str (pk, "credit");
+        dp_mp_pack_cstr (pk, "name");
+        dp_mp_pack_cstr (pk, worker->name);
+        dp_mp_pack_cstr (pk, "host");
+        dp_mp_pack_cstr (pk, worker->host);
+        dp_mp_pack_count (pk, "pid", worker->pid);
+        dp_mp_pack_cstr (pk, "credit");
         msgpack_pack_uint32 (pk, worker->credit);
-        s_pack_str (pk, "inflight");
+        dp_mp_pack_cstr (pk, "inflight");
         msgpack_pack_uint32 (pk, worker->inflight);
-        s_pack_count (pk, "done", worker->done);
-        s_pack_count (pk, "failed", worker->failed);
-        s_pack_str (pk, "functions");
+        dp_mp_pack_count (pk, "done", worker->done);
+        dp_mp_pack_count (pk, "failed", worker->failed);
+        dp_mp_pack_cstr (pk, "functions");
         msgpack_pack_array (pk, worker->nfns);
         for (size_t i = 0; i < worker->nfns; i++)
-            s_pack_str (pk, worker->fns[i]->name);
+            dp_mp_pack_cstr (pk, worker->fns[i]->name);
     }
     /*  Connections: those ZeroMQ cut off before the protocol saw them,
         CURVE's refusals apart from the rest, and those beyond the bounds. */
     dp_conns_stats_t conns = dp_conns_stats (self->conns);
-    s_pack_str (pk, "connections");
+    dp_mp_pack_cstr (pk, "connections");
     msgpack_pack_map (pk, 8);
-    s_pack_count (pk, "accepted", conns.accepted);
-    s_pack_count (pk, "disconnected", conns.disconnected);
-    s_pack_count (pk, "handshake_failed", conns.handshake_failed);
-    s_pack_count (pk, "protocol_errors", conns.protocol_errors);
-    s_pack_count (pk, "refused", conns.refused);
-    s_pack_count (pk, "open", conns.open);
-    s_pack_count (pk, "max", conns.max_total);
-    s_pack_count (pk, "max_per_peer", conns.max_per_addr);
-    s_pack_str (pk, "dropped");
+    dp_mp_pack_count (pk, "accepted", conns.accepted);
+    dp_mp_pack_count (pk, "disconnected", conns.disconnected);
+    dp_mp_pack_count (pk, "handshake_failed", conns.handshake_failed);
+    dp_mp_pack_count (pk, "protocol_errors", conns.protocol_errors);
+    dp_mp_pack_count (pk, "refused", conns.refused);
+    dp_mp_pack_count (pk, "open", conns.open);
+    dp_mp_pack_count (pk, "max", conns.max_total);
+    dp_mp_pack_count (pk, "max_per_peer", conns.max_per_addr);
+    dp_mp_pack_cstr (pk, "dropped");
     msgpack_pack_map (pk, DROP_COUNT_ - 1);
     for (int i = 1; i < DROP_COUNT_; i++) {
-        s_pack_str (pk, s_drop_name (i));
+        dp_mp_pack_cstr (pk, s_drop_name (i));
         msgpack_pack_uint64 (pk, self->dropped[i]);
     }
-    s_pack_str (pk, "running");
+    dp_mp_pack_cstr (pk, "running");
     s_pack_running (self, pk, admin ? NULL : peer->client);
     dp_broker_pack_clients (self, pk, peer);
     dp_broker_pack_tenants (self, pk, peer);
-    s_pack_str (pk, "queues");
+    dp_mp_pack_cstr (pk, "queues");
     dp_queues_pack (self->queues, pk, STATUS_MAX);
-    s_pack_str (pk, "queue_stats");
+    dp_mp_pack_cstr (pk, "queue_stats");
     s_pack_queue_stats (self, pk);
-    s_pack_str (pk, "limits");
+    dp_mp_pack_cstr (pk, "limits");
     s_pack_limits (self, pk);
-    s_pack_str (pk, "journal");
+    dp_mp_pack_cstr (pk, "journal");
     s_pack_journal (self, pk);
     dp_broker_send (self, peer, DP_CMD_STATUS_REPLY, &self->w);
 }

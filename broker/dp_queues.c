@@ -868,14 +868,6 @@ dp_queues_stats (const dp_queues_t *self, dp_queues_stats_t *stats)
     stats->max_bytes = self->max_bytes;
 }
 
-static void
-s_pack_str (msgpack_packer *pk, const char *text)
-{
-    size_t len = strlen (text);
-    msgpack_pack_str (pk, len);
-    msgpack_pack_str_body (pk, text, len);
-}
-
 void
 dp_queues_pack (const dp_queues_t *self, msgpack_packer *pk, size_t max)
 {
@@ -888,21 +880,21 @@ dp_queues_pack (const dp_queues_t *self, msgpack_packer *pk, size_t max)
     for (queue_t *queue = (queue_t *)zhashx_first (self->queues); queue && packed < count;
          queue = (queue_t *)zhashx_next (self->queues), packed++) {
         msgpack_pack_map (pk, 8);
-        s_pack_str (pk, "name");
-        s_pack_str (pk, queue->name);
-        s_pack_str (pk, "size");
+        dp_mp_pack_cstr (pk, "name");
+        dp_mp_pack_cstr (pk, queue->name);
+        dp_mp_pack_cstr (pk, "size");
         msgpack_pack_uint32 (pk, queue->size);
-        s_pack_str (pk, "maxsize");
+        dp_mp_pack_cstr (pk, "maxsize");
         msgpack_pack_uint32 (pk, queue->maxsize);
-        s_pack_str (pk, "getters");
+        dp_mp_pack_cstr (pk, "getters");
         msgpack_pack_uint64 (pk, queue->getters.count);
-        s_pack_str (pk, "putters");
+        dp_mp_pack_cstr (pk, "putters");
         msgpack_pack_uint64 (pk, queue->putters.count);
-        s_pack_str (pk, "unacked");
+        dp_mp_pack_cstr (pk, "unacked");
         msgpack_pack_uint64 (pk, queue->nloans);
-        s_pack_str (pk, "puts");
+        dp_mp_pack_cstr (pk, "puts");
         msgpack_pack_uint64 (pk, queue->puts);
-        s_pack_str (pk, "gets");
+        dp_mp_pack_cstr (pk, "gets");
         msgpack_pack_uint64 (pk, queue->gets);
     }
 }

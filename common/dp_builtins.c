@@ -178,22 +178,15 @@ s_crash (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
     abort ();
 }
 
-static int
-s_pack_cstr (msgpack_packer *pk, const char *text)
-{
-    size_t len = strlen (text);
-    return msgpack_pack_str (pk, len) || msgpack_pack_str_body (pk, text, len);
-}
-
 /*  Returns {"pid": n, "host": "name"} of this process. */
 static int
 s_pid (dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
     (void)task;
     (void)args;
-    if (msgpack_pack_map (result, 2) || s_pack_cstr (result, "pid") ||
-        msgpack_pack_int64 (result, (int64_t)getpid ()) || s_pack_cstr (result, "host") ||
-        s_pack_cstr (result, dp_hostname ()))
+    if (msgpack_pack_map (result, 2) || dp_mp_pack_cstr (result, "pid") ||
+        msgpack_pack_int64 (result, (int64_t)getpid ()) || dp_mp_pack_cstr (result, "host") ||
+        dp_mp_pack_cstr (result, dp_hostname ()))
         return dpool_task_fail (task, "pid: out of memory");
     return 0;
 }

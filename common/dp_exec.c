@@ -5,6 +5,7 @@
 #include "dp_exec.h"
 #include "dp_exec_int.h"
 
+#include "dp_msgpack.h"
 #include "dp_registry.h"
 #include "dp_util.h"
 
@@ -183,14 +184,6 @@ s_parse (dpool_task_t *task, const msgpack_object *args, dp_exec_run_t *run)
     return s_parse_argv (task, &fields[DP_EXEC_ARG_ARGV], run);
 }
 
-/*  Packs a str key. */
-static int
-s_key (msgpack_packer *pk, const char *key)
-{
-    size_t len = strlen (key);
-    return msgpack_pack_str (pk, len) || msgpack_pack_str_body (pk, key, len);
-}
-
 /*  Packs a stream's kept bytes as bin. */
 static int
 s_pack_bin (msgpack_packer *pk, const dp_exec_stream_t *stream)
@@ -205,20 +198,21 @@ s_pack_result (const dp_exec_run_t *run, msgpack_packer *pk)
 {
     const char *host = dp_hostname ();
     size_t host_len = strlen (host);
-    return msgpack_pack_map (pk, 11) || s_key (pk, DP_EXEC_KEY_EXIT) ||
-           msgpack_pack_int (pk, run->exit_code) || s_key (pk, DP_EXEC_KEY_SIGNAL) ||
+    return msgpack_pack_map (pk, 11) || dp_mp_pack_cstr (pk, DP_EXEC_KEY_EXIT) ||
+           msgpack_pack_int (pk, run->exit_code) || dp_mp_pack_cstr (pk, DP_EXEC_KEY_SIGNAL) ||
            msgpack_pack_unsigned_int (pk, (unsigned)run->signal) ||
-           s_key (pk, DP_EXEC_KEY_TIMEOUT) ||
+           dp_mp_pack_cstr (pk, DP_EXEC_KEY_TIMEOUT) ||
            (run->timed_out ? msgpack_pack_true (pk) : msgpack_pack_false (pk)) ||
-           s_key (pk, DP_EXEC_KEY_STDOUT) || s_pack_bin (pk, &run->out) ||
-           s_key (pk, DP_EXEC_KEY_STDERR) || s_pack_bin (pk, &run->err) ||
-           s_key (pk, DP_EXEC_KEY_STDOUT_SIZE) || msgpack_pack_uint64 (pk, run->out.total) ||
-           s_key (pk, DP_EXEC_KEY_STDERR_SIZE) || msgpack_pack_uint64 (pk, run->err.total) ||
-           s_key (pk, DP_EXEC_KEY_SENT) || msgpack_pack_uint64 (pk, run->in_sent) ||
-           s_key (pk, DP_EXEC_KEY_HOST) || msgpack_pack_str (pk, host_len) ||
-           msgpack_pack_str_body (pk, host, host_len) || s_key (pk, DP_EXEC_KEY_START_US) ||
-           msgpack_pack_uint64 (pk, run->start_us) || s_key (pk, DP_EXEC_KEY_RUN_US) ||
-           msgpack_pack_uint64 (pk, run->run_us);
+           dp_mp_pack_cstr (pk, DP_EXEC_KEY_STDOUT) || s_pack_bin (pk, &run->out) ||
+           dp_mp_pack_cstr (pk, DP_EXEC_KEY_STDERR) || s_pack_bin (pk, &run->err) ||
+           dp_mp_pack_cstr (pk, DP_EXEC_KEY_STDOUT_SIZE) ||
+           msgpack_pack_uint64 (pk, run->out.total) ||
+           dp_mp_pack_cstr (pk, DP_EXEC_KEY_STDERR_SIZE) ||
+           msgpack_pack_uint64 (pk, run->err.total) || dp_mp_pack_cstr (pk, DP_EXEC_KEY_SENT) ||
+           msgpack_pack_uint64 (pk, run->in_sent) || dp_mp_pack_cstr (pk, DP_EXEC_KEY_HOST) ||
+           msgpack_pack_str (pk, host_len) || msgpack_pack_str_body (pk, host, host_len) ||
+           dp_mp_pack_cstr (pk, DP_EXEC_KEY_START_US) || msgpack_pack_uint64 (pk, run->start_us) ||
+           dp_mp_pack_cstr (pk, DP_EXEC_KEY_RUN_US) || msgpack_pack_uint64 (pk, run->run_us);
 }
 
 int

@@ -508,3 +508,16 @@ dp_mp_count_objects (const void *data, size_t size)
     }
     return count;
 }
+
+int
+dp_mp_pack_cstr (msgpack_packer *pk, const char *text)
+{
+    size_t len = strlen (text);
+    return msgpack_pack_str (pk, len) || msgpack_pack_str_body (pk, text, len) ? -1 : 0;
+}
+
+int
+dp_mp_pack_count (msgpack_packer *pk, const char *key, uint64_t count)
+{
+    return dp_mp_pack_cstr (pk, key) || msgpack_pack_uint64 (pk, count) ? -1 : 0;
+}

@@ -8,14 +8,15 @@
     past the end, and nesting deeper than DP_MP_MAX_DEPTH is refused, so
     hostile input costs at most one pass over its bytes.
 
-    Writing goes through msgpack-c's msgpack_packer; only reading is here,
-    because msgpack_unpack allocates a zone per call and cannot be told how
-    deep is too deep.
+    Writing goes through msgpack-c's msgpack_packer (two helpers for C
+    strings are here); reading is here, because msgpack_unpack allocates a
+    zone per call and cannot be told how deep is too deep.
 */
 #ifndef DP_MSGPACK_H_INCLUDED
 #define DP_MSGPACK_H_INCLUDED
 
 #include <msgpack/object.h>
+#include <msgpack/pack.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -113,5 +114,15 @@ dp_mp_unpack_scalar (const void *data, size_t size, msgpack_object *object);
     and nothing else; returns how many, or -1 if it does not. */
 int64_t
 dp_mp_count_objects (const void *data, size_t size);
+
+/*  Packs the C string text as a msgpack str. Returns 0, or -1 if the
+    packer's writer failed (out of memory). */
+int
+dp_mp_pack_cstr (msgpack_packer *pk, const char *text);
+
+/*  Packs a map's pair: the key text (a str) and count (an unsigned
+    integer); status maps are made of them. Returns 0 or -1. */
+int
+dp_mp_pack_count (msgpack_packer *pk, const char *key, uint64_t count);
 
 #endif
