@@ -29,9 +29,20 @@
     grow): its message is then the code's description. */
 #define NO_OFFSET UINT64_MAX
 
-/*  Where a value is that the handle keeps in the payload frame it came in
-    (the handle's frame), not in its data. */
-#define IN_FRAME (UINT64_MAX - 1)
+/*  An item's offset with this bit set (and not NO_OFFSET) says that its
+    value lies in a payload frame the handle keeps, not in its data: frame
+    k (bits 32 to 62) of its frames, from byte off (bits 0 to 31; a frame
+    is at most DP_MAX_MSG_SIZE bytes). */
+#define IN_FRAME   ((uint64_t)1 << 63)
+#define FRAME_MASK UINT32_MAX
+
+/*  The payload frames a handle keeps its values in (zmq_msg_move'd out of
+    the messages they came in), in the order they came. */
+typedef struct {
+    uint32_t count;
+    uint32_t cap;
+    zmq_msg_t msgs[];
+} s_frames_t;
 
 /*  One call's outcome: code, and where its packed value (code 0) or its
     NUL-terminated message lies in the handle's data. An item still all
@@ -79,7 +90,7 @@ struct _dpool_result_t {
     dp_item_t *items;        /* [count], apply and map and item handles */
     size_t written;          /* items written: failures and values not in objects */
     msgpack_sbuffer data;    /* values and messages, back to back */
-    zmq_msg_t *frame;        /* a one-call handle's value as it came (IN_FRAME); or NULL */
+    s_frames_t *frames;      /* frames holding values (IN_FRAME); NULL if none */
     int code;                /* 0, or the first failed call's code */
     const char *error;       /* its message */
     msgpack_zone *zone;      /* the unpacked values' insides live here; NULL if none was */
@@ -107,10 +118,9 @@ s_free_storage (dpool_result_t *self)
 {
     if (self->zone)
         msgpack_zone_free (self->zone);
-    if (self->frame) {
-        zmq_msg_close (self->frame);
-        free (self->frame);
-    }
+    for (uint32_t i = 0; self->frames && i < self->frames->count; i++)
+        zmq_msg_close (&self->frames->msgs[i]);
+    free (self->frames);
     if (self->objects != &self->one_object)
         free (self->objects);
     msgpack_sbuffer_destroy (&self->data);
@@ -268,8 +278,10 @@ s_make_objects (dpool_result_t *self)
 static const char *
 s_item_bytes (const dpool_result_t *self, const dp_item_t *item)
 {
-    if (item->offset == IN_FRAME)
-        return (const char *)zmq_msg_data (self->frame);
+    if (item->offset != NO_OFFSET && (item->offset & IN_FRAME)) {
+        zmq_msg_t *frame = &self->frames->msgs[(item->offset & ~IN_FRAME) >> 32];
+        return (const char *)zmq_msg_data (frame) + (item->offset & FRAME_MASK);
+    }
     return self->data.data + item->offset;
 }
 
@@ -315,7 +327,7 @@ s_unpack_value (dpool_result_t *self, const dp_item_t *item, msgpack_object *obj
     if (s_unpack_flat (bytes, item->size, object))
         return 0;
     if (!self->zone) {
-        size_t chunk = ZONE_MIN + 2 * (self->data.size + (self->frame ? item->size : 0));
+        size_t chunk = ZONE_MIN + 2 * (self->data.size + item->size);
         self->zone =
             msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
         if (!self->zone)
@@ -383,39 +395,47 @@ s_complete (dpool_result_t *self)
     dp_result_complete (&self, 1);
 }
 
-/*  Keeps frame, the payload frame whose bytes are a one-call handle's
-    successful value (bytes, size), as the handle's own: moved, not copied.
-    Returns false (frame untouched) if the handle cannot keep it. */
-static bool
-s_keep_frame (dpool_result_t *self, zmq_msg_t *frame, const void *bytes, size_t size)
+/*  Keeps frame, a payload frame that holds a value (bytes, size: the
+    frame's whole bytes), among the handle's frames: moved, not copied.
+    Returns its index there, or -1 (frame untouched) for a frame too small
+    to be worth it or when out of memory. */
+static int
+s_take_frame (dpool_result_t *self, zmq_msg_t *frame, const void *bytes, size_t size)
 {
-    if (!frame || self->count != 1 || self->frame || size < DP_FRAME_MIN ||
-        bytes != zmq_msg_data (frame) || size != zmq_msg_size (frame))
-        return false;
-    self->frame = (zmq_msg_t *)malloc (sizeof *self->frame);
-    if (!self->frame)
-        return false;
-    zmq_msg_init (self->frame);
-    zmq_msg_move (self->frame, frame);
-    dp_item_t *item = &self->items[0];
-    item->code = 0;
-    item->offset = IN_FRAME;
-    item->size = (uint32_t)size;
-    self->written++;
-    return true;
+    if (!frame || size < DP_FRAME_MIN || bytes != zmq_msg_data (frame) ||
+        size != zmq_msg_size (frame))
+        return -1;
+    s_frames_t *frames = self->frames;
+    if (!frames || frames->count == frames->cap) {
+        /*  An apply's one frame exactly; a map's grow by doubling. */
+        uint32_t cap = frames ? frames->cap * 2 : 1;
+        s_frames_t *bigger =
+            cap > (FRAME_MASK >> 1)
+                ? NULL
+                : (s_frames_t *)malloc (sizeof *bigger + cap * sizeof (zmq_msg_t));
+        if (!bigger)
+            return -1;
+        *bigger = (s_frames_t){.count = frames ? frames->count : 0, .cap = cap};
+        for (uint32_t i = 0; i < bigger->count; i++) {
+            zmq_msg_init (&bigger->msgs[i]);
+            zmq_msg_move (&bigger->msgs[i], &frames->msgs[i]);
+        }
+        free (frames);
+        self->frames = frames = bigger;
+    }
+    zmq_msg_init (&frames->msgs[frames->count]);
+    zmq_msg_move (&frames->msgs[frames->count], frame);
+    return (int)frames->count++;
 }
 
 /*  Stores one call's outcome in an apply, map or item handle: its packed
     value when code is 0, else its message (len bytes, not NUL-terminated).
-    frame, if not NULL, is the payload frame the value came in, which the
-    handle may keep (s_keep_frame). */
+    A value that lies in the handle's frame k (0 or more; -1 for none) is
+    left there, not copied. */
 static void
-s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size,
-         zmq_msg_t *frame)
+s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size, int k)
 {
     assert (index < self->count);
-    if (code == 0 && s_keep_frame (self, frame, bytes, size))
-        return;
     /*  A scalar goes straight into its object, its item left all zero: no
         copy, no unpack later. The objects are made with the first one. A
         call is stored once (a malformed chunk's calls then fail, which
@@ -429,8 +449,13 @@ s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, si
     dp_item_t *item = &self->items[index];
     self->written++;
     item->code = code;
-    item->offset = self->data.size;
     item->size = (uint32_t)size;
+    if (code == 0 && k >= 0) {
+        const char *frame = (const char *)zmq_msg_data (&self->frames->msgs[k]);
+        item->offset = IN_FRAME | (uint64_t)k << 32 | (uint64_t)((const char *)bytes - frame);
+        return;
+    }
+    item->offset = self->data.size;
     /*  The first value sizes the buffer for what is still to come: exactly
         for an apply, rather than msgpack-c's 8 KiB first step. */
     if (self->data.alloc == 0) {
@@ -465,7 +490,7 @@ s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *by
     if (item) {
         item->index = index;
         item->refs = 1;
-        s_store (item, 0, code, bytes, size, frame);
+        s_store (item, 0, code, bytes, size, s_take_frame (item, frame, bytes, size));
         s_materialize (item);
         item->ready = true;
     }
@@ -497,7 +522,7 @@ s_call_done (dpool_result_t *self, size_t index, int32_t code, const void *bytes
     if (s_is_imap (self))
         s_publish_item (self, index, code, bytes, size, frame);
     else
-        s_store (self, index, code, bytes, size, frame);
+        s_store (self, index, code, bytes, size, s_take_frame (self, frame, bytes, size));
     self->done++;
 }
 
@@ -532,10 +557,11 @@ s_read_pair (dp_reader_t *reader, int32_t *code, dp_span_t *value)
     return 0;
 }
 
-/*  Splits a successful chunk's value into its calls. Returns 0, or -1 if
-    the value is not an array of task->count pairs (nothing recorded). */
+/*  Splits a successful chunk's value into its calls; a value that lies in
+    the handle's frame k (-1: none) stays there. Returns 0, or -1 if the
+    value is not an array of task->count pairs (nothing recorded). */
 static int
-s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
+s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value, int k)
 {
     dp_reader_t reader;
     uint32_t n;
@@ -554,7 +580,7 @@ s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
                 self->data.size = data_size;
                 return -1;
             }
-            s_store (self, task->first + i, code, item.data, item.size, NULL);
+            s_store (self, task->first + i, code, item.data, item.size, k);
             self->done++;
         }
         return 0;
@@ -580,7 +606,9 @@ dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code,
 {
     assert (self && task);
     if (code == 0 && (task->flags & DP_TASK_CHUNK)) {
-        if (s_split_chunk (self, task, value)) {
+        /*  An imap's calls each go to a handle of their own: copied. */
+        int k = s_is_imap (self) ? -1 : s_take_frame (self, frame, value.data, value.size);
+        if (s_split_chunk (self, task, value, k)) {
             dp_warn ("client: malformed chunk result for task %llu",
                      (unsigned long long)task->seq);
             dp_result_task_failed (self, task, DPOOL_EPROTO, "malformed chunk result");

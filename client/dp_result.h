@@ -3,7 +3,7 @@
 
     A handle stands for one apply, one whole map, one imap (then owned by
     its iterator), or one finished item of an imap. It owns its results
-    (the values' bytes, or the payload frame a large value came in, and the
+    (the values' bytes, or the payload frames large values came in, and the
     zone they are unpacked into, if they needed one) and counts
     references: the caller's, and the pool's while any of its calls is
     unfinished.
@@ -70,9 +70,10 @@ dp_result_discard (dpool_result_t **self_p);
     lane's), without the lock: records the RESULT of one of the
     handle's tasks (code and value as decoded, the value a str message when
     code is not 0; a chunk's value is split into its calls). frame is NULL,
-    or the payload frame whose bytes are value: a one-call handle (an apply,
-    an imap's item) keeps a value of DP_FRAME_MIN bytes or more in it,
-    moved out of the frame (zmq_msg_move), rather than copy it. Returns true
+    or the payload frame whose bytes are value: the handle keeps a value of
+    DP_FRAME_MIN bytes or more in it, moved out (zmq_msg_move), rather than
+    copy it (but an imap's chunk, whose calls go to handles of their own, is
+    copied). Returns true
     when that was the handle's last call: the caller then completes it with
     dp_result_complete, with the others of the same RESULT. */
 bool

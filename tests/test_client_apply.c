@@ -758,8 +758,9 @@ s_check_big (dpool_result_t **results, int count, int seed0, int first, int step
     }
 }
 
-/*  imap (chunks of one: each item a handle of its own), then map (whose
-    values are copied into one handle), of MAPPED large bins. */
+/*  imap (chunks of one: each item a handle of its own), then map (chunks
+    of one and of two), of MAPPED large bins; then a map's chunk that holds
+    large values and a failure. */
 enum { MAPPED = 6 };
 static void
 s_check_big_maps (dpool_pool_t *pool, size_t size)
@@ -791,6 +792,30 @@ s_check_big_maps (dpool_pool_t *pool, size_t size)
             CHECK (s_is_big (&value.via.array.ptr[i], BIG_BIN, size, 1000 + i));
         dpool_result_destroy (&map);
     }
+    /*  One chunk of three calls, in one frame: the values stay in it, the
+        failure's message is copied out. */
+    dp_test_buf_clear (&buf);
+    for (int i = 0; i < 3; i++) {
+        if (i == 1) {
+            dp_test_pack_str (&buf.pk, "not seconds");
+            continue;
+        }
+        msgpack_pack_array (&buf.pk, 2);
+        msgpack_pack_int (&buf.pk, 0);
+        s_pack_big (&buf, BIG_BIN, size, 2000 + i);
+    }
+    dpool_result_t *mixed = dpool_pool_map (pool, "sleep", buf.sbuf.data, buf.sbuf.size, 3, NULL);
+    CHECK (mixed);
+    CHECK_EQ_INT (dpool_result_wait (mixed, 30000), 0);
+    CHECK_EQ_INT (dpool_result_code (mixed), DPOOL_EFAILED);
+    CHECK (strstr (dpool_result_item_error (mixed, 1), "expected a number of seconds"));
+    for (int i = 0; i < 3; i += 2) {
+        msgpack_object value;
+        CHECK_EQ_INT (dpool_result_item (mixed, (size_t)i, &value), 0);
+        CHECK (value.type == MSGPACK_OBJECT_ARRAY && value.via.array.size == 2);
+        CHECK (s_is_big (&value.via.array.ptr[1], BIG_BIN, size, 2000 + i));
+    }
+    dpool_result_destroy (&mixed);
     dp_test_buf_fini (&buf);
 }
 
