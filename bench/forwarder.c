@@ -19,7 +19,11 @@
                   (default 1,000); reports requests/s.
       latency     --requests requests one at a time; reports the round
                   trip's p50 and p99.
-    --size sets the payload of either (default 8 bytes).
+    --size sets the payload of either (default 8 bytes). With --keep the
+    client keeps every reply of the throughput workload until the end, as a
+    pool's caller keeps the handles of its apply_async calls (dpool_bench's
+    echo workloads do): the memory of the replies, fresh for each one, is
+    then part of what is timed.
 
     Output: one JSON object on stdout (bench/run.py reads it), with the
     rate, the latencies and each process's peak RSS. Exits 0 on success,
@@ -64,6 +68,7 @@ typedef struct {
     long requests;
     long inflight;
     size_t size;
+    bool keep; /* keep every reply until the end */
 } s_options_t;
 
 /*  Seconds on the monotonic clock. */
@@ -269,12 +274,18 @@ s_percentile (const double *sorted, long count, double fraction)
     return sorted[index];
 }
 
-/*  Runs count requests with inflight of them outstanding; returns seconds. */
+/*  Runs count requests with inflight of them outstanding; returns seconds.
+    With keep, every reply is kept (in a message of its own) until the
+    clock has stopped. Exits 1 when out of memory. */
 static double
-s_run_pipelined (void *socket, const char *payload, size_t size, long count, long inflight)
+s_run_pipelined (void *socket, const char *payload, size_t size, long count, long inflight,
+                 bool keep)
 {
-    zmq_msg_t reply;
-    zmq_msg_init (&reply);
+    zmq_msg_t *replies = calloc (keep ? (size_t)count : 1, sizeof *replies);
+    if (!replies) {
+        fprintf (stderr, "forwarder: out of memory\n");
+        exit (1);
+    }
     double start = s_now ();
     long sent = 0, received = 0;
     while (sent < count && sent < inflight) {
@@ -282,12 +293,16 @@ s_run_pipelined (void *socket, const char *payload, size_t size, long count, lon
         sent++;
     }
     while (received < count) {
-        s_recv_reply (socket, &reply);
-        if (zmq_msg_size (&reply) != size) {
-            fprintf (stderr, "forwarder: reply of %zu bytes, expected %zu\n",
-                     zmq_msg_size (&reply), size);
+        zmq_msg_t *reply = &replies[keep ? received : 0];
+        zmq_msg_init (reply);
+        s_recv_reply (socket, reply);
+        if (zmq_msg_size (reply) != size) {
+            fprintf (stderr, "forwarder: reply of %zu bytes, expected %zu\n", zmq_msg_size (reply),
+                     size);
             exit (1);
         }
+        if (!keep)
+            zmq_msg_close (reply);
         received++;
         if (sent < count) {
             s_send_request (socket, payload, size);
@@ -295,7 +310,9 @@ s_run_pipelined (void *socket, const char *payload, size_t size, long count, lon
         }
     }
     double seconds = s_now () - start;
-    zmq_msg_close (&reply);
+    for (long i = 0; keep && i < count; i++)
+        zmq_msg_close (&replies[i]);
+    free (replies);
     return seconds;
 }
 
@@ -312,7 +329,9 @@ s_usage (FILE *out)
              "  --requests N          requests to time (default %d)\n"
              "  --inflight N          requests in flight for throughput (default %d)\n"
              "  --workers N           worker processes (default %d, at most %d)\n"
-             "  --size BYTES          payload of each request (default %d)\n",
+             "  --size BYTES          payload of each request (default %d)\n"
+             "  --keep                throughput: keep every reply until the end, as a\n"
+             "                        pool's caller keeps its results (default: not)\n",
              DEFAULT_REQUESTS, DEFAULT_INFLIGHT, DEFAULT_WORKERS, MAX_WORKERS, DEFAULT_SIZE);
 }
 
@@ -332,7 +351,15 @@ s_parse_long (const char *name, const char *text, long min, long max)
 static void
 s_parse_options (int argc, char *argv[], s_options_t *options)
 {
-    enum { OPT_TRANSPORT = 256, OPT_WORKLOAD, OPT_REQUESTS, OPT_INFLIGHT, OPT_WORKERS, OPT_SIZE };
+    enum {
+        OPT_TRANSPORT = 256,
+        OPT_WORKLOAD,
+        OPT_REQUESTS,
+        OPT_INFLIGHT,
+        OPT_WORKERS,
+        OPT_SIZE,
+        OPT_KEEP
+    };
     static const struct option long_options[] = {
         {"transport", required_argument, NULL, OPT_TRANSPORT},
         {"workload", required_argument, NULL, OPT_WORKLOAD},
@@ -340,11 +367,16 @@ s_parse_options (int argc, char *argv[], s_options_t *options)
         {"inflight", required_argument, NULL, OPT_INFLIGHT},
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"size", required_argument, NULL, OPT_SIZE},
+        {"keep", no_argument, NULL, OPT_KEEP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    *options = (s_options_t){
-        "tcp",       WORKLOAD_THROUGHPUT, DEFAULT_WORKERS, DEFAULT_REQUESTS, DEFAULT_INFLIGHT,
-        DEFAULT_SIZE};
+    *options = (s_options_t){"tcp",
+                             WORKLOAD_THROUGHPUT,
+                             DEFAULT_WORKERS,
+                             DEFAULT_REQUESTS,
+                             DEFAULT_INFLIGHT,
+                             DEFAULT_SIZE,
+                             false};
     int opt;
     while ((opt = getopt_long (argc, argv, "h", long_options, NULL)) != -1) {
         switch (opt) {
@@ -376,6 +408,9 @@ s_parse_options (int argc, char *argv[], s_options_t *options)
             break;
         case OPT_SIZE:
             options->size = (size_t)s_parse_long ("--size", optarg, 1, 64L * 1024 * 1024);
+            break;
+        case OPT_KEEP:
+            options->keep = true;
             break;
         case 'h':
             s_usage (stdout);
@@ -532,12 +567,12 @@ s_run_client (const s_options_t *options, const char *frontend, double *p50_us, 
     memset (payload, 'x', options->size);
 
     /*  Warm up: every connection made, every worker registered. */
-    s_run_pipelined (client, payload, options->size, WARMUP_REQUESTS, options->workers);
+    s_run_pipelined (client, payload, options->size, WARMUP_REQUESTS, options->workers, false);
 
     double seconds;
     if (options->workload == WORKLOAD_THROUGHPUT)
-        seconds =
-            s_run_pipelined (client, payload, options->size, options->requests, options->inflight);
+        seconds = s_run_pipelined (client, payload, options->size, options->requests,
+                                   options->inflight, options->keep);
     else
         seconds =
             s_run_latency (client, payload, options->size, options->requests, p50_us, p99_us);
@@ -585,13 +620,13 @@ main (int argc, char *argv[])
     long self_kb = s_self_peak_kb ();
 
     printf ("{\"system\": \"forwarder\", \"transport\": \"%s\", \"workload\": \"%s\", "
-            "\"tasks\": %ld, \"size\": %zu, \"inflight\": %ld, \"workers\": %d, "
+            "\"tasks\": %ld, \"size\": %zu, \"inflight\": %ld, \"workers\": %d, \"keep\": %s, "
             "\"seconds\": %.6f, \"rate\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, "
             "\"rss_main_kb\": %ld, \"rss_worker_kb\": %ld, \"rss_broker_kb\": %ld}\n",
             options.transport, options.workload == WORKLOAD_THROUGHPUT ? "throughput" : "latency",
             options.requests, options.size,
             options.workload == WORKLOAD_THROUGHPUT ? options.inflight : 1L, options.workers,
-            seconds, (double)options.requests / seconds, p50_us, p99_us, self_kb, worker_kb,
-            forwarder_kb);
+            options.keep ? "true" : "false", seconds, (double)options.requests / seconds, p50_us,
+            p99_us, self_kb, worker_kb, forwarder_kb);
     return 0;
 }

@@ -67,6 +67,7 @@
 
 #include "dp_curve.h"
 #include "dp_proto.h"
+#include "dp_wire.h"
 #include "dpool.h"
 
 #include <poll.h>
@@ -467,10 +468,14 @@ dp_client_release (dpool_pool_t *self, size_t count, size_t bytes);
     lane's): takes every task the body names out of the table, records
     each result in its handle, completes the handles whose last call came
     (running their callbacks, on this thread), and frees room. A result for
-    a seq the pool does not hold is ignored. Returns how many were ignored,
-    or -1 if out of memory for scratch (then nothing was taken). */
+    a seq the pool does not hold is ignored. wire is the message list was
+    decoded from: a handle may keep a payload frame of it that holds a
+    value (zmq_msg_move: the frame is left empty, its bytes the handle's),
+    instead of copying the value. Returns how many were ignored, or -1 if
+    out of memory for scratch (then nothing was taken). */
 int64_t
-dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_client_scratch_t *scratch);
+dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_wire_msg_t *wire,
+                        dp_client_scratch_t *scratch);
 
 /*  Frees scratch space. */
 void

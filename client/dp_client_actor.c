@@ -273,9 +273,9 @@ s_resubmit_all (s_actor_t *self)
 /*  Handles every entry of a RESULT: each names a task by seq; the first
     result for a seq finishes it, any other is ignored. */
 static void
-s_on_results (s_actor_t *self, dp_list_t list)
+s_on_results (s_actor_t *self, dp_list_t list, dp_wire_msg_t *wire)
 {
-    int64_t ignored = dp_client_take_results (self->pool, list, &self->scratch);
+    int64_t ignored = dp_client_take_results (self->pool, list, wire, &self->scratch);
     if (ignored < 0)
         /*  The results stay with the broker's retries; this connection
             is dropped so that they are asked for again. */
@@ -346,9 +346,10 @@ s_on_status (s_actor_t *self, dp_span_t map)
     dp_client_set_status (self->pool, copy, map.size, workers);
 }
 
-/*  Acts on one decoded message from the broker. */
+/*  Acts on one decoded message from the broker (wire, as received: its
+    results' handles may keep payload frames of it). */
 static void
-s_on_message (s_actor_t *self, const dp_msg_t *msg)
+s_on_message (s_actor_t *self, const dp_msg_t *msg, dp_wire_msg_t *wire)
 {
     switch (msg->cmd) {
     case DP_CMD_WELCOME: {
@@ -374,7 +375,7 @@ s_on_message (s_actor_t *self, const dp_msg_t *msg)
         break;
     }
     case DP_CMD_RESULT:
-        s_on_results (self, msg->u.list);
+        s_on_results (self, msg->u.list, wire);
         break;
     case DP_CMD_STATUS_REPLY:
         s_on_status (self, msg->u.status);
@@ -447,7 +448,7 @@ s_recv (s_actor_t *self)
                                  zmq_msg_data (&wire.frames[wire.count - 1]),
                                  zmq_msg_size (&wire.frames[wire.count - 1]));
         else if (reason == DP_OK)
-            s_on_message (self, &msg);
+            s_on_message (self, &msg, &wire);
         else if (self->malformed++ == 0)
             dp_warn ("client: malformed message from the broker (%s)", dp_reason_name (reason));
         dp_wire_close (&wire);

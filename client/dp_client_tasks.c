@@ -403,7 +403,8 @@ s_scratch_reserve (dp_client_scratch_t *scratch, size_t count)
 }
 
 int64_t
-dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_client_scratch_t *scratch)
+dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_wire_msg_t *wire,
+                        dp_client_scratch_t *scratch)
 {
     if (s_scratch_reserve (scratch, list.left))
         return -1;
@@ -432,7 +433,8 @@ dp_client_take_results (dpool_pool_t *self, dp_list_t list, dp_client_scratch_t 
             continue;
         }
         dpool_result_t *handle = task->result;
-        if (dp_result_task_done (handle, task, result.code, result.value))
+        zmq_msg_t *frame = result.frame ? dp_wire_payload (wire, result.frame) : NULL;
+        if (dp_result_task_done (handle, task, result.code, result.value, frame))
             scratch->completed[completed++] = handle;
         dp_ctask_destroy (&task);
     }

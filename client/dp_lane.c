@@ -251,9 +251,10 @@ s_send_batches (dp_lane_t *self)
     return rc;
 }
 
-/*  Acts on one message from the broker. */
+/*  Acts on one message from the broker (wire, as received: its results'
+    handles may keep payload frames of it). */
 static void
-s_on_message (dp_lane_t *self, const dp_msg_t *msg, uint64_t seq, bool sent)
+s_on_message (dp_lane_t *self, const dp_msg_t *msg, dp_wire_msg_t *wire, uint64_t seq, bool sent)
 {
     switch (msg->cmd) {
     case DP_CMD_WELCOME:
@@ -261,7 +262,7 @@ s_on_message (dp_lane_t *self, const dp_msg_t *msg, uint64_t seq, bool sent)
         self->hello_due = false;
         break;
     case DP_CMD_RESULT:
-        if (dp_client_take_results (self->pool, msg->u.list, &self->scratch) < 0)
+        if (dp_client_take_results (self->pool, msg->u.list, wire, &self->scratch) < 0)
             s_refused (self, seq, sent); /* out of memory: the actor asks again */
         break;
     case DP_CMD_ERROR:
@@ -290,7 +291,7 @@ s_recv (dp_lane_t *self, uint64_t seq, bool sent)
         }
         dp_msg_t msg;
         if (dp_wire_decode (&wire, false, NULL, &msg) == DP_OK)
-            s_on_message (self, &msg, seq, sent);
+            s_on_message (self, &msg, &wire, seq, sent);
         else
             dp_debug ("client: malformed message on lane %u", self->number);
         dp_wire_close (&wire);

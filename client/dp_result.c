@@ -29,6 +29,21 @@
     grow): its message is then the code's description. */
 #define NO_OFFSET UINT64_MAX
 
+/*  An item's offset with this bit set (and not NO_OFFSET) says that its
+    value lies in a payload frame the handle keeps, not in its data: frame
+    k (bits 32 to 62) of its frames, from byte off (bits 0 to 31; a frame
+    is at most DP_MAX_MSG_SIZE bytes). */
+#define IN_FRAME   ((uint64_t)1 << 63)
+#define FRAME_MASK UINT32_MAX
+
+/*  The payload frames a handle keeps its values in (zmq_msg_move'd out of
+    the messages they came in), in the order they came. */
+typedef struct {
+    uint32_t count;
+    uint32_t cap;
+    zmq_msg_t msgs[];
+} s_frames_t;
+
 /*  One call's outcome: code, and where its packed value (code 0) or its
     NUL-terminated message lies in the handle's data. An item still all
     zero (as calloc made it) is a success whose value is already in its
@@ -75,6 +90,7 @@ struct _dpool_result_t {
     dp_item_t *items;        /* [count], apply and map and item handles */
     size_t written;          /* items written: failures and values not in objects */
     msgpack_sbuffer data;    /* values and messages, back to back */
+    s_frames_t *frames;      /* frames holding values (IN_FRAME); NULL if none */
     int code;                /* 0, or the first failed call's code */
     const char *error;       /* its message */
     msgpack_zone *zone;      /* the unpacked values' insides live here; NULL if none was */
@@ -102,6 +118,9 @@ s_free_storage (dpool_result_t *self)
 {
     if (self->zone)
         msgpack_zone_free (self->zone);
+    for (uint32_t i = 0; self->frames && i < self->frames->count; i++)
+        zmq_msg_close (&self->frames->msgs[i]);
+    free (self->frames);
     if (self->objects != &self->one_object)
         free (self->objects);
     msgpack_sbuffer_destroy (&self->data);
@@ -255,9 +274,75 @@ s_make_objects (dpool_result_t *self)
     return self->objects ? 0 : -1;
 }
 
-/*  Unpacks every value not unpacked yet into the handle's zone and settles
-    its code and value. On the thread that writes the handle's results,
-    before the handle is published. */
+/*  The packed bytes of a stored value or message. */
+static const char *
+s_item_bytes (const dpool_result_t *self, const dp_item_t *item)
+{
+    if (item->offset != NO_OFFSET && (item->offset & IN_FRAME)) {
+        zmq_msg_t *frame = &self->frames->msgs[(item->offset & ~IN_FRAME) >> 32];
+        return (const char *)zmq_msg_data (frame) + (item->offset & FRAME_MASK);
+    }
+    return self->data.data + item->offset;
+}
+
+/*  Unpacks size bytes that are one whole str or bin into object, pointing
+    into the bytes, as msgpack_unpack would, without a zone. Returns false
+    (object untouched) for any other item. */
+static bool
+s_unpack_flat (const char *bytes, size_t size, msgpack_object *object)
+{
+    dp_reader_t reader;
+    dp_span_t span;
+    dp_reader_init (&reader, bytes, size);
+    dp_mp_type_t type = dp_mp_peek (&reader);
+    if (type != DP_MP_STR && type != DP_MP_BIN)
+        return false;
+    if ((type == DP_MP_STR ? dp_mp_read_str (&reader, &span) : dp_mp_read_bin (&reader, &span)) ||
+        dp_reader_left (&reader) != 0)
+        return false;
+    if (type == DP_MP_STR) {
+        object->type = MSGPACK_OBJECT_STR;
+        object->via.str.ptr = (const char *)span.data;
+        object->via.str.size = (uint32_t)span.size;
+    } else {
+        object->type = MSGPACK_OBJECT_BIN;
+        object->via.bin.ptr = (const char *)span.data;
+        object->via.bin.size = (uint32_t)span.size;
+    }
+    return true;
+}
+
+/*  Unpacks a stored value into object, which points into the handle's
+    bytes for its strings and binaries. A str or bin needs no zone (a large
+    value is most often one); anything else is unpacked into the handle's
+    zone, made with the first value that needs it, sized to what the handle
+    holds (most values are a few bytes, and a zone of MSGPACK_ZONE_CHUNK_SIZE
+    per apply would cost 8 KiB a task; the zone grows by itself if the
+    values need more). Returns 0, or the item's code: DPOOL_ENOMEM,
+    DPOOL_EPROTO. */
+static int
+s_unpack_value (dpool_result_t *self, const dp_item_t *item, msgpack_object *object)
+{
+    const char *bytes = s_item_bytes (self, item);
+    if (s_unpack_flat (bytes, item->size, object))
+        return 0;
+    if (!self->zone) {
+        size_t chunk = ZONE_MIN + 2 * (self->data.size + item->size);
+        self->zone =
+            msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
+        if (!self->zone)
+            return DPOOL_ENOMEM;
+    }
+    size_t off = 0;
+    msgpack_unpack_return rc = msgpack_unpack (bytes, item->size, &off, self->zone, object);
+    if (rc == MSGPACK_UNPACK_SUCCESS)
+        return 0;
+    return rc == MSGPACK_UNPACK_NOMEM_ERROR ? DPOOL_ENOMEM : DPOOL_EPROTO;
+}
+
+/*  Unpacks every value not unpacked yet and settles the handle's code and
+    value. On the thread that writes the handle's results, before the
+    handle is published. */
 static void
 s_materialize (dpool_result_t *self)
 {
@@ -266,17 +351,7 @@ s_materialize (dpool_result_t *self)
     self->value.type = MSGPACK_OBJECT_NIL;
     if (!self->objects && self->count) /* else made for the first scalar */
         s_make_objects (self);
-    /*  A zone only for values to unpack (scalars are whole in their
-        objects), sized to what this handle holds (the unpacked objects
-        point into data for strings): most are a few bytes, and a zone of
-        MSGPACK_ZONE_CHUNK_SIZE per apply would cost 8 KiB a task. The zone
-        grows by itself if the values need more. */
-    if (self->written && !self->zone) {
-        size_t chunk = ZONE_MIN + 2 * self->data.size;
-        self->zone =
-            msgpack_zone_new (chunk < MSGPACK_ZONE_CHUNK_SIZE ? chunk : MSGPACK_ZONE_CHUNK_SIZE);
-    }
-    if ((self->count && !self->objects) || (self->written && !self->zone)) {
+    if (self->count && !self->objects) {
         self->code = DPOOL_ENOMEM;
         self->error = dpool_strerror (DPOOL_ENOMEM);
         for (size_t i = 0; i < self->count; i++)
@@ -294,17 +369,9 @@ s_materialize (dpool_result_t *self)
         if (item->code == 0 && item->size == 0)
             continue; /* in its object already */
         object->type = MSGPACK_OBJECT_NIL;
-        if (item->code == 0) {
-            size_t off = 0;
-            /*  Strings and binaries of the object point into data, which
-                the handle keeps as long as the zone. */
-            msgpack_unpack_return rc = msgpack_unpack (self->data.data + item->offset, item->size,
-                                                       &off, self->zone, object);
-            if (rc != MSGPACK_UNPACK_SUCCESS) {
-                item->code = rc == MSGPACK_UNPACK_NOMEM_ERROR ? DPOOL_ENOMEM : DPOOL_EPROTO;
-                item->offset = NO_OFFSET;
-                object->type = MSGPACK_OBJECT_NIL;
-            }
+        if (item->code == 0 && (item->code = s_unpack_value (self, item, object)) != 0) {
+            item->offset = NO_OFFSET;
+            object->type = MSGPACK_OBJECT_NIL;
         }
         if (item->code != 0 && self->code == 0) {
             self->code = item->code;
@@ -328,10 +395,45 @@ s_complete (dpool_result_t *self)
     dp_result_complete (&self, 1);
 }
 
+/*  Keeps frame, a payload frame that holds a value (bytes, size: the
+    frame's whole bytes), among the handle's frames: moved, not copied.
+    Returns its index there, or -1 (frame untouched) for a frame too small
+    to be worth it or when out of memory. */
+static int
+s_take_frame (dpool_result_t *self, zmq_msg_t *frame, const void *bytes, size_t size)
+{
+    if (!frame || size < DP_FRAME_MIN || bytes != zmq_msg_data (frame) ||
+        size != zmq_msg_size (frame))
+        return -1;
+    s_frames_t *frames = self->frames;
+    if (!frames || frames->count == frames->cap) {
+        /*  An apply's one frame exactly; a map's grow by doubling. */
+        uint32_t cap = frames ? frames->cap * 2 : 1;
+        s_frames_t *bigger =
+            cap > (FRAME_MASK >> 1)
+                ? NULL
+                : (s_frames_t *)malloc (sizeof *bigger + cap * sizeof (zmq_msg_t));
+        if (!bigger)
+            return -1;
+        *bigger = (s_frames_t){.count = frames ? frames->count : 0, .cap = cap};
+        for (uint32_t i = 0; i < bigger->count; i++) {
+            zmq_msg_init (&bigger->msgs[i]);
+            zmq_msg_move (&bigger->msgs[i], &frames->msgs[i]);
+        }
+        free (frames);
+        self->frames = frames = bigger;
+    }
+    zmq_msg_init (&frames->msgs[frames->count]);
+    zmq_msg_move (&frames->msgs[frames->count], frame);
+    return (int)frames->count++;
+}
+
 /*  Stores one call's outcome in an apply, map or item handle: its packed
-    value when code is 0, else its message (len bytes, not NUL-terminated). */
+    value when code is 0, else its message (len bytes, not NUL-terminated).
+    A value that lies in the handle's frame k (0 or more; -1 for none) is
+    left there, not copied. */
 static void
-s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size)
+s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size, int k)
 {
     assert (index < self->count);
     /*  A scalar goes straight into its object, its item left all zero: no
@@ -347,8 +449,13 @@ s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, si
     dp_item_t *item = &self->items[index];
     self->written++;
     item->code = code;
-    item->offset = self->data.size;
     item->size = (uint32_t)size;
+    if (code == 0 && k >= 0) {
+        const char *frame = (const char *)zmq_msg_data (&self->frames->msgs[k]);
+        item->offset = IN_FRAME | (uint64_t)k << 32 | (uint64_t)((const char *)bytes - frame);
+        return;
+    }
+    item->offset = self->data.size;
     /*  The first value sizes the buffer for what is still to come: exactly
         for an apply, rather than msgpack-c's 8 KiB first step. */
     if (self->data.alloc == 0) {
@@ -372,16 +479,18 @@ s_store (dpool_result_t *self, size_t index, int32_t code, const void *bytes, si
     }
 }
 
-/*  Hands one finished call of an imap to its iterator as an item handle. */
+/*  Hands one finished call of an imap to its iterator as an item handle
+    (frame: as s_store's). */
 static void
-s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size)
+s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size,
+                zmq_msg_t *frame)
 {
     dpool_pool_t *pool = self->pool;
     dpool_result_t *item = dp_result_new (pool, DP_RESULT_ITEM, 1, NULL);
     if (item) {
         item->index = index;
         item->refs = 1;
-        s_store (item, 0, code, bytes, size);
+        s_store (item, 0, code, bytes, size, s_take_frame (item, frame, bytes, size));
         s_materialize (item);
         item->ready = true;
     }
@@ -404,14 +513,16 @@ s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *by
         dp_error ("client: out of memory for an imap item; its iterator will time out");
 }
 
-/*  Records one call's outcome wherever the handle keeps it. */
+/*  Records one call's outcome wherever the handle keeps it (frame: as
+    s_store's). */
 static void
-s_call_done (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size)
+s_call_done (dpool_result_t *self, size_t index, int32_t code, const void *bytes, size_t size,
+             zmq_msg_t *frame)
 {
     if (s_is_imap (self))
-        s_publish_item (self, index, code, bytes, size);
+        s_publish_item (self, index, code, bytes, size, frame);
     else
-        s_store (self, index, code, bytes, size);
+        s_store (self, index, code, bytes, size, s_take_frame (self, frame, bytes, size));
     self->done++;
 }
 
@@ -446,10 +557,11 @@ s_read_pair (dp_reader_t *reader, int32_t *code, dp_span_t *value)
     return 0;
 }
 
-/*  Splits a successful chunk's value into its calls. Returns 0, or -1 if
-    the value is not an array of task->count pairs (nothing recorded). */
+/*  Splits a successful chunk's value into its calls; a value that lies in
+    the handle's frame k (-1: none) stays there. Returns 0, or -1 if the
+    value is not an array of task->count pairs (nothing recorded). */
 static int
-s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
+s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value, int k)
 {
     dp_reader_t reader;
     uint32_t n;
@@ -468,7 +580,7 @@ s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
                 self->data.size = data_size;
                 return -1;
             }
-            s_store (self, task->first + i, code, item.data, item.size);
+            s_store (self, task->first + i, code, item.data, item.size, k);
             self->done++;
         }
         return 0;
@@ -483,24 +595,27 @@ s_split_chunk (dpool_result_t *self, const dp_ctask_t *task, dp_span_t value)
         int rc = s_read_pair (&reader, &code, &item);
         assert (rc == 0);
         (void)rc;
-        s_call_done (self, task->first + i, code, item.data, item.size);
+        s_call_done (self, task->first + i, code, item.data, item.size, NULL);
     }
     return 0;
 }
 
 bool
-dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value)
+dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value,
+                     zmq_msg_t *frame)
 {
     assert (self && task);
     if (code == 0 && (task->flags & DP_TASK_CHUNK)) {
-        if (s_split_chunk (self, task, value)) {
+        /*  An imap's calls each go to a handle of their own: copied. */
+        int k = s_is_imap (self) ? -1 : s_take_frame (self, frame, value.data, value.size);
+        if (s_split_chunk (self, task, value, k)) {
             dp_warn ("client: malformed chunk result for task %llu",
                      (unsigned long long)task->seq);
             dp_result_task_failed (self, task, DPOOL_EPROTO, "malformed chunk result");
             return false;
         }
     } else if (code == 0)
-        s_call_done (self, task->first, 0, value.data, value.size);
+        s_call_done (self, task->first, 0, value.data, value.size, frame);
     else {
         /*  A failure's value is its message, a str item (checked by proto). */
         dp_reader_t reader;
@@ -510,7 +625,7 @@ dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code,
             message.size = 0;
         for (size_t i = 0; i < task->count; i++)
             s_call_done (self, task->first + i, code, message.data ? message.data : value.data,
-                         message.size);
+                         message.size, NULL);
     }
     return self->done == self->count;
 }
@@ -610,7 +725,7 @@ dp_result_task_failed (dpool_result_t *self, const dp_ctask_t *task, int code, c
 {
     assert (self && task && code != 0);
     for (size_t i = 0; i < task->count; i++)
-        s_call_done (self, task->first + i, code, message, strlen (message));
+        s_call_done (self, task->first + i, code, message, strlen (message), NULL);
     if (self->done == self->count)
         s_complete (self);
 }

@@ -3,7 +3,8 @@
 
     A handle stands for one apply, one whole map, one imap (then owned by
     its iterator), or one finished item of an imap. It owns its results
-    (the values' bytes and the zone they are unpacked into) and counts
+    (the values' bytes, or the payload frames large values came in, and the
+    zone they are unpacked into, if they needed one) and counts
     references: the caller's, and the pool's while any of its calls is
     unfinished.
 
@@ -68,11 +69,16 @@ dp_result_discard (dpool_result_t **self_p);
 /*  On the thread that took the task out of the table (the actor or a
     lane's), without the lock: records the RESULT of one of the
     handle's tasks (code and value as decoded, the value a str message when
-    code is not 0; a chunk's value is split into its calls). Returns true
+    code is not 0; a chunk's value is split into its calls). frame is NULL,
+    or the payload frame whose bytes are value: the handle keeps a value of
+    DP_FRAME_MIN bytes or more in it, moved out (zmq_msg_move), rather than
+    copy it (but an imap's chunk, whose calls go to handles of their own, is
+    copied). Returns true
     when that was the handle's last call: the caller then completes it with
     dp_result_complete, with the others of the same RESULT. */
 bool
-dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value);
+dp_result_task_done (dpool_result_t *self, const dp_ctask_t *task, int32_t code, dp_span_t value,
+                     zmq_msg_t *frame);
 
 /*  On the thread that recorded their last results, without the lock:
     completes handles whose last call is in: unpacks them, marks them ready with one wake-up for

@@ -650,6 +650,216 @@ s_case_result_outlives_pool (const char *transport)
     dp_test_env_stop (&env);
 }
 
+/*  ---------------------------------------------------------------------------
+    Large values (PROTOCOL.md 3's payload frames, which a one-call handle
+    keeps as they came instead of copying them) come back byte for byte,
+    whatever their kind (a bin or a str, unpacked with no zone, or an array
+    holding one, unpacked into a zone), whichever way they come (apply_async
+    on the actor, apply on a lane, an imap's items, a map's copied values),
+    and stay valid until their handle is destroyed, however many values
+    come and go meanwhile.
+*/
+enum { BIG_BIN, BIG_STR, BIG_ARRAY, BIG_KINDS };
+
+/*  Byte j of the value with seed. */
+static uint8_t
+s_big_byte (int seed, size_t j)
+{
+    return (uint8_t)(seed * 31 + (int)(j % 251) * 7 + (int)(j / 251));
+}
+
+/*  Packs the value of kind, size bytes of payload and seed into buf. */
+static void
+s_pack_big (dp_test_buf_t *buf, int kind, size_t size, int seed)
+{
+    uint8_t *bytes = (uint8_t *)malloc (size);
+    CHECK (bytes);
+    for (size_t j = 0; j < size; j++)
+        bytes[j] = s_big_byte (seed, j);
+    if (kind == BIG_ARRAY) {
+        msgpack_pack_array (&buf->pk, 2);
+        msgpack_pack_int (&buf->pk, seed);
+    }
+    if (kind == BIG_STR) {
+        msgpack_pack_str (&buf->pk, size);
+        msgpack_pack_str_body (&buf->pk, bytes, size);
+    } else {
+        msgpack_pack_bin (&buf->pk, size);
+        msgpack_pack_bin_body (&buf->pk, bytes, size);
+    }
+    free (bytes);
+}
+
+/*  True if value is the one s_pack_big made of kind, size and seed. */
+static bool
+s_is_big (const msgpack_object *value, int kind, size_t size, int seed)
+{
+    if (kind == BIG_ARRAY) {
+        if (value->type != MSGPACK_OBJECT_ARRAY || value->via.array.size != 2 ||
+            !dp_test_is_int (&value->via.array.ptr[0], seed))
+            return false;
+        value = &value->via.array.ptr[1];
+    }
+    const char *bytes;
+    if (kind == BIG_STR && value->type == MSGPACK_OBJECT_STR && value->via.str.size == size)
+        bytes = value->via.str.ptr;
+    else if (kind != BIG_STR && value->type == MSGPACK_OBJECT_BIN && value->via.bin.size == size)
+        bytes = value->via.bin.ptr;
+    else
+        return false;
+    for (size_t j = 0; j < size; j++)
+        if ((uint8_t)bytes[j] != s_big_byte (seed, j))
+            return false;
+    return true;
+}
+
+/*  The kind and size of the i-th value of the apply_async case: every kind
+    at sizes around DP_FRAME_MIN (inline below it, framed from it on) and
+    far above it. */
+static void
+s_big_shape (int i, int *kind, size_t *size)
+{
+    static const size_t sizes[] = {DP_FRAME_MIN - 64, DP_FRAME_MIN, 64 * 1024 + 3, 1024 * 1024};
+    *kind = i % BIG_KINDS;
+    *size = sizes[(i / BIG_KINDS) % (sizeof sizes / sizeof sizes[0])];
+}
+
+/*  Submits count echoes of large values, with seeds from seed0. */
+static void
+s_submit_big (dpool_pool_t *pool, dpool_result_t **results, int count, int seed0)
+{
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
+    for (int i = 0; i < count; i++) {
+        int kind;
+        size_t size;
+        s_big_shape (i, &kind, &size);
+        dp_test_buf_clear (&buf);
+        s_pack_big (&buf, kind, size, seed0 + i);
+        results[i] = dpool_pool_apply_async (pool, "echo", buf.sbuf.data, buf.sbuf.size, NULL);
+        CHECK (results[i]);
+    }
+    dp_test_buf_fini (&buf);
+}
+
+/*  Checks the echoes s_submit_big made, every step-th from first. */
+static void
+s_check_big (dpool_result_t **results, int count, int seed0, int first, int step)
+{
+    for (int i = first; i < count; i += step) {
+        int kind;
+        size_t size;
+        s_big_shape (i, &kind, &size);
+        msgpack_object value;
+        CHECK_EQ_INT (dpool_result_get (results[i], 30000, &value), 0);
+        if (!s_is_big (&value, kind, size, seed0 + i))
+            dp_test_fail (__FILE__, __LINE__, "value %d (kind %d, %zu bytes) differs", i, kind,
+                          size);
+    }
+}
+
+/*  imap (chunks of one: each item a handle of its own), then map (chunks
+    of one and of two), of MAPPED large bins; then a map's chunk that holds
+    large values and a failure. */
+enum { MAPPED = 6 };
+static void
+s_check_big_maps (dpool_pool_t *pool, size_t size)
+{
+    int count = MAPPED;
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
+    for (int i = 0; i < count; i++)
+        s_pack_big (&buf, BIG_BIN, size, 1000 + i);
+    dpool_iter_t *iter = dpool_pool_imap (pool, "echo", buf.sbuf.data, buf.sbuf.size, 1, NULL);
+    CHECK (iter);
+    dpool_result_t *items[MAPPED];
+    for (int i = 0; i < count; i++)
+        CHECK ((items[i] = dpool_iter_next (iter, 30000)) != NULL);
+    dpool_iter_destroy (&iter);
+    for (int i = count - 1; i >= 0; i--) {
+        msgpack_object value;
+        CHECK_EQ_INT (dpool_result_get (items[i], 0, &value), 0);
+        CHECK (s_is_big (&value, BIG_BIN, size, 1000 + i));
+        dpool_result_destroy (&items[i]);
+    }
+    for (size_t chunksize = 1; chunksize <= 2; chunksize++) {
+        dpool_result_t *map =
+            dpool_pool_map (pool, "echo", buf.sbuf.data, buf.sbuf.size, chunksize, NULL);
+        msgpack_object value;
+        CHECK_EQ_INT (dpool_result_get (map, 30000, &value), 0);
+        CHECK (value.type == MSGPACK_OBJECT_ARRAY && value.via.array.size == (uint32_t)count);
+        for (int i = 0; i < count; i++)
+            CHECK (s_is_big (&value.via.array.ptr[i], BIG_BIN, size, 1000 + i));
+        dpool_result_destroy (&map);
+    }
+    /*  One chunk of three calls, in one frame: the values stay in it, the
+        failure's message is copied out. */
+    dp_test_buf_clear (&buf);
+    for (int i = 0; i < 3; i++) {
+        if (i == 1) {
+            dp_test_pack_str (&buf.pk, "not seconds");
+            continue;
+        }
+        msgpack_pack_array (&buf.pk, 2);
+        msgpack_pack_int (&buf.pk, 0);
+        s_pack_big (&buf, BIG_BIN, size, 2000 + i);
+    }
+    dpool_result_t *mixed = dpool_pool_map (pool, "sleep", buf.sbuf.data, buf.sbuf.size, 3, NULL);
+    CHECK (mixed);
+    CHECK_EQ_INT (dpool_result_wait (mixed, 30000), 0);
+    CHECK_EQ_INT (dpool_result_code (mixed), DPOOL_EFAILED);
+    CHECK (strstr (dpool_result_item_error (mixed, 1), "expected a number of seconds"));
+    for (int i = 0; i < 3; i += 2) {
+        msgpack_object value;
+        CHECK_EQ_INT (dpool_result_item (mixed, (size_t)i, &value), 0);
+        CHECK (value.type == MSGPACK_OBJECT_ARRAY && value.via.array.size == 2);
+        CHECK (s_is_big (&value.via.array.ptr[1], BIG_BIN, size, 2000 + i));
+    }
+    dpool_result_destroy (&mixed);
+    dp_test_buf_fini (&buf);
+}
+
+static void
+s_case_large_values_byte_for_byte (const char *transport)
+{
+    enum { COUNT = 48 };
+    dp_test_env_t env;
+    dp_test_env_start (&env, transport, 2);
+    dpool_pool_t *pool = dp_test_env_connect (&env, 2);
+    dpool_result_t *kept[COUNT], *churn[COUNT];
+    s_submit_big (pool, kept, COUNT, 0);
+    s_check_big (kept, COUNT, 0, 0, 1);
+    /*  Half go, and as many values again come and go: the memory of those
+        freed is used again while the others are held. */
+    for (int i = 1; i < COUNT; i += 2)
+        dpool_result_destroy (&kept[i]);
+    s_submit_big (pool, churn, COUNT, 500);
+    s_check_big (churn, COUNT, 500, 0, 1);
+    for (int i = 0; i < COUNT; i++)
+        dpool_result_destroy (&churn[i]);
+    s_check_big (kept, COUNT, 0, 0, 2);
+
+    /*  apply: on the calling thread's lane. */
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
+    s_pack_big (&buf, BIG_BIN, 256 * 1024, 7);
+    dpool_result_t *applied = dpool_pool_apply (pool, "echo", buf.sbuf.data, buf.sbuf.size, NULL);
+    msgpack_object value;
+    CHECK (applied);
+    CHECK_EQ_INT (dpool_result_get (applied, 0, &value), 0);
+    CHECK (s_is_big (&value, BIG_BIN, 256 * 1024, 7));
+    s_check_big_maps (pool, 100 * 1000);
+    /*  Still valid once the pool is gone: the handle owns its value. */
+    dpool_pool_destroy (&pool);
+    CHECK (s_is_big (&value, BIG_BIN, 256 * 1024, 7));
+    s_check_big (kept, COUNT, 0, 0, 2);
+    dpool_result_destroy (&applied);
+    for (int i = 0; i < COUNT; i += 2)
+        dpool_result_destroy (&kept[i]);
+    dp_test_buf_fini (&buf);
+    dp_test_env_stop (&env);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"client_apply_async", .run_on = s_case_apply_async, .seconds = 60},
     {"client_map_results_in_input_order", .run_on = s_case_map_results_in_input_order,
@@ -666,6 +876,8 @@ static const dp_test_case_t s_cases[] = {
     {"client_many_threads_submit_and_wait", .run_on = s_case_many_threads_submit_and_wait,
      .seconds = 60},
     {"client_result_outlives_pool", .run_on = s_case_result_outlives_pool, .seconds = 60},
+    {"client_large_values_byte_for_byte", .run_on = s_case_large_values_byte_for_byte,
+     .seconds = 90},
 };
 
 int

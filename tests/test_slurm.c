@@ -437,7 +437,8 @@ s_conf_write (void)
     char host[256] = "";
     CHECK (gethostname (host, sizeof host - 1) == 0);
     host[strcspn (host, ".")] = 0;
-    snprintf (s_cluster.node, sizeof s_cluster.node, "%s", host);
+    CHECK (strlen (host) < sizeof s_cluster.node); /* a host name is at most 63 bytes */
+    memcpy (s_cluster.node, host, strlen (host) + 1);
     long cpus = sysconf (_SC_NPROCESSORS_ONLN);
     s_cluster.cpus = cpus > 0 ? (int)cpus : 1;
     CHECK (mkdir (dp_test_path ("state"), 0700) == 0);
