@@ -670,6 +670,79 @@ s_case_get_does_not_block_others (void)
     s_stop_broker ();
 }
 
+/*  A program's queue and batch calls end with their pool (dp_reqs.h): a
+    get waiting without limit in one thread ends DPOOL_ECLOSED when another
+    terminates the pool; from a result's callback, on the pool's own
+    thread, a queue call and a batch call are refused with DPOOL_ESTATE
+    (they would wait for the thread that runs them). */
+typedef struct {
+    dpool_queue_t *q;
+    dpool_pool_t *pool;
+    int queue_code;
+    int batch_code;
+} s_in_callback_t;
+
+static void
+s_call_in_callback (dpool_result_t *result, void *arg)
+{
+    (void)result;
+    s_in_callback_t *in = (s_in_callback_t *)arg;
+    size_t size;
+    int queue_code = dpool_queue_qsize (in->q, &size) == 0 ? 0 : dpool_errno ();
+    dpool_batch_info_t *infos = NULL;
+    size_t count;
+    int batch_code = dpool_pool_batches (in->pool, &infos, &count) == 0 ? 0 : dpool_errno ();
+    free (infos);
+    __atomic_store_n (&in->batch_code, batch_code, __ATOMIC_RELEASE);
+    __atomic_store_n (&in->queue_code, queue_code, __ATOMIC_RELEASE); /* last: all is written */
+}
+
+/*  True once the callback ran (a waiter may wake before it does). */
+static bool
+s_callback_ran (void *arg)
+{
+    return __atomic_load_n (&((s_in_callback_t *)arg)->queue_code, __ATOMIC_ACQUIRE) != -1;
+}
+
+static void *
+s_get_forever (void *arg)
+{
+    s_getter_t *getter = (s_getter_t *)arg;
+    dpool_queue_t *q = dpool_queue_open (getter->pool, "forever", 0);
+    msgpack_object got;
+    getter->code = !q ? -2 : dpool_queue_get (q, -1, &got) == 0 ? 0 : dpool_errno ();
+    dpool_queue_destroy (&q);
+    return NULL;
+}
+
+static void
+s_case_calls_end_with_their_pool (void)
+{
+    s_start ("tcp", 1);
+    dpool_pool_t *pool = s_connect (1);
+    dpool_queue_t *q = dpool_queue_open (pool, "cb", 0);
+    CHECK (q);
+    s_in_callback_t in = {q, pool, -1, -1};
+    dpool_call_t call = {.callback = s_call_in_callback, .arg = &in};
+    dpool_result_t *echo = dpool_pool_apply_async (pool, "echo", "\x05", 1, &call);
+    CHECK (echo && dpool_result_wait (echo, WAIT_MS) == 0 && dpool_result_successful (echo));
+    dpool_result_destroy (&echo);
+    CHECK (dp_test_wait_until (s_callback_ran, &in, WAIT_MS));
+    CHECK_EQ_INT (in.queue_code, DPOOL_ESTATE);
+    CHECK_EQ_INT (in.batch_code, DPOOL_ESTATE);
+    dpool_queue_destroy (&q);
+
+    s_getter_t getter = {pool, -1};
+    pthread_t thread;
+    CHECK (pthread_create (&thread, NULL, s_get_forever, &getter) == 0);
+    s_wait_field (pool, "forever", "getters", 1);
+    CHECK_EQ_INT (dpool_pool_terminate (pool), 0);
+    pthread_join (thread, NULL);
+    CHECK_EQ_INT (getter.code, DPOOL_ECLOSED);
+    dpool_pool_destroy (&pool);
+    s_stop_broker ();
+}
+
 /*  The broker dies (SIGKILL) and comes back while a program's get and a
     task's get wait: both are sent again to the new broker and get the
     values put there. */
@@ -737,6 +810,7 @@ static const dp_test_case_t s_cases[] = {
     {"queue_task_get_put_timeouts_and_nowait", s_case_task_timeouts_and_nowait},
     {"queue_waiting_get_does_not_hold_up_other_calls", s_case_get_does_not_block_others},
     {"queue_waiting_gets_sent_again_after_broker_restart", s_case_get_resent_after_broker_restart},
+    {"queue_and_batch_calls_end_with_their_pool", s_case_calls_end_with_their_pool},
 };
 
 int
