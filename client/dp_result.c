@@ -82,7 +82,8 @@ struct _dpool_result_t {
     s_extra_t *extra;      /* [const] NULL without callbacks, unless an imap */
 
     int refs;      /* [lock] */
-    bool ready;    /* [lock] */
+    bool ready;    /* [lock] its outcome is in */
+    bool settled;  /* [lock] and its callback ran (or it has none): other threads wait for this */
     bool attached; /* [lock] counted in the pool */
 
     /*  Written by one thread (dp_result.h) until ready; read-only afterwards. */
@@ -492,7 +493,7 @@ s_publish_item (dpool_result_t *self, size_t index, int32_t code, const void *by
         item->refs = 1;
         s_store (item, 0, code, bytes, size, s_take_frame (item, frame, bytes, size));
         s_materialize (item);
-        item->ready = true;
+        item->ready = item->settled = true;
     }
     dp_client_lock (pool);
     bool keep = item && !self->extra->iter_gone;
@@ -654,6 +655,7 @@ dp_result_complete (dpool_result_t **handles, size_t count)
         dpool_result_t *self = handles[i];
         self->ready = true;
         if (!s_has_callback (self)) {
+            self->settled = true;
             assert (self->refs > 0);
             finished++;
             if (--self->refs > 0)
@@ -683,7 +685,12 @@ dp_result_complete (dpool_result_t **handles, size_t count)
         else
             self->extra->error_callback (self, self->extra->arg);
     }
+    /*  Only now do other threads' waits end (as with Pool, whose get()
+        returns after the callback ran): what a callback did is seen by
+        whoever waited for its handle. */
     dp_client_lock (pool);
+    for (size_t i = 0; i < callbacks; i++)
+        handles[i]->settled = true;
     dp_client_handles_finished (pool, callbacks);
     dp_client_unlock (pool);
     dp_client_broadcast_results (pool);
@@ -743,12 +750,21 @@ dp_result_finish_empty (dpool_result_t *self)
 
 /*  With the lock held: waits until the handle is ready or the deadline
     passes; returns whether it is ready. */
+/*  With the lock held: true once the handle is ready for the calling
+    thread: its outcome is in and its callback ran, or (on the pool's own
+    thread, a callback reading its handle) its outcome is in. */
+static bool
+s_settled (const dpool_result_t *self)
+{
+    return self->settled || (self->ready && dp_client_on_actor (self->pool));
+}
+
 static bool
 s_wait_ready (dpool_result_t *self, int64_t deadline)
 {
-    while (!self->ready)
+    while (!s_settled (self))
         if (!dp_client_wait (self->pool, deadline))
-            return self->ready;
+            return s_settled (self);
     return true;
 }
 
@@ -779,7 +795,7 @@ dpool_result_ready (dpool_result_t *self)
 {
     assert (self);
     dp_client_lock (self->pool);
-    bool ready = self->ready;
+    bool ready = s_settled (self);
     dp_client_unlock (self->pool);
     return ready;
 }

@@ -672,11 +672,15 @@ int
 dpool_result_get (dpool_result_t *self, int timeout_ms, msgpack_object *value);
 
 /*  Waits up to timeout_ms (-1: no limit) for the result to be ready.
-    Returns 0 when ready, -1 with DPOOL_ETIMEOUT otherwise. */
+    Returns 0 when ready, -1 with DPOOL_ETIMEOUT otherwise. As with Pool, a
+    handle with a callback is ready for other threads once its callback
+    has run (what the callback did is seen after the wait); for its own
+    callback, on the pool's thread, it is ready when the callback starts. */
 int
 dpool_result_wait (dpool_result_t *self, int timeout_ms);
 
-/*  True once the result is ready (successful or not). */
+/*  True once the result is ready (successful or not; as dpool_result_wait
+    says, after its callback ran). */
 bool
 dpool_result_ready (dpool_result_t *self);
 

@@ -522,11 +522,63 @@ s_case_payload_frames (void)
     zmq_ctx_term (ctx);
 }
 
+/*  As with Pool, whose get() returns after the callback ran: a thread
+    waiting for a handle (dpool_result_wait, _get, _ready) sees what its
+    callback did. The callbacks take their time (100 ms) so that a waiter
+    woken before them would see nothing. */
+static void
+s_on_slow (dpool_result_t *result, void *arg)
+{
+    (void)result;
+    dp_test_sleep_ms (100);
+    atomic_fetch_add ((atomic_int *)arg, 1);
+}
+
+static void
+s_case_wait_sees_callback (const char *transport)
+{
+    dp_test_env_t env;
+    dp_test_env_start (&env, transport, 2);
+    dpool_pool_t *pool = dp_test_env_connect (&env, 2);
+    atomic_int ran = 0;
+    dpool_call_t call = {.callback = s_on_slow, .error_callback = s_on_slow, .arg = &ran};
+    dpool_result_t *one = dpool_pool_apply_async (pool, "echo", "\x01", 1, &call);
+    CHECK (one);
+    CHECK_EQ_INT (dpool_result_wait (one, 20000), 0);
+    CHECK_EQ_INT (atomic_load (&ran), 1);
+    dpool_result_destroy (&one);
+    dp_test_buf_t buf;
+    dp_test_buf_init (&buf);
+    dp_test_pack_str (&buf.pk, "nope");
+    dpool_result_t *failing =
+        dpool_pool_apply_async (pool, "fail", buf.sbuf.data, buf.sbuf.size, &call);
+    CHECK (failing);
+    msgpack_object value;
+    CHECK_EQ_INT (dpool_result_get (failing, 20000, &value), -1);
+    CHECK_EQ_INT (atomic_load (&ran), 2);
+    dpool_result_destroy (&failing);
+    dp_test_buf_clear (&buf);
+    dp_test_pack_range (&buf, 0, 10);
+    dpool_result_t *map =
+        dpool_pool_map_async (pool, "echo", buf.sbuf.data, buf.sbuf.size, 3, &call);
+    CHECK (map);
+    int64_t deadline = dp_now_ms () + 20000;
+    while (!dpool_result_ready (map) && dp_now_ms () < deadline)
+        dp_test_sleep_ms (1);
+    CHECK (dpool_result_ready (map));
+    CHECK_EQ_INT (atomic_load (&ran), 3);
+    dpool_result_destroy (&map);
+    dp_test_buf_fini (&buf);
+    dpool_pool_destroy (&pool);
+    dp_test_env_stop (&env);
+}
+
 static const dp_test_case_t s_cases[] = {
     {"client_task_failure_carries_worker_message",
      .run_on = s_case_task_failure_carries_worker_message, .seconds = 60},
     {"client_task_failure_codes", .run_on = s_case_task_failure_codes, .seconds = 90},
     {"client_callbacks_run_once", .run_on = s_case_callbacks_run_once, .seconds = 60},
+    {"client_wait_sees_what_the_callback_did", .run_on = s_case_wait_sees_callback, .seconds = 60},
     {"client_cancel_queued_task_ends_cancelled",
      .run_on = s_case_cancel_queued_task_ends_cancelled, .seconds = 60},
     {"client_tasks_wait_for_unreachable_broker", s_case_tasks_wait_for_unreachable_broker,

@@ -100,13 +100,16 @@ class ApplyResult:
             return
         self._success, self._value = success, value
         callback = self._callback if success else self._error_callback
-        self._event.set()
-        if callback is not None:
-            try:
+        try:
+            if callback is not None:
                 callback(value)
-            except Exception:  # a callback's failure is its own, as in Pool
-                import traceback
-                traceback.print_exc()
+        except Exception:  # a callback's failure is its own, as in Pool
+            import traceback
+            traceback.print_exc()
+        finally:
+            # Set after the callback, as Pool does: a get() that returns
+            # sees what the callback did.
+            self._event.set()
 
     def _task_done(self, task, code, value):
         if code == proto.OK:

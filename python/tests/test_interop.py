@@ -73,6 +73,21 @@ class PythonPoolOnCWorkers(unittest.TestCase):
         wait_for(lambda: errors, what="the error callback")
         self.assertIsInstance(errors[0], dpool.TaskError)
 
+    def test_get_returns_after_the_callback_ran(self):
+        # As Pool: what a callback did is seen once get() returns.
+        seen = []
+
+        def slow(value):
+            time.sleep(0.1)
+            seen.append(value)
+
+        self.assertEqual(self.pool.apply_async("echo", (3,), callback=slow).get(10), [3])
+        self.assertEqual(seen, [[3]])
+        failing = self.pool.apply_async("fail", ("x",), error_callback=slow)
+        failing.wait(10)
+        self.assertTrue(failing.ready())
+        self.assertEqual(len(seen), 2)
+
     def test_get_times_out_as_multiprocessing_does(self):
         result = self.pool.apply_async("sleep", (0.5,))
         with self.assertRaises(dpool.TimeoutError):
