@@ -328,19 +328,31 @@ s_results_print (dp_cli_t *cli, dpool_batch_t *batch)
     return rc;
 }
 
-int
-dp_cli_results_run (dp_cli_t *cli)
+/*  Connects and opens the batch the command's argument names (an id or a
+    name, s_resolve). Returns -1 with *batch open, or the exit status after
+    a message (disconnected then). */
+static int
+s_open_named (dp_cli_t *cli, const char *what, dpool_batch_t **batch)
 {
     char id[ID_SIZE + 1];
     int rc = dp_cli_connect (cli);
     if (rc < 0)
-        rc = s_resolve (cli, "results", cli->args[0], id);
-    if (rc >= 0) {
+        rc = s_resolve (cli, what, cli->args[0], id);
+    if (rc < 0 && !(*batch = dpool_batch_open (cli->pool, id)))
+        rc = s_failed (what, id, NULL);
+    if (rc >= 0)
         dp_cli_disconnect (cli, false);
+    return rc;
+}
+
+int
+dp_cli_results_run (dp_cli_t *cli)
+{
+    dpool_batch_t *batch = NULL;
+    int rc = s_open_named (cli, "results", &batch);
+    if (rc >= 0)
         return rc;
-    }
-    dpool_batch_t *batch = dpool_batch_open (cli->pool, id);
-    rc = batch ? s_results_print (cli, batch) : s_failed ("results", id, NULL);
+    rc = s_results_print (cli, batch);
     dpool_batch_destroy (&batch);
     dp_cli_disconnect (cli, false);
     return rc;
@@ -420,17 +432,12 @@ dp_cli_batches_run (dp_cli_t *cli)
 int
 dp_cli_cancel_run (dp_cli_t *cli)
 {
-    char id[ID_SIZE + 1];
-    int rc = dp_cli_connect (cli);
-    if (rc < 0)
-        rc = s_resolve (cli, "cancel", cli->args[0], id);
-    if (rc >= 0) {
-        dp_cli_disconnect (cli, false);
+    dpool_batch_t *batch = NULL;
+    int rc = s_open_named (cli, "cancel", &batch);
+    if (rc >= 0)
         return rc;
-    }
-    dpool_batch_t *batch = dpool_batch_open (cli->pool, id);
-    if (!batch || dpool_batch_cancel (batch))
-        rc = s_failed ("cancel", id, batch);
+    if (dpool_batch_cancel (batch))
+        rc = s_failed ("cancel", dpool_batch_id (batch), batch);
     else
         rc = EXIT_OK;
     dpool_batch_destroy (&batch);
