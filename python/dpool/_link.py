@@ -7,7 +7,9 @@ READY), and is told when the broker welcomed it and when the link was made
 anew (the broker went silent past expiry, or forgot this peer).
 """
 
+import collections
 import os
+import socket
 import time
 
 import zmq
@@ -153,3 +155,44 @@ class Link:
             self.socket.setsockopt(zmq.LINGER, 200)
         self.socket.close()
         self.socket = None
+
+
+class Calls:
+    """Closures other threads hand to an I/O thread, and the socket pair
+    that wakes the thread's poll when one comes (or when wake() is called
+    for another reason). Register fileno() with the thread's poller."""
+
+    def __init__(self):
+        self._calls = collections.deque()
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+
+    def fileno(self):
+        return self._r.fileno()
+
+    def add(self, fn):
+        """From any thread: fn() runs on the I/O thread, at its next turn."""
+        self._calls.append(fn)
+        self.wake()
+
+    def wake(self):
+        try:
+            self._w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is pending already, or the thread has ended
+
+    def run(self, woken=True):
+        """On the I/O thread: clears the wake-ups (woken: the poll said
+        some came) and runs the closures handed in."""
+        if woken:
+            try:
+                while self._r.recv(4096):
+                    pass
+            except BlockingIOError:
+                pass
+        while self._calls:
+            self._calls.popleft()()
+
+    def close(self):
+        self._r.close()
+        self._w.close()

@@ -13,15 +13,13 @@ import collections
 import itertools
 import multiprocessing
 import os
-import socket
 import threading
-import time
 
 import msgpack
 import zmq
 
 from . import _proto as proto
-from ._link import Link
+from ._link import Calls, Link
 from .errors import error_from
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
@@ -254,9 +252,7 @@ class _Actor(threading.Thread):
         self.name = name
         self.link = Link(self.context, endpoint, lambda: proto.hello(self.session, self.name),
                          curve_server, curve_secret)
-        self.calls = collections.deque()  # closures to run on this thread
-        self.wake_r, self.wake_w = socket.socketpair()
-        self.wake_r.setblocking(False)
+        self.calls = Calls()  # closures to run on this thread
         self.lock = threading.Lock()
         self.tasks = {}  # seq -> _Task, sent or not, until its result
         self.unsent = collections.deque()
@@ -273,11 +269,7 @@ class _Actor(threading.Thread):
     # Called from any thread.
 
     def call(self, fn):
-        self.calls.append(fn)
-        try:
-            self.wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up is pending already, or the thread has ended
+        self.calls.add(fn)
 
     def release(self, calls):
         for _ in range(calls):
@@ -287,7 +279,7 @@ class _Actor(threading.Thread):
 
     def run(self):
         poller = zmq.Poller()
-        poller.register(self.wake_r.fileno(), zmq.POLLIN)
+        poller.register(self.calls.fileno(), zmq.POLLIN)
         socket_now = None
         while not self.stopping:
             if socket_now is not self.link.socket:
@@ -297,22 +289,14 @@ class _Actor(threading.Thread):
                 poller.register(socket_now, zmq.POLLIN)
             timeout = self.link.timeout()
             events = dict(poller.poll(int(timeout * 1000) + 1))
-            if self.wake_r.fileno() in events:
-                try:
-                    while self.wake_r.recv(4096):
-                        pass
-                except BlockingIOError:
-                    pass
-            while self.calls:
-                self.calls.popleft()()
+            self.calls.run(self.calls.fileno() in events)
             self._drain()
             if self.link.tick():
                 self._lost()
             self._send_unsent()
         self.link.close(bye=True)
         self.context.term()
-        self.wake_r.close()
-        self.wake_w.close()
+        self.calls.close()
 
     def _drain(self):
         for _ in range(1000):

@@ -34,7 +34,7 @@ import msgpack
 import zmq
 
 from . import _proto as proto
-from ._link import Link
+from ._link import Calls, Link
 from .pool import KWARGS_EXT
 
 DEFAULT_CREDIT = 64
@@ -145,12 +145,10 @@ class _Serving:
         self.held = {}       # ref -> job, of this registration
         self.jobs = queue.Queue()
         self.results = collections.deque()
-        self.wake_r, self.wake_w = socket.socketpair()
-        self.wake_r.setblocking(False)
         self.running = None  # (generation, ref, deadline or None) of the job running
         # What the task thread asks of the I/O thread: queue requests
         # (dpool.queue.Queue talks to this as to a pool's actor) and progress.
-        self.calls = collections.deque()
+        self.calls = Calls()
         self.queue_reqs = {}
         self.reqs = itertools.count(1)
         self.progress = None  # (generation, ref, value) not yet sent
@@ -159,14 +157,7 @@ class _Serving:
     # Called from the task thread.
 
     def call(self, fn):
-        self.calls.append(fn)
-        self._wake()
-
-    def _wake(self):
-        try:
-            self.wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
+        self.calls.add(fn)
 
     # The task thread.
 
@@ -188,7 +179,7 @@ class _Serving:
             run_us = int((time.monotonic() - started) * 1e6)
             self.running = None
             self.results.append((generation, job["ref"], code, value, run_us))
-            self._wake()
+            self.calls.wake()
 
     def _run(self, job):
         fn = self.worker.functions.get(job["fn"])
@@ -203,7 +194,7 @@ class _Serving:
     def run(self):
         threading.Thread(target=self._task_thread, name="dpool-task", daemon=True).start()
         poller = zmq.Poller()
-        poller.register(self.wake_r.fileno(), zmq.POLLIN)
+        poller.register(self.calls.fileno(), zmq.POLLIN)
         watched = None
         try:
             while not self.worker._stop.is_set():
@@ -214,13 +205,7 @@ class _Serving:
                     poller.register(watched, zmq.POLLIN)
                 timeout = min(self.link.timeout(), 0.1)
                 poller.poll(int(timeout * 1000) + 1)
-                try:
-                    while self.wake_r.recv(4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                while self.calls:
-                    self.calls.popleft()()
+                self.calls.run()
                 self._drain()
                 self._send_progress(False)
                 self._send_results()
@@ -320,8 +305,7 @@ class _Serving:
         self.link.close(bye=False)
         self.jobs.put((None, None))
         self.context.term()
-        self.wake_r.close()
-        self.wake_w.close()
+        self.calls.close()
 
 
 _CURRENT = None  # the _Serving whose task thread this is
@@ -345,7 +329,7 @@ def report_progress(value):
     running = serving.running
     if running is not None:
         serving.progress = (running[0], running[1], value)
-        serving._wake()
+        serving.calls.wake()
 
 
 class _TaskHandle:
