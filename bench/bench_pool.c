@@ -30,6 +30,7 @@
 #define ECHO64K_SIZE (64 * 1024)
 #define SLEEP_MS     1
 #define WARMUP_TASKS 200
+#define ECHO_WINDOW  1000 /* tasks in flight of a streamed echo: the forwarder's --inflight */
 
 /*  ---------------------------------------------------------------------------
     Task functions: what the pool workloads run.
@@ -179,34 +180,45 @@ bench_pool_warm_up (dpool_pool_t *pool, int procs)
     s_packed_fini (&args);
 }
 
-/*  Submits count tasks one at a time, each with the same packed args, then
-    waits for every one; returns the seconds from first submit to last
-    result. When check_size is not 0, every result must be a bin of that
-    size. */
+/*  Waits for a handle, checks it (when check_size is not 0, its value must
+    be a bin of that size) and destroys it. */
+static void
+s_collect (dpool_result_t **handle, size_t check_size)
+{
+    s_expect_ok (*handle, "apply_async");
+    if (check_size) {
+        msgpack_object value;
+        if (dpool_result_get (*handle, 0, &value) != 0)
+            bench_fail_dpool ("result_get");
+        if (value.type != MSGPACK_OBJECT_BIN || value.via.bin.size != check_size)
+            bench_fail ("echo returned something else than its %zu bytes", check_size);
+    }
+    dpool_result_destroy (handle);
+}
+
+/*  Submits count tasks one at a time, each with the same packed args;
+    returns the seconds from first submit to last result. window 0: every
+    task is submitted first and every result held until the last came, as a
+    Pool's caller of apply_async does; otherwise at most window tasks are
+    unfinished, the oldest collected (and dropped) before the next goes, as
+    the forwarder's client with --inflight does. */
 static double
 s_run_apply_async (dpool_pool_t *pool, const char *fn, const void *args, size_t size, long count,
-                   size_t check_size)
+                   size_t check_size, long window)
 {
     dpool_result_t **handles = calloc ((size_t)count, sizeof *handles);
     if (!handles)
         bench_fail ("out of memory");
     double start = bench_now ();
     for (long i = 0; i < count; i++) {
+        if (window > 0 && i >= window)
+            s_collect (&handles[i - window], check_size);
         handles[i] = dpool_pool_apply_async (pool, fn, args, size, NULL);
         if (!handles[i])
             bench_fail_dpool ("apply_async");
     }
-    for (long i = 0; i < count; i++) {
-        s_expect_ok (handles[i], "apply_async");
-        if (check_size) {
-            msgpack_object value;
-            if (dpool_result_get (handles[i], 0, &value) != 0)
-                bench_fail_dpool ("result_get");
-            if (value.type != MSGPACK_OBJECT_BIN || value.via.bin.size != check_size)
-                bench_fail ("echo returned something else than its %zu bytes", check_size);
-        }
-        dpool_result_destroy (&handles[i]);
-    }
+    for (long i = window > 0 && count > window ? count - window : 0; i < count; i++)
+        s_collect (&handles[i], check_size);
     double seconds = bench_now () - start;
     free (handles);
     return seconds;
@@ -306,15 +318,21 @@ bench_pool_workload (bench_figures_t *figures)
         figures->tasks = bench_scaled (N_APPLY_ASYNC);
         msgpack_pack_int (&args.pk, 1);
         figures->seconds = s_run_apply_async (pool, BENCH_FN_NOOP, args.sbuf.data, args.sbuf.size,
-                                              figures->tasks, 0);
+                                              figures->tasks, 0, 0);
     } else if (strcmp (w, "map1") == 0 || strcmp (w, "mapdef") == 0) {
         figures->tasks = bench_scaled (N_MAP);
         figures->seconds = s_run_map (pool, figures->tasks, strcmp (w, "map1") == 0 ? 1 : 0);
     } else if (strcmp (w, "apply_seq") == 0) {
         figures->tasks = bench_scaled (N_APPLY_SEQ);
         figures->seconds = bench_pool_apply_seq (pool, figures->tasks, figures);
-    } else if (strcmp (w, "echo1k") == 0 || strcmp (w, "echo64k") == 0) {
-        bool small = strcmp (w, "echo1k") == 0;
+    } else if (strncmp (w, "echo1k", 6) == 0 || strncmp (w, "echo64k", 7) == 0) {
+        bool small = strncmp (w, "echo1k", 6) == 0;
+        const char *kind = w + (small ? 6 : 7);
+        long window = 0;
+        if (strcmp (kind, "_stream") == 0)
+            window = ECHO_WINDOW;
+        else if (*kind)
+            bench_fail ("unknown workload '%s'", w);
         figures->tasks = bench_scaled (small ? N_ECHO1K : N_ECHO64K);
         figures->size = small ? ECHO1K_SIZE : ECHO64K_SIZE;
         char *payload = calloc (1, figures->size);
@@ -324,12 +342,12 @@ bench_pool_workload (bench_figures_t *figures)
         msgpack_pack_bin_body (&args.pk, payload, figures->size);
         free (payload);
         figures->seconds = s_run_apply_async (pool, BENCH_FN_ECHO, args.sbuf.data, args.sbuf.size,
-                                              figures->tasks, figures->size);
+                                              figures->tasks, figures->size, window);
     } else if (strcmp (w, "sleep") == 0) {
         figures->tasks = bench_scaled (N_SLEEP);
         msgpack_pack_int (&args.pk, SLEEP_MS);
         figures->seconds = s_run_apply_async (pool, BENCH_FN_SLEEP, args.sbuf.data, args.sbuf.size,
-                                              figures->tasks, 0);
+                                              figures->tasks, 0, 0);
         figures->ideal_seconds = (double)figures->tasks * SLEEP_MS / 1000.0 / procs;
     } else
         bench_fail ("unknown workload '%s'", w);

@@ -8,7 +8,11 @@
       mapdef       one map of N no-ops with dpool's default chunksize
       apply_seq    N apply calls one after the other: latency p50 and p99
       echo1k       N apply_async of a 1 KiB bin that the task returns
-      echo64k      the same with 64 KiB
+      echo64k      the same with 64 KiB; every task is submitted first and
+                   every result held to the end, as Pool's callers do
+      echo1k_stream, echo64k_stream
+                   the same, with at most 1,000 tasks unfinished, each
+                   result dropped once collected (the forwarder's way)
       sleep        N apply_async of a task that sleeps 1 ms (ideal N/procs ms)
     and with --relay-delay-ms (tcp only) the workers reach the broker
     through delay_relay, a slow link, from inside --netns when given;
@@ -424,7 +428,8 @@ s_usage (FILE *out)
              "Runs one benchmark workload through dpool and prints one JSON object.\n"
              "\n"
              "  --workload W       apply_async, map1, mapdef, apply_seq, echo1k, echo64k,\n"
-             "                     sleep (pool workloads); broker_rss, broker_idle,\n"
+             "                     echo1k_stream, echo64k_stream, sleep (pool\n"
+             "                     workloads); broker_rss, broker_idle,\n"
              "                     cancel, cancel_all, broker_many, restart (broker-only\n"
              "                     workloads);\n"
              "                     fair_apply_seq, fair_two (two clients at once)\n"

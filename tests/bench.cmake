@@ -22,6 +22,7 @@ if (CMAKE_SCRIPT_MODE_FILE)
     # The table's headings and one row of each kind of system.
     foreach (expected "## Side by side" "| workload" "tasks/s median" "| zmq fwd tcp"
                       "| zmq fwd ipc" "| pool" "| dpool embedded" "| dpool tcp" "| dpool ipc"
+                      "| echo64k_stream"
                       "## Broker alone" "| broker_rss" "| broker_idle" "| cancel"
                       "## Fair share between clients" "| sequential apply p50 µs, idle broker"
                       "| no-ops/s, two clients at once" "| share of the workers' time, client A"
