@@ -257,6 +257,8 @@ s_on_ready (dp_broker_t *self, zmq_msg_t *rid, peer_t *peer, dp_ready_t *ready)
     self->dispatch_needed = true;
     dp_info ("worker %s@%s (pid %llu) ready: credit %u, %zu functions", worker->name, worker->host,
              (unsigned long long)worker->pid, worker->credit, worker->nfns);
+    if (self->on_worker)
+        self->on_worker (self->on_worker_arg, worker->name);
     s_send_welcome (self, peer, worker->token);
     /*  Work at once, not after the round of messages this READY came in
         (with many busy workers, a thousand DONEs): last, as it may drop
@@ -1002,6 +1004,8 @@ dp_broker_new (const dp_broker_config_t *config)
         config->max_held_bytes > 0 ? config->max_held_bytes : DP_DEFAULT_MAX_HELD_BYTES;
     self->max_sessions = config->max_sessions > 0 ? config->max_sessions : DP_DEFAULT_MAX_SESSIONS;
     self->trim_memory = config->trim_memory;
+    self->on_worker = config->on_worker;
+    self->on_worker_arg = config->on_worker_arg;
     self->max_queued_per_client = config->max_queued_per_client;
     self->max_queued_bytes_per_client = config->max_queued_bytes_per_client;
     self->zap_fd = -1;

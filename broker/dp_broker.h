@@ -107,6 +107,11 @@ typedef struct {
         NULL: none, all in memory. journal_sync is a dp_journal_sync_t. */
     const char *journal;
     int journal_sync;
+    /*  Told the name of each worker the broker registers (its READY
+        accepted), on the broker's thread; NULL: nobody. An SPMD job's rank
+        0 learns by it which ranks have joined (cluster/dp_spmd.c). */
+    void (*on_worker) (void *arg, const char *name);
+    void *on_worker_arg;
 } dp_broker_config_t;
 
 /*  Fills config with the defaults above. */

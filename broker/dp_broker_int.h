@@ -313,6 +313,8 @@ struct _dp_broker_t {
     size_t max_sessions;
     bool trim_memory;
     int nofunc_grace_ms;
+    void (*on_worker) (void *arg, const char *name); /* dp_broker_config_t's */
+    void *on_worker_arg;
     zsock_t *router;
     void *handle;     /* router's libzmq socket */
     zsock_t *monitor; /* the router's connection events */

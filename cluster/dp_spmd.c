@@ -16,8 +16,11 @@
 #include "dpool.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,10 @@
 
 /*  Exit status of a rank's supervisor that reached no broker. */
 #define EXIT_UNREACHABLE 2
+
+/*  A rank's workers are named HOST:rankN; rank 0 counts the ranks joined
+    by it. */
+#define RANK_TAG ":rank"
 
 /*  One rank's view of the job. */
 typedef struct {
@@ -317,7 +324,7 @@ s_supervise (const s_job_t *job, const char *endpoint, const dp_curve_t *curve, 
     memset (&sc, 0, sizeof sc);
     dp_worker_config_init (&sc.worker);
     char name[DP_MAX_NAME + 1];
-    snprintf (name, sizeof name, "%s:rank%d", dp_hostname (), job->launcher.rank);
+    snprintf (name, sizeof name, "%s" RANK_TAG "%d", dp_hostname (), job->launcher.rank);
     sc.worker.endpoint = endpoint;
     sc.worker.name = name;
     sc.worker.initializer = config->initializer;
@@ -384,7 +391,64 @@ typedef struct {
     dp_client_ext_t inner;
     const dpool_spmd_bootstrap_t *bootstrap; /* finalized at the end, or NULL */
     char *path;                              /* the rendezvous file, or NULL */
+    /*  The other ranks: which have had a worker registered (a byte each),
+        how many, and how long the pool's end waits for the rest. */
+    int size;
+    uint8_t *joined;
+    int njoined;
+    int timeout_ms;
 } s_root_ext_t;
+
+/*  The broker registered a worker: counts its rank, once. */
+static void
+s_on_worker (void *arg, const char *name)
+{
+    s_root_ext_t *self = (s_root_ext_t *)arg;
+    const char *tag = NULL;
+    for (const char *at = strstr (name, RANK_TAG); at; at = strstr (at + 1, RANK_TAG))
+        tag = at;
+    if (!tag || !isdigit ((unsigned char)tag[strlen (RANK_TAG)]))
+        return;
+    char *end;
+    long rank = strtol (tag + strlen (RANK_TAG), &end, 10);
+    if (*end || rank < 1 || rank >= self->size || self->joined[rank])
+        return;
+    self->joined[rank] = 1;
+    self->njoined++;
+}
+
+/*  Before the broker goes (the pool's end, by join or terminate alike): a
+    rank whose workers have not registered yet would only find out that it
+    is gone after the job's timeout, and fail; so the broker serves on
+    until every rank has joined (each then gets the broker's goodbye), for
+    the job's timeout at most. A short job's map may well end before the
+    last ranks have started. */
+static void
+s_wait_for_ranks (s_root_ext_t *self)
+{
+    if (self->njoined >= self->size - 1)
+        return;
+    dp_info ("spmd: %d of the %d other ranks have not joined yet: waiting for them, %d ms at "
+             "most",
+             self->size - 1 - self->njoined, self->size - 1, self->timeout_ms);
+    int64_t deadline = dp_now_ms () + self->timeout_ms;
+    while (self->njoined < self->size - 1) {
+        int64_t left = deadline - dp_now_ms ();
+        if (left <= 0) {
+            dp_warn ("spmd: %d of the %d other ranks never joined rank 0's pool",
+                     self->size - 1 - self->njoined, self->size - 1);
+            return;
+        }
+        struct pollfd fds[DP_CLIENT_EXT_FDS];
+        int nfds = self->inner.fds (self->inner.self, fds);
+        int wait = self->inner.wait_ms (self->inner.self);
+        if (wait < 0 || wait > left)
+            wait = (int)left;
+        if (poll (fds, (nfds_t)nfds, wait) < 0 && errno != EINTR)
+            return;
+        self->inner.work (self->inner.self, fds, nfds);
+    }
+}
 
 static int
 s_ext_start (void *arg)
@@ -418,6 +482,7 @@ static void
 s_ext_stop (void *arg)
 {
     s_root_ext_t *self = (s_root_ext_t *)arg;
+    s_wait_for_ranks (self);
     self->inner.stop (self->inner.self);
 }
 
@@ -433,6 +498,7 @@ s_ext_free (s_root_ext_t *self)
 {
     if (self) {
         free (self->path);
+        free (self->joined);
         free (self);
     }
 }
@@ -528,6 +594,7 @@ s_root_pool (const s_job_t *job, const char *bind, const s_keys_t *keys, s_root_
         s_ext_free (wrap);
         return NULL;
     }
+    dp_embedded_on_worker (embedded, s_on_worker, wrap);
     wrap->inner = dp_embedded_ext (embedded);
     dp_client_ext_t ext = {wrap,       s_ext_start, s_ext_fds,          s_ext_wait_ms,
                            s_ext_work, s_ext_stop,  s_ext_stop_workers, s_ext_destroy};
@@ -584,9 +651,14 @@ s_root (const s_job_t *job)
     s_keys_t keys;
     bool curve = job->curve && !alone;
     s_root_ext_t *wrap = (s_root_ext_t *)calloc (1, sizeof *wrap);
+    if (wrap) {
+        wrap->size = l->size;
+        wrap->timeout_ms = job->timeout_ms;
+        wrap->joined = (uint8_t *)calloc ((size_t)l->size, 1);
+    }
     dpool_pool_t *pool = NULL;
     int code = DPOOL_ENOMEM;
-    if (!wrap || (file && !(wrap->path = strdup (path))))
+    if (!wrap || !wrap->joined || (file && !(wrap->path = strdup (path))))
         s_ext_free (wrap);
     else if ((!alone && s_root_bind (job, bind, sizeof bind)) ||
              (curve && s_keys_make (&keys, &card))) {

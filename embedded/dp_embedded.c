@@ -51,6 +51,8 @@ struct _dp_embedded_t {
     char secret[DP_CURVE_KEY + 1]; /* the broker's CURVE secret key; "" without */
     pid_t supervisor;              /* 0 once reaped */
     dp_broker_t *broker;           /* the actor thread's, from start to stop */
+    void (*on_worker) (void *arg, const char *name); /* dp_embedded_on_worker's */
+    void *on_worker_arg;
 };
 
 _Static_assert(DP_BROKER_MAX_FDS <= DP_CLIENT_EXT_FDS, "the broker's fds fit the actor's poll");
@@ -197,6 +199,13 @@ dp_embedded_new (int procs, const char *bind, const dp_embedded_workers_t *worke
     The extension the pool's actor runs (dp_client_ext_t).
 */
 
+void
+dp_embedded_on_worker (dp_embedded_t *self, void (*fn) (void *arg, const char *name), void *arg)
+{
+    self->on_worker = fn;
+    self->on_worker_arg = arg;
+}
+
 /*  On the actor thread: makes the broker, bound to the ipc endpoint (the
     workers'), the inproc one (the pool's) and the bind asked for. */
 static int
@@ -214,6 +223,8 @@ s_start (void *arg)
         config.curve_secret_key = self->secret;
         config.curve_clients = self->clients;
     }
+    config.on_worker = self->on_worker;
+    config.on_worker_arg = self->on_worker_arg;
     self->broker = dp_broker_new (&config);
     if (!self->broker) {
         dp_error ("client: the embedded broker could not bind %s",

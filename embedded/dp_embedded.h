@@ -61,6 +61,12 @@ dp_embedded_endpoint (dp_embedded_t *self);
 const char *
 dp_embedded_bound (dp_embedded_t *self);
 
+/*  Has fn told, on the actor thread, the name of each worker the broker
+    registers (dp_broker_config_t's on_worker). Before the pool that takes
+    the extension starts. */
+void
+dp_embedded_on_worker (dp_embedded_t *self, void (*fn) (void *arg, const char *name), void *arg);
+
 /*  The extension that runs the broker in the pool's actor loop and stops
     and frees the rest (dp_client.h). Its start fails with DPOOL_EINVAL for
     a bind that failed, DPOOL_ESYS for another. Whoever takes it (the

@@ -6,7 +6,8 @@
     and they find rank 0 through a rendezvous file or a fixed endpoint; or
     the real mpirun starts spmd_demo_mpi. Checked: the map's results reach
     rank 0 and come from worker processes of the other ranks; every rank
-    exits 0 when rank 0's pool is destroyed; a worker rank killed mid-map
+    exits 0 when rank 0's pool is destroyed, a rank started after the map
+    ended too; a worker rank killed mid-map
     loses no task; killing rank 0 ends every other rank within the
     broker's expiry, with none of their processes left; a rank that finds
     no rank 0 exits 1 naming what it waited for, and one takes no card
@@ -213,6 +214,42 @@ static bool
 s_group_gone (void *arg)
 {
     return kill (-*(pid_t *)arg, 0) != 0;
+}
+
+/*  True when rank 0's stderr says its pool's session ended (the broker's
+    "client ... gone"): its map is done. */
+static bool
+s_root_ended (void *arg)
+{
+    (void)arg;
+    char *text = dp_test_read_file (dp_test_path ("rank0.err"));
+    bool yes = text && strstr (text, ") gone with ");
+    free (text);
+    return yes;
+}
+
+/*  A short job whose map ends before its last rank has started (mpirun
+    may start ranks that late): rank 0's pool ends, but its broker serves
+    on until rank 2 has joined, so rank 2 gets the goodbye and every rank
+    exits 0, instead of rank 2 failing after the job's timeout. */
+static void
+s_case_late_rank (void)
+{
+    char rendezvous[1024];
+    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    pid_t one = s_rank (LAUNCH_SLURM, 1, 3, rendezvous, "20", "0", NULL);
+    pid_t root = s_rank (LAUNCH_SLURM, 0, 3, rendezvous, "20", "0", NULL);
+    /*  The map has ended (on rank 1): rank 0 is in its pool's end. */
+    CHECK (dp_test_wait_until (s_root_ended, NULL, RUN_MS));
+    CHECK (kill (root, 0) == 0);
+    s_expect_err ("rank0", "1 of the 2 other ranks have not joined yet");
+    pid_t two = s_rank (LAUNCH_SLURM, 2, 3, rendezvous, "20", "0", NULL);
+    s_expect_exit (root, "rank0", 0, RUN_MS);
+    long pids[8] = {0};
+    s_report (20, pids, 7);
+    s_expect_exit (one, "rank1", 0, ORPHAN_MS);
+    s_expect_exit (two, "rank2", 0, ORPHAN_MS);
+    s_expect_err ("rank2", "the broker said goodbye");
 }
 
 /*  Three ranks on a map of slow tasks; once both worker ranks serve, one
@@ -691,6 +728,7 @@ static const dp_test_case_t s_cases[] = {
     {"spmd_rendezvous_file", s_case_file},
     {"spmd_fixed_endpoint", s_case_fixed_endpoint},
     {"spmd_kill_worker_rank", s_case_kill_worker_rank},
+    {"spmd_late_rank_gets_goodbye", s_case_late_rank},
     {"spmd_kill_rank0", s_case_kill_root},
     {"spmd_rank0_unreachable", s_case_unreachable},
     {"spmd_foreign_card_ignored", s_case_foreign_card},
