@@ -27,8 +27,24 @@ install (FILES ${PROJECT_BINARY_DIR}/dpoolConfig.cmake
          DESTINATION ${DPOOL_CMAKE_DIR})
 install (EXPORT dpoolTargets NAMESPACE dpool:: DESTINATION ${DPOOL_CMAKE_DIR})
 
+# libdpool_mpi, when built: its header, dpool_mpi.pc and the package's
+# component mpi (find_package (dpool COMPONENTS mpi) gives dpool::dpool_mpi),
+# all in install component mpi, which the .deb leaves out.
+if (TARGET dpool_mpi)
+    install (TARGETS dpool_mpi EXPORT dpoolMpiTargets
+             LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT mpi
+             INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+    install (FILES include/dpool_mpi.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT mpi)
+    configure_file (cmake/dpool_mpi.pc.in ${PROJECT_BINARY_DIR}/dpool_mpi.pc @ONLY)
+    install (FILES ${PROJECT_BINARY_DIR}/dpool_mpi.pc
+             DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT mpi)
+    install (EXPORT dpoolMpiTargets NAMESPACE dpool:: DESTINATION ${DPOOL_CMAKE_DIR}
+             COMPONENT mpi)
+endif ()
+
 # The consumer example, as a user's starting point.
-install (FILES examples/consumer/square.c examples/consumer/CMakeLists.txt
+install (FILES examples/consumer/square.c examples/consumer/spmd_square.c
+               examples/consumer/CMakeLists.txt
          DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 
 

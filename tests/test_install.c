@@ -24,6 +24,7 @@
 #define TEST_SECONDS 240
 #define RUN_MS       200000 /* one command: an install, a build, a run */
 #define SQUARE_OUT   "49\n285\n"
+#define EXIT_SKIP    77 /* ctest: skipped */
 
 /*  Runs script with /bin/sh, its output in files named after tag; stops
     the test, showing its stderr, unless it exits 0. Returns its stdout,
@@ -76,26 +77,48 @@ s_case_programs (void)
     }
 }
 
+/*  Fails unless `pkg-config --libs module`, from the prefix, names each
+    of the NULL-ended flags. */
+static void
+s_check_libs (const char *prefix, const char *module, const char *const *flags)
+{
+    char script[4096];
+    snprintf (script, sizeof script,
+              "export PKG_CONFIG_PATH='%s/%s/pkgconfig'; pkg-config --libs %s", prefix,
+              DPOOL_LIBDIR, module);
+    char *libs = s_sh ("libs", script);
+    for (; *flags; flags++)
+        if (!strstr (libs, *flags))
+            dp_test_fail (__FILE__, __LINE__, "pkg-config --libs %s gave '%s', without %s", module,
+                          libs, *flags);
+    free (libs);
+}
+
+/*  Builds examples/consumer/NAME.c with nothing but `pkg-config --cflags
+    --libs module` from the prefix, and runs it (through runner, unless
+    it is ""); returns its stdout, which the caller frees. */
+static char *
+s_build_with_pkg_config (const char *prefix, const char *module, const char *name,
+                         const char *runner)
+{
+    char script[4096];
+    snprintf (script, sizeof script,
+              "export PKG_CONFIG_PATH='%s/%s/pkgconfig' && cd '%s' && "
+              "'%s' -o %s '%s/examples/consumer/%s.c' $(pkg-config --cflags --libs %s) "
+              "-Wl,-rpath,\"$(pkg-config --variable=libdir dpool)\" && %s ./%s",
+              prefix, DPOOL_LIBDIR, dp_test_dir (), DPOOL_CC, name, DPOOL_SOURCE_DIR, name, module,
+              runner, name);
+    return s_sh (name, script);
+}
+
 /*  `pkg-config --cflags --libs dpool` is all the example needs (msgpack's
     -lmsgpackc comes through Requires); it runs an embedded pool. */
 static void
 s_case_pkg_config (void)
 {
     const char *prefix = s_install ();
-    char script[4096];
-    snprintf (script, sizeof script,
-              "export PKG_CONFIG_PATH='%s/%s/pkgconfig'; pkg-config --libs dpool", prefix,
-              DPOOL_LIBDIR);
-    char *libs = s_sh ("libs", script);
-    if (!strstr (libs, "-ldpool") || !strstr (libs, "-lmsgpackc"))
-        dp_test_fail (__FILE__, __LINE__, "pkg-config --libs dpool gave '%s'", libs);
-    free (libs);
-    snprintf (script, sizeof script,
-              "export PKG_CONFIG_PATH='%s/%s/pkgconfig' && cd '%s' && "
-              "'%s' -o square '%s/examples/consumer/square.c' $(pkg-config --cflags --libs dpool) "
-              "-Wl,-rpath,\"$(pkg-config --variable=libdir dpool)\" && ./square",
-              prefix, DPOOL_LIBDIR, dp_test_dir (), DPOOL_CC, DPOOL_SOURCE_DIR);
-    char *out = s_sh ("square", script);
+    s_check_libs (prefix, "dpool", (const char *const[]){"-ldpool", "-lmsgpackc", NULL});
+    char *out = s_build_with_pkg_config (prefix, "dpool", "square", "");
     CHECK_EQ_STR (out, SQUARE_OUT);
     free (out);
 }
@@ -116,6 +139,38 @@ s_case_find_package (void)
     const char *last = strstr (out, SQUARE_OUT);
     CHECK (last && strcmp (last, SQUARE_OUT) == 0);
     free (out);
+}
+
+/*  libdpool_mpi from the prefix, both ways: spmd_square (the consumer
+    example) built with `pkg-config --cflags --libs dpool_mpi` and with
+    find_package (dpool COMPONENTS mpi), each run as three ranks by the
+    real mpirun, rank 0 printing the sum of its map. */
+static void
+s_case_mpi (void)
+{
+#ifndef DPOOL_INSTALL_MPI
+    fprintf (stderr, "skipped: built without MPI\n");
+    exit (EXIT_SKIP);
+#else
+    const char *prefix = s_install ();
+    s_check_libs (prefix, "dpool_mpi",
+                  (const char *const[]){"-ldpool_mpi", "-ldpool ", "-lmpi", NULL});
+    /*  Three ranks on this machine's cores, over tcp between them. */
+    const char *mpirun = "mpirun --allow-run-as-root --oversubscribe -n 3 --mca btl self,tcp";
+    char *out = s_build_with_pkg_config (prefix, "dpool_mpi", "spmd_square", mpirun);
+    CHECK_EQ_STR (out, "285\n");
+    free (out);
+    char script[4096];
+    snprintf (script, sizeof script,
+              "'%s' -S '%s/examples/consumer' -B '%s/consumer_mpi' -DCMAKE_PREFIX_PATH='%s' "
+              "-DCMAKE_C_COMPILER='%s' >/dev/null && '%s' --build '%s/consumer_mpi' >/dev/null && "
+              "%s '%s/consumer_mpi/spmd_square'",
+              DPOOL_CMAKE, DPOOL_SOURCE_DIR, dp_test_dir (), prefix, DPOOL_CC, DPOOL_CMAKE,
+              dp_test_dir (), mpirun, dp_test_dir ());
+    out = s_sh ("spmd_cmake", script);
+    CHECK_EQ_STR (out, "285\n");
+    free (out);
+#endif
 }
 
 /*  The man pages, made by the build, are roff under share/man, and man
@@ -232,6 +287,7 @@ static const dp_test_case_t s_cases[] = {
     {"install_programs", s_case_programs},
     {"install_pkg_config", s_case_pkg_config},
     {"install_find_package", s_case_find_package},
+    {"install_mpi", s_case_mpi},
     {"install_man_pages", s_case_man_pages},
     {"install_units", s_case_units},
     {"install_deb", s_case_deb},
