@@ -215,19 +215,38 @@ def make_jobs(args, scale, mpi, scales=None):
     jobs = []
     python = baseline_python()
     quick = scale < 1
+
+    def dpool(mode, workload):
+        own = scales.get(("dpool " + mode, workload), scale)
+        return Job("dpool " + mode, workload,
+                   [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
+                    "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker])
+
+    def forwarder(transport):
+        return [args.forwarder, "--transport", transport, "--workers", str(PROCS)]
+
     for transport in ("tcp", "ipc"):
         system = "zmq fwd " + transport
-        base = [args.forwarder, "--transport", transport, "--workers", str(PROCS)]
         n = max(1, int(FWD_THROUGHPUT * scale))
-        jobs.append(Job(system, "throughput", base + ["--requests", str(n)]))
+        jobs.append(Job(system, "throughput", forwarder(transport) + ["--requests", str(n)]))
         n = max(1, int(FWD_LATENCY * scale))
-        jobs.append(Job(system, "latency", base + ["--workload", "latency", "--requests", str(n)]))
-        for workload, (size, count) in FWD_ECHO.items():
-            n = max(1, int(count * scale))
-            echo = base + ["--requests", str(n), "--size", str(size)]
-            jobs.append(Job(system, workload, echo))
-            jobs.append(Job(system + " keep", workload, echo + ["--keep"]))
+        jobs.append(Job(system, "latency", forwarder(transport) +
+                        ["--workload", "latency", "--requests", str(n)]))
     for workload in POOL_WORKLOADS:
+        if workload in FWD_ECHO:
+            # Each echo right after the forwarder figure it is compared
+            # with, so that both meet the machine in the same state: the
+            # streamed echo after the plain forwarder, the held one after
+            # the forwarder keeping its replies (embedded's limit is ipc's).
+            size, count = FWD_ECHO[workload]
+            n = max(1, int(count * scale))
+            stream = workload + "_stream"
+            for transport, modes in (("tcp", ["tcp"]), ("ipc", ["ipc", "embedded"])):
+                echo = forwarder(transport) + ["--requests", str(n), "--size", str(size)]
+                jobs.append(Job("zmq fwd " + transport, workload, echo))
+                jobs += [dpool(mode, stream) for mode in modes]
+                jobs.append(Job("zmq fwd %s keep" % transport, workload, echo + ["--keep"]))
+                jobs += [dpool(mode, workload) for mode in modes]
         own = scales.get(("pool", workload), scale)
         jobs.append(Job("pool", workload, [python, os.path.join(BENCH_DIR, "pool_baseline.py"),
                                            "--workload", workload, "--scale", "%g" % own,
@@ -240,17 +259,8 @@ def make_jobs(args, scale, mpi, scales=None):
                                       os.path.join(BENCH_DIR, "mpi_baseline.py"), "--workload",
                                       workload, "--scale", "%g" % own, "--procs", str(PROCS)],
                             env=env, fatal=False))
-        for mode in ("embedded", "tcp", "ipc"):
-            own = scales.get(("dpool " + mode, workload), scale)
-            jobs.append(Job("dpool " + mode, workload,
-                            [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
-                             "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker]))
-    for workload in STREAM_WORKLOADS:
-        for mode in ("embedded", "tcp", "ipc"):
-            own = scales.get(("dpool " + mode, workload), scale)
-            jobs.append(Job("dpool " + mode, workload,
-                            [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
-                             "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker]))
+        if workload not in FWD_ECHO:
+            jobs += [dpool(mode, workload) for mode in ("embedded", "tcp", "ipc")]
     for workload in JOURNAL_WORKLOADS:
         own = scales.get((JOURNAL_SYSTEM, workload), scale)
         jobs.append(Job(JOURNAL_SYSTEM, workload,
