@@ -328,7 +328,7 @@ s_over_bounds (dp_broker_t *self, client_t *client, size_t args_size, char *mess
 static bool
 s_submit_refused (dp_broker_t *self, client_t *client, const dp_task_t *in)
 {
-    if (dp_broker_client_flooded (self, client, dp_now_ms ())) {
+    if (dp_broker_client_flooded (self, client)) {
         self->dropped[DROP_HELD_FULL]++;
         dp_broker_warn_once (self, client->key, "tasks dropped: it does not read its results");
         return true;
@@ -1104,7 +1104,7 @@ dp_broker_new (const dp_broker_config_t *config)
     }
     if (config->endpoint_file && s_write_endpoint_file (config->endpoint_file, endpoints) != 0)
         dp_warn ("cannot write %s", config->endpoint_file);
-    self->started = self->last_tick = dp_now_ms ();
+    self->started = self->last_tick = self->round_ms = dp_now_ms ();
     self->next_beat = self->started + self->heartbeat_ms;
     return self;
 }
@@ -1229,6 +1229,7 @@ void
 dp_broker_work (dp_broker_t *self, const struct pollfd *fds, int nfds)
 {
     assert (self);
+    self->round_ms = dp_now_ms ();
     if (self->reload_pending) {
         self->reload_pending = 0;
         dp_broker_reload (self);

@@ -209,11 +209,11 @@ s_recent_roll (uint64_t recent_us[2], int64_t *at, int64_t period)
     *at = period;
 }
 
-/*  The share period of now. */
+/*  The share period of now (of this round: see round_ms). */
 static int64_t
 s_period (const dp_broker_t *self)
 {
-    return (dp_now_ms () - self->started) / SHARE_PERIOD_MS;
+    return (self->round_ms - self->started) / SHARE_PERIOD_MS;
 }
 
 /*  The most tasks of tenant running at once; 0: no bound. */

@@ -443,9 +443,9 @@ dp_broker_held_bytes (const client_t *client)
 }
 
 bool
-dp_broker_client_flooded (const dp_broker_t *self, const client_t *client, int64_t now)
+dp_broker_client_flooded (const dp_broker_t *self, const client_t *client)
 {
-    if (!client->stalled || now - client->drained < self->expiry_ms)
+    if (!client->stalled || self->round_ms - client->drained < self->expiry_ms)
         return false;
     return dp_broker_held_results (client) >= 2 * self->max_held_results ||
            dp_broker_held_bytes (client) >= 2 * self->max_held_bytes;
