@@ -174,3 +174,51 @@ dp_testpeer_map_get (msgpack_object map, const char *key)
     }
     return value;
 }
+
+/*  ---------------------------------------------------------------------------
+    Decoding by hand.
+*/
+
+dp_reason_t
+dp_testpeer_decode (dp_cmd_t cmd, const void *body, size_t size, dp_msg_t *msg)
+{
+    uint8_t header[DP_HEADER_SIZE];
+    dp_header_encode (header, cmd);
+    return dp_msg_decode (header, sizeof header, body, size, msg);
+}
+
+dp_msg_t
+dp_testpeer_decode_ok (const dp_writer_t *w, dp_cmd_t cmd)
+{
+    dp_msg_t msg;
+    CHECK (dp_writer_ok (w));
+    dp_reason_t rc = dp_testpeer_decode (cmd, dp_writer_data (w), dp_writer_size (w), &msg);
+    if (rc != DP_OK)
+        dp_test_fail (__FILE__, __LINE__, "%s decoded as %s", dp_cmd_name (cmd),
+                      dp_reason_name (rc));
+    CHECK_EQ_INT (msg.cmd, cmd);
+    return msg;
+}
+
+void
+dp_testpeer_refused (const dp_writer_t *w, dp_cmd_t cmd, dp_reason_t reason)
+{
+    dp_msg_t msg;
+    CHECK (dp_writer_ok (w));
+    CHECK_EQ_INT (dp_testpeer_decode (cmd, dp_writer_data (w), dp_writer_size (w), &msg), reason);
+}
+
+void
+dp_testpeer_prefixes_refused (dp_cmd_t cmd, const void *body, size_t size)
+{
+    for (size_t cut = 0; cut < size; cut++) {
+        uint8_t *prefix = (uint8_t *)malloc (cut ? cut : 1);
+        CHECK (prefix);
+        memcpy (prefix, body, cut);
+        dp_msg_t msg;
+        if (dp_testpeer_decode (cmd, prefix, cut, &msg) == DP_OK)
+            dp_test_fail (__FILE__, __LINE__, "%s: a prefix of %zu of %zu bytes decoded",
+                          dp_cmd_name (cmd), cut, size);
+        free (prefix);
+    }
+}

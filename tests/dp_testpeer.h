@@ -77,4 +77,28 @@ dp_testpeer_status (dp_testpeer_t *client, msgpack_unpacked *unpacked);
 msgpack_object
 dp_testpeer_map_get (msgpack_object map, const char *key);
 
+/*  ---------------------------------------------------------------------------
+    Decoding by hand, for the tests of proto/ itself: bodies as they would
+    come from the network, with their header made here.
+*/
+
+/*  Decodes body (size bytes) as a message of cmd into msg. */
+dp_reason_t
+dp_testpeer_decode (dp_cmd_t cmd, const void *body, size_t size, dp_msg_t *msg);
+
+/*  Decodes what w holds as cmd; stops the test unless it decodes (DP_OK)
+    to a message of cmd. */
+dp_msg_t
+dp_testpeer_decode_ok (const dp_writer_t *w, dp_cmd_t cmd);
+
+/*  Stops the test unless what w holds, as cmd, is refused for reason. */
+void
+dp_testpeer_refused (const dp_writer_t *w, dp_cmd_t cmd, dp_reason_t reason);
+
+/*  Stops the test unless every proper prefix of body is refused as cmd,
+    each decoded from a copy of exactly its size (so that a sanitizer sees
+    any read past it). */
+void
+dp_testpeer_prefixes_refused (dp_cmd_t cmd, const void *body, size_t size);
+
 #endif

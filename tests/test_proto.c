@@ -3,6 +3,7 @@
     refused with a reason, never crash, never read out of bounds (run under
     ASan in CI). */
 #include "dp_proto.h"
+#include "dp_testpeer.h"
 #include "dp_testutil.h"
 #include "dpool.h"
 
@@ -12,30 +13,11 @@
 
 static dp_writer_t w;
 
-/*  Decodes the writer's body as cmd and expects DP_OK. */
-static dp_msg_t
-s_decode_ok (dp_cmd_t cmd)
-{
-    uint8_t header[DP_HEADER_SIZE];
-    dp_header_encode (header, cmd);
-    dp_msg_t msg;
-    CHECK (dp_writer_ok (&w));
-    dp_reason_t rc =
-        dp_msg_decode (header, sizeof header, dp_writer_data (&w), dp_writer_size (&w), &msg);
-    if (rc != DP_OK)
-        dp_test_fail (__FILE__, __LINE__, "%s decoded as %s", dp_cmd_name (cmd),
-                      dp_reason_name (rc));
-    CHECK_EQ_INT (msg.cmd, cmd);
-    return msg;
-}
-
 static dp_reason_t
 s_decode (dp_cmd_t cmd, const void *body, size_t size)
 {
-    uint8_t header[DP_HEADER_SIZE];
-    dp_header_encode (header, cmd);
     dp_msg_t msg;
-    return dp_msg_decode (header, sizeof header, body, size, &msg);
+    return dp_testpeer_decode (cmd, body, size, &msg);
 }
 
 static bool
@@ -81,7 +63,7 @@ s_hello_welcome_ready (void)
     for (int i = 0; i < DP_SESSION_SIZE; i++)
         session[i] = (uint8_t)(i * 7);
     dp_encode_hello (&w, session, "client-1");
-    dp_msg_t msg = s_decode_ok (DP_CMD_HELLO);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_HELLO);
     CHECK_EQ_INT (msg.u.hello.session.size, DP_SESSION_SIZE);
     CHECK (memcmp (msg.u.hello.session.data, session, DP_SESSION_SIZE) == 0);
     CHECK (s_span_is (msg.u.hello.name, "client-1"));
@@ -90,7 +72,7 @@ s_hello_welcome_ready (void)
 
     /*  A lane's HELLO: the third field, up to DP_MAX_LANES. */
     dp_encode_hello_lane (&w, session, "client-1", DP_MAX_LANES);
-    msg = s_decode_ok (DP_CMD_HELLO);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_HELLO);
     CHECK_EQ_INT (msg.u.hello.lane, DP_MAX_LANES);
     CHECK (s_span_is (msg.u.hello.name, "client-1"));
     uint8_t lane_65[] = {0x93, 0xc4, 0x10, 0, 0, 0, 0, 0, 0,    0,   0,
@@ -101,7 +83,7 @@ s_hello_welcome_ready (void)
     CHECK_EQ_INT (s_decode (DP_CMD_HELLO, lane_str, sizeof lane_str), DP_EBODY);
 
     dp_encode_welcome (&w, 1000, 2500, "broker@h", 7);
-    msg = s_decode_ok (DP_CMD_WELCOME);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_WELCOME);
     CHECK_EQ_INT (msg.u.welcome.heartbeat_ms, 1000);
     CHECK_EQ_INT (msg.u.welcome.expiry_ms, 2500);
     CHECK (s_span_is (msg.u.welcome.broker, "broker@h"));
@@ -111,11 +93,11 @@ s_hello_welcome_ready (void)
 
     /*  A worker's WELCOME carries its lane token; ATTACH hands it back. */
     dp_encode_welcome_token (&w, 1000, 2500, "b", 3, UINT64_MAX - 5);
-    msg = s_decode_ok (DP_CMD_WELCOME);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_WELCOME);
     CHECK_EQ_INT (msg.u.welcome.workers, 3);
     CHECK (msg.u.welcome.token == UINT64_MAX - 5);
     dp_encode_attach (&w, 0x1234567890abcdefULL);
-    msg = s_decode_ok (DP_CMD_ATTACH);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_ATTACH);
     CHECK (msg.u.attach.token == 0x1234567890abcdefULL);
     CHECK_EQ_STR (dp_cmd_name (DP_CMD_ATTACH), "ATTACH");
     uint8_t attach_zero[] = {0x91, 0x00};
@@ -129,7 +111,7 @@ s_hello_welcome_ready (void)
 
     const char *fns[] = {"echo", "sleep", "resize"};
     dp_encode_ready (&w, "w1", 4242, "hostA", 2, fns, 3);
-    msg = s_decode_ok (DP_CMD_READY);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_READY);
     CHECK (s_span_is (msg.u.ready.name, "w1"));
     CHECK_EQ_INT (msg.u.ready.pid, 4242);
     CHECK (s_span_is (msg.u.ready.host, "hostA"));
@@ -236,7 +218,7 @@ s_tasks (void)
         }
         dp_list_end (&w);
         CHECK_EQ_INT (dp_list_count (&w), 3);
-        dp_msg_t msg = s_decode_ok (cmd);
+        dp_msg_t msg = dp_testpeer_decode_ok (&w, cmd);
         dp_task_t task;
         for (int i = 0; i < 3; i++) {
             CHECK (dp_list_next_task (&msg.u.list, cmd, &task));
@@ -260,7 +242,7 @@ s_tasks (void)
     /*  An empty list is valid. */
     dp_list_begin (&w);
     dp_list_end (&w);
-    s_decode_ok (DP_CMD_SUBMIT);
+    dp_testpeer_decode_ok (&w, DP_CMD_SUBMIT);
 
     /*  Unknown flags, and a chunk whose args are not an array, are refused. */
     dp_task_t bad = {.id = 1, .fn = {(const uint8_t *)"f", 1}, .args = {args[0], args_size[0]}};
@@ -299,7 +281,7 @@ s_results (void)
         dp_list_add_result (&w, 10, 0, value, sizeof value);
         dp_list_add_error (&w, 11, DPOOL_EFAILED, "division by zero");
         dp_list_end (&w);
-        dp_msg_t msg = s_decode_ok (cmd);
+        dp_msg_t msg = dp_testpeer_decode_ok (&w, cmd);
         dp_result_t r;
         CHECK (dp_list_next_result (&msg.u.list, &r));
         CHECK_EQ_INT (r.id, 10);
@@ -330,7 +312,7 @@ s_results (void)
     dp_list_begin (&w);
     dp_list_add_error (&w, 1, DPOOL_EFAILED, longmsg);
     dp_list_end (&w);
-    s_decode_ok (DP_CMD_DONE);
+    dp_testpeer_decode_ok (&w, DP_CMD_DONE);
     free (longmsg);
 }
 
@@ -339,7 +321,7 @@ s_small_messages (void)
 {
     uint64_t seqs[] = {1, 5, 1ull << 50};
     dp_encode_cancel (&w, false, seqs, 3);
-    dp_msg_t msg = s_decode_ok (DP_CMD_CANCEL);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_CANCEL);
     CHECK (!msg.u.cancel.all);
     uint64_t seq;
     for (int i = 0; i < 3; i++) {
@@ -348,18 +330,18 @@ s_small_messages (void)
     }
     CHECK (!dp_list_next_uint (&msg.u.cancel.seqs, &seq));
     dp_encode_cancel (&w, true, NULL, 0);
-    msg = s_decode_ok (DP_CMD_CANCEL);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_CANCEL);
     CHECK (msg.u.cancel.all);
 
     dp_encode_error (&w, DPOOL_EPROTO, "bad header");
-    msg = s_decode_ok (DP_CMD_ERROR);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_ERROR);
     CHECK_EQ_INT (msg.u.error.code, DPOOL_EPROTO);
     CHECK (s_span_is (msg.u.error.message, "bad header"));
 
     dp_cmd_t empties[] = {DP_CMD_HEARTBEAT, DP_CMD_BYE, DP_CMD_STATUS};
     for (int i = 0; i < 3; i++) {
         dp_encode_empty (&w);
-        s_decode_ok (empties[i]);
+        dp_testpeer_decode_ok (&w, empties[i]);
     }
     /*  A later version may append fields: readers skip them. */
     uint8_t longer[] = {0x92, 0x01, 0xc0};
@@ -392,25 +374,16 @@ s_truncated_and_mutated (void)
     dp_list_end (&w);
     size_t size = dp_writer_size (&w);
     uint8_t *copy = malloc (size);
-    for (size_t cut = 0; cut < size; cut++) {
-        /*  A fresh allocation of exactly cut bytes, so ASan sees any overread. */
-        uint8_t *prefix = malloc (cut ? cut : 1);
-        memcpy (prefix, dp_writer_data (&w), cut);
-        CHECK (s_decode (DP_CMD_SUBMIT, prefix, cut) != DP_OK);
-        free (prefix);
-    }
+    dp_testpeer_prefixes_refused (DP_CMD_SUBMIT, dp_writer_data (&w), size);
     for (size_t at = 0; at < size; at++)
         for (int bit = 0; bit < 8; bit++) {
             memcpy (copy, dp_writer_data (&w), size);
             copy[at] ^= (uint8_t)(1 << bit);
-            dp_reason_t rc = s_decode (DP_CMD_SUBMIT, copy, size);
+            dp_msg_t msg;
+            dp_reason_t rc = dp_testpeer_decode (DP_CMD_SUBMIT, copy, size, &msg);
             CHECK (rc == DP_OK || rc == DP_EBODY || rc == DP_ELIMIT);
             if (rc == DP_OK) {
                 /*  Whatever decoded must walk cleanly. */
-                uint8_t header[DP_HEADER_SIZE];
-                dp_header_encode (header, DP_CMD_SUBMIT);
-                dp_msg_t msg;
-                dp_msg_decode (header, sizeof header, copy, size, &msg);
                 dp_task_t task;
                 while (dp_list_next_task (&msg.u.list, DP_CMD_SUBMIT, &task))
                     CHECK (task.args.data >= copy &&
@@ -645,7 +618,7 @@ s_long_list (void)
             dp_list_add_result (&w, i, 0, value, sizeof value);
     }
     dp_list_end (&w);
-    dp_msg_t msg = s_decode_ok (DP_CMD_RESULT);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_RESULT);
     for (int pass = 0; pass < 2; pass++) {
         dp_list_t list = msg.u.list;
         dp_result_t result;
@@ -890,13 +863,13 @@ s_writer_swap (void)
     dp_list_add_error (&w, 2, DPOOL_EFAILED, "x");
     dp_list_end (&w);
     dp_list_end (&other);
-    dp_msg_t msg = s_decode_ok (DP_CMD_DONE);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_DONE);
     CHECK_EQ_INT (msg.u.list.left, 1);
     dp_result_t r;
     CHECK (dp_list_next_result (&msg.u.list, &r));
     CHECK_EQ_INT (r.id, 2);
     dp_writer_swap (&w, &other);
-    msg = s_decode_ok (DP_CMD_DONE);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_DONE);
     CHECK (dp_list_next_result (&msg.u.list, &r));
     CHECK_EQ_INT (r.id, 1);
     dp_writer_fini (&other);

@@ -6,6 +6,7 @@
     in CI).
 */
 #include "dp_proto.h"
+#include "dp_testpeer.h"
 #include "dp_testutil.h"
 #include "dpool.h"
 
@@ -16,51 +17,6 @@
 #define ID "0123456789abcdef"
 
 static dp_writer_t w;
-
-static dp_reason_t
-s_decode (dp_cmd_t cmd, const void *body, size_t size, dp_msg_t *msg)
-{
-    uint8_t header[DP_HEADER_SIZE];
-    dp_header_encode (header, cmd);
-    return dp_msg_decode (header, sizeof header, body, size, msg);
-}
-
-static dp_msg_t
-s_decode_ok (dp_cmd_t cmd)
-{
-    dp_msg_t msg;
-    CHECK (dp_writer_ok (&w));
-    dp_reason_t rc = s_decode (cmd, dp_writer_data (&w), dp_writer_size (&w), &msg);
-    if (rc != DP_OK)
-        dp_test_fail (__FILE__, __LINE__, "%s decoded as %s", dp_cmd_name (cmd),
-                      dp_reason_name (rc));
-    CHECK_EQ_INT (msg.cmd, cmd);
-    return msg;
-}
-
-static void
-s_refused (dp_cmd_t cmd, dp_reason_t reason)
-{
-    dp_msg_t msg;
-    CHECK (dp_writer_ok (&w));
-    CHECK_EQ_INT (s_decode (cmd, dp_writer_data (&w), dp_writer_size (&w), &msg), reason);
-}
-
-/*  Every proper prefix of the writer's body is refused, and reading it
-    stays inside it (each prefix is copied to a buffer of its size). */
-static void
-s_truncations (dp_cmd_t cmd)
-{
-    size_t size = dp_writer_size (&w);
-    for (size_t cut = 0; cut < size; cut++) {
-        uint8_t *copy = (uint8_t *)malloc (cut ? cut : 1);
-        CHECK (copy);
-        memcpy (copy, dp_writer_data (&w), cut);
-        dp_msg_t msg;
-        CHECK (s_decode (cmd, copy, cut, &msg) != DP_OK);
-        free (copy);
-    }
-}
 
 static void
 s_add (void)
@@ -73,7 +29,7 @@ s_add (void)
         dp_list_add_task (&w, DP_CMD_SUBMIT, &task);
     }
     dp_list_end (&w);
-    dp_msg_t msg = s_decode_ok (DP_CMD_BATCH_ADD);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_BATCH_ADD);
     CHECK_EQ_INT (msg.u.batch_add.req, 9);
     CHECK (dp_span_eq (msg.u.batch_add.id, ID));
     CHECK (dp_span_eq (msg.u.batch_add.name, "nightly"));
@@ -89,7 +45,7 @@ s_add (void)
         CHECK_EQ_INT (task.args.size, 2);
     }
     CHECK_EQ_INT (n, 2);
-    s_truncations (DP_CMD_BATCH_ADD);
+    dp_testpeer_prefixes_refused (DP_CMD_BATCH_ADD, dp_writer_data (&w), dp_writer_size (&w));
 
     /*  Ids: 16 lowercase hex characters, nothing else. */
     const char *bad_ids[] = {"",
@@ -102,59 +58,59 @@ s_add (void)
         dp_encode_batch_add (&w, 1, bad_ids[i], "", "f", 0, 0, 0);
         dp_list_open (&w);
         dp_list_end (&w);
-        s_refused (DP_CMD_BATCH_ADD, DP_ELIMIT);
+        dp_testpeer_refused (&w, DP_CMD_BATCH_ADD, DP_ELIMIT);
         dp_encode_batch_cancel (&w, 1, bad_ids[i]);
-        s_refused (DP_CMD_BATCH_CANCEL, DP_ELIMIT);
+        dp_testpeer_refused (&w, DP_CMD_BATCH_CANCEL, DP_ELIMIT);
     }
     /*  Unknown flags, a TTL past a year, an empty function. */
     dp_encode_batch_add (&w, 1, ID, "", "f", 0x80, 0, 0);
     dp_list_open (&w);
     dp_list_end (&w);
-    s_refused (DP_CMD_BATCH_ADD, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_BATCH_ADD, DP_ELIMIT);
     dp_encode_batch_add (&w, 1, ID, "", "f", 0, DP_MAX_BATCH_TTL_S + 1, 0);
     dp_list_open (&w);
     dp_list_end (&w);
-    s_refused (DP_CMD_BATCH_ADD, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_BATCH_ADD, DP_ELIMIT);
     dp_encode_batch_add (&w, 1, ID, "", "", 0, 0, 0);
     dp_list_open (&w);
     dp_list_end (&w);
-    s_refused (DP_CMD_BATCH_ADD, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_BATCH_ADD, DP_ELIMIT);
 }
 
 static void
 s_requests (void)
 {
     dp_encode_batch_get (&w, 3, ID, 1ull << 40, 500, DP_MAX_BATCH_WAIT_MS);
-    dp_msg_t msg = s_decode_ok (DP_CMD_BATCH_GET);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_BATCH_GET);
     CHECK_EQ_INT (msg.u.batch.req, 3);
     CHECK (dp_span_eq (msg.u.batch.id, ID));
     CHECK_EQ_INT (msg.u.batch.from, 1ull << 40);
     CHECK_EQ_INT (msg.u.batch.max, 500);
     CHECK_EQ_INT (msg.u.batch.wait_ms, DP_MAX_BATCH_WAIT_MS);
-    s_truncations (DP_CMD_BATCH_GET);
+    dp_testpeer_prefixes_refused (DP_CMD_BATCH_GET, dp_writer_data (&w), dp_writer_size (&w));
     dp_encode_batch_get (&w, 3, ID, 0, 0, 0);
-    s_refused (DP_CMD_BATCH_GET, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_BATCH_GET, DP_ELIMIT);
     dp_encode_batch_get (&w, 3, ID, 0, DP_MAX_BATCH + 1, 0);
-    s_refused (DP_CMD_BATCH_GET, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_BATCH_GET, DP_ELIMIT);
     dp_encode_batch_get (&w, 3, ID, 0, 1, DP_MAX_BATCH_WAIT_MS + 1);
-    s_refused (DP_CMD_BATCH_GET, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_BATCH_GET, DP_ELIMIT);
 
     dp_encode_batch_ack (&w, 4, ID, 77);
-    msg = s_decode_ok (DP_CMD_BATCH_ACK);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_BATCH_ACK);
     CHECK_EQ_INT (msg.u.batch.req, 4);
     CHECK_EQ_INT (msg.u.batch.from, 77);
-    s_truncations (DP_CMD_BATCH_ACK);
+    dp_testpeer_prefixes_refused (DP_CMD_BATCH_ACK, dp_writer_data (&w), dp_writer_size (&w));
 
     dp_encode_batch_list (&w, 5);
-    msg = s_decode_ok (DP_CMD_BATCH_LIST);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_BATCH_LIST);
     CHECK_EQ_INT (msg.u.batch.req, 5);
     CHECK_EQ_INT (msg.u.batch.id.size, 0);
 
     dp_encode_batch_cancel (&w, 6, ID);
-    msg = s_decode_ok (DP_CMD_BATCH_CANCEL);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_BATCH_CANCEL);
     CHECK_EQ_INT (msg.u.batch.req, 6);
     CHECK (dp_span_eq (msg.u.batch.id, ID));
-    s_truncations (DP_CMD_BATCH_CANCEL);
+    dp_testpeer_prefixes_refused (DP_CMD_BATCH_CANCEL, dp_writer_data (&w), dp_writer_size (&w));
 }
 
 static void
@@ -180,7 +136,7 @@ s_reply (void)
     dp_list_add_result (&w, 1, 0, value, sizeof value);
     dp_list_add_error (&w, 2, DPOOL_EFAILED, "boom");
     dp_list_end (&w);
-    dp_msg_t msg = s_decode_ok (DP_CMD_BATCH_REPLY);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_BATCH_REPLY);
     CHECK_EQ_INT (msg.u.batch_reply.req, 7);
     CHECK_EQ_INT (msg.u.batch_reply.code, 0);
     dp_batch_info_t got;
@@ -202,14 +158,14 @@ s_reply (void)
     CHECK (dp_list_next_result (&msg.u.batch_reply.results, &result));
     CHECK_EQ_INT (result.code, DPOOL_EFAILED);
     CHECK (!dp_list_next_result (&msg.u.batch_reply.results, &result));
-    s_truncations (DP_CMD_BATCH_REPLY);
+    dp_testpeer_prefixes_refused (DP_CMD_BATCH_REPLY, dp_writer_data (&w), dp_writer_size (&w));
 
     dp_encode_batch_reply (&w, 8, DPOOL_EDENIED, "not yours");
     dp_list_open (&w);
     dp_list_end (&w);
     dp_list_open (&w);
     dp_list_end (&w);
-    msg = s_decode_ok (DP_CMD_BATCH_REPLY);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_BATCH_REPLY);
     CHECK_EQ_INT (msg.u.batch_reply.code, DPOOL_EDENIED);
     CHECK (dp_span_eq (msg.u.batch_reply.message, "not yours"));
 }
@@ -229,7 +185,7 @@ s_random (void)
         if (size)
             body[0] = (uint8_t)(0x90 | (rand () % 12)); /* mostly arrays */
         dp_msg_t msg;
-        s_decode ((dp_cmd_t)(DP_CMD_BATCH_ADD + i % 6), body, size, &msg);
+        dp_testpeer_decode ((dp_cmd_t)(DP_CMD_BATCH_ADD + i % 6), body, size, &msg);
         free (body);
     }
 }

@@ -5,6 +5,7 @@
     must be refused with a reason and never read out of bounds (ASan in CI).
 */
 #include "dp_proto.h"
+#include "dp_testpeer.h"
 #include "dp_testutil.h"
 #include "dpool.h"
 
@@ -13,37 +14,6 @@
 #include <string.h>
 
 static dp_writer_t w;
-
-static dp_reason_t
-s_decode (dp_cmd_t cmd, const void *body, size_t size, dp_msg_t *msg)
-{
-    uint8_t header[DP_HEADER_SIZE];
-    dp_header_encode (header, cmd);
-    return dp_msg_decode (header, sizeof header, body, size, msg);
-}
-
-/*  Decodes the writer's body as cmd, expecting DP_OK. */
-static dp_msg_t
-s_decode_ok (dp_cmd_t cmd)
-{
-    dp_msg_t msg;
-    CHECK (dp_writer_ok (&w));
-    dp_reason_t rc = s_decode (cmd, dp_writer_data (&w), dp_writer_size (&w), &msg);
-    if (rc != DP_OK)
-        dp_test_fail (__FILE__, __LINE__, "%s decoded as %s", dp_cmd_name (cmd),
-                      dp_reason_name (rc));
-    CHECK_EQ_INT (msg.cmd, cmd);
-    return msg;
-}
-
-/*  The writer's body as cmd must be refused for reason. */
-static void
-s_refused (dp_cmd_t cmd, dp_reason_t reason)
-{
-    dp_msg_t msg;
-    CHECK (dp_writer_ok (&w));
-    CHECK_EQ_INT (s_decode (cmd, dp_writer_data (&w), dp_writer_size (&w), &msg), reason);
-}
 
 static bool
 s_bytes_eq (dp_span_t span, const void *data, size_t size)
@@ -70,13 +40,13 @@ s_requests (void)
 {
     const uint8_t value[] = {0x92, 0xa1, 'i', 0x07}; /* ["i", 7] */
     dp_encode_queue_open (&w, 1ull << 40, "letters", 3);
-    dp_msg_t msg = s_decode_ok (DP_CMD_QUEUE_OPEN);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_OPEN);
     CHECK_EQ_INT (msg.u.queue.req, 1ull << 40);
     CHECK (dp_span_eq (msg.u.queue.name, "letters"));
     CHECK_EQ_INT (msg.u.queue.maxsize, 3);
 
     dp_encode_queue_put (&w, 2, "letters", value, sizeof value, -1, 5);
-    msg = s_decode_ok (DP_CMD_QUEUE_PUT);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_PUT);
     CHECK_EQ_INT (msg.u.queue.req, 2);
     CHECK (dp_span_eq (msg.u.queue.name, "letters"));
     CHECK (s_bytes_eq (msg.u.queue.value, value, sizeof value));
@@ -84,36 +54,36 @@ s_requests (void)
     CHECK_EQ_INT (msg.u.queue.maxsize, 5);
 
     dp_encode_queue_get (&w, 3, "q", INT32_MAX);
-    msg = s_decode_ok (DP_CMD_QUEUE_GET);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_GET);
     CHECK_EQ_INT (msg.u.queue.req, 3);
     CHECK (dp_span_eq (msg.u.queue.name, "q"));
     CHECK_EQ_INT (msg.u.queue.timeout_ms, INT32_MAX);
 
     dp_encode_queue_size (&w, 4, "q");
-    msg = s_decode_ok (DP_CMD_QUEUE_SIZE);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_SIZE);
     CHECK_EQ_INT (msg.u.queue.req, 4);
     CHECK (dp_span_eq (msg.u.queue.name, "q"));
 
     /*  Limits: a name of 1 to 255 bytes, maxsize up to DP_MAX_QUEUE_SIZE, a
         timeout of at least -1, a value of at most DP_MAX_QUEUE_VALUE. */
     dp_encode_queue_open (&w, 1, "", 0);
-    s_refused (DP_CMD_QUEUE_OPEN, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_QUEUE_OPEN, DP_ELIMIT);
     char long_name[DP_MAX_NAME + 2];
     memset (long_name, 'n', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = 0;
     dp_encode_queue_size (&w, 1, long_name); /* the encoder cuts it at the limit */
-    msg = s_decode_ok (DP_CMD_QUEUE_SIZE);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_SIZE);
     CHECK_EQ_INT (msg.u.queue.name.size, DP_MAX_NAME);
     dp_encode_queue_open (&w, 1, "q", DP_MAX_QUEUE_SIZE);
-    s_decode_ok (DP_CMD_QUEUE_OPEN);
+    dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_OPEN);
     dp_encode_queue_open (&w, 1, "q", DP_MAX_QUEUE_SIZE + 1);
-    s_refused (DP_CMD_QUEUE_OPEN, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_QUEUE_OPEN, DP_ELIMIT);
     dp_encode_queue_put (&w, 1, "q", value, sizeof value, 0, DP_MAX_QUEUE_SIZE + 1);
-    s_refused (DP_CMD_QUEUE_PUT, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_QUEUE_PUT, DP_ELIMIT);
     dp_encode_queue_get (&w, 1, "q", -2);
-    s_refused (DP_CMD_QUEUE_GET, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_QUEUE_GET, DP_ELIMIT);
     dp_encode_queue_put (&w, 1, "q", value, sizeof value, -2, 0);
-    s_refused (DP_CMD_QUEUE_PUT, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_QUEUE_PUT, DP_ELIMIT);
 
     /*  The largest value passes, one byte more does not. */
     size_t big = DP_MAX_QUEUE_VALUE;
@@ -127,7 +97,7 @@ s_requests (void)
     bin[3] = (uint8_t)(n >> 8);
     bin[4] = (uint8_t)n;
     dp_encode_queue_put (&w, 1, "q", bin, big, 0, 0);
-    s_decode_ok (DP_CMD_QUEUE_PUT);
+    dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_PUT);
     n++;
     bin = realloc (bin, big + 1);
     CHECK (bin);
@@ -137,7 +107,7 @@ s_requests (void)
     bin[4] = (uint8_t)n;
     bin[big] = 0;
     dp_encode_queue_put (&w, 1, "q", bin, big + 1, 0, 0);
-    s_refused (DP_CMD_QUEUE_PUT, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_QUEUE_PUT, DP_ELIMIT);
     free (bin);
 
     /*  A value nested deeper than a worker can unpack. */
@@ -145,11 +115,11 @@ s_requests (void)
     memset (deep, 0x91, sizeof deep - 1);
     deep[sizeof deep - 1] = 0x00;
     dp_encode_queue_put (&w, 1, "q", deep, sizeof deep, 0, 0);
-    s_refused (DP_CMD_QUEUE_PUT, DP_EBODY);
+    dp_testpeer_refused (&w, DP_CMD_QUEUE_PUT, DP_EBODY);
 
     /*  Later minor versions may append fields. */
     static const uint8_t longer[] = {0x93, 0x05, 0xa1, 'q', 0xc3}; /* SIZE [5, "q", true] */
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_SIZE, longer, sizeof longer, &msg), DP_OK);
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_SIZE, longer, sizeof longer, &msg), DP_OK);
     CHECK_EQ_INT (msg.u.queue.req, 5);
 }
 
@@ -158,7 +128,7 @@ s_reply_ack_progress (void)
 {
     const uint8_t value[] = {0xa1, 't'};
     dp_encode_queue_reply (&w, 9, 4, 6, value, sizeof value, 77);
-    dp_msg_t msg = s_decode_ok (DP_CMD_QUEUE_REPLY);
+    dp_msg_t msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_REPLY);
     CHECK_EQ_INT (msg.u.queue_reply.req, 9);
     CHECK_EQ_INT (msg.u.queue_reply.code, 0);
     CHECK_EQ_INT (msg.u.queue_reply.size, 4);
@@ -167,12 +137,12 @@ s_reply_ack_progress (void)
     CHECK_EQ_INT (msg.u.queue_reply.token, 77);
 
     dp_encode_queue_reply (&w, 10, 0, 0, NULL, 0, 0);
-    msg = s_decode_ok (DP_CMD_QUEUE_REPLY);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_REPLY);
     CHECK (s_bytes_eq (msg.u.queue_reply.value, "\xc0", 1));
     CHECK_EQ_INT (msg.u.queue_reply.token, 0);
 
     dp_encode_queue_fail (&w, 11, DPOOL_EAGAIN, 0, 2, "queue is empty");
-    msg = s_decode_ok (DP_CMD_QUEUE_REPLY);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_REPLY);
     CHECK_EQ_INT (msg.u.queue_reply.code, DPOOL_EAGAIN);
     CHECK_EQ_INT (msg.u.queue_reply.maxsize, 2);
     /*  The value spans the whole str item, header included. */
@@ -180,32 +150,34 @@ s_reply_ack_progress (void)
 
     /*  A failure carries no token: one that does is malformed. */
     static const uint8_t failed_token[] = {0x96, 0x01, 0x0b, 0x00, 0x00, 0xa1, 'x', 0x05};
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_REPLY, failed_token, sizeof failed_token, &msg),
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_REPLY, failed_token, sizeof failed_token, &msg),
                   DP_EBODY);
     /*  A failure's value must be a str. */
     static const uint8_t failed_nil[] = {0x96, 0x01, 0x0b, 0x00, 0x00, 0xc0, 0x00};
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_REPLY, failed_nil, sizeof failed_nil, &msg), DP_EBODY);
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_REPLY, failed_nil, sizeof failed_nil, &msg),
+                  DP_EBODY);
     /*  A size over the limit. */
     static const uint8_t huge_size[] = {0x96, 0x01, 0x00, 0xce, 0x7f, 0xff,
                                         0xff, 0xff, 0x00, 0xc0, 0x00};
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_REPLY, huge_size, sizeof huge_size, &msg), DP_ELIMIT);
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_REPLY, huge_size, sizeof huge_size, &msg),
+                  DP_ELIMIT);
 
     dp_encode_queue_ack (&w, 77, true);
-    msg = s_decode_ok (DP_CMD_QUEUE_ACK);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_ACK);
     CHECK_EQ_INT (msg.u.queue_ack.token, 77);
     CHECK (msg.u.queue_ack.accept);
     dp_encode_queue_ack (&w, UINT64_MAX, false);
-    msg = s_decode_ok (DP_CMD_QUEUE_ACK);
+    msg = dp_testpeer_decode_ok (&w, DP_CMD_QUEUE_ACK);
     CHECK (msg.u.queue_ack.token == UINT64_MAX);
     CHECK (!msg.u.queue_ack.accept);
     static const uint8_t ack_int[] = {0x92, 0x01, 0x01}; /* accept is not a bool */
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_ACK, ack_int, sizeof ack_int, &msg), DP_EBODY);
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_ACK, ack_int, sizeof ack_int, &msg), DP_EBODY);
 
     const uint8_t frac[] = {0x92, 0x03, 0x0a}; /* [3, 10] */
     for (int round = 0; round < 2; round++) {
         dp_cmd_t cmd = round ? DP_CMD_WORK_STATUS : DP_CMD_PROGRESS;
         dp_encode_progress (&w, 123456789, frac, sizeof frac);
-        msg = s_decode_ok (cmd);
+        msg = dp_testpeer_decode_ok (&w, cmd);
         CHECK_EQ_INT (msg.u.progress.id, 123456789);
         CHECK (s_bytes_eq (msg.u.progress.value, frac, sizeof frac));
     }
@@ -216,17 +188,17 @@ s_reply_ack_progress (void)
     big[1] = (uint8_t)((sizeof big - 3) >> 8);
     big[2] = (uint8_t)(sizeof big - 3);
     dp_encode_progress (&w, 1, big, sizeof big);
-    s_refused (DP_CMD_PROGRESS, DP_ELIMIT);
+    dp_testpeer_refused (&w, DP_CMD_PROGRESS, DP_ELIMIT);
     /*  Nested deeper than DP_MAX_PROGRESS_DEPTH: the status map carries it. */
     uint8_t deep[DP_MAX_PROGRESS_DEPTH + 2];
     memset (deep, 0x91, sizeof deep - 1);
     deep[sizeof deep - 1] = 0x00;
     dp_encode_progress (&w, 1, deep + 1, sizeof deep - 1);
-    s_decode_ok (DP_CMD_PROGRESS);
+    dp_testpeer_decode_ok (&w, DP_CMD_PROGRESS);
     dp_encode_progress (&w, 1, deep, sizeof deep);
-    s_refused (DP_CMD_PROGRESS, DP_EBODY);
+    dp_testpeer_refused (&w, DP_CMD_PROGRESS, DP_EBODY);
     dp_encode_progress (&w, 1, big, 0); /* no value at all */
-    s_refused (DP_CMD_WORK_STATUS, DP_EBODY);
+    dp_testpeer_refused (&w, DP_CMD_WORK_STATUS, DP_EBODY);
 }
 
 /*  Every prefix of every valid body is refused, and so is every body with
@@ -274,20 +246,13 @@ s_truncated_and_mutated (void)
         CHECK (body);
         memcpy (body, dp_writer_data (&w), size);
         dp_msg_t msg;
-        CHECK_EQ_INT (s_decode (cases[c].cmd, body, size, &msg), DP_OK);
-        for (size_t cut = 0; cut < size; cut++) {
-            /*  An exact-size copy, so that ASan sees any read past its end. */
-            uint8_t *prefix = malloc (cut ? cut : 1);
-            CHECK (prefix);
-            memcpy (prefix, body, cut);
-            CHECK (s_decode (cases[c].cmd, prefix, cut, &msg) != DP_OK);
-            free (prefix);
-        }
+        CHECK_EQ_INT (dp_testpeer_decode (cases[c].cmd, body, size, &msg), DP_OK);
+        dp_testpeer_prefixes_refused (cases[c].cmd, body, size);
         for (size_t at = 0; at < size; at++)
             for (size_t h = 0; h < sizeof hostile; h++) {
                 uint8_t saved = body[at];
                 body[at] = hostile[h];
-                s_decode (cases[c].cmd, body, size, &msg); /* any answer but a crash */
+                dp_testpeer_decode (cases[c].cmd, body, size, &msg); /* any answer but a crash */
                 body[at] = saved;
             }
         /*  Trailing bytes after the one item are malformed. */
@@ -295,7 +260,7 @@ s_truncated_and_mutated (void)
         CHECK (longer);
         memcpy (longer, body, size);
         longer[size] = 0xc0;
-        CHECK_EQ_INT (s_decode (cases[c].cmd, longer, size + 1, &msg), DP_EBODY);
+        CHECK_EQ_INT (dp_testpeer_decode (cases[c].cmd, longer, size + 1, &msg), DP_EBODY);
         free (longer);
         free (body);
     }
@@ -308,7 +273,7 @@ s_wrong_types (void)
     /*  [req, name, value, timeout_ms, maxsize] */
     static const uint8_t good[] = {0x95, 0x01, 0xa1, 'q', 0xc0, 0xff, 0x00};
     dp_msg_t msg;
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_PUT, good, sizeof good, &msg), DP_OK);
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_PUT, good, sizeof good, &msg), DP_OK);
     CHECK_EQ_INT (msg.u.queue.timeout_ms, -1);
     static const size_t field_at[] = {1, 2, 5, 6}; /* the value (4) may be anything */
     for (size_t i = 0; i < sizeof field_at / sizeof field_at[0]; i++) {
@@ -317,23 +282,24 @@ s_wrong_types (void)
         copy[field_at[i]] = 0xc2; /* false */
         if (field_at[i] == 2)
             copy[3] = 0xc0; /* and nil where the name's byte was */
-        CHECK (s_decode (DP_CMD_QUEUE_PUT, copy, sizeof copy, &msg) != DP_OK);
+        CHECK (dp_testpeer_decode (DP_CMD_QUEUE_PUT, copy, sizeof copy, &msg) != DP_OK);
     }
     /*  A negative req; a map instead of the array; too few fields. */
     uint8_t neg[sizeof good];
     memcpy (neg, good, sizeof good);
     neg[1] = 0xff;
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_PUT, neg, sizeof neg, &msg), DP_EBODY);
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_PUT, neg, sizeof neg, &msg), DP_EBODY);
     static const uint8_t map[] = {0x81, 0x01, 0x02};
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_GET, map, sizeof map, &msg), DP_EBODY);
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_GET, map, sizeof map, &msg), DP_EBODY);
     static const uint8_t short_get[] = {0x92, 0x01, 0xa1, 'q'};
-    CHECK_EQ_INT (s_decode (DP_CMD_QUEUE_GET, short_get, sizeof short_get, &msg), DP_EBODY);
+    CHECK_EQ_INT (dp_testpeer_decode (DP_CMD_QUEUE_GET, short_get, sizeof short_get, &msg),
+                  DP_EBODY);
     static const uint8_t empty[] = {0x90};
     dp_cmd_t cmds[] = {DP_CMD_QUEUE_OPEN,  DP_CMD_QUEUE_PUT, DP_CMD_QUEUE_GET, DP_CMD_QUEUE_SIZE,
                        DP_CMD_QUEUE_REPLY, DP_CMD_QUEUE_ACK, DP_CMD_PROGRESS,  DP_CMD_WORK_STATUS};
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
-        CHECK_EQ_INT (s_decode (cmds[c], empty, sizeof empty, &msg), DP_EBODY);
-        CHECK_EQ_INT (s_decode (cmds[c], NULL, 0, &msg), DP_EBODY);
+        CHECK_EQ_INT (dp_testpeer_decode (cmds[c], empty, sizeof empty, &msg), DP_EBODY);
+        CHECK_EQ_INT (dp_testpeer_decode (cmds[c], NULL, 0, &msg), DP_EBODY);
     }
 }
 
@@ -357,7 +323,7 @@ s_random (void)
             body[0] = (uint8_t)(0x92 | (body[0] & 0x07)); /* a plausible array */
         dp_cmd_t cmd = (dp_cmd_t)(DP_CMD_QUEUE_OPEN + x % (DP_CMD_COUNT_ - DP_CMD_QUEUE_OPEN));
         dp_msg_t msg;
-        if (s_decode (cmd, body, size, &msg) == DP_OK) {
+        if (dp_testpeer_decode (cmd, body, size, &msg) == DP_OK) {
             dp_span_t spans[2] = {{NULL, 0}, {NULL, 0}};
             if (cmd <= DP_CMD_QUEUE_SIZE) {
                 spans[0] = msg.u.queue.name;
