@@ -14,8 +14,24 @@ This package holds the programs, the library with its header, pkg-config file an
 CMake package, man pages and systemd units.")
 set (CPACK_STRIP_FILES ON)
 set (CPACK_GENERATOR DEB)
-# The install of this build, less component mpi: Unspecified is the rest.
-set (CPACK_INSTALL_CMAKE_PROJECTS "${PROJECT_BINARY_DIR};dpool;Unspecified;/")
+# One package per install component: dpool (Unspecified: all but MPI's)
+# and, when libdpool_mpi is built, dpool-mpi (component mpi), which alone
+# pulls Open MPI in.
+set (CPACK_DEB_COMPONENT_INSTALL ON)
+set (CPACK_COMPONENTS_ALL Unspecified)
+if (TARGET dpool_mpi)
+    list (APPEND CPACK_COMPONENTS_ALL mpi)
+endif ()
+set (CPACK_DEBIAN_UNSPECIFIED_PACKAGE_NAME dpool)
+set (CPACK_DEBIAN_MPI_PACKAGE_NAME dpool-mpi)
+set (CPACK_DEBIAN_MPI_PACKAGE_DEPENDS "dpool (= ${PROJECT_VERSION})")
+# Each package's description: its summary line, then the text.
+set (CPACK_DEBIAN_UNSPECIFIED_DESCRIPTION
+     "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}\n${CPACK_PACKAGE_DESCRIPTION}")
+set (CPACK_DEBIAN_MPI_DESCRIPTION "MPI as the bootstrap of dpool's SPMD pools
+libdpool_mpi with its header, dpool_mpi.pc and the CMake package's component \
+mpi: one program started by mpirun or srun is one pool.")
+set (CPACK_PACKAGE_DESCRIPTION_SUMMARY IGNORE) # not prepended to the above
 set (CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set (CPACK_DEBIAN_PACKAGE_SECTION devel)
 set (CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)

@@ -236,10 +236,11 @@ s_case_units (void)
     free (err);
 }
 
-/*  cpack -G DEB makes one .deb of the install for /usr: its control
-    names the shared libraries the programs need, and it holds the
-    programs, the library, dpool.pc, the CMake package, man pages and
-    units, and no libdpool_mpi. */
+/*  cpack -G DEB makes a .deb of the install for /usr: its control names
+    the shared libraries the programs need, and it holds the programs, the
+    library, dpool.pc, the CMake package, man pages and units, and no
+    libdpool_mpi; that one, when built, is in a second .deb, dpool-mpi,
+    which depends on dpool and on Open MPI. */
 static void
 s_case_deb (void)
 {
@@ -274,6 +275,27 @@ s_case_deb (void)
             dp_test_fail (__FILE__, __LINE__, "the .deb lacks '%s':\n%s", wanted[i], out);
     CHECK (!strstr (out, "dpool_mpi") && !strstr (out, "openmpi"));
     free (out);
+#ifdef DPOOL_INSTALL_MPI
+    /*  libdpool_mpi has a package of its own, the one that needs MPI. */
+    snprintf (script, sizeof script,
+              "cd '%s/deb' && dpkg-deb -f dpool-mpi_%s_*.deb Package Depends && echo ---- && "
+              "dpkg-deb -c dpool-mpi_%s_*.deb",
+              dp_test_dir (), DPOOL_VERSION_STRING, DPOOL_VERSION_STRING);
+    out = s_sh ("cpack_mpi", script);
+    const char *mpi_wanted[] = {"Package: dpool-mpi\n",
+                                "dpool (= " DPOOL_VERSION_STRING ")",
+                                "libopenmpi",
+                                "./usr/include/dpool_mpi.h\n",
+                                "./usr/lib/libdpool_mpi.so.0.1.0\n",
+                                "./usr/lib/pkgconfig/dpool_mpi.pc\n",
+                                "./usr/lib/cmake/dpool/dpoolMpiTargets.cmake\n"};
+    for (size_t i = 0; i < sizeof mpi_wanted / sizeof mpi_wanted[0]; i++)
+        if (!strstr (out, mpi_wanted[i]))
+            dp_test_fail (__FILE__, __LINE__, "the dpool-mpi .deb lacks '%s':\n%s", mpi_wanted[i],
+                          out);
+    CHECK (!strstr (out, "./usr/bin/"));
+    free (out);
+#endif
     snprintf (script, sizeof script,
               "cd '%s/deb' && dpkg-deb -x dpool_%s_*.deb root && "
               "grep '^ExecStart=' root/usr/lib/systemd/system/dpool-broker.service",
