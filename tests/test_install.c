@@ -111,6 +111,23 @@ s_build_with_pkg_config (const char *prefix, const char *module, const char *nam
     return s_sh (name, script);
 }
 
+/*  Builds examples/consumer with CMake and nothing but find_package from
+    the prefix (its CMakeLists.txt), quietly, and runs the program NAME it
+    made (through runner, unless it is ""); returns its stdout, which the
+    caller frees. */
+static char *
+s_build_with_cmake (const char *prefix, const char *name, const char *runner)
+{
+    char script[4096];
+    snprintf (script, sizeof script,
+              "'%s' -S '%s/examples/consumer' -B '%s/consumer' -DCMAKE_PREFIX_PATH='%s' "
+              "-DCMAKE_C_COMPILER='%s' >/dev/null && '%s' --build '%s/consumer' >/dev/null && "
+              "%s '%s/consumer/%s'",
+              DPOOL_CMAKE, DPOOL_SOURCE_DIR, dp_test_dir (), prefix, DPOOL_CC, DPOOL_CMAKE,
+              dp_test_dir (), runner, dp_test_dir (), name);
+    return s_sh ("cmake", script);
+}
+
 /*  `pkg-config --cflags --libs dpool` is all the example needs (msgpack's
     -lmsgpackc comes through Requires); it runs an embedded pool. */
 static void
@@ -128,16 +145,8 @@ s_case_pkg_config (void)
 static void
 s_case_find_package (void)
 {
-    const char *prefix = s_install ();
-    char script[4096];
-    snprintf (script, sizeof script,
-              "'%s' -S '%s/examples/consumer' -B '%s/consumer' -DCMAKE_PREFIX_PATH='%s' "
-              "-DCMAKE_C_COMPILER='%s' && '%s' --build '%s/consumer' && '%s/consumer/square'",
-              DPOOL_CMAKE, DPOOL_SOURCE_DIR, dp_test_dir (), prefix, DPOOL_CC, DPOOL_CMAKE,
-              dp_test_dir (), dp_test_dir ());
-    char *out = s_sh ("consumer", script);
-    const char *last = strstr (out, SQUARE_OUT);
-    CHECK (last && strcmp (last, SQUARE_OUT) == 0);
+    char *out = s_build_with_cmake (s_install (), "square", "");
+    CHECK_EQ_STR (out, SQUARE_OUT);
     free (out);
 }
 
@@ -160,14 +169,7 @@ s_case_mpi (void)
     char *out = s_build_with_pkg_config (prefix, "dpool_mpi", "spmd_square", mpirun);
     CHECK_EQ_STR (out, "285\n");
     free (out);
-    char script[4096];
-    snprintf (script, sizeof script,
-              "'%s' -S '%s/examples/consumer' -B '%s/consumer_mpi' -DCMAKE_PREFIX_PATH='%s' "
-              "-DCMAKE_C_COMPILER='%s' >/dev/null && '%s' --build '%s/consumer_mpi' >/dev/null && "
-              "%s '%s/consumer_mpi/spmd_square'",
-              DPOOL_CMAKE, DPOOL_SOURCE_DIR, dp_test_dir (), prefix, DPOOL_CC, DPOOL_CMAKE,
-              dp_test_dir (), mpirun, dp_test_dir ());
-    out = s_sh ("spmd_cmake", script);
+    out = s_build_with_cmake (prefix, "spmd_square", mpirun);
     CHECK_EQ_STR (out, "285\n");
     free (out);
 #endif
@@ -236,6 +238,16 @@ s_case_units (void)
     free (err);
 }
 
+/*  Fails unless out (what dpkg-deb said of the .deb named deb) holds each
+    of the count strings of wanted. */
+static void
+s_expect_listed (const char *out, const char *deb, const char *const *wanted, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!strstr (out, wanted[i]))
+            dp_test_fail (__FILE__, __LINE__, "the %s .deb lacks '%s':\n%s", deb, wanted[i], out);
+}
+
 /*  cpack -G DEB makes a .deb of the install for /usr: its control names
     the shared libraries the programs need, and it holds the programs, the
     library, dpool.pc, the CMake package, man pages and units, and no
@@ -270,9 +282,7 @@ s_case_deb (void)
                             "./usr/lib/systemd/system/dpool-worker@.service\n",
                             "./usr/share/man/man1/dpool-broker.1",
                             "./usr/share/man/man3/dpool.3"};
-    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++)
-        if (!strstr (out, wanted[i]))
-            dp_test_fail (__FILE__, __LINE__, "the .deb lacks '%s':\n%s", wanted[i], out);
+    s_expect_listed (out, "dpool", wanted, sizeof wanted / sizeof wanted[0]);
     CHECK (!strstr (out, "dpool_mpi") && !strstr (out, "openmpi"));
     free (out);
 #ifdef DPOOL_INSTALL_MPI
@@ -289,10 +299,7 @@ s_case_deb (void)
                                 "./usr/lib/libdpool_mpi.so.0.1.0\n",
                                 "./usr/lib/pkgconfig/dpool_mpi.pc\n",
                                 "./usr/lib/cmake/dpool/dpoolMpiTargets.cmake\n"};
-    for (size_t i = 0; i < sizeof mpi_wanted / sizeof mpi_wanted[0]; i++)
-        if (!strstr (out, mpi_wanted[i]))
-            dp_test_fail (__FILE__, __LINE__, "the dpool-mpi .deb lacks '%s':\n%s", mpi_wanted[i],
-                          out);
+    s_expect_listed (out, "dpool-mpi", mpi_wanted, sizeof mpi_wanted / sizeof mpi_wanted[0]);
     CHECK (!strstr (out, "./usr/bin/"));
     free (out);
 #endif

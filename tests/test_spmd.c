@@ -198,15 +198,22 @@ s_free_port (void)
     return ntohs (addr.sin_port);
 }
 
+/*  True if the file name (in the test directory) holds text. */
+static bool
+s_file_has (const char *name, const char *text)
+{
+    char *content = dp_test_read_file (dp_test_path (name));
+    bool yes = content && strstr (content, text);
+    free (content);
+    return yes;
+}
+
 /*  True when the file named arg (in the test directory) says a worker
     registered with rank 0's broker. */
 static bool
 s_registered (void *arg)
 {
-    char *text = dp_test_read_file (dp_test_path ((const char *)arg));
-    bool yes = text && strstr (text, "registered with broker");
-    free (text);
-    return yes;
+    return s_file_has ((const char *)arg, "registered with broker");
 }
 
 /*  True when no process is left in the group arg (a pid_t *). */
@@ -222,10 +229,7 @@ static bool
 s_root_ended (void *arg)
 {
     (void)arg;
-    char *text = dp_test_read_file (dp_test_path ("rank0.err"));
-    bool yes = text && strstr (text, ") gone with ");
-    free (text);
-    return yes;
+    return s_file_has ("rank0.err", ") gone with ");
 }
 
 /*  A short job whose map ends before its last rank has started (mpirun
