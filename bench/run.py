@@ -216,11 +216,12 @@ def make_jobs(args, scale, mpi, scales=None):
     python = baseline_python()
     quick = scale < 1
 
-    def dpool(mode, workload):
-        own = scales.get(("dpool " + mode, workload), scale)
-        return Job("dpool " + mode, workload,
+    def dpool(mode, workload, system=None, extra=()):
+        system = system or "dpool " + mode
+        own = scales.get((system, workload), scale)
+        return Job(system, workload,
                    [args.dpool_bench, "--workload", workload, "--mode", mode, "--scale",
-                    "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker])
+                    "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker] + list(extra))
 
     def forwarder(transport):
         return [args.forwarder, "--transport", transport, "--workers", str(PROCS)]
@@ -262,11 +263,7 @@ def make_jobs(args, scale, mpi, scales=None):
         if workload not in FWD_ECHO:
             jobs += [dpool(mode, workload) for mode in ("embedded", "tcp", "ipc")]
     for workload in JOURNAL_WORKLOADS:
-        own = scales.get((JOURNAL_SYSTEM, workload), scale)
-        jobs.append(Job(JOURNAL_SYSTEM, workload,
-                        [args.dpool_bench, "--workload", workload, "--mode", "tcp", "--scale",
-                         "%g" % own, "--procs", str(PROCS), "--broker-bin", args.broker,
-                         "--journal-sync", JOURNAL_SYNC]))
+        jobs.append(dpool("tcp", workload, JOURNAL_SYSTEM, ["--journal-sync", JOURNAL_SYNC]))
     jobs.append(Job("sleep floor", "sleep_floor",
                     [python, os.path.join(BENCH_DIR, "pool_baseline.py"), "--workload",
                      "sleep_floor", "--scale", str(scale), "--procs", str(PROCS)]))
