@@ -605,6 +605,7 @@ main (int argc, char *argv[])
     config.trim_memory = true; /* the process is the broker's alone */
     dp_log_set_tag ("dpool-broker");
     dp_malloc_keep ();
+    dp_malloc_one_arena (); /* so that its malloc_trim reaches every thread's frees */
     s_from_environment (&config);
     s_log_from_environment ();
     int rc = s_parse (argc, argv, &config);

@@ -428,6 +428,14 @@ dp_malloc_keep (void)
 #endif
 }
 
+void
+dp_malloc_one_arena (void)
+{
+#ifdef __GLIBC__
+    mallopt (M_ARENA_MAX, 1);
+#endif
+}
+
 double
 dp_proc_cpu_seconds (int pid)
 {

@@ -136,6 +136,14 @@ dp_parse_int (const char *text, long min, long max, long *value);
 void
 dp_malloc_keep (void);
 
+/*  For a process that gives memory back with malloc_trim (the broker):
+    every thread allocates from glibc's main arena. malloc_trim shrinks
+    only the main arena's top; a thread arena's top (where the ZeroMQ I/O
+    thread's messages come from) would keep up to DP_MALLOC_KEEP after a
+    burst. Call before any thread starts. A no-op outside glibc. */
+void
+dp_malloc_one_arena (void);
+
 /*  The CPU seconds (user + system) process pid has used, from
     /proc/pid/stat; -1 if it cannot be read. For the tests and the bench. */
 double
