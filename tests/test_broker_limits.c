@@ -437,7 +437,7 @@ s_case_named_bytes (void)
 
 #define BURST_TASKS 400
 #define BURST_ARGS  (128 * 1024)
-#define RETAINED    (16 << 20) /* what the broker may keep after a burst (README) */
+#define RETAINED    (4 << 20) /* what the broker may keep after a burst (README) */
 
 /*  A burst of 50 MB of queued arguments, held below a live record (a
     small task submitted after them, still queued), is cancelled: the
