@@ -150,6 +150,28 @@ s_case_map_results_in_input_order (const char *transport)
     dp_test_check_range (result, 5000);
     dpool_result_destroy (&result);
 
+    /*  A map whose objects ask for huge pages (over 2 MiB of them): nil
+        and integer values, each stored straight into its object, read
+        back in order. */
+    enum { HUGE_MAP = 100000 };
+    dp_test_buf_clear (&buf);
+    for (int i = 0; i < HUGE_MAP; i++) {
+        if (i % 2)
+            msgpack_pack_int (&buf.pk, i);
+        else
+            msgpack_pack_nil (&buf.pk);
+    }
+    result = dpool_pool_map (pool, "echo", buf.sbuf.data, buf.sbuf.size, 0, NULL);
+    CHECK (result);
+    CHECK_EQ_INT (dpool_result_get (result, 0, &value), 0);
+    CHECK (value.type == MSGPACK_OBJECT_ARRAY && value.via.array.size == HUGE_MAP);
+    for (int i = 0; i < HUGE_MAP; i++) {
+        const msgpack_object *item = &value.via.array.ptr[i];
+        if (i % 2 ? !dp_test_is_int (item, i) : item->type != MSGPACK_OBJECT_NIL)
+            dp_test_fail (__FILE__, __LINE__, "item %d: type %d", i, (int)item->type);
+    }
+    dpool_result_destroy (&result);
+
     /*  starmap: each object is the argument list. */
     dp_test_buf_clear (&buf);
     for (int i = 0; i < 20; i++) {
