@@ -12,6 +12,7 @@
 #include "dpool.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -409,12 +410,61 @@ s_case_junk (void)
     s_finish ();
 }
 
+/*  ---------------------------------------------------------------------------
+    --io-threads: the broker runs that many ZeroMQ I/O threads (by their
+    names in /proc), two by default on a machine with more than one CPU;
+    a value out of range is a usage error naming the option.
+*/
+
+/*  The threads of pid named ZMQbg/IO/N. */
+static int
+s_io_threads (pid_t pid)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *dir = opendir (path);
+    CHECK (dir);
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir (dir))) {
+        if (entry->d_name[0] == '.')
+            continue;
+        char comm[sizeof path + sizeof entry->d_name + 8];
+        snprintf (comm, sizeof comm, "%s/%s/comm", path, entry->d_name);
+        char *name = dp_test_read_file (comm);
+        if (name && strncmp (name, "ZMQbg/IO/", 9) == 0)
+            count++;
+        free (name);
+    }
+    closedir (dir);
+    return count;
+}
+
+static void
+s_case_io_threads (void)
+{
+    const char *const three[] = {"--io-threads", "3", NULL};
+    s_start (three);
+    CHECK_EQ_INT (s_io_threads (s_broker.pid), 3);
+    s_finish ();
+    s_start (NULL);
+    CHECK_EQ_INT (s_io_threads (s_broker.pid), dp_cpu_count () > 1 ? 2 : 1);
+    s_finish ();
+    const char *bad[] = {dp_test_broker_bin, "--bind", dp_test_ipc ("bad"),
+                         "--io-threads",     "0",      NULL};
+    pid_t pid = dp_test_spawn ("bad", (char *const *)bad);
+    int status = dp_test_wait_exit (pid, WAIT_MS);
+    CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    dp_test_check_contains ("bad", "err", "invalid --io-threads '0'");
+}
+
 static const dp_test_case_t s_cases[] = {
     {"broker_conns_worker_death", s_case_worker_death},
     {"broker_conns_worker_cut", s_case_worker_cut},
     {"broker_conns_fd_limit", s_case_fd_limit},
     {"broker_conns_per_peer", s_case_per_peer},
     {"broker_conns_junk", s_case_junk},
+    {"broker_conns_io_threads", s_case_io_threads},
 };
 
 int
