@@ -440,15 +440,35 @@ s_io_threads (pid_t pid)
     return count;
 }
 
+static int s_io_wanted;
+
+static bool
+s_io_threads_named (void *arg)
+{
+    (void)arg;
+    return s_io_threads (s_broker.pid) == s_io_wanted;
+}
+
+/*  Waits until the broker runs wanted I/O threads: each names itself once
+    it runs, a moment after the broker has bound. */
+static void
+s_expect_io_threads (int wanted)
+{
+    s_io_wanted = wanted;
+    if (!dp_test_wait_until (s_io_threads_named, NULL, WAIT_MS))
+        dp_test_fail (__FILE__, __LINE__, "%d ZeroMQ I/O threads, expected %d",
+                      s_io_threads (s_broker.pid), wanted);
+}
+
 static void
 s_case_io_threads (void)
 {
     const char *const three[] = {"--io-threads", "3", NULL};
     s_start (three);
-    CHECK_EQ_INT (s_io_threads (s_broker.pid), 3);
+    s_expect_io_threads (3);
     s_finish ();
     s_start (NULL);
-    CHECK_EQ_INT (s_io_threads (s_broker.pid), dp_cpu_count () > 1 ? 2 : 1);
+    s_expect_io_threads (dp_cpu_count () > 1 ? 2 : 1);
     s_finish ();
     const char *bad[] = {dp_test_broker_bin, "--bind", dp_test_ipc ("bad"),
                          "--io-threads",     "0",      NULL};
