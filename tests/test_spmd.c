@@ -93,6 +93,16 @@ s_expect_exit (pid_t pid, const char *tag, int status, int timeout_ms)
     free (err);
 }
 
+/*  The rendezvous of a job whose ranks meet in a file of the test's
+    directory (a static buffer). */
+static const char *
+s_file_rendezvous (void)
+{
+    static char rendezvous[1024];
+    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    return rendezvous;
+}
+
 /*  Reads rank 0's report: the sum must be that of 0..tasks-1 squared, and
     the processes that ran tasks are put in pids (returns how many). */
 static int
@@ -163,8 +173,7 @@ s_job (s_launch_t launch, const char *rendezvous)
 static void
 s_case_file (void)
 {
-    char rendezvous[1024];
-    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *rendezvous = s_file_rendezvous ();
     s_job (LAUNCH_SLURM, rendezvous);
     s_expect_err ("rank0", "(CURVE)"); /* by default, with a file to carry the keys */
     /*  Rank 0 removed its card when its pool ended. */
@@ -239,8 +248,7 @@ s_root_ended (void *arg)
 static void
 s_case_late_rank (void)
 {
-    char rendezvous[1024];
-    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *rendezvous = s_file_rendezvous ();
     pid_t one = s_rank (LAUNCH_SLURM, 1, 3, rendezvous, "20", "0", NULL);
     pid_t root = s_rank (LAUNCH_SLURM, 0, 3, rendezvous, "20", "0", NULL);
     /*  The map has ended (on rank 1): rank 0 is in its pool's end. */
@@ -261,8 +269,7 @@ s_case_late_rank (void)
 static void
 s_case_kill_worker_rank (void)
 {
-    char rendezvous[1024];
-    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *rendezvous = s_file_rendezvous ();
     pid_t two = s_rank (LAUNCH_SLURM, 2, 3, rendezvous, "40", "100", NULL);
     pid_t one = s_rank (LAUNCH_SLURM, 1, 3, rendezvous, "40", "100", NULL);
     pid_t root = s_rank (LAUNCH_SLURM, 0, 3, rendezvous, "40", "100", NULL);
@@ -284,8 +291,7 @@ s_case_kill_worker_rank (void)
 static void
 s_case_kill_root (void)
 {
-    char rendezvous[1024];
-    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *rendezvous = s_file_rendezvous ();
     pid_t ranks[3];
     for (int r = 2; r >= 0; r--)
         ranks[r] = s_rank (LAUNCH_SLURM, r, 3, rendezvous, "1000", "100", NULL);
@@ -319,8 +325,7 @@ static void
 s_case_unreachable (void)
 {
     const char *timeout[] = {"DPOOL_SPMD_TIMEOUT_MS=500", NULL};
-    char rendezvous[1024];
-    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *rendezvous = s_file_rendezvous ();
     pid_t rank = s_rank (LAUNCH_SLURM, 1, 2, rendezvous, "1", "0", timeout);
     s_expect_exit (rank, "rank1", 1, RUN_MS);
     s_expect_err ("rank1", "rank 0 wrote no endpoint to");
@@ -486,8 +491,7 @@ s_curve_refusals (const dp_card_t *card)
 static void
 s_case_curve (void)
 {
-    char rendezvous[1024];
-    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *rendezvous = s_file_rendezvous ();
     const char *extra[] = {"DPOOL_SPMD_CURVE=1", "DPOOL_SPMD_ROOT_PROCS=1", NULL};
     pid_t ranks[RANKS];
     for (int r = RANKS - 1; r >= 0; r--)
@@ -522,8 +526,7 @@ s_case_curve (void)
 static void
 s_case_curve_mismatch (void)
 {
-    char rendezvous[1024];
-    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *rendezvous = s_file_rendezvous ();
     const char *off[] = {"DPOOL_SPMD_CURVE=0", NULL};
     const char *on[] = {"DPOOL_SPMD_CURVE=1", NULL};
     pid_t root = s_rank (LAUNCH_SLURM, 0, 2, rendezvous, "1", "0", off);
@@ -550,8 +553,7 @@ s_case_foreign_card (void)
     CHECK (file && fputs (text, file) >= 0 && fclose (file) == 0);
     CHECK (chmod (dp_test_path ("rendezvous"), 0644) == 0);
     const char *timeout[] = {"DPOOL_SPMD_TIMEOUT_MS=500", NULL};
-    char rendezvous[1024];
-    snprintf (rendezvous, sizeof rendezvous, "file:%s", dp_test_path ("rendezvous"));
+    const char *rendezvous = s_file_rendezvous ();
     pid_t rank = s_rank (LAUNCH_SLURM, 1, 2, rendezvous, "1", "0", timeout);
     s_expect_exit (rank, "rank1", 1, RUN_MS);
     s_expect_err ("rank1", "ignoring the rendezvous");
